@@ -1,0 +1,127 @@
+// Admin commands: policies, enrollment tokens, agents, actions — on whichever store the config names.
+import { readFileSync } from 'node:fs';
+import type { Argv } from 'yargs';
+import { parse as parseYaml } from 'yaml';
+import { Admin, type PolicyInput } from '../fleet/admin';
+import { openStore } from '../store/open';
+import type { Store } from '../store/port';
+import type { Hit, Json } from '../store/documents';
+import { loadConfig, type ConfigArgs } from './load-config';
+
+interface Common extends ConfigArgs {
+  json?: boolean;
+}
+
+function print(args: Common, json: unknown, lines: () => string[]): void {
+  if (args.json) process.stdout.write(`${JSON.stringify(json, null, 2)}\n`);
+  else process.stdout.write(`${lines().join('\n')}\n`);
+}
+
+async function withAdmin<T>(args: Common, fn: (admin: Admin, store: Store) => Promise<T>): Promise<T> {
+  const store = await openStore(loadConfig(args));
+  try {
+    return await fn(new Admin(store), store);
+  } finally {
+    await store.close();
+  }
+}
+
+function table(rows: string[][]): string[] {
+  if (rows.length === 0) return [];
+  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? '').length)));
+  return rows.map((r) => r.map((c, i) => c.padEnd(widths[i]!)).join('  ').trimEnd());
+}
+
+const flat = <T>(h: Hit<T>): T & { _id: string } => ({ _id: h._id, ...h._source });
+
+function parseDataArg(data: string | undefined): Json | undefined {
+  if (data === undefined) return undefined;
+  try {
+    return JSON.parse(data) as Json;
+  } catch (err) {
+    throw new Error(`--data is not valid JSON: ${(err as Error).message}`);
+  }
+}
+
+export function registerAdminCommands(y: Argv<Common>): Argv<Common> {
+  return y
+    .command('policy <command>', 'Agent policies', (p) => p
+      .command('put <file>', 'Write a new revision of a policy from a YAML or JSON file (- for stdin)', (c) => c.positional('file', { type: 'string', demandOption: true }),
+        async (a) => {
+          const text = a.file === '-' ? readFileSync(0, 'utf8') : readFileSync(a.file, 'utf8');
+          const input = parseYaml(text) as PolicyInput;
+          const hit = await withAdmin(a, (admin) => admin.putPolicy(input));
+          print(a, { id: hit._source.policy_id, revision: hit._source.revision_idx }, () => [`policy ${hit._source.policy_id} revision ${hit._source.revision_idx}`]);
+        })
+      .command('list', 'List policies (latest revision of each)', (c) => c, async (a) => {
+        const hits = await withAdmin(a, (admin) => admin.listPolicies());
+        print(a, hits.map((h) => ({ id: h._source.policy_id, revision: h._source.revision_idx, '@timestamp': h._source['@timestamp'], default_fleet_server: h._source.default_fleet_server })),
+          () => table([['ID', 'REVISION', 'UPDATED'], ...hits.map((h) => [h._source.policy_id, String(h._source.revision_idx), h._source['@timestamp']])]));
+      })
+      .command('show <id>', 'Show the latest revision of a policy', (c) => c.positional('id', { type: 'string', demandOption: true }), async (a) => {
+        const hit = await withAdmin(a, (admin) => admin.showPolicy(a.id));
+        print(a, hit._source, () => [JSON.stringify(hit._source, null, 2)]);
+      })
+      .demandCommand(1))
+    .command('enrollment-token <command>', 'Enrollment tokens', (p) => p
+      .command('create', 'Create an enrollment token for a policy', (c) => c
+        .option('policy', { type: 'string', demandOption: true, describe: 'policy id' })
+        .option('name', { type: 'string' })
+        .option('namespace', { type: 'string', array: true }),
+      async (a) => {
+        const hit = await withAdmin(a, (admin) => admin.createEnrollmentToken(a.policy, a.name, a.namespace));
+        print(a, { id: hit._id, ...hit._source }, () => [hit._source.api_key]);
+      })
+      .command('list', 'List enrollment tokens', (c) => c.option('policy', { type: 'string' }), async (a) => {
+        const hits = await withAdmin(a, (admin) => admin.listEnrollmentTokens(a.policy));
+        print(a, hits.map(flat), () => table([['ID', 'POLICY', 'ACTIVE', 'NAME', 'TOKEN'],
+          ...hits.map((h) => [h._id, h._source.policy_id ?? '', String(h._source.active), h._source.name ?? '', h._source.api_key])]));
+      })
+      .command('revoke <id>', 'Revoke an enrollment token', (c) => c.positional('id', { type: 'string', demandOption: true }), async (a) => {
+        await withAdmin(a, (admin) => admin.revokeEnrollmentToken(a.id));
+        print(a, { id: a.id, revoked: true }, () => [`revoked ${a.id}`]);
+      })
+      .demandCommand(1))
+    .command('agents <command>', 'Enrolled agents', (p) => p
+      .command('list', 'List agents', (c) => c.option('policy', { type: 'string' }).option('all', { type: 'boolean', describe: 'include inactive agents' }),
+        async (a) => {
+          const hits = await withAdmin(a, (admin) => admin.listAgents({ policyId: a.policy, active: a.all ? undefined : true }));
+          print(a, hits.map(flat), () => table([['ID', 'STATUS', 'POLICY', 'REVISION', 'LAST CHECK-IN', 'VERSION'],
+            ...hits.map((h) => [h._id, h._source.active ? (h._source.last_checkin_status ?? 'enrolled') : 'unenrolled', h._source.policy_id ?? '',
+              String(h._source.policy_revision_idx ?? ''), h._source.last_checkin ?? '', h._source.agent?.version ?? ''])]));
+        })
+      .command('show <id>', 'Show an agent document', (c) => c.positional('id', { type: 'string', demandOption: true }), async (a) => {
+        const hit = await withAdmin(a, (admin) => admin.showAgent(a.id));
+        print(a, flat(hit), () => [JSON.stringify(flat(hit), null, 2)]);
+      })
+      .demandCommand(1))
+    .command('actions <command>', 'Agent actions', (p) => p
+      .command('create', 'Create an action for agents', (c) => c
+        .option('type', { type: 'string', demandOption: true, describe: 'UPGRADE, UNENROLL, SETTINGS, POLICY_REASSIGN, REQUEST_DIAGNOSTICS, INPUT_ACTION, CANCEL, MIGRATE' })
+        .option('agents', { type: 'string', demandOption: true, describe: 'comma-separated agent ids' })
+        .option('data', { type: 'string', describe: 'action data as JSON' })
+        .option('expiration', { type: 'string', describe: 'RFC3339 time or duration from now (default 30 days)' })
+        .option('start-time', { type: 'string', describe: 'RFC3339 time or duration from now' })
+        .option('rollout-duration', { type: 'string', describe: 'spread start times over this duration (e.g. 1h)' })
+        .option('input-type', { type: 'string' })
+        .option('timeout', { type: 'number' }),
+      async (a) => {
+        const hit = await withAdmin(a, (admin) => admin.createAction({
+          type: a.type,
+          agents: a.agents.split(',').map((s) => s.trim()).filter(Boolean),
+          data: parseDataArg(a.data),
+          expiration: a.expiration,
+          startTime: a['start-time'] as string | undefined,
+          rolloutDuration: a['rollout-duration'] as string | undefined,
+          inputType: a['input-type'] as string | undefined,
+          timeout: a.timeout,
+        }));
+        print(a, { id: hit._source.action_id, doc_id: hit._id, ...hit._source }, () => [hit._source.action_id]);
+      })
+      .command('list', 'List recent actions', (c) => c.option('limit', { type: 'number', default: 100 }), async (a) => {
+        const hits = await withAdmin(a, (admin) => admin.listActions(a.limit));
+        print(a, hits.map(flat), () => table([['ACTION ID', 'TYPE', 'AGENTS', 'CREATED', 'EXPIRATION'],
+          ...hits.map((h) => [h._source.action_id, h._source.type, String(h._source.agents?.length ?? 0), h._source['@timestamp'], h._source.expiration ?? ''])]));
+      })
+      .demandCommand(1));
+}

@@ -1,0 +1,71 @@
+// `fleet-server` / `fleet-server run`: the standalone server.
+import type { Logger } from 'pino';
+import { Admin } from '../fleet/admin';
+import { Fleet } from '../fleet/fleet';
+import { HttpService } from '../http/server';
+import { createLogger } from '../logging/logger';
+import { openStore } from '../store/open';
+import { VERSION } from '../version';
+import { loadConfig, type ConfigArgs } from './load-config';
+
+export async function runServer(args: ConfigArgs): Promise<void> {
+  const config = loadConfig(args);
+  const log: Logger = createLogger(config.logging);
+  log.info({ version: VERSION, 'limits.profile': config.server.limits.profile }, 'fleet-server starting');
+  const store = await openStore(config);
+  const fleet = new Fleet(store, config, log);
+
+  if (store.kind === 'sqlite') {
+    const scheme = config.server.tls.enabled ? 'https' : 'http';
+    const host = config.server.host === '0.0.0.0' || config.server.host === '::' ? 'localhost' : config.server.host;
+    const url = `${scheme}://${host}:${config.server.port}`;
+    const created = await new Admin(store).ensureDefaultPolicy(url);
+    if (created) {
+      process.stdout.write([
+        '',
+        `Created policy "${created.policyId}" and an enrollment token for it:`,
+        '',
+        `  ${created.token}`,
+        '',
+        'Enroll an Elastic Agent with:',
+        '',
+        `  elastic-agent install --url=${url} --enrollment-token=${created.token}${scheme === 'http' ? ' --insecure' : ''}`,
+        '',
+        'or try the API with curl:',
+        '',
+        `  curl -s -X POST ${url}/api/fleet/agents/enroll -H 'Authorization: ApiKey ${created.token}' \\`,
+        `    -H 'User-Agent: Elastic Agent ${VERSION}' -H 'Content-Type: application/json' \\`,
+        `    -d '{"type":"PERMANENT","metadata":{"local":{},"user_provided":{}}}'`,
+        '',
+      ].join('\n'));
+    }
+  }
+
+  await fleet.start();
+  const httpService = new HttpService(fleet, config, log);
+  await httpService.start();
+
+  let stopping = false;
+  const stop = async (signal: string): Promise<void> => {
+    if (stopping) return;
+    stopping = true;
+    log.info({ signal }, 'fleet-server stopping');
+    const hard = setTimeout(() => {
+      log.error('drain timeout exceeded; exiting');
+      process.exit(1);
+    }, config.server.timeouts.drainMs + 5000);
+    hard.unref();
+    try {
+      await httpService.stop(config.server.timeouts.drainMs, () => fleet.stop());
+      await store.close();
+      log.info('fleet-server stopped');
+      log.flush();
+    } finally {
+      process.exitCode = 0;
+      setImmediate(() => process.exit(0));
+    }
+  };
+  process.on('SIGTERM', () => void stop('SIGTERM'));
+  process.on('SIGINT', () => void stop('SIGINT'));
+  process.on('unhandledRejection', (err) => log.error({ err }, 'unhandled rejection'));
+}

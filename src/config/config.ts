@@ -1,0 +1,293 @@
+// The typed configuration, with upstream's keys and defaults. Each getter validates its value, so
+// this file is the single definition of what a fleet-server.yml may contain.
+import { freemem, totalmem } from 'node:os';
+import { readFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { durationValue } from '../util/duration';
+import { resolveLimits, ROUTES, type ResolvedLimits, type RouteName, type UserRouteLimit } from './limits';
+import type { RawConfig } from './raw';
+
+export interface TlsConfig {
+  enabled: boolean;
+  certificate?: string;
+  key?: string;
+  keyPassphrase?: string;
+  certificateAuthorities: string[];
+  clientAuthentication: 'none' | 'optional' | 'required';
+  supportedProtocols: string[];
+}
+
+export interface ElasticsearchOutputConfig {
+  hosts: string[];
+  protocol: string;
+  path?: string;
+  serviceToken?: string;
+  serviceTokenPath?: string;
+  headers: Record<string, string>;
+  raw: RawConfig;
+}
+
+export interface FleetServerConfig {
+  pathData: string;
+  pathLogs: string;
+  agent: { id: string; version: string };
+  policyId: string;
+  server: {
+    host: string;
+    port: number;
+    internalPort: number;
+    tls: TlsConfig;
+    timeouts: {
+      readMs: number; readHeaderMs: number; writeMs: number; idleMs: number; drainMs: number;
+      checkinLongPollMs: number; checkinTimestampMs: number; checkinJitterMs: number; checkinMaxPollMs: number;
+    };
+    compressionLevel: number;
+    compressionThreshold: number;
+    maxHeaderByteSize: number;
+    limits: ResolvedLimits;
+    staticPolicyTokens: { enabled: boolean; tokens: { tokenKey: string; policyId: string }[] };
+    pbkdf2: { iterations: number; keyLength: number; saltLength: number };
+    ignoreCheckinPolicyId: boolean;
+    checkinFlushIntervalMs: number;
+  };
+  cache: { ttlActionMs: number; ttlEnrollKeyMs: number; ttlApiKeyMs: number; jitterApiKeyMs: number };
+  logging: { level: string; toStderr: boolean; toFiles: boolean; filesPath: string; filesName: string };
+  http: { enabled: boolean; host: string; port: number };
+  elasticsearch?: ElasticsearchOutputConfig;
+  /** The effective raw document, kept for diagnostics (secrets redacted when shown). */
+  raw: RawConfig;
+}
+
+class Reader {
+  constructor(private readonly obj: RawConfig, private readonly prefix: string) {}
+
+  static of(value: unknown, prefix: string): Reader {
+    if (value === undefined || value === null) return new Reader({}, prefix);
+    if (typeof value !== 'object' || Array.isArray(value)) throw new Error(`config key ${prefix}: expected an object`);
+    return new Reader(value as RawConfig, prefix);
+  }
+
+  private key(k: string): string {
+    return this.prefix ? `${this.prefix}.${k}` : k;
+  }
+
+  has(k: string): boolean {
+    return this.obj[k] !== undefined && this.obj[k] !== null;
+  }
+
+  sub(k: string): Reader {
+    return Reader.of(this.obj[k], this.key(k));
+  }
+
+  rawValue(k: string): unknown {
+    return this.obj[k];
+  }
+
+  str(k: string, def: string): string {
+    const v = this.obj[k];
+    if (v === undefined || v === null) return def;
+    if (typeof v === 'string' || typeof v === 'number' || typeof v === 'boolean') return String(v);
+    throw new Error(`config key ${this.key(k)}: expected a string`);
+  }
+
+  optStr(k: string): string | undefined {
+    return this.has(k) ? this.str(k, '') : undefined;
+  }
+
+  num(k: string, def: number): number {
+    const v = this.obj[k];
+    if (v === undefined || v === null) return def;
+    const n = typeof v === 'string' && v.trim() !== '' ? Number(v) : v;
+    if (typeof n !== 'number' || !Number.isFinite(n)) throw new Error(`config key ${this.key(k)}: expected a number`);
+    return n;
+  }
+
+  bool(k: string, def: boolean): boolean {
+    const v = this.obj[k];
+    if (v === undefined || v === null) return def;
+    if (typeof v === 'boolean') return v;
+    if (v === 'true' || v === 'false') return v === 'true';
+    throw new Error(`config key ${this.key(k)}: expected true or false`);
+  }
+
+  dur(k: string, defMs: number): number {
+    const v = this.obj[k];
+    if (v === undefined || v === null) return defMs;
+    return durationValue(v, this.key(k));
+  }
+
+  strList(k: string): string[] {
+    const v = this.obj[k];
+    if (v === undefined || v === null) return [];
+    const list = Array.isArray(v) ? v : [v];
+    return list.map((x) => String(x));
+  }
+
+  /** Byte sizes may be numbers or strings with units ("1MiB", "512KB"). */
+  bytes(k: string, def: number): number {
+    const v = this.obj[k];
+    if (v === undefined || v === null) return def;
+    if (typeof v === 'number') return v;
+    const m = /^\s*(\d+(?:\.\d+)?)\s*([kmg]i?b?|b)?\s*$/i.exec(String(v));
+    if (!m) throw new Error(`config key ${this.key(k)}: expected a byte size`);
+    const unit = (m[2] ?? 'b').toLowerCase();
+    const mult = unit.startsWith('k') ? 1024 : unit.startsWith('m') ? 1024 ** 2 : unit.startsWith('g') ? 1024 ** 3 : 1;
+    return Math.round(Number(m[1]) * mult);
+  }
+}
+
+/** A PEM value may be given inline or as a path to a file. */
+export function pemOrFile(value: string | undefined): string | undefined {
+  if (value === undefined || value === '') return undefined;
+  return value.includes('-----BEGIN') ? value : readFileSync(value, 'utf8');
+}
+
+function readTls(r: Reader): TlsConfig {
+  const auth = r.str('client_authentication', 'none');
+  if (auth !== 'none' && auth !== 'optional' && auth !== 'required') {
+    throw new Error('config key ssl.client_authentication: expected none, optional or required');
+  }
+  let keyPassphrase = r.optStr('key_passphrase');
+  const passPath = r.optStr('key_passphrase_path');
+  if (!keyPassphrase && passPath) keyPassphrase = readFileSync(passPath, 'utf8').trim();
+  const hasCert = r.has('certificate');
+  return {
+    enabled: r.bool('enabled', hasCert),
+    certificate: r.optStr('certificate'),
+    key: r.optStr('key'),
+    keyPassphrase,
+    certificateAuthorities: r.strList('certificate_authorities'),
+    clientAuthentication: auth,
+    supportedProtocols: r.strList('supported_protocols'),
+  };
+}
+
+function readRouteLimits(r: Reader): Partial<Record<RouteName, UserRouteLimit>> {
+  const out: Partial<Record<RouteName, UserRouteLimit>> = {};
+  for (const route of ROUTES) {
+    const key = `${route}_limit`;
+    if (!r.has(key)) continue;
+    const l = r.sub(key);
+    out[route] = {
+      intervalMs: l.dur('interval', 0),
+      burst: l.num('burst', 0),
+      max: l.num('max', 0),
+      maxBody: l.bytes('max_body_byte_size', 0),
+      maxBodyDecompressed: l.bytes('max_body_decompressed', 0),
+    };
+  }
+  return out;
+}
+
+function memoryMiB(): number {
+  try {
+    const cg = readFileSync('/sys/fs/cgroup/memory.max', 'utf8').trim();
+    if (cg !== 'max') return Number(cg) / 1024 / 1024;
+  } catch { /* no cgroup v2 limit */ }
+  return Math.max(totalmem(), freemem()) / 1024 / 1024;
+}
+
+export function buildConfig(raw: RawConfig): FleetServerConfig {
+  const root = Reader.of(raw, '');
+  const inputsRaw = raw['inputs'];
+  if (inputsRaw !== undefined && !Array.isArray(inputsRaw)) throw new Error('config key inputs: expected a list');
+  const inputs = (inputsRaw as unknown[] | undefined) ?? [];
+  const input = Reader.of(inputs.find((i: any) => i && (i.type === undefined || i.type === 'fleet-server')) ?? {}, 'inputs.0');
+  const server = input.sub('server');
+  const timeouts = server.sub('timeouts');
+  const limits = server.sub('limits');
+  const cache = input.sub('cache');
+  const logging = root.sub('logging');
+  const path = root.sub('path');
+  const pathData = resolve(path.str('data', './data'));
+  const fleetAgent = root.sub('fleet').sub('agent');
+  const spt = server.sub('static_policy_tokens');
+  const pb = server.sub('pdkdf2');
+  const flags = server.sub('feature_flags');
+
+  const esRaw = root.sub('output').rawValue('elasticsearch');
+  let elasticsearch: ElasticsearchOutputConfig | undefined;
+  if (esRaw !== undefined && esRaw !== null) {
+    const es = Reader.of(esRaw, 'output.elasticsearch');
+    const headers: Record<string, string> = {};
+    for (const [k, v] of Object.entries((es.rawValue('headers') as RawConfig | undefined) ?? {})) headers[k] = String(v);
+    elasticsearch = {
+      hosts: es.has('hosts') ? es.strList('hosts') : ['localhost:9200'],
+      protocol: es.str('protocol', 'http'),
+      path: es.optStr('path'),
+      serviceToken: es.optStr('service_token'),
+      serviceTokenPath: es.optStr('service_token_path'),
+      headers,
+      raw: esRaw as RawConfig,
+    };
+  }
+
+  const iterations = pb.num('iterations', 210000);
+  const keyLength = pb.num('key_length', 32);
+  const saltLength = pb.num('salt_length', 64);
+  if (iterations < 1000 || keyLength < 14 || saltLength < 16) {
+    throw new Error('config key server.pdkdf2: iterations ≥ 1000, key_length ≥ 14, salt_length ≥ 16 required');
+  }
+
+  const port = server.num('port', 8220);
+  if (!Number.isInteger(port) || port < 0 || port > 65535) throw new Error('config key inputs.0.server.port: invalid port');
+
+  return {
+    pathData,
+    pathLogs: resolve(path.str('logs', pathData)),
+    agent: { id: fleetAgent.str('id', ''), version: fleetAgent.str('version', '') },
+    policyId: input.sub('policy').str('id', ''),
+    server: {
+      host: server.str('host', '0.0.0.0'),
+      port,
+      internalPort: server.num('internal_port', 8221),
+      tls: readTls(server.sub('ssl')),
+      timeouts: {
+        readMs: timeouts.dur('read', 60_000),
+        readHeaderMs: timeouts.dur('read_header', 5_000),
+        writeMs: timeouts.dur('write', 600_000),
+        idleMs: timeouts.dur('idle', 35_000),
+        drainMs: timeouts.dur('drain', 10_000),
+        checkinLongPollMs: timeouts.dur('checkin_long_poll', 300_000),
+        checkinTimestampMs: timeouts.dur('checkin_timestamp', 30_000),
+        checkinJitterMs: timeouts.dur('checkin_jitter', 30_000),
+        checkinMaxPollMs: timeouts.dur('checkin_max_poll', 3_600_000),
+      },
+      compressionLevel: server.num('compression_level', 1),
+      compressionThreshold: server.num('compression_threshold', 1024),
+      maxHeaderByteSize: limits.num('max_header_byte_size', 8192),
+      limits: resolveLimits(limits.num('max_agents', 0), memoryMiB(), limits.num('max_connections', 0), readRouteLimits(limits)),
+      staticPolicyTokens: {
+        enabled: spt.bool('enabled', false),
+        tokens: ((spt.rawValue('policy_tokens') as RawConfig[] | undefined) ?? []).map((t, i) => {
+          const tr = Reader.of(t, `server.static_policy_tokens.policy_tokens.${i}`);
+          return { tokenKey: tr.str('token_key', ''), policyId: tr.str('policy_id', '') };
+        }),
+      },
+      pbkdf2: { iterations, keyLength, saltLength },
+      ignoreCheckinPolicyId: flags.bool('ignore_checkin_policy_id', false),
+      // Upstream hard-codes 10 s; configurable here so tests need not wait for it.
+      checkinFlushIntervalMs: server.sub('bulk').dur('checkin_flush_interval', 10_000),
+    },
+    cache: {
+      ttlActionMs: cache.dur('ttl_action', 300_000),
+      ttlEnrollKeyMs: cache.dur('ttl_enroll_key', 60_000),
+      ttlApiKeyMs: cache.dur('ttl_api_key', 900_000),
+      jitterApiKeyMs: cache.dur('jitter_api_key', 300_000),
+    },
+    logging: {
+      level: logging.str('level', fleetAgent.sub('logging').str('level', 'info')).toLowerCase(),
+      toStderr: logging.bool('to_stderr', true),
+      toFiles: logging.bool('to_files', false),
+      filesPath: resolve(logging.sub('files').str('path', join(pathData, 'logs'))),
+      filesName: logging.sub('files').str('name', 'fleet-server.log'),
+    },
+    http: {
+      enabled: root.sub('http').bool('enabled', false),
+      host: root.sub('http').str('host', 'localhost'),
+      port: root.sub('http').num('port', 5066),
+    },
+    elasticsearch,
+    raw,
+  };
+}

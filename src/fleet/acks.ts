@@ -1,0 +1,196 @@
+// Acknowledgements: one result per event, stored in .fleet-actions-results, with per-type effects
+// (policy revision, unenroll, upgrade bookkeeping). The answer is upstream's AckResponse.
+import type { Logger } from 'pino';
+import type { ActionDoc, ActionResultDoc, AgentDoc, Hit, Json } from '../store/documents';
+import type { Store } from '../store/port';
+import { LruCache } from '../util/lru';
+import { rfc3339 } from '../util/time';
+import type { Authenticator } from './auth';
+import { isFleetError } from './errors';
+import type { AckEvent } from './messages';
+import { outputSecretIds, type OutputKeys } from './output-keys';
+
+export interface AckItem {
+  status: number;
+  message: string;
+}
+
+export interface AckResult {
+  status: number;
+  errors: boolean;
+  items: AckItem[];
+}
+
+const STATUS_TEXT: Record<number, string> = {
+  200: 'OK', 400: 'Bad Request', 404: 'Not Found', 429: 'Too Many Requests', 500: 'Internal Server Error', 503: 'Service Unavailable',
+};
+const item = (status: number, message = STATUS_TEXT[status] ?? ''): AckItem => ({ status, message });
+
+interface CachedAction {
+  id: string;
+  type: string;
+  namespaces?: string[];
+}
+
+export class AckService {
+  private readonly actions = new LruCache<string, CachedAction>(10_000);
+
+  constructor(
+    private readonly store: Store,
+    private readonly auth: Authenticator,
+    private readonly outputKeys: OutputKeys,
+    private readonly ttlActionMs: number,
+    private readonly log: Logger,
+  ) {}
+
+  async ack(agent: Hit<AgentDoc>, events: AckEvent[]): Promise<AckResult> {
+    const agentId = agent._id;
+    const items: AckItem[] = [];
+    const policyAcks: { index: number; actionId: string }[] = [];
+    const results: { id: string; doc: ActionResultDoc }[] = [];
+    const resultIndex: number[] = [];
+    let unenroll = false;
+    let upgrade: { index: number; doc: Record<string, unknown> } | undefined;
+
+    for (const [i, ev] of events.entries()) {
+      if (ev.agent_id && ev.agent_id !== agentId) {
+        items.push(item(400));
+        continue;
+      }
+      if (ev.action_id.startsWith('policy:')) {
+        items.push(item(200));
+        if (!ev.error) policyAcks.push({ index: i, actionId: ev.action_id });
+        continue;
+      }
+      let action: CachedAction | undefined;
+      try {
+        action = await this.findAction(ev.action_id);
+      } catch (err) {
+        items.push(item(503, err instanceof Error ? err.message : String(err)));
+        continue;
+      }
+      if (!action) {
+        items.push(item(404));
+        continue;
+      }
+      results.push({ id: `${ev.action_id}:${agentId}`, doc: resultDoc(ev, agentId, action) });
+      resultIndex.push(i);
+      items.push(item(200));
+      if (action.type === 'UPGRADE') upgrade = { index: i, doc: upgradeUpdate(ev, agent._source) };
+      if ((action.type === 'UNENROLL' || action.type === 'MIGRATE') && !ev.error) unenroll = true;
+    }
+
+    try {
+      await this.store.createActionResults(results);
+    } catch (err) {
+      for (const i of resultIndex) items[i] = item(errorStatus(err), errorMessage(err));
+    }
+    if (upgrade && Object.keys(upgrade.doc).length > 0) {
+      try {
+        await this.store.updateAgent({ id: agentId, doc: upgrade.doc });
+      } catch (err) {
+        items[upgrade.index] = item(errorStatus(err), errorMessage(err));
+      }
+    }
+    if (policyAcks.length > 0) {
+      try {
+        await this.ackPolicy(agent, policyAcks.map((p) => p.actionId));
+      } catch (err) {
+        for (const p of policyAcks) items[p.index] = item(errorStatus(err), errorMessage(err));
+      }
+    }
+    if (unenroll) await this.unenroll(agent);
+
+    const status = items.reduce((m, it) => Math.max(m, it.status), 200);
+    return { status, errors: status !== 200, items };
+  }
+
+  private async findAction(actionId: string): Promise<CachedAction | undefined> {
+    const cached = this.actions.get(actionId);
+    if (cached) return cached;
+    const hit: Hit<ActionDoc> | undefined = await this.store.findAction(actionId);
+    if (!hit) return undefined;
+    const a = { id: hit._source.action_id, type: hit._source.type, namespaces: hit._source.namespaces };
+    // Upstream caches only id and type; namespaces are kept too, so results carry them every time.
+    this.actions.set(actionId, a, this.ttlActionMs);
+    return a;
+  }
+
+  /** The highest acknowledged revision of the agent's own policy becomes its policy_revision_idx. */
+  private async ackPolicy(agent: Hit<AgentDoc>, actionIds: string[]): Promise<void> {
+    const doc = agent._source;
+    let best = -1;
+    for (const id of actionIds) {
+      const parts = id.split(':');
+      if (parts.length < 3 || parts.length > 4) continue;
+      const rev = Number(parts[2]);
+      if (parts[1] === doc.policy_id && Number.isInteger(rev) && rev > (doc.policy_revision_idx ?? 0) && rev > best) best = rev;
+    }
+    if (best < 0) return;
+    await this.outputKeys.cleanUpAfterAck(doc);
+    const current = await this.store.getAgent(agent._id);
+    if (!current || current._source.policy_id !== doc.policy_id) return;
+    await this.store.updateAgent({
+      id: agent._id,
+      doc: { policy_revision_idx: best, updated_at: rfc3339() },
+      unset: ['default_api_key_history'],
+    });
+  }
+
+  /** Agent-confirmed unenroll: every key invalidated, secrets deleted, document inactive. */
+  private async unenroll(agent: Hit<AgentDoc>): Promise<void> {
+    const doc = agent._source;
+    const keys = new Set<string>();
+    if (doc.access_api_key_id) keys.add(doc.access_api_key_id);
+    for (const out of Object.values(doc.outputs ?? {})) {
+      if (out.api_key_id) keys.add(out.api_key_id);
+      for (const r of out.to_retire_api_key_ids ?? []) keys.add(r.id);
+    }
+    await this.store.invalidateApiKeys([...keys]);
+    this.auth.forget(keys);
+    await this.store.deleteSecrets(outputSecretIds(doc));
+    const now = rfc3339();
+    await this.store.updateAgent({ id: agent._id, doc: { active: false, unenrolled_at: now, updated_at: now } });
+    this.log.info({ 'fleet.agent.id': agent._id }, 'agent unenrolled');
+  }
+}
+
+function resultDoc(ev: AckEvent, agentId: string, action: CachedAction): ActionResultDoc {
+  const doc: ActionResultDoc = {
+    '@timestamp': ev.timestamp && !Number.isNaN(Date.parse(ev.timestamp)) ? ev.timestamp : new Date().toISOString(),
+    action_id: ev.action_id,
+    agent_id: agentId,
+  };
+  if (action.namespaces) doc.namespaces = action.namespaces;
+  if (ev.error) doc.error = ev.error;
+  if (action.type === 'REQUEST_DIAGNOSTICS' && ev.data !== undefined) doc.data = ev.data as Json;
+  if (action.type === 'INPUT_ACTION') {
+    if (ev.action_input_type !== undefined) doc.action_input_type = ev.action_input_type;
+    if (ev.started_at !== undefined) doc.started_at = ev.started_at;
+    if (ev.completed_at !== undefined) doc.completed_at = ev.completed_at;
+    if (ev.action_data !== undefined) doc.action_data = ev.action_data as Json;
+    if (ev.action_response !== undefined) doc.action_response = ev.action_response as Json;
+  }
+  return doc;
+}
+
+/** Legacy upgrade acknowledgement (agents before 8.11 report upgrades this way). */
+function upgradeUpdate(ev: AckEvent, doc: AgentDoc): Record<string, unknown> {
+  if (ev.error) {
+    const payload = ev.payload as { retry?: boolean } | undefined;
+    if (payload?.retry === true) return {};
+    return { upgrade_started_at: null };
+  }
+  const update: Record<string, unknown> = { upgrade_started_at: null, upgraded_at: rfc3339() };
+  if (!doc.upgrade_details) update['upgrade_attempts'] = null;
+  return update;
+}
+
+function errorStatus(err: unknown): number {
+  if (isFleetError(err, 'TooManyBulkDispatches')) return 429;
+  return 500;
+}
+
+function errorMessage(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}

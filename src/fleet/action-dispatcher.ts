@@ -1,0 +1,82 @@
+// Follows .fleet-actions and pushes each new action to the held check-ins of the agents it names.
+// Agents not connected pick actions up from the store at their next check-in (by sequence number).
+import type { Logger } from 'pino';
+import type { ActionDoc, Hit } from '../store/documents';
+import type { Store } from '../store/port';
+import { TokenBucket } from '../util/token-bucket';
+import { isDeliverable, rolloutStart } from './actions';
+
+export interface LiveAction {
+  hit: Hit<ActionDoc>;
+  startTime: string | undefined;
+}
+
+export type ActionListener = (actions: LiveAction[]) => void;
+
+export class ActionDispatcher {
+  private readonly subs = new Map<string, ActionListener>();
+  private cp = -1;
+  private loop: Promise<void> | undefined;
+
+  constructor(
+    private readonly store: Store,
+    private readonly limiter: TokenBucket,
+    private readonly log: Logger,
+    private readonly pollTimeoutMs = 240_000,
+  ) {}
+
+  /** Actions with a sequence number above this reach subscribers live; the rest are fetched at check-in. */
+  get checkpoint(): number {
+    return this.cp;
+  }
+
+  async start(signal: AbortSignal): Promise<void> {
+    this.cp = await this.store.actionChanges.checkpoint();
+    this.loop = this.run(signal);
+  }
+
+  async stopped(): Promise<void> {
+    await this.loop;
+  }
+
+  subscribe(agentId: string, fn: ActionListener): void {
+    this.subs.set(agentId, fn);
+  }
+
+  unsubscribe(agentId: string, fn: ActionListener): void {
+    if (this.subs.get(agentId) === fn) this.subs.delete(agentId);
+  }
+
+  private async run(signal: AbortSignal): Promise<void> {
+    while (!signal.aborted) {
+      try {
+        const r = await this.store.actionChanges.next(this.cp, this.pollTimeoutMs, signal);
+        this.cp = r.checkpoint;
+        await this.dispatch(r.hits, signal);
+      } catch (err) {
+        if (signal.aborted) break;
+        this.log.error({ err }, 'action dispatcher failed; retrying');
+        await new Promise((res) => setTimeout(res, 1000).unref());
+      }
+    }
+  }
+
+  private async dispatch(hits: Hit<ActionDoc>[], signal: AbortSignal): Promise<void> {
+    const perAgent = new Map<string, LiveAction[]>();
+    for (const hit of hits) {
+      if (!isDeliverable(hit._source.type)) continue;
+      const agents = hit._source.agents ?? [];
+      agents.forEach((agentId, i) => {
+        if (!this.subs.has(agentId)) return;
+        let list = perAgent.get(agentId);
+        if (!list) perAgent.set(agentId, (list = []));
+        list.push({ hit, startTime: rolloutStart(hit._source, i, agents.length) });
+      });
+    }
+    for (const [agentId, actions] of perAgent) {
+      if (!this.limiter.unlimited) await this.limiter.take(signal);
+      this.subs.get(agentId)?.(actions);
+    }
+    if (perAgent.size > 0) this.log.debug({ agents: perAgent.size }, 'dispatched actions');
+  }
+}

@@ -1,0 +1,198 @@
+// Administration without Kibana: policies, enrollment tokens, agents and actions, written the way
+// Kibana's Fleet writes them, through the same store port.
+import { randomUUID } from 'node:crypto';
+import type { ActionDoc, AgentDoc, EnrollmentKeyDoc, Hit, Json, JsonObject, PolicyData, PolicyDoc, RoleMap } from '../store/documents';
+import type { Store } from '../store/port';
+import { parseDuration } from '../util/duration';
+import { rfc3339 } from '../util/time';
+import { ACTION_TYPES } from './actions';
+
+export class AdminError extends Error {
+  override readonly name = 'AdminError';
+}
+
+/** What `policy put` accepts: an agent policy as Kibana would compile it (id required). */
+export interface PolicyInput {
+  id: string;
+  name?: string;
+  namespace?: string;
+  outputs?: Record<string, JsonObject>;
+  inputs?: Json[];
+  agent?: Json;
+  fleet?: Json;
+  output_permissions?: Record<string, RoleMap>;
+  default_fleet_server?: boolean;
+  unenroll_timeout?: number;
+  [k: string]: unknown;
+}
+
+/** Kibana's baseline privileges for an Elasticsearch output when the policy names none. */
+function defaultPermissions(): RoleMap {
+  return {
+    _elastic_agent_checks: { cluster: ['monitor'] },
+    _elastic_agent_monitoring: {
+      indices: [{ names: ['logs-elastic_agent*-*', 'metrics-elastic_agent*-*'], privileges: ['auto_configure', 'create_doc'] }],
+    },
+    default: {
+      indices: [{ names: ['logs-*-*', 'metrics-*-*', 'traces-*-*', 'synthetics-*-*'], privileges: ['auto_configure', 'create_doc'] }],
+    },
+  };
+}
+
+export class Admin {
+  constructor(private readonly store: Store) {}
+
+  async putPolicy(input: PolicyInput): Promise<Hit<PolicyDoc>> {
+    if (!input || typeof input !== 'object') throw new AdminError('policy must be an object');
+    if (typeof input.id !== 'string' || input.id === '') throw new AdminError('policy.id is required');
+    const outputs = input.outputs ?? {};
+    if (typeof outputs !== 'object' || Array.isArray(outputs) || Object.keys(outputs).length === 0) {
+      throw new AdminError('policy.outputs must name at least one output');
+    }
+    const permissions: Record<string, RoleMap> = { ...(input.output_permissions ?? {}) };
+    for (const [name, o] of Object.entries(outputs)) {
+      if (!o || typeof o !== 'object' || typeof o['type'] !== 'string') throw new AdminError(`policy.outputs.${name}.type is required`);
+      if ((o['type'] === 'elasticsearch' || o['type'] === 'remote_elasticsearch') && !permissions[name]) permissions[name] = defaultPermissions();
+    }
+    const latest = await this.store.latestPolicy(input.id);
+    const revision = (latest?._source.revision_idx ?? 0) + 1;
+    const { id, name, namespace: _n, default_fleet_server, unenroll_timeout, output_permissions: _p, ...rest } = input;
+    const data: PolicyData = {
+      ...rest,
+      id,
+      revision,
+      outputs,
+      inputs: input.inputs ?? [],
+      output_permissions: permissions,
+    };
+    const doc: PolicyDoc = {
+      '@timestamp': new Date().toISOString(),
+      policy_id: id,
+      revision_idx: revision,
+      coordinator_idx: 1,
+      data,
+      default_fleet_server: default_fleet_server ?? false,
+    };
+    if (unenroll_timeout !== undefined) doc.unenroll_timeout = unenroll_timeout;
+    if (name !== undefined) doc['name'] = name;
+    return this.store.addPolicyRevision(doc);
+  }
+
+  listPolicies(): Promise<Hit<PolicyDoc>[]> {
+    return this.store.latestPolicies();
+  }
+
+  async showPolicy(id: string): Promise<Hit<PolicyDoc>> {
+    const p = await this.store.latestPolicy(id);
+    if (!p) throw new AdminError(`policy ${id} not found`);
+    return p;
+  }
+
+  async createEnrollmentToken(policyId: string, name?: string, namespaces?: string[]): Promise<Hit<EnrollmentKeyDoc>> {
+    await this.showPolicy(policyId);
+    const id = randomUUID();
+    const keyName = name ?? `Default (${id})`;
+    const key = await this.store.createApiKey({
+      name: keyName,
+      roleDescriptors: {},
+      metadata: { managed_by: 'fleet', managed: true, type: 'enroll', policy_id: policyId },
+    });
+    const now = rfc3339();
+    const doc: EnrollmentKeyDoc = {
+      active: true,
+      api_key_id: key.id,
+      api_key: Buffer.from(`${key.id}:${key.key}`).toString('base64'),
+      name: keyName,
+      policy_id: policyId,
+      created_at: now,
+    };
+    if (namespaces && namespaces.length > 0) doc.namespaces = namespaces;
+    await this.store.putEnrollmentKey(id, doc);
+    return { _id: id, _source: doc };
+  }
+
+  listEnrollmentTokens(policyId?: string): Promise<Hit<EnrollmentKeyDoc>[]> {
+    return this.store.listEnrollmentKeys(policyId);
+  }
+
+  async revokeEnrollmentToken(id: string): Promise<void> {
+    const all = await this.store.listEnrollmentKeys();
+    const found = all.find((k) => k._id === id || k._source.api_key_id === id);
+    if (!found) throw new AdminError(`enrollment token ${id} not found`);
+    await this.store.updateEnrollmentKey(found._id, { active: false, updated_at: rfc3339() });
+    await this.store.invalidateApiKeys([found._source.api_key_id]);
+  }
+
+  listAgents(opts: { policyId?: string; active?: boolean } = {}): Promise<Hit<AgentDoc>[]> {
+    return this.store.listAgents(opts);
+  }
+
+  async showAgent(id: string): Promise<Hit<AgentDoc>> {
+    const a = await this.store.getAgent(id);
+    if (!a) throw new AdminError(`agent ${id} not found`);
+    return a;
+  }
+
+  async createAction(o: {
+    type: string; agents: string[]; data?: Json; expiration?: string; startTime?: string;
+    rolloutDuration?: string | number; inputType?: string; timeout?: number;
+  }): Promise<Hit<ActionDoc>> {
+    const type = o.type.toUpperCase();
+    if (!(ACTION_TYPES as readonly string[]).includes(type)) throw new AdminError(`unknown action type ${o.type}; one of ${ACTION_TYPES.join(', ')}`);
+    if (o.agents.length === 0) throw new AdminError('--agents must name at least one agent');
+    const now = Date.now();
+    const doc: ActionDoc = {
+      action_id: randomUUID(),
+      '@timestamp': new Date(now).toISOString(),
+      expiration: absoluteTime(o.expiration, now) ?? new Date(now + 30 * 24 * 3600_000).toISOString(),
+      type,
+      agents: o.agents,
+    };
+    if (o.data !== undefined) doc.data = o.data;
+    if (type === 'CANCEL' && (!o.data || typeof o.data !== 'object' || !('target_id' in (o.data as object)))) {
+      throw new AdminError('CANCEL needs --data \'{"target_id":"<action id>"}\'');
+    }
+    const start = absoluteTime(o.startTime, now);
+    if (start) doc.start_time = start;
+    if (o.rolloutDuration !== undefined) {
+      const secs = typeof o.rolloutDuration === 'number' ? o.rolloutDuration : parseDuration(o.rolloutDuration) / 1000;
+      doc.rollout_duration_seconds = Math.round(secs);
+    }
+    if (o.inputType) doc.input_type = o.inputType;
+    if (o.timeout !== undefined) doc.timeout = o.timeout;
+    const [hit] = await this.store.createActions([doc]);
+    return hit!;
+  }
+
+  listActions(limit = 100): Promise<Hit<ActionDoc>[]> {
+    return this.store.listActions(limit);
+  }
+
+  /**
+   * Zero-config start: with no policy at all, create a default policy and an enrollment token so a
+   * fresh install can enroll agents at once. Returns the token when one was created.
+   */
+  async ensureDefaultPolicy(fleetUrl: string): Promise<{ policyId: string; token: string } | undefined> {
+    if ((await this.store.latestPolicies()).length > 0) return undefined;
+    const policyId = 'default-policy';
+    await this.putPolicy({
+      id: policyId,
+      name: 'Default policy',
+      outputs: { default: { type: 'elasticsearch', hosts: ['http://localhost:9200'] } },
+      inputs: [],
+      agent: { monitoring: { enabled: false, logs: false, metrics: false } },
+      fleet: { hosts: [fleetUrl] },
+    });
+    const t = await this.createEnrollmentToken(policyId, 'Default');
+    return { policyId, token: t._source.api_key };
+  }
+}
+
+/** "2026-01-01T00:00:00Z", or a duration from now ("1h", "30m"). */
+function absoluteTime(v: string | undefined, now: number): string | undefined {
+  if (v === undefined || v === '') return undefined;
+  if (/^[0-9.]+(ns|us|µs|ms|s|m|h)/.test(v)) return new Date(now + parseDuration(v)).toISOString();
+  const t = Date.parse(v);
+  if (Number.isNaN(t)) throw new AdminError(`invalid time ${v}: give RFC3339 or a duration like 1h`);
+  return new Date(t).toISOString();
+}

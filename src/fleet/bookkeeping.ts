@@ -1,0 +1,99 @@
+// Check-in bookkeeping: the latest status per agent, coalesced in memory and written as one batch per
+// flush interval (upstream's checkin bulk, 10 s). Last write per agent and field within a window wins.
+import type { Logger } from 'pino';
+import type { AgentDoc, Json } from '../store/documents';
+import type { DocUpdate, Store } from '../store/port';
+import { rfc3339 } from '../util/time';
+
+export interface CheckinRecord {
+  status: string;
+  message: string;
+  unhealthyReason?: string[];
+  version?: string;
+  localMetadata?: Json;
+  components?: Json;
+  seqNo?: number;
+  agentPolicyId?: string;
+  policyRevisionIdx?: number;
+  rollbacks?: Json;
+  clearAudit?: boolean;
+}
+
+interface Pending extends CheckinRecord {
+  at: number;
+}
+
+const AUDIT_FIELDS = ['audit_unenrolled_reason', 'audit_unenrolled_time', 'unenrolled_at'];
+
+export class Bookkeeper {
+  private pending = new Map<string, Pending>();
+  private timer: NodeJS.Timeout | undefined;
+  private flushing: Promise<void> = Promise.resolve();
+
+  constructor(private readonly store: Store, private readonly intervalMs: number, private readonly log: Logger) {}
+
+  start(): void {
+    this.timer = setInterval(() => void this.flush(), this.intervalMs);
+    this.timer.unref();
+  }
+
+  enqueue(agentId: string, rec: CheckinRecord): void {
+    const prev = this.pending.get(agentId);
+    const next: Pending = prev ? { ...prev, at: Date.now() } : { ...rec, at: Date.now() };
+    if (prev) for (const [k, v] of Object.entries(rec)) if (v !== undefined) (next as unknown as Record<string, unknown>)[k] = v;
+    this.pending.set(agentId, next);
+  }
+
+  /** Refreshes last_checkin for a held long poll (every checkin_timestamp). */
+  touch(agentId: string, status: string, message: string): void {
+    this.enqueue(agentId, { status, message });
+  }
+
+  get size(): number {
+    return this.pending.size;
+  }
+
+  flush(): Promise<void> {
+    this.flushing = this.flushing.then(() => this.flushNow());
+    return this.flushing;
+  }
+
+  private async flushNow(): Promise<void> {
+    if (this.pending.size === 0) return;
+    const batch = this.pending;
+    this.pending = new Map();
+    const now = rfc3339();
+    const updates: DocUpdate<AgentDoc>[] = [];
+    for (const [id, r] of batch) {
+      const doc: Record<string, unknown> = {
+        updated_at: now,
+        last_checkin: rfc3339(r.at),
+        last_checkin_status: r.status,
+        last_checkin_message: r.message,
+        unhealthy_reason: r.unhealthyReason ?? null,
+        sequence_num: 0,
+      };
+      if (r.version !== undefined) doc['agent'] = { version: r.version };
+      if (r.localMetadata !== undefined) doc['local_metadata'] = r.localMetadata;
+      if (r.components !== undefined) doc['components'] = r.components;
+      if (r.seqNo !== undefined) doc['action_seq_no'] = [r.seqNo];
+      if (r.agentPolicyId !== undefined) doc['agent_policy_id'] = r.agentPolicyId;
+      if (r.policyRevisionIdx !== undefined) doc['policy_revision_idx'] = r.policyRevisionIdx;
+      if (r.rollbacks !== undefined) doc['upgrade'] = { rollbacks: r.rollbacks };
+      updates.push(r.clearAudit ? { id, doc, unset: AUDIT_FIELDS } : { id, doc });
+    }
+    try {
+      await this.store.bulkUpdateAgents(updates);
+      this.log.debug({ count: updates.length }, 'flushed check-in bookkeeping');
+    } catch (err) {
+      this.log.error({ err, count: updates.length }, 'check-in bookkeeping flush failed; will retry');
+      for (const [id, r] of batch) if (!this.pending.has(id)) this.pending.set(id, r);
+    }
+  }
+
+  async stop(): Promise<void> {
+    if (this.timer) clearInterval(this.timer);
+    this.timer = undefined;
+    await this.flush();
+  }
+}

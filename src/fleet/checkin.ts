@@ -1,0 +1,231 @@
+// The check-in long poll: record what the agent reports, then answer with pending actions, a newer
+// policy, or nothing when the poll times out. A held check-in is a few small objects: two
+// subscriptions and a timer; it never polls the store.
+import type { Logger } from 'pino';
+import type { AgentDoc, AgentOutput, Hit } from '../store/documents';
+import type { Store } from '../store/port';
+import { parseDuration } from '../util/duration';
+import { LruCache } from '../util/lru';
+import type { ActionDispatcher, LiveAction } from './action-dispatcher';
+import { isDeliverable, rolloutStart, toWireAction, type WireAction } from './actions';
+import type { Bookkeeper, CheckinRecord } from './bookkeeping';
+import { jsonEqual } from './deep-equal';
+import { badRequest, FleetError } from './errors';
+import { unhealthyReason } from './health';
+import type { CheckinRequest } from './messages';
+import type { OutputKeys } from './output-keys';
+import type { ParsedPolicy } from './parsed-policy';
+import type { PolicyMonitor, PolicySubscription } from './policy-monitor';
+import { applyUpgradeDetails } from './upgrade-details';
+
+export interface CheckinOptions {
+  longPollMs: number;
+  maxPollMs: number;
+  jitterMs: number;
+  timestampMs: number;
+  ignoreCheckinPolicyId: boolean;
+}
+
+export interface CheckinResult {
+  ackToken: string;
+  /** The actions as a JSON array text, absent when there are none. */
+  actionsJson?: string;
+}
+
+const MAX_ACTIONS = 100;
+const MINUTE = 60_000;
+
+type Wake =
+  | { kind: 'actions'; actions: LiveAction[] }
+  | { kind: 'policy'; policy: ParsedPolicy }
+  | { kind: 'timeout' };
+
+/** One held long poll. Its methods are the callbacks the monitors call. */
+class Held implements PolicySubscription {
+  resolve!: (w: Wake) => void;
+  readonly promise: Promise<Wake>;
+  settled = false;
+  timer: NodeJS.Timeout | undefined;
+
+  constructor(
+    readonly agentId: string,
+    readonly policyId: string,
+    readonly revisionIdx: number,
+    readonly status: string,
+    readonly message: string,
+  ) {
+    this.promise = new Promise((r) => (this.resolve = r));
+  }
+
+  wake(w: Wake): void {
+    if (this.settled) return;
+    this.settled = true;
+    if (this.timer) clearTimeout(this.timer);
+    this.resolve(w);
+  }
+
+  readonly deliver = (policy: ParsedPolicy): void => this.wake({ kind: 'policy', policy });
+  readonly onActions = (actions: LiveAction[]): void => this.wake({ kind: 'actions', actions });
+  readonly onTimeout = (): void => this.wake({ kind: 'timeout' });
+}
+
+export class CheckinService {
+  private readonly held = new Set<Held>();
+  private readonly seqNoCache = new LruCache<string, number>(5000);
+  private touchTimer: NodeJS.Timeout | undefined;
+
+  constructor(
+    private readonly store: Store,
+    private readonly policies: PolicyMonitor,
+    private readonly dispatcher: ActionDispatcher,
+    private readonly bookkeeper: Bookkeeper,
+    private readonly outputKeys: OutputKeys,
+    private readonly opts: CheckinOptions,
+    private readonly log: Logger,
+  ) {}
+
+  start(): void {
+    // One sweep refreshes last_checkin for every held poll, instead of a ticker per agent.
+    this.touchTimer = setInterval(() => {
+      for (const h of this.held) this.bookkeeper.touch(h.agentId, h.status, h.message);
+    }, this.opts.timestampMs);
+    this.touchTimer.unref();
+  }
+
+  /** Answers every held poll now (server stopping). */
+  releaseAll(): void {
+    if (this.touchTimer) clearInterval(this.touchTimer);
+    for (const h of this.held) h.onTimeout();
+  }
+
+  get heldCount(): number {
+    return this.held.size;
+  }
+
+  /** Long-poll duration for the agent's poll_timeout (upstream: d − 2m, clamped to [1m, max]). */
+  pollDuration(pollTimeout: string | undefined): number {
+    if (pollTimeout === undefined || pollTimeout === '') return this.opts.longPollMs;
+    let d: number;
+    try {
+      d = parseDuration(pollTimeout);
+    } catch (err) {
+      throw badRequest('poll_timeout cannot be parsed as duration', err);
+    }
+    if (d === 0) return this.opts.longPollMs;
+    return Math.max(Math.min(d - 2 * MINUTE, this.opts.maxPollMs), MINUTE);
+  }
+
+  async checkin(agent: Hit<AgentDoc>, version: string, req: CheckinRequest, pollMs: number,
+    signal: AbortSignal): Promise<CheckinResult> {
+    const started = Date.now();
+    const id = agent._id;
+    const doc = agent._source;
+    if (req.status === '') throw badRequest('checkin status missing');
+
+    const rec: CheckinRecord = { status: req.status, message: req.message ?? '' };
+    if (version !== doc.agent?.version) rec.version = version;
+    if (req.local_metadata != null && !jsonEqual(req.local_metadata, doc.local_metadata)) rec.localMetadata = req.local_metadata as never;
+    const componentsChanged = req.components != null && !jsonEqual(req.components, doc.components);
+    if (componentsChanged) rec.components = req.components as never;
+    rec.unhealthyReason = unhealthyReason(doc, req.components ?? undefined, componentsChanged);
+
+    const ackToken = req.ack_token ?? '';
+    const seqNo = await this.resolveSeqNo(ackToken, doc);
+    if (seqNo !== (doc.action_seq_no?.[0] ?? -1)) rec.seqNo = seqNo;
+    const rollbacks = req.upgrade?.rollbacks ?? [];
+    if (!jsonEqual(rollbacks, doc.upgrade?.rollbacks ?? [])) rec.rollbacks = rollbacks as never;
+
+    await applyUpgradeDetails(this.store, id, doc, req.upgrade_details);
+
+    const policyId = doc.policy_id ?? '';
+    let revision = doc.policy_revision_idx ?? 0;
+    if (!this.opts.ignoreCheckinPolicyId && req.agent_policy_id !== undefined && req.policy_revision_idx !== undefined) {
+      const changed = req.agent_policy_id !== doc.agent_policy_id || req.policy_revision_idx !== doc.policy_revision_idx;
+      if (changed) {
+        rec.agentPolicyId = req.agent_policy_id;
+        rec.policyRevisionIdx = req.policy_revision_idx;
+      }
+      revision = req.policy_revision_idx;
+      if (req.agent_policy_id !== policyId) revision = 0;
+      const latest = await this.policies.latest(policyId);
+      if (latest && revision > latest.revisionIdx) revision = 0;
+      if (changed) await this.outputKeys.cleanUpAfterAck(doc).catch((err) => this.log.warn({ err }, 'API key clean-up failed'));
+    }
+    // An output without a key forces the policy to be sent again so one is minted.
+    if (Object.values(doc.outputs ?? {}).some((o) => o.api_key === '')) revision = 0;
+    if (doc.audit_unenrolled_reason || doc.unenrolled_at) rec.clearAudit = true;
+    this.bookkeeper.enqueue(id, rec);
+
+    const held = new Held(id, policyId, revision, rec.status, rec.message);
+    const outputs = doc.outputs;
+    this.dispatcher.subscribe(id, held.onActions);
+    const checkpoint = this.dispatcher.checkpoint;
+    this.held.add(held);
+    const onAbort = held.onTimeout;
+    signal.addEventListener('abort', onAbort, { once: true });
+    try {
+      this.policies.subscribe(held);
+      if (!held.settled) {
+        const pending = await this.pendingActions(id, seqNo, checkpoint);
+        if (pending.length > 0) held.wake({ kind: 'actions', actions: pending });
+      }
+      if (!held.settled) {
+        const jitter = Math.random() * this.opts.jitterMs;
+        let wait = pollMs - (Date.now() - started);
+        if (jitter < wait) wait -= jitter;
+        // Whole seconds keep Node's timer lists few, however many polls are held.
+        held.timer = setTimeout(held.onTimeout, wait <= 0 ? 1 : Math.max(1000, Math.round(wait / 1000) * 1000));
+      }
+      const w = await held.promise;
+      return await this.respond(w, id, ackToken, outputs, signal);
+    } finally {
+      signal.removeEventListener('abort', onAbort);
+      this.held.delete(held);
+      this.dispatcher.unsubscribe(id, held.onActions);
+      this.policies.unsubscribe(held);
+      if (held.timer) clearTimeout(held.timer);
+    }
+  }
+
+  private async respond(w: Wake, agentId: string, ackToken: string, outputs: Record<string, AgentOutput> | undefined,
+    signal: AbortSignal): Promise<CheckinResult> {
+    if (w.kind === 'timeout') return { ackToken };
+    if (w.kind === 'policy') {
+      const p = w.policy;
+      if (p.error) throw new FleetError('Internal', p.error);
+      const keys = await this.outputKeys.keysFor(agentId, outputs, p, signal);
+      return { ackToken, actionsJson: `[${p.render(agentId, keys)}]` };
+    }
+    const actions: WireAction[] = [];
+    let token = ackToken;
+    for (const a of w.actions) {
+      actions.push(toWireAction(a.hit, agentId, a.startTime));
+      token = a.hit._id;
+      if (a.hit._seq_no !== undefined) this.seqNoCache.set(token, a.hit._seq_no);
+    }
+    return { ackToken: token, actionsJson: JSON.stringify(actions) };
+  }
+
+  private async pendingActions(agentId: string, afterSeqNo: number, checkpoint: number): Promise<LiveAction[]> {
+    if (checkpoint <= afterSeqNo) return [];
+    const hits = await this.store.pendingActions({
+      agentId, afterSeqNo, checkpoint, nowIso: new Date().toISOString(), limit: MAX_ACTIONS,
+    });
+    const out: LiveAction[] = [];
+    for (const h of hits) {
+      if (isDeliverable(h._source.type)) out.push({ hit: h, startTime: rolloutStart(h._source, h.agentIndex, h.agentCount) });
+    }
+    return out;
+  }
+
+  private async resolveSeqNo(ackToken: string, doc: AgentDoc): Promise<number> {
+    const fallback = doc.action_seq_no?.[0] ?? -1;
+    if (ackToken === '') return fallback;
+    const cached = this.seqNoCache.get(ackToken);
+    if (cached !== undefined) return cached;
+    const seq = await this.store.actionSeqNo(ackToken);
+    if (seq === undefined) return fallback;
+    this.seqNoCache.set(ackToken, seq);
+    return seq;
+  }
+}

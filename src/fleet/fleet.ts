@@ -1,0 +1,71 @@
+// Fleet logic assembled over one store: the services the protocol edges call, and their lifecycle.
+import type { Logger } from 'pino';
+import type { FleetServerConfig } from '../config/config';
+import type { Store } from '../store/port';
+import { TokenBucket } from '../util/token-bucket';
+import { VERSION } from '../version';
+import { AckService } from './acks';
+import { ActionDispatcher } from './action-dispatcher';
+import { AgentVersionPolicy } from './agent-version';
+import { Authenticator } from './auth';
+import { Bookkeeper } from './bookkeeping';
+import { CheckinService } from './checkin';
+import { EnrollService } from './enroll';
+import { OutputKeys } from './output-keys';
+import { PolicyMonitor } from './policy-monitor';
+import { SelfMonitor } from './self-monitor';
+
+export class Fleet {
+  readonly auth: Authenticator;
+  readonly versions: AgentVersionPolicy;
+  readonly enrollment: EnrollService;
+  readonly checkins: CheckinService;
+  readonly acks: AckService;
+  readonly policies: PolicyMonitor;
+  readonly dispatcher: ActionDispatcher;
+  readonly bookkeeper: Bookkeeper;
+  readonly health = new SelfMonitor();
+  private readonly abort = new AbortController();
+
+  constructor(readonly store: Store, readonly config: FleetServerConfig, log: Logger) {
+    const s = config.server;
+    const routes = s.limits.routes;
+    this.auth = new Authenticator(store, { ttlApiKeyMs: config.cache.ttlApiKeyMs, jitterApiKeyMs: config.cache.jitterApiKeyMs });
+    this.versions = new AgentVersionPolicy(VERSION);
+    this.enrollment = new EnrollService(store, this.auth, {
+      staticPolicyTokens: s.staticPolicyTokens, pbkdf2: s.pbkdf2, ttlEnrollKeyMs: config.cache.ttlEnrollKeyMs,
+    }, log);
+    this.policies = new PolicyMonitor(store, log);
+    this.dispatcher = new ActionDispatcher(store, new TokenBucket(routes.action.intervalMs, routes.action.burst), log);
+    this.bookkeeper = new Bookkeeper(store, s.checkinFlushIntervalMs, log);
+    // policy_limit paces API-key work only where it costs a remote cluster something.
+    const pacer = store.traits.remoteApiKeys ? new TokenBucket(routes.policy.intervalMs, routes.policy.burst) : undefined;
+    const outputKeys = new OutputKeys(store, pacer, log);
+    this.checkins = new CheckinService(store, this.policies, this.dispatcher, this.bookkeeper, outputKeys, {
+      longPollMs: s.timeouts.checkinLongPollMs,
+      maxPollMs: s.timeouts.checkinMaxPollMs,
+      jitterMs: s.timeouts.checkinJitterMs,
+      timestampMs: s.timeouts.checkinTimestampMs,
+      ignoreCheckinPolicyId: s.ignoreCheckinPolicyId,
+    }, log);
+    this.acks = new AckService(store, this.auth, outputKeys, config.cache.ttlActionMs, log);
+  }
+
+  async start(): Promise<void> {
+    await this.policies.start(this.abort.signal);
+    await this.dispatcher.start(this.abort.signal);
+    this.bookkeeper.start();
+    this.checkins.start();
+    this.health.set('HEALTHY', 'Running');
+  }
+
+  /** Answers held check-ins, stops the monitors and writes what is pending. */
+  async stop(): Promise<void> {
+    this.health.set('STOPPING', 'Stopping');
+    this.checkins.releaseAll();
+    this.abort.abort(new Error('fleet server stopping'));
+    await Promise.allSettled([this.policies.stopped(), this.dispatcher.stopped()]);
+    await this.bookkeeper.stop();
+    this.health.set('STOPPED', 'Stopped');
+  }
+}

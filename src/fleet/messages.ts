@@ -1,0 +1,109 @@
+// The messages agents send, as TypeBox schemas: the TypeScript types and the validators come from
+// these definitions alone. Extra properties are allowed, as Go's JSON decoding ignores them.
+import { Type, type Static, type TSchema } from '@sinclair/typebox';
+import { TypeCompiler, type TypeCheck } from '@sinclair/typebox/compiler';
+
+const Obj = <T extends Record<string, TSchema>>(props: T) => Type.Object(props, { additionalProperties: true });
+const Nullable = <T extends TSchema>(s: T) => Type.Union([s, Type.Null()]);
+
+export const EnrollRequest = Obj({
+  type: Type.String(),
+  metadata: Obj({
+    local: Type.Optional(Type.Unknown()),
+    user_provided: Type.Optional(Type.Unknown()),
+    tags: Type.Optional(Nullable(Type.Array(Type.String()))),
+  }),
+  id: Type.Optional(Nullable(Type.String())),
+  replace_token: Type.Optional(Nullable(Type.String())),
+  enrollment_id: Type.Optional(Nullable(Type.String())),
+  shared_id: Type.Optional(Nullable(Type.String())),
+});
+export type EnrollRequest = Static<typeof EnrollRequest>;
+
+const ComponentUnit = Obj({
+  id: Type.Optional(Type.String()),
+  type: Type.Optional(Type.String()),
+  status: Type.Optional(Type.String()),
+  message: Type.Optional(Type.String()),
+  payload: Type.Optional(Type.Unknown()),
+});
+export const Component = Obj({
+  id: Type.Optional(Type.String()),
+  type: Type.Optional(Type.String()),
+  status: Type.Optional(Type.String()),
+  message: Type.Optional(Type.String()),
+  units: Type.Optional(Nullable(Type.Array(ComponentUnit))),
+});
+export type Component = Static<typeof Component>;
+
+export const UpgradeDetails = Obj({
+  target_version: Type.String(),
+  action_id: Type.String(),
+  state: Type.String(),
+  metadata: Type.Optional(Nullable(Obj({}))),
+});
+export type UpgradeDetails = Static<typeof UpgradeDetails>;
+
+export const CheckinRequest = Obj({
+  status: Type.String(),
+  message: Type.Optional(Type.String()),
+  ack_token: Type.Optional(Type.String()),
+  local_metadata: Type.Optional(Nullable(Obj({}))),
+  components: Type.Optional(Nullable(Type.Array(Component))),
+  poll_timeout: Type.Optional(Type.String()),
+  upgrade_details: Type.Optional(Nullable(UpgradeDetails)),
+  agent_policy_id: Type.Optional(Type.String()),
+  policy_revision_idx: Type.Optional(Type.Integer()),
+  upgrade: Type.Optional(Nullable(Obj({
+    rollbacks: Type.Optional(Nullable(Type.Array(Obj({ version: Type.String(), valid_until: Type.String() })))),
+  }))),
+});
+export type CheckinRequest = Static<typeof CheckinRequest>;
+
+export const AckEvent = Obj({
+  type: Type.Optional(Type.String()),
+  subtype: Type.Optional(Type.String()),
+  agent_id: Type.Optional(Type.String()),
+  action_id: Type.String(),
+  message: Type.Optional(Type.String()),
+  timestamp: Type.Optional(Type.String()),
+  error: Type.Optional(Type.String()),
+  payload: Type.Optional(Type.Unknown()),
+  data: Type.Optional(Type.Unknown()),
+  action_input_type: Type.Optional(Type.String()),
+  action_data: Type.Optional(Type.Unknown()),
+  action_response: Type.Optional(Type.Unknown()),
+  started_at: Type.Optional(Type.String()),
+  completed_at: Type.Optional(Type.String()),
+});
+export type AckEvent = Static<typeof AckEvent>;
+
+export const AckRequest = Obj({ events: Nullable(Type.Array(AckEvent)) });
+export type AckRequest = Static<typeof AckRequest>;
+
+export const AuditUnenrollRequest = Obj({ reason: Type.String(), timestamp: Type.String() });
+export type AuditUnenrollRequest = Static<typeof AuditUnenrollRequest>;
+
+export interface Validator<T> {
+  check(value: unknown): value is T;
+  /** The first problem, phrased like a JSON decode error. */
+  explain(value: unknown): string;
+}
+
+function compile<T extends TSchema>(schema: T): Validator<Static<T>> {
+  const c: TypeCheck<T> = TypeCompiler.Compile(schema);
+  return {
+    check: (v): v is Static<T> => c.Check(v),
+    explain: (v) => {
+      const first = c.Errors(v).First();
+      return first ? `${first.path || '/'}: ${first.message}` : 'invalid';
+    },
+  };
+}
+
+export const validators = {
+  enroll: compile(EnrollRequest),
+  checkin: compile(CheckinRequest),
+  ack: compile(AckRequest),
+  auditUnenroll: compile(AuditUnenrollRequest),
+};

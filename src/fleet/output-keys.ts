@@ -1,0 +1,150 @@
+// Per-agent API keys for the policy's Elasticsearch outputs: minted on first use, roles updated when
+// the output permissions change, old keys retired. This is the work `policy_limit` paces when keys live
+// in a remote Elasticsearch; agents whose keys are current pass straight through.
+import type { Logger } from 'pino';
+import type { AgentDoc, AgentOutput, RetiredApiKey, RoleMap } from '../store/documents';
+import type { Store } from '../store/port';
+import { TokenBucket } from '../util/token-bucket';
+import { rfc3339 } from '../util/time';
+import type { ParsedPolicy } from './parsed-policy';
+
+const SECRET_REF = /^\$co\.elastic\.secret\{([^}]*)\}$/;
+const RDSTALE = /-\d+-rdstale$/;
+
+export class OutputKeys {
+  constructor(
+    private readonly store: Store,
+    private readonly pacer: TokenBucket | undefined,
+    private readonly log: Logger,
+  ) {}
+
+  /**
+   * The "id:key" per output for this agent, creating or updating keys as needed and recording the
+   * change in the agent document. `outputs` is the agent document's `outputs` as last read.
+   */
+  async keysFor(agentId: string, outputs: Record<string, AgentOutput> | undefined, policy: ParsedPolicy,
+    signal?: AbortSignal): Promise<Record<string, string>> {
+    const current = { ...(outputs ?? {}) };
+    const update: Record<string, Partial<AgentOutput>> = {};
+    const unset: string[] = [];
+    const keys: Record<string, string> = {};
+
+    for (const out of policy.esOutputs) {
+      const cur = current[out.name];
+      if (!cur || !cur.api_key) {
+        await this.pace(signal);
+        const key = await this.store.createApiKey({
+          name: `${agentId}:${out.name}`,
+          roleDescriptors: out.roles,
+          metadata: { agent_id: agentId, managed: true, managed_by: 'fleet-server', output_name: out.name, type: 'output' },
+        });
+        const plain = `${key.id}:${key.key}`;
+        const secretId = await this.store.createSecret(plain);
+        const retired = [...(cur?.to_retire_api_key_ids ?? [])];
+        if (cur?.api_key_id) retired.push({ id: cur.api_key_id, retired_at: rfc3339(), output: out.name });
+        const entry: Partial<AgentOutput> = {
+          api_key: `$co.elastic.secret{${secretId}}`,
+          api_key_id: key.id,
+          permissions_hash: out.permissionsHash,
+          to_retire_api_key_ids: retired,
+        };
+        if (!cur) entry.type = 'elasticsearch';
+        update[out.name] = entry;
+        keys[out.name] = plain;
+        current[out.name] = { ...(cur ?? { type: 'elasticsearch' }), ...entry } as AgentOutput;
+        continue;
+      }
+      if (cur.permissions_hash !== out.permissionsHash) {
+        await this.pace(signal);
+        const oldRoles = (await this.store.getApiKeyRoles(cur.api_key_id)) ?? {};
+        await this.store.updateApiKeyRoles([cur.api_key_id], mergeStaleRoles(oldRoles, out.roles));
+        update[out.name] = { permissions_hash: out.permissionsHash };
+      }
+      keys[out.name] = await this.plainKey(cur.api_key);
+    }
+
+    // An output the policy no longer has: retire its key under the first current output (one per pass).
+    const first = policy.esOutputs[0]?.name;
+    if (first) {
+      const gone = Object.keys(current).find((name) => !policy.esOutputs.some((o) => o.name === name)
+        && !(name in (policy.hit._source.data.outputs ?? {})));
+      if (gone) {
+        const old = current[gone]!;
+        const retired: RetiredApiKey[] = [
+          ...((update[first]?.to_retire_api_key_ids ?? current[first]?.to_retire_api_key_ids) ?? []),
+          { id: old.api_key_id, retired_at: rfc3339(), output: gone },
+        ];
+        update[first] = { ...update[first], to_retire_api_key_ids: retired };
+        unset.push(`outputs.${gone}`);
+      }
+    }
+
+    if (Object.keys(update).length > 0 || unset.length > 0) {
+      await this.store.updateAgent({ id: agentId, doc: { outputs: update } as Partial<AgentDoc>, unset, });
+    }
+    return keys;
+  }
+
+  private async pace(signal?: AbortSignal): Promise<void> {
+    if (this.pacer) await this.pacer.take(signal);
+  }
+
+  private async plainKey(apiKey: string): Promise<string> {
+    const m = SECRET_REF.exec(apiKey);
+    if (!m) return apiKey;
+    const v = await this.store.getSecret(m[1]!);
+    if (v === undefined) this.log.warn({ 'secret.id': m[1] }, 'output API key secret not found');
+    return v ?? '';
+  }
+
+  /**
+   * After an agent acknowledges a policy: drop stale roles from its output keys and invalidate the
+   * keys it retired (upstream's ack clean-up).
+   */
+  async cleanUpAfterAck(agent: AgentDoc): Promise<void> {
+    const invalidate = new Set<string>();
+    const secrets = new Set<string>();
+    for (const out of Object.values(agent.outputs ?? {})) {
+      if (out.type !== 'elasticsearch' || !out.api_key_id) continue;
+      const roles = await this.store.getApiKeyRoles(out.api_key_id);
+      if (roles) {
+        const kept = Object.fromEntries(Object.entries(roles).filter(([name]) => !name.endsWith('-rdstale')));
+        if (Object.keys(kept).length !== Object.keys(roles).length) await this.store.updateApiKeyRoles([out.api_key_id], kept);
+      }
+      for (const r of out.to_retire_api_key_ids ?? []) {
+        if (r.id === out.api_key_id) continue;
+        invalidate.add(r.id);
+        if (r.secret_id) secrets.add(r.secret_id);
+      }
+    }
+    await this.store.invalidateApiKeys([...invalidate]);
+    await this.store.deleteSecrets([...secrets]);
+  }
+}
+
+/** New roles, plus every old role kept under "<base>-<n>-rdstale" until the agent acknowledges. */
+export function mergeStaleRoles(oldRoles: RoleMap, newRoles: RoleMap): RoleMap {
+  const out: RoleMap = { ...newRoles };
+  for (const [name, desc] of Object.entries(oldRoles)) {
+    const base = name.replace(RDSTALE, '');
+    for (let n = 0; n < 100; n++) {
+      const candidate = `${base}-${n}-rdstale`;
+      if (!(candidate in out)) {
+        out[candidate] = desc;
+        break;
+      }
+    }
+  }
+  return out;
+}
+
+/** The output secret ids an agent document references (for deletion at unenroll). */
+export function outputSecretIds(agent: AgentDoc): string[] {
+  const ids: string[] = [];
+  for (const out of Object.values(agent.outputs ?? {})) {
+    const m = SECRET_REF.exec(out.api_key ?? '');
+    if (m) ids.push(m[1]!);
+    for (const r of out.to_retire_api_key_ids ?? []) if (r.secret_id) ids.push(r.secret_id);
+  }
+  return ids;
+}

@@ -1,0 +1,145 @@
+// A policy revision prepared once for every agent it goes to: secrets resolved, output permissions
+// hashed, and the POLICY_CHANGE action serialized to a template whose only per-agent parts are the
+// agent id and its output API keys. Rendering for an agent is then string concatenation.
+import { createHash, randomBytes } from 'node:crypto';
+import type { Hit, Json, JsonObject, PolicyData, PolicyDoc, RoleMap } from '../store/documents';
+import { goJson } from './go-json';
+import { resolveInline, type SecretLookup } from './secrets';
+
+/** PolicyData keys sent to agents; anything else in the stored data is dropped, as upstream does. */
+const POLICY_KEYS = ['id', 'revision', 'outputs', 'inputs', 'agent', 'fleet', 'output_permissions', 'signed',
+  'secret_paths', 'extensions', 'receivers', 'processors', 'connectors', 'exporters', 'service'] as const;
+const OTEL_SECTIONS = ['extensions', 'receivers', 'processors', 'connectors', 'exporters', 'service'] as const;
+
+export interface EsOutput {
+  name: string;
+  roles: RoleMap;
+  permissionsHash: string;
+}
+
+export function permissionsHash(roles: RoleMap): string {
+  return createHash('sha256').update(goJson(roles)).digest('hex');
+}
+
+type Slot = { kind: 'agent' } | { kind: 'key'; output: string } | { kind: 'b64'; output: string };
+
+const NONCE = randomBytes(6).toString('hex');
+const MARK = new RegExp(`"__fleet_${NONCE}_(agent|key|b64)_(\\d+)__"`, 'g');
+const mark = (kind: string, i = 0): string => `__fleet_${NONCE}_${kind}_${i}__`;
+
+export class ParsedPolicy {
+  readonly policyId: string;
+  readonly revisionIdx: number;
+  readonly actionId: string;
+  /** Outputs whose agents need an API key minted by this server. */
+  readonly esOutputs: EsOutput[] = [];
+  /** Why this revision cannot be sent (upstream answers such check-ins with 500). */
+  readonly error: string | undefined;
+  private readonly parts: string[] = [];
+  private readonly slots: Slot[] = [];
+
+  constructor(readonly hit: Hit<PolicyDoc>, lookupSecret: SecretLookup) {
+    const doc = hit._source;
+    this.policyId = doc.policy_id;
+    this.revisionIdx = doc.revision_idx;
+    this.actionId = `policy:${doc.policy_id}:${doc.revision_idx}`;
+    let error: string | undefined;
+    const data = prepareData(doc.data, lookupSecret);
+    const outputs = (data['outputs'] ?? {}) as Record<string, JsonObject>;
+    if (Object.keys(outputs).length === 0) error = 'processPolicy: output section not found';
+    const permissions = (doc.data.output_permissions ?? {}) as Record<string, RoleMap>;
+    const esNames: string[] = [];
+    for (const [name, output] of Object.entries(outputs)) {
+      const type = output['type'];
+      if (type === 'elasticsearch' || type === 'remote_elasticsearch') {
+        const roles = permissions[name];
+        if (!roles) {
+          error ??= 'output permission sections not found';
+          continue;
+        }
+        if (type === 'remote_elasticsearch') {
+          output['type'] = 'elasticsearch';
+          delete output['service_token'];
+        }
+        // An API key written into the policy itself is kept (see docs/compatibility.md).
+        if (typeof output['api_key'] === 'string' && output['api_key'] !== '') continue;
+        this.esOutputs.push({ name, roles, permissionsHash: permissionsHash(roles) });
+        esNames.push(name);
+        output['api_key'] = mark('key', esNames.length - 1);
+      } else if (type !== 'logstash' && type !== 'kafka') {
+        error ??= `unknown output type: ${String(type)}`;
+      }
+    }
+    const exporters = data['exporters'];
+    if (exporters && typeof exporters === 'object' && !Array.isArray(exporters)) {
+      for (const [exporterName, exporter] of Object.entries(exporters)) {
+        const i = esNames.indexOf(exporterName.startsWith('elasticsearch/') ? exporterName.slice(14) : '');
+        if (i >= 0 && exporter && typeof exporter === 'object' && !Array.isArray(exporter)) exporter['api_key'] = mark('b64', i);
+      }
+    }
+    this.error = error;
+    const action = {
+      id: this.actionId,
+      agent_id: mark('agent'),
+      type: 'POLICY_CHANGE',
+      created_at: doc['@timestamp'],
+      input_type: '',
+      data: { policy: data },
+    };
+    const text = JSON.stringify(action);
+    let last = 0;
+    for (const m of text.matchAll(MARK)) {
+      this.parts.push(text.slice(last, m.index));
+      const i = Number(m[2]);
+      this.slots.push(m[1] === 'agent' ? { kind: 'agent' } : { kind: m[1] as 'key' | 'b64', output: esNames[i]! });
+      last = m.index + m[0].length;
+    }
+    this.parts.push(text.slice(last));
+  }
+
+  /** The POLICY_CHANGE action for one agent, as JSON text. keys: output name → "id:key". */
+  render(agentId: string, keys: Record<string, string>): string {
+    let out = this.parts[0]!;
+    for (let i = 0; i < this.slots.length; i++) {
+      const slot = this.slots[i]!;
+      const value = slot.kind === 'agent' ? agentId
+        : slot.kind === 'key' ? (keys[slot.output] ?? '')
+          : Buffer.from(keys[slot.output] ?? '').toString('base64');
+      out += JSON.stringify(value) + this.parts[i + 1]!;
+    }
+    return out;
+  }
+
+  /** Whether the policy has an input of type fleet-server (self monitor). */
+  hasFleetServerInput(): boolean {
+    return (this.hit._source.data.inputs ?? []).some((i) => i !== null && typeof i === 'object' && !Array.isArray(i) && i['type'] === 'fleet-server');
+  }
+}
+
+function isEmpty(v: unknown): boolean {
+  if (v === undefined || v === null || v === '' || v === 0 || v === false) return true;
+  if (Array.isArray(v)) return v.length === 0;
+  if (typeof v === 'object') return Object.keys(v as object).length === 0;
+  return false;
+}
+
+function prepareData(src: PolicyData, lookup: SecretLookup): JsonObject {
+  const data = structuredClone(src) as unknown as JsonObject;
+  const paths = new Set<string>();
+  if (data['outputs']) data['outputs'] = resolveInline(data['outputs'], lookup, 'outputs', paths);
+  if (Array.isArray(data['inputs'])) data['inputs'] = resolveInline(data['inputs'], lookup, 'inputs', paths);
+  const agent = data['agent'];
+  if (agent && typeof agent === 'object' && !Array.isArray(agent) && agent['download']) {
+    agent['download'] = resolveInline(agent['download'], lookup, 'agent.download', paths);
+  }
+  if (data['fleet']) data['fleet'] = resolveInline(data['fleet'], lookup, 'fleet', paths);
+  for (const s of OTEL_SECTIONS) if (data[s]) data[s] = resolveInline(data[s], lookup, s, paths);
+  const outputs = (data['outputs'] ?? {}) as Record<string, JsonObject>;
+  for (const [name, o] of Object.entries(outputs)) {
+    if (o && o['type'] === 'remote_elasticsearch') paths.delete(`outputs.${name}.service_token`);
+  }
+  if (paths.size > 0) data['secret_paths'] = [...paths].sort() as Json;
+  const out: JsonObject = {};
+  for (const k of POLICY_KEYS) if (!isEmpty(data[k])) out[k] = data[k]!;
+  return out;
+}

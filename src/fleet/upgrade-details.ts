@@ -1,0 +1,64 @@
+// upgrade_details reported at check-in (agents ≥ 8.11): validated by state and stored on the agent.
+import type { AgentDoc, Json, JsonObject } from '../store/documents';
+import type { Store } from '../store/port';
+import { rfc3339 } from '../util/time';
+import { jsonEqual } from './deep-equal';
+import { FleetError } from './errors';
+import type { UpgradeDetails } from './messages';
+
+const RATE_UNITS: Record<string, number> = { '': 1, k: 1e3, m: 1e6, g: 1e9, t: 1e12 };
+
+/** "1.5MBps" → 1500000 (decimal units, trailing "ps" stripped). */
+function parseRate(v: unknown): number | undefined {
+  if (typeof v === 'number') return v;
+  if (typeof v !== 'string') return undefined;
+  const m = /^\s*([0-9]*\.?[0-9]+)\s*([kmgt]?)b?(?:ps)?\s*$/i.exec(v);
+  if (!m) return undefined;
+  return Number(m[1]) * RATE_UNITS[m[2]!.toLowerCase()]!;
+}
+
+function invalid(msg: string): FleetError {
+  return new FleetError('Internal', `failed to update upgrade_details: invalid upgrade metadata: ${msg}`);
+}
+
+export function normalizeUpgradeDetails(d: UpgradeDetails): JsonObject {
+  const out = structuredClone(d) as unknown as JsonObject;
+  const meta = (d.metadata ?? undefined) as Record<string, unknown> | undefined;
+  switch (d.state) {
+    case 'UPG_DOWNLOADING':
+      if (meta && meta['download_rate'] !== undefined) {
+        const rate = parseRate(meta['download_rate']);
+        if (rate === undefined) throw invalid('download_rate');
+        (out['metadata'] as JsonObject)['download_rate'] = rate;
+      }
+      break;
+    case 'UPG_FAILED':
+      if (!meta || typeof meta['error_msg'] !== 'string' || meta['error_msg'] === '') throw invalid('error_msg is required');
+      out['metadata'] = { error_msg: meta['error_msg'] as string, ...(meta['failed_state'] !== undefined ? { failed_state: meta['failed_state'] as Json } : {}) };
+      break;
+    case 'UPG_SCHEDULED':
+      if (!meta || !meta['scheduled_at'] || String(meta['scheduled_at']).startsWith('0001-01-01')) throw invalid('scheduled_at is required');
+      break;
+    default:
+      break;
+  }
+  return out;
+}
+
+export async function applyUpgradeDetails(store: Store, agentId: string, doc: AgentDoc,
+  details: UpgradeDetails | null | undefined): Promise<void> {
+  if (!details) {
+    if (doc.upgrade_details) {
+      // The agent stopped reporting details: the upgrade finished.
+      await store.updateAgent({ id: agentId, doc: { upgrade_details: null, upgrade_started_at: null, upgraded_at: rfc3339() } });
+    }
+    return;
+  }
+  // Details for an action that does not exist are not stored (upstream behaviour).
+  if (!(await store.findAction(details.action_id))) return;
+  const normalized = normalizeUpgradeDetails(details);
+  if (jsonEqual(normalized, doc.upgrade_details)) return;
+  const update: Record<string, unknown> = { upgrade_details: normalized };
+  if (details.state === 'UPG_WATCHING' && doc.upgrade_attempts) update['upgrade_attempts'] = null;
+  await store.updateAgent({ id: agentId, doc: update });
+}

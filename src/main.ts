@@ -1,0 +1,25 @@
+// fleet-server: the server (default command) and its admin commands.
+import yargs from 'yargs';
+import { registerAdminCommands } from './cli/admin';
+import type { ConfigArgs } from './cli/load-config';
+import { runServer } from './cli/run';
+import { COMMIT, VERSION } from './version';
+
+async function main(argv: string[]): Promise<void> {
+  const y = yargs(argv)
+    .scriptName('fleet-server')
+    .usage('$0 [command] [options]')
+    .option('config', { alias: 'c', type: 'string', describe: 'configuration file (default ./fleet-server.yml if present)' })
+    .option('E', { type: 'string', array: true, describe: 'configuration override key=value (repeatable)' })
+    .option('json', { type: 'boolean', describe: 'admin commands: print one JSON document' })
+    .version(`fleet-server version ${VERSION} (commit ${COMMIT})`)
+    .command(['run', '$0'], 'Run Fleet Server', {}, async (a) => runServer(a as ConfigArgs))
+    .strict()
+    .help();
+  await registerAdminCommands(y as never).parseAsync();
+}
+
+main(process.argv.slice(2)).catch((err: unknown) => {
+  process.stderr.write(`fleet-server: ${err instanceof Error ? err.message : String(err)}\n`);
+  process.exit(1);
+});

@@ -1,0 +1,120 @@
+// The store port: what fleet logic needs from persistence, shaped by Fleet Server's use of the .fleet-*
+// indices. Adapters: store/sqlite (embedded default) and store/elasticsearch (production).
+import type {
+  ActionDoc, ActionResultDoc, AgentDoc, EnrollmentKeyDoc, Hit, Json, JsonObject, PolicyDoc, RoleMap,
+} from './documents';
+
+export interface ApiKey {
+  id: string;
+  key: string;
+}
+
+export interface CreateApiKeyRequest {
+  name: string;
+  roleDescriptors: RoleMap;
+  metadata: JsonObject;
+}
+
+export type ApiKeyCheck = 'valid' | 'disabled' | 'invalid';
+
+/** A partial document update with Elasticsearch's merge semantics, plus fields to remove. */
+export interface DocUpdate<T> {
+  id: string;
+  doc: Partial<T> | Record<string, unknown>;
+  unset?: string[];
+}
+
+/** Change feed over an index in sequence-number order (ES global checkpoints, or the SQLite rowid). */
+export interface ChangeFeed<T> {
+  checkpoint(): Promise<number>;
+  /**
+   * Resolves with the documents whose sequence number is in (after, checkpoint] once the checkpoint
+   * has advanced past `after`, or with no hits when `timeoutMs` passes first.
+   */
+  next(after: number, timeoutMs: number, signal: AbortSignal): Promise<{ checkpoint: number; hits: Hit<T>[] }>;
+}
+
+export interface PendingActionQuery {
+  agentId: string;
+  afterSeqNo: number;
+  checkpoint: number;
+  nowIso: string;
+  limit: number;
+}
+
+/** A pending action with the agent's position in its `agents` list, for rollout scheduling. */
+export interface PendingAction extends Hit<ActionDoc> {
+  agentIndex: number;
+  agentCount: number;
+}
+
+export interface AgentListQuery {
+  policyId?: string;
+  active?: boolean;
+  limit?: number;
+}
+
+export interface StoreTraits {
+  /** API-key operations cost a remote round trip (Elasticsearch), so fleet logic paces them. */
+  remoteApiKeys: boolean;
+}
+
+export interface Store {
+  readonly kind: 'sqlite' | 'elasticsearch';
+  readonly traits: StoreTraits;
+  close(): Promise<void>;
+
+  // Security: API keys and Fleet secrets.
+  createApiKey(req: CreateApiKeyRequest): Promise<ApiKey>;
+  checkApiKey(id: string, secret: string): Promise<ApiKeyCheck>;
+  getApiKeyRoles(id: string): Promise<RoleMap | undefined>;
+  updateApiKeyRoles(ids: string[], roles: RoleMap): Promise<void>;
+  invalidateApiKeys(ids: string[]): Promise<void>;
+  createSecret(value: string): Promise<string>;
+  getSecret(id: string): Promise<string | undefined>;
+  deleteSecrets(ids: string[]): Promise<void>;
+
+  // .fleet-enrollment-api-keys
+  findEnrollmentKey(apiKeyId: string): Promise<Hit<EnrollmentKeyDoc> | undefined>;
+  listEnrollmentKeys(policyId?: string): Promise<Hit<EnrollmentKeyDoc>[]>;
+  putEnrollmentKey(id: string, doc: EnrollmentKeyDoc): Promise<void>;
+  updateEnrollmentKey(id: string, doc: Partial<EnrollmentKeyDoc>): Promise<void>;
+
+  // .fleet-agents
+  getAgent(id: string): Promise<Hit<AgentDoc> | undefined>;
+  findAgentByEnrollmentId(enrollmentId: string): Promise<Hit<AgentDoc> | undefined>;
+  findAgentByAccessKeyId(keyId: string): Promise<Hit<AgentDoc> | undefined>;
+  /** Creates an agent document; false when the id exists already. */
+  createAgent(id: string, doc: AgentDoc): Promise<boolean>;
+  updateAgent(update: DocUpdate<AgentDoc>): Promise<void>;
+  /** Many partial updates in one write (check-in bookkeeping). */
+  bulkUpdateAgents(updates: DocUpdate<AgentDoc>[]): Promise<void>;
+  deleteAgent(id: string): Promise<void>;
+  listAgents(query: AgentListQuery): Promise<Hit<AgentDoc>[]>;
+
+  // .fleet-policies (one document per revision)
+  latestPolicies(): Promise<Hit<PolicyDoc>[]>;
+  latestPolicy(policyId: string): Promise<Hit<PolicyDoc> | undefined>;
+  addPolicyRevision(doc: PolicyDoc): Promise<Hit<PolicyDoc>>;
+  readonly policyChanges: ChangeFeed<PolicyDoc>;
+
+  // .fleet-actions
+  createActions(docs: ActionDoc[]): Promise<Hit<ActionDoc>[]>;
+  findAction(actionId: string): Promise<Hit<ActionDoc> | undefined>;
+  actionSeqNo(docId: string): Promise<number | undefined>;
+  pendingActions(query: PendingActionQuery): Promise<PendingAction[]>;
+  listActions(limit: number): Promise<Hit<ActionDoc>[]>;
+  readonly actionChanges: ChangeFeed<ActionDoc>;
+
+  // .fleet-actions-results
+  /** Creates result documents; an existing id is kept (409 ignored, as upstream). */
+  createActionResults(results: { id: string; doc: ActionResultDoc }[]): Promise<void>;
+  listActionResults(actionId: string): Promise<Hit<ActionResultDoc>[]>;
+}
+
+export type { Json };
+
+/** A document that must exist does not. */
+export class NotFoundError extends Error {
+  override readonly name = 'NotFoundError';
+}

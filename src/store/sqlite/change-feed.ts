@@ -1,0 +1,103 @@
+// Change notification for the embedded store. Writes in this process wake waiters at once; writes by
+// other processes (the admin CLI) are noticed through PRAGMA data_version, polled on one timer for the
+// whole store, so a held agent costs a waiter in memory, never a query.
+import type { DatabaseSync } from 'node:sqlite';
+import type { Hit } from '../documents';
+import type { ChangeFeed } from '../port';
+
+const POLL_MS = 250;
+
+export class ChangeWatcher {
+  private version: number;
+  private readonly listeners = new Set<() => void>();
+  private timer: NodeJS.Timeout | undefined;
+
+  constructor(private readonly db: DatabaseSync) {
+    this.version = this.dataVersion();
+  }
+
+  private dataVersion(): number {
+    return Number((this.db.prepare('PRAGMA data_version').get() as { data_version: number }).data_version);
+  }
+
+  subscribe(fn: () => void): () => void {
+    this.listeners.add(fn);
+    if (!this.timer) {
+      this.timer = setInterval(() => this.poll(), POLL_MS);
+      this.timer.unref();
+    }
+    return () => {
+      this.listeners.delete(fn);
+      if (this.listeners.size === 0 && this.timer) {
+        clearInterval(this.timer);
+        this.timer = undefined;
+      }
+    };
+  }
+
+  private poll(): void {
+    let v: number;
+    try {
+      v = this.dataVersion();
+    } catch {
+      return; // database closed
+    }
+    if (v !== this.version) {
+      this.version = v;
+      this.notify();
+    }
+  }
+
+  /** Called after a local write commits. */
+  notify(): void {
+    for (const fn of [...this.listeners]) fn();
+  }
+
+  close(): void {
+    if (this.timer) clearInterval(this.timer);
+    this.timer = undefined;
+    this.listeners.clear();
+  }
+}
+
+export class SqliteChangeFeed<T> implements ChangeFeed<T> {
+  constructor(
+    private readonly watcher: ChangeWatcher,
+    private readonly maxSeq: () => number,
+    private readonly since: (after: number, upTo: number) => Hit<T>[],
+  ) {}
+
+  async checkpoint(): Promise<number> {
+    return this.maxSeq();
+  }
+
+  next(after: number, timeoutMs: number, signal: AbortSignal): Promise<{ checkpoint: number; hits: Hit<T>[] }> {
+    const ready = (): { checkpoint: number; hits: Hit<T>[] } | undefined => {
+      const cp = this.maxSeq();
+      return cp > after ? { checkpoint: cp, hits: this.since(after, cp) } : undefined;
+    };
+    const now = ready();
+    if (now) return Promise.resolve(now);
+    return new Promise((resolve, reject) => {
+      let unsubscribe = (): void => {};
+      const finish = (value?: { checkpoint: number; hits: Hit<T>[] }, err?: unknown): void => {
+        clearTimeout(timer);
+        unsubscribe();
+        signal.removeEventListener('abort', onAbort);
+        if (err !== undefined) reject(err);
+        else resolve(value ?? { checkpoint: after, hits: [] });
+      };
+      const onAbort = (): void => finish(undefined, signal.reason);
+      const timer = setTimeout(() => finish(), timeoutMs);
+      unsubscribe = this.watcher.subscribe(() => {
+        try {
+          const r = ready();
+          if (r) finish(r);
+        } catch (err) {
+          finish(undefined, err);
+        }
+      });
+      signal.addEventListener('abort', onAbort, { once: true });
+    });
+  }
+}

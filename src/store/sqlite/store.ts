@@ -1,0 +1,315 @@
+// The embedded store on node:sqlite. Each table holds documents in their .fleet-* shape (JSON) with a
+// few columns extracted for indexing. Calls are synchronous underneath; the async port keeps the
+// Elasticsearch adapter interchangeable.
+import { randomUUID } from 'node:crypto';
+import type { DatabaseSync, StatementSync } from 'node:sqlite';
+import type {
+  ActionDoc, ActionResultDoc, AgentDoc, EnrollmentKeyDoc, Hit, PolicyDoc, RoleMap,
+} from '../documents';
+import { mergeDoc, removeFields } from '../doc-merge';
+import type {
+  AgentListQuery, ApiKey, ApiKeyCheck, ChangeFeed, CreateApiKeyRequest, DocUpdate, PendingAction,
+  PendingActionQuery, Store,
+} from '../port';
+import { NotFoundError } from '../port';
+import { hashSecret, newApiKeyId, newApiKeySecret, newSalt, secretMatches } from './api-keys';
+import { ChangeWatcher, SqliteChangeFeed } from './change-feed';
+import { openDatabase, transaction } from './database';
+import { isoToMs, rfc3339 } from '../../util/time';
+
+type Row = Record<string, unknown>;
+
+function hit<T>(row: Row | undefined, seq = false): Hit<T> | undefined {
+  if (!row) return undefined;
+  const h: Hit<T> = { _id: row['id'] as string, _source: JSON.parse(row['doc'] as string) as T };
+  if (seq) h._seq_no = Number(row['seq']);
+  return h;
+}
+
+export class SqliteStore implements Store {
+  readonly kind = 'sqlite' as const;
+  readonly traits = { remoteApiKeys: false };
+  readonly policyChanges: ChangeFeed<PolicyDoc>;
+  readonly actionChanges: ChangeFeed<ActionDoc>;
+
+  private readonly db: DatabaseSync;
+  private readonly watcher: ChangeWatcher;
+  private readonly stmts = new Map<string, StatementSync>();
+
+  constructor(path: string) {
+    this.db = openDatabase(path);
+    this.watcher = new ChangeWatcher(this.db);
+    this.policyChanges = new SqliteChangeFeed<PolicyDoc>(
+      this.watcher,
+      () => this.maxSeq('policies'),
+      (after, upTo) => this.q('SELECT seq, id, doc FROM policies WHERE seq > ? AND seq <= ? ORDER BY seq')
+        .all(after, upTo).map((r) => hit<PolicyDoc>(r as Row, true)!),
+    );
+    this.actionChanges = new SqliteChangeFeed<ActionDoc>(
+      this.watcher,
+      () => this.maxSeq('actions'),
+      (after, upTo) => this.q('SELECT seq, id, doc FROM actions WHERE seq > ? AND seq <= ? AND expiration_ms > ? ORDER BY seq')
+        .all(after, upTo, Date.now()).map((r) => hit<ActionDoc>(r as Row, true)!),
+    );
+  }
+
+  /** Prepared statements are cached: the check-in path runs the same few queries constantly. */
+  private q(sql: string): StatementSync {
+    let s = this.stmts.get(sql);
+    if (!s) {
+      s = this.db.prepare(sql);
+      this.stmts.set(sql, s);
+    }
+    return s;
+  }
+
+  private write<T>(fn: () => T): T {
+    const out = transaction(this.db, fn);
+    this.watcher.notify();
+    return out;
+  }
+
+  private maxSeq(table: 'policies' | 'actions'): number {
+    const row = this.q(`SELECT max(seq) AS m FROM ${table}`).get() as Row;
+    return row['m'] === null ? -1 : Number(row['m']);
+  }
+
+  async close(): Promise<void> {
+    this.watcher.close();
+    this.stmts.clear();
+    if (this.db.isOpen) this.db.close();
+  }
+
+  // ---- security ----
+
+  async createApiKey(req: CreateApiKeyRequest): Promise<ApiKey> {
+    const id = newApiKeyId();
+    const key = newApiKeySecret();
+    const salt = newSalt();
+    this.write(() => this.q(
+      'INSERT INTO api_keys (id, name, salt, hash, role_descriptors, metadata, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)',
+    ).run(id, req.name, salt, hashSecret(salt, key), JSON.stringify(req.roleDescriptors), JSON.stringify(req.metadata), rfc3339()));
+    return { id, key };
+  }
+
+  async checkApiKey(id: string, secret: string): Promise<ApiKeyCheck> {
+    const row = this.q('SELECT salt, hash, invalidated FROM api_keys WHERE id = ?').get(id) as Row | undefined;
+    if (!row || !secretMatches(row['salt'] as Uint8Array, row['hash'] as Uint8Array, secret)) return 'invalid';
+    return Number(row['invalidated']) ? 'invalid' : 'valid';
+  }
+
+  async getApiKeyRoles(id: string): Promise<RoleMap | undefined> {
+    const row = this.q('SELECT role_descriptors FROM api_keys WHERE id = ? AND invalidated = 0').get(id) as Row | undefined;
+    return row ? (JSON.parse(row['role_descriptors'] as string) as RoleMap) : undefined;
+  }
+
+  async updateApiKeyRoles(ids: string[], roles: RoleMap): Promise<void> {
+    const json = JSON.stringify(roles);
+    this.write(() => {
+      for (const id of ids) this.q('UPDATE api_keys SET role_descriptors = ? WHERE id = ?').run(json, id);
+    });
+  }
+
+  async invalidateApiKeys(ids: string[]): Promise<void> {
+    if (ids.length === 0) return;
+    this.write(() => {
+      for (const id of ids) this.q('UPDATE api_keys SET invalidated = 1 WHERE id = ?').run(id);
+    });
+  }
+
+  async createSecret(value: string): Promise<string> {
+    const id = newApiKeyId();
+    this.write(() => this.q('INSERT INTO secrets (id, value) VALUES (?, ?)').run(id, value));
+    return id;
+  }
+
+  async getSecret(id: string): Promise<string | undefined> {
+    const row = this.q('SELECT value FROM secrets WHERE id = ?').get(id) as Row | undefined;
+    return row ? (row['value'] as string) : undefined;
+  }
+
+  async deleteSecrets(ids: string[]): Promise<void> {
+    if (ids.length === 0) return;
+    this.write(() => {
+      for (const id of ids) this.q('DELETE FROM secrets WHERE id = ?').run(id);
+    });
+  }
+
+  // ---- enrollment keys ----
+
+  async findEnrollmentKey(apiKeyId: string): Promise<Hit<EnrollmentKeyDoc> | undefined> {
+    return hit(this.q('SELECT id, doc FROM enrollment_keys WHERE api_key_id = ? AND active = 1').get(apiKeyId) as Row | undefined);
+  }
+
+  async listEnrollmentKeys(policyId?: string): Promise<Hit<EnrollmentKeyDoc>[]> {
+    const rows = policyId === undefined
+      ? this.q('SELECT id, doc FROM enrollment_keys ORDER BY rowid').all()
+      : this.q('SELECT id, doc FROM enrollment_keys WHERE policy_id = ? ORDER BY rowid').all(policyId);
+    return rows.map((r) => hit<EnrollmentKeyDoc>(r as Row)!);
+  }
+
+  async putEnrollmentKey(id: string, doc: EnrollmentKeyDoc): Promise<void> {
+    this.write(() => this.q(
+      'INSERT OR REPLACE INTO enrollment_keys (id, api_key_id, policy_id, active, doc) VALUES (?, ?, ?, ?, ?)',
+    ).run(id, doc.api_key_id, doc.policy_id ?? null, doc.active ? 1 : 0, JSON.stringify(doc)));
+  }
+
+  async updateEnrollmentKey(id: string, partial: Partial<EnrollmentKeyDoc>): Promise<void> {
+    this.write(() => {
+      const cur = hit<EnrollmentKeyDoc>(this.q('SELECT id, doc FROM enrollment_keys WHERE id = ?').get(id) as Row | undefined);
+      if (!cur) throw new NotFoundError(`enrollment key ${id} not found`);
+      const doc = mergeDoc(cur._source, partial);
+      this.q('UPDATE enrollment_keys SET api_key_id = ?, policy_id = ?, active = ?, doc = ? WHERE id = ?')
+        .run(doc.api_key_id, doc.policy_id ?? null, doc.active ? 1 : 0, JSON.stringify(doc), id);
+    });
+  }
+
+  // ---- agents ----
+
+  async getAgent(id: string): Promise<Hit<AgentDoc> | undefined> {
+    return hit(this.q('SELECT id, doc FROM agents WHERE id = ?').get(id) as Row | undefined);
+  }
+
+  async findAgentByEnrollmentId(enrollmentId: string): Promise<Hit<AgentDoc> | undefined> {
+    return hit(this.q('SELECT id, doc FROM agents WHERE enrollment_id = ? LIMIT 1').get(enrollmentId) as Row | undefined);
+  }
+
+  async findAgentByAccessKeyId(keyId: string): Promise<Hit<AgentDoc> | undefined> {
+    return hit(this.q('SELECT id, doc FROM agents WHERE access_api_key_id = ? LIMIT 1').get(keyId) as Row | undefined);
+  }
+
+  private putAgentRow(id: string, doc: AgentDoc, insert: boolean): void {
+    const cols = [doc.access_api_key_id ?? null, doc.enrollment_id ?? null, doc.policy_id ?? null, doc.active ? 1 : 0, JSON.stringify(doc)];
+    if (insert) {
+      this.q('INSERT INTO agents (access_api_key_id, enrollment_id, policy_id, active, doc, id) VALUES (?, ?, ?, ?, ?, ?)').run(...cols, id);
+    } else {
+      this.q('UPDATE agents SET access_api_key_id = ?, enrollment_id = ?, policy_id = ?, active = ?, doc = ? WHERE id = ?').run(...cols, id);
+    }
+  }
+
+  async createAgent(id: string, doc: AgentDoc): Promise<boolean> {
+    return this.write(() => {
+      if (this.q('SELECT 1 FROM agents WHERE id = ?').get(id)) return false;
+      this.putAgentRow(id, doc, true);
+      return true;
+    });
+  }
+
+  private applyAgentUpdate(u: DocUpdate<AgentDoc>): boolean {
+    const cur = hit<AgentDoc>(this.q('SELECT id, doc FROM agents WHERE id = ?').get(u.id) as Row | undefined);
+    if (!cur) return false;
+    const doc = mergeDoc(cur._source, u.doc as Record<string, unknown>);
+    if (u.unset) removeFields(doc, u.unset);
+    this.putAgentRow(u.id, doc, false);
+    return true;
+  }
+
+  async updateAgent(update: DocUpdate<AgentDoc>): Promise<void> {
+    this.write(() => {
+      if (!this.applyAgentUpdate(update)) throw new NotFoundError(`agent ${update.id} not found`);
+    });
+  }
+
+  async bulkUpdateAgents(updates: DocUpdate<AgentDoc>[]): Promise<void> {
+    if (updates.length === 0) return;
+    this.write(() => {
+      for (const u of updates) this.applyAgentUpdate(u);
+    });
+  }
+
+  async deleteAgent(id: string): Promise<void> {
+    this.write(() => this.q('DELETE FROM agents WHERE id = ?').run(id));
+  }
+
+  async listAgents(query: AgentListQuery): Promise<Hit<AgentDoc>[]> {
+    const where: string[] = [];
+    const params: (string | number)[] = [];
+    if (query.policyId !== undefined) {
+      where.push('policy_id = ?');
+      params.push(query.policyId);
+    }
+    if (query.active !== undefined) {
+      where.push('active = ?');
+      params.push(query.active ? 1 : 0);
+    }
+    const sql = `SELECT id, doc FROM agents ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY rowid LIMIT ?`;
+    return this.db.prepare(sql).all(...params, query.limit ?? 10000).map((r) => hit<AgentDoc>(r as Row)!);
+  }
+
+  // ---- policies ----
+
+  async latestPolicies(): Promise<Hit<PolicyDoc>[]> {
+    return this.q(`SELECT p.seq, p.id, p.doc FROM policies p
+      JOIN (SELECT policy_id, max(revision_idx) AS r FROM policies GROUP BY policy_id) m
+      ON p.policy_id = m.policy_id AND p.revision_idx = m.r ORDER BY p.policy_id`)
+      .all().map((r) => hit<PolicyDoc>(r as Row, true)!);
+  }
+
+  async latestPolicy(policyId: string): Promise<Hit<PolicyDoc> | undefined> {
+    return hit(this.q('SELECT seq, id, doc FROM policies WHERE policy_id = ? ORDER BY revision_idx DESC, seq DESC LIMIT 1')
+      .get(policyId) as Row | undefined, true);
+  }
+
+  async addPolicyRevision(doc: PolicyDoc): Promise<Hit<PolicyDoc>> {
+    const id = randomUUID();
+    const row = this.write(() => this.q('INSERT INTO policies (id, policy_id, revision_idx, doc) VALUES (?, ?, ?, ?) RETURNING seq')
+      .get(id, doc.policy_id, doc.revision_idx, JSON.stringify(doc)) as Row);
+    return { _id: id, _seq_no: Number(row['seq']), _source: doc };
+  }
+
+  // ---- actions ----
+
+  async createActions(docs: ActionDoc[]): Promise<Hit<ActionDoc>[]> {
+    return this.write(() => docs.map((doc) => {
+      const id = randomUUID();
+      const agents = doc.agents ?? [];
+      const row = this.q('INSERT INTO actions (id, action_id, expiration_ms, agent_count, doc) VALUES (?, ?, ?, ?, ?) RETURNING seq')
+        .get(id, doc.action_id, isoToMs(doc.expiration) ?? null, agents.length, JSON.stringify(doc)) as Row;
+      const seq = Number(row['seq']);
+      const link = this.q('INSERT OR IGNORE INTO action_agents (agent_id, seq, idx) VALUES (?, ?, ?)');
+      agents.forEach((agentId, idx) => link.run(agentId, seq, idx));
+      return { _id: id, _seq_no: seq, _source: doc };
+    }));
+  }
+
+  async findAction(actionId: string): Promise<Hit<ActionDoc> | undefined> {
+    return hit(this.q('SELECT seq, id, doc FROM actions WHERE action_id = ? ORDER BY seq LIMIT 1').get(actionId) as Row | undefined, true);
+  }
+
+  async actionSeqNo(docId: string): Promise<number | undefined> {
+    const row = this.q('SELECT seq FROM actions WHERE id = ?').get(docId) as Row | undefined;
+    return row ? Number(row['seq']) : undefined;
+  }
+
+  async pendingActions(query: PendingActionQuery): Promise<PendingAction[]> {
+    const rows = this.q(`SELECT a.seq, a.id, a.doc, a.agent_count, aa.idx FROM action_agents aa
+      JOIN actions a ON a.seq = aa.seq
+      WHERE aa.agent_id = ? AND aa.seq > ? AND aa.seq <= ? AND a.expiration_ms > ?
+      ORDER BY aa.seq LIMIT ?`)
+      .all(query.agentId, query.afterSeqNo, query.checkpoint, Date.parse(query.nowIso), query.limit) as Row[];
+    return rows.map((r) => ({
+      ...hit<ActionDoc>(r, true)!,
+      agentIndex: Number(r['idx']),
+      agentCount: Number(r['agent_count']),
+    }));
+  }
+
+  async listActions(limit: number): Promise<Hit<ActionDoc>[]> {
+    return this.q('SELECT seq, id, doc FROM actions ORDER BY seq DESC LIMIT ?').all(limit).map((r) => hit<ActionDoc>(r as Row, true)!);
+  }
+
+  // ---- action results ----
+
+  async createActionResults(results: { id: string; doc: ActionResultDoc }[]): Promise<void> {
+    if (results.length === 0) return;
+    this.write(() => {
+      for (const r of results) {
+        this.q('INSERT OR IGNORE INTO action_results (id, action_id, doc) VALUES (?, ?, ?)').run(r.id, r.doc.action_id, JSON.stringify(r.doc));
+      }
+    });
+  }
+
+  async listActionResults(actionId: string): Promise<Hit<ActionResultDoc>[]> {
+    return this.q('SELECT id, doc FROM action_results WHERE action_id = ? ORDER BY rowid').all(actionId).map((r) => hit<ActionResultDoc>(r as Row)!);
+  }
+}

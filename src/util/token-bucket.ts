@@ -1,0 +1,51 @@
+/**
+ * Token bucket: one token per `intervalMs`, at most `burst` stored. interval 0 means unlimited.
+ * Time is read lazily on each call, so an idle bucket costs nothing.
+ */
+export class TokenBucket {
+  private tokens: number;
+  private last: number;
+
+  constructor(private readonly intervalMs: number, private readonly burst: number) {
+    this.tokens = Math.max(1, burst);
+    this.last = performance.now();
+  }
+
+  get unlimited(): boolean {
+    return this.intervalMs <= 0;
+  }
+
+  private refill(now: number): void {
+    const added = (now - this.last) / this.intervalMs;
+    if (added > 0) {
+      this.tokens = Math.min(Math.max(1, this.burst), this.tokens + added);
+      this.last = now;
+    }
+  }
+
+  /** Takes a token if one is available now. */
+  tryTake(): boolean {
+    if (this.unlimited) return true;
+    this.refill(performance.now());
+    if (this.tokens >= 1) {
+      this.tokens -= 1;
+      return true;
+    }
+    return false;
+  }
+
+  /** Milliseconds until the next token. */
+  waitMs(): number {
+    if (this.unlimited) return 0;
+    this.refill(performance.now());
+    return this.tokens >= 1 ? 0 : Math.ceil((1 - this.tokens) * this.intervalMs);
+  }
+
+  /** Waits for and takes a token. */
+  async take(signal?: AbortSignal): Promise<void> {
+    while (!this.tryTake()) {
+      if (signal?.aborted) throw signal.reason;
+      await new Promise((r) => setTimeout(r, Math.max(1, this.waitMs())));
+    }
+  }
+}

@@ -1,0 +1,8 @@
+// Replaced at bundle time by scripts/build.mjs; the fallbacks serve ts-only runs (tests' type check).
+declare const __FLEET_VERSION__: string;
+declare const __FLEET_COMMIT__: string;
+declare const __FLEET_BUILD_TIME__: string;
+
+export const VERSION: string = typeof __FLEET_VERSION__ === 'string' ? __FLEET_VERSION__ : '0.0.0';
+export const COMMIT: string = typeof __FLEET_COMMIT__ === 'string' ? __FLEET_COMMIT__ : 'unknown';
+export const BUILD_TIME: string = typeof __FLEET_BUILD_TIME__ === 'string' ? __FLEET_BUILD_TIME__ : '1970-01-01T00:00:00Z';
