@@ -118,6 +118,11 @@ export function registerAdminCommands(y: Argv<Common>): Argv<Common> {
         }));
         print(a, { id: hit._source.action_id, doc_id: hit._id, ...hit._source }, () => [hit._source.action_id]);
       })
+      .command('show <id>', 'Show an action and the results agents reported', (c) => c.positional('id', { type: 'string', demandOption: true }), async (a) => {
+        const { action, results } = await withAdmin(a, (admin) => admin.showAction(a.id));
+        const out = { action: flat(action), results: results.map(flat) };
+        print(a, out, () => [JSON.stringify(out, null, 2)]);
+      })
       .command('list', 'List recent actions', (c) => c.option('limit', { type: 'number', default: 100 }), async (a) => {
         const hits = await withAdmin(a, (admin) => admin.listActions(a.limit));
         print(a, hits.map(flat), () => table([['ACTION ID', 'TYPE', 'AGENTS', 'CREATED', 'EXPIRATION'],

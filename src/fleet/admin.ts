@@ -1,7 +1,7 @@
 // Administration without Kibana: policies, enrollment tokens, agents and actions, written the way
 // Kibana's Fleet writes them, through the same store port.
 import { randomUUID } from 'node:crypto';
-import type { ActionDoc, AgentDoc, EnrollmentKeyDoc, Hit, Json, JsonObject, PolicyData, PolicyDoc, RoleMap } from '../store/documents';
+import type { ActionDoc, ActionResultDoc, AgentDoc, EnrollmentKeyDoc, Hit, Json, JsonObject, PolicyData, PolicyDoc, RoleMap } from '../store/documents';
 import type { Store } from '../store/port';
 import { parseDuration } from '../util/duration';
 import { rfc3339 } from '../util/time';
@@ -162,6 +162,12 @@ export class Admin {
     if (o.timeout !== undefined) doc.timeout = o.timeout;
     const [hit] = await this.store.createActions([doc]);
     return hit!;
+  }
+
+  async showAction(actionId: string): Promise<{ action: Hit<ActionDoc>; results: Hit<ActionResultDoc>[] }> {
+    const action = await this.store.findAction(actionId);
+    if (!action) throw new AdminError(`action ${actionId} not found`);
+    return { action, results: await this.store.listActionResults(actionId) };
   }
 
   listActions(limit = 100): Promise<Hit<ActionDoc>[]> {

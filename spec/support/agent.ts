@@ -1,0 +1,64 @@
+// A simulated Elastic Agent: the requests a real agent sends to enroll, check in and acknowledge.
+import { request, type Response } from './http';
+
+export const AGENT_VERSION = '9.6.0';
+
+export interface Enrolled {
+  id: string;
+  apiKey: string;
+  policyId: string;
+}
+
+export class SimAgent {
+  ackToken = '';
+  id = '';
+  apiKey = '';
+
+  constructor(readonly baseUrl: string, readonly version = AGENT_VERSION) {}
+
+  headers(extra: Record<string, string> = {}): Record<string, string> {
+    return {
+      'User-Agent': `Elastic Agent ${this.version}`,
+      'Content-Type': 'application/json',
+      Authorization: `ApiKey ${this.apiKey}`,
+      ...extra,
+    };
+  }
+
+  async enroll(token: string, body: Record<string, unknown> = {}): Promise<Response> {
+    const res = await request(`${this.baseUrl}/api/fleet/agents/enroll`, {
+      method: 'POST',
+      headers: { 'User-Agent': `Elastic Agent ${this.version}`, 'Content-Type': 'application/json', Authorization: `ApiKey ${token}` },
+      body: JSON.stringify({
+        type: 'PERMANENT',
+        metadata: { local: { elastic: { agent: { id: 'unknown', version: this.version } }, host: { hostname: 'spec-host' } }, user_provided: {}, tags: ['b', 'a', 'b'] },
+        ...body,
+      }),
+    });
+    if (res.status === 200) {
+      this.id = res.json.item.id;
+      this.apiKey = res.json.item.access_api_key;
+    }
+    return res;
+  }
+
+  async checkin(body: Record<string, unknown> = {}, opts: { timeoutMs?: number; signal?: AbortSignal; headers?: Record<string, string> } = {}): Promise<Response> {
+    const res = await request(`${this.baseUrl}/api/fleet/agents/${this.id}/checkin`, {
+      method: 'POST',
+      headers: this.headers(opts.headers),
+      body: JSON.stringify({ status: 'online', message: 'Running', ack_token: this.ackToken, ...body }),
+      timeoutMs: opts.timeoutMs,
+      signal: opts.signal,
+    });
+    if (res.status === 200 && res.json?.ack_token) this.ackToken = res.json.ack_token;
+    return res;
+  }
+
+  async ack(events: Record<string, unknown>[]): Promise<Response> {
+    return request(`${this.baseUrl}/api/fleet/agents/${this.id}/acks`, {
+      method: 'POST',
+      headers: this.headers(),
+      body: JSON.stringify({ events: events.map((e) => ({ type: 'ACTION_RESULT', subtype: 'ACKNOWLEDGED', agent_id: this.id, timestamp: new Date().toISOString(), message: 'ack', ...e })) }),
+    });
+  }
+}

@@ -1,0 +1,98 @@
+// Starts the bundled program (dist/fleet-server.js) the way an operator would, on free ports and a
+// temporary data directory, and stops it with SIGTERM.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { freePort } from './ports';
+
+export const DIST = resolve(__dirname, '../../dist/fleet-server.js');
+
+export interface StartOptions {
+  dataDir?: string;
+  overrides?: string[];
+  configFile?: string;
+  env?: NodeJS.ProcessEnv;
+  /** Reuse ports (a restart keeps the URL agents know). */
+  port?: number;
+  internalPort?: number;
+  /** Wait for this text on stderr (default: the listening log line). */
+  readyText?: string;
+}
+
+export class FleetServerProcess {
+  stdout = '';
+  stderr = '';
+  exitCode: number | null | undefined;
+  private exited: Promise<number | null>;
+
+  constructor(readonly child: ChildProcess, readonly port: number, readonly internalPort: number, readonly dataDir: string) {
+    child.stdout!.on('data', (d: Buffer) => (this.stdout += d.toString()));
+    child.stderr!.on('data', (d: Buffer) => (this.stderr += d.toString()));
+    this.exited = new Promise((r) => child.once('exit', (code) => {
+      this.exitCode = code;
+      r(code);
+    }));
+  }
+
+  get url(): string {
+    return `http://127.0.0.1:${this.port}`;
+  }
+
+  /** The enrollment token printed at a zero-config start. */
+  get printedToken(): string | undefined {
+    return /enrollment token for it:\s+(\S+)/.exec(this.stdout)?.[1];
+  }
+
+  async waitFor(text: string | RegExp, timeoutMs = 15000): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    const has = (): boolean => (typeof text === 'string' ? this.stderr.includes(text) || this.stdout.includes(text) : text.test(this.stderr + this.stdout));
+    while (!has()) {
+      if (this.exitCode !== undefined) throw new Error(`fleet-server exited (${this.exitCode}) before "${text}":\n${this.stderr}`);
+      if (Date.now() > deadline) throw new Error(`timed out waiting for "${text}":\n${this.stderr}`);
+      await new Promise((r) => setTimeout(r, 25));
+    }
+  }
+
+  /** SIGTERM, then the exit code. */
+  async stop(timeoutMs = 20000): Promise<number | null> {
+    if (this.exitCode === undefined) this.child.kill('SIGTERM');
+    const timer = setTimeout(() => this.child.kill('SIGKILL'), timeoutMs);
+    const code = await this.exited;
+    clearTimeout(timer);
+    return code;
+  }
+
+  logs(): Record<string, unknown>[] {
+    return this.stderr.split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as Record<string, unknown>);
+  }
+}
+
+export function tempDir(prefix = 'fleet-spec-'): string {
+  return mkdtempSync(join(tmpdir(), prefix));
+}
+
+export function removeDir(dir: string): void {
+  rmSync(dir, { recursive: true, force: true });
+}
+
+export async function startFleetServer(opts: StartOptions = {}): Promise<FleetServerProcess> {
+  const dataDir = opts.dataDir ?? tempDir();
+  const port = opts.port ?? await freePort();
+  const internalPort = opts.internalPort ?? await freePort();
+  const args = [DIST];
+  if (opts.configFile) args.push('-c', opts.configFile);
+  for (const o of [
+    `path.data=${dataDir}`,
+    `inputs.0.server.host=127.0.0.1`,
+    `inputs.0.server.port=${port}`,
+    `inputs.0.server.internal_port=${internalPort}`,
+    'inputs.0.server.bulk.checkin_flush_interval=200ms',
+    'logging.level=debug',
+    ...(opts.overrides ?? []),
+  ]) args.push('-E', o);
+  const child = spawn(process.execPath, args, { cwd: dataDir, env: { ...process.env, ...opts.env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const p = new FleetServerProcess(child, port, internalPort, dataDir);
+  await p.waitFor(opts.readyText ?? 'fleet-server internal listener');
+  return p;
+}

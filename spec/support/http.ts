@@ -1,0 +1,45 @@
+// A minimal HTTP client that sends exactly the headers given (agents' requests, byte for byte).
+import http from 'node:http';
+import { gunzipSync } from 'node:zlib';
+
+export interface Response {
+  status: number;
+  headers: http.IncomingHttpHeaders;
+  body: Buffer;
+  text: string;
+  json: any;
+}
+
+export interface RequestOptions {
+  method?: string;
+  headers?: Record<string, string | string[]>;
+  body?: string | Buffer;
+  timeoutMs?: number;
+  signal?: AbortSignal;
+}
+
+export function request(url: string, opts: RequestOptions = {}): Promise<Response> {
+  return new Promise((resolve, reject) => {
+    const req = http.request(url, { method: opts.method ?? 'GET', headers: opts.headers, agent: false, signal: opts.signal }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (c: Buffer) => chunks.push(c));
+      res.on('end', () => {
+        let body = Buffer.concat(chunks);
+        if (res.headers['content-encoding'] === 'gzip') body = gunzipSync(body);
+        const text = body.toString('utf8');
+        let json: unknown;
+        try {
+          json = text ? JSON.parse(text) : undefined;
+        } catch {
+          json = undefined;
+        }
+        resolve({ status: res.statusCode ?? 0, headers: res.headers, body, text, json });
+      });
+      res.on('error', reject);
+    });
+    req.on('error', reject);
+    if (opts.timeoutMs) req.setTimeout(opts.timeoutMs, () => req.destroy(new Error('request timed out')));
+    if (opts.body !== undefined) req.write(opts.body);
+    req.end();
+  });
+}
