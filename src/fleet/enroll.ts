@@ -7,7 +7,7 @@ import type { Store } from '../store/port';
 import { LruCache } from '../util/lru';
 import { rfc3339 } from '../util/time';
 import type { ApiKeyCredentials, Authenticator } from './auth';
-import { FleetError } from './errors';
+import { badRequest, FleetError } from './errors';
 import type { EnrollRequest } from './messages';
 import { hashReplaceToken, replaceTokenMatches, type Pbkdf2Options } from './replace-token';
 
@@ -71,14 +71,17 @@ export class EnrollService {
     const cached = this.records.get(creds.id);
     if (cached) return cached;
     const key = await this.store.findEnrollmentKey(creds.id);
-    if (!key) throw new FleetError('Internal', 'FindEnrollmentAPIKey: hit count mismatch 0');
+    // Upstream answers 500 ("hit count mismatch 0"); a key that enrolls nothing is an auth failure.
+    if (!key) throw new FleetError('Unauthorized');
     const record = recordOf(key._source);
-    this.records.set(creds.id, record, this.opts.ttlEnrollKeyMs);
+    // The cache spares a remote store an enrollment storm; a local lookup is cheaper than stale
+    // answers, so there revocation takes effect at once.
+    if (this.store.traits.remoteApiKeys) this.records.set(creds.id, record, this.opts.ttlEnrollKeyMs);
     return record;
   }
 
   async enroll(record: EnrollmentRecord, agentVersion: string, req: EnrollRequest): Promise<EnrollResponseItem> {
-    if (!ENROLL_TYPES.has(req.type)) throw new FleetError('Internal', 'unknown enroll request type');
+    if (!ENROLL_TYPES.has(req.type)) throw badRequest('unknown enroll request type', req.type);
     const enrollmentId = req.enrollment_id || undefined;
     if (enrollmentId !== undefined) {
       if (this.inFlightEnrollmentIds.has(enrollmentId)) throw new FleetError('EnrollDuplicate');
