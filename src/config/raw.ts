@@ -13,7 +13,8 @@ export function parseScalar(text: string): unknown {
   if (text === '') return '';
   try {
     const v = parseYaml(text);
-    return v === null ? text : v;
+    // Strings stay byte-for-byte (YAML would fold a multi-line PEM into one line).
+    return v === null || typeof v === 'string' ? text : v;
   } catch {
     return text;
   }

@@ -47,7 +47,8 @@ export class HttpService {
     const limits = config.server.limits;
     this.limiters = Object.fromEntries(ROUTES.map((r) => [r, new RouteLimiter(limits.routes[r])])) as Record<RouteName, RouteLimiter>;
     this.maxConnections = limits.maxConnections;
-    this.hardConnections = Math.floor(limits.maxConnections * 1.1);
+    // Upstream's floor(1.1·max) equals max for small values, which would make the soft limit unreachable.
+    this.hardConnections = Math.max(Math.floor(limits.maxConnections * 1.1), limits.maxConnections + 1);
   }
 
   private createServer(): http.Server | https.Server {

@@ -1,0 +1,65 @@
+// Over a limit the client gets 429 with Retry-After, never a reset connection.
+import { SimAgent } from './support/agent';
+import { removeDir, startFleetServer } from './support/fleet-server';
+import { request } from './support/http';
+
+test('enroll rate limit → 429 RateLimit with Retry-After', async () => {
+  const server = await startFleetServer({ overrides: ['inputs.0.server.limits.enroll_limit.interval=10s', 'inputs.0.server.limits.enroll_limit.burst=1'] });
+  try {
+    const token = server.printedToken!;
+    expect((await new SimAgent(server.url).enroll(token)).status).toBe(200);
+    const res = await new SimAgent(server.url).enroll(token);
+    expect(res.status).toBe(429);
+    expect(res.json).toEqual({ statusCode: 429, error: 'RateLimit', message: 'exceeded the rate limit' });
+    expect(Number(res.headers['retry-after'])).toBeGreaterThanOrEqual(1);
+  } finally {
+    await server.stop();
+    removeDir(server.dataDir);
+  }
+});
+
+async function twoAgentsOnPolicy(server: { url: string; printedToken?: string }): Promise<SimAgent[]> {
+  const agents = [new SimAgent(server.url), new SimAgent(server.url)];
+  for (const a of agents) {
+    await a.enroll(server.printedToken!);
+    await a.checkin(); // takes the POLICY_CHANGE; reporting the revision next time makes the poll hold
+  }
+  return agents;
+}
+const onPolicy = { agent_policy_id: 'default-policy', policy_revision_idx: 1 };
+const heldPoll = ['inputs.0.server.timeouts.checkin_long_poll=3s', 'inputs.0.server.timeouts.checkin_jitter=0s'];
+
+test('concurrent check-ins over checkin_limit.max → 429 MaxLimit', async () => {
+  const server = await startFleetServer({ overrides: ['inputs.0.server.limits.checkin_limit.max=1', ...heldPoll] });
+  try {
+    const [a, b] = await twoAgentsOnPolicy(server);
+    const held = a!.checkin(onPolicy);
+    await new Promise((r) => setTimeout(r, 200));
+    const refused = await b!.checkin(onPolicy);
+    expect(refused.status).toBe(429);
+    expect(refused.json).toEqual({ statusCode: 429, error: 'MaxLimit', message: 'exceeded the max limit' });
+    expect(refused.headers['retry-after']).toBeDefined();
+    expect((await held).status).toBe(200);
+  } finally {
+    await server.stop();
+    removeDir(server.dataDir);
+  }
+});
+
+test('requests over max_connections → 429 "Server capacity exceeded." with Retry-After', async () => {
+  const server = await startFleetServer({ overrides: ['inputs.0.server.limits.max_connections=2', ...heldPoll] });
+  try {
+    const [a, b] = await twoAgentsOnPolicy(server);
+    const held = [a!.checkin(onPolicy), b!.checkin(onPolicy)];
+    await new Promise((r) => setTimeout(r, 200));
+    const over = await request(`${server.url}/api/status`);
+    expect(over.status).toBe(429);
+    expect(over.text).toBe('Server capacity exceeded.\n');
+    expect(over.headers['retry-after']).toBe('5');
+    for (const h of await Promise.all(held)) expect(h.status).toBe(200);
+    expect((await request(`${server.url}/api/status`)).status).toBe(200);
+  } finally {
+    await server.stop();
+    removeDir(server.dataDir);
+  }
+});
