@@ -2,6 +2,7 @@
 import type { Logger } from 'pino';
 import { Admin } from '../fleet/admin';
 import { Fleet } from '../fleet/fleet';
+import { startMetrics } from '../http/metrics';
 import { HttpService } from '../http/server';
 import { createLogger } from '../logging/logger';
 import { openStore } from '../store/open';
@@ -44,6 +45,7 @@ export async function runServer(args: ConfigArgs): Promise<void> {
   await fleet.start();
   const httpService = new HttpService(fleet, config, log);
   await httpService.start();
+  if (config.http.enabled) await startMetrics(config.http.host, config.http.port, fleet, httpService, log);
 
   let stopping = false;
   const stop = async (signal: string): Promise<void> => {

@@ -38,7 +38,8 @@ const MINUTE = 60_000;
 type Wake =
   | { kind: 'actions'; actions: LiveAction[] }
   | { kind: 'policy'; policy: ParsedPolicy }
-  | { kind: 'timeout' };
+  | { kind: 'timeout' }
+  | { kind: 'failed'; error: unknown };
 
 /** One held long poll. Its methods are the callbacks the monitors call. */
 class Held implements PolicySubscription {
@@ -115,8 +116,12 @@ export class CheckinService {
     return Math.max(Math.min(d - 2 * MINUTE, this.opts.maxPollMs), MINUTE);
   }
 
-  async checkin(agent: Hit<AgentDoc>, version: string, req: CheckinRequest, pollMs: number,
-    signal: AbortSignal): Promise<CheckinResult> {
+  /**
+   * Records the check-in and starts the long poll. Resolves once set-up is done with the poll to wait
+   * on, so the request, the agent document and the body are not kept alive while the poll is held.
+   */
+  async begin(agent: Hit<AgentDoc>, version: string, req: CheckinRequest, pollMs: number,
+    signal: AbortSignal): Promise<{ result: Promise<CheckinResult> }> {
     const started = Date.now();
     const id = agent._id;
     const doc = agent._source;
@@ -157,12 +162,11 @@ export class CheckinService {
     this.bookkeeper.enqueue(id, rec);
 
     const held = new Held(id, policyId, revision, rec.status, rec.message);
-    const outputs = doc.outputs;
     this.dispatcher.subscribe(id, held.onActions);
     const checkpoint = this.dispatcher.checkpoint;
     this.held.add(held);
-    const onAbort = held.onTimeout;
-    signal.addEventListener('abort', onAbort, { once: true });
+    signal.addEventListener('abort', held.onTimeout, { once: true });
+    const result = this.hold(held, ackToken, doc.outputs, signal);
     try {
       this.policies.subscribe(held);
       if (!held.settled) {
@@ -176,18 +180,29 @@ export class CheckinService {
         // Whole seconds keep Node's timer lists few, however many polls are held.
         held.timer = setTimeout(held.onTimeout, wait <= 0 ? 1 : Math.max(1000, Math.round(wait / 1000) * 1000));
       }
+    } catch (err) {
+      held.wake({ kind: 'failed', error: err });
+    }
+    return { result };
+  }
+
+  /** Waits for the poll to wake, then builds the answer; holds only what the answer needs. */
+  private async hold(held: Held, ackToken: string, outputs: Record<string, AgentOutput> | undefined,
+    signal: AbortSignal): Promise<CheckinResult> {
+    try {
       const w = await held.promise;
-      return await this.respond(w, id, ackToken, outputs, signal);
+      if (w.kind === 'failed') throw w.error;
+      return await this.respond(w, held.agentId, ackToken, outputs, signal);
     } finally {
-      signal.removeEventListener('abort', onAbort);
+      signal.removeEventListener('abort', held.onTimeout);
       this.held.delete(held);
-      this.dispatcher.unsubscribe(id, held.onActions);
+      this.dispatcher.unsubscribe(held.agentId, held.onActions);
       this.policies.unsubscribe(held);
       if (held.timer) clearTimeout(held.timer);
     }
   }
 
-  private async respond(w: Wake, agentId: string, ackToken: string, outputs: Record<string, AgentOutput> | undefined,
+  private async respond(w: Exclude<Wake, { kind: 'failed' }>, agentId: string, ackToken: string, outputs: Record<string, AgentOutput> | undefined,
     signal: AbortSignal): Promise<CheckinResult> {
     if (w.kind === 'timeout') return { ackToken };
     if (w.kind === 'policy') {

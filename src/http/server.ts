@@ -106,6 +106,10 @@ export class HttpService {
     return this.inFlight;
   }
 
+  get openConnections(): number {
+    return this.connections;
+  }
+
   /** Stops accepting, lets in-flight requests finish (held polls are answered by fleet.stop), then closes. */
   async stop(drainMs: number, beforeDrain: () => Promise<void>): Promise<void> {
     this.stopping.abort();

@@ -1,0 +1,124 @@
+// One load-generator process: plays many Elastic Agents with the requests real agents send
+// (enroll, long-poll check-in with gzip accepted, ack). Driven by the parent over IPC.
+import http from 'node:http';
+import { gunzipSync } from 'node:zlib';
+
+const UA = 'Elastic Agent 9.6.0';
+let url;
+const agents = [];
+
+function post(path, headers, body) {
+  return new Promise((resolve, reject) => {
+    const u = new URL(path, url);
+    const req = http.request({ host: u.hostname, port: u.port, path: u.pathname, method: 'POST', agent: false, headers: {
+      'User-Agent': UA, 'Content-Type': 'application/json', 'Accept-Encoding': 'gzip', ...headers,
+    } }, (res) => {
+      const chunks = [];
+      res.on('data', (c) => chunks.push(c));
+      res.on('end', () => {
+        let buf = Buffer.concat(chunks);
+        if (res.headers['content-encoding'] === 'gzip') buf = gunzipSync(buf);
+        resolve({ status: res.statusCode, json: buf.length ? JSON.parse(buf.toString()) : undefined });
+      });
+      res.on('error', reject);
+    });
+    req.on('error', reject);
+    req.end(body);
+  });
+}
+
+const localMetadata = (i) => ({
+  elastic: { agent: { id: 'x', version: '9.6.0', snapshot: false, build: { original: '9.6.0 (build: abcdef)' }, upgradeable: true, log_level: 'info' } },
+  host: { hostname: `bench-host-${i}`, name: `bench-host-${i}`, id: `host-${i}`, architecture: 'x86_64', ip: ['10.0.0.1/24', 'fe80::1/64'], mac: ['00:00:00:00:00:01'] },
+  os: { family: 'debian', kernel: '6.1.0', full: 'Debian GNU/Linux 12 (bookworm)', name: 'Debian GNU/Linux', platform: 'debian', version: '12 (bookworm)' },
+});
+const components = [
+  { id: 'filestream-default', type: 'filestream', status: 'HEALTHY', message: 'Healthy: communicating with pid 123', units: [
+    { id: 'filestream-default', type: 'output', status: 'HEALTHY', message: 'Healthy' },
+    { id: 'filestream-default-logs-1', type: 'input', status: 'HEALTHY', message: 'Healthy' }] },
+  { id: 'system/metrics-default', type: 'system/metrics', status: 'HEALTHY', message: 'Healthy: communicating with pid 124', units: [
+    { id: 'system/metrics-default', type: 'output', status: 'HEALTHY', message: 'Healthy' },
+    { id: 'system/metrics-default-metrics-1', type: 'input', status: 'HEALTHY', message: 'Healthy' }] },
+];
+
+async function pool(items, concurrency, fn) {
+  let i = 0;
+  await Promise.all(Array.from({ length: concurrency }, async () => {
+    while (i < items.length) {
+      const idx = i++;
+      await fn(items[idx], idx);
+    }
+  }));
+}
+
+async function enroll({ token, count, concurrency, offset }) {
+  const t0 = performance.now();
+  let failures = 0;
+  await pool(Array.from({ length: count }, (_, k) => offset + k), concurrency, async (i) => {
+    for (let attempt = 0; attempt < 20; attempt++) {
+      const r = await post('/api/fleet/agents/enroll', { Authorization: `ApiKey ${token}` },
+        JSON.stringify({ type: 'PERMANENT', metadata: { local: localMetadata(i), user_provided: {}, tags: ['bench'] } }));
+      if (r.status === 200) {
+        agents.push({ i, id: r.json.item.id, key: r.json.item.access_api_key, rev: 0, ackToken: '', deliveredAt: 0 });
+        return;
+      }
+      failures++;
+      await new Promise((res) => setTimeout(res, 50));
+    }
+  });
+  return { n: agents.length, ms: performance.now() - t0, failures };
+}
+
+function checkin(a, extra) {
+  return post(`/api/fleet/agents/${a.id}/checkin`, { Authorization: `ApiKey ${a.key}` }, JSON.stringify({
+    status: 'online', message: 'Running', ack_token: a.ackToken, local_metadata: localMetadata(a.i), components, ...extra,
+  }));
+}
+
+let pendingHeld = 0;
+function hold(a) {
+  pendingHeld++;
+  checkin(a, { agent_policy_id: a.policyId, policy_revision_idx: a.rev }).then((r) => {
+    pendingHeld--;
+    const policy = r.json?.actions?.find((x) => x.type === 'POLICY_CHANGE');
+    if (policy) {
+      a.deliveredAt = Date.now();
+      a.rev = policy.data.policy.revision;
+      if (!policy.data.policy.outputs.default.api_key) a.badKey = true;
+    }
+    if (!stopping) hold(a);
+  }, () => {
+    pendingHeld--;
+    if (!stopping) setTimeout(() => hold(a), 1000);
+  });
+}
+
+let stopping = false;
+
+process.on('message', async (msg) => {
+  try {
+    if (msg.cmd === 'enroll') {
+      url = msg.url;
+      process.send({ type: 'enrolled', ...(await enroll(msg)) });
+    } else if (msg.cmd === 'first-checkin') {
+      const t0 = performance.now();
+      await pool(agents, msg.concurrency, async (a) => {
+        const r = await checkin(a, {});
+        const p = r.json.actions.find((x) => x.type === 'POLICY_CHANGE');
+        a.policyId = p.data.policy.id;
+        a.rev = p.data.policy.revision;
+      });
+      process.send({ type: 'checked-in', n: agents.length, ms: performance.now() - t0 });
+    } else if (msg.cmd === 'hold') {
+      for (const a of agents) hold(a);
+      process.send({ type: 'holding', n: agents.length });
+    } else if (msg.cmd === 'status') {
+      process.send({ type: 'status', pending: pendingHeld, delivered: agents.filter((a) => a.rev >= msg.rev).map((a) => a.deliveredAt), badKeys: agents.filter((a) => a.badKey).length });
+    } else if (msg.cmd === 'exit') {
+      stopping = true;
+      process.exit(0);
+    }
+  } catch (err) {
+    process.send({ type: 'error', message: String(err?.stack ?? err) });
+  }
+});
