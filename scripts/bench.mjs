@@ -14,9 +14,10 @@ const dir = mkdtempSync(join(tmpdir(), 'fleet-bench-'));
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 const rssKiB = (pid) => Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))[1]);
-const stats = async () => (await fetch(`http://127.0.0.1:${PORT + 2}/stats`)).json();
+const stats = async () => (await fetch(`http://127.0.0.1:${PORT + 2}/stats?gc=1`)).json();
 
-const server = spawn(process.execPath, [dist,
+// --expose-gc lets /stats?gc=1 report the live heap, not garbage awaiting collection.
+const server = spawn(process.execPath, ['--expose-gc', ...(process.env.BENCH_NODE_FLAGS ?? '').split(' ').filter(Boolean), dist,
   '-E', `path.data=${dir}`, '-E', 'inputs.0.server.host=127.0.0.1', '-E', `inputs.0.server.port=${PORT}`,
   '-E', `inputs.0.server.internal_port=${PORT + 1}`, '-E', 'logging.level=warn',
   '-E', 'http.enabled=true', '-E', `http.port=${PORT + 2}`,
@@ -64,6 +65,11 @@ const held = status.reduce((s, x) => s + x.pending, 0);
 await sleep(12_000);
 const rssHeld = rssKiB(server.pid);
 const statsHeld = await stats();
+if (process.env.BENCH_DEBUG) {
+  console.log('memstats held', JSON.stringify(statsHeld.beat.memstats));
+  console.log(readFileSync(`/proc/${server.pid}/smaps_rollup`, 'utf8'));
+  await sleep(600_000 * Number(process.env.BENCH_PAUSE ?? 0));
+}
 
 const policyFile = join(dir, 'policy.json');
 writeFileSync(policyFile, JSON.stringify({
@@ -98,7 +104,7 @@ console.log(`server RSS idle                 ${fmt(rssIdle / 1024)} MiB`);
 console.log(`server RSS with polls held      ${fmt(rssHeld / 1024)} MiB`);
 console.log(`RSS per held agent (total)      ${fmt(rssHeld / total)} KiB   target ≤ 25 KB`);
 console.log(`RSS per held agent (over idle)  ${fmt((rssHeld - rssIdle) / total)} KiB`);
-console.log(`JS heap per held agent          ${fmt((statsHeld.beat.memstats.heap_used - heapIdle) / 1024 / total)} KiB  (heap ${fmt(statsHeld.beat.memstats.heap_used / 1048576)} MiB, server counts ${statsHeld.fleet.checkin.held} held)`);
+console.log(`live JS heap per held agent     ${fmt((statsHeld.beat.memstats.heap_used - heapIdle) / 1024 / total)} KiB  (heap ${fmt(statsHeld.beat.memstats.heap_used / 1048576)} MiB, server counts ${statsHeld.fleet.checkin.held} held)`);
 console.log(`policy revision ${put.revision} reached      ${lat.length}/${total} agents`);
 console.log(`  p50 / p99 / 100%              ${fmt(pct(50) / 1000, 3)} s / ${fmt(pct(99) / 1000, 3)} s / ${fmt(lat.length === total ? lat[lat.length - 1] / 1000 : NaN, 3)} s   target 100% ≤ 5 s`);
 console.log(`responses without an output key ${badKeys}`);

@@ -25,7 +25,10 @@ export function statsDocument(fleet: Fleet, service: HttpService): Record<string
 
 export async function startMetrics(host: string, port: number, fleet: Fleet, service: HttpService, log: Logger): Promise<http.Server> {
   const server = http.createServer((req, res) => {
-    if (req.method === 'GET' && (req.url === '/stats' || req.url === '/')) {
+    if (req.method === 'GET' && (req.url === '/stats' || req.url === '/' || req.url === '/stats?gc=1')) {
+      // Only a process started with --expose-gc (benchmarks) can be asked to collect first.
+      const gc = (globalThis as { gc?: () => void }).gc;
+      if (req.url === '/stats?gc=1' && gc) gc();
       const text = JSON.stringify(statsDocument(fleet, service));
       res.writeHead(200, { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(text) });
       res.end(text);

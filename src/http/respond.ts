@@ -1,9 +1,6 @@
 // Writing JSON answers, gzip-compressed for check-in when the agent asked for exactly "gzip".
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { gzip } from 'node:zlib';
-import { promisify } from 'node:util';
-
-const gzipAsync = promisify(gzip);
+import { gzipSync } from 'node:zlib';
 
 export interface CompressionOptions {
   level: number;
@@ -25,13 +22,24 @@ function acceptsGzip(req: IncomingMessage): boolean {
   return req.headersDistinct['accept-encoding']?.some((v) => v === 'gzip') ?? false;
 }
 
+/**
+ * A window no larger than the payload compresses identically and needs a fraction of the memory
+ * (zlib's default state is ~300 KB, counted by V8 as external memory and so driving GC). It runs on
+ * the main thread: for answers of a few KB that is cheaper than the thread pool hand-off, and keeps
+ * freed deflate state out of per-thread malloc arenas.
+ */
+function deflateOptions(level: number, length: number): { level: number; windowBits: number; memLevel: number } {
+  const windowBits = Math.min(15, Math.max(9, Math.ceil(Math.log2(length + 1))));
+  return { level, windowBits, memLevel: windowBits >= 14 ? 8 : 6 };
+}
+
 export async function writeJsonMaybeGzip(req: IncomingMessage, res: ServerResponse, status: number, text: string,
   c: CompressionOptions): Promise<void> {
   if (c.level === 0 || text.length <= c.threshold || !acceptsGzip(req)) {
     writeJsonText(res, status, text);
     return;
   }
-  const body = await gzipAsync(text, { level: c.level });
+  const body = gzipSync(text, deflateOptions(c.level, text.length));
   if (res.destroyed || res.headersSent) return;
   res.writeHead(status, { 'Content-Type': 'application/json', 'Content-Encoding': 'gzip', 'Content-Length': body.length });
   res.end(body);

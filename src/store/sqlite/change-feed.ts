@@ -9,7 +9,7 @@ const POLL_MS = 250;
 
 export class ChangeWatcher {
   private version: number;
-  private readonly listeners = new Set<() => void>();
+  private readonly listeners = new Map<() => void, string>();
   private timer: NodeJS.Timeout | undefined;
 
   constructor(private readonly db: DatabaseSync) {
@@ -20,8 +20,9 @@ export class ChangeWatcher {
     return Number((this.db.prepare('PRAGMA data_version').get() as { data_version: number }).data_version);
   }
 
-  subscribe(fn: () => void): () => void {
-    this.listeners.add(fn);
+  /** fn runs after a write to `table` in this process, or any write by another process. */
+  subscribe(table: string, fn: () => void): () => void {
+    this.listeners.set(fn, table);
     if (!this.timer) {
       this.timer = setInterval(() => this.poll(), POLL_MS);
       this.timer.unref();
@@ -48,9 +49,9 @@ export class ChangeWatcher {
     }
   }
 
-  /** Called after a local write commits. */
-  notify(): void {
-    for (const fn of [...this.listeners]) fn();
+  /** Called after a local write commits; without a table, everyone is told. */
+  notify(tables?: readonly string[]): void {
+    for (const [fn, table] of [...this.listeners]) if (!tables || tables.includes(table)) fn();
   }
 
   close(): void {
@@ -63,6 +64,7 @@ export class ChangeWatcher {
 export class SqliteChangeFeed<T> implements ChangeFeed<T> {
   constructor(
     private readonly watcher: ChangeWatcher,
+    private readonly table: string,
     private readonly maxSeq: () => number,
     private readonly since: (after: number, upTo: number) => Hit<T>[],
   ) {}
@@ -89,7 +91,7 @@ export class SqliteChangeFeed<T> implements ChangeFeed<T> {
       };
       const onAbort = (): void => finish(undefined, signal.reason);
       const timer = setTimeout(() => finish(), timeoutMs);
-      unsubscribe = this.watcher.subscribe(() => {
+      unsubscribe = this.watcher.subscribe(this.table, () => {
         try {
           const r = ready();
           if (r) finish(r);

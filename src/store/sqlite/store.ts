@@ -40,13 +40,13 @@ export class SqliteStore implements Store {
     this.db = openDatabase(path);
     this.watcher = new ChangeWatcher(this.db);
     this.policyChanges = new SqliteChangeFeed<PolicyDoc>(
-      this.watcher,
+      this.watcher, 'policies',
       () => this.maxSeq('policies'),
       (after, upTo) => this.q('SELECT seq, id, doc FROM policies WHERE seq > ? AND seq <= ? ORDER BY seq')
         .all(after, upTo).map((r) => hit<PolicyDoc>(r as Row, true)!),
     );
     this.actionChanges = new SqliteChangeFeed<ActionDoc>(
-      this.watcher,
+      this.watcher, 'actions',
       () => this.maxSeq('actions'),
       (after, upTo) => this.q('SELECT seq, id, doc FROM actions WHERE seq > ? AND seq <= ? AND expiration_ms > ? ORDER BY seq')
         .all(after, upTo, Date.now()).map((r) => hit<ActionDoc>(r as Row, true)!),
@@ -63,9 +63,10 @@ export class SqliteStore implements Store {
     return s;
   }
 
-  private write<T>(fn: () => T): T {
+  /** A write transaction; feeds following the tables named are woken after it commits. */
+  private write<T>(fn: () => T, changed: readonly string[] = []): T {
     const out = transaction(this.db, fn);
-    this.watcher.notify();
+    if (changed.length > 0) this.watcher.notify(changed);
     return out;
   }
 
@@ -253,7 +254,7 @@ export class SqliteStore implements Store {
   async addPolicyRevision(doc: PolicyDoc): Promise<Hit<PolicyDoc>> {
     const id = randomUUID();
     const row = this.write(() => this.q('INSERT INTO policies (id, policy_id, revision_idx, doc) VALUES (?, ?, ?, ?) RETURNING seq')
-      .get(id, doc.policy_id, doc.revision_idx, JSON.stringify(doc)) as Row);
+      .get(id, doc.policy_id, doc.revision_idx, JSON.stringify(doc)) as Row, ['policies']);
     return { _id: id, _seq_no: Number(row['seq']), _source: doc };
   }
 
@@ -269,7 +270,7 @@ export class SqliteStore implements Store {
       const link = this.q('INSERT OR IGNORE INTO action_agents (agent_id, seq, idx) VALUES (?, ?, ?)');
       agents.forEach((agentId, idx) => link.run(agentId, seq, idx));
       return { _id: id, _seq_no: seq, _source: doc };
-    }));
+    }), ['actions']);
   }
 
   async findAction(actionId: string): Promise<Hit<ActionDoc> | undefined> {
