@@ -26,6 +26,12 @@ export interface CheckinOptions {
   ignoreCheckinPolicyId: boolean;
 }
 
+/** A check-in being held; cancel() answers it now (client gone). */
+export interface HeldPoll {
+  result: Promise<CheckinResult>;
+  cancel: () => void;
+}
+
 export interface CheckinResult {
   ackToken: string;
   /** The actions as a JSON array text, absent when there are none. */
@@ -120,8 +126,7 @@ export class CheckinService {
    * Records the check-in and starts the long poll. Resolves once set-up is done with the poll to wait
    * on, so the request, the agent document and the body are not kept alive while the poll is held.
    */
-  async begin(agent: Hit<AgentDoc>, version: string, req: CheckinRequest, pollMs: number,
-    signal: AbortSignal): Promise<{ result: Promise<CheckinResult> }> {
+  async begin(agent: Hit<AgentDoc>, version: string, req: CheckinRequest, pollMs: number): Promise<HeldPoll> {
     const started = Date.now();
     const id = agent._id;
     const doc = agent._source;
@@ -165,8 +170,7 @@ export class CheckinService {
     this.dispatcher.subscribe(id, held.onActions);
     const checkpoint = this.dispatcher.checkpoint;
     this.held.add(held);
-    signal.addEventListener('abort', held.onTimeout, { once: true });
-    const result = this.hold(held, ackToken, doc.outputs, signal);
+    const result = this.hold(held, ackToken, doc.outputs);
     try {
       this.policies.subscribe(held);
       if (!held.settled) {
@@ -183,18 +187,16 @@ export class CheckinService {
     } catch (err) {
       held.wake({ kind: 'failed', error: err });
     }
-    return { result };
+    return { result, cancel: held.onTimeout };
   }
 
   /** Waits for the poll to wake, then builds the answer; holds only what the answer needs. */
-  private async hold(held: Held, ackToken: string, outputs: Record<string, AgentOutput> | undefined,
-    signal: AbortSignal): Promise<CheckinResult> {
+  private async hold(held: Held, ackToken: string, outputs: Record<string, AgentOutput> | undefined): Promise<CheckinResult> {
     try {
       const w = await held.promise;
       if (w.kind === 'failed') throw w.error;
-      return await this.respond(w, held.agentId, ackToken, outputs, signal);
+      return await this.respond(w, held.agentId, ackToken, outputs);
     } finally {
-      signal.removeEventListener('abort', held.onTimeout);
       this.held.delete(held);
       this.dispatcher.unsubscribe(held.agentId, held.onActions);
       this.policies.unsubscribe(held);
@@ -202,13 +204,13 @@ export class CheckinService {
     }
   }
 
-  private async respond(w: Exclude<Wake, { kind: 'failed' }>, agentId: string, ackToken: string, outputs: Record<string, AgentOutput> | undefined,
-    signal: AbortSignal): Promise<CheckinResult> {
+  private async respond(w: Exclude<Wake, { kind: 'failed' }>, agentId: string, ackToken: string,
+    outputs: Record<string, AgentOutput> | undefined): Promise<CheckinResult> {
     if (w.kind === 'timeout') return { ackToken };
     if (w.kind === 'policy') {
       const p = w.policy;
       if (p.error) throw new FleetError('Internal', p.error);
-      const keys = await this.outputKeys.keysFor(agentId, outputs, p, signal);
+      const keys = await this.outputKeys.keysFor(agentId, outputs, p);
       return { ackToken, actionsJson: `[${p.render(agentId, keys)}]` };
     }
     const actions: WireAction[] = [];

@@ -11,8 +11,6 @@ export interface RequestContext {
   fleet: Fleet;
   config: FleetServerConfig;
   log: Logger;
-  /** Aborted when the client goes away or the server stops. */
-  signal: AbortSignal;
 }
 
 export type Handler = (ctx: RequestContext) => Promise<void>;

@@ -16,15 +16,17 @@ export function apiKeyFromHeader(req: IncomingMessage): ApiKeyCredentials {
   if (values.length > 1 || !values[0]!.startsWith('ApiKey ')) throw new FleetError('MalformedHeader');
   const token = values[0]!.slice(7).trim();
   if (!/^[A-Za-z0-9+/]*={0,2}$/.test(token) || token.length % 4 !== 0) throw new FleetError('InvalidToken');
-  let text: string;
+  const raw = Buffer.from(token, 'base64');
   try {
-    text = utf8.decode(Buffer.from(token, 'base64'));
+    utf8.decode(raw);
   } catch {
     throw new FleetError('InvalidToken');
   }
-  const parts = text.split(':');
-  if (parts.length !== 2) throw new FleetError('MalformedToken');
-  return { id: parts[0]!, key: parts[1]! };
+  const colon = raw.indexOf(0x3a);
+  if (colon < 0 || raw.indexOf(0x3a, colon + 1) >= 0) throw new FleetError('MalformedToken');
+  // Two independent strings: a substring of "id:key" would keep the secret alive for as long as the
+  // id is used as a cache key.
+  return { id: raw.toString('utf8', 0, colon), key: raw.toString('utf8', colon + 1) };
 }
 
 export interface BodyLimits {

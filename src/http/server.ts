@@ -37,7 +37,6 @@ function tlsOptions(t: TlsConfig): https.ServerOptions {
 export class HttpService {
   private readonly servers: (http.Server | https.Server)[] = [];
   private readonly limiters: Record<RouteName, RouteLimiter>;
-  private readonly stopping = new AbortController();
   private inFlight = 0;
   private connections = 0;
   private readonly maxConnections: number;
@@ -112,7 +111,6 @@ export class HttpService {
 
   /** Stops accepting, lets in-flight requests finish (held polls are answered by fleet.stop), then closes. */
   async stop(drainMs: number, beforeDrain: () => Promise<void>): Promise<void> {
-    this.stopping.abort();
     const closed = this.servers.map((s) => new Promise<void>((r) => s.close(() => r())));
     for (const s of this.servers) s.closeIdleConnections();
     await beforeDrain();
@@ -159,13 +157,6 @@ export class HttpService {
       return;
     }
     this.inFlight++;
-    const abort = new AbortController();
-    const onStop = (): void => abort.abort();
-    this.stopping.signal.addEventListener('abort', onStop, { once: true });
-    const onClose = (): void => {
-      if (!res.writableFinished) abort.abort();
-    };
-    res.once('close', onClose);
     const started = performance.now();
     let apiVersion = DEFAULT_API_VERSION;
     try {
@@ -176,7 +167,7 @@ export class HttpService {
         res.setHeader('Elastic-Api-Version', apiVersion);
       }
       const ctx: RequestContext = {
-        req, res, params: match.params, fleet: this.fleet, config: this.config, log: this.log, signal: abort.signal,
+        req, res, params: match.params, fleet: this.fleet, config: this.config, log: this.log,
       };
       await match.route.handler(ctx);
     } catch (err) {
@@ -184,8 +175,6 @@ export class HttpService {
     } finally {
       this.inFlight--;
       limiter.leave();
-      this.stopping.signal.removeEventListener('abort', onStop);
-      res.off('close', onClose);
       if (this.log.isLevelEnabled('debug')) {
         this.log.debug({ 'http.request.id': requestId, 'url.path': req.url, 'http.response.status_code': res.statusCode,
           'event.duration': Math.round((performance.now() - started) * 1e6) }, 'HTTP request');

@@ -1,25 +1,32 @@
-import type { CheckinResult } from '../../fleet/checkin';
+import type { CheckinResult, HeldPoll } from '../../fleet/checkin';
 import { validators } from '../../fleet/messages';
 import type { RequestContext } from '../context';
 import { apiKeyFromHeader, decodeJson, readBody } from '../request';
 import { writeJsonMaybeGzip } from '../respond';
 
 /** Authentication, body and set-up; returns the held poll. Nothing of the request outlives it. */
-async function begin(ctx: RequestContext): Promise<{ result: Promise<CheckinResult> }> {
+async function begin(ctx: RequestContext): Promise<HeldPoll> {
   const { fleet, config } = ctx;
   const agent = await fleet.auth.authenticateAgent(apiKeyFromHeader(ctx.req), ctx.params[0]);
   const version = fleet.versions.check(ctx.req.headers['user-agent']);
   const limit = config.server.limits.routes.checkin;
   const body = await readBody(ctx.req, 'checkin', { maxBytes: limit.maxBody, maxDecompressed: limit.maxBodyDecompressed, allowGzip: true });
   const req = decodeJson(body, 'checkin', validators.checkin);
-  return fleet.checkins.begin(agent, version, req, fleet.checkins.pollDuration(req.poll_timeout), ctx.signal);
+  return fleet.checkins.begin(agent, version, req, fleet.checkins.pollDuration(req.poll_timeout));
 }
 
 /** POST /api/fleet/agents/{id}/checkin: the long poll. */
 export async function handleCheckin(ctx: RequestContext): Promise<void> {
   const { config } = ctx;
   const poll = await begin(ctx);
-  const result = await poll.result;
+  // A client that goes away ends its poll; shutdown answers every poll through fleet.stop().
+  ctx.res.once('close', poll.cancel);
+  let result: CheckinResult;
+  try {
+    result = await poll.result;
+  } finally {
+    ctx.res.off('close', poll.cancel);
+  }
   const text = result.actionsJson === undefined
     ? `{"ack_token":${JSON.stringify(result.ackToken)},"action":"checkin"}`
     : `{"ack_token":${JSON.stringify(result.ackToken)},"action":"checkin","actions":${result.actionsJson}}`;

@@ -14,7 +14,7 @@ export async function handleStatus(ctx: RequestContext): Promise<void> {
       authenticated = false; // optional auth: a bad key only hides the version
     }
   }
-  const state = ctx.signal.aborted ? 'STOPPING' : ctx.fleet.health.current.state;
+  const state = ctx.fleet.health.current.state;
   const body: Record<string, unknown> = { name: 'fleet-server', status: state };
   if (authenticated) body['version'] = { number: VERSION, build_hash: COMMIT, build_time: BUILD_TIME };
   writeJson(ctx.res, state === 'HEALTHY' ? 200 : 503, body);
