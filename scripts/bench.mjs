@@ -17,7 +17,7 @@ const rssKiB = (pid) => Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/
 const stats = async () => (await fetch(`http://127.0.0.1:${PORT + 2}/stats?gc=1`)).json();
 
 // --expose-gc lets /stats?gc=1 report the live heap, not garbage awaiting collection.
-const server = spawn(process.execPath, ['--expose-gc', ...(process.env.BENCH_NODE_FLAGS ?? '').split(' ').filter(Boolean), dist,
+const serverArgs = () => ['--expose-gc', ...(process.env.BENCH_NODE_FLAGS ?? '').split(' ').filter(Boolean), dist,
   '-E', `path.data=${dir}`, '-E', 'inputs.0.server.host=127.0.0.1', '-E', `inputs.0.server.port=${PORT}`,
   '-E', `inputs.0.server.internal_port=${PORT + 1}`, '-E', 'logging.level=warn',
   '-E', 'http.enabled=true', '-E', `http.port=${PORT + 2}`,
@@ -26,7 +26,8 @@ const server = spawn(process.execPath, ['--expose-gc', ...(process.env.BENCH_NOD
   '-E', 'inputs.0.server.limits.enroll_limit.max=100000',
   '-E', 'inputs.0.server.limits.checkin_limit.interval=1us', '-E', 'inputs.0.server.limits.checkin_limit.burst=100000',
   '-E', 'inputs.0.server.limits.checkin_limit.max=100000',
-], { cwd: dir, stdio: ['ignore', 'pipe', 'inherit'] });
+];
+let server = spawn(process.execPath, serverArgs(), { cwd: dir, stdio: ['ignore', 'pipe', 'inherit'] });
 let stdout = '';
 server.stdout.on('data', (d) => (stdout += d));
 for (let i = 0; i < 200 && !/enrollment token for it:\s+(\S+)/.test(stdout); i++) await sleep(50);
@@ -57,6 +58,15 @@ const enrollMs = Math.max(...enrolled.map((e) => e.ms));
 const total = enrolled.reduce((s, e) => s + e.n, 0);
 const checked = await all('first-checkin', 'checked-in', () => ({ concurrency: 32 }));
 const firstCheckinMs = Math.max(...checked.map((c) => c.ms));
+// BENCH_RESTART=1: restart before holding, to see held-poll memory without the enrollment burst's.
+let rssIdleAfterRestart;
+if (process.env.BENCH_RESTART) {
+  server.kill('SIGTERM');
+  await new Promise((r) => server.once('exit', r));
+  server = spawn(process.execPath, serverArgs(), { cwd: dir, stdio: ['ignore', 'ignore', 'inherit'] });
+  await sleep(2000);
+  rssIdleAfterRestart = rssKiB(server.pid);
+}
 await all('hold', 'holding');
 await sleep(3000);
 let status = await all('status', 'status', () => ({ rev: 99 }));
@@ -104,6 +114,7 @@ console.log(`server RSS idle                 ${fmt(rssIdle / 1024)} MiB`);
 console.log(`server RSS with polls held      ${fmt(rssHeld / 1024)} MiB`);
 console.log(`RSS per held agent (total)      ${fmt(rssHeld / total)} KiB   target ≤ 25 KB`);
 console.log(`RSS per held agent (over idle)  ${fmt((rssHeld - rssIdle) / total)} KiB`);
+if (rssIdleAfterRestart) console.log(`  restarted before holding: idle ${fmt(rssIdleAfterRestart / 1024)} MiB, per held agent over that ${fmt((rssHeld - rssIdleAfterRestart) / total)} KiB`);
 console.log(`live JS heap per held agent     ${fmt((statsHeld.beat.memstats.heap_used - heapIdle) / 1024 / total)} KiB  (heap ${fmt(statsHeld.beat.memstats.heap_used / 1048576)} MiB, server counts ${statsHeld.fleet.checkin.held} held)`);
 console.log(`policy revision ${put.revision} reached      ${lat.length}/${total} agents`);
 console.log(`  p50 / p99 / 100%              ${fmt(pct(50) / 1000, 3)} s / ${fmt(pct(99) / 1000, 3)} s / ${fmt(lat.length === total ? lat[lat.length - 1] / 1000 : NaN, 3)} s   target 100% ≤ 5 s`);
