@@ -29,7 +29,6 @@ export interface ElasticsearchOutputConfig {
 
 export interface FleetServerConfig {
   pathData: string;
-  pathLogs: string;
   agent: { id: string; version: string };
   policyId: string;
   server: {
@@ -234,7 +233,6 @@ export function buildConfig(raw: RawConfig): FleetServerConfig {
 
   return {
     pathData,
-    pathLogs: resolve(path.str('logs', pathData)),
     agent: { id: fleetAgent.str('id', ''), version: fleetAgent.str('version', '') },
     policyId: input.sub('policy').str('id', ''),
     server: {

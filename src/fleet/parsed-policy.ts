@@ -109,11 +109,6 @@ export class ParsedPolicy {
     }
     return out;
   }
-
-  /** Whether the policy has an input of type fleet-server (self monitor). */
-  hasFleetServerInput(): boolean {
-    return (this.hit._source.data.inputs ?? []).some((i) => i !== null && typeof i === 'object' && !Array.isArray(i) && i['type'] === 'fleet-server');
-  }
 }
 
 function isEmpty(v: unknown): boolean {

@@ -23,7 +23,6 @@ export class PolicyMonitor {
   private readonly entries = new Map<string, Entry>();
   private checkpoint = -1;
   private loop: Promise<void> | undefined;
-  private readonly listeners = new Set<(p: ParsedPolicy) => void>();
 
   constructor(private readonly store: Store, private readonly log: Logger, private readonly pollTimeoutMs = 240_000) {}
 
@@ -35,11 +34,6 @@ export class PolicyMonitor {
 
   async stopped(): Promise<void> {
     await this.loop;
-  }
-
-  /** Called with every new revision (the self monitor listens). */
-  onRevision(fn: (p: ParsedPolicy) => void): void {
-    this.listeners.add(fn);
   }
 
   private async run(signal: AbortSignal): Promise<void> {
@@ -97,7 +91,6 @@ export class PolicyMonitor {
         sub.deliver(parsed);
       }
     }
-    for (const fn of this.listeners) fn(parsed);
   }
 
   private load(policyId: string): Promise<void> {
@@ -134,11 +127,6 @@ export class PolicyMonitor {
 
   unsubscribe(sub: PolicySubscription): void {
     this.entries.get(sub.policyId)?.waiters.delete(sub);
-  }
-
-  /** Every known policy's newest revision. */
-  known(): ParsedPolicy[] {
-    return [...this.entries.values()].flatMap((e) => (e.policy ? [e.policy] : []));
   }
 
   waiting(): number {

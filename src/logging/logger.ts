@@ -40,12 +40,3 @@ export function createLogger(opts: LogOptions): Logger {
     streams.length <= 1 ? (streams[0]?.stream ?? pino.destination({ fd: 2 })) : pino.multistream(streams),
   );
 }
-
-/** A logger that writes nothing, for admin commands. */
-export function silentLogger(): Logger {
-  return pino({ level: 'silent' });
-}
-
-export function setLevel(logger: Logger, level: string): void {
-  logger.level = normalizeLevel(level);
-}

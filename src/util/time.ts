@@ -3,11 +3,6 @@ export function rfc3339(ms: number = Date.now()): string {
   return new Date(Math.floor(ms / 1000) * 1000).toISOString().replace('.000Z', 'Z');
 }
 
-/** RFC3339 with milliseconds, for values that keep sub-second precision. */
-export function rfc3339Ms(ms: number = Date.now()): string {
-  return new Date(ms).toISOString();
-}
-
 export function isoToMs(value: unknown): number | undefined {
   if (typeof value !== 'string' || value === '') return undefined;
   const t = Date.parse(value);
