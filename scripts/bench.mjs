@@ -75,11 +75,6 @@ const held = status.reduce((s, x) => s + x.pending, 0);
 await sleep(12_000);
 const rssHeld = rssKiB(server.pid);
 const statsHeld = await stats();
-if (process.env.BENCH_DEBUG) {
-  console.log('memstats held', JSON.stringify(statsHeld.beat.memstats));
-  console.log(readFileSync(`/proc/${server.pid}/smaps_rollup`, 'utf8'));
-  await sleep(600_000 * Number(process.env.BENCH_PAUSE ?? 0));
-}
 
 const policyFile = join(dir, 'policy.json');
 writeFileSync(policyFile, JSON.stringify({

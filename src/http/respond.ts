@@ -33,8 +33,8 @@ function deflateOptions(level: number, length: number): { level: number; windowB
   return { level, windowBits, memLevel: windowBits >= 14 ? 8 : 6 };
 }
 
-export async function writeJsonMaybeGzip(req: IncomingMessage, res: ServerResponse, status: number, text: string,
-  c: CompressionOptions): Promise<void> {
+export function writeJsonMaybeGzip(req: IncomingMessage, res: ServerResponse, status: number, text: string,
+  c: CompressionOptions): void {
   if (c.level === 0 || text.length <= c.threshold || !acceptsGzip(req)) {
     writeJsonText(res, status, text);
     return;

@@ -30,7 +30,7 @@ export async function handleCheckin(ctx: RequestContext): Promise<void> {
   const text = result.actionsJson === undefined
     ? `{"ack_token":${JSON.stringify(result.ackToken)},"action":"checkin"}`
     : `{"ack_token":${JSON.stringify(result.ackToken)},"action":"checkin","actions":${result.actionsJson}}`;
-  await writeJsonMaybeGzip(ctx.req, ctx.res, 200, text, {
+  writeJsonMaybeGzip(ctx.req, ctx.res, 200, text, {
     level: config.server.compressionLevel, threshold: config.server.compressionThreshold,
   });
 }

@@ -39,17 +39,18 @@ export class SqliteStore implements Store {
   constructor(path: string) {
     this.db = openDatabase(path);
     this.watcher = new ChangeWatcher(this.db);
-    this.policyChanges = new SqliteChangeFeed<PolicyDoc>(
-      this.watcher, 'policies',
-      () => this.maxSeq('policies'),
-      (after, upTo) => this.q('SELECT seq, id, doc FROM policies WHERE seq > ? AND seq <= ? ORDER BY seq')
-        .all(after, upTo).map((r) => hit<PolicyDoc>(r as Row, true)!),
-    );
-    this.actionChanges = new SqliteChangeFeed<ActionDoc>(
-      this.watcher, 'actions',
-      () => this.maxSeq('actions'),
-      (after, upTo) => this.q('SELECT seq, id, doc FROM actions WHERE seq > ? AND seq <= ? AND expiration_ms > ? ORDER BY seq')
-        .all(after, upTo, Date.now()).map((r) => hit<ActionDoc>(r as Row, true)!),
+    this.policyChanges = this.feed<PolicyDoc>('policies');
+    // Expired actions are not dispatched, as upstream's action monitor filters them.
+    this.actionChanges = this.feed<ActionDoc>('actions', ' AND expiration_ms > ?', () => [Date.now()]);
+  }
+
+  /** A change feed over a table whose rowid `seq` plays the part of Elasticsearch's _seq_no. */
+  private feed<T>(table: 'policies' | 'actions', filter = '', params: () => number[] = () => []): ChangeFeed<T> {
+    return new SqliteChangeFeed<T>(
+      this.watcher, table,
+      () => this.maxSeq(table),
+      (after, upTo) => this.q(`SELECT seq, id, doc FROM ${table} WHERE seq > ? AND seq <= ?${filter} ORDER BY seq`)
+        .all(after, upTo, ...params()).map((r) => hit<T>(r as Row, true)!),
     );
   }
 
