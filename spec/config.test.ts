@@ -1,6 +1,6 @@
 // fleet-server.yml as the Go server reads it: ${VAR:default}, -E overrides with array indices, TLS.
 import { execFileSync, spawnSync } from 'node:child_process';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { request as httpsRequest } from 'node:https';
 import { join } from 'node:path';
 import { DIST, removeDir, startFleetServer, tempDir } from './support/fleet-server';
@@ -82,4 +82,29 @@ test('TLS on the external and internal listeners, certificate by path and key in
     await server.stop();
     removeDir(dir);
   }
+});
+
+test('log files rotate by size, keep the configured number, and are created 0600', async () => {
+  const dir = tempDir();
+  const logs = join(dir, 'logs');
+  const server = await startFleetServer({ dataDir: dir, overrides: [
+    'logging.to_files=true', `logging.files.path=${logs}`, 'logging.files.rotateeverybytes=4096',
+    'logging.files.keepfiles=2', 'logging.files.permissions=0600', 'logging.level=debug',
+  ] });
+  try {
+    // Each unauthenticated request logs a line or two; enough of them cross 4 KiB several times.
+    for (let i = 0; i < 120; i++) await request(`${server.url}/api/fleet/agents/x/checkin`, { method: 'POST', body: '{}' });
+  } finally {
+    await server.stop();
+  }
+  const files = readdirSync(logs).sort();
+  expect(files).toEqual(['fleet-server.log', 'fleet-server.log.1', 'fleet-server.log.2']);
+  for (const f of files) {
+    const st = statSync(join(logs, f));
+    expect(st.size).toBeLessThanOrEqual(4096 + 2048);
+    expect(st.mode & 0o777).toBe(0o600);
+    // Every line in every file is a whole ECS JSON record: rotation never splits one.
+    for (const line of readFileSync(join(logs, f), 'utf8').split('\n').filter(Boolean)) expect(JSON.parse(line)['ecs.version']).toBe('1.6.0');
+  }
+  removeDir(dir);
 });

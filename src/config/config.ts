@@ -50,7 +50,10 @@ export interface FleetServerConfig {
     checkinFlushIntervalMs: number;
   };
   cache: { ttlActionMs: number; ttlEnrollKeyMs: number; ttlApiKeyMs: number; jitterApiKeyMs: number };
-  logging: { level: string; toStderr: boolean; toFiles: boolean; filesPath: string; filesName: string };
+  logging: {
+    level: string; toStderr: boolean; toFiles: boolean; filesPath: string; filesName: string;
+    rotateEveryBytes: number; keepFiles: number; permissions: number; rotateOnStartup: boolean;
+  };
   http: { enabled: boolean; host: string; port: number };
   elasticsearch?: ElasticsearchOutputConfig;
   /** The effective raw document, kept for diagnostics (secrets redacted when shown). */
@@ -120,6 +123,18 @@ class Reader {
     if (v === undefined || v === null) return [];
     const list = Array.isArray(v) ? v : [v];
     return list.map((x) => String(x));
+  }
+
+  /**
+   * File modes are octal as upstream's YAML 1.1 reads them: `0600` means rw-------. Our YAML 1.2
+   * parser reads that literal as the decimal 600, so a number is re-read digit by digit as octal.
+   */
+  mode(k: string, def: number): number {
+    const v = this.obj[k];
+    if (v === undefined || v === null) return def;
+    const digits = String(v).replace(/^0o/i, '');
+    if (!/^[0-7]{1,4}$/.test(digits)) throw new Error(`config key ${this.key(k)}: expected an octal file mode such as 0600`);
+    return parseInt(digits, 8);
   }
 
   /** Byte sizes may be numbers or strings with units ("1MiB", "512KB"). */
@@ -279,6 +294,10 @@ export function buildConfig(raw: RawConfig): FleetServerConfig {
       toFiles: logging.bool('to_files', false),
       filesPath: resolve(logging.sub('files').str('path', join(pathData, 'logs'))),
       filesName: logging.sub('files').str('name', 'fleet-server.log'),
+      rotateEveryBytes: logging.sub('files').bytes('rotateeverybytes', 10 * 1024 * 1024),
+      keepFiles: logging.sub('files').num('keepfiles', 7),
+      permissions: logging.sub('files').mode('permissions', 0o600),
+      rotateOnStartup: logging.sub('files').bool('rotateonstartup', true),
     },
     http: {
       enabled: root.sub('http').bool('enabled', false),

@@ -1,7 +1,6 @@
 // ECS JSON logs through pino, shaped like upstream's (log.level, @timestamp, message, ecs.version).
 import pino, { type Logger } from 'pino';
-import { mkdirSync } from 'node:fs';
-import { join } from 'node:path';
+import { RotatingFile } from './rotating-file';
 
 export type { Logger };
 
@@ -13,6 +12,10 @@ export interface LogOptions {
   toFiles: boolean;
   filesPath: string;
   filesName: string;
+  rotateEveryBytes: number;
+  keepFiles: number;
+  permissions: number;
+  rotateOnStartup: boolean;
 }
 
 function normalizeLevel(level: string): string {
@@ -21,13 +24,17 @@ function normalizeLevel(level: string): string {
 }
 
 export function createLogger(opts: LogOptions): Logger {
-  const streams: pino.StreamEntry[] = [];
-  if (opts.toStderr) streams.push({ stream: pino.destination({ fd: 2, sync: false }) });
-  if (opts.toFiles) {
-    mkdirSync(opts.filesPath, { recursive: true });
-    streams.push({ stream: pino.destination({ dest: join(opts.filesPath, opts.filesName), sync: false, mkdir: true }) });
-  }
   const level = normalizeLevel(opts.level);
+  // multistream filters each entry at its own level, 'info' unless told: every sink takes the configured one.
+  const streams: pino.StreamEntry[] = [];
+  if (opts.toStderr) streams.push({ level: level as pino.Level, stream: pino.destination({ fd: 2, sync: false }) });
+  if (opts.toFiles) {
+    const file = new RotatingFile({
+      dir: opts.filesPath, name: opts.filesName, rotateEveryBytes: opts.rotateEveryBytes,
+      keepFiles: opts.keepFiles, permissions: opts.permissions, rotateOnStartup: opts.rotateOnStartup,
+    });
+    streams.push({ level: level as pino.Level, stream: file });
+  }
   return pino(
     {
       level: streams.length === 0 ? 'silent' : level,
