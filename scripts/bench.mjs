@@ -116,8 +116,11 @@ console.log(`  p50 / p99 / 100%              ${fmt(pct(50) / 1000, 3)} s / ${fmt
 console.log(`responses without an output key ${badKeys}`);
 console.log(`server RSS after the rollout    ${fmt(rssAfter / 1024)} MiB`);
 
-await all('exit', 'never').catch(() => undefined);
-for (const w of workers) w.kill();
+// Workers exit on 'exit'; wait for the processes, not for a reply.
+await Promise.all(workers.map((w) => new Promise((r) => {
+  w.once('exit', r);
+  w.send({ cmd: 'exit' });
+})));
 server.kill('SIGTERM');
 await new Promise((r) => server.once('exit', r));
 rmSync(dir, { recursive: true, force: true });

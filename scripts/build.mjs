@@ -29,3 +29,16 @@ await build({
   logLevel: 'warning',
 });
 chmodSync('dist/fleet-server.js', 0o755);
+
+// The Elasticsearch double (test support), runnable on its own: `npm run es-double`.
+await build({
+  entryPoints: ['spec/support/es-double/main.ts'],
+  outfile: 'dist/es-double.js',
+  bundle: true,
+  platform: 'node',
+  target: 'node24',
+  format: 'cjs',
+  banner: { js: "const __import_meta_url = require('node:url').pathToFileURL(__filename).href;" },
+  define: { 'import.meta.url': '__import_meta_url' },
+  logLevel: 'warning',
+});

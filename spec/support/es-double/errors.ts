@@ -1,0 +1,54 @@
+// Elasticsearch's error envelope: {"error":{"root_cause":[...],"type","reason",...},"status"}.
+// Bulk and mget items carry the bare error object (no root_cause), built by `cause`.
+
+export type Meta = Record<string, unknown>;
+
+export class EsError extends Error {
+  constructor(readonly status: number, readonly type: string, readonly reason: string,
+    readonly meta: Meta = {}, readonly causedBy?: EsError, readonly headers: Record<string, string | string[]> = {}) {
+    super(reason);
+  }
+
+  /** The bare error object of bulk items and msearch entries' causes. */
+  item(): Meta {
+    const out: Meta = { type: this.type, reason: this.reason, ...this.meta };
+    if (this.causedBy) out['caused_by'] = this.causedBy.item();
+    return out;
+  }
+
+  /** The full envelope of a failed request. */
+  envelope(): { error: Meta; status: number } {
+    let innermost: EsError = this;
+    while (innermost.causedBy) innermost = innermost.causedBy;
+    const root = { type: innermost.type, reason: innermost.reason, ...innermost.meta };
+    return { error: { root_cause: [root], ...this.item() }, status: this.status };
+  }
+}
+
+export const indexNotFound = (index: string): EsError => new EsError(404, 'index_not_found_exception', `no such index [${index}]`,
+  { 'resource.type': 'index_or_alias', 'resource.id': index, index_uuid: '_na_', index });
+
+export const illegalArgument = (reason: string): EsError => new EsError(400, 'illegal_argument_exception', reason);
+
+export const validationFailed = (msg: string): EsError =>
+  new EsError(400, 'action_request_validation_exception', `Validation Failed: 1: ${msg};`);
+
+export const parsingException = (reason: string): EsError => new EsError(400, 'parsing_exception', reason, { line: 1, col: 1 });
+
+export const resourceNotFound = (reason: string): EsError => new EsError(404, 'resource_not_found_exception', reason);
+
+const WWW_AUTHENTICATE = ['Basic realm="security", charset="UTF-8"', 'Bearer realm="security"', 'ApiKey'];
+
+export function unauthenticated(detail?: string): EsError {
+  const meta: Meta = detail ? { additional_unsuccessful_credentials: detail } : {};
+  meta['header'] = { 'WWW-Authenticate': WWW_AUTHENTICATE };
+  return new EsError(401, 'security_exception',
+    'unable to authenticate with provided credentials and anonymous access is not allowed for this request',
+    meta, undefined, { 'WWW-Authenticate': WWW_AUTHENTICATE });
+}
+
+export const unauthorized = (action: string, principal: string): EsError => new EsError(403, 'security_exception',
+  `action [${action}] is unauthorized for ${principal}, this action is granted by the cluster privileges [manage_security,all]`);
+
+export const rejected = (what = 'coordinating operation'): EsError => new EsError(429, 'es_rejected_execution_exception',
+  `rejected execution of ${what} [double fault injection]`);

@@ -1,0 +1,173 @@
+// One single-shard index: realtime documents for GET/mget, a refreshed view for search, per-index
+// _seq_no with a global checkpoint that long polls can wait on, and a refresh watermark that
+// refresh=wait_for and wait_for_checkpoints wait on.
+import { EsError } from './errors';
+import type { FieldType, Mapping } from './mappings';
+import type { StoredDoc } from './query';
+import { parseDate, valuesAt } from './query';
+
+type Obj = Record<string, unknown>;
+
+export interface WriteResult {
+  result: 'created' | 'updated' | 'deleted' | 'not_found' | 'noop';
+  doc: StoredDoc;
+}
+
+export class Index {
+  readonly docs = new Map<string, StoredDoc>();
+  /** What search sees: the documents as of the last refresh. */
+  searchable = new Map<string, StoredDoc>();
+  maxSeqNo = -1;
+  refreshedSeqNo = -1;
+  readonly uuid = Math.random().toString(36).slice(2, 24);
+  private checkpointWaiters = new Set<() => void>();
+  private refreshWaiters: { seq: number; done: () => void }[] = [];
+
+  constructor(readonly name: string, readonly mapping: Mapping, readonly dataStream?: string) {}
+
+  get dirty(): boolean {
+    return this.refreshedSeqNo < this.maxSeqNo;
+  }
+
+  private stamp(id: string, source: Obj, prev?: StoredDoc): StoredDoc {
+    this.validate(id, source);
+    this.maxSeqNo++;
+    return { id, source, seqNo: this.maxSeqNo, version: (prev?.version ?? 0) + 1 };
+  }
+
+  /** Index (create or replace) a whole document. */
+  put(id: string, source: Obj, opts: { create?: boolean; ifSeqNo?: number } = {}): WriteResult {
+    const prev = this.docs.get(id);
+    if (opts.create && prev) {
+      throw new EsError(409, 'version_conflict_engine_exception',
+        `[${id}]: version conflict, document already exists (current version [${prev.version}])`, this.meta());
+    }
+    this.checkCas(id, prev, opts.ifSeqNo);
+    const doc = this.stamp(id, source, prev);
+    this.docs.delete(id);
+    this.docs.set(id, doc);
+    this.advanced();
+    return { result: prev ? 'updated' : 'created', doc };
+  }
+
+  /** Replace the source of an existing document unless nothing changed (detect_noop). */
+  replace(prev: StoredDoc, source: Obj, detectNoop: boolean): WriteResult {
+    if (detectNoop && JSON.stringify(source) === JSON.stringify(prev.source)) return { result: 'noop', doc: prev };
+    const doc = this.stamp(prev.id, source, prev);
+    this.docs.delete(prev.id);
+    this.docs.set(prev.id, doc);
+    this.advanced();
+    return { result: 'updated', doc };
+  }
+
+  delete(id: string, ifSeqNo?: number): WriteResult {
+    const prev = this.docs.get(id);
+    this.checkCas(id, prev, ifSeqNo);
+    // A delete writes a tombstone: it consumes a sequence number whether or not the document existed.
+    this.maxSeqNo++;
+    const doc: StoredDoc = { id, source: {}, seqNo: this.maxSeqNo, version: (prev?.version ?? 0) + 1 };
+    this.docs.delete(id);
+    this.advanced();
+    return { result: prev ? 'deleted' : 'not_found', doc };
+  }
+
+  checkCas(id: string, prev: StoredDoc | undefined, ifSeqNo: number | undefined): void {
+    if (ifSeqNo === undefined) return;
+    if (!prev) {
+      throw new EsError(409, 'version_conflict_engine_exception',
+        `[${id}]: version conflict, required seqNo [${ifSeqNo}], primary term [1] but no document was found`, this.meta());
+    }
+    if (prev.seqNo !== ifSeqNo) {
+      throw new EsError(409, 'version_conflict_engine_exception',
+        `[${id}]: version conflict, required seqNo [${ifSeqNo}], primary term [1]. current document has seqNo [${prev.seqNo}] and primary term [1]`,
+        this.meta());
+    }
+  }
+
+  meta(): Obj {
+    return { index_uuid: this.uuid, shard: '0', index: this.name };
+  }
+
+  /** Values of mapped fields must parse as their type, as Elasticsearch's document parser requires. */
+  private validate(id: string, source: Obj): void {
+    if (this.dataStream && source['@timestamp'] === undefined) {
+      throw new EsError(400, 'document_parsing_exception', '[1:1] failed to parse: data stream timestamp field [@timestamp] is missing',
+        {}, new EsError(400, 'illegal_argument_exception', 'data stream timestamp field [@timestamp] is missing'));
+    }
+    for (const [field, type] of this.mapping.fields) {
+      for (const v of valuesAt(source, field)) {
+        if (!fits(type, v)) {
+          throw new EsError(400, 'document_parsing_exception',
+            `[1:1] failed to parse field [${field}] of type [${type}] in document with id '${id}'. Preview of field's value: '${JSON.stringify(v)}'`,
+            {}, new EsError(400, 'illegal_argument_exception', `failed to parse field [${field}] of type [${type}]`));
+        }
+      }
+    }
+  }
+
+  private advanced(): void {
+    const waiters = this.checkpointWaiters;
+    this.checkpointWaiters = new Set();
+    for (const w of waiters) w();
+  }
+
+  /** Makes every write so far visible to search. */
+  refresh(): boolean {
+    if (!this.dirty && this.searchable.size === this.docs.size) return false;
+    this.searchable = new Map(this.docs);
+    this.refreshedSeqNo = this.maxSeqNo;
+    const ready = this.refreshWaiters.filter((w) => w.seq <= this.refreshedSeqNo);
+    this.refreshWaiters = this.refreshWaiters.filter((w) => w.seq > this.refreshedSeqNo);
+    for (const w of ready) w.done();
+    return true;
+  }
+
+  /** Resolves once a refresh covers `seq` (refresh=wait_for, wait_for_checkpoints); false on timeout. */
+  waitForRefresh(seq: number, timeoutMs: number): Promise<boolean> {
+    if (seq <= this.refreshedSeqNo) return Promise.resolve(true);
+    return new Promise((resolve) => {
+      const w = { seq, done: () => { clearTimeout(timer); resolve(true); } };
+      const timer = setTimeout(() => {
+        this.refreshWaiters = this.refreshWaiters.filter((x) => x !== w);
+        resolve(false);
+      }, timeoutMs);
+      this.refreshWaiters.push(w);
+    });
+  }
+
+  /** Resolves true when the checkpoint passes `checkpoint`, false when `timeoutMs` passes first. */
+  waitForAdvance(checkpoint: number, timeoutMs: number, signal?: AbortSignal): Promise<boolean> {
+    if (this.maxSeqNo > checkpoint) return Promise.resolve(true);
+    return new Promise((resolve) => {
+      const done = (v: boolean): void => {
+        clearTimeout(timer);
+        this.checkpointWaiters.delete(wake);
+        signal?.removeEventListener('abort', abort);
+        resolve(v);
+      };
+      const wake = (): void => {
+        if (this.maxSeqNo > checkpoint) done(true);
+        else this.checkpointWaiters.add(wake);
+      };
+      const abort = (): void => done(false);
+      const timer = setTimeout(() => done(false), timeoutMs);
+      this.checkpointWaiters.add(wake);
+      signal?.addEventListener('abort', abort, { once: true });
+    });
+  }
+}
+
+function fits(type: FieldType, v: unknown): boolean {
+  switch (type) {
+    case 'integer': case 'long': case 'float':
+      return typeof v === 'number' || (typeof v === 'string' && v.trim() !== '' && !Number.isNaN(Number(v)));
+    case 'boolean': return v === true || v === false || v === 'true' || v === 'false' || v === '';
+    case 'date': try {
+      parseDate(v);
+      return typeof v === 'number' || !String(v).startsWith('now');
+    } catch {
+      return false;
+    }
+    case 'keyword': case 'text': case 'binary': return typeof v !== 'object';
+  }
+}

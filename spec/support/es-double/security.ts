@@ -1,0 +1,208 @@
+// Service-account tokens and API keys as Elasticsearch's security APIs model them: keys owned by the
+// service account that created them, invalidation, role updates, and authentication by `ApiKey` header.
+import { randomBytes, timingSafeEqual } from 'node:crypto';
+import { EsError, resourceNotFound, unauthenticated, unauthorized, validationFailed } from './errors';
+
+type Obj = Record<string, unknown>;
+
+export interface ApiKeyRecord {
+  id: string;
+  name: string;
+  secret: string;
+  creation: number;
+  expiration?: number;
+  invalidated: boolean;
+  invalidation?: number;
+  metadata: Obj;
+  role_descriptors: Obj;
+  username: string;
+  realm: string;
+}
+
+export type Principal =
+  | { kind: 'service'; username: string; tokenName: string }
+  | { kind: 'apikey'; key: ApiKeyRecord };
+
+const SERVICE_ACCOUNT = 'elastic/fleet-server';
+
+/** A service token as Elasticsearch issues them: base64 of 00 01 00 01 "elastic/fleet-server/<name>:<secret>". */
+export function makeServiceToken(name = 'token1', secret = randomBytes(16).toString('base64url')): string {
+  return Buffer.concat([Buffer.from([0, 1, 0, 1]), Buffer.from(`${SERVICE_ACCOUNT}/${name}:${secret}`)]).toString('base64url').replace(/=+$/, '');
+}
+
+function tokenName(token: string): string | undefined {
+  const raw = Buffer.from(token, 'base64');
+  if (raw.length < 5 || raw[0] !== 0 || raw[1] !== 1) return undefined;
+  const m = /^elastic\/fleet-server\/([^:]+):/.exec(raw.subarray(4).toString());
+  return m?.[1];
+}
+
+/** Role descriptors come back with Elasticsearch's defaults filled in. */
+function normalizeRoles(roles: Obj): Obj {
+  const out: Obj = {};
+  for (const [name, d] of Object.entries(roles)) {
+    const r = (d ?? {}) as Obj;
+    out[name] = {
+      cluster: r['cluster'] ?? [], indices: ((r['indices'] ?? r['index'] ?? []) as Obj[]).map((i) => ({ allow_restricted_indices: false, ...i })),
+      applications: r['applications'] ?? [], run_as: r['run_as'] ?? [], metadata: r['metadata'] ?? {},
+      transient_metadata: { enabled: true },
+    };
+  }
+  return out;
+}
+
+function parseExpiration(v: unknown): number | undefined {
+  if (v === undefined || v === null) return undefined;
+  const m = /^(\d+)(ms|s|m|h|d)$/.exec(String(v));
+  if (!m) throw validationFailed(`failed to parse expiration [${String(v)}]`);
+  const unit = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 }[m[2] as 'ms'];
+  return Date.now() + Number(m[1]) * unit;
+}
+
+export class Security {
+  readonly keys = new Map<string, ApiKeyRecord>();
+
+  constructor(public serviceTokens: Set<string>) {}
+
+  /** Who a request is: a service token (Bearer) or an API key (ApiKey); 401 otherwise. */
+  authenticate(header: string | undefined): Principal {
+    if (!header) throw unauthenticated();
+    const [scheme, cred] = header.split(' ', 2) as [string, string | undefined];
+    if (scheme.toLowerCase() === 'bearer' && cred) {
+      const name = tokenName(cred);
+      const known = [...this.serviceTokens].some((t) => t.length === cred.length && timingSafeEqual(Buffer.from(t), Buffer.from(cred)));
+      if (name && known) return { kind: 'service', username: SERVICE_ACCOUNT, tokenName: name };
+      throw unauthenticated(`ServiceToken: unable to authenticate service token`);
+    }
+    if (scheme.toLowerCase() === 'apikey' && cred) {
+      const decoded = Buffer.from(cred, 'base64').toString();
+      const colon = decoded.indexOf(':');
+      if (colon < 1) throw unauthenticated('API key: invalid credentials');
+      const id = decoded.slice(0, colon);
+      const secret = decoded.slice(colon + 1);
+      const key = this.keys.get(id);
+      if (!key) throw unauthenticated(`API key: unable to find apikey with id ${id}`);
+      if (key.secret.length !== secret.length || !timingSafeEqual(Buffer.from(key.secret), Buffer.from(secret))) {
+        throw unauthenticated(`API key: invalid credentials for API key [${id}]`);
+      }
+      if (key.invalidated) throw unauthenticated(`API key: api key [${id}] has been invalidated`);
+      if (key.expiration !== undefined && key.expiration < Date.now()) throw unauthenticated('API key: api key is expired');
+      return { kind: 'apikey', key };
+    }
+    throw unauthenticated();
+  }
+
+  /** API keys may call _authenticate and nothing else here (Fleet's keys carry no privileges). */
+  authorize(p: Principal, action: string): void {
+    if (p.kind === 'apikey' && action !== 'cluster:admin/xpack/security/user/authenticate') {
+      throw unauthorized(action, `API key id [${p.key.id}] of user [${p.key.username}]`);
+    }
+  }
+
+  whoami(p: Principal): Obj {
+    if (p.kind === 'service') {
+      return {
+        username: SERVICE_ACCOUNT, roles: [], full_name: 'Service account - elastic/fleet-server', email: null,
+        metadata: { _elastic_service_account: true }, enabled: true,
+        authentication_realm: { name: '_service_account', type: '_service_account' },
+        lookup_realm: { name: '_service_account', type: '_service_account' },
+        authentication_type: 'token', token: { name: p.tokenName, type: '_service_account_index' },
+      };
+    }
+    return {
+      username: p.key.username, roles: [], full_name: 'Service account - elastic/fleet-server', email: null,
+      metadata: { _elastic_service_account: true }, enabled: true,
+      authentication_realm: { name: '_es_api_key', type: '_es_api_key' },
+      lookup_realm: { name: '_es_api_key', type: '_es_api_key' },
+      authentication_type: 'api_key',
+      api_key: { id: p.key.id, ...(p.key.name ? { name: p.key.name } : {}), managed_by: 'elasticsearch' },
+    };
+  }
+
+  create(owner: Principal, body: Obj): Obj {
+    if (owner.kind === 'apikey' && Object.keys((body['role_descriptors'] ?? {}) as Obj).length > 0) {
+      throw new EsError(400, 'illegal_argument_exception', 'creating derived api keys requires an explicit role descriptor that is empty');
+    }
+    if (typeof body['name'] !== 'string' || body['name'] === '') throw validationFailed('api key name is required');
+    const metadata = (body['metadata'] ?? {}) as Obj;
+    if (Object.keys(metadata).some((k) => k.startsWith('_'))) throw validationFailed('metadata keys may not start with [_]');
+    const id = randomBytes(15).toString('base64url');
+    const secret = randomBytes(16).toString('base64url');
+    const rec: ApiKeyRecord = {
+      id, name: body['name'], secret, creation: Date.now(), expiration: parseExpiration(body['expiration']), invalidated: false,
+      metadata, role_descriptors: normalizeRoles((body['role_descriptors'] ?? {}) as Obj),
+      username: owner.kind === 'service' ? owner.username : owner.key.username, realm: '_service_account',
+    };
+    this.keys.set(id, rec);
+    return {
+      id, name: rec.name, ...(rec.expiration ? { expiration: rec.expiration } : {}), api_key: secret,
+      encoded: Buffer.from(`${id}:${secret}`).toString('base64'),
+    };
+  }
+
+  private view(k: ApiKeyRecord): Obj {
+    return {
+      id: k.id, name: k.name, type: 'rest', creation: k.creation, ...(k.expiration ? { expiration: k.expiration } : {}),
+      invalidated: k.invalidated, ...(k.invalidation ? { invalidation: k.invalidation } : {}), username: k.username,
+      realm: k.realm, realm_type: '_service_account', metadata: k.metadata, role_descriptors: k.role_descriptors,
+    };
+  }
+
+  /** GET /_security/api_key. An id that matches nothing is a 404 with an empty list, as Elasticsearch answers. */
+  get(owner: Principal, q: URLSearchParams): { status: number; body: Obj } {
+    const ownerOnly = q.get('owner') === 'true';
+    const username = owner.kind === 'service' ? owner.username : owner.key.username;
+    if (!ownerOnly && !q.get('username') && !q.get('id')) throw unauthorized('cluster:admin/xpack/security/api_key/get', `user [${username}]`);
+    const id = q.get('id');
+    const name = q.get('name');
+    const activeOnly = q.get('active_only') === 'true';
+    const list = [...this.keys.values()].filter((k) => (!id || k.id === id) && (!name || k.name === name)
+      && (!ownerOnly || k.username === username) && (!activeOnly || !k.invalidated));
+    if (id && list.length === 0) return { status: 404, body: { api_keys: [] } };
+    return { status: 200, body: { api_keys: list.map((k) => this.view(k)) } };
+  }
+
+  invalidate(owner: Principal, body: Obj): Obj {
+    const ids = (body['ids'] as string[] | undefined) ?? (body['id'] ? [body['id'] as string] : []);
+    const username = owner.kind === 'service' ? owner.username : owner.key.username;
+    const invalidated: string[] = [];
+    for (const id of ids) {
+      const k = this.keys.get(id);
+      if (!k || k.invalidated || (body['owner'] === true && k.username !== username)) continue;
+      k.invalidated = true;
+      k.invalidation = Date.now();
+      invalidated.push(id);
+    }
+    return { invalidated_api_keys: invalidated, previously_invalidated_api_keys: [], error_count: 0 };
+  }
+
+  bulkUpdate(owner: Principal, body: Obj): Obj {
+    if (owner.kind === 'apikey') throw unauthorized('cluster:admin/xpack/security/api_key/update', `API key [${owner.key.id}]`);
+    const updated: string[] = [];
+    const noops: string[] = [];
+    const details: Obj = {};
+    for (const id of (body['ids'] as string[] | undefined) ?? []) {
+      const k = this.keys.get(id);
+      if (!k || k.username !== owner.username) {
+        details[id] = { type: 'resource_not_found_exception', reason: `no API key owned by requesting user found for ID [${id}]` };
+        continue;
+      }
+      if (k.invalidated) {
+        details[id] = { type: 'illegal_argument_exception', reason: `cannot update invalidated API key [${id}]` };
+        continue;
+      }
+      const before = JSON.stringify([k.role_descriptors, k.metadata]);
+      if (body['role_descriptors'] !== undefined) k.role_descriptors = normalizeRoles(body['role_descriptors'] as Obj);
+      if (body['metadata'] !== undefined) k.metadata = body['metadata'] as Obj;
+      (JSON.stringify([k.role_descriptors, k.metadata]) === before ? noops : updated).push(id);
+    }
+    const count = Object.keys(details).length;
+    return { updated, noops, errors: count > 0 ? { count, details } : { count: 0 } };
+  }
+
+  update(owner: Principal, id: string, body: Obj): Obj {
+    const r = this.bulkUpdate(owner, { ...body, ids: [id] });
+    if ((r['errors'] as Obj)['count']) throw resourceNotFound(`no API key owned by requesting user found for ID [${id}]`);
+    return { updated: (r['updated'] as string[]).length > 0 };
+  }
+}

@@ -1,0 +1,13 @@
+// Painless scripts the Elasticsearch store sends. A partial `doc` update cannot remove fields, so an
+// update that must also drop fields (upstream clears audit_unenrolled_* on check-in this way) runs
+// this script: a recursive merge with Elasticsearch's partial-doc semantics, then the removals.
+// The Elasticsearch double recognises scripts by their exact source, so keep them constant.
+
+export const MERGE_AND_REMOVE = [
+  'void merge(Map dst, Map src) { for (def e : src.entrySet()) { def cur = dst.get(e.getKey());',
+  ' if (cur instanceof Map && e.getValue() instanceof Map) { merge(cur, e.getValue()); } else { dst.put(e.getKey(), e.getValue()); } } }',
+  'merge(ctx._source, params.doc);',
+  'for (String path : params.remove) { def node = ctx._source; String[] parts = path.splitOnToken(".");',
+  ' for (int i = 0; i < parts.length - 1 && node != null; i++) { node = node instanceof Map ? node.get(parts[i]) : null; }',
+  ' if (node instanceof Map) { node.remove(parts[parts.length - 1]); } }',
+].join('\n');
