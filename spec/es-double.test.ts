@@ -67,7 +67,7 @@ test('create conflicts, compare-and-set, partial merge keeping nulls, detect_noo
   expect(noop._seq_no).toBe(u._seq_no);
   expect(await statusOf(client.update({ index: '.fleet-agents', id: 'missing', doc: { a: 1 } }))).toBe(404);
   const del = await client.delete({ index: '.fleet-agents', id: 'c1' });
-  expect(del._seq_no).toBe(u._seq_no + 1);
+  expect(del._seq_no).toBe(u._seq_no! + 1);
   expect(await statusOf(client.delete({ index: '.fleet-agents', id: 'c1' }))).toBe(404);
   // A wrong type for a mapped field is refused by the document parser.
   expect(await statusOf(client.index({ index: '.fleet-agents', id: 'bad', document: { policy_revision_idx: 'three' } }))).toBe(400);
@@ -151,7 +151,7 @@ test('global checkpoints: missing index 404, long poll wakes on a write, times o
   expect(s.hits.hits).toHaveLength(1);
   expect(await statusOf(client.fleet.search({ index: '.fleet-agents', wait_for_checkpoints: [cp + 100], query: { match_all: {} } }))).toBe(400);
   const ms = await client.fleet.msearch({ searches: [{ index: '.fleet-agents', wait_for_checkpoints: [cp + 1] } as never, { query: { ids: { values: ['wake'] } } }] });
-  expect((ms.responses[0] as { hits: { hits: unknown[] } }).hits.hits).toHaveLength(1);
+  expect(((ms as unknown as { responses: unknown[] }).responses[0] as { hits: { hits: unknown[] } }).hits.hits).toHaveLength(1);
 });
 
 test('secrets and API keys: create, read, authenticate, update roles, invalidate', async () => {

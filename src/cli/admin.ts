@@ -6,6 +6,7 @@ import { Admin, type PolicyInput } from '../fleet/admin';
 import { openStore } from '../store/open';
 import type { Store } from '../store/port';
 import type { Hit, Json } from '../store/documents';
+import { createLogger } from '../logging/logger';
 import { loadConfig, type ConfigArgs } from './load-config';
 
 interface Common extends ConfigArgs {
@@ -18,7 +19,10 @@ function print(args: Common, json: unknown, lines: () => string[]): void {
 }
 
 async function withAdmin<T>(args: Common, fn: (admin: Admin, store: Store) => Promise<T>): Promise<T> {
-  const store = await openStore(loadConfig(args));
+  const config = loadConfig(args);
+  // Admin output goes to stdout; only warnings and errors are logged (to stderr).
+  const log = createLogger({ ...config.logging, level: 'warn', toFiles: false, toStderr: true });
+  const store = openStore(config, log);
   try {
     return await fn(new Admin(store), store);
   } finally {

@@ -6,6 +6,8 @@ import { startMetrics } from '../http/metrics';
 import { HttpService } from '../http/server';
 import { createLogger } from '../logging/logger';
 import { openStore } from '../store/open';
+import type { Store } from '../store/port';
+import { Backoff, sleep } from '../util/backoff';
 import { VERSION } from '../version';
 import { loadConfig, type ConfigArgs } from './load-config';
 
@@ -13,8 +15,9 @@ export async function runServer(args: ConfigArgs): Promise<void> {
   const config = loadConfig(args);
   const log: Logger = createLogger(config.logging);
   log.info({ version: VERSION, 'limits.profile': config.server.limits.profile }, 'fleet-server starting');
-  const store = await openStore(config);
+  const store = openStore(config, log);
   const fleet = new Fleet(store, config, log);
+  const stopping = new AbortController();
 
   if (store.kind === 'sqlite') {
     const scheme = config.server.tls.enabled ? 'https' : 'http';
@@ -42,15 +45,17 @@ export async function runServer(args: ConfigArgs): Promise<void> {
     }
   }
 
-  await fleet.start();
+  // The embedded store is local and starts at once; Elasticsearch may be down or refuse the token, so
+  // the listeners come up first and /api/status reports why the server is not yet serving.
+  if (store.kind === 'sqlite') await fleet.start();
   const httpService = new HttpService(fleet, config, log);
   await httpService.start();
   if (config.http.enabled) await startMetrics(config.http.host, config.http.port, fleet, httpService, log);
+  if (store.kind !== 'sqlite') void startWhenReady(fleet, store, log, stopping.signal);
 
-  let stopping = false;
   const stop = async (signal: string): Promise<void> => {
-    if (stopping) return;
-    stopping = true;
+    if (stopping.signal.aborted) return;
+    stopping.abort();
     log.info({ signal }, 'fleet-server stopping');
     const hard = setTimeout(() => {
       log.error('drain timeout exceeded; exiting');
@@ -70,4 +75,23 @@ export async function runServer(args: ConfigArgs): Promise<void> {
   process.on('SIGTERM', () => void stop('SIGTERM'));
   process.on('SIGINT', () => void stop('SIGINT'));
   process.on('unhandledRejection', (err) => log.error({ err }, 'unhandled rejection'));
+}
+
+/** Starts fleet logic once the store answers, retrying with backoff and reporting FAILED meanwhile. */
+async function startWhenReady(fleet: Fleet, store: Store, log: Logger, signal: AbortSignal): Promise<void> {
+  const backoff = new Backoff({ initialMs: 1000, maxMs: 30_000 });
+  while (!signal.aborted) {
+    try {
+      await store.ready();
+      await fleet.start();
+      log.info('fleet-server running');
+      return;
+    } catch (err) {
+      const message = err instanceof Error ? err.message : String(err);
+      fleet.health.set('FAILED', `Error - ${message}`);
+      const wait = backoff.next();
+      log.error({ err, 'retry.in_ms': wait }, 'cannot start on the store; retrying');
+      await sleep(wait, signal);
+    }
+  }
 }

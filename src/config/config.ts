@@ -24,7 +24,34 @@ export interface ElasticsearchOutputConfig {
   serviceToken?: string;
   serviceTokenPath?: string;
   headers: Record<string, string>;
+  proxyUrl?: string;
+  ssl: {
+    verificationMode: 'full' | 'strict' | 'certificate' | 'none';
+    certificateAuthorities: string[];
+    caTrustedFingerprint?: string;
+    certificate?: string;
+    key?: string;
+  };
+  timeoutMs: number;
+  maxRetries: number;
   raw: RawConfig;
+}
+
+/** How the Elasticsearch store batches document operations (upstream's `server.bulk.*`). */
+export interface BulkConfig {
+  flushIntervalMs: number;
+  flushThresholdCount: number;
+  flushThresholdBytes: number;
+  flushMaxPending: number;
+  /** Operations that may wait for a flush before new ones are refused with 429 (0: a bound derived from the above). */
+  maxPendingOperations: number;
+}
+
+/** The index monitors (upstream's `inputs[0].monitor.*`). */
+export interface MonitorConfig {
+  fetchSize: number;
+  pollTimeoutMs: number;
+  policyDebounceMs: number;
 }
 
 export interface FleetServerConfig {
@@ -48,7 +75,9 @@ export interface FleetServerConfig {
     pbkdf2: { iterations: number; keyLength: number; saltLength: number };
     ignoreCheckinPolicyId: boolean;
     checkinFlushIntervalMs: number;
+    bulk: BulkConfig;
   };
+  monitor: MonitorConfig;
   cache: { ttlActionMs: number; ttlEnrollKeyMs: number; ttlApiKeyMs: number; jitterApiKeyMs: number };
   logging: {
     level: string; toStderr: boolean; toFiles: boolean; filesPath: string; filesName: string;
@@ -225,6 +254,11 @@ export function buildConfig(raw: RawConfig): FleetServerConfig {
     const es = Reader.of(esRaw, 'output.elasticsearch');
     const headers: Record<string, string> = {};
     for (const [k, v] of Object.entries((es.rawValue('headers') as RawConfig | undefined) ?? {})) headers[k] = String(v);
+    const ssl = es.sub('ssl');
+    const mode = ssl.str('verification_mode', 'full');
+    if (!['full', 'strict', 'certificate', 'none'].includes(mode)) {
+      throw new Error('config key output.elasticsearch.ssl.verification_mode: expected full, strict, certificate or none');
+    }
     elasticsearch = {
       hosts: es.has('hosts') ? es.strList('hosts') : ['localhost:9200'],
       protocol: es.str('protocol', 'http'),
@@ -232,6 +266,16 @@ export function buildConfig(raw: RawConfig): FleetServerConfig {
       serviceToken: es.optStr('service_token'),
       serviceTokenPath: es.optStr('service_token_path'),
       headers,
+      proxyUrl: es.bool('proxy_disable', false) ? undefined : es.optStr('proxy_url'),
+      ssl: {
+        verificationMode: mode as ElasticsearchOutputConfig['ssl']['verificationMode'],
+        certificateAuthorities: ssl.strList('certificate_authorities'),
+        caTrustedFingerprint: ssl.optStr('ca_trusted_fingerprint'),
+        certificate: ssl.optStr('certificate'),
+        key: ssl.optStr('key'),
+      },
+      timeoutMs: es.dur('timeout', 90_000),
+      maxRetries: es.num('max_retries', 3),
       raw: esRaw as RawConfig,
     };
   }
@@ -281,6 +325,18 @@ export function buildConfig(raw: RawConfig): FleetServerConfig {
       ignoreCheckinPolicyId: flags.bool('ignore_checkin_policy_id', false),
       // Upstream hard-codes 10 s; configurable here so tests need not wait for it.
       checkinFlushIntervalMs: server.sub('bulk').dur('checkin_flush_interval', 10_000),
+      bulk: {
+        flushIntervalMs: server.sub('bulk').dur('flush_interval', 250),
+        flushThresholdCount: server.sub('bulk').num('flush_threshold_cnt', 2048),
+        flushThresholdBytes: server.sub('bulk').bytes('flush_threshold_size', 1024 * 1024),
+        flushMaxPending: server.sub('bulk').num('flush_max_pending', 8),
+        maxPendingOperations: server.sub('bulk').num('max_pending_bulk_dispatches', 0),
+      },
+    },
+    monitor: {
+      fetchSize: input.sub('monitor').num('fetch_size', 1000),
+      pollTimeoutMs: input.sub('monitor').dur('poll_timeout', 240_000),
+      policyDebounceMs: input.sub('monitor').dur('policy_debounce_time', 1000),
     },
     cache: {
       ttlActionMs: cache.dur('ttl_action', 300_000),

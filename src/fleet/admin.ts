@@ -94,7 +94,10 @@ export class Admin {
     const keyName = name ?? `Default (${id})`;
     const key = await this.store.createApiKey({
       name: keyName,
-      roleDescriptors: {},
+      // As Kibana: an empty role map would give the key a snapshot of its creator's (Fleet Server's) privileges.
+      roleDescriptors: {
+        'fleet-apikey-enroll': { cluster: [], index: [], applications: [{ application: 'fleet', privileges: ['no-privileges'], resources: ['*'] }] },
+      },
       metadata: { managed_by: 'fleet', managed: true, type: 'enroll', policy_id: policyId },
     });
     const now = rfc3339();

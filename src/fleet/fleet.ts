@@ -15,6 +15,8 @@ import { OutputKeys } from './output-keys';
 import { PolicyMonitor } from './policy-monitor';
 import { SelfMonitor } from './self-monitor';
 
+const HEALTH_CHECK_MS = 5000;
+
 export class Fleet {
   readonly auth: Authenticator;
   readonly versions: AgentVersionPolicy;
@@ -26,6 +28,7 @@ export class Fleet {
   readonly bookkeeper: Bookkeeper;
   readonly health = new SelfMonitor();
   private readonly abort = new AbortController();
+  private healthTimer: NodeJS.Timeout | undefined;
 
   constructor(readonly store: Store, readonly config: FleetServerConfig, log: Logger) {
     const s = config.server;
@@ -57,10 +60,29 @@ export class Fleet {
     this.bookkeeper.start();
     this.checkins.start();
     this.health.set('HEALTHY', 'Running');
+    this.healthTimer = setInterval(() => void this.checkStore(), HEALTH_CHECK_MS);
+    this.healthTimer.unref();
+  }
+
+  /**
+   * Upstream's standalone self monitor: the policies readable → HEALTHY "Running"; a failed read keeps
+   * a running server DEGRADED (it may still serve from caches) until the store answers again.
+   */
+  private async checkStore(): Promise<void> {
+    try {
+      await this.store.healthCheck();
+      this.health.set('HEALTHY', 'Running');
+    } catch (err) {
+      const state = this.health.current.state;
+      if (state === 'STOPPING' || state === 'STOPPED') return;
+      const message = `Failed to request policies: ${err instanceof Error ? err.message : String(err)}`;
+      this.health.set(state === 'HEALTHY' || state === 'DEGRADED' ? 'DEGRADED' : 'FAILED', message);
+    }
   }
 
   /** Answers held check-ins, stops the monitors and writes what is pending. */
   async stop(): Promise<void> {
+    if (this.healthTimer) clearInterval(this.healthTimer);
     this.health.set('STOPPING', 'Stopping');
     this.checkins.releaseAll();
     this.abort.abort(new Error('fleet server stopping'));

@@ -1,6 +1,7 @@
 // The error → HTTP catalogue, as upstream's api/error.go answers: {"statusCode","error","message"}.
 import type { ServerResponse } from 'node:http';
 import { FleetError, type FleetErrorCode } from '../fleet/errors';
+import { StoreBusyError, StoreUnavailableError } from '../store/port';
 
 interface ErrorEntry {
   status: number;
@@ -49,7 +50,16 @@ export interface ErrorBody {
   message?: string;
 }
 
+/** Store failures reach agents as upstream shows Elasticsearch's: unavailable → 503, back-pressure → 429. */
+function storeErrorCode(err: unknown): FleetErrorCode | undefined {
+  if (err instanceof StoreUnavailableError) return 'ServiceUnavailable';
+  if (err instanceof StoreBusyError) return 'TooManyBulkDispatches';
+  return undefined;
+}
+
 export function errorBody(err: unknown): ErrorBody {
+  const storeCode = storeErrorCode(err);
+  if (storeCode) return errorBody(new FleetError(storeCode));
   if (err instanceof FleetError) {
     const e = CATALOGUE[err.code];
     const message = e.message ?? err.message;
@@ -67,6 +77,8 @@ export function writeError(res: ServerResponse, err: unknown, extraHeaders?: Rec
   }
   const text = JSON.stringify(body);
   res.writeHead(body.statusCode, {
+    // Every 429 says when to come back, including back-pressure from the store.
+    ...(body.statusCode === 429 ? { 'Retry-After': '5' } : {}),
     ...extraHeaders,
     'Content-Type': 'application/json; charset=utf-8',
     'X-Content-Type-Options': 'nosniff',

@@ -62,6 +62,10 @@ export interface StoreTraits {
 export interface Store {
   readonly kind: 'sqlite' | 'elasticsearch';
   readonly traits: StoreTraits;
+  /** Resolves once the store answers (and, with `requireVersion`, runs a version this server supports). */
+  ready(requireVersion?: string): Promise<void>;
+  /** A cheap read of the policies, for the self monitor: throws when the store cannot serve. */
+  healthCheck(): Promise<void>;
   close(): Promise<void>;
 
   // Security: API keys and Fleet secrets.
@@ -117,4 +121,14 @@ export type { Json };
 /** A document that must exist does not. */
 export class NotFoundError extends Error {
   override readonly name = 'NotFoundError';
+}
+
+/** The store cannot be reached or refused the server's credentials; agents are told 503. */
+export class StoreUnavailableError extends Error {
+  override readonly name = 'StoreUnavailableError';
+}
+
+/** The store is applying back-pressure (too much pending work); agents are told 429. */
+export class StoreBusyError extends Error {
+  override readonly name = 'StoreBusyError';
 }

@@ -76,6 +76,12 @@ export class SqliteStore implements Store {
     return row['m'] === null ? -1 : Number(row['m']);
   }
 
+  async ready(): Promise<void> {}
+
+  async healthCheck(): Promise<void> {
+    this.q('SELECT 1 FROM policies LIMIT 1').get();
+  }
+
   async close(): Promise<void> {
     this.watcher.close();
     this.stmts.clear();
@@ -289,11 +295,12 @@ export class SqliteStore implements Store {
       WHERE aa.agent_id = ? AND aa.seq > ? AND aa.seq <= ? AND a.expiration_ms > ?
       ORDER BY aa.seq LIMIT ?`)
       .all(query.agentId, query.afterSeqNo, query.checkpoint, Date.parse(query.nowIso), query.limit) as Row[];
-    return rows.map((r) => ({
-      ...hit<ActionDoc>(r, true)!,
-      agentIndex: Number(r['idx']),
-      agentCount: Number(r['agent_count']),
-    }));
+    return rows.map((r) => {
+      const h = hit<ActionDoc>(r, true)!;
+      // As upstream's query (_source excludes agents): a large action's agent list is not carried around.
+      delete h._source.agents;
+      return { ...h, agentIndex: Number(r['idx']), agentCount: Number(r['agent_count']) };
+    });
   }
 
   async listActions(limit: number): Promise<Hit<ActionDoc>[]> {

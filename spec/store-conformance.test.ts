@@ -1,0 +1,146 @@
+// One behaviour for every store: the port's semantics, run against the embedded store and the
+// Elasticsearch adapter (on the double, and on a real cluster when one is configured).
+import { randomUUID } from 'node:crypto';
+import type { ActionDoc, AgentDoc, PolicyDoc } from '../src/store/documents';
+import type { Store } from '../src/store/port';
+import { REAL_ES, STORE_KINDS, type StoreUnderTest } from './support/stores';
+
+if (!REAL_ES) {
+  console.log('store conformance on a real Elasticsearch: skipped (set ELASTICSEARCH_HOSTS and ELASTICSEARCH_SERVICE_TOKEN to run it)');
+  test.skip('real Elasticsearch: set ELASTICSEARCH_HOSTS and ELASTICSEARCH_SERVICE_TOKEN to run the adapter suite against it', () => undefined);
+}
+
+const uid = (): string => randomUUID();
+const iso = (ms: number): string => new Date(ms).toISOString();
+
+function agentDoc(over: Partial<AgentDoc> = {}): AgentDoc {
+  return { active: true, type: 'PERMANENT', enrolled_at: iso(Date.now()), agent: { id: 'x', version: '9.6.0' }, ...over };
+}
+
+function policyDoc(policyId: string, rev: number): PolicyDoc {
+  return {
+    '@timestamp': iso(Date.now()), policy_id: policyId, revision_idx: rev, coordinator_idx: 1, default_fleet_server: false,
+    data: { id: policyId, revision: rev, outputs: { default: { type: 'elasticsearch', hosts: ['http://localhost:9200'] } } },
+  };
+}
+
+describe.each(STORE_KINDS)('%s store', (_name, make) => {
+  let s: StoreUnderTest;
+  let store: Store;
+  beforeAll(async () => {
+    s = await make();
+    store = s.store;
+    await store.ready();
+  });
+  afterAll(() => s.close());
+
+  test('API keys: minted keys authenticate, wrong secrets and invalidated keys do not; roles update', async () => {
+    const k = await store.createApiKey({ name: uid(), roleDescriptors: { r1: { cluster: [] } }, metadata: { managed: true } });
+    expect(await store.checkApiKey(k.id, k.key)).toBe('valid');
+    expect(await store.checkApiKey(k.id, `${k.key}x`)).toBe('invalid');
+    expect(await store.checkApiKey('no-such-key', k.key)).toBe('invalid');
+    expect(Object.keys((await store.getApiKeyRoles(k.id))!)).toEqual(['r1']);
+    await store.updateApiKeyRoles([k.id], { r2: { cluster: ['monitor'] } });
+    expect(Object.keys((await store.getApiKeyRoles(k.id))!)).toEqual(['r2']);
+    await store.invalidateApiKeys([k.id]);
+    expect(await store.checkApiKey(k.id, k.key)).toBe('invalid');
+    expect(await store.getApiKeyRoles(k.id)).toBeUndefined();
+  });
+
+  test('secrets: stored, read back, deleted; a missing secret reads as undefined', async () => {
+    const id = await store.createSecret('id:key');
+    expect(await store.getSecret(id)).toBe('id:key');
+    await store.deleteSecrets([id]);
+    expect(await store.getSecret(id)).toBeUndefined();
+    await store.deleteSecrets([id]);
+  });
+
+  test('enrollment keys: only active keys are found', async () => {
+    const id = uid();
+    const apiKeyId = uid();
+    const policyId = uid();
+    await store.putEnrollmentKey(id, { api_key_id: apiKeyId, api_key: 'abc', active: true, policy_id: policyId, created_at: iso(Date.now()) });
+    expect((await store.findEnrollmentKey(apiKeyId))?._id).toBe(id);
+    expect((await store.listEnrollmentKeys(policyId)).map((h) => h._id)).toEqual([id]);
+    await store.updateEnrollmentKey(id, { active: false });
+    expect(await store.findEnrollmentKey(apiKeyId)).toBeUndefined();
+    expect((await store.listEnrollmentKeys(policyId))[0]!._source.active).toBe(false);
+  });
+
+  test('agents: create once, realtime reads, merge updates keep nulls, unset removes, bulk updates, lookups, delete', async () => {
+    const id = uid();
+    const keyId = uid();
+    const enrollmentId = uid();
+    const policyId = uid();
+    expect(await store.createAgent(id, agentDoc({ access_api_key_id: keyId, enrollment_id: enrollmentId, policy_id: policyId, tags: ['a'], audit_unenrolled_reason: 'uninstall' }))).toBe(true);
+    expect(await store.createAgent(id, agentDoc())).toBe(false);
+    expect((await store.getAgent(id))?._source.access_api_key_id).toBe(keyId);
+    await store.updateAgent({ id, doc: { agent: { version: '9.7.0' } as never, tags: ['b'], upgrade_started_at: null } });
+    let doc = (await store.getAgent(id))!._source;
+    expect(doc.agent).toEqual({ id: 'x', version: '9.7.0' });
+    expect(doc.tags).toEqual(['b']);
+    expect(doc).toHaveProperty('upgrade_started_at', null);
+    await store.bulkUpdateAgents([{ id, doc: { last_checkin_status: 'online' }, unset: ['audit_unenrolled_reason'] }, { id: uid(), doc: { x: 1 } }]);
+    doc = (await store.getAgent(id))!._source;
+    expect(doc.last_checkin_status).toBe('online');
+    expect(doc).not.toHaveProperty('audit_unenrolled_reason');
+    await expect(store.updateAgent({ id: uid(), doc: { active: false } })).rejects.toThrow(/not found/);
+    expect((await store.findAgentByAccessKeyId(keyId))?._id).toBe(id);
+    expect((await store.findAgentByEnrollmentId(enrollmentId))?._id).toBe(id);
+    expect((await store.listAgents({ policyId })).map((h) => h._id)).toEqual([id]);
+    await store.deleteAgent(id);
+    expect(await store.getAgent(id)).toBeUndefined();
+  });
+
+  test('policies: one document per revision, the latest wins, the change feed wakes on a new revision', async () => {
+    const policyId = uid();
+    await store.addPolicyRevision(policyDoc(policyId, 1));
+    await store.addPolicyRevision(policyDoc(policyId, 2));
+    expect((await store.latestPolicy(policyId))?._source.revision_idx).toBe(2);
+    expect((await store.latestPolicies()).find((h) => h._source.policy_id === policyId)?._source.revision_idx).toBe(2);
+    const cp = await store.policyChanges.checkpoint();
+    const signal = new AbortController().signal;
+    const quiet = await store.policyChanges.next(cp, 200, signal);
+    expect(quiet.hits).toEqual([]);
+    const waiting = store.policyChanges.next(cp, 20_000, signal);
+    setTimeout(() => void store.addPolicyRevision(policyDoc(policyId, 3)), 100);
+    const r = await waiting;
+    expect(r.checkpoint).toBeGreaterThan(cp);
+    expect(r.hits.map((h) => [h._source.policy_id, h._source.revision_idx])).toContainEqual([policyId, 3]);
+  });
+
+  test('actions: pending actions are the agent’s, unexpired, after its position and up to the checkpoint', async () => {
+    const agent = uid();
+    const now = Date.now();
+    const base = (over: Partial<ActionDoc>): ActionDoc => ({ action_id: uid(), '@timestamp': iso(now), type: 'SETTINGS', expiration: iso(now + 3600e3), agents: [agent], ...over });
+    const startCp = await store.actionChanges.checkpoint();
+    const [a1, expired, other, a2] = await store.createActions([base({}), base({ expiration: iso(now - 1000) }), base({ agents: [uid()] }), base({ type: 'UPGRADE' })]);
+    expect((await store.findAction(a1!._source.action_id))?._id).toBe(a1!._id);
+    expect(await store.actionSeqNo(a2!._id)).toBe(a2!._seq_no);
+    const cp = await store.actionChanges.checkpoint();
+    const pending = await store.pendingActions({ agentId: agent, afterSeqNo: startCp, checkpoint: cp, nowIso: iso(Date.now()), limit: 100 });
+    expect(pending.map((p) => p._id)).toEqual([a1!._id, a2!._id]);
+    expect(pending[0]!._source).not.toHaveProperty('agents');
+    const after = await store.pendingActions({ agentId: agent, afterSeqNo: a1!._seq_no!, checkpoint: cp, nowIso: iso(Date.now()), limit: 100 });
+    expect(after.map((p) => p._id)).toEqual([a2!._id]);
+    expect([expired, other].every((x) => x!._id)).toBe(true);
+    const feed = await store.actionChanges.next(startCp, 5000, new AbortController().signal);
+    expect(feed.hits.map((h) => h._id)).toEqual(expect.arrayContaining([a1!._id, a2!._id]));
+    expect(feed.hits.map((h) => h._id)).not.toContain(expired!._id);
+    expect((await store.listActions(10)).length).toBeGreaterThan(0);
+  });
+
+  test('action results: the first result for an action and agent is kept', async () => {
+    const actionId = uid();
+    const id = `${actionId}:agent-1`;
+    await store.createActionResults([{ id, doc: { '@timestamp': iso(Date.now()), action_id: actionId, agent_id: 'agent-1' } }]);
+    await store.createActionResults([{ id, doc: { '@timestamp': iso(Date.now()), action_id: actionId, agent_id: 'agent-1', error: 'second' } }]);
+    const results = await store.listActionResults(actionId);
+    expect(results).toHaveLength(1);
+    expect(results[0]!._source.error).toBeUndefined();
+  });
+
+  test('health check answers', async () => {
+    await expect(store.healthCheck()).resolves.toBeUndefined();
+  });
+});

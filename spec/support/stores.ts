@@ -1,0 +1,40 @@
+// The stores the conformance suite runs against: the embedded one, the Elasticsearch adapter on the
+// double, and — when ELASTICSEARCH_HOSTS and ELASTICSEARCH_SERVICE_TOKEN are set — on a real cluster.
+import pino from 'pino';
+import { buildConfig } from '../../src/config/config';
+import { EsStore } from '../../src/store/elasticsearch/store';
+import type { Store } from '../../src/store/port';
+import { SqliteStore } from '../../src/store/sqlite/store';
+import { EsDouble } from './es-double/server';
+import { removeDir, tempDir } from './fleet-server';
+
+export interface StoreUnderTest {
+  store: Store;
+  close(): Promise<void>;
+}
+
+export const REAL_ES = process.env['ELASTICSEARCH_HOSTS'] && process.env['ELASTICSEARCH_SERVICE_TOKEN']
+  ? { hosts: process.env['ELASTICSEARCH_HOSTS'].split(','), token: process.env['ELASTICSEARCH_SERVICE_TOKEN'] }
+  : undefined;
+
+export function esStore(hosts: string[], serviceToken: string, overrides: Record<string, unknown> = {}): EsStore {
+  const config = buildConfig({ output: { elasticsearch: { hosts, service_token: serviceToken } }, ...overrides });
+  return new EsStore(config.elasticsearch!, { bulk: config.server.bulk, monitor: config.monitor }, pino({ level: 'silent' }));
+}
+
+export const STORE_KINDS: [string, () => Promise<StoreUnderTest>][] = [
+  ['sqlite', async () => {
+    const dir = tempDir();
+    const store = new SqliteStore(`${dir}/fleet-server.db`);
+    return { store, close: async () => { await store.close(); removeDir(dir); } };
+  }],
+  ['elasticsearch (double)', async () => {
+    const es = await new EsDouble().start();
+    const store = esStore([es.url], es.serviceToken);
+    return { store, close: async () => { await store.close(); await es.stop(); } };
+  }],
+  ...(REAL_ES ? [['elasticsearch (real)', async () => {
+    const store = esStore(REAL_ES.hosts, REAL_ES.token);
+    return { store, close: () => store.close() };
+  }] as [string, () => Promise<StoreUnderTest>]] : []),
+];

@@ -1,0 +1,102 @@
+// Clients for the Elasticsearch output as upstream configures them: hosts/protocol/path, the service
+// token as Bearer, product-origin and User-Agent headers, TLS verification modes, proxy, timeout.
+// One client serves requests (with retries); another, without retries, holds the monitors' long polls.
+import { Client, errors, type ClientOptions } from '@elastic/elasticsearch';
+import { readFileSync } from 'node:fs';
+import { arch, platform } from 'node:os';
+import type { ElasticsearchOutputConfig } from '../../config/config';
+import { pemOrFile } from '../../config/config';
+import { Backoff, sleep } from '../../util/backoff';
+import { BUILD_TIME, COMMIT, VERSION } from '../../version';
+import { StoreBusyError, StoreUnavailableError } from '../port';
+
+export const USER_AGENT = `Elastic-Fleet-Server/${VERSION} (${platform()}; ${arch()}; ${COMMIT}; ${BUILD_TIME})`;
+
+function nodeUrls(c: ElasticsearchOutputConfig): string[] {
+  return c.hosts.map((h) => {
+    const withScheme = /^https?:\/\//.test(h) ? h : `${c.protocol}://${h}`;
+    const u = new URL(withScheme);
+    if (!u.port && !/^https?:\/\/[^/]+:\d+/.test(withScheme)) u.port = '9200';
+    if (c.path) u.pathname = c.path;
+    return u.toString().replace(/\/$/, '');
+  });
+}
+
+export function serviceToken(c: ElasticsearchOutputConfig): string | undefined {
+  if (c.serviceToken) return c.serviceToken;
+  if (c.serviceTokenPath) return readFileSync(c.serviceTokenPath, 'utf8').trim();
+  return undefined;
+}
+
+function tlsOptions(c: ElasticsearchOutputConfig): ClientOptions['tls'] {
+  const ca = c.ssl.certificateAuthorities.map((x) => pemOrFile(x)!);
+  const mode = c.ssl.verificationMode;
+  return {
+    ...(ca.length ? { ca } : {}),
+    ...(c.ssl.certificate ? { cert: pemOrFile(c.ssl.certificate) } : {}),
+    ...(c.ssl.key ? { key: pemOrFile(c.ssl.key) } : {}),
+    rejectUnauthorized: mode !== 'none',
+    // "certificate" verifies the chain but not the host name, as upstream's verification modes do.
+    ...(mode === 'certificate' || mode === 'none' ? { checkServerIdentity: () => undefined } : {}),
+  };
+}
+
+export function createClient(c: ElasticsearchOutputConfig, opts: { maxRetries: number; requestTimeoutMs: number }): Client {
+  const token = serviceToken(c);
+  return new Client({
+    nodes: nodeUrls(c),
+    ...(token ? { auth: { bearer: token } } : {}),
+    headers: { ...c.headers, 'X-elastic-product-origin': 'fleet', 'user-agent': USER_AGENT },
+    tls: tlsOptions(c),
+    ...(c.ssl.caTrustedFingerprint ? { caFingerprint: c.ssl.caTrustedFingerprint } : {}),
+    ...(c.proxyUrl ? { proxy: c.proxyUrl } : {}),
+    maxRetries: opts.maxRetries,
+    requestTimeout: opts.requestTimeoutMs,
+    compression: false,
+  });
+}
+
+export function statusOf(err: unknown): number | undefined {
+  return err instanceof errors.ResponseError ? err.meta.statusCode : undefined;
+}
+
+/**
+ * What an Elasticsearch failure means to fleet logic: unreachable, refusing our token, or failing
+ * inside → unavailable (503 to agents); rejecting work (429) → busy. Other errors are the caller's.
+ */
+export function toStoreError(err: unknown, what: string): unknown {
+  if (err instanceof StoreUnavailableError || err instanceof StoreBusyError) return err;
+  const status = statusOf(err);
+  if (status === 429) return new StoreBusyError(`${what}: Elasticsearch is rejecting requests (429)`, { cause: err });
+  if (status === 401) return new StoreUnavailableError(`${what}: Elasticsearch refused the service token (401)`, { cause: err });
+  if (status === 403) return new StoreUnavailableError(`${what}: the service token lacks a privilege (403): ${(err as Error).message}`, { cause: err });
+  if (status !== undefined && status >= 500) return new StoreUnavailableError(`${what}: Elasticsearch error ${status}: ${(err as Error).message}`, { cause: err });
+  if (err instanceof errors.ConnectionError || err instanceof errors.TimeoutError || err instanceof errors.NoLivingConnectionsError
+    || err instanceof errors.ProductNotSupportedError || err instanceof errors.RequestAbortedError) {
+    return new StoreUnavailableError(`${what}: ${err.message}`, { cause: err });
+  }
+  return err;
+}
+
+/** Statuses retried with backoff, as upstream's client does (the JS client retries 502–504 itself, at once). */
+const RETRIED = new Set([408, 425, 429, 502, 503, 504]);
+
+/**
+ * Runs an Elasticsearch call, retrying rejections and gateway errors with exponential backoff
+ * (0.5 s → 10 s, ±50 %, 5 retries) and translating what is left into store errors.
+ */
+export async function withRetries<T>(what: string, fn: () => Promise<T>, retries = 5): Promise<T> {
+  const backoff = new Backoff();
+  for (;;) {
+    try {
+      return await fn();
+    } catch (err) {
+      const status = statusOf(err);
+      if (status !== undefined && RETRIED.has(status) && backoff.attempts < retries) {
+        await sleep(backoff.next());
+        continue;
+      }
+      throw toStoreError(err, what);
+    }
+  }
+}

@@ -1,0 +1,363 @@
+// The store port on Elasticsearch: documents in the .fleet-* indices exactly as Kibana's Fleet and
+// upstream Fleet Server read and write them, API keys and secrets through the security and Fleet
+// APIs, reads and writes batched by the bulker, changes followed through global checkpoints.
+import type { Client } from '@elastic/elasticsearch';
+import type { Logger } from 'pino';
+import type { BulkConfig, ElasticsearchOutputConfig, MonitorConfig } from '../../config/config';
+import type { ActionDoc, ActionResultDoc, AgentDoc, EnrollmentKeyDoc, Hit, PolicyDoc, RoleMap } from '../documents';
+import type {
+  AgentListQuery, ApiKey, ApiKeyCheck, ChangeFeed, CreateApiKeyRequest, DocUpdate, PendingAction, PendingActionQuery, Store,
+} from '../port';
+import { NotFoundError, StoreUnavailableError } from '../port';
+import { Bulker, EsItemError, type ItemResult } from './bulker';
+import { EsChangeFeed } from './change-feed';
+import { createClient, statusOf, toStoreError, withRetries } from './connection';
+import { filter, LATEST_POLICIES, pendingActions, term } from './queries';
+import { MERGE_AND_REMOVE } from './scripts';
+
+type Obj = Record<string, unknown>;
+
+export const INDEX = {
+  agents: '.fleet-agents',
+  enrollmentKeys: '.fleet-enrollment-api-keys',
+  policies: '.fleet-policies',
+  actions: '.fleet-actions',
+  actionResults: '.fleet-actions-results',
+} as const;
+
+interface SearchHit<T> {
+  _id: string;
+  _seq_no?: number;
+  _source: T;
+}
+
+function hitsOf<T>(r: Obj): Hit<T>[] {
+  const hits = ((r['hits'] as Obj | undefined)?.['hits'] ?? []) as SearchHit<T>[];
+  return hits.map((h) => (h._seq_no === undefined ? { _id: h._id, _source: h._source } : { _id: h._id, _seq_no: h._seq_no, _source: h._source }));
+}
+
+function itemFailed(r: ItemResult, what: string): Error {
+  return toStoreError(new EsItemError(r.status, r.error?.type ?? 'unknown', r.error?.reason ?? `status ${r.status}`), what) as Error;
+}
+
+/** The version this server needs: Elasticsearch must be the same minor or newer (upstream's rule). */
+export function versionSupported(esVersion: string, fleetVersion: string): boolean {
+  const [em = 0, en = 0] = esVersion.toLowerCase().replace(/-snapshot$/, '').split('.').map(Number);
+  const [fm = 0, fn = 0] = fleetVersion.split('.').map(Number);
+  return em > fm || (em === fm && en >= fn);
+}
+
+export interface EsStoreOptions {
+  bulk: BulkConfig;
+  monitor: MonitorConfig;
+}
+
+export class EsStore implements Store {
+  readonly kind = 'elasticsearch' as const;
+  readonly traits = { remoteApiKeys: true };
+  readonly policyChanges: ChangeFeed<PolicyDoc>;
+  readonly actionChanges: ChangeFeed<ActionDoc>;
+  readonly client: Client;
+  private readonly monitorClient: Client;
+  readonly bulker: Bulker;
+
+  constructor(config: ElasticsearchOutputConfig, opts: EsStoreOptions, private readonly log: Logger) {
+    this.client = createClient(config, { maxRetries: config.maxRetries, requestTimeoutMs: config.timeoutMs });
+    // The monitors' long polls: no retries (a failed poll is simply polled again) and no short timeout.
+    this.monitorClient = createClient(config, { maxRetries: 0, requestTimeoutMs: opts.monitor.pollTimeoutMs + 60_000 });
+    this.bulker = new Bulker(this.client, opts.bulk, log);
+    this.policyChanges = new EsChangeFeed<PolicyDoc>(this.monitorClient, { index: INDEX.policies, fetchSize: opts.monitor.fetchSize });
+    // Expired actions are never dispatched (upstream's action monitor filters them).
+    this.actionChanges = new EsChangeFeed<ActionDoc>(this.monitorClient, {
+      index: INDEX.actions, fetchSize: opts.monitor.fetchSize, filters: () => [{ range: { expiration: { gt: new Date().toISOString() } } }],
+    });
+  }
+
+  async ready(requireVersion?: string): Promise<void> {
+    let version: string;
+    try {
+      version = (await this.client.info()).version.number;
+    } catch (err) {
+      throw toStoreError(err, 'connecting to Elasticsearch');
+    }
+    if (requireVersion && !versionSupported(version, requireVersion)) {
+      throw new StoreUnavailableError(`failed version compatibility check with elasticsearch (Agent: ${requireVersion}, Elasticsearch: ${version}): unsupported version`);
+    }
+    this.log.info({ 'elasticsearch.version': version }, 'connected to Elasticsearch');
+  }
+
+  async healthCheck(): Promise<void> {
+    await this.search(INDEX.policies, { size: 0, query: { match_all: {} } });
+  }
+
+  async close(): Promise<void> {
+    await this.bulker.drain();
+    await Promise.allSettled([this.client.close(), this.monitorClient.close()]);
+  }
+
+  /** A search through the bulker; a missing index is an empty answer. */
+  private async search<T>(index: string, body: Obj): Promise<Hit<T>[]> {
+    return hitsOf<T>(await this.searchRaw(index, body));
+  }
+
+  private async searchRaw(index: string, body: Obj, waitForCheckpoint?: number): Promise<Obj> {
+    try {
+      return await this.bulker.search(index, body, { ignoreUnavailable: waitForCheckpoint === undefined, waitForCheckpoint });
+    } catch (err) {
+      if (err instanceof EsItemError && err.type === 'index_not_found_exception') return { hits: { hits: [] } };
+      throw toStoreError(err, `search ${index}`);
+    }
+  }
+
+  private async write(op: 'index' | 'create' | 'update' | 'delete', index: string, id: string | undefined, source: Obj | undefined,
+    opts: { refresh?: boolean; retryOnConflict?: number } = {}): Promise<ItemResult> {
+    try {
+      return await this.bulker.write(op, index, id, source, opts);
+    } catch (err) {
+      throw toStoreError(err, `${op} ${index}`);
+    }
+  }
+
+  // ---- security ----
+
+  async createApiKey(req: CreateApiKeyRequest): Promise<ApiKey> {
+    const r = await withRetries('create API key', () => this.client.security.createApiKey({
+      name: req.name, role_descriptors: req.roleDescriptors as never, metadata: req.metadata, refresh: false,
+    }));
+    return { id: r.id, key: r.api_key };
+  }
+
+  async checkApiKey(id: string, secret: string): Promise<ApiKeyCheck> {
+    try {
+      const r = await withRetries('authenticate API key', () => this.client.security.authenticate(undefined, {
+        headers: { authorization: `ApiKey ${Buffer.from(`${id}:${secret}`).toString('base64')}` },
+      }));
+      if (r.api_key?.id !== undefined && r.api_key.id !== id) return 'invalid';
+      return r.enabled ? 'valid' : 'disabled';
+    } catch (err) {
+      const cause = (err as { cause?: unknown }).cause ?? err;
+      if (statusOf(cause) === 401 || statusOf(err) === 401) return 'invalid';
+      throw err;
+    }
+  }
+
+  async getApiKeyRoles(id: string): Promise<RoleMap | undefined> {
+    try {
+      const r = await withRetries('read API key', () => this.client.security.getApiKey({ id, owner: true }));
+      const key = r.api_keys[0];
+      return key && !key.invalidated ? (key.role_descriptors as RoleMap | undefined) ?? {} : undefined;
+    } catch (err) {
+      if (statusOf(err) === 404 || statusOf((err as { cause?: unknown }).cause) === 404) return undefined;
+      throw err;
+    }
+  }
+
+  async updateApiKeyRoles(ids: string[], roles: RoleMap): Promise<void> {
+    if (ids.length === 0) return;
+    await withRetries('update API keys', () => this.client.security.bulkUpdateApiKeys({ ids, role_descriptors: roles as never }));
+  }
+
+  async invalidateApiKeys(ids: string[]): Promise<void> {
+    if (ids.length === 0) return;
+    await withRetries('invalidate API keys', () => this.client.security.invalidateApiKey({ ids, owner: true }));
+  }
+
+  async createSecret(value: string): Promise<string> {
+    const r = await withRetries('create secret', () => this.client.fleet.postSecret({ value } as never)) as unknown as { id: string };
+    return r.id;
+  }
+
+  async getSecret(id: string): Promise<string | undefined> {
+    try {
+      const r = await withRetries('read secret', () => this.client.fleet.getSecret({ id })) as unknown as { value: string };
+      return r.value;
+    } catch (err) {
+      if (statusOf((err as { cause?: unknown }).cause) === 404 || statusOf(err) === 404) return undefined;
+      throw err;
+    }
+  }
+
+  async deleteSecrets(ids: string[]): Promise<void> {
+    await Promise.all(ids.map(async (id) => {
+      try {
+        await withRetries('delete secret', () => this.client.fleet.deleteSecret({ id }));
+      } catch (err) {
+        if (statusOf(err) !== 404) throw err;
+      }
+    }));
+  }
+
+  // ---- .fleet-enrollment-api-keys ----
+
+  async findEnrollmentKey(apiKeyId: string): Promise<Hit<EnrollmentKeyDoc> | undefined> {
+    const hits = await this.search<EnrollmentKeyDoc>(INDEX.enrollmentKeys, { query: filter(term('api_key_id', apiKeyId), term('active', true)) });
+    if (hits.length > 1) throw new Error(`FindEnrollmentAPIKey: hit count mismatch ${hits.length}`);
+    return hits[0];
+  }
+
+  listEnrollmentKeys(policyId?: string): Promise<Hit<EnrollmentKeyDoc>[]> {
+    return this.search<EnrollmentKeyDoc>(INDEX.enrollmentKeys, {
+      size: 10000, query: policyId === undefined ? { match_all: {} } : filter(term('policy_id', policyId)), sort: [{ created_at: { order: 'asc', unmapped_type: 'date' } }],
+    });
+  }
+
+  async putEnrollmentKey(id: string, doc: EnrollmentKeyDoc): Promise<void> {
+    // Kibana writes enrollment keys with refresh=wait_for: enrollment searches for them at once.
+    await withRetries('write enrollment key', () => this.client.index({ index: INDEX.enrollmentKeys, id, document: doc, refresh: 'wait_for' }));
+  }
+
+  async updateEnrollmentKey(id: string, doc: Partial<EnrollmentKeyDoc>): Promise<void> {
+    try {
+      await withRetries('update enrollment key', () => this.client.update({ index: INDEX.enrollmentKeys, id, doc, refresh: 'wait_for', retry_on_conflict: 3 }));
+    } catch (err) {
+      if (statusOf((err as { cause?: unknown }).cause) === 404 || statusOf(err) === 404) throw new NotFoundError(`enrollment key ${id} not found`);
+      throw err;
+    }
+  }
+
+  // ---- .fleet-agents ----
+
+  async getAgent(id: string): Promise<Hit<AgentDoc> | undefined> {
+    try {
+      const r = await this.bulker.read(INDEX.agents, id);
+      return r ? { _id: r._id, _seq_no: r._seq_no, _source: r._source as AgentDoc } : undefined;
+    } catch (err) {
+      throw toStoreError(err, 'read agent');
+    }
+  }
+
+  async findAgentByEnrollmentId(enrollmentId: string): Promise<Hit<AgentDoc> | undefined> {
+    // Upstream refreshes .fleet-agents first: a duplicate enrolling right now must be found.
+    await withRetries('refresh agents', () => this.client.indices.refresh({ index: INDEX.agents, ignore_unavailable: true }));
+    return (await this.search<AgentDoc>(INDEX.agents, { version: true, query: filter(term('enrollment_id', enrollmentId)) }))[0];
+  }
+
+  async findAgentByAccessKeyId(keyId: string): Promise<Hit<AgentDoc> | undefined> {
+    return (await this.search<AgentDoc>(INDEX.agents, { version: true, query: filter(term('access_api_key_id', keyId)) }))[0];
+  }
+
+  async createAgent(id: string, doc: AgentDoc): Promise<boolean> {
+    const r = await this.write('create', INDEX.agents, id, doc as Obj, { refresh: true });
+    if (r.status === 409) return false;
+    if (r.status >= 300) throw itemFailed(r, 'create agent');
+    return true;
+  }
+
+  private updateBody(u: DocUpdate<AgentDoc>): Obj {
+    // A partial doc cannot remove fields; the store's merge-and-remove script does both at once.
+    return u.unset?.length ? { script: { source: MERGE_AND_REMOVE, lang: 'painless', params: { doc: u.doc, remove: u.unset } } } : { doc: u.doc };
+  }
+
+  async updateAgent(update: DocUpdate<AgentDoc>): Promise<void> {
+    const r = await this.write('update', INDEX.agents, update.id, this.updateBody(update), { refresh: true, retryOnConflict: 3 });
+    if (r.status === 404) throw new NotFoundError(`agent ${update.id} not found`);
+    if (r.status >= 300) throw itemFailed(r, 'update agent');
+  }
+
+  /**
+   * Check-in bookkeeping: one `_bulk` for the whole batch (upstream flushes it as one request every
+   * 10 s), refreshed when an ack position is written so the next check-in's search sees it.
+   */
+  async bulkUpdateAgents(updates: DocUpdate<AgentDoc>[]): Promise<void> {
+    if (updates.length === 0) return;
+    const refresh = updates.some((u) => (u.doc as Obj)['action_seq_no'] !== undefined);
+    let pending = updates;
+    for (let attempt = 0; pending.length > 0; attempt++) {
+      const operations: Obj[] = [];
+      for (const u of pending) operations.push({ update: { _id: u.id, _index: INDEX.agents, retry_on_conflict: 3 } }, this.updateBody(u));
+      const r = await withRetries('check-in bulk', () => this.client.bulk({ operations, ...(refresh ? { refresh: true } : {}) }));
+      const rejected = pending.filter((_, i) => (Object.values(r.items[i]!)[0] as ItemResult).status === 429);
+      if (rejected.length === 0) return;
+      if (attempt >= 5) throw toStoreError(new EsItemError(429, 'es_rejected_execution_exception', `${rejected.length} check-in updates rejected`), 'check-in bulk');
+      await new Promise((res) => setTimeout(res, 500 * 2 ** attempt));
+      pending = rejected;
+    }
+  }
+
+  async deleteAgent(id: string): Promise<void> {
+    const r = await this.write('delete', INDEX.agents, id, undefined, { refresh: true });
+    if (r.status >= 300 && r.status !== 404) throw itemFailed(r, 'delete agent');
+  }
+
+  listAgents(query: AgentListQuery): Promise<Hit<AgentDoc>[]> {
+    const clauses: Obj[] = [];
+    if (query.policyId !== undefined) clauses.push(term('policy_id', query.policyId));
+    if (query.active !== undefined) clauses.push(term('active', query.active));
+    return this.search<AgentDoc>(INDEX.agents, {
+      size: Math.min(query.limit ?? 10000, 10000), query: clauses.length ? filter(...clauses) : { match_all: {} },
+      sort: [{ enrolled_at: { order: 'asc', unmapped_type: 'date' } }],
+    });
+  }
+
+  // ---- .fleet-policies ----
+
+  async latestPolicies(): Promise<Hit<PolicyDoc>[]> {
+    const r = await this.searchRaw(INDEX.policies, LATEST_POLICIES);
+    const agg = (r['aggregations'] as Obj | undefined)?.['policy_id'] as { buckets: { revision_idx: Obj }[] } | undefined;
+    return (agg?.buckets ?? []).flatMap((b) => hitsOf<PolicyDoc>(b.revision_idx));
+  }
+
+  async latestPolicy(policyId: string): Promise<Hit<PolicyDoc> | undefined> {
+    return (await this.search<PolicyDoc>(INDEX.policies, {
+      size: 1, seq_no_primary_term: true, query: filter(term('policy_id', policyId)), sort: [{ revision_idx: 'desc' }],
+    }))[0];
+  }
+
+  async addPolicyRevision(doc: PolicyDoc): Promise<Hit<PolicyDoc>> {
+    // Kibana writes revisions with refresh=wait_for; the monitors find them through the checkpoint.
+    const r = await withRetries('write policy', () => this.client.index({ index: INDEX.policies, document: doc, refresh: 'wait_for' }));
+    return { _id: r._id, _seq_no: r._seq_no, _source: doc };
+  }
+
+  // ---- .fleet-actions ----
+
+  async createActions(docs: ActionDoc[]): Promise<Hit<ActionDoc>[]> {
+    if (docs.length === 0) return [];
+    const operations = docs.flatMap((d) => [{ create: { _index: INDEX.actions } }, d]);
+    const r = await withRetries('write actions', () => this.client.bulk({ operations, refresh: 'wait_for' }));
+    return r.items.map((it, i) => {
+      const item = Object.values(it)[0] as unknown as ItemResult;
+      if (item.status >= 300) throw itemFailed(item, 'write action');
+      return { _id: item._id, _seq_no: item._seq_no, _source: docs[i]! };
+    });
+  }
+
+  async findAction(actionId: string): Promise<Hit<ActionDoc> | undefined> {
+    return (await this.search<ActionDoc>(INDEX.actions, {
+      seq_no_primary_term: true, query: filter(term('action_id', actionId)), sort: ['_seq_no'], size: 1,
+    }))[0];
+  }
+
+  async actionSeqNo(docId: string): Promise<number | undefined> {
+    const hits = await this.search<Obj>(INDEX.actions, { seq_no_primary_term: true, _source: ['_seq_no'], query: filter(term('_id', docId)) });
+    return hits[0]?._seq_no;
+  }
+
+  /**
+   * Pending actions, through `_fleet_msearch` waiting for the checkpoint. As upstream, the `agents`
+   * list is not fetched, so a pending action keeps its own `start_time` (rollout spreading applies to
+   * actions dispatched live).
+   */
+  async pendingActions(q: PendingActionQuery): Promise<PendingAction[]> {
+    if (q.checkpoint < 0 || q.checkpoint <= q.afterSeqNo) return [];
+    const r = await this.searchRaw(INDEX.actions, pendingActions(q.agentId, q.afterSeqNo, q.checkpoint, q.nowIso, q.limit), q.checkpoint);
+    return hitsOf<ActionDoc>(r).map((h) => ({ ...h, agentIndex: 0, agentCount: 1 }));
+  }
+
+  listActions(limit: number): Promise<Hit<ActionDoc>[]> {
+    return this.search<ActionDoc>(INDEX.actions, { size: Math.min(limit, 10000), seq_no_primary_term: true, sort: [{ '@timestamp': 'desc' }], query: { match_all: {} } });
+  }
+
+  // ---- .fleet-actions-results ----
+
+  async createActionResults(results: { id: string; doc: ActionResultDoc }[]): Promise<void> {
+    const items = await Promise.all(results.map((x) => this.write('create', INDEX.actionResults, x.id, x.doc as Obj, { refresh: true })));
+    // A result already stored for this action and agent is kept (upstream ignores the 409).
+    const failed = items.find((r) => r.status >= 300 && r.status !== 409);
+    if (failed) throw itemFailed(failed, 'write action result');
+  }
+
+  listActionResults(actionId: string): Promise<Hit<ActionResultDoc>[]> {
+    return this.search<ActionResultDoc>(INDEX.actionResults, { size: 10000, query: filter(term('action_id', actionId)), sort: [{ '@timestamp': 'asc' }] });
+  }
+}
