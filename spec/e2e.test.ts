@@ -1,8 +1,9 @@
-// The core scenario against the bundled program on the embedded store: enroll → POLICY_CHANGE → ack →
-// a new revision reaches a held check-in → restart loses nothing → a CLI action reaches the agent →
-// UNENROLL → the next check-in is refused.
+// The core scenario against the bundled program, on the embedded store and in Elasticsearch mode on
+// the double: enroll → POLICY_CHANGE → ack → a new revision reaches a held check-in → restart loses
+// nothing → a CLI action reaches the agent → UNENROLL → the next check-in is refused.
 import { SimAgent } from './support/agent';
-import { cli } from './support/cli';
+import { cli as runCli } from './support/cli';
+import { EsDouble } from './support/es-double/server';
 import { removeDir, startFleetServer, tempDir, type FleetServerProcess } from './support/fleet-server';
 import { request } from './support/http';
 import { expectSchema } from './support/openapi';
@@ -11,21 +12,73 @@ import { join } from 'node:path';
 
 jest.setTimeout(120_000);
 
-describe('agent lifecycle on the embedded store', () => {
+/** Where the server keeps its state: the embedded store, or Elasticsearch (the double) with a policy and token made by the CLI. */
+interface Backend {
+  name: string;
+  start(): Promise<void>;
+  stop(): Promise<void>;
+  /** -E settings for the server and the CLI. */
+  settings(): string[];
+  /** The enrollment token agents use. */
+  token(server: FleetServerProcess, cli: (args: string[]) => Promise<any>): Promise<string>;
+}
+
+const embedded: Backend = {
+  name: 'the embedded store',
+  start: async () => undefined,
+  stop: async () => undefined,
+  settings: () => [],
+  token: async (server) => {
+    expect(server.printedToken).toMatch(/^[A-Za-z0-9+/=]{40,}$/);
+    expect(server.stdout).toContain('elastic-agent install --url=');
+    return server.printedToken!;
+  },
+};
+
+function elasticsearch(): Backend {
+  let es: EsDouble;
+  return {
+    name: 'Elasticsearch (the double)',
+    start: async () => {
+      es = await new EsDouble().start();
+    },
+    stop: () => es.stop(),
+    settings: () => [`output.elasticsearch.hosts=${es.url}`, `output.elasticsearch.service_token=${es.serviceToken}`],
+    token: async (server, cli) => {
+      // Elasticsearch mode makes no default policy (Kibana would); the admin CLI writes one as Kibana does.
+      expect(server.printedToken).toBeUndefined();
+      const file = join(server.dataDir, 'default-policy.yml');
+      writeFileSync(file, ['id: default-policy', 'outputs:', '  default: {type: elasticsearch, hosts: ["http://localhost:9200"]}',
+        'agent: {monitoring: {enabled: false}}', `fleet: {hosts: ["${server.url}"]}`].join('\n'));
+      expect(await cli(['policy', 'put', file])).toEqual({ id: 'default-policy', revision: 1 });
+      const token = await cli(['enrollment-token', 'create', '--policy', 'default-policy', '--name', 'Default']);
+      return token.api_key;
+    },
+  };
+}
+
+describe.each([embedded, elasticsearch()])('agent lifecycle on $name', (backend) => {
   const dataDir = tempDir();
-  const overrides = ['inputs.0.server.timeouts.checkin_long_poll=6s', 'inputs.0.server.timeouts.checkin_jitter=0s'];
+  let overrides: string[];
   let server: FleetServerProcess;
-  const agent = { sim: undefined as unknown as SimAgent };
+  const agent = { sim: undefined as unknown as SimAgent, token: '' };
+  const cli = (args: string[]): Promise<any> => runCli(dataDir, args, backend.settings());
+
+  beforeAll(async () => {
+    await backend.start();
+    overrides = ['inputs.0.server.timeouts.checkin_long_poll=6s', 'inputs.0.server.timeouts.checkin_jitter=0s', ...backend.settings()];
+  });
 
   afterAll(async () => {
     await server?.stop();
+    await backend.stop();
     removeDir(dataDir);
   });
 
-  test('zero-config start prints an enrollment token and reports HEALTHY', async () => {
+  test('start, a token to enroll with, and HEALTHY', async () => {
     server = await startFleetServer({ dataDir, overrides });
-    expect(server.printedToken).toMatch(/^[A-Za-z0-9+/=]{40,}$/);
-    expect(server.stdout).toContain('elastic-agent install --url=');
+    agent.token = await backend.token(server, cli);
+    await waitHealthy(server.url);
     const status = await request(`${server.url}/api/status`);
     expect(status.status).toBe(200);
     expect(status.json).toEqual({ name: 'fleet-server', status: 'HEALTHY' });
@@ -36,14 +89,14 @@ describe('agent lifecycle on the embedded store', () => {
 
   test('enroll returns an access key and the agent document is created', async () => {
     agent.sim = new SimAgent(server.url);
-    const res = await agent.sim.enroll(server.printedToken!, { enrollment_id: 'host-1' });
+    const res = await agent.sim.enroll(agent.token, { enrollment_id: 'host-1' });
     expect(res.status).toBe(200);
     expectSchema('enrollResponse', res.json);
     const item = res.json.item;
     expect(item).toMatchObject({ active: true, policy_id: 'default-policy', type: 'PERMANENT', status: 'online', tags: ['a', 'b'] });
     expect(item.local_metadata.elastic.agent.id).toBe(item.id);
     expect(Buffer.from(item.access_api_key, 'base64').toString()).toMatch(new RegExp(`^${item.access_api_key_id}:`));
-    const shown = await cli(dataDir, ['agents', 'show', item.id]);
+    const shown = await cli(['agents', 'show', item.id]);
     expect(shown).toMatchObject({ active: true, policy_id: 'default-policy', agent: { id: item.id, version: '9.6.0' }, enrollment_id: 'host-1', action_seq_no: [-1] });
   });
 
@@ -56,7 +109,7 @@ describe('agent lifecycle on the embedded store', () => {
     expect(action).toMatchObject({ id: 'policy:default-policy:1', agent_id: agent.sim.id, type: 'POLICY_CHANGE', input_type: '' });
     expect(action.data.policy.outputs.default.api_key).toMatch(/^[\w-]{20}:[\w-]{22}$/);
     expect(action.data.policy.output_permissions.default).toBeDefined();
-    const doc = await cli(dataDir, ['agents', 'show', agent.sim.id]);
+    const doc = await cli(['agents', 'show', agent.sim.id]);
     expect(doc.outputs.default).toMatchObject({ type: 'elasticsearch', permissions_hash: expect.stringMatching(/^[0-9a-f]{64}$/) });
     expect(doc.outputs.default.api_key).toMatch(/^\$co\.elastic\.secret\{.+\}$/);
     expect(action.data.policy.outputs.default.api_key.startsWith(`${doc.outputs.default.api_key_id}:`)).toBe(true);
@@ -67,7 +120,7 @@ describe('agent lifecycle on the embedded store', () => {
     expect(res.status).toBe(200);
     expectSchema('ackResponse', res.json);
     expect(res.json).toEqual({ action: 'acks', items: [{ status: 200, message: 'OK' }] });
-    expect((await cli(dataDir, ['agents', 'show', agent.sim.id])).policy_revision_idx).toBe(1);
+    expect((await cli(['agents', 'show', agent.sim.id])).policy_revision_idx).toBe(1);
   });
 
   test('a new policy revision reaches a held check-in within one second', async () => {
@@ -82,7 +135,7 @@ describe('agent lifecycle on the embedded store', () => {
       '  - {id: logs-1, type: logfile, use_output: default, streams: [{paths: [/var/log/*.log]}]}',
       `fleet: {hosts: ["${server.url}"]}`,
     ].join('\n'));
-    const put = await cli(dataDir, ['policy', 'put', file]);
+    const put = await cli(['policy', 'put', file]);
     const written = Date.now();
     expect(put).toEqual({ id: 'default-policy', revision: 2 });
     const res = await held;
@@ -105,18 +158,19 @@ describe('agent lifecycle on the embedded store', () => {
 
   test('after a restart nothing is lost', async () => {
     server = await startFleetServer({ dataDir, overrides, port: server.port, internalPort: server.internalPort });
+    await waitHealthy(server.url);
     expect(server.printedToken).toBeUndefined();
-    const doc = await cli(dataDir, ['agents', 'show', agent.sim.id]);
+    const doc = await cli(['agents', 'show', agent.sim.id]);
     expect(doc).toMatchObject({ agent_policy_id: 'default-policy', policy_revision_idx: 2, last_checkin_status: 'online' });
     expect(doc.last_checkin).toMatch(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$/);
-    const policies = await cli(dataDir, ['policy', 'list']);
+    const policies = await cli(['policy', 'list']);
     expect(policies).toEqual([expect.objectContaining({ id: 'default-policy', revision: 2 })]);
   });
 
   test('an action created with the admin CLI reaches the held agent and its result is stored', async () => {
     const held = agent.sim.checkin({ agent_policy_id: 'default-policy', policy_revision_idx: 2 });
     await new Promise((r) => setTimeout(r, 300));
-    const created = await cli(dataDir, ['actions', 'create', '--type', 'REQUEST_DIAGNOSTICS', '--agents', agent.sim.id, '--data', '{"additional_metrics":["CPU"],"extra":1}']);
+    const created = await cli(['actions', 'create', '--type', 'REQUEST_DIAGNOSTICS', '--agents', agent.sim.id, '--data', '{"additional_metrics":["CPU"],"extra":1}']);
     const res = await held;
     expect(res.status).toBe(200);
     expectSchema('checkinResponse', res.json);
@@ -124,7 +178,7 @@ describe('agent lifecycle on the embedded store', () => {
     expect(res.json.ack_token).toBe(created.doc_id);
     const ack = await agent.sim.ack([{ action_id: created.id, data: { upload_id: 'u-1' } }]);
     expect(ack.status).toBe(200);
-    const shown = await cli(dataDir, ['actions', 'show', created.id]);
+    const shown = await cli(['actions', 'show', created.id]);
     expect(shown.results).toEqual([expect.objectContaining({ _id: `${created.id}:${agent.sim.id}`, agent_id: agent.sim.id, action_id: created.id, data: { upload_id: 'u-1' } })]);
     // The echoed ack token means the action is not delivered again.
     const again = await agent.sim.checkin({ agent_policy_id: 'default-policy', policy_revision_idx: 2 });
@@ -133,7 +187,7 @@ describe('agent lifecycle on the embedded store', () => {
   });
 
   test('UNENROLL: the agent acks and its next check-in is refused with 401', async () => {
-    const created = await cli(dataDir, ['actions', 'create', '--type', 'UNENROLL', '--agents', agent.sim.id]);
+    const created = await cli(['actions', 'create', '--type', 'UNENROLL', '--agents', agent.sim.id]);
     const res = await agent.sim.checkin({ agent_policy_id: 'default-policy', policy_revision_idx: 2 });
     expect(res.json.actions).toEqual([expect.objectContaining({ id: created.id, type: 'UNENROLL', data: null })]);
     const ack = await agent.sim.ack([{ action_id: created.id }]);
@@ -142,8 +196,16 @@ describe('agent lifecycle on the embedded store', () => {
     expect(refused.status).toBe(401);
     expectSchema('error', refused.json);
     expect(refused.json.statusCode).toBe(401);
-    const doc = await cli(dataDir, ['agents', 'show', agent.sim.id]);
+    const doc = await cli(['agents', 'show', agent.sim.id]);
     expect(doc.active).toBe(false);
     expect(doc.unenrolled_at).toBeTruthy();
   });
 });
+
+async function waitHealthy(url: string): Promise<void> {
+  for (let i = 0; i < 100; i++) {
+    if ((await request(`${url}/api/status`)).status === 200) return;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error('fleet-server did not turn HEALTHY');
+}

@@ -5,8 +5,10 @@ import { DIST } from './fleet-server';
 
 const execFileAsync = promisify(execFile);
 
-export async function cli(dataDir: string, args: string[]): Promise<any> {
-  const { stdout } = await execFileAsync(process.execPath, [DIST, ...args, '--json', '-E', `path.data=${dataDir}`], { cwd: dataDir });
+/** `overrides` are extra -E settings (e.g. an Elasticsearch output). */
+export async function cli(dataDir: string, args: string[], overrides: string[] = []): Promise<any> {
+  const extra = overrides.flatMap((o) => ['-E', o]);
+  const { stdout } = await execFileAsync(process.execPath, [DIST, ...args, '--json', '-E', `path.data=${dataDir}`, ...extra], { cwd: dataDir });
   return JSON.parse(stdout);
 }
 
