@@ -7,7 +7,9 @@ import { EsDouble } from './support/es-double/server';
 import { removeDir, startFleetServer, tempDir, type FleetServerProcess } from './support/fleet-server';
 import { request } from './support/http';
 import { expectSchema } from './support/openapi';
+import { expectDocument } from './support/schema';
 import { writeFileSync } from 'node:fs';
+import { DatabaseSync } from 'node:sqlite';
 import { join } from 'node:path';
 
 jest.setTimeout(120_000);
@@ -21,6 +23,8 @@ interface Backend {
   settings(): string[];
   /** The enrollment token agents use. */
   token(server: FleetServerProcess, cli: (args: string[]) => Promise<any>): Promise<string>;
+  /** Every document by index alias, as Kibana would read them. */
+  documents(dataDir: string): Record<string, { _id: string; _source: Record<string, unknown> }[]>;
 }
 
 const embedded: Backend = {
@@ -32,6 +36,18 @@ const embedded: Backend = {
     expect(server.printedToken).toMatch(/^[A-Za-z0-9+/=]{40,}$/);
     expect(server.stdout).toContain('elastic-agent install --url=');
     return server.printedToken!;
+  },
+  // The embedded store keeps each document in its .fleet-* shape in a `doc` column.
+  documents: (dataDir) => {
+    const db = new DatabaseSync(join(dataDir, 'fleet-server.db'), { readOnly: true });
+    const tables: Record<string, string> = {
+      '.fleet-agents': 'agents', '.fleet-policies': 'policies', '.fleet-actions': 'actions',
+      '.fleet-actions-results': 'action_results', '.fleet-enrollment-api-keys': 'enrollment_keys',
+    };
+    const out = Object.fromEntries(Object.entries(tables).map(([alias, table]) => [alias,
+      (db.prepare(`SELECT id, doc FROM ${table}`).all() as { id: string; doc: string }[]).map((r) => ({ _id: r.id, _source: JSON.parse(r.doc) }))]));
+    db.close();
+    return out;
   },
 };
 
@@ -54,8 +70,16 @@ function elasticsearch(): Backend {
       const token = await cli(['enrollment-token', 'create', '--policy', 'default-policy', '--name', 'Default']);
       return token.api_key;
     },
+    documents: () => Object.fromEntries([...es.cluster.aliases, ...es.cluster.dataStreams].map(([alias, concrete]) => [
+      alias, [...es.cluster.indices.get(concrete)!.docs.values()].map((d) => ({ _id: d.id, _source: d.source })),
+    ])),
   };
 }
+
+const SCHEMA_DEFINITIONS: Record<string, string> = {
+  '.fleet-agents': 'agent', '.fleet-policies': 'policy', '.fleet-actions': 'action',
+  '.fleet-actions-results': 'action-result', '.fleet-enrollment-api-keys': 'enrollment_api_key',
+};
 
 describe.each([embedded, elasticsearch()])('agent lifecycle on $name', (backend) => {
   const dataDir = tempDir();
@@ -199,6 +223,17 @@ describe.each([embedded, elasticsearch()])('agent lifecycle on $name', (backend)
     const doc = await cli(['agents', 'show', agent.sim.id]);
     expect(doc.active).toBe(false);
     expect(doc.unenrolled_at).toBeTruthy();
+  });
+
+  test('documents in the .fleet-* indices match upstream\'s index schema', () => {
+    const docs = backend.documents(dataDir);
+    for (const [alias, definition] of Object.entries(SCHEMA_DEFINITIONS)) {
+      expect(docs[alias]?.length).toBeGreaterThan(0);
+      for (const d of docs[alias]!) expectDocument(definition, alias === '.fleet-agents' ? { _id: d._id, ...d._source } : d._source);
+    }
+    const agentDoc = docs['.fleet-agents']![0]!._source;
+    // What Kibana's Fleet reads to show an agent: status inputs, policy revision, version, health.
+    expect(agentDoc).toMatchObject({ active: false, policy_id: 'default-policy', policy_revision_idx: 2, agent: { version: '9.6.0' }, last_checkin_status: 'online' });
   });
 });
 
