@@ -4,6 +4,7 @@
 import { SimAgent } from './support/agent';
 import { cli as runCli } from './support/cli';
 import { EsDouble } from './support/es-double/server';
+import { esSettings, seedPolicy } from './support/es-mode';
 import { removeDir, startFleetServer, tempDir, type FleetServerProcess } from './support/fleet-server';
 import { request } from './support/http';
 import { expectSchema } from './support/openapi';
@@ -22,7 +23,7 @@ interface Backend {
   /** -E settings for the server and the CLI. */
   settings(): string[];
   /** The enrollment token agents use. */
-  token(server: FleetServerProcess, cli: (args: string[]) => Promise<any>): Promise<string>;
+  token(server: FleetServerProcess): Promise<string>;
   /** Every document by index alias, as Kibana would read them. */
   documents(dataDir: string): Record<string, { _id: string; _source: Record<string, unknown> }[]>;
 }
@@ -59,16 +60,11 @@ function elasticsearch(): Backend {
       es = await new EsDouble().start();
     },
     stop: () => es.stop(),
-    settings: () => [`output.elasticsearch.hosts=${es.url}`, `output.elasticsearch.service_token=${es.serviceToken}`],
-    token: async (server, cli) => {
+    settings: () => esSettings(es),
+    token: async (server) => {
       // Elasticsearch mode makes no default policy (Kibana would); the admin CLI writes one as Kibana does.
       expect(server.printedToken).toBeUndefined();
-      const file = join(server.dataDir, 'default-policy.yml');
-      writeFileSync(file, ['id: default-policy', 'outputs:', '  default: {type: elasticsearch, hosts: ["http://localhost:9200"]}',
-        'agent: {monitoring: {enabled: false}}', `fleet: {hosts: ["${server.url}"]}`].join('\n'));
-      expect(await cli(['policy', 'put', file])).toEqual({ id: 'default-policy', revision: 1 });
-      const token = await cli(['enrollment-token', 'create', '--policy', 'default-policy', '--name', 'Default']);
-      return token.api_key;
+      return seedPolicy(server.dataDir, esSettings(es), server.url);
     },
     documents: () => Object.fromEntries([...es.cluster.aliases, ...es.cluster.dataStreams].map(([alias, concrete]) => [
       alias, [...es.cluster.indices.get(concrete)!.docs.values()].map((d) => ({ _id: d.id, _source: d.source })),
@@ -101,7 +97,7 @@ describe.each([embedded, elasticsearch()])('agent lifecycle on $name', (backend)
 
   test('start, a token to enroll with, and HEALTHY', async () => {
     server = await startFleetServer({ dataDir, overrides });
-    agent.token = await backend.token(server, cli);
+    agent.token = await backend.token(server);
     await waitHealthy(server.url);
     const status = await request(`${server.url}/api/status`);
     expect(status.status).toBe(200);

@@ -25,12 +25,11 @@ export class Backoff {
   }
 }
 
-/** Sleeps `ms`, or less when `signal` aborts. */
+/** Sleeps `ms`, or less when `signal` aborts. The timer keeps the process alive: a CLI retrying must not exit mid-way. */
 export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
   return new Promise((resolve) => {
     if (signal?.aborted) return resolve();
     const t = setTimeout(done, ms);
-    t.unref?.();
     function done(): void {
       clearTimeout(t);
       signal?.removeEventListener('abort', done);

@@ -13,6 +13,7 @@ import { Bulker, EsItemError, type ItemResult } from './bulker';
 import { EsChangeFeed } from './change-feed';
 import { createClient, statusOf, toStoreError, withRetries } from './connection';
 import { filter, LATEST_POLICIES, pendingActions, term } from './queries';
+import { Backoff, sleep } from '../../util/backoff';
 import { MERGE_AND_REMOVE } from './scripts';
 
 type Obj = Record<string, unknown>;
@@ -261,15 +262,28 @@ export class EsStore implements Store {
   async bulkUpdateAgents(updates: DocUpdate<AgentDoc>[]): Promise<void> {
     if (updates.length === 0) return;
     const refresh = updates.some((u) => (u.doc as Obj)['action_seq_no'] !== undefined);
-    let pending = updates;
-    for (let attempt = 0; pending.length > 0; attempt++) {
-      const operations: Obj[] = [];
-      for (const u of pending) operations.push({ update: { _id: u.id, _index: INDEX.agents, retry_on_conflict: 3 } }, this.updateBody(u));
-      const r = await withRetries('check-in bulk', () => this.client.bulk({ operations, ...(refresh ? { refresh: true } : {}) }));
-      const rejected = pending.filter((_, i) => (Object.values(r.items[i]!)[0] as ItemResult).status === 429);
-      if (rejected.length === 0) return;
-      if (attempt >= 5) throw toStoreError(new EsItemError(429, 'es_rejected_execution_exception', `${rejected.length} check-in updates rejected`), 'check-in bulk');
-      await new Promise((res) => setTimeout(res, 500 * 2 ** attempt));
+    await this.directBulk('check-in bulk', updates.map((u) => [{ update: { _id: u.id, _index: INDEX.agents, retry_on_conflict: 3 } }, this.updateBody(u)]), refresh);
+  }
+
+  /**
+   * One `_bulk` request outside the bulker (a batch that is already whole). Items Elasticsearch
+   * rejects with 429 are sent again with backoff; the final item results come back in order.
+   */
+  private async directBulk(what: string, ops: Obj[][], refresh: boolean | 'wait_for'): Promise<ItemResult[]> {
+    const results: ItemResult[] = new Array(ops.length);
+    let pending = ops.map((_, i) => i);
+    const backoff = new Backoff();
+    for (;;) {
+      const operations = pending.flatMap((i) => ops[i]!);
+      const r = await withRetries(what, () => this.client.bulk({ operations, ...(refresh ? { refresh } : {}) }));
+      const rejected: number[] = [];
+      r.items.forEach((it, k) => {
+        const item = Object.values(it)[0] as unknown as ItemResult;
+        results[pending[k]!] = item;
+        if (item.status === 429) rejected.push(pending[k]!);
+      });
+      if (rejected.length === 0 || backoff.attempts >= 5) return results;
+      await sleep(backoff.next());
       pending = rejected;
     }
   }
@@ -313,10 +327,9 @@ export class EsStore implements Store {
 
   async createActions(docs: ActionDoc[]): Promise<Hit<ActionDoc>[]> {
     if (docs.length === 0) return [];
-    const operations = docs.flatMap((d) => [{ create: { _index: INDEX.actions } }, d]);
-    const r = await withRetries('write actions', () => this.client.bulk({ operations, refresh: 'wait_for' }));
-    return r.items.map((it, i) => {
-      const item = Object.values(it)[0] as unknown as ItemResult;
+    // Kibana writes actions with refresh=wait_for.
+    const items = await this.directBulk('write actions', docs.map((d) => [{ create: { _index: INDEX.actions } }, d as Obj]), 'wait_for');
+    return items.map((item, i) => {
       if (item.status >= 300) throw itemFailed(item, 'write action');
       return { _id: item._id, _seq_no: item._seq_no, _source: docs[i]! };
     });
