@@ -222,6 +222,8 @@ describe('responses', () => {
     const plain = await fresh.checkin({}, { headers: { 'Accept-Encoding': 'gzip, deflate' } });
     expect(plain.headers['content-encoding']).toBeUndefined();
     expect(plain.json.actions[0].type).toBe('POLICY_CHANGE');
+    // The gzip answer (spliced into the revision's cached deflate) carries exactly the same document.
+    expect(gz.json).toEqual(plain.json);
   });
 
   test('unknown routes → 404; wrong method → 405', async () => {

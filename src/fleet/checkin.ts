@@ -5,6 +5,7 @@ import type { Logger } from 'pino';
 import type { AgentDoc, AgentOutput, Hit } from '../store/documents';
 import type { Store } from '../store/port';
 import { parseDuration } from '../util/duration';
+import type { TextTemplate } from '../util/text-template';
 import { LruCache } from '../util/lru';
 import type { ActionDispatcher, LiveAction } from './action-dispatcher';
 import { isDeliverable, rolloutStart, toWireAction, type WireAction } from './actions';
@@ -36,6 +37,8 @@ export interface CheckinResult {
   ackToken: string;
   /** The actions as a JSON array text, absent when there are none. */
   actionsJson?: string;
+  /** A POLICY_CHANGE: the revision's template and this agent's values (the one action of the answer). */
+  policy?: { template: TextTemplate; values: string[] };
 }
 
 const MAX_ACTIONS = 100;
@@ -211,7 +214,7 @@ export class CheckinService {
       const p = w.policy;
       if (p.error) throw new FleetError('Internal', p.error);
       const keys = await this.outputKeys.keysFor(agentId, outputs, p);
-      return { ackToken, actionsJson: `[${p.render(agentId, keys)}]` };
+      return { ackToken, policy: { template: p.template, values: p.values(agentId, keys) } };
     }
     const actions: WireAction[] = [];
     let token = ackToken;

@@ -5,6 +5,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import type { Hit, Json, JsonObject, PolicyData, PolicyDoc, RoleMap } from '../store/documents';
 import { goJson } from './go-json';
 import { resolveInline, type SecretLookup } from './secrets';
+import { TextTemplate } from '../util/text-template';
 
 /** PolicyData keys sent to agents; anything else in the stored data is dropped, as upstream does. */
 const POLICY_KEYS = ['id', 'revision', 'outputs', 'inputs', 'agent', 'fleet', 'output_permissions', 'signed',
@@ -35,7 +36,8 @@ export class ParsedPolicy {
   readonly esOutputs: EsOutput[] = [];
   /** Why this revision cannot be sent (upstream answers such check-ins with 500). */
   readonly error: string | undefined;
-  private readonly parts: string[] = [];
+  /** The POLICY_CHANGE action as JSON text with a hole per slot. */
+  readonly template: TextTemplate;
   private readonly slots: Slot[] = [];
 
   constructor(readonly hit: Hit<PolicyDoc>, lookupSecret: SecretLookup) {
@@ -87,27 +89,23 @@ export class ParsedPolicy {
       data: { policy: data },
     };
     const text = JSON.stringify(action);
+    const parts: string[] = [];
     let last = 0;
     for (const m of text.matchAll(MARK)) {
-      this.parts.push(text.slice(last, m.index));
+      parts.push(text.slice(last, m.index));
       const i = Number(m[2]);
       this.slots.push(m[1] === 'agent' ? { kind: 'agent' } : { kind: m[1] as 'key' | 'b64', output: esNames[i]! });
       last = m.index + m[0].length;
     }
-    this.parts.push(text.slice(last));
+    parts.push(text.slice(last));
+    this.template = new TextTemplate(parts);
   }
 
-  /** The POLICY_CHANGE action for one agent, as JSON text. keys: output name → "id:key". */
-  render(agentId: string, keys: Record<string, string>): string {
-    let out = this.parts[0]!;
-    for (let i = 0; i < this.slots.length; i++) {
-      const slot = this.slots[i]!;
-      const value = slot.kind === 'agent' ? agentId
-        : slot.kind === 'key' ? (keys[slot.output] ?? '')
-          : Buffer.from(keys[slot.output] ?? '').toString('base64');
-      out += JSON.stringify(value) + this.parts[i + 1]!;
-    }
-    return out;
+  /** The JSON values of the template's holes for one agent. keys: output name → "id:key". */
+  values(agentId: string, keys: Record<string, string>): string[] {
+    return this.slots.map((slot) => JSON.stringify(slot.kind === 'agent' ? agentId
+      : slot.kind === 'key' ? (keys[slot.output] ?? '')
+        : Buffer.from(keys[slot.output] ?? '').toString('base64')));
   }
 }
 

@@ -1,6 +1,8 @@
 // Writing JSON answers, gzip-compressed for check-in when the agent asked for exactly "gzip".
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { gzipSync } from 'node:zlib';
+import { renderFilled, type FilledTemplate } from '../util/text-template';
+import { filledLength, splicedGzip } from './spliced-gzip';
 
 export interface CompressionOptions {
   level: number;
@@ -31,6 +33,18 @@ function acceptsGzip(req: IncomingMessage): boolean {
 function deflateOptions(level: number, length: number): { level: number; windowBits: number; memLevel: number } {
   const windowBits = Math.min(15, Math.max(9, Math.ceil(Math.log2(length + 1))));
   return { level, windowBits, memLevel: windowBits >= 14 ? 8 : 6 };
+}
+
+/** A 200 answer made of a filled template: gzip splices the values into the template's cached deflate. */
+export function writeFilledMaybeGzip(req: IncomingMessage, res: ServerResponse, f: FilledTemplate, c: CompressionOptions): void {
+  if (c.level === 0 || filledLength(f) <= c.threshold || !acceptsGzip(req)) {
+    writeJsonText(res, 200, renderFilled(f));
+    return;
+  }
+  const body = splicedGzip(f, c.level);
+  if (res.destroyed || res.headersSent) return;
+  res.writeHead(200, { 'Content-Type': 'application/json', 'Content-Encoding': 'gzip', 'Content-Length': body.length });
+  res.end(body);
 }
 
 export function writeJsonMaybeGzip(req: IncomingMessage, res: ServerResponse, status: number, text: string,

@@ -2,7 +2,7 @@ import type { CheckinResult, HeldPoll } from '../../fleet/checkin';
 import { validators } from '../../fleet/messages';
 import type { RequestContext } from '../context';
 import { apiKeyFromHeader, decodeJson, readBody } from '../request';
-import { writeJsonMaybeGzip } from '../respond';
+import { writeFilledMaybeGzip, writeJsonMaybeGzip } from '../respond';
 
 /** Authentication, body and set-up; returns the held poll. Nothing of the request outlives it. */
 async function begin(ctx: RequestContext): Promise<HeldPoll> {
@@ -27,10 +27,12 @@ export async function handleCheckin(ctx: RequestContext): Promise<void> {
   } finally {
     ctx.res.off('close', poll.cancel);
   }
-  const text = result.actionsJson === undefined
-    ? `{"ack_token":${JSON.stringify(result.ackToken)},"action":"checkin"}`
-    : `{"ack_token":${JSON.stringify(result.ackToken)},"action":"checkin","actions":${result.actionsJson}}`;
-  writeJsonMaybeGzip(ctx.req, ctx.res, 200, text, {
-    level: config.server.compressionLevel, threshold: config.server.compressionThreshold,
-  });
+  const compression = { level: config.server.compressionLevel, threshold: config.server.compressionThreshold };
+  const head = `{"ack_token":${JSON.stringify(result.ackToken)},"action":"checkin"`;
+  if (result.policy) {
+    writeFilledMaybeGzip(ctx.req, ctx.res, { head: `${head},"actions":[`, ...result.policy, tail: ']}' }, compression);
+    return;
+  }
+  const text = result.actionsJson === undefined ? `${head}}` : `${head},"actions":${result.actionsJson}}`;
+  writeJsonMaybeGzip(ctx.req, ctx.res, 200, text, compression);
 }
