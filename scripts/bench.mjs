@@ -14,6 +14,7 @@ const PORT = Number(process.env.BENCH_PORT ?? 18420);
 const STORES = (process.env.BENCH_STORE ?? 'sqlite,elasticsearch').split(',');
 const STEADY_S = Number(process.env.BENCH_STEADY_SECONDS ?? 60);
 const dist = new URL('../dist/fleet-server.js', import.meta.url).pathname;
+const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8'));
 const doubleJs = new URL('../dist/es-double.js', import.meta.url).pathname;
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 const fmt = (n, d = 1) => (Number.isFinite(n) ? n.toFixed(d) : String(n));
@@ -47,7 +48,8 @@ async function run(store) {
   const cli = (args) => JSON.parse(execFileSync(process.execPath, [dist, ...args, '--json', '-E', `path.data=${dir}`, ...storeSettings], { cwd: dir }).toString());
 
   // --expose-gc lets /stats?gc=1 report the live heap, not garbage awaiting collection.
-  const serverArgs = ['--expose-gc', ...(process.env.BENCH_NODE_FLAGS ?? '').split(' ').filter(Boolean), dist,
+  // The server runs with the V8 flags it ships with (package.json fleetServer.nodeFlags), plus BENCH_NODE_FLAGS.
+  const serverArgs = ['--expose-gc', ...pkg.fleetServer.nodeFlags, ...(process.env.BENCH_NODE_FLAGS ?? '').split(' ').filter(Boolean), dist,
     '-E', `path.data=${dir}`, '-E', 'inputs.0.server.host=127.0.0.1', '-E', `inputs.0.server.port=${PORT}`,
     '-E', `inputs.0.server.internal_port=${PORT + 1}`, '-E', 'logging.level=warn',
     '-E', 'http.enabled=true', '-E', `http.port=${PORT + 2}`,

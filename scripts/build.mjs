@@ -4,6 +4,9 @@ import { execSync } from 'node:child_process';
 import { readFileSync, chmodSync } from 'node:fs';
 
 const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8'));
+// V8 flags the program is meant to run with (package.json fleetServer.nodeFlags): in the shebang for
+// direct runs and `npm start`, in the single executable's execArgv, and in tests and benchmarks.
+const nodeFlags = pkg.fleetServer.nodeFlags.join(' ');
 let commit = 'unknown';
 try {
   commit = execSync('git rev-parse --short HEAD', { stdio: ['ignore', 'pipe', 'ignore'] }).toString().trim();
@@ -19,7 +22,7 @@ await build({
   sourcemap: 'linked',
   legalComments: 'none',
   // CommonJS output (a Node single executable needs it); ESM-only dependencies read import.meta.url.
-  banner: { js: "#!/usr/bin/env node\nconst __import_meta_url = require('node:url').pathToFileURL(__filename).href;" },
+  banner: { js: `#!/usr/bin/env -S node ${nodeFlags}\nconst __import_meta_url = require('node:url').pathToFileURL(__filename).href;` },
   define: {
     'import.meta.url': '__import_meta_url',
     __FLEET_VERSION__: JSON.stringify(pkg.version),

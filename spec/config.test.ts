@@ -4,12 +4,20 @@ import { readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { request as httpsRequest } from 'node:https';
 import { join } from 'node:path';
 import { DIST, removeDir, startFleetServer, tempDir } from './support/fleet-server';
+import { NODE_FLAGS } from './support/node-flags';
 import { request } from './support/http';
 import { freePort } from './support/ports';
 
 test('--version prints the version and commit', () => {
   const out = execFileSync(process.execPath, [DIST, '--version']).toString();
   expect(out).toMatch(/^fleet-server version 9\.6\.0 \(commit \w+\)/);
+});
+
+test('the bundle runs directly through its shebang, with the V8 flags it ships with', () => {
+  const first = readFileSync(DIST, 'utf8').split('\n', 1)[0];
+  expect(first).toBe(`#!/usr/bin/env -S node ${NODE_FLAGS.join(' ')}`);
+  // `node` on PATH is the pinned runtime under npm; the shebang must resolve and accept the flags.
+  expect(execFileSync(DIST, ['--version']).toString()).toMatch(/^fleet-server version 9\.6\.0/);
 });
 
 test('a config file with ${VAR:default}, dotted keys and -E overrides', async () => {

@@ -4,6 +4,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
+import { NODE_FLAGS } from './node-flags';
 import { freePort } from './ports';
 
 export const DIST = resolve(__dirname, '../../dist/fleet-server.js');
@@ -80,7 +81,7 @@ export async function startFleetServer(opts: StartOptions = {}): Promise<FleetSe
   const dataDir = opts.dataDir ?? tempDir();
   const port = opts.port ?? await freePort();
   const internalPort = opts.internalPort ?? await freePort();
-  const args = [DIST];
+  const args = [...NODE_FLAGS, DIST];
   if (opts.configFile) args.push('-c', opts.configFile);
   for (const o of [
     `path.data=${dataDir}`,
