@@ -22,7 +22,7 @@ async function withAdmin<T>(args: Common, fn: (admin: Admin, store: Store) => Pr
   const config = loadConfig(args);
   // Admin output goes to stdout; only warnings and errors are logged (to stderr).
   const log = createLogger({ ...config.logging, level: 'warn', toFiles: false, toStderr: true });
-  const store = openStore(config, log);
+  const store = await openStore(config, log);
   try {
     return await fn(new Admin(store), store);
   } finally {

@@ -15,7 +15,7 @@ export async function runServer(args: ConfigArgs): Promise<void> {
   const config = loadConfig(args);
   const log: Logger = createLogger(config.logging);
   log.info({ version: VERSION, 'limits.profile': config.server.limits.profile }, 'fleet-server starting');
-  const store = openStore(config, log);
+  const store = await openStore(config, log);
   const fleet = new Fleet(store, config, log);
   const stopping = new AbortController();
 

@@ -194,17 +194,15 @@ export class CheckinService {
   }
 
   /** Waits for the poll to wake, then builds the answer; holds only what the answer needs. */
-  private async hold(held: Held, ackToken: string, outputs: Record<string, AgentOutput> | undefined): Promise<CheckinResult> {
-    try {
-      const w = await held.promise;
-      if (w.kind === 'failed') throw w.error;
-      return await this.respond(w, held.agentId, ackToken, outputs);
-    } finally {
+  private hold(held: Held, ackToken: string, outputs: Record<string, AgentOutput> | undefined): Promise<CheckinResult> {
+    return held.promise.then((w) => {
       this.held.delete(held);
       this.dispatcher.unsubscribe(held.agentId, held.onActions);
       this.policies.unsubscribe(held);
       if (held.timer) clearTimeout(held.timer);
-    }
+      if (w.kind === 'failed') throw w.error;
+      return this.respond(w, held.agentId, ackToken, outputs);
+    });
   }
 
   private async respond(w: Exclude<Wake, { kind: 'failed' }>, agentId: string, ackToken: string,

@@ -9,10 +9,30 @@ import type { Validator } from '../fleet/messages';
 const gunzipAsync = promisify(gunzip);
 const utf8 = new TextDecoder('utf-8', { fatal: true });
 
+/**
+ * Every value of a header, one per header line, read from the raw list: `headersDistinct` would build
+ * (and keep, for as long as a long poll is held) a second map of every header.
+ */
+export function headerValues(req: IncomingMessage, lowerName: string): string[] {
+  const raw = req.rawHeaders;
+  const out: string[] = [];
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i]!;
+    if (name.length === lowerName.length && name.toLowerCase() === lowerName) out.push(raw[i + 1]!);
+  }
+  return out;
+}
+
+/** A held long poll keeps its request object; the header strings it no longer needs can go. */
+export function releaseHeaders(req: IncomingMessage): void {
+  req.rawHeaders.length = 0;
+  (req as { headers: IncomingMessage['headers'] }).headers = {};
+}
+
 /** `Authorization: ApiKey <base64(id:key)>`, with upstream's error for each way it can be wrong. */
 export function apiKeyFromHeader(req: IncomingMessage): ApiKeyCredentials {
-  const values = req.headersDistinct['authorization'];
-  if (!values || values.length === 0) throw new FleetError('NoAuthHeader');
+  const values = headerValues(req, 'authorization');
+  if (values.length === 0) throw new FleetError('NoAuthHeader');
   if (values.length > 1 || !values[0]!.startsWith('ApiKey ')) throw new FleetError('MalformedHeader');
   const token = values[0]!.slice(7).trim();
   if (!/^[A-Za-z0-9+/]*={0,2}$/.test(token) || token.length % 4 !== 0) throw new FleetError('InvalidToken');

@@ -2,6 +2,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { gzipSync } from 'node:zlib';
 import { renderFilled, type FilledTemplate } from '../util/text-template';
+import { headerValues } from './request';
 import { filledLength, splicedGzip } from './spliced-gzip';
 
 export interface CompressionOptions {
@@ -20,8 +21,8 @@ export function writeJsonText(res: ServerResponse, status: number, text: string)
 }
 
 /** Upstream matches whole header values, so "gzip, deflate" does not count (kept for parity). */
-function acceptsGzip(req: IncomingMessage): boolean {
-  return req.headersDistinct['accept-encoding']?.some((v) => v === 'gzip') ?? false;
+export function acceptsGzip(req: IncomingMessage): boolean {
+  return headerValues(req, 'accept-encoding').includes('gzip');
 }
 
 /**
@@ -36,8 +37,8 @@ function deflateOptions(level: number, length: number): { level: number; windowB
 }
 
 /** A 200 answer made of a filled template: gzip splices the values into the template's cached deflate. */
-export function writeFilledMaybeGzip(req: IncomingMessage, res: ServerResponse, f: FilledTemplate, c: CompressionOptions): void {
-  if (c.level === 0 || filledLength(f) <= c.threshold || !acceptsGzip(req)) {
+export function writeFilledMaybeGzip(res: ServerResponse, gzip: boolean, f: FilledTemplate, c: CompressionOptions): void {
+  if (c.level === 0 || filledLength(f) <= c.threshold || !gzip) {
     writeJsonText(res, 200, renderFilled(f));
     return;
   }
@@ -47,9 +48,10 @@ export function writeFilledMaybeGzip(req: IncomingMessage, res: ServerResponse, 
   res.end(body);
 }
 
-export function writeJsonMaybeGzip(req: IncomingMessage, res: ServerResponse, status: number, text: string,
+/** `gzip`: the client asked for it (acceptsGzip, read before the request's headers were released). */
+export function writeJsonMaybeGzip(res: ServerResponse, gzip: boolean, status: number, text: string,
   c: CompressionOptions): void {
-  if (c.level === 0 || text.length <= c.threshold || !acceptsGzip(req)) {
+  if (c.level === 0 || text.length <= c.threshold || !gzip) {
     writeJsonText(res, status, text);
     return;
   }

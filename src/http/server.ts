@@ -11,7 +11,6 @@ import { ROUTES, type RouteName } from '../config/limits';
 import { FleetError } from '../fleet/errors';
 import type { Fleet } from '../fleet/fleet';
 import { checkApiVersion, DEFAULT_API_VERSION } from './api-version';
-import type { RequestContext } from './context';
 import { writeError } from './errors';
 import { RouteLimiter } from './limiter';
 import { matchRoute } from './router';
@@ -59,7 +58,7 @@ export class HttpService {
       keepAliveTimeout: s.timeouts.idleMs,
       maxHeaderSize: s.maxHeaderByteSize,
     };
-    const handler = (req: IncomingMessage, res: ServerResponse): void => void this.handle(req, res);
+    const handler = (req: IncomingMessage, res: ServerResponse): void => this.handle(req, res);
     const server = s.tls.enabled ? https.createServer({ ...opts, ...tlsOptions(s.tls) }, handler) : http.createServer(opts, handler);
     server.on('connection', (socket: Socket) => {
       this.connections++;
@@ -120,7 +119,7 @@ export class HttpService {
     await Promise.all(closed);
   }
 
-  private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+  private handle(req: IncomingMessage, res: ServerResponse): void {
     const requestId = (req.headers['x-request-id'] as string | undefined) || randomUUID();
     res.setHeader('X-Request-Id', requestId);
     if (this.maxConnections > 0) {
@@ -158,28 +157,33 @@ export class HttpService {
     }
     this.inFlight++;
     const started = performance.now();
-    let apiVersion = DEFAULT_API_VERSION;
-    try {
-      const requested = req.headers['elastic-api-version'] as string | undefined;
-      try {
-        apiVersion = checkApiVersion(requested);
-      } finally {
-        res.setHeader('Elastic-Api-Version', apiVersion);
-      }
-      const ctx: RequestContext = {
-        req, res, params: match.params, fleet: this.fleet, config: this.config, log: this.log,
-      };
-      await match.route.handler(ctx);
-    } catch (err) {
-      this.fail(req, res, err, requestId);
-    } finally {
+    // Settled by callbacks, not by awaiting: a held long poll then keeps no suspended frame here.
+    const finish = (): void => {
       this.inFlight--;
       limiter.leave();
       if (this.log.isLevelEnabled('debug')) {
         this.log.debug({ 'http.request.id': requestId, 'url.path': req.url, 'http.response.status_code': res.statusCode,
           'event.duration': Math.round((performance.now() - started) * 1e6) }, 'HTTP request');
       }
+    };
+    let done: Promise<void>;
+    try {
+      let apiVersion = DEFAULT_API_VERSION;
+      try {
+        apiVersion = checkApiVersion(req.headers['elastic-api-version'] as string | undefined);
+      } finally {
+        res.setHeader('Elastic-Api-Version', apiVersion);
+      }
+      done = match.route.handler({ req, res, params: match.params, fleet: this.fleet, config: this.config, log: this.log });
+    } catch (err) {
+      this.fail(req, res, err, requestId);
+      finish();
+      return;
     }
+    done.then(finish, (err: unknown) => {
+      this.fail(req, res, err, requestId);
+      finish();
+    });
   }
 
   private refuseCapacity(res: ServerResponse): void {

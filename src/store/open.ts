@@ -3,7 +3,6 @@
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import type { FleetServerConfig } from '../config/config';
-import { EsStore } from './elasticsearch/store';
 import type { Store } from './port';
 import { SqliteStore } from './sqlite/store';
 
@@ -11,7 +10,11 @@ export function embeddedDbPath(config: FleetServerConfig): string {
   return join(config.pathData, 'fleet-server.db');
 }
 
-export function openStore(config: FleetServerConfig, log: Logger): Store {
-  if (config.elasticsearch) return new EsStore(config.elasticsearch, { bulk: config.server.bulk, monitor: config.monitor }, log);
+/** The Elasticsearch adapter (and its client library) is loaded only when configured: ~15 MiB an embedded server does not need. */
+export async function openStore(config: FleetServerConfig, log: Logger): Promise<Store> {
+  if (config.elasticsearch) {
+    const { EsStore } = await import('./elasticsearch/store');
+    return new EsStore(config.elasticsearch, { bulk: config.server.bulk, monitor: config.monitor }, log);
+  }
   return new SqliteStore(embeddedDbPath(config));
 }

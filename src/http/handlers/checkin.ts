@@ -1,8 +1,10 @@
+import type { ServerResponse } from 'node:http';
+import type { FleetServerConfig } from '../../config/config';
 import type { CheckinResult, HeldPoll } from '../../fleet/checkin';
 import { validators } from '../../fleet/messages';
 import type { RequestContext } from '../context';
-import { apiKeyFromHeader, decodeJson, readBody } from '../request';
-import { writeFilledMaybeGzip, writeJsonMaybeGzip } from '../respond';
+import { apiKeyFromHeader, decodeJson, readBody, releaseHeaders } from '../request';
+import { acceptsGzip, writeFilledMaybeGzip, writeJsonMaybeGzip } from '../respond';
 
 /** Authentication, body and set-up; returns the held poll. Nothing of the request outlives it. */
 async function begin(ctx: RequestContext): Promise<HeldPoll> {
@@ -15,24 +17,33 @@ async function begin(ctx: RequestContext): Promise<HeldPoll> {
   return fleet.checkins.begin(agent, version, req, fleet.checkins.pollDuration(req.poll_timeout));
 }
 
-/** POST /api/fleet/agents/{id}/checkin: the long poll. */
+/**
+ * POST /api/fleet/agents/{id}/checkin: the long poll. Once set up, the held poll keeps no suspended
+ * frame and no header strings: only the response, the gzip choice and the poll's own state.
+ */
 export async function handleCheckin(ctx: RequestContext): Promise<void> {
-  const { config } = ctx;
   const poll = await begin(ctx);
+  const { res, config } = ctx;
+  const gzip = acceptsGzip(ctx.req);
+  releaseHeaders(ctx.req);
   // A client that goes away ends its poll; shutdown answers every poll through fleet.stop().
-  ctx.res.once('close', poll.cancel);
-  let result: CheckinResult;
-  try {
-    result = await poll.result;
-  } finally {
-    ctx.res.off('close', poll.cancel);
-  }
+  res.once('close', poll.cancel);
+  return poll.result.then((result) => {
+    res.off('close', poll.cancel);
+    writeResult(res, gzip, result, config);
+  }, (err: unknown) => {
+    res.off('close', poll.cancel);
+    throw err;
+  });
+}
+
+function writeResult(res: ServerResponse, gzip: boolean, result: CheckinResult, config: FleetServerConfig): void {
   const compression = { level: config.server.compressionLevel, threshold: config.server.compressionThreshold };
   const head = `{"ack_token":${JSON.stringify(result.ackToken)},"action":"checkin"`;
   if (result.policy) {
-    writeFilledMaybeGzip(ctx.req, ctx.res, { head: `${head},"actions":[`, ...result.policy, tail: ']}' }, compression);
+    writeFilledMaybeGzip(res, gzip, { head: `${head},"actions":[`, ...result.policy, tail: ']}' }, compression);
     return;
   }
   const text = result.actionsJson === undefined ? `${head}}` : `${head},"actions":${result.actionsJson}}`;
-  writeJsonMaybeGzip(ctx.req, ctx.res, 200, text, compression);
+  writeJsonMaybeGzip(res, gzip, 200, text, compression);
 }

@@ -1,7 +1,9 @@
 // Clients for the Elasticsearch output as upstream configures them: hosts/protocol/path, the service
 // token as Bearer, product-origin and User-Agent headers, TLS verification modes, proxy, timeout.
 // One client serves requests (with retries); another, without retries, holds the monitors' long polls.
-import { Client, errors, type ClientOptions } from '@elastic/elasticsearch';
+import { Client, errors } from '@elastic/elasticsearch';
+
+type ClientOptions = ConstructorParameters<typeof Client>[0];
 import { readFileSync } from 'node:fs';
 import { arch, platform } from 'node:os';
 import type { ElasticsearchOutputConfig } from '../../config/config';
