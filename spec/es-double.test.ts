@@ -3,6 +3,7 @@
 // errors, the Fleet plugin APIs and the security APIs.
 import { Client, errors } from '@elastic/elasticsearch';
 import { EsDouble } from './support/es-double/server';
+import { removeDir, tempDir } from './support/fleet-server';
 
 let es: EsDouble;
 let client: Client;
@@ -189,4 +190,27 @@ test('fault injection: a 429 on chosen calls, then service as usual', async () =
   const r = await client.bulk({ operations: [{ index: { _index: '.fleet-agents', _id: 'f1' } }, { active: true }] });
   expect(r.items[0]!.index!.status).toBe(429);
   expect(r.items[0]!.index!.error!.type).toBe('es_rejected_execution_exception');
+});
+
+test('--data keeps the cluster across restarts: documents, sequence numbers, API keys', async () => {
+  const dir = tempDir();
+  const first = await new EsDouble({ dataDir: dir }).start();
+  const c1 = new Client({ node: first.url, auth: { bearer: first.serviceToken } });
+  await c1.index({ index: '.fleet-agents', id: 'kept', document: { active: true }, refresh: true });
+  const key = await c1.security.createApiKey({ name: 'kept' });
+  await c1.close();
+  await first.stop();
+  const second = await new EsDouble({ dataDir: dir, serviceToken: first.serviceToken }).start();
+  const c2 = new Client({ node: second.url, auth: { bearer: second.serviceToken } });
+  try {
+    const doc = await c2.get({ index: '.fleet-agents', id: 'kept' });
+    expect(doc.found).toBe(true);
+    expect((await c2.search({ index: '.fleet-agents', query: { ids: { values: ['kept'] } } })).hits.hits).toHaveLength(1);
+    expect((await c2.fleet.globalCheckpoints({ index: '.fleet-agents' })).global_checkpoints[0]).toBe(doc._seq_no);
+    expect((await c2.security.authenticate(undefined, { headers: { authorization: `ApiKey ${key.encoded}` } })).api_key?.id).toBe(key.id);
+  } finally {
+    await c2.close();
+    await second.stop();
+    removeDir(dir);
+  }
 });

@@ -158,3 +158,18 @@ test('two instances on one cluster: enroll on A, check in on B, a policy change 
     removeDir(dirB);
   }
 });
+
+test('an Elasticsearch older than this server is named in a warning at start-up (standalone mode, as upstream, still runs)', async () => {
+  const dataDir = tempDir();
+  const es = await new EsDouble({ version: '9.1.3' }).start();
+  const server = await startFleetServer({ dataDir, overrides: [...FAST, ...esSettings(es)] });
+  try {
+    await waitFor('HEALTHY', async () => (await statusOf(server)).status === 200, 20_000);
+    const warning = server.logs().find((l) => l['log.level'] === 'warn' && String(l['message']).includes('older than this Fleet Server'));
+    expect(warning).toMatchObject({ 'elasticsearch.version': '9.1.3' });
+  } finally {
+    await server.stop();
+    await es.stop();
+    removeDir(dataDir);
+  }
+});

@@ -15,6 +15,7 @@ import { createClient, statusOf, toStoreError, withRetries } from './connection'
 import { filter, LATEST_POLICIES, pendingActions, term } from './queries';
 import { Backoff, sleep } from '../../util/backoff';
 import { MERGE_AND_REMOVE } from './scripts';
+import { VERSION } from '../../version';
 
 type Obj = Record<string, unknown>;
 
@@ -74,6 +75,10 @@ export class EsStore implements Store {
     });
   }
 
+  /**
+   * Connects and checks the cluster's version. With `requireVersion` (agent mode, as upstream) an older
+   * cluster is refused; otherwise it is only warned about, since upstream's standalone mode skips the check.
+   */
   async ready(requireVersion?: string): Promise<void> {
     let version: string;
     try {
@@ -81,9 +86,11 @@ export class EsStore implements Store {
     } catch (err) {
       throw toStoreError(err, 'connecting to Elasticsearch');
     }
-    if (requireVersion && !versionSupported(version, requireVersion)) {
+    const supported = versionSupported(version, requireVersion ?? VERSION);
+    if (!supported && requireVersion) {
       throw new StoreUnavailableError(`failed version compatibility check with elasticsearch (Agent: ${requireVersion}, Elasticsearch: ${version}): unsupported version`);
     }
+    if (!supported) this.log.warn({ 'elasticsearch.version': version }, `Elasticsearch ${version} is older than this Fleet Server (${VERSION}); upgrade Elasticsearch first`);
     this.log.info({ 'elasticsearch.version': version }, 'connected to Elasticsearch');
   }
 
