@@ -1,7 +1,7 @@
 // Bundles the whole program into one file, dist/fleet-server.js.
 import { build } from 'esbuild';
-import { execSync } from 'node:child_process';
-import { readFileSync, chmodSync } from 'node:fs';
+import { execFileSync, execSync } from 'node:child_process';
+import { readFileSync, chmodSync, existsSync, mkdirSync, readdirSync, statSync } from 'node:fs';
 
 const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8'));
 // V8 flags the program is meant to run with (package.json fleetServer.nodeFlags): in the shebang for
@@ -11,6 +11,18 @@ let commit = 'unknown';
 try {
   commit = execSync('git rev-parse --short HEAD', { stdio: ['ignore', 'pipe', 'ignore'] }).toString().trim();
 } catch { /* not a git checkout */ }
+
+// The control protocol's messages: proto/*.proto compiled by protobufjs into static code and its
+// typings (src/control/generated, not committed), bundled below; no .proto file is read at run time.
+const generated = 'src/control/generated/control.js';
+const protos = readdirSync('proto').filter((f) => f.endsWith('.proto')).map((f) => `proto/${f}`);
+const stale = !existsSync(generated) || protos.some((p) => statSync(p).mtimeMs > statSync(generated).mtimeMs);
+if (stale) {
+  mkdirSync('src/control/generated', { recursive: true });
+  const bin = (name) => new URL(`../node_modules/.bin/${name}`, import.meta.url).pathname;
+  execFileSync(bin('pbjs'), ['-t', 'static-module', '-w', 'commonjs', '--no-beautify', '--force-number', '-p', 'proto', '-o', generated, 'proto/elastic-agent-client.proto'], { stdio: 'inherit' });
+  execFileSync(bin('pbts'), ['-o', 'src/control/generated/control.d.ts', generated], { stdio: 'inherit' });
+}
 
 await build({
   entryPoints: ['src/main.ts'],

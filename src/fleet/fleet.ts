@@ -6,6 +6,7 @@ import { TokenBucket } from '../util/token-bucket';
 import { VERSION } from '../version';
 import { AckService } from './acks';
 import { ActionDispatcher } from './action-dispatcher';
+import { agentHealth, type AgentHealthInput } from './agent-health';
 import { AgentVersionPolicy } from './agent-version';
 import { Authenticator } from './auth';
 import { Bookkeeper } from './bookkeeping';
@@ -29,6 +30,8 @@ export class Fleet {
   readonly health = new SelfMonitor();
   private readonly abort = new AbortController();
   private healthTimer: NodeJS.Timeout | undefined;
+  private stopping = false;
+  private agentHealthInput: AgentHealthInput | undefined;
 
   constructor(readonly store: Store, readonly config: FleetServerConfig, log: Logger) {
     const s = config.server;
@@ -59,9 +62,32 @@ export class Fleet {
     await this.dispatcher.start(this.abort.signal);
     this.bookkeeper.start();
     this.checkins.start();
-    this.health.set('HEALTHY', 'Running');
-    this.healthTimer = setInterval(() => void this.checkStore(), HEALTH_CHECK_MS);
+    await this.checkHealth();
+    // Every 5 s, and at once when a policy revision arrives (a Fleet Server input may have been added).
+    this.policies.onRevision(() => void this.checkHealth());
+    this.healthTimer = setInterval(() => void this.checkHealth(), HEALTH_CHECK_MS);
     this.healthTimer.unref();
+  }
+
+  /** Agent mode: what the policy self monitor watches (changes with the hosting agent's id or the unit config). */
+  setAgentHealthInput(input: AgentHealthInput): void {
+    this.agentHealthInput = input;
+    if (this.healthTimer) void this.checkHealth();
+  }
+
+  private checkHealth(): Promise<void> {
+    return this.agentHealthInput ? this.checkPolicy(this.agentHealthInput) : this.checkStore();
+  }
+
+  /** Upstream's agent-mode self monitor; a failed policy read leaves the reported state as it was (as upstream). */
+  private async checkPolicy(input: AgentHealthInput): Promise<void> {
+    try {
+      const s = await agentHealth(this.store, input);
+      if (this.stopping) return;
+      this.health.set(s.state, s.message, s.payload);
+    } catch {
+      // Upstream's monitor fails internally here without changing what it reports.
+    }
   }
 
   /**
@@ -71,6 +97,7 @@ export class Fleet {
   private async checkStore(): Promise<void> {
     try {
       await this.store.healthCheck();
+      if (this.stopping) return;
       this.health.set('HEALTHY', 'Running');
     } catch (err) {
       const state = this.health.current.state;
@@ -82,6 +109,7 @@ export class Fleet {
 
   /** Answers held check-ins, stops the monitors and writes what is pending. */
   async stop(): Promise<void> {
+    this.stopping = true;
     if (this.healthTimer) clearInterval(this.healthTimer);
     this.health.set('STOPPING', 'Stopping');
     this.checkins.releaseAll();

@@ -23,6 +23,7 @@ export class PolicyMonitor {
   private readonly entries = new Map<string, Entry>();
   private checkpoint = -1;
   private loop: Promise<void> | undefined;
+  private readonly revisionListeners: ((p: ParsedPolicy) => void)[] = [];
 
   constructor(private readonly store: Store, private readonly log: Logger, private readonly pollTimeoutMs = 240_000) {}
 
@@ -30,6 +31,11 @@ export class PolicyMonitor {
     this.checkpoint = await this.store.policyChanges.checkpoint();
     for (const hit of await this.store.latestPolicies()) await this.accept(hit);
     this.loop = this.run(signal);
+  }
+
+  /** fn hears of every new revision of any policy. */
+  onRevision(fn: (p: ParsedPolicy) => void): void {
+    this.revisionListeners.push(fn);
   }
 
   async stopped(): Promise<void> {
@@ -85,6 +91,7 @@ export class PolicyMonitor {
     e.policy = parsed;
     this.log.info({ 'fleet.policy.id': parsed.policyId, 'fleet.policy.revision': parsed.revisionIdx, waiting: e.waiters.size },
       'new policy revision');
+    for (const fn of this.revisionListeners) fn(parsed);
     for (const sub of e.waiters) {
       if (sub.revisionIdx < parsed.revisionIdx) {
         e.waiters.delete(sub);

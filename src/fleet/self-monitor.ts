@@ -9,6 +9,7 @@ export interface HealthStatus {
 
 export class SelfMonitor {
   private status: HealthStatus = { state: 'STARTING', message: 'Starting' };
+  private readonly listeners = new Set<(s: HealthStatus) => void>();
 
   get current(): HealthStatus {
     return this.status;
@@ -18,5 +19,12 @@ export class SelfMonitor {
     const prev = this.status;
     if (prev.state === state && prev.message === message && JSON.stringify(prev.payload) === JSON.stringify(payload)) return;
     this.status = payload ? { state, message, payload } : { state, message };
+    for (const fn of this.listeners) fn(this.status);
+  }
+
+  /** fn hears every change; returns the unsubscribe. */
+  onChange(fn: (s: HealthStatus) => void): () => void {
+    this.listeners.add(fn);
+    return () => this.listeners.delete(fn);
   }
 }

@@ -1,5 +1,6 @@
 // The optional metrics listener (http.enabled, localhost:5066): GET /stats, libbeat-style JSON with
 // process memory and the server's own counters.
+import { rmSync } from 'node:fs';
 import http from 'node:http';
 import type { Logger } from 'pino';
 import type { Fleet } from '../fleet/fleet';
@@ -37,11 +38,15 @@ export async function startMetrics(host: string, port: number, fleet: Fleet, ser
     res.writeHead(404, { 'Content-Type': 'text/plain; charset=utf-8' });
     res.end('404 page not found\n');
   });
+  // Elastic Agent asks for a unix socket (http.host: unix:///…/x.sock) to collect metrics from.
+  const socketPath = host.startsWith('unix://') ? host.slice('unix://'.length) : undefined;
+  if (socketPath) rmSync(socketPath, { force: true });
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
-    server.listen(port, host, () => resolve());
+    if (socketPath) server.listen(socketPath, () => resolve());
+    else server.listen(port, host, () => resolve());
   });
   server.unref();
-  log.info({ 'server.address': `${host}:${port}` }, 'metrics listener');
+  log.info({ 'server.address': socketPath ?? `${host}:${port}` }, 'metrics listener');
   return server;
 }

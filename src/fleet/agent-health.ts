@@ -1,0 +1,33 @@
+// Upstream's policy self monitor, used when Elastic Agent runs this server: health follows the policy
+// that carries the Fleet Server integration (inputs[0].policy.id, or the default Fleet Server policy).
+// During bootstrap (no agent id yet) a running server is DEGRADED and hands the agent an enrollment
+// token to enroll itself with. The messages are upstream's, word for word: the agent shows them.
+import type { Store } from '../store/port';
+import type { HealthStatus } from './self-monitor';
+
+export interface AgentHealthInput {
+  /** inputs[0].policy.id; empty selects the policy flagged default_fleet_server. */
+  policyId: string;
+  /** fleet.agent.id; empty while the hosting agent is not yet enrolled. */
+  agentId: string;
+}
+
+const BOOTSTRAP = 'missing config fleet.agent.id (expected during bootstrap process)';
+
+export async function agentHealth(store: Store, input: AgentHealthInput): Promise<HealthStatus> {
+  const explicit = input.policyId !== '';
+  const which = explicit ? `policy with Fleet Server integration: ${input.policyId}` : 'default policy with Fleet Server integration';
+  const latest = await store.latestPolicies();
+  const policy = explicit ? latest.find((h) => h._source.policy_id === input.policyId) : latest.find((h) => h._source.default_fleet_server);
+  if (!policy) return { state: 'STARTING', message: `Waiting on ${which}` };
+  const inputs = (policy._source.data.inputs ?? []) as { type?: unknown }[];
+  if (!inputs.some((i) => i && i.type === 'fleet-server')) {
+    return { state: 'STARTING', message: explicit ? `Waiting on fleet-server input to be added to policy: ${input.policyId}` : 'Waiting on fleet-server input to be added to default policy' };
+  }
+  if (input.agentId === '') {
+    const key = (await store.listEnrollmentKeys(policy._source.policy_id)).find((k) => k._source.active);
+    if (!key) return { state: 'STARTING', message: `Waiting on active enrollment keys to be created in ${which}` };
+    return { state: 'DEGRADED', message: `Running on ${which}; ${BOOTSTRAP}`, payload: { enrollment_token: key._source.api_key } };
+  }
+  return { state: 'HEALTHY', message: `Running on ${which}` };
+}

@@ -1,0 +1,67 @@
+// One running Fleet Server: a store, the fleet logic over it, the HTTP listeners and the optional
+// metrics listener, started and stopped together. Standalone mode runs one for the life of the process;
+// agent mode replaces it when the agent's units change what it needs.
+import type http from 'node:http';
+import type { Logger } from 'pino';
+import type { FleetServerConfig } from '../config/config';
+import { Fleet } from '../fleet/fleet';
+import { startMetrics } from '../http/metrics';
+import { HttpService } from '../http/server';
+import { openStore } from '../store/open';
+import type { Store } from '../store/port';
+import { Backoff, sleep } from '../util/backoff';
+
+export class ServerInstance {
+  private metrics: http.Server | undefined;
+  private readonly stopping = new AbortController();
+
+  private constructor(readonly config: FleetServerConfig, readonly store: Store, readonly fleet: Fleet, readonly http: HttpService,
+    private readonly log: Logger) {}
+
+  static async create(config: FleetServerConfig, log: Logger): Promise<ServerInstance> {
+    const store = await openStore(config, log);
+    const fleet = new Fleet(store, config, log);
+    return new ServerInstance(config, store, fleet, new HttpService(fleet, config, log), log);
+  }
+
+  /**
+   * The embedded store is local and starts at once, before the listeners. Elasticsearch may be down or
+   * refuse the token, so the listeners come up first, /api/status reports why the server is not yet
+   * serving, and fleet logic starts once the cluster answers. `requireVersion` refuses older clusters.
+   */
+  async start(opts: { requireVersion?: string } = {}): Promise<void> {
+    if (this.store.kind === 'sqlite') await this.fleet.start();
+    await this.http.start();
+    if (this.config.http.enabled) this.metrics = await startMetrics(this.config.http.host, this.config.http.port, this.fleet, this.http, this.log);
+    if (this.store.kind !== 'sqlite') void this.startWhenReady(opts.requireVersion);
+  }
+
+  /** Answers held polls, drains requests, writes what is pending and closes the store. */
+  async stop(): Promise<void> {
+    // A start still waiting for the store gives up; one mid-way is stopped by fleet.stop() below.
+    this.stopping.abort();
+    await this.http.stop(this.config.server.timeouts.drainMs, () => this.fleet.stop());
+    this.metrics?.close();
+    await this.store.close();
+  }
+
+  private async startWhenReady(requireVersion?: string): Promise<void> {
+    const backoff = new Backoff({ initialMs: 1000, maxMs: 30_000 });
+    const signal = this.stopping.signal;
+    while (!signal.aborted) {
+      try {
+        await this.store.ready(requireVersion);
+        if (signal.aborted) return;
+        await this.fleet.start();
+        this.log.info('fleet-server running');
+        return;
+      } catch (err) {
+        const message = err instanceof Error ? err.message : String(err);
+        this.fleet.health.set('FAILED', `Error - ${message}`);
+        const wait = backoff.next();
+        this.log.error({ err, 'retry.in_ms': wait }, 'cannot start on the store; retrying');
+        await sleep(wait, signal);
+      }
+    }
+  }
+}
