@@ -3,6 +3,7 @@ import yargs from 'yargs';
 import { registerAdminCommands } from './cli/admin';
 import type { ConfigArgs } from './cli/load-config';
 import { runServer } from './cli/run';
+import { runAgentMode } from './control/agent-mode';
 import { COMMIT, VERSION } from './version';
 
 async function main(argv: string[]): Promise<void> {
@@ -12,8 +13,12 @@ async function main(argv: string[]): Promise<void> {
     .option('config', { alias: 'c', type: 'string', describe: 'configuration file (default ./fleet-server.yml if present)' })
     .option('E', { type: 'string', array: true, describe: 'configuration override key=value (repeatable)' })
     .option('json', { type: 'boolean', describe: 'admin commands: print one JSON document' })
+    .option('agent-mode', { type: 'boolean', describe: 'run under Elastic Agent: connection info on stdin, configuration from units' })
     .version(`fleet-server version ${VERSION} (commit ${COMMIT})`)
-    .command(['run', '$0'], 'Run Fleet Server', {}, async (a) => runServer(a as ConfigArgs))
+    .command(['run', '$0'], 'Run Fleet Server', {}, async (a) => {
+      if (a['agent-mode']) await runAgentMode((a as ConfigArgs).E ?? []);
+      else await runServer(a as ConfigArgs);
+    })
     .strict()
     .help();
   await registerAdminCommands(y as never).parseAsync();

@@ -62,7 +62,7 @@ export function setPath(root: RawConfig, dotted: string, value: unknown): void {
 }
 
 /** Normalizes YAML keys written with dots (`server.port: 1`) into nested objects, as ucfg does. */
-function nestDottedKeys(value: unknown): unknown {
+export function nestDottedKeys(value: unknown): unknown {
   if (Array.isArray(value)) return value.map(nestDottedKeys);
   if (value === null || typeof value !== 'object') return value;
   const out: RawConfig = {};
@@ -83,7 +83,8 @@ function getPath(root: any, dotted: string): unknown {
   return node;
 }
 
-function mergeRaw(a: unknown, b: unknown): unknown {
+/** Deep merge: objects merge key by key, anything else in `b` wins. */
+export function mergeRaw(a: unknown, b: unknown): unknown {
   if (a && b && typeof a === 'object' && typeof b === 'object' && !Array.isArray(a) && !Array.isArray(b)) {
     const out: RawConfig = { ...(a as RawConfig) };
     for (const [k, v] of Object.entries(b)) out[k] = mergeRaw(out[k], v);
@@ -111,8 +112,10 @@ export function loadRawConfig(opts: LoadOptions): RawConfig {
   raw = nestDottedKeys(raw) as RawConfig;
   for (const o of opts.overrides ?? []) {
     const eq = o.indexOf('=');
-    if (eq <= 0) throw new Error(`-E ${o}: expected key=value`);
-    setPath(raw, o.slice(0, eq).trim(), parseScalar(o.slice(eq + 1)));
+    // As upstream's -E: a key with no value is the boolean true.
+    if (eq < 0 && o.trim() !== '') setPath(raw, o.trim(), true);
+    else if (eq <= 0) throw new Error(`-E ${o}: expected key=value`);
+    else setPath(raw, o.slice(0, eq).trim(), parseScalar(o.slice(eq + 1)));
   }
   return expandEnv(raw, opts.env ?? process.env) as RawConfig;
 }

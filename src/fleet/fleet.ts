@@ -70,9 +70,9 @@ export class Fleet {
   }
 
   /** Agent mode: what the policy self monitor watches (changes with the hosting agent's id or the unit config). */
-  setAgentHealthInput(input: AgentHealthInput): void {
+  setAgentHealthInput(input: AgentHealthInput): Promise<void> {
     this.agentHealthInput = input;
-    if (this.healthTimer) void this.checkHealth();
+    return this.healthTimer ? this.checkHealth() : Promise.resolve();
   }
 
   private checkHealth(): Promise<void> {

@@ -25,15 +25,16 @@ function normalizeLevel(level: string): string {
 
 export function createLogger(opts: LogOptions): Logger {
   const level = normalizeLevel(opts.level);
-  // multistream filters each entry at its own level, 'info' unless told: every sink takes the configured one.
+  // multistream filters each entry at its own level ('info' unless told); the logger's own level does the
+  // filtering instead, so that changing it (agent mode) reaches every sink.
   const streams: pino.StreamEntry[] = [];
-  if (opts.toStderr) streams.push({ level: level as pino.Level, stream: pino.destination({ fd: 2, sync: false }) });
+  if (opts.toStderr) streams.push({ level: 'trace', stream: pino.destination({ fd: 2, sync: false }) });
   if (opts.toFiles) {
     const file = new RotatingFile({
       dir: opts.filesPath, name: opts.filesName, rotateEveryBytes: opts.rotateEveryBytes,
       keepFiles: opts.keepFiles, permissions: opts.permissions, rotateOnStartup: opts.rotateOnStartup,
     });
-    streams.push({ level: level as pino.Level, stream: file });
+    streams.push({ level: 'trace', stream: file });
   }
   return pino(
     {
@@ -47,3 +48,5 @@ export function createLogger(opts: LogOptions): Logger {
     streams.length <= 1 ? (streams[0]?.stream ?? pino.destination({ fd: 2 })) : pino.multistream(streams),
   );
 }
+
+export { normalizeLevel };

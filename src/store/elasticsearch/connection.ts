@@ -102,3 +102,13 @@ export async function withRetries<T>(what: string, fn: () => Promise<T>, retries
     }
   }
 }
+
+/** One `GET /` against an output, with no retries: can this output be used right now? */
+export async function probe(c: ElasticsearchOutputConfig, timeoutMs = 5000): Promise<string> {
+  const client = createClient(c, { maxRetries: 0, requestTimeoutMs: timeoutMs });
+  try {
+    return (await client.info()).version.number;
+  } finally {
+    await client.close();
+  }
+}

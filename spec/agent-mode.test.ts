@@ -1,0 +1,218 @@
+// Agent mode against the bundled program under a fake Elastic Agent (mTLS, SNI, the agent's stream
+// rules), on the Elasticsearch double: bootstrap → DEGRADED with an enrollment token → the agent enrolls
+// through the internal port → HEALTHY → a policy change keeps held check-ins → bad output → FAILED →
+// recovery → units STOPPED → SIGTERM. Plus reconnects, unit types, diagnostics and heartbeats.
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { proto } from '../src/control/generated/control';
+import { SimAgent } from './support/agent';
+import { cli } from './support/cli';
+import { EsDouble } from './support/es-double/server';
+import { esSettings } from './support/es-mode';
+import { FakeAgent, fleetServerUnits, type FakeUnit } from './support/fake-agent';
+import { removeDir, tempDir } from './support/fleet-server';
+import { request } from './support/http';
+import { freePort } from './support/ports';
+
+jest.setTimeout(120_000);
+
+const S = proto.State;
+const POLICY = 'fleet-server-policy';
+const RUNNING = `Running on policy with Fleet Server integration: ${POLICY}`;
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+const both = (state: proto.State, message?: string | RegExp) => (o: { units: { state: proto.State; message: string }[] }): boolean =>
+  o.units.length === 2 && o.units.every((u) => u.state === state && (message === undefined || (typeof message === 'string' ? u.message === message : message.test(u.message))));
+
+/** A Fleet Server policy (with the fleet-server input) and an enrollment token, as Kibana makes them. */
+async function seedFleetServerPolicy(dir: string, es: EsDouble, revision = 1): Promise<string | undefined> {
+  const file = join(dir, `fs-policy-${revision}.yml`);
+  writeFileSync(file, [`id: ${POLICY}`, 'default_fleet_server: true', 'outputs:', '  default: {type: elasticsearch, hosts: ["http://localhost:9200"]}',
+    `inputs: [{id: fleet-server, type: fleet-server, revision: ${revision}}]`, 'agent: {monitoring: {enabled: false}}'].join('\n'));
+  await cli(dir, ['policy', 'put', file], esSettings(es));
+  if (revision > 1) return undefined;
+  return (await cli(dir, ['enrollment-token', 'create', '--policy', POLICY], esSettings(es))).api_key as string;
+}
+
+describe('agent mode lifecycle', () => {
+  const dir = tempDir();
+  let es: EsDouble;
+  const fake = new FakeAgent();
+  let port: number;
+  let internalPort: number;
+  let units: FakeUnit[];
+
+  beforeAll(async () => {
+    es = await new EsDouble().start();
+    await seedFleetServerPolicy(dir, es);
+    port = await freePort();
+    internalPort = await freePort();
+    await fake.start();
+  });
+
+  afterAll(async () => {
+    await fake.stop();
+    await es.stop();
+    removeDir(dir);
+  });
+
+  test('bootstrap: no agent id yet → DEGRADED with the enrollment token, served on the internal port', async () => {
+    units = fleetServerUnits({ policyId: POLICY, esHosts: [es.url], serviceToken: es.serviceToken, port, internalPort, bootstrap: true });
+    fake.units = units;
+    fake.spawn(dir);
+    const first = await fake.waitObserved('the first check-in', () => true, 10_000);
+    expect(fake.observed[0]!.versionInfo?.name).toBe('fleet-server');
+    expect(first).toBeDefined();
+    const degraded = await fake.waitObserved('DEGRADED', both(S.DEGRADED, `${RUNNING}; missing config fleet.agent.id (expected during bootstrap process)`));
+    const token = degraded.units[0]!.payload?.['enrollment_token'];
+    expect(typeof token).toBe('string');
+    expect(degraded.units.every((u) => u.configIdx === 1)).toBe(true);
+    const status = await request(`http://localhost:${internalPort}/api/status`);
+    expect(status.status).toBe(503);
+    expect(status.json.status).toBe('DEGRADED');
+    // The agent enrolls itself through the internal listener with that token.
+    const self = new SimAgent(`http://localhost:${internalPort}`);
+    expect((await self.enroll(token as string)).status).toBe(200);
+    fake.agentInfo = { ...fake.agentInfo, id: self.id };
+    fake.send();
+    await fake.waitObserved('HEALTHY', both(S.HEALTHY, RUNNING));
+    expect((await request(`http://127.0.0.1:${port}/api/status`)).status).toBe(200);
+    expect(fake.errors).toEqual([]);
+  });
+
+  test('a policy change (input unit idx 2): CONFIGURING, then HEALTHY, and held check-ins stay held', async () => {
+    const token = (await cli(dir, ['enrollment-token', 'list'], esSettings(es)))[0].api_key as string;
+    const agent = new SimAgent(`http://127.0.0.1:${port}`);
+    expect((await agent.enroll(token)).status).toBe(200);
+    expect((await agent.checkin()).json.actions[0].type).toBe('POLICY_CHANGE');
+    let answered = false;
+    const held = agent.checkin({ agent_policy_id: POLICY, policy_revision_idx: 1 }).then((r) => {
+      answered = true;
+      return r;
+    });
+    await sleep(500);
+    const before = fake.observed.length;
+    units[0]!.configIdx = 2;
+    units[0]!.config = { ...units[0]!.config, revision: 2 };
+    fake.send();
+    await fake.waitObserved('HEALTHY on idx 2', (o) => both(S.HEALTHY, RUNNING)(o) && o.units.some((u) => u.type === proto.UnitType.INPUT && u.configIdx === 2));
+    expect(fake.observed.slice(before).some(both(S.CONFIGURING, 'Re-configuring'))).toBe(true);
+    expect(answered).toBe(false);
+    // The poll held across the reconfiguration receives the next revision.
+    await seedFleetServerPolicy(dir, es, 2);
+    const res = await held;
+    expect(res.status).toBe(200);
+    expect(res.json.actions[0].id).toBe(`policy:${POLICY}:2`);
+  });
+
+  test('a bad output: FAILED with the reason, then recovery when the output is fixed', async () => {
+    units[1]!.configIdx = 2;
+    units[1]!.config = { id: 'default', type: 'elasticsearch', hosts: ['http://127.0.0.1:1'], service_token: es.serviceToken };
+    fake.send();
+    const failed = await fake.waitObserved('FAILED', both(S.FAILED, /^Error - /));
+    expect(failed.units[0]!.message).toMatch(/connect|ECONNREFUSED/i);
+    units[1]!.configIdx = 3;
+    units[1]!.config = { id: 'default', type: 'elasticsearch', hosts: [es.url], service_token: es.serviceToken };
+    fake.send();
+    await fake.waitObserved('HEALTHY again', (o) => both(S.HEALTHY, RUNNING)(o) && o.units.some((u) => u.type === proto.UnitType.OUTPUT && u.configIdx === 3));
+  });
+
+  test('units STOPPED: the server stops, both units report STOPPED, the process stays; SIGTERM exits 0', async () => {
+    for (const u of units) u.state = S.STOPPED;
+    fake.send();
+    await fake.waitObserved('units removed after STOPPED', (o) => o.units.length === 0);
+    expect(fake.observed.some(both(S.STOPPED, 'Stopped'))).toBe(true);
+    expect(fake.child!.exitCode).toBeNull();
+    await expect(request(`http://127.0.0.1:${port}/api/status`)).rejects.toThrow();
+    const t0 = Date.now();
+    fake.child!.kill('SIGTERM');
+    expect(await fake.exit).toEqual({ code: 0, signal: null });
+    expect(Date.now() - t0).toBeLessThan(25_000);
+  });
+});
+
+describe('agent mode protocol behaviour', () => {
+  const dir = tempDir();
+  let es: EsDouble;
+  const fake = new FakeAgent();
+  let port: number;
+
+  beforeAll(async () => {
+    es = await new EsDouble().start();
+    await seedFleetServerPolicy(dir, es);
+    port = await freePort();
+    await fake.start();
+    fake.agentInfo = { ...fake.agentInfo, id: 'host-agent-1' };
+    fake.units = fleetServerUnits({ policyId: POLICY, esHosts: [es.url], serviceToken: es.serviceToken, port, internalPort: await freePort() });
+    fake.spawn(dir);
+    await fake.waitObserved('HEALTHY', both(S.HEALTHY, RUNNING));
+  });
+
+  afterAll(async () => {
+    await fake.stop();
+    await es.stop();
+    removeDir(dir);
+  });
+
+  test('a dropped CheckinV2 stream is reopened; version info is sent again and unit state is kept', async () => {
+    const before = fake.observed.length;
+    fake.dropCheckin();
+    const again = await fake.waitObserved('a new stream', (o) => !!o.versionInfo && fake.observed.indexOf(o) >= before, 15_000);
+    expect(again.units.map((u) => [u.state, u.configIdx])).toEqual([[S.HEALTHY, 1], [S.HEALTHY, 1]]);
+  });
+
+  test('diagnostics: the redacted configuration and TLS facts; custom and unknown actions fail', async () => {
+    const diag = await fake.action({ type: proto.ActionRequest.Type.DIAGNOSTICS, level: proto.ActionRequest.Level.COMPONENT, params: Buffer.from('{}') });
+    expect(diag.status).toBe(proto.ActionResponse.Status.SUCCESS);
+    expect(diag.diagnostic.map((d) => d.filename)).toEqual(['fleet-server.yml', 'fleet-server-api-tls.txt', 'fleet-server-output-tls.txt']);
+    const yml = Buffer.from(diag.diagnostic[0]!.content!).toString();
+    expect(yml).toContain('[REDACTED]');
+    expect(yml).not.toContain(es.serviceToken);
+    const conn = await fake.action({ type: proto.ActionRequest.Type.DIAGNOSTICS, level: proto.ActionRequest.Level.ALL, params: Buffer.from('{"additional_metrics":["CONN"]}') });
+    expect(Buffer.from(conn.diagnostic.find((d) => d.filename === 'fleet-server-output-request.txt')!.content!).toString()).toMatch(/GET \/ → Elasticsearch 9\.6\.0/);
+    const custom = await fake.action({ type: proto.ActionRequest.Type.CUSTOM, name: 'nope', unitId: 'fleet-server-default', unitType: proto.UnitType.OUTPUT, params: Buffer.from('{}') });
+    expect(custom.status).toBe(proto.ActionResponse.Status.FAILED);
+    expect(JSON.parse(Buffer.from(custom.result).toString())).toEqual({ error: 'action undefined' });
+    const unknown = await fake.action({ type: 7 as proto.ActionRequest.Type, params: Buffer.from('{}') });
+    expect(JSON.parse(Buffer.from(unknown.result).toString())).toEqual({ error: 'action type unknown' });
+  });
+
+  test('an unsupported unit type is FAILED with upstream\'s message', async () => {
+    const bad: FakeUnit = { id: 'logs-default-logfile', type: proto.UnitType.INPUT, state: S.HEALTHY, configIdx: 1, logLevel: proto.UnitLogLevel.INFO, config: { id: 'logfile', type: 'logfile' } };
+    fake.units = [...fake.units, bad];
+    fake.send();
+    const o = await fake.waitObserved('FAILED unit', (x) => x.units.some((u) => u.id === bad.id && u.state === S.FAILED));
+    expect(o.units.find((u) => u.id === bad.id)!.message).toBe('logfile is an unsupported input type');
+    fake.units = fake.units.filter((u) => u !== bad);
+    fake.send();
+    await fake.waitObserved('the bad unit gone', (x) => x.units.length === 2);
+  });
+
+  test('with nothing changing, an observed message still goes out at least every 25 s', async () => {
+    const from = fake.observed.length;
+    await sleep(26_000);
+    const later = fake.observed.slice(from);
+    expect(later.length).toBeGreaterThanOrEqual(1);
+    expect(later.every(both(S.HEALTHY, RUNNING))).toBe(true);
+  }, 60_000);
+});
+
+test('a component that stops checking in is killed after three missed check-in ticks', async () => {
+  const dir = tempDir();
+  const es = await new EsDouble().start();
+  const fake = new FakeAgent();
+  await fake.start();
+  fake.tickMs = 1000;
+  fake.agentInfo = { ...fake.agentInfo, id: 'host-agent-2' };
+  fake.units = fleetServerUnits({ policyId: POLICY, esHosts: [es.url], serviceToken: es.serviceToken, port: await freePort(), internalPort: await freePort() });
+  try {
+    const child = fake.spawn(dir);
+    await fake.waitObserved('a first check-in', () => true, 10_000);
+    child.kill('SIGSTOP');
+    expect(await fake.exit).toEqual({ code: null, signal: 'SIGKILL' });
+    expect(fake.errors).toContain('missed 3 check-ins; killing');
+  } finally {
+    await fake.stop();
+    await es.stop();
+    removeDir(dir);
+  }
+});

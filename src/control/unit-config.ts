@@ -1,0 +1,72 @@
+// The Fleet Server configuration Elastic Agent's units describe (upstream's configFromUnits): the input
+// unit becomes inputs[0], the output unit output.elasticsearch (merged with the `bootstrap` object the
+// agent injects), the more verbose of the two log levels logging.level, and the agent's identity
+// fleet.agent.*. Unit values win over the -E settings on the command line.
+import { mergeRaw, nestDottedKeys, type RawConfig } from '../config/raw';
+import { proto } from './generated/control';
+import { fromStruct } from './struct';
+
+const LEVELS = ['error', 'warn', 'info', 'debug', 'trace'];
+/** Bootstrap keys copied into the output where it lacks them. */
+const BOOTSTRAP_KEYS = ['protocol', 'hosts', 'path', 'service_token', 'service_token_path', 'headers', 'proxy_url', 'proxy_disable', 'proxy_headers'];
+const BOOTSTRAP_SSL_KEYS = ['verification_mode', 'certificate_authorities', 'ca_trusted_fingerprint', 'certificate', 'key'];
+
+type Obj = Record<string, unknown>;
+const isObj = (v: unknown): v is Obj => v !== null && typeof v === 'object' && !Array.isArray(v);
+
+export function unitSource(config: proto.IUnitExpectedConfig | undefined): Obj {
+  return nestDottedKeys(fromStruct(config?.source)) as Obj;
+}
+
+export interface OutputChoice {
+  /** The output with bootstrap values filled in where it lacks them. */
+  merged: Obj;
+  /** The bootstrap object alone, the fallback when `merged` cannot reach Elasticsearch. */
+  bootstrap: Obj | undefined;
+}
+
+export function outputFromUnit(source: Obj): OutputChoice {
+  const { bootstrap, ...output } = source;
+  delete output['type'];
+  if (!isObj(bootstrap)) return { merged: output, bootstrap: undefined };
+  const merged: Obj = { ...output };
+  for (const k of BOOTSTRAP_KEYS) if (merged[k] === undefined && bootstrap[k] !== undefined) merged[k] = bootstrap[k];
+  if (isObj(bootstrap['ssl'])) {
+    const ssl: Obj = isObj(merged['ssl']) ? { ...merged['ssl'] } : {};
+    const bssl = bootstrap['ssl'];
+    for (const k of BOOTSTRAP_SSL_KEYS) if (ssl[k] === undefined && bssl[k] !== undefined) ssl[k] = bssl[k];
+    // An output that names its own CA keeps verifying, whatever the bootstrap said.
+    const ownCa = isObj(output['ssl']) && ((Array.isArray(output['ssl']['certificate_authorities']) && output['ssl']['certificate_authorities'].length > 0)
+      || !!output['ssl']['ca_trusted_fingerprint']) && output['ssl']['verification_mode'] !== 'none';
+    if (ownCa && ssl['verification_mode'] === 'none' && (output['ssl'] as Obj)['verification_mode'] === undefined) delete ssl['verification_mode'];
+    merged['ssl'] = ssl;
+  }
+  return { merged, bootstrap: { ...bootstrap } };
+}
+
+export interface UnitsView {
+  input: { config: proto.IUnitExpectedConfig | undefined; logLevel: proto.UnitLogLevel };
+  output: { config: proto.IUnitExpectedConfig | undefined; logLevel: proto.UnitLogLevel };
+  agent: { id: string; version: string };
+  /** The Elasticsearch output to use: the merged one, or the bootstrap fallback. */
+  elasticsearch: Obj;
+}
+
+export function configFromUnits(cli: RawConfig, v: UnitsView): RawConfig {
+  const input = unitSource(v.input.config);
+  const inputs0: Obj = { type: 'fleet-server' };
+  for (const k of ['policy', 'server', 'cache', 'monitor']) if (input[k] !== undefined) inputs0[k] = input[k];
+  const level = LEVELS[Math.max(v.input.logLevel, v.output.logLevel)] ?? 'info';
+  const fromUnits: RawConfig = {
+    fleet: { agent: { id: v.agent.id, version: v.agent.version } },
+    inputs: [inputs0],
+    output: { elasticsearch: v.elasticsearch },
+    logging: { level },
+  };
+  // The unit config replaces the CLI's inputs list and output as wholes; other keys merge.
+  const base: RawConfig = { ...cli };
+  delete base['inputs'];
+  const cliInput = Array.isArray(cli['inputs']) && isObj(cli['inputs'][0]) ? cli['inputs'][0] : {};
+  fromUnits['inputs'] = [mergeRaw(cliInput, inputs0)];
+  return mergeRaw(base, fromUnits) as RawConfig;
+}
