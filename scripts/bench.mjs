@@ -1,17 +1,19 @@
-// npm run bench: starts the bundled server, enrolls N simulated agents from several load-generator
+// npm run bench: measures the packaged executable's start-up; then starts the bundled server, enrolls N simulated agents from several load-generator
 // processes, holds their long polls, then writes a new policy revision and measures how fast it reaches
 // them. Runs on the embedded store and in Elasticsearch mode on the double (BENCH_STORE=sqlite|elasticsearch
 // picks one); the Elasticsearch run also measures a minute of steady long-polling: Elasticsearch requests
 // by kind, documents written and the API-key cache hit rate. Prints figures; asserts nothing.
 import { spawn, fork, execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
 const AGENTS = Number(process.env.BENCH_AGENTS ?? 10_000);
 const WORKERS = Number(process.env.BENCH_WORKERS ?? 4);
 const PORT = Number(process.env.BENCH_PORT ?? 18420);
-const STORES = (process.env.BENCH_STORE ?? 'sqlite,elasticsearch').split(',');
+// BENCH_STORE picks runs: sqlite, elasticsearch, startup (the packaged executable's start-up); default all.
+const RUNS = (process.env.BENCH_STORE ?? 'startup,sqlite,elasticsearch').split(',');
+const STORES = RUNS.filter((r) => r === 'sqlite' || r === 'elasticsearch');
 const STEADY_S = Number(process.env.BENCH_STEADY_SECONDS ?? 60);
 const dist = new URL('../dist/fleet-server.js', import.meta.url).pathname;
 const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8'));
@@ -179,4 +181,32 @@ function writePolicy(file, inputs) {
   }));
 }
 
+/** Start-up time (spawn → /api/status 200) and idle RSS of the packaged executable, beside the bundle on Node. */
+async function startup() {
+  const exe = new URL('../dist/fleet-server', import.meta.url).pathname;
+  if (!existsSync(exe) || statSync(exe).mtimeMs < statSync(dist).mtimeMs) {
+    execFileSync(process.execPath, [new URL('./package.mjs', import.meta.url).pathname], { stdio: 'ignore' });
+  }
+  const measure = async (cmd, args) => {
+    const dir = mkdtempSync(join(tmpdir(), 'fleet-bench-start-'));
+    const t0 = performance.now();
+    const child = spawn(cmd, [...args, '-E', `path.data=${dir}`, '-E', 'inputs.0.server.host=127.0.0.1', '-E', `inputs.0.server.port=${PORT}`,
+      '-E', `inputs.0.server.internal_port=${PORT + 1}`, '-E', 'logging.level=warn'], { cwd: dir, stdio: 'ignore' });
+    await waitFor('start-up', async () => (await fetch(`http://127.0.0.1:${PORT}/api/status`)).status === 200, 30_000);
+    const ms = performance.now() - t0;
+    await sleep(1000);
+    const rss = rssKiB(child.pid);
+    child.kill('SIGTERM');
+    await new Promise((r) => child.once('exit', r));
+    rmSync(dir, { recursive: true, force: true });
+    return { ms, rss };
+  };
+  const sea = await measure(exe, []);
+  const bundle = await measure(process.execPath, [...pkg.fleetServer.nodeFlags, dist]);
+  console.log('\nStart-up (embedded store, first start: creates the default policy; spawn → /api/status 200)');
+  console.log(`packaged executable             ${fmt(sea.ms, 0)} ms, idle RSS ${fmt(sea.rss / 1024)} MiB`);
+  console.log(`node dist/fleet-server.js       ${fmt(bundle.ms, 0)} ms, idle RSS ${fmt(bundle.rss / 1024)} MiB`);
+}
+
+if (RUNS.includes('startup')) await startup();
 for (const store of STORES) await run(store);

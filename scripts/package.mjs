@@ -1,0 +1,79 @@
+// npm run package: the bundled program as a Node single executable (dist/fleet-server, runs with no
+// Node installed), the Elastic Agent component spec (dist/fleet-server.spec.yml), and both in
+// dist/fleet-server-<version>-linux-x86_64.tar.gz, laid out as an agent artifact bundle expects a
+// component: one top directory holding the executable and its spec.
+import { execFileSync } from 'node:child_process';
+import { chmodSync, copyFileSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { arch, platform } from 'node:os';
+import { inject } from 'postject';
+
+const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8'));
+const dist = new URL('../dist/', import.meta.url).pathname;
+const platformName = `${platform()}-${arch() === 'x64' ? 'x86_64' : arch()}`;
+const name = `fleet-server-${pkg.version}-${platformName}`;
+
+// The single executable runs the bundle without its shebang line, with the flags the shebang carries.
+const bundle = readFileSync(`${dist}fleet-server.js`, 'utf8');
+writeFileSync(`${dist}fleet-server.sea.js`, bundle.startsWith('#!') ? bundle.slice(bundle.indexOf('\n') + 1) : bundle);
+writeFileSync(`${dist}sea-config.json`, JSON.stringify({
+  main: `${dist}fleet-server.sea.js`,
+  output: `${dist}sea-prep.blob`,
+  disableExperimentalSEAWarning: true,
+  useCodeCache: true,
+  execArgv: pkg.fleetServer.nodeFlags,
+}));
+execFileSync(process.execPath, ['--experimental-sea-config', `${dist}sea-config.json`], { stdio: 'inherit' });
+const exe = `${dist}fleet-server`;
+rmSync(exe, { force: true });
+copyFileSync(process.execPath, exe);
+chmodSync(exe, 0o755);
+await inject(exe, 'NODE_SEA_BLOB', readFileSync(`${dist}sea-prep.blob`), { sentinelFuse: 'NODE_SEA_FUSE_fce680ab2cc467b6e072b8b5df1996b2' });
+chmodSync(exe, 0o755);
+
+// Spec version 2: one input, `fleet-server`, whose only output is `elasticsearch`; the agent appends
+// its monitoring -E settings and path.data to these args.
+const spec = `version: 2
+inputs:
+  - name: fleet-server
+    description: "Fleet Server"
+    platforms:
+      - linux/amd64
+      - linux/arm64
+      - darwin/amd64
+      - darwin/arm64
+      - windows/amd64
+      - container/amd64
+      - container/arm64
+    outputs:
+      - elasticsearch
+    command:
+      args:
+        - "--agent-mode"
+        - "-E"
+        - "logging.level=debug"
+        - "-E"
+        - "logging.to_stderr=true"
+`;
+writeFileSync(`${dist}fleet-server.spec.yml`, spec);
+
+const dir = `${dist}${name}`;
+rmSync(dir, { recursive: true, force: true });
+mkdirSync(dir);
+copyFileSync(exe, `${dir}/fleet-server`);
+chmodSync(`${dir}/fleet-server`, 0o755);
+copyFileSync(`${dist}fleet-server.spec.yml`, `${dir}/fleet-server.spec.yml`);
+copyFileSync(new URL('../README.md', import.meta.url).pathname, `${dir}/README.md`);
+writeFileSync(`${dir}/fleet-server.yml`, [
+  '# Standalone Fleet Server. Under Elastic Agent this file is not read: configuration comes from the agent.',
+  'output.elasticsearch:',
+  '  hosts: ["http://localhost:9200"]',
+  '  service_token: ${FLEET_SERVER_SERVICE_TOKEN}',
+  'inputs:',
+  '  - type: fleet-server',
+  '    server: {host: 0.0.0.0, port: 8220}',
+  '',
+].join('\n'));
+execFileSync('tar', ['-czf', `${dist}${name}.tar.gz`, '-C', dist, name], { stdio: 'inherit' });
+rmSync(dir, { recursive: true, force: true });
+for (const f of ['fleet-server.sea.js', 'sea-config.json', 'sea-prep.blob']) rmSync(`${dist}${f}`, { force: true });
+process.stdout.write(`packaged ${exe} and ${dist}${name}.tar.gz\n`);

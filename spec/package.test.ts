@@ -1,0 +1,87 @@
+// The packaged single executable (npm run package): runs with no Node and no environment, standalone
+// and in agent mode under the fake agent; the tarball holds it and its component spec.
+import { execFileSync, spawn } from 'node:child_process';
+import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { parse } from 'yaml';
+import { proto } from '../src/control/generated/control';
+import { EsDouble } from './support/es-double/server';
+import { FakeAgent, fleetServerUnits } from './support/fake-agent';
+import { removeDir, tempDir } from './support/fleet-server';
+import { request } from './support/http';
+import { freePort } from './support/ports';
+import { cli } from './support/cli';
+import { esSettings } from './support/es-mode';
+
+jest.setTimeout(180_000);
+
+const ROOT = resolve(__dirname, '..');
+const EXE = join(ROOT, 'dist/fleet-server');
+const VERSION = (JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { version: string }).version;
+const TARBALL = join(ROOT, `dist/fleet-server-${VERSION}-linux-x86_64.tar.gz`);
+
+beforeAll(() => {
+  // Packaging follows the build `npm test` just ran; it is not repeated when already current.
+  const bundle = statSync(join(ROOT, 'dist/fleet-server.js')).mtimeMs;
+  if (!existsSync(EXE) || statSync(EXE).mtimeMs < bundle || !existsSync(TARBALL)) {
+    execFileSync(process.execPath, [join(ROOT, 'scripts/package.mjs')], { cwd: ROOT, stdio: 'inherit' });
+  }
+});
+
+test('--version prints the version and commit with no Node on PATH and an empty environment', () => {
+  expect(execFileSync(EXE, ['--version'], { env: {} }).toString()).toMatch(new RegExp(`^fleet-server version ${VERSION.replace(/\./g, '\\.')} \\(commit \\w+\\)`));
+});
+
+test('standalone: the executable serves /api/status', async () => {
+  const dir = tempDir();
+  const port = await freePort();
+  const child = spawn(EXE, ['-E', `path.data=${dir}`, '-E', 'inputs.0.server.host=127.0.0.1', '-E', `inputs.0.server.port=${port}`, '-E', `inputs.0.server.internal_port=${await freePort()}`],
+    { cwd: dir, env: {}, stdio: ['ignore', 'pipe', 'pipe'] });
+  try {
+    let status = 0;
+    for (let i = 0; i < 100 && status !== 200; i++) {
+      await new Promise((r) => setTimeout(r, 100));
+      status = await request(`http://127.0.0.1:${port}/api/status`).then((r) => r.status, () => 0);
+    }
+    expect(status).toBe(200);
+  } finally {
+    child.kill('SIGTERM');
+    await new Promise((r) => child.once('exit', r));
+    removeDir(dir);
+  }
+});
+
+test('agent mode: the executable runs under the fake agent and turns HEALTHY', async () => {
+  const dir = tempDir();
+  const es = await new EsDouble().start();
+  const fake = new FakeAgent();
+  await fake.start();
+  try {
+    const file = join(dir, 'fs.yml');
+    writeFileSync(file, ['id: fs-policy', 'outputs: {default: {type: elasticsearch, hosts: ["http://localhost:9200"]}}', 'inputs: [{id: fleet-server, type: fleet-server}]'].join('\n'));
+    await cli(dir, ['policy', 'put', file], esSettings(es));
+    fake.agentInfo = { ...fake.agentInfo, id: 'packaged-host' };
+    fake.units = fleetServerUnits({ policyId: 'fs-policy', esHosts: [es.url], serviceToken: es.serviceToken, port: await freePort(), internalPort: await freePort() });
+    fake.spawn(dir, [], { command: [EXE] });
+    await fake.waitObserved('HEALTHY', (o) => o.units.length === 2 && o.units.every((u) => u.state === proto.State.HEALTHY
+      && u.message === 'Running on policy with Fleet Server integration: fs-policy'));
+    fake.child!.kill('SIGTERM');
+    expect(await fake.exit).toEqual({ code: 0, signal: null });
+  } finally {
+    await fake.stop();
+    await es.stop();
+    removeDir(dir);
+  }
+});
+
+test('the tarball holds the executable and a version 2 component spec with upstream\'s arguments', () => {
+  const listing = execFileSync('tar', ['-tzvf', TARBALL]).toString().split('\n').filter(Boolean);
+  const top = `fleet-server-${VERSION}-linux-x86_64/`;
+  expect(listing.some((l) => l.startsWith('-rwxr-xr-x') && l.endsWith(`${top}fleet-server`))).toBe(true);
+  const spec = parse(execFileSync('tar', ['-xzOf', TARBALL, `${top}fleet-server.spec.yml`]).toString()) as {
+    version: number; inputs: { name: string; outputs: string[]; command: { args: string[] } }[];
+  };
+  expect(spec.version).toBe(2);
+  expect(spec.inputs).toHaveLength(1);
+  expect(spec.inputs[0]).toMatchObject({ name: 'fleet-server', outputs: ['elasticsearch'], command: { args: ['--agent-mode', '-E', 'logging.level=debug', '-E', 'logging.to_stderr=true'] } });
+});
