@@ -160,6 +160,15 @@ describe('agent mode protocol behaviour', () => {
     expect(again.units.map((u) => [u.state, u.configIdx])).toEqual([[S.HEALTHY, 1], [S.HEALTHY, 1]]);
   });
 
+  test('chunked expected messages are reassembled; unit and global idx values are echoed', async () => {
+    const input = fake.units.find((u) => u.type === proto.UnitType.INPUT)!;
+    input.configIdx = 2;
+    input.config = { ...input.config, revision: 2 };
+    fake.sendChunked();
+    const o = await fake.waitObserved('idx 2 adopted', (x) => both(S.HEALTHY, RUNNING)(x) && x.units.some((u) => u.id === input.id && u.configIdx === 2));
+    expect([o.featuresIdx, o.componentIdx]).toEqual([2, 2]);
+  });
+
   test('diagnostics: the redacted configuration and TLS facts; custom and unknown actions fail', async () => {
     const diag = await fake.action({ type: proto.ActionRequest.Type.DIAGNOSTICS, level: proto.ActionRequest.Level.COMPONENT, params: Buffer.from('{}') });
     expect(diag.status).toBe(proto.ActionResponse.Status.SUCCESS);
@@ -194,6 +203,28 @@ describe('agent mode protocol behaviour', () => {
     expect(later.length).toBeGreaterThanOrEqual(1);
     expect(later.every(both(S.HEALTHY, RUNNING))).toBe(true);
   }, 60_000);
+});
+
+test('waiting states: a missing output unit, then a policy that does not exist yet', async () => {
+  const dir = tempDir();
+  const es = await new EsDouble().start();
+  const fake = new FakeAgent();
+  await fake.start();
+  fake.agentInfo = { ...fake.agentInfo, id: 'host-agent-3' };
+  const [input, output] = fleetServerUnits({ policyId: 'not-yet', esHosts: [es.url], serviceToken: es.serviceToken, port: await freePort(), internalPort: await freePort() });
+  try {
+    fake.units = [input!];
+    fake.spawn(dir);
+    const alone = await fake.waitObserved('waiting for output', (o) => o.units.length === 1 && o.units[0]!.message === 'waiting for output unit');
+    expect(alone.units[0]!.state).toBe(S.STARTING);
+    fake.units = [input!, output!];
+    fake.send();
+    await fake.waitObserved('waiting on the policy', both(S.STARTING, 'Waiting on policy with Fleet Server integration: not-yet'));
+  } finally {
+    await fake.stop();
+    await es.stop();
+    removeDir(dir);
+  }
 });
 
 test('a component that stops checking in is killed after three missed check-in ticks', async () => {

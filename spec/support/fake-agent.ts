@@ -192,6 +192,16 @@ export class FakeAgent {
     this.checkin?.write(this.expected());
   }
 
+  /** Pushes the expected state in chunks, as the agent does with large messages: one unit per chunk, then a terminator. */
+  sendChunked(): void {
+    const whole = this.expected();
+    const ts = { seconds: Math.floor(Date.now() / 1000), nanos: (Date.now() % 1000) * 1e6 };
+    const [first, ...rest] = whole.units ?? [];
+    this.checkin?.write({ ...whole, units: first ? [first] : [], unitsTimestamp: ts });
+    for (const u of rest) this.checkin?.write({ units: [u], unitsTimestamp: ts });
+    this.checkin?.write({ units: [], unitsTimestamp: ts });
+  }
+
   /** Drops the CheckinV2 stream, as an agent restart of its server side would. */
   dropCheckin(): void {
     this.checkin?.emit('error', { code: grpc.status.UNAVAILABLE, details: 'dropped by the fake agent' });
