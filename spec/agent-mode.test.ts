@@ -9,7 +9,7 @@ import { SimAgent } from './support/agent';
 import { cli } from './support/cli';
 import { EsDouble } from './support/es-double/server';
 import { esSettings } from './support/es-mode';
-import { FakeAgent, fleetServerUnits, type FakeUnit } from './support/fake-agent';
+import { FakeAgent, fleetServerUnits, withAgentEnv, type FakeUnit } from './support/fake-agent';
 import { removeDir, tempDir } from './support/fleet-server';
 import { request } from './support/http';
 import { freePort } from './support/ports';
@@ -205,45 +205,25 @@ describe('agent mode protocol behaviour', () => {
   }, 60_000);
 });
 
-test('waiting states: a missing output unit, then a policy that does not exist yet', async () => {
-  const dir = tempDir();
-  const es = await new EsDouble().start();
-  const fake = new FakeAgent();
-  await fake.start();
+test('waiting states: a missing output unit, then a policy that does not exist yet', () => withAgentEnv(async ({ dir, es, fake }) => {
   fake.agentInfo = { ...fake.agentInfo, id: 'host-agent-3' };
   const [input, output] = fleetServerUnits({ policyId: 'not-yet', esHosts: [es.url], serviceToken: es.serviceToken, port: await freePort(), internalPort: await freePort() });
-  try {
-    fake.units = [input!];
-    fake.spawn(dir);
-    const alone = await fake.waitObserved('waiting for output', (o) => o.units.length === 1 && o.units[0]!.message === 'waiting for output unit');
-    expect(alone.units[0]!.state).toBe(S.STARTING);
-    fake.units = [input!, output!];
-    fake.send();
-    await fake.waitObserved('waiting on the policy', both(S.STARTING, 'Waiting on policy with Fleet Server integration: not-yet'));
-  } finally {
-    await fake.stop();
-    await es.stop();
-    removeDir(dir);
-  }
-});
+  fake.units = [input!];
+  fake.spawn(dir);
+  const alone = await fake.waitObserved('waiting for output', (o) => o.units.length === 1 && o.units[0]!.message === 'waiting for output unit');
+  expect(alone.units[0]!.state).toBe(S.STARTING);
+  fake.units = [input!, output!];
+  fake.send();
+  await fake.waitObserved('waiting on the policy', both(S.STARTING, 'Waiting on policy with Fleet Server integration: not-yet'));
+}));
 
-test('a component that stops checking in is killed after three missed check-in ticks', async () => {
-  const dir = tempDir();
-  const es = await new EsDouble().start();
-  const fake = new FakeAgent();
-  await fake.start();
+test('a component that stops checking in is killed after three missed check-in ticks', () => withAgentEnv(async ({ dir, es, fake }) => {
   fake.tickMs = 1000;
   fake.agentInfo = { ...fake.agentInfo, id: 'host-agent-2' };
   fake.units = fleetServerUnits({ policyId: POLICY, esHosts: [es.url], serviceToken: es.serviceToken, port: await freePort(), internalPort: await freePort() });
-  try {
-    const child = fake.spawn(dir);
-    await fake.waitObserved('a first check-in', () => true, 10_000);
-    child.kill('SIGSTOP');
-    expect(await fake.exit).toEqual({ code: null, signal: 'SIGKILL' });
-    expect(fake.errors).toContain('missed 3 check-ins; killing');
-  } finally {
-    await fake.stop();
-    await es.stop();
-    removeDir(dir);
-  }
-});
+  const child = fake.spawn(dir);
+  await fake.waitObserved('a first check-in', () => true, 10_000);
+  child.kill('SIGSTOP');
+  expect(await fake.exit).toEqual({ code: null, signal: 'SIGKILL' });
+  expect(fake.errors).toContain('missed 3 check-ins; killing');
+}));

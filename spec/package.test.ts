@@ -5,8 +5,7 @@ import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { parse } from 'yaml';
 import { proto } from '../src/control/generated/control';
-import { EsDouble } from './support/es-double/server';
-import { FakeAgent, fleetServerUnits } from './support/fake-agent';
+import { fleetServerUnits, withAgentEnv } from './support/fake-agent';
 import { removeDir, tempDir } from './support/fleet-server';
 import { request } from './support/http';
 import { freePort } from './support/ports';
@@ -51,28 +50,18 @@ test('standalone: the executable serves /api/status', async () => {
   }
 });
 
-test('agent mode: the executable runs under the fake agent and turns HEALTHY', async () => {
-  const dir = tempDir();
-  const es = await new EsDouble().start();
-  const fake = new FakeAgent();
-  await fake.start();
-  try {
-    const file = join(dir, 'fs.yml');
-    writeFileSync(file, ['id: fs-policy', 'outputs: {default: {type: elasticsearch, hosts: ["http://localhost:9200"]}}', 'inputs: [{id: fleet-server, type: fleet-server}]'].join('\n'));
-    await cli(dir, ['policy', 'put', file], esSettings(es));
-    fake.agentInfo = { ...fake.agentInfo, id: 'packaged-host' };
-    fake.units = fleetServerUnits({ policyId: 'fs-policy', esHosts: [es.url], serviceToken: es.serviceToken, port: await freePort(), internalPort: await freePort() });
-    fake.spawn(dir, [], { command: [EXE] });
-    await fake.waitObserved('HEALTHY', (o) => o.units.length === 2 && o.units.every((u) => u.state === proto.State.HEALTHY
-      && u.message === 'Running on policy with Fleet Server integration: fs-policy'));
-    fake.child!.kill('SIGTERM');
-    expect(await fake.exit).toEqual({ code: 0, signal: null });
-  } finally {
-    await fake.stop();
-    await es.stop();
-    removeDir(dir);
-  }
-});
+test('agent mode: the executable runs under the fake agent and turns HEALTHY', () => withAgentEnv(async ({ dir, es, fake }) => {
+  const file = join(dir, 'fs.yml');
+  writeFileSync(file, ['id: fs-policy', 'outputs: {default: {type: elasticsearch, hosts: ["http://localhost:9200"]}}', 'inputs: [{id: fleet-server, type: fleet-server}]'].join('\n'));
+  await cli(dir, ['policy', 'put', file], esSettings(es));
+  fake.agentInfo = { ...fake.agentInfo, id: 'packaged-host' };
+  fake.units = fleetServerUnits({ policyId: 'fs-policy', esHosts: [es.url], serviceToken: es.serviceToken, port: await freePort(), internalPort: await freePort() });
+  fake.spawn(dir, [], { command: [EXE] });
+  await fake.waitObserved('HEALTHY', (o) => o.units.length === 2 && o.units.every((u) => u.state === proto.State.HEALTHY
+    && u.message === 'Running on policy with Fleet Server integration: fs-policy'));
+  fake.child!.kill('SIGTERM');
+  expect(await fake.exit).toEqual({ code: 0, signal: null });
+}));
 
 test('the tarball holds the executable and a version 2 component spec with upstream\'s arguments', () => {
   const listing = execFileSync('tar', ['-tzvf', TARBALL]).toString().split('\n').filter(Boolean);

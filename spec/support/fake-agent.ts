@@ -11,7 +11,8 @@ import { proto } from '../../src/control/generated/control';
 import { wire } from '../../src/control/client';
 import { fromStruct, toStruct } from '../../src/control/struct';
 import { Authority } from './certs';
-import { DIST } from './fleet-server';
+import { EsDouble } from './es-double/server';
+import { DIST, removeDir, tempDir } from './fleet-server';
 import { NODE_FLAGS } from './node-flags';
 
 export interface FakeUnit {
@@ -112,28 +113,48 @@ export class FakeAgent {
     }
   }
 
-  // ---- CheckinV2 ----
-
-  private onCheckin(call: grpc.ServerDuplexStream<proto.CheckinObserved, proto.ICheckinExpected>): void {
-    if (this.checkin) {
+  /**
+   * The agent's rules for a new stream: one per kind, the first message within 5 s, carrying the
+   * component's token; `first` may refuse it (returns false). `kind` names the stream in errors.
+   */
+  private accept<Req extends { token: string }, Res>(call: grpc.ServerDuplexStream<Req, Res>, kind: 'checkin' | 'actions', current: () => unknown,
+    attach: (c: grpc.ServerDuplexStream<Req, Res> | undefined) => void, first: (m: Req) => boolean, each: (m: Req) => void): void {
+    if (current()) {
       call.emit('error', { code: grpc.status.ALREADY_EXISTS, details: 'component already connected' });
       return;
     }
-    let first = true;
-    const deadline = setTimeout(() => {
-      call.emit('error', { code: grpc.status.DEADLINE_EXCEEDED, details: 'never sent initial observed message' });
-    }, 5000);
-    call.on('data', (m: proto.CheckinObserved) => {
-      if (first) {
+    let opened = false;
+    const deadline = setTimeout(() => call.emit('error', { code: grpc.status.DEADLINE_EXCEEDED, details: `never sent initial ${kind} message` }), 5000);
+    call.on('data', (m: Req) => {
+      if (!opened) {
         clearTimeout(deadline);
-        first = false;
+        opened = true;
         if (m.token !== this.token) {
-          this.errors.push('checkin with invalid token');
+          this.errors.push(`${kind} with invalid token`);
           call.emit('error', { code: grpc.status.PERMISSION_DENIED, details: 'invalid token' });
           return;
         }
-        this.checkin = call;
+        if (!first(m)) return;
+        attach(call);
       }
+      each(m);
+    });
+    const gone = (): void => {
+      clearTimeout(deadline);
+      if (current() === call) attach(undefined);
+    };
+    call.on('end', () => {
+      gone();
+      call.end();
+    });
+    call.on('error', gone);
+    call.on('cancelled', gone);
+  }
+
+  // ---- CheckinV2 ----
+
+  private onCheckin(call: grpc.ServerDuplexStream<proto.CheckinObserved, proto.ICheckinExpected>): void {
+    this.accept(call, 'checkin', () => this.checkin, (c) => (this.checkin = c), () => true, (m) => {
       this.lastCheckinAt = Date.now();
       const o: Observed = {
         at: Date.now(), featuresIdx: Number(m.featuresIdx), componentIdx: Number(m.componentIdx),
@@ -151,16 +172,6 @@ export class FakeAgent {
         this.send();
       }
     });
-    const gone = (): void => {
-      clearTimeout(deadline);
-      if (this.checkin === call) this.checkin = undefined;
-    };
-    call.on('end', () => {
-      gone();
-      call.end();
-    });
-    call.on('error', gone);
-    call.on('cancelled', gone);
   }
 
   private settled(o: Observed): boolean {
@@ -228,41 +239,15 @@ export class FakeAgent {
   // ---- Actions ----
 
   private onActions(call: grpc.ServerDuplexStream<proto.ActionResponse, proto.IActionRequest>): void {
-    if (this.actions) {
-      call.emit('error', { code: grpc.status.ALREADY_EXISTS, details: 'component already connected' });
-      return;
-    }
-    let first = true;
-    const deadline = setTimeout(() => call.emit('error', { code: grpc.status.DEADLINE_EXCEEDED, details: 'never sent init' }), 5000);
-    call.on('data', (r: proto.ActionResponse) => {
-      if (first) {
-        clearTimeout(deadline);
-        first = false;
-        if (r.token !== this.token) {
-          call.emit('error', { code: grpc.status.PERMISSION_DENIED, details: 'invalid token' });
-          return;
-        }
-        if (r.id !== 'init') {
-          this.errors.push(`first Actions message was ${r.id}, not init`);
-          call.emit('error', { code: grpc.status.INVALID_ARGUMENT, details: 'initial response must be an init' });
-          return;
-        }
-        this.actions = call;
-        return;
-      }
+    this.accept(call, 'actions', () => this.actions, (c) => (this.actions = c), (m) => {
+      if (m.id === 'init') return true;
+      this.errors.push(`first Actions message was ${m.id}, not init`);
+      call.emit('error', { code: grpc.status.INVALID_ARGUMENT, details: 'initial response must be an init' });
+      return false;
+    }, (r) => {
       this.waiting.get(r.id)?.(r);
       this.waiting.delete(r.id);
     });
-    const gone = (): void => {
-      clearTimeout(deadline);
-      if (this.actions === call) this.actions = undefined;
-    };
-    call.on('end', () => {
-      gone();
-      call.end();
-    });
-    call.on('error', gone);
-    call.on('cancelled', gone);
   }
 
   async action(req: Omit<proto.IActionRequest, 'id'>, timeoutMs = 20_000): Promise<proto.ActionResponse> {
@@ -306,4 +291,23 @@ export function fleetServerUnits(opts: { policyId: string; esHosts: string[]; se
       : { id: 'default', type: 'elasticsearch', hosts: opts.esHosts, service_token: opts.serviceToken },
   };
   return [input, output];
+}
+
+export interface AgentEnv {
+  dir: string;
+  es: EsDouble;
+  fake: FakeAgent;
+}
+
+/** Runs `fn` with a data directory, an Elasticsearch double and a started fake agent, and cleans up after. */
+export async function withAgentEnv(fn: (env: AgentEnv) => Promise<void>): Promise<void> {
+  const env: AgentEnv = { dir: tempDir(), es: await new EsDouble().start(), fake: new FakeAgent() };
+  try {
+    await env.fake.start();
+    await fn(env);
+  } finally {
+    await env.fake.stop();
+    await env.es.stop();
+    removeDir(env.dir);
+  }
 }

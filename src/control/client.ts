@@ -165,25 +165,33 @@ export class ControlClient {
     }
   }
 
-  private runCheckin(): Promise<void> {
+  /** Opens one bidi stream; settles when the agent ends it (resolve) or it fails (reject). */
+  private stream<Req, Res>(path: string, encode: (m: Req) => Buffer, decode: (b: Buffer) => Res,
+    attach: (call: Bidi<Req, Res> | undefined) => void, onData: (m: Res) => void, opened: (call: Bidi<Req, Res>) => void): Promise<void> {
     return new Promise((resolve, reject) => {
-      const call = this.client.makeBidiStreamRequest('/proto.ElasticAgent/CheckinV2', encodeObserved, decodeExpected);
-      this.checkin = call;
-      this.firstOnStream = true;
-      const chunks = new ChunkAssembler();
-      call.on('data', (m: proto.CheckinExpected) => {
-        const whole = chunks.push(m);
-        if (whole) this.onExpected(whole);
-      });
+      const call = this.client.makeBidiStreamRequest(path, encode, decode);
+      attach(call);
+      call.on('data', onData);
       call.on('error', (err) => {
-        this.checkin = undefined;
+        attach(undefined);
         reject(err);
       });
       call.on('end', () => {
-        this.checkin = undefined;
+        attach(undefined);
         resolve();
       });
-      // The component speaks first on every new stream.
+      opened(call);
+    });
+  }
+
+  private runCheckin(): Promise<void> {
+    const chunks = new ChunkAssembler();
+    return this.stream('/proto.ElasticAgent/CheckinV2', encodeObserved, decodeExpected, (c) => (this.checkin = c), (m) => {
+      const whole = chunks.push(m);
+      if (whole) this.onExpected(whole);
+    }, () => {
+      // The component speaks first on every new stream, with its version info again.
+      this.firstOnStream = true;
       this.sendObserved();
     });
   }
@@ -205,18 +213,7 @@ export class ControlClient {
   }
 
   private runActions(): Promise<void> {
-    return new Promise((resolve, reject) => {
-      const call = this.client.makeBidiStreamRequest('/proto.ElasticAgent/Actions', encodeResponse, decodeRequest);
-      this.actions = call;
-      call.on('data', (req: proto.ActionRequest) => void this.answer(req));
-      call.on('error', (err) => {
-        this.actions = undefined;
-        reject(err);
-      });
-      call.on('end', () => {
-        this.actions = undefined;
-        resolve();
-      });
+    return this.stream('/proto.ElasticAgent/Actions', encodeResponse, decodeRequest, (c) => (this.actions = c), (req) => void this.answer(req), (call) => {
       call.write({ token: this.info.token, id: 'init', status: proto.ActionResponse.Status.SUCCESS, result: Buffer.from('{}') });
       // Answers that could not be sent before the stream dropped go now.
       for (const r of this.pendingResponses.splice(0)) call.write(r);
