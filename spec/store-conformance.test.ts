@@ -130,6 +130,17 @@ describe.each(STORE_KINDS)('%s store', (_name, make) => {
     expect((await store.listActions(10)).length).toBeGreaterThan(0);
   });
 
+  test('expired actions are deleted once past the clean-up horizon, and only those', async () => {
+    const now = Date.now();
+    const [old, recent] = await store.createActions([
+      { action_id: uid(), '@timestamp': iso(now - 45 * 86_400e3), type: 'SETTINGS', expiration: iso(now - 40 * 86_400e3), agents: [uid()] },
+      { action_id: uid(), '@timestamp': iso(now), type: 'SETTINGS', expiration: iso(now - 86_400e3), agents: [uid()] },
+    ]);
+    expect(await store.deleteExpiredActions(new Date(now - 30 * 86_400e3))).toBeGreaterThanOrEqual(1);
+    expect(await store.findAction(old!._source.action_id)).toBeUndefined();
+    expect((await store.findAction(recent!._source.action_id))?._id).toBe(recent!._id);
+  });
+
   test('action results: the first result for an action and agent is kept', async () => {
     const actionId = uid();
     const id = `${actionId}:agent-1`;

@@ -76,6 +76,8 @@ export interface FleetServerConfig {
     ignoreCheckinPolicyId: boolean;
     checkinFlushIntervalMs: number;
     bulk: BulkConfig;
+    /** Expired-action clean-up: how often, and how long after expiry an action is deleted. */
+    gc: { scheduleIntervalMs: number; cleanupAfterExpiredMs: number };
   };
   monitor: MonitorConfig;
   cache: { ttlActionMs: number; ttlEnrollKeyMs: number; ttlApiKeyMs: number; jitterApiKeyMs: number };
@@ -177,6 +179,12 @@ class Reader {
     const mult = unit.startsWith('k') ? 1024 : unit.startsWith('m') ? 1024 ** 2 : unit.startsWith('g') ? 1024 ** 3 : 1;
     return Math.round(Number(m[1]) * mult);
   }
+}
+
+/** Elasticsearch date-math spans as upstream writes them ("30d"), or Go durations. */
+function dayDuration(v: string, key: string): number {
+  const m = /^(\d+)d$/.exec(v.trim());
+  return m ? Number(m[1]) * 86_400_000 : durationValue(v, key);
 }
 
 /** A PEM value may be given inline or as a path to a file. */
@@ -325,6 +333,10 @@ export function buildConfig(raw: RawConfig): FleetServerConfig {
       ignoreCheckinPolicyId: flags.bool('ignore_checkin_policy_id', false),
       // Upstream hard-codes 10 s; configurable here so tests need not wait for it.
       checkinFlushIntervalMs: server.sub('bulk').dur('checkin_flush_interval', 10_000),
+      gc: {
+        scheduleIntervalMs: server.sub('gc').dur('schedule_interval', 3_600_000),
+        cleanupAfterExpiredMs: dayDuration(server.sub('gc').str('cleanup_after_expired_interval', '30d'), 'server.gc.cleanup_after_expired_interval'),
+      },
       bulk: {
         flushIntervalMs: server.sub('bulk').dur('flush_interval', 250),
         flushThresholdCount: server.sub('bulk').num('flush_threshold_cnt', 2048),

@@ -30,10 +30,11 @@ export class Fleet {
   readonly health = new SelfMonitor();
   private readonly abort = new AbortController();
   private healthTimer: NodeJS.Timeout | undefined;
+  private gcTimer: NodeJS.Timeout | undefined;
   private stopping = false;
   private agentHealthInput: AgentHealthInput | undefined;
 
-  constructor(readonly store: Store, readonly config: FleetServerConfig, log: Logger) {
+  constructor(readonly store: Store, readonly config: FleetServerConfig, private readonly log: Logger) {
     const s = config.server;
     const routes = s.limits.routes;
     this.auth = new Authenticator(store, { ttlApiKeyMs: config.cache.ttlApiKeyMs, jitterApiKeyMs: config.cache.jitterApiKeyMs });
@@ -67,6 +68,18 @@ export class Fleet {
     this.policies.onRevision(() => void this.checkHealth());
     this.healthTimer = setInterval(() => void this.checkHealth(), HEALTH_CHECK_MS);
     this.healthTimer.unref();
+    this.gcTimer = setInterval(() => void this.collectExpiredActions(), this.config.server.gc.scheduleIntervalMs);
+    this.gcTimer.unref();
+  }
+
+  /** Upstream's action GC: actions expired longer ago than cleanup_after_expired_interval are deleted. */
+  async collectExpiredActions(): Promise<void> {
+    try {
+      const n = await this.store.deleteExpiredActions(new Date(Date.now() - this.config.server.gc.cleanupAfterExpiredMs));
+      if (n > 0) this.log.info({ count: n }, 'deleted expired actions');
+    } catch (err) {
+      this.log.warn({ err }, 'expired action clean-up failed; will retry');
+    }
   }
 
   /** Agent mode: what the policy self monitor watches (changes with the hosting agent's id or the unit config). */
@@ -111,6 +124,7 @@ export class Fleet {
   async stop(): Promise<void> {
     this.stopping = true;
     if (this.healthTimer) clearInterval(this.healthTimer);
+    if (this.gcTimer) clearInterval(this.gcTimer);
     this.health.set('STOPPING', 'Stopping');
     this.checkins.releaseAll();
     this.abort.abort(new Error('fleet server stopping'));

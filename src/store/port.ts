@@ -108,6 +108,8 @@ export interface Store {
   actionSeqNo(docId: string): Promise<number | undefined>;
   pendingActions(query: PendingActionQuery): Promise<PendingAction[]>;
   listActions(limit: number): Promise<Hit<ActionDoc>[]>;
+  /** Deletes actions that expired at or before `before` (upstream's hourly clean-up); returns how many. */
+  deleteExpiredActions(before: Date): Promise<number>;
   readonly actionChanges: ChangeFeed<ActionDoc>;
 
   // .fleet-actions-results

@@ -368,6 +368,19 @@ export class EsStore implements Store {
     return this.search<ActionDoc>(INDEX.actions, { size: Math.min(limit, 10000), seq_no_primary_term: true, sort: [{ '@timestamp': 'desc' }], query: { match_all: {} } });
   }
 
+  async deleteExpiredActions(before: Date): Promise<number> {
+    try {
+      const r = await withRetries('delete expired actions', () => this.client.deleteByQuery({
+        index: INDEX.actions, conflicts: 'proceed', refresh: true, query: filter({ range: { expiration: { lte: before.toISOString() } } }),
+      }));
+      return r.deleted ?? 0;
+    } catch (err) {
+      // No actions index yet: nothing to delete (upstream ignores the 404 too).
+      if (statusOf(err) === 404) return 0;
+      throw err;
+    }
+  }
+
   // ---- .fleet-actions-results ----
 
   async createActionResults(results: { id: string; doc: ActionResultDoc }[]): Promise<void> {

@@ -307,6 +307,14 @@ export class SqliteStore implements Store {
     return this.q('SELECT seq, id, doc FROM actions ORDER BY seq DESC LIMIT ?').all(limit).map((r) => hit<ActionDoc>(r as Row, true)!);
   }
 
+  async deleteExpiredActions(before: Date): Promise<number> {
+    return this.write(() => {
+      const ms = before.getTime();
+      this.q('DELETE FROM action_agents WHERE seq IN (SELECT seq FROM actions WHERE expiration_ms <= ?)').run(ms);
+      return Number(this.q('DELETE FROM actions WHERE expiration_ms <= ?').run(ms).changes);
+    });
+  }
+
   // ---- action results ----
 
   async createActionResults(results: { id: string; doc: ActionResultDoc }[]): Promise<void> {
