@@ -136,6 +136,7 @@ export class AgentMode {
       output: { config: output.config, logLevel: output.logLevel },
       agent: { id: agentInfo?.id ?? '', version: agentInfo?.version ?? '' },
       elasticsearch: this.useBootstrap && choice.bootstrap ? choice.bootstrap : choice.merged,
+      apm: this.client.component?.apmConfig?.elastic,
     });
     const config = buildConfig(raw);
     const prev = this.config;

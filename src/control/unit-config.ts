@@ -50,12 +50,29 @@ export interface UnitsView {
   agent: { id: string; version: string };
   /** The Elasticsearch output to use: the merged one, or the bootstrap fallback. */
   elasticsearch: Obj;
+  /** Component-wide APM settings, if the agent sends any. */
+  apm?: proto.IElasticAPM | null;
+}
+
+/** component.apm_config.elastic as upstream maps it into inputs[0].server.instrumentation. */
+function instrumentation(apm: proto.IElasticAPM): Obj {
+  const out: Obj = { enabled: true };
+  if (apm.tls) out['tls'] = { skip_verify: !!apm.tls.skipVerify, server_certificate: apm.tls.serverCert ?? '', server_ca: apm.tls.serverCa ?? '' };
+  if (apm.environment) out['environment'] = apm.environment;
+  if (apm.apiKey) out['api_key'] = apm.apiKey;
+  if (apm.secretToken) out['secret_token'] = apm.secretToken;
+  if (apm.hosts?.length) out['hosts'] = apm.hosts;
+  if (apm.globalLabels) out['global_labels'] = apm.globalLabels;
+  if (apm.samplingRate !== undefined && apm.samplingRate !== null) out['transaction_sample_rate'] = String(apm.samplingRate);
+  return out;
 }
 
 export function configFromUnits(cli: RawConfig, v: UnitsView): RawConfig {
   const input = unitSource(v.input.config);
   const inputs0: Obj = { type: 'fleet-server' };
   for (const k of ['policy', 'server', 'cache', 'monitor']) if (input[k] !== undefined) inputs0[k] = input[k];
+  // Kept in the configuration (and shown in diagnostics); this build has no APM agent to hand it to.
+  if (v.apm) inputs0['server'] = mergeRaw(inputs0['server'] ?? {}, { instrumentation: instrumentation(v.apm) });
   const level = LEVELS[Math.max(v.input.logLevel, v.output.logLevel)] ?? 'info';
   const fromUnits: RawConfig = {
     fleet: { agent: { id: v.agent.id, version: v.agent.version } },
