@@ -3,6 +3,7 @@
 // through the internal port → HEALTHY → a policy change keeps held check-ins → bad output → FAILED →
 // recovery → units STOPPED → SIGTERM. Plus reconnects, unit types, diagnostics and heartbeats.
 import { writeFileSync } from 'node:fs';
+import { request as httpRequest } from 'node:http';
 import { join } from 'node:path';
 import { proto } from '../src/control/generated/control';
 import { SimAgent } from './support/agent';
@@ -143,8 +144,23 @@ describe('agent mode protocol behaviour', () => {
     await fake.start();
     fake.agentInfo = { ...fake.agentInfo, id: 'host-agent-1' };
     fake.units = fleetServerUnits({ policyId: POLICY, esHosts: [es.url], serviceToken: es.serviceToken, port, internalPort: await freePort() });
-    fake.spawn(dir);
+    // The monitoring settings the real agent appends when agent monitoring is on.
+    fake.spawn(dir, ['-E', 'http.enabled=true', '-E', `http.host=unix://${join(dir, 'metrics.sock')}`]);
     await fake.waitObserved('HEALTHY', both(S.HEALTHY, RUNNING));
+  });
+
+  test('metrics are served on the unix socket the agent names', async () => {
+    const stats = await new Promise<Record<string, any>>((resolve, reject) => {
+      const req = httpRequest({ socketPath: join(dir, 'metrics.sock'), path: '/stats' }, (res) => {
+        let body = '';
+        res.on('data', (c: Buffer) => (body += c.toString()));
+        res.on('end', () => resolve(JSON.parse(body) as Record<string, any>));
+      });
+      req.on('error', reject);
+      req.end();
+    });
+    expect(stats['fleet'].status).toBe('HEALTHY');
+    expect(stats['beat'].memstats.rss).toBeGreaterThan(0);
   });
 
   afterAll(async () => {
