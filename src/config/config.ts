@@ -34,6 +34,8 @@ export interface ElasticsearchOutputConfig {
   };
   timeoutMs: number;
   maxRetries: number;
+  /** Connections per Elasticsearch node (upstream's max_conn_per_host). */
+  maxConnPerHost: number;
   raw: RawConfig;
 }
 
@@ -284,6 +286,7 @@ export function buildConfig(raw: RawConfig): FleetServerConfig {
       },
       timeoutMs: es.dur('timeout', 90_000),
       maxRetries: es.num('max_retries', 3),
+      maxConnPerHost: es.num('max_conn_per_host', 128),
       raw: esRaw as RawConfig,
     };
   }

@@ -55,6 +55,7 @@ export function createClient(c: ElasticsearchOutputConfig, opts: { maxRetries: n
     maxRetries: opts.maxRetries,
     requestTimeout: opts.requestTimeoutMs,
     compression: false,
+    agent: { connections: c.maxConnPerHost },
   });
 }
 

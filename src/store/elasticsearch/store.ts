@@ -14,6 +14,7 @@ import { EsChangeFeed } from './change-feed';
 import { createClient, statusOf, toStoreError, withRetries } from './connection';
 import { filter, LATEST_POLICIES, pendingActions, term } from './queries';
 import { Backoff, sleep } from '../../util/backoff';
+import { Semaphore } from '../../util/semaphore';
 import { MERGE_AND_REMOVE } from './scripts';
 import { VERSION } from '../../version';
 
@@ -63,7 +64,11 @@ export class EsStore implements Store {
   private readonly monitorClient: Client;
   readonly bulker: Bulker;
 
+  /** API-key calls share the connections with the bulker: upstream bounds them to max_conn_per_host − flush_max_pending. */
+  private readonly security: Semaphore;
+
   constructor(config: ElasticsearchOutputConfig, opts: EsStoreOptions, private readonly log: Logger) {
+    this.security = new Semaphore(Math.max(1, config.maxConnPerHost - opts.bulk.flushMaxPending));
     this.client = createClient(config, { maxRetries: config.maxRetries, requestTimeoutMs: config.timeoutMs });
     // The monitors' long polls: no retries (a failed poll is simply polled again) and no short timeout.
     this.monitorClient = createClient(config, { maxRetries: 0, requestTimeoutMs: opts.monitor.pollTimeoutMs + 60_000 });
@@ -129,17 +134,17 @@ export class EsStore implements Store {
   // ---- security ----
 
   async createApiKey(req: CreateApiKeyRequest): Promise<ApiKey> {
-    const r = await withRetries('create API key', () => this.client.security.createApiKey({
+    const r = await this.security.run(() => withRetries('create API key', () => this.client.security.createApiKey({
       name: req.name, role_descriptors: req.roleDescriptors as never, metadata: req.metadata, refresh: false,
-    }));
+    })));
     return { id: r.id, key: r.api_key };
   }
 
   async checkApiKey(id: string, secret: string): Promise<ApiKeyCheck> {
     try {
-      const r = await withRetries('authenticate API key', () => this.client.security.authenticate(undefined, {
+      const r = await this.security.run(() => withRetries('authenticate API key', () => this.client.security.authenticate(undefined, {
         headers: { authorization: `ApiKey ${Buffer.from(`${id}:${secret}`).toString('base64')}` },
-      }));
+      })));
       if (r.api_key?.id !== undefined && r.api_key.id !== id) return 'invalid';
       return r.enabled ? 'valid' : 'disabled';
     } catch (err) {
@@ -151,7 +156,7 @@ export class EsStore implements Store {
 
   async getApiKeyRoles(id: string): Promise<RoleMap | undefined> {
     try {
-      const r = await withRetries('read API key', () => this.client.security.getApiKey({ id, owner: true }));
+      const r = await this.security.run(() => withRetries('read API key', () => this.client.security.getApiKey({ id, owner: true })));
       const key = r.api_keys[0];
       return key && !key.invalidated ? (key.role_descriptors as RoleMap | undefined) ?? {} : undefined;
     } catch (err) {
@@ -162,12 +167,12 @@ export class EsStore implements Store {
 
   async updateApiKeyRoles(ids: string[], roles: RoleMap): Promise<void> {
     if (ids.length === 0) return;
-    await withRetries('update API keys', () => this.client.security.bulkUpdateApiKeys({ ids, role_descriptors: roles as never }));
+    await this.security.run(() => withRetries('update API keys', () => this.client.security.bulkUpdateApiKeys({ ids, role_descriptors: roles as never })));
   }
 
   async invalidateApiKeys(ids: string[]): Promise<void> {
     if (ids.length === 0) return;
-    await withRetries('invalidate API keys', () => this.client.security.invalidateApiKey({ ids, owner: true }));
+    await this.security.run(() => withRetries('invalidate API keys', () => this.client.security.invalidateApiKey({ ids, owner: true })));
   }
 
   async createSecret(value: string): Promise<string> {
