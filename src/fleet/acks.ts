@@ -140,14 +140,11 @@ export class AckService {
   /** Agent-confirmed unenroll: every key invalidated, secrets deleted, document inactive. */
   private async unenroll(agent: Hit<AgentDoc>): Promise<void> {
     const doc = agent._source;
-    const keys = new Set<string>();
-    if (doc.access_api_key_id) keys.add(doc.access_api_key_id);
-    for (const out of Object.values(doc.outputs ?? {})) {
-      if (out.api_key_id) keys.add(out.api_key_id);
-      for (const r of out.to_retire_api_key_ids ?? []) keys.add(r.id);
+    // Each key in its own cluster: remote outputs' keys live where those outputs point.
+    for (const [cluster, ids] of await this.outputKeys.keysByCluster(doc)) {
+      await cluster.invalidateApiKeys([...ids]);
+      this.auth.forget(ids);
     }
-    await this.store.invalidateApiKeys([...keys]);
-    this.auth.forget(keys);
     await this.store.deleteSecrets(outputSecretIds(doc));
     const now = rfc3339();
     await this.store.updateAgent({ id: agent._id, doc: { active: false, unenrolled_at: now, updated_at: now } });

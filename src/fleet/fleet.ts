@@ -47,7 +47,7 @@ export class Fleet {
     this.bookkeeper = new Bookkeeper(store, s.checkinFlushIntervalMs, log);
     // policy_limit paces API-key work only where it costs a remote cluster something.
     const pacer = store.traits.remoteApiKeys ? new TokenBucket(routes.policy.intervalMs, routes.policy.burst) : undefined;
-    const outputKeys = new OutputKeys(store, pacer, log);
+    const outputKeys = new OutputKeys(store, pacer, log, (policyId) => this.policies.latest(policyId));
     this.checkins = new CheckinService(store, this.policies, this.dispatcher, this.bookkeeper, outputKeys, {
       longPollMs: s.timeouts.checkinLongPollMs,
       maxPollMs: s.timeouts.checkinMaxPollMs,

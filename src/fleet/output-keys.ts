@@ -3,7 +3,7 @@
 // in a remote Elasticsearch; agents whose keys are current pass straight through.
 import type { Logger } from 'pino';
 import type { AgentDoc, AgentOutput, RetiredApiKey, RoleMap } from '../store/documents';
-import type { Store } from '../store/port';
+import type { ApiKeyService, RemoteOutput, Store } from '../store/port';
 import { TokenBucket } from '../util/token-bucket';
 import { rfc3339 } from '../util/time';
 import type { ParsedPolicy } from './parsed-policy';
@@ -16,7 +16,15 @@ export class OutputKeys {
     private readonly store: Store,
     private readonly pacer: TokenBucket | undefined,
     private readonly log: Logger,
+    /** The agent's current policy revision, for where its remote outputs' keys live. */
+    private readonly latestPolicy: (policyId: string) => Promise<ParsedPolicy | undefined> = async () => undefined,
   ) {}
+
+  /** Output name → remote connection for the agent's policy (empty for the embedded store or none). */
+  async remotesOf(agent: AgentDoc): Promise<RemoteOutputs> {
+    const policy = agent.policy_id ? await this.latestPolicy(agent.policy_id) : undefined;
+    return new Map((policy?.esOutputs ?? []).filter((o) => o.remote).map((o) => [o.name, o.remote!]));
+  }
 
   /**
    * The "id:key" per output for this agent, creating or updating keys as needed and recording the
@@ -31,9 +39,10 @@ export class OutputKeys {
 
     for (const out of policy.esOutputs) {
       const cur = current[out.name];
+      const cluster = this.store.apiKeysFor(out.remote);
       if (!cur || !cur.api_key) {
         await this.pace(signal);
-        const key = await this.store.createApiKey({
+        const key = await cluster.createApiKey({
           name: `${agentId}:${out.name}`,
           roleDescriptors: out.roles,
           metadata: { agent_id: agentId, managed: true, managed_by: 'fleet-server', output_name: out.name, type: 'output' },
@@ -48,16 +57,16 @@ export class OutputKeys {
           permissions_hash: out.permissionsHash,
           to_retire_api_key_ids: retired,
         };
-        if (!cur) entry.type = 'elasticsearch';
+        if (!cur) entry.type = out.remote ? 'remote_elasticsearch' : 'elasticsearch';
         update[out.name] = entry;
         keys[out.name] = plain;
-        current[out.name] = { ...(cur ?? { type: 'elasticsearch' }), ...entry } as AgentOutput;
+        current[out.name] = { ...(cur ?? { type: entry.type }), ...entry } as AgentOutput;
         continue;
       }
       if (cur.permissions_hash !== out.permissionsHash) {
         await this.pace(signal);
-        const oldRoles = (await this.store.getApiKeyRoles(cur.api_key_id)) ?? {};
-        await this.store.updateApiKeyRoles([cur.api_key_id], mergeStaleRoles(oldRoles, out.roles));
+        const oldRoles = (await cluster.getApiKeyRoles(cur.api_key_id)) ?? {};
+        await cluster.updateApiKeyRoles([cur.api_key_id], mergeStaleRoles(oldRoles, out.roles));
         update[out.name] = { permissions_hash: out.permissionsHash };
       }
       keys[out.name] = await this.plainKey(cur.api_key);
@@ -99,28 +108,54 @@ export class OutputKeys {
 
   /**
    * After an agent acknowledges a policy: drop stale roles from its output keys and invalidate the
-   * keys it retired (upstream's ack clean-up).
+   * keys it retired (upstream's ack clean-up), each in the cluster that holds it.
    */
   async cleanUpAfterAck(agent: AgentDoc): Promise<void> {
-    const invalidate = new Set<string>();
+    const remotes = await this.remotesOf(agent);
+    const invalidate = new Map<ApiKeyService, Set<string>>();
     const secrets = new Set<string>();
-    for (const out of Object.values(agent.outputs ?? {})) {
-      if (out.type !== 'elasticsearch' || !out.api_key_id) continue;
-      const roles = await this.store.getApiKeyRoles(out.api_key_id);
+    for (const [name, out] of Object.entries(agent.outputs ?? {})) {
+      if ((out.type !== 'elasticsearch' && out.type !== 'remote_elasticsearch') || !out.api_key_id) continue;
+      const cluster = this.store.apiKeysFor(remotes.get(name));
+      const roles = await cluster.getApiKeyRoles(out.api_key_id);
       if (roles) {
-        const kept = Object.fromEntries(Object.entries(roles).filter(([name]) => !name.endsWith('-rdstale')));
-        if (Object.keys(kept).length !== Object.keys(roles).length) await this.store.updateApiKeyRoles([out.api_key_id], kept);
+        const kept = Object.fromEntries(Object.entries(roles).filter(([role]) => !role.endsWith('-rdstale')));
+        if (Object.keys(kept).length !== Object.keys(roles).length) await cluster.updateApiKeyRoles([out.api_key_id], kept);
       }
       for (const r of out.to_retire_api_key_ids ?? []) {
         if (r.id === out.api_key_id) continue;
-        invalidate.add(r.id);
+        const at = this.store.apiKeysFor(remotes.get(r.output ?? name));
+        if (!invalidate.has(at)) invalidate.set(at, new Set());
+        invalidate.get(at)!.add(r.id);
         if (r.secret_id) secrets.add(r.secret_id);
       }
     }
-    await this.store.invalidateApiKeys([...invalidate]);
+    for (const [cluster, ids] of invalidate) await cluster.invalidateApiKeys([...ids]);
     await this.store.deleteSecrets([...secrets]);
   }
+
+  /**
+   * Every key of an agent, by the cluster that holds it: the access key here, output keys where their
+   * output lives (retired keys under the output they were retired from).
+   */
+  async keysByCluster(agent: AgentDoc): Promise<Map<ApiKeyService, Set<string>>> {
+    const remotes = await this.remotesOf(agent);
+    const out = new Map<ApiKeyService, Set<string>>();
+    const add = (cluster: ApiKeyService, id: string): void => {
+      if (!out.has(cluster)) out.set(cluster, new Set());
+      out.get(cluster)!.add(id);
+    };
+    if (agent.access_api_key_id) add(this.store, agent.access_api_key_id);
+    for (const [name, o] of Object.entries(agent.outputs ?? {})) {
+      if (o.api_key_id) add(this.store.apiKeysFor(remotes.get(name)), o.api_key_id);
+      for (const r of o.to_retire_api_key_ids ?? []) add(this.store.apiKeysFor(remotes.get(r.output ?? name)), r.id);
+    }
+    return out;
+  }
 }
+
+/** Output name → remote connection, from the agent's current policy. */
+export type RemoteOutputs = Map<string, RemoteOutput>;
 
 /** New roles, plus every old role kept under "<base>-<n>-rdstale" until the agent acknowledges. */
 export function mergeStaleRoles(oldRoles: RoleMap, newRoles: RoleMap): RoleMap {

@@ -16,6 +16,8 @@ export interface EsOutput {
   name: string;
   roles: RoleMap;
   permissionsHash: string;
+  /** A remote_elasticsearch output's connection (its keys live in that cluster). */
+  remote?: JsonObject;
 }
 
 export function permissionsHash(roles: RoleMap): string {
@@ -59,13 +61,17 @@ export class ParsedPolicy {
           error ??= 'output permission sections not found';
           continue;
         }
+        let remote: JsonObject | undefined;
         if (type === 'remote_elasticsearch') {
+          // The connection is kept for minting keys there; agents get an ordinary output without the token.
+          const { type: _t, api_key: _k, ...connection } = output;
+          remote = connection;
           output['type'] = 'elasticsearch';
           delete output['service_token'];
         }
         // An API key written into the policy itself is kept (see docs/compatibility.md).
         if (typeof output['api_key'] === 'string' && output['api_key'] !== '') continue;
-        this.esOutputs.push({ name, roles, permissionsHash: permissionsHash(roles) });
+        this.esOutputs.push({ name, roles, permissionsHash: permissionsHash(roles), ...(remote ? { remote } : {}) });
         esNames.push(name);
         output['api_key'] = mark('key', esNames.length - 1);
       } else if (type !== 'logstash' && type !== 'kafka') {

@@ -59,8 +59,21 @@ export interface StoreTraits {
   remoteApiKeys: boolean;
 }
 
-export interface Store {
+/** The API-key operations of one cluster. */
+export interface ApiKeyService {
+  createApiKey(req: CreateApiKeyRequest): Promise<ApiKey>;
+  getApiKeyRoles(id: string): Promise<RoleMap | undefined>;
+  updateApiKeyRoles(ids: string[], roles: RoleMap): Promise<void>;
+  invalidateApiKeys(ids: string[]): Promise<void>;
+}
+
+/** A `remote_elasticsearch` output's connection settings as the policy gives them (hosts, service_token, ssl, …). */
+export type RemoteOutput = JsonObject;
+
+export interface Store extends ApiKeyService {
   readonly kind: 'sqlite' | 'elasticsearch';
+  /** Where keys for an output live: this store, or the remote cluster a `remote_elasticsearch` output names. */
+  apiKeysFor(remote?: RemoteOutput): ApiKeyService;
   readonly traits: StoreTraits;
   /** Resolves once the store answers (and, with `requireVersion`, runs a version this server supports). */
   ready(requireVersion?: string): Promise<void>;
@@ -68,12 +81,8 @@ export interface Store {
   healthCheck(): Promise<void>;
   close(): Promise<void>;
 
-  // Security: API keys and Fleet secrets.
-  createApiKey(req: CreateApiKeyRequest): Promise<ApiKey>;
+  // Security: API keys (above) and Fleet secrets.
   checkApiKey(id: string, secret: string): Promise<ApiKeyCheck>;
-  getApiKeyRoles(id: string): Promise<RoleMap | undefined>;
-  updateApiKeyRoles(ids: string[], roles: RoleMap): Promise<void>;
-  invalidateApiKeys(ids: string[]): Promise<void>;
   createSecret(value: string): Promise<string>;
   getSecret(id: string): Promise<string | undefined>;
   deleteSecrets(ids: string[]): Promise<void>;

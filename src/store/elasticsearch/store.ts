@@ -6,12 +6,14 @@ import type { Logger } from 'pino';
 import type { BulkConfig, ElasticsearchOutputConfig, MonitorConfig } from '../../config/config';
 import type { ActionDoc, ActionResultDoc, AgentDoc, EnrollmentKeyDoc, Hit, PolicyDoc, RoleMap } from '../documents';
 import type {
-  AgentListQuery, ApiKey, ApiKeyCheck, ChangeFeed, CreateApiKeyRequest, DocUpdate, PendingAction, PendingActionQuery, Store,
+  AgentListQuery, ApiKey, ApiKeyCheck, ApiKeyService, ChangeFeed, RemoteOutput, CreateApiKeyRequest, DocUpdate, PendingAction, PendingActionQuery, Store,
 } from '../port';
 import { NotFoundError, StoreUnavailableError } from '../port';
 import { Bulker, EsItemError, type ItemResult } from './bulker';
 import { EsChangeFeed } from './change-feed';
+import { EsApiKeys } from './api-keys';
 import { createClient, statusOf, toStoreError, withRetries } from './connection';
+import { buildConfig } from '../../config/config';
 import { filter, LATEST_POLICIES, pendingActions, term } from './queries';
 import { Backoff, sleep } from '../../util/backoff';
 import { Semaphore } from '../../util/semaphore';
@@ -65,11 +67,12 @@ export class EsStore implements Store {
   readonly bulker: Bulker;
 
   /** API-key calls share the connections with the bulker: upstream bounds them to max_conn_per_host − flush_max_pending. */
-  private readonly security: Semaphore;
+  private readonly keys: EsApiKeys;
+  private readonly remotes = new Map<string, EsApiKeys>();
 
   constructor(config: ElasticsearchOutputConfig, opts: EsStoreOptions, private readonly log: Logger) {
-    this.security = new Semaphore(Math.max(1, config.maxConnPerHost - opts.bulk.flushMaxPending));
     this.client = createClient(config, { maxRetries: config.maxRetries, requestTimeoutMs: config.timeoutMs });
+    this.keys = new EsApiKeys(this.client, new Semaphore(Math.max(1, config.maxConnPerHost - opts.bulk.flushMaxPending)));
     // The monitors' long polls: no retries (a failed poll is simply polled again) and no short timeout.
     this.monitorClient = createClient(config, { maxRetries: 0, requestTimeoutMs: opts.monitor.pollTimeoutMs + 60_000 });
     this.bulker = new Bulker(this.client, opts.bulk, log);
@@ -105,7 +108,7 @@ export class EsStore implements Store {
 
   async close(): Promise<void> {
     await this.bulker.drain();
-    await Promise.allSettled([this.client.close(), this.monitorClient.close()]);
+    await Promise.allSettled([this.client.close(), this.monitorClient.close(), ...[...this.remotes.values()].map((k) => k.close())]);
   }
 
   /** A search through the bulker; a missing index is an empty answer. */
@@ -133,46 +136,41 @@ export class EsStore implements Store {
 
   // ---- security ----
 
-  async createApiKey(req: CreateApiKeyRequest): Promise<ApiKey> {
-    const r = await this.security.run(() => withRetries('create API key', () => this.client.security.createApiKey({
-      name: req.name, role_descriptors: req.roleDescriptors as never, metadata: req.metadata, refresh: false,
-    })));
-    return { id: r.id, key: r.api_key };
+  createApiKey(req: CreateApiKeyRequest): Promise<ApiKey> {
+    return this.keys.createApiKey(req);
   }
 
-  async checkApiKey(id: string, secret: string): Promise<ApiKeyCheck> {
-    try {
-      const r = await this.security.run(() => withRetries('authenticate API key', () => this.client.security.authenticate(undefined, {
-        headers: { authorization: `ApiKey ${Buffer.from(`${id}:${secret}`).toString('base64')}` },
-      })));
-      if (r.api_key?.id !== undefined && r.api_key.id !== id) return 'invalid';
-      return r.enabled ? 'valid' : 'disabled';
-    } catch (err) {
-      const cause = (err as { cause?: unknown }).cause ?? err;
-      if (statusOf(cause) === 401 || statusOf(err) === 401) return 'invalid';
-      throw err;
+  checkApiKey(id: string, secret: string): Promise<ApiKeyCheck> {
+    return this.keys.checkApiKey(id, secret);
+  }
+
+  getApiKeyRoles(id: string): Promise<RoleMap | undefined> {
+    return this.keys.getApiKeyRoles(id);
+  }
+
+  updateApiKeyRoles(ids: string[], roles: RoleMap): Promise<void> {
+    return this.keys.updateApiKeyRoles(ids, roles);
+  }
+
+  invalidateApiKeys(ids: string[]): Promise<void> {
+    return this.keys.invalidateApiKeys(ids);
+  }
+
+  /**
+   * Keys for a `remote_elasticsearch` output live in the cluster it names, reached with its own
+   * service token; one client per distinct output, kept for the life of the store.
+   */
+  apiKeysFor(remote?: RemoteOutput): ApiKeyService {
+    if (!remote) return this.keys;
+    const id = JSON.stringify(remote);
+    let keys = this.remotes.get(id);
+    if (!keys) {
+      const cfg = buildConfig({ output: { elasticsearch: remote } }).elasticsearch!;
+      const client = createClient(cfg, { maxRetries: cfg.maxRetries, requestTimeoutMs: cfg.timeoutMs });
+      keys = new EsApiKeys(client, new Semaphore(Math.max(1, cfg.maxConnPerHost)));
+      this.remotes.set(id, keys);
     }
-  }
-
-  async getApiKeyRoles(id: string): Promise<RoleMap | undefined> {
-    try {
-      const r = await this.security.run(() => withRetries('read API key', () => this.client.security.getApiKey({ id, owner: true })));
-      const key = r.api_keys[0];
-      return key && !key.invalidated ? (key.role_descriptors as RoleMap | undefined) ?? {} : undefined;
-    } catch (err) {
-      if (statusOf(err) === 404 || statusOf((err as { cause?: unknown }).cause) === 404) return undefined;
-      throw err;
-    }
-  }
-
-  async updateApiKeyRoles(ids: string[], roles: RoleMap): Promise<void> {
-    if (ids.length === 0) return;
-    await this.security.run(() => withRetries('update API keys', () => this.client.security.bulkUpdateApiKeys({ ids, role_descriptors: roles as never })));
-  }
-
-  async invalidateApiKeys(ids: string[]): Promise<void> {
-    if (ids.length === 0) return;
-    await this.security.run(() => withRetries('invalidate API keys', () => this.client.security.invalidateApiKey({ ids, owner: true })));
+    return keys;
   }
 
   async createSecret(value: string): Promise<string> {

@@ -8,7 +8,7 @@ import type {
 } from '../documents';
 import { mergeDoc, removeFields } from '../doc-merge';
 import type {
-  AgentListQuery, ApiKey, ApiKeyCheck, ChangeFeed, CreateApiKeyRequest, DocUpdate, PendingAction,
+  AgentListQuery, ApiKey, ApiKeyCheck, ApiKeyService, ChangeFeed, CreateApiKeyRequest, DocUpdate, PendingAction,
   PendingActionQuery, Store,
 } from '../port';
 import { NotFoundError } from '../port';
@@ -89,6 +89,11 @@ export class SqliteStore implements Store {
   }
 
   // ---- security ----
+
+  /** The embedded store mints every key itself, remote outputs' too (see docs/compatibility.md). */
+  apiKeysFor(): ApiKeyService {
+    return this;
+  }
 
   async createApiKey(req: CreateApiKeyRequest): Promise<ApiKey> {
     const id = newApiKeyId();

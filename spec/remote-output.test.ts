@@ -1,0 +1,54 @@
+// A remote_elasticsearch output in Elasticsearch mode: the agent's key for it is minted in the remote
+// cluster with the output's own service token (never sent to agents), and invalidated there at unenroll.
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { SimAgent } from './support/agent';
+import { cli } from './support/cli';
+import { EsDouble } from './support/es-double/server';
+import { esSettings, seedPolicy } from './support/es-mode';
+import { removeDir, startFleetServer, tempDir } from './support/fleet-server';
+import { request } from './support/http';
+
+jest.setTimeout(60_000);
+
+test('keys for a remote output are minted and invalidated in the remote cluster', async () => {
+  const dir = tempDir();
+  const fleetEs = await new EsDouble().start();
+  const remoteEs = await new EsDouble().start();
+  const server = await startFleetServer({ dataDir: dir, overrides: ['inputs.0.server.timeouts.checkin_jitter=0s', ...esSettings(fleetEs)] });
+  try {
+    const token = await seedPolicy(dir, esSettings(fleetEs), server.url);
+    const file = join(dir, 'remote.yml');
+    writeFileSync(file, ['id: default-policy', 'outputs:', '  default: {type: elasticsearch, hosts: ["http://localhost:9200"]}',
+      `  remote: {type: remote_elasticsearch, hosts: ["${remoteEs.url}"], service_token: "${remoteEs.serviceToken}"}`,
+      'inputs: [{id: logs, type: logfile, use_output: remote}]'].join('\n'));
+    await cli(dir, ['policy', 'put', file], esSettings(fleetEs));
+    for (let i = 0; i < 50 && (await request(`${server.url}/api/status`)).status !== 200; i++) await new Promise((r) => setTimeout(r, 100));
+    const agent = new SimAgent(server.url);
+    expect((await agent.enroll(token)).status).toBe(200);
+    const res = await agent.checkin();
+    const policy = res.json.actions[0].data.policy;
+    expect(policy.id).toBe('default-policy');
+    expect(policy.revision).toBe(2);
+    expect(policy.outputs.remote.type).toBe('elasticsearch');
+    expect(policy.outputs.remote).not.toHaveProperty('service_token');
+    const [remoteId] = (policy.outputs.remote.api_key as string).split(':');
+    const [localId] = (policy.outputs.default.api_key as string).split(':');
+    expect(remoteEs.security.keys.get(remoteId!)?.metadata).toMatchObject({ agent_id: agent.id, output_name: 'remote', type: 'output' });
+    expect(fleetEs.security.keys.has(remoteId!)).toBe(false);
+    expect(fleetEs.security.keys.has(localId!)).toBe(true);
+    const doc = await cli(dir, ['agents', 'show', agent.id], esSettings(fleetEs));
+    expect(doc.outputs.remote).toMatchObject({ type: 'remote_elasticsearch', api_key_id: remoteId });
+
+    const unenroll = await cli(dir, ['actions', 'create', '--type', 'UNENROLL', '--agents', agent.id], esSettings(fleetEs));
+    const next = await agent.checkin({ agent_policy_id: 'default-policy', policy_revision_idx: 2 });
+    expect(next.json.actions[0].id).toBe(unenroll.id);
+    expect((await agent.ack([{ action_id: unenroll.id }])).status).toBe(200);
+    expect(remoteEs.security.keys.get(remoteId!)?.invalidated).toBe(true);
+    expect(fleetEs.security.keys.get(localId!)?.invalidated).toBe(true);
+  } finally {
+    await server.stop();
+    await Promise.all([fleetEs.stop(), remoteEs.stop()]);
+    removeDir(dir);
+  }
+});

@@ -1,0 +1,60 @@
+// API keys in one cluster through `_security`: create, authenticate (an agent's key, by `ApiKey`
+// header), read roles, bulk-update roles, invalidate. Calls are bounded by a semaphore so they never
+// take every connection from the bulker.
+import type { Client } from '@elastic/elasticsearch';
+import type { RoleMap } from '../documents';
+import type { ApiKey, ApiKeyCheck, ApiKeyService, CreateApiKeyRequest } from '../port';
+import type { Semaphore } from '../../util/semaphore';
+import { statusOf, withRetries } from './connection';
+
+/** The status of a failure, whether raw or already translated to a store error (kept as `cause`). */
+const statusIn = (err: unknown): number | undefined => statusOf(err) ?? statusOf((err as { cause?: unknown }).cause);
+
+export class EsApiKeys implements ApiKeyService {
+  constructor(private readonly client: Client, private readonly security: Semaphore) {}
+
+  async createApiKey(req: CreateApiKeyRequest): Promise<ApiKey> {
+    const r = await this.security.run(() => withRetries('create API key', () => this.client.security.createApiKey({
+      name: req.name, role_descriptors: req.roleDescriptors as never, metadata: req.metadata, refresh: false,
+    })));
+    return { id: r.id, key: r.api_key };
+  }
+
+  async checkApiKey(id: string, secret: string): Promise<ApiKeyCheck> {
+    try {
+      const r = await this.security.run(() => withRetries('authenticate API key', () => this.client.security.authenticate(undefined, {
+        headers: { authorization: `ApiKey ${Buffer.from(`${id}:${secret}`).toString('base64')}` },
+      })));
+      if (r.api_key?.id !== undefined && r.api_key.id !== id) return 'invalid';
+      return r.enabled ? 'valid' : 'disabled';
+    } catch (err) {
+      if (statusIn(err) === 401) return 'invalid';
+      throw err;
+    }
+  }
+
+  async getApiKeyRoles(id: string): Promise<RoleMap | undefined> {
+    try {
+      const r = await this.security.run(() => withRetries('read API key', () => this.client.security.getApiKey({ id, owner: true })));
+      const key = r.api_keys[0];
+      return key && !key.invalidated ? (key.role_descriptors as RoleMap | undefined) ?? {} : undefined;
+    } catch (err) {
+      if (statusIn(err) === 404) return undefined;
+      throw err;
+    }
+  }
+
+  async updateApiKeyRoles(ids: string[], roles: RoleMap): Promise<void> {
+    if (ids.length === 0) return;
+    await this.security.run(() => withRetries('update API keys', () => this.client.security.bulkUpdateApiKeys({ ids, role_descriptors: roles as never })));
+  }
+
+  async invalidateApiKeys(ids: string[]): Promise<void> {
+    if (ids.length === 0) return;
+    await this.security.run(() => withRetries('invalidate API keys', () => this.client.security.invalidateApiKey({ ids, owner: true })));
+  }
+
+  close(): Promise<void> {
+    return this.client.close();
+  }
+}
