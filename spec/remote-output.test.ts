@@ -52,3 +52,32 @@ test('keys for a remote output are minted and invalidated in the remote cluster'
     removeDir(dir);
   }
 });
+
+test('a remote cluster that refuses: the policy still goes out without that key, and the output is recorded DEGRADED', async () => {
+  const dir = tempDir();
+  const fleetEs = await new EsDouble().start();
+  const remoteEs = await new EsDouble().start();
+  const server = await startFleetServer({ dataDir: dir, overrides: ['inputs.0.server.timeouts.checkin_jitter=0s', ...esSettings(fleetEs)] });
+  try {
+    const token = await seedPolicy(dir, esSettings(fleetEs), server.url);
+    const file = join(dir, 'remote.yml');
+    writeFileSync(file, ['id: default-policy', 'outputs:', '  default: {type: elasticsearch, hosts: ["http://localhost:9200"]}',
+      `  remote: {type: remote_elasticsearch, hosts: ["${remoteEs.url}"], service_token: "not-the-token"}`].join('\n'));
+    await cli(dir, ['policy', 'put', file], esSettings(fleetEs));
+    for (let i = 0; i < 50 && (await request(`${server.url}/api/status`)).status !== 200; i++) await new Promise((r) => setTimeout(r, 100));
+    const agent = new SimAgent(server.url);
+    expect((await agent.enroll(token)).status).toBe(200);
+    const res = await agent.checkin();
+    expect(res.status).toBe(200);
+    const outputs = res.json.actions[0].data.policy.outputs;
+    expect(outputs.remote.api_key).toBe('');
+    expect(outputs.default.api_key).toMatch(/:/);
+    const health = [...fleetEs.cluster.resolve('logs-fleet_server.output_health-default')!.docs.values()].map((d) => d.source);
+    expect(health).toEqual([expect.objectContaining({ output: 'remote', state: 'DEGRADED', message: expect.stringMatching(/401|service token/),
+      data_stream: { dataset: 'fleet_server.output_health', type: 'logs', namespace: 'default' } })]);
+  } finally {
+    await server.stop();
+    await Promise.all([fleetEs.stop(), remoteEs.stop()]);
+    removeDir(dir);
+  }
+});

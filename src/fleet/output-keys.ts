@@ -12,6 +12,7 @@ const SECRET_REF = /^\$co\.elastic\.secret\{([^}]*)\}$/;
 const RDSTALE = /-\d+-rdstale$/;
 
 export class OutputKeys {
+  private readonly lastHealth = new Map<string, string>();
   constructor(
     private readonly store: Store,
     private readonly pacer: TokenBucket | undefined,
@@ -42,11 +43,23 @@ export class OutputKeys {
       const cluster = this.store.apiKeysFor(out.remote);
       if (!cur || !cur.api_key) {
         await this.pace(signal);
-        const key = await cluster.createApiKey({
-          name: `${agentId}:${out.name}`,
-          roleDescriptors: out.roles,
-          metadata: { agent_id: agentId, managed: true, managed_by: 'fleet-server', output_name: out.name, type: 'output' },
-        });
+        let key: { id: string; key: string };
+        try {
+          key = await cluster.createApiKey({
+            name: `${agentId}:${out.name}`,
+            roleDescriptors: out.roles,
+            metadata: { agent_id: agentId, managed: true, managed_by: 'fleet-server', output_name: out.name, type: 'output' },
+          });
+          if (out.remote) await this.remoteHealth(out.name, 'HEALTHY', '');
+        } catch (err) {
+          if (!out.remote) throw err;
+          // As upstream: a remote cluster that refuses is reported DEGRADED, and the policy still goes out without a key.
+          const message = err instanceof Error ? err.message : String(err);
+          this.log.warn({ err, output: out.name }, 'remote output API key creation failed');
+          await this.remoteHealth(out.name, 'DEGRADED', message);
+          keys[out.name] = '';
+          continue;
+        }
         const plain = `${key.id}:${key.key}`;
         const secretId = await this.store.createSecret(plain);
         const retired = [...(cur?.to_retire_api_key_ids ?? [])];
@@ -92,6 +105,14 @@ export class OutputKeys {
       await this.store.updateAgent({ id: agentId, doc: { outputs: update } as Partial<AgentDoc>, unset, });
     }
     return keys;
+  }
+
+  /** Records a remote output's health when it changes (one document per change, not per agent). */
+  private async remoteHealth(output: string, state: 'HEALTHY' | 'DEGRADED', message: string): Promise<void> {
+    const key = `${state}:${message}`;
+    if (this.lastHealth.get(output) === key) return;
+    this.lastHealth.set(output, key);
+    await this.store.writeOutputHealth({ output, state, message }).catch((err) => this.log.warn({ err, output }, 'output health not recorded'));
   }
 
   private async pace(signal?: AbortSignal): Promise<void> {

@@ -121,6 +121,9 @@ export interface Store extends ApiKeyService {
   deleteExpiredActions(before: Date): Promise<number>;
   readonly actionChanges: ChangeFeed<ActionDoc>;
 
+  /** Records a remote output's health (upstream's logs-fleet_server.output_health-default); a no-op where there is no cluster. */
+  writeOutputHealth(health: { output: string; state: 'HEALTHY' | 'DEGRADED'; message: string }): Promise<void>;
+
   // .fleet-actions-results
   /** Creates result documents; an existing id is kept (409 ignored, as upstream). */
   createActionResults(results: { id: string; doc: ActionResultDoc }[]): Promise<void>;

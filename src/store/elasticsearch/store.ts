@@ -30,6 +30,8 @@ export const INDEX = {
   actionResults: '.fleet-actions-results',
 } as const;
 
+const OUTPUT_HEALTH = 'logs-fleet_server.output_health-default';
+
 interface SearchHit<T> {
   _id: string;
   _seq_no?: number;
@@ -382,6 +384,14 @@ export class EsStore implements Store {
       if (statusOf(err) === 404) return 0;
       throw err;
     }
+  }
+
+  async writeOutputHealth(h: { output: string; state: 'HEALTHY' | 'DEGRADED'; message: string }): Promise<void> {
+    const r = await this.write('create', OUTPUT_HEALTH, undefined, {
+      '@timestamp': new Date().toISOString(), output: h.output, state: h.state, message: h.message,
+      data_stream: { dataset: 'fleet_server.output_health', type: 'logs', namespace: 'default' },
+    }, { refresh: true });
+    if (r.status >= 300) throw itemFailed(r, 'write output health');
   }
 
   // ---- .fleet-actions-results ----

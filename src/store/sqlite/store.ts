@@ -320,6 +320,10 @@ export class SqliteStore implements Store {
     });
   }
 
+  async writeOutputHealth(): Promise<void> {
+    // Remote outputs' keys are minted locally here; there is no remote cluster whose health to record.
+  }
+
   // ---- action results ----
 
   async createActionResults(results: { id: string; doc: ActionResultDoc }[]): Promise<void> {
