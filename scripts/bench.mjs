@@ -144,6 +144,8 @@ async function run(store) {
   console.log(`RSS per held agent (total)      ${fmt(rssHeld / total)} KiB`);
   console.log(`RSS per held agent (over idle)  ${fmt((rssHeld - rssIdle) / total)} KiB   target ≤ 25 KB`);
   console.log(`live JS heap per held agent     ${fmt((statsHeld.beat.memstats.heap_used - heapIdle) / 1024 / total)} KiB  (heap ${fmt(statsHeld.beat.memstats.heap_used / 1048576)} MiB, server counts ${statsHeld.fleet.checkin.held} held)`);
+  const m = statsHeld.beat.memstats;
+  console.log(`  heap committed ${fmt(m.heap_total / 1048576)} MiB, external ${fmt(m.external / 1048576)} MiB, array buffers ${fmt(m.array_buffers / 1048576)} MiB`);
   if (steady) {
     console.log(`steady long-polling, ${STEADY_S} s: Elasticsearch requests per 1,000 agents per minute`);
     for (const [k, n] of steady.kinds) console.log(`  ${k.padEnd(28)}  ${fmt(steady.scale(n))}`);
