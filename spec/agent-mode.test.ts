@@ -105,6 +105,30 @@ describe('agent mode lifecycle', () => {
     expect(res.json.actions[0].id).toBe(`policy:${POLICY}:2`);
   });
 
+  test('a log-level change is applied in place: the held check-in stays held and debug lines appear', async () => {
+    const token = (await cli(dir, ['enrollment-token', 'list'], esSettings(es)))[0].api_key as string;
+    const agent = new SimAgent(`http://127.0.0.1:${port}`);
+    expect((await agent.enroll(token)).status).toBe(200);
+    await agent.checkin();
+    let answered = false;
+    const held = agent.checkin({ agent_policy_id: POLICY, policy_revision_idx: 2 }, { timeoutMs: 60_000 }).then((r) => {
+      answered = true;
+      return r;
+    });
+    await sleep(500);
+    const before = fake.observed.length;
+    const debugBefore = (fake.stderr.match(/"log.level":"debug"/g) ?? []).length;
+    for (const u of units) u.logLevel = proto.UnitLogLevel.INFO;
+    units[0]!.logLevel = proto.UnitLogLevel.DEBUG;
+    fake.send();
+    await fake.waitObserved('HEALTHY after the log-level change', (o) => fake.observed.indexOf(o) > before && both(S.HEALTHY, RUNNING)(o));
+    expect(fake.observed.slice(before).some(both(S.CONFIGURING, 'Re-configuring'))).toBe(true);
+    expect(answered).toBe(false);
+    await seedFleetServerPolicy(dir, es, 3);
+    expect((await held).json.actions[0].id).toBe(`policy:${POLICY}:3`);
+    expect((fake.stderr.match(/"log.level":"debug"/g) ?? []).length).toBeGreaterThan(debugBefore);
+  });
+
   test('a bad output: FAILED with the reason, then recovery when the output is fixed', async () => {
     units[1]!.configIdx = 2;
     units[1]!.config = { id: 'default', type: 'elasticsearch', hosts: ['http://127.0.0.1:1'], service_token: es.serviceToken };
