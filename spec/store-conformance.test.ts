@@ -5,10 +5,8 @@ import type { ActionDoc, AgentDoc, PolicyDoc } from '../src/store/documents';
 import type { Store } from '../src/store/port';
 import { REAL_ES, STORE_KINDS, type StoreUnderTest } from './support/stores';
 
-if (!REAL_ES) {
-  console.log('store conformance on a real Elasticsearch: skipped (set ELASTICSEARCH_HOSTS and ELASTICSEARCH_SERVICE_TOKEN to run it)');
-  test.skip('real Elasticsearch: set ELASTICSEARCH_HOSTS and ELASTICSEARCH_SERVICE_TOKEN to run the adapter suite against it', () => undefined);
-}
+// The real-cluster run is added to STORE_KINDS only when configured; otherwise say so, and why.
+if (!REAL_ES) console.log('store conformance on a real Elasticsearch: skipped (set ELASTICSEARCH_HOSTS and ELASTICSEARCH_SERVICE_TOKEN to run it)');
 
 const uid = (): string => randomUUID();
 const iso = (ms: number): string => new Date(ms).toISOString();

@@ -53,7 +53,6 @@ export interface BulkConfig {
 export interface MonitorConfig {
   fetchSize: number;
   pollTimeoutMs: number;
-  policyDebounceMs: number;
 }
 
 export interface FleetServerConfig {
@@ -351,7 +350,6 @@ export function buildConfig(raw: RawConfig): FleetServerConfig {
     monitor: {
       fetchSize: input.sub('monitor').num('fetch_size', 1000),
       pollTimeoutMs: input.sub('monitor').dur('poll_timeout', 240_000),
-      policyDebounceMs: input.sub('monitor').dur('policy_debounce_time', 1000),
     },
     cache: {
       ttlActionMs: cache.dur('ttl_action', 300_000),

@@ -37,6 +37,8 @@ export class AgentMode {
   private bootstrapTimer: NodeJS.Timeout | undefined;
   private outputProbe: Promise<string> | undefined;
   private useBootstrap = false;
+  /** The output (with its bootstrap) last tested, whose result `useBootstrap` holds. */
+  private probed: string | undefined;
   private shuttingDown = false;
 
   constructor(private readonly cli: RawConfig, info: proto.StartUpInfo, private readonly log: Logger) {
@@ -166,9 +168,15 @@ export class AgentMode {
 
   /**
    * Upstream tests the output (with bootstrap values filled in) and, when it cannot reach Elasticsearch,
-   * runs on the bootstrap object alone, trying the output again every minute.
+   * runs on the bootstrap object alone, trying the output again every minute. An output already tested
+   * is not tested again on every expected message; the minute's retry revisits the decision.
    */
   private async chooseOutput(choice: OutputChoice): Promise<void> {
+    const key = choice.bootstrap ? JSON.stringify(choice) : undefined;
+    if (key !== undefined && key === this.probed) return;
+    this.probed = key;
+    if (this.bootstrapTimer) clearTimeout(this.bootstrapTimer);
+    this.bootstrapTimer = undefined;
     if (!choice.bootstrap) {
       this.useBootstrap = false;
       return;
@@ -179,13 +187,19 @@ export class AgentMode {
     } catch (err) {
       if (!this.useBootstrap) this.log.warn({ err: (err as Error).message }, 'output unreachable; running on the bootstrap output and retrying every minute');
       this.useBootstrap = true;
-      if (this.bootstrapTimer) clearTimeout(this.bootstrapTimer);
-      this.bootstrapTimer = setTimeout(() => {
-        this.bootstrapTimer = undefined;
-        void this.probe(choice.merged).then(() => this.schedule(), () => this.schedule());
-      }, BOOTSTRAP_RETRY_MS);
-      this.bootstrapTimer.unref();
+      this.retryOutput(choice.merged);
     }
+  }
+
+  private retryOutput(merged: Obj): void {
+    this.bootstrapTimer = setTimeout(() => {
+      this.bootstrapTimer = undefined;
+      void this.probe(merged).then(() => {
+        this.useBootstrap = false;
+        this.schedule();
+      }, () => this.retryOutput(merged));
+    }, BOOTSTRAP_RETRY_MS);
+    this.bootstrapTimer.unref();
   }
 
   private async probe(output: Obj): Promise<string> {

@@ -113,8 +113,8 @@ export class Fleet {
       if (this.stopping) return;
       this.health.set('HEALTHY', 'Running');
     } catch (err) {
+      if (this.stopping) return;
       const state = this.health.current.state;
-      if (state === 'STOPPING' || state === 'STOPPED') return;
       const message = `Failed to request policies: ${err instanceof Error ? err.message : String(err)}`;
       this.health.set(state === 'HEALTHY' || state === 'DEGRADED' ? 'DEGRADED' : 'FAILED', message);
     }

@@ -145,9 +145,7 @@ export class OutputKeys {
       }
       for (const r of out.to_retire_api_key_ids ?? []) {
         if (r.id === out.api_key_id) continue;
-        const at = this.store.apiKeysFor(remotes.get(r.output ?? name));
-        if (!invalidate.has(at)) invalidate.set(at, new Set());
-        invalidate.get(at)!.add(r.id);
+        addKey(invalidate, this.store.apiKeysFor(remotes.get(r.output ?? name)), r.id);
         if (r.secret_id) secrets.add(r.secret_id);
       }
     }
@@ -162,17 +160,19 @@ export class OutputKeys {
   async keysByCluster(agent: AgentDoc): Promise<Map<ApiKeyService, Set<string>>> {
     const remotes = await this.remotesOf(agent);
     const out = new Map<ApiKeyService, Set<string>>();
-    const add = (cluster: ApiKeyService, id: string): void => {
-      if (!out.has(cluster)) out.set(cluster, new Set());
-      out.get(cluster)!.add(id);
-    };
-    if (agent.access_api_key_id) add(this.store, agent.access_api_key_id);
+    if (agent.access_api_key_id) addKey(out, this.store, agent.access_api_key_id);
     for (const [name, o] of Object.entries(agent.outputs ?? {})) {
-      if (o.api_key_id) add(this.store.apiKeysFor(remotes.get(name)), o.api_key_id);
-      for (const r of o.to_retire_api_key_ids ?? []) add(this.store.apiKeysFor(remotes.get(r.output ?? name)), r.id);
+      if (o.api_key_id) addKey(out, this.store.apiKeysFor(remotes.get(name)), o.api_key_id);
+      for (const r of o.to_retire_api_key_ids ?? []) addKey(out, this.store.apiKeysFor(remotes.get(r.output ?? name)), r.id);
     }
     return out;
   }
+}
+
+function addKey(byCluster: Map<ApiKeyService, Set<string>>, cluster: ApiKeyService, id: string): void {
+  let ids = byCluster.get(cluster);
+  if (!ids) byCluster.set(cluster, (ids = new Set()));
+  ids.add(id);
 }
 
 /** Output name → remote connection, from the agent's current policy. */

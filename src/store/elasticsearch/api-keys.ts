@@ -5,10 +5,7 @@ import type { Client } from '@elastic/elasticsearch';
 import type { RoleMap } from '../documents';
 import type { ApiKey, ApiKeyCheck, ApiKeyService, CreateApiKeyRequest } from '../port';
 import type { Semaphore } from '../../util/semaphore';
-import { statusOf, withRetries } from './connection';
-
-/** The status of a failure, whether raw or already translated to a store error (kept as `cause`). */
-const statusIn = (err: unknown): number | undefined => statusOf(err) ?? statusOf((err as { cause?: unknown }).cause);
+import { statusIn, withRetries } from './connection';
 
 export class EsApiKeys implements ApiKeyService {
   constructor(private readonly client: Client, private readonly security: Semaphore) {}

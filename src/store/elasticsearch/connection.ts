@@ -63,6 +63,11 @@ export function statusOf(err: unknown): number | undefined {
   return err instanceof errors.ResponseError ? err.meta.statusCode : undefined;
 }
 
+/** The HTTP status behind a failure, whether raw or translated to a store error (which keeps it as `cause`). */
+export function statusIn(err: unknown): number | undefined {
+  return statusOf(err) ?? statusOf((err as { cause?: unknown } | undefined)?.cause);
+}
+
 /**
  * What an Elasticsearch failure means to fleet logic: unreachable, refusing our token, or failing
  * inside → unavailable (503 to agents); rejecting work (429) → busy. Other errors are the caller's.

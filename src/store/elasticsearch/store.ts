@@ -12,7 +12,7 @@ import { NotFoundError, StoreUnavailableError } from '../port';
 import { Bulker, EsItemError, type ItemResult } from './bulker';
 import { EsChangeFeed } from './change-feed';
 import { EsApiKeys } from './api-keys';
-import { createClient, statusOf, toStoreError, withRetries } from './connection';
+import { createClient, statusIn, statusOf, toStoreError, withRetries } from './connection';
 import { buildConfig } from '../../config/config';
 import { filter, LATEST_POLICIES, pendingActions, term } from './queries';
 import { Backoff, sleep } from '../../util/backoff';
@@ -185,7 +185,7 @@ export class EsStore implements Store {
       const r = await withRetries('read secret', () => this.client.fleet.getSecret({ id })) as unknown as { value: string };
       return r.value;
     } catch (err) {
-      if (statusOf((err as { cause?: unknown }).cause) === 404 || statusOf(err) === 404) return undefined;
+      if (statusIn(err) === 404) return undefined;
       throw err;
     }
   }
@@ -223,7 +223,7 @@ export class EsStore implements Store {
     try {
       await withRetries('update enrollment key', () => this.client.update({ index: INDEX.enrollmentKeys, id, doc, refresh: 'wait_for', retry_on_conflict: 3 }));
     } catch (err) {
-      if (statusOf((err as { cause?: unknown }).cause) === 404 || statusOf(err) === 404) throw new NotFoundError(`enrollment key ${id} not found`);
+      if (statusIn(err) === 404) throw new NotFoundError(`enrollment key ${id} not found`);
       throw err;
     }
   }
