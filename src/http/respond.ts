@@ -42,10 +42,7 @@ export function writeFilledMaybeGzip(res: ServerResponse, gzip: boolean, f: Fill
     writeJsonText(res, 200, renderFilled(f));
     return;
   }
-  const body = splicedGzip(f, c.level);
-  if (res.destroyed || res.headersSent) return;
-  res.writeHead(200, { 'Content-Type': 'application/json', 'Content-Encoding': 'gzip', 'Content-Length': body.length });
-  res.end(body);
+  writeGzipped(res, 200, splicedGzip(f, c.level));
 }
 
 /** `gzip`: the client asked for it (acceptsGzip, read before the request's headers were released). */
@@ -55,7 +52,10 @@ export function writeJsonMaybeGzip(res: ServerResponse, gzip: boolean, status: n
     writeJsonText(res, status, text);
     return;
   }
-  const body = gzipSync(text, deflateOptions(c.level, text.length));
+  writeGzipped(res, status, gzipSync(text, deflateOptions(c.level, text.length)));
+}
+
+function writeGzipped(res: ServerResponse, status: number, body: Buffer): void {
   if (res.destroyed || res.headersSent) return;
   res.writeHead(status, { 'Content-Type': 'application/json', 'Content-Encoding': 'gzip', 'Content-Length': body.length });
   res.end(body);

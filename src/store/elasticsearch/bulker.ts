@@ -51,7 +51,8 @@ interface Pending<T> {
 interface WriteOp extends Pending<ItemResult> {
   action: Obj;
   source?: Obj;
-  attempts: number;
+  /** Set once Elasticsearch has rejected the operation: its retry schedule. */
+  retry?: Backoff;
 }
 
 interface ReadOp extends Pending<ReadResult | undefined> {
@@ -104,7 +105,7 @@ export class Bulker {
     opts: { refresh?: boolean; retryOnConflict?: number } = {}): Promise<ItemResult> {
     const action: Obj = { [op]: { ...(id !== undefined ? { _id: id } : {}), _index: index, ...(opts.retryOnConflict ? { retry_on_conflict: opts.retryOnConflict } : {}) } };
     const bytes = JSON.stringify(action).length + (source ? JSON.stringify(source).length : 0) + 2;
-    return this.enqueue(opts.refresh ? this.refreshWrites : this.writes, { action, source, bytes, attempts: 0 } as WriteOp);
+    return this.enqueue(opts.refresh ? this.refreshWrites : this.writes, { action, source, bytes } as WriteOp);
   }
 
   /** A realtime read by id (through `_mget`); undefined when the document or index is missing. */
@@ -174,12 +175,12 @@ export class Bulker {
       const op = batch[i]!;
       const r = Object.values(item)[0] as unknown as ItemResult;
       // A rejected item (429) is retried with backoff, as upstream's bulker does; others are the caller's.
-      if (r.status === 429 && op.attempts < MAX_ITEM_RETRIES) {
-        op.attempts++;
-        const wait = new Backoff();
-        for (let k = 0; k < op.attempts - 1; k++) wait.next();
-        void sleep(wait.next()).then(() => this.push(refresh ? this.refreshWrites : this.writes, op));
-        return;
+      if (r.status === 429) {
+        op.retry ??= new Backoff();
+        if (op.retry.attempts < MAX_ITEM_RETRIES) {
+          void sleep(op.retry.next()).then(() => this.push(refresh ? this.refreshWrites : this.writes, op));
+          return;
+        }
       }
       op.resolve(r);
     });
