@@ -72,6 +72,23 @@ describe('Elasticsearch faults', () => {
     expect(shown.results).toHaveLength(1);
   });
 
+  test('bulk items rejected with 429 past the retries: the ack answers 429 with Retry-After, item by item; nothing is 500', async () => {
+    const action = await cli(dataDir, ['actions', 'create', '--type', 'SETTINGS', '--agents', agent.id, '--data', '{"log_level":"info"}'], esSettings(es));
+    const delivered = await agent.checkin({ agent_policy_id: 'default-policy', policy_revision_idx: 1 });
+    expect(delivered.json.actions).toEqual([expect.objectContaining({ id: action.id })]);
+    es.faults.add({ match: 'bulk', itemStatus: 429 });
+    const res = await agent.ack([{ action_id: action.id }, { action_id: 'no-such-action' }]);
+    es.faults.clear();
+    expect(res.status).toBe(429);
+    expect(Number(res.headers['retry-after'])).toBeGreaterThan(0);
+    expect(res.json).toEqual({ action: 'acks', errors: true, items: [
+      { status: 429, message: 'too many pending bulk dispatches' }, { status: 404, message: 'Not Found' },
+    ] });
+    // Acknowledged again once Elasticsearch accepts writes: the result lands.
+    expect((await agent.ack([{ action_id: action.id }])).status).toBe(200);
+    expect((await cli(dataDir, ['actions', 'show', action.id], esSettings(es))).results).toHaveLength(1);
+  });
+
   test('503 answers are retried with backoff; when they persist the agent gets 503 in the upstream error shape', async () => {
     es.faults.add({ match: 'mget', status: 503, times: 6 });
     expect((await agent.ack([{ action_id: 'policy:default-policy:1' }])).status).toBe(200);

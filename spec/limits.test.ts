@@ -46,7 +46,7 @@ test('concurrent check-ins over checkin_limit.max → 429 MaxLimit', async () =>
   }
 });
 
-test('requests over max_connections → 429 "Server capacity exceeded." with Retry-After', async () => {
+test('requests over max_connections → 429 in the error shape with Retry-After', async () => {
   const server = await startFleetServer({ overrides: ['inputs.0.server.limits.max_connections=2', ...heldPoll] });
   try {
     const [a, b] = await twoAgentsOnPolicy(server);
@@ -54,7 +54,8 @@ test('requests over max_connections → 429 "Server capacity exceeded." with Ret
     await new Promise((r) => setTimeout(r, 200));
     const over = await request(`${server.url}/api/status`);
     expect(over.status).toBe(429);
-    expect(over.text).toBe('Server capacity exceeded.\n');
+    expect(over.json).toEqual({ statusCode: 429, error: 'MaxConnections', message: 'Server capacity exceeded.' });
+    expect(over.headers['content-type']).toBe('application/json; charset=utf-8');
     expect(over.headers['retry-after']).toBe('5');
     for (const h of await Promise.all(held)) expect(h.status).toBe(200);
     expect((await request(`${server.url}/api/status`)).status).toBe(200);

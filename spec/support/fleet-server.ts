@@ -19,6 +19,8 @@ export interface StartOptions {
   internalPort?: number;
   /** Wait for this text on stderr (default: the listening log line). */
   readyText?: string;
+  /** Start under this soft limit of open files (ulimit -n). */
+  fileLimit?: number;
 }
 
 export class FleetServerProcess {
@@ -92,7 +94,10 @@ export async function startFleetServer(opts: StartOptions = {}): Promise<FleetSe
     'logging.level=debug',
     ...(opts.overrides ?? []),
   ]) args.push('-E', o);
-  const child = spawn(process.execPath, args, { cwd: dataDir, env: { ...process.env, ...opts.env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const [cmd, argv] = opts.fileLimit === undefined
+    ? [process.execPath, args]
+    : ['/bin/sh', ['-c', `ulimit -n ${opts.fileLimit} && exec "$0" "$@"`, process.execPath, ...args]];
+  const child = spawn(cmd, argv, { cwd: dataDir, env: { ...process.env, ...opts.env }, stdio: ['ignore', 'pipe', 'pipe'] });
   const p = new FleetServerProcess(child, port, internalPort, dataDir);
   await p.waitFor(opts.readyText ?? 'fleet-server internal listener');
   return p;

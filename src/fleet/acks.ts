@@ -1,30 +1,24 @@
 // Acknowledgements: one result per event, stored in .fleet-actions-results, with per-type effects
-// (policy revision, unenroll, upgrade bookkeeping). The answer is upstream's AckResponse.
+// (policy revision, unenroll, upgrade bookkeeping). Each event gets a domain outcome; the protocol edge
+// renders them (HTTP: upstream's AckResponse, item statuses from the one error classification).
 import type { Logger } from 'pino';
 import type { ActionDoc, ActionResultDoc, AgentDoc, Hit, Json } from '../store/documents';
 import type { Store } from '../store/port';
 import { LruCache } from '../util/lru';
 import { rfc3339 } from '../util/time';
 import type { Authenticator } from './auth';
-import { isFleetError } from './errors';
 import type { AckEvent } from './messages';
 import { outputSecretIds, type OutputKeys } from './output-keys';
 
-export interface AckItem {
-  status: number;
-  message: string;
-}
+/** What became of one acknowledged event. */
+export type AckOutcome =
+  | { kind: 'ok' }
+  | { kind: 'wrongAgent' }
+  | { kind: 'unknownAction' }
+  | { kind: 'failed'; error: unknown };
 
-export interface AckResult {
-  status: number;
-  errors: boolean;
-  items: AckItem[];
-}
-
-const STATUS_TEXT: Record<number, string> = {
-  200: 'OK', 400: 'Bad Request', 404: 'Not Found', 429: 'Too Many Requests', 500: 'Internal Server Error', 503: 'Service Unavailable',
-};
-const item = (status: number, message = STATUS_TEXT[status] ?? ''): AckItem => ({ status, message });
+const OK: AckOutcome = { kind: 'ok' };
+const failed = (error: unknown): AckOutcome => ({ kind: 'failed', error });
 
 interface CachedAction {
   id: string;
@@ -43,9 +37,9 @@ export class AckService {
     private readonly log: Logger,
   ) {}
 
-  async ack(agent: Hit<AgentDoc>, events: AckEvent[]): Promise<AckResult> {
+  async ack(agent: Hit<AgentDoc>, events: AckEvent[]): Promise<AckOutcome[]> {
     const agentId = agent._id;
-    const items: AckItem[] = [];
+    const items: AckOutcome[] = [];
     const policyAcks: { index: number; actionId: string }[] = [];
     const results: { id: string; doc: ActionResultDoc }[] = [];
     const resultIndex: number[] = [];
@@ -54,11 +48,11 @@ export class AckService {
 
     for (const [i, ev] of events.entries()) {
       if (ev.agent_id && ev.agent_id !== agentId) {
-        items.push(item(400));
+        items.push({ kind: 'wrongAgent' });
         continue;
       }
       if (ev.action_id.startsWith('policy:')) {
-        items.push(item(200));
+        items.push(OK);
         if (!ev.error) policyAcks.push({ index: i, actionId: ev.action_id });
         continue;
       }
@@ -66,16 +60,16 @@ export class AckService {
       try {
         action = await this.findAction(ev.action_id);
       } catch (err) {
-        items.push(item(503, err instanceof Error ? err.message : String(err)));
+        items.push(failed(err));
         continue;
       }
       if (!action) {
-        items.push(item(404));
+        items.push({ kind: 'unknownAction' });
         continue;
       }
       results.push({ id: `${ev.action_id}:${agentId}`, doc: resultDoc(ev, agentId, action) });
       resultIndex.push(i);
-      items.push(item(200));
+      items.push(OK);
       if (action.type === 'UPGRADE') upgrade = { index: i, doc: upgradeUpdate(ev, agent._source) };
       if ((action.type === 'UNENROLL' || action.type === 'MIGRATE') && !ev.error) unenroll = true;
     }
@@ -83,26 +77,24 @@ export class AckService {
     try {
       await this.store.createActionResults(results);
     } catch (err) {
-      for (const i of resultIndex) items[i] = item(errorStatus(err), errorMessage(err));
+      for (const i of resultIndex) items[i] = failed(err);
     }
     if (upgrade && Object.keys(upgrade.doc).length > 0) {
       try {
         await this.store.updateAgent({ id: agentId, doc: upgrade.doc });
       } catch (err) {
-        items[upgrade.index] = item(errorStatus(err), errorMessage(err));
+        items[upgrade.index] = failed(err);
       }
     }
     if (policyAcks.length > 0) {
       try {
         await this.ackPolicy(agent, policyAcks.map((p) => p.actionId));
       } catch (err) {
-        for (const p of policyAcks) items[p.index] = item(errorStatus(err), errorMessage(err));
+        for (const p of policyAcks) items[p.index] = failed(err);
       }
     }
     if (unenroll) await this.unenroll(agent);
-
-    const status = items.reduce((m, it) => Math.max(m, it.status), 200);
-    return { status, errors: status !== 200, items };
+    return items;
   }
 
   private async findAction(actionId: string): Promise<CachedAction | undefined> {
@@ -181,13 +173,4 @@ function upgradeUpdate(ev: AckEvent, doc: AgentDoc): Record<string, unknown> {
   const update: Record<string, unknown> = { upgrade_started_at: null, upgraded_at: rfc3339() };
   if (!doc.upgrade_details) update['upgrade_attempts'] = null;
   return update;
-}
-
-function errorStatus(err: unknown): number {
-  if (isFleetError(err, 'TooManyBulkDispatches')) return 429;
-  return 500;
-}
-
-function errorMessage(err: unknown): string {
-  return err instanceof Error ? err.message : String(err);
 }

@@ -1,17 +1,21 @@
 // Errors fleet logic raises. Each carries a code from one catalogue; the protocol edges decide how a
-// code is shown (http/errors.ts maps it to upstream's status and body).
+// code is shown (http/errors.ts classifies it into upstream's status, body, log level and Retry-After).
 export type FleetErrorCode =
   | 'AgentNotFound' | 'ApiKeyDisabled' | 'ClientClosed' | 'AgentNotReplaceable' | 'InvalidUserAgent'
-  | 'UnsupportedVersion' | 'NotFound' | 'RateLimit' | 'MaxLimit' | 'EnrollDuplicate' | 'RequestTimeout'
-  | 'AgentNotActive' | 'AgentIdentity' | 'AgentCorrupted' | 'AgentInactive' | 'NoAuthHeader'
-  | 'MalformedHeader' | 'Unauthorized' | 'MalformedToken' | 'InvalidToken' | 'ApiKeyNotFound'
+  | 'UnsupportedVersion' | 'RateLimit' | 'MaxLimit' | 'EnrollDuplicate'
+  | 'AgentIdentity' | 'AgentCorrupted' | 'AgentInactive' | 'NoAuthHeader'
+  | 'MalformedHeader' | 'Unauthorized' | 'MalformedToken' | 'InvalidToken'
   | 'PolicyNotFound' | 'AuditReasonConflict' | 'BadRequest' | 'InvalidApiVersionFormat'
-  | 'UnsupportedApiVersion' | 'ServiceUnavailable' | 'TooManyBulkDispatches' | 'PayloadTooLarge' | 'Internal';
+  | 'UnsupportedApiVersion' | 'Internal';
 
 export class FleetError extends Error {
   override readonly name = 'FleetError';
-  constructor(readonly code: FleetErrorCode, message?: string, options?: { cause?: unknown }) {
+  /** For refusals that say when to come back (rate limits): seconds, as Retry-After carries them. */
+  readonly retryAfterSeconds: number | undefined;
+
+  constructor(readonly code: FleetErrorCode, message?: string, options?: { cause?: unknown; retryAfterSeconds?: number }) {
     super(message ?? code, options);
+    this.retryAfterSeconds = options?.retryAfterSeconds;
   }
 }
 

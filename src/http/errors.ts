@@ -1,28 +1,57 @@
-// The error → HTTP catalogue, as upstream's api/error.go answers: {"statusCode","error","message"}.
+// The one error model of the HTTP edge (upstream's api/error.go, fastify's errors.js): every error is
+// classified once into status, error name, message, log level and Retry-After, and rendered as
+// {"statusCode","error","message"}. Fleet logic raises FleetErrors and store errors; the edge raises
+// HttpErrors for what only HTTP knows (routing, capacity, timeouts).
 import type { ServerResponse } from 'node:http';
 import { FleetError, type FleetErrorCode } from '../fleet/errors';
 import { StoreBusyError, StoreUnavailableError } from '../store/port';
 
-interface ErrorEntry {
+export type LogLevel = 'debug' | 'info' | 'warn' | 'error';
+
+export type HttpErrorCode =
+  | 'RouteNotFound' | 'MethodNotAllowed' | 'MalformedUrl' | 'MaxConnections' | 'RequestTimeout'
+  | 'HeaderTooLarge' | 'MalformedRequest' | 'BodyTooComplex' | 'BodyBudget';
+
+/** An error only the HTTP edge can raise; `headers` go out with the answer (Allow, …). */
+export class HttpError extends Error {
+  override readonly name = 'HttpError';
+  constructor(readonly code: HttpErrorCode, message?: string, readonly headers?: Record<string, string>) {
+    super(message ?? code);
+  }
+}
+
+export interface ErrorClass {
+  status: number;
+  error: string;
+  /** Omitted from the body when empty, as upstream. */
+  message: string;
+  level: LogLevel;
+  /** Seconds; sent as Retry-After. */
+  retryAfter?: number;
+}
+
+interface Entry {
   status: number;
   error: string;
   /** Fixed message; when absent the error's own message is shown. */
   message?: string;
+  level?: LogLevel;
+  retryAfter?: number;
 }
 
-const CATALOGUE: Record<FleetErrorCode, ErrorEntry> = {
+const RETRY_SECONDS = 5;
+
+const CATALOGUE: Record<FleetErrorCode | HttpErrorCode, Entry> = {
   AgentNotFound: { status: 404, error: 'AgentNotFound', message: 'agent could not be found' },
   ApiKeyDisabled: { status: 401, error: 'Unauthorized', message: 'ApiKey not enabled' },
-  ClientClosed: { status: 499, error: 'StatusClientClosedRequest', message: 'server is stopping' },
+  // The client went away (or the server is stopping): nothing to answer, nothing worth more than debug.
+  ClientClosed: { status: 499, error: 'StatusClientClosedRequest', message: 'server is stopping', level: 'debug' },
   AgentNotReplaceable: { status: 403, error: 'AgentNotReplaceable', message: 'existing agent cannot be replaced' },
   InvalidUserAgent: { status: 400, error: 'InvalidUserAgent', message: 'user-agent is invalid' },
   UnsupportedVersion: { status: 400, error: 'UnsupportedVersion', message: 'version is not supported' },
-  NotFound: { status: 404, error: 'NotFound', message: 'not found' },
-  RateLimit: { status: 429, error: 'RateLimit', message: 'exceeded the rate limit' },
-  MaxLimit: { status: 429, error: 'MaxLimit', message: 'exceeded the max limit' },
-  EnrollDuplicate: { status: 429, error: 'EnrollDuplicate', message: 'concurrent enrollment for same id: retry' },
-  RequestTimeout: { status: 408, error: 'RequestTimeout', message: 'timeout on request' },
-  AgentNotActive: { status: 401, error: 'Unauthorized', message: 'Agent not active' },
+  RateLimit: { status: 429, error: 'RateLimit', message: 'exceeded the rate limit', retryAfter: RETRY_SECONDS },
+  MaxLimit: { status: 429, error: 'MaxLimit', message: 'exceeded the max limit', retryAfter: RETRY_SECONDS },
+  EnrollDuplicate: { status: 429, error: 'EnrollDuplicate', message: 'concurrent enrollment for same id: retry', retryAfter: RETRY_SECONDS },
   AgentIdentity: { status: 403, error: 'ErrAgentIdentity', message: 'Agent header contains wrong identifier' },
   AgentCorrupted: { status: 400, error: 'ErrAgentCorrupted', message: 'Agent record corrupted' },
   AgentInactive: { status: 401, error: 'ErrAgentInactive', message: 'Agent inactive' },
@@ -31,18 +60,49 @@ const CATALOGUE: Record<FleetErrorCode, ErrorEntry> = {
   Unauthorized: { status: 401, error: 'ErrUnauthorized', message: 'unauthorized' },
   MalformedToken: { status: 400, error: 'ErrMalformedToken', message: 'malformed token' },
   InvalidToken: { status: 401, error: 'ErrInvalidToken', message: 'token not valid utf8' },
-  ApiKeyNotFound: { status: 401, error: 'ErrAPIKeyNotFound', message: 'api key not found' },
   PolicyNotFound: { status: 400, error: 'ErrPolicyNotFound', message: 'ErrPolicyNotFound' },
   AuditReasonConflict: { status: 409, error: 'ErrAuditReasonConflict', message: 'agent document contains audit_unenroll_reason' },
   BadRequest: { status: 400, error: 'BadRequest' },
   InvalidApiVersionFormat: { status: 400, error: 'ErrInvalidAPIVersionFormat' },
   UnsupportedApiVersion: { status: 400, error: 'ErrUnsupportedAPIVersion' },
-  ServiceUnavailable: { status: 503, error: 'ServiceUnavailable', message: 'Fleet server unable to communicate with Elasticsearch' },
-  TooManyBulkDispatches: { status: 429, error: 'TooManyBulkDispatches', message: 'too many pending bulk dispatches' },
-  PayloadTooLarge: { status: 413, error: 'ErrPayloadSizeTooLarge', message: 'the request body exceeds the maximum allowed size' },
-  // Upstream answers unexpected errors with 500 and error "BadRequest" (its catch-all).
-  Internal: { status: 500, error: 'BadRequest' },
+  // Upstream answers unexpected errors with 500 and error "BadRequest" (its catch-all); the detail is
+  // logged, not shown to a client that may be hostile.
+  Internal: { status: 500, error: 'BadRequest', message: 'internal server error', level: 'error' },
+
+  // The edge's own.
+  RouteNotFound: { status: 404, error: 'NotFound', message: '404 page not found' },
+  MethodNotAllowed: { status: 405, error: 'MethodNotAllowed', message: 'method not allowed' },
+  MalformedUrl: { status: 400, error: 'BadRequest' },
+  MaxConnections: { status: 429, error: 'MaxConnections', message: 'Server capacity exceeded.', retryAfter: RETRY_SECONDS },
+  RequestTimeout: { status: 408, error: 'RequestTimeout', message: 'timeout on request', level: 'info' },
+  HeaderTooLarge: { status: 431, error: 'RequestHeaderFieldsTooLarge', message: 'request header fields too large' },
+  MalformedRequest: { status: 400, error: 'BadRequest', message: 'Bad request: malformed HTTP request' },
+  BodyTooComplex: { status: 400, error: 'BadRequest' },
+  BodyBudget: { status: 429, error: 'TooManyRequests', message: 'too many large request bodies in flight', retryAfter: RETRY_SECONDS, level: 'warn' },
 };
+
+function fromEntry(e: Entry, ownMessage: string, retryAfter?: number): ErrorClass {
+  const level = e.level ?? (e.status >= 500 ? 'error' : 'debug');
+  const out: ErrorClass = { status: e.status, error: e.error, message: e.message ?? ownMessage, level };
+  const retry = retryAfter ?? e.retryAfter;
+  if (retry !== undefined) out.retryAfter = retry;
+  return out;
+}
+
+/** Classifies any error raised while answering a request. */
+export function classify(err: unknown): ErrorClass {
+  if (err instanceof FleetError) return fromEntry(CATALOGUE[err.code], err.message, err.retryAfterSeconds);
+  if (err instanceof HttpError) return fromEntry(CATALOGUE[err.code], err.message);
+  // Store faults: unavailable → 503 (the server's health shows it too), back-pressure → 429.
+  if (err instanceof StoreUnavailableError) {
+    const message = err.clientMessage ?? 'Fleet Server cannot use its store right now';
+    return { status: 503, error: 'ServiceUnavailable', message, level: 'warn', retryAfter: RETRY_SECONDS };
+  }
+  if (err instanceof StoreBusyError) {
+    return { status: 429, error: 'TooManyBulkDispatches', message: 'too many pending bulk dispatches', level: 'warn', retryAfter: RETRY_SECONDS };
+  }
+  return fromEntry(CATALOGUE.Internal, '');
+}
 
 export interface ErrorBody {
   statusCode: number;
@@ -50,40 +110,32 @@ export interface ErrorBody {
   message?: string;
 }
 
-/** Store failures reach agents as upstream shows Elasticsearch's: unavailable → 503, back-pressure → 429. */
-function storeErrorCode(err: unknown): FleetErrorCode | undefined {
-  if (err instanceof StoreUnavailableError) return 'ServiceUnavailable';
-  if (err instanceof StoreBusyError) return 'TooManyBulkDispatches';
-  return undefined;
+export function errorBody(c: ErrorClass): ErrorBody {
+  return c.message ? { statusCode: c.status, error: c.error, message: c.message } : { statusCode: c.status, error: c.error };
 }
 
-export function errorBody(err: unknown): ErrorBody {
-  const storeCode = storeErrorCode(err);
-  if (storeCode) return errorBody(new FleetError(storeCode));
-  if (err instanceof FleetError) {
-    const e = CATALOGUE[err.code];
-    const message = e.message ?? err.message;
-    return message ? { statusCode: e.status, error: e.error, message } : { statusCode: e.status, error: e.error };
-  }
-  const message = err instanceof Error ? err.message : String(err);
-  return { statusCode: 500, error: 'BadRequest', message };
-}
-
-export function writeError(res: ServerResponse, err: unknown, extraHeaders?: Record<string, string>): ErrorBody {
-  const body = errorBody(err);
-  if (res.headersSent) {
+/** Writes the error answer (or drops the connection when an answer had already started). */
+export function writeError(res: ServerResponse, c: ErrorClass, headers?: Record<string, string>): void {
+  if (res.headersSent || res.destroyed) {
     res.destroy();
-    return body;
+    return;
   }
-  const text = JSON.stringify(body);
-  res.writeHead(body.statusCode, {
-    // Every 429 says when to come back, including back-pressure from the store.
-    ...(body.statusCode === 429 ? { 'Retry-After': '5' } : {}),
-    ...extraHeaders,
+  const text = JSON.stringify(errorBody(c));
+  res.writeHead(c.status, {
+    ...(c.retryAfter !== undefined ? { 'Retry-After': String(c.retryAfter) } : {}),
+    ...headers,
     'Content-Type': 'application/json; charset=utf-8',
     'X-Content-Type-Options': 'nosniff',
     'Content-Length': Buffer.byteLength(text),
   });
   res.end(text);
-  return body;
+}
+
+/** The same answer written straight to a socket, for errors Node raises before a request exists. */
+export function rawErrorResponse(c: ErrorClass): string {
+  const text = JSON.stringify(errorBody(c));
+  const reason = c.status === 408 ? 'Request Timeout' : c.status === 431 ? 'Request Header Fields Too Large' : c.status === 429 ? 'Too Many Requests' : 'Bad Request';
+  return `HTTP/1.1 ${c.status} ${reason}\r\nConnection: close\r\nContent-Type: application/json; charset=utf-8\r\n`
+    + `X-Content-Type-Options: nosniff\r\n${c.retryAfter !== undefined ? `Retry-After: ${c.retryAfter}\r\n` : ''}`
+    + `Content-Length: ${Buffer.byteLength(text)}\r\n\r\n${text}`;
 }

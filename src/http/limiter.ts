@@ -12,20 +12,16 @@ export class RouteLimiter {
     this.bucket = new TokenBucket(limit.intervalMs, limit.burst);
   }
 
-  /** Takes a slot or throws RateLimit/MaxLimit; the caller must call leave() once when done. */
+  /** Takes a slot or throws RateLimit/MaxLimit (saying when to retry); the caller must call leave() once when done. */
   enter(): void {
-    if (!this.bucket.tryTake()) throw new FleetError('RateLimit');
+    if (!this.bucket.tryTake()) {
+      throw new FleetError('RateLimit', undefined, { retryAfterSeconds: Math.max(1, Math.ceil(this.bucket.waitMs() / 1000)) });
+    }
     if (this.limit.max > 0 && this.inFlight >= this.limit.max) throw new FleetError('MaxLimit');
     this.inFlight++;
   }
 
   leave(): void {
     this.inFlight--;
-  }
-
-  /** Seconds a refused client should wait before trying again. */
-  retryAfterSeconds(err: FleetError): number {
-    if (err.code === 'RateLimit') return Math.max(1, Math.ceil(this.bucket.waitMs() / 1000));
-    return 5;
   }
 }

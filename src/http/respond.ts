@@ -14,9 +14,9 @@ export function writeJson(res: ServerResponse, status: number, body: unknown): v
   writeJsonText(res, status, JSON.stringify(body));
 }
 
-export function writeJsonText(res: ServerResponse, status: number, text: string): void {
+export function writeJsonText(res: ServerResponse, status: number, text: string, headers?: Record<string, string>): void {
   if (res.destroyed || res.headersSent) return;
-  res.writeHead(status, { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(text) });
+  res.writeHead(status, { ...headers, 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(text) });
   res.end(text);
 }
 

@@ -1,42 +1,78 @@
-// Routes by path shape, naming the limiter each route uses (upstream's router).
-import type { RouteName } from '../config/limits';
-import type { Handler } from './context';
-import { handleAcks } from './handlers/acks';
-import { handleAuditUnenroll } from './handlers/audit';
-import { handleCheckin } from './handlers/checkin';
-import { handleEnroll } from './handlers/enroll';
-import { handleStatus } from './handlers/status';
+// Matches a request path against the declared routes by segment shape (upstream's router): literal
+// segments compare as sent, `:name` segments are percent-decoded into params. A path that matches a
+// route under another method answers 405 with Allow; a malformed escape in a param is a 400.
+import { HttpError } from './errors';
+import type { RouteSpec } from './route';
 
-export interface Route {
-  method: string;
-  limit: RouteName;
-  handler: Handler;
+interface Compiled {
+  spec: RouteSpec;
+  /** Literal segment, or undefined for a param at that position. */
+  segments: (string | undefined)[];
+  params: string[];
 }
 
-export type Match = { route: Route; params: string[] } | { methodNotAllowed: true } | undefined;
+export type Match = { route: RouteSpec; params: Record<string, string> };
 
-const STATUS: Route = { method: 'GET', limit: 'status', handler: handleStatus };
-const ENROLL: Route = { method: 'POST', limit: 'enroll', handler: handleEnroll };
-const CHECKIN: Route = { method: 'POST', limit: 'checkin', handler: handleCheckin };
-const ACKS: Route = { method: 'POST', limit: 'ack', handler: handleAcks };
-const AUDIT: Route = { method: 'POST', limit: 'audit_unenroll', handler: handleAuditUnenroll };
+export class Router {
+  private readonly compiled: Compiled[];
 
-function pick(route: Route, method: string, params: string[]): Match {
-  if (method === route.method || (route.method === 'GET' && method === 'HEAD')) return { route, params };
-  return { methodNotAllowed: true };
+  constructor(routes: readonly RouteSpec[]) {
+    this.compiled = routes.map((spec) => {
+      const parts = spec.path.split('/').slice(1);
+      return {
+        spec,
+        segments: parts.map((p) => (p.startsWith(':') ? undefined : p)),
+        params: parts.filter((p) => p.startsWith(':')).map((p) => p.slice(1)),
+      };
+    });
+  }
+
+  /** The route and its params; throws RouteNotFound, MethodNotAllowed (with Allow) or MalformedUrl. */
+  match(method: string, path: string): Match {
+    const parts = path.split('/');
+    if (parts[0] !== '') throw new HttpError('RouteNotFound');
+    parts.shift();
+    const allowed: string[] = [];
+    for (const c of this.compiled) {
+      if (!sameShape(c.segments, parts)) continue;
+      const m = c.spec.method;
+      if (method === m || (m === 'GET' && method === 'HEAD')) return { route: c.spec, params: decodeParams(c, parts) };
+      allowed.push(m === 'GET' ? 'GET, HEAD' : m);
+    }
+    if (allowed.length > 0) throw new HttpError('MethodNotAllowed', undefined, { Allow: allowed.join(', ') });
+    throw new HttpError('RouteNotFound');
+  }
 }
 
-export function matchRoute(method: string, path: string): Match {
-  const s = path.split('/');
-  // s[0] is the empty string before the leading slash.
-  if (s[1] !== 'api') return undefined;
-  if (s.length === 3 && s[2] === 'status') return pick(STATUS, method, []);
-  if (s[2] !== 'fleet' || s[3] !== 'agents') return undefined;
-  if (s.length === 5 && s[4] === 'enroll') return pick(ENROLL, method, []);
-  const id = s[4] !== undefined ? decodeURIComponent(s[4]) : '';
-  if (id === '') return undefined;
-  if (s.length === 6 && s[5] === 'checkin') return pick(CHECKIN, method, [id]);
-  if (s.length === 6 && s[5] === 'acks') return pick(ACKS, method, [id]);
-  if (s.length === 7 && s[5] === 'audit' && s[6] === 'unenroll') return pick(AUDIT, method, [id]);
-  return undefined;
+function sameShape(segments: (string | undefined)[], parts: string[]): boolean {
+  if (segments.length !== parts.length) return false;
+  for (let i = 0; i < parts.length; i++) {
+    const s = segments[i];
+    if (s === undefined ? parts[i] === '' : s !== parts[i]) return false;
+  }
+  return true;
+}
+
+function decodeParams(c: Compiled, parts: string[]): Record<string, string> {
+  const out: Record<string, string> = {};
+  let k = 0;
+  for (let i = 0; i < parts.length; i++) {
+    if (c.segments[i] !== undefined) continue;
+    const raw = parts[i]!;
+    let value: string;
+    try {
+      value = decodeURIComponent(raw);
+    } catch {
+      throw new HttpError('MalformedUrl', malformedMessage(raw));
+    }
+    out[c.params[k++]!] = value;
+  }
+  return out;
+}
+
+/** Go's net/http refuses a bad escape before routing with this text; bytes that are not UTF-8 are refused too. */
+function malformedMessage(raw: string): string {
+  const bad = /%(?![0-9A-Fa-f]{2})/.exec(raw);
+  if (bad) return `Bad request: invalid URL escape "${raw.slice(bad.index, bad.index + 3)}"`;
+  return 'Bad request: path parameter is not valid UTF-8';
 }

@@ -1,5 +1,7 @@
 // The HTTP(S) listeners: external (:8220) and internal (localhost:8221), one request pipeline:
-// request id → connection limit → route → route limit → API version → handler.
+// request id → connection limit → route → route limit → API version → auth → User-Agent → body →
+// handler (upstream's middleware order). Every error on the way, routing included, is classified once
+// (errors.ts) and answered in upstream's shape; nothing a client sends can end the process.
 import { randomUUID } from 'node:crypto';
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import https from 'node:https';
@@ -7,15 +9,24 @@ import type { AddressInfo, Socket } from 'node:net';
 import type { SecureVersion } from 'node:tls';
 import type { Logger } from 'pino';
 import { pemOrFile, type FleetServerConfig, type TlsConfig } from '../config/config';
-import { ROUTES, type RouteName } from '../config/limits';
-import { FleetError } from '../fleet/errors';
+import { ROUTES as LIMITED_ROUTES, type RouteName } from '../config/limits';
 import type { Fleet } from '../fleet/fleet';
 import { checkApiVersion, DEFAULT_API_VERSION } from './api-version';
-import { writeError } from './errors';
+import { BodyBudget, decodeJson, readBody } from './body';
+import { admissionLimits, ConnectionGuard } from './connections';
+import { classify, HttpError, rawErrorResponse, writeError, type ErrorClass, type LogLevel } from './errors';
 import { RouteLimiter } from './limiter';
-import { matchRoute } from './router';
+import { apiKeyFromHeader } from './request';
+import type { BaseContext, RequestContext, RouteSpec } from './route';
+import { Router } from './router';
+import { ROUTES } from './routes';
 
 const TLS_VERSIONS: Record<string, SecureVersion> = { 'TLSv1.0': 'TLSv1', 'TLSv1.1': 'TLSv1.1', 'TLSv1.2': 'TLSv1.2', 'TLSv1.3': 'TLSv1.3' };
+
+/** Bytes all request bodies may hold in memory at once (raw and inflated). */
+const BODY_BUDGET_BYTES = 256 * 1024 * 1024;
+/** How often Node checks header and request deadlines (its default, 30 s, lets slow headers live 6× read_header). */
+const DEADLINE_CHECK_MS = 500;
 
 function tlsOptions(t: TlsConfig): https.ServerOptions {
   const versions = t.supportedProtocols.map((p) => TLS_VERSIONS[p]).filter((v): v is SecureVersion => v !== undefined).sort();
@@ -33,61 +44,82 @@ function tlsOptions(t: TlsConfig): https.ServerOptions {
   };
 }
 
+/** The TCP socket under a request (a TLS socket's parent), as counted at accept. */
+function tcpSocket(s: Socket): Socket {
+  return (s as Socket & { _parent?: Socket })._parent ?? s;
+}
+
+const LEVEL_RANK: Record<LogLevel, number> = { debug: 0, info: 1, warn: 2, error: 3 };
+
 export class HttpService {
   private readonly servers: (http.Server | https.Server)[] = [];
   private readonly limiters: Record<RouteName, RouteLimiter>;
+  private readonly router = new Router(ROUTES);
+  private readonly guard: ConnectionGuard;
+  private readonly bodyBudget = new BodyBudget(BODY_BUDGET_BYTES);
   private inFlight = 0;
-  private connections = 0;
   private readonly maxConnections: number;
-  private readonly hardConnections: number;
 
   constructor(private readonly fleet: Fleet, private readonly config: FleetServerConfig, private readonly log: Logger) {
     const limits = config.server.limits;
-    this.limiters = Object.fromEntries(ROUTES.map((r) => [r, new RouteLimiter(limits.routes[r])])) as Record<RouteName, RouteLimiter>;
+    this.limiters = Object.fromEntries(LIMITED_ROUTES.map((r) => [r, new RouteLimiter(limits.routes[r])])) as Record<RouteName, RouteLimiter>;
     this.maxConnections = limits.maxConnections;
-    // Upstream's floor(1.1·max) equals max for small values, which would make the soft limit unreachable.
-    this.hardConnections = Math.max(Math.floor(limits.maxConnections * 1.1), limits.maxConnections + 1);
+    this.guard = new ConnectionGuard(admissionLimits(limits.maxConnections));
   }
 
   private createServer(): http.Server | https.Server {
     const s = this.config.server;
+    const readMs = s.timeouts.readMs;
+    const headerMs = readMs > 0 ? Math.min(s.timeouts.readHeaderMs, readMs) : s.timeouts.readHeaderMs;
     const opts: http.ServerOptions = {
-      // Long polls last minutes: Node's default requestTimeout (5 min) would cut them.
-      requestTimeout: 0,
-      headersTimeout: s.timeouts.readHeaderMs,
+      // Node applies requestTimeout only while a request is still arriving (headers and body), so it is
+      // upstream's ReadTimeout; a long poll whose body has arrived is not cut by it.
+      requestTimeout: readMs,
+      headersTimeout: headerMs,
+      connectionsCheckingInterval: DEADLINE_CHECK_MS,
       keepAliveTimeout: s.timeouts.idleMs,
       maxHeaderSize: s.maxHeaderByteSize,
     };
     const handler = (req: IncomingMessage, res: ServerResponse): void => this.handle(req, res);
-    const server = s.tls.enabled ? https.createServer({ ...opts, ...tlsOptions(s.tls) }, handler) : http.createServer(opts, handler);
+    const server = s.tls.enabled
+      // A TLS client that never finishes its handshake is held no longer than one that never finishes its headers.
+      ? https.createServer({ ...opts, ...tlsOptions(s.tls), handshakeTimeout: headerMs }, handler)
+      : http.createServer(opts, handler);
     server.on('connection', (socket: Socket) => {
-      this.connections++;
-      socket.once('close', () => this.connections--);
+      if (this.guard.admit(socket)) return;
+      if (s.tls.enabled) socket.destroy();
+      else socket.end(rawErrorResponse(classify(new HttpError('MaxConnections'))));
     });
-    server.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => {
-      if (socket.writable && err.code === 'HPE_HEADER_OVERFLOW') {
-        socket.end('HTTP/1.1 431 Request Header Fields Too Large\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
-      } else if (socket.writable && err.code !== 'ECONNRESET') {
-        socket.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
-      } else {
-        socket.destroy();
-      }
-    });
+    server.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => this.clientError(err, socket));
     return server;
+  }
+
+  /** Errors Node's parser raises before a request exists: answered in the error shape, then closed. */
+  private clientError(err: NodeJS.ErrnoException, socket: Socket): void {
+    const answered = (socket as Socket & { _httpMessage?: ServerResponse })._httpMessage?.headersSent === true;
+    if (!socket.writable || answered || err.code === 'ECONNRESET') {
+      socket.destroy();
+      return;
+    }
+    const code = err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 'RequestTimeout' : err.code === 'HPE_HEADER_OVERFLOW' ? 'HeaderTooLarge' : 'MalformedRequest';
+    const c = classify(new HttpError(code));
+    this.log.debug({ 'error.code': err.code, 'http.response.status_code': c.status, 'client.address': socket.remoteAddress }, 'HTTP client error');
+    socket.end(rawErrorResponse(c));
+    socket.destroySoon();
   }
 
   async start(): Promise<void> {
     const s = this.config.server;
     const external = this.createServer();
-    await listen(external, s.port, s.host);
+    await listen(external, s.port, s.host, this.log);
     this.servers.push(external);
     const port = (external.address() as AddressInfo).port;
-    this.log.info({ 'server.address': `${s.host}:${port}`, tls: s.tls.enabled }, 'fleet-server listening');
+    this.log.info({ 'server.address': `${s.host}:${port}`, tls: s.tls.enabled, 'connections.cap': this.guard.limits.cap }, 'fleet-server listening');
     if (!s.tls.enabled) this.log.warn('Exposed over insecure HTTP; enablement of TLS is strongly recommended');
     if (s.internalPort > 0 && s.internalPort !== port) {
       const internal = this.createServer();
       try {
-        await listen(internal, s.internalPort, 'localhost');
+        await listen(internal, s.internalPort, 'localhost', this.log);
         this.servers.push(internal);
         this.log.info({ 'server.address': `localhost:${s.internalPort}` }, 'fleet-server internal listener');
       } catch (err) {
@@ -105,7 +137,12 @@ export class HttpService {
   }
 
   get openConnections(): number {
-    return this.connections;
+    return this.guard.openConnections;
+  }
+
+  get connectionStats(): { open: number; pending: number; evicted: number; refused: number; bodyBytes: number } {
+    const g = this.guard;
+    return { open: g.openConnections, pending: g.pendingConnections, evicted: g.evicted, refused: g.refused, bodyBytes: this.bodyBudget.inUse };
   }
 
   /** Stops accepting, lets in-flight requests finish (held polls are answered by fleet.stop), then closes. */
@@ -120,96 +157,129 @@ export class HttpService {
   }
 
   private handle(req: IncomingMessage, res: ServerResponse): void {
-    const requestId = (req.headers['x-request-id'] as string | undefined) || randomUUID();
-    res.setHeader('X-Request-Id', requestId);
-    if (this.maxConnections > 0) {
-      if (this.connections >= this.hardConnections) {
-        // Upstream drops such sockets; an answer the client can act on beats a reset.
-        res.shouldKeepAlive = false;
-        this.refuseCapacity(res);
-        return;
-      }
-      if (this.inFlight >= this.maxConnections) {
-        this.refuseCapacity(res);
-        return;
-      }
-    }
-    const url = req.url ?? '/';
-    const q = url.indexOf('?');
-    const match = matchRoute(req.method ?? 'GET', q < 0 ? url : url.slice(0, q));
-    if (match === undefined) {
-      res.writeHead(404, { 'Content-Type': 'text/plain; charset=utf-8', 'X-Content-Type-Options': 'nosniff' });
-      res.end('404 page not found\n');
-      return;
-    }
-    if ('methodNotAllowed' in match) {
-      res.writeHead(405, { 'Content-Length': 0 });
-      res.end();
-      return;
-    }
-    const limiter = this.limiters[match.route.limit];
-    try {
-      limiter.enter();
-    } catch (err) {
-      writeError(res, err, { 'Retry-After': String(limiter.retryAfterSeconds(err as FleetError)) });
-      req.resume();
-      return;
-    }
-    this.inFlight++;
     const started = performance.now();
-    // Settled by callbacks, not by awaiting: a held long poll then keeps no suspended frame here.
-    const finish = (): void => {
-      this.inFlight--;
-      limiter.leave();
-      if (this.log.isLevelEnabled('debug')) {
-        this.log.debug({ 'http.request.id': requestId, 'url.path': req.url, 'http.response.status_code': res.statusCode,
-          'event.duration': Math.round((performance.now() - started) * 1e6) }, 'HTTP request');
-      }
-    };
-    let done: Promise<void>;
+    let requestId = '';
+    let limiter: RouteLimiter | undefined;
     try {
+      const socket = tcpSocket(req.socket);
+      this.guard.busy(socket);
+      res.on('error', ignoreResponseError);
+      requestId = (req.headers['x-request-id'] as string | undefined) || randomUUID();
+      res.setHeader('X-Request-Id', requestId);
+      if (this.maxConnections > 0 && this.inFlight >= this.maxConnections) throw new HttpError('MaxConnections');
+      const url = req.url ?? '/';
+      const q = url.indexOf('?');
+      const { route, params } = this.router.match(req.method ?? 'GET', q < 0 ? url : url.slice(0, q));
+      limiter = this.limiters[route.limit];
+      limiter.enter();
+      this.inFlight++;
       let apiVersion = DEFAULT_API_VERSION;
       try {
         apiVersion = checkApiVersion(req.headers['elastic-api-version'] as string | undefined);
       } finally {
         res.setHeader('Elastic-Api-Version', apiVersion);
       }
-      done = match.route.handler({ req, res, params: match.params, fleet: this.fleet, config: this.config, log: this.log });
+      const base: BaseContext = { req, res, params, fleet: this.fleet, config: this.config, log: this.log, agentVersion: '' };
+      // Settled by callbacks, not by awaiting: a held long poll then keeps no suspended frame here.
+      this.dispatch(route, base).then(() => this.done(req, res, started, requestId, limiter), (err: unknown) => {
+        this.done(req, res, started, requestId, limiter, err);
+      });
     } catch (err) {
-      this.fail(req, res, err, requestId);
-      finish();
-      return;
+      this.done(req, res, started, requestId, limiter, err);
     }
-    done.then(finish, (err: unknown) => {
-      this.fail(req, res, err, requestId);
-      finish();
-    });
   }
 
-  private refuseCapacity(res: ServerResponse): void {
-    res.writeHead(429, { 'Content-Type': 'text/plain; charset=utf-8', 'Retry-After': '5', 'Content-Length': 26 });
-    res.end('Server capacity exceeded.\n');
+  /** The declared steps of a route, then its handler; the context lives only until the handler has it. */
+  private dispatch(route: RouteSpec, base: BaseContext): Promise<void> {
+    const ctx = base as RequestContext;
+    return this.prepare(route, ctx).then(() => route.handler(ctx));
   }
 
-  private fail(req: IncomingMessage, res: ServerResponse, err: unknown, requestId: string): void {
-    const body = writeError(res, err);
-    if (body.statusCode >= 500) this.log.error({ err, 'http.request.id': requestId, 'url.path': req.url }, 'request failed');
-    else this.log.debug({ 'http.request.id': requestId, 'url.path': req.url, error: body }, 'request refused');
-    // The body may be unread (refused before reading): close rather than parse leftovers as a request.
-    if (!req.complete) {
-      res.shouldKeepAlive = false;
-      req.resume();
+  private async prepare(route: RouteSpec, ctx: RequestContext): Promise<void> {
+    const { fleet, req } = ctx;
+    const c = ctx as RequestContext & Record<string, unknown>;
+    switch (route.auth) {
+      case 'agent':
+        c['agent'] = await fleet.auth.authenticateAgent(apiKeyFromHeader(req), ctx.params['id']);
+        break;
+      case 'enrollment':
+        c['enrollment'] = await fleet.enrollment.authenticate(apiKeyFromHeader(req));
+        break;
+      case 'optional':
+        c['authenticated'] = req.headers['authorization'] !== undefined
+          && await fleet.auth.authenticate(apiKeyFromHeader(req)).then(() => true, () => false);
+        break;
+      case 'none':
+        break;
     }
+    if (route.userAgent) ctx.agentVersion = fleet.versions.check(req.headers['user-agent']);
+    if (route.body) {
+      const limit = ctx.config.server.limits.routes[route.limit];
+      const raw = await readBody(req, route.body.what, {
+        maxBytes: limit.maxBody, maxDecompressed: limit.maxBodyDecompressed, allowGzip: route.body.gzip === true,
+      }, this.bodyBudget);
+      c['body'] = decodeJson(raw, route.body.what, route.body.validator);
+    }
+  }
+
+  /** The end of every request: the error (if any) answered, the slot released, one log line as upstream. */
+  private done(req: IncomingMessage, res: ServerResponse, started: number, requestId: string, limiter: RouteLimiter | undefined, err?: unknown): void {
+    let c: ErrorClass | undefined;
+    try {
+      if (err !== undefined) {
+        c = classify(err);
+        writeError(res, c, err instanceof HttpError ? err.headers : undefined);
+        // The body may be unread (refused before reading): close rather than parse leftovers as a request.
+        if (!req.complete) res.shouldKeepAlive = false;
+      }
+      if (limiter) {
+        this.inFlight--;
+        limiter.leave();
+      }
+      if (res.shouldKeepAlive) this.guard.idleAgain(tcpSocket(req.socket));
+      this.logRequest(req, res, started, requestId, err, c);
+    } catch (fatal) {
+      // Never let bookkeeping of a request end the process.
+      this.log.error({ err: fatal }, 'request clean-up failed');
+    }
+  }
+
+  /** Non-2xx at info (limiter refusals included), 2xx at debug; server faults with their error. */
+  private logRequest(req: IncomingMessage, res: ServerResponse, started: number, requestId: string, err: unknown, c: ErrorClass | undefined): void {
+    const status = c && c.error === 'StatusClientClosedRequest' ? 499 : res.statusCode;
+    let level: LogLevel = status >= 200 && status < 300 ? 'debug' : 'info';
+    if (c && LEVEL_RANK[c.level] > LEVEL_RANK[level]) level = c.level;
+    if (c?.error === 'StatusClientClosedRequest') level = 'debug';
+    if (!this.log.isLevelEnabled(level)) return;
+    const url = req.url ?? '';
+    const fields: Record<string, unknown> = {
+      'http.request.id': requestId,
+      'http.request.method': req.method,
+      'url.path': url.endsWith('?') ? url.slice(0, -1) : url,
+      'http.response.status_code': status,
+      'event.duration': Math.round((performance.now() - started) * 1e6),
+      'client.address': req.socket.remoteAddress,
+    };
+    if (c) {
+      fields['error.type'] = c.error;
+      fields['error.message'] = c.message;
+      if (c.level === 'error') fields['err'] = err;
+    }
+    this.log[level](fields, status >= 500 ? 'HTTP request failed' : 'HTTP request');
   }
 }
 
-function listen(server: http.Server, port: number, host: string): Promise<void> {
+/** A response error (a write after the client went away) is not worth more than the close already seen. */
+function ignoreResponseError(): void {}
+
+function listen(server: http.Server, port: number, host: string, log: Logger): Promise<void> {
   return new Promise((resolve, reject) => {
     server.once('error', reject);
     server.listen(port, host, () => {
       server.off('error', reject);
+      // Accept can still fail (a file limit reached by something else); that must not end the process.
+      server.on('error', (err) => log.warn({ err }, 'listener error'));
       resolve();
     });
   });
 }
-

@@ -137,9 +137,16 @@ export class NotFoundError extends Error {
   override readonly name = 'NotFoundError';
 }
 
-/** The store cannot be reached or refused the server's credentials; agents are told 503. */
+/** The store cannot be reached, refused the server's credentials or cannot write; agents are told 503. */
 export class StoreUnavailableError extends Error {
   override readonly name = 'StoreUnavailableError';
+  /** What a client is told (no paths, no hosts); the message itself is for the logs. */
+  readonly clientMessage: string | undefined;
+
+  constructor(message: string, options?: { cause?: unknown; clientMessage?: string }) {
+    super(message, options);
+    this.clientMessage = options?.clientMessage;
+  }
 }
 
 /** The store is applying back-pressure (too much pending work); agents are told 429. */

@@ -4,6 +4,8 @@ const UNIT_MS: Record<string, number> = {
   ns: 1e-6, us: 1e-3, 'µs': 1e-3, 'μs': 1e-3, ms: 1, s: 1000, m: 60_000, h: 3_600_000,
 };
 const PART = /([0-9]*(?:\.[0-9]*)?)(ns|us|µs|μs|ms|s|m|h)/y;
+/** Go durations are int64 nanoseconds: about 292 years; longer strings are an error there, and here. */
+const MAX_MS = 9_223_372_036_854.775;
 
 /** Milliseconds for a Go duration string; throws on anything Go would reject. */
 export function parseDuration(text: string): number {
@@ -22,6 +24,7 @@ export function parseDuration(text: string): number {
     const m = PART.exec(s);
     if (!m || m.index !== start || m[1] === '' || m[1] === '.') throw new Error(`invalid duration "${text}"`);
     total += Number(m[1]) * UNIT_MS[m[2]!]!;
+    if (!(total <= MAX_MS)) throw new Error(`invalid duration "${text}"`);
   }
   return sign * total;
 }

@@ -1,27 +1,22 @@
 import type { ServerResponse } from 'node:http';
 import type { FleetServerConfig } from '../../config/config';
 import type { CheckinResult, HeldPoll } from '../../fleet/checkin';
-import { validators } from '../../fleet/messages';
-import type { RequestContext } from '../context';
-import { apiKeyFromHeader, decodeJson, readBody, releaseHeaders } from '../request';
+import type { CheckinRequest } from '../../fleet/messages';
+import { releaseHeaders } from '../request';
+import type { RequestContext } from '../route';
 import { acceptsGzip, writeFilledMaybeGzip, writeJsonMaybeGzip } from '../respond';
 
-/** Authentication, body and set-up; returns the held poll. Nothing of the request outlives it. */
-async function begin(ctx: RequestContext): Promise<HeldPoll> {
-  const { fleet, config } = ctx;
-  const agent = await fleet.auth.authenticateAgent(apiKeyFromHeader(ctx.req), ctx.params[0]);
-  const version = fleet.versions.check(ctx.req.headers['user-agent']);
-  const limit = config.server.limits.routes.checkin;
-  const body = await readBody(ctx.req, 'checkin', { maxBytes: limit.maxBody, maxDecompressed: limit.maxBodyDecompressed, allowGzip: true });
-  const req = decodeJson(body, 'checkin', validators.checkin);
-  return fleet.checkins.begin(agent, version, req, fleet.checkins.pollDuration(req.poll_timeout));
+/** Set-up; returns the held poll. Nothing of the request outlives it. */
+function begin(ctx: RequestContext<'agent', CheckinRequest>): Promise<HeldPoll> {
+  const { fleet, body } = ctx;
+  return fleet.checkins.begin(ctx.agent, ctx.agentVersion, body, fleet.checkins.pollDuration(body.poll_timeout));
 }
 
 /**
  * POST /api/fleet/agents/{id}/checkin: the long poll. Once set up, the held poll keeps no suspended
  * frame and no header strings: only the response, the gzip choice and the poll's own state.
  */
-export async function handleCheckin(ctx: RequestContext): Promise<void> {
+export async function handleCheckin(ctx: RequestContext<'agent', CheckinRequest>): Promise<void> {
   const poll = await begin(ctx);
   const { res, config } = ctx;
   const gzip = acceptsGzip(ctx.req);

@@ -10,6 +10,7 @@ import type { BulkConfig } from '../../config/config';
 import { Backoff, sleep } from '../../util/backoff';
 import { StoreBusyError } from '../port';
 import { withRetries } from './connection';
+import { EsItemError } from './item-error';
 
 type Obj = Record<string, unknown>;
 
@@ -22,13 +23,6 @@ export interface ItemResult {
   error?: { type: string; reason: string };
 }
 
-/** A failed entry of an _mget, _msearch or _bulk answer. */
-export class EsItemError extends Error {
-  override readonly name = 'EsItemError';
-  constructor(readonly status: number, readonly type: string, reason: string) {
-    super(`${type}: ${reason}`);
-  }
-}
 
 export interface ReadResult {
   _id: string;

@@ -11,6 +11,7 @@ import { pemOrFile } from '../../config/config';
 import { Backoff, sleep } from '../../util/backoff';
 import { BUILD_TIME, COMMIT, VERSION } from '../../version';
 import { StoreBusyError, StoreUnavailableError } from '../port';
+import { EsItemError } from './item-error';
 
 export const USER_AGENT = `Elastic-Fleet-Server/${VERSION} (${platform()}; ${arch()}; ${COMMIT}; ${BUILD_TIME})`;
 
@@ -60,7 +61,8 @@ export function createClient(c: ElasticsearchOutputConfig, opts: { maxRetries: n
 }
 
 export function statusOf(err: unknown): number | undefined {
-  return err instanceof errors.ResponseError ? err.meta.statusCode : undefined;
+  if (err instanceof errors.ResponseError) return err.meta.statusCode;
+  return err instanceof EsItemError ? err.status : undefined;
 }
 
 /** The HTTP status behind a failure, whether raw or translated to a store error (which keeps it as `cause`). */
@@ -75,16 +77,20 @@ export function statusIn(err: unknown): number | undefined {
 export function toStoreError(err: unknown, what: string): unknown {
   if (err instanceof StoreUnavailableError || err instanceof StoreBusyError) return err;
   const status = statusOf(err);
+  const unavailable = (message: string): StoreUnavailableError => new StoreUnavailableError(message, { cause: err, clientMessage: UNREACHABLE });
   if (status === 429) return new StoreBusyError(`${what}: Elasticsearch is rejecting requests (429)`, { cause: err });
-  if (status === 401) return new StoreUnavailableError(`${what}: Elasticsearch refused the service token (401)`, { cause: err });
-  if (status === 403) return new StoreUnavailableError(`${what}: the service token lacks a privilege (403): ${(err as Error).message}`, { cause: err });
-  if (status !== undefined && status >= 500) return new StoreUnavailableError(`${what}: Elasticsearch error ${status}: ${(err as Error).message}`, { cause: err });
+  if (status === 401) return unavailable(`${what}: Elasticsearch refused the service token (401)`);
+  if (status === 403) return unavailable(`${what}: the service token lacks a privilege (403): ${(err as Error).message}`);
+  if (status !== undefined && status >= 500) return unavailable(`${what}: Elasticsearch error ${status}: ${(err as Error).message}`);
   if (err instanceof errors.ConnectionError || err instanceof errors.TimeoutError || err instanceof errors.NoLivingConnectionsError
     || err instanceof errors.ProductNotSupportedError || err instanceof errors.RequestAbortedError) {
-    return new StoreUnavailableError(`${what}: ${err.message}`, { cause: err });
+    return unavailable(`${what}: ${err.message}`);
   }
   return err;
 }
+
+/** Upstream's words to agents for any Elasticsearch outage (api/error.go). */
+const UNREACHABLE = 'Fleet server unable to communicate with Elasticsearch';
 
 /** Statuses retried with backoff, as upstream's client does (the JS client retries 502–504 itself, at once). */
 const RETRIED = new Set([408, 425, 429, 502, 503, 504]);

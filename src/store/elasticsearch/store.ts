@@ -9,7 +9,8 @@ import type {
   AgentListQuery, ApiKey, ApiKeyCheck, ApiKeyService, ChangeFeed, RemoteOutput, CreateApiKeyRequest, DocUpdate, PendingAction, PendingActionQuery, Store,
 } from '../port';
 import { NotFoundError, StoreUnavailableError } from '../port';
-import { Bulker, EsItemError, type ItemResult } from './bulker';
+import { Bulker, type ItemResult } from './bulker';
+import { EsItemError } from './item-error';
 import { EsChangeFeed } from './change-feed';
 import { EsApiKeys } from './api-keys';
 import { createClient, statusIn, statusOf, toStoreError, withRetries } from './connection';

@@ -1,0 +1,59 @@
+// What a route declares (once, in routes.ts): method, path, limiter, authentication, body rules and
+// handler. The pipeline in server.ts runs the declared steps in upstream's order, so handlers start
+// with an authenticated caller and a decoded, validated body.
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Logger } from 'pino';
+import type { FleetServerConfig } from '../config/config';
+import type { RouteName } from '../config/limits';
+import type { EnrollmentRecord } from '../fleet/enroll';
+import type { Fleet } from '../fleet/fleet';
+import type { Validator } from '../fleet/messages';
+import type { AgentDoc, Hit } from '../store/documents';
+
+/** none; optional (a bad key only hides details); an agent's access key; an enrollment token. */
+export type AuthKind = 'none' | 'optional' | 'agent' | 'enrollment';
+
+interface AuthResult {
+  none: object;
+  optional: { authenticated: boolean };
+  agent: { agent: Hit<AgentDoc> };
+  enrollment: { enrollment: EnrollmentRecord };
+}
+
+export interface BaseContext {
+  req: IncomingMessage;
+  res: ServerResponse;
+  params: Record<string, string>;
+  fleet: Fleet;
+  config: FleetServerConfig;
+  log: Logger;
+  /** The agent version from User-Agent, on routes that declare `userAgent`. */
+  agentVersion: string;
+}
+
+export type RequestContext<A extends AuthKind = AuthKind, B = unknown> = BaseContext & AuthResult[A] & { body: B };
+
+export interface BodySpec<B> {
+  /** Named in error messages ("unable to decode <what> request"). */
+  what: string;
+  validator: Validator<B>;
+  /** Content-Encoding: gzip accepted (check-in only, as upstream). */
+  gzip?: boolean;
+}
+
+export interface RouteSpec<A extends AuthKind = AuthKind, B = unknown> {
+  method: 'GET' | 'POST' | 'PUT';
+  /** Segments; `:name` is a percent-decoded param. */
+  path: string;
+  limit: RouteName;
+  auth: A;
+  /** Requires an Elastic Agent User-Agent of a supported version (enroll, check-in). */
+  userAgent?: boolean;
+  body?: BodySpec<B>;
+  handler(ctx: RequestContext<A, B>): Promise<void>;
+}
+
+/** Declares a route, keeping its handler's context typed by its auth kind and body. */
+export function route<A extends AuthKind, B = undefined>(spec: RouteSpec<A, B>): RouteSpec {
+  return spec as unknown as RouteSpec;
+}

@@ -1,0 +1,28 @@
+// Every route this server answers, declared once (upstream's pkg/api/router.go and openapi paths).
+import { validators } from '../fleet/messages';
+import { handleAcks } from './handlers/acks';
+import { handleAuditUnenroll } from './handlers/audit';
+import { handleCheckin } from './handlers/checkin';
+import { handleEnroll } from './handlers/enroll';
+import { handleStatus } from './handlers/status';
+import { route } from './route';
+
+export const ROUTES = [
+  route({ method: 'GET', path: '/api/status', limit: 'status', auth: 'optional', handler: handleStatus }),
+  route({
+    method: 'POST', path: '/api/fleet/agents/enroll', limit: 'enroll', auth: 'enrollment', userAgent: true,
+    body: { what: 'enroll', validator: validators.enroll }, handler: handleEnroll,
+  }),
+  route({
+    method: 'POST', path: '/api/fleet/agents/:id/checkin', limit: 'checkin', auth: 'agent', userAgent: true,
+    body: { what: 'checkin', validator: validators.checkin, gzip: true }, handler: handleCheckin,
+  }),
+  route({
+    method: 'POST', path: '/api/fleet/agents/:id/acks', limit: 'ack', auth: 'agent',
+    body: { what: 'ack', validator: validators.ack }, handler: handleAcks,
+  }),
+  route({
+    method: 'POST', path: '/api/fleet/agents/:id/audit/unenroll', limit: 'audit_unenroll', auth: 'agent',
+    body: { what: 'audit unenroll', validator: validators.auditUnenroll }, handler: handleAuditUnenroll,
+  }),
+];
