@@ -7,6 +7,7 @@ import { buildConfig, type FleetServerConfig } from '../config/config';
 import { loadRawConfig, type RawConfig } from '../config/raw';
 import { createLogger, normalizeLevel } from '../logging/logger';
 import { ServerInstance } from '../runtime/server-instance';
+import { handleSignals } from '../runtime/signals';
 import type { HealthStatus } from '../fleet/self-monitor';
 import { VERSION } from '../version';
 import { ControlClient } from './client';
@@ -253,7 +254,5 @@ export async function runAgentMode(overrides: string[]): Promise<void> {
       setImmediate(() => process.exit(0));
     });
   };
-  process.on('SIGTERM', () => stop('SIGTERM'));
-  process.on('SIGINT', () => stop('SIGINT'));
-  process.on('unhandledRejection', (err) => log.error({ err }, 'unhandled rejection'));
+  handleSignals(log, stop);
 }
