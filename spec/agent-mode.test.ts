@@ -12,7 +12,7 @@ import { EsDouble } from './support/es-double/server';
 import { esSettings } from './support/es-mode';
 import { FakeAgent, fleetServerUnits, withAgentEnv, type FakeUnit } from './support/fake-agent';
 import { removeDir, tempDir } from './support/fleet-server';
-import { request } from './support/http';
+import { request, type Response } from './support/http';
 import { freePort } from './support/ports';
 
 jest.setTimeout(120_000);
@@ -38,6 +38,17 @@ async function seedFleetServerPolicy(dir: string, es: EsDouble, revision = 1): P
   await cli(dir, ['policy', 'put', file], esSettings(es));
   if (revision > 1) return undefined;
   return (await cli(dir, ['enrollment-token', 'create', '--policy', POLICY], esSettings(es))).api_key as string;
+}
+
+/** A newly enrolled agent whose next check-in (at `revision`) is held; `answered()` tells whether it came back. */
+async function holdCheckin(port: number, token: string, revision: number): Promise<{ held: Promise<Response>; answered: () => boolean }> {
+  const agent = new SimAgent(`http://127.0.0.1:${port}`);
+  expect((await agent.enroll(token)).status).toBe(200);
+  expect((await agent.checkin()).json.actions[0].type).toBe('POLICY_CHANGE');
+  let answered = false;
+  const held = agent.checkin({ agent_policy_id: POLICY, policy_revision_idx: revision }, { timeoutMs: 60_000 }).finally(() => (answered = true));
+  await sleep(500);
+  return { held, answered: () => answered };
 }
 
 describe('agent mode lifecycle', () => {
@@ -88,22 +99,14 @@ describe('agent mode lifecycle', () => {
 
   test('a policy change (input unit idx 2): CONFIGURING, then HEALTHY, and held check-ins stay held', async () => {
     const token = (await cli(dir, ['enrollment-token', 'list'], esSettings(es)))[0].api_key as string;
-    const agent = new SimAgent(`http://127.0.0.1:${port}`);
-    expect((await agent.enroll(token)).status).toBe(200);
-    expect((await agent.checkin()).json.actions[0].type).toBe('POLICY_CHANGE');
-    let answered = false;
-    const held = agent.checkin({ agent_policy_id: POLICY, policy_revision_idx: 1 }).then((r) => {
-      answered = true;
-      return r;
-    });
-    await sleep(500);
+    const { held, answered } = await holdCheckin(port, token, 1);
     const before = fake.observed.length;
     units[0]!.configIdx = 2;
     units[0]!.config = { ...units[0]!.config, revision: 2 };
     fake.send();
     await fake.waitObserved('HEALTHY on idx 2', (o) => both(S.HEALTHY, RUNNING)(o) && o.units.some((u) => u.type === proto.UnitType.INPUT && u.configIdx === 2));
     expect(fake.observed.slice(before).some(both(S.CONFIGURING, 'Re-configuring'))).toBe(true);
-    expect(answered).toBe(false);
+    expect(answered()).toBe(false);
     // The poll held across the reconfiguration receives the next revision.
     await seedFleetServerPolicy(dir, es, 2);
     const res = await held;
@@ -113,15 +116,7 @@ describe('agent mode lifecycle', () => {
 
   test('a log-level change is applied in place: the held check-in stays held and debug lines appear', async () => {
     const token = (await cli(dir, ['enrollment-token', 'list'], esSettings(es)))[0].api_key as string;
-    const agent = new SimAgent(`http://127.0.0.1:${port}`);
-    expect((await agent.enroll(token)).status).toBe(200);
-    await agent.checkin();
-    let answered = false;
-    const held = agent.checkin({ agent_policy_id: POLICY, policy_revision_idx: 2 }, { timeoutMs: 60_000 }).then((r) => {
-      answered = true;
-      return r;
-    });
-    await sleep(500);
+    const { held, answered } = await holdCheckin(port, token, 2);
     const before = fake.observed.length;
     const debugBefore = (fake.stderr.match(/"log.level":"debug"/g) ?? []).length;
     for (const u of units) u.logLevel = proto.UnitLogLevel.INFO;
@@ -129,7 +124,7 @@ describe('agent mode lifecycle', () => {
     fake.send();
     await fake.waitObserved('HEALTHY after the log-level change', (o) => fake.observed.indexOf(o) > before && both(S.HEALTHY, RUNNING)(o));
     expect(fake.observed.slice(before).some(both(S.CONFIGURING, 'Re-configuring'))).toBe(true);
-    expect(answered).toBe(false);
+    expect(answered()).toBe(false);
     await seedFleetServerPolicy(dir, es, 3);
     expect((await held).json.actions[0].id).toBe(`policy:${POLICY}:3`);
     expect((fake.stderr.match(/"log.level":"debug"/g) ?? []).length).toBeGreaterThan(debugBefore);
@@ -137,15 +132,7 @@ describe('agent mode lifecycle', () => {
 
   test('a revision that re-sends the same input with its keys in another order keeps the listeners; a real change restarts them', async () => {
     const token = (await cli(dir, ['enrollment-token', 'list'], esSettings(es)))[0].api_key as string;
-    const agent = new SimAgent(`http://127.0.0.1:${port}`);
-    expect((await agent.enroll(token)).status).toBe(200);
-    await agent.checkin();
-    let answered = false;
-    const held = agent.checkin({ agent_policy_id: POLICY, policy_revision_idx: 3 }, { timeoutMs: 60_000 }).then((r) => {
-      answered = true;
-      return r;
-    });
-    await sleep(500);
+    const { held, answered } = await holdCheckin(port, token, 3);
     const listening = (): number => (fake.stderr.match(/"message":"fleet-server listening"/g) ?? []).length;
     const started = listening();
     // As Elastic Agent does on each revision of the Fleet Server policy: the next idx and revision, the
@@ -160,7 +147,7 @@ describe('agent mode lifecycle', () => {
       expect(fake.observed.slice(before).some((o) => o.units.some((u) => u.state === S.STARTING))).toBe(false);
     }
     expect(listening()).toBe(started);
-    expect(answered).toBe(false);
+    expect(answered()).toBe(false);
     await seedFleetServerPolicy(dir, es, 4);
     expect((await held).json.actions[0].id).toBe(`policy:${POLICY}:4`);
 
@@ -235,21 +222,13 @@ describe('agent mode protocol behaviour', () => {
   });
 
   test('SIGHUP is logged and changes nothing: the held check-in stays held, the listeners stay up', async () => {
-    const agent = new SimAgent(`http://127.0.0.1:${port}`);
-    expect((await agent.enroll(token)).status).toBe(200);
-    await agent.checkin();
-    let answered = false;
-    const held = agent.checkin({ agent_policy_id: POLICY, policy_revision_idx: 1 }, { timeoutMs: 60_000 }).then((r) => {
-      answered = true;
-      return r;
-    });
-    await sleep(500);
+    const { held, answered } = await holdCheckin(port, token, 1);
     const listening = (fake.stderr.match(/"message":"fleet-server listening"/g) ?? []).length;
     fake.child!.kill('SIGHUP');
     await until('the SIGHUP log line', () => fake.stderr.includes('"signal":"SIGHUP"'));
     await sleep(500);
     expect(fake.child!.exitCode).toBeNull();
-    expect(answered).toBe(false);
+    expect(answered()).toBe(false);
     expect((fake.stderr.match(/"message":"fleet-server listening"/g) ?? []).length).toBe(listening);
     await seedFleetServerPolicy(dir, es, 2);
     expect((await held).json.actions[0].id).toBe(`policy:${POLICY}:2`);
