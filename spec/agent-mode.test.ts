@@ -12,7 +12,7 @@ import { EsDouble } from './support/es-double/server';
 import { esSettings } from './support/es-mode';
 import { FakeAgent, fleetServerUnits, withAgentEnv, type FakeUnit } from './support/fake-agent';
 import { removeDir, tempDir } from './support/fleet-server';
-import { request } from './support/http';
+import { request, type Response } from './support/http';
 import { freePort } from './support/ports';
 
 jest.setTimeout(120_000);
@@ -21,6 +21,12 @@ const S = proto.State;
 const POLICY = 'fleet-server-policy';
 const RUNNING = `Running on policy with Fleet Server integration: ${POLICY}`;
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+async function until(what: string, pred: () => boolean, timeoutMs = 30_000): Promise<void> {
+  for (const deadline = Date.now() + timeoutMs; !pred(); await sleep(50)) if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+}
+/** The same value with every object's keys in reverse order. */
+const reorder = <T>(v: T): T => (v === null || typeof v !== 'object' || Array.isArray(v) ? v
+  : Object.fromEntries(Object.entries(v as Record<string, unknown>).reverse().map(([k, x]) => [k, reorder(x)])) as T);
 const both = (state: proto.State, message?: string | RegExp) => (o: { units: { state: proto.State; message: string }[] }): boolean =>
   o.units.length === 2 && o.units.every((u) => u.state === state && (message === undefined || (typeof message === 'string' ? u.message === message : message.test(u.message))));
 
@@ -32,6 +38,17 @@ async function seedFleetServerPolicy(dir: string, es: EsDouble, revision = 1): P
   await cli(dir, ['policy', 'put', file], esSettings(es));
   if (revision > 1) return undefined;
   return (await cli(dir, ['enrollment-token', 'create', '--policy', POLICY], esSettings(es))).api_key as string;
+}
+
+/** A newly enrolled agent whose next check-in (at `revision`) is held; `answered()` tells whether it came back. */
+async function holdCheckin(port: number, token: string, revision: number): Promise<{ held: Promise<Response>; answered: () => boolean }> {
+  const agent = new SimAgent(`http://127.0.0.1:${port}`);
+  expect((await agent.enroll(token)).status).toBe(200);
+  expect((await agent.checkin()).json.actions[0].type).toBe('POLICY_CHANGE');
+  let answered = false;
+  const held = agent.checkin({ agent_policy_id: POLICY, policy_revision_idx: revision }, { timeoutMs: 60_000 }).finally(() => (answered = true));
+  await sleep(500);
+  return { held, answered: () => answered };
 }
 
 describe('agent mode lifecycle', () => {
@@ -82,22 +99,14 @@ describe('agent mode lifecycle', () => {
 
   test('a policy change (input unit idx 2): CONFIGURING, then HEALTHY, and held check-ins stay held', async () => {
     const token = (await cli(dir, ['enrollment-token', 'list'], esSettings(es)))[0].api_key as string;
-    const agent = new SimAgent(`http://127.0.0.1:${port}`);
-    expect((await agent.enroll(token)).status).toBe(200);
-    expect((await agent.checkin()).json.actions[0].type).toBe('POLICY_CHANGE');
-    let answered = false;
-    const held = agent.checkin({ agent_policy_id: POLICY, policy_revision_idx: 1 }).then((r) => {
-      answered = true;
-      return r;
-    });
-    await sleep(500);
+    const { held, answered } = await holdCheckin(port, token, 1);
     const before = fake.observed.length;
     units[0]!.configIdx = 2;
     units[0]!.config = { ...units[0]!.config, revision: 2 };
     fake.send();
     await fake.waitObserved('HEALTHY on idx 2', (o) => both(S.HEALTHY, RUNNING)(o) && o.units.some((u) => u.type === proto.UnitType.INPUT && u.configIdx === 2));
     expect(fake.observed.slice(before).some(both(S.CONFIGURING, 'Re-configuring'))).toBe(true);
-    expect(answered).toBe(false);
+    expect(answered()).toBe(false);
     // The poll held across the reconfiguration receives the next revision.
     await seedFleetServerPolicy(dir, es, 2);
     const res = await held;
@@ -107,15 +116,7 @@ describe('agent mode lifecycle', () => {
 
   test('a log-level change is applied in place: the held check-in stays held and debug lines appear', async () => {
     const token = (await cli(dir, ['enrollment-token', 'list'], esSettings(es)))[0].api_key as string;
-    const agent = new SimAgent(`http://127.0.0.1:${port}`);
-    expect((await agent.enroll(token)).status).toBe(200);
-    await agent.checkin();
-    let answered = false;
-    const held = agent.checkin({ agent_policy_id: POLICY, policy_revision_idx: 2 }, { timeoutMs: 60_000 }).then((r) => {
-      answered = true;
-      return r;
-    });
-    await sleep(500);
+    const { held, answered } = await holdCheckin(port, token, 2);
     const before = fake.observed.length;
     const debugBefore = (fake.stderr.match(/"log.level":"debug"/g) ?? []).length;
     for (const u of units) u.logLevel = proto.UnitLogLevel.INFO;
@@ -123,10 +124,41 @@ describe('agent mode lifecycle', () => {
     fake.send();
     await fake.waitObserved('HEALTHY after the log-level change', (o) => fake.observed.indexOf(o) > before && both(S.HEALTHY, RUNNING)(o));
     expect(fake.observed.slice(before).some(both(S.CONFIGURING, 'Re-configuring'))).toBe(true);
-    expect(answered).toBe(false);
+    expect(answered()).toBe(false);
     await seedFleetServerPolicy(dir, es, 3);
     expect((await held).json.actions[0].id).toBe(`policy:${POLICY}:3`);
     expect((fake.stderr.match(/"log.level":"debug"/g) ?? []).length).toBeGreaterThan(debugBefore);
+  });
+
+  test('a revision that re-sends the same input with its keys in another order keeps the listeners; a real change restarts them', async () => {
+    const token = (await cli(dir, ['enrollment-token', 'list'], esSettings(es)))[0].api_key as string;
+    const { held, answered } = await holdCheckin(port, token, 3);
+    const listening = (): number => (fake.stderr.match(/"message":"fleet-server listening"/g) ?? []).length;
+    const started = listening();
+    // As Elastic Agent does on each revision of the Fleet Server policy: the next idx and revision, the
+    // same settings, keys (nested ones too) in another order.
+    for (const idx of [3, 4, 5]) {
+      const before = fake.observed.length;
+      units[0]!.configIdx = idx;
+      units[0]!.config = reorder({ ...units[0]!.config, revision: idx });
+      fake.send();
+      await fake.waitObserved(`HEALTHY on idx ${idx}`, (o) => fake.observed.indexOf(o) >= before && both(S.HEALTHY, RUNNING)(o)
+        && o.units.some((u) => u.type === proto.UnitType.INPUT && u.configIdx === idx));
+      expect(fake.observed.slice(before).some((o) => o.units.some((u) => u.state === S.STARTING))).toBe(false);
+    }
+    expect(listening()).toBe(started);
+    expect(answered()).toBe(false);
+    await seedFleetServerPolicy(dir, es, 4);
+    expect((await held).json.actions[0].id).toBe(`policy:${POLICY}:4`);
+
+    // A setting the server uses does restart it.
+    const before = fake.observed.length;
+    units[0]!.configIdx = 6;
+    units[0]!.config = { ...units[0]!.config, revision: 6, cache: { ttl_api_key: '10m' } };
+    fake.send();
+    await fake.waitObserved('HEALTHY on idx 6', (o) => fake.observed.indexOf(o) >= before && both(S.HEALTHY, RUNNING)(o)
+      && o.units.some((u) => u.type === proto.UnitType.INPUT && u.configIdx === 6));
+    await until('the listeners restarted', () => listening() === started + 1);
   });
 
   test('a bad output: FAILED with the reason, then recovery when the output is fixed', async () => {
@@ -161,9 +193,11 @@ describe('agent mode protocol behaviour', () => {
   const fake = new FakeAgent();
   let port: number;
 
+  let token: string;
+
   beforeAll(async () => {
     es = await new EsDouble().start();
-    await seedFleetServerPolicy(dir, es);
+    token = (await seedFleetServerPolicy(dir, es))!;
     port = await freePort();
     await fake.start();
     fake.agentInfo = { ...fake.agentInfo, id: 'host-agent-1' };
@@ -185,6 +219,19 @@ describe('agent mode protocol behaviour', () => {
     });
     expect(stats['fleet'].status).toBe('HEALTHY');
     expect(stats['beat'].memstats.rss).toBeGreaterThan(0);
+  });
+
+  test('SIGHUP is logged and changes nothing: the held check-in stays held, the listeners stay up', async () => {
+    const { held, answered } = await holdCheckin(port, token, 1);
+    const listening = (fake.stderr.match(/"message":"fleet-server listening"/g) ?? []).length;
+    fake.child!.kill('SIGHUP');
+    await until('the SIGHUP log line', () => fake.stderr.includes('"signal":"SIGHUP"'));
+    await sleep(500);
+    expect(fake.child!.exitCode).toBeNull();
+    expect(answered()).toBe(false);
+    expect((fake.stderr.match(/"message":"fleet-server listening"/g) ?? []).length).toBe(listening);
+    await seedFleetServerPolicy(dir, es, 2);
+    expect((await held).json.actions[0].id).toBe(`policy:${POLICY}:2`);
   });
 
   afterAll(async () => {

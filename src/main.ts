@@ -4,12 +4,19 @@ import { registerAdminCommands } from './cli/admin';
 import type { ConfigArgs } from './cli/load-config';
 import { runServer } from './cli/run';
 import { runAgentMode } from './control/agent-mode';
+import { describeError } from './util/error-text';
 import { COMMIT, VERSION } from './version';
+
+/** A command-line mistake (unknown option or command): its usage was already shown. */
+class UsageError extends Error {}
 
 async function main(argv: string[]): Promise<void> {
   const y = yargs(argv)
     .scriptName('fleet-server')
     .usage('$0 [command] [options]')
+    // One value per -E: a greedy array would swallow the command after it (`-E path.data=/x policy list`
+    // would run the server with "policy" and "list" as settings).
+    .parserConfiguration({ 'greedy-arrays': false })
     .option('config', { alias: 'c', type: 'string', describe: 'configuration file (default ./fleet-server.yml if present)' })
     .option('E', { type: 'string', array: true, describe: 'configuration override key=value (repeatable)' })
     .option('json', { type: 'boolean', describe: 'admin commands: print one JSON document' })
@@ -20,11 +27,23 @@ async function main(argv: string[]): Promise<void> {
       else await runServer(a as ConfigArgs);
     })
     .strict()
+    .recommendCommands()
+    // yargs would print the usage for any failure and then run the command anyway; only a usage
+    // mistake shows usage, and nothing runs after it.
+    .fail((msg, err, cmd) => {
+      if (err) throw err;
+      cmd.showHelp((s: string) => process.stderr.write(`${s}\n\n`));
+      throw new UsageError(msg);
+    })
     .help();
   await registerAdminCommands(y as never).parseAsync();
 }
 
 main(process.argv.slice(2)).catch((err: unknown) => {
-  process.stderr.write(`fleet-server: ${err instanceof Error ? err.message : String(err)}\n`);
+  if (err instanceof UsageError) {
+    process.stderr.write(`${err.message}\n`);
+    process.exit(2);
+  }
+  process.stderr.write(`fleet-server: ${describeError(err)}\n`);
   process.exit(1);
 });

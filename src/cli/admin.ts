@@ -49,7 +49,7 @@ function parseDataArg(data: string | undefined): Json | undefined {
 
 export function registerAdminCommands(y: Argv<Common>): Argv<Common> {
   return y
-    .command('policy <command>', 'Agent policies', (p) => p
+    .command('policy', 'Agent policies', (p) => p
       .command('put <file>', 'Write a new revision of a policy from a YAML or JSON file (- for stdin)', (c) => c.positional('file', { type: 'string', demandOption: true }),
         async (a) => {
           const text = a.file === '-' ? readFileSync(0, 'utf8') : readFileSync(a.file, 'utf8');
@@ -66,7 +66,7 @@ export function registerAdminCommands(y: Argv<Common>): Argv<Common> {
         const hit = await withAdmin(a, (admin) => admin.showPolicy(a.id));
         print(a, hit._source, () => [JSON.stringify(hit._source, null, 2)]);
       })
-      .demandCommand(1))
+      .demandCommand(1, 'a subcommand is needed: put, list or show'))
     .command('enrollment-token <command>', 'Enrollment tokens', (p) => p
       .command('create', 'Create an enrollment token for a policy', (c) => c
         .option('policy', { type: 'string', demandOption: true, describe: 'policy id' })
@@ -86,7 +86,7 @@ export function registerAdminCommands(y: Argv<Common>): Argv<Common> {
         print(a, { id: a.id, revoked: true }, () => [`revoked ${a.id}`]);
       })
       .demandCommand(1))
-    .command('agents <command>', 'Enrolled agents', (p) => p
+    .command('agents', 'Enrolled agents', (p) => p
       .command('list', 'List agents', (c) => c.option('policy', { type: 'string' }).option('all', { type: 'boolean', describe: 'include inactive agents' }),
         async (a) => {
           const hits = await withAdmin(a, (admin) => admin.listAgents({ policyId: a.policy, active: a.all ? undefined : true }));
@@ -98,8 +98,8 @@ export function registerAdminCommands(y: Argv<Common>): Argv<Common> {
         const hit = await withAdmin(a, (admin) => admin.showAgent(a.id));
         print(a, flat(hit), () => [JSON.stringify(flat(hit), null, 2)]);
       })
-      .demandCommand(1))
-    .command('actions <command>', 'Agent actions', (p) => p
+      .demandCommand(1, 'a subcommand is needed: list or show'))
+    .command('actions', 'Agent actions', (p) => p
       .command('create', 'Create an action for agents', (c) => c
         .option('type', { type: 'string', demandOption: true, describe: 'UPGRADE, UNENROLL, SETTINGS, POLICY_REASSIGN, REQUEST_DIAGNOSTICS, INPUT_ACTION, CANCEL, MIGRATE' })
         .option('agents', { type: 'string', demandOption: true, describe: 'comma-separated agent ids' })
@@ -132,5 +132,5 @@ export function registerAdminCommands(y: Argv<Common>): Argv<Common> {
         print(a, hits.map(flat), () => table([['ACTION ID', 'TYPE', 'AGENTS', 'CREATED', 'EXPIRATION'],
           ...hits.map((h) => [h._source.action_id, h._source.type, String(h._source.agents?.length ?? 0), h._source['@timestamp'], h._source.expiration ?? ''])]));
       })
-      .demandCommand(1));
+      .demandCommand(1, 'a subcommand is needed: create, show or list'));
 }

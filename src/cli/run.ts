@@ -4,14 +4,23 @@ import type { FleetServerConfig } from '../config/config';
 import { Admin } from '../fleet/admin';
 import { createLogger } from '../logging/logger';
 import { ServerInstance } from '../runtime/server-instance';
+import { handleSignals } from '../runtime/signals';
+import { withContext } from '../util/error-text';
 import { VERSION } from '../version';
 import { loadConfig, type ConfigArgs } from './load-config';
+import { checkServerTls } from './tls-check';
 
 export async function runServer(args: ConfigArgs): Promise<void> {
   const config = loadConfig(args);
+  checkServerTls(config.server.tls);
   const log: Logger = createLogger(config.logging);
   log.info({ version: VERSION, 'limits.profile': config.server.limits.profile }, 'fleet-server starting');
-  const server = await ServerInstance.create(config, log);
+  let server: ServerInstance;
+  try {
+    server = await ServerInstance.create(config, log);
+  } catch (err) {
+    throw withContext(config.elasticsearch ? 'cannot open the Elasticsearch store' : `data directory ${config.pathData} (path.data)`, err);
+  }
   if (server.store.kind === 'sqlite') await printZeroConfig(server, config);
   await server.start();
 
@@ -34,9 +43,7 @@ export async function runServer(args: ConfigArgs): Promise<void> {
       setImmediate(() => process.exit(0));
     }
   };
-  process.on('SIGTERM', () => void stop('SIGTERM'));
-  process.on('SIGINT', () => void stop('SIGINT'));
-  process.on('unhandledRejection', (err) => log.error({ err }, 'unhandled rejection'));
+  handleSignals(log, (signal) => void stop(signal));
 }
 
 /**

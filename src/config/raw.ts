@@ -2,6 +2,7 @@
 // referenced, and -E key=value overrides with dotted keys and numeric array indices.
 import { readFileSync } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
+import { withContext } from '../util/error-text';
 
 export type RawConfig = Record<string, unknown>;
 
@@ -102,8 +103,18 @@ export interface LoadOptions {
 export function loadRawConfig(opts: LoadOptions): RawConfig {
   let raw: RawConfig = {};
   if (opts.file) {
-    const text = readFileSync(opts.file, 'utf8');
-    const parsed = parseYaml(text);
+    let text: string;
+    try {
+      text = readFileSync(opts.file, 'utf8');
+    } catch (err) {
+      throw withContext(`cannot read config file ${opts.file}`, err);
+    }
+    let parsed: unknown;
+    try {
+      parsed = parseYaml(text);
+    } catch (err) {
+      throw withContext(`config file ${opts.file} is not valid YAML`, err);
+    }
     if (parsed !== null && parsed !== undefined) {
       if (typeof parsed !== 'object' || Array.isArray(parsed)) throw new Error(`${opts.file}: expected a YAML mapping`);
       raw = parsed as RawConfig;

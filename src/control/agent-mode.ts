@@ -7,6 +7,8 @@ import { buildConfig, type FleetServerConfig } from '../config/config';
 import { loadRawConfig, type RawConfig } from '../config/raw';
 import { createLogger, normalizeLevel } from '../logging/logger';
 import { ServerInstance } from '../runtime/server-instance';
+import { jsonEqual } from '../util/json-equal';
+import { handleSignals } from '../runtime/signals';
 import type { HealthStatus } from '../fleet/self-monitor';
 import { VERSION } from '../version';
 import { ControlClient } from './client';
@@ -20,10 +22,14 @@ const BOOTSTRAP_RETRY_MS = 60_000;
 
 type Obj = Record<string, unknown>;
 
-/** What needs a new server when it changes; log level, agent identity and policy id are applied in place. */
-function restartKey(c: FleetServerConfig): string {
+/**
+ * What needs a new server when it changes; log level, agent identity and policy id are applied in place.
+ * Compared by value: the agent re-sends the input unit on every policy revision with its keys in another
+ * order, and that alone must not restart the listeners (answering every held check-in).
+ */
+function restartParts(c: FleetServerConfig): unknown[] {
   const input = (Array.isArray(c.raw['inputs']) ? c.raw['inputs'][0] : {}) as Obj;
-  return JSON.stringify([c.raw['output'], input['server'], input['cache'], input['monitor'], c.raw['http'], c.raw['path']]);
+  return [c.raw['output'], input['server'], input['cache'], input['monitor'], c.raw['http'], c.raw['path']];
 }
 
 export class AgentMode {
@@ -38,7 +44,7 @@ export class AgentMode {
   private outputProbe: Promise<string> | undefined;
   private useBootstrap = false;
   /** The output (with its bootstrap) last tested, whose result `useBootstrap` holds. */
-  private probed: string | undefined;
+  private probed: OutputChoice | undefined;
   private shuttingDown = false;
 
   constructor(private readonly cli: RawConfig, info: proto.StartUpInfo, private readonly log: Logger) {
@@ -142,12 +148,12 @@ export class AgentMode {
     });
     const config = buildConfig(raw);
     const prev = this.config;
-    const same = prev !== undefined && JSON.stringify(prev.raw) === JSON.stringify(config.raw);
+    const same = prev !== undefined && jsonEqual(prev.raw, config.raw);
     if (same && this.server && !touched) return;
     this.config = config;
     this.log.level = normalizeLevel(config.logging.level);
 
-    if (this.server && prev && restartKey(prev) === restartKey(config)) {
+    if (this.server && prev && jsonEqual(restartParts(prev), restartParts(config))) {
       // Log level, the agent's id or the policy id: applied in place, held check-ins stay held.
       this.report({ state: 'CONFIGURING', message: 'Re-configuring' });
       await this.server.fleet.setAgentHealthInput({ policyId: config.policyId, agentId: config.agent.id });
@@ -172,9 +178,8 @@ export class AgentMode {
    * is not tested again on every expected message; the minute's retry revisits the decision.
    */
   private async chooseOutput(choice: OutputChoice): Promise<void> {
-    const key = choice.bootstrap ? JSON.stringify(choice) : undefined;
-    if (key !== undefined && key === this.probed) return;
-    this.probed = key;
+    if (choice.bootstrap && this.probed && jsonEqual(choice, this.probed)) return;
+    this.probed = choice.bootstrap ? choice : undefined;
     if (this.bootstrapTimer) clearTimeout(this.bootstrapTimer);
     this.bootstrapTimer = undefined;
     if (!choice.bootstrap) {
@@ -253,7 +258,5 @@ export async function runAgentMode(overrides: string[]): Promise<void> {
       setImmediate(() => process.exit(0));
     });
   };
-  process.on('SIGTERM', () => stop('SIGTERM'));
-  process.on('SIGINT', () => stop('SIGINT'));
-  process.on('unhandledRejection', (err) => log.error({ err }, 'unhandled rejection'));
+  handleSignals(log, stop);
 }

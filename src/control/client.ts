@@ -4,6 +4,7 @@
 // (1 s, doubling up to 30 s while attempts fail fast); unit state survives reconnects.
 import * as grpc from '@grpc/grpc-js';
 import type { Logger } from 'pino';
+import { jsonEqual } from '../util/json-equal';
 import { BUILD_TIME, COMMIT } from '../version';
 import { proto } from './generated/control';
 import { grpcTarget } from './startup';
@@ -110,7 +111,7 @@ export class ControlClient {
   /** Sets what a unit reports; the agent hears of it at once. */
   setState(unit: Unit, state: proto.State, message: string, payload?: Record<string, unknown>): void {
     const o = unit.observed;
-    if (o.state === state && o.message === message && JSON.stringify(o.payload) === JSON.stringify(payload)) return;
+    if (o.state === state && o.message === message && jsonEqual(o.payload, payload)) return;
     unit.observed = payload ? { state, message, payload } : { state, message };
     this.queueObserved();
   }

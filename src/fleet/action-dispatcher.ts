@@ -22,7 +22,8 @@ export class ActionDispatcher {
     private readonly store: Store,
     private readonly limiter: TokenBucket,
     private readonly log: Logger,
-    private readonly pollTimeoutMs = 240_000,
+    /** How long one wait for a change may last (`inputs.0.monitor.poll_timeout`). */
+    private readonly pollTimeoutMs: number,
   ) {}
 
   /** Actions with a sequence number above this reach subscribers live; the rest are fetched at check-in. */

@@ -10,7 +10,7 @@ import { LruCache } from '../util/lru';
 import type { ActionDispatcher, LiveAction } from './action-dispatcher';
 import { isDeliverable, rolloutStart, toWireAction, type WireAction } from './actions';
 import type { Bookkeeper, CheckinRecord } from './bookkeeping';
-import { jsonEqual } from './deep-equal';
+import { jsonEqual } from '../util/json-equal';
 import { badRequest, FleetError } from './errors';
 import { unhealthyReason } from './health';
 import type { CheckinRequest } from './messages';

@@ -42,8 +42,8 @@ export class Fleet {
     this.enrollment = new EnrollService(store, this.auth, {
       staticPolicyTokens: s.staticPolicyTokens, pbkdf2: s.pbkdf2, ttlEnrollKeyMs: config.cache.ttlEnrollKeyMs,
     }, log);
-    this.policies = new PolicyMonitor(store, log);
-    this.dispatcher = new ActionDispatcher(store, new TokenBucket(routes.action.intervalMs, routes.action.burst), log);
+    this.policies = new PolicyMonitor(store, log, config.monitor.pollTimeoutMs);
+    this.dispatcher = new ActionDispatcher(store, new TokenBucket(routes.action.intervalMs, routes.action.burst), log, config.monitor.pollTimeoutMs);
     this.bookkeeper = new Bookkeeper(store, s.checkinFlushIntervalMs, log);
     // policy_limit paces API-key work only where it costs a remote cluster something.
     const pacer = store.traits.remoteApiKeys ? new TokenBucket(routes.policy.intervalMs, routes.policy.burst) : undefined;

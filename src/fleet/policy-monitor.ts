@@ -25,7 +25,8 @@ export class PolicyMonitor {
   private loop: Promise<void> | undefined;
   private readonly revisionListeners: ((p: ParsedPolicy) => void)[] = [];
 
-  constructor(private readonly store: Store, private readonly log: Logger, private readonly pollTimeoutMs = 240_000) {}
+  /** `pollTimeoutMs`: how long one wait for a change may last (`inputs.0.monitor.poll_timeout`). */
+  constructor(private readonly store: Store, private readonly log: Logger, private readonly pollTimeoutMs: number) {}
 
   async start(signal: AbortSignal): Promise<void> {
     this.checkpoint = await this.store.policyChanges.checkpoint();

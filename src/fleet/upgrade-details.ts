@@ -2,7 +2,7 @@
 import type { AgentDoc, Json, JsonObject } from '../store/documents';
 import type { Store } from '../store/port';
 import { rfc3339 } from '../util/time';
-import { jsonEqual } from './deep-equal';
+import { jsonEqual } from '../util/json-equal';
 import { FleetError } from './errors';
 import type { UpgradeDetails } from './messages';
 

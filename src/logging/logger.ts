@@ -1,5 +1,7 @@
 // ECS JSON logs through pino, shaped like upstream's (log.level, @timestamp, message, ecs.version).
 import pino, { type Logger } from 'pino';
+import { join } from 'node:path';
+import { withContext } from '../util/error-text';
 import { RotatingFile } from './rotating-file';
 
 export type { Logger };
@@ -29,14 +31,19 @@ export function createLogger(opts: LogOptions): Logger {
   // filtering instead, so that changing it (agent mode) reaches every sink.
   const streams: pino.StreamEntry[] = [];
   if (opts.toStderr) streams.push({ level: 'trace', stream: pino.destination({ fd: 2, sync: false }) });
+  let file: RotatingFile | undefined;
   if (opts.toFiles) {
-    const file = new RotatingFile({
-      dir: opts.filesPath, name: opts.filesName, rotateEveryBytes: opts.rotateEveryBytes,
-      keepFiles: opts.keepFiles, permissions: opts.permissions, rotateOnStartup: opts.rotateOnStartup,
-    });
+    try {
+      file = new RotatingFile({
+        dir: opts.filesPath, name: opts.filesName, rotateEveryBytes: opts.rotateEveryBytes,
+        keepFiles: opts.keepFiles, permissions: opts.permissions, rotateOnStartup: opts.rotateOnStartup,
+      });
+    } catch (err) {
+      throw withContext(`cannot open log file ${join(opts.filesPath, opts.filesName)} (logging.files.path)`, err);
+    }
     streams.push({ level: 'trace', stream: file });
   }
-  return pino(
+  const log = pino(
     {
       level: streams.length === 0 ? 'silent' : level,
       messageKey: 'message',
@@ -47,6 +54,20 @@ export function createLogger(opts: LogOptions): Logger {
     },
     streams.length <= 1 ? (streams[0]?.stream ?? pino.destination({ fd: 2 })) : pino.multistream(streams),
   );
+  if (file) logFiles.set(log, file);
+  return log;
+}
+
+const logFiles = new WeakMap<Logger, RotatingFile>();
+
+/**
+ * SIGHUP, as daemons take it: the log file is reopened at its path, so one that logrotate moved away
+ * is created afresh. Returns whether this logger writes to a file at all.
+ */
+export function reopenLogFiles(log: Logger): boolean {
+  const file = logFiles.get(log);
+  file?.reopen();
+  return file !== undefined;
 }
 
 export { normalizeLevel };

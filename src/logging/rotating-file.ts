@@ -53,6 +53,12 @@ export class RotatingFile {
     this.dest.flushSync();
   }
 
+  /** The live file may have been moved away (logrotate): write to the path afresh. */
+  reopen(): void {
+    this.size = existsSync(this.path) ? statSync(this.path).size : 0;
+    this.dest.reopen();
+  }
+
   end(): void {
     this.dest.end();
   }

@@ -1,4 +1,5 @@
-/** Structural equality of decoded JSON values (key order ignored). */
+// Structural equality of decoded JSON values (key order ignored): configuration and documents compared
+// by value, as decoded from the wire or a file, whose key order carries no meaning.
 export function jsonEqual(a: unknown, b: unknown): boolean {
   if (a === b) return true;
   if (a === null || b === null || typeof a !== 'object' || typeof b !== 'object') return false;

@@ -1,0 +1,166 @@
+// The command line as an operator meets it: global options before or after the command, an unknown
+// command is an error (never a silently started server), and a failure at start-up is one line on
+// stderr that names the cause and the path, with a non-zero exit.
+import { spawn, spawnSync, type SpawnSyncReturns } from 'node:child_process';
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { createServer, type Server } from 'node:net';
+import { join } from 'node:path';
+import { Authority } from './support/certs';
+import { DIST, removeDir, tempDir } from './support/fleet-server';
+import { request } from './support/http';
+import { NODE_FLAGS } from './support/node-flags';
+import { freePort } from './support/ports';
+
+jest.setTimeout(60_000);
+
+function run(args: string[], cwd: string): SpawnSyncReturns<string> {
+  // A server started by mistake would never exit: the timeout turns that into a failure.
+  return spawnSync(process.execPath, [...NODE_FLAGS, DIST, ...args], { cwd, encoding: 'utf8', timeout: 20_000 });
+}
+
+/** stderr without the JSON log lines: what a person reads. */
+const plain = (stderr: string): string[] => stderr.split('\n').filter((l) => l.trim() !== '' && !l.startsWith('{"log.level"'));
+
+describe('global options before or after the command', () => {
+  const dir = tempDir();
+  const data = join(dir, 'data');
+  const conf = join(dir, 'fleet-server.yml');
+  // A config file elsewhere: the command must use it (and its data directory), not ./data.
+  const cwd = join(dir, 'cwd');
+
+  beforeAll(() => {
+    mkdirSync(cwd);
+    writeFileSync(conf, `path.data: ${data}\n`);
+    writeFileSync(join(dir, 'p.yml'), 'id: p1\noutputs: {default: {type: elasticsearch, hosts: ["http://localhost:9200"]}}\n');
+  });
+  afterAll(() => removeDir(dir));
+
+  const both = (cmd: string[]): [string, string[]][] => [
+    ['before', ['-c', conf, '-E', 'logging.level=warn', '--json', ...cmd]],
+    ['after', [...cmd, '-c', conf, '-E', 'logging.level=warn', '--json']],
+  ];
+
+  test('every admin command takes -c/-E/--json before and after it', () => {
+    const ok = (args: string[]): any => {
+      const r = run(args, cwd);
+      expect({ args, status: r.status, stderr: r.stderr }).toEqual({ args, status: 0, stderr: '' });
+      return JSON.parse(r.stdout);
+    };
+    for (const [where, args] of both(['policy', 'put', join(dir, 'p.yml')])) expect([where, ok(args).id]).toEqual([where, 'p1']);
+    for (const [where, args] of both(['policy', 'list'])) expect([where, ok(args).map((p: any) => p.id)]).toEqual([where, ['p1']]);
+    for (const [where, args] of both(['policy', 'show', 'p1'])) expect([where, ok(args).policy_id]).toEqual([where, 'p1']);
+    const tokens = both(['enrollment-token', 'create', '--policy', 'p1']).map(([, args]) => ok(args).id as string);
+    for (const [where, args] of both(['enrollment-token', 'list'])) expect([where, ok(args).length]).toEqual([where, 2]);
+    for (const [i, [, args]] of both(['enrollment-token', 'revoke', tokens[0]!]).entries()) expect(ok(i === 0 ? args : args.map((a) => (a === tokens[0] ? tokens[1]! : a))).revoked).toBe(true);
+    for (const [where, args] of both(['agents', 'list'])) expect([where, ok(args)]).toEqual([where, []]);
+    const actions = both(['actions', 'create', '--type', 'UNENROLL', '--agents', 'a1']).map(([, args]) => ok(args).id as string);
+    for (const [where, args] of both(['actions', 'list'])) expect([where, ok(args).length]).toEqual([where, 2]);
+    for (const [where, args] of both(['actions', 'show', actions[0]!])) expect([where, ok(args).action.action_id]).toEqual([where, actions[0]]);
+    // Everything went to the configured data directory; no server ran (no default policy, no ./data).
+    expect(existsSync(join(data, 'fleet-server.db'))).toBe(true);
+    expect(existsSync(join(cwd, 'data'))).toBe(false);
+    expect(ok(['policy', 'list', '-c', conf, '--json']).map((p: any) => p.id)).toEqual(['p1']);
+  });
+
+  test('agents show: options before and after', () => {
+    for (const [, args] of both(['agents', 'show', 'nope'])) {
+      const r = run(args, cwd);
+      expect(r.status).toBe(1);
+      expect(plain(r.stderr)).toEqual(['fleet-server: agent nope not found']);
+    }
+  });
+
+  test('run takes options before and after it', async () => {
+    const port = await freePort();
+    const child = spawn(process.execPath, [...NODE_FLAGS, DIST, '-c', conf, '-E', 'inputs.0.server.host=127.0.0.1', 'run',
+      '-E', `inputs.0.server.port=${port}`, '-E', `inputs.0.server.internal_port=${await freePort()}`], { cwd, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stderr = '';
+    child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
+    const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
+    try {
+      for (let i = 0; i < 300 && !stderr.includes('fleet-server internal listener'); i++) await new Promise((r) => setTimeout(r, 50));
+      expect((await request(`http://127.0.0.1:${port}/api/status`)).status).toBe(200);
+    } finally {
+      child.kill('SIGTERM');
+    }
+    expect(await exited).toBe(0);
+  });
+
+  test('an unknown command word is a usage error, not a started server', () => {
+    const empty = join(dir, 'empty');
+    mkdirSync(empty);
+    for (const args of [['polcy', 'list'], ['-E', `path.data=${empty}`, 'polcy', 'list'], ['policy', 'lst'], ['actions', 'lst'], ['policy', 'list', '--bogus']]) {
+      const r = run([...args, '-E', `path.data=${empty}`], cwd);
+      expect({ args, status: r.status }).toEqual({ args, status: 2 });
+      expect(r.stderr).toMatch(/Unknown argument|Did you mean/);
+      expect(r.stderr).not.toContain('"log.level"');
+    }
+    expect(existsSync(join(empty, 'fleet-server.db'))).toBe(false);
+  });
+});
+
+describe('start-up failures: one line naming the cause and the path, exit 1', () => {
+  const dir = tempDir();
+  let blocker: Server;
+  let busyPort: number;
+
+  beforeAll(async () => {
+    busyPort = await freePort();
+    blocker = createServer();
+    await new Promise<void>((r) => blocker.listen(busyPort, '127.0.0.1', r));
+  });
+  afterAll(async () => {
+    await new Promise((r) => blocker.close(r));
+    removeDir(dir);
+  });
+
+  const fails = (args: string[], line: RegExp): void => {
+    const r = run([...args, '-E', 'inputs.0.server.host=127.0.0.1', '-E', `inputs.0.server.internal_port=0`], dir);
+    expect({ status: r.status, lines: plain(r.stderr) }).toEqual({ status: 1, lines: [expect.stringMatching(line)] });
+    expect(r.stderr).not.toMatch(/^\s+at /m);
+    expect(r.stderr).not.toContain('Options:');
+  };
+
+  test('a data directory that cannot be created (under a regular file)', () => {
+    writeFileSync(join(dir, 'a-file'), '');
+    const data = join(dir, 'a-file', 'data');
+    fails(['-E', `path.data=${data}`], new RegExp(`^fleet-server: data directory ${data} \\(path\\.data\\): not a directory \\(ENOTDIR\\)$`));
+  });
+
+  test('a log directory that cannot be created', () => {
+    const logs = join(dir, 'a-file', 'logs');
+    fails(['-E', `path.data=${join(dir, 'd0')}`, '-E', 'logging.to_files=true', '-E', `logging.files.path=${logs}`],
+      new RegExp(`^fleet-server: cannot open log file ${logs}/fleet-server.log \\(logging.files.path\\): not a directory`));
+  });
+
+  test('a bad configuration value', () => {
+    fails(['-E', `path.data=${join(dir, 'd1')}`, '-E', 'inputs.0.server.port=eighty'], /^fleet-server: config key inputs\.0\.server\.port: expected a number$/);
+  });
+
+  test('the port already in use', () => {
+    fails(['-E', `path.data=${join(dir, 'd2')}`, '-E', `inputs.0.server.port=${busyPort}`],
+      new RegExp(`^fleet-server: cannot listen on 127\\.0\\.0\\.1:${busyPort}: address already in use \\(EADDRINUSE\\)$`));
+  });
+
+  test('an unreadable or malformed config file', () => {
+    fails(['-c', dir, '-E', `path.data=${join(dir, 'd3')}`], new RegExp(`^fleet-server: cannot read config file ${dir}: illegal operation on a directory \\(EISDIR\\)$`));
+    const bad = join(dir, 'bad.yml');
+    writeFileSync(bad, 'inputs: [\n');
+    fails(['-c', bad, '-E', `path.data=${join(dir, 'd3')}`], new RegExp(`^fleet-server: config file ${bad} is not valid YAML: .*line 2`));
+  });
+
+  test('a missing or malformed TLS certificate file', () => {
+    const { key } = new Authority().leaf('localhost');
+    const keyFile = join(dir, 'key.pem');
+    writeFileSync(keyFile, key);
+    const missing = join(dir, 'missing.pem');
+    fails(['-E', `path.data=${join(dir, 'd4')}`, '-E', `inputs.0.server.ssl.certificate=${missing}`, '-E', `inputs.0.server.ssl.key=${keyFile}`],
+      new RegExp(`^fleet-server: cannot read TLS file ${missing} \\(inputs\\.0\\.server\\.ssl\\.certificate\\): no such file or directory \\(ENOENT\\)$`));
+    const garbage = join(dir, 'garbage.pem');
+    writeFileSync(garbage, 'not a certificate\n');
+    fails(['-E', `path.data=${join(dir, 'd5')}`, '-E', `inputs.0.server.ssl.certificate=${garbage}`, '-E', `inputs.0.server.ssl.key=${keyFile}`],
+      new RegExp(`^fleet-server: invalid TLS certificate ${garbage} \\(inputs\\.0\\.server\\.ssl\\.certificate\\): `));
+    // The failure comes before anything is written to the data directory.
+    expect(existsSync(join(dir, 'd5', 'fleet-server.db'))).toBe(false);
+  });
+});

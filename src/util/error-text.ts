@@ -1,0 +1,49 @@
+// Errors as one line an operator can act on: the cause and the file or address involved, never a
+// stack or an error object dump.
+
+interface SystemError extends Error {
+  code?: string;
+  syscall?: string;
+  path?: string;
+  address?: string;
+  port?: number;
+}
+
+/**
+ * One line for an error. Node's system errors read "ENOTDIR: not a directory, mkdir '/x'"; they become
+ * "/x: not a directory (ENOTDIR)" so the path leads and the code stays searchable.
+ */
+export function describeError(err: unknown): string {
+  if (!(err instanceof Error)) return String(err);
+  const e = err as SystemError;
+  if (e.syscall === 'listen' && e.code) return `cannot listen on ${e.address ?? ''}:${e.port ?? ''}: ${reason(e)}`;
+  if (isSystem(e)) return e.path ? `${e.path}: ${reason(e)}` : reason(e);
+  // OpenSSL's messages lead with an error code; its library and reason read better.
+  const ssl = err as { library?: unknown; reason?: unknown };
+  if (typeof ssl.library === 'string' && typeof ssl.reason === 'string') return `${ssl.library}: ${ssl.reason}`;
+  // YAML errors run over several lines; the first is the readable part.
+  return firstLine(e.message);
+}
+
+/** `context: cause`, the cause's path left out when the context already names it. */
+export function withContext(context: string, err: unknown): Error {
+  const e = err as SystemError;
+  const cause = err instanceof Error && isSystem(e) && (!e.path || context.includes(e.path)) ? reason(e) : describeError(err);
+  return new Error(`${context}: ${cause}`, { cause: err });
+}
+
+function isSystem(e: SystemError): boolean {
+  return typeof e.code === 'string' && /^E[A-Z]+$/.test(e.code);
+}
+
+function firstLine(s: string): string {
+  return s.split('\n', 1)[0]!.trim();
+}
+
+function reason(e: SystemError): string {
+  // "ENOTDIR: not a directory, mkdir '/x'" → "not a directory (ENOTDIR)";
+  // "listen EADDRINUSE: address already in use 127.0.0.1:8220" → "address already in use (EADDRINUSE)"
+  const m = /^(?:\w+ )?E[A-Z]+: (.+?)(?:, \w+(?: '.*')?| \S+:\d+)?$/.exec(firstLine(e.message));
+  const text = m ? m[1]! : firstLine(e.message);
+  return e.code && !text.includes(e.code) ? `${text} (${e.code})` : text;
+}
