@@ -7,7 +7,7 @@ import { errorBody } from '../src/http/errors';
 import { FleetError, type FleetErrorCode } from '../src/fleet/errors';
 import type { CheckinResult } from '../src/fleet/checkin';
 import { esPolicy, InProcessFleet } from './support/in-process-fleet';
-import { expectSchema, openApiDocument, openApiValidator } from './support/openapi';
+import { expectSchema, openApiDocument, openApiValidator, responseProblems } from './support/openapi';
 import { documentSchema, documentValidator, expectDocument, withoutNulls } from './support/schema';
 import {
   UPSTREAM_DIR, upstreamApiErrors, upstreamApiSchemas, upstreamAvailable, upstreamDocumentDefinitions, upstreamDocumentErrors,
@@ -64,7 +64,7 @@ describe('docs/openapi.yaml', () => {
       const match = matchRoute(method.toUpperCase(), concrete);
       expect(match && 'route' in match ? match.route.method : match).toBe(method.toUpperCase());
       const other = method === 'get' ? 'POST' : 'GET';
-      expect(matchRoute(other, concrete)).toEqual({ methodNotAllowed: true });
+      expect(matchRoute(other, concrete)).toEqual({ methodNotAllowed: true, allow: method === 'get' ? 'GET, HEAD' : 'POST' });
     }
   });
 
@@ -92,6 +92,25 @@ describe('docs/openapi.yaml', () => {
     expect(codes.length).toBeGreaterThan(20);
     for (const code of codes) expectSchema('error', errorBody(new FleetError(code, 'detail')));
     expectSchema('error', errorBody(new Error('anything else')));
+  });
+
+  test('responses of documented routes are checked: status, headers and body', () => {
+    const base = { method: 'POST', url: 'http://x/api/fleet/agents/a-1/acks', text: '{}', json: {} };
+    const ok = { 'x-request-id': 'r', 'elastic-api-version': '2023-06-01', 'content-type': 'application/json' };
+    expect(responseProblems({ ...base, status: 200, headers: ok, json: { action: 'acks' }, text: '{"action":"acks"}' })).toEqual([]);
+    expect(responseProblems({ ...base, status: 200, headers: { ...ok, 'x-request-id': undefined }, json: { action: 'acks' } }))
+      .toEqual(['POST /api/fleet/agents/{id}/acks → 200: header X-Request-Id missing']);
+    expect(responseProblems({ ...base, status: 200, headers: { ...ok, 'elastic-api-version': '2024-01-01' }, json: { action: 'acks' } })[0])
+      .toMatch(/header Elastic-Api-Version "2024-01-01"/);
+    expect(responseProblems({ ...base, status: 200, headers: ok, json: { action: 'checkin' } })[0]).toMatch(/→ 200: body/);
+    expect(responseProblems({ ...base, status: 418, headers: ok })).toEqual(['POST /api/fleet/agents/{id}/acks → 418: status not documented']);
+    expect(responseProblems({ ...base, method: 'GET', status: 405, headers: { 'x-request-id': 'r' }, text: '' }))
+      .toEqual(['GET /api/fleet/agents/{id}/acks → 405: header Allow missing']);
+    expect(responseProblems({ ...base, method: 'GET', status: 200, headers: ok })).toEqual(['GET /api/fleet/agents/{id}/acks → 200: another method than the documented one must answer 405']);
+    expect(responseProblems({ ...base, url: 'http://x/api/status', method: 'GET', status: 429, headers: { 'x-request-id': 'r', 'retry-after': '5', 'content-type': 'text/plain; charset=utf-8' }, text: 'Server capacity exceeded.\n' })).toEqual([]);
+    expect(responseProblems({ ...base, url: 'http://x/api/status', method: 'GET', status: 429, headers: { 'x-request-id': 'r', 'content-type': 'text/plain' }, text: 'x' }))
+      .toEqual(['GET /api/status → 429: header Retry-After missing']);
+    expect(responseProblems({ ...base, url: 'http://x/nowhere', status: 404, headers: {} })).toEqual([]);
   });
 
   test('the schemas refuse what the server never sends', () => {

@@ -13,7 +13,7 @@ export interface Route {
   handler: Handler;
 }
 
-export type Match = { route: Route; params: string[] } | { methodNotAllowed: true } | undefined;
+export type Match = { route: Route; params: string[] } | { methodNotAllowed: true; allow: string } | undefined;
 
 const STATUS: Route = { method: 'GET', limit: 'status', handler: handleStatus };
 const ENROLL: Route = { method: 'POST', limit: 'enroll', handler: handleEnroll };
@@ -23,7 +23,7 @@ const AUDIT: Route = { method: 'POST', limit: 'audit_unenroll', handler: handleA
 
 function pick(route: Route, method: string, params: string[]): Match {
   if (method === route.method || (route.method === 'GET' && method === 'HEAD')) return { route, params };
-  return { methodNotAllowed: true };
+  return { methodNotAllowed: true, allow: route.method === 'GET' ? 'GET, HEAD' : route.method };
 }
 
 export function matchRoute(method: string, path: string): Match {

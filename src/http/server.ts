@@ -143,7 +143,7 @@ export class HttpService {
       return;
     }
     if ('methodNotAllowed' in match) {
-      res.writeHead(405, { 'Content-Length': 0 });
+      res.writeHead(405, { Allow: match.allow, 'Content-Length': 0 });
       res.end();
       return;
     }
