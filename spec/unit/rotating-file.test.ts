@@ -1,7 +1,7 @@
 // Size rotation of log files, in-process: SonicBoom writes asynchronously, so these tests write faster
 // than the file system flushes (a synchronous burst, then bursts across event-loop turns) and check
 // every file against the limit byte for byte.
-import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { RotatingFile, type RotationOptions } from '../../src/logging/rotating-file';
@@ -91,4 +91,18 @@ test('an existing file counts towards the limit, or is rotated away on startup w
   await ended(g);
   expect(readFileSync(join(dir, 'app.log.1'), 'utf8')).toBe(line(0));
   expect(readFileSync(join(dir, 'app.log'), 'utf8')).toBe(line(1));
+});
+
+test('a rotation that cannot happen keeps logging to the open file and is tried again later', async () => {
+  const f = file({ keepFiles: 1 });
+  for (let i = 0; i < 5; i++) f.write(line(i));
+  // A directory where app.log.1 must go: the rename fails.
+  mkdirSync(join(dir, 'app.log.1', 'blocker'), { recursive: true });
+  for (let i = 5; i < 40; i++) f.write(line(i));
+  rmSync(join(dir, 'app.log.1'), { recursive: true });
+  for (let i = 40; i < 60; i++) f.write(line(i));
+  await ended(f);
+  const numbers = ['app.log.1', 'app.log'].flatMap((name) => readFileSync(join(dir, name), 'utf8').split('\n').filter(Boolean).map((l) => (JSON.parse(l) as { n: number }).n));
+  expect(numbers).toEqual(Array.from({ length: 60 }, (_, i) => i));
+  expect(statSync(join(dir, 'app.log')).size).toBeLessThanOrEqual(LIMIT);
 });

@@ -79,15 +79,22 @@ export class RotatingFile {
    * retired destination still buffers follow its file to `name.1` (and beyond), never into the new file.
    */
   private open(): SonicBoom {
+    mkdirSync(this.opts.dir, { recursive: true, mode: 0o700 });
     const fd = openSync(this.path, 'a', this.opts.permissions);
     return pino.destination({ fd, sync: false });
   }
 
   private rotate(): void {
     const old = this.dest;
-    this.shift();
-    this.dest = this.open();
     this.size = 0;
+    try {
+      this.shift();
+      this.dest = this.open();
+    } catch {
+      // Logging must not take the server down: lines keep going to the file already open (renamed or
+      // not), and rotation is tried again after another rotateEveryBytes.
+      return;
+    }
     this.retiring.add(old);
     old.once('close', () => this.retiring.delete(old));
     old.end();
