@@ -221,7 +221,7 @@ describe.each([embedded, elasticsearch()])('agent lifecycle on $name', (backend)
     expect(doc.unenrolled_at).toBeTruthy();
   });
 
-  test('documents in the .fleet-* indices match upstream\'s index schema', () => {
+  test('documents in the .fleet-* indices match docs/fleet-documents.schema.json', () => {
     const docs = backend.documents(dataDir);
     for (const [alias, definition] of Object.entries(SCHEMA_DEFINITIONS)) {
       expect(docs[alias]?.length).toBeGreaterThan(0);

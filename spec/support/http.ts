@@ -1,6 +1,7 @@
 // A minimal HTTP client that sends exactly the headers given (agents' requests, byte for byte).
 import http from 'node:http';
 import { gunzipSync } from 'node:zlib';
+import { responseProblems } from './openapi';
 
 export interface Response {
   status: number;
@@ -33,7 +34,11 @@ export function request(url: string, opts: RequestOptions = {}): Promise<Respons
         } catch {
           json = undefined;
         }
-        resolve({ status: res.statusCode ?? 0, headers: res.headers, body, text, json });
+        const out = { status: res.statusCode ?? 0, headers: res.headers, body, text, json };
+        // Every answer of a documented route is checked against docs/openapi.yaml, whatever the test asserts.
+        const problems = responseProblems({ method: opts.method ?? 'GET', url, status: out.status, headers: res.headers, text, json });
+        if (problems.length > 0) reject(new Error(`response does not match docs/openapi.yaml:\n${problems.join('\n')}`));
+        else resolve(out);
       });
       res.on('error', reject);
     });

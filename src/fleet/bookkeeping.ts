@@ -3,6 +3,7 @@
 import type { Logger } from 'pino';
 import type { AgentDoc, Json } from '../store/documents';
 import type { DocUpdate, Store } from '../store/port';
+import { systemClock, type Clock } from '../util/clock';
 import { rfc3339 } from '../util/time';
 
 export interface CheckinRecord {
@@ -30,7 +31,8 @@ export class Bookkeeper {
   private timer: NodeJS.Timeout | undefined;
   private flushing: Promise<void> = Promise.resolve();
 
-  constructor(private readonly store: Store, private readonly intervalMs: number, private readonly log: Logger) {}
+  constructor(private readonly store: Store, private readonly intervalMs: number, private readonly log: Logger,
+    private readonly clock: Clock = systemClock) {}
 
   start(): void {
     this.timer = setInterval(() => void this.flush(), this.intervalMs);
@@ -39,7 +41,8 @@ export class Bookkeeper {
 
   enqueue(agentId: string, rec: CheckinRecord): void {
     const prev = this.pending.get(agentId);
-    const next: Pending = prev ? { ...prev, at: Date.now() } : { ...rec, at: Date.now() };
+    const at = this.clock.now();
+    const next: Pending = prev ? { ...prev, at } : { ...rec, at };
     if (prev) for (const [k, v] of Object.entries(rec)) if (v !== undefined) (next as unknown as Record<string, unknown>)[k] = v;
     this.pending.set(agentId, next);
   }
@@ -62,7 +65,7 @@ export class Bookkeeper {
     if (this.pending.size === 0) return;
     const batch = this.pending;
     this.pending = new Map();
-    const now = rfc3339();
+    const now = rfc3339(this.clock.now());
     const updates: DocUpdate<AgentDoc>[] = [];
     for (const [id, r] of batch) {
       const doc: Record<string, unknown> = {

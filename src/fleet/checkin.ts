@@ -4,6 +4,7 @@
 import type { Logger } from 'pino';
 import type { AgentDoc, AgentOutput, Hit } from '../store/documents';
 import type { Store } from '../store/port';
+import { systemClock, type Clock } from '../util/clock';
 import { parseDuration } from '../util/duration';
 import type { TextTemplate } from '../util/text-template';
 import { LruCache } from '../util/lru';
@@ -92,6 +93,7 @@ export class CheckinService {
     private readonly outputKeys: OutputKeys,
     private readonly opts: CheckinOptions,
     private readonly log: Logger,
+    private readonly clock: Clock = systemClock,
   ) {}
 
   start(): void {
@@ -130,7 +132,7 @@ export class CheckinService {
    * on, so the request, the agent document and the body are not kept alive while the poll is held.
    */
   async begin(agent: Hit<AgentDoc>, version: string, req: CheckinRequest, pollMs: number): Promise<HeldPoll> {
-    const started = Date.now();
+    const started = this.clock.now();
     const id = agent._id;
     const doc = agent._source;
     if (req.status === '') throw badRequest('checkin status missing');
@@ -182,7 +184,7 @@ export class CheckinService {
       }
       if (!held.settled) {
         const jitter = Math.random() * this.opts.jitterMs;
-        let wait = pollMs - (Date.now() - started);
+        let wait = pollMs - (this.clock.now() - started);
         if (jitter < wait) wait -= jitter;
         // Whole seconds keep Node's timer lists few, however many polls are held.
         held.timer = setTimeout(held.onTimeout, wait <= 0 ? 1 : Math.max(1000, Math.round(wait / 1000) * 1000));
@@ -227,7 +229,7 @@ export class CheckinService {
   private async pendingActions(agentId: string, afterSeqNo: number, checkpoint: number): Promise<LiveAction[]> {
     if (checkpoint <= afterSeqNo) return [];
     const hits = await this.store.pendingActions({
-      agentId, afterSeqNo, checkpoint, nowIso: new Date().toISOString(), limit: MAX_ACTIONS,
+      agentId, afterSeqNo, checkpoint, nowIso: new Date(this.clock.now()).toISOString(), limit: MAX_ACTIONS,
     });
     const out: LiveAction[] = [];
     for (const h of hits) {

@@ -2,6 +2,7 @@
 import type { Logger } from 'pino';
 import type { FleetServerConfig } from '../config/config';
 import type { Store } from '../store/port';
+import { systemClock, type Clock } from '../util/clock';
 import { TokenBucket } from '../util/token-bucket';
 import { VERSION } from '../version';
 import { AckService } from './acks';
@@ -34,7 +35,8 @@ export class Fleet {
   private stopping = false;
   private agentHealthInput: AgentHealthInput | undefined;
 
-  constructor(readonly store: Store, readonly config: FleetServerConfig, private readonly log: Logger) {
+  constructor(readonly store: Store, readonly config: FleetServerConfig, private readonly log: Logger,
+    private readonly clock: Clock = systemClock) {
     const s = config.server;
     const routes = s.limits.routes;
     this.auth = new Authenticator(store, { ttlApiKeyMs: config.cache.ttlApiKeyMs, jitterApiKeyMs: config.cache.jitterApiKeyMs });
@@ -44,7 +46,7 @@ export class Fleet {
     }, log);
     this.policies = new PolicyMonitor(store, log, config.monitor.pollTimeoutMs);
     this.dispatcher = new ActionDispatcher(store, new TokenBucket(routes.action.intervalMs, routes.action.burst), log, config.monitor.pollTimeoutMs);
-    this.bookkeeper = new Bookkeeper(store, s.checkinFlushIntervalMs, log);
+    this.bookkeeper = new Bookkeeper(store, s.checkinFlushIntervalMs, log, clock);
     // policy_limit paces API-key work only where it costs a remote cluster something.
     const pacer = store.traits.remoteApiKeys ? new TokenBucket(routes.policy.intervalMs, routes.policy.burst) : undefined;
     const outputKeys = new OutputKeys(store, pacer, log, (policyId) => this.policies.latest(policyId));
@@ -54,7 +56,7 @@ export class Fleet {
       jitterMs: s.timeouts.checkinJitterMs,
       timestampMs: s.timeouts.checkinTimestampMs,
       ignoreCheckinPolicyId: s.ignoreCheckinPolicyId,
-    }, log);
+    }, log, clock);
     this.acks = new AckService(store, this.auth, outputKeys, config.cache.ttlActionMs, log);
   }
 
@@ -75,7 +77,7 @@ export class Fleet {
   /** Upstream's action GC: actions expired longer ago than cleanup_after_expired_interval are deleted. */
   async collectExpiredActions(): Promise<void> {
     try {
-      const n = await this.store.deleteExpiredActions(new Date(Date.now() - this.config.server.gc.cleanupAfterExpiredMs));
+      const n = await this.store.deleteExpiredActions(new Date(this.clock.now() - this.config.server.gc.cleanupAfterExpiredMs));
       if (n > 0) this.log.info({ count: n }, 'deleted expired actions');
     } catch (err) {
       this.log.warn({ err }, 'expired action clean-up failed; will retry');

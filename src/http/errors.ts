@@ -2,6 +2,7 @@
 // classified once into status, error name, message, log level and Retry-After, and rendered as
 // {"statusCode","error","message"}. Fleet logic raises FleetErrors and store errors; the edge raises
 // HttpErrors for what only HTTP knows (routing, capacity, timeouts).
+import { randomUUID } from 'node:crypto';
 import type { ServerResponse } from 'node:http';
 import { FleetError, type FleetErrorCode } from '../fleet/errors';
 import { StoreBusyError, StoreUnavailableError } from '../store/port';
@@ -135,7 +136,7 @@ export function writeError(res: ServerResponse, c: ErrorClass, headers?: Record<
 export function rawErrorResponse(c: ErrorClass): string {
   const text = JSON.stringify(errorBody(c));
   const reason = c.status === 408 ? 'Request Timeout' : c.status === 431 ? 'Request Header Fields Too Large' : c.status === 429 ? 'Too Many Requests' : 'Bad Request';
-  return `HTTP/1.1 ${c.status} ${reason}\r\nConnection: close\r\nContent-Type: application/json; charset=utf-8\r\n`
+  return `HTTP/1.1 ${c.status} ${reason}\r\nConnection: close\r\nX-Request-Id: ${randomUUID()}\r\nContent-Type: application/json; charset=utf-8\r\n`
     + `X-Content-Type-Options: nosniff\r\n${c.retryAfter !== undefined ? `Retry-After: ${c.retryAfter}\r\n` : ''}`
     + `Content-Length: ${Buffer.byteLength(text)}\r\n\r\n${text}`;
 }

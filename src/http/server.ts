@@ -206,8 +206,9 @@ export class HttpService {
         c['enrollment'] = await fleet.enrollment.authenticate(apiKeyFromHeader(req));
         break;
       case 'optional':
+        // A bad or unknown key only hides what is reserved for authenticated callers.
         c['authenticated'] = req.headers['authorization'] !== undefined
-          && await fleet.auth.authenticate(apiKeyFromHeader(req)).then(() => true, () => false);
+          && await Promise.resolve().then(() => fleet.auth.authenticate(apiKeyFromHeader(req))).then(() => true, () => false);
         break;
       case 'none':
         break;

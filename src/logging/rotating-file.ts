@@ -1,9 +1,12 @@
 // A log file that rotates by size the way upstream's libbeat file output does: `name` is the live
 // file, `name.1` … `name.<keep>` the older ones, the oldest dropped. Writes go through SonicBoom
-// (pino's asynchronous destination); rotation renames the files and reopens in place, so no log
-// line is lost and the writer never blocks on a rename.
+// (pino's asynchronous destination), one per file: a rotation hands the live file's destination its
+// last bytes, ends it and starts a new one on a fresh file. Each file's size is then exactly what was
+// written to its own destination, whatever SonicBoom still buffers — reopening one destination in place
+// instead sends bytes still buffered from before the rotation into the new file, which then outgrows
+// the limit. No log line is lost and the writer never waits for the disk.
 import pino from 'pino';
-import { existsSync, mkdirSync, renameSync, rmSync, statSync } from 'node:fs';
+import { existsSync, mkdirSync, openSync, renameSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 
 export interface RotationOptions {
@@ -22,7 +25,9 @@ type SonicBoom = ReturnType<typeof pino.destination>;
 
 export class RotatingFile {
   private readonly path: string;
-  private readonly dest: SonicBoom;
+  private dest: SonicBoom;
+  /** Destinations of rotated files still writing what they buffered; each closes once done. */
+  private readonly retiring = new Set<SonicBoom>();
   private size: number;
 
   constructor(private readonly opts: RotationOptions) {
@@ -31,37 +36,84 @@ export class RotatingFile {
     const existing = existsSync(this.path) ? statSync(this.path).size : 0;
     if (existing > 0 && opts.rotateOnStartup) this.shift();
     this.size = opts.rotateOnStartup ? 0 : existing;
-    this.dest = pino.destination({ dest: this.path, sync: false, mkdir: true, mode: opts.permissions });
+    this.dest = this.open();
   }
 
   write(chunk: string): boolean {
     const bytes = Buffer.byteLength(chunk);
-    if (this.size > 0 && this.size + bytes > this.opts.rotateEveryBytes) {
-      this.shift();
-      this.dest.reopen();
-      this.size = 0;
-    }
+    if (this.size > 0 && this.size + bytes > this.opts.rotateEveryBytes) this.rotate();
     this.size += bytes;
     return this.dest.write(chunk);
   }
 
+  /** Calls back once everything written so far is in its file (rotated files included). */
   flush(cb?: (err?: Error) => void): void {
-    this.dest.flush(cb);
+    let pending = this.retiring.size + 1;
+    let failed: Error | undefined;
+    const done = (err?: Error): void => {
+      failed ??= err;
+      if (--pending === 0) cb?.(failed);
+    };
+    for (const old of this.retiring) old.once('close', () => done());
+    this.dest.flush(done);
   }
 
   flushSync(): void {
+    // A retired destination is destroyed (its buffer written) just before it reports 'close'.
+    for (const old of this.retiring) if (!(old as SonicBoom & { destroyed: boolean }).destroyed) old.flushSync();
     this.dest.flushSync();
   }
 
-  /** The live file may have been moved away (logrotate): write to the path afresh. */
+  /**
+   * The live file may have been moved away (logrotate, SIGHUP): later lines go to a fresh file at the
+   * path, while bytes already handed to the old destination follow its file.
+   */
   reopen(): void {
+    this.retire(() => undefined);
     this.size = existsSync(this.path) ? statSync(this.path).size : 0;
-    this.dest.reopen();
   }
 
-  end(): void {
-    this.dest.end();
+  /** Ends every destination; `cb` runs once all files are closed. */
+  end(cb?: () => void): void {
+    const all = [...this.retiring, this.dest];
+    let pending = all.length;
+    for (const d of all) {
+      d.once('close', () => { if (--pending === 0) cb?.(); });
+      if (d === this.dest) d.end();
+    }
   }
+
+  /**
+   * The live file is opened synchronously so its descriptor is bound before any later rename: bytes a
+   * retired destination still buffers follow its file to `name.1` (and beyond), never into the new file.
+   */
+  private open(): SonicBoom {
+    mkdirSync(this.opts.dir, { recursive: true, mode: 0o700 });
+    const fd = openSync(this.path, 'a', this.opts.permissions);
+    return pino.destination({ fd, sync: false });
+  }
+
+  private rotate(): void {
+    this.size = 0;
+    this.retire(() => this.shift());
+  }
+
+  /** Moves files (`move`), then opens a new live destination and lets the old one finish and close. */
+  private retire(move: () => void): void {
+    const old = this.dest;
+    try {
+      move();
+      this.dest = this.open();
+    } catch {
+      // Logging must not take the server down: lines keep going to the file already open (renamed or
+      // not), and rotation is tried again after another rotateEveryBytes.
+      return;
+    }
+    this.retiring.add(old);
+    old.once('close', () => this.retiring.delete(old));
+    old.end();
+  }
+
 
   /** name.(k-1) → name.k down to name → name.1; the file past `keepFiles` is removed. */
   private shift(): void {

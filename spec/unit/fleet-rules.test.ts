@@ -1,0 +1,348 @@
+// Fleet rules in-process: check-in revisions, action delivery and expiry, acks, output keys and policy
+// parsing, over the real SQLite adapter on ':memory:' with a manual clock (no server, no sleeps).
+import { createHash } from 'node:crypto';
+import { ParsedPolicy, permissionsHash } from '../../src/fleet/parsed-policy';
+import type { Hit, PolicyData, PolicyDoc, RoleMap } from '../../src/store/documents';
+import { esPolicy, InProcessFleet, T0 } from '../support/in-process-fleet';
+
+const HOUR = 3600_000;
+let f: InProcessFleet;
+afterEach(async () => { await f?.stop(); });
+
+const policyAction = (a: { actions?: Record<string, any>[] }) => {
+  expect(a.actions).toHaveLength(1);
+  expect(a.actions![0]!.type).toBe('POLICY_CHANGE');
+  return a.actions![0]!;
+};
+
+describe('check-in: policy revisions', () => {
+  test('an agent on revision N-1 gets POLICY_CHANGE for N at once; on N it gets nothing', async () => {
+    f = await InProcessFleet.start();
+    const rev = await f.putPolicy(esPolicy('p1', { agent: { logging: { level: 'debug' } } }));
+    expect(rev).toBe(2);
+    const a = await f.enroll();
+    const behind = policyAction(await f.checkin(a.id, { agent_policy_id: 'p1', policy_revision_idx: 1 }));
+    expect(behind).toMatchObject({ id: 'policy:p1:2', agent_id: a.id, data: { policy: { id: 'p1', revision: 2, agent: { logging: { level: 'debug' } } } } });
+    expect(await f.checkin(a.id, { agent_policy_id: 'p1', policy_revision_idx: 2 })).toEqual({ ack_token: '' });
+  });
+
+  test('a held check-in on the latest revision is answered when revision N+1 is published', async () => {
+    f = await InProcessFleet.start();
+    const a = await f.enroll();
+    const held = await f.beginCheckin(a.id, { agent_policy_id: 'p1', policy_revision_idx: 1 }, 60_000);
+    expect(f.fleet.policies.waiting()).toBe(1);
+    await f.putPolicy(esPolicy('p1'));
+    const r = await held.result;
+    expect(r.policy && JSON.parse(r.policy.template.render(r.policy.values))).toMatchObject({ id: 'policy:p1:2', agent_id: a.id });
+    expect(f.fleet.policies.waiting()).toBe(0);
+  });
+
+  test('a revision reported for another policy, or beyond the latest one, gets the current policy', async () => {
+    f = await InProcessFleet.start();
+    const a = await f.enroll();
+    expect(policyAction(await f.checkin(a.id, { agent_policy_id: 'other', policy_revision_idx: 5 })).id).toBe('policy:p1:1');
+    expect(policyAction(await f.checkin(a.id, { agent_policy_id: 'p1', policy_revision_idx: 9 })).id).toBe('policy:p1:1');
+  });
+
+  test('without reported policy fields the stored revision decides, and a policy ack moves it', async () => {
+    f = await InProcessFleet.start();
+    const a = await f.enroll();
+    expect(policyAction(await f.checkin(a.id)).id).toBe('policy:p1:1');
+    await f.fleet.acks.ack(await f.agent(a.id), [{ action_id: 'policy:p1:1', agent_id: a.id } as never]);
+    expect(await f.checkin(a.id)).toEqual({ ack_token: '' });
+  });
+
+  test('an output whose key is empty makes the policy go out again so a key is minted', async () => {
+    f = await InProcessFleet.start();
+    const a = await f.enroll();
+    policyAction(await f.checkin(a.id, { agent_policy_id: 'p1', policy_revision_idx: 0 }));
+    const before = (await f.agent(a.id))._source.outputs!['default']!;
+    await f.store.updateAgent({ id: a.id, doc: { outputs: { default: { api_key: '' } } } });
+    const again = policyAction(await f.checkin(a.id, { agent_policy_id: 'p1', policy_revision_idx: 1 }));
+    const after = (await f.agent(a.id))._source.outputs!['default']!;
+    expect(after.api_key_id).not.toBe(before.api_key_id);
+    expect(again.data.policy.outputs.default.api_key).toMatch(new RegExp(`^${after.api_key_id}:`));
+    expect(after.to_retire_api_key_ids?.map((r) => r.id)).toEqual([before.api_key_id]);
+  });
+
+  test('the reported revision is recorded by the bookkeeping flush, with last_checkin from the clock', async () => {
+    f = await InProcessFleet.start();
+    const a = await f.enroll();
+    f.clock.advance(90_000);
+    await f.checkin(a.id, { agent_policy_id: 'p1', policy_revision_idx: 1, status: 'degraded', message: 'slow' });
+    await f.fleet.bookkeeper.flush();
+    expect((await f.agent(a.id))._source).toMatchObject({
+      agent_policy_id: 'p1', policy_revision_idx: 1, last_checkin_status: 'degraded', last_checkin_message: 'slow',
+      last_checkin: '2030-01-01T00:01:30Z', updated_at: '2030-01-01T00:01:30Z',
+    });
+  });
+
+  test('poll_timeout sets the long poll: 2 minutes less, between 1 minute and checkin_max_poll', async () => {
+    f = await InProcessFleet.start();
+    const c = f.fleet.checkins;
+    expect(c.pollDuration(undefined)).toBe(5 * 60_000);
+    expect(c.pollDuration('14m30s')).toBe(12.5 * 60_000);
+    expect(c.pollDuration('2m')).toBe(60_000);
+    expect(c.pollDuration('3h')).toBe(HOUR);
+    expect(() => c.pollDuration('soon')).toThrow(/poll_timeout/);
+  });
+});
+
+describe('check-in: actions', () => {
+  test('a pending action is delivered once: the echoed ack token, or the recorded sequence number, holds it back', async () => {
+    f = await InProcessFleet.start();
+    const a = await f.enroll();
+    const [hit] = await f.createActions([{ type: 'SETTINGS', agents: [a.id], data: { log_level: 'debug', extra: 1 } }]);
+    const first = await f.checkin(a.id, { agent_policy_id: 'p1', policy_revision_idx: 1 });
+    expect(first.ack_token).toBe(hit!._id);
+    expect(first.actions).toEqual([{
+      id: hit!._source.action_id, agent_id: a.id, type: 'SETTINGS', created_at: '2030-01-01T00:00:00.000Z', input_type: '',
+      data: { log_level: 'debug' }, expiration: hit!._source.expiration,
+    }]);
+    expect(await f.checkin(a.id, { ack_token: first.ack_token, agent_policy_id: 'p1', policy_revision_idx: 1 })).toEqual({ ack_token: first.ack_token });
+    await f.fleet.bookkeeper.flush();
+    expect((await f.agent(a.id))._source.action_seq_no).toEqual([hit!._seq_no]);
+    // An unknown token falls back to the recorded sequence number.
+    expect(await f.checkin(a.id, { ack_token: 'gone', agent_policy_id: 'p1', policy_revision_idx: 1 })).toEqual({ ack_token: 'gone' });
+  });
+
+  test('an action expired by the clock is not delivered', async () => {
+    f = await InProcessFleet.start();
+    const early = await f.enroll();
+    const late = await f.enroll();
+    await f.createActions([{ type: 'SETTINGS', agents: [early.id, late.id], expiration: new Date(T0 + HOUR).toISOString() }]);
+    expect((await f.checkin(early.id, { agent_policy_id: 'p1', policy_revision_idx: 1 })).actions).toHaveLength(1);
+    f.clock.advance(HOUR);
+    expect((await f.checkin(late.id, { agent_policy_id: 'p1', policy_revision_idx: 1 })).actions).toBeUndefined();
+  });
+
+  test('start_time is passed through, and rollout_duration_seconds spreads it by position in the agent list', async () => {
+    f = await InProcessFleet.start();
+    const agents = [await f.enroll(), await f.enroll(), await f.enroll(), await f.enroll()];
+    const start = new Date(T0 + 2 * HOUR).toISOString();
+    await f.createActions([{ type: 'UPGRADE', agents: agents.map((x) => x.id), start_time: start, rollout_duration_seconds: 400, data: { version: '9.6.1' } }]);
+    const starts: string[] = [];
+    for (const x of agents) starts.push((await f.checkin(x.id, { agent_policy_id: 'p1', policy_revision_idx: 1 })).actions![0]!.start_time);
+    expect(starts).toEqual(['2030-01-01T02:00:00Z', '2030-01-01T02:01:40Z', '2030-01-01T02:03:20Z', '2030-01-01T02:05:00Z']);
+    // Without a rollout the stored start_time goes out as written, even while it is in the future.
+    const one = await f.enroll();
+    await f.createActions([{ type: 'UPGRADE', agents: [one.id], start_time: start, data: { version: '9.6.1' } }]);
+    expect((await f.checkin(one.id, { agent_policy_id: 'p1', policy_revision_idx: 1 })).actions![0]!.start_time).toBe(start);
+  });
+
+  test('types agents must not get from the index are skipped; UNENROLL carries null data; other agents get nothing', async () => {
+    f = await InProcessFleet.start();
+    const a = await f.enroll();
+    const b = await f.enroll();
+    const hits = await f.createActions([
+      { type: 'POLICY_CHANGE', agents: [a.id] },
+      { type: 'UPDATE_TAGS', agents: [a.id] },
+      { type: 'UNENROLL', agents: [a.id], data: { force: true } },
+    ]);
+    const r = await f.checkin(a.id, { agent_policy_id: 'p1', policy_revision_idx: 1 });
+    expect(r.actions!.map((x) => [x.type, x.data])).toEqual([['UNENROLL', null]]);
+    expect(r.ack_token).toBe(hits[2]!._id);
+    expect(await f.checkin(b.id, { agent_policy_id: 'p1', policy_revision_idx: 1 })).toEqual({ ack_token: '' });
+  });
+
+  test('an action created while the check-in is held is delivered live', async () => {
+    f = await InProcessFleet.start();
+    const a = await f.enroll();
+    const held = await f.beginCheckin(a.id, { agent_policy_id: 'p1', policy_revision_idx: 1 }, 60_000);
+    const [hit] = await f.createActions([{ type: 'CANCEL', agents: [a.id], data: { target_id: 'x', more: 2 } }]);
+    const r = await held.result;
+    expect(r.ackToken).toBe(hit!._id);
+    expect(JSON.parse(r.actionsJson!)).toEqual([expect.objectContaining({ type: 'CANCEL', data: { target_id: 'x' } })]);
+  });
+  test('with ignore_checkin_policy_id the reported revision is ignored: the stored one decides', async () => {
+    f = await InProcessFleet.start(esPolicy('p1'), { feature_flags: { ignore_checkin_policy_id: true } });
+    const a = await f.enroll();
+    expect(policyAction(await f.checkin(a.id, { agent_policy_id: 'p1', policy_revision_idx: 1 })).id).toBe('policy:p1:1');
+    await f.fleet.bookkeeper.flush();
+    expect((await f.agent(a.id))._source.policy_revision_idx).toBeUndefined();
+  });
+
+  test('expired actions are collected once cleanup_after_expired_interval has passed on the clock', async () => {
+    f = await InProcessFleet.start(esPolicy('p1'), { gc: { cleanup_after_expired_interval: '24h' } });
+    const [hit] = await f.createActions([{ type: 'SETTINGS', agents: ['x'], expiration: new Date(T0 + HOUR).toISOString() }]);
+    f.clock.advance(24 * HOUR);
+    await f.fleet.collectExpiredActions();
+    expect(await f.store.findAction(hit!._source.action_id)).toBeDefined();
+    f.clock.advance(HOUR);
+    await f.fleet.collectExpiredActions();
+    expect(await f.store.findAction(hit!._source.action_id)).toBeUndefined();
+  });
+});
+
+describe('acks', () => {
+  test('an ack of policy:X:N records revision N; lower revisions and other policies do not', async () => {
+    f = await InProcessFleet.start();
+    await f.putPolicy(esPolicy('p1'));
+    await f.putPolicy(esPolicy('p1'));
+    const a = await f.enroll();
+    const r = await f.fleet.acks.ack(await f.agent(a.id), [{ action_id: 'policy:p1:2' }, { action_id: 'policy:other:9' }] as never);
+    expect(r).toEqual([{ kind: 'ok' }, { kind: 'ok' }]);
+    expect((await f.agent(a.id))._source.policy_revision_idx).toBe(2);
+    await f.fleet.acks.ack(await f.agent(a.id), [{ action_id: 'policy:p1:1' }, { action_id: 'policy:p1:3:1', error: 'failed' }] as never);
+    expect((await f.agent(a.id))._source.policy_revision_idx).toBe(2);
+    await f.fleet.acks.ack(await f.agent(a.id), [{ action_id: 'policy:p1:3:1' }] as never);
+    expect((await f.agent(a.id))._source.policy_revision_idx).toBe(3);
+  });
+
+  test('an action ack stores one result per agent; unknown actions and foreign agent ids are item errors', async () => {
+    f = await InProcessFleet.start();
+    const a = await f.enroll();
+    const [hit] = await f.createActions([{ type: 'REQUEST_DIAGNOSTICS', agents: [a.id], namespaces: ['ns1'] }]);
+    const id = hit!._source.action_id;
+    const r = await f.fleet.acks.ack(await f.agent(a.id), [
+      { action_id: id, data: { upload_id: 'u-1' }, timestamp: '2030-01-01T00:00:01.5Z' },
+      { action_id: 'no-such-action' },
+      { action_id: id, agent_id: 'someone-else' },
+    ] as never);
+    expect(r).toEqual([{ kind: 'ok' }, { kind: 'unknownAction' }, { kind: 'wrongAgent' }]);
+    const results = await f.store.listActionResults(id);
+    expect(results).toEqual([{ _id: `${id}:${a.id}`, _source: expect.objectContaining({
+      action_id: id, agent_id: a.id, namespaces: ['ns1'], data: { upload_id: 'u-1' }, '@timestamp': '2030-01-01T00:00:01.5Z',
+    }) }]);
+  });
+
+  test('an UNENROLL ack makes the agent inactive and invalidates its access and output keys', async () => {
+    f = await InProcessFleet.start();
+    const a = await f.enroll();
+    const key = policyAction(await f.checkin(a.id)).data.policy.outputs.default.api_key as string;
+    const [outId, outSecret] = key.split(':');
+    expect(await f.store.checkApiKey(outId!, outSecret!)).toBe('valid');
+    const [hit] = await f.createActions([{ type: 'UNENROLL', agents: [a.id] }]);
+    expect(await f.fleet.acks.ack(await f.agent(a.id), [{ action_id: hit!._source.action_id }] as never)).toEqual([{ kind: 'ok' }]);
+    expect((await f.agent(a.id))._source).toMatchObject({ active: false, unenrolled_at: expect.any(String) });
+    expect(await f.store.checkApiKey(a.accessKeyId, a.accessKey)).toBe('invalid');
+    expect(await f.store.checkApiKey(outId!, outSecret!)).toBe('invalid');
+  });
+
+  test('an UNENROLL ack that reports an error leaves the agent active', async () => {
+    f = await InProcessFleet.start();
+    const a = await f.enroll();
+    const [hit] = await f.createActions([{ type: 'UNENROLL', agents: [a.id] }]);
+    await f.fleet.acks.ack(await f.agent(a.id), [{ action_id: hit!._source.action_id, error: 'refused' }] as never);
+    expect((await f.agent(a.id))._source.active).toBe(true);
+    expect(await f.store.checkApiKey(a.accessKeyId, a.accessKey)).toBe('valid');
+  });
+});
+
+describe('output keys', () => {
+  const roles = (names: string[]): RoleMap => ({ writer: { indices: [{ names, privileges: ['create_doc'] }] } });
+
+  test('a key is minted once per Elasticsearch output and reused by later revisions; other outputs get none', async () => {
+    f = await InProcessFleet.start(esPolicy('p1', {
+      outputs: { default: { type: 'elasticsearch', hosts: ['h:9200'] }, ls: { type: 'logstash', hosts: ['l:5044'] } },
+    }));
+    const a = await f.enroll();
+    const first = policyAction(await f.checkin(a.id)).data.policy.outputs;
+    expect(first.ls).toEqual({ type: 'logstash', hosts: ['l:5044'] });
+    const doc = (await f.agent(a.id))._source;
+    expect(Object.keys(doc.outputs!)).toEqual(['default']);
+    const out = doc.outputs!['default']!;
+    expect(first.default.api_key).toMatch(new RegExp(`^${out.api_key_id}:.+`));
+    expect(out.api_key).toMatch(/^\$co\.elastic\.secret\{.+\}$/);
+    expect(out).toMatchObject({ type: 'elasticsearch', to_retire_api_key_ids: [] });
+
+    await f.putPolicy(esPolicy('p1', { outputs: { default: { type: 'elasticsearch', hosts: ['h2:9200'] } } }));
+    const second = policyAction(await f.checkin(a.id, { agent_policy_id: 'p1', policy_revision_idx: 1 })).data.policy.outputs;
+    expect(second.default.api_key).toBe(first.default.api_key);
+    expect((await f.agent(a.id))._source.outputs!['default']!.api_key_id).toBe(out.api_key_id);
+  });
+
+  test('changed permissions update the same key, keeping old roles as -rdstale until the policy is acked', async () => {
+    f = await InProcessFleet.start(esPolicy('p1', { output_permissions: { default: roles(['logs-a-*']) } }));
+    const a = await f.enroll();
+    const key = policyAction(await f.checkin(a.id)).data.policy.outputs.default.api_key as string;
+    const keyId = key.split(':')[0]!;
+    expect(await f.store.getApiKeyRoles(keyId)).toEqual(roles(['logs-a-*']));
+
+    await f.putPolicy(esPolicy('p1', { output_permissions: { default: roles(['logs-b-*']) } }));
+    const next = policyAction(await f.checkin(a.id, { agent_policy_id: 'p1', policy_revision_idx: 1 }));
+    expect(next.data.policy.outputs.default.api_key).toBe(key);
+    expect(await f.store.getApiKeyRoles(keyId)).toEqual({ ...roles(['logs-b-*']), 'writer-0-rdstale': roles(['logs-a-*'])['writer'] });
+    expect((await f.agent(a.id))._source.outputs!['default']!.permissions_hash).toBe(permissionsHash(roles(['logs-b-*'])));
+
+    await f.fleet.acks.ack(await f.agent(a.id), [{ action_id: 'policy:p1:2' }] as never);
+    expect(await f.store.getApiKeyRoles(keyId)).toEqual(roles(['logs-b-*']));
+  });
+
+  test('a policy ack invalidates the keys the agent retired, not its current one', async () => {
+    f = await InProcessFleet.start();
+    const a = await f.enroll();
+    const old = (policyAction(await f.checkin(a.id)).data.policy.outputs.default.api_key as string).split(':');
+    await f.store.updateAgent({ id: a.id, doc: { outputs: { default: { api_key: '' } } } });
+    const cur = (policyAction(await f.checkin(a.id, { agent_policy_id: 'p1', policy_revision_idx: 1 })).data.policy.outputs.default.api_key as string).split(':');
+    expect(await f.store.checkApiKey(old[0]!, old[1]!)).toBe('valid');
+    await f.putPolicy(esPolicy('p1'));
+    await f.fleet.acks.ack(await f.agent(a.id), [{ action_id: 'policy:p1:2' }] as never);
+    expect(await f.store.checkApiKey(old[0]!, old[1]!)).toBe('invalid');
+    expect(await f.store.checkApiKey(cur[0]!, cur[1]!)).toBe('valid');
+  });
+});
+
+describe('policy parsing', () => {
+  const parse = (data: Partial<PolicyData>, secrets: Record<string, string> = {}): ParsedPolicy => {
+    const hit: Hit<PolicyDoc> = { _id: 'x', _source: { '@timestamp': '2030-01-01T00:00:00Z', policy_id: 'p', revision_idx: 3, coordinator_idx: 1, default_fleet_server: false, data: { id: 'p', revision: 3, outputs: {}, ...data } as PolicyData } };
+    return new ParsedPolicy(hit, (id) => secrets[id]);
+  };
+  const render = (p: ParsedPolicy, keys: Record<string, string> = {}) => JSON.parse(p.template.render(p.values('agent-1', keys)));
+  const perms = { default: { r: { cluster: ['monitor'] } } };
+
+  test('a policy without outputs, an Elasticsearch output without permissions, or an unknown output type cannot be sent', () => {
+    expect(parse({}).error).toBe('processPolicy: output section not found');
+    expect(parse({ outputs: { default: { type: 'elasticsearch' } } }).error).toBe('output permission sections not found');
+    expect(parse({ outputs: { x: { type: 'carrier-pigeon' } } }).error).toBe('unknown output type: carrier-pigeon');
+    expect(parse({ outputs: { default: { type: 'elasticsearch' } }, output_permissions: perms }).error).toBeUndefined();
+  });
+
+  test('the action carries the agent id and each output key; unknown data keys are dropped', () => {
+    const p = parse({ outputs: { default: { type: 'elasticsearch', hosts: ['h'] }, k: { type: 'kafka' } }, output_permissions: perms, inputs: [{ id: 'i' }], junk: 1 } as never);
+    expect(p.actionId).toBe('policy:p:3');
+    expect(p.esOutputs.map((o) => o.name)).toEqual(['default']);
+    expect(render(p, { default: 'kid:ksecret' })).toEqual({
+      id: 'policy:p:3', agent_id: 'agent-1', type: 'POLICY_CHANGE', created_at: '2030-01-01T00:00:00Z', input_type: '',
+      data: { policy: {
+        id: 'p', revision: 3, inputs: [{ id: 'i' }], output_permissions: perms,
+        outputs: { default: { type: 'elasticsearch', hosts: ['h'], api_key: 'kid:ksecret' }, k: { type: 'kafka' } },
+      } },
+    });
+  });
+
+  test('remote_elasticsearch goes out as elasticsearch without its service token; its connection is kept for minting keys', () => {
+    const p = parse({ outputs: { r: { type: 'remote_elasticsearch', hosts: ['https://remote:9200'], service_token: 'st' } }, output_permissions: { r: perms.default } });
+    expect(p.esOutputs[0]!.remote).toEqual({ hosts: ['https://remote:9200'], service_token: 'st' });
+    expect(render(p, { r: 'a:b' }).data.policy.outputs.r).toEqual({ type: 'elasticsearch', hosts: ['https://remote:9200'], api_key: 'a:b' });
+  });
+
+  test('permissions_hash is the SHA-256 of Go JSON: keys sorted at every level, <>& escaped, trailing newline', () => {
+    const a: RoleMap = { z: { indices: [{ names: ['<x>&'], privileges: ['read'] }] }, a: { cluster: ['monitor'] } };
+    const b: RoleMap = { a: { cluster: ['monitor'] }, z: { indices: [{ privileges: ['read'], names: ['<x>&'] }] } };
+    const go = '{"a":{"cluster":["monitor"]},"z":{"indices":[{"names":["\\u003cx\\u003e\\u0026"],"privileges":["read"]}]}}\n';
+    expect(permissionsHash(a)).toBe(createHash('sha256').update(go).digest('hex'));
+    expect(permissionsHash(b)).toBe(permissionsHash(a));
+  });
+
+  test('inline secrets are resolved and their paths listed; a key written in the policy is kept; OTel exporters get base64 keys', () => {
+    const p = parse({
+      outputs: {
+        default: { type: 'elasticsearch', password: 'pw=$co.elastic.secret{s1}' },
+        fixed: { type: 'elasticsearch', api_key: 'given:key' },
+      },
+      output_permissions: { default: perms.default, fixed: perms.default },
+      inputs: [{ streams: [{ token: '$co.elastic.secret{s2}' }] }],
+      exporters: { 'elasticsearch/default': { endpoint: 'h' } },
+      secret_references: [{ id: 's1' }, { id: 's2' }],
+    } as never, { s1: 'one', s2: 'two' });
+    expect(p.esOutputs.map((o) => o.name)).toEqual(['default']);
+    const policy = render(p, { default: 'id:key' }).data.policy;
+    expect(policy.outputs.default).toEqual({ type: 'elasticsearch', password: 'pw=one', api_key: 'id:key' });
+    expect(policy.outputs.fixed.api_key).toBe('given:key');
+    expect(policy.inputs[0].streams[0].token).toBe('two');
+    expect(policy.secret_paths).toEqual(['inputs.0.streams.0.token', 'outputs.default.password']);
+    expect(policy.exporters['elasticsearch/default'].api_key).toBe(Buffer.from('id:key').toString('base64'));
+    expect(policy.secret_references).toBeUndefined();
+  });
+});
