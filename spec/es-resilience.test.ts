@@ -82,7 +82,7 @@ describe('Elasticsearch faults', () => {
     expect(res.status).toBe(429);
     expect(Number(res.headers['retry-after'])).toBeGreaterThan(0);
     expect(res.json).toEqual({ action: 'acks', errors: true, items: [
-      { status: 429, message: 'too many pending bulk dispatches' }, { status: 404, message: 'Not Found' },
+      { status: 429, message: 'Elasticsearch is rejecting requests (429); retry later' }, { status: 404, message: 'Not Found' },
     ] });
     // Acknowledged again once Elasticsearch accepts writes: the result lands.
     expect((await agent.ack([{ action_id: action.id }])).status).toBe(200);

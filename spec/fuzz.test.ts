@@ -108,7 +108,7 @@ function authHeader(kind: FuzzRequest['auth']): string | string[] | undefined {
   }
 }
 
-async function send(r: FuzzRequest): Promise<{ res: Response; method: string }> {
+async function send(r: FuzzRequest): Promise<{ res: Response | 'held'; method: string }> {
   const id = r.id ?? agent.id;
   const path = { enroll: '/api/fleet/agents/enroll', checkin: `/api/fleet/agents/${id}/checkin`, acks: `/api/fleet/agents/${id}/acks`,
     audit: `/api/fleet/agents/${id}/audit/unenroll`, status: '/api/status' }[r.route] + r.extraSegment;
@@ -127,7 +127,7 @@ async function send(r: FuzzRequest): Promise<{ res: Response; method: string }> 
   try {
     return { res: await request(`${server.url}${path}`, { method, headers, body, signal: ac.signal }), method };
   } catch (err) {
-    if (ac.signal.aborted) return { res: { status: 200, headers: {}, body: Buffer.alloc(0), text: '', json: undefined }, method };
+    if (ac.signal.aborted) return { res: 'held', method };
     throw err;
   } finally {
     clearTimeout(timer);
@@ -136,10 +136,11 @@ async function send(r: FuzzRequest): Promise<{ res: Response; method: string }> 
 
 test('every route, fuzzed: never a 5xx, refusals in the error shape, the server alive and logging no errors', async () => {
   const before = server.logs().length;
-  const seen = new Map<number, number>();
+  const seen = new Map<number | 'held', number>();
   await fc.assert(fc.asyncProperty(requestArb, async (r) => {
     const { res, method } = await send(r);
-    seen.set(res.status, (seen.get(res.status) ?? 0) + 1);
+    seen.set(res === 'held' ? 'held' : res.status, (seen.get(res === 'held' ? 'held' : res.status) ?? 0) + 1);
+    if (res === 'held') return;
     expect(res.status).toBeLessThan(500);
     if (res.status >= 400 && method !== 'HEAD') {
       expect(res.headers['content-type']).toBe('application/json; charset=utf-8');
@@ -147,10 +148,10 @@ test('every route, fuzzed: never a 5xx, refusals in the error shape, the server 
     }
     if (res.status === 405) expect(res.headers['allow']).toBeDefined();
     if (res.status === 429) expect(res.headers['retry-after']).toBeDefined();
-  }), { numRuns: 400, interruptAfterTimeLimit: 60_000 });
-  // The fuzzer reached past authentication and validation, not only the first refusal.
+  }), { numRuns: 400 });
+  // The fuzzer reached past authentication and validation (answers of 200), not only the first refusal.
   expect(seen.get(200) ?? 0).toBeGreaterThan(0);
-  expect([...seen.keys()].filter((s) => s >= 400).length).toBeGreaterThan(4);
+  expect([...seen.keys()].filter((s) => typeof s === 'number' && s >= 400).length).toBeGreaterThan(4);
   expect(server.exitCode).toBeUndefined();
   expect((await request(`${server.url}/api/status`)).status).toBe(200);
   expect(server.logs().slice(before).filter((l) => l['log.level'] === 'error')).toEqual([]);

@@ -100,7 +100,9 @@ export function responseProblems(r: ObservedResponse): string[] {
   const method = r.method.toLowerCase() === 'head' ? 'get' : r.method.toLowerCase();
   const opName = method in ops ? method : Object.keys(ops).find((m) => m !== 'parameters')!;
   const where = `${r.method} ${template} → ${r.status}`;
-  if (opName !== method && r.status !== 405) return [`${where}: another method than the documented one must answer 405`];
+  // A malformed escape is refused before routing (400), whatever the method.
+  const malformed = r.status === 400 && /%(?![0-9A-Fa-f]{2})/.test(new URL(r.url).pathname);
+  if (opName !== method && r.status !== 405 && !malformed) return [`${where}: another method than the documented one must answer 405`];
   const declared = ops[opName].responses[String(r.status)] ?? ops[opName].responses['default'];
   if (!declared) return [`${where}: status not documented`];
   const { keys, node: resp } = resolveRef(['paths', template, opName, 'responses', String(r.status)], declared);

@@ -37,16 +37,38 @@ export function admissionLimits(maxConnections: number, fileLimit = openFileLimi
   return { cap, pendingCap: Math.max(8, Math.floor(cap / 4)) };
 }
 
+/**
+ * A connection accepted in the last event-loop turns has had no chance to be read yet; it is not evicted
+ * (a newcomer is refused instead), or one burst of accepts could evict an honest client with it.
+ */
+const GRACE_TURNS = 2;
+
 export class ConnectionGuard {
   private open = 0;
-  /** Sockets whose first request has not arrived, oldest first (a Set keeps insertion order). */
-  private readonly pending = new Set<Socket>();
+  /** Sockets whose first request has not arrived, oldest first (a Map keeps insertion order), with the turn they came in. */
+  private readonly pending = new Map<Socket, number>();
   /** Keep-alive sockets between requests, oldest first. */
   private readonly idle = new Set<Socket>();
+  /** Every socket admitted and not yet closed; a refused one is never tracked. */
+  private readonly admitted = new WeakSet<Socket>();
   evicted = 0;
   refused = 0;
+  private turn = 0;
+  private turnCounting = false;
 
   constructor(readonly limits: AdmissionLimits) {}
+
+  /** The event-loop turn, counted only while connections arrive. */
+  private currentTurn(): number {
+    if (!this.turnCounting) {
+      this.turnCounting = true;
+      setImmediate(() => {
+        this.turn++;
+        this.turnCounting = false;
+      });
+    }
+    return this.turn;
+  }
 
   get openConnections(): number {
     return this.open;
@@ -58,41 +80,48 @@ export class ConnectionGuard {
 
   /** A new connection: admitted (possibly evicting an older unfinished one), or false when full. */
   admit(socket: Socket): boolean {
-    if (this.pending.size >= this.limits.pendingCap) this.evictOne();
-    if (this.open >= this.limits.cap && !this.evictOne()) {
+    const turn = this.currentTurn();
+    if ((this.pending.size >= this.limits.pendingCap || this.open >= this.limits.cap) && !this.evictOne(turn)) {
       this.refused++;
       return false;
     }
     this.open++;
-    this.pending.add(socket);
+    this.pending.set(socket, turn);
+    this.admitted.add(socket);
     socket.once('close', () => {
       this.open--;
       this.pending.delete(socket);
       this.idle.delete(socket);
+      this.admitted.delete(socket);
     });
     return true;
   }
 
-  /** The connection's request headers arrived: it is busy, not evictable. */
-  busy(socket: Socket): void {
+  /** The connection's request headers arrived: it is busy, not evictable. False for a socket never admitted. */
+  busy(socket: Socket): boolean {
     this.pending.delete(socket);
     this.idle.delete(socket);
+    return this.admitted.has(socket);
   }
 
   /** An answer went out on a connection kept alive: evictable again until its next request. */
   idleAgain(socket: Socket): void {
-    if (!socket.destroyed) this.idle.add(socket);
+    if (!socket.destroyed && this.admitted.has(socket)) this.idle.add(socket);
   }
 
-  private evictOne(): boolean {
-    for (const set of [this.pending, this.idle]) {
-      const oldest = set.values().next();
-      if (oldest.done) continue;
-      set.delete(oldest.value);
-      oldest.value.destroy();
-      this.evicted++;
-      return true;
-    }
-    return false;
+  /** Closes the oldest unfinished connection past its grace, else the oldest idle one; false when neither exists. */
+  private evictOne(turn: number): boolean {
+    const oldest = this.pending.entries().next();
+    if (!oldest.done && turn - oldest.value[1] >= GRACE_TURNS) return this.evict(oldest.value[0]);
+    const idle = this.idle.values().next();
+    return idle.done ? false : this.evict(idle.value);
+  }
+
+  private evict(socket: Socket): boolean {
+    this.pending.delete(socket);
+    this.idle.delete(socket);
+    socket.destroy();
+    this.evicted++;
+    return true;
   }
 }

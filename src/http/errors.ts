@@ -100,7 +100,8 @@ export function classify(err: unknown): ErrorClass {
     return { status: 503, error: 'ServiceUnavailable', message, level: 'warn', retryAfter: RETRY_SECONDS };
   }
   if (err instanceof StoreBusyError) {
-    return { status: 429, error: 'TooManyBulkDispatches', message: 'too many pending bulk dispatches', level: 'warn', retryAfter: RETRY_SECONDS };
+    const message = err.clientMessage ?? 'too many pending bulk dispatches';
+    return { status: 429, error: 'TooManyBulkDispatches', message, level: 'warn', retryAfter: RETRY_SECONDS };
   }
   return fromEntry(CATALOGUE.Internal, '');
 }

@@ -9,7 +9,7 @@ import type { AddressInfo, Socket } from 'node:net';
 import type { SecureVersion } from 'node:tls';
 import type { Logger } from 'pino';
 import { pemOrFile, type FleetServerConfig, type TlsConfig } from '../config/config';
-import { ROUTES as LIMITED_ROUTES, type RouteName } from '../config/limits';
+import { ROUTES as ROUTE_NAMES, type RouteName } from '../config/limits';
 import type { Fleet } from '../fleet/fleet';
 import { checkApiVersion, DEFAULT_API_VERSION } from './api-version';
 import { BodyBudget, decodeJson, readBody } from './body';
@@ -57,12 +57,15 @@ export class HttpService {
   private readonly router = new Router(ROUTES);
   private readonly guard: ConnectionGuard;
   private readonly bodyBudget = new BodyBudget(BODY_BUDGET_BYTES);
+  /** Connections Node timed out mid-request (answered 408 by clientError). */
+  private readonly timedOut = new WeakSet<Socket>();
   private inFlight = 0;
+  /** Upstream's max_connections: a cap on requests in flight (its chi Throttle), not on sockets. */
   private readonly maxConnections: number;
 
   constructor(private readonly fleet: Fleet, private readonly config: FleetServerConfig, private readonly log: Logger) {
     const limits = config.server.limits;
-    this.limiters = Object.fromEntries(LIMITED_ROUTES.map((r) => [r, new RouteLimiter(limits.routes[r])])) as Record<RouteName, RouteLimiter>;
+    this.limiters = Object.fromEntries(ROUTE_NAMES.map((r) => [r, new RouteLimiter(limits.routes[r])])) as Record<RouteName, RouteLimiter>;
     this.maxConnections = limits.maxConnections;
     this.guard = new ConnectionGuard(admissionLimits(limits.maxConnections));
   }
@@ -87,21 +90,32 @@ export class HttpService {
       : http.createServer(opts, handler);
     server.on('connection', (socket: Socket) => {
       if (this.guard.admit(socket)) return;
-      if (s.tls.enabled) socket.destroy();
-      else socket.end(rawErrorResponse(classify(new HttpError('MaxConnections'))));
+      if (s.tls.enabled) {
+        socket.destroy();
+        return;
+      }
+      // The server allows half-open sockets: end() alone would leave this one readable and served.
+      socket.end(rawErrorResponse(classify(new HttpError('MaxConnections'))));
+      socket.destroySoon();
     });
     server.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => this.clientError(err, socket));
     return server;
   }
 
-  /** Errors Node's parser raises before a request exists: answered in the error shape, then closed. */
+  /**
+   * Errors Node raises outside a handler (parse errors, the header and request deadlines): answered in
+   * the error shape, then closed. A request whose body timed out is logged by its own pipeline, as 408.
+   */
   private clientError(err: NodeJS.ErrnoException, socket: Socket): void {
     const answered = (socket as Socket & { _httpMessage?: ServerResponse })._httpMessage?.headersSent === true;
-    if (!socket.writable || answered || err.code === 'ECONNRESET') {
+    // A TLS handshake that failed or timed out has no channel to answer on.
+    const tlsFailure = err.code?.startsWith('ERR_TLS') === true || err.code?.startsWith('ERR_SSL') === true;
+    if (!socket.writable || answered || tlsFailure || err.code === 'ECONNRESET') {
       socket.destroy();
       return;
     }
     const code = err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 'RequestTimeout' : err.code === 'HPE_HEADER_OVERFLOW' ? 'HeaderTooLarge' : 'MalformedRequest';
+    if (code === 'RequestTimeout') this.timedOut.add(tcpSocket(socket));
     const c = classify(new HttpError(code));
     this.log.debug({ 'error.code': err.code, 'http.response.status_code': c.status, 'client.address': socket.remoteAddress }, 'HTTP client error');
     socket.end(rawErrorResponse(c));
@@ -161,8 +175,11 @@ export class HttpService {
     let requestId = '';
     let limiter: RouteLimiter | undefined;
     try {
-      const socket = tcpSocket(req.socket);
-      this.guard.busy(socket);
+      // A socket refused at accept may still have had a request parsed before it closed.
+      if (!this.guard.busy(tcpSocket(req.socket))) {
+        req.socket.destroy();
+        return;
+      }
       res.on('error', ignoreResponseError);
       requestId = (req.headers['x-request-id'] as string | undefined) || randomUUID();
       res.setHeader('X-Request-Id', requestId);
@@ -170,8 +187,10 @@ export class HttpService {
       const url = req.url ?? '/';
       const q = url.indexOf('?');
       const { route, params } = this.router.match(req.method ?? 'GET', q < 0 ? url : url.slice(0, q));
-      limiter = this.limiters[route.limit];
-      limiter.enter();
+      const routeLimiter = this.limiters[route.limit];
+      routeLimiter.enter();
+      // Only a slot taken is given back (a refusal by enter() must not).
+      limiter = routeLimiter;
       this.inFlight++;
       let apiVersion = DEFAULT_API_VERSION;
       try {
@@ -227,17 +246,19 @@ export class HttpService {
   private done(req: IncomingMessage, res: ServerResponse, started: number, requestId: string, limiter: RouteLimiter | undefined, err?: unknown): void {
     let c: ErrorClass | undefined;
     try {
+      const socket = tcpSocket(req.socket);
       if (err !== undefined) {
-        c = classify(err);
-        writeError(res, c, err instanceof HttpError ? err.headers : undefined);
+        c = this.timedOut.has(socket) ? classify(new HttpError('RequestTimeout')) : classify(err);
         // The body may be unread (refused before reading): close rather than parse leftovers as a request.
+        // Set before the head is written, so that it says Connection: close.
         if (!req.complete) res.shouldKeepAlive = false;
+        writeError(res, c, err instanceof HttpError ? err.headers : undefined);
       }
       if (limiter) {
         this.inFlight--;
         limiter.leave();
       }
-      if (res.shouldKeepAlive) this.guard.idleAgain(tcpSocket(req.socket));
+      if (res.shouldKeepAlive) this.guard.idleAgain(socket);
       this.logRequest(req, res, started, requestId, err, c);
     } catch (fatal) {
       // Never let bookkeeping of a request end the process.
@@ -247,10 +268,11 @@ export class HttpService {
 
   /** Non-2xx at info (limiter refusals included), 2xx at debug; server faults with their error. */
   private logRequest(req: IncomingMessage, res: ServerResponse, started: number, requestId: string, err: unknown, c: ErrorClass | undefined): void {
-    const status = c && c.error === 'StatusClientClosedRequest' ? 499 : res.statusCode;
-    let level: LogLevel = status >= 200 && status < 300 ? 'debug' : 'info';
-    if (c && LEVEL_RANK[c.level] > LEVEL_RANK[level]) level = c.level;
-    if (c?.error === 'StatusClientClosedRequest') level = 'debug';
+    const clientClosed = c?.error === 'StatusClientClosedRequest';
+    // Nothing was answered to a client that went away: 499, as upstream, at debug.
+    const status = clientClosed ? 499 : c?.status ?? res.statusCode;
+    let level: LogLevel = clientClosed || (status >= 200 && status < 300) ? 'debug' : 'info';
+    if (c && !clientClosed && LEVEL_RANK[c.level] > LEVEL_RANK[level]) level = c.level;
     if (!this.log.isLevelEnabled(level)) return;
     const url = req.url ?? '';
     const fields: Record<string, unknown> = {

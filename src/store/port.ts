@@ -152,4 +152,11 @@ export class StoreUnavailableError extends Error {
 /** The store is applying back-pressure (too much pending work); agents are told 429. */
 export class StoreBusyError extends Error {
   override readonly name = 'StoreBusyError';
+  /** What a client is told; the message itself is for the logs. */
+  readonly clientMessage: string | undefined;
+
+  constructor(message: string, options?: { cause?: unknown; clientMessage?: string }) {
+    super(message, options);
+    this.clientMessage = options?.clientMessage;
+  }
 }

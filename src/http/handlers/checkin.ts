@@ -21,8 +21,10 @@ export async function handleCheckin(ctx: RequestContext<'agent', CheckinRequest>
   const { res, config } = ctx;
   const gzip = acceptsGzip(ctx.req);
   releaseHeaders(ctx.req);
-  // A client that goes away ends its poll; shutdown answers every poll through fleet.stop().
-  res.once('close', poll.cancel);
+  // A client that goes away ends its poll (also one gone while the poll was being set up); shutdown
+  // answers every poll through fleet.stop().
+  if (ctx.req.socket.destroyed) poll.cancel();
+  else res.once('close', poll.cancel);
   return poll.result.then((result) => {
     res.off('close', poll.cancel);
     writeResult(res, gzip, result, config);

@@ -78,7 +78,7 @@ export function toStoreError(err: unknown, what: string): unknown {
   if (err instanceof StoreUnavailableError || err instanceof StoreBusyError) return err;
   const status = statusOf(err);
   const unavailable = (message: string): StoreUnavailableError => new StoreUnavailableError(message, { cause: err, clientMessage: UNREACHABLE });
-  if (status === 429) return new StoreBusyError(`${what}: Elasticsearch is rejecting requests (429)`, { cause: err });
+  if (status === 429) return new StoreBusyError(`${what}: Elasticsearch is rejecting requests (429)`, { cause: err, clientMessage: REJECTING });
   if (status === 401) return unavailable(`${what}: Elasticsearch refused the service token (401)`);
   if (status === 403) return unavailable(`${what}: the service token lacks a privilege (403): ${(err as Error).message}`);
   if (status !== undefined && status >= 500) return unavailable(`${what}: Elasticsearch error ${status}: ${(err as Error).message}`);
@@ -88,6 +88,8 @@ export function toStoreError(err: unknown, what: string): unknown {
   }
   return err;
 }
+
+const REJECTING = 'Elasticsearch is rejecting requests (429); retry later';
 
 /** Upstream's words to agents for any Elasticsearch outage (api/error.go). */
 const UNREACHABLE = 'Fleet server unable to communicate with Elasticsearch';
