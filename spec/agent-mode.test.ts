@@ -41,10 +41,12 @@ describe('agent mode lifecycle', () => {
   let port: number;
   let internalPort: number;
   let units: FakeUnit[];
+  /** Shown once, at creation: token lists give a prefix only. */
+  let seededToken: string;
 
   beforeAll(async () => {
     es = await new EsDouble().start();
-    await seedFleetServerPolicy(dir, es);
+    seededToken = (await seedFleetServerPolicy(dir, es))!;
     port = await freePort();
     internalPort = await freePort();
     await fake.start();
@@ -81,7 +83,7 @@ describe('agent mode lifecycle', () => {
   });
 
   test('a policy change (input unit idx 2): CONFIGURING, then HEALTHY, and held check-ins stay held', async () => {
-    const token = (await cli(dir, ['enrollment-token', 'list'], esSettings(es)))[0].api_key as string;
+    const token = seededToken;
     const agent = new SimAgent(`http://127.0.0.1:${port}`);
     expect((await agent.enroll(token)).status).toBe(200);
     expect((await agent.checkin()).json.actions[0].type).toBe('POLICY_CHANGE');
@@ -106,7 +108,7 @@ describe('agent mode lifecycle', () => {
   });
 
   test('a log-level change is applied in place: the held check-in stays held and debug lines appear', async () => {
-    const token = (await cli(dir, ['enrollment-token', 'list'], esSettings(es)))[0].api_key as string;
+    const token = seededToken;
     const agent = new SimAgent(`http://127.0.0.1:${port}`);
     expect((await agent.enroll(token)).status).toBe(200);
     await agent.checkin();

@@ -20,6 +20,14 @@ async function main(argv: string[]): Promise<void> {
       else await runServer(a as ConfigArgs);
     })
     .strict()
+    // A command that fails (a refused start, a missing policy) says why in one line, below; usage is
+    // shown for mistakes on the command line only.
+    .fail((msg, err, yy) => {
+      if (err && err.name !== 'YError') throw err;
+      yy.showHelp();
+      process.stderr.write(`\n${msg || err?.message}\n`);
+      process.exit(1);
+    })
     .help();
   await registerAdminCommands(y as never).parseAsync();
 }
