@@ -34,6 +34,11 @@ function sqliteCode(err: unknown): number | undefined {
   return e && e.code === 'ERR_SQLITE_ERROR' && typeof e.errcode === 'number' ? e.errcode & 0xff : undefined;
 }
 
+/** Another connection holds the lock. */
+export function isBusy(err: unknown): boolean {
+  return sqliteCode(err) === SQLITE_BUSY;
+}
+
 /** The primary result code names a damaged file (not a transient condition). */
 export function isCorruption(err: unknown): boolean {
   const code = sqliteCode(err);

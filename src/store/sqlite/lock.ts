@@ -6,10 +6,10 @@
 import { DatabaseSync } from 'node:sqlite';
 import { join } from 'node:path';
 import { StoreUnavailableError } from '../port';
+import { isBusy } from './errors';
 import { ensurePrivateDbFiles, ensurePrivateDir } from './files';
 
 export const LOCK_FILE = 'fleet-server.lock';
-const SQLITE_BUSY = 5;
 
 export class DataDirLock {
   private constructor(private readonly db: DatabaseSync) {}
@@ -26,7 +26,7 @@ export class DataDirLock {
       db.exec('BEGIN EXCLUSIVE');
     } catch (err) {
       db.close();
-      if ((((err as { errcode?: number }).errcode ?? 0) & 0xff) === SQLITE_BUSY) {
+      if (isBusy(err)) {
         throw new StoreUnavailableError(`another fleet-server is already running on path.data ${dir} (it holds ${file}); stop it first, or give this one another path.data`);
       }
       throw err;
