@@ -180,6 +180,9 @@ describe('a store written by the previous version (plaintext secrets)', () => {
     old.exec(MIGRATIONS[0] as string);
     old.exec('PRAGMA user_version = 1');
     old.prepare('INSERT INTO secrets (id, value) VALUES (?, ?)').run('s1', 'BBBBBBBBBBBBBBBBBBBB:plaintext-output-secret');
+    old.prepare('INSERT INTO policies (id, policy_id, revision_idx, doc) VALUES (?, ?, ?, ?)').run('r1', 'p1', 1, JSON.stringify({
+      policy_id: 'p1', revision_idx: 1, data: { id: 'p1', revision: 1, outputs: { default: { type: 'elasticsearch', api_key: 'plaintext-policy-api-key' } } },
+    }));
     old.prepare('INSERT INTO enrollment_keys (id, api_key_id, policy_id, active, doc) VALUES (?, ?, ?, ?, ?)')
       .run('e1', 'AAAAAAAAAAAAAAAAAAAA', 'p1', 1, JSON.stringify({ api_key_id: 'AAAAAAAAAAAAAAAAAAAA', api_key: token, active: true, policy_id: 'p1', name: 'old' }));
     old.close();
@@ -187,12 +190,14 @@ describe('a store written by the previous version (plaintext secrets)', () => {
 
     const store = new SqliteStore(path);
     expect(await store.getSecret('s1')).toBe('BBBBBBBBBBBBBBBBBBBB:plaintext-output-secret');
+    expect((await store.latestPolicy('p1'))!._source.data.outputs['default']!['api_key']).toBe('plaintext-policy-api-key');
     const [key] = await store.listEnrollmentKeys('p1');
     expect(key!._source).toMatchObject({ api_key: '', api_key_prefix: token.slice(0, 8), name: 'old', active: true });
     await store.close();
     const bytes = storeBytes(dir);
     expect(bytes.includes('plaintext-output-secret')).toBe(false);
     expect(bytes.includes('plaintext-enroll-secret')).toBe(false);
+    expect(bytes.includes('plaintext-policy-api-key')).toBe(false);
     expect(bytes.includes(token)).toBe(false);
   });
 
@@ -218,6 +223,37 @@ describe('a store written by the previous version (plaintext secrets)', () => {
       await store.close();
     } finally {
       removeDir(d);
+    }
+  });
+});
+
+describe('credentials inside documents', () => {
+  test('policy output keys and tokens, and an action\'s enrollment token, are sealed at rest and read back as given', async () => {
+    const dir = tempDir();
+    const store = new SqliteStore(join(dir, 'fleet-server.db'));
+    try {
+      const admin = new Admin(store);
+      const outputs = {
+        default: { type: 'elasticsearch', hosts: ['https://es:9200'], api_key: 'policy-output-id:policy-output-secret', ssl: { key: 'policy-ssl-private-key' } },
+        remote: { type: 'remote_elasticsearch', hosts: ['https://r:9200'], service_token: 'policy-remote-service-token' },
+      };
+      await admin.putPolicy({ id: 'p', outputs, inputs: [{ type: 'logfile', streams: [{ password: 'policy-input-password', paths: ['/x'] }] }] });
+      const action = await admin.createAction({ type: 'MIGRATE', agents: ['a1'], data: { target_uri: 'https://other', enrollment_token: 'action-enrollment-token' } });
+      const policy = (await store.latestPolicy('p'))!._source.data;
+      expect(policy.outputs).toEqual(outputs);
+      expect(policy.inputs).toEqual([{ type: 'logfile', streams: [{ password: 'policy-input-password', paths: ['/x'] }] }]);
+      expect((await store.findAction(action._source.action_id))!._source.data).toEqual({ target_uri: 'https://other', enrollment_token: 'action-enrollment-token' });
+      const pending = await store.pendingActions({ agentId: 'a1', afterSeqNo: -1, checkpoint: 1e9, nowIso: new Date().toISOString(), limit: 10 });
+      expect(pending[0]!._source.data).toEqual({ target_uri: 'https://other', enrollment_token: 'action-enrollment-token' });
+      const bytes = storeBytes(dir);
+      for (const needle of ['policy-output-secret', 'policy-ssl-private-key', 'policy-remote-service-token', 'policy-input-password', 'action-enrollment-token']) {
+        expect([needle, bytes.includes(needle)]).toEqual([needle, false]);
+      }
+      // What is not a credential stays readable in the file (the documents keep their .fleet-* shape).
+      expect(bytes.includes('https://other')).toBe(true);
+    } finally {
+      await store.close();
+      removeDir(dir);
     }
   });
 });

@@ -3,6 +3,7 @@
 // A migration is SQL, or a function for rewrites SQL cannot express (sealing secrets).
 import type { DatabaseSync } from 'node:sqlite';
 import { enrollmentTokenPrefix, type EnrollmentKeyDoc } from '../documents';
+import { sealFields } from './sealed-fields';
 import type { SecretBox } from './secret-box';
 
 export type Migration = string | ((db: DatabaseSync, ctx: { box: SecretBox; keyCheck: string }) => void);
@@ -78,7 +79,8 @@ export const MIGRATIONS: readonly Migration[] = [
   );
   CREATE INDEX action_results_action ON action_results(action_id);
   `,
-  // 2: secrets sealed at rest (AES-256-GCM, see secret-box.ts); enrollment tokens dropped from their documents.
+  // 2: secrets sealed at rest (AES-256-GCM, see secret-box.ts), credentials inside policies and actions
+  // too (sealed-fields.ts); enrollment tokens dropped from their documents.
   (db, { box, keyCheck }) => {
     db.exec('CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)');
     db.prepare("INSERT INTO meta (key, value) VALUES ('key_check', ?)").run(keyCheck);
@@ -87,6 +89,13 @@ export const MIGRATIONS: readonly Migration[] = [
     const put = db.prepare('UPDATE enrollment_keys SET doc = ? WHERE id = ?');
     for (const r of db.prepare('SELECT id, doc FROM enrollment_keys').all() as { id: string; doc: string }[]) {
       put.run(JSON.stringify(enrollmentDocAtRest(JSON.parse(r.doc) as EnrollmentKeyDoc)), r.id);
+    }
+    for (const table of ['policies', 'actions']) {
+      const update = db.prepare(`UPDATE ${table} SET doc = ? WHERE id = ?`);
+      for (const r of db.prepare(`SELECT id, doc FROM ${table}`).all() as { id: string; doc: string }[]) {
+        const sealed = JSON.stringify(sealFields(JSON.parse(r.doc), box, r.id));
+        if (sealed !== r.doc) update.run(sealed, r.id);
+      }
     }
   },
 ];

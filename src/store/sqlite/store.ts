@@ -21,6 +21,7 @@ import { storeError } from './errors';
 import { DataDirLock } from './lock';
 import { enrollmentDocAtRest } from './schema';
 import type { SecretBox } from './secret-box';
+import { openFields, sealFields } from './sealed-fields';
 import { isoToMs, rfc3339 } from '../../util/time';
 
 type Row = Record<string, unknown>;
@@ -77,7 +78,7 @@ export class SqliteStore implements Store {
       this.watcher, table,
       () => this.maxSeq(table),
       (after, upTo) => this.q(`SELECT seq, id, doc FROM ${table} WHERE seq > ? AND seq <= ?${filter} ORDER BY seq`)
-        .all(after, upTo, ...params()).map((r) => hit<T>(r as Row, true)!),
+        .all(after, upTo, ...params()).map((r) => this.sealedHit<T>(r as Row)!),
     );
   }
 
@@ -125,6 +126,13 @@ export class SqliteStore implements Store {
     this.faultListeners.add(fn);
     if (this.writeFault !== undefined) fn(this.writeFault);
     return () => this.faultListeners.delete(fn);
+  }
+
+  /** A policy or action row (with its seq), credentials inside opened. */
+  private sealedHit<T>(row: Row | undefined): Hit<T> | undefined {
+    if (!row) return undefined;
+    const id = row['id'] as string;
+    return { _id: id, _seq_no: Number(row['seq']), _source: openFields<T>(row['doc'] as string, this.box, id) };
   }
 
   private maxSeq(table: 'policies' | 'actions'): number {
@@ -322,18 +330,18 @@ export class SqliteStore implements Store {
     return this.q(`SELECT p.seq, p.id, p.doc FROM policies p
       JOIN (SELECT policy_id, max(revision_idx) AS r FROM policies GROUP BY policy_id) m
       ON p.policy_id = m.policy_id AND p.revision_idx = m.r ORDER BY p.policy_id`)
-      .all().map((r) => hit<PolicyDoc>(r as Row, true)!);
+      .all().map((r) => this.sealedHit<PolicyDoc>(r as Row)!);
   }
 
   async latestPolicy(policyId: string): Promise<Hit<PolicyDoc> | undefined> {
-    return hit(this.q('SELECT seq, id, doc FROM policies WHERE policy_id = ? ORDER BY revision_idx DESC, seq DESC LIMIT 1')
-      .get(policyId) as Row | undefined, true);
+    return this.sealedHit(this.q('SELECT seq, id, doc FROM policies WHERE policy_id = ? ORDER BY revision_idx DESC, seq DESC LIMIT 1')
+      .get(policyId) as Row | undefined);
   }
 
   async addPolicyRevision(doc: PolicyDoc): Promise<Hit<PolicyDoc>> {
     const id = randomUUID();
     const row = this.write(() => this.q('INSERT INTO policies (id, policy_id, revision_idx, doc) VALUES (?, ?, ?, ?) RETURNING seq')
-      .get(id, doc.policy_id, doc.revision_idx, JSON.stringify(doc)) as Row, ['policies']);
+      .get(id, doc.policy_id, doc.revision_idx, JSON.stringify(sealFields(doc, this.box, id))) as Row, ['policies']);
     return { _id: id, _seq_no: Number(row['seq']), _source: doc };
   }
 
@@ -344,7 +352,7 @@ export class SqliteStore implements Store {
       const id = randomUUID();
       const agents = doc.agents ?? [];
       const row = this.q('INSERT INTO actions (id, action_id, expiration_ms, agent_count, doc) VALUES (?, ?, ?, ?, ?) RETURNING seq')
-        .get(id, doc.action_id, isoToMs(doc.expiration) ?? null, agents.length, JSON.stringify(doc)) as Row;
+        .get(id, doc.action_id, isoToMs(doc.expiration) ?? null, agents.length, JSON.stringify(sealFields(doc, this.box, id))) as Row;
       const seq = Number(row['seq']);
       const link = this.q('INSERT OR IGNORE INTO action_agents (agent_id, seq, idx) VALUES (?, ?, ?)');
       agents.forEach((agentId, idx) => link.run(agentId, seq, idx));
@@ -353,7 +361,7 @@ export class SqliteStore implements Store {
   }
 
   async findAction(actionId: string): Promise<Hit<ActionDoc> | undefined> {
-    return hit(this.q('SELECT seq, id, doc FROM actions WHERE action_id = ? ORDER BY seq LIMIT 1').get(actionId) as Row | undefined, true);
+    return this.sealedHit(this.q('SELECT seq, id, doc FROM actions WHERE action_id = ? ORDER BY seq LIMIT 1').get(actionId) as Row | undefined);
   }
 
   async actionSeqNo(docId: string): Promise<number | undefined> {
@@ -368,7 +376,7 @@ export class SqliteStore implements Store {
       ORDER BY aa.seq LIMIT ?`)
       .all(query.agentId, query.afterSeqNo, query.checkpoint, Date.parse(query.nowIso), query.limit) as Row[];
     return rows.map((r) => {
-      const h = hit<ActionDoc>(r, true)!;
+      const h = this.sealedHit<ActionDoc>(r)!;
       // As upstream's query (_source excludes agents): a large action's agent list is not carried around.
       delete h._source.agents;
       return { ...h, agentIndex: Number(r['idx']), agentCount: Number(r['agent_count']) };
@@ -376,7 +384,7 @@ export class SqliteStore implements Store {
   }
 
   async listActions(limit: number): Promise<Hit<ActionDoc>[]> {
-    return this.q('SELECT seq, id, doc FROM actions ORDER BY seq DESC LIMIT ?').all(limit).map((r) => hit<ActionDoc>(r as Row, true)!);
+    return this.q('SELECT seq, id, doc FROM actions ORDER BY seq DESC LIMIT ?').all(limit).map((r) => this.sealedHit<ActionDoc>(r as Row)!);
   }
 
   async deleteExpiredActions(before: Date): Promise<number> {
