@@ -401,7 +401,11 @@ describe('store write errors', () => {
     const server = await startFleetServer();
     const pid = server.child.pid!;
     const limitFileSize = (bytes: string): void => {
-      execFileSync('prlimit', ['--pid', String(pid), `--fsize=${bytes}:unlimited`]);
+      try {
+        execFileSync('prlimit', ['--pid', String(pid), `--fsize=${bytes}:unlimited`]);
+      } catch (err) {
+        throw new Error(`this test limits the server's file size with prlimit (util-linux): ${(err as Error).message}`);
+      }
     };
     try {
       const token = server.printedToken!;

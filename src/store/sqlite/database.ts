@@ -4,7 +4,7 @@
 // settled here, before anything reads or writes a row.
 import { DatabaseSync } from 'node:sqlite';
 import { dirname } from 'node:path';
-import { isCorruption } from './errors';
+import { isCorruption, storeError } from './errors';
 import { ensurePrivateDbFiles, ensurePrivateDir } from './files';
 import { MIGRATIONS } from './schema';
 import { KEY_ENV, KEY_FILE, resolveSecretBox, SecretBox } from './secret-box';
@@ -29,7 +29,12 @@ export function openDatabase(path: string, opts: OpenOptions = {}): OpenDatabase
     ensurePrivateDir(dirname(path));
     ensurePrivateDbFiles(path);
   }
-  const db = new DatabaseSync(path);
+  let db: DatabaseSync;
+  try {
+    db = new DatabaseSync(path);
+  } catch (err) {
+    throw storeError(err, path);
+  }
   try {
     db.exec('PRAGMA busy_timeout = 10000');
     db.exec('PRAGMA journal_mode = WAL');

@@ -19,7 +19,9 @@ export function ensurePrivateDbFiles(path: string): void {
     try {
       if ((statSync(f).mode & 0o777) !== FILE_MODE) chmodSync(f, FILE_MODE);
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+      // Missing, or not ours to change (an admin CLI run by another user): the owner's server tightens it.
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code !== 'ENOENT' && code !== 'EPERM') throw err;
     }
   }
 }
