@@ -58,10 +58,12 @@ describe('agent mode lifecycle', () => {
   let port: number;
   let internalPort: number;
   let units: FakeUnit[];
+  /** Shown once, at creation: token lists give a prefix only. */
+  let seededToken: string;
 
   beforeAll(async () => {
     es = await new EsDouble().start();
-    await seedFleetServerPolicy(dir, es);
+    seededToken = (await seedFleetServerPolicy(dir, es))!;
     port = await freePort();
     internalPort = await freePort();
     await fake.start();
@@ -98,7 +100,7 @@ describe('agent mode lifecycle', () => {
   });
 
   test('a policy change (input unit idx 2): CONFIGURING, then HEALTHY, and held check-ins stay held', async () => {
-    const token = (await cli(dir, ['enrollment-token', 'list'], esSettings(es)))[0].api_key as string;
+    const token = seededToken;
     const { held, answered } = await holdCheckin(port, token, 1);
     const before = fake.observed.length;
     units[0]!.configIdx = 2;
@@ -115,7 +117,7 @@ describe('agent mode lifecycle', () => {
   });
 
   test('a log-level change is applied in place: the held check-in stays held and debug lines appear', async () => {
-    const token = (await cli(dir, ['enrollment-token', 'list'], esSettings(es)))[0].api_key as string;
+    const token = seededToken;
     const { held, answered } = await holdCheckin(port, token, 2);
     const before = fake.observed.length;
     const debugBefore = (fake.stderr.match(/"log.level":"debug"/g) ?? []).length;
@@ -131,7 +133,7 @@ describe('agent mode lifecycle', () => {
   });
 
   test('a revision that re-sends the same input with its keys in another order keeps the listeners; a real change restarts them', async () => {
-    const token = (await cli(dir, ['enrollment-token', 'list'], esSettings(es)))[0].api_key as string;
+    const token = seededToken;
     const { held, answered } = await holdCheckin(port, token, 3);
     const listening = (): number => (fake.stderr.match(/"message":"fleet-server listening"/g) ?? []).length;
     const started = listening();

@@ -318,6 +318,7 @@ const API_ADDITIONS: Record<string, string> = {
 };
 const DOCUMENT_ADDITIONS: Record<string, string> = {
   'policy.name': 'the admin CLI records the policy name, as Kibana does in its own index',
+  'enrollment_api_key.api_key_prefix': 'the embedded store keeps no token, only its prefix for listing',
 };
 
 /** JSON types a schema node admits, or 'any'. integer counts as number; null is left out (absent on the wire). */

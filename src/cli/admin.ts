@@ -68,7 +68,7 @@ export function registerAdminCommands(y: Argv<Common>): Argv<Common> {
       })
       .demandCommand(1, 'a subcommand is needed: put, list or show'))
     .command('enrollment-token <command>', 'Enrollment tokens', (p) => p
-      .command('create', 'Create an enrollment token for a policy', (c) => c
+      .command('create', 'Create an enrollment token for a policy (shown once: it is not stored)', (c) => c
         .option('policy', { type: 'string', demandOption: true, describe: 'policy id' })
         .option('name', { type: 'string' })
         .option('namespace', { type: 'string', array: true }),
@@ -76,10 +76,10 @@ export function registerAdminCommands(y: Argv<Common>): Argv<Common> {
         const hit = await withAdmin(a, (admin) => admin.createEnrollmentToken(a.policy, a.name, a.namespace));
         print(a, { id: hit._id, ...hit._source }, () => [hit._source.api_key]);
       })
-      .command('list', 'List enrollment tokens', (c) => c.option('policy', { type: 'string' }), async (a) => {
-        const hits = await withAdmin(a, (admin) => admin.listEnrollmentTokens(a.policy));
-        print(a, hits.map(flat), () => table([['ID', 'POLICY', 'ACTIVE', 'NAME', 'TOKEN'],
-          ...hits.map((h) => [h._id, h._source.policy_id ?? '', String(h._source.active), h._source.name ?? '', h._source.api_key])]));
+      .command('list', 'List enrollment tokens (a prefix of each, never the token)', (c) => c.option('policy', { type: 'string' }), async (a) => {
+        const tokens = await withAdmin(a, (admin) => admin.listEnrollmentTokens(a.policy));
+        print(a, tokens, () => table([['ID', 'NAME', 'POLICY', 'ACTIVE', 'PREFIX'],
+          ...tokens.map((t) => [t.id, t.name, t.policy_id, String(t.active), `${t.prefix}…`])]));
       })
       .command('revoke <id>', 'Revoke an enrollment token', (c) => c.positional('id', { type: 'string', demandOption: true }), async (a) => {
         await withAdmin(a, (admin) => admin.revokeEnrollmentToken(a.id));

@@ -19,6 +19,8 @@ export async function runServer(args: ConfigArgs): Promise<void> {
   try {
     server = await ServerInstance.create(config, log);
   } catch (err) {
+    // A refusal that names its own file (a lock held, a damaged database, a missing key) says it all.
+    if (!config.elasticsearch && err instanceof Error && !('code' in err) && err.message.includes(config.pathData)) throw err;
     throw withContext(config.elasticsearch ? 'cannot open the Elasticsearch store' : `data directory ${config.pathData} (path.data)`, err);
   }
   if (server.store.kind === 'sqlite') await printZeroConfig(server, config);

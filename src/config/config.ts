@@ -79,6 +79,8 @@ export interface FleetServerConfig {
     bulk: BulkConfig;
     /** Expired-action clean-up: how often, and how long after expiry an action is deleted. */
     gc: { scheduleIntervalMs: number; cleanupAfterExpiredMs: number };
+    /** Embedded store: the key that seals stored secrets (else FLEET_SERVER_ENCRYPTION_KEY, else <path.data>/fleet-server.key). */
+    secretsKey: string | undefined;
   };
   monitor: MonitorConfig;
   cache: { ttlActionMs: number; ttlEnrollKeyMs: number; ttlApiKeyMs: number; jitterApiKeyMs: number };
@@ -339,6 +341,7 @@ export function buildConfig(raw: RawConfig): FleetServerConfig {
         scheduleIntervalMs: server.sub('gc').dur('schedule_interval', 3_600_000),
         cleanupAfterExpiredMs: dayDuration(server.sub('gc').str('cleanup_after_expired_interval', '30d'), 'server.gc.cleanup_after_expired_interval'),
       },
+      secretsKey: server.sub('secrets').optStr('key'),
       bulk: {
         flushIntervalMs: server.sub('bulk').dur('flush_interval', 250),
         flushThresholdCount: server.sub('bulk').num('flush_threshold_cnt', 2048),

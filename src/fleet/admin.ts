@@ -1,7 +1,7 @@
 // Administration without Kibana: policies, enrollment tokens, agents and actions, written the way
 // Kibana's Fleet writes them, through the same store port.
 import { randomUUID } from 'node:crypto';
-import type { ActionDoc, ActionResultDoc, AgentDoc, EnrollmentKeyDoc, Hit, Json, JsonObject, PolicyData, PolicyDoc, RoleMap } from '../store/documents';
+import { enrollmentTokenPrefix, type ActionDoc, type ActionResultDoc, type AgentDoc, type EnrollmentKeyDoc, type Hit, type Json, type JsonObject, type PolicyData, type PolicyDoc, type RoleMap } from '../store/documents';
 import type { Store } from '../store/port';
 import { parseDuration } from '../util/duration';
 import { rfc3339 } from '../util/time';
@@ -37,6 +37,25 @@ function defaultPermissions(): RoleMap {
       indices: [{ names: ['logs-*-*', 'metrics-*-*', 'traces-*-*', 'synthetics-*-*'], privileges: ['auto_configure', 'create_doc'] }],
     },
   };
+}
+
+/** What a token list shows: never the token (the embedded store cannot give it back), a prefix to tell tokens apart. */
+export interface EnrollmentTokenSummary {
+  id: string;
+  name: string;
+  policy_id: string;
+  active: boolean;
+  prefix: string;
+  created_at?: string;
+}
+
+export function enrollmentTokenSummary(h: Hit<EnrollmentKeyDoc>): EnrollmentTokenSummary {
+  const d = h._source;
+  const out: EnrollmentTokenSummary = {
+    id: h._id, name: d.name ?? '', policy_id: d.policy_id ?? '', active: d.active, prefix: d.api_key_prefix ?? enrollmentTokenPrefix(d.api_key),
+  };
+  if (d.created_at !== undefined) out.created_at = d.created_at;
+  return out;
 }
 
 export class Admin {
@@ -114,8 +133,8 @@ export class Admin {
     return { _id: id, _source: doc };
   }
 
-  listEnrollmentTokens(policyId?: string): Promise<Hit<EnrollmentKeyDoc>[]> {
-    return this.store.listEnrollmentKeys(policyId);
+  async listEnrollmentTokens(policyId?: string): Promise<EnrollmentTokenSummary[]> {
+    return (await this.store.listEnrollmentKeys(policyId)).map(enrollmentTokenSummary);
   }
 
   async revokeEnrollmentToken(id: string): Promise<void> {
@@ -179,7 +198,8 @@ export class Admin {
 
   /**
    * Zero-config start: with no policy at all, create a default policy and an enrollment token so a
-   * fresh install can enroll agents at once. Returns the token when one was created.
+   * fresh install can enroll agents at once. Returns the token when one was created: it is freshly
+   * minted, as a stored one cannot be read back.
    */
   async ensureDefaultPolicy(fleetUrl: string): Promise<{ policyId: string; token: string } | undefined> {
     if ((await this.store.latestPolicies()).length > 0) return undefined;

@@ -3,6 +3,7 @@
 // During bootstrap (no agent id yet) a running server is DEGRADED and hands the agent an enrollment
 // token to enroll itself with. The messages are upstream's, word for word: the agent shows them.
 import type { Store } from '../store/port';
+import { Admin } from './admin';
 import type { HealthStatus } from './self-monitor';
 
 export interface AgentHealthInput {
@@ -27,7 +28,28 @@ export async function agentHealth(store: Store, input: AgentHealthInput): Promis
   if (input.agentId === '') {
     const key = (await store.listEnrollmentKeys(policy._source.policy_id)).find((k) => k._source.active);
     if (!key) return { state: 'STARTING', message: `Waiting on active enrollment keys to be created in ${which}` };
-    return { state: 'DEGRADED', message: `Running on ${which}; ${BOOTSTRAP}`, payload: { enrollment_token: key._source.api_key } };
+    const token = key._source.api_key || await bootstrapToken(store, policy._source.policy_id);
+    return { state: 'DEGRADED', message: `Running on ${which}; ${BOOTSTRAP}`, payload: { enrollment_token: token } };
   }
   return { state: 'HEALTHY', message: `Running on ${which}` };
+}
+
+/** Per store and policy: minted once, so the 5-second health check does not mint a token each time. */
+const minted = new WeakMap<Store, Map<string, Promise<string>>>();
+
+/**
+ * The embedded store keeps no enrollment token it could hand out (api_key reads back ''), so the
+ * bootstrap payload carries one minted for the purpose, as the zero-config start does.
+ */
+function bootstrapToken(store: Store, policyId: string): Promise<string> {
+  let byPolicy = minted.get(store);
+  if (!byPolicy) minted.set(store, (byPolicy = new Map()));
+  let token = byPolicy.get(policyId);
+  if (!token) {
+    token = new Admin(store).createEnrollmentToken(policyId, 'Fleet Server bootstrap').then((h) => h._source.api_key);
+    // A failed mint (store unavailable) is tried again on the next check.
+    token.catch(() => byPolicy.delete(policyId));
+    byPolicy.set(policyId, token);
+  }
+  return token;
 }

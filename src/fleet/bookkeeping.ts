@@ -40,11 +40,7 @@ export class Bookkeeper {
   }
 
   enqueue(agentId: string, rec: CheckinRecord): void {
-    const prev = this.pending.get(agentId);
-    const at = this.clock.now();
-    const next: Pending = prev ? { ...prev, at } : { ...rec, at };
-    if (prev) for (const [k, v] of Object.entries(rec)) if (v !== undefined) (next as unknown as Record<string, unknown>)[k] = v;
-    this.pending.set(agentId, next);
+    this.pending.set(agentId, overlay(this.pending.get(agentId), rec, this.clock.now()));
   }
 
   /** Refreshes last_checkin for a held long poll (every checkin_timestamp). */
@@ -90,7 +86,11 @@ export class Bookkeeper {
       this.log.debug({ count: updates.length }, 'flushed check-in bookkeeping');
     } catch (err) {
       this.log.error({ err, count: updates.length }, 'check-in bookkeeping flush failed; will retry');
-      for (const [id, r] of batch) if (!this.pending.has(id)) this.pending.set(id, r);
+      // Check-ins that came in meanwhile win field by field; what only the failed batch carried is kept.
+      for (const [id, r] of batch) {
+        const newer = this.pending.get(id);
+        this.pending.set(id, newer ? overlay(r, newer, newer.at) : r);
+      }
     }
   }
 
@@ -99,4 +99,12 @@ export class Bookkeeper {
     this.timer = undefined;
     await this.flush();
   }
+}
+
+/** `rec`'s defined fields over `prev`'s; a field rec leaves undefined keeps prev's value. */
+function overlay(prev: Pending | undefined, rec: CheckinRecord, at: number): Pending {
+  if (!prev) return { ...rec, at };
+  const next: Pending = { ...prev, at };
+  for (const [k, v] of Object.entries(rec)) if (v !== undefined && k !== 'at') (next as unknown as Record<string, unknown>)[k] = v;
+  return next;
 }

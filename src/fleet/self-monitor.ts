@@ -7,8 +7,15 @@ export interface HealthStatus {
   payload?: Record<string, unknown>;
 }
 
+/**
+ * The state the monitors set, with a store write fault laid over it: while the store cannot write
+ * (disk full, I/O error), a running server is DEGRADED with the fault as its message, whatever the
+ * periodic checks find, until the store reports a write that succeeded.
+ */
 export class SelfMonitor {
-  private status: HealthStatus = { state: 'STARTING', message: 'Starting' };
+  private base: HealthStatus = { state: 'STARTING', message: 'Starting' };
+  private fault: string | undefined;
+  private status: HealthStatus = this.base;
   private readonly listeners = new Set<(s: HealthStatus) => void>();
 
   get current(): HealthStatus {
@@ -16,9 +23,25 @@ export class SelfMonitor {
   }
 
   set(state: UnitState, message: string, payload?: Record<string, unknown>): void {
+    this.base = payload ? { state, message, payload } : { state, message };
+    this.publish();
+  }
+
+  /** A store write fault (its cause), or undefined when writes succeed again. */
+  setWriteFault(fault: string | undefined): void {
+    this.fault = fault;
+    this.publish();
+  }
+
+  private publish(): void {
+    const b = this.base;
+    const running = b.state === 'HEALTHY' || b.state === 'DEGRADED';
+    const next: HealthStatus = this.fault !== undefined && running
+      ? { ...b, state: 'DEGRADED', message: `Store write failed: ${this.fault}` }
+      : b;
     const prev = this.status;
-    if (prev.state === state && prev.message === message && JSON.stringify(prev.payload) === JSON.stringify(payload)) return;
-    this.status = payload ? { state, message, payload } : { state, message };
+    if (prev.state === next.state && prev.message === next.message && JSON.stringify(prev.payload) === JSON.stringify(next.payload)) return;
+    this.status = next;
     for (const fn of this.listeners) fn(this.status);
   }
 

@@ -19,8 +19,14 @@ export class ServerInstance {
     private readonly log: Logger) {}
 
   static async create(config: FleetServerConfig, log: Logger): Promise<ServerInstance> {
-    const store = await openStore(config, log);
+    const store = await openStore(config, log, { server: true });
     const fleet = new Fleet(store, config, log);
+    // A failing write (disk full, I/O error) makes the server DEGRADED until a write succeeds again.
+    store.watchWrites?.((fault) => {
+      if (fault !== undefined) log.error({ 'error.message': fault }, 'store write failed; DEGRADED until a write succeeds');
+      else log.info('store writes succeed again');
+      fleet.health.setWriteFault(fault);
+    });
     return new ServerInstance(config, store, fleet, new HttpService(fleet, config, log), log);
   }
 

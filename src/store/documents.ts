@@ -68,7 +68,10 @@ export interface AgentDoc {
 
 export interface EnrollmentKeyDoc {
   api_key_id: string;
+  /** The token (base64 "id:secret"). The embedded store keeps none at rest and reads back '' (see api_key_prefix). */
   api_key: string;
+  /** Embedded store: the token's first characters, for listing. */
+  api_key_prefix?: string;
   active: boolean;
   policy_id?: string;
   name?: string;
@@ -77,6 +80,11 @@ export interface EnrollmentKeyDoc {
   updated_at?: string;
   expire_at?: string;
   [k: string]: unknown;
+}
+
+/** How much of an enrollment token lists show (as Kibana masks them): enough to tell tokens apart. */
+export function enrollmentTokenPrefix(token: string): string {
+  return token.slice(0, 8);
 }
 
 export type RoleMap = { [role: string]: Json };

@@ -4,17 +4,25 @@ import { join } from 'node:path';
 import type { Logger } from 'pino';
 import type { FleetServerConfig } from '../config/config';
 import type { Store } from './port';
+import { KEY_ENV } from './sqlite/secret-box';
 import { SqliteStore } from './sqlite/store';
 
 export function embeddedDbPath(config: FleetServerConfig): string {
   return join(config.pathData, 'fleet-server.db');
 }
 
-/** The Elasticsearch adapter (and its client library) is loaded only when configured: ~15 MiB an embedded server does not need. */
-export async function openStore(config: FleetServerConfig, log: Logger): Promise<Store> {
+/**
+ * The Elasticsearch adapter (and its client library) is loaded only when configured: ~15 MiB an embedded
+ * server does not need. `server` is the server's own open (the embedded store locks its data directory
+ * and checks the file); the admin CLI opens without it.
+ */
+export async function openStore(config: FleetServerConfig, log: Logger, opts: { server?: boolean } = {}): Promise<Store> {
   if (config.elasticsearch) {
     const { EsStore } = await import('./elasticsearch/store');
     return new EsStore(config.elasticsearch, { bulk: config.server.bulk, monitor: config.monitor }, log);
   }
-  return new SqliteStore(embeddedDbPath(config));
+  return new SqliteStore(embeddedDbPath(config), {
+    server: opts.server,
+    secretsKey: config.server.secretsKey ?? process.env[KEY_ENV],
+  });
 }

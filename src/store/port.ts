@@ -79,6 +79,11 @@ export interface Store extends ApiKeyService {
   ready(requireVersion?: string): Promise<void>;
   /** A cheap read of the policies, for the self monitor: throws when the store cannot serve. */
   healthCheck(): Promise<void>;
+  /**
+   * Where the store itself knows writes are failing (the embedded store: disk full, I/O errors), fn
+   * hears why, and undefined once a write succeeds again. Returns the unsubscribe.
+   */
+  watchWrites?(fn: WriteFaultListener): () => void;
   close(): Promise<void>;
 
   // Security: API keys (above) and Fleet secrets.
@@ -129,6 +134,8 @@ export interface Store extends ApiKeyService {
   createActionResults(results: { id: string; doc: ActionResultDoc }[]): Promise<void>;
   listActionResults(actionId: string): Promise<Hit<ActionResultDoc>[]>;
 }
+
+export type WriteFaultListener = (fault: string | undefined) => void;
 
 export type { Json };
 

@@ -1,31 +1,99 @@
 // Opening the embedded database: WAL for concurrent readers (the admin CLI may run beside the server),
 // synchronous=FULL so an acknowledged write survives power loss, migrations applied in one transaction.
+// Private file modes, an integrity check for the server, and the key that seals stored secrets are
+// settled here, before anything reads or writes a row.
 import { DatabaseSync } from 'node:sqlite';
-import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
+import { isCorruption, storeError } from './errors';
+import { ensurePrivateDbFiles, ensurePrivateDir } from './files';
 import { MIGRATIONS } from './schema';
+import { KEY_ENV, KEY_FILE, resolveSecretBox, SecretBox } from './secret-box';
 
-export function openDatabase(path: string): DatabaseSync {
-  if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true });
-  const db = new DatabaseSync(path);
-  db.exec('PRAGMA busy_timeout = 10000');
-  db.exec('PRAGMA journal_mode = WAL');
-  db.exec('PRAGMA synchronous = FULL');
-  db.exec('PRAGMA foreign_keys = ON');
-  migrate(db);
-  return db;
+export interface OpenOptions {
+  /** Key material from configuration or the environment; otherwise the key file beside the database. */
+  secretsKey?: string;
+  /** PRAGMA quick_check before use (the server; the admin CLI skips the full read). */
+  verify?: boolean;
 }
 
-function migrate(db: DatabaseSync): void {
+export interface OpenDatabase {
+  db: DatabaseSync;
+  box: SecretBox;
+}
+
+const KEY_CHECK = 'fleet-server key check';
+
+export function openDatabase(path: string, opts: OpenOptions = {}): OpenDatabase {
+  const memory = path === ':memory:';
+  if (!memory) {
+    ensurePrivateDir(dirname(path));
+    ensurePrivateDbFiles(path);
+  }
+  let db: DatabaseSync;
+  try {
+    db = new DatabaseSync(path);
+  } catch (err) {
+    throw storeError(err, path);
+  }
+  try {
+    db.exec('PRAGMA busy_timeout = 10000');
+    db.exec('PRAGMA journal_mode = WAL');
+    db.exec('PRAGMA synchronous = FULL');
+    db.exec('PRAGMA foreign_keys = ON');
+    if (opts.verify) quickCheck(db, path);
+    const check = keyCheck(db);
+    const box = memory ? SecretBox.ephemeral() : resolveSecretBox(dirname(path), opts.secretsKey, () => check === undefined);
+    if (check !== undefined && box.open(check, 'key_check') !== KEY_CHECK) {
+      throw new Error(`the encryption key from ${box.source} does not open the secrets in ${path}: give the key it was written with (${KEY_ENV}, inputs.0.server.secrets.key, or the ${KEY_FILE} made beside it)`);
+    }
+    migrate(db, box);
+    return { db, box };
+  } catch (err) {
+    db.close();
+    if (isCorruption(err)) throw corrupted(path, (err as Error).message);
+    throw err;
+  }
+}
+
+function corrupted(path: string, detail: string): Error {
+  return new Error(`the database ${path} is damaged (${detail}): restore it from a backup, or move it aside together with its -wal and -shm files to start with an empty one`);
+}
+
+/** A damaged file is refused before the server reports itself healthy on it. */
+function quickCheck(db: DatabaseSync, path: string): void {
+  const row = db.prepare('PRAGMA quick_check(1)').get() as { quick_check: string } | undefined;
+  const result = row?.quick_check ?? 'no result';
+  if (result !== 'ok') throw corrupted(path, `quick_check: ${result.replace(/\s*\n\s*/g, ' ')}`);
+}
+
+function keyCheck(db: DatabaseSync): string | undefined {
+  if (!db.prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'meta'").get()) return undefined;
+  const row = db.prepare("SELECT value FROM meta WHERE key = 'key_check'").get() as { value: string } | undefined;
+  return row?.value;
+}
+
+function migrate(db: DatabaseSync, box: SecretBox): void {
   const current = Number((db.prepare('PRAGMA user_version').get() as { user_version: number }).user_version);
   if (current > MIGRATIONS.length) {
     throw new Error(`database schema version ${current} is newer than this fleet-server supports (${MIGRATIONS.length})`);
   }
   if (current === MIGRATIONS.length) return;
+  // Rows rewritten by a migration (plaintext secrets) leave no old bytes behind in the pages.
+  const rewrites = current > 0;
+  if (rewrites) db.exec('PRAGMA secure_delete = ON');
   transaction(db, () => {
-    for (let v = current; v < MIGRATIONS.length; v++) db.exec(MIGRATIONS[v]!);
+    for (let v = current; v < MIGRATIONS.length; v++) {
+      const m = MIGRATIONS[v]!;
+      if (typeof m === 'string') db.exec(m);
+      else m(db, { box, keyCheck: box.seal(KEY_CHECK, 'key_check') });
+    }
     db.exec(`PRAGMA user_version = ${MIGRATIONS.length}`);
   });
+  if (rewrites) {
+    db.exec('PRAGMA secure_delete = OFF');
+    // Old page images stay in the WAL until a checkpoint copies the new ones over them.
+    db.exec('PRAGMA wal_checkpoint(TRUNCATE)');
+  }
 }
 
 /** Runs fn in a write transaction (BEGIN IMMEDIATE takes the write lock up front, avoiding upgrade deadlocks). */
@@ -37,7 +105,13 @@ export function transaction<T>(db: DatabaseSync, fn: () => T): T {
     db.exec('COMMIT');
     return out;
   } catch (err) {
-    if (db.isTransaction) db.exec('ROLLBACK');
+    if (db.isTransaction) {
+      try {
+        db.exec('ROLLBACK');
+      } catch {
+        // SQLite has rolled back already (an I/O error at commit); the first error is the one to report.
+      }
+    }
     throw err;
   }
 }

@@ -1,6 +1,24 @@
 // Versioned schema migrations for the embedded store (PRAGMA user_version holds the applied count).
 // Documents are kept as JSON in the .fleet-* shapes; columns beside them exist only to be indexed.
-export const MIGRATIONS: readonly string[] = [
+// A migration is SQL, or a function for rewrites SQL cannot express (sealing secrets).
+import type { DatabaseSync } from 'node:sqlite';
+import { enrollmentTokenPrefix, type EnrollmentKeyDoc } from '../documents';
+import { sealFields } from './sealed-fields';
+import type { SecretBox } from './secret-box';
+
+export type Migration = string | ((db: DatabaseSync, ctx: { box: SecretBox; keyCheck: string }) => void);
+
+/**
+ * Enrollment key documents keep no token at rest (api_key ''; the .fleet-* shape requires the field):
+ * its secret's salted hash is in api_keys, a prefix is kept for listing.
+ */
+export function enrollmentDocAtRest(doc: EnrollmentKeyDoc): EnrollmentKeyDoc {
+  const out: EnrollmentKeyDoc = { ...doc, api_key: '' };
+  if (typeof doc.api_key === 'string' && doc.api_key !== '') out.api_key_prefix = enrollmentTokenPrefix(doc.api_key);
+  return out;
+}
+
+export const MIGRATIONS: readonly Migration[] = [
   `
   CREATE TABLE api_keys (
     id TEXT PRIMARY KEY,
@@ -61,4 +79,23 @@ export const MIGRATIONS: readonly string[] = [
   );
   CREATE INDEX action_results_action ON action_results(action_id);
   `,
+  // 2: secrets sealed at rest (AES-256-GCM, see secret-box.ts), credentials inside policies and actions
+  // too (sealed-fields.ts); enrollment tokens dropped from their documents.
+  (db, { box, keyCheck }) => {
+    db.exec('CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)');
+    db.prepare("INSERT INTO meta (key, value) VALUES ('key_check', ?)").run(keyCheck);
+    const seal = db.prepare('UPDATE secrets SET value = ? WHERE id = ?');
+    for (const r of db.prepare('SELECT id, value FROM secrets').all() as { id: string; value: string }[]) seal.run(box.seal(r.value, r.id), r.id);
+    const put = db.prepare('UPDATE enrollment_keys SET doc = ? WHERE id = ?');
+    for (const r of db.prepare('SELECT id, doc FROM enrollment_keys').all() as { id: string; doc: string }[]) {
+      put.run(JSON.stringify(enrollmentDocAtRest(JSON.parse(r.doc) as EnrollmentKeyDoc)), r.id);
+    }
+    for (const table of ['policies', 'actions']) {
+      const update = db.prepare(`UPDATE ${table} SET doc = ? WHERE id = ?`);
+      for (const r of db.prepare(`SELECT id, doc FROM ${table}`).all() as { id: string; doc: string }[]) {
+        const sealed = JSON.stringify(sealFields(JSON.parse(r.doc), box, r.id));
+        if (sealed !== r.doc) update.run(sealed, r.id);
+      }
+    }
+  },
 ];

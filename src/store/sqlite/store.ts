@@ -1,7 +1,9 @@
 // The embedded store on node:sqlite. Each table holds documents in their .fleet-* shape (JSON) with a
 // few columns extracted for indexing. Calls are synchronous underneath; the async port keeps the
-// Elasticsearch adapter interchangeable.
+// Elasticsearch adapter interchangeable. Secrets the server must give back are sealed at rest
+// (secret-box.ts); enrollment tokens are not kept at all (their secret's salted hash is in api_keys).
 import { randomUUID } from 'node:crypto';
+import { dirname } from 'node:path';
 import type { DatabaseSync, StatementSync } from 'node:sqlite';
 import type {
   ActionDoc, ActionResultDoc, AgentDoc, EnrollmentKeyDoc, Hit, PolicyDoc, RoleMap,
@@ -11,13 +13,28 @@ import type {
   AgentListQuery, ApiKey, ApiKeyCheck, ApiKeyService, ChangeFeed, CreateApiKeyRequest, DocUpdate, PendingAction,
   PendingActionQuery, Store,
 } from '../port';
-import { NotFoundError } from '../port';
+import { NotFoundError, StoreUnavailableError, type WriteFaultListener } from '../port';
 import { hashSecret, newApiKeyId, newApiKeySecret, newSalt, secretMatches } from './api-keys';
 import { ChangeWatcher, SqliteChangeFeed } from './change-feed';
 import { openDatabase, transaction } from './database';
+import { storeError } from './errors';
+import { DataDirLock } from './lock';
+import { enrollmentDocAtRest } from './schema';
+import type { SecretBox } from './secret-box';
+import { openFields, sealFields } from './sealed-fields';
 import { isoToMs, rfc3339 } from '../../util/time';
 
 type Row = Record<string, unknown>;
+
+export interface SqliteStoreOptions {
+  /**
+   * The server's open: one server per data directory (a lock), and the file checked for damage first.
+   * The admin CLI opens without it, beside a running server.
+   */
+  server?: boolean;
+  /** Key material that seals secrets; without it, `fleet-server.key` beside the database (made on first use). */
+  secretsKey?: string;
+}
 
 function hit<T>(row: Row | undefined, seq = false): Hit<T> | undefined {
   if (!row) return undefined;
@@ -33,11 +50,22 @@ export class SqliteStore implements Store {
   readonly actionChanges: ChangeFeed<ActionDoc>;
 
   private readonly db: DatabaseSync;
+  private readonly box: SecretBox;
+  private readonly lock: DataDirLock | undefined;
   private readonly watcher: ChangeWatcher;
   private readonly stmts = new Map<string, StatementSync>();
+  /** Why the last write failed, until a write changes rows again. */
+  private writeFault: string | undefined;
+  private readonly faultListeners = new Set<WriteFaultListener>();
 
-  constructor(path: string) {
-    this.db = openDatabase(path);
+  constructor(private readonly path: string, opts: SqliteStoreOptions = {}) {
+    this.lock = opts.server && path !== ':memory:' ? DataDirLock.acquire(dirname(path)) : undefined;
+    try {
+      ({ db: this.db, box: this.box } = openDatabase(path, { secretsKey: opts.secretsKey, verify: opts.server }));
+    } catch (err) {
+      this.lock?.release();
+      throw err;
+    }
     this.watcher = new ChangeWatcher(this.db);
     this.policyChanges = this.feed<PolicyDoc>('policies');
     // Expired actions are not dispatched, as upstream's action monitor filters them.
@@ -50,7 +78,7 @@ export class SqliteStore implements Store {
       this.watcher, table,
       () => this.maxSeq(table),
       (after, upTo) => this.q(`SELECT seq, id, doc FROM ${table} WHERE seq > ? AND seq <= ?${filter} ORDER BY seq`)
-        .all(after, upTo, ...params()).map((r) => hit<T>(r as Row, true)!),
+        .all(after, upTo, ...params()).map((r) => this.sealedHit<T>(r as Row)!),
     );
   }
 
@@ -64,11 +92,47 @@ export class SqliteStore implements Store {
     return s;
   }
 
-  /** A write transaction; feeds following the tables named are woken after it commits. */
+  /**
+   * A write transaction; feeds following the tables named are woken after it commits. A write SQLite
+   * cannot make (disk full, I/O error, read-only, locked) is StoreUnavailableError and a write fault
+   * until a later write changes rows again.
+   */
   private write<T>(fn: () => T, changed: readonly string[] = []): T {
-    const out = transaction(this.db, fn);
+    const before = this.writeFault === undefined ? 0 : this.totalChanges();
+    let out: T;
+    try {
+      out = transaction(this.db, fn);
+    } catch (err) {
+      const e = storeError(err, this.path);
+      if (e instanceof StoreUnavailableError) this.setWriteFault(e.message);
+      throw e;
+    }
+    if (this.writeFault !== undefined && this.totalChanges() > before) this.setWriteFault(undefined);
     if (changed.length > 0) this.watcher.notify(changed);
     return out;
+  }
+
+  private totalChanges(): number {
+    return Number((this.q('SELECT total_changes() AS n').get() as Row)['n']);
+  }
+
+  private setWriteFault(fault: string | undefined): void {
+    if (fault === this.writeFault) return;
+    this.writeFault = fault;
+    for (const fn of this.faultListeners) fn(fault);
+  }
+
+  watchWrites(fn: WriteFaultListener): () => void {
+    this.faultListeners.add(fn);
+    if (this.writeFault !== undefined) fn(this.writeFault);
+    return () => this.faultListeners.delete(fn);
+  }
+
+  /** A policy or action row (with its seq), credentials inside opened. */
+  private sealedHit<T>(row: Row | undefined): Hit<T> | undefined {
+    if (!row) return undefined;
+    const id = row['id'] as string;
+    return { _id: id, _seq_no: Number(row['seq']), _source: openFields<T>(row['doc'] as string, this.box, id) };
   }
 
   private maxSeq(table: 'policies' | 'actions'): number {
@@ -79,13 +143,19 @@ export class SqliteStore implements Store {
   async ready(): Promise<void> {}
 
   async healthCheck(): Promise<void> {
-    this.q('SELECT 1 FROM policies LIMIT 1').get();
+    try {
+      this.q('SELECT 1 FROM policies LIMIT 1').get();
+    } catch (err) {
+      throw storeError(err, this.path);
+    }
   }
 
   async close(): Promise<void> {
     this.watcher.close();
     this.stmts.clear();
+    this.faultListeners.clear();
     if (this.db.isOpen) this.db.close();
+    this.lock?.release();
   }
 
   // ---- security ----
@@ -132,13 +202,17 @@ export class SqliteStore implements Store {
 
   async createSecret(value: string): Promise<string> {
     const id = newApiKeyId();
-    this.write(() => this.q('INSERT INTO secrets (id, value) VALUES (?, ?)').run(id, value));
+    this.write(() => this.q('INSERT INTO secrets (id, value) VALUES (?, ?)').run(id, this.box.seal(value, id)));
     return id;
   }
 
   async getSecret(id: string): Promise<string | undefined> {
     const row = this.q('SELECT value FROM secrets WHERE id = ?').get(id) as Row | undefined;
-    return row ? (row['value'] as string) : undefined;
+    if (!row) return undefined;
+    const plain = this.box.open(row['value'] as string, id);
+    // The key was checked at open, so this is a row altered behind the server's back.
+    if (plain === undefined) throw new StoreUnavailableError(`secret ${id} in ${this.path} cannot be decrypted with the configured key`);
+    return plain;
   }
 
   async deleteSecrets(ids: string[]): Promise<void> {
@@ -151,7 +225,7 @@ export class SqliteStore implements Store {
   // ---- enrollment keys ----
 
   async findEnrollmentKey(apiKeyId: string): Promise<Hit<EnrollmentKeyDoc> | undefined> {
-    return hit(this.q('SELECT id, doc FROM enrollment_keys WHERE api_key_id = ? AND active = 1').get(apiKeyId) as Row | undefined);
+    return hit<EnrollmentKeyDoc>(this.q('SELECT id, doc FROM enrollment_keys WHERE api_key_id = ? AND active = 1').get(apiKeyId) as Row | undefined);
   }
 
   async listEnrollmentKeys(policyId?: string): Promise<Hit<EnrollmentKeyDoc>[]> {
@@ -162,16 +236,17 @@ export class SqliteStore implements Store {
   }
 
   async putEnrollmentKey(id: string, doc: EnrollmentKeyDoc): Promise<void> {
+    const atRest = enrollmentDocAtRest(doc);
     this.write(() => this.q(
       'INSERT OR REPLACE INTO enrollment_keys (id, api_key_id, policy_id, active, doc) VALUES (?, ?, ?, ?, ?)',
-    ).run(id, doc.api_key_id, doc.policy_id ?? null, doc.active ? 1 : 0, JSON.stringify(doc)));
+    ).run(id, doc.api_key_id, doc.policy_id ?? null, doc.active ? 1 : 0, JSON.stringify(atRest)));
   }
 
   async updateEnrollmentKey(id: string, partial: Partial<EnrollmentKeyDoc>): Promise<void> {
     this.write(() => {
       const cur = hit<EnrollmentKeyDoc>(this.q('SELECT id, doc FROM enrollment_keys WHERE id = ?').get(id) as Row | undefined);
       if (!cur) throw new NotFoundError(`enrollment key ${id} not found`);
-      const doc = mergeDoc(cur._source, partial);
+      const doc = enrollmentDocAtRest(mergeDoc(cur._source, partial));
       this.q('UPDATE enrollment_keys SET api_key_id = ?, policy_id = ?, active = ?, doc = ? WHERE id = ?')
         .run(doc.api_key_id, doc.policy_id ?? null, doc.active ? 1 : 0, JSON.stringify(doc), id);
     });
@@ -255,18 +330,18 @@ export class SqliteStore implements Store {
     return this.q(`SELECT p.seq, p.id, p.doc FROM policies p
       JOIN (SELECT policy_id, max(revision_idx) AS r FROM policies GROUP BY policy_id) m
       ON p.policy_id = m.policy_id AND p.revision_idx = m.r ORDER BY p.policy_id`)
-      .all().map((r) => hit<PolicyDoc>(r as Row, true)!);
+      .all().map((r) => this.sealedHit<PolicyDoc>(r as Row)!);
   }
 
   async latestPolicy(policyId: string): Promise<Hit<PolicyDoc> | undefined> {
-    return hit(this.q('SELECT seq, id, doc FROM policies WHERE policy_id = ? ORDER BY revision_idx DESC, seq DESC LIMIT 1')
-      .get(policyId) as Row | undefined, true);
+    return this.sealedHit(this.q('SELECT seq, id, doc FROM policies WHERE policy_id = ? ORDER BY revision_idx DESC, seq DESC LIMIT 1')
+      .get(policyId) as Row | undefined);
   }
 
   async addPolicyRevision(doc: PolicyDoc): Promise<Hit<PolicyDoc>> {
     const id = randomUUID();
     const row = this.write(() => this.q('INSERT INTO policies (id, policy_id, revision_idx, doc) VALUES (?, ?, ?, ?) RETURNING seq')
-      .get(id, doc.policy_id, doc.revision_idx, JSON.stringify(doc)) as Row, ['policies']);
+      .get(id, doc.policy_id, doc.revision_idx, JSON.stringify(sealFields(doc, this.box, id))) as Row, ['policies']);
     return { _id: id, _seq_no: Number(row['seq']), _source: doc };
   }
 
@@ -277,7 +352,7 @@ export class SqliteStore implements Store {
       const id = randomUUID();
       const agents = doc.agents ?? [];
       const row = this.q('INSERT INTO actions (id, action_id, expiration_ms, agent_count, doc) VALUES (?, ?, ?, ?, ?) RETURNING seq')
-        .get(id, doc.action_id, isoToMs(doc.expiration) ?? null, agents.length, JSON.stringify(doc)) as Row;
+        .get(id, doc.action_id, isoToMs(doc.expiration) ?? null, agents.length, JSON.stringify(sealFields(doc, this.box, id))) as Row;
       const seq = Number(row['seq']);
       const link = this.q('INSERT OR IGNORE INTO action_agents (agent_id, seq, idx) VALUES (?, ?, ?)');
       agents.forEach((agentId, idx) => link.run(agentId, seq, idx));
@@ -286,7 +361,7 @@ export class SqliteStore implements Store {
   }
 
   async findAction(actionId: string): Promise<Hit<ActionDoc> | undefined> {
-    return hit(this.q('SELECT seq, id, doc FROM actions WHERE action_id = ? ORDER BY seq LIMIT 1').get(actionId) as Row | undefined, true);
+    return this.sealedHit(this.q('SELECT seq, id, doc FROM actions WHERE action_id = ? ORDER BY seq LIMIT 1').get(actionId) as Row | undefined);
   }
 
   async actionSeqNo(docId: string): Promise<number | undefined> {
@@ -301,7 +376,7 @@ export class SqliteStore implements Store {
       ORDER BY aa.seq LIMIT ?`)
       .all(query.agentId, query.afterSeqNo, query.checkpoint, Date.parse(query.nowIso), query.limit) as Row[];
     return rows.map((r) => {
-      const h = hit<ActionDoc>(r, true)!;
+      const h = this.sealedHit<ActionDoc>(r)!;
       // As upstream's query (_source excludes agents): a large action's agent list is not carried around.
       delete h._source.agents;
       return { ...h, agentIndex: Number(r['idx']), agentCount: Number(r['agent_count']) };
@@ -309,7 +384,7 @@ export class SqliteStore implements Store {
   }
 
   async listActions(limit: number): Promise<Hit<ActionDoc>[]> {
-    return this.q('SELECT seq, id, doc FROM actions ORDER BY seq DESC LIMIT ?').all(limit).map((r) => hit<ActionDoc>(r as Row, true)!);
+    return this.q('SELECT seq, id, doc FROM actions ORDER BY seq DESC LIMIT ?').all(limit).map((r) => this.sealedHit<ActionDoc>(r as Row)!);
   }
 
   async deleteExpiredActions(before: Date): Promise<number> {

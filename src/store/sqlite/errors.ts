@@ -1,0 +1,56 @@
+// SQLite failures as the store port names them: a database that cannot take a write (disk full, I/O
+// error, read-only, cannot open, locked) is unavailable — agents are told 503 and retry — never a
+// request error. The message names the cause and the file, for the operator reading the log; agents
+// are told the cause only.
+import { StoreUnavailableError } from '../port';
+
+const SQLITE_BUSY = 5;
+const SQLITE_LOCKED = 6;
+const SQLITE_READONLY = 8;
+const SQLITE_IOERR = 10;
+const SQLITE_CORRUPT = 11;
+const SQLITE_FULL = 13;
+const SQLITE_CANTOPEN = 14;
+const SQLITE_NOTADB = 26;
+
+const UNAVAILABLE: ReadonlyMap<number, string> = new Map([
+  [SQLITE_BUSY, 'database is locked'],
+  [SQLITE_LOCKED, 'database table is locked'],
+  [SQLITE_READONLY, 'attempt to write a readonly database'],
+  [SQLITE_IOERR, 'disk I/O error'],
+  [SQLITE_CORRUPT, 'database disk image is malformed'],
+  [SQLITE_FULL, 'database or disk is full'],
+  [SQLITE_CANTOPEN, 'unable to open database file'],
+  [SQLITE_NOTADB, 'file is not a database'],
+]);
+
+interface SqliteError {
+  code: 'ERR_SQLITE_ERROR';
+  errcode: number;
+  errstr?: string;
+}
+
+function sqliteCode(err: unknown): number | undefined {
+  const e = err as Partial<SqliteError> | null;
+  return e && e.code === 'ERR_SQLITE_ERROR' && typeof e.errcode === 'number' ? e.errcode & 0xff : undefined;
+}
+
+/** Another connection holds the lock. */
+export function isBusy(err: unknown): boolean {
+  return sqliteCode(err) === SQLITE_BUSY;
+}
+
+/** The primary result code names a damaged file (not a transient condition). */
+export function isCorruption(err: unknown): boolean {
+  const code = sqliteCode(err);
+  return code === SQLITE_CORRUPT || code === SQLITE_NOTADB;
+}
+
+/** A StoreUnavailableError naming the cause and the file, or the error unchanged when it is not one of those. */
+export function storeError(err: unknown, path: string): unknown {
+  const code = sqliteCode(err);
+  const cause = code === undefined ? undefined : UNAVAILABLE.get(code);
+  if (!cause) return err;
+  // The client learns what is wrong, not where the database lives.
+  return new StoreUnavailableError(`${(err as SqliteError).errstr || cause}: ${path}`, { cause: err, clientMessage: `the embedded store cannot be used: ${cause}` });
+}

@@ -1,0 +1,27 @@
+// The embedded store's files are the fleet's credentials at rest: the data directory is made 0700 and
+// the database, its -wal and -shm files 0600, whatever the umask. SQLite creates -wal and -shm with
+// the mode of the database file (and fixes it against the umask), so creating that one right suffices;
+// files an older version left readable are tightened.
+import { chmodSync, closeSync, mkdirSync, openSync, statSync } from 'node:fs';
+
+const FILE_MODE = 0o600;
+const DIR_MODE = 0o700;
+
+export function ensurePrivateDir(dir: string): void {
+  // mkdir applies the umask, which can only remove bits from 0700.
+  mkdirSync(dir, { recursive: true, mode: DIR_MODE });
+}
+
+/** Creates `path` 0600 when missing; narrows an existing file (and its -wal, -shm) to 0600. */
+export function ensurePrivateDbFiles(path: string): void {
+  closeSync(openSync(path, 'a', FILE_MODE));
+  for (const f of [path, `${path}-wal`, `${path}-shm`]) {
+    try {
+      if ((statSync(f).mode & 0o777) !== FILE_MODE) chmodSync(f, FILE_MODE);
+    } catch (err) {
+      // Missing, or not ours to change (an admin CLI run by another user): the owner's server tightens it.
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code !== 'ENOENT' && code !== 'EPERM') throw err;
+    }
+  }
+}

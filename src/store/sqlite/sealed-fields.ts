@@ -1,0 +1,36 @@
+// Credentials inside documents: a policy may carry an output's `api_key` or `service_token`, an ssl
+// `key`; a MIGRATE action an `enrollment_token`. The embedded store seals such values in policies and
+// actions before they are written and opens them when read, so fleet logic sees the documents as given
+// and a copied database holds no usable credential.
+import type { SecretBox } from './secret-box';
+
+const MARK = '$sealed:';
+const SENSITIVE = /^(api_key|service_token|enrollment_token|key|key_passphrase|password|passphrase|secret_token|token_key)$/i;
+
+type Json = unknown;
+
+/** A copy of `doc` with every non-empty string under a sensitive name sealed (bound to `rowId`). */
+export function sealFields<T>(doc: T, box: SecretBox, rowId: string): T {
+  return walk(doc, false, (s) => (s === '' || s.startsWith(MARK) ? s : MARK + box.seal(s, rowId))) as T;
+}
+
+/** The document as it was given; `text` is the stored JSON, checked first so most rows cost nothing. */
+export function openFields<T>(text: string, box: SecretBox, rowId: string): T {
+  const doc = JSON.parse(text) as T;
+  if (!text.includes(MARK)) return doc;
+  return walk(doc, false, (s) => {
+    if (!s.startsWith(MARK)) return s;
+    const plain = box.open(s.slice(MARK.length), rowId);
+    if (plain === undefined) throw new Error(`a sealed value in row ${rowId} cannot be decrypted with the configured key`);
+    return plain;
+  }) as T;
+}
+
+function walk(v: Json, sensitive: boolean, fn: (s: string) => string): Json {
+  if (typeof v === 'string') return sensitive ? fn(v) : v;
+  if (Array.isArray(v)) return v.map((x) => walk(x, sensitive, fn));
+  if (v === null || typeof v !== 'object') return v;
+  const out: Record<string, Json> = {};
+  for (const [k, x] of Object.entries(v)) out[k] = walk(x, sensitive || SENSITIVE.test(k), fn);
+  return out;
+}

@@ -1,0 +1,101 @@
+// Encryption at rest for the secrets the embedded store must give back (output API keys, Fleet
+// secrets): AES-256-GCM, a fresh 96-bit IV per value, the row id as associated data so a ciphertext
+// cannot be moved to another row. A copied database alone then reveals no usable credential; the key
+// lives apart from it (config, environment, or its own 0600 file under path.data).
+import { createCipheriv, createDecipheriv, hkdfSync, randomBytes } from 'node:crypto';
+import { linkSync, readFileSync, unlinkSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { StoreUnavailableError } from '../port';
+
+const PREFIX = 'v1:';
+const IV_BYTES = 12;
+const TAG_BYTES = 16;
+export const KEY_FILE = 'fleet-server.key';
+export const KEY_ENV = 'FLEET_SERVER_ENCRYPTION_KEY';
+const MIN_KEY_CHARS = 32;
+
+export class SecretBox {
+  private constructor(private readonly key: Buffer, readonly source: string) {}
+
+  /** Any high-entropy string of 32+ characters; HKDF turns it into the AES key. */
+  static fromMaterial(material: string, source: string): SecretBox {
+    if (material.length < MIN_KEY_CHARS) {
+      throw new StoreUnavailableError(`the encryption key from ${source} is too short: give at least ${MIN_KEY_CHARS} characters (e.g. \`openssl rand -base64 32\`)`);
+    }
+    const key = Buffer.from(hkdfSync('sha256', Buffer.from(material, 'utf8'), Buffer.alloc(0), 'fleet-server secrets v1', 32));
+    return new SecretBox(key, source);
+  }
+
+  /** A key for a database nobody will reopen (":memory:"). */
+  static ephemeral(): SecretBox {
+    return SecretBox.fromMaterial(randomBytes(32).toString('base64'), 'memory');
+  }
+
+  seal(plain: string, rowId: string): string {
+    const iv = randomBytes(IV_BYTES);
+    const c = createCipheriv('aes-256-gcm', this.key, iv);
+    c.setAAD(Buffer.from(rowId, 'utf8'));
+    const body = Buffer.concat([c.update(plain, 'utf8'), c.final()]);
+    return PREFIX + Buffer.concat([iv, c.getAuthTag(), body]).toString('base64');
+  }
+
+  /** The plaintext, or undefined when this key did not seal it (or the value was altered). */
+  open(sealed: string, rowId: string): string | undefined {
+    if (!sealed.startsWith(PREFIX)) return undefined;
+    const raw = Buffer.from(sealed.slice(PREFIX.length), 'base64');
+    if (raw.length < IV_BYTES + TAG_BYTES) return undefined;
+    try {
+      const d = createDecipheriv('aes-256-gcm', this.key, raw.subarray(0, IV_BYTES));
+      d.setAAD(Buffer.from(rowId, 'utf8'));
+      d.setAuthTag(raw.subarray(IV_BYTES, IV_BYTES + TAG_BYTES));
+      return Buffer.concat([d.update(raw.subarray(IV_BYTES + TAG_BYTES)), d.final()]).toString('utf8');
+    } catch {
+      return undefined;
+    }
+  }
+}
+
+export function isSealed(value: string): boolean {
+  return value.startsWith(PREFIX);
+}
+
+/**
+ * The key from configuration or the environment when given; otherwise `<dir>/fleet-server.key`, made
+ * (0600, 32 random bytes) only when `mayCreate` — a database that already holds sealed values must not
+ * silently get a new key.
+ */
+export function resolveSecretBox(dir: string, given: string | undefined, mayCreate: () => boolean): SecretBox {
+  if (given !== undefined && given !== '') return SecretBox.fromMaterial(given, 'inputs.0.server.secrets.key / ' + KEY_ENV);
+  const file = join(dir, KEY_FILE);
+  const existing = readKeyFile(file);
+  if (existing !== undefined) return SecretBox.fromMaterial(existing, file);
+  if (!mayCreate()) {
+    throw new StoreUnavailableError(`the encryption key file ${file} is missing but the database holds encrypted secrets: restore the file, or give the key with ${KEY_ENV} or inputs.0.server.secrets.key`);
+  }
+  return SecretBox.fromMaterial(createKeyFile(file), file);
+}
+
+function readKeyFile(file: string): string | undefined {
+  try {
+    return readFileSync(file, 'utf8').trim();
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw err;
+  }
+}
+
+/** Written aside and linked into place, so a server and the admin CLI starting together agree on one key. */
+function createKeyFile(file: string): string {
+  const material = randomBytes(32).toString('base64');
+  const tmp = `${file}.${process.pid}.tmp`;
+  writeFileSync(tmp, `${material}\n`, { mode: 0o600, flag: 'wx' });
+  try {
+    linkSync(tmp, file);
+    return material;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+    return readKeyFile(file)!;
+  } finally {
+    unlinkSync(tmp);
+  }
+}
