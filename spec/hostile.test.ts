@@ -227,67 +227,60 @@ describe('one server under hostile requests', () => {
   });
 });
 
+/**
+ * Runs `whileFlooded` while unfinished connections keep coming (`initial` at once, then 20 every 50 ms),
+ * then checks that a new agent is served as it would be: status, enroll, check-in, each retried on a
+ * refused connection. Closes the flood and the server afterwards.
+ */
+async function underFlood(server: FleetServerProcess, initial: number, whileFlooded: () => Promise<void> = async () => undefined): Promise<void> {
+  const flood: net.Socket[] = [];
+  const unfinished = (): void => {
+    flood.push(stall(server.port, 'GET /api/status HTTP/1.1\r\nHost: x\r\n').socket);
+  };
+  try {
+    for (let i = 0; i < initial; i++) unfinished();
+    const more = setInterval(() => {
+      for (let i = 0; i < 20; i++) unfinished();
+    }, 50);
+    try {
+      await new Promise((r) => setTimeout(r, 500));
+      const b = new SimAgent(server.url);
+      expect((await retried(() => request(`${server.url}/api/status`))).status).toBe(200);
+      expect((await retried(() => b.enroll(server.printedToken!))).status).toBe(200);
+      expect((await retried(() => b.checkin())).status).toBe(200);
+      await whileFlooded();
+    } finally {
+      clearInterval(more);
+    }
+    expect(server.exitCode).toBeUndefined();
+  } finally {
+    for (const s of flood) s.destroy();
+    await server.stop();
+    removeDir(server.dataDir);
+  }
+}
+
 describe('connection floods', () => {
   test('unfinished connections cannot starve agents: a held poll survives and new agents are served', async () => {
     const server = await startFleetServer({ overrides: [
       'inputs.0.server.limits.max_connections=40', 'inputs.0.server.timeouts.read_header=5s',
       'inputs.0.server.timeouts.checkin_long_poll=4s', 'inputs.0.server.timeouts.checkin_jitter=0s',
     ] });
-    const flood: net.Socket[] = [];
-    try {
-      const a = new SimAgent(server.url);
-      expect((await a.enroll(server.printedToken!)).status).toBe(200);
-      await a.checkin();
-      const held = a.checkin({ agent_policy_id: 'default-policy', policy_revision_idx: 1 });
-      await new Promise((r) => setTimeout(r, 200));
-      // The hard limit is 44 connections (11 of them for unfinished ones); unfinished ones keep coming
-      // (300 at first, then 20 every 50 ms) while a new agent enrolls and checks in, retrying a refused
-      // connection as agents do; the held poll is among the 44 all along and is never evicted.
-      for (let i = 0; i < 300; i++) flood.push(stall(server.port, 'GET /api/status HTTP/1.1\r\nHost: x\r\n').socket);
-      const more = setInterval(() => {
-        for (let i = 0; i < 20; i++) flood.push(stall(server.port, 'GET /api/status HTTP/1.1\r\nHost: x\r\n').socket);
-      }, 50);
-      try {
-        await new Promise((r) => setTimeout(r, 500));
-        const b = new SimAgent(server.url);
-        expect((await retried(() => request(`${server.url}/api/status`))).status).toBe(200);
-        expect((await retried(() => b.enroll(server.printedToken!))).status).toBe(200);
-        expect((await retried(() => b.checkin())).status).toBe(200);
-        expect((await held).status).toBe(200);
-      } finally {
-        clearInterval(more);
-      }
-      expect(server.exitCode).toBeUndefined();
-    } finally {
-      for (const s of flood) s.destroy();
-      await server.stop();
-      removeDir(server.dataDir);
-    }
+    const a = new SimAgent(server.url);
+    expect((await a.enroll(server.printedToken!)).status).toBe(200);
+    await a.checkin();
+    const held = a.checkin({ agent_policy_id: 'default-policy', policy_revision_idx: 1 });
+    await new Promise((r) => setTimeout(r, 200));
+    // The hard limit is 44 connections (11 of them for unfinished ones); the held poll is among the 44
+    // all along and is never evicted.
+    await underFlood(server, 300, async () => {
+      expect((await held).status).toBe(200);
+    });
   });
 
   test('under a low file limit a flood of unfinished connections never exhausts descriptors', async () => {
-    const server = await startFleetServer({ fileLimit: 400, overrides: ['inputs.0.server.timeouts.read_header=5s'] });
-    const flood: net.Socket[] = [];
-    try {
-      for (let i = 0; i < 600; i++) flood.push(stall(server.port, 'GET /api/status HTTP/1.1\r\n').socket);
-      const more = setInterval(() => {
-        for (let i = 0; i < 20; i++) flood.push(stall(server.port, 'GET /api/status HTTP/1.1\r\n').socket);
-      }, 50);
-      try {
-        await new Promise((r) => setTimeout(r, 800));
-        const a = new SimAgent(server.url);
-        expect((await retried(() => request(`${server.url}/api/status`))).status).toBe(200);
-        expect((await retried(() => a.enroll(server.printedToken!))).status).toBe(200);
-        expect((await retried(() => a.checkin())).status).toBe(200);
-      } finally {
-        clearInterval(more);
-      }
-      expect(server.exitCode).toBeUndefined();
-    } finally {
-      for (const s of flood) s.destroy();
-      await server.stop();
-      removeDir(server.dataDir);
-    }
+    // 400 files, of which 128 are kept in reserve: the flood is capped at 272 connections.
+    await underFlood(await startFleetServer({ fileLimit: 400, overrides: ['inputs.0.server.timeouts.read_header=5s'] }), 600);
   });
 });
 
