@@ -275,6 +275,17 @@ describe('agent-mode bootstrap on the embedded store', () => {
       expect(await store.checkApiKey(id, secret)).toBe('valid');
       expect((await store.findEnrollmentKey(id))?._source.policy_id).toBe('fs');
       expect((await agentHealth(store, input)).payload?.['enrollment_token']).toBe(token);
+
+      // A restart (another store on the same database) mints a new one and revokes the earlier one.
+      const again = new SqliteStore(join(dir, 'fleet-server.db'));
+      try {
+        const next = (await agentHealth(again, input)).payload?.['enrollment_token'] as string;
+        expect(next).not.toBe(token);
+        const bootstrap = (await new Admin(again).listEnrollmentTokens('fs')).filter((t) => t.name === 'Fleet Server bootstrap');
+        expect(bootstrap.map((t) => t.active).sort()).toEqual([false, true]);
+      } finally {
+        await again.close();
+      }
     } finally {
       await store.close();
       removeDir(dir);

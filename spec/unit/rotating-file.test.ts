@@ -1,7 +1,7 @@
 // Size rotation of log files, in-process: SonicBoom writes asynchronously, so these tests write faster
 // than the file system flushes (a synchronous burst, then bursts across event-loop turns) and check
 // every file against the limit byte for byte.
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { RotatingFile, type RotationOptions } from '../../src/logging/rotating-file';
@@ -110,4 +110,26 @@ test('a rotation that cannot happen keeps logging to the open file and is tried 
   const numbers = ['app.log.1', 'app.log'].flatMap((name) => readFileSync(join(dir, name), 'utf8').split('\n').filter(Boolean).map((l) => (JSON.parse(l) as { n: number }).n));
   expect(numbers).toEqual(Array.from({ length: n }, (_, i) => i));
   expect(statSync(join(dir, 'app.log')).size).toBeLessThanOrEqual(LIMIT);
+});
+
+test('reopen (SIGHUP after logrotate moved the file): earlier lines stay in the moved file, later ones go to a new file', async () => {
+  const f = file({ rotateEveryBytes: 1_000_000 });
+  for (let i = 0; i < 50; i++) f.write(line(i));
+  renameSync(join(dir, 'app.log'), join(dir, 'moved.log'));
+  f.reopen();
+  for (let i = 50; i < 80; i++) f.write(line(i));
+  await ended(f);
+  const numbers = (name: string): number[] => readFileSync(join(dir, name), 'utf8').split('\n').filter(Boolean).map((l) => (JSON.parse(l) as { n: number }).n);
+  expect(numbers('moved.log')).toEqual(Array.from({ length: 50 }, (_, i) => i));
+  expect(numbers('app.log')).toEqual(Array.from({ length: 30 }, (_, i) => 50 + i));
+});
+
+test('a disk that refuses writes (ENOSPC) drops and counts lines, and never throws', async () => {
+  // /dev/full accepts opens and answers every write with ENOSPC.
+  const f = new RotatingFile({ dir: '/dev', name: 'full', rotateEveryBytes: 1_000_000_000, keepFiles: 1, permissions: 0o600, rotateOnStartup: false });
+  for (let i = 0; i < 20; i++) f.write(line(i));
+  await new Promise<void>((resolve) => f.flush(() => resolve()));
+  await new Promise((r) => setTimeout(r, 50));
+  expect(f.dropped).toBeGreaterThan(0);
+  await ended(f);
 });

@@ -34,6 +34,17 @@ export async function agentHealth(store: Store, input: AgentHealthInput): Promis
   return { state: 'HEALTHY', message: `Running on ${which}` };
 }
 
+const BOOTSTRAP_NAME = 'Fleet Server bootstrap';
+
+/** A new bootstrap token; those earlier starts minted are revoked, so restarts do not pile up live credentials. */
+async function mintBootstrapToken(admin: Admin, policyId: string): Promise<string> {
+  const hit = await admin.createEnrollmentToken(policyId, BOOTSTRAP_NAME);
+  for (const t of await admin.listEnrollmentTokens(policyId)) {
+    if (t.name === BOOTSTRAP_NAME && t.active && t.id !== hit._id) await admin.revokeEnrollmentToken(t.id);
+  }
+  return hit._source.api_key;
+}
+
 /** Per store and policy: minted once, so the 5-second health check does not mint a token each time. */
 const minted = new WeakMap<Store, Map<string, Promise<string>>>();
 
@@ -46,7 +57,7 @@ function bootstrapToken(store: Store, policyId: string): Promise<string> {
   if (!byPolicy) minted.set(store, (byPolicy = new Map()));
   let token = byPolicy.get(policyId);
   if (!token) {
-    token = new Admin(store).createEnrollmentToken(policyId, 'Fleet Server bootstrap').then((h) => h._source.api_key);
+    token = mintBootstrapToken(new Admin(store), policyId);
     // A failed mint (store unavailable) is tried again on the next check.
     token.catch(() => byPolicy.delete(policyId));
     byPolicy.set(policyId, token);

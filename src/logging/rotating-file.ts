@@ -29,6 +29,8 @@ export class RotatingFile {
   /** Destinations of rotated files still writing what they buffered; each closes once done. */
   private readonly retiring = new Set<SonicBoom>();
   private size: number;
+  /** Writes a failing disk refused. */
+  dropped = 0;
 
   constructor(private readonly opts: RotationOptions) {
     mkdirSync(opts.dir, { recursive: true, mode: 0o700 });
@@ -54,7 +56,7 @@ export class RotatingFile {
       failed ??= err;
       if (--pending === 0) cb?.(failed);
     };
-    for (const old of this.retiring) old.once('close', () => done());
+    for (const old of this.retiring) whenDone(old, () => done());
     this.dest.flush(done);
   }
 
@@ -78,7 +80,7 @@ export class RotatingFile {
     const all = [...this.retiring, this.dest];
     let pending = all.length;
     for (const d of all) {
-      d.once('close', () => { if (--pending === 0) cb?.(); });
+      whenDone(d, () => { if (--pending === 0) cb?.(); });
       if (d === this.dest) d.end();
     }
   }
@@ -90,7 +92,11 @@ export class RotatingFile {
   private open(): SonicBoom {
     mkdirSync(this.opts.dir, { recursive: true, mode: 0o700 });
     const fd = openSync(this.path, 'a', this.opts.permissions);
-    return pino.destination({ fd, sync: false });
+    const d = pino.destination({ fd, sync: false });
+    // A full or failing disk must not end the process (an 'error' event without a listener throws):
+    // the lines are dropped and counted, the server goes on.
+    d.on('error', () => this.dropped++);
+    return d;
   }
 
   private rotate(): void {
@@ -110,7 +116,7 @@ export class RotatingFile {
       return;
     }
     this.retiring.add(old);
-    old.once('close', () => this.retiring.delete(old));
+    whenDone(old, () => this.retiring.delete(old));
     old.end();
   }
 
@@ -125,4 +131,17 @@ export class RotatingFile {
     if (keep === 0) rmSync(this.path, { force: true });
     else if (existsSync(this.path)) renameSync(this.path, `${this.path}.1`);
   }
+}
+
+/** Once a destination has closed, or failed (a failed one never reports 'close'). */
+function whenDone(d: SonicBoom, fn: () => void): void {
+  let called = false;
+  const once = (): void => {
+    if (!called) {
+      called = true;
+      fn();
+    }
+  };
+  d.once('close', once);
+  d.once('error', once);
 }

@@ -23,6 +23,6 @@ export async function openStore(config: FleetServerConfig, log: Logger, opts: { 
   }
   return new SqliteStore(embeddedDbPath(config), {
     server: opts.server,
-    secretsKey: config.server.secretsKey ?? process.env[KEY_ENV],
+    secretsKey: config.server.secretsKey || process.env[KEY_ENV],
   });
 }

@@ -82,6 +82,8 @@ function migrate(db: DatabaseSync, box: SecretBox): void {
   const rewrites = current > 0;
   if (rewrites) db.exec('PRAGMA secure_delete = ON');
   transaction(db, () => {
+    // Another process (the admin CLI) may have migrated between the read above and this write lock.
+    if (Number((db.prepare('PRAGMA user_version').get() as { user_version: number }).user_version) !== current) return;
     for (let v = current; v < MIGRATIONS.length; v++) {
       const m = MIGRATIONS[v]!;
       if (typeof m === 'string') db.exec(m);
@@ -91,6 +93,9 @@ function migrate(db: DatabaseSync, box: SecretBox): void {
   });
   if (rewrites) {
     db.exec('PRAGMA secure_delete = OFF');
+    // Free pages may still hold plaintext deleted before this migration (secure_delete zeroes only what
+    // it frees itself): VACUUM rewrites the file without them, once.
+    db.exec('VACUUM');
     // Old page images stay in the WAL until a checkpoint copies the new ones over them.
     db.exec('PRAGMA wal_checkpoint(TRUNCATE)');
   }

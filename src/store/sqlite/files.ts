@@ -14,7 +14,13 @@ export function ensurePrivateDir(dir: string): void {
 
 /** Creates `path` 0600 when missing; narrows an existing file (and its -wal, -shm) to 0600. */
 export function ensurePrivateDbFiles(path: string): void {
-  closeSync(openSync(path, 'a', FILE_MODE));
+  // Never open an existing database here: closing any descriptor of a file drops every POSIX lock this
+  // process holds on it, SQLite's included.
+  try {
+    closeSync(openSync(path, 'wx', FILE_MODE));
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+  }
   for (const f of [path, `${path}-wal`, `${path}-shm`]) {
     try {
       if ((statSync(f).mode & 0o777) !== FILE_MODE) chmodSync(f, FILE_MODE);

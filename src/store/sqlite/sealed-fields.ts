@@ -2,16 +2,18 @@
 // `key`; a MIGRATE action an `enrollment_token`. The embedded store seals such values in policies and
 // actions before they are written and opens them when read, so fleet logic sees the documents as given
 // and a copied database holds no usable credential.
+import { StoreUnavailableError } from '../port';
 import type { SecretBox } from './secret-box';
 
 const MARK = '$sealed:';
-const SENSITIVE = /^(api_key|service_token|enrollment_token|key|key_passphrase|password|passphrase|secret_token|token_key)$/i;
+const SENSITIVE = /^(api_key|service_token|enrollment_token|key|key_passphrase|password|passphrase|secret_token|token_key|secret_access_key|session_token|client_secret|bearer_token)$/i;
 
 type Json = unknown;
 
 /** A copy of `doc` with every non-empty string under a sensitive name sealed (bound to `rowId`). */
 export function sealFields<T>(doc: T, box: SecretBox, rowId: string): T {
-  return walk(doc, false, (s) => (s === '' || s.startsWith(MARK) ? s : MARK + box.seal(s, rowId))) as T;
+  // Always sealed, even a value that looks sealed already: it would otherwise not read back.
+  return walk(doc, false, (s) => (s === '' ? s : MARK + box.seal(s, rowId))) as T;
 }
 
 /** The document as it was given; `text` is the stored JSON, checked first so most rows cost nothing. */
@@ -21,7 +23,7 @@ export function openFields<T>(text: string, box: SecretBox, rowId: string): T {
   return walk(doc, false, (s) => {
     if (!s.startsWith(MARK)) return s;
     const plain = box.open(s.slice(MARK.length), rowId);
-    if (plain === undefined) throw new Error(`a sealed value in row ${rowId} cannot be decrypted with the configured key`);
+    if (plain === undefined) throw new StoreUnavailableError(`a sealed value in row ${rowId} cannot be decrypted with the configured key`);
     return plain;
   }) as T;
 }

@@ -2,7 +2,7 @@
 // secrets): AES-256-GCM, a fresh 96-bit IV per value, the row id as associated data so a ciphertext
 // cannot be moved to another row. A copied database alone then reveals no usable credential; the key
 // lives apart from it (config, environment, or its own 0600 file under path.data).
-import { createCipheriv, createDecipheriv, hkdfSync, randomBytes } from 'node:crypto';
+import { createCipheriv, createDecipheriv, createSecretKey, hkdfSync, randomBytes, type KeyObject } from 'node:crypto';
 import { linkSync, readFileSync, unlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { StoreUnavailableError } from '../port';
@@ -15,14 +15,16 @@ export const KEY_ENV = 'FLEET_SERVER_ENCRYPTION_KEY';
 const MIN_KEY_CHARS = 32;
 
 export class SecretBox {
-  private constructor(private readonly key: Buffer, readonly source: string) {}
+  // A KeyObject, imported once: a raw key buffer is imported again on every cipher (~4× the cost of
+  // sealing or opening a short value, which a rollout does once per agent for its output key).
+  private constructor(private readonly key: KeyObject, readonly source: string) {}
 
   /** Any high-entropy string of 32+ characters; HKDF turns it into the AES key. */
   static fromMaterial(material: string, source: string): SecretBox {
     if (material.length < MIN_KEY_CHARS) {
       throw new StoreUnavailableError(`the encryption key from ${source} is too short: give at least ${MIN_KEY_CHARS} characters (e.g. \`openssl rand -base64 32\`)`);
     }
-    const key = Buffer.from(hkdfSync('sha256', Buffer.from(material, 'utf8'), Buffer.alloc(0), 'fleet-server secrets v1', 32));
+    const key = createSecretKey(Buffer.from(hkdfSync('sha256', Buffer.from(material, 'utf8'), Buffer.alloc(0), 'fleet-server secrets v1', 32)));
     return new SecretBox(key, source);
   }
 
@@ -87,7 +89,9 @@ function readKeyFile(file: string): string | undefined {
 /** Written aside and linked into place, so a server and the admin CLI starting together agree on one key. */
 function createKeyFile(file: string): string {
   const material = randomBytes(32).toString('base64');
-  const tmp = `${file}.${process.pid}.tmp`;
+  // Not the pid: in a container it is the same on every start, and a crash between write and link would
+  // leave a name that blocks every later start.
+  const tmp = `${file}.${randomBytes(6).toString('hex')}.tmp`;
   writeFileSync(tmp, `${material}\n`, { mode: 0o600, flag: 'wx' });
   try {
     linkSync(tmp, file);
