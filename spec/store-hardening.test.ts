@@ -2,7 +2,7 @@
 // database files, one server per data directory, a damaged file refused at start, and a full disk
 // answered with 503 and DEGRADED health until writes succeed again — with nothing answered 200 lost.
 import { execFile, execFileSync, spawn } from 'node:child_process';
-import { existsSync, openSync, readFileSync, statSync, writeSync, closeSync } from 'node:fs';
+import { closeSync, existsSync, openSync, readFileSync, statSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { DatabaseSync } from 'node:sqlite';
 import { promisify } from 'node:util';
@@ -13,7 +13,7 @@ import { Bookkeeper } from '../src/fleet/bookkeeping';
 import { SelfMonitor } from '../src/fleet/self-monitor';
 import type { AgentDoc } from '../src/store/documents';
 import { StoreUnavailableError, type DocUpdate, type Store } from '../src/store/port';
-import { storeError } from '../src/store/sqlite/errors';
+import { guarded, storeError } from '../src/store/sqlite/errors';
 import { MIGRATIONS } from '../src/store/sqlite/schema';
 import { SqliteStore } from '../src/store/sqlite/store';
 import { SimAgent } from './support/agent';
@@ -360,6 +360,31 @@ describe('store write errors', () => {
       expect((e as Error).message).toBe('database or disk is full: /data/fleet-server.db');
       const other = new Error('no such table: x');
       expect(storeError(other, '/data/fleet-server.db')).toBe(other);
+    } finally {
+      removeDir(dir);
+    }
+  });
+
+  test('a read of a damaged page is a StoreUnavailableError too (503), not an internal error', () => {
+    const dir = tempDir();
+    try {
+      const file = join(dir, 'x.db');
+      const db = new DatabaseSync(file);
+      db.exec('CREATE TABLE t (v TEXT)');
+      const insert = db.prepare('INSERT INTO t VALUES (?)');
+      for (let i = 0; i < 200; i++) insert.run('y'.repeat(500));
+      db.close();
+      // Garbage over the table's pages (the first page, the schema, stays intact).
+      const bytes = readFileSync(file);
+      bytes.fill(0xa5, 4096 * 2, 4096 * 6);
+      writeFileSync(file, bytes);
+      const damaged = new DatabaseSync(file);
+      try {
+        const read = guarded(damaged.prepare('SELECT v FROM t'), '/data/fleet-server.db');
+        expect(() => read.all()).toThrow(StoreUnavailableError);
+      } finally {
+        damaged.close();
+      }
     } finally {
       removeDir(dir);
     }

@@ -2,6 +2,7 @@
 // error, read-only, cannot open, locked) is unavailable — agents are told 503 and retry — never a
 // request error. The message names the cause and the file, for the operator reading the log; agents
 // are told the cause only.
+import type { SQLInputValue, StatementSync } from 'node:sqlite';
 import { StoreUnavailableError } from '../port';
 
 const SQLITE_BUSY = 5;
@@ -53,4 +54,28 @@ export function storeError(err: unknown, path: string): unknown {
   if (!cause) return err;
   // The client learns what is wrong, not where the database lives.
   return new StoreUnavailableError(`${(err as SqliteError).errstr || cause}: ${path}`, { cause: err, clientMessage: `the embedded store cannot be used: ${cause}` });
+}
+
+/** The statement calls the store makes. */
+export type Statement = Pick<StatementSync, 'get' | 'all' | 'run'>;
+
+/**
+ * A statement whose failures are classified here, reads included: a failing disk or a damaged page
+ * fails a read as surely as a write, and agents are told 503, not 500.
+ */
+export function guarded(st: Statement, path: string): Statement {
+  const call = <R>(fn: () => R): R => {
+    try {
+      return fn();
+    } catch (err) {
+      throw storeError(err, path);
+    }
+  };
+  // Positional parameters only, as the store binds them.
+  type Params = SQLInputValue[];
+  return {
+    get: (...args: Params) => call(() => st.get(...args)),
+    all: (...args: Params) => call(() => st.all(...args)),
+    run: (...args: Params) => call(() => st.run(...args)),
+  } as Statement;
 }

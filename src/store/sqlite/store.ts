@@ -4,7 +4,7 @@
 // (secret-box.ts); enrollment tokens are not kept at all (their secret's salted hash is in api_keys).
 import { randomUUID } from 'node:crypto';
 import { dirname } from 'node:path';
-import type { DatabaseSync, StatementSync } from 'node:sqlite';
+import type { DatabaseSync } from 'node:sqlite';
 import type {
   ActionDoc, ActionResultDoc, AgentDoc, EnrollmentKeyDoc, Hit, PolicyDoc, RoleMap,
 } from '../documents';
@@ -17,7 +17,7 @@ import { NotFoundError, StoreUnavailableError, type WriteFaultListener } from '.
 import { hashSecret, newApiKeyId, newApiKeySecret, newSalt, secretMatches } from './api-keys';
 import { ChangeWatcher, SqliteChangeFeed } from './change-feed';
 import { openDatabase, transaction } from './database';
-import { storeError } from './errors';
+import { guarded, storeError, type Statement } from './errors';
 import { DataDirLock } from './lock';
 import { enrollmentDocAtRest } from './schema';
 import type { SecretBox } from './secret-box';
@@ -53,7 +53,7 @@ export class SqliteStore implements Store {
   private readonly box: SecretBox;
   private readonly lock: DataDirLock | undefined;
   private readonly watcher: ChangeWatcher;
-  private readonly stmts = new Map<string, StatementSync>();
+  private readonly stmts = new Map<string, Statement>();
   /** Why the last write failed, until a write changes rows again. */
   private writeFault: string | undefined;
   private readonly faultListeners = new Set<WriteFaultListener>();
@@ -83,10 +83,10 @@ export class SqliteStore implements Store {
   }
 
   /** Prepared statements are cached: the check-in path runs the same few queries constantly. */
-  private q(sql: string): StatementSync {
+  private q(sql: string): Statement {
     let s = this.stmts.get(sql);
     if (!s) {
-      s = this.db.prepare(sql);
+      s = guarded(this.db.prepare(sql), this.path);
       this.stmts.set(sql, s);
     }
     return s;
@@ -321,7 +321,7 @@ export class SqliteStore implements Store {
       params.push(query.active ? 1 : 0);
     }
     const sql = `SELECT id, doc FROM agents ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY rowid LIMIT ?`;
-    return this.db.prepare(sql).all(...params, query.limit ?? 10000).map((r) => hit<AgentDoc>(r as Row)!);
+    return guarded(this.db.prepare(sql), this.path).all(...params, query.limit ?? 10000).map((r) => hit<AgentDoc>(r as Row)!);
   }
 
   // ---- policies ----
