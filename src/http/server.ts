@@ -13,7 +13,7 @@ import { ROUTES as ROUTE_NAMES, type RouteName } from '../config/limits';
 import type { Fleet } from '../fleet/fleet';
 import { checkApiVersion, DEFAULT_API_VERSION } from './api-version';
 import { BodyBudget, decodeJson, readBody } from './body';
-import { admissionLimits, ConnectionGuard } from './connections';
+import { admissionLimits, ConnectionGuard, openFileLimit } from './connections';
 import { classify, HttpError, rawErrorResponse, writeError, type ErrorClass, type LogLevel } from './errors';
 import { RouteLimiter } from './limiter';
 import { apiKeyFromHeader } from './request';
@@ -25,6 +25,8 @@ const TLS_VERSIONS: Record<string, SecureVersion> = { 'TLSv1.0': 'TLSv1', 'TLSv1
 
 /** Bytes all request bodies may hold in memory at once (raw and inflated). */
 const BODY_BUDGET_BYTES = 256 * 1024 * 1024;
+/** Connections the internal listener (localhost, the co-located agent) may hold; kept out of the external cap. */
+const INTERNAL_CAP = 256;
 /** How often Node checks header and request deadlines (its default, 30 s, lets slow headers live 6× read_header). */
 const DEADLINE_CHECK_MS = 500;
 
@@ -55,7 +57,9 @@ export class HttpService {
   private readonly servers: (http.Server | https.Server)[] = [];
   private readonly limiters: Record<RouteName, RouteLimiter>;
   private readonly router = new Router(ROUTES);
+  /** The external listener's admission; the internal one (localhost) has its own, so a flood on one cannot evict the other's connections. */
   private readonly guard: ConnectionGuard;
+  private readonly internalGuard = new ConnectionGuard({ cap: INTERNAL_CAP, pendingCap: INTERNAL_CAP / 4 });
   private readonly bodyBudget = new BodyBudget(BODY_BUDGET_BYTES);
   /** Connections Node timed out mid-request (answered 408 by clientError). */
   private readonly timedOut = new WeakSet<Socket>();
@@ -67,10 +71,11 @@ export class HttpService {
     const limits = config.server.limits;
     this.limiters = Object.fromEntries(ROUTE_NAMES.map((r) => [r, new RouteLimiter(limits.routes[r])])) as Record<RouteName, RouteLimiter>;
     this.maxConnections = limits.maxConnections;
-    this.guard = new ConnectionGuard(admissionLimits(limits.maxConnections));
+    const files = openFileLimit();
+    this.guard = new ConnectionGuard(admissionLimits(limits.maxConnections, files === undefined ? undefined : files - INTERNAL_CAP));
   }
 
-  private createServer(): http.Server | https.Server {
+  private createServer(guard: ConnectionGuard): http.Server | https.Server {
     const s = this.config.server;
     const readMs = s.timeouts.readMs;
     const headerMs = readMs > 0 ? Math.min(s.timeouts.readHeaderMs, readMs) : s.timeouts.readHeaderMs;
@@ -83,13 +88,13 @@ export class HttpService {
       keepAliveTimeout: s.timeouts.idleMs,
       maxHeaderSize: s.maxHeaderByteSize,
     };
-    const handler = (req: IncomingMessage, res: ServerResponse): void => this.handle(req, res);
+    const handler = (req: IncomingMessage, res: ServerResponse): void => this.handle(req, res, guard);
     const server = s.tls.enabled
       // A TLS client that never finishes its handshake is held no longer than one that never finishes its headers.
       ? https.createServer({ ...opts, ...tlsOptions(s.tls), handshakeTimeout: headerMs }, handler)
       : http.createServer(opts, handler);
     server.on('connection', (socket: Socket) => {
-      if (this.guard.admit(socket)) return;
+      if (guard.admit(socket)) return;
       if (s.tls.enabled) {
         socket.destroy();
         return;
@@ -124,14 +129,14 @@ export class HttpService {
 
   async start(): Promise<void> {
     const s = this.config.server;
-    const external = this.createServer();
+    const external = this.createServer(this.guard);
     await listen(external, s.port, s.host, this.log);
     this.servers.push(external);
     const port = (external.address() as AddressInfo).port;
     this.log.info({ 'server.address': `${s.host}:${port}`, tls: s.tls.enabled, 'connections.cap': this.guard.limits.cap }, 'fleet-server listening');
     if (!s.tls.enabled) this.log.warn('Exposed over insecure HTTP; enablement of TLS is strongly recommended');
     if (s.internalPort > 0 && s.internalPort !== port) {
-      const internal = this.createServer();
+      const internal = this.createServer(this.internalGuard);
       try {
         await listen(internal, s.internalPort, 'localhost', this.log);
         this.servers.push(internal);
@@ -151,12 +156,7 @@ export class HttpService {
   }
 
   get openConnections(): number {
-    return this.guard.openConnections;
-  }
-
-  get connectionStats(): { open: number; pending: number; evicted: number; refused: number; bodyBytes: number } {
-    const g = this.guard;
-    return { open: g.openConnections, pending: g.pendingConnections, evicted: g.evicted, refused: g.refused, bodyBytes: this.bodyBudget.inUse };
+    return this.guard.openConnections + this.internalGuard.openConnections;
   }
 
   /** Stops accepting, lets in-flight requests finish (held polls are answered by fleet.stop), then closes. */
@@ -170,13 +170,13 @@ export class HttpService {
     await Promise.all(closed);
   }
 
-  private handle(req: IncomingMessage, res: ServerResponse): void {
+  private handle(req: IncomingMessage, res: ServerResponse, guard: ConnectionGuard): void {
     const started = performance.now();
     let requestId = '';
     let limiter: RouteLimiter | undefined;
     try {
       // A socket refused at accept may still have had a request parsed before it closed.
-      if (!this.guard.busy(tcpSocket(req.socket))) {
+      if (!guard.busy(tcpSocket(req.socket))) {
         req.socket.destroy();
         return;
       }
@@ -200,11 +200,11 @@ export class HttpService {
       }
       const base: BaseContext = { req, res, params, fleet: this.fleet, config: this.config, log: this.log, agentVersion: '' };
       // Settled by callbacks, not by awaiting: a held long poll then keeps no suspended frame here.
-      this.dispatch(route, base).then(() => this.done(req, res, started, requestId, limiter), (err: unknown) => {
-        this.done(req, res, started, requestId, limiter, err);
+      this.dispatch(route, base).then(() => this.done(req, res, guard, started, requestId, limiter), (err: unknown) => {
+        this.done(req, res, guard, started, requestId, limiter, err);
       });
     } catch (err) {
-      this.done(req, res, started, requestId, limiter, err);
+      this.done(req, res, guard, started, requestId, limiter, err);
     }
   }
 
@@ -243,7 +243,8 @@ export class HttpService {
   }
 
   /** The end of every request: the error (if any) answered, the slot released, one log line as upstream. */
-  private done(req: IncomingMessage, res: ServerResponse, started: number, requestId: string, limiter: RouteLimiter | undefined, err?: unknown): void {
+  private done(req: IncomingMessage, res: ServerResponse, guard: ConnectionGuard, started: number, requestId: string,
+    limiter: RouteLimiter | undefined, err?: unknown): void {
     let c: ErrorClass | undefined;
     try {
       const socket = tcpSocket(req.socket);
@@ -258,7 +259,7 @@ export class HttpService {
         this.inFlight--;
         limiter.leave();
       }
-      if (res.shouldKeepAlive) this.guard.idleAgain(socket);
+      if (res.shouldKeepAlive) guard.idleAgain(socket);
       this.logRequest(req, res, started, requestId, err, c);
     } catch (fatal) {
       // Never let bookkeeping of a request end the process.
