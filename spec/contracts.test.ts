@@ -23,6 +23,7 @@ const ROUTES: [method: string, path: string, concrete: string][] = [
   ['post', '/api/fleet/agents/{id}/checkin', '/api/fleet/agents/a-1/checkin'],
   ['post', '/api/fleet/agents/{id}/acks', '/api/fleet/agents/a-1/acks'],
   ['post', '/api/fleet/agents/{id}/audit/unenroll', '/api/fleet/agents/a-1/audit/unenroll'],
+  ['get', '/api/agents/upgrades/{version}/pgp-public-key', '/api/agents/upgrades/9.6.0/pgp-public-key'],
 ];
 
 /** Follows a local "#/…" reference inside `root`. */
@@ -162,6 +163,7 @@ const ALL_ERROR_CODES: Record<FleetErrorCode, true> = {
 const ALL_HTTP_ERROR_CODES: Record<HttpErrorCode, true> = {
   RouteNotFound: true, MethodNotAllowed: true, MalformedUrl: true, MaxConnections: true, RequestTimeout: true,
   HeaderTooLarge: true, MalformedRequest: true, BodyTooComplex: true, BodyBudget: true,
+  TlsRequired: true, PgpKeyMissing: true, PgpKeyUnsafe: true,
 };
 
 // ---------------------------------------------------------------------------------------------------------

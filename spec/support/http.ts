@@ -1,5 +1,6 @@
-// A minimal HTTP client that sends exactly the headers given (agents' requests, byte for byte).
+// A minimal HTTP(S) client that sends exactly the headers given (agents' requests, byte for byte).
 import http from 'node:http';
+import https from 'node:https';
 import { gunzipSync } from 'node:zlib';
 import { responseProblems } from './openapi';
 
@@ -17,11 +18,17 @@ export interface RequestOptions {
   body?: string | Buffer;
   timeoutMs?: number;
   signal?: AbortSignal;
+  /** For https:// URLs: the CA the server's certificate is checked against (its name must be localhost). */
+  ca?: Buffer | string;
 }
 
 export function request(url: string, opts: RequestOptions = {}): Promise<Response> {
   return new Promise((resolve, reject) => {
-    const req = http.request(url, { method: opts.method ?? 'GET', headers: opts.headers, agent: false, signal: opts.signal }, (res) => {
+    const common = { method: opts.method ?? 'GET', headers: opts.headers, agent: false as const, signal: opts.signal };
+    const req = url.startsWith('https:')
+      ? https.request(url, { ...common, ca: opts.ca, servername: 'localhost' }, onResponse)
+      : http.request(url, common, onResponse);
+    function onResponse(res: http.IncomingMessage): void {
       const chunks: Buffer[] = [];
       res.on('data', (c: Buffer) => chunks.push(c));
       res.on('end', () => {
@@ -41,7 +48,7 @@ export function request(url: string, opts: RequestOptions = {}): Promise<Respons
         else resolve(out);
       });
       res.on('error', reject);
-    });
+    }
     req.on('error', reject);
     if (opts.timeoutMs) req.setTimeout(opts.timeoutMs, () => req.destroy(new Error('request timed out')));
     if (opts.body !== undefined) req.write(opts.body);

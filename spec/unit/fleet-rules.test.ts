@@ -154,6 +154,38 @@ describe('check-in: actions', () => {
     expect(r.ackToken).toBe(hit!._id);
     expect(JSON.parse(r.actionsJson!)).toEqual([expect.objectContaining({ type: 'CANCEL', data: { target_id: 'x' } })]);
   });
+  test('secret_references fill inline placeholders in data, pending or live; the references are not sent', async () => {
+    f = await InProcessFleet.start();
+    const a = await f.enroll();
+    const s1 = await f.store.createSecret('hunter2');
+    const s2 = await f.store.createSecret('tok');
+    const data = {
+      target_uri: 'https://fleet:8220', enrollment_token: `$co.elastic.secret{${s2}}`,
+      settings: { proxy: `u:$co.elastic.secret{${s1}}@$co.elastic.secret{${s1}}`, missing: '$co.elastic.secret{nope}',
+        secrets: { x: { id: s1 } } },
+    };
+    const refs = [{ id: s1 }, { id: s2 }, { id: 'nope' }];
+    await f.createActions([{ type: 'MIGRATE', agents: [a.id], data, secret_references: refs }]);
+    const pending = (await f.checkin(a.id, { agent_policy_id: 'p1', policy_revision_idx: 1 })).actions!;
+    const expected = {
+      target_uri: 'https://fleet:8220', enrollment_token: 'tok',
+      // Inline only: a path-form `secrets` object is left as it is, as upstream does for actions.
+      settings: { proxy: 'u:hunter2@hunter2', missing: '$co.elastic.secret{nope}', secrets: { x: { id: s1 } } },
+    };
+    expect(pending.map((x) => x.data)).toEqual([expected]);
+    expect(pending[0]).not.toHaveProperty('secret_references');
+
+
+    const b = await f.enroll();
+    const held = await f.beginCheckin(b.id, { agent_policy_id: 'p1', policy_revision_idx: 1 }, 60_000);
+    const [hit] = await f.createActions([{ type: 'MIGRATE', agents: [b.id], data, secret_references: refs }]);
+    const live = JSON.parse((await held.result).actionsJson!);
+    expect(live.map((x: any) => x.data)).toEqual([expected]);
+    expect(live[0]).not.toHaveProperty('secret_references');
+    // The stored action keeps its placeholders.
+    expect((hit!._source.data as any).enrollment_token).toBe(`$co.elastic.secret{${s2}}`);
+  });
+
   test('with ignore_checkin_policy_id the reported revision is ignored: the stored one decides', async () => {
     f = await InProcessFleet.start(esPolicy('p1'), { feature_flags: { ignore_checkin_policy_id: true } });
     const a = await f.enroll();

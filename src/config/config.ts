@@ -2,7 +2,8 @@
 // this file is the single definition of what a fleet-server.yml may contain.
 import { freemem, totalmem } from 'node:os';
 import { readFileSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
+import { isSea } from 'node:sea';
 import { durationValue } from '../util/duration';
 import { resolveLimits, ROUTES, type ResolvedLimits, type RouteName, type UserRouteLimit } from './limits';
 import type { RawConfig } from './raw';
@@ -79,6 +80,11 @@ export interface FleetServerConfig {
     bulk: BulkConfig;
     /** Expired-action clean-up: how often, and how long after expiry an action is deleted. */
     gc: { scheduleIntervalMs: number; cleanupAfterExpiredMs: number };
+    /**
+     * The PGP key served to agents is `<dir>/default.pgp`. upstream_url is accepted and unused: this
+     * server does not download the key (upstream's server.pgp).
+     */
+    pgp: { dir: string; upstreamUrl: string };
     /** Embedded store: the key that seals stored secrets (else FLEET_SERVER_ENCRYPTION_KEY, else <path.data>/fleet-server.key). */
     secretsKey: string | undefined;
   };
@@ -241,6 +247,12 @@ function memoryMiB(): number {
   return Math.max(totalmem(), freemem()) / 1024 / 1024;
 }
 
+/** The directory of the executable (upstream's default for server.pgp.dir): the single executable's, else the bundle's. */
+function programDir(): string {
+  if (isSea()) return dirname(process.execPath);
+  return process.argv[1] ? dirname(resolve(process.argv[1])) : process.cwd();
+}
+
 export function buildConfig(raw: RawConfig): FleetServerConfig {
   const root = Reader.of(raw, '');
   const inputsRaw = raw['inputs'];
@@ -342,6 +354,10 @@ export function buildConfig(raw: RawConfig): FleetServerConfig {
         cleanupAfterExpiredMs: dayDuration(server.sub('gc').str('cleanup_after_expired_interval', '30d'), 'server.gc.cleanup_after_expired_interval'),
       },
       secretsKey: server.sub('secrets').optStr('key'),
+      pgp: {
+        dir: resolve(server.sub('pgp').str('dir', join(programDir(), 'elastic-agent-upgrade-keys'))),
+        upstreamUrl: server.sub('pgp').str('upstream_url', 'https://artifacts.elastic.co/GPG-KEY-elastic-agent'),
+      },
       bulk: {
         flushIntervalMs: server.sub('bulk').dur('flush_interval', 250),
         flushThresholdCount: server.sub('bulk').num('flush_threshold_cnt', 2048),

@@ -4,7 +4,7 @@ import type { Logger } from 'pino';
 import type { ActionDoc, Hit } from '../store/documents';
 import type { Store } from '../store/port';
 import { TokenBucket } from '../util/token-bucket';
-import { isDeliverable, rolloutStart } from './actions';
+import { isDeliverable, rolloutStart, withSecrets } from './actions';
 
 export interface LiveAction {
   hit: Hit<ActionDoc>;
@@ -64,14 +64,24 @@ export class ActionDispatcher {
 
   private async dispatch(hits: Hit<ActionDoc>[], signal: AbortSignal): Promise<void> {
     const perAgent = new Map<string, LiveAction[]>();
-    for (const hit of hits) {
+    for (let hit of hits) {
       if (!isDeliverable(hit._source.type)) continue;
       const agents = hit._source.agents ?? [];
+      if (hit._source.secret_references?.length && agents.some((id) => this.subs.has(id))) {
+        try {
+          hit = await withSecrets(hit, this.store, this.log);
+        } catch (err) {
+          // Not lost: the agents fetch it by sequence number at their next check-in.
+          this.log.warn({ err, 'action.id': hit._source.action_id }, 'action secrets unreadable; not delivered live');
+          continue;
+        }
+      }
+      const live = hit;
       agents.forEach((agentId, i) => {
         if (!this.subs.has(agentId)) return;
         let list = perAgent.get(agentId);
         if (!list) perAgent.set(agentId, (list = []));
-        list.push({ hit, startTime: rolloutStart(hit._source, i, agents.length) });
+        list.push({ hit: live, startTime: rolloutStart(live._source, i, agents.length) });
       });
     }
     for (const [agentId, actions] of perAgent) {

@@ -1,6 +1,9 @@
 // Action documents as agents receive them. `data` goes through the per-type shape upstream uses,
 // so unknown keys are dropped the same way; types agents must not get from the index are filtered.
+import type { Logger } from 'pino';
 import type { ActionDoc, Hit, Json, JsonObject } from '../store/documents';
+import type { Store } from '../store/port';
+import { readSecrets, resolveInline } from './secrets';
 
 export const ACTION_TYPES = [
   'UPGRADE', 'UNENROLL', 'POLICY_REASSIGN', 'SETTINGS', 'INPUT_ACTION', 'CANCEL', 'REQUEST_DIAGNOSTICS',
@@ -55,6 +58,18 @@ export function rolloutStart(doc: ActionDoc, index: number, count: number): stri
   const base = Date.parse(doc.start_time ?? doc['@timestamp']);
   if (Number.isNaN(base)) return doc.start_time;
   return new Date(base + Math.floor((rollout * 1000 * index) / count)).toISOString().replace(/\.\d{3}Z$/, 'Z');
+}
+
+/**
+ * Fills `$co.elastic.secret{<id>}` placeholders in `data` from the action's secret_references
+ * (upstream pkg/action/dispatcher.go); the references themselves never reach the agent.
+ */
+export async function withSecrets<H extends Hit<ActionDoc>>(hit: H, store: Pick<Store, 'getSecret'>, log: Logger): Promise<H> {
+  const refs = hit._source.secret_references;
+  const data = hit._source.data;
+  if (!refs || refs.length === 0 || data === undefined || data === null) return hit;
+  const lookup = await readSecrets(store, refs, log);
+  return { ...hit, _source: { ...hit._source, data: resolveInline(data, lookup, '', new Set(), false) } };
 }
 
 export function toWireAction(hit: Hit<ActionDoc>, agentId: string, startTime?: string): WireAction {

@@ -9,7 +9,7 @@ import { parseDuration } from '../util/duration';
 import type { TextTemplate } from '../util/text-template';
 import { LruCache } from '../util/lru';
 import type { ActionDispatcher, LiveAction } from './action-dispatcher';
-import { isDeliverable, rolloutStart, toWireAction, type WireAction } from './actions';
+import { isDeliverable, rolloutStart, toWireAction, withSecrets, type WireAction } from './actions';
 import type { Bookkeeper, CheckinRecord } from './bookkeeping';
 import { jsonEqual } from '../util/json-equal';
 import { badRequest, FleetError } from './errors';
@@ -233,7 +233,10 @@ export class CheckinService {
     });
     const out: LiveAction[] = [];
     for (const h of hits) {
-      if (isDeliverable(h._source.type)) out.push({ hit: h, startTime: rolloutStart(h._source, h.agentIndex, h.agentCount) });
+      if (!isDeliverable(h._source.type)) continue;
+      // Upstream leaves these unresolved (its dispatcher alone resolves); an agent gets the same data either way.
+      const hit = await withSecrets(h, this.store, this.log);
+      out.push({ hit, startTime: rolloutStart(hit._source, hit.agentIndex, hit.agentCount) });
     }
     return out;
   }

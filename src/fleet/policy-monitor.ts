@@ -5,6 +5,7 @@ import type { Logger } from 'pino';
 import type { Hit, PolicyDoc } from '../store/documents';
 import type { Store } from '../store/port';
 import { ParsedPolicy } from './parsed-policy';
+import { readSecrets } from './secrets';
 
 export interface PolicySubscription {
   readonly agentId: string;
@@ -72,16 +73,7 @@ export class PolicyMonitor {
   }
 
   private async parse(hit: Hit<PolicyDoc>): Promise<ParsedPolicy> {
-    const refs = hit._source.data.secret_references ?? [];
-    const values = new Map<string, string>();
-    for (let i = 0; i < refs.length; i += 32) {
-      await Promise.all(refs.slice(i, i + 32).map(async (ref) => {
-        const v = await this.store.getSecret(ref.id);
-        if (v === undefined) this.log.warn({ 'secret.id': ref.id }, 'secret not found; reference left in place');
-        else values.set(ref.id, v);
-      }));
-    }
-    return new ParsedPolicy(hit, (id) => values.get(id));
+    return new ParsedPolicy(hit, await readSecrets(this.store, hit._source.data.secret_references ?? [], this.log));
   }
 
   private async accept(hit: Hit<PolicyDoc>): Promise<void> {

@@ -11,7 +11,8 @@ export type LogLevel = 'debug' | 'info' | 'warn' | 'error';
 
 export type HttpErrorCode =
   | 'RouteNotFound' | 'MethodNotAllowed' | 'MalformedUrl' | 'MaxConnections' | 'RequestTimeout'
-  | 'HeaderTooLarge' | 'MalformedRequest' | 'BodyTooComplex' | 'BodyBudget';
+  | 'HeaderTooLarge' | 'MalformedRequest' | 'BodyTooComplex' | 'BodyBudget'
+  | 'TlsRequired' | 'PgpKeyMissing' | 'PgpKeyUnsafe';
 
 /** An error only the HTTP edge can raise; `headers` go out with the answer (Allow, …). */
 export class HttpError extends Error {
@@ -80,6 +81,11 @@ const CATALOGUE: Record<FleetErrorCode | HttpErrorCode, Entry> = {
   MalformedRequest: { status: 400, error: 'BadRequest', message: 'Bad request: malformed HTTP request' },
   BodyTooComplex: { status: 400, error: 'BadRequest' },
   BodyBudget: { status: 429, error: 'TooManyRequests', message: 'too many large request bodies in flight', retryAfter: RETRY_SECONDS, level: 'warn' },
+  // The PGP key route (pgp-key.ts). The two key faults are the operator's to fix: logged at error with
+  // the file and the cause; the client sees only a fixed message.
+  TlsRequired: { status: 501, error: 'ErrTLSRequired', message: 'server must run with tls to use this endpoint' },
+  PgpKeyMissing: { status: 500, error: 'ErrPGPKeyNotInstalled', message: 'no PGP key is installed on this server', level: 'error' },
+  PgpKeyUnsafe: { status: 500, error: 'ErrPGPPermissions', message: 'pgp key permissions are incorrect', level: 'error' },
 };
 
 function fromEntry(e: Entry, ownMessage: string, retryAfter?: number): ErrorClass {

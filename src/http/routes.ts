@@ -4,6 +4,7 @@ import { handleAcks } from './handlers/acks';
 import { handleAuditUnenroll } from './handlers/audit';
 import { handleCheckin } from './handlers/checkin';
 import { handleEnroll } from './handlers/enroll';
+import { handlePgpKey } from './handlers/pgp-key';
 import { handleStatus } from './handlers/status';
 import { route } from './route';
 
@@ -24,5 +25,8 @@ export const ROUTES = [
   route({
     method: 'POST', path: '/api/fleet/agents/:id/audit/unenroll', limit: 'audit_unenroll', auth: 'agent',
     body: { what: 'audit unenroll', validator: validators.auditUnenroll }, handler: handleAuditUnenroll,
+  }),
+  route({
+    method: 'GET', path: '/api/agents/upgrades/:version/pgp-public-key', limit: 'pgp_retrieval', auth: 'none', handler: handlePgpKey,
   }),
 ];

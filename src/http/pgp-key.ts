@@ -1,0 +1,44 @@
+// The PGP key agents verify upgrade packages with (upstream's api/handlePGPRequest.go): the bytes of
+// <server.pgp.dir>/default.pgp, which must be private to the server (mode 0600), cached 30 minutes
+// per path. Upstream downloads server.pgp.upstream_url when the file is missing; this server does not
+// reach the internet, so a missing file is an error the operator fixes by installing the key.
+import type { FileHandle } from 'node:fs/promises';
+import { open } from 'node:fs/promises';
+import { join } from 'node:path';
+import { HttpError } from './errors';
+
+const TTL_MS = 30 * 60_000;
+const FILE = 'default.pgp';
+
+const cache = new Map<string, { bytes: Buffer; until: number }>();
+
+export async function readPgpKey(dir: string, now = Date.now()): Promise<Buffer> {
+  const path = join(dir, FILE);
+  const hit = cache.get(path);
+  if (hit && hit.until > now) return hit.bytes;
+  let fh: FileHandle;
+  try {
+    fh = await open(path, 'r');
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT' || code === 'ENOTDIR') {
+      throw new HttpError('PgpKeyMissing', `${path} does not exist: install the key there (mode 0600) or set server.pgp.dir`);
+    }
+    throw err;
+  }
+  try {
+    // Checked on the open file, so the bytes read are those of the file whose mode was checked.
+    const st = await fh.stat();
+    if (!st.isFile()) throw new HttpError('PgpKeyMissing', `${path} is not a regular file`);
+    const mode = st.mode & 0o777;
+    // Windows has no POSIX modes to check.
+    if (process.platform !== 'win32' && mode !== 0o600) {
+      throw new HttpError('PgpKeyUnsafe', `${path} has mode 0${mode.toString(8)}; it must be 0600 (chmod 600 ${path})`);
+    }
+    const bytes = await fh.readFile();
+    cache.set(path, { bytes, until: now + TTL_MS });
+    return bytes;
+  } finally {
+    await fh.close();
+  }
+}
