@@ -83,7 +83,8 @@ const CATALOGUE: Record<FleetErrorCode | HttpErrorCode, Entry> = {
   BodyBudget: { status: 429, error: 'TooManyRequests', message: 'too many large request bodies in flight', retryAfter: RETRY_SECONDS, level: 'warn' },
   // The PGP key route (pgp-key.ts). The two key faults are the operator's to fix: logged at error with
   // the file and the cause; the client sees only a fixed message.
-  TlsRequired: { status: 501, error: 'ErrTLSRequired', message: 'server must run with tls to use this endpoint' },
+  // A client's request on a server without TLS: the request log line (info) is enough.
+  TlsRequired: { status: 501, error: 'ErrTLSRequired', message: 'server must run with tls to use this endpoint', level: 'info' },
   PgpKeyMissing: { status: 500, error: 'ErrPGPKeyNotInstalled', message: 'no PGP key is installed on this server', level: 'error' },
   PgpKeyUnsafe: { status: 500, error: 'ErrPGPPermissions', message: 'pgp key permissions are incorrect', level: 'error' },
 };
