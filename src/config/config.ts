@@ -76,6 +76,8 @@ export interface FleetServerConfig {
     staticPolicyTokens: { enabled: boolean; tokens: { tokenKey: string; policyId: string }[] };
     pbkdf2: { iterations: number; keyLength: number; saltLength: number };
     ignoreCheckinPolicyId: boolean;
+    /** server.feature_flags.graceful_force_unenroll (upstream 9.5.2). */
+    gracefulForceUnenroll: { enabled: boolean; maxBytes: number };
     checkinFlushIntervalMs: number;
     bulk: BulkConfig;
     /** Expired-action clean-up: how often, and how long after expiry an action is deleted. */
@@ -347,6 +349,10 @@ export function buildConfig(raw: RawConfig): FleetServerConfig {
       },
       pbkdf2: { iterations, keyLength, saltLength },
       ignoreCheckinPolicyId: flags.bool('ignore_checkin_policy_id', false),
+      gracefulForceUnenroll: {
+        enabled: flags.sub('graceful_force_unenroll').bool('enabled', false),
+        maxBytes: flags.sub('graceful_force_unenroll').num('max_bytes', 50_000_000),
+      },
       // Upstream hard-codes 10 s; configurable here so tests need not wait for it.
       checkinFlushIntervalMs: server.sub('bulk').dur('checkin_flush_interval', 10_000),
       gc: {

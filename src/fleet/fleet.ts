@@ -13,6 +13,7 @@ import { Authenticator } from './auth';
 import { Bookkeeper } from './bookkeeping';
 import { CheckinService } from './checkin';
 import { EnrollService } from './enroll';
+import { GracefulUnenroll } from './graceful-unenroll';
 import { OutputKeys } from './output-keys';
 import { PolicyMonitor } from './policy-monitor';
 import { SelfMonitor } from './self-monitor';
@@ -24,6 +25,7 @@ export class Fleet {
   readonly versions: AgentVersionPolicy;
   readonly enrollment: EnrollService;
   readonly checkins: CheckinService;
+  readonly gracefulUnenroll: GracefulUnenroll;
   readonly acks: AckService;
   readonly policies: PolicyMonitor;
   readonly dispatcher: ActionDispatcher;
@@ -58,6 +60,7 @@ export class Fleet {
       ignoreCheckinPolicyId: s.ignoreCheckinPolicyId,
     }, log, clock);
     this.acks = new AckService(store, this.auth, outputKeys, config.cache.ttlActionMs, log);
+    this.gracefulUnenroll = new GracefulUnenroll(s.gracefulForceUnenroll, clock);
   }
 
   async start(): Promise<void> {

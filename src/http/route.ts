@@ -50,6 +50,8 @@ export interface RouteSpec<A extends AuthKind = AuthKind, B = unknown> {
   /** Requires an Elastic Agent User-Agent of a supported version (enroll, check-in). */
   userAgent?: boolean;
   body?: BodySpec<B>;
+  /** Given the authentication's refusal, answers the request instead (true) or lets the refusal stand. */
+  authRefused?(ctx: BaseContext, refusal: unknown): boolean;
   handler(ctx: RequestContext<A, B>): Promise<void>;
 }
 

@@ -2,7 +2,7 @@
 import { validators } from '../fleet/messages';
 import { handleAcks } from './handlers/acks';
 import { handleAuditUnenroll } from './handlers/audit';
-import { handleCheckin } from './handlers/checkin';
+import { answerRefusedCheckin, handleCheckin } from './handlers/checkin';
 import { handleEnroll } from './handlers/enroll';
 import { handlePgpKey } from './handlers/pgp-key';
 import { handleStatus } from './handlers/status';
@@ -16,7 +16,7 @@ export const ROUTES = [
   }),
   route({
     method: 'POST', path: '/api/fleet/agents/:id/checkin', limit: 'checkin', auth: 'agent', userAgent: true,
-    body: { what: 'checkin', validator: validators.checkin, gzip: true }, handler: handleCheckin,
+    body: { what: 'checkin', validator: validators.checkin, gzip: true }, authRefused: answerRefusedCheckin, handler: handleCheckin,
   }),
   route({
     method: 'POST', path: '/api/fleet/agents/:id/acks', limit: 'ack', auth: 'agent',

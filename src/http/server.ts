@@ -211,15 +211,21 @@ export class HttpService {
   /** The declared steps of a route, then its handler; the context lives only until the handler has it. */
   private dispatch(route: RouteSpec, base: BaseContext): Promise<void> {
     const ctx = base as RequestContext;
-    return this.prepare(route, ctx).then(() => route.handler(ctx));
+    return this.prepare(route, ctx).then((proceed) => (proceed ? route.handler(ctx) : undefined));
   }
 
-  private async prepare(route: RouteSpec, ctx: RequestContext): Promise<void> {
+  /** False when the request was answered on the way (a route's answer to a refused authentication). */
+  private async prepare(route: RouteSpec, ctx: RequestContext): Promise<boolean> {
     const { fleet, req } = ctx;
     const c = ctx as RequestContext & Record<string, unknown>;
     switch (route.auth) {
       case 'agent':
-        c['agent'] = await fleet.auth.authenticateAgent(apiKeyFromHeader(req), ctx.params['id']);
+        try {
+          c['agent'] = await fleet.auth.authenticateAgent(apiKeyFromHeader(req), ctx.params['id']);
+        } catch (err) {
+          if (route.authRefused?.(ctx, err)) return false;
+          throw err;
+        }
         break;
       case 'enrollment':
         c['enrollment'] = await fleet.enrollment.authenticate(apiKeyFromHeader(req));
@@ -240,6 +246,7 @@ export class HttpService {
       }, this.bodyBudget);
       c['body'] = decodeJson(raw, route.body.what, route.body.validator);
     }
+    return true;
   }
 
   /** The end of every request: the error (if any) answered, the slot released, one log line as upstream. */

@@ -3,7 +3,7 @@ import type { FleetServerConfig } from '../../config/config';
 import type { CheckinResult, HeldPoll } from '../../fleet/checkin';
 import type { CheckinRequest } from '../../fleet/messages';
 import { releaseHeaders } from '../request';
-import type { RequestContext } from '../route';
+import type { BaseContext, RequestContext } from '../route';
 import { acceptsGzip, writeFilledMaybeGzip, writeJsonMaybeGzip } from '../respond';
 
 /** Set-up; returns the held poll. Nothing of the request outlives it. */
@@ -43,4 +43,18 @@ function writeResult(res: ServerResponse, gzip: boolean, result: CheckinResult, 
   }
   const text = result.actionsJson === undefined ? `${head}}` : `${head},"actions":${result.actionsJson}}`;
   writeJsonMaybeGzip(res, gzip, 200, text, compression);
+}
+
+/**
+ * A check-in whose key was refused, answered as graceful force-unenroll says (fleet/graceful-unenroll.ts):
+ * an empty policy, then an UNENROLL; false lets the refusal (401) stand.
+ */
+export function answerRefusedCheckin(ctx: BaseContext, refusal: unknown): boolean {
+  const actions = ctx.fleet.gracefulUnenroll.answer(ctx.params['id'] ?? '', refusal);
+  if (!actions) return false;
+  // The body was not read: the connection closes after this answer rather than parse it as a request.
+  if (!ctx.req.complete) ctx.res.shouldKeepAlive = false;
+  writeJsonMaybeGzip(ctx.res, acceptsGzip(ctx.req), 200, JSON.stringify({ ack_token: '', action: 'checkin', actions }),
+    { level: ctx.config.server.compressionLevel, threshold: ctx.config.server.compressionThreshold });
+  return true;
 }
