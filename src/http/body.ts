@@ -48,6 +48,8 @@ export class BodyBudget {
 export interface RawBody {
   chunks: Buffer[];
   size: number;
+  /** Bytes as they came on the wire (before gzip). */
+  wireBytes: number;
   release(): void;
 }
 
@@ -101,7 +103,7 @@ export async function readBody(req: IncomingMessage, what: string, rules: BodyRu
     raw.release();
     throw err;
   }
-  if (!gzip) return { chunks: raw.chunks, size: raw.size, release: raw.release };
+  if (!gzip) return { chunks: raw.chunks, size: raw.size, wireBytes: raw.size, release: raw.release };
   const out = new Holder(budget, new JsonShape());
   try {
     await inflate(raw.chunks, (c) => out.add(c, rules.maxDecompressed, what), what);
@@ -111,7 +113,7 @@ export async function readBody(req: IncomingMessage, what: string, rules: BodyRu
   } finally {
     raw.release();
   }
-  return { chunks: out.chunks, size: out.size, release: out.release };
+  return { chunks: out.chunks, size: out.size, wireBytes: raw.size, release: out.release };
 }
 
 /**

@@ -53,6 +53,9 @@ export class ConnectionGuard {
   private readonly admitted = new WeakSet<Socket>();
   evicted = 0;
   refused = 0;
+  /** Connections accepted, and closed (refused ones included), since start. */
+  accepted = 0;
+  closed = 0;
   private turn = 0;
   private turnCounting = false;
 
@@ -80,15 +83,18 @@ export class ConnectionGuard {
 
   /** A new connection: admitted (possibly evicting an older unfinished one), or false when full. */
   admit(socket: Socket): boolean {
+    this.accepted++;
     const turn = this.currentTurn();
     if ((this.pending.size >= this.limits.pendingCap || this.open >= this.limits.cap) && !this.evictOne(turn)) {
       this.refused++;
+      socket.once('close', () => this.closed++);
       return false;
     }
     this.open++;
     this.pending.set(socket, turn);
     this.admitted.add(socket);
     socket.once('close', () => {
+      this.closed++;
       this.open--;
       this.pending.delete(socket);
       this.idle.delete(socket);

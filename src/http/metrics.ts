@@ -1,18 +1,103 @@
-// The optional metrics listener (http.enabled, localhost:5066): GET /stats, libbeat-style JSON with
-// process memory and the server's own counters.
-import { rmSync } from 'node:fs';
+// The metrics listener (http.enabled; localhost:5066, or the unix socket Elastic Agent names), as
+// upstream's (elastic-agent-libs api + fleet-server's /metrics): `/` identity, `/stats` (libbeat-style
+// JSON), `/state` and `/dataset` (empty), `/metrics` (Prometheus text format 0.0.4).
+//
+// Upstream puts its process metrics under `http_server.*`, where Elastic Agent's monitoring never looks
+// (it copies `beat.cpu`, `beat.memstats.memory_sys`, `beat.handles` into the fields Kibana shows); they
+// are published under `beat.*` as well, so Kibana shows this server's CPU and memory.
+import { randomUUID } from 'node:crypto';
+import { readdirSync, readFileSync, rmSync, chmodSync } from 'node:fs';
 import http from 'node:http';
+import { hostname } from 'node:os';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
+import { getHeapStatistics } from 'node:v8';
 import type { Logger } from 'pino';
 import type { Fleet } from '../fleet/fleet';
+import { VERSION } from '../version';
+import { ROUTE_METRICS, type RouteCounters } from './counters';
 import type { HttpService } from './server';
 
-export function statsDocument(fleet: Fleet, service: HttpService): Record<string, unknown> {
+/** This process, as `/` names it (upstream leaves uuid empty; a stable one per process is more useful). */
+const INSTANCE = randomUUID();
+const COUNTER_KEYS = ['active', 'total', 'limit_rate', 'limit_max', 'fail', 'drop', 'body_in', 'body_out'] as const;
+
+/** Event-loop delay, beyond upstream: how long requests wait for the one thread (sampled while the listener runs). */
+const loopDelay = monitorEventLoopDelay({ resolution: 20 });
+
+interface FileLimits {
+  soft?: number;
+  hard?: number;
+}
+
+function fileLimits(): FileLimits {
+  try {
+    const m = /^Max open files\s+(\d+|unlimited)\s+(\d+|unlimited)/m.exec(readFileSync('/proc/self/limits', 'utf8'));
+    if (!m) return {};
+    const n = (v: string): number | undefined => (v === 'unlimited' ? undefined : Number(v));
+    return { soft: n(m[1]!), hard: n(m[2]!) };
+  } catch {
+    return {};
+  }
+}
+
+function openFiles(): number | undefined {
+  try {
+    return readdirSync('/proc/self/fd').length;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Process metrics in libbeat's shape (upstream's elastic-agent-system-metrics report), mapped from Node's. */
+function processMetrics(): Record<string, unknown> {
   const mem = process.memoryUsage();
+  const heap = getHeapStatistics();
+  const cpu = process.cpuUsage();
+  const [userMs, systemMs] = [cpu.user / 1000, cpu.system / 1000];
+  const limits = fileLimits();
+  const open = openFiles();
   return {
-    beat: {
-      memstats: { rss: mem.rss, heap_used: mem.heapUsed, heap_total: mem.heapTotal, external: mem.external, array_buffers: mem.arrayBuffers },
-      info: { uptime: { ms: Math.round(process.uptime() * 1000) } },
+    memstats: {
+      // Go's cumulative allocation has no Node counterpart: the committed heap stands in for it.
+      memory_total: heap.total_heap_size,
+      memory_alloc: mem.heapUsed,
+      memory_sys: mem.rss,
+      gc_next: heap.total_heap_size,
+      rss: mem.rss,
+      heap_used: mem.heapUsed,
+      heap_total: mem.heapTotal,
+      external: mem.external,
+      array_buffers: mem.arrayBuffers,
     },
+    cpu: {
+      user: { ticks: Math.round(userMs), time: { ms: Math.round(userMs) } },
+      system: { ticks: Math.round(systemMs), time: { ms: Math.round(systemMs) } },
+      total: { value: userMs + systemMs, ticks: Math.round(userMs + systemMs), time: { ms: Math.round(userMs + systemMs) } },
+    },
+    // Go's goroutines: here, the resources keeping the event loop busy (sockets, timers, …).
+    runtime: { goroutines: process.getActiveResourcesInfo().length },
+    info: { ephemeral_id: '', name: 'fleet-server', version: VERSION, uptime: { ms: Math.round(process.uptime() * 1000) } },
+    ...(open !== undefined ? { handles: { open, limit: { hard: limits.hard ?? 0, soft: limits.soft ?? 0 } } } : {}),
+  };
+}
+
+function routesDocument(service: HttpService): Record<string, Record<string, number>> {
+  const out: Record<string, Record<string, number>> = {};
+  for (const name of ROUTE_METRICS) {
+    const c: RouteCounters = service.routes[name];
+    out[name] = Object.fromEntries(COUNTER_KEYS.map((k) => [k, c[k]]));
+  }
+  out['artifacts'] = { ...out['artifacts'], not_found: 0, throttle: 0 };
+  return out;
+}
+
+export function statsDocument(fleet: Fleet, service: HttpService): Record<string, unknown> {
+  const proc = processMetrics();
+  const tcp = service.tcp;
+  return {
+    http_server: { tcp_open: tcp.open, tcp_close: tcp.close, tcp_active: tcp.open - tcp.close, routes: routesDocument(service), ...proc },
+    beat: proc,
+    // Beyond upstream: what this server knows that Go's does not show.
     fleet: {
       status: fleet.health.current.state,
       checkin: { held: fleet.checkins.heldCount },
@@ -20,33 +105,132 @@ export function statsDocument(fleet: Fleet, service: HttpService): Record<string
       bookkeeping: { pending: fleet.bookkeeper.size },
       auth_cache: { hits: fleet.auth.stats.hits, misses: fleet.auth.stats.misses },
       http: { in_flight: service.inFlightRequests, connections: service.openConnections },
+      event_loop: { delay: { p50_ms: loopDelay.percentile(50) / 1e6, p99_ms: loopDelay.percentile(99) / 1e6, max_ms: loopDelay.max / 1e6 } },
     },
   };
 }
 
-export async function startMetrics(host: string, port: number, fleet: Fleet, service: HttpService, log: Logger): Promise<http.Server> {
-  const server = http.createServer((req, res) => {
-    if (req.method === 'GET' && (req.url === '/stats' || req.url === '/' || req.url === '/stats?gc=1')) {
-      // Only a process started with --expose-gc (benchmarks) can be asked to collect first.
-      const gc = (globalThis as { gc?: () => void }).gc;
-      if (req.url === '/stats?gc=1' && gc) gc();
-      const text = JSON.stringify(statsDocument(fleet, service));
-      res.writeHead(200, { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(text) });
-      res.end(text);
-      return;
+interface Sample {
+  name: string;
+  type: 'counter' | 'gauge';
+  value: number;
+  help?: string;
+  labels?: Record<string, string>;
+}
+
+function escapeLabel(v: string): string {
+  return v.replace(/\\/g, '\\\\').replace(/\n/g, '\\n').replace(/"/g, '\\"');
+}
+
+/** The text exposition format, version 0.0.4: one family per name, TYPE before its samples. */
+export function prometheusText(samples: Sample[]): string {
+  const lines: string[] = [];
+  const byName = new Map<string, Sample[]>();
+  for (const s of samples) byName.set(s.name, [...(byName.get(s.name) ?? []), s]);
+  for (const [name, family] of byName) {
+    if (family[0]!.help) lines.push(`# HELP ${name} ${family[0]!.help}`);
+    lines.push(`# TYPE ${name} ${family[0]!.type}`);
+    for (const s of family) {
+      const labels = s.labels ? `{${Object.entries(s.labels).map(([k, v]) => `${k}="${escapeLabel(v)}"`).join(',')}}` : '';
+      lines.push(`${name}${labels} ${Number.isFinite(s.value) ? s.value : 0}`);
     }
-    res.writeHead(404, { 'Content-Type': 'text/plain; charset=utf-8' });
-    res.end('404 page not found\n');
+  }
+  return `${lines.join('\n')}\n`;
+}
+
+class Scrapes {
+  inFlight = 0;
+  readonly byCode = new Map<string, number>([['200', 0], ['500', 0], ['503', 0]]);
+}
+
+/** Upstream's metric names and types (its custom registry: no process metrics), then this server's own. */
+function metricSamples(fleet: Fleet, service: HttpService, scrapes: Scrapes): Sample[] {
+  const tcp = service.tcp;
+  const out: Sample[] = [
+    { name: 'http_server_tcp_open', type: 'counter', value: tcp.open },
+    { name: 'http_server_tcp_close', type: 'counter', value: tcp.close },
+    { name: 'http_server_tcp_active', type: 'gauge', value: tcp.open - tcp.close },
+  ];
+  for (const route of ROUTE_METRICS) {
+    const c = service.routes[route];
+    for (const k of COUNTER_KEYS) out.push({ name: `http_server_routes_${route}_${k}`, type: k === 'active' ? 'gauge' : 'counter', value: c[k] });
+  }
+  out.push({ name: 'http_server_routes_artifacts_not_found', type: 'counter', value: 0 });
+  out.push({ name: 'http_server_routes_artifacts_throttle', type: 'counter', value: 0 });
+  out.push({ name: 'service_info', type: 'counter', value: 1, help: 'Service information', labels: { name: 'fleet-server', version: VERSION } });
+  for (const [code, n] of scrapes.byCode) out.push({ name: 'promhttp_metric_handler_requests_total', type: 'counter', value: n, labels: { code } });
+  out.push({ name: 'promhttp_metric_handler_requests_in_flight', type: 'gauge', value: scrapes.inFlight });
+  // Beyond upstream.
+  out.push({ name: 'fleet_server_checkin_held', type: 'gauge', value: fleet.checkins.heldCount, help: 'Check-ins held as long polls' });
+  out.push({ name: 'fleet_server_auth_cache_hits', type: 'counter', value: fleet.auth.stats.hits, help: 'API keys authenticated from the cache' });
+  out.push({ name: 'fleet_server_auth_cache_misses', type: 'counter', value: fleet.auth.stats.misses, help: 'API keys authenticated by the store' });
+  out.push({ name: 'fleet_server_event_loop_delay_p99_seconds', type: 'gauge', value: loopDelay.percentile(99) / 1e9, help: 'Event-loop delay, 99th percentile since start' });
+  out.push({ name: 'fleet_server_event_loop_delay_max_seconds', type: 'gauge', value: loopDelay.max / 1e9, help: 'Longest event-loop delay since start' });
+  return out;
+}
+
+function json(res: http.ServerResponse, doc: unknown, pretty: boolean): void {
+  const text = pretty ? JSON.stringify(doc, null, 2) : JSON.stringify(doc);
+  res.writeHead(200, { 'Content-Type': 'application/json; charset=utf-8', 'Content-Length': Buffer.byteLength(text) });
+  res.end(text);
+}
+
+export async function startMetrics(host: string, port: number, fleet: Fleet, service: HttpService, log: Logger): Promise<http.Server> {
+  const scrapes = new Scrapes();
+  loopDelay.enable();
+  const server = http.createServer((req, res) => {
+    const url = new URL(req.url ?? '/', 'http://metrics');
+    const pretty = url.searchParams.has('pretty');
+    switch (url.pathname) {
+      case '/':
+        json(res, { beat: 'fleet-server', name: 'fleet-server', hostname: hostname(), uuid: INSTANCE, version: VERSION }, pretty);
+        return;
+      case '/stats': {
+        // Only a process started with --expose-gc (benchmarks) can be asked to collect first.
+        const gc = (globalThis as { gc?: () => void }).gc;
+        if (url.searchParams.has('gc') && gc) gc();
+        json(res, statsDocument(fleet, service), pretty);
+        return;
+      }
+      case '/state':
+      case '/dataset':
+        json(res, {}, pretty);
+        return;
+      case '/metrics': {
+        scrapes.inFlight++;
+        try {
+          const text = prometheusText(metricSamples(fleet, service, scrapes));
+          scrapes.byCode.set('200', (scrapes.byCode.get('200') ?? 0) + 1);
+          res.writeHead(200, { 'Content-Type': 'text/plain; version=0.0.4; charset=utf-8', 'Content-Length': Buffer.byteLength(text) });
+          res.end(text);
+        } catch (err) {
+          scrapes.byCode.set('500', (scrapes.byCode.get('500') ?? 0) + 1);
+          log.error({ err }, 'metrics scrape failed');
+          res.writeHead(500, { 'Content-Type': 'text/plain; charset=utf-8' });
+          res.end('metrics unavailable\n');
+        } finally {
+          scrapes.inFlight--;
+        }
+        return;
+      }
+      default:
+        res.writeHead(404, { 'Content-Type': 'text/plain; charset=utf-8' });
+        res.end('404 page not found\n');
+    }
   });
   // Elastic Agent asks for a unix socket (http.host: unix:///…/x.sock) to collect metrics from.
   const socketPath = host.startsWith('unix://') ? host.slice('unix://'.length) : undefined;
+  const tcpHost = host.startsWith('http://') ? new URL(host).hostname : host;
+  const tcpPort = host.startsWith('http://') && new URL(host).port ? Number(new URL(host).port) : port;
   if (socketPath) rmSync(socketPath, { force: true });
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     if (socketPath) server.listen(socketPath, () => resolve());
-    else server.listen(port, host, () => resolve());
+    else server.listen(tcpPort, tcpHost, () => resolve());
   });
+  // As upstream: the agent (same user or group) may connect, nobody else.
+  if (socketPath) chmodSync(socketPath, 0o740);
   server.unref();
-  log.info({ 'server.address': socketPath ?? `${host}:${port}` }, 'metrics listener');
+  log.info({ 'server.address': socketPath ?? `${tcpHost}:${tcpPort}` }, 'metrics listener');
   return server;
 }

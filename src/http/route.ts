@@ -5,6 +5,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Logger } from 'pino';
 import type { FleetServerConfig } from '../config/config';
 import type { RouteName } from '../config/limits';
+import type { RouteMetric } from './counters';
 import type { EnrollmentRecord } from '../fleet/enroll';
 import type { Fleet } from '../fleet/fleet';
 import type { Validator } from '../fleet/messages';
@@ -46,6 +47,8 @@ export interface RouteSpec<A extends AuthKind = AuthKind, B = unknown> {
   /** Segments; `:name` is a percent-decoded param. */
   path: string;
   limit: RouteName;
+  /** The route's name in the metrics (upstream's). */
+  metric: RouteMetric;
   auth: A;
   /** Requires an Elastic Agent User-Agent of a supported version (enroll, check-in). */
   userAgent?: boolean;

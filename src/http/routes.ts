@@ -9,24 +9,25 @@ import { handleStatus } from './handlers/status';
 import { route } from './route';
 
 export const ROUTES = [
-  route({ method: 'GET', path: '/api/status', limit: 'status', auth: 'optional', handler: handleStatus }),
+  route({ method: 'GET', path: '/api/status', limit: 'status', metric: 'status', auth: 'optional', handler: handleStatus }),
   route({
-    method: 'POST', path: '/api/fleet/agents/enroll', limit: 'enroll', auth: 'enrollment', userAgent: true,
+    method: 'POST', path: '/api/fleet/agents/enroll', limit: 'enroll', metric: 'enroll', auth: 'enrollment', userAgent: true,
     body: { what: 'enroll', validator: validators.enroll }, handler: handleEnroll,
   }),
   route({
-    method: 'POST', path: '/api/fleet/agents/:id/checkin', limit: 'checkin', auth: 'agent', userAgent: true,
+    method: 'POST', path: '/api/fleet/agents/:id/checkin', limit: 'checkin', metric: 'checkin', auth: 'agent', userAgent: true,
     body: { what: 'checkin', validator: validators.checkin, gzip: true }, authRefused: answerRefusedCheckin, handler: handleCheckin,
   }),
   route({
-    method: 'POST', path: '/api/fleet/agents/:id/acks', limit: 'ack', auth: 'agent',
+    method: 'POST', path: '/api/fleet/agents/:id/acks', limit: 'ack', metric: 'acks', auth: 'agent',
     body: { what: 'ack', validator: validators.ack }, handler: handleAcks,
   }),
   route({
-    method: 'POST', path: '/api/fleet/agents/:id/audit/unenroll', limit: 'audit_unenroll', auth: 'agent',
+    method: 'POST', path: '/api/fleet/agents/:id/audit/unenroll', limit: 'audit_unenroll', metric: 'auditUnenroll', auth: 'agent',
     body: { what: 'audit unenroll', validator: validators.auditUnenroll }, handler: handleAuditUnenroll,
   }),
   route({
-    method: 'GET', path: '/api/agents/upgrades/:version/pgp-public-key', limit: 'pgp_retrieval', auth: 'none', handler: handlePgpKey,
+    method: 'GET', path: '/api/agents/upgrades/:version/pgp-public-key', limit: 'pgp_retrieval', metric: 'getPGPKey', auth: 'none',
+    handler: handlePgpKey,
   }),
 ];

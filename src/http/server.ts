@@ -10,10 +10,12 @@ import type { SecureVersion } from 'node:tls';
 import type { Logger } from 'pino';
 import { pemOrFile, type FleetServerConfig, type TlsConfig } from '../config/config';
 import { ROUTES as ROUTE_NAMES, type RouteName } from '../config/limits';
+import { isFleetError } from '../fleet/errors';
 import type { Fleet } from '../fleet/fleet';
 import { checkApiVersion, DEFAULT_API_VERSION } from './api-version';
 import { BodyBudget, decodeJson, readBody } from './body';
 import { admissionLimits, ConnectionGuard, openFileLimit } from './connections';
+import { routeCounters, type RouteCounters } from './counters';
 import { classify, HttpError, rawErrorResponse, writeError, type ErrorClass, type LogLevel } from './errors';
 import { RouteLimiter } from './limiter';
 import { apiKeyFromHeader } from './request';
@@ -61,6 +63,8 @@ export class HttpService {
   private readonly guard: ConnectionGuard;
   private readonly internalGuard = new ConnectionGuard({ cap: INTERNAL_CAP, pendingCap: INTERNAL_CAP / 4 });
   private readonly bodyBudget = new BodyBudget(BODY_BUDGET_BYTES);
+  /** Per route, as upstream's metrics name them (read by the metrics listener). */
+  readonly routes = routeCounters();
   /** Connections Node timed out mid-request (answered 408 by clientError). */
   private readonly timedOut = new WeakSet<Socket>();
   private inFlight = 0;
@@ -159,6 +163,11 @@ export class HttpService {
     return this.guard.openConnections + this.internalGuard.openConnections;
   }
 
+  /** TCP connections accepted and closed on both API listeners (upstream's tcp_open / tcp_close). */
+  get tcp(): { open: number; close: number } {
+    return { open: this.guard.accepted + this.internalGuard.accepted, close: this.guard.closed + this.internalGuard.closed };
+  }
+
   /** Stops accepting, lets in-flight requests finish (held polls are answered by fleet.stop), then closes. */
   async stop(drainMs: number, beforeDrain: () => Promise<void>): Promise<void> {
     const closed = this.servers.map((s) => new Promise<void>((r) => s.close(() => r())));
@@ -174,6 +183,7 @@ export class HttpService {
     const started = performance.now();
     let requestId = '';
     let limiter: RouteLimiter | undefined;
+    let counters: RouteCounters | undefined;
     try {
       // A socket refused at accept may still have had a request parsed before it closed.
       if (!guard.busy(tcpSocket(req.socket))) {
@@ -187,10 +197,19 @@ export class HttpService {
       const url = req.url ?? '/';
       const q = url.indexOf('?');
       const { route, params } = this.router.match(req.method ?? 'GET', q < 0 ? url : url.slice(0, q));
+      counters = this.routes[route.metric];
+      counters.total++;
       const routeLimiter = this.limiters[route.limit];
-      routeLimiter.enter();
+      try {
+        routeLimiter.enter();
+      } catch (err) {
+        if (isFleetError(err, 'RateLimit')) counters.limit_rate++;
+        else counters.limit_max++;
+        throw err;
+      }
       // Only a slot taken is given back (a refusal by enter() must not).
       limiter = routeLimiter;
+      counters.active++;
       this.inFlight++;
       let apiVersion = DEFAULT_API_VERSION;
       try {
@@ -200,22 +219,23 @@ export class HttpService {
       }
       const base: BaseContext = { req, res, params, fleet: this.fleet, config: this.config, log: this.log, agentVersion: '' };
       // Settled by callbacks, not by awaiting: a held long poll then keeps no suspended frame here.
-      this.dispatch(route, base).then(() => this.done(req, res, guard, started, requestId, limiter), (err: unknown) => {
-        this.done(req, res, guard, started, requestId, limiter, err);
+      const taken = counters;
+      this.dispatch(route, base, taken).then(() => this.done(req, res, guard, started, requestId, limiter, taken), (err: unknown) => {
+        this.done(req, res, guard, started, requestId, limiter, taken, err);
       });
     } catch (err) {
-      this.done(req, res, guard, started, requestId, limiter, err);
+      this.done(req, res, guard, started, requestId, limiter, counters, err);
     }
   }
 
   /** The declared steps of a route, then its handler; the context lives only until the handler has it. */
-  private dispatch(route: RouteSpec, base: BaseContext): Promise<void> {
+  private dispatch(route: RouteSpec, base: BaseContext, counters: RouteCounters): Promise<void> {
     const ctx = base as RequestContext;
-    return this.prepare(route, ctx).then((proceed) => (proceed ? route.handler(ctx) : undefined));
+    return this.prepare(route, ctx, counters).then((proceed) => (proceed ? route.handler(ctx) : undefined));
   }
 
   /** False when the request was answered on the way (a route's answer to a refused authentication). */
-  private async prepare(route: RouteSpec, ctx: RequestContext): Promise<boolean> {
+  private async prepare(route: RouteSpec, ctx: RequestContext, counters: RouteCounters): Promise<boolean> {
     const { fleet, req } = ctx;
     const c = ctx as RequestContext & Record<string, unknown>;
     switch (route.auth) {
@@ -244,6 +264,7 @@ export class HttpService {
       const raw = await readBody(req, route.body.what, {
         maxBytes: limit.maxBody, maxDecompressed: limit.maxBodyDecompressed, allowGzip: route.body.gzip === true,
       }, this.bodyBudget);
+      counters.body_in += raw.wireBytes;
       c['body'] = decodeJson(raw, route.body.what, route.body.validator);
     }
     return true;
@@ -251,7 +272,7 @@ export class HttpService {
 
   /** The end of every request: the error (if any) answered, the slot released, one log line as upstream. */
   private done(req: IncomingMessage, res: ServerResponse, guard: ConnectionGuard, started: number, requestId: string,
-    limiter: RouteLimiter | undefined, err?: unknown): void {
+    limiter: RouteLimiter | undefined, counters: RouteCounters | undefined, err?: unknown): void {
     let c: ErrorClass | undefined;
     try {
       const socket = tcpSocket(req.socket);
@@ -265,6 +286,16 @@ export class HttpService {
       if (limiter) {
         this.inFlight--;
         limiter.leave();
+      }
+      if (counters) {
+        if (limiter) counters.active--;
+        if (c && limiter) {
+          if (c.error === 'StatusClientClosedRequest') counters.drop++;
+          else counters.fail++;
+        }
+        // Every answer here states its length (gzip answers their compressed one).
+        const out = Number(res.getHeader('content-length'));
+        if (out > 0) counters.body_out += out;
       }
       if (res.shouldKeepAlive) guard.idleAgain(socket);
       this.logRequest(req, res, started, requestId, err, c);
