@@ -220,6 +220,66 @@ test('Kibana-style scripts: containsKey, contains, get/put/remove on maps, size 
   expect((await client.exists({ index: AGENTS, id: 'kb1' }))).toBe(false);
 });
 
+test("Kibana's agent-tags script: a lambda in replaceAll, removeAll/addAll, a LinkedHashSet stored as a list", async () => {
+  // x-pack/plugins/fleet update_agent_tags, as Kibana sends it to .fleet-agents.
+  const tags = `
+      ctx._source.tags = ctx._source.tags == null ? [] : ctx._source.tags;
+      if (params.tagsToAdd.length == 1 && params.tagsToRemove.length == 1) {
+        ctx._source.tags.replaceAll(tag -> params.tagsToRemove[0] == tag ? params.tagsToAdd[0] : tag);
+      } else {
+        ctx._source.tags.removeAll(params.tagsToRemove);
+        ctx._source.tags.addAll(params.tagsToAdd);
+      }
+
+      LinkedHashSet uniqueSet = new LinkedHashSet();
+      uniqueSet.addAll(ctx._source.tags);
+
+      ctx._source.tags = uniqueSet.toArray();
+
+      ctx._source.updated_at = params.updatedAt;
+      `;
+  await client.index({ index: AGENTS, id: 'tg1', document: { tags: ['old', 'keep', 'old'] } });
+  await client.index({ index: AGENTS, id: 'tg2', document: { active: true } });
+  await client.indices.refresh({ index: AGENTS });
+  const run = (add: string[], remove: string[]) => client.updateByQuery({
+    index: AGENTS, refresh: true, conflicts: 'abort', query: { ids: { values: ['tg1', 'tg2'] } },
+    script: { source: tags, lang: 'painless', params: { tagsToAdd: add, tagsToRemove: remove, updatedAt: '2026-12-02T01:00:00Z' } },
+  });
+  expect((await run(['new'], ['old'])).updated).toBe(2);
+  expect((await source('tg1'))['tags']).toEqual(['new', 'keep']);
+  expect(await source('tg2')).toEqual({ active: true, tags: [], updated_at: '2026-12-02T01:00:00Z' });
+  await run(['a', 'b'], ['keep']);
+  expect((await source('tg1'))['tags']).toEqual(['new', 'a', 'b']);
+  expect((await source('tg2'))['tags']).toEqual(['a', 'b']);
+});
+
+test('interpreter semantics: precedence, integer division, string concatenation, ternary, elvis, null-safe, functions, loops', async () => {
+  await client.index({ index: AGENTS, id: 'sem1', document: { list: [1, 2, 3], m: { a: 1 } } });
+  const script = `
+    int fib(int n) { return n < 2 ? n : fib(n - 1) + fib(n - 2); }
+    def s = ctx._source;
+    s.arith = 1 + 2 * 3 - 7 / 2 % 2; // 1 + 6 - ((7 / 2 = 3) % 2 = 1)
+    s.concat = 'v' + 1 + 2 + ':' + (1 + 2) + true + null;
+    s.last = s.list[-1];
+    s.safe = s.missing?.deep?.field;
+    s.elvis = s.missing ?: 'fallback';
+    s.fib = fib(15);
+    int total = 0;
+    for (def x : s.list) { if (x == 2) { continue; } total += x; }
+    int i = 0;
+    while (true) { i++; if (i >= 5) { break; } }
+    s.total = total;
+    s.i = i;
+    s.eq = [1, [2]] == [1, [2]] && ['a': 1] == s.m && !(s.m === ['a': 1]);
+    s.keys = new ArrayList(s.m.keySet());
+    for (def e : s.m.entrySet()) { s['k_' + e.getKey()] = e.getValue() * 10; }`;
+  await client.update({ index: AGENTS, id: 'sem1', script });
+  expect(await source('sem1')).toEqual({
+    list: [1, 2, 3], m: { a: 1 }, arith: 6, concat: 'v12:3truenull', last: 3, safe: null, elvis: 'fallback', fib: 610,
+    total: 4, i: 5, eq: true, keys: ['a'], k_a: 10,
+  });
+});
+
 test("our adapter's merge-and-remove script runs through the interpreter like any other", async () => {
   await client.index({ index: AGENTS, id: 'mr1', document: { agent: { id: 'mr1', version: '1' }, upgrade: { status: 'x', details: { a: 1 } }, keep: 1 } });
   await client.update({
@@ -232,18 +292,21 @@ test("our adapter's merge-and-remove script runs through the interpreter like an
 test('an unsupported script is refused with the error shape of the update API, and nothing is written', async () => {
   await client.index({ index: AGENTS, id: 'bad1', document: { tags: ['x', 'y'] } });
   const before = await client.get({ index: AGENTS, id: 'bad1' });
-  const lambda = "ctx._source.tags.removeIf(t -> t == 'x')";
-  const { status, body } = await failure(client.update({ index: AGENTS, id: 'bad1', script: { source: lambda, lang: 'painless' } }));
+  const streams = "ctx._source.tags = ctx._source.tags.stream().filter(t -> t != 'x').collect(Collectors.toList());";
+  const { status, body } = await failure(client.update({ index: AGENTS, id: 'bad1', script: { source: streams, lang: 'painless' } }));
   expect(status).toBe(400);
   expect(body.status).toBe(400);
   expect(body.error).toMatchObject({
     root_cause: [{ type: 'illegal_argument_exception', reason: 'failed to execute script' }],
     type: 'illegal_argument_exception', reason: 'failed to execute script',
-    caused_by: { type: 'script_exception', reason: 'compile error', script: lambda, lang: 'painless', caused_by: { type: 'illegal_argument_exception' } },
+    caused_by: {
+      type: 'script_exception', reason: 'compile error', script: streams, lang: 'painless',
+      caused_by: { type: 'illegal_argument_exception', reason: 'cannot resolve symbol [Collectors]' },
+    },
   });
   const cause = body.error['caused_by'] as Obj;
-  expect(cause['script_stack']).toEqual([expect.stringContaining('->'), expect.stringMatching(/\^---- HERE$/)]);
-  expect(cause['position']).toEqual({ offset: lambda.indexOf('->'), start: expect.any(Number), end: expect.any(Number) });
+  expect(cause['script_stack']).toEqual([expect.stringContaining('Collectors'), expect.stringMatching(/\^---- HERE$/)]);
+  expect(cause['position']).toEqual({ offset: streams.indexOf('Collectors'), start: expect.any(Number), end: expect.any(Number) });
 
   // An unknown symbol is a compile error even on a branch that would never run; a null receiver is a runtime one.
   const unknown = await failure(client.update({ index: AGENTS, id: 'bad1', script: 'if (false) { foo.bar = 1; }' }));

@@ -107,7 +107,8 @@ type Expr =
   | { k: 'assign'; op: string; target: Expr; value: Expr; pos: number }
   | { k: 'incdec'; op: '++' | '--'; prefix: boolean; target: Expr; pos: number }
   | { k: 'instanceof'; e: Expr; type: string; pos: number }
-  | { k: 'cast'; type: string; e: Expr; pos: number };
+  | { k: 'cast'; type: string; e: Expr; pos: number }
+  | { k: 'lambda'; params: string[]; body: Expr | Stmt; block: boolean; pos: number };
 
 type Stmt =
   | { k: 'expr'; e: Expr; pos: number }
@@ -447,9 +448,38 @@ class Parser {
   private parseArgs(): Expr[] {
     this.expect('(');
     const args: Expr[] = [];
-    if (!this.is(')')) do args.push(this.parseExpr()); while (this.accept(','));
+    if (!this.is(')')) do args.push(this.parseLambda() ?? this.parseExpr()); while (this.accept(','));
     this.expect(')');
     return args;
+  }
+
+  /** `x -> expr`, `(a, b) -> expr` or `x -> { ... }`: painless lambdas, which appear only as arguments. */
+  private parseLambda(): Expr | undefined {
+    const pos = this.peek().pos;
+    let names: string[];
+    if (this.peek().t === 'id' && this.is('->', 1)) {
+      names = [this.next().v];
+    } else if (this.is('(')) {
+      let o = 1;
+      names = [];
+      while (this.peek(o).t === 'id' && !KEYWORDS.has(this.peek(o).v)) {
+        names.push(this.peek(o).v);
+        o++;
+        if (!this.is(',', o)) break;
+        o++;
+      }
+      if (!this.is(')', o) || !this.is('->', o + 1)) return undefined;
+      this.p += o + 1;
+    } else {
+      return undefined;
+    }
+    const arrow = this.expect('->');
+    return this.scoped(() => {
+      for (const n of names) this.declare(n, arrow.pos);
+      const block = this.is('{');
+      const body = block ? this.parseBlock() : this.parseExpr();
+      return { k: 'lambda', params: names, body, block, pos } as Expr;
+    });
   }
 
   private parsePostfix(): Expr {
@@ -474,8 +504,8 @@ class Parser {
         this.lvalue(e, t.pos);
         this.next();
         e = { k: 'incdec', op: t.v as '++' | '--', prefix: false, target: e, pos: t.pos };
-      } else if (this.is('->') || this.is('::')) {
-        throw compileError('lambdas and method references are not supported by the Elasticsearch double', t.pos);
+      } else if (this.is('::')) {
+        throw compileError('method references are not supported by the Elasticsearch double', t.pos);
       } else {
         return e;
       }
@@ -537,7 +567,7 @@ class Parser {
       if (fn.params.length !== args.length) throw compileError(`Unknown call [${t.v}] with [${args.length}] arguments.`, pos);
       return { k: 'fcall', name: t.v, args, pos };
     }
-    if (this.is('->')) throw compileError('lambdas and method references are not supported by the Elasticsearch double', this.peek().pos);
+    if (this.is('->')) throw compileError('a lambda is allowed only as a method argument', this.peek().pos);
     if (!this.scopes.some((s) => s.has(t.v))) throw compileError(`cannot resolve symbol [${t.v}]`, pos);
     return { k: 'var', name: t.v, pos };
   }
@@ -559,7 +589,26 @@ class Entry {
   constructor(readonly map: Obj, readonly key: string) {}
 }
 
-const isMap = (v: unknown): v is Obj => v !== null && typeof v === 'object' && !Array.isArray(v) && !(v instanceof Entry);
+/** HashSet / LinkedHashSet: insertion-ordered unique elements (by equals). Stored into a document as a list. */
+class PSet {
+  constructor(readonly items: unknown[] = []) {}
+  has(v: unknown): boolean { return this.items.some((x) => deepEqual(x, v)); }
+  add(v: unknown): boolean {
+    if (this.has(v)) return false;
+    this.items.push(v);
+    return true;
+  }
+}
+
+class Lambda {
+  constructor(readonly params: string[], readonly body: Expr | Stmt, readonly block: boolean, readonly scope: Scope) {}
+}
+
+const isMap = (v: unknown): v is Obj => v !== null && typeof v === 'object' && !Array.isArray(v)
+  && !(v instanceof Entry) && !(v instanceof PSet) && !(v instanceof Lambda);
+
+/** A collection's elements, for for-each, addAll and friends. */
+const elements = (v: unknown): unknown[] | undefined => Array.isArray(v) ? v : v instanceof PSet ? v.items : undefined;
 
 function javaType(v: unknown): string {
   if (v === null || v === undefined) return 'null';
@@ -568,6 +617,8 @@ function javaType(v: unknown): string {
   if (typeof v === 'number') return Number.isInteger(v) ? 'java.lang.Integer' : 'java.lang.Double';
   if (Array.isArray(v)) return 'java.util.ArrayList';
   if (v instanceof Entry) return 'java.util.HashMap$Node';
+  if (v instanceof PSet) return 'java.util.LinkedHashSet';
+  if (v instanceof Lambda) return 'java.util.function.Function';
   return 'java.util.HashMap';
 }
 
@@ -592,7 +643,8 @@ function mapRemove(m: Obj, k: unknown): unknown {
 function deepEqual(a: unknown, b: unknown): boolean {
   if (a === b) return true;
   if (a === null || b === null || typeof a !== 'object' || typeof b !== 'object') return false;
-  if (a instanceof Entry || b instanceof Entry) return false;
+  if (a instanceof PSet && b instanceof PSet) return a.items.length === b.items.length && a.items.every((x) => b.has(x));
+  if (a instanceof Entry || b instanceof Entry || a instanceof PSet || b instanceof PSet || a instanceof Lambda || b instanceof Lambda) return false;
   if (Array.isArray(a) !== Array.isArray(b)) return false;
   if (Array.isArray(a)) return a.length === (b as unknown[]).length && a.every((x, i) => deepEqual(x, (b as unknown[])[i]));
   const ka = Object.keys(a);
@@ -605,6 +657,8 @@ function str(v: unknown): string {
   if (typeof v === 'string') return v;
   if (typeof v === 'number' || typeof v === 'boolean') return String(v);
   if (Array.isArray(v)) return `[${v.map(str).join(', ')}]`;
+  if (v instanceof PSet) return `[${v.items.map(str).join(', ')}]`;
+  if (v instanceof Lambda) return 'lambda';
   if (v instanceof Entry) return `${v.key}=${str(mapGet(v.map, v.key))}`;
   return `{${Object.entries(v as Obj).map(([k, x]) => `${k}=${str(x)}`).join(', ')}}`;
 }
@@ -613,7 +667,9 @@ function instanceOf(v: unknown, type: string): boolean {
   switch (type) {
     case 'def': case 'Object': return v !== null;
     case 'Map': case 'HashMap': case 'LinkedHashMap': case 'TreeMap': return isMap(v);
-    case 'List': case 'ArrayList': case 'Collection': case 'Iterable': return Array.isArray(v);
+    case 'List': case 'ArrayList': return Array.isArray(v);
+    case 'Set': case 'HashSet': case 'LinkedHashSet': return v instanceof PSet;
+    case 'Collection': case 'Iterable': return Array.isArray(v) || v instanceof PSet;
     case 'String': return typeof v === 'string';
     case 'Number': case 'Double': case 'Float': return typeof v === 'number' && (type === 'Number' || !Number.isInteger(v));
     case 'Integer': case 'Long': return typeof v === 'number' && Number.isInteger(v);
@@ -710,7 +766,8 @@ class Interpreter {
       case 'foreach': {
         const it = this.eval(s.iter, scope);
         let items: unknown[];
-        if (Array.isArray(it)) items = [...it];
+        const els = elements(it);
+        if (els) items = [...els];
         else if (it === null) throw runtimeError('null_pointer_exception', 'Cannot iterate over a null value', s.iter.pos);
         else throw runtimeError('class_cast_exception', `Cannot cast ${javaType(it)} to java.lang.Iterable`, s.iter.pos);
         for (const item of items) {
@@ -770,10 +827,12 @@ class Interpreter {
       case 'fcall': return this.callFunction(e.name, e.args.map((a) => this.eval(a, scope)), e.pos);
       case 'new': {
         const arg = e.args.length ? this.eval(e.args[0]!, scope) : undefined;
-        const isList = e.type.endsWith('List') || e.type.endsWith('Set');
-        if (arg === undefined || typeof arg === 'number') return isList ? [] : {};
-        if (isList && Array.isArray(arg)) return e.type.endsWith('Set') ? dedupe(arg) : [...arg];
-        if (!isList && isMap(arg)) return { ...arg };
+        const kind = e.type.endsWith('List') ? 'list' : e.type.endsWith('Set') ? 'set' : 'map';
+        const els = elements(arg);
+        if (arg === undefined || typeof arg === 'number') return kind === 'list' ? [] : kind === 'set' ? new PSet() : {};
+        if (kind === 'list' && els) return [...els];
+        if (kind === 'set' && els) { const set = new PSet(); for (const x of els) set.add(x); return set; }
+        if (kind === 'map' && isMap(arg)) return { ...arg };
         throw runtimeError('class_cast_exception', `Cannot cast ${javaType(arg)} to the argument of ${e.type}`, e.pos);
       }
       case 'list': return e.items.map((i) => this.eval(i, scope));
@@ -795,6 +854,7 @@ class Interpreter {
       case 'elvis': return this.eval(e.l, scope) ?? this.eval(e.r, scope);
       case 'instanceof': return instanceOf(this.eval(e.e, scope), e.type);
       case 'cast': return this.coerce(e.type, this.eval(e.e, scope), e.pos);
+      case 'lambda': return new Lambda(e.params, e.body, e.block, scope);
       case 'assign': {
         const ref = this.ref(e.target, scope);
         const v = e.op === '='
@@ -930,6 +990,16 @@ class Interpreter {
     }
   }
 
+  private invoke(f: unknown, args: unknown[], pos: number): unknown {
+    if (!(f instanceof Lambda)) throw runtimeError('class_cast_exception', `Cannot cast ${javaType(f)} to a functional interface`, pos);
+    if (f.params.length !== args.length) throw runtimeError('illegal_argument_exception', `lambda takes [${f.params.length}] arguments, not [${args.length}]`, pos);
+    const scope = new Scope(f.scope);
+    f.params.forEach((p, i) => scope.vars.set(p, args[i]));
+    if (!f.block) return this.eval(f.body as Expr, scope);
+    const sig = this.exec(f.body as Stmt, scope);
+    return sig && sig.s === 'return' ? sig.v : null;
+  }
+
   private callMethod(o: unknown, name: string, args: unknown[], pos: number): unknown {
     if (o === null || o === undefined) throw this.npe('invoke method', name, pos);
     const a0 = args[0];
@@ -957,6 +1027,38 @@ class Interpreter {
           if (!isMap(a0)) throw runtimeError('class_cast_exception', `Cannot cast ${javaType(a0)} to java.util.Map`, pos);
           for (const [k, v] of Object.entries(a0)) mapPut(o, k, v);
           return null;
+        case 'computeIfAbsent/2': {
+          const cur = mapGet(o, a0);
+          if (cur !== null) return cur;
+          const v = this.invoke(args[1], [a0], pos);
+          if (v !== null) mapPut(o, a0, v);
+          return v;
+        }
+        case 'forEach/1': for (const k of Object.keys(o)) this.invoke(a0, [k, o[k] ?? null], pos); return null;
+      }
+    } else if (o instanceof PSet) {
+      switch (sig) {
+        case 'add/1': return o.add(a0);
+        case 'addAll/1': {
+          const els = elements(a0);
+          if (!els) throw runtimeError('class_cast_exception', `Cannot cast ${javaType(a0)} to java.util.Collection`, pos);
+          let changed = false;
+          for (const x of els) changed = o.add(x) || changed;
+          return changed;
+        }
+        case 'remove/1': { const i = o.items.findIndex((x) => deepEqual(x, a0)); if (i >= 0) o.items.splice(i, 1); return i >= 0; }
+        case 'contains/1': return o.has(a0);
+        case 'size/0': return o.items.length;
+        case 'isEmpty/0': return o.items.length === 0;
+        case 'clear/0': o.items.length = 0; return null;
+        case 'toArray/0': return [...o.items];
+        case 'removeIf/1': {
+          const kept = o.items.filter((x) => !this.bool(this.invoke(a0, [x], pos), pos));
+          const changed = kept.length !== o.items.length;
+          o.items.splice(0, o.items.length, ...kept);
+          return changed;
+        }
+        case 'forEach/1': for (const x of [...o.items]) this.invoke(a0, [x], pos); return null;
       }
     } else if (Array.isArray(o)) {
       switch (sig) {
@@ -968,10 +1070,12 @@ class Interpreter {
           o.splice(a0, 0, args[1]);
           return null;
         }
-        case 'addAll/1':
-          if (!Array.isArray(a0)) throw runtimeError('class_cast_exception', `Cannot cast ${javaType(a0)} to java.util.Collection`, pos);
-          o.push(...a0);
-          return a0.length > 0;
+        case 'addAll/1': {
+          const els = elements(a0);
+          if (!els) throw runtimeError('class_cast_exception', `Cannot cast ${javaType(a0)} to java.util.Collection`, pos);
+          o.push(...els);
+          return els.length > 0;
+        }
         case 'remove/1': {
           // List.remove(int) removes by position; anything else removes the first equal element.
           if (typeof a0 === 'number' && Number.isInteger(a0)) return o.splice(this.listIndex(o, a0, pos), 1)[0] ?? null;
@@ -980,9 +1084,10 @@ class Interpreter {
           return i >= 0;
         }
         case 'removeAll/1': {
-          if (!Array.isArray(a0)) throw runtimeError('class_cast_exception', `Cannot cast ${javaType(a0)} to java.util.Collection`, pos);
+          const els = elements(a0);
+          if (!els) throw runtimeError('class_cast_exception', `Cannot cast ${javaType(a0)} to java.util.Collection`, pos);
           const before = o.length;
-          const kept = o.filter((x) => !a0.some((y) => deepEqual(x, y)));
+          const kept = o.filter((x) => !els.some((y) => deepEqual(x, y)));
           o.splice(0, o.length, ...kept);
           return kept.length !== before;
         }
@@ -991,6 +1096,15 @@ class Interpreter {
         case 'size/0': case 'getLength/0': return o.length;
         case 'isEmpty/0': return o.length === 0;
         case 'clear/0': o.length = 0; return null;
+        case 'toArray/0': return [...o];
+        case 'replaceAll/1': for (let i = 0; i < o.length; i++) o[i] = this.invoke(a0, [o[i]], pos); return null;
+        case 'removeIf/1': {
+          const kept = o.filter((x) => !this.bool(this.invoke(a0, [x], pos), pos));
+          const changed = kept.length !== o.length;
+          o.splice(0, o.length, ...kept);
+          return changed;
+        }
+        case 'forEach/1': for (const x of [...o]) this.invoke(a0, [x], pos); return null;
       }
     } else if (o instanceof Entry) {
       switch (sig) {
@@ -1030,12 +1144,6 @@ class Interpreter {
   }
 }
 
-function dedupe(xs: unknown[]): unknown[] {
-  const out: unknown[] = [];
-  for (const x of xs) if (!out.some((y) => deepEqual(x, y))) out.push(x);
-  return out;
-}
-
 function defaultOf(type: string): unknown {
   if (['int', 'long', 'short', 'byte', 'float', 'double', 'char'].includes(type)) return 0;
   return type === 'boolean' ? false : null;
@@ -1043,5 +1151,22 @@ function defaultOf(type: string): unknown {
 
 /** Runs a compiled script against ctx (mutated in place); returns the script's value. */
 export function execute(prog: Program, ctx: Obj, params: Obj): unknown {
-  return new Interpreter(prog).run(ctx, params);
+  const out = new Interpreter(prog).run(ctx, params);
+  if (isMap(ctx['_source'])) ctx['_source'] = toJson(ctx['_source'], 0);
+  return out;
+}
+
+/** What Elasticsearch serialises a script's values to: sets become lists, entries single-key maps. */
+function toJson(v: unknown, depth: number): unknown {
+  if (depth > 1000) throw runtimeError('illegal_argument_exception', 'document is nested too deeply (or contains itself)', 0);
+  if (v instanceof PSet) return v.items.map((x) => toJson(x, depth + 1));
+  if (v instanceof Entry) return { [v.key]: toJson(mapGet(v.map, v.key), depth + 1) };
+  if (v instanceof Lambda) throw runtimeError('illegal_argument_exception', 'cannot write a lambda into a document', 0);
+  if (Array.isArray(v)) return v.map((x) => toJson(x, depth + 1));
+  if (isMap(v)) {
+    const out: Obj = {};
+    for (const [k, x] of Object.entries(v)) mapPut(out, k, toJson(x, depth + 1));
+    return out;
+  }
+  return v;
 }
