@@ -314,6 +314,7 @@ export class Cluster {
             idx.delete(live.id);
             deleted++;
           } else if (ctx.op === 'index') {
+            if (!isObj(ctx._source)) throw illegalArgument('ctx._source must remain a map');
             idx.replace(live, ctx._source, false);
             done++;
           } else {
