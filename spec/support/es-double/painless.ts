@@ -342,18 +342,11 @@ class Parser {
     return this.scoped(() => {
       // for (Type x : iterable) / for (x in iterable)
       const n = this.typeLen();
-      if (n > 0 && this.peek(n).t === 'id' && this.is(':', n + 1)) {
-        this.p += n;
+      const typed = n > 0 && this.peek(n).t === 'id' && this.is(':', n + 1);
+      if (typed || (this.peek().t === 'id' && this.is('in', 1))) {
+        if (typed) this.p += n;
         const name = this.ident();
-        this.next();
-        const iter = this.parseExpr();
-        this.declare(name.v, name.pos);
-        this.expect(')');
-        return { k: 'foreach', name: name.v, iter, body: this.parseBody(), pos } as Stmt;
-      }
-      if (this.peek().t === 'id' && this.is('in', 1)) {
-        const name = this.ident();
-        this.next();
+        this.next(); // ':' or 'in'
         const iter = this.parseExpr();
         this.declare(name.v, name.pos);
         this.expect(')');
