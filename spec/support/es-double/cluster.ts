@@ -1,10 +1,10 @@
 // The double's cluster state and document APIs: indices with aliases and data streams, realtime GET,
 // search on refreshed data, updates with Elasticsearch's merge semantics, bulk with per-item errors.
 import { randomBytes } from 'node:crypto';
-import { mergeDoc, removeFields } from '../../../src/store/doc-merge';
-import { MERGE_AND_REMOVE } from '../../../src/store/elasticsearch/scripts';
+import { mergeDoc } from '../../../src/store/doc-merge';
 import { EsError, illegalArgument, indexNotFound, validationFailed } from './errors';
 import { Index, type WriteResult } from './index';
+import { compileScript, runCompiled, runUpdateScript, type ScriptSpec } from './scripting';
 import { DATA_STREAM_PATTERNS, dynamicMapping, FLEET_MAPPINGS, FLEET_SYSTEM_INDICES } from './mappings';
 import {
   aggregate, checkSortable, compileQuery, filterSource, parseSort, parseSourceFilter, sortDocs,
@@ -23,7 +23,7 @@ export interface UpdateBody {
   doc?: Obj;
   doc_as_upsert?: boolean;
   upsert?: Obj;
-  script?: string | { source?: string; id?: string; lang?: string; params?: Obj };
+  script?: ScriptSpec;
   scripted_upsert?: boolean;
   detect_noop?: boolean;
   _source?: unknown;
@@ -170,7 +170,13 @@ export class Cluster {
       if (meta.if_seq_no !== undefined) idx.checkCas(id, prev, meta.if_seq_no);
       const seed = body.doc_as_upsert ? body.doc : body.upsert;
       if (!seed) throw new EsError(404, 'document_missing_exception', `[${id}]: document missing`, idx.meta());
-      const source = (body.scripted_upsert && hasScript ? runScript(body.script!, structuredClone(seed) as Obj) ?? seed : seed) as Obj;
+      let source = seed as Obj;
+      if (body.scripted_upsert && hasScript) {
+        const out = runUpdateScript(body.script!, { _index: idx.name, _id: id, _version: -1, _routing: null, op: 'create', _now: Date.now(), _source: structuredClone(seed) as Obj });
+        // A scripted upsert that chooses noop creates nothing (UpdateHelper answers NOOP).
+        if (out.op === 'noop') return { idx, r: { result: 'noop', doc: { id, source: {}, seqNo: -2, version: -1 } } };
+        source = out.source;
+      }
       const r = idx.put(id, structuredClone(source));
       this.onWrite(1);
       return { idx, r };
@@ -181,8 +187,16 @@ export class Cluster {
       if (!isObj(body.doc)) throw new EsError(400, 'x_content_parse_exception', '[1:8] [UpdateRequest] failed to parse field [doc]');
       next = mergeDoc(structuredClone(prev.source), body.doc);
     } else {
-      next = runScript(body.script!, structuredClone(prev.source));
-      if (next === undefined) return { idx, r: { result: 'noop', doc: prev } };
+      const out = runUpdateScript(body.script!, {
+        _index: idx.name, _id: id, _version: prev.version, _routing: null, op: 'index', _now: Date.now(), _source: structuredClone(prev.source),
+      });
+      if (out.op === 'noop') return { idx, r: { result: 'noop', doc: prev } };
+      if (out.op === 'delete') {
+        const r = idx.delete(id);
+        this.onWrite(1);
+        return { idx, r };
+      }
+      next = out.source;
     }
     // A script always rewrites the document; a partial doc is a noop when nothing changes (detect_noop).
     const r = idx.replace(prev, next, hasDoc && body.detect_noop !== false);
@@ -271,6 +285,9 @@ export class Cluster {
     let conflicts = 0;
     let noops = 0;
     const failures: Obj[] = [];
+    let deleted = 0;
+    // Compiled before any document is touched: a script that does not compile fails the whole request.
+    const script = kind === 'update' && body['script'] !== undefined ? compileScript(body['script'] as ScriptSpec) : undefined;
     for (const idx of indices) {
       const t = { index: idx.name, mapping: idx.mapping };
       for (const doc of [...idx.searchable.values()]) {
@@ -286,22 +303,29 @@ export class Cluster {
         if (kind === 'delete') {
           idx.delete(doc.id);
           done++;
-        } else if (body['script'] === undefined) {
+        } else if (!script) {
           idx.replace(live, live.source, false);
           done++;
         } else {
-          const next = runScript(body['script'] as UpdateBody['script'] & object, structuredClone(live.source));
-          if (next === undefined) noops++;
-          else {
-            idx.replace(live, next, false);
+          const ctx = { _index: idx.name, _id: live.id, _version: live.version, _routing: null, op: 'index', _now: Date.now(), _source: structuredClone(live.source) };
+          runCompiled(script, ctx);
+          if (ctx.op === 'noop' || ctx.op === 'none') noops++;
+          else if (ctx.op === 'delete') {
+            idx.delete(live.id);
+            deleted++;
+          } else if (ctx.op === 'index') {
+            if (!isObj(ctx._source)) throw illegalArgument('ctx._source must remain a map');
+            idx.replace(live, ctx._source, false);
             done++;
+          } else {
+            throw illegalArgument(`Operation type [${String(ctx.op)}] not allowed, only [noop, index, delete] are allowed`);
           }
         }
       }
     }
-    if (done > 0) this.onWrite(done);
+    if (done + deleted > 0) this.onWrite(done + deleted);
     return {
-      took: Date.now() - started, timed_out: false, total, updated: kind === 'update' ? done : 0, deleted: kind === 'delete' ? done : 0,
+      took: Date.now() - started, timed_out: false, total, updated: kind === 'update' ? done : 0, deleted: kind === 'delete' ? done : deleted,
       batches: 1, version_conflicts: conflicts, noops, retries: { bulk: 0, search: 0 }, throttled_millis: 0,
       requests_per_second: -1, throttled_until_millis: 0, failures,
     };
@@ -339,19 +363,4 @@ function valuesAtForFields(src: Obj, path: string): unknown[] {
   let nodes: unknown[] = [src];
   for (const p of parts) nodes = nodes.flatMap((n) => (Array.isArray(n) ? n : [n])).filter(isObj).map((n) => n[p]).filter((v) => v !== undefined && v !== null);
   return nodes.flatMap((n) => (Array.isArray(n) ? n : [n]));
-}
-
-/**
- * The painless scripts the double knows, keyed by exact source. Returns the new source, or undefined
- * for ctx.op = "noop". Anything else is refused as Elasticsearch would refuse a script it cannot compile.
- */
-function runScript(script: NonNullable<UpdateBody['script']>, source: Obj): Obj | undefined {
-  const s = typeof script === 'string' ? { source: script, params: {} } : script;
-  const params = (s.params ?? {}) as Obj;
-  if (s.source === MERGE_AND_REMOVE) {
-    const merged = mergeDoc(source, (params['doc'] ?? {}) as Obj);
-    return removeFields(merged, (params['remove'] ?? []) as string[]);
-  }
-  throw new EsError(400, 'script_exception', 'compile error', { script: String(s.source).slice(0, 80), lang: 'painless' },
-    illegalArgument('the Elasticsearch double runs only the scripts it knows'));
 }

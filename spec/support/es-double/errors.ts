@@ -3,6 +3,11 @@
 
 export type Meta = Record<string, unknown>;
 
+/** Exceptions of the JDK (and painless's own Error), as opposed to ElasticsearchException subclasses. */
+const JAVA_EXCEPTIONS = new Set(['illegal_argument_exception', 'illegal_state_exception', 'null_pointer_exception',
+  'class_cast_exception', 'index_out_of_bounds_exception', 'string_index_out_of_bounds_exception', 'arithmetic_exception',
+  'painless_error', 'stack_overflow_error']);
+
 export class EsError extends Error {
   constructor(readonly status: number, readonly type: string, readonly reason: string,
     readonly meta: Meta = {}, readonly causedBy?: EsError, readonly headers: Record<string, string | string[]> = {}) {
@@ -18,9 +23,14 @@ export class EsError extends Error {
 
   /** The full envelope of a failed request. */
   envelope(): { error: Meta; status: number } {
-    let innermost: EsError = this;
-    while (innermost.causedBy) innermost = innermost.causedBy;
-    const root = { type: innermost.type, reason: innermost.reason, ...innermost.meta };
+    // root_cause is the deepest *Elasticsearch* exception of the chain (ElasticsearchException.guessRootCauses):
+    // a plain Java cause such as painless's null_pointer_exception stays in caused_by only, and a Java
+    // exception at the top (update's "failed to execute script") is its own root cause.
+    let rootErr: EsError = this;
+    if (!JAVA_EXCEPTIONS.has(this.type)) {
+      while (rootErr.causedBy && !JAVA_EXCEPTIONS.has(rootErr.causedBy.type)) rootErr = rootErr.causedBy;
+    }
+    const root = { type: rootErr.type, reason: rootErr.reason, ...rootErr.meta };
     return { error: { root_cause: [root], ...this.item() }, status: this.status };
   }
 }

@@ -1,7 +1,7 @@
 // Painless scripts the Elasticsearch store sends. A partial `doc` update cannot remove fields, so an
 // update that must also drop fields (upstream clears audit_unenrolled_* on check-in this way) runs
 // this script: a recursive merge with Elasticsearch's partial-doc semantics, then the removals.
-// The Elasticsearch double recognises scripts by their exact source, so keep them constant.
+// Kept constant so Elasticsearch compiles it once and serves it from its script cache.
 
 export const MERGE_AND_REMOVE = [
   'void merge(Map dst, Map src) { for (def e : src.entrySet()) { def cur = dst.get(e.getKey());',
