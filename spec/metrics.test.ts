@@ -1,6 +1,7 @@
 // The metrics listener as Elastic Agent, Kibana and Prometheus read it: upstream's /stats shape and
 // /metrics names and types (parsed with a Prometheus text-format parser), counters that move with the
 // requests, and the process metrics also under beat.* where the agent's monitoring copies them from.
+import { readFileSync } from 'node:fs';
 import parsePrometheus from 'parse-prometheus-text-format';
 import { SimAgent } from './support/agent';
 import { freePort } from './support/ports';
@@ -77,6 +78,11 @@ test('/stats: upstream http_server shape; route counters move with requests, lim
   expect(after.info).toEqual(expect.objectContaining({ name: 'fleet-server', ephemeral_id: '', version: expect.any(String) }));
   expect(after.handles.open).toBeGreaterThan(3);
   expect(after.handles.limit.soft).toBeGreaterThan(0);
+  // Linux: the process's control group, as libbeat reports it (v1 here: per-controller groups).
+  if (/memory:|^0::/m.test(readFileSync('/proc/self/cgroup', 'utf8'))) {
+    expect(after.cgroup.memory.mem.usage.bytes).toBeGreaterThan(0);
+    expect(typeof after.cgroup.memory.id).toBe('string');
+  }
 });
 
 

@@ -13,6 +13,7 @@ import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { getHeapStatistics } from 'node:v8';
 import type { Logger } from 'pino';
 import type { Fleet } from '../fleet/fleet';
+import { cgroupMetrics } from '../util/cgroup';
 import { VERSION } from '../version';
 import { ROUTE_METRICS, type RouteCounters } from './counters';
 import type { HttpService } from './server';
@@ -56,6 +57,7 @@ function processMetrics(): Record<string, unknown> {
   const [userMs, systemMs] = [cpu.user / 1000, cpu.system / 1000];
   const limits = fileLimits();
   const open = openFiles();
+  const cgroup = cgroupMetrics();
   return {
     memstats: {
       // Go's cumulative allocation has no Node counterpart: the committed heap stands in for it.
@@ -78,6 +80,7 @@ function processMetrics(): Record<string, unknown> {
     runtime: { goroutines: process.getActiveResourcesInfo().length },
     info: { ephemeral_id: '', name: 'fleet-server', version: VERSION, uptime: { ms: Math.round(process.uptime() * 1000) } },
     ...(open !== undefined ? { handles: { open, limit: { hard: limits.hard ?? 0, soft: limits.soft ?? 0 } } } : {}),
+    ...(cgroup !== undefined ? { cgroup } : {}),
   };
 }
 

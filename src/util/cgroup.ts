@@ -1,0 +1,89 @@
+// The control group this process runs in, as libbeat's process metrics report it (`cgroup` in /stats):
+// CPU quota and throttling, CPU time, memory usage and limit. cgroup v1 (one hierarchy per controller)
+// and v2 (one unified hierarchy); Linux only, undefined elsewhere or when nothing can be read.
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+
+const ROOT = '/sys/fs/cgroup';
+
+function read(file: string): string | undefined {
+  try {
+    return readFileSync(file, 'utf8').trim();
+  } catch {
+    return undefined;
+  }
+}
+
+function num(text: string | undefined): number | undefined {
+  if (text === undefined || text === 'max') return undefined;
+  const n = Number(text);
+  return Number.isFinite(n) ? n : undefined;
+}
+
+/** `key value` lines (cpu.stat). */
+function keyed(text: string | undefined): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const line of (text ?? '').split('\n')) {
+    const [k, v] = line.trim().split(/\s+/);
+    if (k && v !== undefined && Number.isFinite(Number(v))) out[k] = Number(v);
+  }
+  return out;
+}
+
+/** The directory of a controller's group: the path as /proc names it, or the mount itself inside a container. */
+function groupDir(mount: string, path: string): string {
+  const full = join(mount, path);
+  return existsSync(full) ? full : mount;
+}
+
+/** controller → path, from /proc/self/cgroup. */
+function membership(): Map<string, string> {
+  const out = new Map<string, string>();
+  for (const line of (read('/proc/self/cgroup') ?? '').split('\n')) {
+    const m = /^\d+:([^:]*):(.*)$/.exec(line);
+    if (!m) continue;
+    for (const c of m[1]!.split(',')) out.set(c, m[2]!);
+  }
+  return out;
+}
+
+export function cgroupMetrics(): Record<string, unknown> | undefined {
+  const groups = membership();
+  if (groups.size === 0) return undefined;
+  if (existsSync(join(ROOT, 'cgroup.controllers'))) {
+    const id = groups.get('') ?? '/';
+    const dir = groupDir(ROOT, id);
+    const stat = keyed(read(join(dir, 'cpu.stat')));
+    const limit = num(read(join(dir, 'memory.max')));
+    return {
+      cpu: { id, stats: { periods: stat['nr_periods'] ?? 0, throttled: { periods: stat['nr_throttled'] ?? 0, ns: (stat['throttled_usec'] ?? 0) * 1000 } } },
+      memory: { id, mem: { usage: { bytes: num(read(join(dir, 'memory.current'))) ?? 0 }, ...(limit !== undefined ? { limit: { bytes: limit } } : {}) } },
+    };
+  }
+  const out: Record<string, unknown> = {};
+  const cpuId = groups.get('cpu');
+  if (cpuId !== undefined) {
+    const mount = existsSync(join(ROOT, 'cpu')) ? join(ROOT, 'cpu') : join(ROOT, 'cpu,cpuacct');
+    const dir = groupDir(mount, cpuId);
+    const stat = keyed(read(join(dir, 'cpu.stat')));
+    out['cpu'] = {
+      id: cpuId,
+      cfs: { period: { us: num(read(join(dir, 'cpu.cfs_period_us'))) ?? 0 }, quota: { us: num(read(join(dir, 'cpu.cfs_quota_us'))) ?? 0 } },
+      stats: { periods: stat['nr_periods'] ?? 0, throttled: { periods: stat['nr_throttled'] ?? 0, ns: stat['throttled_time'] ?? 0 } },
+    };
+  }
+  const acctId = groups.get('cpuacct');
+  if (acctId !== undefined) {
+    const mount = existsSync(join(ROOT, 'cpuacct')) ? join(ROOT, 'cpuacct') : join(ROOT, 'cpu,cpuacct');
+    out['cpuacct'] = { id: acctId, total: { ns: num(read(join(groupDir(mount, acctId), 'cpuacct.usage'))) ?? 0 } };
+  }
+  const memId = groups.get('memory');
+  if (memId !== undefined) {
+    const dir = groupDir(join(ROOT, 'memory'), memId);
+    out['memory'] = { id: memId, mem: {
+      limit: { bytes: num(read(join(dir, 'memory.limit_in_bytes'))) ?? 0 },
+      usage: { bytes: num(read(join(dir, 'memory.usage_in_bytes'))) ?? 0 },
+    } };
+  }
+  return Object.keys(out).length > 0 ? out : undefined;
+}
