@@ -3,7 +3,7 @@
 // handler (upstream's middleware order). Every error on the way, routing included, is classified once
 // (errors.ts) and answered in upstream's shape; nothing a client sends can end the process.
 import { randomUUID } from 'node:crypto';
-import http, { type IncomingMessage, type ServerResponse } from 'node:http';
+import http, { ServerResponse, type IncomingMessage } from 'node:http';
 import https from 'node:https';
 import type { AddressInfo, Socket } from 'node:net';
 import type { SecureVersion } from 'node:tls';
@@ -65,6 +65,14 @@ export class HttpService {
   private readonly bodyBudget = new BodyBudget(BODY_BUDGET_BYTES);
   /** Per route, as upstream's metrics name them (read by the metrics listener). */
   readonly routes = routeCounters();
+  /** Set when stopping: every answer from then on closes its connection. */
+  private draining = false;
+  /**
+   * Responses that say `Connection: close` once the server drains: an agent answered during the drain
+   * (held polls included) reconnects to another instance instead of re-polling on a socket this one is
+   * about to close, which it would see as a reset.
+   */
+  private readonly responseClass = drainAwareResponse(() => this.draining);
   /** Connections Node timed out mid-request (answered 408 by clientError). */
   private readonly timedOut = new WeakSet<Socket>();
   private inFlight = 0;
@@ -91,6 +99,7 @@ export class HttpService {
       connectionsCheckingInterval: DEADLINE_CHECK_MS,
       keepAliveTimeout: s.timeouts.idleMs,
       maxHeaderSize: s.maxHeaderByteSize,
+      ServerResponse: this.responseClass,
     };
     const handler = (req: IncomingMessage, res: ServerResponse): void => this.handle(req, res, guard);
     const server = s.tls.enabled
@@ -170,6 +179,7 @@ export class HttpService {
 
   /** Stops accepting, lets in-flight requests finish (held polls are answered by fleet.stop), then closes. */
   async stop(drainMs: number, beforeDrain: () => Promise<void>): Promise<void> {
+    this.draining = true;
     const closed = this.servers.map((s) => new Promise<void>((r) => s.close(() => r())));
     for (const s of this.servers) s.closeIdleConnections();
     await beforeDrain();
@@ -344,4 +354,14 @@ function listen(server: http.Server, port: number, host: string, log: Logger): P
       resolve();
     });
   });
+}
+
+function drainAwareResponse(draining: () => boolean): typeof ServerResponse {
+  return class DrainAwareResponse extends ServerResponse {
+    // Every head goes through writeHead (Node's implicit headers included).
+    override writeHead(...args: unknown[]): this {
+      if (draining()) this.shouldKeepAlive = false;
+      return (ServerResponse.prototype.writeHead as (...a: unknown[]) => this).apply(this, args);
+    }
+  } as typeof ServerResponse;
 }
