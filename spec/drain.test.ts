@@ -1,33 +1,54 @@
-// A stopping server answers held check-ins saying Connection: close, so agents on keep-alive sockets
-// reconnect (to another instance) instead of re-polling on a socket that is being closed.
+// A stopping server answers its held check-ins oldest first, spread over the drain window, each saying
+// Connection: close: agents on keep-alive sockets reconnect (to another instance) at a steady rate
+// instead of all at once, and never re-poll on a socket that is being closed.
 import http from 'node:http';
 import { SimAgent } from './support/agent';
 import { removeDir, startFleetServer } from './support/fleet-server';
 
-test('answers during the drain carry Connection: close, held polls included', async () => {
-  const server = await startFleetServer({ overrides: ['inputs.0.server.timeouts.checkin_long_poll=60s', 'inputs.0.server.timeouts.checkin_jitter=0s'] });
+test('held polls are answered oldest first, spread out, with Connection: close; the process exits 0', async () => {
+  const server = await startFleetServer({ overrides: [
+    'inputs.0.server.timeouts.checkin_long_poll=60s', 'inputs.0.server.timeouts.checkin_jitter=0s', 'inputs.0.server.timeouts.drain=5s',
+  ] });
   const keepAlive = new http.Agent({ keepAlive: true });
   try {
-    const agents = [new SimAgent(server.url), new SimAgent(server.url), new SimAgent(server.url)];
-    for (const a of agents) {
+    const agents: SimAgent[] = [];
+    for (let i = 0; i < 40; i++) {
+      const a = new SimAgent(server.url);
       expect((await a.enroll(server.printedToken!)).status).toBe(200);
       await a.checkin();
+      agents.push(a);
     }
-    // Held polls on keep-alive connections, as agents hold them.
-    const held = agents.map((a) => new Promise<http.IncomingMessage>((resolve, reject) => {
-      const req = http.request(`${a.baseUrl}/api/fleet/agents/${a.id}/checkin`, { method: 'POST', agent: keepAlive, headers: a.headers() }, (res) => {
-        res.resume();
-        res.on('end', () => resolve(res));
-      });
-      req.on('error', reject);
-      req.end(JSON.stringify({ status: 'online', agent_policy_id: 'default-policy', policy_revision_idx: 1 }));
-    }));
+    const arrivals: number[] = [];
+    const held: Promise<http.IncomingMessage>[] = [];
+    for (const [i, a] of agents.entries()) {
+      held.push(new Promise<http.IncomingMessage>((resolve, reject) => {
+        const req = http.request(`${a.baseUrl}/api/fleet/agents/${a.id}/checkin`, { method: 'POST', agent: keepAlive, headers: a.headers() }, (res) => {
+          res.resume();
+          res.on('end', () => {
+            arrivals.push(i);
+            resolve(res);
+          });
+        });
+        req.on('error', reject);
+        req.end(JSON.stringify({ status: 'online', agent_policy_id: 'default-policy', policy_revision_idx: 1 }));
+      }));
+      // Held one after the other, so "oldest" is well defined.
+      await new Promise((r) => setTimeout(r, 10));
+    }
     await new Promise((r) => setTimeout(r, 300));
+    const t0 = Date.now();
     const stopped = server.stop();
-    for (const res of await Promise.all(held)) {
+    const answered = await Promise.all(held);
+    const spreadMs = Date.now() - t0;
+    for (const res of answered) {
       expect(res.statusCode).toBe(200);
       expect(res.headers['connection']).toBe('close');
     }
+    // At most 10 ms apart within 80 % of the drain: 40 polls take about 0.4 s, not one burst.
+    expect(spreadMs).toBeGreaterThanOrEqual(200);
+    const rank = (i: number): number => arrivals.indexOf(i);
+    const mean = (xs: number[]): number => xs.reduce((s, x) => s + x, 0) / xs.length;
+    expect(mean([0, 1, 2, 3, 4, 5, 6, 7, 8, 9].map(rank))).toBeLessThan(mean([30, 31, 32, 33, 34, 35, 36, 37, 38, 39].map(rank)));
     expect(await stopped).toBe(0);
   } finally {
     keepAlive.destroy();

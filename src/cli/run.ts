@@ -37,7 +37,7 @@ export async function runServer(args: ConfigArgs): Promise<void> {
     }, config.server.timeouts.drainMs + 5000);
     hard.unref();
     try {
-      await server.stop();
+      await server.stop({ spread: true });
       log.info('fleet-server stopped');
       log.flush();
     } finally {

@@ -62,7 +62,7 @@ export class AgentMode {
     if (this.bootstrapTimer) clearTimeout(this.bootstrapTimer);
     this.report({ state: 'STOPPING', message: 'Stopping' });
     await this.queue.catch(() => undefined);
-    await this.stopServer();
+    await this.stopServer({ spread: true });
     await this.client.stop();
   }
 
@@ -227,13 +227,14 @@ export class AgentMode {
     return this.outputProbe;
   }
 
-  private async stopServer(): Promise<void> {
+  /** `spread` when leaving for good (see ServerInstance.stop); a reconfiguration restarts at once. */
+  private async stopServer(opts: { spread?: boolean } = {}): Promise<void> {
     const server = this.server;
     if (!server) return;
     this.server = undefined;
     this.unsubscribeHealth?.();
     this.unsubscribeHealth = undefined;
-    await server.stop();
+    await server.stop(opts);
   }
 }
 

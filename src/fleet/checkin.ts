@@ -43,6 +43,8 @@ export interface CheckinResult {
 }
 
 const MAX_ACTIONS = 100;
+const RELEASE_MAX_GAP_MS = 10;
+const RELEASE_TICK_MS = 20;
 const MINUTE = 60_000;
 
 type Wake =
@@ -104,10 +106,29 @@ export class CheckinService {
     this.touchTimer.unref();
   }
 
-  /** Answers every held poll now (server stopping). */
-  releaseAll(): void {
+  /**
+   * Answers every held poll (server stopping), oldest first, spread over `windowMs`: the agents then
+   * reconnect to the remaining instances at a steady rate instead of all in the same second. At most
+   * 10 ms apart, so a few polls are answered at once; 0 answers all now (a restart in place).
+   */
+  releaseAll(windowMs = 0): Promise<void> {
     if (this.touchTimer) clearInterval(this.touchTimer);
-    for (const h of this.held) h.onTimeout();
+    const polls = [...this.held];
+    if (windowMs <= 0 || polls.length <= 1) {
+      for (const h of polls) h.onTimeout();
+      return Promise.resolve();
+    }
+    const gapMs = Math.min(windowMs / polls.length, RELEASE_MAX_GAP_MS);
+    const perTick = Math.max(1, Math.round(RELEASE_TICK_MS / gapMs));
+    return new Promise((resolve) => {
+      let next = 0;
+      const tick = (): void => {
+        for (let n = 0; n < perTick && next < polls.length; n++) polls[next++]!.onTimeout();
+        if (next < polls.length) setTimeout(tick, Math.max(RELEASE_TICK_MS, gapMs));
+        else resolve();
+      };
+      tick();
+    });
   }
 
   get heldCount(): number {

@@ -126,12 +126,13 @@ export class Fleet {
   }
 
   /** Answers held check-ins, stops the monitors and writes what is pending. */
-  async stop(): Promise<void> {
+  /** `releaseWindowMs`: how long to spread the answers to held polls over (0: all at once). */
+  async stop(releaseWindowMs = 0): Promise<void> {
     this.stopping = true;
     if (this.healthTimer) clearInterval(this.healthTimer);
     if (this.gcTimer) clearInterval(this.gcTimer);
     this.health.set('STOPPING', 'Stopping');
-    this.checkins.releaseAll();
+    await this.checkins.releaseAll(releaseWindowMs);
     this.abort.abort(new Error('fleet server stopping'));
     await Promise.allSettled([this.policies.stopped(), this.dispatcher.stopped()]);
     await this.bookkeeper.stop();

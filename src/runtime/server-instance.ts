@@ -42,11 +42,16 @@ export class ServerInstance {
     if (this.store.kind !== 'sqlite') void this.startWhenReady(opts.requireVersion);
   }
 
-  /** Answers held polls, drains requests, writes what is pending and closes the store. */
-  async stop(): Promise<void> {
+  /**
+   * Answers held polls, drains requests, writes what is pending and closes the store. Leaving for good
+   * (`spread`), the answers are spread over most of the drain window so that agents move to the other
+   * instances smoothly; a restart in place answers them at once.
+   */
+  async stop(opts: { spread?: boolean } = {}): Promise<void> {
     // A start still waiting for the store gives up; one mid-way is stopped by fleet.stop() below.
     this.stopping.abort();
-    await this.http.stop(this.config.server.timeouts.drainMs, () => this.fleet.stop());
+    const drainMs = this.config.server.timeouts.drainMs;
+    await this.http.stop(drainMs, () => this.fleet.stop(opts.spread ? Math.floor(drainMs * 0.8) : 0));
     this.metrics?.close();
     await this.store.close();
   }
