@@ -3,6 +3,7 @@
 // handler (upstream's middleware order). Every error on the way, routing included, is classified once
 // (errors.ts) and answered in upstream's shape; nothing a client sends can end the process.
 import { randomUUID } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import http, { ServerResponse, type IncomingMessage } from 'node:http';
 import https from 'node:https';
 import type { AddressInfo, Socket } from 'node:net';
@@ -344,10 +345,23 @@ export class HttpService {
 /** A response error (a write after the client went away) is not worth more than the close already seen. */
 function ignoreResponseError(): void {}
 
+/**
+ * The kernel's cap on a listen queue (net.core.somaxconn), which Go's listeners use; Node's default
+ * backlog of 511 overflows first when thousands of agents reconnect at once, and they see resets.
+ */
+function listenBacklog(): number {
+  try {
+    const n = Number(readFileSync('/proc/sys/net/core/somaxconn', 'utf8').trim());
+    return Number.isInteger(n) && n > 0 ? n : 511;
+  } catch {
+    return 511;
+  }
+}
+
 function listen(server: http.Server, port: number, host: string, log: Logger): Promise<void> {
   return new Promise((resolve, reject) => {
     server.once('error', reject);
-    server.listen(port, host, () => {
+    server.listen({ port, host, backlog: listenBacklog() }, () => {
       server.off('error', reject);
       // Accept can still fail (a file limit reached by something else); that must not end the process.
       server.on('error', (err) => log.warn({ err }, 'listener error'));
