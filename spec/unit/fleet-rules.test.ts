@@ -37,6 +37,25 @@ describe('check-in: policy revisions', () => {
     expect(f.fleet.policies.waiting()).toBe(0);
   });
 
+  test('stopping lets held polls go oldest first over the window; a poll that starts meanwhile is not held', async () => {
+    f = await InProcessFleet.start();
+    const [a, b, c] = [await f.enroll(), await f.enroll(), await f.enroll()];
+    const order: string[] = [];
+    // The answers, wrapped: awaiting a promise of a promise would wait for the answer itself.
+    const hold = async (id: string): Promise<{ answered: Promise<unknown> }> => {
+      const poll = await f.beginCheckin(id, { agent_policy_id: 'p1', policy_revision_idx: 1 }, 60_000);
+      return { answered: poll.result.then(() => order.push(id)) };
+    };
+    const first = await hold(a.id);
+    const second = await hold(b.id);
+    const releasing = f.fleet.checkins.releaseAll(1000);
+    // Started while the others are being let go: answered at once, not held for its minute.
+    const late = await f.beginCheckin(c.id, { agent_policy_id: 'p1', policy_revision_idx: 1 }, 60_000);
+    expect(await late.result).toEqual({ ackToken: expect.any(String) });
+    await Promise.all([first.answered, second.answered, releasing]);
+    expect(order).toEqual([a.id, b.id]);
+  });
+
   test('a revision reported for another policy, or beyond the latest one, gets the current policy', async () => {
     f = await InProcessFleet.start();
     const a = await f.enroll();

@@ -84,6 +84,8 @@ class Held implements PolicySubscription {
 
 export class CheckinService {
   private readonly held = new Set<Held>();
+  /** Set once the server lets its polls go (stopping): later polls are not held. */
+  private releasing = false;
   private readonly seqNoCache = new LruCache<string, number>(5000);
   private touchTimer: NodeJS.Timeout | undefined;
 
@@ -112,6 +114,7 @@ export class CheckinService {
    * 10 ms apart, so a few polls are answered at once; 0 answers all now (a restart in place).
    */
   releaseAll(windowMs = 0): Promise<void> {
+    this.releasing = true;
     if (this.touchTimer) clearInterval(this.touchTimer);
     const polls = [...this.held];
     if (windowMs <= 0 || polls.length <= 1) {
@@ -203,6 +206,8 @@ export class CheckinService {
         const pending = await this.pendingActions(id, seqNo, checkpoint);
         if (pending.length > 0) held.wake({ kind: 'actions', actions: pending });
       }
+      // A poll that starts while the server is letting its polls go is answered at once, not held.
+      if (this.releasing) held.onTimeout();
       if (!held.settled) {
         const jitter = Math.random() * this.opts.jitterMs;
         let wait = pollMs - (this.clock.now() - started);
