@@ -1,4 +1,6 @@
 // Fleet Server's own health, as /api/status shows it and (in agent mode) the control protocol reports.
+import { jsonEqual } from '../util/json-equal';
+
 export type UnitState = 'STARTING' | 'CONFIGURING' | 'HEALTHY' | 'DEGRADED' | 'FAILED' | 'STOPPING' | 'STOPPED';
 
 export interface HealthStatus {
@@ -40,7 +42,7 @@ export class SelfMonitor {
       ? { ...b, state: 'DEGRADED', message: `Store write failed: ${this.fault}` }
       : b;
     const prev = this.status;
-    if (prev.state === next.state && prev.message === next.message && JSON.stringify(prev.payload) === JSON.stringify(next.payload)) return;
+    if (prev.state === next.state && prev.message === next.message && jsonEqual(prev.payload, next.payload)) return;
     this.status = next;
     for (const fn of this.listeners) fn(this.status);
   }

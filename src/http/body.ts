@@ -53,6 +53,10 @@ export interface RawBody {
   release(): void;
 }
 
+function clientClosed(): FleetError {
+  return new FleetError('ClientClosed', 'client closed the request');
+}
+
 function tooLarge(what: string): FleetError {
   return badRequest(`unable to read ${what} request`, 'http: request body too large');
 }
@@ -60,7 +64,7 @@ function tooLarge(what: string): FleetError {
 /** Why a read stopped: the client went away, or a limit refused it. */
 function readFailure(req: IncomingMessage, err: unknown): unknown {
   if (err instanceof FleetError || err instanceof HttpError) return err;
-  if (req.destroyed || (err as NodeJS.ErrnoException | undefined)?.code === 'ECONNRESET') return new FleetError('ClientClosed', 'client closed the request');
+  if (req.destroyed || (err as NodeJS.ErrnoException | undefined)?.code === 'ECONNRESET') return clientClosed();
   return err;
 }
 
@@ -123,7 +127,7 @@ export async function readBody(req: IncomingMessage, what: string, rules: BodyRu
 function collect(req: IncomingMessage, onChunk: (c: Buffer) => void): Promise<void> {
   return new Promise((resolve, reject) => {
     if (req.destroyed) {
-      reject(new FleetError('ClientClosed', 'client closed the request'));
+      reject(clientClosed());
       return;
     }
     const cleanup = (): void => {
@@ -151,7 +155,7 @@ function collect(req: IncomingMessage, onChunk: (c: Buffer) => void): Promise<vo
     };
     const close = (): void => {
       cleanup();
-      reject(new FleetError('ClientClosed', 'client closed the request'));
+      reject(clientClosed());
     };
     req.on('data', data);
     req.on('end', end);

@@ -3,7 +3,7 @@
 // {"statusCode","error","message"}. Fleet logic raises FleetErrors and store errors; the edge raises
 // HttpErrors for what only HTTP knows (routing, capacity, timeouts).
 import { randomUUID } from 'node:crypto';
-import type { ServerResponse } from 'node:http';
+import { STATUS_CODES, type ServerResponse } from 'node:http';
 import { FleetError, type FleetErrorCode } from '../fleet/errors';
 import { StoreBusyError, StoreUnavailableError } from '../store/port';
 
@@ -143,8 +143,7 @@ export function writeError(res: ServerResponse, c: ErrorClass, headers?: Record<
 /** The same answer written straight to a socket, for errors Node raises before a request exists. */
 export function rawErrorResponse(c: ErrorClass): string {
   const text = JSON.stringify(errorBody(c));
-  const reason = c.status === 408 ? 'Request Timeout' : c.status === 431 ? 'Request Header Fields Too Large' : c.status === 429 ? 'Too Many Requests' : 'Bad Request';
-  return `HTTP/1.1 ${c.status} ${reason}\r\nConnection: close\r\nX-Request-Id: ${randomUUID()}\r\nContent-Type: application/json; charset=utf-8\r\n`
+  return `HTTP/1.1 ${c.status} ${STATUS_CODES[c.status] ?? ''}\r\nConnection: close\r\nX-Request-Id: ${randomUUID()}\r\nContent-Type: application/json; charset=utf-8\r\n`
     + `X-Content-Type-Options: nosniff\r\n${c.retryAfter !== undefined ? `Retry-After: ${c.retryAfter}\r\n` : ''}`
     + `Content-Length: ${Buffer.byteLength(text)}\r\n\r\n${text}`;
 }

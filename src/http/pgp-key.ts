@@ -5,17 +5,19 @@
 import type { FileHandle } from 'node:fs/promises';
 import { open } from 'node:fs/promises';
 import { join } from 'node:path';
+import { LruCache } from '../util/lru';
 import { HttpError } from './errors';
 
 const TTL_MS = 30 * 60_000;
 const FILE = 'default.pgp';
 
-const cache = new Map<string, { bytes: Buffer; until: number }>();
+/** Per path: one in practice (server.pgp.dir), a few across reconfigurations. */
+const cache = new LruCache<string, Buffer>(16);
 
 export async function readPgpKey(dir: string, now = Date.now()): Promise<Buffer> {
   const path = join(dir, FILE);
-  const hit = cache.get(path);
-  if (hit && hit.until > now) return hit.bytes;
+  const hit = cache.get(path, now);
+  if (hit) return hit;
   let fh: FileHandle;
   try {
     fh = await open(path, 'r');
@@ -36,7 +38,7 @@ export async function readPgpKey(dir: string, now = Date.now()): Promise<Buffer>
       throw new HttpError('PgpKeyUnsafe', `${path} has mode 0${mode.toString(8)}; it must be 0600 (chmod 600 ${path})`);
     }
     const bytes = await fh.readFile();
-    cache.set(path, { bytes, until: now + TTL_MS });
+    cache.set(path, bytes, TTL_MS, now);
     return bytes;
   } finally {
     await fh.close();

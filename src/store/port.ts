@@ -144,10 +144,8 @@ export class NotFoundError extends Error {
   override readonly name = 'NotFoundError';
 }
 
-/** The store cannot be reached, refused the server's credentials or cannot write; agents are told 503. */
-export class StoreUnavailableError extends Error {
-  override readonly name = 'StoreUnavailableError';
-  /** What a client is told (no paths, no hosts); the message itself is for the logs. */
+/** A store fault agents are told about: the message is for the logs, `clientMessage` for the client (no paths, no hosts). */
+abstract class StoreFault extends Error {
   readonly clientMessage: string | undefined;
 
   constructor(message: string, options?: { cause?: unknown; clientMessage?: string }) {
@@ -156,14 +154,12 @@ export class StoreUnavailableError extends Error {
   }
 }
 
-/** The store is applying back-pressure (too much pending work); agents are told 429. */
-export class StoreBusyError extends Error {
-  override readonly name = 'StoreBusyError';
-  /** What a client is told; the message itself is for the logs. */
-  readonly clientMessage: string | undefined;
+/** The store cannot be reached, refused the server's credentials or cannot write; agents are told 503. */
+export class StoreUnavailableError extends StoreFault {
+  override readonly name = 'StoreUnavailableError';
+}
 
-  constructor(message: string, options?: { cause?: unknown; clientMessage?: string }) {
-    super(message, options);
-    this.clientMessage = options?.clientMessage;
-  }
+/** The store is applying back-pressure (too much pending work); agents are told 429. */
+export class StoreBusyError extends StoreFault {
+  override readonly name = 'StoreBusyError';
 }

@@ -24,9 +24,18 @@ function itemOf(o: AckOutcome): Item {
   }
 }
 
+export interface AckAnswer {
+  status: number;
+  body: Record<string, unknown>;
+  retryAfter?: number;
+  /** The failed items' classifications, with their errors, for the log. */
+  failures: { error: unknown; c: ErrorClass }[];
+}
+
 /** Upstream's AckResponse: the HTTP status is the highest item status, whose Retry-After (if any) goes along. */
-export function ackAnswer(outcomes: AckOutcome[]): { status: number; body: Record<string, unknown>; retryAfter?: number } {
+export function ackAnswer(outcomes: AckOutcome[]): AckAnswer {
   const items = outcomes.map(itemOf);
+  const failures = outcomes.flatMap((o, i) => (o.kind === 'failed' ? [{ error: o.error, c: items[i]!.failure! }] : []));
   let worst: Item | undefined;
   for (const it of items) if (!worst || it.status > worst.status) worst = it;
   const status = worst?.status ?? 200;
@@ -34,19 +43,16 @@ export function ackAnswer(outcomes: AckOutcome[]): { status: number; body: Recor
   if (status !== 200) body['errors'] = true;
   if (items.length > 0) body['items'] = items.map((it) => ({ status: it.status, message: it.message }));
   const retryAfter = worst?.failure?.retryAfter;
-  return retryAfter === undefined ? { status, body } : { status, body, retryAfter };
+  return retryAfter === undefined ? { status, body, failures } : { status, body, retryAfter, failures };
 }
 
 /** POST /api/fleet/agents/{id}/acks */
 export async function handleAcks(ctx: RequestContext<'agent', AckRequest>): Promise<void> {
-  const outcomes = await ctx.fleet.acks.ack(ctx.agent, ctx.body.events ?? []);
+  const answer = ackAnswer(await ctx.fleet.acks.ack(ctx.agent, ctx.body.events ?? []));
   // Failed items are answered, not thrown: each is logged here with its classified level.
-  for (const o of outcomes) {
-    if (o.kind !== 'failed') continue;
-    const c = classify(o.error);
-    ctx.log[c.level]({ err: o.error, 'fleet.agent.id': ctx.agent._id, 'http.response.status_code': c.status }, 'ack item failed');
+  for (const { error, c } of answer.failures) {
+    ctx.log[c.level]({ err: error, 'fleet.agent.id': ctx.agent._id, 'http.response.status_code': c.status }, 'ack item failed');
   }
-  const answer = ackAnswer(outcomes);
   writeJsonText(ctx.res, answer.status, JSON.stringify(answer.body),
     answer.retryAfter === undefined ? undefined : { 'Retry-After': String(answer.retryAfter) });
 }

@@ -4,7 +4,7 @@ import type { CheckinResult, HeldPoll } from '../../fleet/checkin';
 import type { CheckinRequest } from '../../fleet/messages';
 import { releaseHeaders } from '../request';
 import type { BaseContext, RequestContext } from '../route';
-import { acceptsGzip, writeFilledMaybeGzip, writeJsonMaybeGzip } from '../respond';
+import { acceptsGzip, writeFilledMaybeGzip, writeJsonMaybeGzip, type CompressionOptions } from '../respond';
 
 /** Set-up; returns the held poll. Nothing of the request outlives it. */
 function begin(ctx: RequestContext<'agent', CheckinRequest>): Promise<HeldPoll> {
@@ -34,8 +34,12 @@ export async function handleCheckin(ctx: RequestContext<'agent', CheckinRequest>
   });
 }
 
+function compressionOf(config: FleetServerConfig): CompressionOptions {
+  return { level: config.server.compressionLevel, threshold: config.server.compressionThreshold };
+}
+
 function writeResult(res: ServerResponse, gzip: boolean, result: CheckinResult, config: FleetServerConfig): void {
-  const compression = { level: config.server.compressionLevel, threshold: config.server.compressionThreshold };
+  const compression = compressionOf(config);
   const head = `{"ack_token":${JSON.stringify(result.ackToken)},"action":"checkin"`;
   if (result.policy) {
     writeFilledMaybeGzip(res, gzip, { head: `${head},"actions":[`, ...result.policy, tail: ']}' }, compression);
@@ -54,7 +58,6 @@ export function answerRefusedCheckin(ctx: BaseContext, refusal: unknown): boolea
   if (!actions) return false;
   // The body was not read: the connection closes after this answer rather than parse it as a request.
   if (!ctx.req.complete) ctx.res.shouldKeepAlive = false;
-  writeJsonMaybeGzip(ctx.res, acceptsGzip(ctx.req), 200, JSON.stringify({ ack_token: '', action: 'checkin', actions }),
-    { level: ctx.config.server.compressionLevel, threshold: ctx.config.server.compressionThreshold });
+  writeJsonMaybeGzip(ctx.res, acceptsGzip(ctx.req), 200, JSON.stringify({ ack_token: '', action: 'checkin', actions }), compressionOf(ctx.config));
   return true;
 }

@@ -36,11 +36,8 @@ export interface SqliteStoreOptions {
   secretsKey?: string;
 }
 
-function hit<T>(row: Row | undefined, seq = false): Hit<T> | undefined {
-  if (!row) return undefined;
-  const h: Hit<T> = { _id: row['id'] as string, _source: JSON.parse(row['doc'] as string) as T };
-  if (seq) h._seq_no = Number(row['seq']);
-  return h;
+function hit<T>(row: Row | undefined): Hit<T> | undefined {
+  return row ? { _id: row['id'] as string, _source: JSON.parse(row['doc'] as string) as T } : undefined;
 }
 
 export class SqliteStore implements Store {
@@ -142,12 +139,9 @@ export class SqliteStore implements Store {
 
   async ready(): Promise<void> {}
 
+  /** Statements are guarded (errors.ts): a failing read here is already a StoreUnavailableError. */
   async healthCheck(): Promise<void> {
-    try {
-      this.q('SELECT 1 FROM policies LIMIT 1').get();
-    } catch (err) {
-      throw storeError(err, this.path);
-    }
+    this.q('SELECT 1 FROM policies LIMIT 1').get();
   }
 
   async close(): Promise<void> {
