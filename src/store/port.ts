@@ -3,6 +3,7 @@
 import type {
   ActionDoc, ActionResultDoc, AgentDoc, EnrollmentKeyDoc, Hit, Json, JsonObject, PolicyDoc, RoleMap,
 } from './documents';
+import type { ArtifactStore, DeliveryStore, UploadStore } from './file-ports';
 
 export interface ApiKey {
   id: string;
@@ -128,6 +129,11 @@ export interface Store extends ApiKeyService {
 
   /** Records a remote output's health (upstream's logs-fleet_server.output_health-default); a no-op where there is no cluster. */
   writeOutputHealth(health: { output: string; state: 'HEALTHY' | 'DEGRADED'; message: string }): Promise<void>;
+
+  // Files: uploads (.fleet-fileds-fromhost-*), deliveries (.fleet-fileds-tohost-*, libraries), artifacts.
+  readonly uploads: UploadStore;
+  readonly deliveries: DeliveryStore;
+  readonly artifacts: ArtifactStore;
 
   // .fleet-actions-results
   /** Creates result documents; an existing id is kept (409 ignored, as upstream). */

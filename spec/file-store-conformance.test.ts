@@ -1,0 +1,143 @@
+// One behaviour for every store's file ports (uploads, deliveries, artifacts), run against the embedded
+// store and the Elasticsearch adapter on the double (and a real cluster when configured).
+import { createHash, randomBytes, randomUUID } from 'node:crypto';
+import type { JsonObject } from '../src/store/documents';
+import type { ArtifactDoc, UploadRecord } from '../src/store/file-ports';
+import type { Store } from '../src/store/port';
+import { STORE_KINDS, type StoreUnderTest } from './support/stores';
+
+const uid = (): string => randomUUID();
+const sha256 = (b: Uint8Array): string => createHash('sha256').update(b).digest('hex');
+
+async function* pieces(buf: Buffer, size = 65536): AsyncIterable<Uint8Array> {
+  for (let i = 0; i < buf.length; i += size) yield buf.subarray(i, i + size);
+}
+
+async function collect(it: AsyncIterable<Uint8Array>): Promise<Buffer> {
+  const parts: Buffer[] = [];
+  for await (const p of it) parts.push(Buffer.from(p));
+  return Buffer.concat(parts);
+}
+
+function uploadDoc(agentId: string, actionId: string, uploadId: string, size: number, chunkSize: number): JsonObject {
+  return {
+    action_id: actionId, agent_id: agentId, src: 'agent', upload_id: uploadId, upload_start: Date.now(), '@timestamp': Date.now(),
+    namespaces: ['default'],
+    file: { name: 'diag.zip', mime_type: 'application/zip', size, ChunkSize: chunkSize, Status: 'AWAITING_UPLOAD' },
+    contents: [{ name: 'x.txt' }],
+  };
+}
+
+describe.each(STORE_KINDS)('%s store: files', (_name, make) => {
+  let s: StoreUnderTest;
+  let store: Store;
+  beforeAll(async () => {
+    s = await make();
+    store = s.store;
+    await store.ready();
+  });
+  afterAll(() => s.close());
+
+  async function newUpload(size: number, chunkSize: number): Promise<UploadRecord> {
+    const agentId = uid();
+    const actionId = uid();
+    const uploadId = uid();
+    const id = `${actionId}.${agentId}`;
+    expect(await store.uploads.createUpload('agent', id, uploadDoc(agentId, actionId, uploadId, size, chunkSize))).toBe(true);
+    const u = await store.uploads.findUpload(uploadId);
+    expect(u).toBeDefined();
+    return u!;
+  }
+
+  test('uploads: created once, found by upload id with the fields fleet logic reads', async () => {
+    const u = await newUpload(10, 4);
+    expect(u).toMatchObject({ source: 'agent', size: 10, chunkSize: 4, status: 'AWAITING_UPLOAD', id: `${u.actionId}.${u.agentId}` });
+    expect(u.startedMs).toBeGreaterThan(Date.now() - 60_000);
+    expect(u.doc['contents']).toEqual([{ name: 'x.txt' }]);
+    expect(await store.uploads.createUpload('agent', u.id, uploadDoc(u.agentId, u.actionId, uid(), 10, 4))).toBe(false);
+    expect(await store.uploads.findUpload(uid())).toBeUndefined();
+    expect((await store.uploads.listUploads({ agentId: u.agentId, limit: 10 })).map((x) => x.uploadId)).toEqual([u.uploadId]);
+    expect((await store.uploads.listUploads({ actionId: u.actionId, limit: 10 })).map((x) => x.uploadId)).toEqual([u.uploadId]);
+  });
+
+  test('chunks: written in any order, listed with size, sha2 and last; read back; replaced; deleted', async () => {
+    const data = randomBytes(10);
+    const u = await newUpload(10, 4);
+    const parts = [data.subarray(0, 4), data.subarray(4, 8), data.subarray(8)];
+    for (const n of [2, 0, 1]) {
+      const written = await store.uploads.putChunk(u, { n, last: n === 2, sha2: sha256(parts[n]!), timestampMs: Date.now() }, pieces(parts[n]!, 3));
+      expect(written).toBe(parts[n]!.length);
+    }
+    const chunks = await store.uploads.listChunks(u);
+    expect(chunks).toEqual([
+      { n: 0, size: 4, sha2: sha256(parts[0]!), last: false },
+      { n: 1, size: 4, sha2: sha256(parts[1]!), last: false },
+      { n: 2, size: 2, sha2: sha256(parts[2]!), last: true },
+    ]);
+    expect(Buffer.concat([await collect(store.uploads.readChunk(u, 0)), await collect(store.uploads.readChunk(u, 1)),
+      await collect(store.uploads.readChunk(u, 2))])).toEqual(data);
+    // A re-sent chunk replaces the first copy.
+    const again = Buffer.from('abcd');
+    await store.uploads.putChunk(u, { n: 1, last: false, sha2: sha256(again), timestampMs: Date.now() }, pieces(again));
+    expect(await collect(store.uploads.readChunk(u, 1))).toEqual(again);
+    await store.uploads.deleteChunk(u, 1);
+    expect((await store.uploads.listChunks(u)).map((c) => c.n)).toEqual([0, 2]);
+    await store.uploads.deleteChunks(u);
+    expect(await store.uploads.listChunks(u)).toEqual([]);
+  });
+
+  test('a chunk whose data fails part way is not left behind', async () => {
+    const u = await newUpload(8, 4);
+    async function* failing(): AsyncIterable<Uint8Array> {
+      yield Buffer.from('ab');
+      throw new Error('client went away');
+    }
+    await expect(store.uploads.putChunk(u, { n: 0, last: false, sha2: 'x', timestampMs: Date.now() }, failing())).rejects.toThrow('client went away');
+    expect(await store.uploads.listChunks(u)).toEqual([]);
+  });
+
+  test('status: READY with its transit hash; delete removes metadata and chunks', async () => {
+    const u = await newUpload(3, 4);
+    await store.uploads.putChunk(u, { n: 0, last: true, sha2: sha256(Buffer.from('abc')), timestampMs: Date.now() }, pieces(Buffer.from('abc')));
+    await store.uploads.setUploadStatus(u, 'READY', 'f'.repeat(64));
+    const ready = await store.uploads.findUpload(u.uploadId);
+    expect(ready!.status).toBe('READY');
+    expect(ready!.doc['transithash']).toEqual({ sha256: 'f'.repeat(64) });
+    expect((ready!.doc['file'] as JsonObject)['Status']).toBe('READY');
+    await store.uploads.deleteUpload(ready!);
+    expect(await store.uploads.findUpload(u.uploadId)).toBeUndefined();
+    expect(await store.uploads.listChunks(u)).toEqual([]);
+  });
+
+  test('deliveries: a published file is found only by its target agents, chunk by chunk in order', async () => {
+    const data = randomBytes(10_000);
+    const id = uid();
+    const agent = uid();
+    await store.deliveries.publishDeliveryFile(
+      { id, name: 'tool.bin', mimeType: 'application/x-test', size: data.length, sha256: sha256(data), chunkSize: 4096, agentIds: [agent, uid()] },
+      pieces(data, 1000),
+    );
+    const file = await store.deliveries.findDeliveryFile(id, { agentId: agent });
+    expect(file).toMatchObject({ id, size: 10_000, chunkSize: 4096, mimeType: 'application/x-test', sha256: sha256(data) });
+    expect(file!.chunks).toHaveLength(3);
+    const parts: Buffer[] = [];
+    for (const c of file!.chunks) parts.push(await collect(store.deliveries.readDeliveryChunk(c)));
+    expect(parts.map((p) => p.length)).toEqual([4096, 4096, 1808]);
+    expect(Buffer.concat(parts)).toEqual(data);
+    expect(await store.deliveries.findDeliveryFile(id, { agentId: uid() })).toBeUndefined();
+    expect(await store.deliveries.findDeliveryFile(uid(), { agentId: agent })).toBeUndefined();
+  });
+
+  test('artifacts: found by identifier and decoded hash only', async () => {
+    const body = randomBytes(100);
+    const doc: ArtifactDoc = {
+      identifier: `endpoint-exceptionlist-${uid()}`, compression_algorithm: 'zlib', encryption_algorithm: 'none',
+      encoded_sha256: sha256(body), encoded_size: 100, decoded_sha256: 'd'.repeat(64), decoded_size: 200,
+      created: new Date().toISOString(), body: body.toString('base64'), package_name: 'endpoint',
+    };
+    await store.artifacts.putArtifact(doc);
+    expect(await store.artifacts.findArtifact(doc.identifier, doc.decoded_sha256)).toEqual(doc);
+    expect(await store.artifacts.findArtifact(doc.identifier, 'e'.repeat(64))).toBeUndefined();
+    expect(await store.artifacts.findArtifact('other', doc.decoded_sha256)).toBeUndefined();
+  });
+});

@@ -1,0 +1,124 @@
+// The store ports for files, split from the main port: uploads (agent → Fleet, upstream's
+// .fleet-fileds-fromhost-*), deliveries (Fleet → agent, .fleet-fileds-tohost-* and integration
+// libraries) and artifacts (.fleet-artifacts). Bytes move as async iterables of chunks, so no adapter
+// or caller ever holds more than one chunk of a file.
+import type { JsonObject } from './documents';
+
+/** An upload's metadata document (upstream's file info plus what the server adds), as fleet logic reads it. */
+export interface UploadRecord {
+  /** The metadata document id, `<action_id>.<agent_id>`; chunk documents point at it (`bid`). */
+  id: string;
+  /** `src` of the upload (`agent`, `endpoint`, …): which index pair holds it. */
+  source: string;
+  uploadId: string;
+  agentId: string;
+  actionId: string;
+  /** Declared `file.size`, bytes. */
+  size: number;
+  /** `file.ChunkSize`. */
+  chunkSize: number;
+  /** `file.Status`: AWAITING_UPLOAD, READY, UPLOAD_ERROR, DELETED, … */
+  status: string;
+  /** `upload_start`, Unix ms. */
+  startedMs: number;
+  /** The whole document as stored (file name, mime type, transithash, client extras). */
+  doc: JsonObject;
+}
+
+/** A stored chunk as the completion check sees it (upstream lists sha2, last and the data's length). */
+export interface StoredChunk {
+  n: number;
+  size: number;
+  sha2: string;
+  last: boolean;
+}
+
+export interface ChunkWrite {
+  n: number;
+  last: boolean;
+  /** The client's X-Chunk-SHA2, stored as given. */
+  sha2: string;
+  timestampMs: number;
+}
+
+export interface UploadListQuery {
+  agentId?: string;
+  actionId?: string;
+  limit: number;
+}
+
+export interface UploadStore {
+  /** Creates the metadata document `id` in `source`'s index; false when it exists already. */
+  createUpload(source: string, id: string, doc: JsonObject): Promise<boolean>;
+  /** Fresh (uncached) read by upload id. */
+  findUpload(uploadId: string): Promise<UploadRecord | undefined>;
+  listUploads(query: UploadListQuery): Promise<UploadRecord[]>;
+  /**
+   * Stores chunk `chunk.n` from `data` (which the caller bounds), replacing an earlier copy, and is
+   * durable when it resolves. Returns the bytes written.
+   */
+  putChunk(upload: UploadRecord, chunk: ChunkWrite, data: AsyncIterable<Uint8Array>): Promise<number>;
+  deleteChunk(upload: UploadRecord, n: number): Promise<void>;
+  /** Every stored chunk of the upload, ordered by n (writes before this call are visible). */
+  listChunks(upload: UploadRecord): Promise<StoredChunk[]>;
+  readChunk(upload: UploadRecord, n: number): AsyncIterable<Uint8Array>;
+  deleteChunks(upload: UploadRecord): Promise<void>;
+  /** Sets `file.Status` (and, when given, `transithash.sha256`) on the metadata document. */
+  setUploadStatus(upload: UploadRecord, status: string, transitHash?: string): Promise<void>;
+  /** Deletes the upload: metadata and chunks. */
+  deleteUpload(upload: UploadRecord): Promise<void>;
+}
+
+/** Where a delivered file is looked up: files for one agent, or an integration's library (`?source=`). */
+export type DeliveryScope = { agentId: string } | { integration: string; library: string };
+
+/** A file ready for delivery, as the download needs it. */
+export interface DeliveryFile {
+  id: string;
+  size: number;
+  chunkSize: number;
+  mimeType: string | undefined;
+  sha256: string | undefined;
+  /** Opaque chunk handles in position order, for readDeliveryChunk. */
+  chunks: string[];
+}
+
+export interface DeliveryPublish {
+  id: string;
+  name: string;
+  mimeType: string;
+  size: number;
+  sha256: string;
+  chunkSize: number;
+  agentIds: string[];
+}
+
+export interface DeliveryStore {
+  /** A READY file the scope may see; undefined when there is none. */
+  findDeliveryFile(id: string, scope: DeliveryScope): Promise<DeliveryFile | undefined>;
+  /** One chunk's bytes (a chunk is at most chunkSize). */
+  readDeliveryChunk(chunk: string): AsyncIterable<Uint8Array>;
+  /** Publishes a file for agents (what Kibana does upstream); `data` yields the file in order. */
+  publishDeliveryFile(meta: DeliveryPublish, data: AsyncIterable<Uint8Array>): Promise<void>;
+}
+
+/** A `.fleet-artifacts` document. */
+export interface ArtifactDoc {
+  identifier: string;
+  compression_algorithm: string;
+  encryption_algorithm: string;
+  encoded_sha256: string;
+  encoded_size: number;
+  decoded_sha256: string;
+  decoded_size: number;
+  created: string;
+  /** Base64 of the encoded bytes. */
+  body: string;
+  package_name?: string;
+}
+
+export interface ArtifactStore {
+  /** The artifact with this identifier and decoded SHA-256 (the first, if several). */
+  findArtifact(identifier: string, decodedSha256: string): Promise<ArtifactDoc | undefined>;
+  putArtifact(doc: ArtifactDoc): Promise<void>;
+}
