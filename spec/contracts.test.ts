@@ -159,11 +159,17 @@ const ALL_ERROR_CODES: Record<FleetErrorCode, true> = {
   MalformedHeader: true, Unauthorized: true, MalformedToken: true, InvalidToken: true,
   PolicyNotFound: true, AuditReasonConflict: true, BadRequest: true, InvalidApiVersionFormat: true,
   UnsupportedApiVersion: true, Internal: true,
+  NotFound: true, NoPolicyId: true, ArtifactNotAuthorized: true, ArtifactThrottled: true, ArtifactCorrupted: true,
+  MalformedSha256: true, FileInfoBodyRequired: true, AgentIdMissing: true, FileFeatureDisabled: true, FileSizeTooLarge: true,
+  FileSizeRequired: true, InvalidFileSize: true, FieldRequired: true, UploadExists: true, InvalidFileId: true,
+  UploadExpired: true, UploadStopped: true, InvalidChunkNum: true, ChunkHashRequired: true, HashMismatch: true,
+  TransitHashRequired: true, StatusNoUploads: true, MissingChunks: true, FailValidation: true, PayloadTooLarge: true,
+  NoFile: true, ClientFileForbidden: true,
 };
 const ALL_HTTP_ERROR_CODES: Record<HttpErrorCode, true> = {
   RouteNotFound: true, MethodNotAllowed: true, MalformedUrl: true, MaxConnections: true, RequestTimeout: true,
   HeaderTooLarge: true, MalformedRequest: true, BodyTooComplex: true, BodyBudget: true,
-  TlsRequired: true, PgpKeyMissing: true, PgpKeyUnsafe: true,
+  TlsRequired: true, PgpKeyMissing: true, PgpKeyUnsafe: true, RangeNotSatisfiable: true,
 };
 
 // ---------------------------------------------------------------------------------------------------------

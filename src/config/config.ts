@@ -73,6 +73,8 @@ export interface FleetServerConfig {
     compressionThreshold: number;
     maxHeaderByteSize: number;
     limits: ResolvedLimits;
+    /** server.limits.max_file_storage_size: the largest upload, bytes; undefined = no limit, 0 = uploads disabled. */
+    maxFileStorageSize: number | undefined;
     staticPolicyTokens: { enabled: boolean; tokens: { tokenKey: string; policyId: string }[] };
     pbkdf2: { iterations: number; keyLength: number; saltLength: number };
     ignoreCheckinPolicyId: boolean;
@@ -91,7 +93,7 @@ export interface FleetServerConfig {
     secretsKey: string | undefined;
   };
   monitor: MonitorConfig;
-  cache: { ttlActionMs: number; ttlEnrollKeyMs: number; ttlApiKeyMs: number; jitterApiKeyMs: number };
+  cache: { ttlActionMs: number; ttlEnrollKeyMs: number; ttlApiKeyMs: number; jitterApiKeyMs: number; ttlArtifactMs: number };
   logging: {
     level: string; toStderr: boolean; toFiles: boolean; filesPath: string; filesName: string;
     rotateEveryBytes: number; keepFiles: number; permissions: number; rotateOnStartup: boolean;
@@ -340,6 +342,8 @@ export function buildConfig(raw: RawConfig): FleetServerConfig {
       compressionThreshold: server.num('compression_threshold', 1024),
       maxHeaderByteSize: limits.num('max_header_byte_size', 8192),
       limits: resolveLimits(limits.num('max_agents', 0), memoryMiB(), limits.num('max_connections', 0), readRouteLimits(limits)),
+      // Upstream's LoadLimits overwrites this with its profiles' (unset) value; a value set here is honoured.
+      maxFileStorageSize: limits.rawValue('max_file_storage_size') == null ? undefined : limits.bytes('max_file_storage_size', 0),
       staticPolicyTokens: {
         enabled: spt.bool('enabled', false),
         tokens: ((spt.rawValue('policy_tokens') as RawConfig[] | undefined) ?? []).map((t, i) => {
@@ -381,6 +385,7 @@ export function buildConfig(raw: RawConfig): FleetServerConfig {
       ttlEnrollKeyMs: cache.dur('ttl_enroll_key', 60_000),
       ttlApiKeyMs: cache.dur('ttl_api_key', 900_000),
       jitterApiKeyMs: cache.dur('jitter_api_key', 300_000),
+      ttlArtifactMs: cache.dur('ttl_artifact', 86_400_000),
     },
     logging: {
       level: logging.str('level', fleetAgent.sub('logging').str('level', 'info')).toLowerCase(),

@@ -6,7 +6,16 @@ export type FleetErrorCode =
   | 'AgentIdentity' | 'AgentCorrupted' | 'AgentInactive' | 'NoAuthHeader'
   | 'MalformedHeader' | 'Unauthorized' | 'MalformedToken' | 'InvalidToken'
   | 'PolicyNotFound' | 'AuditReasonConflict' | 'BadRequest' | 'InvalidApiVersionFormat'
-  | 'UnsupportedApiVersion' | 'Internal';
+  | 'UnsupportedApiVersion' | 'Internal'
+  // Artifacts (upstream's handleArtifacts.go, dl/artifact.go).
+  | 'NotFound' | 'NoPolicyId' | 'ArtifactNotAuthorized' | 'ArtifactThrottled' | 'ArtifactCorrupted' | 'MalformedSha256'
+  // Uploads (handleUpload.go, file/uploader).
+  | 'FileInfoBodyRequired' | 'AgentIdMissing' | 'FileFeatureDisabled' | 'FileSizeTooLarge' | 'FileSizeRequired'
+  | 'InvalidFileSize' | 'FieldRequired' | 'UploadExists' | 'InvalidFileId' | 'UploadExpired' | 'UploadStopped'
+  | 'InvalidChunkNum' | 'ChunkHashRequired' | 'HashMismatch' | 'TransitHashRequired' | 'StatusNoUploads'
+  | 'MissingChunks' | 'FailValidation' | 'PayloadTooLarge'
+  // File delivery (handleFileDelivery.go).
+  | 'NoFile' | 'ClientFileForbidden';
 
 export class FleetError extends Error {
   override readonly name = 'FleetError';

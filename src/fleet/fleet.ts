@@ -9,14 +9,17 @@ import { AckService } from './acks';
 import { ActionDispatcher } from './action-dispatcher';
 import { agentHealth, type AgentHealthInput } from './agent-health';
 import { AgentVersionPolicy } from './agent-version';
+import { ArtifactService } from './artifacts';
 import { Authenticator } from './auth';
 import { Bookkeeper } from './bookkeeping';
 import { CheckinService } from './checkin';
 import { EnrollService } from './enroll';
+import { FileDeliveryService } from './file-delivery';
 import { GracefulUnenroll } from './graceful-unenroll';
 import { OutputKeys } from './output-keys';
 import { PolicyMonitor } from './policy-monitor';
 import { SelfMonitor } from './self-monitor';
+import { UploadService } from './uploads';
 
 const HEALTH_CHECK_MS = 5000;
 
@@ -30,6 +33,9 @@ export class Fleet {
   readonly policies: PolicyMonitor;
   readonly dispatcher: ActionDispatcher;
   readonly bookkeeper: Bookkeeper;
+  readonly uploads: UploadService;
+  readonly deliveries: FileDeliveryService;
+  readonly artifacts: ArtifactService;
   readonly health = new SelfMonitor();
   private readonly abort = new AbortController();
   private healthTimer: NodeJS.Timeout | undefined;
@@ -61,6 +67,9 @@ export class Fleet {
     }, log, clock);
     this.acks = new AckService(store, this.auth, outputKeys, config.cache.ttlActionMs, log);
     this.gracefulUnenroll = new GracefulUnenroll(s.gracefulForceUnenroll, clock);
+    this.uploads = new UploadService(store, { maxFileSize: s.maxFileStorageSize }, log, clock);
+    this.deliveries = new FileDeliveryService(store);
+    this.artifacts = new ArtifactService(store, this.policies, config.cache.ttlArtifactMs, clock);
   }
 
   async start(): Promise<void> {
@@ -77,13 +86,20 @@ export class Fleet {
     this.gcTimer.unref();
   }
 
-  /** Upstream's action GC: actions expired longer ago than cleanup_after_expired_interval are deleted. */
+  /**
+   * Upstream's action GC: actions expired longer ago than cleanup_after_expired_interval are deleted.
+   * Where the store has no file lifecycle of its own, abandoned uploads go on the same schedule.
+   */
   async collectExpiredActions(): Promise<void> {
     try {
       const n = await this.store.deleteExpiredActions(new Date(this.clock.now() - this.config.server.gc.cleanupAfterExpiredMs));
       if (n > 0) this.log.info({ count: n }, 'deleted expired actions');
+      if (!this.store.traits.filesExpire) {
+        const u = await this.uploads.collectAbandoned();
+        if (u > 0) this.log.info({ count: u }, 'deleted abandoned uploads');
+      }
     } catch (err) {
-      this.log.warn({ err }, 'expired action clean-up failed; will retry');
+      this.log.warn({ err }, 'expired action and upload clean-up failed; will retry');
     }
   }
 

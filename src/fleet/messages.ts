@@ -84,6 +84,13 @@ export type AckRequest = Static<typeof AckRequest>;
 export const AuditUnenrollRequest = Obj({ reason: Type.String(), timestamp: Type.String() });
 export type AuditUnenrollRequest = Static<typeof AuditUnenrollRequest>;
 
+/**
+ * Upload messages are free-form JSON objects (extra keys are stored with the file); what they must
+ * hold is checked by the upload logic, which names each missing field as upstream does.
+ */
+export const UploadBeginRequest = Type.Unknown();
+export const UploadCompleteRequest = Obj({ transithash: Type.Optional(Type.Unknown()) });
+
 export interface Validator<T> {
   check(value: unknown): value is T;
   /** The first problem, phrased like a JSON decode error. */
@@ -106,4 +113,6 @@ export const validators = {
   checkin: compile(CheckinRequest),
   ack: compile(AckRequest),
   auditUnenroll: compile(AuditUnenrollRequest),
+  uploadBegin: compile(UploadBeginRequest),
+  uploadComplete: compile(UploadCompleteRequest),
 };

@@ -5,7 +5,7 @@
 // ever sees bodies it parses in milliseconds and a bomb is refused after its first few kilobytes.
 import type { IncomingMessage } from 'node:http';
 import { createGunzip } from 'node:zlib';
-import { badRequest, FleetError } from '../fleet/errors';
+import { badRequest, FleetError, type FleetErrorCode } from '../fleet/errors';
 import type { Validator } from '../fleet/messages';
 import { HttpError } from './errors';
 
@@ -15,6 +15,8 @@ export interface BodyRules {
   /** Bytes after gzip; 0 = unlimited. */
   maxDecompressed: number;
   allowGzip: boolean;
+  /** The error for a body over a limit (default: upstream's 400 "request body too large"). */
+  tooLarge?: FleetErrorCode;
 }
 
 /** Shape limits that keep JSON.parse cheap; Go's decoder allows depth 10,000, no agent message nears these. */
@@ -57,8 +59,8 @@ function clientClosed(): FleetError {
   return new FleetError('ClientClosed', 'client closed the request');
 }
 
-function tooLarge(what: string): FleetError {
-  return badRequest(`unable to read ${what} request`, 'http: request body too large');
+function tooLarge(what: string, code?: FleetErrorCode): FleetError {
+  return code ? new FleetError(code) : badRequest(`unable to read ${what} request`, 'http: request body too large');
 }
 
 /** Why a read stopped: the client went away, or a limit refused it. */
@@ -76,9 +78,9 @@ class Holder {
   /** `shape`: the JSON check for the body's final bytes (not for gzip input). */
   constructor(private readonly budget: BodyBudget, private readonly shape?: JsonShape) {}
 
-  add(chunk: Buffer, max: number, what: string): void {
+  add(chunk: Buffer, max: number, what: string, code?: FleetErrorCode): void {
     this.size += chunk.length;
-    if (max > 0 && this.size > max) throw tooLarge(what);
+    if (max > 0 && this.size > max) throw tooLarge(what, code);
     const problem = this.shape?.feed(chunk);
     if (problem) throw new HttpError('BodyTooComplex', `Bad request: unable to decode ${what} request: ${problem}`);
     if (!this.budget.take(chunk.length)) throw new HttpError('BodyBudget');
@@ -96,13 +98,13 @@ class Holder {
 /** The body as sent (gzip inflated when the route allows it), or the upstream error for why not. */
 export async function readBody(req: IncomingMessage, what: string, rules: BodyRules, budget: BodyBudget): Promise<RawBody> {
   const declared = Number(req.headers['content-length']);
-  if (rules.maxBytes > 0 && Number.isFinite(declared) && declared > rules.maxBytes) throw tooLarge(what);
+  if (rules.maxBytes > 0 && Number.isFinite(declared) && declared > rules.maxBytes) throw tooLarge(what, rules.tooLarge);
   const encoding = req.headers['content-encoding'];
   const gzip = encoding !== undefined && encoding !== 'identity';
   if (gzip && (encoding !== 'gzip' || !rules.allowGzip)) throw badRequest(`unable to read ${what} request`, `unsupported content encoding ${encoding}`);
   const raw = new Holder(budget, gzip ? undefined : new JsonShape());
   try {
-    await collect(req, (chunk) => raw.add(chunk, rules.maxBytes, what));
+    await collect(req, (chunk) => raw.add(chunk, rules.maxBytes, what, rules.tooLarge));
   } catch (err) {
     raw.release();
     throw err;
@@ -110,7 +112,7 @@ export async function readBody(req: IncomingMessage, what: string, rules: BodyRu
   if (!gzip) return { chunks: raw.chunks, size: raw.size, wireBytes: raw.size, release: raw.release };
   const out = new Holder(budget, new JsonShape());
   try {
-    await inflate(raw.chunks, (c) => out.add(c, rules.maxDecompressed, what), what);
+    await inflate(raw.chunks, (c) => out.add(c, rules.maxDecompressed, what, rules.tooLarge), what);
   } catch (err) {
     out.release();
     throw err;
@@ -118,6 +120,32 @@ export async function readBody(req: IncomingMessage, what: string, rules: BodyRu
     raw.release();
   }
   return { chunks: out.chunks, size: out.size, wireBytes: raw.size, release: out.release };
+}
+
+/**
+ * A body handed on as it arrives, never held (upload chunks): refused before reading when its declared
+ * length is over `maxBytes`, and as soon as more arrives. `counted` hears each piece's length.
+ */
+export async function* streamBody(req: IncomingMessage, what: string, maxBytes: number, counted: (n: number) => void): AsyncIterable<Buffer> {
+  const declared = Number(req.headers['content-length']);
+  if (Number.isFinite(declared) && declared > maxBytes) throw tooLarge(what);
+  const encoding = req.headers['content-encoding'];
+  if (encoding !== undefined && encoding !== 'identity') throw badRequest(`unable to read ${what} request`, `unsupported content encoding ${encoding}`);
+  if (req.destroyed) throw clientClosed();
+  let size = 0;
+  try {
+    // Stopping early must not destroy the request: its 4xx is still to be written.
+    for await (const piece of req.iterator({ destroyOnReturn: false }) as AsyncIterable<Buffer>) {
+      size += piece.length;
+      counted(piece.length);
+      if (size > maxBytes) throw tooLarge(what);
+      yield piece;
+    }
+  } catch (err) {
+    throw readFailure(req, err);
+  }
+  // An aborted request can end its iteration quietly; what arrived is then not the body.
+  if (!req.complete) throw clientClosed();
 }
 
 /**

@@ -12,7 +12,7 @@ export type LogLevel = 'debug' | 'info' | 'warn' | 'error';
 export type HttpErrorCode =
   | 'RouteNotFound' | 'MethodNotAllowed' | 'MalformedUrl' | 'MaxConnections' | 'RequestTimeout'
   | 'HeaderTooLarge' | 'MalformedRequest' | 'BodyTooComplex' | 'BodyBudget'
-  | 'TlsRequired' | 'PgpKeyMissing' | 'PgpKeyUnsafe';
+  | 'TlsRequired' | 'PgpKeyMissing' | 'PgpKeyUnsafe' | 'RangeNotSatisfiable';
 
 /** An error only the HTTP edge can raise; `headers` go out with the answer (Allow, …). */
 export class HttpError extends Error {
@@ -71,6 +71,38 @@ const CATALOGUE: Record<FleetErrorCode | HttpErrorCode, Entry> = {
   // logged, not shown to a client that may be hostile.
   Internal: { status: 500, error: 'BadRequest', message: 'internal server error', level: 'error' },
 
+  // Artifacts. Upstream answers a malformed sha256 with 500 (its catch-all); it is the client's mistake.
+  NotFound: { status: 404, error: 'NotFound', message: 'not found' },
+  NoPolicyId: { status: 403, error: 'Forbidden', message: 'agent has no policy ID' },
+  ArtifactNotAuthorized: { status: 403, error: 'Forbidden', message: 'agent not authorized for artifact' },
+  ArtifactThrottled: { status: 429, error: 'TooManyRequests', message: 'too many requests', retryAfter: RETRY_SECONDS },
+  ArtifactCorrupted: { status: 500, error: 'BadRequest', message: 'artifact does not match its hash', level: 'error' },
+  MalformedSha256: { status: 400, error: 'BadRequest', message: 'malformed sha256' },
+  // Uploads.
+  FileInfoBodyRequired: { status: 400, error: 'ErrFileInfoBodyRequired', message: 'file info body is required' },
+  AgentIdMissing: { status: 400, error: 'ErrAgentIDMissing', message: 'required field agent_id is missing' },
+  FileFeatureDisabled: { status: 403, error: 'ErrFileFeatureDisable', message: 'File Transfer is disabled in Fleet Server configuration' },
+  FileSizeTooLarge: { status: 400, error: 'ErrFileSizeTooLarge', message: 'this file exceeds the maximum allowed file size' },
+  FileSizeRequired: { status: 400, error: 'ErrFileSizeRequired', message: 'file.size is required' },
+  InvalidFileSize: { status: 400, error: 'ErrInvalidFileSize' },
+  FieldRequired: { status: 400, error: 'ErrFieldRequired' },
+  // Upstream's create conflict surfaces as a 500; a second begin for the same action is the client's.
+  UploadExists: { status: 409, error: 'ErrUploadExists', message: 'an upload for this action and agent exists already' },
+  InvalidFileId: { status: 400, error: 'ErrInvalidFileID', message: 'ErrInvalidID' },
+  UploadExpired: { status: 400, error: 'ErrUploadExpired', message: 'upload has expired' },
+  UploadStopped: { status: 400, error: 'ErrUploadStopped', message: 'upload has stopped' },
+  InvalidChunkNum: { status: 400, error: 'ErrInvalidChunkNum', message: 'invalid chunk number' },
+  ChunkHashRequired: { status: 400, error: 'BadRequest', message: 'Bad request: header X-Chunk-SHA2 must be a hex SHA-256' },
+  HashMismatch: { status: 400, error: 'ErrHashMismatch', message: 'hash does not match' },
+  TransitHashRequired: { status: 400, error: 'TransitHashRequired', message: 'Transit hash required' },
+  StatusNoUploads: { status: 400, error: 'ErrStatusNoUploads', message: 'file closed, not accepting uploads' },
+  MissingChunks: { status: 400, error: 'ErrMissingChunks', message: 'file data incomplete, not all chunks were uploaded' },
+  FailValidation: { status: 400, error: 'ErrFailValidation', message: 'file contents failed validation' },
+  PayloadTooLarge: { status: 413, error: 'ErrPayloadSizeTooLarge', message: 'the request body exceeds the maximum allowed size' },
+  // File delivery.
+  NoFile: { status: 404, error: 'ErrNoFile', message: 'file not found' },
+  ClientFileForbidden: { status: 403, error: 'ErrClientFileForbidden', message: 'client forbidden' },
+
   // The edge's own.
   RouteNotFound: { status: 404, error: 'NotFound', message: '404 page not found' },
   MethodNotAllowed: { status: 405, error: 'MethodNotAllowed', message: 'method not allowed' },
@@ -87,6 +119,7 @@ const CATALOGUE: Record<FleetErrorCode | HttpErrorCode, Entry> = {
   TlsRequired: { status: 501, error: 'ErrTLSRequired', message: 'server must run with tls to use this endpoint', level: 'info' },
   PgpKeyMissing: { status: 500, error: 'ErrPGPKeyNotInstalled', message: 'no PGP key is installed on this server', level: 'error' },
   PgpKeyUnsafe: { status: 500, error: 'ErrPGPPermissions', message: 'pgp key permissions are incorrect', level: 'error' },
+  RangeNotSatisfiable: { status: 416, error: 'ErrRangeNotSatisfiable' },
 };
 
 function fromEntry(e: Entry, ownMessage: string, retryAfter?: number): ErrorClass {

@@ -5,19 +5,24 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Logger } from 'pino';
 import type { FleetServerConfig } from '../config/config';
 import type { RouteName } from '../config/limits';
-import type { RouteMetric } from './counters';
+import type { RouteCounters, RouteMetric } from './counters';
+import type { FleetErrorCode } from '../fleet/errors';
 import type { EnrollmentRecord } from '../fleet/enroll';
 import type { Fleet } from '../fleet/fleet';
 import type { Validator } from '../fleet/messages';
 import type { AgentDoc, Hit } from '../store/documents';
 
-/** none; optional (a bad key only hides details); an agent's access key; an enrollment token. */
-export type AuthKind = 'none' | 'optional' | 'agent' | 'enrollment';
+/**
+ * none; optional (a bad key only hides details); the access key of the agent the path names (`:id`);
+ * an agent's access key, the agent found by it (artifacts, files, uploads); an enrollment token.
+ */
+export type AuthKind = 'none' | 'optional' | 'agent' | 'agentKey' | 'enrollment';
 
 interface AuthResult {
   none: object;
   optional: { authenticated: boolean };
   agent: { agent: Hit<AgentDoc> };
+  agentKey: { agent: Hit<AgentDoc> };
   enrollment: { enrollment: EnrollmentRecord };
 }
 
@@ -30,6 +35,8 @@ export interface BaseContext {
   log: Logger;
   /** The agent version from User-Agent, on routes that declare `userAgent`. */
   agentVersion: string;
+  /** The route's counters, for handlers that stream bodies (body_in) themselves. */
+  counters: RouteCounters;
 }
 
 export type RequestContext<A extends AuthKind = AuthKind, B = unknown> = BaseContext & AuthResult[A] & { body: B };
@@ -40,6 +47,10 @@ export interface BodySpec<B> {
   validator: Validator<B>;
   /** Content-Encoding: gzip accepted (check-in only, as upstream). */
   gzip?: boolean;
+  /** The error for an empty body (default: a JSON decoding 400). */
+  empty?: FleetErrorCode;
+  /** The error for a body over the route's limit (default: upstream's 400 "request body too large"). */
+  tooLarge?: FleetErrorCode;
 }
 
 export interface RouteSpec<A extends AuthKind = AuthKind, B = unknown> {

@@ -1,6 +1,9 @@
 // Every route this server answers, declared once (upstream's pkg/api/router.go and openapi paths).
 import { validators } from '../fleet/messages';
 import { handleAcks } from './handlers/acks';
+import { handleArtifact } from './handlers/artifacts';
+import { handleFileDelivery } from './handlers/file-delivery';
+import { handleUploadBegin, handleUploadChunk, handleUploadComplete } from './handlers/uploads';
 import { handleAuditUnenroll } from './handlers/audit';
 import { answerRefusedCheckin, handleCheckin } from './handlers/checkin';
 import { handleEnroll } from './handlers/enroll';
@@ -25,6 +28,29 @@ export const ROUTES = [
   route({
     method: 'POST', path: '/api/fleet/agents/:id/audit/unenroll', limit: 'audit_unenroll', metric: 'auditUnenroll', auth: 'agent',
     body: { what: 'audit unenroll', validator: validators.auditUnenroll }, handler: handleAuditUnenroll,
+  }),
+  route({
+    method: 'GET', path: '/api/fleet/artifacts/:id/:sha2', limit: 'artifact', metric: 'artifacts', auth: 'agentKey',
+    handler: handleArtifact,
+  }),
+  // Uploads authenticate the key first and then compare agents (upstream looks the upload up first).
+  route({
+    method: 'POST', path: '/api/fleet/uploads', limit: 'upload_start', metric: 'uploadStart', auth: 'agentKey',
+    body: { what: 'upload begin', validator: validators.uploadBegin, empty: 'FileInfoBodyRequired', tooLarge: 'PayloadTooLarge' },
+    handler: handleUploadBegin,
+  }),
+  route({
+    method: 'PUT', path: '/api/fleet/uploads/:id/:n', limit: 'upload_chunk', metric: 'uploadChunk', auth: 'agentKey',
+    handler: handleUploadChunk,
+  }),
+  route({
+    method: 'POST', path: '/api/fleet/uploads/:id', limit: 'upload_end', metric: 'uploadEnd', auth: 'agentKey',
+    body: { what: 'upload complete', validator: validators.uploadComplete, tooLarge: 'PayloadTooLarge' },
+    handler: handleUploadComplete,
+  }),
+  route({
+    method: 'GET', path: '/api/fleet/file/:id', limit: 'file_delivery', metric: 'deliverFile', auth: 'agentKey',
+    handler: handleFileDelivery,
   }),
   route({
     method: 'GET', path: '/api/agents/upgrades/:version/pgp-public-key', limit: 'pgp_retrieval', metric: 'getPGPKey', auth: 'none',

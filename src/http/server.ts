@@ -11,7 +11,7 @@ import type { SecureVersion } from 'node:tls';
 import type { Logger } from 'pino';
 import { pemOrFile, type FleetServerConfig, type TlsConfig } from '../config/config';
 import { ROUTES as ROUTE_NAMES, type RouteName } from '../config/limits';
-import { isFleetError } from '../fleet/errors';
+import { FleetError, isFleetError } from '../fleet/errors';
 import type { Fleet } from '../fleet/fleet';
 import { checkApiVersion, DEFAULT_API_VERSION } from './api-version';
 import { BodyBudget, decodeJson, readBody } from './body';
@@ -228,7 +228,9 @@ export class HttpService {
       } finally {
         res.setHeader('Elastic-Api-Version', apiVersion);
       }
-      const base: BaseContext = { req, res, params, fleet: this.fleet, config: this.config, log: this.log, agentVersion: '' };
+      const base: BaseContext = {
+        req, res, params, fleet: this.fleet, config: this.config, log: this.log, agentVersion: '', counters,
+      };
       // Settled by callbacks, not by awaiting: a held long poll then keeps no suspended frame here.
       const taken = counters;
       this.dispatch(route, base, taken).then(() => this.done(req, res, guard, started, requestId, limiter, taken), (err: unknown) => {
@@ -258,6 +260,9 @@ export class HttpService {
           throw err;
         }
         break;
+      case 'agentKey':
+        c['agent'] = await fleet.auth.authenticateAgent(apiKeyFromHeader(req));
+        break;
       case 'enrollment':
         c['enrollment'] = await fleet.enrollment.authenticate(apiKeyFromHeader(req));
         break;
@@ -274,8 +279,13 @@ export class HttpService {
       const limit = ctx.config.server.limits.routes[route.limit];
       const raw = await readBody(req, route.body.what, {
         maxBytes: limit.maxBody, maxDecompressed: limit.maxBodyDecompressed, allowGzip: route.body.gzip === true,
+        tooLarge: route.body.tooLarge,
       }, this.bodyBudget);
       counters.body_in += raw.wireBytes;
+      if (raw.size === 0 && route.body.empty) {
+        raw.release();
+        throw new FleetError(route.body.empty);
+      }
       c['body'] = decodeJson(raw, route.body.what, route.body.validator);
     }
     return true;

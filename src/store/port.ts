@@ -58,6 +58,11 @@ export interface AgentListQuery {
 export interface StoreTraits {
   /** API-key operations cost a remote round trip (Elasticsearch), so fleet logic paces them. */
   remoteApiKeys: boolean;
+  /**
+   * Uploaded files expire by the store's own lifecycle (Elasticsearch's ILM on the fleet files data
+   * streams); otherwise fleet logic removes abandoned uploads itself.
+   */
+  filesExpire: boolean;
 }
 
 /** The API-key operations of one cluster. */

@@ -42,7 +42,7 @@ function hit<T>(row: Row | undefined): Hit<T> | undefined {
 
 export class SqliteStore implements Store {
   readonly kind = 'sqlite' as const;
-  readonly traits = { remoteApiKeys: false };
+  readonly traits = { remoteApiKeys: false, filesExpire: false };
   readonly policyChanges: ChangeFeed<PolicyDoc>;
   readonly actionChanges: ChangeFeed<ActionDoc>;
 

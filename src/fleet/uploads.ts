@@ -1,0 +1,179 @@
+// File upload, agent → Fleet (upstream's handleUpload.go and file/uploader): begin records the file's
+// metadata, each chunk is stored as it streams in and checked against the agent's SHA-256, and
+// completion checks every chunk's place and size and the transit hash before marking the file READY.
+import { createHash, randomUUID } from 'node:crypto';
+import type { Logger } from 'pino';
+import type { AgentDoc, Hit, JsonObject } from '../store/documents';
+import type { UploadRecord } from '../store/file-ports';
+import type { Store } from '../store/port';
+import { systemClock, type Clock } from '../util/clock';
+import { LruCache } from '../util/lru';
+import { badRequest, FleetError } from './errors';
+
+export const UPLOAD_CHUNK_SIZE = 4 * 1024 * 1024;
+/** Upstream's upload window: chunks and completion are refused a day after begin. */
+export const UPLOAD_WINDOW_MS = 24 * 3_600_000;
+/** Completion lists at most this many chunks (upstream's search size), so larger files could never complete. */
+export const MAX_CHUNKS = 10_000;
+const CACHE_TTL_MS = 30 * 60_000;
+const STOPPED = new Set(['READY', 'UPLOAD_ERROR', 'DELETED']);
+const HEX_SHA256 = /^[0-9a-fA-F]{64}$/;
+/** `src` names an index (`.fleet-fileds-fromhost-meta-<src>`): only what is safe in an index name. */
+const SOURCE = /^[a-z0-9][a-z0-9_-]{0,63}$/;
+
+export interface UploadOptions {
+  /** server.limits.max_file_storage_size: undefined = no limit, 0 = uploads disabled. */
+  maxFileSize: number | undefined;
+}
+
+export interface UploadBegun {
+  upload_id: string;
+  chunk_size: number;
+}
+
+/** The chunk count of a file of `size` bytes. */
+export function chunkCount(size: number, chunkSize: number): number {
+  return Math.ceil(size / chunkSize);
+}
+
+/** The transit hash upstream checks: SHA-256 over the raw 32-byte chunk hashes, in chunk order. */
+export function transitHash(chunkHashesHex: string[]): string {
+  const h = createHash('sha256');
+  for (const c of chunkHashesHex) h.update(Buffer.from(c, 'hex'));
+  return h.digest('hex');
+}
+
+export class UploadService {
+  private readonly cache = new LruCache<string, UploadRecord>(10_000);
+
+  constructor(private readonly store: Store, private readonly opts: UploadOptions, private readonly log: Logger,
+    private readonly clock: Clock = systemClock) {}
+
+  /** Checks before authentication can name the agent: the body exists and names one. */
+  static agentIdOf(body: unknown): string {
+    if (body === null || typeof body !== 'object' || Array.isArray(body)) throw new FleetError('FileInfoBodyRequired');
+    const id = (body as JsonObject)['agent_id'];
+    if (typeof id !== 'string' || id === '') throw new FleetError('AgentIdMissing');
+    return id;
+  }
+
+  /** POST /api/fleet/uploads: `agent` is the authenticated agent the body names. */
+  async begin(agent: Hit<AgentDoc>, body: JsonObject): Promise<UploadBegun> {
+    if (this.opts.maxFileSize === 0) throw new FleetError('FileFeatureDisabled');
+    const file = body['file'];
+    if (file === null || typeof file !== 'object' || Array.isArray(file)) throw new FleetError('FileSizeRequired');
+    const size = file['size'];
+    if (size === undefined || size === null) throw new FleetError('FileSizeRequired');
+    if (typeof size !== 'number' || !Number.isSafeInteger(size) || size <= 0) {
+      throw new FleetError('InvalidFileSize', `file.size: ${JSON.stringify(size)}: invalid filesize`);
+    }
+    const max = Math.min(this.opts.maxFileSize ?? Infinity, MAX_CHUNKS * UPLOAD_CHUNK_SIZE);
+    if (size > max) throw new FleetError('FileSizeTooLarge');
+    for (const [where, key] of [[file, 'name'], [file, 'mime_type'], [body, 'action_id'], [body, 'agent_id'], [body, 'src']] as const) {
+      const v = where[key];
+      if (typeof v !== 'string' || v.trim() === '') {
+        throw new FleetError('FieldRequired', `${where === file ? 'file.' : ''}${key} is required: field required`);
+      }
+    }
+    const src = body['src'] as string;
+    if (!SOURCE.test(src)) throw badRequest('src must be a lower-case name of letters, digits, - and _');
+    const now = this.clock.now();
+    const uploadId = randomUUID();
+    const doc: JsonObject = {
+      ...body,
+      file: { ...file, ChunkSize: UPLOAD_CHUNK_SIZE, Status: 'AWAITING_UPLOAD' },
+      upload_id: uploadId,
+      upload_start: now,
+      '@timestamp': now,
+      namespaces: agent._source.namespaces ?? [],
+    };
+    const id = `${body['action_id'] as string}.${agent._id}`;
+    if (!await this.store.uploads.createUpload(src, id, doc)) throw new FleetError('UploadExists');
+    this.log.info({ 'fleet.upload.id': uploadId, 'fleet.agent.id': agent._id, 'file.size': size }, 'upload started');
+    return { upload_id: uploadId, chunk_size: UPLOAD_CHUNK_SIZE };
+  }
+
+  /** The upload a chunk is for (cached, as upstream's upload:<id>), checked as upstream checks it. */
+  private async activeUpload(uploadId: string, agent: Hit<AgentDoc>, fresh: boolean): Promise<UploadRecord> {
+    let upload = fresh ? undefined : this.cache.get(uploadId);
+    if (!upload) {
+      upload = await this.store.uploads.findUpload(uploadId);
+      if (!upload) throw new FleetError('InvalidFileId');
+      this.cache.set(uploadId, upload, CACHE_TTL_MS);
+    }
+    // Checked before the window, so another agent learns nothing about this upload.
+    if (upload.agentId !== agent._id) throw new FleetError('AgentIdentity');
+    if (this.clock.now() - upload.startedMs > UPLOAD_WINDOW_MS) throw new FleetError('UploadExpired');
+    return upload;
+  }
+
+  /**
+   * PUT /api/fleet/uploads/{id}/{n}: `data(max)` is the body as it arrives, refused by the edge past
+   * `max` bytes (the size this chunk must have). A chunk whose bytes do not hash to `sha2` is deleted again.
+   */
+  async chunk(agent: Hit<AgentDoc>, uploadId: string, n: number, sha2: string | undefined,
+    data: (maxBytes: number) => AsyncIterable<Uint8Array>): Promise<void> {
+    if (sha2 === undefined || !HEX_SHA256.test(sha2)) throw new FleetError('ChunkHashRequired');
+    const upload = await this.activeUpload(uploadId, agent, false);
+    if (STOPPED.has(upload.status)) throw new FleetError('UploadStopped');
+    const count = chunkCount(upload.size, upload.chunkSize);
+    if (!Number.isSafeInteger(n) || n < 0 || n >= count) throw new FleetError('InvalidChunkNum');
+    const last = n === count - 1;
+    const expected = last ? upload.size - (count - 1) * upload.chunkSize : upload.chunkSize;
+    const hash = createHash('sha256');
+    async function* hashed(): AsyncIterable<Uint8Array> {
+      for await (const piece of data(expected)) {
+        hash.update(piece);
+        yield piece;
+      }
+    }
+    await this.store.uploads.putChunk(upload, { n, last, sha2, timestampMs: this.clock.now() }, hashed());
+    if (hash.digest('hex') !== sha2.toLowerCase()) {
+      await this.store.uploads.deleteChunk(upload, n);
+      throw new FleetError('HashMismatch');
+    }
+  }
+
+  /** POST /api/fleet/uploads/{id}: every chunk in place and of the right size, and the transit hash. */
+  async complete(agent: Hit<AgentDoc>, uploadId: string, body: JsonObject): Promise<void> {
+    const th = body['transithash'];
+    const claimed = th !== null && typeof th === 'object' && !Array.isArray(th) ? th['sha256'] : undefined;
+    if (typeof claimed !== 'string' || claimed === '') throw new FleetError('TransitHashRequired');
+    const upload = await this.activeUpload(uploadId, agent, true);
+    if (STOPPED.has(upload.status)) throw new FleetError('StatusNoUploads');
+    const count = chunkCount(upload.size, upload.chunkSize);
+    const chunks = await this.store.uploads.listChunks(upload);
+    if (chunks.length !== count || chunks.some((c, i) => c.n !== i)) throw new FleetError('MissingChunks');
+    const finalSize = upload.size - (count - 1) * upload.chunkSize;
+    const sizesRight = chunks.every((c, i) => (i === count - 1
+      ? c.last && c.size === finalSize
+      : !c.last && c.size === upload.chunkSize));
+    if (!sizesRight || transitHash(chunks.map((c) => c.sha2)) !== claimed.toLowerCase()) {
+      // Upstream's failure path: the upload is marked failed and its chunks are removed.
+      await this.store.uploads.setUploadStatus(upload, 'UPLOAD_ERROR');
+      await this.store.uploads.deleteChunks(upload);
+      this.cache.delete(uploadId);
+      this.log.info({ 'fleet.upload.id': uploadId, 'fleet.agent.id': agent._id }, 'upload failed validation');
+      throw new FleetError('FailValidation');
+    }
+    await this.store.uploads.setUploadStatus(upload, 'READY', claimed.toLowerCase());
+    this.cache.delete(uploadId);
+    this.log.info({ 'fleet.upload.id': uploadId, 'fleet.agent.id': agent._id, 'file.size': upload.size }, 'upload complete');
+  }
+
+  /**
+   * Removes uploads that can no longer complete: past the upload window and not READY. Where the store
+   * has no lifecycle of its own (the embedded store), this is what keeps abandoned chunks from piling up.
+   */
+  async collectAbandoned(limit = MAX_CHUNKS): Promise<number> {
+    let n = 0;
+    for (const u of await this.store.uploads.listUploads({ limit })) {
+      if (u.status === 'READY') continue;
+      if (u.status === 'UPLOAD_ERROR' || this.clock.now() - u.startedMs > UPLOAD_WINDOW_MS) {
+        await this.store.uploads.deleteUpload(u);
+        n++;
+      }
+    }
+    return n;
+  }
+}
