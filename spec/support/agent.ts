@@ -61,4 +61,28 @@ export class SimAgent {
       body: JSON.stringify({ events: events.map((e) => ({ type: 'ACTION_RESULT', subtype: 'ACKNOWLEDGED', agent_id: this.id, timestamp: new Date().toISOString(), message: 'ack', ...e })) }),
     });
   }
+
+  /** POST /api/fleet/uploads with the file info an agent sends for a diagnostics bundle. */
+  async uploadBegin(info: Record<string, unknown>): Promise<Response> {
+    return request(`${this.baseUrl}/api/fleet/uploads`, { method: 'POST', headers: this.headers(), body: JSON.stringify(info) });
+  }
+
+  async uploadChunk(uploadId: string, n: number | string, data: Buffer, sha2: string | undefined): Promise<Response> {
+    const headers = this.headers({ 'Content-Type': 'application/octet-stream' });
+    if (sha2 !== undefined) headers['X-Chunk-SHA2'] = sha2;
+    return request(`${this.baseUrl}/api/fleet/uploads/${uploadId}/${n}`, { method: 'PUT', headers, body: data });
+  }
+
+  async uploadComplete(uploadId: string, transithash: string | undefined): Promise<Response> {
+    const body = transithash === undefined ? {} : { transithash: { sha256: transithash } };
+    return request(`${this.baseUrl}/api/fleet/uploads/${uploadId}`, { method: 'POST', headers: this.headers(), body: JSON.stringify(body) });
+  }
+
+  async getFile(id: string, headers: Record<string, string> = {}, query = ''): Promise<Response> {
+    return request(`${this.baseUrl}/api/fleet/file/${id}${query}`, { headers: this.headers(headers) });
+  }
+
+  async getArtifact(id: string, sha2: string): Promise<Response> {
+    return request(`${this.baseUrl}/api/fleet/artifacts/${id}/${sha2}`, { headers: this.headers() });
+  }
 }

@@ -22,13 +22,15 @@ export interface ArtifactStats {
   fetches: number;
   /** Refused by the fetch throttle. */
   throttled: number;
+  /** Listed in the policy but not in the store. */
+  notFound: number;
 }
 
 export class ArtifactService {
   private readonly cache = new LruCache<string, Buffer>(4096, { maxWeight: CACHE_BYTES, weigh: (b) => b.length });
   /** In-flight fetches by key: a second request for the same artifact waits for the first. */
   private readonly fetching = new Map<string, Promise<Buffer>>();
-  readonly stats: ArtifactStats = { hits: 0, fetches: 0, throttled: 0 };
+  readonly stats: ArtifactStats = { hits: 0, fetches: 0, throttled: 0, notFound: 0 };
 
   constructor(private readonly store: Store, private readonly policies: PolicyMonitor, private readonly ttlMs: number,
     private readonly clock: Clock = systemClock) {}
@@ -71,7 +73,10 @@ export class ArtifactService {
   private async fetch(id: string, sha2: string): Promise<Buffer> {
     this.stats.fetches++;
     const doc = await this.store.artifacts.findArtifact(id, sha2);
-    if (!doc) throw new FleetError('NotFound');
+    if (!doc) {
+      this.stats.notFound++;
+      throw new FleetError('NotFound');
+    }
     const bytes = Buffer.from(doc.body, 'base64');
     // Upstream's defensive checks: what the store returned is what was asked for, and intact.
     if (doc.identifier !== id || doc.decoded_sha256 !== sha2

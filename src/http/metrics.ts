@@ -84,13 +84,13 @@ function processMetrics(): Record<string, unknown> {
   };
 }
 
-function routesDocument(service: HttpService): Record<string, Record<string, number>> {
+function routesDocument(fleet: Fleet, service: HttpService): Record<string, Record<string, number>> {
   const out: Record<string, Record<string, number>> = {};
   for (const name of ROUTE_METRICS) {
     const c: RouteCounters = service.routes[name];
     out[name] = Object.fromEntries(COUNTER_KEYS.map((k) => [k, c[k]]));
   }
-  out['artifacts'] = { ...out['artifacts'], not_found: 0, throttle: 0 };
+  out['artifacts'] = { ...out['artifacts'], not_found: fleet.artifacts.stats.notFound, throttle: fleet.artifacts.stats.throttled };
   return out;
 }
 
@@ -98,7 +98,7 @@ export function statsDocument(fleet: Fleet, service: HttpService): Record<string
   const proc = processMetrics();
   const tcp = service.tcp;
   return {
-    http_server: { tcp_open: tcp.open, tcp_close: tcp.close, tcp_active: tcp.open - tcp.close, routes: routesDocument(service), ...proc },
+    http_server: { tcp_open: tcp.open, tcp_close: tcp.close, tcp_active: tcp.open - tcp.close, routes: routesDocument(fleet, service), ...proc },
     beat: proc,
     // Beyond upstream: what this server knows that Go's does not show.
     fleet: {
@@ -158,8 +158,8 @@ function metricSamples(fleet: Fleet, service: HttpService, scrapes: Scrapes): Sa
     const c = service.routes[route];
     for (const k of COUNTER_KEYS) out.push({ name: `http_server_routes_${route}_${k}`, type: k === 'active' ? 'gauge' : 'counter', value: c[k] });
   }
-  out.push({ name: 'http_server_routes_artifacts_not_found', type: 'counter', value: 0 });
-  out.push({ name: 'http_server_routes_artifacts_throttle', type: 'counter', value: 0 });
+  out.push({ name: 'http_server_routes_artifacts_not_found', type: 'counter', value: fleet.artifacts.stats.notFound });
+  out.push({ name: 'http_server_routes_artifacts_throttle', type: 'counter', value: fleet.artifacts.stats.throttled });
   out.push({ name: 'service_info', type: 'counter', value: 1, help: 'Service information', labels: { name: 'fleet-server', version: VERSION } });
   for (const [code, n] of scrapes.byCode) out.push({ name: 'promhttp_metric_handler_requests_total', type: 'counter', value: n, labels: { code } });
   out.push({ name: 'promhttp_metric_handler_requests_in_flight', type: 'gauge', value: scrapes.inFlight });
