@@ -1,0 +1,180 @@
+// File rules in-process with a manual clock: the upload window, abandoned-upload clean-up, chunk sizes
+// checked as they arrive, completion's size checks, the artifact cache and fetch throttle, and ranged
+// reads across chunks — over the real SQLite adapter on ':memory:' (no server, no sleeps).
+import { createHash, randomBytes } from 'node:crypto';
+import { isFleetError } from '../../src/fleet/errors';
+import { transitHash, UPLOAD_CHUNK_SIZE, UPLOAD_WINDOW_MS } from '../../src/fleet/uploads';
+import type { AgentDoc, Hit, JsonObject } from '../../src/store/documents';
+import type { ArtifactDoc } from '../../src/store/file-ports';
+import { esPolicy, InProcessFleet } from '../support/in-process-fleet';
+
+const sha256 = (b: Uint8Array): string => createHash('sha256').update(b).digest('hex');
+let f: InProcessFleet;
+afterEach(async () => { await f?.stop(); });
+
+async function* once(b: Buffer): AsyncIterable<Uint8Array> {
+  yield b;
+}
+
+/** What the edge hands the upload logic: the body, refused past `max` as streamBody does. */
+function body(b: Buffer): (max: number) => AsyncIterable<Uint8Array> {
+  return (max) => {
+    if (b.length > max) throw new Error(`body over ${max}`);
+    return once(b);
+  };
+}
+
+async function code(p: Promise<unknown>): Promise<string> {
+  try {
+    await p;
+  } catch (err) {
+    if (isFleetError(err)) return err.code;
+    throw err;
+  }
+  return 'ok';
+}
+
+async function begin(agent: Hit<AgentDoc>, size: number, actionId = 'a1'): Promise<string> {
+  const r = await f.fleet.uploads.begin(agent, {
+    action_id: actionId, agent_id: agent._id, src: 'agent', file: { name: 'd.zip', mime_type: 'application/zip', size },
+  } as JsonObject);
+  return r.upload_id;
+}
+
+describe('uploads', () => {
+  test('chunks and completion are refused once the 24 h window has passed; the abandoned upload is collected', async () => {
+    f = await InProcessFleet.start();
+    const agent = await f.agent((await f.enroll()).id);
+    const data = Buffer.from('hello');
+    const id = await begin(agent, data.length);
+    await f.fleet.uploads.chunk(agent, id, 0, sha256(data), body(data));
+    expect(await f.fleet.uploads.collectAbandoned()).toBe(0);
+    f.clock.advance(UPLOAD_WINDOW_MS + 1);
+    expect(await code(f.fleet.uploads.chunk(agent, id, 0, sha256(data), body(data)))).toBe('UploadExpired');
+    expect(await code(f.fleet.uploads.complete(agent, id, { transithash: { sha256: transitHash([sha256(data)]) } }))).toBe('UploadExpired');
+    expect(await f.fleet.uploads.collectAbandoned()).toBe(1);
+    expect(await f.store.uploads.findUpload(id)).toBeUndefined();
+  });
+
+  test('a READY upload is kept by the clean-up; a failed one is removed', async () => {
+    f = await InProcessFleet.start();
+    const agent = await f.agent((await f.enroll()).id);
+    const data = Buffer.from('x');
+    const ready = await begin(agent, 1, 'ready');
+    await f.fleet.uploads.chunk(agent, ready, 0, sha256(data), body(data));
+    await f.fleet.uploads.complete(agent, ready, { transithash: { sha256: transitHash([sha256(data)]) } });
+    const failed = await begin(agent, 1, 'failed');
+    await f.fleet.uploads.chunk(agent, failed, 0, sha256(data), body(data));
+    expect(await code(f.fleet.uploads.complete(agent, failed, { transithash: { sha256: '0'.repeat(64) } }))).toBe('FailValidation');
+    f.clock.advance(UPLOAD_WINDOW_MS + 1);
+    expect(await f.fleet.uploads.collectAbandoned()).toBe(1);
+    expect((await f.store.uploads.findUpload(ready))!.status).toBe('READY');
+    expect(await f.store.uploads.findUpload(failed)).toBeUndefined();
+  });
+
+  test('each chunk is bounded by the size it must have; a short non-final chunk fails completion', async () => {
+    f = await InProcessFleet.start();
+    const agent = await f.agent((await f.enroll()).id);
+    const size = UPLOAD_CHUNK_SIZE + 3;
+    const id = await begin(agent, size);
+    const tail = Buffer.from('abcd');
+    await expect(f.fleet.uploads.chunk(agent, id, 1, sha256(tail), body(tail))).rejects.toThrow('body over 3');
+    const short = Buffer.from('short');
+    await f.fleet.uploads.chunk(agent, id, 0, sha256(short), body(short));
+    const last = Buffer.from('xyz');
+    await f.fleet.uploads.chunk(agent, id, 1, sha256(last), body(last));
+    const claimed = transitHash([sha256(short), sha256(last)]);
+    expect(await code(f.fleet.uploads.complete(agent, id, { transithash: { sha256: claimed } }))).toBe('FailValidation');
+    expect((await f.store.uploads.findUpload(id))!.status).toBe('UPLOAD_ERROR');
+    expect(await f.store.uploads.listChunks((await f.store.uploads.findUpload(id))!)).toEqual([]);
+  });
+
+  test('uploads disabled (max_file_storage_size 0), and a size over the limit', async () => {
+    f = await InProcessFleet.start(esPolicy('p1'), { limits: { max_file_storage_size: 0 } });
+    const agent = await f.agent((await f.enroll()).id);
+    expect(await code(begin(agent, 10))).toBe('FileFeatureDisabled');
+    await f.stop();
+    f = await InProcessFleet.start(esPolicy('p1'), { limits: { max_file_storage_size: '1KiB' } });
+    const a2 = await f.agent((await f.enroll()).id);
+    expect(await code(begin(a2, 1025))).toBe('FileSizeTooLarge');
+    expect(await code(begin(a2, 1024))).toBe('ok');
+  });
+});
+
+describe('artifacts', () => {
+  function artifact(id: string): { doc: ArtifactDoc; decoded: string } {
+    const encoded = randomBytes(64);
+    const decoded = sha256(Buffer.from(`decoded ${id}`));
+    return {
+      decoded,
+      doc: {
+        identifier: id, compression_algorithm: 'zlib', encryption_algorithm: 'none', encoded_sha256: sha256(encoded),
+        encoded_size: 64, decoded_sha256: decoded, decoded_size: 10, created: new Date().toISOString(), body: encoded.toString('base64'),
+      },
+    };
+  }
+  const manifestPolicy = (arts: { doc: ArtifactDoc }[]) => esPolicy('p1', {
+    inputs: [{ id: 'e', type: 'endpoint', artifact_manifest: { artifacts: Object.fromEntries(arts.map((a) => [a.doc.identifier, { decoded_sha256: a.doc.decoded_sha256 }])) } }],
+  });
+
+  test('cached for ttl_artifact: a second request reads no store; after the TTL it is read again', async () => {
+    const a = artifact('list-a');
+    f = await InProcessFleet.start(manifestPolicy([a]));
+    await f.store.artifacts.putArtifact(a.doc);
+    const agent = await f.agent((await f.enroll()).id);
+    const bytes = await f.fleet.artifacts.get(agent, a.doc.identifier, a.decoded);
+    expect(bytes.toString('base64')).toBe(a.doc.body);
+    await f.fleet.artifacts.get(agent, a.doc.identifier, a.decoded);
+    expect(f.fleet.artifacts.stats).toMatchObject({ fetches: 1, hits: 1 });
+    f.clock.advance(24 * 3600_000 + 1);
+    await f.fleet.artifacts.get(agent, a.doc.identifier, a.decoded);
+    expect(f.fleet.artifacts.stats.fetches).toBe(2);
+  });
+
+  test('concurrent requests for one artifact share a fetch; more than 8 distinct fetches at once are throttled', async () => {
+    const arts = Array.from({ length: 10 }, (_, i) => artifact(`list-${i}`));
+    f = await InProcessFleet.start(manifestPolicy(arts));
+    for (const a of arts) await f.store.artifacts.putArtifact(a.doc);
+    const agent = await f.agent((await f.enroll()).id);
+    await f.fleet.policies.latest('p1');
+    const same = await Promise.all([1, 2, 3].map(() => f.fleet.artifacts.get(agent, arts[0]!.doc.identifier, arts[0]!.decoded)));
+    expect(new Set(same.map((b) => b.toString('hex'))).size).toBe(1);
+    expect(f.fleet.artifacts.stats.fetches).toBe(1);
+    // Store reads held until all nine requests are in: the throttle sees eight fetches in flight.
+    let open!: () => void;
+    const gate = new Promise<void>((r) => { open = r; });
+    const find = f.store.artifacts.findArtifact.bind(f.store.artifacts);
+    f.store.artifacts.findArtifact = async (id, sha) => { await gate; return find(id, sha); };
+    const pending = arts.slice(1).map((a) => code(f.fleet.artifacts.get(agent, a.doc.identifier, a.decoded)));
+    for (let i = 0; i < 20; i++) await Promise.resolve();
+    open();
+    const results = await Promise.all(pending);
+    expect(results.filter((r) => r === 'ArtifactThrottled')).toHaveLength(1);
+    expect(results.filter((r) => r === 'ok')).toHaveLength(8);
+  });
+
+  test('an artifact whose bytes do not match its encoded hash is refused, not served', async () => {
+    const a = artifact('tampered');
+    f = await InProcessFleet.start(manifestPolicy([a]));
+    await f.store.artifacts.putArtifact({ ...a.doc, body: randomBytes(64).toString('base64') });
+    const agent = await f.agent((await f.enroll()).id);
+    expect(await code(f.fleet.artifacts.get(agent, a.doc.identifier, a.decoded))).toBe('ArtifactCorrupted');
+  });
+});
+
+describe('file delivery', () => {
+  test('ranged reads return exactly the bytes asked for, across chunk boundaries', async () => {
+    f = await InProcessFleet.start();
+    const agent = await f.agent((await f.enroll()).id);
+    const data = randomBytes(10_000);
+    await f.store.deliveries.publishDeliveryFile({ id: 'f1', name: 'f', mimeType: 'x/y', size: data.length, sha256: sha256(data), chunkSize: 1000, agentIds: [agent._id] }, once(data));
+    const file = await f.fleet.deliveries.open(agent, 'f1', undefined, undefined);
+    const read = async (start?: number, end?: number): Promise<Buffer> => {
+      const parts: Buffer[] = [];
+      for await (const p of f.fleet.deliveries.read(file, start === undefined ? undefined : { start, end: end! })) parts.push(Buffer.from(p));
+      return Buffer.concat(parts);
+    };
+    expect(await read()).toEqual(data);
+    for (const [s, e] of [[0, 0], [999, 1000], [1500, 4501], [9999, 9999], [0, 9999]] as const) expect(await read(s, e)).toEqual(data.subarray(s, e + 1));
+  });
+});
