@@ -146,7 +146,7 @@ describe('artifacts', () => {
     const find = f.store.artifacts.findArtifact.bind(f.store.artifacts);
     f.store.artifacts.findArtifact = async (id, sha) => { await gate; return find(id, sha); };
     const pending = arts.slice(1).map((a) => code(f.fleet.artifacts.get(agent, a.doc.identifier, a.decoded)));
-    for (let i = 0; i < 20; i++) await Promise.resolve();
+    await new Promise((r) => setImmediate(r));
     open();
     const results = await Promise.all(pending);
     expect(results.filter((r) => r === 'ArtifactThrottled')).toHaveLength(1);
