@@ -13,6 +13,7 @@ import type {
   AgentListQuery, ApiKey, ApiKeyCheck, ApiKeyService, ChangeFeed, CreateApiKeyRequest, DocUpdate, PendingAction,
   PendingActionQuery, Store,
 } from '../port';
+import type { ArtifactStore, DeliveryStore, UploadStore } from '../file-ports';
 import { NotFoundError, StoreUnavailableError, type WriteFaultListener } from '../port';
 import { hashSecret, newApiKeyId, newApiKeySecret, newSalt, secretMatches } from './api-keys';
 import { ChangeWatcher, SqliteChangeFeed } from './change-feed';
@@ -40,9 +41,19 @@ function hit<T>(row: Row | undefined): Hit<T> | undefined {
   return row ? { _id: row['id'] as string, _source: JSON.parse(row['doc'] as string) as T } : undefined;
 }
 
+/** PLACEHOLDER until the SQLite file ports merge: every member throws. */
+function notImplemented<T extends object>(): T {
+  return new Proxy({}, { get: () => () => { throw new Error('not implemented'); } }) as T;
+}
+
 export class SqliteStore implements Store {
   readonly kind = 'sqlite' as const;
   readonly traits = { remoteApiKeys: false };
+  // PLACEHOLDER (h-es branch only): the SQLite file ports are implemented on another branch; these
+  // stand-ins only satisfy the Store type until that branch merges, and must be replaced by it.
+  readonly uploads = notImplemented<UploadStore>();
+  readonly deliveries = notImplemented<DeliveryStore>();
+  readonly artifacts = notImplemented<ArtifactStore>();
   readonly policyChanges: ChangeFeed<PolicyDoc>;
   readonly actionChanges: ChangeFeed<ActionDoc>;
 
