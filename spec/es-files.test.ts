@@ -10,6 +10,7 @@ import type { UploadRecord } from '../src/store/file-ports';
 import { StoreBusyError, StoreUnavailableError } from '../src/store/port';
 import { encodeCbor } from './support/es-double/cbor';
 import { EsDouble } from './support/es-double/server';
+import { removeDir, tempDir } from './support/fleet-server';
 import { esStore } from './support/stores';
 
 type Obj = Record<string, unknown>;
@@ -234,6 +235,25 @@ describe('the double: script fields, stored fields, data streams', () => {
     expect((await call('DELETE', `/${index}/_doc/b.0`)).status).toBe(400);
     expect((await call('DELETE', `/${backing}/_doc/b.0`)).status).toBe(200);
   });
+});
+
+test('the double saves binary values as binary (--data): a chunk read after a restart has its bytes', async () => {
+  const dir = tempDir();
+  try {
+    const first = await new EsDouble({ dataDir: dir }).start();
+    const token = first.serviceToken;
+    const put = await fetch(`${first.url}/.fleet-fileds-fromhost-data-saved/_create/s.0?refresh=true`, {
+      method: 'PUT', headers: { authorization: `Bearer ${token}`, 'content-type': 'application/cbor' },
+      body: new Uint8Array(encodeChunk({ timestampMs: 1, last: true, bid: 's', sha2: 'x' }, [Buffer.from([7, 8, 9])])),
+    });
+    expect(put.status).toBe(201);
+    await first.stop();
+    const second = new EsDouble({ dataDir: dir });
+    const doc = second.cluster.resolve('.fleet-fileds-fromhost-data-saved')!.docs.get('s.0')!;
+    expect(doc.source['data']).toEqual(new Uint8Array([7, 8, 9]));
+  } finally {
+    removeDir(dir);
+  }
 });
 
 describe('faults surface as store errors', () => {
