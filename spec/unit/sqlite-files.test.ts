@@ -6,6 +6,7 @@ import { createHash, randomUUID } from 'node:crypto';
 import { existsSync, readdirSync, statSync } from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import { join, resolve } from 'node:path';
+import { DatabaseSync } from 'node:sqlite';
 import type { JsonObject } from '../../src/store/documents';
 import type { UploadRecord } from '../../src/store/file-ports';
 import { StoreUnavailableError } from '../../src/store/port';
@@ -178,4 +179,21 @@ test('a delivery whose data does not match its declared size or hash is refused 
   await store.deliveries.publishDeliveryFile(meta, once(data));
   expect(await store.deliveries.findDeliveryFile('bad', { integration: 'endpoint', library: 'x' })).toBeUndefined();
   expect(await store.deliveries.findDeliveryFile('bad', { agentId })).toMatchObject({ size: 10, chunks: ['0:bad', '1:bad', '2:bad'] });
+});
+
+test('a database written before the file tables gains them on open, its rows kept', async () => {
+  await store.createSecret('kept');
+  await store.close();
+  // Back to schema version 2 as the previous release left it.
+  const db = new DatabaseSync(dbPath);
+  db.exec(`DROP TABLE upload_chunks; DROP TABLE uploads; DROP TABLE delivery_targets; DROP TABLE delivery_chunks;
+    DROP TABLE delivery_files; DROP TABLE artifacts; PRAGMA user_version = 2;`);
+  db.close();
+  store = new SqliteStore(dbPath);
+  const u = await newUpload();
+  expect((await store.uploads.listUploads({ agentId: u.agentId, limit: 1 }))[0]!.id).toBe(u.id);
+  const db2 = new DatabaseSync(dbPath, { readOnly: true });
+  expect((db2.prepare('PRAGMA user_version').get() as { user_version: number }).user_version).toBe(3);
+  expect((db2.prepare('SELECT count(*) AS n FROM secrets').get() as { n: number }).n).toBe(1);
+  db2.close();
 });
