@@ -1,8 +1,8 @@
 // Admin commands for files: diagnostics from an agent, uploads, files delivered to agents, artifacts.
 // Logic shared with other front ends is in fleet/files-admin.ts; this module owns the local files.
 import { randomBytes, randomUUID } from 'node:crypto';
-import { createReadStream, createWriteStream, readFileSync, rmSync, statSync } from 'node:fs';
-import { rename } from 'node:fs/promises';
+import { createReadStream, readFileSync, rmSync, statSync } from 'node:fs';
+import { open, rename } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import type { Argv } from 'yargs';
@@ -45,11 +45,13 @@ async function writeUpload(store: Store, upload: UploadRecord, out: string | und
     rmSync(tmp, { force: true });
     process.exit(130);
   };
-  process.once('SIGINT', interrupted).once('SIGTERM', interrupted);
   const reader = readVerifiedUpload(store.uploads, upload);
+  // Opened before the first byte is read, so the file exists when a failure removes it (a stream
+  // opening it lazily could create it after the removal). Owner-only: diagnostics hold configuration.
+  const handle = await open(tmp, 'wx', 0o600);
+  process.once('SIGINT', interrupted).once('SIGTERM', interrupted);
   try {
-    // Owner-only: diagnostics hold configuration and host details.
-    await pipeline(reader.bytes, createWriteStream(tmp, { flags: 'wx', mode: 0o600, flush: true }));
+    await pipeline(reader.bytes, handle.createWriteStream({ flush: true }));
     await rename(tmp, path);
   } catch (err) {
     rmSync(tmp, { force: true });
