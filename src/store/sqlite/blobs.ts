@@ -26,16 +26,9 @@ export function ownerDirName(owner: string): string {
   return SAFE_NAME.test(owner) ? owner : `~${createHash('sha256').update(owner).digest('hex')}`;
 }
 
-export interface WrittenBlob {
-  size: number;
-  /** SHA-256 of the bytes, hex. */
-  sha256: string;
-}
-
 /** A chunk file being written: bytes go to a temporary file until commit renames it into place. */
 export class BlobWriter {
   private size = 0;
-  private readonly hash = createHash('sha256');
 
   private constructor(private readonly fh: FileHandle, private readonly tmp: string, private readonly target: string,
     private readonly fault: (err: unknown) => unknown) {}
@@ -59,12 +52,11 @@ export class BlobWriter {
     } catch (err) {
       throw this.fault(err);
     }
-    this.hash.update(piece);
     this.size += piece.length;
   }
 
-  /** fsync, rename over the chunk, fsync the directory: durable once this resolves. */
-  async commit(): Promise<WrittenBlob> {
+  /** fsync, rename over the chunk, fsync the directory: durable once this resolves. Returns the size. */
+  async commit(): Promise<number> {
     try {
       await this.fh.sync();
       await this.fh.close();
@@ -74,7 +66,7 @@ export class BlobWriter {
       await this.abort();
       throw this.fault(err);
     }
-    return { size: this.size, sha256: this.hash.digest('hex') };
+    return this.size;
   }
 
   /** Drops the temporary file (the chunk in place, if any, is untouched). */
@@ -143,11 +135,11 @@ export class BlobDir {
   }
 
   /**
-   * Streams `data` into chunk n of owner, replacing an earlier copy, then runs `record` (the chunk's
-   * row) while no other write of that chunk can interleave. If `data` or `record` fails, no new file
-   * is left behind.
+   * Streams `data` into chunk n of owner, replacing an earlier copy, then runs `record` with the size
+   * (the chunk's row) while no other write of that chunk can interleave. If `data` or `record` fails,
+   * no new file is left behind.
    */
-  async put<T>(kind: BlobKind, owner: string, n: number, data: AsyncIterable<Uint8Array>, record: (b: WrittenBlob) => T): Promise<T> {
+  async put<T>(kind: BlobKind, owner: string, n: number, data: AsyncIterable<Uint8Array>, record: (size: number) => T): Promise<T> {
     return this.serial(this.path(kind, owner, n), async () => {
       const w = await this.writer(kind, owner, n);
       try {
@@ -156,9 +148,9 @@ export class BlobDir {
         await w.abort();
         throw err;
       }
-      const blob = await w.commit();
+      const size = await w.commit();
       try {
-        return record(blob);
+        return record(size);
       } catch (err) {
         await this.unlink(kind, owner, n).catch(() => {});
         throw err;

@@ -9,12 +9,6 @@ import { NotFoundError } from '../port';
 import type { BlobDir, BlobWriter } from './blobs';
 import type { Row, SqlAccess } from './sql-access';
 
-interface Chunk {
-  n: number;
-  size: number;
-  sha2: string;
-}
-
 /** A chunk handle: `<n>:<file id>` (the id may contain anything, n cannot contain ':'). */
 const handle = (id: string, n: number): string => `${n}:${id}`;
 
@@ -60,40 +54,36 @@ export class SqliteDeliveries implements DeliveryStore {
     if (!Number.isSafeInteger(meta.chunkSize) || meta.chunkSize <= 0) throw new Error(`delivery file ${meta.id}: chunk size must be a positive integer`);
     this.sql.write(() => this.sql.q('DELETE FROM delivery_files WHERE id = ?').run(meta.id));
     await this.blobs.removeAll('deliveries', meta.id);
-    const chunks: Chunk[] = [];
+    const sizes: number[] = [];
     const whole = createHash('sha256');
     let w: BlobWriter | undefined;
     let total = 0;
-    const commit = async (writer: BlobWriter): Promise<void> => {
-      const b = await writer.commit();
-      chunks.push({ n: chunks.length, size: b.size, sha2: b.sha256 });
-    };
     try {
       for await (const piece of data) {
         total += piece.length;
         if (total > meta.size) throw new Error(`delivery file ${meta.id}: more data than its declared size ${meta.size}`);
         whole.update(piece);
         for (let off = 0; off < piece.length;) {
-          w ??= await this.blobs.writer('deliveries', meta.id, chunks.length);
+          w ??= await this.blobs.writer('deliveries', meta.id, sizes.length);
           const take = Math.min(piece.length - off, meta.chunkSize - w.written);
           await w.write(piece.subarray(off, off + take));
           off += take;
           if (w.written === meta.chunkSize) {
             const full = w;
             w = undefined;
-            await commit(full);
+            sizes.push(await full.commit());
           }
         }
       }
       if (w) {
         const rest = w;
         w = undefined;
-        await commit(rest);
+        sizes.push(await rest.commit());
       }
       if (total !== meta.size) throw new Error(`delivery file ${meta.id}: ${total} bytes, ${meta.size} declared`);
       const sha256 = whole.digest('hex');
       if (sha256 !== meta.sha256.toLowerCase()) throw new Error(`delivery file ${meta.id}: SHA-256 ${sha256}, ${meta.sha256} declared`);
-      this.sql.write(() => this.insert(meta, chunks));
+      this.sql.write(() => this.insert(meta, sizes));
     } catch (err) {
       await w?.abort();
       await this.blobs.removeAll('deliveries', meta.id).catch(() => {});
@@ -101,7 +91,7 @@ export class SqliteDeliveries implements DeliveryStore {
     }
   }
 
-  private insert(meta: DeliveryPublish, chunks: Chunk[]): void {
+  private insert(meta: DeliveryPublish, sizes: number[]): void {
     const doc = {
       '@timestamp': Date.now(),
       file: {
@@ -112,7 +102,7 @@ export class SqliteDeliveries implements DeliveryStore {
     this.sql.q('INSERT INTO delivery_files (id, status, doc) VALUES (?, ?, ?)').run(meta.id, 'READY', JSON.stringify(doc));
     const target = this.sql.q('INSERT OR IGNORE INTO delivery_targets (file_id, agent_id) VALUES (?, ?)');
     for (const agentId of meta.agentIds) target.run(meta.id, agentId);
-    const chunk = this.sql.q('INSERT INTO delivery_chunks (file_id, n, size, sha2) VALUES (?, ?, ?, ?)');
-    for (const c of chunks) chunk.run(meta.id, c.n, c.size, c.sha2);
+    const chunk = this.sql.q('INSERT INTO delivery_chunks (file_id, n, size) VALUES (?, ?, ?)');
+    sizes.forEach((size, n) => chunk.run(meta.id, n, size));
   }
 }

@@ -137,7 +137,6 @@ export const MIGRATIONS: readonly Migration[] = [
     file_id TEXT NOT NULL REFERENCES delivery_files(id) ON DELETE CASCADE,
     n INTEGER NOT NULL,
     size INTEGER NOT NULL,
-    sha2 TEXT NOT NULL,
     PRIMARY KEY (file_id, n)
   ) WITHOUT ROWID;
   CREATE TABLE artifacts (

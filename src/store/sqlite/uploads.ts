@@ -69,16 +69,16 @@ export class SqliteUploads implements UploadStore {
   }
 
   async putChunk(upload: UploadRecord, chunk: ChunkWrite, data: AsyncIterable<Uint8Array>): Promise<number> {
-    return this.blobs.put('uploads', upload.id, chunk.n, data, (blob) => {
+    return this.blobs.put('uploads', upload.id, chunk.n, data, (size) => {
       const stored = this.sql.write(() => {
         // Deleted while the bytes arrived: the file goes again (blobs.put) rather than lingering unowned.
         if (!this.sql.q('SELECT 1 FROM uploads WHERE id = ?').get(upload.id)) return false;
         this.sql.q('INSERT OR REPLACE INTO upload_chunks (bid, n, size, sha2, last, timestamp_ms) VALUES (?, ?, ?, ?, ?, ?)')
-          .run(upload.id, chunk.n, blob.size, chunk.sha2, chunk.last ? 1 : 0, chunk.timestampMs);
+          .run(upload.id, chunk.n, size, chunk.sha2, chunk.last ? 1 : 0, chunk.timestampMs);
         return true;
       });
       if (!stored) throw new NotFoundError(`upload ${upload.uploadId} not found`);
-      return blob.size;
+      return size;
     });
   }
 
