@@ -10,6 +10,7 @@ import type { UploadRecord } from '../src/store/file-ports';
 import { StoreBusyError, StoreUnavailableError } from '../src/store/port';
 import { encodeCbor } from './support/es-double/cbor';
 import { EsDouble } from './support/es-double/server';
+import { removeDir, tempDir } from './support/fleet-server';
 import { esStore } from './support/stores';
 
 type Obj = Record<string, unknown>;
@@ -44,9 +45,8 @@ async function call(method: string, path: string, body?: unknown, opts: { cbor?:
   const headers: Record<string, string> = { authorization: `Bearer ${es.serviceToken}` };
   if (body !== undefined) headers['content-type'] = opts.cbor ? 'application/cbor' : 'application/json';
   if (opts.accept) headers['accept'] = opts.accept;
-  const res = await fetch(`${es.url}${path}`, {
-    method, headers, body: body === undefined ? undefined : opts.cbor ? encodeCbor(body) : JSON.stringify(body),
-  });
+  const payload = body === undefined ? undefined : opts.cbor ? new Uint8Array(encodeCbor(body)) : JSON.stringify(body);
+  const res = await fetch(`${es.url}${path}`, { method, headers, ...(payload === undefined ? {} : { body: payload }) });
   const raw = Buffer.from(await res.arrayBuffer());
   const type = res.headers.get('content-type') ?? '';
   return { status: res.status, body: (type.includes('cbor') ? decode(raw) : raw.length ? JSON.parse(raw.toString()) : {}) as Obj };
@@ -235,6 +235,25 @@ describe('the double: script fields, stored fields, data streams', () => {
     expect((await call('DELETE', `/${index}/_doc/b.0`)).status).toBe(400);
     expect((await call('DELETE', `/${backing}/_doc/b.0`)).status).toBe(200);
   });
+});
+
+test('the double saves binary values as binary (--data): a chunk read after a restart has its bytes', async () => {
+  const dir = tempDir();
+  try {
+    const first = await new EsDouble({ dataDir: dir }).start();
+    const token = first.serviceToken;
+    const put = await fetch(`${first.url}/.fleet-fileds-fromhost-data-saved/_create/s.0?refresh=true`, {
+      method: 'PUT', headers: { authorization: `Bearer ${token}`, 'content-type': 'application/cbor' },
+      body: new Uint8Array(encodeChunk({ timestampMs: 1, last: true, bid: 's', sha2: 'x' }, [Buffer.from([7, 8, 9])])),
+    });
+    expect(put.status).toBe(201);
+    await first.stop();
+    const second = new EsDouble({ dataDir: dir });
+    const doc = second.cluster.resolve('.fleet-fileds-fromhost-data-saved')!.docs.get('s.0')!;
+    expect(doc.source['data']).toEqual(new Uint8Array([7, 8, 9]));
+  } finally {
+    removeDir(dir);
+  }
 });
 
 describe('faults surface as store errors', () => {
