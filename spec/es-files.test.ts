@@ -105,14 +105,14 @@ describe('upload documents as upstream writes them', () => {
     expect(Buffer.from((r.body['fields'] as { data: Uint8Array[] }).data[0]!)).toEqual(parts[1]);
   });
 
-  test('the encoder: uint64 timestamp, a 32-bit definite byte string, or an indefinite one for the final chunk', () => {
+  test('the encoder: uint64 timestamp, a 32-bit definite byte string, or an indefinite one (one piece) for the final chunk', () => {
     const head = { timestampMs: 5, bid: 'a.b', sha2: 'ff' };
     const mid = encodeChunk({ ...head, last: false }, [Buffer.from('ab'), Buffer.from('cd')]);
     const fin = encodeChunk({ ...head, last: true }, [Buffer.from('ab'), Buffer.from('c')]);
     expect(mid[0]).toBe(0xa5);
     expect(mid.subarray(12, 21).toString('hex')).toBe('1b0000000000000005');
     expect(mid.subarray(-9).toString('hex')).toBe('5a0000000461626364');
-    expect(fin.subarray(-15).toString('hex')).toBe('5f5a0000000261625a0000000163ff');
+    expect(fin.subarray(-10).toString('hex')).toBe('5f5a00000003616263ff');
     // cbor-x reads the definite form; the double reads both (Jackson does).
     expect(decode(mid)).toMatchObject({ last: false, bid: 'a.b', sha2: 'ff' });
     expect(() => decode(fin)).toThrow(/Indefinite length/);
