@@ -3,8 +3,7 @@
 import { randomBytes, randomUUID } from 'node:crypto';
 import type { JsonObject } from '../src/store/documents';
 import type { ArtifactDoc, UploadRecord } from '../src/store/file-ports';
-import type { Store } from '../src/store/port';
-import { STORE_KINDS, type StoreUnderTest } from './support/stores';
+import { STORE_KINDS, storeFixture } from './support/stores';
 import { collect, pieces, sha256 } from './support/bytes';
 
 const uid = (): string => randomUUID();
@@ -21,14 +20,7 @@ function uploadDoc(agentId: string, actionId: string, uploadId: string, size: nu
 }
 
 describe.each(STORE_KINDS)('%s store: files', (_name, make) => {
-  let s: StoreUnderTest;
-  let store: Store;
-  beforeAll(async () => {
-    s = await make();
-    store = s.store;
-    await store.ready();
-  });
-  afterAll(() => s.close());
+  const store = storeFixture(make);
 
   async function newUpload(size: number, chunkSize: number): Promise<UploadRecord> {
     const agentId = uid();
