@@ -244,6 +244,8 @@ describe.each(['embedded', 'elasticsearch'] as const)('%s store', (kind) => {
     expect(whole.headers['accept-ranges']).toBe('bytes');
     expect(whole.headers['x-file-sha2']).toBe(sha256(data));
     expect(sha256(whole.body)).toBe(sha256(data));
+    const head = await request(`${agent.baseUrl}/api/fleet/file/${fileId}`, { method: 'HEAD', headers: agent.headers() });
+    expect({ status: head.status, length: head.headers['content-length'], body: head.body.length }).toEqual({ status: 200, length: String(data.length), body: 0 });
 
     // A range across a chunk boundary reads only what it needs.
     const across = await agent.getFile(fileId, { Range: `bytes=${CHUNK - 5}-${CHUNK + 4}` });
