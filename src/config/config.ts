@@ -16,6 +16,8 @@ export interface TlsConfig {
   certificateAuthorities: string[];
   clientAuthentication: 'none' | 'optional' | 'required';
   supportedProtocols: string[];
+  /** ssl.certificate_reload: re-read certificate and key files every interval (0 = off). */
+  reloadIntervalMs: number;
 }
 
 export interface ElasticsearchOutputConfig {
@@ -223,6 +225,8 @@ function readTls(r: Reader): TlsConfig {
     certificateAuthorities: r.strList('certificate_authorities'),
     clientAuthentication: auth,
     supportedProtocols: r.strList('supported_protocols'),
+    // Upstream 9.5 (libbeat's tlscommon): enabled with a one-minute default interval.
+    reloadIntervalMs: r.sub('certificate_reload').bool('enabled', false) ? r.sub('certificate_reload').dur('reload_interval', 60_000) : 0,
   };
 }
 

@@ -15,6 +15,7 @@ import { FleetError, isFleetError } from '../fleet/errors';
 import type { Fleet } from '../fleet/fleet';
 import { checkApiVersion, DEFAULT_API_VERSION } from './api-version';
 import { BodyBudget, decodeJson, readBody } from './body';
+import { CertificateReloader } from './cert-reload';
 import { admissionLimits, ConnectionGuard, openFileLimit } from './connections';
 import { routeCounters, type RouteCounters } from './counters';
 import { classify, HttpError, rawErrorResponse, writeError, type ErrorClass, type LogLevel } from './errors';
@@ -33,14 +34,16 @@ const INTERNAL_CAP = 256;
 /** How often Node checks header and request deadlines (its default, 30 s, lets slow headers live 6× read_header). */
 const DEADLINE_CHECK_MS = 500;
 
+/** The certificate, key and CAs, read from their files (again, for a reload). */
+function tlsCredentials(t: TlsConfig): { cert?: string; key?: string; ca?: string[]; passphrase?: string } {
+  const ca = t.certificateAuthorities.map((c) => pemOrFile(c)!);
+  return { cert: pemOrFile(t.certificate), key: pemOrFile(t.key), passphrase: t.keyPassphrase, ca: ca.length > 0 ? ca : undefined };
+}
+
 function tlsOptions(t: TlsConfig): https.ServerOptions {
   const versions = t.supportedProtocols.map((p) => TLS_VERSIONS[p]).filter((v): v is SecureVersion => v !== undefined).sort();
-  const ca = t.certificateAuthorities.map((c) => pemOrFile(c)!);
   return {
-    cert: pemOrFile(t.certificate),
-    key: pemOrFile(t.key),
-    passphrase: t.keyPassphrase,
-    ca: ca.length > 0 ? ca : undefined,
+    ...tlsCredentials(t),
     requestCert: t.clientAuthentication !== 'none',
     rejectUnauthorized: t.clientAuthentication === 'required',
     minVersion: versions[0] ?? 'TLSv1.2',
@@ -58,6 +61,7 @@ const LEVEL_RANK: Record<LogLevel, number> = { debug: 0, info: 1, warn: 2, error
 
 export class HttpService {
   private readonly servers: (http.Server | https.Server)[] = [];
+  private certificates: CertificateReloader | undefined;
   private readonly limiters: Record<RouteName, RouteLimiter>;
   private readonly router = new Router(ROUTES);
   /** The external listener's admission; the internal one (localhost) has its own, so a flood on one cannot evict the other's connections. */
@@ -159,6 +163,10 @@ export class HttpService {
         this.log.warn({ err }, 'internal listener could not start');
       }
     }
+    if (s.tls.enabled && s.tls.reloadIntervalMs > 0) {
+      this.certificates = new CertificateReloader(this.servers as https.Server[], { read: () => tlsCredentials(s.tls) }, this.log);
+      this.certificates.start(s.tls.reloadIntervalMs);
+    }
   }
 
   get ports(): number[] {
@@ -181,6 +189,7 @@ export class HttpService {
   /** Stops accepting, lets in-flight requests finish (held polls are answered by fleet.stop), then closes. */
   async stop(drainMs: number, beforeDrain: () => Promise<void>): Promise<void> {
     this.draining = true;
+    this.certificates?.stop();
     const closed = this.servers.map((s) => new Promise<void>((r) => s.close(() => r())));
     for (const s of this.servers) s.closeIdleConnections();
     await beforeDrain();
