@@ -233,9 +233,9 @@ function readRouteLimits(r: Reader): Partial<Record<RouteName, UserRouteLimit>> 
     if (!r.has(key)) continue;
     const l = r.sub(key);
     out[route] = {
-      intervalMs: l.dur('interval', 0),
-      burst: l.num('burst', 0),
-      max: l.num('max', 0),
+      intervalMs: l.has('interval') ? l.dur('interval', 0) : undefined,
+      burst: l.has('burst') ? l.num('burst', 0) : undefined,
+      max: l.has('max') ? l.num('max', 0) : undefined,
       maxBody: l.bytes('max_body_byte_size', 0),
       maxBodyDecompressed: l.bytes('max_body_decompressed', 0),
     };
@@ -341,7 +341,7 @@ export function buildConfig(raw: RawConfig): FleetServerConfig {
       compressionLevel: server.num('compression_level', 1),
       compressionThreshold: server.num('compression_threshold', 1024),
       maxHeaderByteSize: limits.num('max_header_byte_size', 8192),
-      limits: resolveLimits(limits.num('max_agents', 0), memoryMiB(), limits.num('max_connections', 0), readRouteLimits(limits)),
+      limits: resolveLimits(limits.num('max_agents', 0), memoryMiB(), limits.has('max_connections') ? limits.num('max_connections', 0) : undefined, readRouteLimits(limits)),
       // Upstream's LoadLimits overwrites this with its profiles' (unset) value; a value set here is honoured.
       maxFileStorageSize: limits.rawValue('max_file_storage_size') == null ? undefined : limits.bytes('max_file_storage_size', 0),
       staticPolicyTokens: {
