@@ -69,6 +69,8 @@ export interface FleetServerConfig {
       readMs: number; readHeaderMs: number; writeMs: number; idleMs: number; drainMs: number;
       checkinLongPollMs: number; checkinTimestampMs: number; checkinJitterMs: number; checkinMaxPollMs: number;
     };
+    /** inputs.0.server.workers: processes serving HTTP ('auto': the CPU quota, else the CPU count). */
+    workers: number | 'auto';
     compressionLevel: number;
     compressionThreshold: number;
     maxHeaderByteSize: number;
@@ -243,6 +245,14 @@ function readRouteLimits(r: Reader): Partial<Record<RouteName, UserRouteLimit>> 
   return out;
 }
 
+function readWorkers(server: Reader): number | 'auto' {
+  const v = server.str('workers', 'auto');
+  if (v === 'auto') return 'auto';
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 1 || n > 256) throw new Error('config key inputs.0.server.workers: expected auto or a whole number from 1 to 256');
+  return n;
+}
+
 function memoryMiB(): number {
   try {
     const cg = readFileSync('/sys/fs/cgroup/memory.max', 'utf8').trim();
@@ -338,6 +348,7 @@ export function buildConfig(raw: RawConfig): FleetServerConfig {
         checkinJitterMs: timeouts.dur('checkin_jitter', 30_000),
         checkinMaxPollMs: timeouts.dur('checkin_max_poll', 3_600_000),
       },
+      workers: readWorkers(server),
       compressionLevel: server.num('compression_level', 1),
       compressionThreshold: server.num('compression_threshold', 1024),
       maxHeaderByteSize: limits.num('max_header_byte_size', 8192),

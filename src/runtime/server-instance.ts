@@ -5,7 +5,7 @@ import type http from 'node:http';
 import type { Logger } from 'pino';
 import type { FleetServerConfig } from '../config/config';
 import { Fleet } from '../fleet/fleet';
-import { startMetrics } from '../http/metrics';
+import { localStats, startMetrics } from '../http/metrics';
 import { HttpService } from '../http/server';
 import { openStore } from '../store/open';
 import type { Store } from '../store/port';
@@ -35,10 +35,11 @@ export class ServerInstance {
    * refuse the token, so the listeners come up first, /api/status reports why the server is not yet
    * serving, and fleet logic starts once the cluster answers. `requireVersion` refuses older clusters.
    */
-  async start(opts: { requireVersion?: string } = {}): Promise<void> {
+  async start(opts: { requireVersion?: string; metrics?: boolean } = {}): Promise<void> {
     if (this.store.kind === 'sqlite') await this.fleet.start();
     await this.http.start();
-    if (this.config.http.enabled) this.metrics = await startMetrics(this.config.http.host, this.config.http.port, this.fleet, this.http, this.log);
+    // A cluster worker leaves the metrics listener to the primary, which sums the workers.
+    if (this.config.http.enabled && opts.metrics !== false) this.metrics = await startMetrics(this.config.http.host, this.config.http.port, localStats(this.fleet, this.http), this.log);
     if (this.store.kind !== 'sqlite') void this.startWhenReady(opts.requireVersion);
   }
 

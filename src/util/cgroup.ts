@@ -87,3 +87,25 @@ export function cgroupMetrics(): Record<string, unknown> | undefined {
   }
   return Object.keys(out).length > 0 ? out : undefined;
 }
+
+/**
+ * The CPUs this process's control group may use (its CFS quota over its period, rounded up), or
+ * undefined when there is no quota. v2: `cpu.max` ("max 100000" or "200000 100000"); v1: cfs_quota_us.
+ */
+export function cpuQuota(): number | undefined {
+  const groups = membership();
+  let quota: number | undefined;
+  let period: number | undefined;
+  if (existsSync(join(ROOT, 'cgroup.controllers'))) {
+    const [q, p] = (read(join(groupDir(ROOT, groups.get('') ?? '/'), 'cpu.max')) ?? '').split(/\s+/);
+    quota = num(q);
+    period = num(p);
+  } else if (groups.has('cpu')) {
+    const mount = existsSync(join(ROOT, 'cpu')) ? join(ROOT, 'cpu') : join(ROOT, 'cpu,cpuacct');
+    const dir = groupDir(mount, groups.get('cpu')!);
+    quota = num(read(join(dir, 'cpu.cfs_quota_us')));
+    period = num(read(join(dir, 'cpu.cfs_period_us')));
+  }
+  if (quota === undefined || period === undefined || quota <= 0 || period <= 0) return undefined;
+  return Math.max(1, Math.ceil(quota / period));
+}
