@@ -2,6 +2,10 @@
 // double), supervised by a primary that sums their figures on the metrics listener.
 import { buildConfig } from '../src/config/config';
 import { chooseWorkers, shareLimits } from '../src/runtime/sizing';
+import { execFileSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import tls from 'node:tls';
 import { SimAgent } from './support/agent';
 import { EsDouble } from './support/es-double/server';
 import { bumpPolicy, esSettings, seedPolicy } from './support/es-mode';
@@ -161,4 +165,59 @@ test('each of n workers gets 1/n of every route limit and of max_connections; a 
   // Rounded up: never a share of 0, which would turn the part off.
   expect(shareLimits(limits, 3).routes.enroll).toMatchObject({ intervalMs: 30, burst: 4, max: 7 });
   expect(shareLimits(limits, 1)).toBe(limits);
+});
+
+/** One TLS connection asking for /api/status, offering `session`; whether it was resumed, and the ticket it got. */
+function statusOverTls(port: number, ca: Buffer, session: Buffer | undefined): Promise<{ reused: boolean; session: Buffer | undefined }> {
+  return new Promise((resolve, reject) => {
+    let ticket: Buffer | undefined;
+    const socket = tls.connect({ host: '127.0.0.1', port, servername: 'localhost', ca, session, minVersion: 'TLSv1.3' }, () => {
+      socket.write('GET /api/status HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n');
+    });
+    socket.on('session', (s: Buffer) => (ticket = s));
+    let text = '';
+    socket.on('data', (d: Buffer) => (text += d.toString()));
+    socket.on('end', () => {
+      if (!text.startsWith('HTTP/1.1 ')) reject(new Error(`no answer: ${text}`));
+      resolve({ reused: socket.isSessionReused(), session: ticket });
+    });
+    socket.on('error', reject);
+  });
+}
+
+test('TLS sessions resume on any worker: the workers share their session-ticket keys', async () => {
+  const dir = tempDir();
+  execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-days', '1',
+    '-subj', '/CN=localhost', '-addext', 'subjectAltName=DNS:localhost,IP:127.0.0.1',
+    '-keyout', join(dir, 'key.pem'), '-out', join(dir, 'cert.pem')], { stdio: 'ignore' });
+  const ca = readFileSync(join(dir, 'cert.pem'));
+  const es = await new EsDouble().start();
+  const metricsPort = await freePort();
+  let server: FleetServerProcess | undefined;
+  try {
+    server = await startFleetServer({
+      dataDir: dir, readyText: 'fleet-server workers ready',
+      overrides: [
+        'inputs.0.server.workers=2', 'http.enabled=true', `http.port=${metricsPort}`, 'inputs.0.server.ssl.enabled=true',
+        `inputs.0.server.ssl.certificate=${join(dir, 'cert.pem')}`, `inputs.0.server.ssl.key=${join(dir, 'key.pem')}`, ...esSettings(es),
+      ],
+    });
+    const first = await statusOverTls(server.port, ca, undefined);
+    expect(first.reused).toBe(false);
+    let session = first.session;
+    expect(session).toBeDefined();
+    // Connections are dealt in turn; go on until both workers have served some, every one resumed.
+    let s = await stats(metricsPort);
+    for (let i = 0; i < 20 && workersOf(s).some((w: any) => !(w.tcp_open > 0)); i++) {
+      const next = await statusOverTls(server.port, ca, session);
+      expect(next.reused).toBe(true);
+      session = next.session ?? session;
+      s = await stats(metricsPort);
+    }
+    expect(workersOf(s).every((w: any) => w.tcp_open > 0)).toBe(true);
+  } finally {
+    if (server) await server.stop();
+    await es.stop();
+    removeDir(dir);
+  }
 });

@@ -74,7 +74,8 @@ export function clusterStats(primaryProcess: Obj, workers: WorkerStats[], cluste
     const mem = (w.doc['beat'] as { memstats?: { rss?: number } } | undefined)?.memstats;
     return {
       slot: w.slot, pid: w.pid, status: f['status'], checkin: f['checkin'], http: f['http'],
-      tcp_active: (w.doc['http_server'] as Obj | undefined)?.['tcp_active'], rss: mem?.rss,
+      tcp_open: (w.doc['http_server'] as Obj | undefined)?.['tcp_open'], tcp_active: (w.doc['http_server'] as Obj | undefined)?.['tcp_active'],
+      rss: mem?.rss,
     };
   });
   return { http_server: { ...http, ...proc }, beat: proc, fleet };

@@ -5,6 +5,7 @@
 // reconnect to the others), drains them all on SIGTERM, and serves the metrics listener, summing the
 // workers' figures.
 import cluster, { type Worker } from 'node:cluster';
+import { randomBytes } from 'node:crypto';
 import { createInterface } from 'node:readline';
 import type { Logger } from 'pino';
 import type { FleetServerConfig } from '../config/config';
@@ -17,7 +18,7 @@ import { openServer, serveUntilStopped, stopOnSignals } from './serve';
 import { shareLimits } from './sizing';
 
 /** primary → worker */
-type ToWorker = { t: 'stats'; id: number; gc: boolean } | { t: 'stop' };
+type ToWorker = { t: 'init'; ticketKeys: string } | { t: 'stats'; id: number; gc: boolean } | { t: 'stop' };
 /** worker → primary */
 type ToPrimary = { t: 'ready' } | { t: 'stats'; id: number; doc: StatsDocument };
 
@@ -49,7 +50,9 @@ export async function runWorker(config: FleetServerConfig): Promise<void> {
   const logging = process.env[ENV_PIPE_LOGS] ? { ...config.logging, toStderr: true, toFiles: false } : config.logging;
   const log = createLogger(logging).child({ 'worker.slot': slot });
   const shared: FleetServerConfig = { ...config, server: { ...config.server, limits: shareLimits(config.server.limits, size) } };
-  const server = await openServer(shared, log);
+  const init = await new Promise<ToWorker>((resolve) => process.once('message', resolve));
+  const ticketKeys = init.t === 'init' ? Buffer.from(init.ticketKeys, 'hex') : undefined;
+  const server = await openServer(shared, log, { ticketKeys });
   const stop = serveUntilStopped(server, log);
   const stats = localStats(server.fleet, server.http);
   process.on('message', (m: ToWorker) => {
@@ -86,6 +89,8 @@ export async function runPrimary(config: FleetServerConfig, log: Logger, size: n
   const slots: Slot[] = Array.from({ length: size }, (_, index) => ({
     index: index + 1, worker: undefined, ready: false, startedAt: 0, backoff: new Backoff({ initialMs: 500, maxMs: 30_000 }),
   }));
+  // One set for all workers, replacements included: a session made with one resumes with any.
+  const ticketKeys = randomBytes(48);
   let restarts = 0;
   let stopping = false;
   let nextStatsId = 0;
@@ -96,6 +101,7 @@ export async function runPrimary(config: FleetServerConfig, log: Logger, size: n
     const worker = cluster.fork({ [ENV_SIZE]: String(size), [ENV_SLOT]: String(slot.index), ...(pipeLogs ? { [ENV_PIPE_LOGS]: '1' } : {}) });
     slot.worker = worker;
     slot.ready = false;
+    send(worker, { t: 'init', ticketKeys: ticketKeys.toString('hex') });
     slot.startedAt = Date.now();
     if (writeLine && worker.process.stderr) createInterface({ input: worker.process.stderr }).on('line', (l) => writeLine(`${l}\n`));
     worker.on('message', (m: ToPrimary) => {

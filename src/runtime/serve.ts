@@ -2,14 +2,15 @@
 // stop, then a drain within timeouts.drain and exit 0; exit 1 if the drain overruns.
 import type { Logger } from 'pino';
 import type { FleetServerConfig } from '../config/config';
+import type { HttpOptions } from '../http/server';
 import { withContext } from '../util/error-text';
 import { ServerInstance } from './server-instance';
 import { handleSignals } from './signals';
 
 /** The store opened and the server built, or an error that says which store could not be opened. */
-export async function openServer(config: FleetServerConfig, log: Logger): Promise<ServerInstance> {
+export async function openServer(config: FleetServerConfig, log: Logger, http: HttpOptions = {}): Promise<ServerInstance> {
   try {
-    return await ServerInstance.create(config, log);
+    return await ServerInstance.create(config, log, http);
   } catch (err) {
     // A refusal that names its own file (a lock held, a damaged database, a missing key) says it all.
     if (!config.elasticsearch && err instanceof Error && !('code' in err) && err.message.includes(config.pathData)) throw err;

@@ -6,7 +6,7 @@ import type { Logger } from 'pino';
 import type { FleetServerConfig } from '../config/config';
 import { Fleet } from '../fleet/fleet';
 import { localStats, startMetrics } from '../http/metrics';
-import { HttpService } from '../http/server';
+import { HttpService, type HttpOptions } from '../http/server';
 import { openStore } from '../store/open';
 import type { Store } from '../store/port';
 import { Backoff, sleep } from '../util/backoff';
@@ -18,7 +18,7 @@ export class ServerInstance {
   private constructor(readonly config: FleetServerConfig, readonly store: Store, readonly fleet: Fleet, readonly http: HttpService,
     private readonly log: Logger) {}
 
-  static async create(config: FleetServerConfig, log: Logger): Promise<ServerInstance> {
+  static async create(config: FleetServerConfig, log: Logger, http: HttpOptions = {}): Promise<ServerInstance> {
     const store = await openStore(config, log, { server: true });
     const fleet = new Fleet(store, config, log);
     // A failing write (disk full, I/O error) makes the server DEGRADED until a write succeeds again.
@@ -27,7 +27,7 @@ export class ServerInstance {
       else log.info('store writes succeed again');
       fleet.health.setWriteFault(fault);
     });
-    return new ServerInstance(config, store, fleet, new HttpService(fleet, config, log), log);
+    return new ServerInstance(config, store, fleet, new HttpService(fleet, config, log, http), log);
   }
 
   /**
