@@ -2,11 +2,9 @@
 // double), supervised by a primary that sums their figures on the metrics listener.
 import { buildConfig } from '../src/config/config';
 import { chooseWorkers, shareLimits } from '../src/runtime/sizing';
-import { execFileSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import tls from 'node:tls';
 import { SimAgent } from './support/agent';
+import { localhostCertificate } from './support/certs';
 import { EsDouble } from './support/es-double/server';
 import { bumpPolicy, esSettings, seedPolicy } from './support/es-mode';
 import { removeDir, startFleetServer, tempDir, type FleetServerProcess } from './support/fleet-server';
@@ -31,6 +29,14 @@ async function statsUntil(metricsPort: number, ok: (s: any) => boolean, what: st
   throw new Error(`timed out waiting for ${what}: ${JSON.stringify((await stats(metricsPort)).fleet)}`);
 }
 
+/** The program with two workers on the double, the metrics listener on `metricsPort`; ready once both workers are. */
+function startTwoWorkers(dir: string, es: EsDouble, metricsPort: number, overrides: string[]): Promise<FleetServerProcess> {
+  return startFleetServer({
+    dataDir: dir, readyText: 'fleet-server workers ready',
+    overrides: ['inputs.0.server.workers=2', 'http.enabled=true', `http.port=${metricsPort}`, ...overrides, ...esSettings(es)],
+  });
+}
+
 const workersOf = (s: any): WorkerView[] => s.fleet.workers as WorkerView[];
 const heldSum = (s: any): number => workersOf(s).reduce((n, w) => n + w.checkin.held, 0);
 
@@ -40,13 +46,7 @@ test('two workers: polls held on both, a policy change reaches all, a killed wor
   const metricsPort = await freePort();
   let server: FleetServerProcess | undefined;
   try {
-    server = await startFleetServer({
-      dataDir: dir, readyText: 'fleet-server workers ready',
-      overrides: [
-        'inputs.0.server.workers=2', 'http.enabled=true', `http.port=${metricsPort}`,
-        'inputs.0.server.timeouts.checkin_jitter=0s', 'inputs.0.server.timeouts.checkin_long_poll=20s', ...esSettings(es),
-      ],
-    });
+    server = await startTwoWorkers(dir, es, metricsPort, ['inputs.0.server.timeouts.checkin_jitter=0s', 'inputs.0.server.timeouts.checkin_long_poll=60s']);
     const url = server.url;
     const started = server.logs().find((l) => l['message'] === 'fleet-server starting');
     expect(started).toMatchObject({ workers: 2, 'workers.reason': 'configured' });
@@ -187,21 +187,13 @@ function statusOverTls(port: number, ca: Buffer, session: Buffer | undefined): P
 
 test('TLS sessions resume on any worker: the workers share their session-ticket keys', async () => {
   const dir = tempDir();
-  execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-days', '1',
-    '-subj', '/CN=localhost', '-addext', 'subjectAltName=DNS:localhost,IP:127.0.0.1',
-    '-keyout', join(dir, 'key.pem'), '-out', join(dir, 'cert.pem')], { stdio: 'ignore' });
-  const ca = readFileSync(join(dir, 'cert.pem'));
+  const { certPath, keyPath, ca } = localhostCertificate(dir);
   const es = await new EsDouble().start();
   const metricsPort = await freePort();
   let server: FleetServerProcess | undefined;
   try {
-    server = await startFleetServer({
-      dataDir: dir, readyText: 'fleet-server workers ready',
-      overrides: [
-        'inputs.0.server.workers=2', 'http.enabled=true', `http.port=${metricsPort}`, 'inputs.0.server.ssl.enabled=true',
-        `inputs.0.server.ssl.certificate=${join(dir, 'cert.pem')}`, `inputs.0.server.ssl.key=${join(dir, 'key.pem')}`, ...esSettings(es),
-      ],
-    });
+    server = await startTwoWorkers(dir, es, metricsPort,
+      ['inputs.0.server.ssl.enabled=true', `inputs.0.server.ssl.certificate=${certPath}`, `inputs.0.server.ssl.key=${keyPath}`]);
     const first = await statusOverTls(server.port, ca, undefined);
     expect(first.reused).toBe(false);
     let session = first.session;
