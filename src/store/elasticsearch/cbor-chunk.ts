@@ -3,7 +3,7 @@
 // with a 32-bit definite length for a non-final chunk and an indefinite-length byte string (pieces of
 // 32-bit definite length, then a break) for the final one. cbor-x writes neither form of header (nor
 // indefinite byte strings at all), so this encoder is hand-written; the decoding is cbor-x's.
-import { decode } from 'cbor-x/decode-no-eval';
+import { decode } from 'cbor-x/index-no-eval';
 
 export interface ChunkHeader {
   timestampMs: number;
