@@ -2,6 +2,7 @@
 // double), supervised by a primary that sums their figures on the metrics listener.
 import { buildConfig } from '../src/config/config';
 import { chooseWorkers, shareLimits } from '../src/runtime/sizing';
+import net from 'node:net';
 import tls from 'node:tls';
 import { SimAgent } from './support/agent';
 import { localhostCertificate } from './support/certs';
@@ -209,6 +210,41 @@ test('TLS sessions resume on any worker: the workers share their session-ticket 
     expect(workersOf(s).every((w: any) => w.tcp_open > 0)).toBe(true);
   } finally {
     if (server) await server.stop();
+    await es.stop();
+    removeDir(dir);
+  }
+});
+
+/** Whether a process with this pid still exists. */
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+test('a worker that cannot start stops the whole start (exit 1); workers whose primary is killed exit too', async () => {
+  const dir = tempDir();
+  const es = await new EsDouble().start();
+  const metricsPort = await freePort();
+  const blocker = net.createServer();
+  await new Promise<void>((r) => blocker.listen(0, '127.0.0.1', () => r()));
+  try {
+    // The external port is taken: the first worker's listen fails, and the program exits 1 saying so.
+    const taken = (blocker.address() as net.AddressInfo).port;
+    await expect(startFleetServer({ dataDir: dir, port: taken, readyText: 'fleet-server workers ready',
+      overrides: ['inputs.0.server.workers=2', ...esSettings(es)] })).rejects.toThrow(/exited \(1\)[\s\S]*EADDRINUSE/);
+
+    const server = await startTwoWorkers(dir, es, metricsPort, []);
+    const pids = workersOf(await statsUntil(metricsPort, (s) => s.fleet.cluster.answering === 2, 'both workers')).map((w) => w.pid);
+    server.child.kill('SIGKILL');
+    await server.stop();
+    for (let i = 0; i < 300 && pids.some(alive); i++) await new Promise((r) => setTimeout(r, 50));
+    expect(pids.filter(alive)).toEqual([]);
+  } finally {
+    blocker.close();
     await es.stop();
     removeDir(dir);
   }

@@ -43,7 +43,7 @@ function send(target: Worker | NodeJS.Process, message: ToWorker | ToPrimary): v
 
 function ignore(): void {}
 
-/** A worker: one server with its share of the limits, stopped by its signals, by the primary, or when the primary is gone. */
+/** A worker: one server with its share of the limits, stopped by its signals or by the primary. */
 export async function runWorker(config: FleetServerConfig): Promise<void> {
   const size = Math.max(1, Number(process.env[ENV_SIZE]) || 1);
   const slot = Number(process.env[ENV_SLOT]) || 0;
@@ -59,8 +59,7 @@ export async function runWorker(config: FleetServerConfig): Promise<void> {
     if (m.t === 'stop') stop('primary');
     else if (m.t === 'stats') void stats({ gc: m.gc }).then((doc) => send(process, { t: 'stats', id: m.id, doc }));
   });
-  // An orphan would hold its agents' polls with nobody to supervise or drain it.
-  process.on('disconnect', () => stop('primary gone'));
+  // A worker whose primary is gone exits at once (Node's cluster does that): the listeners went with it.
   await server.start({ metrics: false });
   log.info({ 'process.pid': process.pid, 'limits.max_connections': shared.server.limits.maxConnections }, 'fleet-server worker ready');
   send(process, { t: 'ready' });
