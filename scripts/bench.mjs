@@ -4,7 +4,7 @@
 // picks one); the Elasticsearch run also measures a minute of steady long-polling: Elasticsearch requests
 // by kind, documents written and the API-key cache hit rate. Prints figures; asserts nothing.
 import { spawn, fork, execFileSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -20,7 +20,24 @@ const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url),
 const doubleJs = new URL('../dist/es-double.js', import.meta.url).pathname;
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 const fmt = (n, d = 1) => (Number.isFinite(n) ? n.toFixed(d) : String(n));
-const rssKiB = (pid) => Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))[1]);
+const ownRssKiB = (pid) => Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? 0);
+/** RSS of the server and every process under it (its cluster workers, inputs.0.server.workers). */
+function rssKiB(pid) {
+  const children = new Map();
+  for (const p of readdirSync('/proc').filter((d) => /^\d+$/.test(d))) {
+    try {
+      const ppid = Number(readFileSync(`/proc/${p}/stat`, 'utf8').replace(/^.*\) /s, '').split(' ')[1]);
+      children.set(ppid, [...(children.get(ppid) ?? []), Number(p)]);
+    } catch { /* gone meanwhile */ }
+  }
+  let total = 0;
+  for (const todo = [pid]; todo.length > 0;) {
+    const p = todo.pop();
+    try { total += ownRssKiB(p); } catch { /* gone meanwhile */ }
+    todo.push(...(children.get(p) ?? []));
+  }
+  return total;
+}
 
 async function waitFor(what, fn, timeoutMs = 30_000) {
   const deadline = Date.now() + timeoutMs;
@@ -139,6 +156,7 @@ async function run(store) {
   console.log(`enrollments/s                   ${fmt(total / (enrollMs / 1000))}  (${fmt(enrollMs / 1000, 2)} s for ${total})`);
   console.log(`first check-ins/s               ${fmt(total / (firstCheckinMs / 1000))}  (each answered with POLICY_CHANGE + output key minted)`);
   console.log(`held long polls                 ${held}`);
+  console.log(`server processes                ${statsHeld.fleet.cluster ? `${statsHeld.fleet.cluster.workers} workers + primary (inputs.0.server.workers)` : '1'}`);
   console.log(`server RSS idle                 ${fmt(rssIdle / 1024)} MiB`);
   console.log(`server RSS with polls held      ${fmt(rssHeld / 1024)} MiB`);
   console.log(`RSS per held agent (total)      ${fmt(rssHeld / total)} KiB`);
