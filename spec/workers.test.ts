@@ -52,6 +52,7 @@ test('two workers: polls held on both, a policy change reaches all, a killed wor
     const started = server.logs().find((l) => l['message'] === 'fleet-server starting');
     expect(started).toMatchObject({ workers: 2, 'workers.reason': 'configured' });
     expect(started!['limits.profile']).toEqual(expect.any(String));
+    expect(started!['limits.memory_mib']).toBeGreaterThan(0);
 
     const token = await seedPolicy(dir, esSettings(es), url);
     await statsUntil(metricsPort, (s) => s.fleet.status === 'HEALTHY' && s.fleet.cluster.answering === 2, 'both workers healthy');

@@ -1,7 +1,7 @@
 // `fleet-server` / `fleet-server run`: the standalone server.
 import cluster from 'node:cluster';
 import type { Logger } from 'pino';
-import type { FleetServerConfig } from '../config/config';
+import { memoryMiB, type FleetServerConfig } from '../config/config';
 import { Admin } from '../fleet/admin';
 import { createLogger } from '../logging/logger';
 import type { ServerInstance } from '../runtime/server-instance';
@@ -19,7 +19,8 @@ export async function runServer(args: ConfigArgs): Promise<void> {
   const log: Logger = createLogger(config.logging);
   const sizing = chooseWorkers(config);
   log.info({
-    version: VERSION, 'limits.profile': config.server.limits.profile, workers: sizing.workers, 'workers.reason': sizing.reason,
+    version: VERSION, 'limits.profile': config.server.limits.profile, 'limits.memory_mib': Math.round(memoryMiB()),
+    workers: sizing.workers, 'workers.reason': sizing.reason,
   }, 'fleet-server starting');
   if (sizing.workers > 1) return runPrimary(config, log, sizing.workers);
   const server = await openServer(config, log);

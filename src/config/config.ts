@@ -4,6 +4,7 @@ import { freemem, totalmem } from 'node:os';
 import { readFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { isSea } from 'node:sea';
+import { memoryLimit } from '../util/cgroup';
 import { durationValue } from '../util/duration';
 import { resolveLimits, ROUTES, type ResolvedLimits, type RouteName, type UserRouteLimit } from './limits';
 import type { RawConfig } from './raw';
@@ -253,12 +254,9 @@ function readWorkers(server: Reader): number | 'auto' {
   return n;
 }
 
-function memoryMiB(): number {
-  try {
-    const cg = readFileSync('/sys/fs/cgroup/memory.max', 'utf8').trim();
-    if (cg !== 'max') return Number(cg) / 1024 / 1024;
-  } catch { /* no cgroup v2 limit */ }
-  return Math.max(totalmem(), freemem()) / 1024 / 1024;
+/** The memory the limit profile is chosen by (upstream: GOMEMLIMIT, else the cgroup's limit, else the host's RAM). */
+export function memoryMiB(): number {
+  return (memoryLimit() ?? Math.max(totalmem(), freemem())) / 1024 / 1024;
 }
 
 /** The directory of the executable (upstream's default for server.pgp.dir): the single executable's, else the bundle's. */

@@ -109,3 +109,15 @@ export function cpuQuota(): number | undefined {
   if (quota === undefined || period === undefined || quota <= 0 || period <= 0) return undefined;
   return Math.max(1, Math.ceil(quota / period));
 }
+
+/**
+ * The control group's memory limit in bytes (v2 `memory.max`, v1 `memory.limit_in_bytes`), or undefined
+ * when there is none (v1 reports "no limit" as a number near 2^63).
+ */
+export function memoryLimit(): number | undefined {
+  const groups = membership();
+  const limit = existsSync(join(ROOT, 'cgroup.controllers'))
+    ? num(read(join(groupDir(ROOT, groups.get('') ?? '/'), 'memory.max')))
+    : groups.has('memory') ? num(read(join(groupDir(join(ROOT, 'memory'), groups.get('memory')!), 'memory.limit_in_bytes'))) : undefined;
+  return limit !== undefined && limit > 0 && limit < 2 ** 60 ? limit : undefined;
+}
