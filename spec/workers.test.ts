@@ -2,13 +2,15 @@
 // double), supervised by a primary that sums their figures on the metrics listener.
 import { buildConfig } from '../src/config/config';
 import { chooseWorkers, shareLimits } from '../src/runtime/sizing';
+import { spawn } from 'node:child_process';
 import net from 'node:net';
 import tls from 'node:tls';
 import { SimAgent } from './support/agent';
 import { localhostCertificate } from './support/certs';
 import { EsDouble } from './support/es-double/server';
 import { bumpPolicy, esSettings, seedPolicy } from './support/es-mode';
-import { removeDir, startFleetServer, tempDir, type FleetServerProcess } from './support/fleet-server';
+import { DIST, removeDir, startFleetServer, tempDir, type FleetServerProcess } from './support/fleet-server';
+import { NODE_FLAGS } from './support/node-flags';
 import { request } from './support/http';
 import { freePort } from './support/ports';
 
@@ -233,10 +235,15 @@ test('a worker that cannot start stops the whole start (exit 1); workers whose p
   const blocker = net.createServer();
   await new Promise<void>((r) => blocker.listen(0, '127.0.0.1', () => r()));
   try {
-    // The external port is taken: the first worker's listen fails, and the program exits 1 saying so.
+    // The external port is taken: the first worker's listen fails, and the program exits 1 saying so in one line.
     const taken = (blocker.address() as net.AddressInfo).port;
-    await expect(startFleetServer({ dataDir: dir, port: taken, readyText: 'fleet-server workers ready',
-      overrides: ['inputs.0.server.workers=2', ...esSettings(es)] })).rejects.toThrow(/exited \(1\)[\s\S]*EADDRINUSE/);
+    const failed = spawn(process.execPath, [...NODE_FLAGS, DIST, '-E', `path.data=${dir}`, '-E', 'inputs.0.server.host=127.0.0.1',
+      '-E', `inputs.0.server.port=${taken}`, '-E', 'inputs.0.server.workers=2', ...esSettings(es).flatMap((s) => ['-E', s])], { cwd: dir });
+    let stderr = '';
+    failed.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    const code = await new Promise<number | null>((r) => failed.once('close', (c) => r(c)));
+    expect(code).toBe(1);
+    expect(stderr.split('\n').filter((l) => l.startsWith('fleet-server: '))).toEqual([expect.stringMatching(/EADDRINUSE/)]);
 
     const server = await startTwoWorkers(dir, es, metricsPort, []);
     const pids = workersOf(await statsUntil(metricsPort, (s) => s.fleet.cluster.answering === 2, 'both workers')).map((w) => w.pid);

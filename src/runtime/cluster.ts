@@ -9,9 +9,10 @@ import { randomBytes } from 'node:crypto';
 import { createInterface } from 'node:readline';
 import type { Logger } from 'pino';
 import type { FleetServerConfig } from '../config/config';
-import { localStats, processMetrics, startMetrics, type StatsDocument } from '../http/metrics';
+import { localStats, processMetrics, startMetrics, type StatsDocument, type StatsSource } from '../http/metrics';
 import { createLogger, rawLogWriter } from '../logging/logger';
 import { Backoff } from '../util/backoff';
+import { describeError } from '../util/error-text';
 import { NODE_FLAGS } from '../version';
 import { clusterStats, type WorkerStats } from './cluster-stats';
 import { openServer, serveUntilStopped, stopOnSignals } from './serve';
@@ -20,7 +21,7 @@ import { shareLimits } from './sizing';
 /** primary → worker */
 type ToWorker = { t: 'init'; ticketKeys: string } | { t: 'stats'; id: number; gc: boolean } | { t: 'stop' };
 /** worker → primary */
-type ToPrimary = { t: 'ready' } | { t: 'stats'; id: number; doc: StatsDocument };
+type ToPrimary = { t: 'hello' } | { t: 'ready' } | { t: 'failed'; reason: string } | { t: 'stats'; id: number; doc: StatsDocument };
 
 const ENV_SIZE = 'FLEET_SERVER_WORKERS';
 const ENV_SLOT = 'FLEET_SERVER_WORKER_SLOT';
@@ -50,23 +51,43 @@ export async function runWorker(config: FleetServerConfig): Promise<void> {
   const logging = process.env[ENV_PIPE_LOGS] ? { ...config.logging, toStderr: true, toFiles: false } : config.logging;
   const log = createLogger(logging).child({ 'worker.slot': slot });
   const shared: FleetServerConfig = { ...config, server: { ...config.server, limits: shareLimits(config.server.limits, size) } };
-  const init = await new Promise<ToWorker>((resolve) => process.once('message', resolve));
-  const ticketKeys = init.t === 'init' ? Buffer.from(init.ticketKeys, 'hex') : undefined;
-  const server = await openServer(shared, log, { ticketKeys });
-  const stop = serveUntilStopped(server, log);
-  const stats = localStats(server.fleet, server.http);
+  let stop: ((reason: string) => void) | undefined;
+  let stats: StatsSource | undefined;
+  let initialised: (ticketKeys: Buffer) => void = ignore;
+  const ticketKeys = new Promise<Buffer>((resolve) => (initialised = resolve));
+  // Listening before saying hello: nothing the primary sends can arrive unheard.
   process.on('message', (m: ToWorker) => {
-    if (m.t === 'stop') stop('primary');
-    else if (m.t === 'stats') void stats({ gc: m.gc }).then((doc) => send(process, { t: 'stats', id: m.id, doc }));
+    if (m.t === 'init') initialised(Buffer.from(m.ticketKeys, 'hex'));
+    else if (m.t === 'stop') {
+      if (stop) stop('primary');
+      else process.exit(0); // nothing served yet
+    } else if (m.t === 'stats' && stats) void stats({ gc: m.gc }).then((doc) => send(process, { t: 'stats', id: m.id, doc }));
   });
-  // A worker whose primary is gone exits at once (Node's cluster does that): the listeners went with it.
-  await server.start({ metrics: false });
+  send(process, { t: 'hello' });
+  try {
+    const server = await openServer(shared, log, { ticketKeys: await ticketKeys });
+    stop = serveUntilStopped(server, log);
+    stats = localStats(server.fleet, server.http);
+    // A worker whose primary is gone exits at once (Node's cluster does that): the listeners went with it.
+    await server.start({ metrics: false });
+  } catch (err) {
+    // The primary says why in its one line; this worker exits once the reason is sent.
+    const reason: ToPrimary = { t: 'failed', reason: describeError(err) };
+    try {
+      process.send!(reason, () => process.exit(1));
+    } catch {
+      throw err;
+    }
+    return;
+  }
   log.info({ 'process.pid': process.pid, 'limits.max_connections': shared.server.limits.maxConnections }, 'fleet-server worker ready');
   send(process, { t: 'ready' });
 }
 
 interface Slot {
   index: number;
+  /** Why its worker could not start, as it said. */
+  failure?: string;
   worker: Worker | undefined;
   ready: boolean;
   startedAt: number;
@@ -100,11 +121,13 @@ export async function runPrimary(config: FleetServerConfig, log: Logger, size: n
     const worker = cluster.fork({ [ENV_SIZE]: String(size), [ENV_SLOT]: String(slot.index), ...(pipeLogs ? { [ENV_PIPE_LOGS]: '1' } : {}) });
     slot.worker = worker;
     slot.ready = false;
-    send(worker, { t: 'init', ticketKeys: ticketKeys.toString('hex') });
+    slot.failure = undefined;
     slot.startedAt = Date.now();
     if (writeLine && worker.process.stderr) createInterface({ input: worker.process.stderr }).on('line', (l) => writeLine(`${l}\n`));
     worker.on('message', (m: ToPrimary) => {
-      if (m.t === 'ready') {
+      if (m.t === 'hello') send(worker, { t: 'init', ticketKeys: ticketKeys.toString('hex') });
+      else if (m.t === 'failed') slot.failure = m.reason;
+      else if (m.t === 'ready') {
         slot.ready = true;
         log.info({ 'worker.slot': slot.index, 'process.pid': worker.process.pid }, 'worker ready');
         if (startup && slots.every((s) => s.ready)) startup.resolve();
@@ -120,9 +143,12 @@ export async function runPrimary(config: FleetServerConfig, log: Logger, size: n
     slot.worker = undefined;
     slot.ready = false;
     if (stopping) return;
-    const fields = { 'worker.slot': slot.index, 'process.pid': worker.process.pid, 'exit.code': code, 'exit.signal': signal };
+    const fields = {
+      'worker.slot': slot.index, 'process.pid': worker.process.pid, 'exit.code': code, 'exit.signal': signal,
+      ...(slot.failure ? { 'error.message': slot.failure } : {}),
+    };
     if (startup) {
-      startup.reject(new Error(`worker ${slot.index} exited (${signal ?? code}) before it was ready`));
+      startup.reject(new Error(slot.failure ?? `worker ${slot.index} exited (${signal ?? code}) before it was ready`));
       return;
     }
     const lived = Date.now() - slot.startedAt;
