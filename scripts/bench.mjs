@@ -7,6 +7,7 @@ import { spawn, fork, execFileSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { sleep, startDouble, waitFor } from './bench/common.mjs';
 
 const AGENTS = Number(process.env.BENCH_AGENTS ?? 10_000);
 const WORKERS = Number(process.env.BENCH_WORKERS ?? 4);
@@ -17,8 +18,6 @@ const STORES = RUNS.filter((r) => r === 'sqlite' || r === 'elasticsearch');
 const STEADY_S = Number(process.env.BENCH_STEADY_SECONDS ?? 60);
 const dist = new URL('../dist/fleet-server.js', import.meta.url).pathname;
 const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8'));
-const doubleJs = new URL('../dist/es-double.js', import.meta.url).pathname;
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 const fmt = (n, d = 1) => (Number.isFinite(n) ? n.toFixed(d) : String(n));
 const ownRssKiB = (pid) => Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? 0);
 /** RSS of the server and every process under it (its cluster workers, inputs.0.server.workers). */
@@ -39,17 +38,6 @@ function rssKiB(pid) {
   return total;
 }
 
-async function waitFor(what, fn, timeoutMs = 30_000) {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    try {
-      const v = await fn();
-      if (v) return v;
-    } catch { /* not yet */ }
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(100);
-  }
-}
 
 async function run(store) {
   const dir = mkdtempSync(join(tmpdir(), 'fleet-bench-'));
@@ -57,10 +45,9 @@ async function run(store) {
   let double;
   const storeSettings = [];
   if (store === 'elasticsearch') {
-    double = spawn(process.execPath, [doubleJs, '--port', String(PORT + 3)], { stdio: ['ignore', 'pipe', 'inherit'] });
-    let out = '';
-    double.stdout.on('data', (d) => (out += d));
-    const token = await waitFor('the Elasticsearch double', () => /service token: (\S+)/.exec(out)?.[1]);
+    const started = await startDouble(PORT + 3);
+    double = started.proc;
+    const token = started.token;
     storeSettings.push('-E', `output.elasticsearch.hosts=http://127.0.0.1:${PORT + 3}`, '-E', `output.elasticsearch.service_token=${token}`);
   }
   const doubleStats = async () => (await fetch(`http://127.0.0.1:${PORT + 3}/_double/stats`)).json();

@@ -16,10 +16,10 @@ import { esSettings } from './support/es-mode';
 import { DIST, removeDir, tempDir } from './support/fleet-server';
 import { NODE_FLAGS } from './support/node-flags';
 import { esStore } from './support/stores';
+import { collect, once, sha256 } from './support/bytes';
 
 jest.setTimeout(60_000);
 
-const sha256 = (b: Uint8Array): string => createHash('sha256').update(b).digest('hex');
 
 interface Run {
   code: number | null;
@@ -62,15 +62,7 @@ async function until<T>(what: string, fn: () => Promise<T | undefined>): Promise
   throw new Error(`gave up waiting for ${what}`);
 }
 
-async function* once(b: Uint8Array): AsyncIterable<Uint8Array> {
-  yield b;
-}
 
-async function collect(it: AsyncIterable<Uint8Array>): Promise<Buffer> {
-  const parts: Buffer[] = [];
-  for await (const p of it) parts.push(Buffer.from(p));
-  return Buffer.concat(parts);
-}
 
 interface UploadSpec {
   agentId?: string;

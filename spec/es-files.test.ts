@@ -2,7 +2,7 @@
 // diagnostics upload lands where Kibana's "Request diagnostics" download reads it: upload metadata and
 // CBOR chunk documents, the READY update, integration libraries and Kibana's artifacts, and the double's
 // CBOR, stored-field and painless script-field behaviour they rely on.
-import { createHash, randomBytes, randomUUID } from 'node:crypto';
+import { randomBytes, randomUUID } from 'node:crypto';
 import { decode } from 'cbor-x/index-no-eval';
 import { encodeChunk } from '../src/store/elasticsearch/cbor-chunk';
 import type { EsStore } from '../src/store/elasticsearch/store';
@@ -12,6 +12,7 @@ import { encodeCbor } from './support/es-double/cbor';
 import { EsDouble } from './support/es-double/server';
 import { removeDir, tempDir } from './support/fleet-server';
 import { esStore } from './support/stores';
+import { collect, pieces, sha256 } from './support/bytes';
 
 type Obj = Record<string, unknown>;
 
@@ -28,17 +29,8 @@ afterAll(async () => {
   await es.stop();
 });
 
-const sha256 = (b: Uint8Array): string => createHash('sha256').update(b).digest('hex');
 
-async function* pieces(buf: Buffer, size = 3): AsyncIterable<Uint8Array> {
-  for (let i = 0; i < buf.length; i += size) yield buf.subarray(i, i + size);
-}
 
-async function collect(it: AsyncIterable<Uint8Array>): Promise<Buffer> {
-  const parts: Buffer[] = [];
-  for await (const p of it) parts.push(Buffer.from(p));
-  return Buffer.concat(parts);
-}
 
 /** A request to the double as any client makes it; JSON or CBOR in and out. */
 async function call(method: string, path: string, body?: unknown, opts: { cbor?: boolean; accept?: string } = {}): Promise<{ status: number; body: Obj }> {
@@ -105,14 +97,14 @@ describe('upload documents as upstream writes them', () => {
     expect(Buffer.from((r.body['fields'] as { data: Uint8Array[] }).data[0]!)).toEqual(parts[1]);
   });
 
-  test('the encoder: uint64 timestamp, a 32-bit definite byte string, or an indefinite one for the final chunk', () => {
+  test('the encoder: uint64 timestamp, a 32-bit definite byte string, or an indefinite one (one piece) for the final chunk', () => {
     const head = { timestampMs: 5, bid: 'a.b', sha2: 'ff' };
     const mid = encodeChunk({ ...head, last: false }, [Buffer.from('ab'), Buffer.from('cd')]);
     const fin = encodeChunk({ ...head, last: true }, [Buffer.from('ab'), Buffer.from('c')]);
     expect(mid[0]).toBe(0xa5);
     expect(mid.subarray(12, 21).toString('hex')).toBe('1b0000000000000005');
     expect(mid.subarray(-9).toString('hex')).toBe('5a0000000461626364');
-    expect(fin.subarray(-15).toString('hex')).toBe('5f5a0000000261625a0000000163ff');
+    expect(fin.subarray(-10).toString('hex')).toBe('5f5a00000003616263ff');
     // cbor-x reads the definite form; the double reads both (Jackson does).
     expect(decode(mid)).toMatchObject({ last: false, bid: 'a.b', sha2: 'ff' });
     expect(() => decode(fin)).toThrow(/Indefinite length/);

@@ -244,7 +244,10 @@ export class HttpService {
       // Settled by callbacks, not by awaiting: a held long poll then keeps no suspended frame here.
       const taken = counters;
       this.dispatch(route, base, taken).then(() => this.done(req, res, guard, started, requestId, limiter, taken), (err: unknown) => {
-        this.done(req, res, guard, started, requestId, limiter, taken, err);
+        const finish = (): void => this.done(req, res, guard, started, requestId, limiter, taken, err);
+        // Only an authenticated agent's refusal waits for its body; anyone else's connection is closed at once.
+        if (route.drainRefused && (base as Partial<RequestContext<'agentKey'>>).agent) drainUnread(req, err, finish);
+        else finish();
       });
     } catch (err) {
       this.done(req, res, guard, started, requestId, limiter, counters, err);
@@ -360,6 +363,49 @@ export class HttpService {
     }
     this.log[level](fields, status >= 500 ? 'HTTP request failed' : 'HTTP request');
   }
+}
+
+/** Bodies up to this size are read to their end before a refusal is answered (an upload chunk's 4 MiB). */
+const DRAIN_MAX_BYTES = 4 * 1024 * 1024 + 64 * 1024;
+/** …and for at most this long: a client trickling its body gets its refusal then, and a closed connection. */
+const DRAIN_MAX_MS = 5000;
+
+/**
+ * A refusal that came before the body was read (an upload chunk for a stopped upload, say, on routes
+ * that declare `drainRefused`): a client still sending would see its connection reset instead of the answer. A body of at most
+ * DRAIN_MAX_BYTES is read to its end first, for at most DRAIN_MAX_MS (the route's slot stays taken
+ * meanwhile); past either, or for a larger declared length, it is answered at once and the connection
+ * closed.
+ */
+function drainUnread(req: IncomingMessage, err: unknown, then: () => void): void {
+  const declared = Number(req.headers['content-length']);
+  if (req.complete || req.destroyed || isFleetError(err, 'ClientClosed') || declared > DRAIN_MAX_BYTES) {
+    then();
+    return;
+  }
+  let called = false;
+  let read = 0;
+  const timer = setTimeout(() => once(), DRAIN_MAX_MS);
+  const once = (): void => {
+    if (called) return;
+    called = true;
+    clearTimeout(timer);
+    req.off('data', counted);
+    req.off('end', once);
+    req.off('close', once);
+    req.off('error', once);
+    if (!req.complete) req.pause();
+    then();
+  };
+  const counted = (c: Buffer): void => {
+    read += c.length;
+    if (read > DRAIN_MAX_BYTES) once();
+  };
+  req.on('data', counted);
+  req.on('end', once);
+  req.on('close', once);
+  req.on('error', once);
+  req.resume();
 }
 
 /** A response error (a write after the client went away) is not worth more than the close already seen. */
