@@ -4,10 +4,10 @@
 // picks one); the Elasticsearch run also measures a minute of steady long-polling: Elasticsearch requests
 // by kind, documents written and the API-key cache hit rate. Prints figures; asserts nothing.
 import { spawn, fork, execFileSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { sleep, startDouble, waitFor } from './bench/common.mjs';
+import { rssKiB, sleep, startDouble, waitFor } from './bench/common.mjs';
 
 const AGENTS = Number(process.env.BENCH_AGENTS ?? 10_000);
 const WORKERS = Number(process.env.BENCH_WORKERS ?? 4);
@@ -19,24 +19,6 @@ const STEADY_S = Number(process.env.BENCH_STEADY_SECONDS ?? 60);
 const dist = new URL('../dist/fleet-server.js', import.meta.url).pathname;
 const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8'));
 const fmt = (n, d = 1) => (Number.isFinite(n) ? n.toFixed(d) : String(n));
-const ownRssKiB = (pid) => Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? 0);
-/** RSS of the server and every process under it (its cluster workers, inputs.0.server.workers). */
-function rssKiB(pid) {
-  const children = new Map();
-  for (const p of readdirSync('/proc').filter((d) => /^\d+$/.test(d))) {
-    try {
-      const ppid = Number(readFileSync(`/proc/${p}/stat`, 'utf8').replace(/^.*\) /s, '').split(' ')[1]);
-      children.set(ppid, [...(children.get(ppid) ?? []), Number(p)]);
-    } catch { /* gone meanwhile */ }
-  }
-  let total = 0;
-  for (const todo = [pid]; todo.length > 0;) {
-    const p = todo.pop();
-    try { total += ownRssKiB(p); } catch { /* gone meanwhile */ }
-    todo.push(...(children.get(p) ?? []));
-  }
-  return total;
-}
 
 
 async function run(store) {
