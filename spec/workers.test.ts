@@ -3,7 +3,9 @@
 import { buildConfig } from '../src/config/config';
 import { chooseWorkers, shareLimits } from '../src/runtime/sizing';
 import { spawn } from 'node:child_process';
+import { existsSync, readFileSync, renameSync } from 'node:fs';
 import net from 'node:net';
+import { join } from 'node:path';
 import tls from 'node:tls';
 import { SimAgent } from './support/agent';
 import { localhostCertificate } from './support/certs';
@@ -32,24 +34,43 @@ async function statsUntil(metricsPort: number, ok: (s: any) => boolean, what: st
   throw new Error(`timed out waiting for ${what}: ${JSON.stringify((await stats(metricsPort)).fleet)}`);
 }
 
-/** The program with two workers on the double, the metrics listener on `metricsPort`; ready once both workers are. */
-function startTwoWorkers(dir: string, es: EsDouble, metricsPort: number, overrides: string[]): Promise<FleetServerProcess> {
-  return startFleetServer({
-    dataDir: dir, readyText: 'fleet-server workers ready',
-    overrides: ['inputs.0.server.workers=2', 'http.enabled=true', `http.port=${metricsPort}`, ...overrides, ...esSettings(es)],
-  });
+interface Bed {
+  dir: string;
+  es: EsDouble;
+  metricsPort: number;
+  /** The program with two workers on the double, the metrics listener on `metricsPort`; ready once both workers are. */
+  start(overrides: string[]): Promise<FleetServerProcess>;
+}
+
+/** A data directory, the double and a free metrics port for `fn`; afterwards every server started is stopped and all removed. */
+async function onTheDouble(fn: (bed: Bed) => Promise<void>): Promise<void> {
+  const dir = tempDir();
+  const es = await new EsDouble().start();
+  const metricsPort = await freePort();
+  const servers: FleetServerProcess[] = [];
+  const start = async (overrides: string[]): Promise<FleetServerProcess> => {
+    const server = await startFleetServer({
+      dataDir: dir, readyText: 'fleet-server workers ready',
+      overrides: ['inputs.0.server.workers=2', 'http.enabled=true', `http.port=${metricsPort}`, ...overrides, ...esSettings(es)],
+    });
+    servers.push(server);
+    return server;
+  };
+  try {
+    await fn({ dir, es, metricsPort, start });
+  } finally {
+    for (const server of servers) await server.stop();
+    await es.stop();
+    removeDir(dir);
+  }
 }
 
 const workersOf = (s: any): WorkerView[] => s.fleet.workers as WorkerView[];
 const heldSum = (s: any): number => workersOf(s).reduce((n, w) => n + w.checkin.held, 0);
 
 test('two workers: polls held on both, a policy change reaches all, a killed worker is replaced, SIGTERM answers every held poll', async () => {
-  const dir = tempDir();
-  const es = await new EsDouble().start();
-  const metricsPort = await freePort();
-  let server: FleetServerProcess | undefined;
-  try {
-    server = await startTwoWorkers(dir, es, metricsPort, ['inputs.0.server.timeouts.checkin_jitter=0s', 'inputs.0.server.timeouts.checkin_long_poll=60s']);
+  await onTheDouble(async ({ dir, es, metricsPort, start }) => {
+    const server = await start(['inputs.0.server.timeouts.checkin_jitter=0s', 'inputs.0.server.timeouts.checkin_long_poll=60s']);
     const url = server.url;
     const started = server.logs().find((l) => l['message'] === 'fleet-server starting');
     expect(started).toMatchObject({ workers: 2, 'workers.reason': 'configured' });
@@ -138,11 +159,7 @@ test('two workers: polls held on both, a policy change reaches all, a killed wor
     expect(code).toBe(0);
     for (const o of await Promise.all(held)) expect(o).toMatchObject({ status: 200 });
     expect(server.logs().filter((l) => l['message'] === 'fleet-server stopped')).toHaveLength(3);
-  } finally {
-    if (server) await server.stop();
-    await es.stop();
-    removeDir(dir);
-  }
+  });
 });
 
 test('sizing: auto follows the CPUs on Elasticsearch, the embedded store and workers: 1 stay in one process', () => {
@@ -190,13 +207,9 @@ function statusOverTls(port: number, ca: Buffer, session: Buffer | undefined): P
 }
 
 test('TLS sessions resume on any worker: the workers share their session-ticket keys', async () => {
-  const dir = tempDir();
-  const { certPath, keyPath, ca } = localhostCertificate(dir);
-  const es = await new EsDouble().start();
-  const metricsPort = await freePort();
-  let server: FleetServerProcess | undefined;
-  try {
-    server = await startTwoWorkers(dir, es, metricsPort,
+  await onTheDouble(async ({ dir, metricsPort, start }) => {
+    const { certPath, keyPath, ca } = localhostCertificate(dir);
+    const server = await start(
       ['inputs.0.server.ssl.enabled=true', `inputs.0.server.ssl.certificate=${certPath}`, `inputs.0.server.ssl.key=${keyPath}`]);
     const first = await statusOverTls(server.port, ca, undefined);
     expect(first.reused).toBe(false);
@@ -211,11 +224,7 @@ test('TLS sessions resume on any worker: the workers share their session-ticket 
       s = await stats(metricsPort);
     }
     expect(workersOf(s).every((w: any) => w.tcp_open > 0)).toBe(true);
-  } finally {
-    if (server) await server.stop();
-    await es.stop();
-    removeDir(dir);
-  }
+  });
 });
 
 /** Whether a process with this pid still exists. */
@@ -229,31 +238,60 @@ function alive(pid: number): boolean {
 }
 
 test('a worker that cannot start stops the whole start (exit 1); workers whose primary is killed exit too', async () => {
-  const dir = tempDir();
-  const es = await new EsDouble().start();
-  const metricsPort = await freePort();
   const blocker = net.createServer();
   await new Promise<void>((r) => blocker.listen(0, '127.0.0.1', () => r()));
   try {
-    // The external port is taken: the first worker's listen fails, and the program exits 1 saying so in one line.
-    const taken = (blocker.address() as net.AddressInfo).port;
-    const failed = spawn(process.execPath, [...NODE_FLAGS, DIST, '-E', `path.data=${dir}`, '-E', 'inputs.0.server.host=127.0.0.1',
-      '-E', `inputs.0.server.port=${taken}`, '-E', 'inputs.0.server.workers=2', ...esSettings(es).flatMap((s) => ['-E', s])], { cwd: dir });
-    let stderr = '';
-    failed.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    const code = await new Promise<number | null>((r) => failed.once('close', (c) => r(c)));
-    expect(code).toBe(1);
-    expect(stderr.split('\n').filter((l) => l.startsWith('fleet-server: '))).toEqual([expect.stringMatching(/EADDRINUSE/)]);
+    await onTheDouble(async ({ dir, es, metricsPort, start }) => {
+      // The external port is taken: the first worker's listen fails, and the program exits 1 saying so in one line.
+      const taken = (blocker.address() as net.AddressInfo).port;
+      const failed = spawn(process.execPath, [...NODE_FLAGS, DIST, '-E', `path.data=${dir}`, '-E', 'inputs.0.server.host=127.0.0.1',
+        '-E', `inputs.0.server.port=${taken}`, '-E', 'inputs.0.server.workers=2', ...esSettings(es).flatMap((s) => ['-E', s])], { cwd: dir });
+      let stderr = '';
+      failed.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+      const code = await new Promise<number | null>((r) => failed.once('close', (c) => r(c)));
+      expect(code).toBe(1);
+      expect(stderr.split('\n').filter((l) => l.startsWith('fleet-server: '))).toEqual([expect.stringMatching(/EADDRINUSE/)]);
 
-    const server = await startTwoWorkers(dir, es, metricsPort, []);
-    const pids = workersOf(await statsUntil(metricsPort, (s) => s.fleet.cluster.answering === 2, 'both workers')).map((w) => w.pid);
-    server.child.kill('SIGKILL');
-    await server.stop();
-    for (let i = 0; i < 300 && pids.some(alive); i++) await new Promise((r) => setTimeout(r, 50));
-    expect(pids.filter(alive)).toEqual([]);
+      const server = await start([]);
+      const pids = workersOf(await statsUntil(metricsPort, (s) => s.fleet.cluster.answering === 2, 'both workers')).map((w) => w.pid);
+      server.child.kill('SIGKILL');
+      await server.stop();
+      for (let i = 0; i < 300 && pids.some(alive); i++) await new Promise((r) => setTimeout(r, 50));
+      expect(pids.filter(alive)).toEqual([]);
+    });
   } finally {
     blocker.close();
-    await es.stop();
-    removeDir(dir);
   }
+});
+
+test('route limits are for the whole server: two workers together admit the burst one process would', async () => {
+  await onTheDouble(async ({ dir, es, metricsPort, start }) => {
+    // A burst of 2 per hour: each worker gets 1 (and a 2 h interval), so at most 2 enrollments pass in all.
+    const server = await start(
+      ['inputs.0.server.limits.enroll_limit.interval=1h', 'inputs.0.server.limits.enroll_limit.burst=2']);
+    const token = await seedPolicy(dir, esSettings(es), server.url);
+    await statsUntil(metricsPort, (s) => s.fleet.status === 'HEALTHY' && s.fleet.cluster.answering === 2, 'both workers healthy');
+    const statuses: number[] = [];
+    for (let i = 0; i < 6; i++) statuses.push((await new SimAgent(server.url).enroll(token)).status);
+    expect(statuses.filter((s) => s === 200).length).toBeLessThanOrEqual(2);
+    expect(statuses.filter((s) => s !== 200).every((s) => s === 429)).toBe(true);
+    const s = await stats(metricsPort);
+    expect(s.http_server.routes.enroll.limit_rate).toBe(statuses.filter((x) => x === 429).length);
+  });
+});
+
+test('with logging to files, the primary writes every worker\'s lines and reopens the file on SIGHUP', async () => {
+  await onTheDouble(async ({ dir, metricsPort, start }) => {
+    const file = join(dir, 'logs', 'fleet-server.log');
+    const lines = (): Record<string, unknown>[] => (existsSync(file) ? readFileSync(file, 'utf8') : '').split('\n').filter(Boolean).map((l) => JSON.parse(l));
+    const server = await start(['logging.to_files=true', `logging.files.path=${join(dir, 'logs')}`]);
+    await statsUntil(metricsPort, () => lines().filter((l) => l['message'] === 'fleet-server worker ready').length === 2, 'both workers\' lines in the file');
+    expect(new Set(lines().map((l) => l['worker.slot']))).toEqual(new Set([undefined, 1, 2]));
+    renameSync(file, `${file}.rotated`);
+    server.child.kill('SIGHUP');
+    await statsUntil(metricsPort, () => lines().some((l) => l['message'] === 'log files reopened'), 'the file reopened');
+    expect(await server.stop()).toBe(0);
+    // After the reopen every process's lines, the workers' last ones included, go to the new file.
+    expect(lines().filter((l) => l['message'] === 'fleet-server stopped').map((l) => l['worker.slot']).sort()).toEqual([1, 2, undefined]);
+  });
 });
