@@ -246,7 +246,7 @@ export class HttpService {
       this.dispatch(route, base, taken).then(() => this.done(req, res, guard, started, requestId, limiter, taken), (err: unknown) => {
         const finish = (): void => this.done(req, res, guard, started, requestId, limiter, taken, err);
         // Only an authenticated agent's refusal waits for its body; anyone else's connection is closed at once.
-        if (route.drainRefused && (base as Partial<RequestContext<'agentKey'>>).agent) drainUnread(req, err, finish);
+        if (drainable.has(req)) drainUnread(req, err, finish);
         else finish();
       });
     } catch (err) {
@@ -275,6 +275,7 @@ export class HttpService {
         break;
       case 'agentKey':
         c['agent'] = await fleet.auth.authenticateAgent(apiKeyFromHeader(req));
+        if (route.drainRefused) drainable.add(req);
         break;
       case 'enrollment':
         c['enrollment'] = await fleet.enrollment.authenticate(apiKeyFromHeader(req));
@@ -364,6 +365,13 @@ export class HttpService {
     this.log[level](fields, status >= 500 ? 'HTTP request failed' : 'HTTP request');
   }
 }
+
+/**
+ * Requests of authenticated agents on routes that declare `drainRefused`. Kept aside rather than read
+ * from the request's context: the callbacks that settle a request must not hold its context, or every
+ * held long poll would keep its whole context alive.
+ */
+const drainable = new WeakSet<IncomingMessage>();
 
 /** Bodies up to this size are read to their end before a refusal is answered (an upload chunk's 4 MiB). */
 const DRAIN_MAX_BYTES = 4 * 1024 * 1024 + 64 * 1024;
