@@ -9,7 +9,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { sleep, startDouble, waitFor } from './bench/common.mjs';
+import { rssKiB, sleep, startDouble, waitFor } from './bench/common.mjs';
 
 const MiB = 1024 * 1024;
 const SIZE = Number(process.env.BENCH_FILE_MIB ?? 128) * MiB;
@@ -19,7 +19,7 @@ const STORES = (process.env.BENCH_STORE ?? 'sqlite,elasticsearch').split(',');
 const dist = new URL('../dist/fleet-server.js', import.meta.url).pathname;
 const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8'));
 const sha256 = (b) => createHash('sha256').update(b).digest('hex');
-const rssMiB = (pid) => Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))[1]) / 1024;
+const rssMiB = (pid) => rssKiB(pid) / 1024;
 
 
 /** Samples a process's RSS while fn runs: the baseline and the peak. */

@@ -7,7 +7,7 @@ import { spawn, fork, execFileSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { sleep, startDouble, waitFor } from './bench/common.mjs';
+import { rssKiB, sleep, startDouble, waitFor } from './bench/common.mjs';
 
 const AGENTS = Number(process.env.BENCH_AGENTS ?? 10_000);
 const WORKERS = Number(process.env.BENCH_WORKERS ?? 4);
@@ -19,7 +19,6 @@ const STEADY_S = Number(process.env.BENCH_STEADY_SECONDS ?? 60);
 const dist = new URL('../dist/fleet-server.js', import.meta.url).pathname;
 const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8'));
 const fmt = (n, d = 1) => (Number.isFinite(n) ? n.toFixed(d) : String(n));
-const rssKiB = (pid) => Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))[1]);
 
 
 async function run(store) {
@@ -126,6 +125,7 @@ async function run(store) {
   console.log(`enrollments/s                   ${fmt(total / (enrollMs / 1000))}  (${fmt(enrollMs / 1000, 2)} s for ${total})`);
   console.log(`first check-ins/s               ${fmt(total / (firstCheckinMs / 1000))}  (each answered with POLICY_CHANGE + output key minted)`);
   console.log(`held long polls                 ${held}`);
+  console.log(`server processes                ${statsHeld.fleet.cluster ? `${statsHeld.fleet.cluster.workers} workers + primary (inputs.0.server.workers)` : '1'}`);
   console.log(`server RSS idle                 ${fmt(rssIdle / 1024)} MiB`);
   console.log(`server RSS with polls held      ${fmt(rssHeld / 1024)} MiB`);
   console.log(`RSS per held agent (total)      ${fmt(rssHeld / total)} KiB`);

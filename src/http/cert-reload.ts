@@ -7,7 +7,7 @@ import type { Logger } from 'pino';
 
 export interface CertificateSource {
   /** Reads the files again: the options for a new secure context. */
-  read(): { cert?: string; key?: string; ca?: string[]; passphrase?: string };
+  read(): { cert?: string; key?: string; ca?: string[]; passphrase?: string; ticketKeys?: Buffer };
 }
 
 export class CertificateReloader {
@@ -51,6 +51,6 @@ export class CertificateReloader {
   }
 
   private fingerprint(o: ReturnType<CertificateSource['read']>): string {
-    return createHash('sha256').update(JSON.stringify([o.cert, o.key, o.ca, o.passphrase])).digest('hex');
+    return createHash('sha256').update(JSON.stringify([o.cert, o.key, o.ca, o.passphrase, o.ticketKeys?.toString('hex')])).digest('hex');
   }
 }

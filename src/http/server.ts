@@ -40,7 +40,7 @@ function tlsCredentials(t: TlsConfig): { cert?: string; key?: string; ca?: strin
   return { cert: pemOrFile(t.certificate), key: pemOrFile(t.key), passphrase: t.keyPassphrase, ca: ca.length > 0 ? ca : undefined };
 }
 
-function tlsOptions(t: TlsConfig): https.ServerOptions {
+function tlsOptions(t: TlsConfig, ticketKeys: Buffer | undefined): https.ServerOptions {
   const versions = t.supportedProtocols.map((p) => TLS_VERSIONS[p]).filter((v): v is SecureVersion => v !== undefined).sort();
   return {
     ...tlsCredentials(t),
@@ -49,12 +49,21 @@ function tlsOptions(t: TlsConfig): https.ServerOptions {
     minVersion: versions[0] ?? 'TLSv1.2',
     maxVersion: versions[versions.length - 1] ?? 'TLSv1.3',
     ALPNProtocols: ['http/1.1'],
+    ...(ticketKeys ? { ticketKeys } : {}),
   };
 }
 
 /** The TCP socket under a request (a TLS socket's parent), as counted at accept. */
 function tcpSocket(s: Socket): Socket {
   return (s as Socket & { _parent?: Socket })._parent ?? s;
+}
+
+export interface HttpOptions {
+  /**
+   * TLS session-ticket keys (48 bytes) shared by every process serving the listeners, so an agent
+   * reconnecting to another cluster worker still resumes its session; else each process makes its own.
+   */
+  ticketKeys?: Buffer;
 }
 
 const LEVEL_RANK: Record<LogLevel, number> = { debug: 0, info: 1, warn: 2, error: 3 };
@@ -84,7 +93,8 @@ export class HttpService {
   /** Upstream's max_connections: a cap on requests in flight (its chi Throttle), not on sockets. */
   private readonly maxConnections: number;
 
-  constructor(private readonly fleet: Fleet, private readonly config: FleetServerConfig, private readonly log: Logger) {
+  constructor(private readonly fleet: Fleet, private readonly config: FleetServerConfig, private readonly log: Logger,
+    private readonly options: HttpOptions = {}) {
     const limits = config.server.limits;
     this.limiters = Object.fromEntries(ROUTE_NAMES.map((r) => [r, new RouteLimiter(limits.routes[r])])) as Record<RouteName, RouteLimiter>;
     this.maxConnections = limits.maxConnections;
@@ -109,7 +119,7 @@ export class HttpService {
     const handler = (req: IncomingMessage, res: ServerResponse): void => this.handle(req, res, guard);
     const server = s.tls.enabled
       // A TLS client that never finishes its handshake is held no longer than one that never finishes its headers.
-      ? https.createServer({ ...opts, ...tlsOptions(s.tls), handshakeTimeout: headerMs }, handler)
+      ? https.createServer({ ...opts, ...tlsOptions(s.tls, this.options.ticketKeys), handshakeTimeout: headerMs }, handler)
       : http.createServer(opts, handler);
     server.on('connection', (socket: Socket) => {
       if (guard.admit(socket)) return;
@@ -164,7 +174,11 @@ export class HttpService {
       }
     }
     if (s.tls.enabled && s.tls.reloadIntervalMs > 0) {
-      this.certificates = new CertificateReloader(this.servers as https.Server[], { read: () => tlsCredentials(s.tls) }, this.log);
+      // The shared ticket keys go with every new context, so sessions still resume across workers.
+      const ticketKeys = this.options.ticketKeys;
+      this.certificates = new CertificateReloader(this.servers as https.Server[], {
+        read: () => ({ ...tlsCredentials(s.tls), ...(ticketKeys ? { ticketKeys } : {}) }),
+      }, this.log);
       this.certificates.start(s.tls.reloadIntervalMs);
     }
   }
