@@ -4,6 +4,7 @@ import { registerAdminCommands } from './cli/admin';
 import type { ConfigArgs } from './cli/load-config';
 import { runServer } from './cli/run';
 import { runAgentMode } from './control/agent-mode';
+import { ensureNodeFlags } from './runtime/node-flags';
 import { describeError } from './util/error-text';
 import { COMMIT, VERSION } from './version';
 
@@ -23,6 +24,7 @@ async function main(argv: string[]): Promise<void> {
     .option('agent-mode', { type: 'boolean', describe: 'run under Elastic Agent: connection info on stdin, configuration from units' })
     .version(`fleet-server version ${VERSION} (commit ${COMMIT})`)
     .command(['run', '$0'], 'Run Fleet Server', {}, async (a) => {
+      ensureNodeFlags();
       if (a['agent-mode']) await runAgentMode((a as ConfigArgs).E ?? []);
       else await runServer(a as ConfigArgs);
     })

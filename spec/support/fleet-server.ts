@@ -21,6 +21,8 @@ export interface StartOptions {
   readyText?: string;
   /** Start under this soft limit of open files (ulimit -n). */
   fileLimit?: number;
+  /** Start as `node dist/fleet-server.js`, without the V8 flags the program ships with. */
+  bareNode?: boolean;
 }
 
 export class FleetServerProcess {
@@ -83,7 +85,7 @@ export async function startFleetServer(opts: StartOptions = {}): Promise<FleetSe
   const dataDir = opts.dataDir ?? tempDir();
   const port = opts.port ?? await freePort();
   const internalPort = opts.internalPort ?? await freePort();
-  const args = [...NODE_FLAGS, DIST];
+  const args = [...(opts.bareNode ? [] : NODE_FLAGS), DIST];
   if (opts.configFile) args.push('-c', opts.configFile);
   for (const o of [
     `path.data=${dataDir}`,
