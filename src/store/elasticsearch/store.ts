@@ -9,6 +9,7 @@ import type {
   AgentListQuery, ApiKey, ApiKeyCheck, ApiKeyService, ChangeFeed, RemoteOutput, CreateApiKeyRequest, DocUpdate, PendingAction, PendingActionQuery, Store,
 } from '../port';
 import { NotFoundError, StoreUnavailableError } from '../port';
+import type { ArtifactStore, DeliveryStore, UploadStore } from '../file-ports'; // PLACEHOLDER (h-sqlite)
 import { Bulker, type ItemResult } from './bulker';
 import { EsItemError } from './item-error';
 import { EsChangeFeed } from './change-feed';
@@ -68,6 +69,10 @@ export class EsStore implements Store {
   readonly client: Client;
   private readonly monitorClient: Client;
   readonly bulker: Bulker;
+  // PLACEHOLDER (branch h-sqlite only, for typecheck): the Elasticsearch file ports come from the ES helper's branch.
+  readonly uploads = new Proxy({}, { get: () => () => { throw new Error('not implemented'); } }) as UploadStore;
+  readonly deliveries = new Proxy({}, { get: () => () => { throw new Error('not implemented'); } }) as DeliveryStore;
+  readonly artifacts = new Proxy({}, { get: () => () => { throw new Error('not implemented'); } }) as ArtifactStore;
 
   /** API-key calls share the connections with the bulker: upstream bounds them to max_conn_per_host − flush_max_pending. */
   private readonly keys: EsApiKeys;

@@ -78,8 +78,9 @@ function migrate(db: DatabaseSync, box: SecretBox): void {
     throw new Error(`database schema version ${current} is newer than this fleet-server supports (${MIGRATIONS.length})`);
   }
   if (current === MIGRATIONS.length) return;
-  // Rows rewritten by a migration (plaintext secrets) leave no old bytes behind in the pages.
-  const rewrites = current > 0;
+  // Rows rewritten by migration 2 (plaintext secrets) leave no old bytes behind in the pages; later
+  // migrations rewrite nothing and need no VACUUM.
+  const rewrites = current > 0 && current < 2;
   if (rewrites) db.exec('PRAGMA secure_delete = ON');
   transaction(db, () => {
     // Another process (the admin CLI) may have migrated between the read above and this write lock.

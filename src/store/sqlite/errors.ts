@@ -79,3 +79,23 @@ export function guarded(st: Statement, path: string): Statement {
     run: (...args: Params) => call(() => st.run(...args)),
   } as Statement;
 }
+
+/** File-system faults under the chunk files (blobs.ts) that mean the store cannot work, as SQLite's above. */
+const FS_UNAVAILABLE: ReadonlyMap<string, string> = new Map([
+  ['ENOSPC', 'no space left on device'],
+  ['EDQUOT', 'disk quota exceeded'],
+  ['EIO', 'disk I/O error'],
+  ['EROFS', 'read-only file system'],
+  ['EACCES', 'permission denied'],
+  ['EPERM', 'operation not permitted'],
+  ['EMFILE', 'too many open files'],
+  ['ENFILE', 'too many open files'],
+]);
+
+/** A StoreUnavailableError for a file-system fault (the operator's message names the file), or the error unchanged. */
+export function fileError(err: unknown): unknown {
+  const code = (err as NodeJS.ErrnoException | null)?.code;
+  const cause = code === undefined ? undefined : FS_UNAVAILABLE.get(code);
+  if (!cause) return err;
+  return new StoreUnavailableError((err as Error).message, { cause: err, clientMessage: `the embedded store cannot be used: ${cause}` });
+}

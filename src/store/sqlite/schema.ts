@@ -98,4 +98,52 @@ export const MIGRATIONS: readonly Migration[] = [
       }
     }
   },
+  // 3: files (upstream's .fleet-fileds-* and .fleet-artifacts). Chunk bytes are files under the data
+  // directory (blobs.ts); the tables hold the documents and the chunk index.
+  `
+  CREATE TABLE uploads (
+    id TEXT PRIMARY KEY,
+    source TEXT NOT NULL,
+    upload_id TEXT NOT NULL,
+    agent_id TEXT NOT NULL,
+    action_id TEXT NOT NULL,
+    started_ms INTEGER NOT NULL,
+    doc TEXT NOT NULL
+  );
+  CREATE INDEX uploads_upload_id ON uploads(upload_id);
+  CREATE INDEX uploads_agent ON uploads(agent_id, started_ms);
+  CREATE INDEX uploads_action ON uploads(action_id, started_ms);
+  CREATE INDEX uploads_started ON uploads(started_ms);
+  CREATE TABLE upload_chunks (
+    bid TEXT NOT NULL REFERENCES uploads(id) ON DELETE CASCADE,
+    n INTEGER NOT NULL,
+    size INTEGER NOT NULL,
+    sha2 TEXT NOT NULL,
+    last INTEGER NOT NULL,
+    timestamp_ms INTEGER NOT NULL,
+    PRIMARY KEY (bid, n)
+  ) WITHOUT ROWID;
+  CREATE TABLE delivery_files (
+    id TEXT PRIMARY KEY,
+    status TEXT NOT NULL,
+    doc TEXT NOT NULL
+  );
+  CREATE TABLE delivery_targets (
+    file_id TEXT NOT NULL REFERENCES delivery_files(id) ON DELETE CASCADE,
+    agent_id TEXT NOT NULL,
+    PRIMARY KEY (file_id, agent_id)
+  ) WITHOUT ROWID;
+  CREATE TABLE delivery_chunks (
+    file_id TEXT NOT NULL REFERENCES delivery_files(id) ON DELETE CASCADE,
+    n INTEGER NOT NULL,
+    size INTEGER NOT NULL,
+    PRIMARY KEY (file_id, n)
+  ) WITHOUT ROWID;
+  CREATE TABLE artifacts (
+    identifier TEXT NOT NULL,
+    decoded_sha256 TEXT NOT NULL,
+    doc TEXT NOT NULL,
+    PRIMARY KEY (identifier, decoded_sha256)
+  ) WITHOUT ROWID;
+  `,
 ];

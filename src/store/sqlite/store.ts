@@ -15,13 +15,18 @@ import type {
 } from '../port';
 import { NotFoundError, StoreUnavailableError, type WriteFaultListener } from '../port';
 import { hashSecret, newApiKeyId, newApiKeySecret, newSalt, secretMatches } from './api-keys';
+import { SqliteArtifacts } from './artifacts';
+import { BlobDir } from './blobs';
 import { ChangeWatcher, SqliteChangeFeed } from './change-feed';
 import { openDatabase, transaction } from './database';
+import { SqliteDeliveries } from './deliveries';
 import { guarded, storeError, type Statement } from './errors';
 import { DataDirLock } from './lock';
 import { enrollmentDocAtRest } from './schema';
 import type { SecretBox } from './secret-box';
 import { openFields, sealFields } from './sealed-fields';
+import type { SqlAccess } from './sql-access';
+import { SqliteUploads } from './uploads';
 import { isoToMs, rfc3339 } from '../../util/time';
 
 type Row = Record<string, unknown>;
@@ -45,11 +50,16 @@ export class SqliteStore implements Store {
   readonly traits = { remoteApiKeys: false, filesExpire: false };
   readonly policyChanges: ChangeFeed<PolicyDoc>;
   readonly actionChanges: ChangeFeed<ActionDoc>;
+  readonly uploads: SqliteUploads;
+  readonly deliveries: SqliteDeliveries;
+  readonly artifacts: SqliteArtifacts;
 
   private readonly db: DatabaseSync;
   private readonly box: SecretBox;
   private readonly lock: DataDirLock | undefined;
   private readonly watcher: ChangeWatcher;
+  /** Chunk bytes, as files beside the database (blobs.ts). */
+  private readonly blobs: BlobDir;
   private readonly stmts = new Map<string, Statement>();
   /** Why the last write failed, until a write changes rows again. */
   private writeFault: string | undefined;
@@ -67,6 +77,11 @@ export class SqliteStore implements Store {
     this.policyChanges = this.feed<PolicyDoc>('policies');
     // Expired actions are not dispatched, as upstream's action monitor filters them.
     this.actionChanges = this.feed<ActionDoc>('actions', ' AND expiration_ms > ?', () => [Date.now()]);
+    this.blobs = BlobDir.forDatabase(path, (fault) => this.setWriteFault(fault));
+    const sql: SqlAccess = { q: (text) => this.q(text), write: (fn) => this.write(fn) };
+    this.uploads = new SqliteUploads(sql, this.blobs);
+    this.deliveries = new SqliteDeliveries(sql, this.blobs);
+    this.artifacts = new SqliteArtifacts(sql);
   }
 
   /** A change feed over a table whose rowid `seq` plays the part of Elasticsearch's _seq_no. */
@@ -149,6 +164,7 @@ export class SqliteStore implements Store {
     this.stmts.clear();
     this.faultListeners.clear();
     if (this.db.isOpen) this.db.close();
+    this.blobs.close();
     this.lock?.release();
   }
 
