@@ -4,15 +4,15 @@ import { randomBytes } from 'node:crypto';
 import { mergeDoc } from '../../../src/store/doc-merge';
 import { EsError, illegalArgument, indexNotFound, validationFailed } from './errors';
 import { Index, type WriteResult } from './index';
-import { compileScript, runCompiled, runUpdateScript, type ScriptSpec } from './scripting';
-import { DATA_STREAM_PATTERNS, dynamicMapping, FLEET_MAPPINGS, FLEET_SYSTEM_INDICES } from './mappings';
+import { compileScript, runCompiled, runSearchScript, runUpdateScript, type Compiled, type ScriptSpec } from './scripting';
+import { DATA_STREAM_PATTERNS, FLEET_MAPPINGS, FLEET_SYSTEM_INDICES, mappingFor } from './mappings';
 import {
   aggregate, checkSortable, compileQuery, filterSource, parseSort, parseSourceFilter, sortDocs,
   type Ranked, type StoredDoc, type Target,
 } from './query';
 
 type Obj = Record<string, unknown>;
-const isObj = (v: unknown): v is Obj => v !== null && typeof v === 'object' && !Array.isArray(v);
+const isObj = (v: unknown): v is Obj => v !== null && typeof v === 'object' && !Array.isArray(v) && !ArrayBuffer.isView(v);
 
 /** 20 URL-safe base64 characters, like Elasticsearch's auto-generated ids. */
 export const autoId = (): string => randomBytes(15).toString('base64url');
@@ -84,12 +84,12 @@ export class Cluster {
     }
     if (DATA_STREAM_PATTERNS.some((p) => p.test(name))) {
       const day = new Date().toISOString().slice(0, 10).replace(/-/g, '.');
-      const idx = new Index(`.ds-${name}-${day}-000001`, FLEET_MAPPINGS[name] ?? dynamicMapping(), name);
+      const idx = new Index(`.ds-${name}-${day}-000001`, mappingFor(name), name);
       this.indices.set(idx.name, idx);
       this.dataStreams.set(name, idx.name);
       return idx;
     }
-    const idx = new Index(name, dynamicMapping());
+    const idx = new Index(name, mappingFor(name));
     this.indices.set(name, idx);
     return idx;
   }
@@ -146,7 +146,7 @@ export class Cluster {
 
   delete(index: string, id: string, meta: OpMeta = {}): { idx: Index; r: WriteResult } {
     const idx = this.forWrite(index, 'delete');
-    if (idx.dataStream) throw illegalArgument('delete through a data stream name is not allowed; use the backing index');
+    if (this.dataStreams.has(index)) throw illegalArgument('delete through a data stream name is not allowed; use the backing index');
     const r = idx.delete(id, meta.if_seq_no);
     this.onWrite(1);
     return { idx, r };
@@ -164,7 +164,7 @@ export class Cluster {
     if (meta.if_seq_no !== undefined && body.doc_as_upsert) throw validationFailed('compare and write operations can not be used with upsert');
     if (meta.if_seq_no !== undefined && body.upsert) throw validationFailed("upsert requests don't support `if_seq_no` and `if_primary_term`");
     const idx = this.forWrite(index, 'update');
-    if (idx.dataStream) throw illegalArgument('update through a data stream name is not allowed; use the backing index');
+    if (this.dataStreams.has(index)) throw illegalArgument('update through a data stream name is not allowed; use the backing index');
     const prev = idx.docs.get(id);
     if (!prev) {
       if (meta.if_seq_no !== undefined) idx.checkCas(id, prev, meta.if_seq_no);
@@ -242,6 +242,7 @@ export class Cluster {
       _source_includes: params['_source_includes'],
       _source_excludes: params['_source_excludes'],
       fields: body['fields'],
+      script_fields: compileScriptFields(body['script_fields']),
       _sorted: specs.length > 0,
     };
     const hits = ranked.slice(from, from + size).map((r) => hitOf(r, hitOpts));
@@ -354,8 +355,24 @@ export function hitOf(r: Ranked, opts: Obj): Obj {
     }
     if (Object.keys(f).length) h['fields'] = f;
   }
+  const scripted = opts['script_fields'] as [string, Compiled][] | undefined;
+  if (scripted?.length) {
+    const f = (h['fields'] ?? {}) as Obj;
+    for (const [name, c] of scripted) f[name] = [runSearchScript(c, r.doc.source)];
+    h['fields'] = f;
+  }
   if (opts['_sorted']) h['sort'] = r.sort;
   return h;
+}
+
+/** `script_fields: {name: {script}}`, compiled before any hit is rendered (a bad script fails the search). */
+function compileScriptFields(spec: unknown): [string, Compiled][] | undefined {
+  if (spec === undefined) return undefined;
+  if (!isObj(spec)) throw new EsError(400, 'parsing_exception', 'Expected [START_OBJECT] under [script_fields]', { line: 1, col: 1 });
+  return Object.entries(spec).map(([name, f]) => {
+    if (!isObj(f) || f['script'] === undefined) throw new EsError(400, 'parsing_exception', `[${name}] must define a [script]`, { line: 1, col: 1 });
+    return [name, compileScript(f['script'] as ScriptSpec)];
+  });
 }
 
 function valuesAtForFields(src: Obj, path: string): unknown[] {

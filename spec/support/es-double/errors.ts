@@ -6,7 +6,7 @@ export type Meta = Record<string, unknown>;
 /** Exceptions of the JDK (and painless's own Error), as opposed to ElasticsearchException subclasses. */
 const JAVA_EXCEPTIONS = new Set(['illegal_argument_exception', 'illegal_state_exception', 'null_pointer_exception',
   'class_cast_exception', 'index_out_of_bounds_exception', 'string_index_out_of_bounds_exception', 'arithmetic_exception',
-  'painless_error', 'stack_overflow_error']);
+  'painless_error', 'stack_overflow_error', 'array_index_out_of_bounds_exception']);
 
 export class EsError extends Error {
   constructor(readonly status: number, readonly type: string, readonly reason: string,

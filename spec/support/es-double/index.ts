@@ -168,6 +168,7 @@ function fits(type: FieldType, v: unknown): boolean {
     } catch {
       return false;
     }
-    case 'keyword': case 'text': case 'binary': return typeof v !== 'object';
+    case 'binary': return typeof v === 'string' || v instanceof Uint8Array;
+    case 'keyword': case 'text': return typeof v !== 'object';
   }
 }

@@ -12,10 +12,12 @@ export interface Mapping {
   disabled: Set<string>;
   /** Object paths whose sub-fields are all indexed (dynamic inside a static index). */
   dynamicObjects: Set<string>;
+  /** Fields mapped with `store: true`: what `stored_fields` can return. */
+  stored: Set<string>;
 }
 
-function mapping(fields: Record<string, FieldType>, disabled: string[] = [], dynamicObjects: string[] = []): Mapping {
-  return { dynamic: false, fields: new Map(Object.entries(fields)), disabled: new Set(disabled), dynamicObjects: new Set(dynamicObjects) };
+function mapping(fields: Record<string, FieldType>, disabled: string[] = [], dynamicObjects: string[] = [], stored: string[] = []): Mapping {
+  return { dynamic: false, fields: new Map(Object.entries(fields)), disabled: new Set(disabled), dynamicObjects: new Set(dynamicObjects), stored: new Set(stored) };
 }
 
 const k = 'keyword' as const;
@@ -57,13 +59,33 @@ export const FLEET_MAPPINGS: Record<string, Mapping> = {
   '.fleet-policies-leader': mapping({ 'server.id': k, '@timestamp': d }),
 };
 
+/**
+ * File transfer indices by name pattern, as the Fleet plugin's and Endpoint's index templates map them:
+ * upload metadata, and chunk documents (upload, delivery and integration libraries) whose `data` is a
+ * stored binary field, read back with `stored_fields=data`.
+ */
+const FILE_MAPPINGS: [RegExp, () => Mapping][] = [
+  [/^\.fleet-fileds-fromhost-meta-/, () => mapping({
+    agent_id: k, action_id: k, source: k, upload_id: k, namespaces: k, 'file.Status': k, 'file.Compression': k, 'file.name': k,
+    'file.ChunkSize': 'integer', '@timestamp': d, upload_start: d,
+  })],
+  [/^\.(fleet-fileds-(fromhost|tohost)-data-.+|[a-z0-9_-]+-fleetfiles-.+-data)$/, () => mapping({
+    bid: k, sha2: k, last: 'boolean', data: 'binary', '@timestamp': d,
+  }, [], [], ['data'])],
+];
+
+/** The mapping a new index (or data stream) gets from its name. */
+export function mappingFor(name: string): Mapping {
+  return FLEET_MAPPINGS[name] ?? FILE_MAPPINGS.find(([re]) => re.test(name))?.[1]() ?? dynamicMapping();
+}
+
 /** Fleet system indices: alias → concrete index `<alias>-7`. */
 export const FLEET_SYSTEM_INDICES = Object.keys(FLEET_MAPPINGS).filter((n) => n !== '.fleet-actions-results');
 /** Data streams created on first write (writes must be `create`, documents need @timestamp). */
 export const DATA_STREAM_PATTERNS = [/^\.fleet-actions-results$/, /^logs-.+-.+$/, /^metrics-.+-.+$/, /^\.fleet-fileds-/];
 
 export function dynamicMapping(): Mapping {
-  return { dynamic: true, fields: new Map(), disabled: new Set(), dynamicObjects: new Set() };
+  return { dynamic: true, fields: new Map(), disabled: new Set(), dynamicObjects: new Set(), stored: new Set() };
 }
 
 /** How a field is indexed, or undefined when it is not searchable. */

@@ -597,7 +597,7 @@ class Lambda {
   constructor(readonly params: string[], readonly body: Expr | Stmt, readonly block: boolean, readonly scope: Scope) {}
 }
 
-const isMap = (v: unknown): v is Obj => v !== null && typeof v === 'object' && !Array.isArray(v)
+const isMap = (v: unknown): v is Obj => v !== null && typeof v === 'object' && !Array.isArray(v) && !(v instanceof Uint8Array)
   && !(v instanceof Entry) && !(v instanceof PSet) && !(v instanceof Lambda);
 
 /** A collection's elements, for for-each, addAll and friends. */
@@ -609,6 +609,7 @@ function javaType(v: unknown): string {
   if (typeof v === 'boolean') return 'java.lang.Boolean';
   if (typeof v === 'number') return Number.isInteger(v) ? 'java.lang.Integer' : 'java.lang.Double';
   if (Array.isArray(v)) return 'java.util.ArrayList';
+  if (v instanceof Uint8Array) return 'byte[]';
   if (v instanceof Entry) return 'java.util.HashMap$Node';
   if (v instanceof PSet) return 'java.util.LinkedHashSet';
   if (v instanceof Lambda) return 'java.util.function.Function';
@@ -934,6 +935,8 @@ class Interpreter {
       if (name === 'empty') return o.length === 0;
       if (/^\d+$/.test(name)) return this.getIndex(o, Number(name), pos);
     }
+    // A binary field reads as byte[]: its one field is length, and bytes are signed.
+    if (o instanceof Uint8Array && name === 'length') return o.length;
     if (o instanceof Entry) {
       if (name === 'key') return o.key;
       if (name === 'value') return mapGet(o.map, o.key);
@@ -960,6 +963,11 @@ class Interpreter {
     if (o === null || o === undefined) throw this.npe('read index', str(i), pos);
     if (isMap(o)) return mapGet(o, i);
     if (Array.isArray(o)) return o[this.listIndex(o, i, pos)] ?? null;
+    if (o instanceof Uint8Array) {
+      if (typeof i !== 'number' || !Number.isInteger(i)) throw runtimeError('class_cast_exception', `Cannot cast ${javaType(i)} to int`, pos);
+      if (i < 0 || i >= o.length) throw runtimeError('array_index_out_of_bounds_exception', `Index ${i} out of bounds for length ${o.length}`, pos);
+      return (o[i]! << 24) >> 24;
+    }
     throw runtimeError('illegal_argument_exception', `Attempting to address a non-array-like type [${javaType(o)}] as an array.`, pos);
   }
 

@@ -19,7 +19,7 @@ export interface Target {
 type Pred = (doc: StoredDoc, t: Target) => boolean;
 type Obj = Record<string, unknown>;
 
-const isObj = (v: unknown): v is Obj => v !== null && typeof v === 'object' && !Array.isArray(v);
+const isObj = (v: unknown): v is Obj => v !== null && typeof v === 'object' && !Array.isArray(v) && !ArrayBuffer.isView(v);
 
 /** Leaf values at a dotted path; arrays are flattened, literal dotted keys are honoured, nulls are dropped. */
 export function valuesAt(source: unknown, path: string): unknown[] {

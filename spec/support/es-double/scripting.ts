@@ -58,6 +58,23 @@ export function runCompiled(c: Compiled, ctx: Obj): void {
   }
 }
 
+/**
+ * A search script (`script_fields`): no ctx; `params` are the script's own plus `_source`, the hit's
+ * source as a map (binary values are byte arrays). Returns the script's value; a failure is the
+ * shard failure Elasticsearch reports for the whole search.
+ */
+export function runSearchScript(c: Compiled, source: Obj): unknown {
+  try {
+    return execute(c.program, {}, { ...c.params, _source: structuredClone(source) });
+  } catch (err) {
+    const e = err instanceof RangeError ? new PainlessError('runtime', 'stack_overflow_error', 'stack overflow', 0) : err;
+    if (e instanceof PainlessError) {
+      throw new EsError(400, 'search_phase_execution_exception', 'all shards failed', { phase: 'query', grouped: true }, scriptException(c.source, e));
+    }
+    throw e;
+  }
+}
+
 export interface UpdateOutcome { op: 'index' | 'noop' | 'delete' | 'create'; source: Obj }
 
 /**

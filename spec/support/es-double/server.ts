@@ -13,7 +13,8 @@ import { Index } from './index';
 import type { StoredDoc } from './query';
 import { filterSource, parseSourceFilter } from './query';
 import { makeServiceToken, Security, type ApiKeyRecord, type Principal } from './security';
-import { dynamicMapping, FLEET_MAPPINGS } from './mappings';
+import { mappingFor } from './mappings';
+import { decodeCbor, encodeCbor, jsonReplacer } from './cbor';
 
 type Obj = Record<string, unknown>;
 
@@ -158,7 +159,7 @@ export class EsDouble {
       aliases: [...this.cluster.aliases], dataStreams: [...this.cluster.dataStreams], apiKeys: [...this.security.keys.values()],
       serviceTokens: [...this.security.serviceTokens],
     };
-    writeFileSync(join(dir, 'state.json.tmp'), JSON.stringify(state));
+    writeFileSync(join(dir, 'state.json.tmp'), JSON.stringify(state, jsonReplacer));
     renameSync(join(dir, 'state.json.tmp'), join(dir, 'state.json'));
   }
 
@@ -173,7 +174,7 @@ export class EsDouble {
     for (const [a, c] of state.dataStreams) this.cluster.dataStreams.set(a, c);
     for (const i of state.indices) {
       const alias = [...this.cluster.aliases, ...this.cluster.dataStreams].find(([, c]) => c === i.name)?.[0];
-      const idx = new Index(i.name, (alias && FLEET_MAPPINGS[alias]) || dynamicMapping(), i.dataStream);
+      const idx = new Index(i.name, mappingFor(alias ?? i.name), i.dataStream);
       for (const d of i.docs) idx.docs.set(d.id, d);
       idx.maxSeqNo = i.maxSeqNo;
       idx.refresh();
@@ -234,11 +235,14 @@ export class EsDouble {
     }
   }
 
+  /** Answers in CBOR when the client accepts it (as Elasticsearch's XContent negotiation does), else JSON. */
   private send(res: ServerResponse, method: string, status: number, body: unknown, headers: Record<string, string | string[]> = {}): void {
     if (res.destroyed) return;
-    const text = body === undefined ? '' : JSON.stringify(body);
-    res.writeHead(status, { ...headers, 'X-Elastic-Product': 'Elasticsearch', 'Content-Type': JSON_TYPE, 'Content-Length': Buffer.byteLength(text) });
-    res.end(method === 'HEAD' ? undefined : text);
+    const cbor = /application\/(vnd\.elasticsearch\+)?cbor/.test(String(res.req?.headers.accept ?? ''));
+    const out = body === undefined ? Buffer.alloc(0) : cbor ? encodeCbor(body) : Buffer.from(JSON.stringify(body, jsonReplacer));
+    const type = cbor ? 'application/cbor' : JSON_TYPE;
+    res.writeHead(status, { ...headers, 'X-Elastic-Product': 'Elasticsearch', 'Content-Type': type, 'Content-Length': out.length });
+    res.end(method === 'HEAD' ? undefined : out);
   }
 
   private match(method: string, path: string): { route: Route; params: Record<string, string> } | undefined {
@@ -283,7 +287,11 @@ export class EsDouble {
 
   private defineRoutes(): void {
     const c = this.cluster;
-    const json = (x: Ctx): Obj => (x.body.length ? JSON.parse(x.body.toString()) as Obj : {});
+    // Document bodies may be CBOR (upstream writes upload chunks so); everything else is JSON.
+    const json = (x: Ctx): Obj => {
+      if (!x.body.length) return {};
+      return /cbor/.test(String(x.req.headers['content-type'] ?? '')) ? decodeCbor(x.body) as Obj : JSON.parse(x.body.toString()) as Obj;
+    };
     const refreshParam = (x: Ctx): Refresh | undefined => {
       const r = x.q.get('refresh');
       if (r === null) return undefined;
@@ -399,7 +407,9 @@ export class EsDouble {
     this.route('get', 'GET|HEAD', '/{index}/_doc/{id}', 'indices:data/read/get', (x) => {
       const { idx, doc } = c.get(x.params['index']!, x.params['id']!);
       if (!doc) return { status: 404, body: { _index: idx.name, _id: x.params['id'], found: false } };
-      return { body: getShape(idx, doc, x.q.get('_source') ?? undefined, x.q.get('_source_includes') ?? undefined, x.q.get('_source_excludes') ?? undefined) };
+      const shape = getShape(idx, doc, x.q.get('_source') ?? undefined, x.q.get('_source_includes') ?? undefined, x.q.get('_source_excludes') ?? undefined);
+      const stored = storedFields(idx, doc, x.q.get('stored_fields'));
+      return { body: stored ? { ...shape, fields: stored } : shape };
     });
     this.route('delete', 'DELETE', '/{index}/_doc/{id}', 'indices:data/write/delete', async (x) => {
       const { idx, r } = c.delete(x.params['index']!, x.params['id']!, seqParam(x));
@@ -576,6 +586,25 @@ function getShape(idx: Index, doc: StoredDoc, source?: unknown, includes?: strin
     _index: idx.name, _id: doc.id, _version: doc.version, _seq_no: doc.seqNo, _primary_term: 1, found: true,
     ...(src !== undefined ? { _source: src } : {}),
   };
+}
+
+/**
+ * `stored_fields`: only fields the mapping stores are returned (under `fields`, as arrays); a binary
+ * field's value is its bytes (base64 in a JSON source, decoded as Elasticsearch stores it).
+ */
+function storedFields(idx: Index, doc: StoredDoc, param: string | null): Obj | undefined {
+  if (param === null || param === '' || param === '_none_') return undefined;
+  const out: Obj = {};
+  for (const name of param.split(',')) {
+    if (!idx.mapping.stored.has(name)) continue;
+    const v = name.split('.').reduce<unknown>((o, k) => (o !== null && typeof o === 'object' ? (o as Obj)[k] : undefined), doc.source);
+    if (v === undefined || v === null) continue;
+    const values = Array.isArray(v) ? v : [v];
+    out[name] = idx.mapping.fields.get(name) === 'binary'
+      ? values.map((x) => (typeof x === 'string' ? new Uint8Array(Buffer.from(x, 'base64')) : x))
+      : values;
+  }
+  return Object.keys(out).length ? out : undefined;
 }
 
 function ndjson(body: Buffer): unknown[] {

@@ -9,7 +9,6 @@ import type {
   AgentListQuery, ApiKey, ApiKeyCheck, ApiKeyService, ChangeFeed, RemoteOutput, CreateApiKeyRequest, DocUpdate, PendingAction, PendingActionQuery, Store,
 } from '../port';
 import { NotFoundError, StoreUnavailableError } from '../port';
-import type { ArtifactStore, DeliveryStore, UploadStore } from '../file-ports'; // PLACEHOLDER (h-sqlite)
 import { Bulker, type ItemResult } from './bulker';
 import { EsItemError } from './item-error';
 import { EsChangeFeed } from './change-feed';
@@ -20,6 +19,9 @@ import { filter, LATEST_POLICIES, pendingActions, term } from './queries';
 import { Backoff, sleep } from '../../util/backoff';
 import { Semaphore } from '../../util/semaphore';
 import { MERGE_AND_REMOVE } from './scripts';
+import { EsUploads } from './uploads';
+import { EsDeliveries } from './deliveries';
+import { EsArtifacts } from './artifacts';
 import { VERSION } from '../../version';
 
 type Obj = Record<string, unknown>;
@@ -63,16 +65,15 @@ export interface EsStoreOptions {
 
 export class EsStore implements Store {
   readonly kind = 'elasticsearch' as const;
-  readonly traits = { remoteApiKeys: true, filesExpire: true };
+  readonly traits = { remoteApiKeys: true };
   readonly policyChanges: ChangeFeed<PolicyDoc>;
   readonly actionChanges: ChangeFeed<ActionDoc>;
   readonly client: Client;
   private readonly monitorClient: Client;
   readonly bulker: Bulker;
-  // PLACEHOLDER (branch h-sqlite only, for typecheck): the Elasticsearch file ports come from the ES helper's branch.
-  readonly uploads = new Proxy({}, { get: () => () => { throw new Error('not implemented'); } }) as UploadStore;
-  readonly deliveries = new Proxy({}, { get: () => () => { throw new Error('not implemented'); } }) as DeliveryStore;
-  readonly artifacts = new Proxy({}, { get: () => () => { throw new Error('not implemented'); } }) as ArtifactStore;
+  readonly uploads: EsUploads;
+  readonly deliveries: EsDeliveries;
+  readonly artifacts: EsArtifacts;
 
   /** API-key calls share the connections with the bulker: upstream bounds them to max_conn_per_host − flush_max_pending. */
   private readonly keys: EsApiKeys;
@@ -84,6 +85,9 @@ export class EsStore implements Store {
     // The monitors' long polls: no retries (a failed poll is simply polled again) and no short timeout.
     this.monitorClient = createClient(config, { maxRetries: 0, requestTimeoutMs: opts.monitor.pollTimeoutMs + 60_000 });
     this.bulker = new Bulker(this.client, opts.bulk, log);
+    this.uploads = new EsUploads(this.client);
+    this.deliveries = new EsDeliveries(this.client);
+    this.artifacts = new EsArtifacts(this.client);
     this.policyChanges = new EsChangeFeed<PolicyDoc>(this.monitorClient, { index: INDEX.policies, fetchSize: opts.monitor.fetchSize });
     // Expired actions are never dispatched (upstream's action monitor filters them).
     this.actionChanges = new EsChangeFeed<ActionDoc>(this.monitorClient, {

@@ -1,0 +1,167 @@
+// Uploads (agent → Fleet) on Elasticsearch, as upstream's file/uploader and file/es.go keep them:
+// metadata documents in the `.fleet-fileds-fromhost-meta-<src>` data stream, chunks as CBOR documents
+// in `.fleet-fileds-fromhost-data-<src>`, so Kibana reads them ("Request diagnostics" download).
+import type { Client } from '@elastic/elasticsearch';
+import type { JsonObject } from '../documents';
+import type { ChunkWrite, StoredChunk, UploadListQuery, UploadRecord, UploadStore } from '../file-ports';
+import { NotFoundError } from '../port';
+import { statusIn, withRetries } from './connection';
+import { encodeChunk } from './cbor-chunk';
+import { chunkNumber, deleteByQuery, indexFragment, rawRequest, readStoredChunk, refresh, searchHits, type FileHit } from './file-requests';
+
+type Obj = Record<string, unknown>;
+
+const META_ALL = '.fleet-fileds-fromhost-meta-*';
+const metaIndex = (src: string): string => `.fleet-fileds-fromhost-meta-${indexFragment('upload source', src)}`;
+const dataIndex = (src: string): string => `.fleet-fileds-fromhost-data-${indexFragment('upload source', src)}`;
+
+/** Painless over the binary doc value's bytes, as upstream's chunk-info query computes a chunk's size. */
+const CHUNK_SIZE_SCRIPT = 'params._source.data.length';
+
+/** Status and transit hash set in place (upstream's status update on the metadata data stream). */
+const SET_STATUS_SCRIPT = 'ctx._source.file.Status = params.status; if (params.transithash != null) { ctx._source.transithash = params.transithash; }';
+
+function num(v: unknown): number {
+  return typeof v === 'number' ? v : Number(v ?? 0);
+}
+
+function recordOf(hit: FileHit): UploadRecord {
+  const doc = (hit._source ?? {}) as JsonObject;
+  const file = (doc['file'] ?? {}) as Obj;
+  return {
+    id: hit._id,
+    source: String(doc['src'] ?? ''),
+    uploadId: String(doc['upload_id'] ?? ''),
+    agentId: String(doc['agent_id'] ?? ''),
+    actionId: String(doc['action_id'] ?? ''),
+    size: num(file['size']),
+    chunkSize: num(file['ChunkSize']),
+    status: String(file['Status'] ?? ''),
+    startedMs: num(doc['upload_start']),
+    doc,
+  };
+}
+
+const first = (f: Record<string, unknown[]> | undefined, k: string): unknown => f?.[k]?.[0];
+
+export class EsUploads implements UploadStore {
+  constructor(private readonly client: Client) {}
+
+  async createUpload(source: string, id: string, doc: JsonObject): Promise<boolean> {
+    try {
+      await withRetries('create upload', () => this.client.create({ index: metaIndex(source), id, document: doc, refresh: true }));
+      return true;
+    } catch (err) {
+      if (statusIn(err) === 409) return false;
+      throw err;
+    }
+  }
+
+  async findUpload(uploadId: string): Promise<UploadRecord | undefined> {
+    const hits = await searchHits(this.client, 'find upload', META_ALL, { query: { term: { upload_id: uploadId } } });
+    if (hits.length > 1) throw new Error(`unable to locate upload record, got ${hits.length} records, expected 1`);
+    return hits[0] && recordOf(hits[0]);
+  }
+
+  async listUploads(q: UploadListQuery): Promise<UploadRecord[]> {
+    const filters: Obj[] = [];
+    if (q.agentId !== undefined) filters.push({ term: { agent_id: q.agentId } });
+    if (q.actionId !== undefined) filters.push({ term: { action_id: q.actionId } });
+    const hits = await searchHits(this.client, 'list uploads', META_ALL, {
+      size: Math.min(q.limit, 10000),
+      query: filters.length ? { bool: { filter: filters } } : { match_all: {} },
+      sort: [{ upload_start: { order: 'desc', unmapped_type: 'date' } }],
+    });
+    return hits.map(recordOf);
+  }
+
+  /**
+   * `PUT <data>/_create/<bid>.<n>` with the CBOR document. The data stream takes only creates, so a
+   * re-sent chunk (upstream answers its 409 with an error) replaces the first copy: the copy is deleted
+   * through the backing index the conflict names, then created again. The chunk is buffered (the
+   * caller bounds it to one chunk), so a failing body sends nothing.
+   */
+  async putChunk(upload: UploadRecord, chunk: ChunkWrite, data: AsyncIterable<Uint8Array>): Promise<number> {
+    const pieces: Uint8Array[] = [];
+    let bytes = 0;
+    for await (const p of data) {
+      pieces.push(p);
+      bytes += p.length;
+    }
+    const body = encodeChunk({ timestampMs: chunk.timestampMs, last: chunk.last, bid: upload.id, sha2: chunk.sha2 }, pieces);
+    const index = dataIndex(upload.source);
+    const id = `${upload.id}.${chunk.n}`;
+    for (let attempt = 0; ; attempt++) {
+      const r = await rawRequest(this.client, 'write chunk', { method: 'PUT', path: `/${index}/_create/${encodeURIComponent(id)}`, body },
+        { 'content-type': 'application/cbor', accept: 'application/json' }, [409]);
+      if (r.statusCode !== 409) return bytes;
+      const backing = ((r.body as Obj | undefined)?.['error'] as Obj | undefined)?.['index'];
+      if (attempt > 0 || typeof backing !== 'string') throw new Error(`chunk ${id} exists and cannot be replaced`);
+      await rawRequest(this.client, 'replace chunk', { method: 'DELETE', path: `/${backing}/_doc/${encodeURIComponent(id)}` }, {}, [404]);
+    }
+  }
+
+  /** Deleted by query (refreshed first): a data stream deletes by id only through its backing index. */
+  async deleteChunk(upload: UploadRecord, n: number): Promise<void> {
+    const index = dataIndex(upload.source);
+    await refresh(this.client, index);
+    await deleteByQuery(this.client, 'delete chunk', index, { term: { _id: `${upload.id}.${n}` } });
+  }
+
+  async listChunks(upload: UploadRecord): Promise<StoredChunk[]> {
+    const index = dataIndex(upload.source);
+    await refresh(this.client, index);
+    const hits = await searchHits(this.client, 'list chunks', index, {
+      _source: false,
+      query: { term: { bid: upload.id } },
+      fields: ['sha2', 'last', 'bid'],
+      script_fields: { size: { script: { lang: 'painless', source: CHUNK_SIZE_SCRIPT } } },
+      size: 10000,
+    });
+    return hits.map((h) => {
+      const bid = String(first(h.fields, 'bid') ?? upload.id);
+      return {
+        n: chunkNumber(bid, h._id),
+        size: num(first(h.fields, 'size')),
+        sha2: String(first(h.fields, 'sha2') ?? ''),
+        last: first(h.fields, 'last') === true,
+      };
+    }).sort((a, b) => a.n - b.n);
+  }
+
+  /**
+   * Located by search (for the backing index), then read in real time with
+   * `GET <backing>/_doc/<id>?stored_fields=data&_source=false` in CBOR, as upstream's delivery reads chunks.
+   */
+  async *readChunk(upload: UploadRecord, n: number): AsyncIterable<Uint8Array> {
+    const index = dataIndex(upload.source);
+    const id = `${upload.id}.${n}`;
+    const locate = (): Promise<FileHit[]> => searchHits(this.client, 'locate chunk', index, { _source: false, size: 1, query: { term: { _id: id } } });
+    let hits = await locate();
+    if (hits.length === 0) {
+      await refresh(this.client, index);
+      hits = await locate();
+    }
+    if (hits.length === 0) throw new NotFoundError(`chunk ${id} not found`);
+    yield await readStoredChunk(this.client, hits[0]!._index, id);
+  }
+
+  async deleteChunks(upload: UploadRecord): Promise<void> {
+    const index = dataIndex(upload.source);
+    await refresh(this.client, index);
+    await deleteByQuery(this.client, 'delete chunks', index, { term: { bid: upload.id } });
+  }
+
+  async setUploadStatus(upload: UploadRecord, status: string, transitHash?: string): Promise<void> {
+    await withRetries('set upload status', () => this.client.updateByQuery({
+      index: metaIndex(upload.source), refresh: true, conflicts: 'proceed',
+      query: { term: { _id: upload.id } },
+      script: { lang: 'painless', source: SET_STATUS_SCRIPT, params: { status, transithash: transitHash === undefined ? null : { sha256: transitHash } } },
+    }));
+  }
+
+  async deleteUpload(upload: UploadRecord): Promise<void> {
+    await deleteByQuery(this.client, 'delete upload', metaIndex(upload.source), { term: { _id: upload.id } });
+    await this.deleteChunks(upload);
+  }
+}
