@@ -65,7 +65,7 @@ export interface EsStoreOptions {
 
 export class EsStore implements Store {
   readonly kind = 'elasticsearch' as const;
-  readonly traits = { remoteApiKeys: true };
+  readonly traits = { remoteApiKeys: true, filesExpire: true };
   readonly policyChanges: ChangeFeed<PolicyDoc>;
   readonly actionChanges: ChangeFeed<ActionDoc>;
   readonly client: Client;
