@@ -24,6 +24,7 @@ const ROUTES: [method: string, path: string, concrete: string][] = [
   ['post', '/api/fleet/agents/{id}/acks', '/api/fleet/agents/a-1/acks'],
   ['post', '/api/fleet/agents/{id}/audit/unenroll', '/api/fleet/agents/a-1/audit/unenroll'],
   ['get', '/api/agents/upgrades/{version}/pgp-public-key', '/api/agents/upgrades/9.6.0/pgp-public-key'],
+  ['post', '/v1/opamp', '/v1/opamp'],
 ];
 
 /** Follows a local "#/…" reference inside `root`. */

@@ -80,6 +80,8 @@ export interface FleetServerConfig {
     ignoreCheckinPolicyId: boolean;
     /** server.feature_flags.graceful_force_unenroll (upstream 9.5.2). */
     gracefulForceUnenroll: { enabled: boolean; maxBytes: number };
+    /** server.feature_flags.enable_opamp (upstream, default true): OpAMP on /v1/opamp. */
+    enableOpamp: boolean;
     checkinFlushIntervalMs: number;
     bulk: BulkConfig;
     /** Expired-action clean-up: how often, and how long after expiry an action is deleted. */
@@ -357,6 +359,7 @@ export function buildConfig(raw: RawConfig): FleetServerConfig {
         enabled: flags.sub('graceful_force_unenroll').bool('enabled', false),
         maxBytes: flags.sub('graceful_force_unenroll').num('max_bytes', 50_000_000),
       },
+      enableOpamp: flags.bool('enable_opamp', true),
       // Upstream hard-codes 10 s; configurable here so tests need not wait for it.
       checkinFlushIntervalMs: server.sub('bulk').dur('checkin_flush_interval', 10_000),
       gc: {

@@ -41,17 +41,29 @@ export interface BaseContext {
 
 export type RequestContext<A extends AuthKind = AuthKind, B = unknown> = BaseContext & AuthResult[A] & { body: B };
 
-export interface BodySpec<B> {
+interface BodyCommon {
   /** Named in error messages ("unable to decode <what> request"). */
   what: string;
-  validator: Validator<B>;
-  /** Content-Encoding: gzip accepted (check-in only, as upstream). */
+  /** Content-Encoding: gzip accepted (check-in and OpAMP, as upstream). */
   gzip?: boolean;
   /** The error for an empty body (default: a JSON decoding 400). */
   empty?: FleetErrorCode;
   /** The error for a body over the route's limit (default: upstream's 400 "request body too large"). */
   tooLarge?: FleetErrorCode;
 }
+
+/** A JSON body, validated. */
+export interface JsonBodySpec<B> extends BodyCommon {
+  validator: Validator<B>;
+}
+
+/** A binary body of one Content-Type (OpAMP's protobuf), decoded by `decode`; a throw is a 400. */
+export interface BinaryBodySpec<B> extends BodyCommon {
+  contentType: string;
+  decode(bytes: Buffer): B;
+}
+
+export type BodySpec<B> = JsonBodySpec<B> | BinaryBodySpec<B>;
 
 export interface RouteSpec<A extends AuthKind = AuthKind, B = unknown> {
   method: 'GET' | 'POST' | 'PUT';
@@ -64,6 +76,15 @@ export interface RouteSpec<A extends AuthKind = AuthKind, B = unknown> {
   /** Requires an Elastic Agent User-Agent of a supported version (enroll, check-in). */
   userAgent?: boolean;
   body?: BodySpec<B>;
+  /** Served only when the configuration enables it (a feature flag); otherwise the path is unknown. */
+  enabled?(config: FleetServerConfig): boolean;
+  /**
+   * Errors after the route's limiter are answered with the status alone and this Content-Type, no body
+   * (OpAMP, as opamp-go answers). Limiter refusals keep upstream's JSON, as its outer router sends them.
+   */
+  bareErrors?: string;
+  /** The error a refused authentication is answered with (OpAMP: 401 for every client mistake). */
+  authError?(refusal: unknown): unknown;
   /** Given the authentication's refusal, answers the request instead (true) or lets the refusal stand. */
   authRefused?(ctx: BaseContext, refusal: unknown): boolean;
   handler(ctx: RequestContext<A, B>): Promise<void>;

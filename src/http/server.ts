@@ -14,10 +14,10 @@ import { ROUTES as ROUTE_NAMES, type RouteName } from '../config/limits';
 import { FleetError, isFleetError } from '../fleet/errors';
 import type { Fleet } from '../fleet/fleet';
 import { checkApiVersion, DEFAULT_API_VERSION } from './api-version';
-import { BodyBudget, decodeJson, readBody } from './body';
+import { BodyBudget, decodeBinary, decodeJson, readBody } from './body';
 import { admissionLimits, ConnectionGuard, openFileLimit } from './connections';
 import { routeCounters, type RouteCounters } from './counters';
-import { classify, HttpError, rawErrorResponse, writeError, type ErrorClass, type LogLevel } from './errors';
+import { classify, HttpError, rawErrorResponse, writeBareError, writeError, type ErrorClass, type LogLevel } from './errors';
 import { RouteLimiter } from './limiter';
 import { apiKeyFromHeader } from './request';
 import type { BaseContext, RequestContext, RouteSpec } from './route';
@@ -59,7 +59,7 @@ const LEVEL_RANK: Record<LogLevel, number> = { debug: 0, info: 1, warn: 2, error
 export class HttpService {
   private readonly servers: (http.Server | https.Server)[] = [];
   private readonly limiters: Record<RouteName, RouteLimiter>;
-  private readonly router = new Router(ROUTES);
+  private readonly router: Router;
   /** The external listener's admission; the internal one (localhost) has its own, so a flood on one cannot evict the other's connections. */
   private readonly guard: ConnectionGuard;
   private readonly internalGuard = new ConnectionGuard({ cap: INTERNAL_CAP, pendingCap: INTERNAL_CAP / 4 });
@@ -84,6 +84,7 @@ export class HttpService {
     const limits = config.server.limits;
     this.limiters = Object.fromEntries(ROUTE_NAMES.map((r) => [r, new RouteLimiter(limits.routes[r])])) as Record<RouteName, RouteLimiter>;
     this.maxConnections = limits.maxConnections;
+    this.router = new Router(ROUTES.filter((r) => r.enabled?.(config) ?? true));
     const files = openFileLimit();
     this.guard = new ConnectionGuard(admissionLimits(limits.maxConnections, files === undefined ? undefined : files - INTERNAL_CAP));
   }
@@ -195,6 +196,7 @@ export class HttpService {
     let requestId = '';
     let limiter: RouteLimiter | undefined;
     let counters: RouteCounters | undefined;
+    let bare: string | undefined;
     try {
       // A socket refused at accept may still have had a request parsed before it closed.
       if (!guard.busy(tcpSocket(req.socket))) {
@@ -220,6 +222,7 @@ export class HttpService {
       }
       // Only a slot taken is given back (a refusal by enter() must not).
       limiter = routeLimiter;
+      bare = route.bareErrors;
       counters.active++;
       this.inFlight++;
       let apiVersion = DEFAULT_API_VERSION;
@@ -233,11 +236,12 @@ export class HttpService {
       };
       // Settled by callbacks, not by awaiting: a held long poll then keeps no suspended frame here.
       const taken = counters;
+      const bareType = bare;
       this.dispatch(route, base, taken).then(() => this.done(req, res, guard, started, requestId, limiter, taken), (err: unknown) => {
-        this.done(req, res, guard, started, requestId, limiter, taken, err);
+        this.done(req, res, guard, started, requestId, limiter, taken, err, bareType);
       });
     } catch (err) {
-      this.done(req, res, guard, started, requestId, limiter, counters, err);
+      this.done(req, res, guard, started, requestId, limiter, counters, err, bare);
     }
   }
 
@@ -251,14 +255,40 @@ export class HttpService {
   private async prepare(route: RouteSpec, ctx: RequestContext, counters: RouteCounters): Promise<boolean> {
     const { fleet, req } = ctx;
     const c = ctx as RequestContext & Record<string, unknown>;
+    try {
+      await this.authenticate(route, ctx, c);
+    } catch (err) {
+      if (route.authRefused?.(ctx, err)) return false;
+      throw route.authError ? route.authError(err) : err;
+    }
+    if (route.userAgent) ctx.agentVersion = fleet.versions.check(req.headers['user-agent']);
+    if (route.body) {
+      const body = route.body;
+      const binary = 'decode' in body;
+      // A binary route takes exactly its Content-Type (OpAMP: anything else would be a WebSocket attempt).
+      if (binary && req.headers['content-type'] !== body.contentType) {
+        throw new FleetError('BadRequest', `Bad request: Content-Type must be ${body.contentType}`);
+      }
+      const limit = ctx.config.server.limits.routes[route.limit];
+      const raw = await readBody(req, body.what, {
+        maxBytes: limit.maxBody, maxDecompressed: limit.maxBodyDecompressed, allowGzip: body.gzip === true,
+        tooLarge: body.tooLarge, binary,
+      }, this.bodyBudget);
+      counters.body_in += raw.wireBytes;
+      if (raw.size === 0 && body.empty) {
+        raw.release();
+        throw new FleetError(body.empty);
+      }
+      c['body'] = binary ? decodeBinary(raw, body.what, body.decode) : decodeJson(raw, body.what, body.validator);
+    }
+    return true;
+  }
+
+  private async authenticate(route: RouteSpec, ctx: RequestContext, c: Record<string, unknown>): Promise<void> {
+    const { fleet, req } = ctx;
     switch (route.auth) {
       case 'agent':
-        try {
-          c['agent'] = await fleet.auth.authenticateAgent(apiKeyFromHeader(req), ctx.params['id']);
-        } catch (err) {
-          if (route.authRefused?.(ctx, err)) return false;
-          throw err;
-        }
+        c['agent'] = await fleet.auth.authenticateAgent(apiKeyFromHeader(req), ctx.params['id']);
         break;
       case 'agentKey':
         c['agent'] = await fleet.auth.authenticateAgent(apiKeyFromHeader(req));
@@ -274,26 +304,11 @@ export class HttpService {
       case 'none':
         break;
     }
-    if (route.userAgent) ctx.agentVersion = fleet.versions.check(req.headers['user-agent']);
-    if (route.body) {
-      const limit = ctx.config.server.limits.routes[route.limit];
-      const raw = await readBody(req, route.body.what, {
-        maxBytes: limit.maxBody, maxDecompressed: limit.maxBodyDecompressed, allowGzip: route.body.gzip === true,
-        tooLarge: route.body.tooLarge,
-      }, this.bodyBudget);
-      counters.body_in += raw.wireBytes;
-      if (raw.size === 0 && route.body.empty) {
-        raw.release();
-        throw new FleetError(route.body.empty);
-      }
-      c['body'] = decodeJson(raw, route.body.what, route.body.validator);
-    }
-    return true;
   }
 
   /** The end of every request: the error (if any) answered, the slot released, one log line as upstream. */
   private done(req: IncomingMessage, res: ServerResponse, guard: ConnectionGuard, started: number, requestId: string,
-    limiter: RouteLimiter | undefined, counters: RouteCounters | undefined, err?: unknown): void {
+    limiter: RouteLimiter | undefined, counters: RouteCounters | undefined, err?: unknown, bare?: string): void {
     let c: ErrorClass | undefined;
     try {
       const socket = tcpSocket(req.socket);
@@ -302,7 +317,8 @@ export class HttpService {
         // The body may be unread (refused before reading): close rather than parse leftovers as a request.
         // Set before the head is written, so that it says Connection: close.
         if (!req.complete) res.shouldKeepAlive = false;
-        writeError(res, c, err instanceof HttpError ? err.headers : undefined);
+        if (bare !== undefined) writeBareError(res, c, bare);
+        else writeError(res, c, err instanceof HttpError ? err.headers : undefined);
       }
       if (limiter) {
         this.inFlight--;
