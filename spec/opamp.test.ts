@@ -4,7 +4,8 @@
 // bodies get the bare answers opamp-go gives, and the server stays up.
 import { gzipSync } from 'node:zlib';
 import { cli as runCli } from './support/cli';
-import { CAP, SimCollector, agentToServer, uuidText } from './support/collector';
+import { CAP, SimCollector, WsCollector, agentToServer, uuidText } from './support/collector';
+import { clientFrame, WsClient } from './support/ws-client';
 import { EsDouble } from './support/es-double/server';
 import { esSettings, seedPolicy } from './support/es-mode';
 import { removeDir, startFleetServer, tempDir, type FleetServerProcess } from './support/fleet-server';
@@ -226,6 +227,56 @@ describe.each([embedded, elasticsearch()])('OpAMP over HTTP on $name', (backend)
     expect((await request(`${server.url}/v1/opamp`, { method: 'PUT' })).status).toBe(405);
     expect((await request(`${server.url}/api/status`)).status).toBe(200);
     expect((await col.send(SimCollector.description())).res.status).toBe(200);
+  });
+
+  test('WebSocket: enroll, report, replies in order with the 0 header byte, disconnect closes with 1000', async () => {
+    const col = new WsCollector(server.url, token);
+    expect(await col.connect(server.url, token)).toBeUndefined();
+    col.sendWs({ ...SimCollector.description(), health: { healthy: true, status: 'StatusOK' }, effectiveConfig: 'receivers: {otlp: {}}' });
+    const first = await col.receive();
+    expect(first).toMatchObject({ flags: FULL_STATE, capabilities: ACCEPTS_STATUS_AND_EFFECTIVE_CONFIG, hasCustomCapabilities: true });
+    expect(uuidText(first.instanceUid)).toBe(col.id);
+    col.sendWs({ health: { healthy: false, status: 'StatusPermanentError', lastError: 'down' } });
+    col.sendWs();
+    // custom_capabilities only in the first answer of a connection (opamp-go).
+    expect(await col.receive()).toMatchObject({ flags: 0, hasCustomCapabilities: false });
+    expect(await col.receive()).toMatchObject({ flags: 0 });
+    const doc = await eventually(() => show(col.id), (d) => d.sequence_num === 2);
+    expectDocument('agent', doc);
+    expect(doc).toMatchObject({ type: 'OPAMP', last_checkin_status: 'error', last_checkin_message: 'down', effective_config: { receivers: { otlp: {} } } });
+    // A ping is answered; a text frame is dropped and the connection kept; a frame without the header byte
+    // is read whole (opamp-go's tolerance of the old format).
+    col.ws.write(clientFrame(0x9, Buffer.from('hi')));
+    expect(await col.ws.next()).toEqual({ opcode: 0xa, payload: Buffer.from('hi') });
+    col.ws.write(clientFrame(0x1, Buffer.from('{"text": true}')));
+    col.ws.sendBinary(agentToServer(col.uid, col.seq++, col.capabilities, {}));
+    expect(await col.receive()).toMatchObject({ flags: 0 });
+    // Garbage in a binary frame: error_response, connection kept.
+    col.ws.sendBinary(Buffer.from([0, 0x0a, 0x10, 0x01]));
+    expect((await col.receive()).error).toEqual({ type: 1, message: 'failed to decode message' });
+    col.sendWs({ disconnect: true });
+    expect((await col.receive()).error).toBeUndefined();
+    expect(await col.ws.closedWith()).toBe(1000);
+    expect(await eventually(() => show(col.id), (d) => d.last_checkin_status === 'disconnected')).toMatchObject({ last_checkin_status: 'disconnected' });
+  });
+
+  test('WebSocket refusals: bad token 401 bare, oversize message 1009, a plain GET 400; the server stays up', async () => {
+    const refused = await new WsCollector(server.url, token).connect(server.url, 'Zm9vOmJhcg==');
+    expect(refused).toMatchObject({ status: 401, headers: { 'content-type': PROTOBUF } });
+    expect(refused!.body.length).toBe(0);
+    // A frame declaring more than the 20 MiB limit is refused on its header, before its bytes arrive.
+    const big = new WsCollector(server.url, token);
+    expect(await big.connect(server.url, token)).toBeUndefined();
+    big.ws.write(clientFrame(0x2, Buffer.alloc(0), true, 21 * 1024 * 1024).subarray(0, 14));
+    expect(await big.ws.closedWith()).toBe(1009);
+    // An unmasked client frame is a protocol error.
+    const unmasked = await WsClient.connect(`${server.url}/v1/opamp`, { Authorization: `ApiKey ${token}` }) as WsClient;
+    unmasked.write(Buffer.from([0x82, 0x01, 0x00]));
+    expect(await unmasked.closedWith()).toBe(1002);
+    const plain = await request(`${server.url}/v1/opamp`, { headers: { Authorization: `ApiKey ${token}` } });
+    expect(plain.status).toBe(400);
+    expect(plain.body.length).toBe(0);
+    expect((await request(`${server.url}/api/status`)).status).toBe(200);
   });
 });
 

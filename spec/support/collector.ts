@@ -5,6 +5,7 @@ import { randomBytes } from 'node:crypto';
 import { gunzipSync, gzipSync } from 'node:zlib';
 import { request, type Response } from './http';
 import { pbAll, pbFields, pbGet, PbWriter } from './protowire';
+import { WsClient, type UpgradeRefusal } from './ws-client';
 
 export const CAP = {
   ReportsStatus: 0x1, AcceptsRemoteConfig: 0x2, ReportsEffectiveConfig: 0x4, ReportsOwnMetrics: 0x40,
@@ -207,6 +208,35 @@ export class SimCollector {
     const reply = serverToAgent(res.body);
     if (reply.newInstanceUid?.length === 16) this.uid = Buffer.from(reply.newInstanceUid);
     return { res, reply };
+  }
+}
+
+/** The same Collector over OpAMP's WebSocket transport: frames of a 0 header byte and the message. */
+export class WsCollector extends SimCollector {
+  ws!: WsClient;
+
+  /** Connects; the refusal when the server does not switch protocols. */
+  async connect(url: string, token: string, headers: Record<string, string> = {}): Promise<UpgradeRefusal | undefined> {
+    const r = await WsClient.connect(`${url}/v1/opamp`, { Authorization: `ApiKey ${token}`, ...headers });
+    if (!(r instanceof WsClient)) return r;
+    this.ws = r;
+    return undefined;
+  }
+
+  sendWs(report: Report = {}): void {
+    const msg = agentToServer(this.uid, this.seq, this.capabilities, report);
+    this.seq++;
+    this.ws.sendBinary(Buffer.concat([Buffer.from([0]), msg]));
+  }
+
+  /** The next ServerToAgent (its header byte checked); adopts a server-assigned id. */
+  async receive(timeoutMs = 5000): Promise<ServerToAgent> {
+    const f = await this.ws.next(timeoutMs);
+    if (f.opcode !== 0x2) throw new Error(`expected a binary frame, got opcode ${f.opcode}`);
+    if (f.payload[0] !== 0) throw new Error('missing the 0 header byte');
+    const reply = serverToAgent(f.payload.subarray(1));
+    if (reply.newInstanceUid?.length === 16) this.uid = Buffer.from(reply.newInstanceUid);
+    return reply;
   }
 }
 

@@ -187,6 +187,12 @@ export function writeBareError(res: ServerResponse, c: ErrorClass, contentType: 
   res.end();
 }
 
+/** A bare error (status, Content-Type, no body) written straight to a socket (a refused upgrade). */
+export function rawBareResponse(c: ErrorClass, contentType: string, requestId: string): string {
+  return `HTTP/1.1 ${c.status} ${STATUS_CODES[c.status] ?? ''}\r\nConnection: close\r\nX-Request-Id: ${requestId}\r\nContent-Type: ${contentType}\r\n`
+    + `${c.retryAfter !== undefined ? `Retry-After: ${c.retryAfter}\r\n` : ''}Content-Length: 0\r\n\r\n`;
+}
+
 /** The same answer written straight to a socket, for errors Node raises before a request exists. */
 export function rawErrorResponse(c: ErrorClass): string {
   const text = JSON.stringify(errorBody(c));

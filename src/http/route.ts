@@ -2,6 +2,7 @@
 // handler. The pipeline in server.ts runs the declared steps in upstream's order, so handlers start
 // with an authenticated caller and a decoded, validated body.
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
 import type { Logger } from 'pino';
 import type { FleetServerConfig } from '../config/config';
 import type { RouteName } from '../config/limits';
@@ -40,6 +41,17 @@ export interface BaseContext {
 }
 
 export type RequestContext<A extends AuthKind = AuthKind, B = unknown> = BaseContext & AuthResult[A] & { body: B };
+
+/** An upgrade request (WebSocket) after its route's limiter and authentication: the socket is the handler's. */
+export type UpgradeContext<A extends AuthKind = AuthKind> = Omit<BaseContext, 'res'> & AuthResult[A] & {
+  socket: Socket;
+  /** Bytes that arrived after the request's headers. */
+  head: Buffer;
+  /** Aborted when the server stops: the session should close (WebSocket 1001). */
+  stopping: AbortSignal;
+  /** Headers the session's answer to the upgrade carries (X-Request-Id). */
+  responseHeaders: Record<string, string>;
+};
 
 interface BodyCommon {
   /** Named in error messages ("unable to decode <what> request"). */
@@ -85,6 +97,11 @@ export interface RouteSpec<A extends AuthKind = AuthKind, B = unknown> {
   bareErrors?: string;
   /** The error a refused authentication is answered with (OpAMP: 401 for every client mistake). */
   authError?(refusal: unknown): unknown;
+  /**
+   * Upgrade requests on this route (`Upgrade:` header) are handed here after the limiter and the
+   * authentication, with the socket; resolves when the session ends (its route counts it active until then).
+   */
+  upgrade?(ctx: UpgradeContext<A>): Promise<void>;
   /** Given the authentication's refusal, answers the request instead (true) or lets the refusal stand. */
   authRefused?(ctx: BaseContext, refusal: unknown): boolean;
   handler(ctx: RequestContext<A, B>): Promise<void>;

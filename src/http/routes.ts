@@ -11,6 +11,7 @@ import { handlePgpKey } from './handlers/pgp-key';
 import { handleStatus } from './handlers/status';
 import { decodeAgentToServer } from '../opamp/codec';
 import { handleOpampHttp, PROTOBUF } from '../opamp/http';
+import { handleOpampWebSocket } from '../opamp/websocket';
 import { FleetError } from '../fleet/errors';
 import { StoreBusyError, StoreUnavailableError } from '../store/port';
 import { route } from './route';
@@ -75,5 +76,12 @@ export const ROUTES = [
     enabled: (config) => config.server.enableOpamp, bareErrors: PROTOBUF, authError: opampAuthError,
     body: { what: 'opamp', contentType: PROTOBUF, decode: decodeAgentToServer, gzip: true, tooLarge: 'PayloadTooLarge' },
     handler: handleOpampHttp,
+  }),
+  // Beyond upstream: OpAMP's WebSocket transport on the same path (a GET that is not an upgrade is a 400).
+  route({
+    method: 'GET', path: '/v1/opamp', limit: 'opamp', metric: 'opAMP', auth: 'enrollment',
+    enabled: (config) => config.server.enableOpamp, bareErrors: PROTOBUF, authError: opampAuthError,
+    upgrade: handleOpampWebSocket,
+    handler: () => Promise.reject(new FleetError('BadRequest', 'Bad request: a WebSocket upgrade or a POST of application/x-protobuf')),
   }),
 ];

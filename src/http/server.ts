@@ -17,10 +17,10 @@ import { checkApiVersion, DEFAULT_API_VERSION } from './api-version';
 import { BodyBudget, decodeBinary, decodeJson, readBody } from './body';
 import { admissionLimits, ConnectionGuard, openFileLimit } from './connections';
 import { routeCounters, type RouteCounters } from './counters';
-import { classify, HttpError, rawErrorResponse, writeBareError, writeError, type ErrorClass, type LogLevel } from './errors';
+import { classify, HttpError, rawBareResponse, rawErrorResponse, writeBareError, writeError, type ErrorClass, type LogLevel } from './errors';
 import { RouteLimiter } from './limiter';
 import { apiKeyFromHeader } from './request';
-import type { BaseContext, RequestContext, RouteSpec } from './route';
+import type { BaseContext, RequestContext, RouteSpec, UpgradeContext } from './route';
 import { Router } from './router';
 import { ROUTES } from './routes';
 
@@ -77,6 +77,8 @@ export class HttpService {
   /** Connections Node timed out mid-request (answered 408 by clientError). */
   private readonly timedOut = new WeakSet<Socket>();
   private inFlight = 0;
+  /** Upgraded sessions (OpAMP WebSockets): told to close when the server stops. */
+  private readonly sessions = new Set<{ stop: AbortController; ended: Promise<void> }>();
   /** Upstream's max_connections: a cap on requests in flight (its chi Throttle), not on sockets. */
   private readonly maxConnections: number;
 
@@ -102,6 +104,8 @@ export class HttpService {
       keepAliveTimeout: s.timeouts.idleMs,
       maxHeaderSize: s.maxHeaderByteSize,
       ServerResponse: this.responseClass,
+      // Only routes that take upgrades see them; an Upgrade header elsewhere is an ordinary request.
+      shouldUpgradeCallback: (req: IncomingMessage) => this.upgradeRoute(req) !== undefined,
     };
     const handler = (req: IncomingMessage, res: ServerResponse): void => this.handle(req, res, guard);
     const server = s.tls.enabled
@@ -119,6 +123,7 @@ export class HttpService {
       socket.destroySoon();
     });
     server.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => this.clientError(err, socket));
+    server.on('upgrade', (req: IncomingMessage, socket: Socket, head: Buffer) => this.upgrade(req, socket, head, guard));
     return server;
   }
 
@@ -185,7 +190,10 @@ export class HttpService {
     const closed = this.servers.map((s) => new Promise<void>((r) => s.close(() => r())));
     for (const s of this.servers) s.closeIdleConnections();
     await beforeDrain();
+    const sessions = [...this.sessions];
+    for (const s of sessions) s.stop.abort();
     const deadline = Date.now() + drainMs;
+    await Promise.race([Promise.all(sessions.map((s) => s.ended)), new Promise((r) => setTimeout(r, drainMs).unref())]);
     while (this.inFlight > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
     for (const s of this.servers) s.closeAllConnections();
     await Promise.all(closed);
@@ -245,6 +253,85 @@ export class HttpService {
     }
   }
 
+  private upgradeRoute(req: IncomingMessage): RouteSpec | undefined {
+    try {
+      const url = req.url ?? '/';
+      const q = url.indexOf('?');
+      const { route } = this.router.match(req.method ?? 'GET', q < 0 ? url : url.slice(0, q));
+      return route.upgrade ? route : undefined;
+    } catch {
+      return undefined;
+    }
+  }
+
+  /**
+   * An upgrade request (a WebSocket on /v1/opamp): the same admission, limiter and authentication as a
+   * request, answered on the raw socket when refused; then the route's session owns the socket, counted
+   * active until it ends. The limiter slot is given back once the session starts (it is not a request).
+   */
+  private upgrade(req: IncomingMessage, socket: Socket, head: Buffer, guard: ConnectionGuard): void {
+    const started = performance.now();
+    const requestId = (req.headers['x-request-id'] as string | undefined) || randomUUID();
+    socket.on('error', () => socket.destroy());
+    const refuse = (err: unknown, route?: RouteSpec, counters?: RouteCounters): void => {
+      const c = classify(err);
+      if (counters) counters.fail++;
+      socket.end(route?.bareErrors !== undefined ? rawBareResponse(c, route.bareErrors, requestId) : rawErrorResponse(c));
+      socket.destroySoon();
+      this.logUpgrade(req, started, requestId, c.status, c);
+    };
+    if (!guard.busy(tcpSocket(socket))) {
+      socket.destroy();
+      return;
+    }
+    const route = this.upgradeRoute(req);
+    if (!route) {
+      refuse(new HttpError('RouteNotFound'));
+      return;
+    }
+    const counters = this.routes[route.metric];
+    counters.total++;
+    const limiter = this.limiters[route.limit];
+    try {
+      limiter.enter();
+    } catch (err) {
+      if (isFleetError(err, 'RateLimit')) counters.limit_rate++;
+      else counters.limit_max++;
+      refuse(err);
+      return;
+    }
+    const stop = new AbortController();
+    const ctx = {
+      req, socket, head, params: {}, fleet: this.fleet, config: this.config, log: this.log, agentVersion: '', counters, stopping: stop.signal,
+      responseHeaders: { 'X-Request-Id': requestId },
+    } as unknown as UpgradeContext;
+    this.authenticate(route, ctx, ctx as unknown as Record<string, unknown>).then(() => {
+      limiter.leave();
+      if (this.draining) throw new FleetError('ClientClosed');
+      counters.active++;
+      this.logUpgrade(req, started, requestId, 101);
+      const ended = route.upgrade!(ctx).catch((err: unknown) => this.log.warn({ err }, 'upgraded session failed')).finally(() => {
+        counters.active--;
+        this.sessions.delete(session);
+      });
+      const session = { stop, ended };
+      this.sessions.add(session);
+    }, (err: unknown) => {
+      limiter.leave();
+      refuse(route.authError ? route.authError(err) : err, route, counters);
+    }).catch((err: unknown) => refuse(err, route, counters));
+  }
+
+  private logUpgrade(req: IncomingMessage, started: number, requestId: string, status: number, c?: ErrorClass): void {
+    const level: LogLevel = status === 101 ? 'debug' : 'info';
+    if (!this.log.isLevelEnabled(level)) return;
+    this.log[level]({
+      'http.request.id': requestId, 'http.request.method': req.method, 'url.path': req.url, 'http.response.status_code': status,
+      'event.duration': Math.round((performance.now() - started) * 1e6), 'client.address': req.socket.remoteAddress,
+      ...(c ? { 'error.type': c.error, 'error.message': c.message } : {}),
+    }, 'HTTP upgrade');
+  }
+
   /** The declared steps of a route, then its handler; the context lives only until the handler has it. */
   private dispatch(route: RouteSpec, base: BaseContext, counters: RouteCounters): Promise<void> {
     const ctx = base as RequestContext;
@@ -284,7 +371,7 @@ export class HttpService {
     return true;
   }
 
-  private async authenticate(route: RouteSpec, ctx: RequestContext, c: Record<string, unknown>): Promise<void> {
+  private async authenticate(route: RouteSpec, ctx: Pick<BaseContext, 'fleet' | 'req' | 'params'>, c: Record<string, unknown>): Promise<void> {
     const { fleet, req } = ctx;
     switch (route.auth) {
       case 'agent':
