@@ -334,6 +334,8 @@ const API_ADDITIONS: Record<string, string> = {
 const DOCUMENT_ADDITIONS: Record<string, string> = {
   'policy.name': 'the admin CLI records the policy name, as Kibana does in its own index',
   'enrollment_api_key.api_key_prefix': 'the embedded store keeps no token, only its prefix for listing',
+  'agent.remote_config_status': 'OpAMP remote configuration (beyond upstream): the state a Collector reported',
+  'policy-data.opamp': 'OpAMP remote configuration (beyond upstream): what the policy\'s Collectors run',
 };
 
 /** JSON types a schema node admits, or 'any'. integer counts as number; null is left out (absent on the wire). */

@@ -2,6 +2,9 @@
 // double: a simulated Collector enrolls with an enrollment token, reports health and its effective
 // configuration, is listed by the admin CLI, disconnects; bad tokens, malformed protobuf and oversize
 // bodies get the bare answers opamp-go gives, and the server stays up.
+import { createHash } from 'node:crypto';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { cli as runCli } from './support/cli';
 import { CAP, SimCollector, WsCollector, agentToServer, uuidText } from './support/collector';
@@ -110,6 +113,8 @@ describe.each([embedded, elasticsearch()])('OpAMP over HTTP on $name', (backend)
     expect(first.reply).toMatchObject({ flags: FULL_STATE, capabilities: ACCEPTS_STATUS_AND_EFFECTIVE_CONFIG, hasCustomCapabilities: true });
     expect(first.reply!.error).toBeUndefined();
     expect(uuidText(first.reply!.instanceUid)).toBe(col.id);
+    // No configuration for a Collector that does not accept one.
+    expect(first.reply!.remoteConfig).toBeUndefined();
 
     // Enrolled at once, as upstream writes the document.
     const enrolled = await show(col.id);
@@ -258,6 +263,61 @@ describe.each([embedded, elasticsearch()])('OpAMP over HTTP on $name', (backend)
     expect((await col.receive()).error).toBeUndefined();
     expect(await col.ws.closedWith()).toBe(1000);
     expect(await eventually(() => show(col.id), (d) => d.last_checkin_status === 'disconnected')).toMatchObject({ last_checkin_status: 'disconnected' });
+  });
+
+  test('remote configuration: sent with its hash to Collectors that accept it, APPLYING / APPLIED / FAILED stored, a new revision pushed over WebSocket and taken at the next HTTP poll', async () => {
+    const putPolicy = async (config: string): Promise<void> => {
+      const file = join(dataDir, 'collectors.yml');
+      writeFileSync(file, [
+        'id: default-policy', 'outputs:', '  default: {type: elasticsearch, hosts: ["http://localhost:9200"]}',
+        `fleet: {hosts: ["${server.url}"]}`, 'opamp:', `  config: ${JSON.stringify(config)}`,
+      ].join('\n'));
+      await cli(['policy', 'put', file]);
+    };
+    const sha = (s: string): Buffer => createHash('sha256').update(s).digest();
+    const v1 = 'receivers:\n  otlp: {}\nexporters:\n  debug: {}\nservice:\n  pipelines:\n    logs: {receivers: [otlp], exporters: [debug]}\n';
+    const v2 = v1.replace('debug: {}', 'debug: {verbosity: detailed}');
+    await putPolicy(v1);
+    const caps = CAP.ReportsStatus | CAP.ReportsEffectiveConfig | CAP.ReportsHealth | CAP.AcceptsRemoteConfig | CAP.ReportsRemoteConfig;
+
+    // Over HTTP: the configuration with its hash, until the Collector reports that hash.
+    const http = new SimCollector(server.url, token, caps);
+    const first = (await eventually(() => http.send(SimCollector.description()), (x) => x.reply?.remoteConfig?.hash.equals(sha(v1)) === true)).reply!;
+    expect(first.capabilities).toBe(0x7);
+    expect(first.remoteConfig).toEqual({ files: { '': { body: v1, contentType: 'text/yaml' } }, hash: sha(v1) });
+    const applying = await http.send({ remoteConfigStatus: { hash: sha(v1), status: 'APPLYING' } });
+    expect(applying.reply!.remoteConfig).toBeUndefined();
+    expect((await http.send()).reply!.remoteConfig).toBeUndefined();
+    await http.send({ remoteConfigStatus: { hash: sha(v1), status: 'APPLIED' }, effectiveConfig: v1 });
+    const applied = await eventually(() => show(http.id), (d) => d.remote_config_status?.status === 'APPLIED');
+    expectDocument('agent', applied);
+    expect(applied.remote_config_status).toEqual({ status: 'APPLIED', last_remote_config_hash: sha(v1).toString('hex') });
+
+    // Over WebSocket: the same at connect, then a new revision is pushed without the Collector asking.
+    const ws = new WsCollector(server.url, token, caps);
+    expect(await ws.connect(server.url, token)).toBeUndefined();
+    ws.sendWs(SimCollector.description());
+    expect((await ws.receive()).remoteConfig?.hash).toEqual(sha(v1));
+    ws.sendWs({ remoteConfigStatus: { hash: sha(v1), status: 'APPLIED' } });
+    expect((await ws.receive()).remoteConfig).toBeUndefined();
+    const changed = Date.now();
+    await putPolicy(v2);
+    const pushed = await ws.receive(10_000);
+    console.log(`remote configuration pushed over WebSocket ${Date.now() - changed} ms after \`policy put\` returned`);
+    expect(pushed.remoteConfig).toEqual({ files: { '': { body: v2, contentType: 'text/yaml' } }, hash: sha(v2) });
+    expect(uuidText(pushed.instanceUid)).toBe(ws.id);
+    ws.sendWs({ remoteConfigStatus: { hash: sha(v2), status: 'FAILED', errorMessage: 'unknown exporter' } });
+    expect((await ws.receive()).remoteConfig).toBeUndefined();
+    const failed = await eventually(() => show(ws.id), (d) => d.remote_config_status?.status === 'FAILED');
+    expectDocument('agent', failed);
+    expect(failed.remote_config_status).toEqual({ status: 'FAILED', last_remote_config_hash: sha(v2).toString('hex'), error_message: 'unknown exporter' });
+    ws.ws.close();
+
+    // The HTTP Collector gets the new revision at its next poll.
+    expect((await http.send()).reply!.remoteConfig?.hash).toEqual(sha(v2));
+    // Elastic Agents of the policy are not sent the section.
+    const policy = await cli(['policy', 'show', 'default-policy']);
+    expect(policy.data.opamp.config).toBe(v2);
   });
 
   test('WebSocket refusals: bad token 401 bare, oversize message 1009, a plain GET 400; the server stays up', async () => {

@@ -25,6 +25,8 @@ export interface CheckinRecord {
   capabilities?: string[];
   /** Replaces the stored effective_config whole: a merge would keep sections the agent no longer runs. */
   effectiveConfig?: Json;
+  /** The remote configuration's state the agent reported (beyond upstream). */
+  remoteConfigStatus?: Json;
 }
 
 interface Pending extends CheckinRecord {
@@ -89,10 +91,16 @@ export class Bookkeeper {
       if (r.health !== undefined) doc['health'] = r.health;
       if (r.capabilities !== undefined) doc['capabilities'] = r.capabilities;
       const u: DocUpdate<AgentDoc> = { id, doc };
+      const replace: string[] = [];
       if (r.effectiveConfig !== undefined) {
         doc['effective_config'] = r.effectiveConfig;
-        u.replace = ['effective_config'];
+        replace.push('effective_config');
       }
+      if (r.remoteConfigStatus !== undefined) {
+        doc['remote_config_status'] = r.remoteConfigStatus;
+        replace.push('remote_config_status');
+      }
+      if (replace.length > 0) u.replace = replace;
       if (r.clearAudit) u.unset = AUDIT_FIELDS;
       updates.push(u);
     }

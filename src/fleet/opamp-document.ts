@@ -1,7 +1,8 @@
 // What an OpAMP agent's reports become in its .fleet-agents document, as upstream writes them
 // (fleet-server's handleOpAMP.go and checkin bulk): the enrollment document, the status a health
 // report means, health in Go's JSON shape, and the effective configuration as redacted JSON.
-import { parse } from 'yaml';
+import { createHash } from 'node:crypto';
+import { parse, stringify } from 'yaml';
 import type { AgentDoc, Json, JsonObject } from '../store/documents';
 
 /** A ComponentHealth, decoded. */
@@ -145,4 +146,25 @@ export function effectiveConfigDocument(yamlText: string): JsonObject | undefine
   const parsed = parse(yamlText, { maxAliasCount: 100, prettyErrors: false }) as unknown;
   if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) return undefined;
   return redactSecrets(JSON.parse(JSON.stringify(parsed)) as Json) as JsonObject;
+}
+
+/** The configuration a policy gives its OpAMP agents: the Collector YAML and its SHA-256 (the config_hash). */
+export interface RemoteConfig {
+  body: string;
+  hash: Buffer;
+  /** The hash in hex, as stored in remote_config_status.last_remote_config_hash. */
+  hashHex: string;
+}
+
+/**
+ * A policy's `opamp` section (beyond upstream): `config` is the Collector's configuration, as YAML text or
+ * as the mapping itself. Undefined when the policy has none.
+ */
+export function remoteConfigOf(section: unknown): RemoteConfig | undefined {
+  if (!section || typeof section !== 'object' || Array.isArray(section)) return undefined;
+  const c = (section as Record<string, unknown>)['config'];
+  const body = typeof c === 'string' ? c : c && typeof c === 'object' && !Array.isArray(c) ? stringify(c) : undefined;
+  if (body === undefined) return undefined;
+  const hash = createHash('sha256').update(body).digest();
+  return { body, hash, hashHex: hash.toString('hex') };
 }

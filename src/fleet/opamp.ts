@@ -12,8 +12,9 @@ import type { Bookkeeper, CheckinRecord } from './bookkeeping';
 import type { EnrollmentRecord } from './enroll';
 import {
   effectiveConfigDocument, enrollmentDocument, healthDocument, healthFromDocument, statusOf,
-  type OpampDescription, type OpampHealth,
+  type OpampDescription, type OpampHealth, type RemoteConfig,
 } from './opamp-document';
+import type { ParsedPolicy } from './parsed-policy';
 
 export type { OpampDescription, OpampHealth } from './opamp-document';
 
@@ -36,7 +37,10 @@ export interface OpampMessage {
   /** The effective configuration's files by name (a Collector uses ""). */
   effectiveConfig?: Record<string, OpampConfigFile>;
   disconnect: boolean;
+  remoteConfigStatus?: { hash: Uint8Array; status: RemoteConfigState; errorMessage: string };
 }
+
+export type RemoteConfigState = 'UNSET' | 'APPLIED' | 'APPLYING' | 'FAILED';
 
 /** Server capabilities this server has, by name. */
 export type ServerCapability = 'AcceptsStatus' | 'AcceptsEffectiveConfig' | 'OffersRemoteConfig' | 'OffersConnectionSettings';
@@ -50,12 +54,25 @@ export interface OpampReply {
   capabilities?: ServerCapability[];
   /** A server-assigned instance id (after RequestInstanceUid). */
   newInstanceUid?: Uint8Array;
+  /** The configuration the agent should run (its policy's `opamp` section), when it does not run it yet. */
+  remoteConfig?: { body: string; hash: Uint8Array };
+}
+
+/** A connected agent the server can push to (WebSocket); `instanceUid` is the id the agent uses. */
+export type Push = (instanceUid: Uint8Array, reply: OpampReply) => void;
+
+interface Session {
+  push: Push;
+  policyId: string;
+  acceptsRemoteConfig: boolean;
 }
 
 /** What the server remembers per instance between messages (the stored document lags by a flush interval). */
 interface Seen {
   sequenceNum: number;
   health: OpampHealth | undefined;
+  /** The remote configuration hash (hex) the agent last reported. */
+  remoteHash: string | undefined;
 }
 
 const SERVER_CAPABILITIES: ServerCapability[] = ['AcceptsStatus', 'AcceptsEffectiveConfig'];
@@ -64,11 +81,35 @@ const KEEP_REASONS = new Set(['orphaned', 'reenrolled']);
 
 export class OpampService {
   private readonly seen = new LruCache<string, Seen>(100_000);
+  /** Connected agents by id (WebSocket sessions), for pushing a new configuration at once. */
+  private readonly sessions = new Map<string, Session>();
 
-  constructor(private readonly store: Store, private readonly bookkeeper: Bookkeeper, private readonly log: Logger,
+  /** `latestPolicy`: the current revision of a policy (the policy monitor's). */
+  constructor(private readonly store: Store, private readonly bookkeeper: Bookkeeper,
+    private readonly latestPolicy: (policyId: string) => Promise<ParsedPolicy | undefined>, private readonly log: Logger,
     private readonly clock: Clock = systemClock) {}
 
-  async handle(enrollment: EnrollmentRecord, msg: OpampMessage): Promise<OpampReply> {
+  /**
+   * A new policy revision: every connected agent of that policy that accepts remote configuration and
+   * does not run the new one gets it now (upstream never sends configuration).
+   */
+  onRevision(policy: ParsedPolicy): void {
+    const desired = policy.opamp;
+    if (!desired) return;
+    for (const [id, s] of this.sessions) {
+      if (s.policyId !== policy.policyId || !s.acceptsRemoteConfig) continue;
+      if (this.seen.get(id)?.remoteHash === desired.hashHex) continue;
+      s.push(uuidBytes(id)!, { remoteConfig: { body: desired.body, hash: desired.hash } });
+    }
+  }
+
+  /** Forgets a connection's pushes (it closed). */
+  detach(push: Push): void {
+    for (const [id, s] of this.sessions) if (s.push === push) this.sessions.delete(id);
+  }
+
+  /** `push`: the connection can carry unsolicited messages (WebSocket); it is remembered under the agent's id. */
+  async handle(enrollment: EnrollmentRecord, msg: OpampMessage, push?: Push): Promise<OpampReply> {
     const uid = uuidText(msg.instanceUid);
     if (uid === undefined) return { error: { type: 'BadRequest', message: 'failed to parse instance_uid' } };
     let found: Hit<AgentDoc> | undefined;
@@ -82,6 +123,7 @@ export class OpampService {
     if (msg.disconnect) {
       if (!found || msg.requestInstanceUid) return { error: { type: 'BadRequest', message: 'agent_disconnect set on new enrollment message' } };
       this.seen.delete(uid);
+      this.sessions.delete(uid);
       this.bookkeeper.enqueue(uid, { status: 'disconnected', message: '', sequenceNum: msg.sequenceNum });
       return {};
     }
@@ -106,13 +148,34 @@ export class OpampService {
     }
     // A report without health keeps the status its last health gave (upstream would say online).
     const health = msg.health ?? prev?.health ?? healthFromDocument(stored?.['health'] as JsonObject | undefined);
-    this.seen.set(id, { sequenceNum: msg.sequenceNum, health });
+    const remoteHash = msg.remoteConfigStatus ? Buffer.from(msg.remoteConfigStatus.hash).toString('hex')
+      : prev?.remoteHash ?? storedRemoteHash(stored);
+    this.seen.set(id, { sequenceNum: msg.sequenceNum, health, remoteHash });
     this.bookkeeper.enqueue(id, this.checkinRecord(id, msg, health, stored));
-    return {
+    const reply: OpampReply = {
       reportFullState: enrolled || msg.sequenceNum !== expected,
       capabilities: SERVER_CAPABILITIES,
       ...(msg.requestInstanceUid ? { newInstanceUid: uuidBytes(id)! } : {}),
     };
+    const policyId = stored?.policy_id ?? enrollment.policyId;
+    const acceptsRemoteConfig = msg.capabilities.includes('AcceptsRemoteConfig');
+    if (push) this.sessions.set(id, { push, policyId, acceptsRemoteConfig });
+    if (acceptsRemoteConfig) {
+      reply.capabilities = [...SERVER_CAPABILITIES, 'OffersRemoteConfig'];
+      const desired = await this.desiredConfig(policyId);
+      if (desired && desired.hashHex !== remoteHash) reply.remoteConfig = { body: desired.body, hash: desired.hash };
+    }
+    return reply;
+  }
+
+  private async desiredConfig(policyId: string): Promise<RemoteConfig | undefined> {
+    try {
+      return (await this.latestPolicy(policyId))?.opamp;
+    } catch (err) {
+      // The status was recorded; the configuration goes with a later message.
+      this.log.warn({ err, 'fleet.policy.id': policyId }, 'OpAMP remote configuration: policy unavailable');
+      return undefined;
+    }
   }
 
   /** Creates the agent's document; returns its id (the instance's, or a new one when the agent asked for it). */
@@ -142,7 +205,21 @@ export class OpampService {
         this.log.warn({ err, 'fleet.agent.id': id }, 'OpAMP effective configuration is not valid YAML; not stored');
       }
     }
+    const rcs = msg.remoteConfigStatus;
+    if (rcs) {
+      rec.remoteConfigStatus = {
+        status: rcs.status, last_remote_config_hash: Buffer.from(rcs.hash).toString('hex'),
+        ...(rcs.errorMessage ? { error_message: rcs.errorMessage } : {}),
+      };
+    }
     if (stored?.audit_unenrolled_reason || stored?.unenrolled_at) rec.clearAudit = true;
     return rec;
   }
+}
+
+function storedRemoteHash(doc: AgentDoc | undefined): string | undefined {
+  const s = doc?.['remote_config_status'];
+  if (!s || typeof s !== 'object') return undefined;
+  const h = (s as Record<string, unknown>)['last_remote_config_hash'];
+  return typeof h === 'string' ? h : undefined;
 }

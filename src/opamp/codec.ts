@@ -1,7 +1,7 @@
 // OpAMP's wire format: AgentToServer decoded into the plain values fleet/opamp.ts takes, and its
 // replies encoded as ServerToAgent. Field numbers and bit values are the protocol's (proto/opamp.proto).
 import type { Json, JsonObject } from '../store/documents';
-import type { OpampConfigFile, OpampHealth, OpampMessage, OpampReply, ServerCapability } from '../fleet/opamp';
+import type { OpampConfigFile, OpampHealth, OpampMessage, OpampReply, RemoteConfigState, ServerCapability } from '../fleet/opamp';
 import { opamp } from './generated/opamp';
 
 const pb = opamp.proto.v1;
@@ -20,6 +20,10 @@ const AGENT_CAPABILITIES = [
 const SERVER_CAPABILITY_BITS: Record<ServerCapability, number> = {
   AcceptsStatus: 0x01, OffersRemoteConfig: 0x02, AcceptsEffectiveConfig: 0x04, OffersConnectionSettings: 0x20,
 };
+
+const REMOTE_CONFIG_STATES: RemoteConfigState[] = ['UNSET', 'APPLIED', 'APPLYING', 'FAILED'];
+/** The file name of the configuration sent (a Collector's supervisor merges named files, then ""). */
+const REMOTE_CONFIG_FILE = '';
 
 const FLAG_REQUEST_INSTANCE_UID = 0x1;
 const FLAG_REPORT_FULL_STATE = 0x1;
@@ -102,6 +106,14 @@ export function decodeAgentToServer(bytes: Uint8Array): OpampMessage {
     }
     msg.effectiveConfig = out;
   }
+  const rcs = m.remoteConfigStatus;
+  if (rcs) {
+    msg.remoteConfigStatus = {
+      hash: rcs.lastRemoteConfigHash ?? new Uint8Array(0),
+      status: REMOTE_CONFIG_STATES[rcs.status ?? 0] ?? 'UNSET',
+      errorMessage: rcs.errorMessage ?? '',
+    };
+  }
   return msg;
 }
 
@@ -119,6 +131,12 @@ export function encodeServerToAgent(instanceUid: Uint8Array, reply: OpampReply, 
     if (reply.reportFullState) out.flags = FLAG_REPORT_FULL_STATE;
     if (reply.capabilities) out.capabilities = reply.capabilities.reduce((m, c) => m | SERVER_CAPABILITY_BITS[c], 0);
     if (reply.newInstanceUid) out.agentIdentification = { newInstanceUid: reply.newInstanceUid };
+    if (reply.remoteConfig) {
+      out.remoteConfig = {
+        config: { configMap: { [REMOTE_CONFIG_FILE]: { body: Buffer.from(reply.remoteConfig.body, 'utf8'), contentType: 'text/yaml' } } },
+        configHash: reply.remoteConfig.hash,
+      };
+    }
   }
   if (opts.customCapabilities) out.customCapabilities = {};
   return pb.ServerToAgent.encode(out).finish();

@@ -35,6 +35,10 @@ export function handleOpampWebSocket(ctx: UpgradeContext<'enrollment'>): Promise
   return new Promise<void>((resolve) => {
     let first = true;
     let queue: Promise<void> = Promise.resolve();
+    // Pushes (a new configuration) go in the same order as answers.
+    const push = (uid: Uint8Array, r: OpampReply): void => {
+      queue = queue.then(() => reply(uid, r));
+    };
     const reply = (uid: Uint8Array, r: OpampReply): void => {
       const bytes = encodeServerToAgent(uid, r, { customCapabilities: first });
       first = false;
@@ -50,7 +54,7 @@ export function handleOpampWebSocket(ctx: UpgradeContext<'enrollment'>): Promise
         reply(new Uint8Array(0), { error: { type: 'BadRequest', message: 'failed to decode message' } });
         return;
       }
-      const r = await fleet.opamp.handle(ctx.enrollment, msg);
+      const r = await fleet.opamp.handle(ctx.enrollment, msg, push);
       reply(msg.instanceUid, r);
       if (msg.disconnect && !r.error) ws.close(CLOSE.normal);
     };
@@ -65,6 +69,7 @@ export function handleOpampWebSocket(ctx: UpgradeContext<'enrollment'>): Promise
       },
       onText: () => log.debug('OpAMP WebSocket text frame dropped'),
       onClose: () => {
+        fleet.opamp.detach(push);
         ctx.stopping.removeEventListener('abort', stop);
         resolve();
       },
