@@ -86,7 +86,7 @@ describe.each([embedded, elasticsearch()])('OpAMP over HTTP on $name', (backend)
   beforeAll(async () => {
     await backend.start();
     server = await startFleetServer({
-      dataDir, overrides: ['inputs.0.server.bulk.checkin_flush_interval=200ms', ...backend.settings()],
+      dataDir, overrides: ['inputs.0.server.bulk.checkin_flush_interval=200ms', 'inputs.0.server.opamp.heartbeat_interval=15s', ...backend.settings()],
     });
     token = await backend.token(server);
     for (let i = 0; i < 50 && (await request(`${server.url}/api/status`)).status !== 200; i++) await new Promise((r) => setTimeout(r, 100));
@@ -197,6 +197,24 @@ describe.each([embedded, elasticsearch()])('OpAMP over HTTP on $name', (backend)
     expect(await show(col.id)).toMatchObject({ type: 'OPAMP', agent: { id: col.id } });
     expect(await show(old)).toMatchObject({ audit_unenrolled_reason: 'reenrolled' });
     expect((await col.send({ health: { healthy: true, status: 'StatusOK' } })).reply!.error).toBeUndefined();
+  });
+
+  test('a heartbeat interval is offered to Collectors that report heartbeats and accept connection settings, once', async () => {
+    const caps = CAP.ReportsStatus | CAP.ReportsHeartbeat | CAP.AcceptsOpAMPConnectionSettings;
+    const col = new SimCollector(server.url, token, caps);
+    const first = (await col.send(SimCollector.description())).reply!;
+    expect(first.heartbeatIntervalSeconds).toBe(15);
+    expect(first.capabilities).toBe(ACCEPTS_STATUS_AND_EFFECTIVE_CONFIG | 0x20);
+    expect((await col.send()).reply!.heartbeatIntervalSeconds).toBeUndefined();
+    // Without AcceptsOpAMPConnectionSettings no connection settings are offered (the spec's rule).
+    const plain = new SimCollector(server.url, token, CAP.ReportsStatus | CAP.ReportsHeartbeat);
+    expect((await plain.send(SimCollector.description())).reply!.heartbeatIntervalSeconds).toBeUndefined();
+    // Over WebSocket too, with the ws:// URL the Collector reached.
+    const ws = new WsCollector(server.url, token, caps);
+    expect(await ws.connect(server.url, token)).toBeUndefined();
+    ws.sendWs(SimCollector.description());
+    expect((await ws.receive()).heartbeatIntervalSeconds).toBe(15);
+    ws.ws.close();
   });
 
   test('protocol errors are answered in error_response, as upstream', async () => {

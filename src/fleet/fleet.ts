@@ -72,7 +72,8 @@ export class Fleet {
     this.uploads = new UploadService(store, { maxFileSize: s.maxFileStorageSize }, log, clock);
     this.deliveries = new FileDeliveryService(store);
     this.artifacts = new ArtifactService(store, this.policies, config.cache.ttlArtifactMs, clock);
-    this.opamp = new OpampService(store, this.bookkeeper, (policyId) => this.policies.latest(policyId), log, clock);
+    this.opamp = new OpampService(store, this.bookkeeper, (policyId) => this.policies.latest(policyId), log, clock,
+      Math.round(s.opampHeartbeatMs / 1000));
     this.policies.onRevision((p) => this.opamp.onRevision(p));
   }
 

@@ -56,6 +56,8 @@ export interface OpampReply {
   newInstanceUid?: Uint8Array;
   /** The configuration the agent should run (its policy's `opamp` section), when it does not run it yet. */
   remoteConfig?: { body: string; hash: Uint8Array };
+  /** How often the agent should report (OpAMPConnectionSettings.heartbeat_interval_seconds). */
+  heartbeatIntervalSeconds?: number;
 }
 
 /** A connected agent the server can push to (WebSocket); `instanceUid` is the id the agent uses. */
@@ -73,6 +75,8 @@ interface Seen {
   health: OpampHealth | undefined;
   /** The remote configuration hash (hex) the agent last reported. */
   remoteHash: string | undefined;
+  /** The heartbeat interval was offered to this instance. */
+  heartbeatOffered: boolean;
 }
 
 const SERVER_CAPABILITIES: ServerCapability[] = ['AcceptsStatus', 'AcceptsEffectiveConfig'];
@@ -87,7 +91,7 @@ export class OpampService {
   /** `latestPolicy`: the current revision of a policy (the policy monitor's). */
   constructor(private readonly store: Store, private readonly bookkeeper: Bookkeeper,
     private readonly latestPolicy: (policyId: string) => Promise<ParsedPolicy | undefined>, private readonly log: Logger,
-    private readonly clock: Clock = systemClock) {}
+    private readonly clock: Clock = systemClock, private readonly heartbeatSeconds = 30) {}
 
   /**
    * A new policy revision: every connected agent of that policy that accepts remote configuration and
@@ -150,18 +154,23 @@ export class OpampService {
     const health = msg.health ?? prev?.health ?? healthFromDocument(stored?.['health'] as JsonObject | undefined);
     const remoteHash = msg.remoteConfigStatus ? Buffer.from(msg.remoteConfigStatus.hash).toString('hex')
       : prev?.remoteHash ?? storedRemoteHash(stored);
-    this.seen.set(id, { sequenceNum: msg.sequenceNum, health, remoteHash });
+    const reportFullState = enrolled || msg.sequenceNum !== expected;
+    // Offered once per instance (again after a full state report: the agent may have restarted).
+    const offerHeartbeat = this.heartbeatSeconds > 0 && msg.capabilities.includes('ReportsHeartbeat')
+      && msg.capabilities.includes('AcceptsOpAMPConnectionSettings') && (reportFullState || !prev?.heartbeatOffered);
+    this.seen.set(id, { sequenceNum: msg.sequenceNum, health, remoteHash, heartbeatOffered: offerHeartbeat || prev?.heartbeatOffered === true });
     this.bookkeeper.enqueue(id, this.checkinRecord(id, msg, health, stored));
     const reply: OpampReply = {
-      reportFullState: enrolled || msg.sequenceNum !== expected,
-      capabilities: SERVER_CAPABILITIES,
+      reportFullState,
+      capabilities: offerHeartbeat ? [...SERVER_CAPABILITIES, 'OffersConnectionSettings'] : SERVER_CAPABILITIES,
       ...(msg.requestInstanceUid ? { newInstanceUid: uuidBytes(id)! } : {}),
+      ...(offerHeartbeat ? { heartbeatIntervalSeconds: this.heartbeatSeconds } : {}),
     };
     const policyId = stored?.policy_id ?? enrollment.policyId;
     const acceptsRemoteConfig = msg.capabilities.includes('AcceptsRemoteConfig');
     if (push) this.sessions.set(id, { push, policyId, acceptsRemoteConfig });
     if (acceptsRemoteConfig) {
-      reply.capabilities = [...SERVER_CAPABILITIES, 'OffersRemoteConfig'];
+      reply.capabilities = [...reply.capabilities!, 'OffersRemoteConfig'];
       const desired = await this.desiredConfig(policyId);
       if (desired && desired.hashHex !== remoteHash) reply.remoteConfig = { body: desired.body, hash: desired.hash };
     }

@@ -1,5 +1,6 @@
 // OpAMP's wire format: AgentToServer decoded into the plain values fleet/opamp.ts takes, and its
 // replies encoded as ServerToAgent. Field numbers and bit values are the protocol's (proto/opamp.proto).
+import { createHash } from 'node:crypto';
 import type { Json, JsonObject } from '../store/documents';
 import type { OpampConfigFile, OpampHealth, OpampMessage, OpampReply, RemoteConfigState, ServerCapability } from '../fleet/opamp';
 import { opamp } from './generated/opamp';
@@ -120,6 +121,8 @@ export function decodeAgentToServer(bytes: Uint8Array): OpampMessage {
 export interface EncodeOptions {
   /** opamp-go attaches an empty custom_capabilities to every HTTP answer (and the first on WebSocket). */
   customCapabilities: boolean;
+  /** The URL the agent reached this server at: OpAMPConnectionSettings must name one. */
+  endpoint?: string;
 }
 
 /** The ServerToAgent for a reply; instance_uid is the request's (opamp-go fills it when left empty). */
@@ -131,6 +134,12 @@ export function encodeServerToAgent(instanceUid: Uint8Array, reply: OpampReply, 
     if (reply.reportFullState) out.flags = FLAG_REPORT_FULL_STATE;
     if (reply.capabilities) out.capabilities = reply.capabilities.reduce((m, c) => m | SERVER_CAPABILITY_BITS[c], 0);
     if (reply.newInstanceUid) out.agentIdentification = { newInstanceUid: reply.newInstanceUid };
+    if (reply.heartbeatIntervalSeconds !== undefined && opts.endpoint) {
+      // The agent keeps its endpoint and headers (the same URL is offered); only the interval is new.
+      const opampSettings = { destinationEndpoint: opts.endpoint, heartbeatIntervalSeconds: reply.heartbeatIntervalSeconds };
+      const hash = createHash('sha256').update(`${opts.endpoint}\n${reply.heartbeatIntervalSeconds}`).digest();
+      out.connectionSettings = { hash, opamp: opampSettings };
+    }
     if (reply.remoteConfig) {
       out.remoteConfig = {
         config: { configMap: { [REMOTE_CONFIG_FILE]: { body: Buffer.from(reply.remoteConfig.body, 'utf8'), contentType: 'text/yaml' } } },
@@ -140,4 +149,11 @@ export function encodeServerToAgent(instanceUid: Uint8Array, reply: OpampReply, 
   }
   if (opts.customCapabilities) out.customCapabilities = {};
   return pb.ServerToAgent.encode(out).finish();
+}
+
+/** The URL a request reached /v1/opamp at, from its transport and Host header (for connection settings). */
+export function endpointOf(secure: boolean, websocket: boolean, host: string | undefined): string | undefined {
+  if (!host) return undefined;
+  const scheme = websocket ? (secure ? 'wss' : 'ws') : secure ? 'https' : 'http';
+  return `${scheme}://${host}/v1/opamp`;
 }

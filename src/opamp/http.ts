@@ -4,14 +4,16 @@ import { gzipSync } from 'node:zlib';
 import type { OpampMessage } from '../fleet/opamp';
 import { acceptsGzip } from '../http/respond';
 import type { RequestContext } from '../http/route';
-import { encodeServerToAgent } from './codec';
+import type { TLSSocket } from 'node:tls';
+import { encodeServerToAgent, endpointOf } from './codec';
 
 export const PROTOBUF = 'application/x-protobuf';
 
 export async function handleOpampHttp(ctx: RequestContext<'enrollment', OpampMessage>): Promise<void> {
   const { req, res } = ctx;
   const reply = await ctx.fleet.opamp.handle(ctx.enrollment, ctx.body);
-  let body: Uint8Array = encodeServerToAgent(ctx.body.instanceUid, reply, { customCapabilities: true });
+  const endpoint = endpointOf((req.socket as TLSSocket).encrypted === true, false, req.headers.host);
+  let body: Uint8Array = encodeServerToAgent(ctx.body.instanceUid, reply, { customCapabilities: true, endpoint });
   const headers: Record<string, string | number> = { 'Content-Type': PROTOBUF };
   if (acceptsGzip(req)) {
     body = gzipSync(body, { level: ctx.config.server.compressionLevel || 1 });

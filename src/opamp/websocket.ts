@@ -5,7 +5,8 @@
 import type { OpampMessage, OpampReply } from '../fleet/opamp';
 import type { UpgradeContext } from '../http/route';
 import { CLOSE, handshakeProblem, handshakeResponse, WebSocketConnection } from '../http/websocket';
-import { decodeAgentToServer, encodeServerToAgent } from './codec';
+import type { TLSSocket } from 'node:tls';
+import { decodeAgentToServer, encodeServerToAgent, endpointOf } from './codec';
 
 /** The default limit when the route has none (the OpAMP spec's recommendation). */
 const DEFAULT_MAX_MESSAGE = 64 * 1024 * 1024;
@@ -39,8 +40,9 @@ export function handleOpampWebSocket(ctx: UpgradeContext<'enrollment'>): Promise
     const push = (uid: Uint8Array, r: OpampReply): void => {
       queue = queue.then(() => reply(uid, r));
     };
+    const endpoint = endpointOf((socket as TLSSocket).encrypted === true, true, req.headers.host);
     const reply = (uid: Uint8Array, r: OpampReply): void => {
-      const bytes = encodeServerToAgent(uid, r, { customCapabilities: first });
+      const bytes = encodeServerToAgent(uid, r, { customCapabilities: first, endpoint });
       first = false;
       ctx.counters.body_out += bytes.length + 1;
       ws.send(framed(bytes));
