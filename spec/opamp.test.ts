@@ -369,3 +369,20 @@ test('server.feature_flags.enable_opamp: false takes the route away', async () =
     removeDir(dataDir);
   }
 });
+
+test('a stopping server closes OpAMP WebSockets with 1001 and exits cleanly', async () => {
+  const dataDir = tempDir();
+  const server = await startFleetServer({ dataDir });
+  try {
+    const col = new WsCollector(server.url, server.printedToken!);
+    expect(await col.connect(server.url, server.printedToken!)).toBeUndefined();
+    col.sendWs(SimCollector.description());
+    expect((await col.receive()).error).toBeUndefined();
+    const exited = server.stop();
+    expect(await col.ws.closedWith(10_000)).toBe(1001);
+    expect(await exited).toBe(0);
+  } finally {
+    await server.stop();
+    removeDir(dataDir);
+  }
+});
