@@ -59,6 +59,9 @@ export class WebSocketConnection {
   private fragmentOpcode = 0;
   private closeSent = false;
   private ended = false;
+  /** When the peer last sent anything (ms since the epoch), for liveness sweeps. */
+  lastHeard = Date.now();
+  private pinged = false;
 
   constructor(private readonly socket: Socket, private readonly maxMessageBytes: number, private readonly h: WebSocketHandlers, head?: Buffer) {
     socket.setNoDelay(true);
@@ -98,8 +101,26 @@ export class WebSocketConnection {
     this.h.onClose(this.closeSent ? this.closeCode : code);
   }
 
+  /**
+   * A liveness check, called periodically: a peer silent for `idleMs` is pinged; one still silent at
+   * the next check (no pong, nothing else) is gone (a vanished host sends no FIN) and is dropped.
+   */
+  checkAlive(now: number, idleMs: number): void {
+    if (this.ended || now - this.lastHeard < idleMs) {
+      this.pinged = false;
+      return;
+    }
+    if (this.pinged) {
+      this.socket.destroy();
+      return;
+    }
+    this.pinged = true;
+    if (this.open) this.socket.write(frame(0x9, Buffer.alloc(0)));
+  }
+
   private receive(chunk: Buffer): void {
     if (this.ended) return;
+    this.lastHeard = Date.now();
     this.buffered.push(chunk);
     this.bufferedBytes += chunk.length;
     let buf = this.buffered.length === 1 ? this.buffered[0]! : Buffer.concat(this.buffered, this.bufferedBytes);

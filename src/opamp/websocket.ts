@@ -11,6 +11,24 @@ import { decodeAgentToServer, encodeServerToAgent, endpointOf } from './codec';
 /** The default limit when the route has none (the OpAMP spec's recommendation). */
 const DEFAULT_MAX_MESSAGE = 64 * 1024 * 1024;
 
+/** How long a connection may be silent before it is pinged (and dropped if still silent a sweep later). */
+const IDLE_MS = 60_000;
+const live = new Set<WebSocketConnection>();
+let sweeper: NodeJS.Timeout | undefined;
+
+/** One timer for every connection's liveness, running while there are connections. */
+function watch(ws: WebSocketConnection): void {
+  live.add(ws);
+  sweeper ??= setInterval(() => {
+    const now = Date.now();
+    for (const c of live) c.checkAlive(now, IDLE_MS);
+    if (live.size === 0) {
+      clearInterval(sweeper);
+      sweeper = undefined;
+    }
+  }, IDLE_MS / 2).unref();
+}
+
 /** The frame's message: after a 0 header byte, or (opamp-go's legacy tolerance) the whole frame. */
 function payloadOf(frame: Buffer): Buffer {
   return frame.length > 0 && frame[0] === 0 ? frame.subarray(1) : frame;
@@ -71,11 +89,13 @@ export function handleOpampWebSocket(ctx: UpgradeContext<'enrollment'>): Promise
       },
       onText: () => log.debug('OpAMP WebSocket text frame dropped'),
       onClose: () => {
+        live.delete(ws);
         fleet.opamp.detach(push);
         ctx.stopping.removeEventListener('abort', stop);
         resolve();
       },
     }, ctx.head);
+    watch(ws);
     const stop = (): void => ws.close(CLOSE.goingAway);
     ctx.stopping.addEventListener('abort', stop);
   });
