@@ -9,6 +9,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { rssKiB, sleep, startDouble, waitFor } from './bench/common.mjs';
 
 const MiB = 1024 * 1024;
 const SIZE = Number(process.env.BENCH_FILE_MIB ?? 128) * MiB;
@@ -16,23 +17,10 @@ const PARALLEL = Number(process.env.BENCH_PARALLEL ?? 4);
 const PORT = Number(process.env.BENCH_PORT ?? 18520);
 const STORES = (process.env.BENCH_STORE ?? 'sqlite,elasticsearch').split(',');
 const dist = new URL('../dist/fleet-server.js', import.meta.url).pathname;
-const doubleJs = new URL('../dist/es-double.js', import.meta.url).pathname;
 const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8'));
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 const sha256 = (b) => createHash('sha256').update(b).digest('hex');
-const rssMiB = (pid) => Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))[1]) / 1024;
+const rssMiB = (pid) => rssKiB(pid) / 1024;
 
-async function waitFor(what, fn, timeoutMs = 30_000) {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    try {
-      const v = await fn();
-      if (v) return v;
-    } catch { /* not yet */ }
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(100);
-  }
-}
 
 /** Samples a process's RSS while fn runs: the baseline and the peak. */
 async function withRss(pid, fn) {
@@ -73,10 +61,9 @@ async function run(store) {
   const settings = [];
   let double;
   if (store === 'elasticsearch') {
-    double = spawn(process.execPath, [doubleJs, '--port', String(PORT + 3)], { stdio: ['ignore', 'pipe', 'inherit'] });
-    let out = '';
-    double.stdout.on('data', (d) => (out += d));
-    const token = await waitFor('the Elasticsearch double', () => /service token: (\S+)/.exec(out)?.[1]);
+    const started = await startDouble(PORT + 3);
+    double = started.proc;
+    const token = started.token;
     settings.push('-E', `output.elasticsearch.hosts=http://127.0.0.1:${PORT + 3}`, '-E', `output.elasticsearch.service_token=${token}`);
   }
   const cli = (args) => JSON.parse(execFileSync(process.execPath, [dist, ...args, '--json', '-E', `path.data=${dir}`, ...settings], { cwd: dir, maxBuffer: 64 * MiB }).toString());

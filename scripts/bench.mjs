@@ -7,6 +7,7 @@ import { spawn, fork, execFileSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { rssKiB, sleep, startDouble, waitFor } from './bench/common.mjs';
 
 const AGENTS = Number(process.env.BENCH_AGENTS ?? 10_000);
 const WORKERS = Number(process.env.BENCH_WORKERS ?? 4);
@@ -17,22 +18,8 @@ const STORES = RUNS.filter((r) => r === 'sqlite' || r === 'elasticsearch');
 const STEADY_S = Number(process.env.BENCH_STEADY_SECONDS ?? 60);
 const dist = new URL('../dist/fleet-server.js', import.meta.url).pathname;
 const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8'));
-const doubleJs = new URL('../dist/es-double.js', import.meta.url).pathname;
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 const fmt = (n, d = 1) => (Number.isFinite(n) ? n.toFixed(d) : String(n));
-const rssKiB = (pid) => Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))[1]);
 
-async function waitFor(what, fn, timeoutMs = 30_000) {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    try {
-      const v = await fn();
-      if (v) return v;
-    } catch { /* not yet */ }
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(100);
-  }
-}
 
 async function run(store) {
   const dir = mkdtempSync(join(tmpdir(), 'fleet-bench-'));
@@ -40,10 +27,9 @@ async function run(store) {
   let double;
   const storeSettings = [];
   if (store === 'elasticsearch') {
-    double = spawn(process.execPath, [doubleJs, '--port', String(PORT + 3)], { stdio: ['ignore', 'pipe', 'inherit'] });
-    let out = '';
-    double.stdout.on('data', (d) => (out += d));
-    const token = await waitFor('the Elasticsearch double', () => /service token: (\S+)/.exec(out)?.[1]);
+    const started = await startDouble(PORT + 3);
+    double = started.proc;
+    const token = started.token;
     storeSettings.push('-E', `output.elasticsearch.hosts=http://127.0.0.1:${PORT + 3}`, '-E', `output.elasticsearch.service_token=${token}`);
   }
   const doubleStats = async () => (await fetch(`http://127.0.0.1:${PORT + 3}/_double/stats`)).json();
@@ -139,6 +125,7 @@ async function run(store) {
   console.log(`enrollments/s                   ${fmt(total / (enrollMs / 1000))}  (${fmt(enrollMs / 1000, 2)} s for ${total})`);
   console.log(`first check-ins/s               ${fmt(total / (firstCheckinMs / 1000))}  (each answered with POLICY_CHANGE + output key minted)`);
   console.log(`held long polls                 ${held}`);
+  console.log(`server processes                ${statsHeld.fleet.cluster ? `${statsHeld.fleet.cluster.workers} workers + primary (inputs.0.server.workers)` : '1'}`);
   console.log(`server RSS idle                 ${fmt(rssIdle / 1024)} MiB`);
   console.log(`server RSS with polls held      ${fmt(rssHeld / 1024)} MiB`);
   console.log(`RSS per held agent (total)      ${fmt(rssHeld / total)} KiB`);

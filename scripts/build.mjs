@@ -46,6 +46,7 @@ await build({
     __FLEET_VERSION__: JSON.stringify(pkg.version),
     __FLEET_COMMIT__: JSON.stringify(commit),
     __FLEET_BUILD_TIME__: JSON.stringify(new Date().toISOString().replace(/\.\d{3}Z$/, 'Z')),
+    __FLEET_NODE_FLAGS__: JSON.stringify(pkg.fleetServer.nodeFlags),
   },
   logLevel: 'warning',
 });

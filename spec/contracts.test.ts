@@ -8,6 +8,9 @@ import { ackAnswer } from '../src/http/handlers/acks';
 import { classify, errorBody, HttpError, type HttpErrorCode } from '../src/http/errors';
 import { FleetError, type FleetErrorCode } from '../src/fleet/errors';
 import type { CheckinResult } from '../src/fleet/checkin';
+import { UploadService } from '../src/fleet/uploads';
+import type { Store } from '../src/store/port';
+import pino from 'pino';
 import { esPolicy, InProcessFleet } from './support/in-process-fleet';
 import { expectSchema, openApiDocument, openApiValidator, responseProblems } from './support/openapi';
 import { documentSchema, documentValidator, expectDocument, withoutNulls } from './support/schema';
@@ -23,10 +26,39 @@ const ROUTES: [method: string, path: string, concrete: string][] = [
   ['post', '/api/fleet/agents/{id}/checkin', '/api/fleet/agents/a-1/checkin'],
   ['post', '/api/fleet/agents/{id}/acks', '/api/fleet/agents/a-1/acks'],
   ['post', '/api/fleet/agents/{id}/audit/unenroll', '/api/fleet/agents/a-1/audit/unenroll'],
+  ['get', '/api/fleet/artifacts/{id}/{sha2}', `/api/fleet/artifacts/endpoint-exceptionlist-linux-v1/${'ab'.repeat(32)}`],
+  ['post', '/api/fleet/uploads', '/api/fleet/uploads'],
+  ['put', '/api/fleet/uploads/{id}/{n}', '/api/fleet/uploads/u-1/0'],
+  ['post', '/api/fleet/uploads/{id}', '/api/fleet/uploads/u-1'],
+  ['get', '/api/fleet/file/{id}', '/api/fleet/file/f-1'],
   ['get', '/api/agents/upgrades/{version}/pgp-public-key', '/api/agents/upgrades/9.6.0/pgp-public-key'],
   ['post', '/v1/opamp', '/v1/opamp'],
   ['get', '/v1/opamp', '/v1/opamp'],
 ];
+
+/**
+ * The errors each file route raises beyond the generic ones (authentication, limits, store): each must be
+ * named, by its identifier, under its status in the route's documentation.
+ */
+const FILE_ROUTE_ERRORS: Record<string, (FleetErrorCode | HttpErrorCode)[]> = {
+  'get /api/fleet/artifacts/{id}/{sha2}': [
+    'AgentNotFound', 'AgentCorrupted', 'MalformedSha256', 'NoPolicyId', 'ArtifactNotAuthorized', 'ArtifactThrottled', 'NotFound',
+    'ArtifactCorrupted',
+  ],
+  'post /api/fleet/uploads': [
+    'AgentNotFound', 'AgentCorrupted', 'FileInfoBodyRequired', 'AgentIdMissing', 'AgentIdentity', 'FileFeatureDisabled',
+    'FileSizeRequired', 'InvalidFileSize', 'FileSizeTooLarge', 'FieldRequired', 'UploadExists', 'PayloadTooLarge',
+  ],
+  'put /api/fleet/uploads/{id}/{n}': [
+    'AgentNotFound', 'AgentCorrupted', 'InvalidChunkNum', 'ChunkHashRequired', 'InvalidFileId', 'AgentIdentity', 'UploadExpired',
+    'UploadStopped', 'HashMismatch',
+  ],
+  'post /api/fleet/uploads/{id}': [
+    'AgentNotFound', 'AgentCorrupted', 'TransitHashRequired', 'InvalidFileId', 'AgentIdentity', 'UploadExpired', 'StatusNoUploads',
+    'MissingChunks', 'FailValidation', 'PayloadTooLarge',
+  ],
+  'get /api/fleet/file/{id}': ['AgentNotFound', 'AgentCorrupted', 'ClientFileForbidden', 'NoFile', 'RangeNotSatisfiable'],
+};
 
 /** Follows a local "#/…" reference inside `root`. */
 function deref(root: Node, node: Node): Node {
@@ -103,6 +135,25 @@ describe('docs/openapi.yaml', () => {
       expect(params).toEqual(expect.arrayContaining(['Elastic-Api-Version', 'X-Request-Id']));
       if (path.includes('{id}')) expect(params).toContain('id');
       if (/agents\/enroll$|checkin$/.test(path)) expect(params).toContain('User-Agent');
+      if (method === 'put') expect(params).toContain('X-Chunk-SHA2');
+      if (path.startsWith('/api/fleet/file/')) expect(params).toEqual(expect.arrayContaining(['source', 'Range', 'X-elastic-product-origin']));
+    }
+  });
+
+  test('every error a file route raises is named under its status, in the error shape', () => {
+    expect(Object.keys(FILE_ROUTE_ERRORS).sort()).toEqual(ROUTES.map(([m, p]) => `${m} ${p}`).filter((r) => /fleet\/(artifacts|uploads|file)/.test(r)).sort());
+    for (const [route, codes] of Object.entries(FILE_ROUTE_ERRORS)) {
+      const [method, path] = route.split(' ') as [string, string];
+      const responses = doc['paths'][path][method]['responses'] as Node;
+      for (const code of codes) {
+        const c = classify(code in ALL_HTTP_ERROR_CODES ? new HttpError(code as HttpErrorCode) : new FleetError(code as FleetErrorCode));
+        const where = `${route} ${code} → ${c.status}`;
+        const declared = responses[String(c.status)] as Node | undefined;
+        expect({ where, documented: declared !== undefined }).toEqual({ where, documented: true });
+        const r = deref(doc, declared!);
+        expect({ where, names: (r['description'] as string).includes(`\`${c.error}\``) }).toEqual({ where, names: true });
+        expect({ where, error: r['content']?.['application/json']?.['schema'] }).toEqual({ where, error: { $ref: '#/components/schemas/error' } });
+      }
     }
   });
 
@@ -136,6 +187,21 @@ describe('docs/openapi.yaml', () => {
     expect(responseProblems({ ...base, url: 'http://x/api/status', method: 'GET', status: 429, headers: { 'x-request-id': 'r', 'retry-after': '5', 'content-type': 'text/plain' }, text: 'x' })[0])
       .toMatch(/content type "text\/plain" not documented/);
     expect(responseProblems({ ...base, url: 'http://x/nowhere', status: 404, headers: {} })).toEqual([]);
+    // File delivery: the body's type is the file's; ranges need their headers.
+    const file = { method: 'GET', url: 'http://x/api/fleet/file/f-1', text: 'PK…', json: undefined };
+    const whole = { ...ok, 'content-type': 'application/zip', 'accept-ranges': 'bytes', 'content-length': '3' };
+    expect(responseProblems({ ...file, status: 200, headers: whole })).toEqual([]);
+    expect(responseProblems({ ...file, status: 200, headers: { ...whole, 'content-type': undefined } })[0]).toMatch(/content type "" not documented/);
+    expect(responseProblems({ ...file, status: 200, headers: { ...whole, 'accept-ranges': undefined } })).toEqual(['GET /api/fleet/file/{id} → 200: header Accept-Ranges missing']);
+    expect(responseProblems({ ...file, status: 206, headers: { ...whole, 'content-range': 'bytes 0-2/10' } })).toEqual([]);
+    expect(responseProblems({ ...file, status: 206, headers: whole })).toEqual(['GET /api/fleet/file/{id} → 206: header Content-Range missing']);
+    const unsatisfiable = { statusCode: 416, error: 'ErrRangeNotSatisfiable', message: 'range not satisfiable' };
+    const refused = { ...file, status: 416, json: unsatisfiable, text: JSON.stringify(unsatisfiable) };
+    expect(responseProblems({ ...refused, headers: { ...ok, 'content-range': 'bytes */10' } })).toEqual([]);
+    expect(responseProblems({ ...refused, headers: { ...ok, 'content-range': 'bytes 0-2/10' } })[0]).toMatch(/header Content-Range "bytes 0-2\/10"/);
+    const chunk = { method: 'PUT', url: 'http://x/api/fleet/uploads/u-1/0', text: '', json: undefined };
+    expect(responseProblems({ ...chunk, status: 200, headers: ok })).toEqual([]);
+    expect(responseProblems({ ...chunk, status: 200, headers: ok, text: 'x' })).toEqual(['PUT /api/fleet/uploads/{id}/{n} → 200: a body where none is documented']);
   });
 
   test('the schemas refuse what the server never sends', () => {
@@ -155,6 +221,15 @@ describe('docs/openapi.yaml', () => {
     refuse('ackResponse', { action: 'acks', errors: false });
     refuse('ackResponse', { action: 'acks', items: [] });
     refuse('enrollResponse', { action: 'created', item: {} });
+    const begin = { file: { name: 'a.zip', mime_type: 'application/zip', size: 1 }, action_id: 'x', agent_id: 'a', src: 'agent', contents: [] };
+    expect(openApiValidator('uploadBeginRequest')(begin)).toBe(true);
+    refuse('uploadBeginRequest', { ...begin, src: '../x' });
+    refuse('uploadBeginRequest', { ...begin, file: { ...begin.file, size: 0 } });
+    refuse('uploadBeginRequest', { ...begin, agent_id: undefined });
+    refuse('uploadBeginResponse', { upload_id: 'u', chunk_size: 1024 });
+    refuse('uploadBeginResponse', { upload_id: 'u', chunk_size: 4194304, extra: 1 });
+    refuse('uploadCompleteRequest', { transithash: {} });
+    refuse('uploadCompleteResponse', { status: 'done' });
   });
 });
 
@@ -230,6 +305,15 @@ async function lifecycleSamples(): Promise<Samples> {
     const checkin = async (body: Node, pollMs = 0): Promise<Node> =>
       wireCheckin(await (await f.beginCheckin(id, { status: 'online', message: 'Running', ...body }, pollMs)).result);
     api.push(['checkinResponse', await checkin({})]);
+    // The begin answer depends on the store only through the create succeeding.
+    const created: string[] = [];
+    const uploadStore = { uploads: { createUpload: async (src: string, docId: string) => { created.push(`${src}/${docId}`); return true; } } };
+    const uploads = new UploadService(uploadStore as unknown as Store, { maxFileSize: undefined }, pino({ level: 'silent' }));
+    api.push(['uploadBeginResponse', await uploads.begin(await f.agent(id), {
+      file: { name: 'diag.zip', mime_type: 'application/zip', size: 9_000_000, hash: { sha256: 'ab'.repeat(32) } },
+      action_id: 'diag-1', agent_id: id, src: 'agent', contents: [{ name: 'a.txt' }],
+    })]);
+    expect(created).toEqual([`agent/diag-1.${id}`]);
     await f.fleet.acks.ack(await f.agent(id), [{ action_id: 'policy:p1:1' } as never]);
     api.push(['checkinResponse', await checkin({ agent_policy_id: 'p1', policy_revision_idx: 1 })]);
     const hits = await f.createActions([
@@ -278,7 +362,7 @@ describe('what the fleet logic produces matches the contracts', () => {
   beforeAll(async () => { samples = await lifecycleSamples(); });
 
   test('responses of a whole lifecycle match docs/openapi.yaml', () => {
-    expect(samples.api.length).toBeGreaterThanOrEqual(7);
+    expect(samples.api.length).toBeGreaterThanOrEqual(8);
     for (const [name, value] of samples.api) expectSchema(name, value);
   });
 

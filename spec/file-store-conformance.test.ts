@@ -1,23 +1,14 @@
 // One behaviour for every store's file ports (uploads, deliveries, artifacts), run against the embedded
 // store and the Elasticsearch adapter on the double (and a real cluster when configured).
-import { createHash, randomBytes, randomUUID } from 'node:crypto';
+import { randomBytes, randomUUID } from 'node:crypto';
 import type { JsonObject } from '../src/store/documents';
 import type { ArtifactDoc, UploadRecord } from '../src/store/file-ports';
-import type { Store } from '../src/store/port';
-import { STORE_KINDS, type StoreUnderTest } from './support/stores';
+import { STORE_KINDS, storeFixture } from './support/stores';
+import { collect, pieces, sha256 } from './support/bytes';
 
 const uid = (): string => randomUUID();
-const sha256 = (b: Uint8Array): string => createHash('sha256').update(b).digest('hex');
 
-async function* pieces(buf: Buffer, size = 65536): AsyncIterable<Uint8Array> {
-  for (let i = 0; i < buf.length; i += size) yield buf.subarray(i, i + size);
-}
 
-async function collect(it: AsyncIterable<Uint8Array>): Promise<Buffer> {
-  const parts: Buffer[] = [];
-  for await (const p of it) parts.push(Buffer.from(p));
-  return Buffer.concat(parts);
-}
 
 function uploadDoc(agentId: string, actionId: string, uploadId: string, size: number, chunkSize: number): JsonObject {
   return {
@@ -29,14 +20,7 @@ function uploadDoc(agentId: string, actionId: string, uploadId: string, size: nu
 }
 
 describe.each(STORE_KINDS)('%s store: files', (_name, make) => {
-  let s: StoreUnderTest;
-  let store: Store;
-  beforeAll(async () => {
-    s = await make();
-    store = s.store;
-    await store.ready();
-  });
-  afterAll(() => s.close());
+  const store = storeFixture(make);
 
   async function newUpload(size: number, chunkSize: number): Promise<UploadRecord> {
     const agentId = uid();

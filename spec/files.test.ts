@@ -3,6 +3,7 @@
 // files delivered whole and by range, artifacts allowed and refused; and every client mistake on these
 // routes answered with a clear 4xx in upstream's error shape.
 import { execFile } from 'node:child_process';
+import { connect } from 'node:net';
 import { createHash, randomBytes } from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -205,6 +206,26 @@ describe.each(['embedded', 'elasticsearch'] as const)('%s store', (kind) => {
     const anonymous = await request(`${agent.baseUrl}/api/fleet/uploads/${id}/0`, { method: 'PUT', headers: { 'X-Chunk-SHA2': sha256(data) }, body: data });
     expect(anonymous.status).toBe(401);
 
+    // A chunk refused before its body is read waits for the body, so the agent sees the 400 and not a
+    // reset, and the connection stays usable.
+    const sock = connect(Number(new URL(agent.baseUrl).port), '127.0.0.1');
+    let received = '';
+    sock.on('data', (d) => { received += d.toString('latin1'); });
+    const head = `PUT /api/fleet/uploads/no-such-upload/0 HTTP/1.1\r\nHost: x\r\nAuthorization: ApiKey ${agent.apiKey}\r\n`
+      + `X-Chunk-SHA2: ${sha256(data)}\r\nContent-Length: 200000\r\n\r\n`;
+    sock.write(head + 'x'.repeat(100_000));
+    await new Promise((r) => setTimeout(r, 300));
+    expect(received).toBe('');
+    sock.write('x'.repeat(100_000));
+    for (let i = 0; i < 100 && !received.includes('ErrInvalidFileID'); i++) await new Promise((r) => setTimeout(r, 20));
+    expect(received).toMatch(/^HTTP\/1\.1 400 /);
+    expect(received).not.toMatch(/Connection: close/i);
+    received = '';
+    sock.write('GET /api/status HTTP/1.1\r\nHost: x\r\n\r\n');
+    for (let i = 0; i < 100 && !received.includes('fleet-server'); i++) await new Promise((r) => setTimeout(r, 20));
+    expect(received).toMatch(/^HTTP\/1\.1 200 /);
+    sock.destroy();
+
     // After all of that, the upload still completes with the right chunk.
     expect((await agent.uploadChunk(id, 0, data, sha256(data))).status).toBe(200);
     expect((await agent.uploadComplete(id, transit([sha256(data)]))).status).toBe(200);
@@ -223,6 +244,8 @@ describe.each(['embedded', 'elasticsearch'] as const)('%s store', (kind) => {
     expect(whole.headers['accept-ranges']).toBe('bytes');
     expect(whole.headers['x-file-sha2']).toBe(sha256(data));
     expect(sha256(whole.body)).toBe(sha256(data));
+    const head = await request(`${agent.baseUrl}/api/fleet/file/${fileId}`, { method: 'HEAD', headers: agent.headers() });
+    expect({ status: head.status, length: head.headers['content-length'], body: head.body.length }).toEqual({ status: 200, length: String(data.length), body: 0 });
 
     // A range across a chunk boundary reads only what it needs.
     const across = await agent.getFile(fileId, { Range: `bytes=${CHUNK - 5}-${CHUNK + 4}` });

@@ -2,20 +2,28 @@
 // mutated in their path, method, headers and body (random JSON, wrong types, truncation, gzip, bytes).
 // Whatever is sent: never a 5xx, every refusal in the error shape, and the server stays up and quiet.
 import fc from 'fast-check';
+import { createHash } from 'node:crypto';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { SimAgent } from './support/agent';
+import { cli } from './support/cli';
 import { removeDir, startFleetServer, type FleetServerProcess } from './support/fleet-server';
 import { request, type Response } from './support/http';
 
 let server: FleetServerProcess;
 let token: string;
 let agent: SimAgent;
+let uploadId: string;
+let fileId: string;
+const CHUNK_BYTES = Buffer.from('0123456789');
+const CHUNK_SHA = createHash('sha256').update(CHUNK_BYTES).digest('hex');
 
 beforeAll(async () => {
   server = await startFleetServer({ overrides: [
     'inputs.0.server.timeouts.checkin_long_poll=1s', 'inputs.0.server.timeouts.checkin_jitter=0s',
     'logging.level=info',
-    ...['enroll', 'checkin', 'ack', 'status', 'audit_unenroll'].flatMap((r) => [
+    ...['enroll', 'checkin', 'ack', 'status', 'audit_unenroll', 'upload_start', 'upload_chunk', 'upload_end', 'file_delivery', 'artifact'].flatMap((r) => [
       `inputs.0.server.limits.${r}_limit.interval=1ms`, `inputs.0.server.limits.${r}_limit.burst=100000`, `inputs.0.server.limits.${r}_limit.max=100000`,
     ]),
   ] });
@@ -23,6 +31,10 @@ beforeAll(async () => {
   agent = new SimAgent(server.url);
   expect((await agent.enroll(token)).status).toBe(200);
   expect((await agent.checkin()).status).toBe(200);
+  const begun = await agent.uploadBegin({ action_id: 'fuzz', agent_id: agent.id, src: 'agent', file: { name: 'f.zip', mime_type: 'application/zip', size: 10 } });
+  uploadId = begun.json.upload_id;
+  writeFileSync(join(server.dataDir, 'f.bin'), 'a file to deliver');
+  fileId = (await cli(server.dataDir, ['files', 'put', join(server.dataDir, 'f.bin'), '--agents', agent.id])).id;
 });
 
 afterAll(async () => {
@@ -45,6 +57,11 @@ const validBodies: Record<string, () => unknown> = {
   audit: () => ({ reason: 'uninstall', timestamp: new Date().toISOString() }),
   status: () => undefined,
   pgp: () => undefined,
+  uploadBegin: () => ({ action_id: `fuzz-${Math.random()}`, agent_id: agent.id, src: 'agent', file: { name: 'f.zip', mime_type: 'application/zip', size: 10 } }),
+  uploadChunk: () => CHUNK_BYTES.toString(),
+  uploadComplete: () => ({ transithash: { sha256: 'a'.repeat(64) } }),
+  file: () => undefined,
+  artifact: () => undefined,
 };
 
 type Mutation = { kind: 'keep' } | { kind: 'set'; path: string[]; value: unknown } | { kind: 'replace'; value: unknown }
@@ -54,7 +71,8 @@ const mutation: fc.Arbitrary<Mutation> = fc.oneof(
   { arbitrary: fc.constant<Mutation>({ kind: 'keep' }), weight: 2 },
   { arbitrary: fc.record({ kind: fc.constant('set' as const), path: fc.array(fc.constantFrom('type', 'metadata', 'local', 'user_provided', 'tags', 'status', 'message',
     'ack_token', 'poll_timeout', 'components', 'units', 'upgrade_details', 'events', '0', 'action_id', 'agent_id', 'reason', 'timestamp', 'payload',
-    'policy_revision_idx', 'local_metadata', 'upgrade', 'rollbacks', 'id', 'replace_token', 'enrollment_id'), { minLength: 1, maxLength: 3 }),
+    'policy_revision_idx', 'local_metadata', 'upgrade', 'rollbacks', 'id', 'replace_token', 'enrollment_id',
+    'file', 'size', 'name', 'mime_type', 'src', 'transithash', 'sha256'), { minLength: 1, maxLength: 3 }),
   value: fc.oneof(jsonValue, anyString, fc.constantFrom('', '5m', '99999999999999h', '-1s', 'EPHEMERAL', 'orphaned')) }), weight: 6 },
   { arbitrary: fc.record({ kind: fc.constant('replace' as const), value: jsonValue }), weight: 2 },
   { arbitrary: fc.record({ kind: fc.constant('truncate' as const), at: fc.nat(400) }), weight: 1 },
@@ -80,7 +98,8 @@ function bodyFor(route: string, m: Mutation): Buffer | undefined {
   }
 }
 
-const routes = ['enroll', 'checkin', 'acks', 'audit', 'status', 'pgp'] as const;
+const routes = ['enroll', 'checkin', 'acks', 'audit', 'status', 'pgp', 'uploadBegin', 'uploadChunk', 'uploadComplete', 'file', 'artifact'] as const;
+const GETS = new Set(['status', 'pgp', 'file', 'artifact']);
 
 const requestArb = fc.record({
   route: fc.constantFrom(...routes),
@@ -93,6 +112,10 @@ const requestArb = fc.record({
   encoding: fc.oneof({ arbitrary: fc.constant(undefined), weight: 6 }, { arbitrary: fc.constantFrom('gzip', 'identity', 'br', 'gzip, deflate'), weight: 1 }),
   gzipBody: fc.boolean(),
   body: mutation,
+  chunkSha: fc.oneof({ arbitrary: fc.constant(CHUNK_SHA), weight: 3 }, { arbitrary: fc.oneof(headerString, fc.constant(undefined)), weight: 1 }),
+  range: fc.oneof({ arbitrary: fc.constant(undefined), weight: 3 },
+    { arbitrary: fc.oneof(headerString, fc.constantFrom('bytes=0-1', 'bytes=-5', 'bytes=5-', 'bytes=0-1,3-4', 'bytes=99999999999999999999-')), weight: 2 }),
+  chunk: fc.oneof({ arbitrary: fc.constant('0'), weight: 3 }, { arbitrary: fc.constantFrom('-1', '1', 'x', '99999999999', '0x0', '%zz'), weight: 1 }),
 });
 
 type FuzzRequest = typeof requestArb extends fc.Arbitrary<infer T> ? T : never;
@@ -113,14 +136,18 @@ async function send(r: FuzzRequest): Promise<{ res: Response | 'held'; method: s
   const id = r.id ?? agent.id;
   const path = { enroll: '/api/fleet/agents/enroll', checkin: `/api/fleet/agents/${id}/checkin`, acks: `/api/fleet/agents/${id}/acks`,
     audit: `/api/fleet/agents/${id}/audit/unenroll`, status: '/api/status',
-    pgp: `/api/agents/upgrades/${r.id ?? '9.6.0'}/pgp-public-key` }[r.route] + r.extraSegment;
-  const method = r.method ?? (r.route === 'status' || r.route === 'pgp' ? 'GET' : 'POST');
+    pgp: `/api/agents/upgrades/${r.id ?? '9.6.0'}/pgp-public-key`, uploadBegin: '/api/fleet/uploads',
+    uploadChunk: `/api/fleet/uploads/${r.id ?? uploadId}/${r.chunk}`, uploadComplete: `/api/fleet/uploads/${r.id ?? uploadId}`,
+    file: `/api/fleet/file/${r.id ?? fileId}`, artifact: `/api/fleet/artifacts/${r.id ?? 'endpoint-exceptionlist-linux-v1'}/${'a'.repeat(64)}` }[r.route] + r.extraSegment;
+  const method = r.method ?? (GETS.has(r.route) ? 'GET' : r.route === 'uploadChunk' ? 'PUT' : 'POST');
   let body = method === 'GET' || method === 'HEAD' ? undefined : bodyFor(r.route, r.body);
   const headers: Record<string, string | string[]> = { 'User-Agent': r.userAgent, 'Content-Type': 'application/json' };
   const auth = authHeader(r.auth);
   if (auth !== undefined) headers['Authorization'] = auth;
   if (r.apiVersion !== undefined) headers['elastic-api-version'] = r.apiVersion;
   if (r.encoding !== undefined) headers['Content-Encoding'] = r.encoding;
+  if (r.route === 'uploadChunk' && r.chunkSha !== undefined) headers['X-Chunk-SHA2'] = r.chunkSha;
+  if (r.route === 'file' && r.range !== undefined) headers['Range'] = r.range;
   if (body !== undefined && r.encoding === 'gzip' && r.gzipBody) body = gzipSync(body);
   // A valid check-in may be held as a long poll (1 s, or a minute when it names poll_timeout): a held
   // poll is a success, so the client stops waiting after a few seconds.
@@ -152,7 +179,7 @@ test('every route, fuzzed: never a 5xx, refusals in the error shape, the server 
     }
     if (res.status === 405) expect(res.headers['allow']).toBeDefined();
     if (res.status === 429) expect(res.headers['retry-after']).toBeDefined();
-  }), { numRuns: 400 });
+  }), { numRuns: 700 });
   // The fuzzer reached past authentication and validation (answers of 200), not only the first refusal.
   expect(seen.get(200) ?? 0).toBeGreaterThan(0);
   expect([...seen.keys()].filter((s) => typeof s === 'number' && s >= 400).length).toBeGreaterThan(4);

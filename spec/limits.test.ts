@@ -1,4 +1,5 @@
 // Over a limit the client gets 429 with Retry-After, never a reset connection.
+import { buildConfig } from '../src/config/config';
 import { SimAgent } from './support/agent';
 import { removeDir, startFleetServer } from './support/fleet-server';
 import { request } from './support/http';
@@ -59,6 +60,38 @@ test('requests over max_connections → 429 in the error shape with Retry-After'
     expect(over.headers['retry-after']).toBe('5');
     for (const h of await Promise.all(held)) expect(h.status).toBe(200);
     expect((await request(`${server.url}/api/status`)).status).toBe(200);
+  } finally {
+    await server.stop();
+    removeDir(server.dataDir);
+  }
+});
+
+/** The limits a configuration resolves to, with a fixed profile (lte0500: enroll 10ms/10/20, 1,500 connections). */
+function limitsOf(limits: Record<string, unknown>): ReturnType<typeof buildConfig>['server']['limits'] {
+  return buildConfig({ inputs: [{ type: 'fleet-server', server: { limits: { max_agents: 100, ...limits } } }] }).server.limits;
+}
+
+test('a limit field set to 0 turns that part off; a field left out keeps the profile', () => {
+  const profile = limitsOf({}).routes.enroll;
+  expect(profile).toMatchObject({ intervalMs: 10, burst: 10, max: 20 });
+  expect(limitsOf({ enroll_limit: { max: 0 } }).routes.enroll).toMatchObject({ intervalMs: 10, burst: 10, max: 0 });
+  expect(limitsOf({ enroll_limit: { interval: 0 } }).routes.enroll).toMatchObject({ intervalMs: 0, burst: 10, max: 20 });
+  expect(limitsOf({ enroll_limit: { burst: 0 } }).routes.enroll).toMatchObject({ intervalMs: 10, burst: 0, max: 20 });
+  expect(limitsOf({ enroll_limit: { max: 7 } }).routes.enroll).toMatchObject({ intervalMs: 10, burst: 10, max: 7 });
+  expect(limitsOf({}).maxConnections).toBe(1500);
+  expect(limitsOf({ max_connections: 0 }).maxConnections).toBe(0);
+  // Body sizes keep upstream's rule: 0 is the default.
+  expect(limitsOf({ enroll_limit: { max_body_byte_size: 0 } }).routes.enroll.maxBody).toBe(512 * 1024);
+});
+
+test('enroll_limit.burst=0 turns the rate limit off (the profile allows 10 per hour here)', async () => {
+  const server = await startFleetServer({ overrides: [
+    'inputs.0.server.limits.max_agents=100', 'inputs.0.server.limits.enroll_limit.interval=1h', 'inputs.0.server.limits.enroll_limit.burst=0',
+  ] });
+  try {
+    const statuses: number[] = [];
+    for (let i = 0; i < 12; i++) statuses.push((await new SimAgent(server.url).enroll(server.printedToken!)).status);
+    expect(statuses).toEqual(new Array(12).fill(200));
   } finally {
     await server.stop();
     removeDir(server.dataDir);

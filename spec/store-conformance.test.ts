@@ -2,8 +2,7 @@
 // Elasticsearch adapter (on the double, and on a real cluster when one is configured).
 import { randomUUID } from 'node:crypto';
 import type { ActionDoc, AgentDoc, PolicyDoc } from '../src/store/documents';
-import type { Store } from '../src/store/port';
-import { REAL_ES, STORE_KINDS, type StoreUnderTest } from './support/stores';
+import { REAL_ES, STORE_KINDS, storeFixture } from './support/stores';
 
 // The real-cluster run is added to STORE_KINDS only when configured; otherwise say so, and why.
 if (!REAL_ES) console.log('store conformance on a real Elasticsearch: skipped (set ELASTICSEARCH_HOSTS and ELASTICSEARCH_SERVICE_TOKEN to run it)');
@@ -23,14 +22,7 @@ function policyDoc(policyId: string, rev: number): PolicyDoc {
 }
 
 describe.each(STORE_KINDS)('%s store', (_name, make) => {
-  let s: StoreUnderTest;
-  let store: Store;
-  beforeAll(async () => {
-    s = await make();
-    store = s.store;
-    await store.ready();
-  });
-  afterAll(() => s.close());
+  const store = storeFixture(make);
 
   test('API keys: minted keys authenticate, wrong secrets and invalidated keys do not; roles update', async () => {
     const k = await store.createApiKey({ name: uid(), roleDescriptors: { r1: { cluster: [] } }, metadata: { managed: true } });

@@ -1,7 +1,10 @@
 // Certificates as Elastic Agent makes them for its control protocol: an RSA-2048 CA (CN localhost,
 // O elastic-fleet) and, per component, a leaf whose CN and DNS SAN are the component's server_name,
 // usable for both server and client authentication, with its key as PKCS#1 PEM.
+import { execFileSync } from 'node:child_process';
 import { generateKeyPairSync, randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import forge from 'node-forge';
 
 export interface Pair {
@@ -54,4 +57,13 @@ export class Authority {
     ]);
     return { cert, key: k.pem };
   }
+}
+
+/** A self-signed ECDSA P-256 certificate for localhost and 127.0.0.1 (openssl), written into `dir`. */
+export function localhostCertificate(dir: string): { certPath: string; keyPath: string; ca: Buffer } {
+  const certPath = join(dir, 'cert.pem');
+  const keyPath = join(dir, 'key.pem');
+  execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-days', '1',
+    '-subj', '/CN=localhost', '-addext', 'subjectAltName=DNS:localhost,IP:127.0.0.1', '-keyout', keyPath, '-out', certPath], { stdio: 'ignore' });
+  return { certPath, keyPath, ca: readFileSync(certPath) };
 }

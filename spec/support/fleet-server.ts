@@ -92,6 +92,8 @@ export async function startFleetServer(opts: StartOptions = {}): Promise<FleetSe
     `inputs.0.server.internal_port=${internalPort}`,
     'inputs.0.server.bulk.checkin_flush_interval=200ms',
     'logging.level=debug',
+    // One process unless a test asks for workers (spec/workers.test.ts): the other tests read one process's logs and figures.
+    'inputs.0.server.workers=1',
     ...(opts.overrides ?? []),
   ]) args.push('-E', o);
   const [cmd, argv] = opts.fileLimit === undefined

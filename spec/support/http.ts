@@ -19,7 +19,7 @@ export interface RequestOptions {
   timeoutMs?: number;
   signal?: AbortSignal;
   /** For https:// URLs: the CA the server's certificate is checked against (its name must be localhost). */
-  ca?: Buffer | string;
+  ca?: Buffer | string | string[];
 }
 
 export function request(url: string, opts: RequestOptions = {}): Promise<Response> {

@@ -38,3 +38,22 @@ export const STORE_KINDS: [string, () => Promise<StoreUnderTest>][] = [
     return { store, close: () => store.close() };
   }] as [string, () => Promise<StoreUnderTest>]] : []),
 ];
+
+/**
+ * Opens a store before a describe block's tests and closes it after them; the returned object stands
+ * for that store (its members are read from the open store when used).
+ */
+export function storeFixture(make: () => Promise<StoreUnderTest>): Store {
+  let s: StoreUnderTest | undefined;
+  beforeAll(async () => {
+    s = await make();
+    await s.store.ready();
+  });
+  afterAll(() => s?.close());
+  return new Proxy({} as Store, {
+    get: (_t, key) => {
+      const v = (s!.store as unknown as Record<string | symbol, unknown>)[key];
+      return typeof v === 'function' ? v.bind(s!.store) : v;
+    },
+  });
+}

@@ -1,20 +1,17 @@
 // File rules in-process with a manual clock: the upload window, abandoned-upload clean-up, chunk sizes
 // checked as they arrive, completion's size checks, the artifact cache and fetch throttle, and ranged
 // reads across chunks — over the real SQLite adapter on ':memory:' (no server, no sleeps).
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { isFleetError } from '../../src/fleet/errors';
 import { transitHash, UPLOAD_CHUNK_SIZE, UPLOAD_WINDOW_MS } from '../../src/fleet/uploads';
 import type { AgentDoc, Hit, JsonObject } from '../../src/store/documents';
 import type { ArtifactDoc } from '../../src/store/file-ports';
 import { esPolicy, InProcessFleet } from '../support/in-process-fleet';
+import { once, sha256 } from '../support/bytes';
 
-const sha256 = (b: Uint8Array): string => createHash('sha256').update(b).digest('hex');
 let f: InProcessFleet;
 afterEach(async () => { await f?.stop(); });
 
-async function* once(b: Buffer): AsyncIterable<Uint8Array> {
-  yield b;
-}
 
 /** What the edge hands the upload logic: the body, refused past `max` as streamBody does. */
 function body(b: Buffer): (max: number) => AsyncIterable<Uint8Array> {

@@ -2,7 +2,7 @@
 // file-store-conformance.test.ts): chunk files and their directories are private, a failed write leaves
 // no file, chunks survive a restart, a `:memory:` store's directory goes with it, and a file-system
 // fault is the store being unavailable (503), reported as a write fault until a write succeeds.
-import { createHash, randomUUID } from 'node:crypto';
+import { randomUUID } from 'node:crypto';
 import { existsSync, readdirSync, statSync } from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import { join, resolve } from 'node:path';
@@ -13,18 +13,10 @@ import { StoreUnavailableError } from '../../src/store/port';
 import { ownerDirName, type BlobDir } from '../../src/store/sqlite/blobs';
 import { SqliteStore } from '../../src/store/sqlite/store';
 import { removeDir, tempDir } from '../support/fleet-server';
+import { collect, once, sha256 } from '../support/bytes';
 
-const sha256 = (b: Uint8Array): string => createHash('sha256').update(b).digest('hex');
 
-async function* once(buf: Buffer): AsyncIterable<Uint8Array> {
-  yield buf;
-}
 
-async function collect(it: AsyncIterable<Uint8Array>): Promise<Buffer> {
-  const parts: Buffer[] = [];
-  for await (const p of it) parts.push(Buffer.from(p));
-  return Buffer.concat(parts);
-}
 
 const mode = (p: string): number => statSync(p).mode & 0o777;
 

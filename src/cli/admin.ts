@@ -1,40 +1,12 @@
-// Admin commands: policies, enrollment tokens, agents, actions — on whichever store the config names.
+// Admin commands: policies, enrollment tokens, agents, actions — on whichever store the config names
+// (files, uploads, diagnostics and artifacts: files.ts).
 import { readFileSync } from 'node:fs';
 import type { Argv } from 'yargs';
 import { parse as parseYaml } from 'yaml';
-import { Admin, type PolicyInput } from '../fleet/admin';
-import { openStore } from '../store/open';
-import type { Store } from '../store/port';
+import type { PolicyInput } from '../fleet/admin';
 import type { Hit, Json } from '../store/documents';
-import { createLogger } from '../logging/logger';
-import { loadConfig, type ConfigArgs } from './load-config';
-
-interface Common extends ConfigArgs {
-  json?: boolean;
-}
-
-function print(args: Common, json: unknown, lines: () => string[]): void {
-  if (args.json) process.stdout.write(`${JSON.stringify(json, null, 2)}\n`);
-  else process.stdout.write(`${lines().join('\n')}\n`);
-}
-
-async function withAdmin<T>(args: Common, fn: (admin: Admin, store: Store) => Promise<T>): Promise<T> {
-  const config = loadConfig(args);
-  // Admin output goes to stdout; only warnings and errors are logged (to stderr).
-  const log = createLogger({ ...config.logging, level: 'warn', toFiles: false, toStderr: true });
-  const store = await openStore(config, log);
-  try {
-    return await fn(new Admin(store), store);
-  } finally {
-    await store.close();
-  }
-}
-
-function table(rows: string[][]): string[] {
-  if (rows.length === 0) return [];
-  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? '').length)));
-  return rows.map((r) => r.map((c, i) => c.padEnd(widths[i]!)).join('  ').trimEnd());
-}
+import { print, table, withAdmin, type Common } from './admin-common';
+import { registerFileCommands } from './files';
 
 const flat = <T>(h: Hit<T>): T & { _id: string } => ({ _id: h._id, ...h._source });
 
@@ -48,7 +20,7 @@ function parseDataArg(data: string | undefined): Json | undefined {
 }
 
 export function registerAdminCommands(y: Argv<Common>): Argv<Common> {
-  return y
+  y
     .command('policy', 'Agent policies', (p) => p
       .command('put <file>', 'Write a new revision of a policy from a YAML or JSON file (- for stdin)', (c) => c.positional('file', { type: 'string', demandOption: true }),
         async (a) => {
@@ -133,4 +105,5 @@ export function registerAdminCommands(y: Argv<Common>): Argv<Common> {
           ...hits.map((h) => [h._source.action_id, h._source.type, String(h._source.agents?.length ?? 0), h._source['@timestamp'], h._source.expiration ?? ''])]));
       })
       .demandCommand(1, 'a subcommand is needed: create, show or list'));
+  return registerFileCommands(y);
 }

@@ -1,11 +1,13 @@
 // `fleet-server` / `fleet-server run`: the standalone server.
+import cluster from 'node:cluster';
 import type { Logger } from 'pino';
-import type { FleetServerConfig } from '../config/config';
+import { memoryMiB, type FleetServerConfig } from '../config/config';
 import { Admin } from '../fleet/admin';
 import { createLogger } from '../logging/logger';
-import { ServerInstance } from '../runtime/server-instance';
-import { handleSignals } from '../runtime/signals';
-import { withContext } from '../util/error-text';
+import type { ServerInstance } from '../runtime/server-instance';
+import { runPrimary, runWorker } from '../runtime/cluster';
+import { openServer, serveUntilStopped } from '../runtime/serve';
+import { chooseWorkers } from '../runtime/sizing';
 import { VERSION } from '../version';
 import { loadConfig, type ConfigArgs } from './load-config';
 import { checkServerTls } from './tls-check';
@@ -13,39 +15,19 @@ import { checkServerTls } from './tls-check';
 export async function runServer(args: ConfigArgs): Promise<void> {
   const config = loadConfig(args);
   checkServerTls(config.server.tls);
+  if (cluster.isWorker) return runWorker(config);
   const log: Logger = createLogger(config.logging);
-  log.info({ version: VERSION, 'limits.profile': config.server.limits.profile }, 'fleet-server starting');
-  let server: ServerInstance;
-  try {
-    server = await ServerInstance.create(config, log);
-  } catch (err) {
-    // A refusal that names its own file (a lock held, a damaged database, a missing key) says it all.
-    if (!config.elasticsearch && err instanceof Error && !('code' in err) && err.message.includes(config.pathData)) throw err;
-    throw withContext(config.elasticsearch ? 'cannot open the Elasticsearch store' : `data directory ${config.pathData} (path.data)`, err);
-  }
+  const sizing = chooseWorkers(config);
+  log.info({
+    version: VERSION, 'limits.profile': config.server.limits.profile, 'limits.memory_mib': Math.round(memoryMiB()),
+    workers: sizing.workers, 'workers.reason': sizing.reason,
+  }, 'fleet-server starting');
+  if (sizing.workers > 1) return runPrimary(config, log, sizing.workers);
+  const server = await openServer(config, log);
   if (server.store.kind === 'sqlite') await printZeroConfig(server, config);
   await server.start();
 
-  let stopping = false;
-  const stop = async (signal: string): Promise<void> => {
-    if (stopping) return;
-    stopping = true;
-    log.info({ signal }, 'fleet-server stopping');
-    const hard = setTimeout(() => {
-      log.error('drain timeout exceeded; exiting');
-      process.exit(1);
-    }, config.server.timeouts.drainMs + 5000);
-    hard.unref();
-    try {
-      await server.stop({ spread: true });
-      log.info('fleet-server stopped');
-      log.flush();
-    } finally {
-      process.exitCode = 0;
-      setImmediate(() => process.exit(0));
-    }
-  };
-  handleSignals(log, (signal) => void stop(signal));
+  serveUntilStopped(server, log);
 }
 
 /**

@@ -4,6 +4,7 @@ import { freemem, totalmem } from 'node:os';
 import { readFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { isSea } from 'node:sea';
+import { memoryLimit } from '../util/cgroup';
 import { durationValue } from '../util/duration';
 import { resolveLimits, ROUTES, type ResolvedLimits, type RouteName, type UserRouteLimit } from './limits';
 import type { RawConfig } from './raw';
@@ -16,6 +17,8 @@ export interface TlsConfig {
   certificateAuthorities: string[];
   clientAuthentication: 'none' | 'optional' | 'required';
   supportedProtocols: string[];
+  /** ssl.certificate_reload: re-read certificate and key files every interval (0 = off). */
+  reloadIntervalMs: number;
 }
 
 export interface ElasticsearchOutputConfig {
@@ -69,6 +72,8 @@ export interface FleetServerConfig {
       readMs: number; readHeaderMs: number; writeMs: number; idleMs: number; drainMs: number;
       checkinLongPollMs: number; checkinTimestampMs: number; checkinJitterMs: number; checkinMaxPollMs: number;
     };
+    /** inputs.0.server.workers: processes serving HTTP ('auto': the CPU quota, else the CPU count). */
+    workers: number | 'auto';
     compressionLevel: number;
     compressionThreshold: number;
     maxHeaderByteSize: number;
@@ -230,6 +235,8 @@ function readTls(r: Reader): TlsConfig {
     certificateAuthorities: r.strList('certificate_authorities'),
     clientAuthentication: auth,
     supportedProtocols: r.strList('supported_protocols'),
+    // Upstream 9.5 (libbeat's tlscommon): enabled with a one-minute default interval.
+    reloadIntervalMs: r.sub('certificate_reload').bool('enabled', false) ? r.sub('certificate_reload').dur('reload_interval', 60_000) : 0,
   };
 }
 
@@ -240,9 +247,9 @@ function readRouteLimits(r: Reader): Partial<Record<RouteName, UserRouteLimit>> 
     if (!r.has(key)) continue;
     const l = r.sub(key);
     out[route] = {
-      intervalMs: l.dur('interval', 0),
-      burst: l.num('burst', 0),
-      max: l.num('max', 0),
+      intervalMs: l.has('interval') ? l.dur('interval', 0) : undefined,
+      burst: l.has('burst') ? l.num('burst', 0) : undefined,
+      max: l.has('max') ? l.num('max', 0) : undefined,
       maxBody: l.bytes('max_body_byte_size', 0),
       maxBodyDecompressed: l.bytes('max_body_decompressed', 0),
     };
@@ -250,12 +257,17 @@ function readRouteLimits(r: Reader): Partial<Record<RouteName, UserRouteLimit>> 
   return out;
 }
 
-function memoryMiB(): number {
-  try {
-    const cg = readFileSync('/sys/fs/cgroup/memory.max', 'utf8').trim();
-    if (cg !== 'max') return Number(cg) / 1024 / 1024;
-  } catch { /* no cgroup v2 limit */ }
-  return Math.max(totalmem(), freemem()) / 1024 / 1024;
+function readWorkers(server: Reader): number | 'auto' {
+  const v = server.str('workers', 'auto');
+  if (v === 'auto') return 'auto';
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 1 || n > 256) throw new Error('config key inputs.0.server.workers: expected auto or a whole number from 1 to 256');
+  return n;
+}
+
+/** The memory the limit profile is chosen by (upstream: GOMEMLIMIT, else the cgroup's limit, else the host's RAM). */
+export function memoryMiB(): number {
+  return (memoryLimit() ?? Math.max(totalmem(), freemem())) / 1024 / 1024;
 }
 
 /** The directory of the executable (upstream's default for server.pgp.dir): the single executable's, else the bundle's. */
@@ -345,10 +357,11 @@ export function buildConfig(raw: RawConfig): FleetServerConfig {
         checkinJitterMs: timeouts.dur('checkin_jitter', 30_000),
         checkinMaxPollMs: timeouts.dur('checkin_max_poll', 3_600_000),
       },
+      workers: readWorkers(server),
       compressionLevel: server.num('compression_level', 1),
       compressionThreshold: server.num('compression_threshold', 1024),
       maxHeaderByteSize: limits.num('max_header_byte_size', 8192),
-      limits: resolveLimits(limits.num('max_agents', 0), memoryMiB(), limits.num('max_connections', 0), readRouteLimits(limits)),
+      limits: resolveLimits(limits.num('max_agents', 0), memoryMiB(), limits.has('max_connections') ? limits.num('max_connections', 0) : undefined, readRouteLimits(limits)),
       // Upstream's LoadLimits overwrites this with its profiles' (unset) value; a value set here is honoured.
       maxFileStorageSize: limits.rawValue('max_file_storage_size') == null ? undefined : limits.bytes('max_file_storage_size', 0),
       staticPolicyTokens: {

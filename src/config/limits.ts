@@ -88,6 +88,7 @@ function chooseProfile(maxAgents: number, memoryMiB: number): Profile | undefine
   return best;
 }
 
+/** What a configuration sets for a route; a field left out takes the profile's value. */
 export interface UserRouteLimit {
   intervalMs?: number;
   burst?: number;
@@ -96,8 +97,14 @@ export interface UserRouteLimit {
   maxBodyDecompressed?: number;
 }
 
-/** Profile values, then any non-zero user value per field (upstream's rule). */
-export function resolveLimits(maxAgents: number, memoryMiB: number, userMaxConnections: number,
+/**
+ * Profile values, then the user's value for each field set. An explicit 0 for `interval`, `burst` or
+ * `max` (and `max_connections`) turns that part off, which is what a 0 in the limiter itself means
+ * (upstream's pkg/limit); upstream's config merge (mergeEnvLimit) would instead replace a written 0 by
+ * the profile's value, so `enroll_limit.max: 0` silently kept enrollment capped. Body sizes keep
+ * upstream's rule (0 = the default).
+ */
+export function resolveLimits(maxAgents: number, memoryMiB: number, userMaxConnections: number | undefined,
   user: Partial<Record<RouteName, UserRouteLimit>>): ResolvedLimits {
   const p = chooseProfile(maxAgents, memoryMiB);
   const routes = {} as Record<RouteName, RouteLimit>;
@@ -106,12 +113,12 @@ export function resolveLimits(maxAgents: number, memoryMiB: number, userMaxConne
     const pl = r === 'opamp' ? undefined : p?.limits[r];
     const u = user[r] ?? {};
     routes[r] = {
-      intervalMs: u.intervalMs || (pl ? pl[0] : ci),
-      burst: u.burst || (pl ? pl[1] : cb),
-      max: u.max || (pl ? pl[2] : cm),
+      intervalMs: u.intervalMs ?? (pl ? pl[0] : ci),
+      burst: u.burst ?? (pl ? pl[1] : cb),
+      max: u.max ?? (pl ? pl[2] : cm),
       maxBody: u.maxBody || body,
       maxBodyDecompressed: u.maxBodyDecompressed || (DECOMPRESSED_DEFAULTS[r] ?? 0),
     };
   }
-  return { profile: p?.name ?? 'default', maxConnections: userMaxConnections || (p?.maxConnections ?? 0), routes };
+  return { profile: p?.name ?? 'default', maxConnections: userMaxConnections ?? (p?.maxConnections ?? 0), routes };
 }

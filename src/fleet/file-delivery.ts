@@ -25,7 +25,8 @@ export class FileDeliveryService {
   async open(agent: Hit<AgentDoc>, id: string, source: string | undefined, productOrigin: string | undefined): Promise<DeliveryFile> {
     let scope: DeliveryScope = { agentId: agent._id };
     if (source !== undefined) {
-      if (productOrigin !== LIBRARY_ORIGIN) throw new FleetError('ClientFileForbidden');
+      // Upstream normalises the header before comparing it.
+      if (productOrigin?.trim().toLowerCase() !== LIBRARY_ORIGIN) throw new FleetError('ClientFileForbidden');
       if (!LIBRARY.test(source)) throw badRequest('source must be a lower-case library name');
       scope = { integration: LIBRARY_INTEGRATION, library: source };
     }

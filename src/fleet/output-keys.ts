@@ -4,15 +4,25 @@
 import type { Logger } from 'pino';
 import type { AgentDoc, AgentOutput, RetiredApiKey, RoleMap } from '../store/documents';
 import type { ApiKeyService, RemoteOutput, Store } from '../store/port';
-import { TokenBucket } from '../util/token-bucket';
+import { LruCache } from '../util/lru';
+import type { TokenBucket } from '../util/token-bucket';
 import { rfc3339 } from '../util/time';
 import type { ParsedPolicy } from './parsed-policy';
 
 const SECRET_REF = /^\$co\.elastic\.secret\{([^}]*)\}$/;
 const RDSTALE = /-\d+-rdstale$/;
+/** Plain output keys kept in memory: one per agent of the largest limit profile, twice over (~200 B each). */
+const PLAIN_KEYS_CAPACITY = 200_000;
 
 export class OutputKeys {
   private readonly lastHealth = new Map<string, string>();
+  /**
+   * Plain keys by the Fleet secret that holds them. A secret never changes (a new key gets a new
+   * secret), so a key minted or read once is not read again: a rollout reads no secret for agents this
+   * process has served since it started, where it once read one per agent per rollout. The agent
+   * document keeps only the reference, so the key stays unreadable at rest.
+   */
+  private readonly plainKeys = new LruCache<string, string>(PLAIN_KEYS_CAPACITY);
   constructor(
     private readonly store: Store,
     private readonly pacer: TokenBucket | undefined,
@@ -62,6 +72,7 @@ export class OutputKeys {
         }
         const plain = `${key.id}:${key.key}`;
         const secretId = await this.store.createSecret(plain);
+        this.plainKeys.set(secretId, plain);
         const retired = [...(cur?.to_retire_api_key_ids ?? [])];
         if (cur?.api_key_id) retired.push({ id: cur.api_key_id, retired_at: rfc3339(), output: out.name });
         const entry: Partial<AgentOutput> = {
@@ -122,8 +133,12 @@ export class OutputKeys {
   private async plainKey(apiKey: string): Promise<string> {
     const m = SECRET_REF.exec(apiKey);
     if (!m) return apiKey;
-    const v = await this.store.getSecret(m[1]!);
-    if (v === undefined) this.log.warn({ 'secret.id': m[1] }, 'output API key secret not found');
+    const id = m[1]!;
+    const known = this.plainKeys.get(id);
+    if (known !== undefined) return known;
+    const v = await this.store.getSecret(id);
+    if (v === undefined) this.log.warn({ 'secret.id': id }, 'output API key secret not found');
+    else this.plainKeys.set(id, v);
     return v ?? '';
   }
 
@@ -150,6 +165,7 @@ export class OutputKeys {
       }
     }
     for (const [cluster, ids] of invalidate) await cluster.invalidateApiKeys([...ids]);
+    for (const id of secrets) this.plainKeys.delete(id);
     await this.store.deleteSecrets([...secrets]);
   }
 

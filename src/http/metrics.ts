@@ -22,8 +22,17 @@ import type { HttpService } from './server';
 const INSTANCE = randomUUID();
 const COUNTER_KEYS = ['active', 'total', 'limit_rate', 'limit_max', 'fail', 'drop', 'body_in', 'body_out'] as const;
 
-/** Event-loop delay, beyond upstream: how long requests wait for the one thread (sampled while the listener runs). */
+/** Event-loop delay, beyond upstream: how long requests wait for the one thread (sampled once stats are first asked for). */
 const loopDelay = monitorEventLoopDelay({ resolution: 20 });
+
+/** Starts sampling the event-loop delay that statsDocument reports (the metrics listener, or a worker serving it). */
+export function sampleEventLoop(): void {
+  loopDelay.enable();
+}
+
+/** The /stats document; the metrics listener asks for it on every scrape (a cluster's primary sums its workers'). */
+export type StatsDocument = Record<string, unknown>;
+export type StatsSource = (opts: { gc: boolean }) => Promise<StatsDocument>;
 
 interface FileLimits {
   soft?: number;
@@ -50,7 +59,7 @@ function openFiles(): number | undefined {
 }
 
 /** Process metrics in libbeat's shape (upstream's elastic-agent-system-metrics report), mapped from Node's. */
-function processMetrics(): Record<string, unknown> {
+export function processMetrics(): Record<string, unknown> {
   const mem = process.memoryUsage();
   const heap = getHeapStatistics();
   const cpu = process.cpuUsage();
@@ -94,7 +103,7 @@ function routesDocument(fleet: Fleet, service: HttpService): Record<string, Reco
   return out;
 }
 
-export function statsDocument(fleet: Fleet, service: HttpService): Record<string, unknown> {
+export function statsDocument(fleet: Fleet, service: HttpService): StatsDocument {
   const proc = processMetrics();
   const tcp = service.tcp;
   return {
@@ -146,29 +155,34 @@ class Scrapes {
   readonly byCode = new Map<string, number>([['200', 0], ['500', 0], ['503', 0]]);
 }
 
-/** Upstream's metric names and types (its custom registry: no process metrics), then this server's own. */
-function metricSamples(fleet: Fleet, service: HttpService, scrapes: Scrapes): Sample[] {
-  const tcp = service.tcp;
+/** A number in the stats document at a dotted path (0 when absent). */
+function at(doc: StatsDocument, path: string): number {
+  let v: unknown = doc;
+  for (const k of path.split('.')) v = v !== null && typeof v === 'object' ? (v as Record<string, unknown>)[k] : undefined;
+  return typeof v === 'number' ? v : 0;
+}
+
+/** Upstream's metric names and types (its custom registry: no process metrics), then this server's own; all read from /stats. */
+function metricSamples(doc: StatsDocument, scrapes: Scrapes): Sample[] {
   const out: Sample[] = [
-    { name: 'http_server_tcp_open', type: 'counter', value: tcp.open },
-    { name: 'http_server_tcp_close', type: 'counter', value: tcp.close },
-    { name: 'http_server_tcp_active', type: 'gauge', value: tcp.open - tcp.close },
+    { name: 'http_server_tcp_open', type: 'counter', value: at(doc, 'http_server.tcp_open') },
+    { name: 'http_server_tcp_close', type: 'counter', value: at(doc, 'http_server.tcp_close') },
+    { name: 'http_server_tcp_active', type: 'gauge', value: at(doc, 'http_server.tcp_active') },
   ];
   for (const route of ROUTE_METRICS) {
-    const c = service.routes[route];
-    for (const k of COUNTER_KEYS) out.push({ name: `http_server_routes_${route}_${k}`, type: k === 'active' ? 'gauge' : 'counter', value: c[k] });
+    for (const k of COUNTER_KEYS) out.push({ name: `http_server_routes_${route}_${k}`, type: k === 'active' ? 'gauge' : 'counter', value: at(doc, `http_server.routes.${route}.${k}`) });
   }
-  out.push({ name: 'http_server_routes_artifacts_not_found', type: 'counter', value: fleet.artifacts.stats.notFound });
-  out.push({ name: 'http_server_routes_artifacts_throttle', type: 'counter', value: fleet.artifacts.stats.throttled });
+  out.push({ name: 'http_server_routes_artifacts_not_found', type: 'counter', value: at(doc, 'http_server.routes.artifacts.not_found') });
+  out.push({ name: 'http_server_routes_artifacts_throttle', type: 'counter', value: at(doc, 'http_server.routes.artifacts.throttle') });
   out.push({ name: 'service_info', type: 'counter', value: 1, help: 'Service information', labels: { name: 'fleet-server', version: VERSION } });
   for (const [code, n] of scrapes.byCode) out.push({ name: 'promhttp_metric_handler_requests_total', type: 'counter', value: n, labels: { code } });
   out.push({ name: 'promhttp_metric_handler_requests_in_flight', type: 'gauge', value: scrapes.inFlight });
   // Beyond upstream.
-  out.push({ name: 'fleet_server_checkin_held', type: 'gauge', value: fleet.checkins.heldCount, help: 'Check-ins held as long polls' });
-  out.push({ name: 'fleet_server_auth_cache_hits', type: 'counter', value: fleet.auth.stats.hits, help: 'API keys authenticated from the cache' });
-  out.push({ name: 'fleet_server_auth_cache_misses', type: 'counter', value: fleet.auth.stats.misses, help: 'API keys authenticated by the store' });
-  out.push({ name: 'fleet_server_event_loop_delay_p99_seconds', type: 'gauge', value: loopDelay.percentile(99) / 1e9, help: 'Event-loop delay, 99th percentile since start' });
-  out.push({ name: 'fleet_server_event_loop_delay_max_seconds', type: 'gauge', value: loopDelay.max / 1e9, help: 'Longest event-loop delay since start' });
+  out.push({ name: 'fleet_server_checkin_held', type: 'gauge', value: at(doc, 'fleet.checkin.held'), help: 'Check-ins held as long polls' });
+  out.push({ name: 'fleet_server_auth_cache_hits', type: 'counter', value: at(doc, 'fleet.auth_cache.hits'), help: 'API keys authenticated from the cache' });
+  out.push({ name: 'fleet_server_auth_cache_misses', type: 'counter', value: at(doc, 'fleet.auth_cache.misses'), help: 'API keys authenticated by the store' });
+  out.push({ name: 'fleet_server_event_loop_delay_p99_seconds', type: 'gauge', value: at(doc, 'fleet.event_loop.delay.p99_ms') / 1e3, help: 'Event-loop delay, 99th percentile since start' });
+  out.push({ name: 'fleet_server_event_loop_delay_max_seconds', type: 'gauge', value: at(doc, 'fleet.event_loop.delay.max_ms') / 1e3, help: 'Longest event-loop delay since start' });
   return out;
 }
 
@@ -178,23 +192,34 @@ function json(res: http.ServerResponse, doc: unknown, pretty: boolean): void {
   res.end(text);
 }
 
-export async function startMetrics(host: string, port: number, fleet: Fleet, service: HttpService, log: Logger): Promise<http.Server> {
+/** The /stats document of this process alone. */
+export function localStats(fleet: Fleet, service: HttpService): StatsSource {
+  sampleEventLoop();
+  return ({ gc }) => {
+    // Only a process started with --expose-gc (benchmarks) can be asked to collect first.
+    const collect = (globalThis as { gc?: () => void }).gc;
+    if (gc && collect) collect();
+    return Promise.resolve(statsDocument(fleet, service));
+  };
+}
+
+export async function startMetrics(host: string, port: number, stats: StatsSource, log: Logger): Promise<http.Server> {
   const scrapes = new Scrapes();
-  loopDelay.enable();
-  const server = http.createServer((req, res) => {
+  const server = http.createServer((req, res) => void serve(req, res).catch((err: unknown) => {
+    log.error({ err }, 'metrics request failed');
+    if (!res.headersSent) res.writeHead(500, { 'Content-Type': 'text/plain; charset=utf-8' });
+    res.end('metrics unavailable\n');
+  }));
+  const serve = async (req: http.IncomingMessage, res: http.ServerResponse): Promise<void> => {
     const url = new URL(req.url ?? '/', 'http://metrics');
     const pretty = url.searchParams.has('pretty');
     switch (url.pathname) {
       case '/':
         json(res, { beat: 'fleet-server', name: 'fleet-server', hostname: hostname(), uuid: INSTANCE, version: VERSION }, pretty);
         return;
-      case '/stats': {
-        // Only a process started with --expose-gc (benchmarks) can be asked to collect first.
-        const gc = (globalThis as { gc?: () => void }).gc;
-        if (url.searchParams.has('gc') && gc) gc();
-        json(res, statsDocument(fleet, service), pretty);
+      case '/stats':
+        json(res, await stats({ gc: url.searchParams.has('gc') }), pretty);
         return;
-      }
       case '/state':
       case '/dataset':
         json(res, {}, pretty);
@@ -202,7 +227,7 @@ export async function startMetrics(host: string, port: number, fleet: Fleet, ser
       case '/metrics': {
         scrapes.inFlight++;
         try {
-          const text = prometheusText(metricSamples(fleet, service, scrapes));
+          const text = prometheusText(metricSamples(await stats({ gc: false }), scrapes));
           scrapes.byCode.set('200', (scrapes.byCode.get('200') ?? 0) + 1);
           res.writeHead(200, { 'Content-Type': 'text/plain; version=0.0.4; charset=utf-8', 'Content-Length': Buffer.byteLength(text) });
           res.end(text);
@@ -220,7 +245,7 @@ export async function startMetrics(host: string, port: number, fleet: Fleet, ser
         res.writeHead(404, { 'Content-Type': 'text/plain; charset=utf-8' });
         res.end('404 page not found\n');
     }
-  });
+  };
   // Elastic Agent asks for a unix socket (http.host: unix:///…/x.sock) to collect metrics from.
   const socketPath = host.startsWith('unix://') ? host.slice('unix://'.length) : undefined;
   const tcpHost = host.startsWith('http://') ? new URL(host).hostname : host;

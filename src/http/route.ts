@@ -102,6 +102,12 @@ export interface RouteSpec<A extends AuthKind = AuthKind, B = unknown> {
    * authentication, with the socket; resolves when the session ends (its route counts it active until then).
    */
   upgrade?(ctx: UpgradeContext<A>): Promise<void>;
+  /**
+   * The handler streams the body and may refuse it unread as part of the protocol (a chunk for a stopped
+   * upload): an authenticated client's body is then read to its end before the refusal (bounded), so it
+   * sees the answer rather than a reset.
+   */
+  drainRefused?: boolean;
   /** Given the authentication's refusal, answers the request instead (true) or lets the refusal stand. */
   authRefused?(ctx: BaseContext, refusal: unknown): boolean;
   handler(ctx: RequestContext<A, B>): Promise<void>;

@@ -55,7 +55,7 @@ export const ROUTES = [
   }),
   route({
     method: 'PUT', path: '/api/fleet/uploads/:id/:n', limit: 'upload_chunk', metric: 'uploadChunk', auth: 'agentKey',
-    handler: handleUploadChunk,
+    drainRefused: true, handler: handleUploadChunk,
   }),
   route({
     method: 'POST', path: '/api/fleet/uploads/:id', limit: 'upload_end', metric: 'uploadEnd', auth: 'agentKey',

@@ -15,6 +15,7 @@ import { FleetError, isFleetError } from '../fleet/errors';
 import type { Fleet } from '../fleet/fleet';
 import { checkApiVersion, DEFAULT_API_VERSION } from './api-version';
 import { BodyBudget, decodeBinary, decodeJson, readBody } from './body';
+import { CertificateReloader } from './cert-reload';
 import { admissionLimits, ConnectionGuard, openFileLimit } from './connections';
 import { routeCounters, type RouteCounters } from './counters';
 import { classify, HttpError, rawBareResponse, rawErrorResponse, writeBareError, writeError, type ErrorClass, type LogLevel } from './errors';
@@ -33,19 +34,22 @@ const INTERNAL_CAP = 256;
 /** How often Node checks header and request deadlines (its default, 30 s, lets slow headers live 6× read_header). */
 const DEADLINE_CHECK_MS = 500;
 
-function tlsOptions(t: TlsConfig): https.ServerOptions {
-  const versions = t.supportedProtocols.map((p) => TLS_VERSIONS[p]).filter((v): v is SecureVersion => v !== undefined).sort();
+/** The certificate, key and CAs, read from their files (again, for a reload). */
+function tlsCredentials(t: TlsConfig): { cert?: string; key?: string; ca?: string[]; passphrase?: string } {
   const ca = t.certificateAuthorities.map((c) => pemOrFile(c)!);
+  return { cert: pemOrFile(t.certificate), key: pemOrFile(t.key), passphrase: t.keyPassphrase, ca: ca.length > 0 ? ca : undefined };
+}
+
+function tlsOptions(t: TlsConfig, ticketKeys: Buffer | undefined): https.ServerOptions {
+  const versions = t.supportedProtocols.map((p) => TLS_VERSIONS[p]).filter((v): v is SecureVersion => v !== undefined).sort();
   return {
-    cert: pemOrFile(t.certificate),
-    key: pemOrFile(t.key),
-    passphrase: t.keyPassphrase,
-    ca: ca.length > 0 ? ca : undefined,
+    ...tlsCredentials(t),
     requestCert: t.clientAuthentication !== 'none',
     rejectUnauthorized: t.clientAuthentication === 'required',
     minVersion: versions[0] ?? 'TLSv1.2',
     maxVersion: versions[versions.length - 1] ?? 'TLSv1.3',
     ALPNProtocols: ['http/1.1'],
+    ...(ticketKeys ? { ticketKeys } : {}),
   };
 }
 
@@ -54,10 +58,19 @@ function tcpSocket(s: Socket): Socket {
   return (s as Socket & { _parent?: Socket })._parent ?? s;
 }
 
+export interface HttpOptions {
+  /**
+   * TLS session-ticket keys (48 bytes) shared by every process serving the listeners, so an agent
+   * reconnecting to another cluster worker still resumes its session; else each process makes its own.
+   */
+  ticketKeys?: Buffer;
+}
+
 const LEVEL_RANK: Record<LogLevel, number> = { debug: 0, info: 1, warn: 2, error: 3 };
 
 export class HttpService {
   private readonly servers: (http.Server | https.Server)[] = [];
+  private certificates: CertificateReloader | undefined;
   private readonly limiters: Record<RouteName, RouteLimiter>;
   private readonly router: Router;
   /** The external listener's admission; the internal one (localhost) has its own, so a flood on one cannot evict the other's connections. */
@@ -82,7 +95,8 @@ export class HttpService {
   /** Upstream's max_connections: a cap on requests in flight (its chi Throttle), not on sockets. */
   private readonly maxConnections: number;
 
-  constructor(private readonly fleet: Fleet, private readonly config: FleetServerConfig, private readonly log: Logger) {
+  constructor(private readonly fleet: Fleet, private readonly config: FleetServerConfig, private readonly log: Logger,
+    private readonly options: HttpOptions = {}) {
     const limits = config.server.limits;
     this.limiters = Object.fromEntries(ROUTE_NAMES.map((r) => [r, new RouteLimiter(limits.routes[r])])) as Record<RouteName, RouteLimiter>;
     this.maxConnections = limits.maxConnections;
@@ -110,7 +124,7 @@ export class HttpService {
     const handler = (req: IncomingMessage, res: ServerResponse): void => this.handle(req, res, guard);
     const server = s.tls.enabled
       // A TLS client that never finishes its handshake is held no longer than one that never finishes its headers.
-      ? https.createServer({ ...opts, ...tlsOptions(s.tls), handshakeTimeout: headerMs }, handler)
+      ? https.createServer({ ...opts, ...tlsOptions(s.tls, this.options.ticketKeys), handshakeTimeout: headerMs }, handler)
       : http.createServer(opts, handler);
     server.on('connection', (socket: Socket) => {
       if (guard.admit(socket)) return;
@@ -165,6 +179,14 @@ export class HttpService {
         this.log.warn({ err }, 'internal listener could not start');
       }
     }
+    if (s.tls.enabled && s.tls.reloadIntervalMs > 0) {
+      // The shared ticket keys go with every new context, so sessions still resume across workers.
+      const ticketKeys = this.options.ticketKeys;
+      this.certificates = new CertificateReloader(this.servers as https.Server[], {
+        read: () => ({ ...tlsCredentials(s.tls), ...(ticketKeys ? { ticketKeys } : {}) }),
+      }, this.log);
+      this.certificates.start(s.tls.reloadIntervalMs);
+    }
   }
 
   get ports(): number[] {
@@ -187,6 +209,7 @@ export class HttpService {
   /** Stops accepting, lets in-flight requests finish (held polls are answered by fleet.stop), then closes. */
   async stop(drainMs: number, beforeDrain: () => Promise<void>): Promise<void> {
     this.draining = true;
+    this.certificates?.stop();
     const closed = this.servers.map((s) => new Promise<void>((r) => s.close(() => r())));
     for (const s of this.servers) s.closeIdleConnections();
     await beforeDrain();
@@ -246,7 +269,10 @@ export class HttpService {
       const taken = counters;
       const bareType = bare;
       this.dispatch(route, base, taken).then(() => this.done(req, res, guard, started, requestId, limiter, taken), (err: unknown) => {
-        this.done(req, res, guard, started, requestId, limiter, taken, err, bareType);
+        const finish = (): void => this.done(req, res, guard, started, requestId, limiter, taken, err, bareType);
+        // Only an authenticated agent's refusal waits for its body; anyone else's connection is closed at once.
+        if (drainable.has(req)) drainUnread(req, err, finish);
+        else finish();
       });
     } catch (err) {
       this.done(req, res, guard, started, requestId, limiter, counters, err, bare);
@@ -379,6 +405,7 @@ export class HttpService {
         break;
       case 'agentKey':
         c['agent'] = await fleet.auth.authenticateAgent(apiKeyFromHeader(req));
+        if (route.drainRefused) drainable.add(req);
         break;
       case 'enrollment':
         c['enrollment'] = await fleet.enrollment.authenticate(apiKeyFromHeader(req));
@@ -453,6 +480,56 @@ export class HttpService {
     }
     this.log[level](fields, status >= 500 ? 'HTTP request failed' : 'HTTP request');
   }
+}
+
+/**
+ * Requests of authenticated agents on routes that declare `drainRefused`. Kept aside rather than read
+ * from the request's context: the callbacks that settle a request must not hold its context, or every
+ * held long poll would keep its whole context alive.
+ */
+const drainable = new WeakSet<IncomingMessage>();
+
+/** Bodies up to this size are read to their end before a refusal is answered (an upload chunk's 4 MiB). */
+const DRAIN_MAX_BYTES = 4 * 1024 * 1024 + 64 * 1024;
+/** …and for at most this long: a client trickling its body gets its refusal then, and a closed connection. */
+const DRAIN_MAX_MS = 5000;
+
+/**
+ * A refusal that came before the body was read (an upload chunk for a stopped upload, say, on routes
+ * that declare `drainRefused`): a client still sending would see its connection reset instead of the answer. A body of at most
+ * DRAIN_MAX_BYTES is read to its end first, for at most DRAIN_MAX_MS (the route's slot stays taken
+ * meanwhile); past either, or for a larger declared length, it is answered at once and the connection
+ * closed.
+ */
+function drainUnread(req: IncomingMessage, err: unknown, then: () => void): void {
+  const declared = Number(req.headers['content-length']);
+  if (req.complete || req.destroyed || isFleetError(err, 'ClientClosed') || declared > DRAIN_MAX_BYTES) {
+    then();
+    return;
+  }
+  let called = false;
+  let read = 0;
+  const timer = setTimeout(() => once(), DRAIN_MAX_MS);
+  const once = (): void => {
+    if (called) return;
+    called = true;
+    clearTimeout(timer);
+    req.off('data', counted);
+    req.off('end', once);
+    req.off('close', once);
+    req.off('error', once);
+    if (!req.complete) req.pause();
+    then();
+  };
+  const counted = (c: Buffer): void => {
+    read += c.length;
+    if (read > DRAIN_MAX_BYTES) once();
+  };
+  req.on('data', counted);
+  req.on('end', once);
+  req.on('close', once);
+  req.on('error', once);
+  req.resume();
 }
 
 /** A response error (a write after the client went away) is not worth more than the close already seen. */

@@ -71,3 +71,15 @@ export function reopenLogFiles(log: Logger): boolean {
 }
 
 export { normalizeLevel };
+
+/**
+ * Writes lines that are already log entries (a cluster worker's) to this logger's sinks: its file, and
+ * stderr if it logs there. One process then owns the files and their rotation.
+ */
+export function rawLogWriter(log: Logger, toStderr: boolean): (line: string) => void {
+  const file = logFiles.get(log);
+  return (line) => {
+    if (toStderr) process.stderr.write(line);
+    file?.write(line);
+  };
+}

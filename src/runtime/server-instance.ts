@@ -5,8 +5,8 @@ import type http from 'node:http';
 import type { Logger } from 'pino';
 import type { FleetServerConfig } from '../config/config';
 import { Fleet } from '../fleet/fleet';
-import { startMetrics } from '../http/metrics';
-import { HttpService } from '../http/server';
+import { localStats, startMetrics } from '../http/metrics';
+import { HttpService, type HttpOptions } from '../http/server';
 import { openStore } from '../store/open';
 import type { Store } from '../store/port';
 import { Backoff, sleep } from '../util/backoff';
@@ -18,7 +18,7 @@ export class ServerInstance {
   private constructor(readonly config: FleetServerConfig, readonly store: Store, readonly fleet: Fleet, readonly http: HttpService,
     private readonly log: Logger) {}
 
-  static async create(config: FleetServerConfig, log: Logger): Promise<ServerInstance> {
+  static async create(config: FleetServerConfig, log: Logger, http: HttpOptions = {}): Promise<ServerInstance> {
     const store = await openStore(config, log, { server: true });
     const fleet = new Fleet(store, config, log);
     // A failing write (disk full, I/O error) makes the server DEGRADED until a write succeeds again.
@@ -27,7 +27,7 @@ export class ServerInstance {
       else log.info('store writes succeed again');
       fleet.health.setWriteFault(fault);
     });
-    return new ServerInstance(config, store, fleet, new HttpService(fleet, config, log), log);
+    return new ServerInstance(config, store, fleet, new HttpService(fleet, config, log, http), log);
   }
 
   /**
@@ -35,10 +35,11 @@ export class ServerInstance {
    * refuse the token, so the listeners come up first, /api/status reports why the server is not yet
    * serving, and fleet logic starts once the cluster answers. `requireVersion` refuses older clusters.
    */
-  async start(opts: { requireVersion?: string } = {}): Promise<void> {
+  async start(opts: { requireVersion?: string; metrics?: boolean } = {}): Promise<void> {
     if (this.store.kind === 'sqlite') await this.fleet.start();
     await this.http.start();
-    if (this.config.http.enabled) this.metrics = await startMetrics(this.config.http.host, this.config.http.port, this.fleet, this.http, this.log);
+    // A cluster worker leaves the metrics listener to the primary, which sums the workers.
+    if (this.config.http.enabled && opts.metrics !== false) this.metrics = await startMetrics(this.config.http.host, this.config.http.port, localStats(this.fleet, this.http), this.log);
     if (this.store.kind !== 'sqlite') void this.startWhenReady(opts.requireVersion);
   }
 

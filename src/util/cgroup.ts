@@ -87,3 +87,37 @@ export function cgroupMetrics(): Record<string, unknown> | undefined {
   }
   return Object.keys(out).length > 0 ? out : undefined;
 }
+
+/**
+ * The CPUs this process's control group may use (its CFS quota over its period, rounded up), or
+ * undefined when there is no quota. v2: `cpu.max` ("max 100000" or "200000 100000"); v1: cfs_quota_us.
+ */
+export function cpuQuota(): number | undefined {
+  const groups = membership();
+  let quota: number | undefined;
+  let period: number | undefined;
+  if (existsSync(join(ROOT, 'cgroup.controllers'))) {
+    const [q, p] = (read(join(groupDir(ROOT, groups.get('') ?? '/'), 'cpu.max')) ?? '').split(/\s+/);
+    quota = num(q);
+    period = num(p);
+  } else if (groups.has('cpu')) {
+    const mount = existsSync(join(ROOT, 'cpu')) ? join(ROOT, 'cpu') : join(ROOT, 'cpu,cpuacct');
+    const dir = groupDir(mount, groups.get('cpu')!);
+    quota = num(read(join(dir, 'cpu.cfs_quota_us')));
+    period = num(read(join(dir, 'cpu.cfs_period_us')));
+  }
+  if (quota === undefined || period === undefined || quota <= 0 || period <= 0) return undefined;
+  return Math.max(1, Math.ceil(quota / period));
+}
+
+/**
+ * The control group's memory limit in bytes (v2 `memory.max`, v1 `memory.limit_in_bytes`), or undefined
+ * when there is none (v1 reports "no limit" as a number near 2^63).
+ */
+export function memoryLimit(): number | undefined {
+  const groups = membership();
+  const limit = existsSync(join(ROOT, 'cgroup.controllers'))
+    ? num(read(join(groupDir(ROOT, groups.get('') ?? '/'), 'memory.max')))
+    : groups.has('memory') ? num(read(join(groupDir(join(ROOT, 'memory'), groups.get('memory')!), 'memory.limit_in_bytes'))) : undefined;
+  return limit !== undefined && limit > 0 && limit < 2 ** 60 ? limit : undefined;
+}

@@ -1,5 +1,6 @@
 /**
- * Token bucket: one token per `intervalMs`, at most `burst` stored. interval 0 means unlimited.
+ * Token bucket: one token per `intervalMs`, at most `burst` stored. An interval or a burst of 0 means
+ * unlimited (a configuration that sets either to 0 turns the rate limit off).
  * Time is read lazily on each call, so an idle bucket costs nothing.
  */
 export class TokenBucket {
@@ -12,7 +13,7 @@ export class TokenBucket {
   }
 
   get unlimited(): boolean {
-    return this.intervalMs <= 0;
+    return this.intervalMs <= 0 || this.burst <= 0;
   }
 
   private refill(now: number): void {

@@ -122,3 +122,15 @@ export function encodeCbor(value: unknown): Buffer {
 export function jsonReplacer(_key: string, v: unknown): unknown {
   return v instanceof Uint8Array ? Buffer.from(v.buffer, v.byteOffset, v.byteLength).toString('base64') : v;
 }
+
+/** Saved state keeps binary values as binary: `{"$binary": base64}` on disk, bytes again when loaded. */
+export function saveReplacer(_key: string, v: unknown): unknown {
+  return v instanceof Uint8Array ? { $binary: Buffer.from(v.buffer, v.byteOffset, v.byteLength).toString('base64') } : v;
+}
+
+export function loadReviver(_key: string, v: unknown): unknown {
+  if (v === null || typeof v !== 'object' || Array.isArray(v)) return v;
+  const keys = Object.keys(v);
+  const b64 = (v as Record<string, unknown>)['$binary'];
+  return keys.length === 1 && typeof b64 === 'string' ? new Uint8Array(Buffer.from(b64, 'base64')) : v;
+}

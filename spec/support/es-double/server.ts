@@ -14,7 +14,7 @@ import type { StoredDoc } from './query';
 import { filterSource, parseSourceFilter } from './query';
 import { makeServiceToken, Security, type ApiKeyRecord, type Principal } from './security';
 import { mappingFor } from './mappings';
-import { decodeCbor, encodeCbor, jsonReplacer } from './cbor';
+import { decodeCbor, encodeCbor, jsonReplacer, loadReviver, saveReplacer } from './cbor';
 
 type Obj = Record<string, unknown>;
 
@@ -159,14 +159,14 @@ export class EsDouble {
       aliases: [...this.cluster.aliases], dataStreams: [...this.cluster.dataStreams], apiKeys: [...this.security.keys.values()],
       serviceTokens: [...this.security.serviceTokens],
     };
-    writeFileSync(join(dir, 'state.json.tmp'), JSON.stringify(state, jsonReplacer));
+    writeFileSync(join(dir, 'state.json.tmp'), JSON.stringify(state, saveReplacer));
     renameSync(join(dir, 'state.json.tmp'), join(dir, 'state.json'));
   }
 
   private load(dir: string): void {
     const file = join(dir, 'state.json');
     if (!existsSync(file)) return;
-    const state = JSON.parse(readFileSync(file, 'utf8')) as {
+    const state = JSON.parse(readFileSync(file, 'utf8'), loadReviver) as {
       indices: { name: string; dataStream?: string; maxSeqNo: number; docs: StoredDoc[] }[];
       aliases: [string, string][]; dataStreams: [string, string][]; apiKeys: ApiKeyRecord[]; serviceTokens: string[];
     };

@@ -24,5 +24,10 @@ export async function handleFileDelivery(ctx: RequestContext<'agentKey'>): Promi
     headers['Content-Length'] = file.size;
   }
   ctx.res.writeHead(range ? 206 : 200, headers);
+  // HEAD: the headers say what a GET would send; no chunk is read.
+  if (ctx.req.method === 'HEAD') {
+    ctx.res.end();
+    return;
+  }
   await streamOut(ctx.res, ctx.fleet.deliveries.read(file, range), ctx.config.server.timeouts.writeMs);
 }

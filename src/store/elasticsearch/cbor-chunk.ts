@@ -1,9 +1,9 @@
 // Upload chunk documents in CBOR, as upstream writes them (internal/pkg/file/cbor/chunk.go): a map of
 // exactly five keys `@timestamp` (uint64 ms), `last`, `bid`, `sha2` and `data`. `data` is a byte string
-// with a 32-bit definite length for a non-final chunk and an indefinite-length byte string (pieces of
+// with a 32-bit definite length for a non-final chunk and an indefinite-length byte string (a piece of
 // 32-bit definite length, then a break) for the final one. cbor-x writes neither form of header (nor
 // indefinite byte strings at all), so this encoder is hand-written; the decoding is cbor-x's.
-import { decode } from 'cbor-x/decode-no-eval';
+import { decode } from 'cbor-x/index-no-eval';
 
 export interface ChunkHeader {
   timestampMs: number;
@@ -42,29 +42,62 @@ function u32Head(major: number, n: number): Buffer {
 }
 
 /**
- * The whole chunk document. `pieces` are the chunk's bytes as they arrived; a final chunk keeps them
- * as the pieces of its indefinite-length byte string, a non-final one is one definite byte string.
+ * Writes a chunk document as its bytes arrive, into one buffer sized for the chunk: the bytes are
+ * copied once, and a transfer holds one chunk. A non-final chunk's `data` is one definite byte string;
+ * a final chunk's is an indefinite-length byte string holding one definite piece. Both lengths are
+ * written in the 4-byte form and filled in at the end.
  */
-export function encodeChunk(h: ChunkHeader, pieces: Uint8Array[]): Buffer {
-  const ts = Buffer.alloc(9);
-  ts[0] = 0x1b; // uint64 follows
-  ts.writeBigUInt64BE(BigInt(h.timestampMs), 1);
-  const parts: Uint8Array[] = [
-    Buffer.from([0xa5]), // map of five pairs
-    text('@timestamp'), ts,
-    text('last'), Buffer.from([h.last ? 0xf5 : 0xf4]),
-    text('bid'), text(h.bid),
-    text('sha2'), text(h.sha2),
-    text('data'),
-  ];
-  if (h.last) {
-    parts.push(Buffer.from([0x5f]));
-    for (const p of pieces) if (p.length > 0) parts.push(u32Head(2, p.length), p);
-    parts.push(Buffer.from([0xff]));
-  } else {
-    parts.push(u32Head(2, pieces.reduce((n, p) => n + p.length, 0)), ...pieces);
+export class ChunkEncoder {
+  private buf: Buffer;
+  private pos: number;
+  private readonly lengthAt: number;
+  private readonly dataAt: number;
+
+  constructor(private readonly h: ChunkHeader, expectedBytes: number) {
+    const ts = Buffer.alloc(9);
+    ts[0] = 0x1b; // uint64 follows
+    ts.writeBigUInt64BE(BigInt(h.timestampMs), 1);
+    const prefix = Buffer.concat([
+      Buffer.from([0xa5]), // map of five pairs
+      text('@timestamp'), ts,
+      text('last'), Buffer.from([h.last ? 0xf5 : 0xf4]),
+      text('bid'), text(h.bid),
+      text('sha2'), text(h.sha2),
+      text('data'),
+      ...(h.last ? [Buffer.from([0x5f])] : []),
+      u32Head(2, 0),
+    ]);
+    this.buf = Buffer.allocUnsafe(prefix.length + Math.max(0, expectedBytes) + 1);
+    prefix.copy(this.buf);
+    this.pos = prefix.length;
+    this.dataAt = prefix.length;
+    this.lengthAt = prefix.length - 4;
   }
-  return Buffer.concat(parts);
+
+  push(piece: Uint8Array): void {
+    if (this.pos + piece.length + 1 > this.buf.length) {
+      // More than expected: grow (the caller bounds what it sends).
+      const bigger = Buffer.allocUnsafe(Math.max(this.buf.length * 2, this.pos + piece.length + 1));
+      this.buf.copy(bigger, 0, 0, this.pos);
+      this.buf = bigger;
+    }
+    this.buf.set(piece, this.pos);
+    this.pos += piece.length;
+  }
+
+  /** The document's bytes (a view of the one buffer). */
+  finish(): Buffer {
+    this.buf.writeUInt32BE(this.pos - this.dataAt, this.lengthAt);
+    if (this.h.last) this.buf[this.pos++] = 0xff;
+    return this.buf.subarray(0, this.pos);
+  }
+}
+
+/** The whole chunk document from its pieces. */
+export function encodeChunk(h: ChunkHeader, pieces: Uint8Array[]): Buffer {
+  const e = new ChunkEncoder(h, pieces.reduce((n, p) => n + p.length, 0));
+  for (const p of pieces) e.push(p);
+  return e.finish();
 }
 
 /**

@@ -6,7 +6,7 @@ import type { JsonObject } from '../documents';
 import type { ChunkWrite, StoredChunk, UploadListQuery, UploadRecord, UploadStore } from '../file-ports';
 import { NotFoundError } from '../port';
 import { statusIn, withRetries } from './connection';
-import { encodeChunk } from './cbor-chunk';
+import { ChunkEncoder } from './cbor-chunk';
 import { chunkNumber, deleteByQuery, indexFragment, rawRequest, readStoredChunk, refresh, searchHits, type FileHit } from './file-requests';
 
 type Obj = Record<string, unknown>;
@@ -82,13 +82,14 @@ export class EsUploads implements UploadStore {
    * caller bounds it to one chunk), so a failing body sends nothing.
    */
   async putChunk(upload: UploadRecord, chunk: ChunkWrite, data: AsyncIterable<Uint8Array>): Promise<number> {
-    const pieces: Uint8Array[] = [];
+    const expected = chunk.last ? upload.size - chunk.n * upload.chunkSize : upload.chunkSize;
+    const encoder = new ChunkEncoder({ timestampMs: chunk.timestampMs, last: chunk.last, bid: upload.id, sha2: chunk.sha2 }, expected);
     let bytes = 0;
     for await (const p of data) {
-      pieces.push(p);
+      encoder.push(p);
       bytes += p.length;
     }
-    const body = encodeChunk({ timestampMs: chunk.timestampMs, last: chunk.last, bid: upload.id, sha2: chunk.sha2 }, pieces);
+    const body = encoder.finish();
     const index = dataIndex(upload.source);
     const id = `${upload.id}.${chunk.n}`;
     for (let attempt = 0; ; attempt++) {

@@ -13,7 +13,7 @@ export class SqliteArtifacts implements ArtifactStore {
 
   /** Replaces an artifact with the same identifier and decoded SHA-256. */
   async putArtifact(doc: ArtifactDoc): Promise<void> {
-    this.sql.write(() => this.sql.q('INSERT OR REPLACE INTO artifacts (identifier, decoded_sha256, doc) VALUES (?, ?, ?)')
+    await this.sql.write(() => this.sql.q('INSERT OR REPLACE INTO artifacts (identifier, decoded_sha256, doc) VALUES (?, ?, ?)')
       .run(doc.identifier, doc.decoded_sha256, JSON.stringify(doc)));
   }
 }

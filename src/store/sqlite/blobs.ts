@@ -139,7 +139,7 @@ export class BlobDir {
    * (the chunk's row) while no other write of that chunk can interleave. If `data` or `record` fails,
    * no new file is left behind.
    */
-  async put<T>(kind: BlobKind, owner: string, n: number, data: AsyncIterable<Uint8Array>, record: (size: number) => T): Promise<T> {
+  async put<T>(kind: BlobKind, owner: string, n: number, data: AsyncIterable<Uint8Array>, record: (size: number) => Promise<T>): Promise<T> {
     return this.serial(this.path(kind, owner, n), async () => {
       const w = await this.writer(kind, owner, n);
       try {
@@ -150,7 +150,7 @@ export class BlobDir {
       }
       const size = await w.commit();
       try {
-        return record(size);
+        return await record(size);
       } catch (err) {
         await this.unlink(kind, owner, n).catch(() => {});
         throw err;
@@ -159,9 +159,9 @@ export class BlobDir {
   }
 
   /** Runs `forget` (the row) and then removes chunk n's file; a file already gone is fine. */
-  async remove(kind: BlobKind, owner: string, n: number, forget: () => void): Promise<void> {
+  async remove(kind: BlobKind, owner: string, n: number, forget: () => Promise<void>): Promise<void> {
     await this.serial(this.path(kind, owner, n), async () => {
-      forget();
+      await forget();
       await this.unlink(kind, owner, n);
     });
   }

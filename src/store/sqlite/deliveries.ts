@@ -52,7 +52,7 @@ export class SqliteDeliveries implements DeliveryStore {
    */
   async publishDeliveryFile(meta: DeliveryPublish, data: AsyncIterable<Uint8Array>): Promise<void> {
     if (!Number.isSafeInteger(meta.chunkSize) || meta.chunkSize <= 0) throw new Error(`delivery file ${meta.id}: chunk size must be a positive integer`);
-    this.sql.write(() => this.sql.q('DELETE FROM delivery_files WHERE id = ?').run(meta.id));
+    await this.sql.write(() => this.sql.q('DELETE FROM delivery_files WHERE id = ?').run(meta.id));
     await this.blobs.removeAll('deliveries', meta.id);
     const sizes: number[] = [];
     const whole = createHash('sha256');
@@ -83,7 +83,7 @@ export class SqliteDeliveries implements DeliveryStore {
       if (total !== meta.size) throw new Error(`delivery file ${meta.id}: ${total} bytes, ${meta.size} declared`);
       const sha256 = whole.digest('hex');
       if (sha256 !== meta.sha256.toLowerCase()) throw new Error(`delivery file ${meta.id}: SHA-256 ${sha256}, ${meta.sha256} declared`);
-      this.sql.write(() => this.insert(meta, sizes));
+      await this.sql.write(() => this.insert(meta, sizes));
     } catch (err) {
       await w?.abort();
       await this.blobs.removeAll('deliveries', meta.id).catch(() => {});

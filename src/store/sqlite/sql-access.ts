@@ -4,7 +4,7 @@ import type { Statement } from './errors';
 
 export interface SqlAccess {
   q(sql: string): Statement;
-  write<T>(fn: () => T): T;
+  write<T>(fn: () => T): Promise<T>;
 }
 
 export type Row = Record<string, unknown>;

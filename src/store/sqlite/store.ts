@@ -18,7 +18,8 @@ import { hashSecret, newApiKeyId, newApiKeySecret, newSalt, secretMatches } from
 import { SqliteArtifacts } from './artifacts';
 import { BlobDir } from './blobs';
 import { ChangeWatcher, SqliteChangeFeed } from './change-feed';
-import { openDatabase, transaction } from './database';
+import { openDatabase } from './database';
+import { GroupCommit } from './group-commit';
 import { SqliteDeliveries } from './deliveries';
 import { guarded, storeError, type Statement } from './errors';
 import { DataDirLock } from './lock';
@@ -58,6 +59,7 @@ export class SqliteStore implements Store {
   private readonly box: SecretBox;
   private readonly lock: DataDirLock | undefined;
   private readonly watcher: ChangeWatcher;
+  private readonly commits: GroupCommit;
   /** Chunk bytes, as files beside the database (blobs.ts). */
   private readonly blobs: BlobDir;
   private readonly stmts = new Map<string, Statement>();
@@ -74,6 +76,18 @@ export class SqliteStore implements Store {
       throw err;
     }
     this.watcher = new ChangeWatcher(this.db);
+    this.commits = new GroupCommit(this.db, {
+      failed: (err) => {
+        const e = storeError(err, this.path);
+        if (e instanceof StoreUnavailableError) this.setWriteFault(e.message);
+        return e;
+      },
+      totalChanges: () => this.totalChanges(),
+      committed: (tables, rowsChanged) => {
+        if (this.writeFault !== undefined && rowsChanged) this.setWriteFault(undefined);
+        if (tables.size > 0) this.watcher.notify([...tables]);
+      },
+    });
     this.policyChanges = this.feed<PolicyDoc>('policies');
     // Expired actions are not dispatched, as upstream's action monitor filters them.
     this.actionChanges = this.feed<ActionDoc>('actions', ' AND expiration_ms > ?', () => [Date.now()]);
@@ -105,23 +119,12 @@ export class SqliteStore implements Store {
   }
 
   /**
-   * A write transaction; feeds following the tables named are woken after it commits. A write SQLite
-   * cannot make (disk full, I/O error, read-only, locked) is StoreUnavailableError and a write fault
-   * until a later write changes rows again.
+   * A write, in the event-loop turn's transaction (group-commit.ts); resolves once committed, and
+   * feeds following the tables named are woken then. A write SQLite cannot make (disk full, I/O error,
+   * read-only, locked) is StoreUnavailableError and a write fault until a later write changes rows again.
    */
-  private write<T>(fn: () => T, changed: readonly string[] = []): T {
-    const before = this.writeFault === undefined ? 0 : this.totalChanges();
-    let out: T;
-    try {
-      out = transaction(this.db, fn);
-    } catch (err) {
-      const e = storeError(err, this.path);
-      if (e instanceof StoreUnavailableError) this.setWriteFault(e.message);
-      throw e;
-    }
-    if (this.writeFault !== undefined && this.totalChanges() > before) this.setWriteFault(undefined);
-    if (changed.length > 0) this.watcher.notify(changed);
-    return out;
+  private write<T>(fn: () => T, changed: readonly string[] = []): Promise<T> {
+    return this.commits.write(fn, changed);
   }
 
   private totalChanges(): number {
@@ -160,6 +163,7 @@ export class SqliteStore implements Store {
   }
 
   async close(): Promise<void> {
+    if (this.db.isOpen) this.commits.flush();
     this.watcher.close();
     this.stmts.clear();
     this.faultListeners.clear();
@@ -179,7 +183,7 @@ export class SqliteStore implements Store {
     const id = newApiKeyId();
     const key = newApiKeySecret();
     const salt = newSalt();
-    this.write(() => this.q(
+    await this.write(() => this.q(
       'INSERT INTO api_keys (id, name, salt, hash, role_descriptors, metadata, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)',
     ).run(id, req.name, salt, hashSecret(salt, key), JSON.stringify(req.roleDescriptors), JSON.stringify(req.metadata), rfc3339()));
     return { id, key };
@@ -198,21 +202,21 @@ export class SqliteStore implements Store {
 
   async updateApiKeyRoles(ids: string[], roles: RoleMap): Promise<void> {
     const json = JSON.stringify(roles);
-    this.write(() => {
+    await this.write(() => {
       for (const id of ids) this.q('UPDATE api_keys SET role_descriptors = ? WHERE id = ?').run(json, id);
     });
   }
 
   async invalidateApiKeys(ids: string[]): Promise<void> {
     if (ids.length === 0) return;
-    this.write(() => {
+    await this.write(() => {
       for (const id of ids) this.q('UPDATE api_keys SET invalidated = 1 WHERE id = ?').run(id);
     });
   }
 
   async createSecret(value: string): Promise<string> {
     const id = newApiKeyId();
-    this.write(() => this.q('INSERT INTO secrets (id, value) VALUES (?, ?)').run(id, this.box.seal(value, id)));
+    await this.write(() => this.q('INSERT INTO secrets (id, value) VALUES (?, ?)').run(id, this.box.seal(value, id)));
     return id;
   }
 
@@ -227,7 +231,7 @@ export class SqliteStore implements Store {
 
   async deleteSecrets(ids: string[]): Promise<void> {
     if (ids.length === 0) return;
-    this.write(() => {
+    await this.write(() => {
       for (const id of ids) this.q('DELETE FROM secrets WHERE id = ?').run(id);
     });
   }
@@ -247,13 +251,13 @@ export class SqliteStore implements Store {
 
   async putEnrollmentKey(id: string, doc: EnrollmentKeyDoc): Promise<void> {
     const atRest = enrollmentDocAtRest(doc);
-    this.write(() => this.q(
+    await this.write(() => this.q(
       'INSERT OR REPLACE INTO enrollment_keys (id, api_key_id, policy_id, active, doc) VALUES (?, ?, ?, ?, ?)',
     ).run(id, doc.api_key_id, doc.policy_id ?? null, doc.active ? 1 : 0, JSON.stringify(atRest)));
   }
 
   async updateEnrollmentKey(id: string, partial: Partial<EnrollmentKeyDoc>): Promise<void> {
-    this.write(() => {
+    await this.write(() => {
       const cur = hit<EnrollmentKeyDoc>(this.q('SELECT id, doc FROM enrollment_keys WHERE id = ?').get(id) as Row | undefined);
       if (!cur) throw new NotFoundError(`enrollment key ${id} not found`);
       const doc = enrollmentDocAtRest(mergeDoc(cur._source, partial));
@@ -304,20 +308,20 @@ export class SqliteStore implements Store {
   }
 
   async updateAgent(update: DocUpdate<AgentDoc>): Promise<void> {
-    this.write(() => {
+    await this.write(() => {
       if (!this.applyAgentUpdate(update)) throw new NotFoundError(`agent ${update.id} not found`);
     });
   }
 
   async bulkUpdateAgents(updates: DocUpdate<AgentDoc>[]): Promise<void> {
     if (updates.length === 0) return;
-    this.write(() => {
+    await this.write(() => {
       for (const u of updates) this.applyAgentUpdate(u);
     });
   }
 
   async deleteAgent(id: string): Promise<void> {
-    this.write(() => this.q('DELETE FROM agents WHERE id = ?').run(id));
+    await this.write(() => this.q('DELETE FROM agents WHERE id = ?').run(id));
   }
 
   async listAgents(query: AgentListQuery): Promise<Hit<AgentDoc>[]> {
@@ -351,7 +355,7 @@ export class SqliteStore implements Store {
 
   async addPolicyRevision(doc: PolicyDoc): Promise<Hit<PolicyDoc>> {
     const id = randomUUID();
-    const row = this.write(() => this.q('INSERT INTO policies (id, policy_id, revision_idx, doc) VALUES (?, ?, ?, ?) RETURNING seq')
+    const row = await this.write(() => this.q('INSERT INTO policies (id, policy_id, revision_idx, doc) VALUES (?, ?, ?, ?) RETURNING seq')
       .get(id, doc.policy_id, doc.revision_idx, JSON.stringify(sealFields(doc, this.box, id))) as Row, ['policies']);
     return { _id: id, _seq_no: Number(row['seq']), _source: doc };
   }
@@ -414,7 +418,7 @@ export class SqliteStore implements Store {
 
   async createActionResults(results: { id: string; doc: ActionResultDoc }[]): Promise<void> {
     if (results.length === 0) return;
-    this.write(() => {
+    await this.write(() => {
       for (const r of results) {
         this.q('INSERT OR IGNORE INTO action_results (id, action_id, doc) VALUES (?, ?, ?)').run(r.id, r.doc.action_id, JSON.stringify(r.doc));
       }

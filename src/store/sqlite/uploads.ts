@@ -69,8 +69,8 @@ export class SqliteUploads implements UploadStore {
   }
 
   async putChunk(upload: UploadRecord, chunk: ChunkWrite, data: AsyncIterable<Uint8Array>): Promise<number> {
-    return this.blobs.put('uploads', upload.id, chunk.n, data, (size) => {
-      const stored = this.sql.write(() => {
+    return this.blobs.put('uploads', upload.id, chunk.n, data, async (size) => {
+      const stored = await this.sql.write(() => {
         // Deleted while the bytes arrived: the file goes again (blobs.put) rather than lingering unowned.
         if (!this.sql.q('SELECT 1 FROM uploads WHERE id = ?').get(upload.id)) return false;
         this.sql.q('INSERT OR REPLACE INTO upload_chunks (bid, n, size, sha2, last, timestamp_ms) VALUES (?, ?, ?, ?, ?, ?)')
@@ -83,8 +83,8 @@ export class SqliteUploads implements UploadStore {
   }
 
   async deleteChunk(upload: UploadRecord, n: number): Promise<void> {
-    await this.blobs.remove('uploads', upload.id, n, () => {
-      this.sql.write(() => this.sql.q('DELETE FROM upload_chunks WHERE bid = ? AND n = ?').run(upload.id, n));
+    await this.blobs.remove('uploads', upload.id, n, async () => {
+      await this.sql.write(() => this.sql.q('DELETE FROM upload_chunks WHERE bid = ? AND n = ?').run(upload.id, n));
     });
   }
 
@@ -100,13 +100,13 @@ export class SqliteUploads implements UploadStore {
   }
 
   async deleteChunks(upload: UploadRecord): Promise<void> {
-    this.sql.write(() => this.sql.q('DELETE FROM upload_chunks WHERE bid = ?').run(upload.id));
+    await this.sql.write(() => this.sql.q('DELETE FROM upload_chunks WHERE bid = ?').run(upload.id));
     await this.blobs.removeAll('uploads', upload.id);
   }
 
   /** As upstream's update-by-query, an upload that is gone is not an error. */
   async setUploadStatus(upload: UploadRecord, status: string, transitHash?: string): Promise<void> {
-    this.sql.write(() => {
+    await this.sql.write(() => {
       const row = this.sql.q('SELECT doc FROM uploads WHERE id = ?').get(upload.id) as Row | undefined;
       if (!row) return;
       const doc = JSON.parse(row['doc'] as string) as JsonObject;
@@ -118,7 +118,7 @@ export class SqliteUploads implements UploadStore {
 
   async deleteUpload(upload: UploadRecord): Promise<void> {
     // The chunk rows go with the upload (ON DELETE CASCADE); files after rows, so no row names a missing file.
-    this.sql.write(() => this.sql.q('DELETE FROM uploads WHERE id = ?').run(upload.id));
+    await this.sql.write(() => this.sql.q('DELETE FROM uploads WHERE id = ?').run(upload.id));
     await this.blobs.removeAll('uploads', upload.id);
   }
 }

@@ -1,0 +1,62 @@
+// What the benchmarks share: waiting for a condition, the Elasticsearch double in its own process, and a
+// server's RSS over all its processes.
+import { spawn } from 'node:child_process';
+import { readdirSync, readFileSync } from 'node:fs';
+
+export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+const doubleJs = new URL('../../dist/es-double.js', import.meta.url).pathname;
+
+/** Polls fn every 100 ms until it returns something truthy (errors count as not yet). */
+export async function waitFor(what, fn, timeoutMs = 30_000) {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    try {
+      const v = await fn();
+      if (v) return v;
+    } catch { /* not yet */ }
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await sleep(100);
+  }
+}
+
+/** Starts the Elasticsearch double on `port`; resolves with the process and its service token. */
+export async function startDouble(port) {
+  const proc = spawn(process.execPath, [doubleJs, '--port', String(port)], { stdio: ['ignore', 'pipe', 'inherit'] });
+  let out = '';
+  proc.stdout.on('data', (d) => (out += d));
+  const token = await waitFor('the Elasticsearch double', () => /service token: (\S+)/.exec(out)?.[1]);
+  return { proc, token };
+}
+
+const trees = new Map();
+/** The process and every process under it (a server's cluster workers), looked up at most once a second. */
+function processTree(pid) {
+  const known = trees.get(pid);
+  if (known && performance.now() - known.at < 1000) return known.pids;
+  const children = new Map();
+  for (const p of readdirSync('/proc').filter((d) => /^\d+$/.test(d))) {
+    try {
+      const ppid = Number(readFileSync(`/proc/${p}/stat`, 'utf8').replace(/^.*\) /s, '').split(' ')[1]);
+      children.set(ppid, [...(children.get(ppid) ?? []), Number(p)]);
+    } catch { /* gone meanwhile */ }
+  }
+  const pids = [];
+  for (const todo = [pid]; todo.length > 0;) {
+    const p = todo.pop();
+    pids.push(p);
+    todo.push(...(children.get(p) ?? []));
+  }
+  trees.set(pid, { at: performance.now(), pids });
+  return pids;
+}
+
+/** RSS in KiB of a server: its process and its cluster workers (inputs.0.server.workers). */
+export function rssKiB(pid) {
+  let total = 0;
+  for (const p of processTree(pid)) {
+    try {
+      total += Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${p}/status`, 'utf8'))?.[1] ?? 0);
+    } catch { /* gone meanwhile */ }
+  }
+  return total;
+}

@@ -1,0 +1,20 @@
+// Bytes as the file ports move them: async iterables of pieces, and their hashes.
+import { createHash } from 'node:crypto';
+
+export const sha256 = (b: Uint8Array): string => createHash('sha256').update(b).digest('hex');
+
+/** `buf` in pieces of `size` bytes. */
+export async function* pieces(buf: Uint8Array, size = 65536): AsyncIterable<Uint8Array> {
+  for (let i = 0; i < buf.length; i += size) yield buf.subarray(i, i + size);
+}
+
+/** `buf` as one piece. */
+export async function* once(buf: Uint8Array): AsyncIterable<Uint8Array> {
+  yield buf;
+}
+
+export async function collect(it: AsyncIterable<Uint8Array>): Promise<Buffer> {
+  const parts: Buffer[] = [];
+  for await (const p of it) parts.push(Buffer.from(p));
+  return Buffer.concat(parts);
+}

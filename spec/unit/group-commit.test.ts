@@ -1,0 +1,67 @@
+// Group commit in the embedded store: writes of one event-loop turn share one transaction, each is
+// acknowledged only once that transaction has committed (another connection sees it by then), and a
+// failing write undoes only itself.
+import { DatabaseSync } from 'node:sqlite';
+import { GroupCommit } from '../../src/store/sqlite/group-commit';
+import { removeDir, tempDir } from '../support/fleet-server';
+
+let dir: string;
+let db: DatabaseSync;
+let other: DatabaseSync;
+let commits: { tables: string[]; rowsChanged: boolean }[];
+let gc: GroupCommit;
+
+beforeEach(() => {
+  dir = tempDir();
+  db = new DatabaseSync(`${dir}/t.db`);
+  db.exec('PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT NOT NULL)');
+  other = new DatabaseSync(`${dir}/t.db`);
+  commits = [];
+  gc = new GroupCommit(db, {
+    failed: (err) => err,
+    totalChanges: () => Number((db.prepare('SELECT total_changes() AS n').get() as { n: number }).n),
+    committed: (tables, rowsChanged) => commits.push({ tables: [...tables], rowsChanged }),
+  });
+});
+afterEach(() => {
+  gc.flush();
+  db.close();
+  other.close();
+  removeDir(dir);
+});
+
+const count = (): number => Number((other.prepare('SELECT count(*) AS n FROM t').get() as { n: number }).n);
+
+test('writes of one turn commit together, and each resolves only after the commit', async () => {
+  const insert = db.prepare('INSERT INTO t (v) VALUES (?)');
+  const acks = Array.from({ length: 100 }, (_, i) => gc.write(() => Number(insert.run(`v${i}`).lastInsertRowid), ['t']));
+  // Not yet committed: another connection sees nothing.
+  expect(count()).toBe(0);
+  const ids = await Promise.all(acks);
+  expect(count()).toBe(100);
+  expect(ids).toEqual(Array.from({ length: 100 }, (_, i) => i + 1));
+  expect(commits).toEqual([{ tables: ['t'], rowsChanged: true }]);
+  // The next turn's write is a new transaction.
+  await gc.write(() => insert.run('later'));
+  expect(commits).toHaveLength(2);
+});
+
+test('a failing write undoes only itself; the others of its turn commit', async () => {
+  const insert = db.prepare('INSERT INTO t (v) VALUES (?)');
+  const first = gc.write(() => insert.run('a'));
+  const failing = gc.write(() => {
+    insert.run('b');
+    insert.run(null as unknown as string); // NOT NULL constraint
+  });
+  const third = gc.write(() => insert.run('c'));
+  await expect(failing).rejects.toThrow(/NOT NULL/);
+  await Promise.all([first, third]);
+  expect((other.prepare('SELECT v FROM t ORDER BY id').all() as { v: string }[]).map((r) => r.v)).toEqual(['a', 'c']);
+});
+
+test('flush commits what is pending at once (before closing)', async () => {
+  const ack = gc.write(() => db.prepare('INSERT INTO t (v) VALUES (?)').run('x'));
+  gc.flush();
+  expect(count()).toBe(1);
+  await ack;
+});

@@ -1,0 +1,82 @@
+// The /stats document of a server running in several workers: the workers' documents summed into one
+// (counters, gauges, memory and CPU of every process, the primary's included), so that dashboards see one
+// server; beyond upstream, `fleet.workers` lists each worker's own figures.
+import type { StatsDocument } from '../http/metrics';
+
+type Obj = Record<string, unknown>;
+
+function isObj(v: unknown): v is Obj {
+  return v !== null && typeof v === 'object' && !Array.isArray(v);
+}
+
+/** Numbers added leaf by leaf; anything else taken from the first document that has it. */
+function add(a: unknown, b: unknown): unknown {
+  if (typeof a === 'number' && typeof b === 'number') return a + b;
+  if (isObj(a) && isObj(b)) {
+    const out: Obj = { ...a };
+    for (const [k, v] of Object.entries(b)) out[k] = k in a ? add(a[k], v) : v;
+    return out;
+  }
+  return a ?? b;
+}
+
+function sum(docs: unknown[]): Obj {
+  return docs.reduce<Obj>((acc, d) => add(acc, d) as Obj, {});
+}
+
+function pick(o: unknown, keys: string[]): Obj {
+  const src = isObj(o) ? o : {};
+  return Object.fromEntries(keys.filter((k) => k in src).map((k) => [k, src[k]]));
+}
+
+function omit(o: unknown, keys: string[]): Obj {
+  return Object.fromEntries(Object.entries(isObj(o) ? o : {}).filter(([k]) => !keys.includes(k)));
+}
+
+/** Process metrics of every process added up; what describes the box or the program (limits, cgroup, uptime) is the primary's. */
+function processes(primary: Obj, workers: Obj[]): Obj {
+  const total = sum([omit(primary, ['info', 'cgroup', 'handles']), ...workers.map((w) => omit(w, ['info', 'cgroup', 'handles']))]);
+  const handles = isObj(primary['handles']) ? primary['handles'] : undefined;
+  if (handles) {
+    const open = [handles, ...workers.map((w) => w['handles'])].reduce<number>((n, h) => n + (isObj(h) && typeof h['open'] === 'number' ? h['open'] : 0), 0);
+    total['handles'] = { ...handles, open };
+  }
+  for (const k of ['info', 'cgroup']) if (k in primary) total[k] = primary[k];
+  return total;
+}
+
+const STATE_RANK: Record<string, number> = { HEALTHY: 0, STARTING: 1, CONFIGURING: 1, DEGRADED: 2, STOPPING: 3, STOPPED: 3, FAILED: 4 };
+
+export interface WorkerStats {
+  slot: number;
+  pid: number;
+  doc: StatsDocument;
+}
+
+export function clusterStats(primaryProcess: Obj, workers: WorkerStats[], cluster: { size: number; restarts: number }): StatsDocument {
+  const docs = workers.map((w) => w.doc);
+  const proc = processes(primaryProcess, docs.map((d) => (isObj(d['beat']) ? d['beat'] : {})));
+  const http = sum(docs.map((d) => pick(d['http_server'], ['tcp_open', 'tcp_close', 'tcp_active', 'routes'])));
+  const fleets = docs.map((d) => (isObj(d['fleet']) ? d['fleet'] : {}));
+  const fleet = sum(fleets.map((f) => omit(f, ['status', 'event_loop'])));
+  // The server is as healthy as its least healthy worker; no worker answering is not healthy.
+  const states = fleets.map((f) => String(f['status'] ?? 'FAILED'));
+  fleet['status'] = states.length === 0 ? 'STARTING' : states.reduce((w, s) => ((STATE_RANK[s] ?? 4) > (STATE_RANK[w] ?? 4) ? s : w));
+  // Delays are not additive: the worst worker's.
+  const delay = (k: string): number => Math.max(0, ...fleets.map((f) => {
+    const d = (f['event_loop'] as { delay?: Obj } | undefined)?.delay?.[k];
+    return typeof d === 'number' ? d : 0;
+  }));
+  fleet['event_loop'] = { delay: { p50_ms: delay('p50_ms'), p99_ms: delay('p99_ms'), max_ms: delay('max_ms') } };
+  fleet['cluster'] = { workers: cluster.size, answering: workers.length, restarts: cluster.restarts };
+  fleet['workers'] = workers.map((w) => {
+    const f = isObj(w.doc['fleet']) ? w.doc['fleet'] : {};
+    const mem = (w.doc['beat'] as { memstats?: { rss?: number } } | undefined)?.memstats;
+    return {
+      slot: w.slot, pid: w.pid, status: f['status'], checkin: f['checkin'], http: f['http'],
+      tcp_open: (w.doc['http_server'] as Obj | undefined)?.['tcp_open'], tcp_active: (w.doc['http_server'] as Obj | undefined)?.['tcp_active'],
+      rss: mem?.rss,
+    };
+  });
+  return { http_server: { ...http, ...proc }, beat: proc, fleet };
+}

@@ -1,0 +1,208 @@
+// Several processes serving HTTP (inputs.0.server.workers > 1, Elasticsearch store): Node's cluster, the
+// primary accepting connections on the shared listeners and dealing them to the workers in turn. Each
+// worker is a whole stateless server on the cluster (as several instances on one cluster already are),
+// with its share of the limits; the primary supervises (a worker that dies is replaced, its agents
+// reconnect to the others), drains them all on SIGTERM, and serves the metrics listener, summing the
+// workers' figures.
+import cluster, { type Worker } from 'node:cluster';
+import { randomBytes } from 'node:crypto';
+import { createInterface } from 'node:readline';
+import type { Logger } from 'pino';
+import type { FleetServerConfig } from '../config/config';
+import { localStats, processMetrics, startMetrics, type StatsDocument, type StatsSource } from '../http/metrics';
+import { createLogger, rawLogWriter } from '../logging/logger';
+import { Backoff } from '../util/backoff';
+import { describeError } from '../util/error-text';
+import { NODE_FLAGS } from '../version';
+import { clusterStats, type WorkerStats } from './cluster-stats';
+import { openServer, serveUntilStopped, stopOnSignals } from './serve';
+import { shareLimits } from './sizing';
+
+/** primary → worker */
+type ToWorker = { t: 'init'; ticketKeys: string } | { t: 'stats'; id: number; gc: boolean } | { t: 'stop' };
+/** worker → primary */
+type ToPrimary = { t: 'hello' } | { t: 'ready' } | { t: 'failed'; reason: string } | { t: 'stats'; id: number; doc: StatsDocument };
+
+const ENV_SIZE = 'FLEET_SERVER_WORKERS';
+const ENV_SLOT = 'FLEET_SERVER_WORKER_SLOT';
+/** Set when the primary writes the workers' log lines (log files: one writer rotates them). */
+const ENV_PIPE_LOGS = 'FLEET_SERVER_WORKER_LOGS_PIPED';
+/** How long a scrape waits for a worker's figures before leaving it out. */
+const STATS_WAIT_MS = 2000;
+/** A worker that dies sooner than this after its start is replaced after a growing pause. */
+const STABLE_MS = 10_000;
+
+/** A message to the other side; one that is gone is not an error here (its exit is handled where it is seen). */
+function send(target: Worker | NodeJS.Process, message: ToWorker | ToPrimary): void {
+  const post = target.send as ((m: unknown, cb: (err: Error | null) => void) => boolean) | undefined;
+  try {
+    post?.call(target, message, ignore);
+  } catch {
+    // Channel closed.
+  }
+}
+
+function ignore(): void {}
+
+/** A worker: one server with its share of the limits, stopped by its signals or by the primary. */
+export async function runWorker(config: FleetServerConfig): Promise<void> {
+  const size = Math.max(1, Number(process.env[ENV_SIZE]) || 1);
+  const slot = Number(process.env[ENV_SLOT]) || 0;
+  const logging = process.env[ENV_PIPE_LOGS] ? { ...config.logging, toStderr: true, toFiles: false } : config.logging;
+  const log = createLogger(logging).child({ 'worker.slot': slot });
+  const shared: FleetServerConfig = { ...config, server: { ...config.server, limits: shareLimits(config.server.limits, size) } };
+  let stop: ((reason: string) => void) | undefined;
+  let stats: StatsSource | undefined;
+  let initialised: (ticketKeys: Buffer) => void = ignore;
+  const ticketKeys = new Promise<Buffer>((resolve) => (initialised = resolve));
+  // Listening before saying hello: nothing the primary sends can arrive unheard.
+  process.on('message', (m: ToWorker) => {
+    if (m.t === 'init') initialised(Buffer.from(m.ticketKeys, 'hex'));
+    else if (m.t === 'stop') {
+      if (stop) stop('primary');
+      else process.exit(0); // nothing served yet
+    } else if (m.t === 'stats' && stats) void stats({ gc: m.gc }).then((doc) => send(process, { t: 'stats', id: m.id, doc }));
+  });
+  send(process, { t: 'hello' });
+  try {
+    const server = await openServer(shared, log, { ticketKeys: await ticketKeys });
+    stop = serveUntilStopped(server, log);
+    stats = localStats(server.fleet, server.http);
+    // A worker whose primary is gone exits at once (Node's cluster does that): the listeners went with it.
+    await server.start({ metrics: false });
+  } catch (err) {
+    // The primary says why in its one line; this worker exits once the reason is sent.
+    const reason: ToPrimary = { t: 'failed', reason: describeError(err) };
+    try {
+      process.send!(reason, () => process.exit(1));
+    } catch {
+      throw err;
+    }
+    return;
+  }
+  log.info({ 'process.pid': process.pid, 'limits.max_connections': shared.server.limits.maxConnections }, 'fleet-server worker ready');
+  send(process, { t: 'ready' });
+}
+
+interface Slot {
+  index: number;
+  /** Why its worker could not start, as it said. */
+  failure?: string;
+  worker: Worker | undefined;
+  ready: boolean;
+  startedAt: number;
+  backoff: Backoff;
+}
+
+/** The primary: starts `size` workers and waits until all are ready; then supervises them until a signal. */
+export async function runPrimary(config: FleetServerConfig, log: Logger, size: number): Promise<void> {
+  // Round-robin in the primary is Node's default on Linux (the kernel's own spread is uneven); also elsewhere.
+  cluster.schedulingPolicy = cluster.SCHED_RR;
+  const pipeLogs = config.logging.toFiles;
+  const writeLine = pipeLogs ? rawLogWriter(log, config.logging.toStderr) : undefined;
+  cluster.setupPrimary({
+    // The shipped V8 flags (memory settings) apply to the workers however this process was started.
+    execArgv: [...process.execArgv, ...NODE_FLAGS.filter((f) => !process.execArgv.includes(f))],
+    ...(pipeLogs ? { stdio: ['ignore', 'inherit', 'pipe', 'ipc'] } : {}),
+  });
+
+  const slots: Slot[] = Array.from({ length: size }, (_, index) => ({
+    index: index + 1, worker: undefined, ready: false, startedAt: 0, backoff: new Backoff({ initialMs: 500, maxMs: 30_000 }),
+  }));
+  // One set for all workers, replacements included: a session made with one resumes with any.
+  const ticketKeys = randomBytes(48);
+  let restarts = 0;
+  let stopping = false;
+  let nextStatsId = 0;
+  const pendingStats = new Map<number, (doc: StatsDocument, worker: Worker) => void>();
+  let startup: { resolve: () => void; reject: (err: Error) => void } | undefined;
+
+  const fork = (slot: Slot): void => {
+    const worker = cluster.fork({ [ENV_SIZE]: String(size), [ENV_SLOT]: String(slot.index), ...(pipeLogs ? { [ENV_PIPE_LOGS]: '1' } : {}) });
+    slot.worker = worker;
+    slot.ready = false;
+    slot.failure = undefined;
+    slot.startedAt = Date.now();
+    if (writeLine && worker.process.stderr) createInterface({ input: worker.process.stderr }).on('line', (l) => writeLine(`${l}\n`));
+    worker.on('message', (m: ToPrimary) => {
+      if (m.t === 'hello') send(worker, { t: 'init', ticketKeys: ticketKeys.toString('hex') });
+      else if (m.t === 'failed') slot.failure = m.reason;
+      else if (m.t === 'ready') {
+        slot.ready = true;
+        log.info({ 'worker.slot': slot.index, 'process.pid': worker.process.pid }, 'worker ready');
+        if (startup && slots.every((s) => s.ready)) startup.resolve();
+      } else if (m.t === 'stats') {
+        pendingStats.get(m.id)?.(m.doc, worker);
+      }
+    });
+  };
+
+  cluster.on('exit', (worker, code, signal) => {
+    const slot = slots.find((s) => s.worker === worker);
+    if (!slot) return;
+    slot.worker = undefined;
+    slot.ready = false;
+    if (stopping) return;
+    const fields = {
+      'worker.slot': slot.index, 'process.pid': worker.process.pid, 'exit.code': code, 'exit.signal': signal,
+      ...(slot.failure ? { 'error.message': slot.failure } : {}),
+    };
+    if (startup) {
+      startup.reject(new Error(slot.failure ?? `worker ${slot.index} exited (${signal ?? code}) before it was ready`));
+      return;
+    }
+    const lived = Date.now() - slot.startedAt;
+    if (lived >= STABLE_MS) slot.backoff.reset();
+    const wait = lived >= STABLE_MS ? 0 : slot.backoff.next();
+    restarts++;
+    log.error({ ...fields, 'restart.in_ms': wait }, 'worker exited; starting a replacement');
+    setTimeout(() => {
+      if (!stopping) fork(slot);
+    }, wait);
+  });
+
+  const ready = new Promise<void>((resolve, reject) => (startup = { resolve, reject }));
+  for (const slot of slots) fork(slot);
+  try {
+    await ready;
+  } catch (err) {
+    stopping = true;
+    for (const s of slots) s.worker?.kill('SIGKILL');
+    throw err;
+  } finally {
+    startup = undefined;
+  }
+  log.info({ workers: size, pids: slots.map((s) => s.worker?.process.pid) }, 'fleet-server workers ready');
+
+  /** Every ready worker's /stats, as many as answer within STATS_WAIT_MS. */
+  const gather = async (gc: boolean): Promise<StatsDocument> => {
+    const live = slots.filter((s) => s.ready && s.worker);
+    const answers = await Promise.all(live.map((slot) => new Promise<WorkerStats | undefined>((resolve) => {
+      const id = ++nextStatsId;
+      const timer = setTimeout(() => {
+        pendingStats.delete(id);
+        resolve(undefined);
+      }, STATS_WAIT_MS);
+      pendingStats.set(id, (doc, worker) => {
+        clearTimeout(timer);
+        pendingStats.delete(id);
+        resolve({ slot: slot.index, pid: worker.process.pid ?? 0, doc });
+      });
+      send(slot.worker!, { t: 'stats', id, gc });
+    })));
+    return clusterStats(processMetrics(), answers.filter((a): a is WorkerStats => a !== undefined), { size, restarts });
+  };
+  const metrics = config.http.enabled ? await startMetrics(config.http.host, config.http.port, ({ gc }) => gather(gc), log) : undefined;
+
+  // Each worker drains within timeouts.drain (and exits by itself 5 s after it at the latest).
+  stopOnSignals(log, config.server.timeouts.drainMs + 10_000, async () => {
+    stopping = true;
+    // 'close': exited, and its last log lines read (they may come through this process).
+    const exited = slots.filter((s) => s.worker).map((s) => new Promise<void>((r) => s.worker!.process.once('close', () => r())));
+    for (const s of slots) if (s.worker) send(s.worker, { t: 'stop' });
+    await Promise.all(exited);
+    metrics?.close();
+  }, () => {
+    for (const s of slots) s.worker?.kill('SIGKILL');
+  });
+}

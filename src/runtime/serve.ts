@@ -1,0 +1,52 @@
+// The life of a serving process, standalone or a cluster worker: until a signal (or the primary) says
+// stop, then a drain within timeouts.drain and exit 0; exit 1 if the drain overruns.
+import type { Logger } from 'pino';
+import type { FleetServerConfig } from '../config/config';
+import type { HttpOptions } from '../http/server';
+import { withContext } from '../util/error-text';
+import { ServerInstance } from './server-instance';
+import { handleSignals } from './signals';
+
+/** The store opened and the server built, or an error that says which store could not be opened. */
+export async function openServer(config: FleetServerConfig, log: Logger, http: HttpOptions = {}): Promise<ServerInstance> {
+  try {
+    return await ServerInstance.create(config, log, http);
+  } catch (err) {
+    // A refusal that names its own file (a lock held, a damaged database, a missing key) says it all.
+    if (!config.elasticsearch && err instanceof Error && !('code' in err) && err.message.includes(config.pathData)) throw err;
+    throw withContext(config.elasticsearch ? 'cannot open the Elasticsearch store' : `data directory ${config.pathData} (path.data)`, err);
+  }
+}
+
+export function serveUntilStopped(server: ServerInstance, log: Logger): (reason: string) => void {
+  return stopOnSignals(log, server.config.server.timeouts.drainMs + 5000, () => server.stop({ spread: true }));
+}
+
+/**
+ * On the first of SIGTERM, SIGINT or the returned function's call: `drain`, then exit 0; past `deadlineMs`
+ * `overrun` and exit 1. SIGHUP reopens the log files (signals.ts).
+ */
+export function stopOnSignals(log: Logger, deadlineMs: number, drain: () => Promise<void>, overrun?: () => void): (reason: string) => void {
+  let stopping = false;
+  const stop = async (signal: string): Promise<void> => {
+    if (stopping) return;
+    stopping = true;
+    log.info({ signal }, 'fleet-server stopping');
+    const hard = setTimeout(() => {
+      log.error('drain timeout exceeded; exiting');
+      overrun?.();
+      process.exit(1);
+    }, deadlineMs);
+    hard.unref();
+    try {
+      await drain();
+      log.info('fleet-server stopped');
+      log.flush();
+    } finally {
+      process.exitCode = 0;
+      setImmediate(() => process.exit(0));
+    }
+  };
+  handleSignals(log, (signal) => void stop(signal));
+  return (reason) => void stop(reason);
+}
