@@ -11,7 +11,9 @@ import { CAP, SimCollector, WsCollector, agentToServer, uuidText } from './suppo
 import { clientFrame, WsClient } from './support/ws-client';
 import { EsDouble } from './support/es-double/server';
 import { esSettings, seedPolicy } from './support/es-mode';
-import { removeDir, startFleetServer, tempDir, type FleetServerProcess } from './support/fleet-server';
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
+import { DIST, removeDir, startFleetServer, tempDir, type FleetServerProcess } from './support/fleet-server';
 import { request } from './support/http';
 import { expectDocument } from './support/schema';
 
@@ -166,9 +168,13 @@ describe.each([embedded, elasticsearch()])('OpAMP over HTTP on $name', (backend)
     const replaced = await eventually(() => show(col.id), (d) => d.sequence_num === 5);
     expect(replaced.effective_config).toEqual({ receivers: { otlp: {} }, service: { pipelines: {} } });
 
-    // The admin CLI lists it with its status and version.
+    // The admin CLI lists it with its type, status (from its health) and version.
     const listed = await cli(['agents', 'list']);
     expect(listed).toEqual(expect.arrayContaining([expect.objectContaining({ _id: col.id, type: 'OPAMP', last_checkin_status: 'degraded' })]));
+    // Run asynchronously: the Elasticsearch double answers from this process.
+    const tableText = (await promisify(execFile)(process.execPath, [DIST, 'agents', 'list', '-E', `path.data=${dataDir}`, ...backend.settings().flatMap((s) => ['-E', s])], { cwd: dataDir })).stdout;
+    expect(tableText.split('\n')[0]).toMatch(/^ID\s+TYPE\s+STATUS/);
+    expect(tableText.split('\n').find((l) => l.startsWith(col.id))).toMatch(/\sOPAMP\s+degraded\s+default-policy\s.*\s0\.120\.0\s*$/);
 
     const bye = await col.send({ disconnect: true });
     expect(bye.reply).toMatchObject({ flags: 0, capabilities: 0 });
