@@ -17,7 +17,7 @@ const SERVER_WORKERS = process.env.BENCH_SERVER_WORKERS;
 const GZIP_BODIES = process.env.BENCH_GZIP_BODIES !== '0';
 const PORT = Number(process.env.BENCH_PORT ?? 18420);
 // BENCH_STORE picks runs: sqlite, elasticsearch, startup (the packaged executable's start-up); default all.
-const RUNS = (process.env.BENCH_STORE ?? 'startup,sqlite,elasticsearch').split(',');
+const RUNS = (process.env.BENCH_STORE ?? 'startup,sqlite,elasticsearch,opamp').split(',');
 const STORES = RUNS.filter((r) => r === 'sqlite' || r === 'elasticsearch');
 const STEADY_S = Number(process.env.BENCH_STEADY_SECONDS ?? 60);
 const dist = new URL('../dist/fleet-server.js', import.meta.url).pathname;
@@ -213,3 +213,8 @@ async function startup() {
 
 if (RUNS.includes('startup')) await startup();
 for (const store of STORES) await run(store);
+// OpAMP: Collectors holding WebSockets, RSS per connection, a remote-configuration change reaching all (bench-opamp.mjs).
+if (RUNS.includes('opamp')) {
+  console.log('\nOpAMP (embedded store)');
+  execFileSync(process.execPath, [new URL('./bench-opamp.mjs', import.meta.url).pathname], { stdio: 'inherit' });
+}
