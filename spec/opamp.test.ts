@@ -6,11 +6,10 @@ import { createHash } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
+import { embedded, elasticsearch } from './support/backends';
 import { cli as runCli } from './support/cli';
 import { CAP, SimCollector, WsCollector, agentToServer, uuidText } from './support/collector';
 import { clientFrame, WsClient } from './support/ws-client';
-import { EsDouble } from './support/es-double/server';
-import { esSettings, seedPolicy } from './support/es-mode';
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { DIST, removeDir, startFleetServer, tempDir, type FleetServerProcess } from './support/fleet-server';
@@ -19,34 +18,6 @@ import { expectDocument } from './support/schema';
 
 jest.setTimeout(120_000);
 
-interface Backend {
-  name: string;
-  start(): Promise<void>;
-  stop(): Promise<void>;
-  settings(): string[];
-  token(server: FleetServerProcess): Promise<string>;
-}
-
-const embedded: Backend = {
-  name: 'the embedded store',
-  start: async () => undefined,
-  stop: async () => undefined,
-  settings: () => [],
-  token: async (server) => server.printedToken!,
-};
-
-function elasticsearch(): Backend {
-  let es: EsDouble;
-  return {
-    name: 'Elasticsearch (the double)',
-    start: async () => {
-      es = await new EsDouble().start();
-    },
-    stop: () => es.stop(),
-    settings: () => esSettings(es),
-    token: (server) => seedPolicy(server.dataDir, esSettings(es), server.url),
-  };
-}
 
 const PROTOBUF = 'application/x-protobuf';
 const FULL_STATE = 0x1;
