@@ -153,7 +153,9 @@ class Collector {
 async function main() {
   const dir = mkdtempSync(join(tmpdir(), 'bench-opamp-'));
   const args = [...pkg.fleetServer.nodeFlags, dist, '-E', `path.data=${dir}`, '-E', `inputs.0.server.port=${PORT}`,
-    '-E', 'inputs.0.server.internal_port=0', '-E', 'inputs.0.server.host=127.0.0.1', '-E', 'logging.level=warning'];
+    '-E', 'inputs.0.server.internal_port=0', '-E', 'inputs.0.server.host=127.0.0.1', '-E', 'logging.level=warning',
+    // Open the OpAMP limiter: this measures the server, not the throttle (1,000 a burst by default).
+    '-E', 'inputs.0.server.limits.opamp_limit.interval=1us', '-E', 'inputs.0.server.limits.opamp_limit.burst=100000'];
   const server = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'inherit'] });
   let out = '';
   server.stdout.on('data', (d) => { out += d; });
