@@ -10,6 +10,9 @@ let db: DatabaseSync;
 let other: DatabaseSync;
 let commits: { tables: string[]; rowsChanged: boolean }[];
 let gc: GroupCommit;
+/** What the next flush does; by default it succeeds at once. */
+let flush: () => Promise<void>;
+let flushes: number;
 
 beforeEach(() => {
   dir = tempDir();
@@ -17,7 +20,13 @@ beforeEach(() => {
   db.exec('PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT NOT NULL)');
   other = new DatabaseSync(`${dir}/t.db`);
   commits = [];
+  flushes = 0;
+  flush = () => Promise.resolve();
   gc = new GroupCommit(db, {
+    durable: () => {
+      flushes++;
+      return flush();
+    },
     failed: (err) => err,
     totalChanges: () => Number((db.prepare('SELECT total_changes() AS n').get() as { n: number }).n),
     committed: (tables, rowsChanged) => commits.push({ tables: [...tables], rowsChanged }),
@@ -57,6 +66,25 @@ test('a failing write undoes only itself; the others of its turn commit', async 
   await expect(failing).rejects.toThrow(/NOT NULL/);
   await Promise.all([first, third]);
   expect((other.prepare('SELECT v FROM t ORDER BY id').all() as { v: string }[]).map((r) => r.v)).toEqual(['a', 'c']);
+});
+
+test('writes are acknowledged only once the committed WAL is flushed; a failed flush rejects them all', async () => {
+  const insert = db.prepare('INSERT INTO t (v) VALUES (?)');
+  let release!: () => void;
+  flush = () => new Promise<void>((r) => { release = r; });
+  let acked = 0;
+  const acks = [gc.write(() => insert.run('a')), gc.write(() => insert.run('b'))].map((p) => p.then(() => acked++));
+  await new Promise((r) => setImmediate(r));
+  // Committed (visible to another connection) but not yet flushed: not acknowledged.
+  expect(count()).toBe(2);
+  expect(flushes).toBe(1);
+  expect(acked).toBe(0);
+  release();
+  await Promise.all(acks);
+  expect(acked).toBe(2);
+
+  flush = () => Promise.reject(new Error('EIO: i/o error, fdatasync'));
+  await expect(gc.write(() => insert.run('c'))).rejects.toThrow(/EIO/);
 });
 
 test('flush commits what is pending at once (before closing)', async () => {

@@ -47,6 +47,9 @@ export function openDatabase(path: string, opts: OpenOptions = {}): OpenDatabase
       throw new Error(`the encryption key from ${box.source} does not open the secrets in ${path}: give the key it was written with (${KEY_ENV}, inputs.0.server.secrets.key, or the ${KEY_FILE} made beside it)`);
     }
     migrate(db, box);
+    // From here on every write goes through group commit, which flushes the WAL itself before a write
+    // is acknowledged (group-commit.ts): COMMIT need not wait for the disk on the event loop.
+    db.exec('PRAGMA synchronous = NORMAL');
     return { db, box };
   } catch (err) {
     db.close();

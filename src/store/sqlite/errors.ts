@@ -4,6 +4,7 @@
 // are told the cause only.
 import type { SQLInputValue, StatementSync } from 'node:sqlite';
 import { StoreUnavailableError } from '../port';
+import { open, type FileHandle } from 'node:fs/promises';
 
 const SQLITE_BUSY = 5;
 const SQLITE_LOCKED = 6;
@@ -98,4 +99,45 @@ export function fileError(err: unknown): unknown {
   const cause = code === undefined ? undefined : FS_UNAVAILABLE.get(code);
   if (!cause) return err;
   return new StoreUnavailableError((err as Error).message, { cause: err, clientMessage: `the embedded store cannot be used: ${cause}` });
+}
+
+/**
+ * Flushes a file's data to disk (the WAL after group commits) on the thread pool, through one
+ * descriptor kept open; calls made while a flush runs share the next one. A disk fault is
+ * StoreUnavailableError.
+ */
+export class FileFlusher {
+  private fh: Promise<FileHandle> | undefined;
+  private running: Promise<void> | undefined;
+  private next: Promise<void> | undefined;
+
+  constructor(private readonly path: string) {}
+
+  flush(): Promise<void> {
+    if (!this.running) return (this.running = this.run());
+    // One flush is under way: it may have started before these writes; they take the next one.
+    this.next ??= this.running.catch(() => undefined).then(() => {
+      this.next = undefined;
+      return (this.running = this.run());
+    });
+    return this.next;
+  }
+
+  private async run(): Promise<void> {
+    try {
+      this.fh ??= open(this.path, 'r+');
+      await (await this.fh).datasync();
+    } catch (err) {
+      this.fh = undefined;
+      throw fileError(err);
+    } finally {
+      this.running = undefined;
+    }
+  }
+
+  async close(): Promise<void> {
+    const fh = this.fh;
+    this.fh = undefined;
+    await (await fh?.catch(() => undefined))?.close().catch(() => undefined);
+  }
 }

@@ -1,9 +1,11 @@
-// Group commit for the embedded store. With synchronous=FULL every COMMIT waits for an fsync (~0.7 ms
-// here), on the event loop: one transaction per write capped first check-ins (key, secret, agent
-// update: three commits) at a few hundred a second and stalled every held poll meanwhile. Writes made in
-// one turn of the event loop now share one transaction, each in its own savepoint (a failing write
-// undoes only itself), and all of them are acknowledged once that transaction has committed — so an
-// acknowledged write is still durable, and a busy turn costs one fsync instead of hundreds.
+// Group commit for the embedded store. With synchronous=FULL every COMMIT waits for an fsync (0.7 ms
+// on an idle disk, several on a busy one), on the event loop: one transaction per write capped first
+// check-ins (key, secret, agent update: three commits) at a few hundred a second and stalled every held
+// poll meanwhile. Writes made in one turn of the event loop now share one transaction, each in its own
+// savepoint (a failing write undoes only itself). The COMMIT itself does not wait for the disk
+// (synchronous=NORMAL: it only writes the WAL); the WAL is then flushed on the thread pool (`durable`),
+// and only then are the turn's writes acknowledged — so an acknowledged write is durable, and the event
+// loop never waits for the disk.
 import type { DatabaseSync } from 'node:sqlite';
 
 interface Waiter {
@@ -25,15 +27,12 @@ export interface GroupCommitHooks {
   totalChanges(): number;
   /** After a commit: the tables written (for the change feeds), and whether any row changed. */
   committed(changed: Set<string>, rowsChanged: boolean): void;
+  /** Makes what has been committed durable (flushes the WAL to disk), off the event loop. */
+  durable(): Promise<void>;
 }
-
-/** The longest a write waits for its group to fill (the commit it waits for takes about as long). */
-const MAX_GATHER_MS = 10;
 
 export class GroupCommit {
   private group: Group | undefined;
-  /** How long the last COMMIT took: while the disk is slow, groups gather for as long, and grow. */
-  private lastCommitMs = 0;
 
   constructor(private readonly db: DatabaseSync, private readonly hooks: GroupCommitHooks) {}
 
@@ -80,30 +79,29 @@ export class GroupCommit {
     this.db.exec('BEGIN IMMEDIATE');
     const g: Group = { waiters: [], changed: new Set(), changesBefore: this.hooks.totalChanges() };
     this.group = g;
-    // An fsync that takes milliseconds (a busy disk) blocks the event loop that long per commit: gathering
-    // writes for about as long makes each commit carry more, so the time spent committing stays a
-    // bounded share of the loop. A fast disk commits after the turn, as before.
-    const gather = Math.min(MAX_GATHER_MS, Math.floor(this.lastCommitMs));
-    if (gather < 1) setImmediate(() => this.commit(g));
-    else setTimeout(() => this.commit(g), gather);
+    setImmediate(() => this.commit(g));
     return g;
   }
 
   private commit(g: Group): void {
     if (this.group !== g) return;
     this.group = undefined;
-    const started = performance.now();
     try {
       this.db.exec('COMMIT');
-      this.lastCommitMs = performance.now() - started;
     } catch (err) {
       this.rollback();
       const e = this.hooks.failed(err);
       for (const w of g.waiters) w.reject(e);
       return;
     }
-    this.hooks.committed(g.changed, this.hooks.totalChanges() > g.changesBefore);
-    for (const w of g.waiters) w.resolve();
+    const rowsChanged = this.hooks.totalChanges() > g.changesBefore;
+    this.hooks.durable().then(() => {
+      this.hooks.committed(g.changed, rowsChanged);
+      for (const w of g.waiters) w.resolve();
+    }, (err: unknown) => {
+      const e = this.hooks.failed(err);
+      for (const w of g.waiters) w.reject(e);
+    });
   }
 
   private abort(g: Group, err: unknown): void {

@@ -21,7 +21,7 @@ import { ChangeWatcher, SqliteChangeFeed } from './change-feed';
 import { openDatabase } from './database';
 import { GroupCommit } from './group-commit';
 import { SqliteDeliveries } from './deliveries';
-import { guarded, storeError, type Statement } from './errors';
+import { FileFlusher, guarded, storeError, type Statement } from './errors';
 import { DataDirLock } from './lock';
 import { enrollmentDocAtRest } from './schema';
 import type { SecretBox } from './secret-box';
@@ -60,6 +60,8 @@ export class SqliteStore implements Store {
   private readonly lock: DataDirLock | undefined;
   private readonly watcher: ChangeWatcher;
   private readonly commits: GroupCommit;
+  /** The WAL, flushed before writes are acknowledged (group-commit.ts). */
+  private readonly wal: FileFlusher | undefined;
   /** Chunk bytes, as files beside the database (blobs.ts). */
   private readonly blobs: BlobDir;
   private readonly stmts = new Map<string, Statement>();
@@ -76,13 +78,15 @@ export class SqliteStore implements Store {
       throw err;
     }
     this.watcher = new ChangeWatcher(this.db);
+    this.wal = path === ':memory:' ? undefined : new FileFlusher(`${path}-wal`);
     this.commits = new GroupCommit(this.db, {
       failed: (err) => {
-        const e = storeError(err, this.path);
+        const e = err instanceof StoreUnavailableError ? err : storeError(err, this.path);
         if (e instanceof StoreUnavailableError) this.setWriteFault(e.message);
         return e;
       },
       totalChanges: () => this.totalChanges(),
+      durable: () => (this.wal ? this.wal.flush() : Promise.resolve()),
       committed: (tables, rowsChanged) => {
         if (this.writeFault !== undefined && rowsChanged) this.setWriteFault(undefined);
         if (tables.size > 0) this.watcher.notify([...tables]);
@@ -164,6 +168,7 @@ export class SqliteStore implements Store {
 
   async close(): Promise<void> {
     if (this.db.isOpen) this.commits.flush();
+    await this.wal?.close();
     this.watcher.close();
     this.stmts.clear();
     this.faultListeners.clear();
