@@ -162,14 +162,15 @@ test('two workers: polls held on both, a policy change reaches all, a killed wor
   });
 });
 
-test('sizing: auto follows the CPUs on Elasticsearch, the embedded store and workers: 1 stay in one process', () => {
+test('sizing: auto follows the CPUs, on either store; workers: 1 is one process', () => {
   const es = { output: { elasticsearch: { hosts: ['http://es:9200'] } } };
   const cfg = (workers: unknown, withEs: boolean): ReturnType<typeof buildConfig> =>
     buildConfig({ ...(withEs ? es : {}), inputs: [{ type: 'fleet-server', server: { ...(workers === undefined ? {} : { workers }) } }] });
   expect(cfg(undefined, true).server.workers).toBe('auto');
   expect(chooseWorkers(cfg(3, true))).toEqual({ workers: 3, reason: 'configured' });
   expect(chooseWorkers(cfg(1, true))).toEqual({ workers: 1, reason: 'configured' });
-  expect(chooseWorkers(cfg(3, false))).toMatchObject({ workers: 1, reason: expect.stringContaining('embedded store') });
+  expect(chooseWorkers(cfg(3, false))).toEqual({ workers: 3, reason: 'configured' });
+  expect(chooseWorkers(cfg('auto', false))).toEqual(chooseWorkers(cfg('auto', true)));
   const auto = chooseWorkers(cfg('auto', true));
   expect(auto.workers).toBeGreaterThanOrEqual(1);
   expect(() => cfg(0, true)).toThrow(/inputs.0.server.workers/);
