@@ -2,12 +2,16 @@
 // keep their class and client message, an aborted wait cancels the owner's, a reader that stops early
 // stops the owner's stream, write faults are pushed, and a lost owner means StoreUnavailableError until
 // the client has reconnected by itself. The owner here is a stand-in store (the server serves any).
+import { randomBytes } from 'node:crypto';
+import { EventEmitter } from 'node:events';
 import { statSync } from 'node:fs';
 import { join } from 'node:path';
+import { serialize } from 'node:v8';
 import pino from 'pino';
 import { NotFoundError, StoreBusyError, StoreUnavailableError, type Store, type WriteFaultListener } from '../src/store/port';
 import { connectRemoteStore } from '../src/store/remote/client';
 import { serveStore, type StoreServer } from '../src/store/remote/server';
+import { FramedSocket, type Frame } from '../src/store/remote/wire';
 import { removeDir, tempDir } from './support/fleet-server';
 
 const silent = pino({ level: 'silent' });
@@ -164,4 +168,27 @@ test('write faults are pushed; a lost owner fails calls with StoreUnavailableErr
   await until(async () => (await store.getAgent('a1').then(() => true, () => false)), 'the reconnection');
   expect(heard[heard.length - 1]).toBeUndefined();
   await store.close();
+});
+
+test('frames are decoded whether a read holds part of one, several, or one split anywhere', () => {
+  const frames: Frame[] = [
+    { t: 'call', id: 1, path: 'getAgent', args: ['a'] },
+    { t: 'item', sid: 2, done: false, value: randomBytes(200_000) },
+    { t: 'fault', fault: undefined },
+  ];
+  const bytes = Buffer.concat(frames.map((f) => {
+    const body = serialize(f);
+    const head = Buffer.alloc(4);
+    head.writeUInt32BE(body.length);
+    return Buffer.concat([head, body]);
+  }));
+  for (const cut of [3, 4, 7, 1000, 65536, bytes.length]) {
+    const socket = new EventEmitter();
+    const got: Frame[] = [];
+    new FramedSocket(socket as never, (f) => got.push(f), (err) => {
+      throw err;
+    });
+    for (let i = 0; i < bytes.length; i += cut) socket.emit('data', bytes.subarray(i, i + cut));
+    expect(got).toEqual(frames);
+  }
 });

@@ -71,34 +71,50 @@ export function fromWire(e: WireError): Error {
 
 /** Writes frames to the socket and hands every whole frame it reads to `onFrame`. */
 export class FramedSocket {
-  private pending: Buffer | undefined;
+  /** What has arrived of the frames not yet whole; joined once a frame is complete, not per read. */
+  private chunks: Buffer[] = [];
+  private size = 0;
+  /** The length of the frame being read, header included, once its header is in. */
+  private need = -1;
 
   constructor(readonly socket: Socket, onFrame: (f: Frame) => void, onBroken: (err: Error) => void) {
     socket.on('data', (chunk: Buffer) => {
-      let buf = this.pending ? Buffer.concat([this.pending, chunk]) : chunk;
-      this.pending = undefined;
-      while (buf.length >= 4) {
-        const len = buf.readUInt32BE(0);
-        if (len > MAX_FRAME) {
-          onBroken(new Error(`store proxy: frame of ${len} bytes`));
-          socket.destroy();
-          return;
+      this.chunks.push(chunk);
+      this.size += chunk.length;
+      while (this.size >= 4) {
+        if (this.need < 0) {
+          const head = this.chunks[0]!.length >= 4 ? this.chunks[0]! : this.join();
+          const len = head.readUInt32BE(0);
+          if (len > MAX_FRAME) {
+            onBroken(new Error(`store proxy: frame of ${len} bytes`));
+            socket.destroy();
+            return;
+          }
+          this.need = 4 + len;
         }
-        if (buf.length < 4 + len) break;
+        if (this.size < this.need) return;
+        const buf = this.join();
         let frame: Frame;
         try {
-          frame = deserialize(buf.subarray(4, 4 + len)) as Frame;
+          frame = deserialize(buf.subarray(4, this.need)) as Frame;
         } catch (err) {
           onBroken(err as Error);
           socket.destroy();
           return;
         }
-        buf = buf.subarray(4 + len);
+        const rest = buf.subarray(this.need);
+        // A small leftover of a large read is copied, so that the large buffer can be freed.
+        this.chunks = rest.length === 0 ? [] : [buf.length > 65536 && rest.length < buf.length / 2 ? Buffer.from(rest) : rest];
+        this.size = rest.length;
+        this.need = -1;
         onFrame(frame);
       }
-      // A leftover is copied so that the large chunk it came from can be freed.
-      if (buf.length > 0) this.pending = Buffer.from(buf);
     });
+  }
+
+  private join(): Buffer {
+    if (this.chunks.length > 1) this.chunks = [Buffer.concat(this.chunks, this.size)];
+    return this.chunks[0]!;
   }
 
   send(frame: Frame): void {
