@@ -198,5 +198,16 @@ test('writes a worker acknowledged survive a SIGKILL of the whole server', async
     for (let i = 0; i < 300 && pids.some(alive); i++) await new Promise((r) => setTimeout(r, 50));
     expect(pids.filter(alive)).toEqual([]);
     for (const a of agents) expect((await cli(dir, ['agents', 'show', a.id]))).toMatchObject({ _id: a.id, active: true });
+
+    // Started again on the same directory (the killed primary's socket file is still there): the agents check in.
+    const again = await startFleetServer({ dataDir: dir, readyText: 'fleet-server workers ready', overrides: ['inputs.0.server.workers=2'] });
+    try {
+      for (const a of agents) {
+        const same = Object.assign(new SimAgent(again.url), { id: a.id, apiKey: a.apiKey });
+        expect((await same.checkin()).status).toBe(200);
+      }
+    } finally {
+      expect(await again.stop()).toBe(0);
+    }
   });
 });
