@@ -17,6 +17,7 @@ import { Backoff } from '../util/backoff';
 import { describeError, withContext } from '../util/error-text';
 import { NODE_FLAGS } from '../version';
 import { clusterStats, type WorkerStats } from './cluster-stats';
+import { isSingleExecutable } from './node-flags';
 import { openServer, serveUntilStopped, stopOnSignals } from './serve';
 import { shareLimits } from './sizing';
 import { ENV_STORE_SOCKET, type StoreOwner } from './store-owner';
@@ -112,8 +113,11 @@ export async function runPrimary(config: FleetServerConfig, log: Logger, size: n
   const pipeLogs = config.logging.toFiles;
   const writeLine = pipeLogs ? rawLogWriter(log, config.logging.toStderr) : undefined;
   cluster.setupPrimary({
-    // The shipped V8 flags (memory settings) apply to the workers however this process was started.
-    execArgv: [...process.execArgv, ...NODE_FLAGS.filter((f) => !process.execArgv.includes(f))],
+    // The shipped V8 flags (memory settings) apply to the workers however this process was started. The
+    // single executable carries them itself and would take any flag given as an argument of its own.
+    ...(isSingleExecutable()
+      ? { execArgv: [], exec: process.execPath }
+      : { execArgv: [...process.execArgv, ...NODE_FLAGS.filter((f) => !process.execArgv.includes(f))] }),
     ...(pipeLogs ? { stdio: ['ignore', 'inherit', 'pipe', 'ipc'] } : {}),
   });
 
