@@ -26,6 +26,16 @@ interface Pending {
   cleanup?(): void;
 }
 
+/** A settled call's argument streams the owner did not read to the end are let go (an HTTP body left unread). */
+function releasing(p: Pending, live: Live, sids: number[]): void {
+  if (sids.length === 0) return;
+  const cleanup = p.cleanup;
+  p.cleanup = () => {
+    cleanup?.();
+    for (const sid of sids) live.streams.drop(sid);
+  };
+}
+
 interface Live {
   wire: FramedSocket;
   streams: StreamTable;
@@ -142,20 +152,26 @@ class Connection {
     const id = this.nextId++;
     return new Promise((resolve, reject) => {
       const p: Pending = { resolve, reject };
+      const sids: number[] = [];
       const encoded = args.map((a) => {
         if (a === signal) return { $signal: true };
-        return isAsyncIterable(a) ? live.streams.export(a, (err) => (p.localError ??= err)) : a;
+        if (!isAsyncIterable(a)) return a;
+        const ref = live.streams.export(a, (err) => (p.localError ??= err));
+        sids.push(ref.$stream);
+        return ref;
       });
       if (signal) {
         // The wait ends here at once, as a local feed's would; the owner is told to stop waiting.
         const onAbort = (): void => {
           this.pending.delete(id);
+          p.cleanup?.();
           live.wire.send({ t: 'cancel', id });
           reject(signal.reason);
         };
         signal.addEventListener('abort', onAbort, { once: true });
         p.cleanup = () => signal.removeEventListener('abort', onAbort);
       }
+      releasing(p, live, sids);
       this.pending.set(id, p);
       try {
         live.wire.send({ t: 'call', id, path, args: encoded });

@@ -87,15 +87,19 @@ export class StreamTable {
         else w?.resolve(f.done ? { done: true, value: undefined } : { done: false, value: f.value });
         return true;
       }
-      case 'drop': {
-        const it = this.exported.get(f.sid);
-        this.exported.delete(f.sid);
-        it?.return?.().catch(() => undefined);
+      case 'drop':
+        this.drop(f.sid);
         return true;
-      }
       default:
         return false;
     }
+  }
+
+  /** Stops offering stream `sid` (its reader is done with it, or its call has been answered). */
+  drop(sid: number): void {
+    const it = this.exported.get(sid);
+    this.exported.delete(sid);
+    it?.return?.().catch(() => undefined);
   }
 
   /** The connection is gone: readers fail with `err`, sources are told to stop. */
