@@ -1,15 +1,28 @@
 // Async iterables across the store proxy, both ways (chunk bytes read from the store, request bodies
-// written to it). Pulled: the reader asks for each item and the owner of the iterable produces the
-// next one only then, so at most one item per stream is ever in flight — that is the back-pressure.
+// written to it). Pulled: the reader asks for items and the owner of the iterable produces one per
+// request, so at most PREFETCH items per stream are ever in flight — that is the back-pressure. A few
+// requests ahead keep the bytes moving while each crosses the socket (one at a time, a download ran at
+// a third of one process's speed).
 import { fromWire, toWire, type Frame, type StreamRef } from './wire';
 
+/** Items asked for ahead of the reader (pieces are up to 64 KiB: at most 256 KiB per stream in flight). */
+const PREFETCH = 4;
+const DONE: IteratorResult<unknown> = { done: true, value: undefined };
+
 type Waiter = { resolve: (r: IteratorResult<unknown>) => void; reject: (err: Error) => void };
+
+/** A stream being read from the other side: the answers awaited, in request order. */
+interface Reading {
+  waiters: Waiter[];
+  /** The other side said done (or failed), or the reader stopped: no more requests. */
+  ended: boolean;
+}
 
 /** One connection's streams: those this side offers (exported) and those it reads from the other (imported). */
 export class StreamTable {
   private nextSid = 1;
   private readonly exported = new Map<number, AsyncIterator<unknown>>();
-  private readonly waiting = new Map<number, Waiter>();
+  private readonly reading = new Map<number, Reading>();
   private closedWith: Error | undefined;
 
   constructor(private readonly send: (f: Frame) => void) {}
@@ -24,7 +37,7 @@ export class StreamTable {
         failed?.(err);
         throw err;
       }),
-      return: async () => (await it.return?.()) ?? { done: true, value: undefined },
+      return: async () => (await it.return?.()) ?? DONE,
     });
     return { $stream: sid };
   }
@@ -32,34 +45,45 @@ export class StreamTable {
   /** The other side's stream `ref`, to be read once. */
   import(ref: StreamRef): AsyncIterable<unknown> {
     const sid = ref.$stream;
+    const state: Reading = { waiters: [], ended: false };
+    this.reading.set(sid, state);
+    const ahead: Promise<IteratorResult<unknown>>[] = [];
     let done = false;
     const iterator: AsyncIterator<unknown> = {
       next: () => {
-        if (done) return Promise.resolve({ done: true, value: undefined });
-        if (this.closedWith) return Promise.reject(this.closedWith);
-        return new Promise<IteratorResult<unknown>>((resolve, reject) => {
-          this.waiting.set(sid, {
-            resolve: (r) => {
-              if (r.done) done = true;
-              resolve(r);
-            },
-            reject: (err) => {
-              done = true;
-              reject(err);
-            },
-          });
+        if (done) return Promise.resolve(DONE);
+        if (this.closedWith && ahead.length === 0) return Promise.reject(this.closedWith);
+        while (!state.ended && ahead.length < PREFETCH) {
+          ahead.push(new Promise((resolve, reject) => state.waiters.push({ resolve, reject })));
           this.send({ t: 'pull', sid });
+        }
+        const answer = ahead.shift();
+        if (!answer) return Promise.resolve(DONE);
+        return answer.then((r) => {
+          if (r.done) done = true;
+          return r;
+        }, (err: unknown) => {
+          done = true;
+          throw err;
         });
       },
       return: async () => {
-        if (!done) {
-          done = true;
+        done = true;
+        if (!state.ended) {
           this.send({ t: 'drop', sid });
+          this.end(sid, state);
         }
-        return { done: true, value: undefined };
+        return DONE;
       },
     };
     return { [Symbol.asyncIterator]: () => iterator };
+  }
+
+  /** No more answers are read for `sid`: the requests still awaited read as done. */
+  private end(sid: number, state: Reading): void {
+    state.ended = true;
+    this.reading.delete(sid);
+    for (const w of state.waiters.splice(0)) w.resolve(DONE);
   }
 
   /** Handles a stream frame; false when `f` is not one. */
@@ -81,10 +105,19 @@ export class StreamTable {
         return true;
       }
       case 'item': {
-        const w = this.waiting.get(f.sid);
-        this.waiting.delete(f.sid);
-        if (f.error) w?.reject(fromWire(f.error));
-        else w?.resolve(f.done ? { done: true, value: undefined } : { done: false, value: f.value });
+        // Answers come in request order; those to requests made past the end are ignored.
+        const state = this.reading.get(f.sid);
+        const w = state?.waiters.shift();
+        if (!state || !w) return true;
+        if (f.error) {
+          w.reject(fromWire(f.error));
+          this.end(f.sid, state);
+        } else if (f.done) {
+          w.resolve(DONE);
+          this.end(f.sid, state);
+        } else {
+          w.resolve({ done: false, value: f.value });
+        }
         return true;
       }
       case 'drop':
@@ -105,8 +138,11 @@ export class StreamTable {
   /** The connection is gone: readers fail with `err`, sources are told to stop. */
   close(err: Error): void {
     this.closedWith = err;
-    for (const w of this.waiting.values()) w.reject(err);
-    this.waiting.clear();
+    for (const state of this.reading.values()) {
+      state.ended = true;
+      for (const w of state.waiters.splice(0)) w.reject(err);
+    }
+    this.reading.clear();
     for (const it of this.exported.values()) it.return?.().catch(() => undefined);
     this.exported.clear();
   }
