@@ -59,10 +59,15 @@ class Connection {
     return new Promise((resolve, reject) => {
       const socket = net.createConnection(this.path);
       let live: Live | undefined;
-      const wire = new FramedSocket(socket, (f) => this.onFrame(f, live, () => {
+      const wire = new FramedSocket(socket, (f) => {
+        if (live) return this.onFrame(f, live);
+        if (f.t !== 'hello') return;
         live = { wire, streams: new StreamTable((x) => wire.send(x)) };
-        return live;
-      }, resolve), (err) => this.log?.error({ err }, 'store proxy: bad frame from the store owner'));
+        // Closed while this connection was being made: it goes at once.
+        if (this.closing.signal.aborted) socket.destroy();
+        else this.opened(live, f.hello);
+        resolve();
+      }, (err) => this.log?.error({ err }, 'store proxy: bad frame from the store owner'));
       socket.on('error', (err) => {
         if (!live) reject(err);
       });
@@ -73,18 +78,16 @@ class Connection {
     });
   }
 
-  private onFrame(f: Frame, live: Live | undefined, begin: () => Live, connected: () => void): void {
-    if (f.t === 'hello') {
-      if (this.closing.signal.aborted) return;
-      this.hello = f.hello;
-      this.live = begin();
-      this.backoff.reset();
-      this.setFault(undefined);
-      for (const w of this.connectedWaiters.splice(0)) w();
-      connected();
-      return;
-    }
-    if (!live || live.streams.handle(f)) return;
+  private opened(live: Live, hello: StoreHello): void {
+    this.hello = hello;
+    this.live = live;
+    this.backoff.reset();
+    this.setFault(undefined);
+    for (const w of this.connectedWaiters.splice(0)) w();
+  }
+
+  private onFrame(f: Frame, live: Live): void {
+    if (live.streams.handle(f)) return;
     if (f.t === 'result') {
       const p = this.pending.get(f.id);
       if (!p) return;
@@ -209,6 +212,8 @@ class Connection {
 
   async close(): Promise<void> {
     this.closing.abort();
+    // A ready() still waiting for the owner ends (unavailable).
+    for (const w of this.connectedWaiters.splice(0)) w();
     const live = this.live;
     if (!live) return;
     const closed = new Promise<void>((r) => live.wire.socket.once('close', () => r()));
