@@ -9,41 +9,13 @@ import { SimAgent } from './support/agent';
 import { cli } from './support/cli';
 import { bumpPolicy } from './support/es-mode';
 import { removeDir, startFleetServer, tempDir, type FleetServerProcess } from './support/fleet-server';
-import { request } from './support/http';
 import { freePort } from './support/ports';
+import { alive, stats, statsUntil, workersOf } from './support/workers';
 
 jest.setTimeout(120_000);
 
-interface WorkerView { slot: number; pid: number; status: string; checkin: { held: number } }
-
 const sha256 = (b: Buffer): string => createHash('sha256').update(b).digest('hex');
 const MiB = 1024 * 1024;
-
-async function stats(metricsPort: number): Promise<any> {
-  return (await request(`http://127.0.0.1:${metricsPort}/stats`)).json;
-}
-
-/** Polls /stats until `ok` holds for it (no fixed sleeps: as soon as the server gets there). */
-async function statsUntil(metricsPort: number, ok: (s: any) => boolean, what: string): Promise<any> {
-  for (let i = 0; i < 600; i++) {
-    const s = await stats(metricsPort);
-    if (ok(s)) return s;
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  throw new Error(`timed out waiting for ${what}: ${JSON.stringify((await stats(metricsPort)).fleet)}`);
-}
-
-const workersOf = (s: any): WorkerView[] => s.fleet.workers as WorkerView[];
-
-/** Whether a process with this pid still exists. */
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 /** Two workers on a fresh embedded store, the metrics listener on; `fn` gets them, everything is removed after. */
 async function twoWorkers(overrides: string[], fn: (server: FleetServerProcess, metricsPort: number, dir: string) => Promise<void>): Promise<void> {

@@ -15,24 +15,9 @@ import { DIST, removeDir, startFleetServer, tempDir, type FleetServerProcess } f
 import { NODE_FLAGS } from './support/node-flags';
 import { request } from './support/http';
 import { freePort } from './support/ports';
+import { alive, stats, statsUntil, workersOf } from './support/workers';
 
 jest.setTimeout(120_000);
-
-interface WorkerView { slot: number; pid: number; status: string; checkin: { held: number } }
-
-async function stats(metricsPort: number): Promise<any> {
-  return (await request(`http://127.0.0.1:${metricsPort}/stats`)).json;
-}
-
-/** Polls /stats until `ok` holds for it (no fixed sleeps: as soon as the server gets there). */
-async function statsUntil(metricsPort: number, ok: (s: any) => boolean, what: string): Promise<any> {
-  for (let i = 0; i < 600; i++) {
-    const s = await stats(metricsPort);
-    if (ok(s)) return s;
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  throw new Error(`timed out waiting for ${what}: ${JSON.stringify((await stats(metricsPort)).fleet)}`);
-}
 
 interface Bed {
   dir: string;
@@ -65,7 +50,6 @@ async function onTheDouble(fn: (bed: Bed) => Promise<void>): Promise<void> {
   }
 }
 
-const workersOf = (s: any): WorkerView[] => s.fleet.workers as WorkerView[];
 const heldSum = (s: any): number => workersOf(s).reduce((n, w) => n + w.checkin.held, 0);
 
 test('two workers: polls held on both, a policy change reaches all, a killed worker is replaced, SIGTERM answers every held poll', async () => {
@@ -227,16 +211,6 @@ test('TLS sessions resume on any worker: the workers share their session-ticket 
     expect(workersOf(s).every((w: any) => w.tcp_open > 0)).toBe(true);
   });
 });
-
-/** Whether a process with this pid still exists. */
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 test('a worker that cannot start stops the whole start (exit 1); workers whose primary is killed exit too', async () => {
   const blocker = net.createServer();
