@@ -7,13 +7,17 @@ import { spawn, fork, execFileSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { rssKiB, sleep, startDouble, waitFor } from './bench/common.mjs';
+import { cpuSeconds, rssKiB, sleep, startDouble, waitFor } from './bench/common.mjs';
 
 const AGENTS = Number(process.env.BENCH_AGENTS ?? 10_000);
-const WORKERS = Number(process.env.BENCH_WORKERS ?? 4);
+// One load-generator process holds at most ~16,000 agents (20,000 open files per process here).
+const WORKERS = Number(process.env.BENCH_WORKERS ?? Math.max(4, Math.ceil(AGENTS / 16_000)));
+/** inputs.0.server.workers for the server (default: its own choice). */
+const SERVER_WORKERS = process.env.BENCH_SERVER_WORKERS;
+const GZIP_BODIES = process.env.BENCH_GZIP_BODIES !== '0';
 const PORT = Number(process.env.BENCH_PORT ?? 18420);
 // BENCH_STORE picks runs: sqlite, elasticsearch, startup (the packaged executable's start-up); default all.
-const RUNS = (process.env.BENCH_STORE ?? 'startup,sqlite,elasticsearch').split(',');
+const RUNS = (process.env.BENCH_STORE ?? 'startup,sqlite,elasticsearch,opamp').split(',');
 const STORES = RUNS.filter((r) => r === 'sqlite' || r === 'elasticsearch');
 const STEADY_S = Number(process.env.BENCH_STEADY_SECONDS ?? 60);
 const dist = new URL('../dist/fleet-server.js', import.meta.url).pathname;
@@ -48,6 +52,7 @@ async function run(store) {
     '-E', 'inputs.0.server.limits.checkin_limit.max=100000',
     // Elasticsearch mode: polls of 15–20 s, so a minute of steady state holds several check-ins per agent.
     ...(store === 'elasticsearch' ? ['-E', 'inputs.0.server.timeouts.checkin_long_poll=20s', '-E', 'inputs.0.server.timeouts.checkin_jitter=5s'] : []),
+    ...(SERVER_WORKERS ? ['-E', `inputs.0.server.workers=${SERVER_WORKERS}`] : []),
     ...storeSettings,
   ];
   const server = spawn(process.execPath, serverArgs, { cwd: dir, stdio: ['ignore', 'pipe', 'inherit'] });
@@ -63,6 +68,7 @@ async function run(store) {
   }
   await sleep(500);
   const rssIdle = rssKiB(server.pid);
+  const cpuStart = cpuSeconds(server.pid);
   const heapIdle = (await stats()).beat.memstats.heap_used;
 
   const workers = Array.from({ length: WORKERS }, () => fork(new URL('./bench/agent-worker.mjs', import.meta.url)));
@@ -79,11 +85,16 @@ async function run(store) {
   })));
 
   const per = Math.ceil(AGENTS / WORKERS);
-  const enrolled = await all('enroll', 'enrolled', (k) => ({ url: `http://127.0.0.1:${PORT}`, token, count: Math.min(per, AGENTS - k * per), offset: k * per, concurrency: 32 }));
+  const enrolled = await all('enroll', 'enrolled', (k) => ({
+    url: `http://127.0.0.1:${PORT}`, token, count: Math.min(per, AGENTS - k * per), offset: k * per, concurrency: 32,
+    localAddress: `127.0.0.${k + 2}`, gzipBodies: GZIP_BODIES,
+  }));
   const enrollMs = Math.max(...enrolled.map((e) => e.ms));
+  const cpuEnrolled = cpuSeconds(server.pid);
   const total = enrolled.reduce((s, e) => s + e.n, 0);
   const checked = await all('first-checkin', 'checked-in', () => ({ concurrency: 32 }));
   const firstCheckinMs = Math.max(...checked.map((c) => c.ms));
+  const cpuCheckedIn = cpuSeconds(server.pid);
   await all('hold', 'holding');
   await sleep(3000);
   let status = await all('status', 'status', () => ({ rev: 99 }));
@@ -119,11 +130,14 @@ async function run(store) {
   const lat = times.map((t) => t - written).sort((a, b) => a - b);
   const pct = (p) => (lat.length ? lat[Math.min(lat.length - 1, Math.ceil((p / 100) * total) - 1)] : NaN);
   const rssAfter = rssKiB(server.pid);
+  const cpuEnd = cpuSeconds(server.pid);
 
   console.log(`\nFleet Server benchmark (${store === 'sqlite' ? 'embedded store' : 'Elasticsearch mode on the double'}, plain HTTP, loopback)`);
   console.log(`agents                          ${total} (${WORKERS} load-generator processes)`);
   console.log(`enrollments/s                   ${fmt(total / (enrollMs / 1000))}  (${fmt(enrollMs / 1000, 2)} s for ${total})`);
   console.log(`first check-ins/s               ${fmt(total / (firstCheckinMs / 1000))}  (each answered with POLICY_CHANGE + output key minted)`);
+  console.log(`server CPU seconds              enroll ${fmt(cpuEnrolled - cpuStart)}, first check-ins ${fmt(cpuCheckedIn - cpuEnrolled)}, whole run ${fmt(cpuEnd - cpuStart)}`);
+  console.log(`check-in bodies                 ${GZIP_BODIES ? 'gzip (as Elastic Agent 9.4+)' : 'plain JSON'}`);
   console.log(`held long polls                 ${held}`);
   console.log(`server processes                ${statsHeld.fleet.cluster ? `${statsHeld.fleet.cluster.workers} workers + primary (inputs.0.server.workers)` : '1'}`);
   console.log(`server RSS idle                 ${fmt(rssIdle / 1024)} MiB`);
@@ -199,3 +213,8 @@ async function startup() {
 
 if (RUNS.includes('startup')) await startup();
 for (const store of STORES) await run(store);
+// OpAMP: Collectors holding WebSockets, RSS per connection, a remote-configuration change reaching all (bench-opamp.mjs).
+if (RUNS.includes('opamp')) {
+  console.log('\nOpAMP (embedded store)');
+  execFileSync(process.execPath, [new URL('./bench-opamp.mjs', import.meta.url).pathname], { stdio: 'inherit' });
+}

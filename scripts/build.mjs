@@ -12,16 +12,22 @@ try {
   commit = execSync('git rev-parse --short HEAD', { stdio: ['ignore', 'pipe', 'ignore'] }).toString().trim();
 } catch { /* not a git checkout */ }
 
-// The control protocol's messages: proto/*.proto compiled by protobufjs into static code and its
-// typings (src/control/generated, not committed), bundled below; no .proto file is read at run time.
-const generated = 'src/control/generated/control.js';
+// Protocol messages: proto/*.proto compiled by protobufjs into static code and its typings (the
+// generated directories are not committed), bundled below; no .proto file is read at run time.
+// The control protocol (src/control/generated) and OpAMP (src/opamp/generated).
 const protos = readdirSync('proto').filter((f) => f.endsWith('.proto')).map((f) => `proto/${f}`);
-const stale = !existsSync(generated) || protos.some((p) => statSync(p).mtimeMs > statSync(generated).mtimeMs);
-if (stale) {
-  mkdirSync('src/control/generated', { recursive: true });
-  const bin = (name) => new URL(`../node_modules/.bin/${name}`, import.meta.url).pathname;
-  execFileSync(bin('pbjs'), ['-t', 'static-module', '-w', 'commonjs', '--no-beautify', '--force-number', '-p', 'proto', '-o', generated, 'proto/elastic-agent-client.proto'], { stdio: 'inherit' });
-  execFileSync(bin('pbts'), ['-o', 'src/control/generated/control.d.ts', generated], { stdio: 'inherit' });
+const bin = (name) => new URL(`../node_modules/.bin/${name}`, import.meta.url).pathname;
+for (const { dir, name, entry, slim = [] } of [
+  { dir: 'src/control/generated', name: 'control', entry: 'proto/elastic-agent-client.proto' },
+  // OpAMP needs only encode and decode: no JSON conversion, verification or delimited forms.
+  { dir: 'src/opamp/generated', name: 'opamp', entry: 'proto/opamp.proto', slim: ['--no-verify', '--no-convert', '--no-delimited', '--no-typeurl'] },
+]) {
+  const generated = `${dir}/${name}.js`;
+  const stale = !existsSync(generated) || protos.some((p) => statSync(p).mtimeMs > statSync(generated).mtimeMs);
+  if (!stale) continue;
+  mkdirSync(dir, { recursive: true });
+  execFileSync(bin('pbjs'), ['-t', 'static-module', '-w', 'commonjs', '--no-beautify', '--force-number', ...slim, '-p', 'proto', '-o', generated, entry], { stdio: 'inherit' });
+  execFileSync(bin('pbts'), ['-o', `${dir}/${name}.d.ts`, generated], { stdio: 'inherit' });
 }
 
 await build({

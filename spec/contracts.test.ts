@@ -32,6 +32,8 @@ const ROUTES: [method: string, path: string, concrete: string][] = [
   ['post', '/api/fleet/uploads/{id}', '/api/fleet/uploads/u-1'],
   ['get', '/api/fleet/file/{id}', '/api/fleet/file/f-1'],
   ['get', '/api/agents/upgrades/{version}/pgp-public-key', '/api/agents/upgrades/9.6.0/pgp-public-key'],
+  ['post', '/v1/opamp', '/v1/opamp'],
+  ['get', '/v1/opamp', '/v1/opamp'],
 ];
 
 /**
@@ -98,9 +100,12 @@ describe('docs/openapi.yaml', () => {
     const declared = DECLARED_ROUTES.map((r) => `${r.method.toLowerCase()} ${r.path.replace(/:(\w+)/g, '{$1}')}`);
     expect(declared.sort()).toEqual(ROUTES.map(([m, p]) => `${m} ${p}`).sort());
     const router = new Router(DECLARED_ROUTES);
-    for (const [method, , concrete] of ROUTES) {
+    for (const [method, path, concrete] of ROUTES) {
       expect(router.match(method.toUpperCase(), concrete).route.method).toBe(method.toUpperCase());
-      const other = method === 'get' ? 'POST' : 'GET';
+      // A method the path does not serve (/v1/opamp serves both GET and POST).
+      const methods = ROUTES.filter(([, p]) => p === path).map(([m]) => m);
+      const other = ['GET', 'POST', 'PUT'].find((m) => !methods.includes(m.toLowerCase()))!;
+      const allow = DECLARED_ROUTES.filter((r) => r.path.replace(/:(\w+)/g, '{$1}') === path).map((r) => (r.method === 'GET' ? 'GET, HEAD' : r.method)).join(', ');
       let refused: unknown;
       try {
         router.match(other, concrete);
@@ -108,14 +113,16 @@ describe('docs/openapi.yaml', () => {
         refused = err;
       }
       expect(refused).toBeInstanceOf(HttpError);
-      expect(refused).toMatchObject({ code: 'MethodNotAllowed', headers: { Allow: method === 'get' ? 'GET, HEAD' : method.toUpperCase() } });
+      expect(refused).toMatchObject({ code: 'MethodNotAllowed', headers: { Allow: allow } });
     }
   });
 
   test('every response names X-Request-Id; 429 names Retry-After, 405 Allow; routed answers Elastic-Api-Version', () => {
     for (const [method, path] of ROUTES) {
       const op = doc['paths'][path][method] as Node;
-      expect(Object.keys(op['responses'])).toEqual(expect.arrayContaining(['200', '400', '405', '429']));
+      // A WebSocket route switches protocols (101) instead of answering 200.
+      const ok = '101' in (op['responses'] as Node) ? '101' : '200';
+      expect(Object.keys(op['responses'])).toEqual(expect.arrayContaining([ok, '400', '405', '429']));
       for (const [status, r] of Object.entries(op['responses'] as Node)) {
         const headers = Object.keys(deref(doc, r as Node)['headers'] ?? {});
         const where = `${method} ${path} ${status}`;
@@ -411,6 +418,8 @@ const API_ADDITIONS: Record<string, string> = {
 const DOCUMENT_ADDITIONS: Record<string, string> = {
   'policy.name': 'the admin CLI records the policy name, as Kibana does in its own index',
   'enrollment_api_key.api_key_prefix': 'the embedded store keeps no token, only its prefix for listing',
+  'agent.remote_config_status': 'OpAMP remote configuration (beyond upstream): the state a Collector reported',
+  'policy-data.opamp': 'OpAMP remote configuration (beyond upstream): what the policy\'s Collectors run',
 };
 
 /** JSON types a schema node admits, or 'any'. integer counts as number; null is left out (absent on the wire). */

@@ -2,75 +2,16 @@
 // the double: enroll → POLICY_CHANGE → ack → a new revision reaches a held check-in → restart loses
 // nothing → a CLI action reaches the agent → UNENROLL → the next check-in is refused.
 import { SimAgent } from './support/agent';
+import { embedded, elasticsearch } from './support/backends';
 import { cli as runCli } from './support/cli';
-import { EsDouble } from './support/es-double/server';
-import { esSettings, seedPolicy } from './support/es-mode';
 import { removeDir, startFleetServer, tempDir, type FleetServerProcess } from './support/fleet-server';
 import { request } from './support/http';
 import { expectSchema } from './support/openapi';
 import { expectDocument } from './support/schema';
 import { writeFileSync } from 'node:fs';
-import { DatabaseSync } from 'node:sqlite';
 import { join } from 'node:path';
 
 jest.setTimeout(120_000);
-
-/** Where the server keeps its state: the embedded store, or Elasticsearch (the double) with a policy and token made by the CLI. */
-interface Backend {
-  name: string;
-  start(): Promise<void>;
-  stop(): Promise<void>;
-  /** -E settings for the server and the CLI. */
-  settings(): string[];
-  /** The enrollment token agents use. */
-  token(server: FleetServerProcess): Promise<string>;
-  /** Every document by index alias, as Kibana would read them. */
-  documents(dataDir: string): Record<string, { _id: string; _source: Record<string, unknown> }[]>;
-}
-
-const embedded: Backend = {
-  name: 'the embedded store',
-  start: async () => undefined,
-  stop: async () => undefined,
-  settings: () => [],
-  token: async (server) => {
-    expect(server.printedToken).toMatch(/^[A-Za-z0-9+/=]{40,}$/);
-    expect(server.stdout).toContain('elastic-agent install --url=');
-    return server.printedToken!;
-  },
-  // The embedded store keeps each document in its .fleet-* shape in a `doc` column.
-  documents: (dataDir) => {
-    const db = new DatabaseSync(join(dataDir, 'fleet-server.db'), { readOnly: true });
-    const tables: Record<string, string> = {
-      '.fleet-agents': 'agents', '.fleet-policies': 'policies', '.fleet-actions': 'actions',
-      '.fleet-actions-results': 'action_results', '.fleet-enrollment-api-keys': 'enrollment_keys',
-    };
-    const out = Object.fromEntries(Object.entries(tables).map(([alias, table]) => [alias,
-      (db.prepare(`SELECT id, doc FROM ${table}`).all() as { id: string; doc: string }[]).map((r) => ({ _id: r.id, _source: JSON.parse(r.doc) }))]));
-    db.close();
-    return out;
-  },
-};
-
-function elasticsearch(): Backend {
-  let es: EsDouble;
-  return {
-    name: 'Elasticsearch (the double)',
-    start: async () => {
-      es = await new EsDouble().start();
-    },
-    stop: () => es.stop(),
-    settings: () => esSettings(es),
-    token: async (server) => {
-      // Elasticsearch mode makes no default policy (Kibana would); the admin CLI writes one as Kibana does.
-      expect(server.printedToken).toBeUndefined();
-      return seedPolicy(server.dataDir, esSettings(es), server.url);
-    },
-    documents: () => Object.fromEntries([...es.cluster.aliases, ...es.cluster.dataStreams].map(([alias, concrete]) => [
-      alias, [...es.cluster.indices.get(concrete)!.docs.values()].map((d) => ({ _id: d.id, _source: d.source })),
-    ])),
-  };
-}
 
 const SCHEMA_DEFINITIONS: Record<string, string> = {
   '.fleet-agents': 'agent', '.fleet-policies': 'policy', '.fleet-actions': 'action',

@@ -74,6 +74,16 @@ describe.each(STORE_KINDS)('%s store', (_name, make) => {
     doc = (await store.getAgent(id))!._source;
     expect(doc.last_checkin_status).toBe('online');
     expect(doc).not.toHaveProperty('audit_unenrolled_reason');
+    // `replace`: the field's new value replaces the stored one whole (an OpAMP effective_config), with or without unset.
+    await store.bulkUpdateAgents([{ id, doc: { effective_config: { a: { x: 1 }, b: 2 } } }]);
+    await store.bulkUpdateAgents([{ id, doc: { effective_config: { a: { y: 1 } }, agent: { version: '9.8.0' } }, replace: ['effective_config'] }]);
+    doc = (await store.getAgent(id))!._source;
+    expect(doc['effective_config']).toEqual({ a: { y: 1 } });
+    expect(doc.agent).toEqual({ id: 'x', version: '9.8.0' });
+    await store.bulkUpdateAgents([{ id, doc: { effective_config: { c: 3 } }, replace: ['effective_config'], unset: ['tags'] }]);
+    doc = (await store.getAgent(id))!._source;
+    expect(doc['effective_config']).toEqual({ c: 3 });
+    expect(doc).not.toHaveProperty('tags');
     await expect(store.updateAgent({ id: uid(), doc: { active: false } })).rejects.toThrow(/not found/);
     expect((await store.findAgentByAccessKeyId(keyId))?._id).toBe(id);
     expect((await store.findAgentByEnrollmentId(enrollmentId))?._id).toBe(id);

@@ -1,16 +1,20 @@
 // One load-generator process: plays many Elastic Agents with the requests real agents send
 // (enroll, long-poll check-in with gzip accepted, ack). Driven by the parent over IPC.
 import http from 'node:http';
-import { gunzipSync } from 'node:zlib';
+import { gunzipSync, gzipSync } from 'node:zlib';
 
 const UA = 'Elastic Agent 9.6.0';
 let url;
+/** This process's own loopback source address: 28,000 ephemeral ports each, so 100,000 agents fit. */
+let localAddress;
+/** Check-in bodies gzip'd, as Elastic Agent 9.4+ sends them. */
+let gzipBodies = true;
 const agents = [];
 
 function post(path, headers, body) {
   return new Promise((resolve, reject) => {
     const u = new URL(path, url);
-    const req = http.request({ host: u.hostname, port: u.port, path: u.pathname, method: 'POST', agent: false, headers: {
+    const req = http.request({ host: u.hostname, port: u.port, path: u.pathname, method: 'POST', agent: false, localAddress, headers: {
       'User-Agent': UA, 'Content-Type': 'application/json', 'Accept-Encoding': 'gzip', ...headers,
     } }, (res) => {
       const chunks = [];
@@ -70,9 +74,9 @@ async function enroll({ token, count, concurrency, offset }) {
 }
 
 function checkin(a, extra) {
-  return post(`/api/fleet/agents/${a.id}/checkin`, { Authorization: `ApiKey ${a.key}` }, JSON.stringify({
-    status: 'online', message: 'Running', ack_token: a.ackToken, local_metadata: localMetadata(a.i), components, ...extra,
-  }));
+  const body = JSON.stringify({ status: 'online', message: 'Running', ack_token: a.ackToken, local_metadata: localMetadata(a.i), components, ...extra });
+  if (!gzipBodies) return post(`/api/fleet/agents/${a.id}/checkin`, { Authorization: `ApiKey ${a.key}` }, body);
+  return post(`/api/fleet/agents/${a.id}/checkin`, { Authorization: `ApiKey ${a.key}`, 'Content-Encoding': 'gzip' }, gzipSync(body));
 }
 
 let pendingHeld = 0;
@@ -99,6 +103,8 @@ process.on('message', async (msg) => {
   try {
     if (msg.cmd === 'enroll') {
       url = msg.url;
+      localAddress = msg.localAddress;
+      gzipBodies = msg.gzipBodies !== false;
       process.send({ type: 'enrolled', ...(await enroll(msg)) });
     } else if (msg.cmd === 'first-checkin') {
       const t0 = performance.now();

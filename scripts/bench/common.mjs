@@ -60,3 +60,16 @@ export function rssKiB(pid) {
   }
   return total;
 }
+
+const TICKS_PER_SECOND = 100;
+/** CPU seconds (user + system) used so far by a server: its process and its cluster workers. */
+export function cpuSeconds(pid) {
+  let ticks = 0;
+  for (const p of processTree(pid)) {
+    try {
+      const f = readFileSync(`/proc/${p}/stat`, 'utf8').replace(/^.*\) /s, '').split(' ');
+      ticks += Number(f[11]) + Number(f[12]);
+    } catch { /* gone meanwhile */ }
+  }
+  return ticks / TICKS_PER_SECOND;
+}

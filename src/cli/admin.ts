@@ -62,8 +62,9 @@ export function registerAdminCommands(y: Argv<Common>): Argv<Common> {
       .command('list', 'List agents', (c) => c.option('policy', { type: 'string' }).option('all', { type: 'boolean', describe: 'include inactive agents' }),
         async (a) => {
           const hits = await withAdmin(a, (admin) => admin.listAgents({ policyId: a.policy, active: a.all ? undefined : true }));
-          print(a, hits.map(flat), () => table([['ID', 'STATUS', 'POLICY', 'REVISION', 'LAST CHECK-IN', 'VERSION'],
-            ...hits.map((h) => [h._id, h._source.active ? (h._source.last_checkin_status ?? 'enrolled') : 'unenrolled', h._source.policy_id ?? '',
+          // TYPE tells OpenTelemetry Collectors (OPAMP) from Elastic Agents.
+          print(a, hits.map(flat), () => table([['ID', 'TYPE', 'STATUS', 'POLICY', 'REVISION', 'LAST CHECK-IN', 'VERSION'],
+            ...hits.map((h) => [h._id, h._source.type, h._source.active ? (h._source.last_checkin_status ?? 'enrolled') : 'unenrolled', h._source.policy_id ?? '',
               String(h._source.policy_revision_idx ?? ''), h._source.last_checkin ?? '', h._source.agent?.version ?? ''])]));
         })
       .command('show <id>', 'Show an agent document', (c) => c.positional('id', { type: 'string', demandOption: true }), async (a) => {

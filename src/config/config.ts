@@ -85,6 +85,13 @@ export interface FleetServerConfig {
     ignoreCheckinPolicyId: boolean;
     /** server.feature_flags.graceful_force_unenroll (upstream 9.5.2). */
     gracefulForceUnenroll: { enabled: boolean; maxBytes: number };
+    /** server.feature_flags.enable_opamp (upstream, default true): OpAMP on /v1/opamp. */
+    enableOpamp: boolean;
+    /**
+     * server.opamp.heartbeat_interval (beyond upstream): offered to Collectors that report heartbeats and
+     * accept OpAMP connection settings; 0 offers nothing.
+     */
+    opampHeartbeatMs: number;
     checkinFlushIntervalMs: number;
     bulk: BulkConfig;
     /** Expired-action clean-up: how often, and how long after expiry an action is deleted. */
@@ -370,6 +377,8 @@ export function buildConfig(raw: RawConfig): FleetServerConfig {
         enabled: flags.sub('graceful_force_unenroll').bool('enabled', false),
         maxBytes: flags.sub('graceful_force_unenroll').num('max_bytes', 50_000_000),
       },
+      enableOpamp: flags.bool('enable_opamp', true),
+      opampHeartbeatMs: server.sub('opamp').dur('heartbeat_interval', 30_000),
       // Upstream hard-codes 10 s; configurable here so tests need not wait for it.
       checkinFlushIntervalMs: server.sub('bulk').dur('checkin_flush_interval', 10_000),
       gc: {

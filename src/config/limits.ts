@@ -34,6 +34,13 @@ const CODE_DEFAULTS: Record<RouteName, [number, number, number, number]> = {
   audit_unenroll: [10, 50, 100, 1 * KiB],
 };
 
+/**
+ * Bytes after gzip, where a route takes gzip bodies. Upstream bounds check-in only; OpAMP (whose
+ * 3 MiB max_body upstream defines but never applies) is bounded here too, far above any Collector's
+ * status report.
+ */
+const DECOMPRESSED_DEFAULTS: Partial<Record<RouteName, number>> = { checkin: 20 * MiB, opamp: 20 * MiB };
+
 type Triple = [number, number, number];
 interface Profile {
   name: string;
@@ -110,7 +117,7 @@ export function resolveLimits(maxAgents: number, memoryMiB: number, userMaxConne
       burst: u.burst ?? (pl ? pl[1] : cb),
       max: u.max ?? (pl ? pl[2] : cm),
       maxBody: u.maxBody || body,
-      maxBodyDecompressed: u.maxBodyDecompressed || (r === 'checkin' ? 20 * MiB : 0),
+      maxBodyDecompressed: u.maxBodyDecompressed || (DECOMPRESSED_DEFAULTS[r] ?? 0),
     };
   }
   return { profile: p?.name ?? 'default', maxConnections: userMaxConnections ?? (p?.maxConnections ?? 0), routes };

@@ -18,6 +18,15 @@ export interface CheckinRecord {
   policyRevisionIdx?: number;
   rollbacks?: Json;
   clearAudit?: boolean;
+  // OpAMP agents (upstream writes these for them only).
+  /** The last message's sequence_num (Elastic Agents: 0). */
+  sequenceNum?: number;
+  health?: Json;
+  capabilities?: string[];
+  /** Replaces the stored effective_config whole: a merge would keep sections the agent no longer runs. */
+  effectiveConfig?: Json;
+  /** The remote configuration's state the agent reported (beyond upstream). */
+  remoteConfigStatus?: Json;
 }
 
 interface Pending extends CheckinRecord {
@@ -70,7 +79,7 @@ export class Bookkeeper {
         last_checkin_status: r.status,
         last_checkin_message: r.message,
         unhealthy_reason: r.unhealthyReason ?? null,
-        sequence_num: 0,
+        sequence_num: r.sequenceNum ?? 0,
       };
       if (r.version !== undefined) doc['agent'] = { version: r.version };
       if (r.localMetadata !== undefined) doc['local_metadata'] = r.localMetadata;
@@ -79,7 +88,21 @@ export class Bookkeeper {
       if (r.agentPolicyId !== undefined) doc['agent_policy_id'] = r.agentPolicyId;
       if (r.policyRevisionIdx !== undefined) doc['policy_revision_idx'] = r.policyRevisionIdx;
       if (r.rollbacks !== undefined) doc['upgrade'] = { rollbacks: r.rollbacks };
-      updates.push(r.clearAudit ? { id, doc, unset: AUDIT_FIELDS } : { id, doc });
+      if (r.health !== undefined) doc['health'] = r.health;
+      if (r.capabilities !== undefined) doc['capabilities'] = r.capabilities;
+      const u: DocUpdate<AgentDoc> = { id, doc };
+      const replace: string[] = [];
+      if (r.effectiveConfig !== undefined) {
+        doc['effective_config'] = r.effectiveConfig;
+        replace.push('effective_config');
+      }
+      if (r.remoteConfigStatus !== undefined) {
+        doc['remote_config_status'] = r.remoteConfigStatus;
+        replace.push('remote_config_status');
+      }
+      if (replace.length > 0) u.replace = replace;
+      if (r.clearAudit) u.unset = AUDIT_FIELDS;
+      updates.push(u);
     }
     try {
       await this.store.bulkUpdateAgents(updates);

@@ -16,6 +16,7 @@ import { CheckinService } from './checkin';
 import { EnrollService } from './enroll';
 import { FileDeliveryService } from './file-delivery';
 import { GracefulUnenroll } from './graceful-unenroll';
+import { OpampService } from './opamp';
 import { OutputKeys } from './output-keys';
 import { PolicyMonitor } from './policy-monitor';
 import { SelfMonitor } from './self-monitor';
@@ -36,6 +37,7 @@ export class Fleet {
   readonly uploads: UploadService;
   readonly deliveries: FileDeliveryService;
   readonly artifacts: ArtifactService;
+  readonly opamp: OpampService;
   readonly health = new SelfMonitor();
   private readonly abort = new AbortController();
   private healthTimer: NodeJS.Timeout | undefined;
@@ -70,6 +72,9 @@ export class Fleet {
     this.uploads = new UploadService(store, { maxFileSize: s.maxFileStorageSize }, log, clock);
     this.deliveries = new FileDeliveryService(store);
     this.artifacts = new ArtifactService(store, this.policies, config.cache.ttlArtifactMs, clock);
+    this.opamp = new OpampService(store, this.bookkeeper, (policyId) => this.policies.latest(policyId), log, clock,
+      Math.round(s.opampHeartbeatMs / 1000));
+    this.policies.onRevision((p) => this.opamp.onRevision(p));
   }
 
   async start(): Promise<void> {

@@ -4,6 +4,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import type { Hit, Json, JsonObject, PolicyData, PolicyDoc, RoleMap } from '../store/documents';
 import { goJson } from './go-json';
+import { remoteConfigOf, type RemoteConfig } from './opamp-document';
 import { resolveInline, type SecretLookup } from './secrets';
 import { TextTemplate } from '../util/text-template';
 
@@ -40,6 +41,8 @@ export class ParsedPolicy {
   readonly error: string | undefined;
   /** The POLICY_CHANGE action as JSON text with a hole per slot. */
   readonly template: TextTemplate;
+  /** The configuration for OpAMP agents (the policy's `opamp` section), kept out of what Elastic Agents get. */
+  readonly opamp: RemoteConfig | undefined;
   private readonly slots: Slot[] = [];
 
   constructor(readonly hit: Hit<PolicyDoc>, lookupSecret: SecretLookup) {
@@ -48,7 +51,9 @@ export class ParsedPolicy {
     this.revisionIdx = doc.revision_idx;
     this.actionId = `policy:${doc.policy_id}:${doc.revision_idx}`;
     let error: string | undefined;
+    // Only the policy keys agents know go out; the opamp section is for OpAMP agents alone.
     const data = prepareData(doc.data, lookupSecret);
+    this.opamp = remoteConfigOf(doc.data['opamp']);
     const outputs = (data['outputs'] ?? {}) as Record<string, JsonObject>;
     if (Object.keys(outputs).length === 0) error = 'processPolicy: output section not found';
     const permissions = (doc.data.output_permissions ?? {}) as Record<string, RoleMap>;

@@ -17,6 +17,8 @@ export interface BodyRules {
   allowGzip: boolean;
   /** The error for a body over a limit (default: upstream's 400 "request body too large"). */
   tooLarge?: FleetErrorCode;
+  /** Not JSON (OpAMP's protobuf): no JSON shape check while it arrives. */
+  binary?: boolean;
 }
 
 /** Shape limits that keep JSON.parse cheap; Go's decoder allows depth 10,000, no agent message nears these. */
@@ -102,7 +104,7 @@ export async function readBody(req: IncomingMessage, what: string, rules: BodyRu
   const encoding = req.headers['content-encoding'];
   const gzip = encoding !== undefined && encoding !== 'identity';
   if (gzip && (encoding !== 'gzip' || !rules.allowGzip)) throw badRequest(`unable to read ${what} request`, `unsupported content encoding ${encoding}`);
-  const raw = new Holder(budget, gzip ? undefined : new JsonShape());
+  const raw = new Holder(budget, gzip || rules.binary ? undefined : new JsonShape());
   try {
     await collect(req, (chunk) => raw.add(chunk, rules.maxBytes, what, rules.tooLarge));
   } catch (err) {
@@ -110,7 +112,7 @@ export async function readBody(req: IncomingMessage, what: string, rules: BodyRu
     throw err;
   }
   if (!gzip) return { chunks: raw.chunks, size: raw.size, wireBytes: raw.size, release: raw.release };
-  const out = new Holder(budget, new JsonShape());
+  const out = new Holder(budget, rules.binary ? undefined : new JsonShape());
   try {
     await inflate(raw.chunks, (c) => out.add(c, rules.maxDecompressed, what, rules.tooLarge), what);
   } catch (err) {
@@ -273,6 +275,20 @@ export function decodeJson<T>(body: RawBody, what: string, validator: Validator<
     }
     if (!validator.check(value)) throw badRequest(`unable to decode ${what} request`, validator.explain(value));
     return value;
+  } finally {
+    body.release();
+  }
+}
+
+/** Decodes a binary body (protobuf); every failure is a 400. */
+export function decodeBinary<T>(body: RawBody, what: string, decode: (bytes: Buffer) => T): T {
+  try {
+    const bytes = body.chunks.length === 1 ? body.chunks[0]! : Buffer.concat(body.chunks, body.size);
+    try {
+      return decode(bytes);
+    } catch (err) {
+      throw badRequest(`unable to decode ${what} request`, err);
+    }
   } finally {
     body.release();
   }

@@ -173,6 +173,26 @@ export function writeError(res: ServerResponse, c: ErrorClass, headers?: Record<
   res.end(text);
 }
 
+/** An error answered by its status alone, with the route's Content-Type and no body (OpAMP, as opamp-go). */
+export function writeBareError(res: ServerResponse, c: ErrorClass, contentType: string): void {
+  if (res.headersSent || res.destroyed) {
+    res.destroy();
+    return;
+  }
+  res.writeHead(c.status, {
+    ...(c.retryAfter !== undefined ? { 'Retry-After': String(c.retryAfter) } : {}),
+    'Content-Type': contentType,
+    'Content-Length': 0,
+  });
+  res.end();
+}
+
+/** A bare error (status, Content-Type, no body) written straight to a socket (a refused upgrade). */
+export function rawBareResponse(c: ErrorClass, contentType: string, requestId: string): string {
+  return `HTTP/1.1 ${c.status} ${STATUS_CODES[c.status] ?? ''}\r\nConnection: close\r\nX-Request-Id: ${requestId}\r\nContent-Type: ${contentType}\r\n`
+    + `${c.retryAfter !== undefined ? `Retry-After: ${c.retryAfter}\r\n` : ''}Content-Length: 0\r\n\r\n`;
+}
+
 /** The same answer written straight to a socket, for errors Node raises before a request exists. */
 export function rawErrorResponse(c: ErrorClass): string {
   const text = JSON.stringify(errorBody(c));

@@ -2,6 +2,7 @@
 // handler. The pipeline in server.ts runs the declared steps in upstream's order, so handlers start
 // with an authenticated caller and a decoded, validated body.
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
 import type { Logger } from 'pino';
 import type { FleetServerConfig } from '../config/config';
 import type { RouteName } from '../config/limits';
@@ -41,17 +42,40 @@ export interface BaseContext {
 
 export type RequestContext<A extends AuthKind = AuthKind, B = unknown> = BaseContext & AuthResult[A] & { body: B };
 
-export interface BodySpec<B> {
+/** An upgrade request (WebSocket) after its route's limiter and authentication: the socket is the handler's. */
+export type UpgradeContext<A extends AuthKind = AuthKind> = Omit<BaseContext, 'res'> & AuthResult[A] & {
+  socket: Socket;
+  /** Bytes that arrived after the request's headers. */
+  head: Buffer;
+  /** Aborted when the server stops: the session should close (WebSocket 1001). */
+  stopping: AbortSignal;
+  /** Headers the session's answer to the upgrade carries (X-Request-Id). */
+  responseHeaders: Record<string, string>;
+};
+
+interface BodyCommon {
   /** Named in error messages ("unable to decode <what> request"). */
   what: string;
-  validator: Validator<B>;
-  /** Content-Encoding: gzip accepted (check-in only, as upstream). */
+  /** Content-Encoding: gzip accepted (check-in and OpAMP, as upstream). */
   gzip?: boolean;
   /** The error for an empty body (default: a JSON decoding 400). */
   empty?: FleetErrorCode;
   /** The error for a body over the route's limit (default: upstream's 400 "request body too large"). */
   tooLarge?: FleetErrorCode;
 }
+
+/** A JSON body, validated. */
+export interface JsonBodySpec<B> extends BodyCommon {
+  validator: Validator<B>;
+}
+
+/** A binary body of one Content-Type (OpAMP's protobuf), decoded by `decode`; a throw is a 400. */
+export interface BinaryBodySpec<B> extends BodyCommon {
+  contentType: string;
+  decode(bytes: Buffer): B;
+}
+
+export type BodySpec<B> = JsonBodySpec<B> | BinaryBodySpec<B>;
 
 export interface RouteSpec<A extends AuthKind = AuthKind, B = unknown> {
   method: 'GET' | 'POST' | 'PUT';
@@ -64,6 +88,20 @@ export interface RouteSpec<A extends AuthKind = AuthKind, B = unknown> {
   /** Requires an Elastic Agent User-Agent of a supported version (enroll, check-in). */
   userAgent?: boolean;
   body?: BodySpec<B>;
+  /** Served only when the configuration enables it (a feature flag); otherwise the path is unknown. */
+  enabled?(config: FleetServerConfig): boolean;
+  /**
+   * Errors after the route's limiter are answered with the status alone and this Content-Type, no body
+   * (OpAMP, as opamp-go answers). Limiter refusals keep upstream's JSON, as its outer router sends them.
+   */
+  bareErrors?: string;
+  /** The error a refused authentication is answered with (OpAMP: 401 for every client mistake). */
+  authError?(refusal: unknown): unknown;
+  /**
+   * Upgrade requests on this route (`Upgrade:` header) are handed here after the limiter and the
+   * authentication, with the socket; resolves when the session ends (its route counts it active until then).
+   */
+  upgrade?(ctx: UpgradeContext<A>): Promise<void>;
   /**
    * The handler streams the body and may refuse it unread as part of the protocol (a chunk for a stopped
    * upload): an authenticated client's body is then read to its end before the refusal (bounded), so it

@@ -9,7 +9,21 @@ import { answerRefusedCheckin, handleCheckin } from './handlers/checkin';
 import { handleEnroll } from './handlers/enroll';
 import { handlePgpKey } from './handlers/pgp-key';
 import { handleStatus } from './handlers/status';
+import { decodeAgentToServer } from '../opamp/codec';
+import { handleOpampHttp, PROTOBUF } from '../opamp/http';
+import { handleOpampWebSocket } from '../opamp/websocket';
+import { FleetError } from '../fleet/errors';
+import { StoreBusyError, StoreUnavailableError } from '../store/port';
 import { route } from './route';
+
+/**
+ * OpAMP's refusals (upstream's OnConnecting): every client mistake with the key is 401; a store that
+ * pushes back stays 429, and one that cannot answer 503 (upstream says 401, which opamp-go does not
+ * retry: the Collector would drop its report).
+ */
+function opampAuthError(err: unknown): unknown {
+  return err instanceof StoreBusyError || err instanceof StoreUnavailableError ? err : new FleetError('Unauthorized');
+}
 
 export const ROUTES = [
   route({ method: 'GET', path: '/api/status', limit: 'status', metric: 'status', auth: 'optional', handler: handleStatus }),
@@ -55,5 +69,19 @@ export const ROUTES = [
   route({
     method: 'GET', path: '/api/agents/upgrades/:version/pgp-public-key', limit: 'pgp_retrieval', metric: 'getPGPKey', auth: 'none',
     handler: handlePgpKey,
+  }),
+  // OpAMP (upstream 9.3.3+): Collectors authenticate with an enrollment token; answers are protobuf.
+  route({
+    method: 'POST', path: '/v1/opamp', limit: 'opamp', metric: 'opAMP', auth: 'enrollment',
+    enabled: (config) => config.server.enableOpamp, bareErrors: PROTOBUF, authError: opampAuthError,
+    body: { what: 'opamp', contentType: PROTOBUF, decode: decodeAgentToServer, gzip: true, tooLarge: 'PayloadTooLarge' },
+    handler: handleOpampHttp,
+  }),
+  // Beyond upstream: OpAMP's WebSocket transport on the same path (a GET that is not an upgrade is a 400).
+  route({
+    method: 'GET', path: '/v1/opamp', limit: 'opamp', metric: 'opAMP', auth: 'enrollment',
+    enabled: (config) => config.server.enableOpamp, bareErrors: PROTOBUF, authError: opampAuthError,
+    upgrade: handleOpampWebSocket,
+    handler: () => Promise.reject(new FleetError('BadRequest', 'Bad request: a WebSocket upgrade or a POST of application/x-protobuf')),
   }),
 ];

@@ -14,14 +14,14 @@ import { ROUTES as ROUTE_NAMES, type RouteName } from '../config/limits';
 import { FleetError, isFleetError } from '../fleet/errors';
 import type { Fleet } from '../fleet/fleet';
 import { checkApiVersion, DEFAULT_API_VERSION } from './api-version';
-import { BodyBudget, decodeJson, readBody } from './body';
+import { BodyBudget, decodeBinary, decodeJson, readBody } from './body';
 import { CertificateReloader } from './cert-reload';
 import { admissionLimits, ConnectionGuard, openFileLimit } from './connections';
 import { routeCounters, type RouteCounters } from './counters';
-import { classify, HttpError, rawErrorResponse, writeError, type ErrorClass, type LogLevel } from './errors';
+import { classify, HttpError, rawBareResponse, rawErrorResponse, writeBareError, writeError, type ErrorClass, type LogLevel } from './errors';
 import { RouteLimiter } from './limiter';
 import { apiKeyFromHeader } from './request';
-import type { BaseContext, RequestContext, RouteSpec } from './route';
+import type { BaseContext, RequestContext, RouteSpec, UpgradeContext } from './route';
 import { Router } from './router';
 import { ROUTES } from './routes';
 
@@ -72,7 +72,7 @@ export class HttpService {
   private readonly servers: (http.Server | https.Server)[] = [];
   private certificates: CertificateReloader | undefined;
   private readonly limiters: Record<RouteName, RouteLimiter>;
-  private readonly router = new Router(ROUTES);
+  private readonly router: Router;
   /** The external listener's admission; the internal one (localhost) has its own, so a flood on one cannot evict the other's connections. */
   private readonly guard: ConnectionGuard;
   private readonly internalGuard = new ConnectionGuard({ cap: INTERNAL_CAP, pendingCap: INTERNAL_CAP / 4 });
@@ -90,6 +90,8 @@ export class HttpService {
   /** Connections Node timed out mid-request (answered 408 by clientError). */
   private readonly timedOut = new WeakSet<Socket>();
   private inFlight = 0;
+  /** Upgraded sessions (OpAMP WebSockets): told to close when the server stops. */
+  private readonly sessions = new Set<{ stop: AbortController; ended: Promise<void> }>();
   /** Upstream's max_connections: a cap on requests in flight (its chi Throttle), not on sockets. */
   private readonly maxConnections: number;
 
@@ -98,6 +100,7 @@ export class HttpService {
     const limits = config.server.limits;
     this.limiters = Object.fromEntries(ROUTE_NAMES.map((r) => [r, new RouteLimiter(limits.routes[r])])) as Record<RouteName, RouteLimiter>;
     this.maxConnections = limits.maxConnections;
+    this.router = new Router(ROUTES.filter((r) => r.enabled?.(config) ?? true));
     const files = openFileLimit();
     this.guard = new ConnectionGuard(admissionLimits(limits.maxConnections, files === undefined ? undefined : files - INTERNAL_CAP));
   }
@@ -115,6 +118,8 @@ export class HttpService {
       keepAliveTimeout: s.timeouts.idleMs,
       maxHeaderSize: s.maxHeaderByteSize,
       ServerResponse: this.responseClass,
+      // Only routes that take upgrades see them; an Upgrade header elsewhere is an ordinary request.
+      shouldUpgradeCallback: (req: IncomingMessage) => this.upgradeRoute(req) !== undefined,
     };
     const handler = (req: IncomingMessage, res: ServerResponse): void => this.handle(req, res, guard);
     const server = s.tls.enabled
@@ -132,6 +137,7 @@ export class HttpService {
       socket.destroySoon();
     });
     server.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => this.clientError(err, socket));
+    server.on('upgrade', (req: IncomingMessage, socket: Socket, head: Buffer) => this.upgrade(req, socket, head, guard));
     return server;
   }
 
@@ -207,7 +213,10 @@ export class HttpService {
     const closed = this.servers.map((s) => new Promise<void>((r) => s.close(() => r())));
     for (const s of this.servers) s.closeIdleConnections();
     await beforeDrain();
+    const sessions = [...this.sessions];
+    for (const s of sessions) s.stop.abort();
     const deadline = Date.now() + drainMs;
+    await Promise.race([Promise.all(sessions.map((s) => s.ended)), new Promise((r) => setTimeout(r, drainMs).unref())]);
     while (this.inFlight > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
     for (const s of this.servers) s.closeAllConnections();
     await Promise.all(closed);
@@ -218,6 +227,7 @@ export class HttpService {
     let requestId = '';
     let limiter: RouteLimiter | undefined;
     let counters: RouteCounters | undefined;
+    let bare: string | undefined;
     try {
       // A socket refused at accept may still have had a request parsed before it closed.
       if (!guard.busy(tcpSocket(req.socket))) {
@@ -243,6 +253,7 @@ export class HttpService {
       }
       // Only a slot taken is given back (a refusal by enter() must not).
       limiter = routeLimiter;
+      bare = route.bareErrors;
       counters.active++;
       this.inFlight++;
       let apiVersion = DEFAULT_API_VERSION;
@@ -256,15 +267,95 @@ export class HttpService {
       };
       // Settled by callbacks, not by awaiting: a held long poll then keeps no suspended frame here.
       const taken = counters;
+      const bareType = bare;
       this.dispatch(route, base, taken).then(() => this.done(req, res, guard, started, requestId, limiter, taken), (err: unknown) => {
-        const finish = (): void => this.done(req, res, guard, started, requestId, limiter, taken, err);
+        const finish = (): void => this.done(req, res, guard, started, requestId, limiter, taken, err, bareType);
         // Only an authenticated agent's refusal waits for its body; anyone else's connection is closed at once.
         if (drainable.has(req)) drainUnread(req, err, finish);
         else finish();
       });
     } catch (err) {
-      this.done(req, res, guard, started, requestId, limiter, counters, err);
+      this.done(req, res, guard, started, requestId, limiter, counters, err, bare);
     }
+  }
+
+  private upgradeRoute(req: IncomingMessage): RouteSpec | undefined {
+    try {
+      const url = req.url ?? '/';
+      const q = url.indexOf('?');
+      const { route } = this.router.match(req.method ?? 'GET', q < 0 ? url : url.slice(0, q));
+      return route.upgrade ? route : undefined;
+    } catch {
+      return undefined;
+    }
+  }
+
+  /**
+   * An upgrade request (a WebSocket on /v1/opamp): the same admission, limiter and authentication as a
+   * request, answered on the raw socket when refused; then the route's session owns the socket, counted
+   * active until it ends. The limiter slot is given back once the session starts (it is not a request).
+   */
+  private upgrade(req: IncomingMessage, socket: Socket, head: Buffer, guard: ConnectionGuard): void {
+    const started = performance.now();
+    const requestId = (req.headers['x-request-id'] as string | undefined) || randomUUID();
+    socket.on('error', () => socket.destroy());
+    const refuse = (err: unknown, route?: RouteSpec, counters?: RouteCounters): void => {
+      const c = classify(err);
+      if (counters) counters.fail++;
+      socket.end(route?.bareErrors !== undefined ? rawBareResponse(c, route.bareErrors, requestId) : rawErrorResponse(c));
+      socket.destroySoon();
+      this.logUpgrade(req, started, requestId, c.status, c);
+    };
+    if (!guard.busy(tcpSocket(socket))) {
+      socket.destroy();
+      return;
+    }
+    const route = this.upgradeRoute(req);
+    if (!route) {
+      refuse(new HttpError('RouteNotFound'));
+      return;
+    }
+    const counters = this.routes[route.metric];
+    counters.total++;
+    const limiter = this.limiters[route.limit];
+    try {
+      limiter.enter();
+    } catch (err) {
+      if (isFleetError(err, 'RateLimit')) counters.limit_rate++;
+      else counters.limit_max++;
+      refuse(err);
+      return;
+    }
+    const stop = new AbortController();
+    const ctx = {
+      req, socket, head, params: {}, fleet: this.fleet, config: this.config, log: this.log, agentVersion: '', counters, stopping: stop.signal,
+      responseHeaders: { 'X-Request-Id': requestId },
+    } as unknown as UpgradeContext;
+    this.authenticate(route, ctx, ctx as unknown as Record<string, unknown>).then(() => {
+      limiter.leave();
+      if (this.draining) throw new FleetError('ClientClosed');
+      counters.active++;
+      this.logUpgrade(req, started, requestId, 101);
+      const ended = route.upgrade!(ctx).catch((err: unknown) => this.log.warn({ err }, 'upgraded session failed')).finally(() => {
+        counters.active--;
+        this.sessions.delete(session);
+      });
+      const session = { stop, ended };
+      this.sessions.add(session);
+    }, (err: unknown) => {
+      limiter.leave();
+      refuse(route.authError ? route.authError(err) : err, route, counters);
+    }).catch((err: unknown) => refuse(err, route, counters));
+  }
+
+  private logUpgrade(req: IncomingMessage, started: number, requestId: string, status: number, c?: ErrorClass): void {
+    const level: LogLevel = status === 101 ? 'debug' : 'info';
+    if (!this.log.isLevelEnabled(level)) return;
+    this.log[level]({
+      'http.request.id': requestId, 'http.request.method': req.method, 'url.path': req.url, 'http.response.status_code': status,
+      'event.duration': Math.round((performance.now() - started) * 1e6), 'client.address': req.socket.remoteAddress,
+      ...(c ? { 'error.type': c.error, 'error.message': c.message } : {}),
+    }, 'HTTP upgrade');
   }
 
   /** The declared steps of a route, then its handler; the context lives only until the handler has it. */
@@ -277,14 +368,40 @@ export class HttpService {
   private async prepare(route: RouteSpec, ctx: RequestContext, counters: RouteCounters): Promise<boolean> {
     const { fleet, req } = ctx;
     const c = ctx as RequestContext & Record<string, unknown>;
+    try {
+      await this.authenticate(route, ctx, c);
+    } catch (err) {
+      if (route.authRefused?.(ctx, err)) return false;
+      throw route.authError ? route.authError(err) : err;
+    }
+    if (route.userAgent) ctx.agentVersion = fleet.versions.check(req.headers['user-agent']);
+    if (route.body) {
+      const body = route.body;
+      const binary = 'decode' in body;
+      // A binary route takes exactly its Content-Type (OpAMP: anything else would be a WebSocket attempt).
+      if (binary && req.headers['content-type'] !== body.contentType) {
+        throw new FleetError('BadRequest', `Bad request: Content-Type must be ${body.contentType}`);
+      }
+      const limit = ctx.config.server.limits.routes[route.limit];
+      const raw = await readBody(req, body.what, {
+        maxBytes: limit.maxBody, maxDecompressed: limit.maxBodyDecompressed, allowGzip: body.gzip === true,
+        tooLarge: body.tooLarge, binary,
+      }, this.bodyBudget);
+      counters.body_in += raw.wireBytes;
+      if (raw.size === 0 && body.empty) {
+        raw.release();
+        throw new FleetError(body.empty);
+      }
+      c['body'] = binary ? decodeBinary(raw, body.what, body.decode) : decodeJson(raw, body.what, body.validator);
+    }
+    return true;
+  }
+
+  private async authenticate(route: RouteSpec, ctx: Pick<BaseContext, 'fleet' | 'req' | 'params'>, c: Record<string, unknown>): Promise<void> {
+    const { fleet, req } = ctx;
     switch (route.auth) {
       case 'agent':
-        try {
-          c['agent'] = await fleet.auth.authenticateAgent(apiKeyFromHeader(req), ctx.params['id']);
-        } catch (err) {
-          if (route.authRefused?.(ctx, err)) return false;
-          throw err;
-        }
+        c['agent'] = await fleet.auth.authenticateAgent(apiKeyFromHeader(req), ctx.params['id']);
         break;
       case 'agentKey':
         c['agent'] = await fleet.auth.authenticateAgent(apiKeyFromHeader(req));
@@ -301,26 +418,11 @@ export class HttpService {
       case 'none':
         break;
     }
-    if (route.userAgent) ctx.agentVersion = fleet.versions.check(req.headers['user-agent']);
-    if (route.body) {
-      const limit = ctx.config.server.limits.routes[route.limit];
-      const raw = await readBody(req, route.body.what, {
-        maxBytes: limit.maxBody, maxDecompressed: limit.maxBodyDecompressed, allowGzip: route.body.gzip === true,
-        tooLarge: route.body.tooLarge,
-      }, this.bodyBudget);
-      counters.body_in += raw.wireBytes;
-      if (raw.size === 0 && route.body.empty) {
-        raw.release();
-        throw new FleetError(route.body.empty);
-      }
-      c['body'] = decodeJson(raw, route.body.what, route.body.validator);
-    }
-    return true;
   }
 
   /** The end of every request: the error (if any) answered, the slot released, one log line as upstream. */
   private done(req: IncomingMessage, res: ServerResponse, guard: ConnectionGuard, started: number, requestId: string,
-    limiter: RouteLimiter | undefined, counters: RouteCounters | undefined, err?: unknown): void {
+    limiter: RouteLimiter | undefined, counters: RouteCounters | undefined, err?: unknown, bare?: string): void {
     let c: ErrorClass | undefined;
     try {
       const socket = tcpSocket(req.socket);
@@ -329,7 +431,8 @@ export class HttpService {
         // The body may be unread (refused before reading): close rather than parse leftovers as a request.
         // Set before the head is written, so that it says Connection: close.
         if (!req.complete) res.shouldKeepAlive = false;
-        writeError(res, c, err instanceof HttpError ? err.headers : undefined);
+        if (bare !== undefined) writeBareError(res, c, bare);
+        else writeError(res, c, err instanceof HttpError ? err.headers : undefined);
       }
       if (limiter) {
         this.inFlight--;

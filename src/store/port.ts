@@ -23,6 +23,11 @@ export interface DocUpdate<T> {
   id: string;
   doc: Partial<T> | Record<string, unknown>;
   unset?: string[];
+  /**
+   * Top-level fields of `doc` that replace the stored value whole instead of merging into it (an
+   * OpAMP agent's effective_config: a merge would keep pipelines the Collector no longer runs).
+   */
+  replace?: string[];
 }
 
 /** Change feed over an index in sequence-number order (ES global checkpoints, or the SQLite rowid). */

@@ -1,11 +1,14 @@
 // Painless scripts the Elasticsearch store sends. A partial `doc` update cannot remove fields, so an
 // update that must also drop fields (upstream clears audit_unenrolled_* on check-in this way) runs
-// this script: a recursive merge with Elasticsearch's partial-doc semantics, then the removals.
+// this script: a recursive merge with Elasticsearch's partial-doc semantics, then the removals. Fields
+// named in `replace` are dropped first, so their new values replace the stored ones whole (upstream
+// replaces an OpAMP agent's effective_config with a script of its own).
 // Kept constant so Elasticsearch compiles it once and serves it from its script cache.
 
 export const MERGE_AND_REMOVE = [
   'void merge(Map dst, Map src) { for (def e : src.entrySet()) { def cur = dst.get(e.getKey());',
   ' if (cur instanceof Map && e.getValue() instanceof Map) { merge(cur, e.getValue()); } else { dst.put(e.getKey(), e.getValue()); } } }',
+  'if (params.containsKey(\'replace\')) { for (String f : params.replace) { ctx._source.remove(f); } }',
   'merge(ctx._source, params.doc);',
   'for (String path : params.remove) { def node = ctx._source; String[] parts = path.splitOnToken(".");',
   ' for (int i = 0; i < parts.length - 1 && node != null; i++) { node = node instanceof Map ? node.get(parts[i]) : null; }',

@@ -268,7 +268,8 @@ export class EsStore implements Store {
 
   private updateBody(u: DocUpdate<AgentDoc>): Obj {
     // A partial doc cannot remove fields; the store's merge-and-remove script does both at once.
-    return u.unset?.length ? { script: { source: MERGE_AND_REMOVE, lang: 'painless', params: { doc: u.doc, remove: u.unset } } } : { doc: u.doc };
+    if (!u.unset?.length && !u.replace?.length) return { doc: u.doc };
+    return { script: { source: MERGE_AND_REMOVE, lang: 'painless', params: { doc: u.doc, remove: u.unset ?? [], replace: u.replace ?? [] } } };
   }
 
   async updateAgent(update: DocUpdate<AgentDoc>): Promise<void> {

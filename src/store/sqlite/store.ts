@@ -300,6 +300,7 @@ export class SqliteStore implements Store {
   private applyAgentUpdate(u: DocUpdate<AgentDoc>): boolean {
     const cur = hit<AgentDoc>(this.q('SELECT id, doc FROM agents WHERE id = ?').get(u.id) as Row | undefined);
     if (!cur) return false;
+    if (u.replace) removeFields(cur._source, u.replace);
     const doc = mergeDoc(cur._source, u.doc as Record<string, unknown>);
     if (u.unset) removeFields(doc, u.unset);
     this.putAgentRow(u.id, doc, false);

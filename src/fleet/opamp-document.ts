@@ -1,0 +1,170 @@
+// What an OpAMP agent's reports become in its .fleet-agents document, as upstream writes them
+// (fleet-server's handleOpAMP.go and checkin bulk): the enrollment document, the status a health
+// report means, health in Go's JSON shape, and the effective configuration as redacted JSON.
+import { createHash } from 'node:crypto';
+import { parse, stringify } from 'yaml';
+import type { AgentDoc, Json, JsonObject } from '../store/documents';
+
+/** A ComponentHealth, decoded. */
+export interface OpampHealth {
+  healthy: boolean;
+  startTimeUnixNano: number;
+  lastError: string;
+  status: string;
+  statusTimeUnixNano: number;
+  components: Record<string, OpampHealth>;
+}
+
+/** An agent's description: OTel resource attributes as JSON values, in the order sent. */
+export interface OpampDescription {
+  identifying: JsonObject;
+  nonIdentifying: JsonObject;
+}
+
+export interface EnrollmentTarget {
+  policyId: string;
+  namespaces: string[];
+}
+
+function str(v: Json | undefined): string {
+  return typeof v === 'string' ? v : '';
+}
+
+/** Fields with an empty string value are left out (Go's omitempty); objects stay. */
+function withoutEmpty(o: Record<string, string>): Record<string, string> {
+  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== ''));
+}
+
+/** The document upstream creates for a new OpAMP agent (no API key, no outputs: it is never sent a policy). */
+export function enrollmentDocument(id: string, target: EnrollmentTarget, description: OpampDescription | undefined, now: string): AgentDoc {
+  const ident = description?.identifying ?? {};
+  const nonIdent = { ...(description?.nonIdentifying ?? {}) };
+  const name = str(ident['service.name']);
+  const version = str(ident['service.version']);
+  const host = str(nonIdent['host.name']);
+  const tagsAttr = nonIdent['tags'];
+  delete nonIdent['tags'];
+  const tags = [...new Set([name, ...str(tagsAttr).split(',').map((t) => t.trim())].filter((t) => t !== ''))];
+  const doc: AgentDoc = {
+    active: true,
+    enrolled_at: now,
+    type: 'OPAMP',
+    policy_id: target.policyId,
+    // So that Kibana does not show the collector as updating: no policy is ever delivered to it.
+    policy_revision_idx: 1,
+    agent: { id, version, ...(name ? { type: name } : {}) },
+    local_metadata: {
+      elastic: { agent: withoutEmpty({ id, version, name }) },
+      host: withoutEmpty({ hostname: host, name: host }),
+      os: withoutEmpty({ platform: str(nonIdent['os.type']) }),
+    },
+  };
+  if (target.namespaces.length > 0) doc.namespaces = target.namespaces;
+  if (description) {
+    doc['identifying_attributes'] = ident;
+    doc['non_identifying_attributes'] = nonIdent;
+  }
+  if (tags.length > 0) doc.tags = tags;
+  return doc;
+}
+
+/** Upstream's status for a report: unhealthy → error, a recoverable error → degraded, else online. */
+export function statusOf(health: OpampHealth | undefined): { status: string; message: string } {
+  if (!health) return { status: 'online', message: '' };
+  const message = health.lastError || health.status;
+  if (!health.healthy) return { status: 'error', message };
+  if (health.status === 'StatusRecoverableError') return { status: 'degraded', message };
+  return { status: 'online', message };
+}
+
+/** The stored health (Go's JSON of the protobuf struct: snake_case, zero values left out), recursively. */
+export function healthDocument(h: OpampHealth): JsonObject {
+  const out: JsonObject = {};
+  if (h.healthy) out['healthy'] = true;
+  if (h.startTimeUnixNano) out['start_time_unix_nano'] = h.startTimeUnixNano;
+  if (h.lastError) out['last_error'] = h.lastError;
+  if (h.status) out['status'] = h.status;
+  if (h.statusTimeUnixNano) out['status_time_unix_nano'] = h.statusTimeUnixNano;
+  const names = Object.keys(h.components);
+  if (names.length > 0) out['component_health_map'] = Object.fromEntries(names.map((n) => [n, healthDocument(h.components[n]!)]));
+  return out;
+}
+
+/** The health a stored document holds, read back (to know the status when a report leaves health out). */
+export function healthFromDocument(doc: Json | undefined): OpampHealth | undefined {
+  if (!doc || typeof doc !== 'object' || Array.isArray(doc)) return undefined;
+  const map = doc['component_health_map'];
+  const components: Record<string, OpampHealth> = {};
+  if (map && typeof map === 'object' && !Array.isArray(map)) {
+    for (const [k, v] of Object.entries(map)) {
+      const c = healthFromDocument(v);
+      if (c) components[k] = c;
+    }
+  }
+  return {
+    healthy: doc['healthy'] === true,
+    startTimeUnixNano: typeof doc['start_time_unix_nano'] === 'number' ? doc['start_time_unix_nano'] : 0,
+    lastError: str(doc['last_error']),
+    status: str(doc['status']),
+    statusTimeUnixNano: typeof doc['status_time_unix_nano'] === 'number' ? doc['status_time_unix_nano'] : 0,
+    components,
+  };
+}
+
+/** Key words whose values are secrets (elastic-agent-libs' redaction list, as upstream applies it). */
+const SECRET_WORDS = ['password', 'token', 'key', 'secret', 'auth', 'certificate', 'passphrase'];
+/** Named like a secret, but a routing setting. */
+const NOT_SECRET = new Set(['routekey']);
+export const REDACTED = '[REDACTED]';
+
+function isSecretKey(key: string): boolean {
+  const k = key.toLowerCase();
+  return !NOT_SECRET.has(k) && SECRET_WORDS.some((w) => k.includes(w));
+}
+
+/**
+ * Values under secret-looking keys replaced, at any depth and inside lists. Only scalars are replaced:
+ * a section such as an exporter's `auth: {authenticator: …}` names a component, not a secret, and its
+ * own secret keys are redacted inside it.
+ */
+export function redactSecrets(v: Json): Json {
+  if (Array.isArray(v)) return v.map(redactSecrets);
+  if (v === null || typeof v !== 'object') return v;
+  const out: JsonObject = {};
+  for (const [k, x] of Object.entries(v)) {
+    out[k] = x !== null && typeof x !== 'object' && isSecretKey(k) ? REDACTED : redactSecrets(x);
+  }
+  return out;
+}
+
+/**
+ * The Collector's YAML (config_map[""]) as the JSON object upstream stores, secrets redacted; undefined
+ * when it is not a YAML mapping.
+ */
+export function effectiveConfigDocument(yamlText: string): JsonObject | undefined {
+  // Aliases are resolved into copies; a bound on them keeps a "billion laughs" document from exploding.
+  const parsed = parse(yamlText, { maxAliasCount: 100, prettyErrors: false }) as unknown;
+  if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) return undefined;
+  return redactSecrets(JSON.parse(JSON.stringify(parsed)) as Json) as JsonObject;
+}
+
+/** The configuration a policy gives its OpAMP agents: the Collector YAML and its SHA-256 (the config_hash). */
+export interface RemoteConfig {
+  body: string;
+  hash: Buffer;
+  /** The hash in hex, as stored in remote_config_status.last_remote_config_hash. */
+  hashHex: string;
+}
+
+/**
+ * A policy's `opamp` section (beyond upstream): `config` is the Collector's configuration, as YAML text or
+ * as the mapping itself. Undefined when the policy has none.
+ */
+export function remoteConfigOf(section: unknown): RemoteConfig | undefined {
+  if (!section || typeof section !== 'object' || Array.isArray(section)) return undefined;
+  const c = (section as Record<string, unknown>)['config'];
+  const body = typeof c === 'string' ? c : c && typeof c === 'object' && !Array.isArray(c) ? stringify(c) : undefined;
+  if (body === undefined) return undefined;
+  const hash = createHash('sha256').update(body).digest();
+  return { body, hash, hashHex: hash.toString('hex') };
+}

@@ -1,0 +1,159 @@
+// OpAMP's wire format: AgentToServer decoded into the plain values fleet/opamp.ts takes, and its
+// replies encoded as ServerToAgent. Field numbers and bit values are the protocol's (proto/opamp.proto).
+import { createHash } from 'node:crypto';
+import type { Json, JsonObject } from '../store/documents';
+import type { OpampConfigFile, OpampHealth, OpampMessage, OpampReply, RemoteConfigState, ServerCapability } from '../fleet/opamp';
+import { opamp } from './generated/opamp';
+
+const pb = opamp.proto.v1;
+type IAnyValue = opamp.proto.v1.IAnyValue;
+type IKeyValue = opamp.proto.v1.IKeyValue;
+type IComponentHealth = opamp.proto.v1.IComponentHealth;
+
+/** AgentCapabilities, bit i named AGENT_CAPABILITIES[i] (the document stores the names). */
+const AGENT_CAPABILITIES = [
+  'ReportsStatus', 'AcceptsRemoteConfig', 'ReportsEffectiveConfig', 'AcceptsPackages', 'ReportsPackageStatuses',
+  'ReportsOwnTraces', 'ReportsOwnMetrics', 'ReportsOwnLogs', 'AcceptsOpAMPConnectionSettings',
+  'AcceptsOtherConnectionSettings', 'AcceptsRestartCommand', 'ReportsHealth', 'ReportsRemoteConfig',
+  'ReportsHeartbeat', 'ReportsAvailableComponents', 'ReportsConnectionSettingsStatus',
+] as const;
+
+const SERVER_CAPABILITY_BITS: Record<ServerCapability, number> = {
+  AcceptsStatus: 0x01, OffersRemoteConfig: 0x02, AcceptsEffectiveConfig: 0x04, OffersConnectionSettings: 0x20,
+};
+
+const REMOTE_CONFIG_STATES: RemoteConfigState[] = ['UNSET', 'APPLIED', 'APPLYING', 'FAILED'];
+/** The file name of the configuration sent (a Collector's supervisor merges named files, then ""). */
+const REMOTE_CONFIG_FILE = '';
+
+const FLAG_REQUEST_INSTANCE_UID = 0x1;
+const FLAG_REPORT_FULL_STATE = 0x1;
+const ERROR_TYPES = { BadRequest: 1, Unavailable: 2 } as const;
+/** Nesting deeper than this in attributes or health is cut off (protobufjs bounds decoding depth itself). */
+const MAX_DEPTH = 32;
+
+/** A 64-bit field: protobufjs gives a number or, when long.js is bundled, a Long. */
+function num(v: unknown): number {
+  if (typeof v === 'number') return v;
+  if (v && typeof v === 'object' && 'toNumber' in v) return (v as { toNumber(): number }).toNumber();
+  return 0;
+}
+
+/** Names of the set bits (undefined bits ignored). */
+export function capabilityNames(mask: number): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < AGENT_CAPABILITIES.length; i++) if (Math.floor(mask / 2 ** i) % 2 === 1) out.push(AGENT_CAPABILITIES[i]!);
+  return out;
+}
+
+/** An AnyValue as JSON, as Go's encoding/json writes the value upstream keeps (bytes as base64). */
+function anyValueJson(v: IAnyValue | null | undefined, depth: number): Json {
+  if (!v || depth > MAX_DEPTH) return null;
+  if (v.stringValue != null) return v.stringValue;
+  if (v.boolValue != null) return v.boolValue;
+  if (v.intValue != null) return num(v.intValue);
+  if (v.doubleValue != null) return v.doubleValue;
+  if (v.bytesValue != null) return Buffer.from(v.bytesValue).toString('base64');
+  if (v.arrayValue != null) return (v.arrayValue.values ?? []).map((x) => anyValueJson(x, depth + 1));
+  if (v.kvlistValue != null) return attributesJson(v.kvlistValue.values, depth + 1);
+  return null;
+}
+
+/** Key → value, values that are unset skipped (upstream). */
+function attributesJson(kvs: IKeyValue[] | null | undefined, depth = 0): JsonObject {
+  const out: JsonObject = {};
+  for (const kv of kvs ?? []) {
+    const v = anyValueJson(kv.value, depth);
+    if (v !== null) out[kv.key ?? ''] = v;
+  }
+  return out;
+}
+
+function health(h: IComponentHealth, depth: number): OpampHealth {
+  const components: Record<string, OpampHealth> = {};
+  if (depth < MAX_DEPTH) for (const [k, c] of Object.entries(h.componentHealthMap ?? {})) components[k] = health(c, depth + 1);
+  return {
+    healthy: h.healthy === true,
+    startTimeUnixNano: num(h.startTimeUnixNano),
+    lastError: h.lastError ?? '',
+    status: h.status ?? '',
+    statusTimeUnixNano: num(h.statusTimeUnixNano),
+    components,
+  };
+}
+
+/** Decodes an AgentToServer; throws on bytes that are not one. Unknown fields are skipped. */
+export function decodeAgentToServer(bytes: Uint8Array): OpampMessage {
+  const m = pb.AgentToServer.decode(bytes);
+  const msg: OpampMessage = {
+    instanceUid: m.instanceUid ?? new Uint8Array(0),
+    sequenceNum: num(m.sequenceNum),
+    capabilities: capabilityNames(num(m.capabilities)),
+    requestInstanceUid: (num(m.flags) & FLAG_REQUEST_INSTANCE_UID) !== 0,
+    disconnect: m.agentDisconnect != null,
+  };
+  if (m.agentDescription) {
+    msg.description = {
+      identifying: attributesJson(m.agentDescription.identifyingAttributes),
+      nonIdentifying: attributesJson(m.agentDescription.nonIdentifyingAttributes),
+    };
+  }
+  if (m.health) msg.health = health(m.health, 0);
+  const files = m.effectiveConfig?.configMap?.configMap;
+  if (m.effectiveConfig) {
+    const out: Record<string, OpampConfigFile> = {};
+    for (const [name, f] of Object.entries(files ?? {})) {
+      out[name] = { body: Buffer.from(f.body ?? new Uint8Array(0)), contentType: f.contentType ?? '' };
+    }
+    msg.effectiveConfig = out;
+  }
+  const rcs = m.remoteConfigStatus;
+  if (rcs) {
+    msg.remoteConfigStatus = {
+      hash: rcs.lastRemoteConfigHash ?? new Uint8Array(0),
+      status: REMOTE_CONFIG_STATES[rcs.status ?? 0] ?? 'UNSET',
+      errorMessage: rcs.errorMessage ?? '',
+    };
+  }
+  return msg;
+}
+
+export interface EncodeOptions {
+  /** opamp-go attaches an empty custom_capabilities to every HTTP answer (and the first on WebSocket). */
+  customCapabilities: boolean;
+  /** The URL the agent reached this server at: OpAMPConnectionSettings must name one. */
+  endpoint?: string;
+}
+
+/** The ServerToAgent for a reply; instance_uid is the request's (opamp-go fills it when left empty). */
+export function encodeServerToAgent(instanceUid: Uint8Array, reply: OpampReply, opts: EncodeOptions): Uint8Array {
+  const out: opamp.proto.v1.IServerToAgent = { instanceUid };
+  if (reply.error) {
+    out.errorResponse = { type: ERROR_TYPES[reply.error.type], errorMessage: reply.error.message };
+  } else {
+    if (reply.reportFullState) out.flags = FLAG_REPORT_FULL_STATE;
+    if (reply.capabilities) out.capabilities = reply.capabilities.reduce((m, c) => m | SERVER_CAPABILITY_BITS[c], 0);
+    if (reply.newInstanceUid) out.agentIdentification = { newInstanceUid: reply.newInstanceUid };
+    if (reply.heartbeatIntervalSeconds !== undefined && opts.endpoint) {
+      // The agent keeps its endpoint and headers (the same URL is offered); only the interval is new.
+      const opampSettings = { destinationEndpoint: opts.endpoint, heartbeatIntervalSeconds: reply.heartbeatIntervalSeconds };
+      const hash = createHash('sha256').update(`${opts.endpoint}\n${reply.heartbeatIntervalSeconds}`).digest();
+      out.connectionSettings = { hash, opamp: opampSettings };
+    }
+    if (reply.remoteConfig) {
+      out.remoteConfig = {
+        config: { configMap: { [REMOTE_CONFIG_FILE]: { body: Buffer.from(reply.remoteConfig.body, 'utf8'), contentType: 'text/yaml' } } },
+        configHash: reply.remoteConfig.hash,
+      };
+    }
+  }
+  if (opts.customCapabilities) out.customCapabilities = {};
+  return pb.ServerToAgent.encode(out).finish();
+}
+
+/** The URL a request reached /v1/opamp at, from its transport and Host header (for connection settings). */
+export function endpointOf(secure: boolean, websocket: boolean, host: string | undefined): string | undefined {
+  if (!host) return undefined;
+  const scheme = websocket ? (secure ? 'wss' : 'ws') : secure ? 'https' : 'http';
+  return `${scheme}://${host}/v1/opamp`;
+}
