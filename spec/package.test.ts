@@ -31,11 +31,13 @@ test('--version prints the version and commit with no Node on PATH and an empty 
   expect(execFileSync(EXE, ['--version'], { env: {} }).toString()).toMatch(new RegExp(`^fleet-server version ${VERSION.replace(/\./g, '\\.')} \\(commit \\w+\\)`));
 });
 
-test('standalone: the executable serves /api/status', async () => {
+test('standalone: the executable serves /api/status, with two workers on the embedded store', async () => {
   const dir = tempDir();
   const port = await freePort();
-  const child = spawn(EXE, ['-E', `path.data=${dir}`, '-E', 'inputs.0.server.host=127.0.0.1', '-E', `inputs.0.server.port=${port}`, '-E', `inputs.0.server.internal_port=${await freePort()}`],
-    { cwd: dir, env: {}, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(EXE, ['-E', `path.data=${dir}`, '-E', 'inputs.0.server.host=127.0.0.1', '-E', `inputs.0.server.port=${port}`, '-E', `inputs.0.server.internal_port=${await freePort()}`,
+    '-E', 'inputs.0.server.workers=2'], { cwd: dir, env: {}, stdio: ['ignore', 'pipe', 'pipe'] });
+  let stderr = '';
+  child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
   try {
     let status = 0;
     for (let i = 0; i < 100 && status !== 200; i++) {
@@ -43,6 +45,9 @@ test('standalone: the executable serves /api/status', async () => {
       status = await request(`http://127.0.0.1:${port}/api/status`).then((r) => r.status, () => 0);
     }
     expect(status).toBe(200);
+    // The workers of the single executable take its arguments as the primary does.
+    for (let i = 0; i < 100 && !stderr.includes('fleet-server workers ready'); i++) await new Promise((r) => setTimeout(r, 100));
+    expect(stderr).toContain('fleet-server workers ready');
   } finally {
     child.kill('SIGTERM');
     await new Promise((r) => child.once('exit', r));

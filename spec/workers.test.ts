@@ -15,24 +15,9 @@ import { DIST, removeDir, startFleetServer, tempDir, type FleetServerProcess } f
 import { NODE_FLAGS } from './support/node-flags';
 import { request } from './support/http';
 import { freePort } from './support/ports';
+import { alive, stats, statsUntil, workersOf } from './support/workers';
 
 jest.setTimeout(120_000);
-
-interface WorkerView { slot: number; pid: number; status: string; checkin: { held: number } }
-
-async function stats(metricsPort: number): Promise<any> {
-  return (await request(`http://127.0.0.1:${metricsPort}/stats`)).json;
-}
-
-/** Polls /stats until `ok` holds for it (no fixed sleeps: as soon as the server gets there). */
-async function statsUntil(metricsPort: number, ok: (s: any) => boolean, what: string): Promise<any> {
-  for (let i = 0; i < 600; i++) {
-    const s = await stats(metricsPort);
-    if (ok(s)) return s;
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  throw new Error(`timed out waiting for ${what}: ${JSON.stringify((await stats(metricsPort)).fleet)}`);
-}
 
 interface Bed {
   dir: string;
@@ -65,7 +50,6 @@ async function onTheDouble(fn: (bed: Bed) => Promise<void>): Promise<void> {
   }
 }
 
-const workersOf = (s: any): WorkerView[] => s.fleet.workers as WorkerView[];
 const heldSum = (s: any): number => workersOf(s).reduce((n, w) => n + w.checkin.held, 0);
 
 test('two workers: polls held on both, a policy change reaches all, a killed worker is replaced, SIGTERM answers every held poll', async () => {
@@ -162,14 +146,15 @@ test('two workers: polls held on both, a policy change reaches all, a killed wor
   });
 });
 
-test('sizing: auto follows the CPUs on Elasticsearch, the embedded store and workers: 1 stay in one process', () => {
+test('sizing: auto follows the CPUs, on either store; workers: 1 is one process', () => {
   const es = { output: { elasticsearch: { hosts: ['http://es:9200'] } } };
   const cfg = (workers: unknown, withEs: boolean): ReturnType<typeof buildConfig> =>
     buildConfig({ ...(withEs ? es : {}), inputs: [{ type: 'fleet-server', server: { ...(workers === undefined ? {} : { workers }) } }] });
   expect(cfg(undefined, true).server.workers).toBe('auto');
   expect(chooseWorkers(cfg(3, true))).toEqual({ workers: 3, reason: 'configured' });
   expect(chooseWorkers(cfg(1, true))).toEqual({ workers: 1, reason: 'configured' });
-  expect(chooseWorkers(cfg(3, false))).toMatchObject({ workers: 1, reason: expect.stringContaining('embedded store') });
+  expect(chooseWorkers(cfg(3, false))).toEqual({ workers: 3, reason: 'configured' });
+  expect(chooseWorkers(cfg('auto', false))).toEqual(chooseWorkers(cfg('auto', true)));
   const auto = chooseWorkers(cfg('auto', true));
   expect(auto.workers).toBeGreaterThanOrEqual(1);
   expect(() => cfg(0, true)).toThrow(/inputs.0.server.workers/);
@@ -226,16 +211,6 @@ test('TLS sessions resume on any worker: the workers share their session-ticket 
     expect(workersOf(s).every((w: any) => w.tcp_open > 0)).toBe(true);
   });
 });
-
-/** Whether a process with this pid still exists. */
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 test('a worker that cannot start stops the whole start (exit 1); workers whose primary is killed exit too', async () => {
   const blocker = net.createServer();

@@ -3,7 +3,7 @@ import yargs from 'yargs';
 import { registerAdminCommands } from './cli/admin';
 import type { ConfigArgs } from './cli/load-config';
 import { runServer } from './cli/run';
-import { ensureNodeFlags } from './runtime/node-flags';
+import { ensureNodeFlags, programArgs } from './runtime/node-flags';
 import { describeError } from './util/error-text';
 import { COMMIT, VERSION } from './version';
 
@@ -41,7 +41,7 @@ async function main(argv: string[]): Promise<void> {
   await registerAdminCommands(y as never).parseAsync();
 }
 
-main(process.argv.slice(2)).catch((err: unknown) => {
+main(programArgs()).catch((err: unknown) => {
   if (err instanceof UsageError) {
     process.stderr.write(`${err.message}\n`);
     process.exit(2);

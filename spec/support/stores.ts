@@ -4,6 +4,8 @@ import pino from 'pino';
 import { buildConfig } from '../../src/config/config';
 import { EsStore } from '../../src/store/elasticsearch/store';
 import type { Store } from '../../src/store/port';
+import { connectRemoteStore } from '../../src/store/remote/client';
+import { serveStore } from '../../src/store/remote/server';
 import { SqliteStore } from '../../src/store/sqlite/store';
 import { EsDouble } from './es-double/server';
 import { removeDir, tempDir } from './fleet-server';
@@ -27,6 +29,14 @@ export const STORE_KINDS: [string, () => Promise<StoreUnderTest>][] = [
     const dir = tempDir();
     const store = new SqliteStore(`${dir}/fleet-server.db`);
     return { store, close: async () => { await store.close(); removeDir(dir); } };
+  }],
+  // What a cluster worker on the embedded store sees: the port over the owner's socket (in-process here).
+  ['remote (over the socket)', async () => {
+    const dir = tempDir();
+    const owner = new SqliteStore(`${dir}/fleet-server.db`);
+    const server = await serveStore(owner, `${dir}/store.sock`, pino({ level: 'silent' }));
+    const store = await connectRemoteStore(server.path);
+    return { store, close: async () => { await store.close(); await server.close(); await owner.close(); removeDir(dir); } };
   }],
   ['elasticsearch (double)', async () => {
     const es = await new EsDouble().start();

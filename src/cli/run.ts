@@ -4,7 +4,8 @@ import type { Logger } from 'pino';
 import { memoryMiB, type FleetServerConfig } from '../config/config';
 import { Admin } from '../fleet/admin';
 import { createLogger } from '../logging/logger';
-import type { ServerInstance } from '../runtime/server-instance';
+import { ownStore } from '../runtime/store-owner';
+import type { Store } from '../store/port';
 import { runPrimary, runWorker } from '../runtime/cluster';
 import { openServer, serveUntilStopped } from '../runtime/serve';
 import { chooseWorkers } from '../runtime/sizing';
@@ -22,9 +23,14 @@ export async function runServer(args: ConfigArgs): Promise<void> {
     version: VERSION, 'limits.profile': config.server.limits.profile, 'limits.memory_mib': Math.round(memoryMiB()),
     workers: sizing.workers, 'workers.reason': sizing.reason,
   }, 'fleet-server starting');
-  if (sizing.workers > 1) return runPrimary(config, log, sizing.workers);
+  if (sizing.workers > 1) {
+    // The embedded store: the primary owns it, and serves it before the first worker starts.
+    const owner = config.elasticsearch ? undefined : await ownStore(config, log);
+    if (owner) await printZeroConfig(owner.store, config);
+    return runPrimary(config, log, sizing.workers, owner);
+  }
   const server = await openServer(config, log);
-  if (server.store.kind === 'sqlite') await printZeroConfig(server, config);
+  if (server.store.kind === 'sqlite') await printZeroConfig(server.store, config);
   await server.start();
 
   serveUntilStopped(server, log);
@@ -34,11 +40,11 @@ export async function runServer(args: ConfigArgs): Promise<void> {
  * Zero-config start on the embedded store: with no policy at all, a default policy and an enrollment
  * token are created and printed with a ready enroll command.
  */
-async function printZeroConfig(server: ServerInstance, config: FleetServerConfig): Promise<void> {
+async function printZeroConfig(store: Store, config: FleetServerConfig): Promise<void> {
   const scheme = config.server.tls.enabled ? 'https' : 'http';
   const host = config.server.host === '0.0.0.0' || config.server.host === '::' ? 'localhost' : config.server.host;
   const url = `${scheme}://${host}:${config.server.port}`;
-  const created = await new Admin(server.store).ensureDefaultPolicy(url);
+  const created = await new Admin(store).ensureDefaultPolicy(url);
   if (!created) return;
   process.stdout.write([
     '',

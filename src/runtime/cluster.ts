@@ -1,7 +1,8 @@
-// Several processes serving HTTP (inputs.0.server.workers > 1, Elasticsearch store): Node's cluster, the
-// primary accepting connections on the shared listeners and dealing them to the workers in turn. Each
-// worker is a whole stateless server on the cluster (as several instances on one cluster already are),
-// with its share of the limits; the primary supervises (a worker that dies is replaced, its agents
+// Several processes serving HTTP (inputs.0.server.workers > 1): Node's cluster, the primary accepting
+// connections on the shared listeners and dealing them to the workers in turn. Each worker is a whole
+// server (as several instances on one Elasticsearch cluster already are), with its share of the limits;
+// on the embedded store the primary owns the database and the workers reach it through the store proxy
+// (store-owner.ts); the primary supervises (a worker that dies is replaced, its agents
 // reconnect to the others), drains them all on SIGTERM, and serves the metrics listener, summing the
 // workers' figures.
 import cluster, { type Worker } from 'node:cluster';
@@ -11,12 +12,15 @@ import type { Logger } from 'pino';
 import type { FleetServerConfig } from '../config/config';
 import { localStats, processMetrics, startMetrics, type StatsDocument, type StatsSource } from '../http/metrics';
 import { createLogger, rawLogWriter } from '../logging/logger';
+import { connectRemoteStore } from '../store/remote/client';
 import { Backoff } from '../util/backoff';
-import { describeError } from '../util/error-text';
+import { describeError, withContext } from '../util/error-text';
 import { NODE_FLAGS } from '../version';
 import { clusterStats, type WorkerStats } from './cluster-stats';
+import { isSingleExecutable } from './node-flags';
 import { openServer, serveUntilStopped, stopOnSignals } from './serve';
 import { shareLimits } from './sizing';
+import { ENV_STORE_SOCKET, type StoreOwner } from './store-owner';
 
 /** primary → worker */
 type ToWorker = { t: 'init'; ticketKeys: string } | { t: 'stats'; id: number; gc: boolean } | { t: 'stop' };
@@ -65,7 +69,12 @@ export async function runWorker(config: FleetServerConfig): Promise<void> {
   });
   send(process, { t: 'hello' });
   try {
-    const server = await openServer(shared, log, { ticketKeys: await ticketKeys });
+    // On the embedded store, the primary's: reached through its socket.
+    const socket = process.env[ENV_STORE_SOCKET];
+    const store = socket ? await connectRemoteStore(socket, { log }).catch((err: unknown) => {
+      throw withContext(`cannot reach the store on ${socket}`, err);
+    }) : undefined;
+    const server = await openServer(shared, log, { ticketKeys: await ticketKeys }, store);
     stop = serveUntilStopped(server, log);
     stats = localStats(server.fleet, server.http);
     // A worker whose primary is gone exits at once (Node's cluster does that): the listeners went with it.
@@ -94,15 +103,21 @@ interface Slot {
   backoff: Backoff;
 }
 
-/** The primary: starts `size` workers and waits until all are ready; then supervises them until a signal. */
-export async function runPrimary(config: FleetServerConfig, log: Logger, size: number): Promise<void> {
+/**
+ * The primary: starts `size` workers and waits until all are ready; then supervises them until a signal.
+ * `owner`: the embedded store it serves to the workers, closed once they are all gone.
+ */
+export async function runPrimary(config: FleetServerConfig, log: Logger, size: number, owner?: StoreOwner): Promise<void> {
   // Round-robin in the primary is Node's default on Linux (the kernel's own spread is uneven); also elsewhere.
   cluster.schedulingPolicy = cluster.SCHED_RR;
   const pipeLogs = config.logging.toFiles;
   const writeLine = pipeLogs ? rawLogWriter(log, config.logging.toStderr) : undefined;
   cluster.setupPrimary({
-    // The shipped V8 flags (memory settings) apply to the workers however this process was started.
-    execArgv: [...process.execArgv, ...NODE_FLAGS.filter((f) => !process.execArgv.includes(f))],
+    // The shipped V8 flags (memory settings) apply to the workers however this process was started. The
+    // single executable carries them itself and would take any flag given as an argument of its own.
+    ...(isSingleExecutable()
+      ? { execArgv: [], exec: process.execPath }
+      : { execArgv: [...process.execArgv, ...NODE_FLAGS.filter((f) => !process.execArgv.includes(f))] }),
     ...(pipeLogs ? { stdio: ['ignore', 'inherit', 'pipe', 'ipc'] } : {}),
   });
 
@@ -118,7 +133,10 @@ export async function runPrimary(config: FleetServerConfig, log: Logger, size: n
   let startup: { resolve: () => void; reject: (err: Error) => void } | undefined;
 
   const fork = (slot: Slot): void => {
-    const worker = cluster.fork({ [ENV_SIZE]: String(size), [ENV_SLOT]: String(slot.index), ...(pipeLogs ? { [ENV_PIPE_LOGS]: '1' } : {}) });
+    const worker = cluster.fork({
+      [ENV_SIZE]: String(size), [ENV_SLOT]: String(slot.index),
+      ...(pipeLogs ? { [ENV_PIPE_LOGS]: '1' } : {}), ...(owner ? { [ENV_STORE_SOCKET]: owner.socketPath } : {}),
+    });
     slot.worker = worker;
     slot.ready = false;
     slot.failure = undefined;
@@ -168,6 +186,7 @@ export async function runPrimary(config: FleetServerConfig, log: Logger, size: n
   } catch (err) {
     stopping = true;
     for (const s of slots) s.worker?.kill('SIGKILL');
+    await owner?.close();
     throw err;
   } finally {
     startup = undefined;
@@ -202,6 +221,8 @@ export async function runPrimary(config: FleetServerConfig, log: Logger, size: n
     for (const s of slots) if (s.worker) send(s.worker, { t: 'stop' });
     await Promise.all(exited);
     metrics?.close();
+    // Last: the workers' final bookkeeping went through it.
+    await owner?.close();
   }, () => {
     for (const s of slots) s.worker?.kill('SIGKILL');
   });

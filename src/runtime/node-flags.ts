@@ -18,7 +18,17 @@ export function ensureNodeFlags(): void {
     { ...process.env, [NO_REEXEC_ENV]: '1' });
 }
 
-function isSingleExecutable(): boolean {
+/**
+ * The program's arguments. A cluster worker of the single executable is started as `<exe> <exec>
+ * <args>` (Node's fork puts the module path first), and the executable takes every word as its own:
+ * the module path, set to the executable itself (cluster.ts), is dropped.
+ */
+export function programArgs(): string[] {
+  const args = process.argv.slice(2);
+  return cluster.isWorker && isSingleExecutable() && args[0] === process.execPath ? args.slice(1) : args;
+}
+
+export function isSingleExecutable(): boolean {
   try {
     // eslint-disable-next-line @typescript-eslint/no-require-imports
     return (require('node:sea') as { isSea(): boolean }).isSea();

@@ -3,14 +3,20 @@
 import type { Logger } from 'pino';
 import type { FleetServerConfig } from '../config/config';
 import type { HttpOptions } from '../http/server';
+import type { Store } from '../store/port';
 import { withContext } from '../util/error-text';
 import { ServerInstance } from './server-instance';
 import { handleSignals } from './signals';
 
 /** The store opened and the server built, or an error that says which store could not be opened. */
-export async function openServer(config: FleetServerConfig, log: Logger, http: HttpOptions = {}): Promise<ServerInstance> {
+export function openServer(config: FleetServerConfig, log: Logger, http: HttpOptions = {}, store?: Store): Promise<ServerInstance> {
+  return withStoreContext(config, () => ServerInstance.create(config, log, http, store));
+}
+
+/** `open`'s result, or its error saying which store could not be opened. */
+export async function withStoreContext<T>(config: FleetServerConfig, open: () => Promise<T>): Promise<T> {
   try {
-    return await ServerInstance.create(config, log, http);
+    return await open();
   } catch (err) {
     // A refusal that names its own file (a lock held, a damaged database, a missing key) says it all.
     if (!config.elasticsearch && err instanceof Error && !('code' in err) && err.message.includes(config.pathData)) throw err;

@@ -18,8 +18,9 @@ export class ServerInstance {
   private constructor(readonly config: FleetServerConfig, readonly store: Store, readonly fleet: Fleet, readonly http: HttpService,
     private readonly log: Logger) {}
 
-  static async create(config: FleetServerConfig, log: Logger, http: HttpOptions = {}): Promise<ServerInstance> {
-    const store = await openStore(config, log, { server: true });
+  /** `store`: one opened already (a cluster worker's proxy to the owner); else the one the configuration names. */
+  static async create(config: FleetServerConfig, log: Logger, http: HttpOptions = {}, opened?: Store): Promise<ServerInstance> {
+    const store = opened ?? await openStore(config, log, { server: true });
     const fleet = new Fleet(store, config, log);
     // A failing write (disk full, I/O error) makes the server DEGRADED until a write succeeds again.
     store.watchWrites?.((fault) => {

@@ -12,17 +12,15 @@ export interface WorkerSizing {
 }
 
 /**
- * `auto`: the control group's CPU quota, else the CPUs Node may use. The embedded store stays in one
- * process: SQLite has one writer, and a worker waiting on its write lock would stall every held poll it
- * serves (docs/workers.md describes the design that would lift this). Agent mode does not ask: it runs
- * in one process.
+ * `auto`: the control group's CPU quota, else the CPUs Node may use, whichever the store (on the
+ * embedded store the primary owns the database: store-owner.ts). Agent mode does not ask: it runs in
+ * one process.
  */
 export function chooseWorkers(config: FleetServerConfig): WorkerSizing {
   const asked = config.server.workers;
   const cpus = Math.min(cpuQuota() ?? Number.MAX_SAFE_INTEGER, availableParallelism());
   const wanted = asked === 'auto' ? cpus : asked;
   if (wanted <= 1) return { workers: 1, reason: asked === 'auto' ? 'one CPU' : 'configured' };
-  if (!config.elasticsearch) return { workers: 1, reason: 'the embedded store has one writer; several workers need the Elasticsearch store' };
   return { workers: wanted, reason: asked === 'auto' ? `${cpus} CPUs` : 'configured' };
 }
 

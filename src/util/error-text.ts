@@ -1,5 +1,6 @@
 // Errors as one line an operator can act on: the cause and the file or address involved, never a
 // stack or an error object dump.
+import { getSystemErrorMessage } from 'node:util';
 
 interface SystemError extends Error {
   code?: string;
@@ -7,6 +8,7 @@ interface SystemError extends Error {
   path?: string;
   address?: string;
   port?: number;
+  errno?: number;
 }
 
 /**
@@ -16,7 +18,8 @@ interface SystemError extends Error {
 export function describeError(err: unknown): string {
   if (!(err instanceof Error)) return String(err);
   const e = err as SystemError;
-  if (e.syscall === 'listen' && e.code) return `cannot listen on ${e.address ?? ''}:${e.port ?? ''}: ${reason(e)}`;
+  // A cluster worker's listen fails in the primary's bind.
+  if ((e.syscall === 'listen' || e.syscall === 'bind') && e.code && e.port !== undefined) return `cannot listen on ${e.address ?? ''}:${e.port ?? ''}: ${reason(e)}`;
   if (isSystem(e)) return e.path ? `${e.path}: ${reason(e)}` : reason(e);
   // OpenSSL's messages lead with an error code; its library and reason read better.
   const ssl = err as { library?: unknown; reason?: unknown };
@@ -44,6 +47,7 @@ function reason(e: SystemError): string {
   // "ENOTDIR: not a directory, mkdir '/x'" → "not a directory (ENOTDIR)";
   // "listen EADDRINUSE: address already in use 127.0.0.1:8220" → "address already in use (EADDRINUSE)"
   const m = /^(?:\w+ )?E[A-Z]+: (.+?)(?:, \w+(?: '.*')?| \S+:\d+)?$/.exec(firstLine(e.message));
-  const text = m ? m[1]! : firstLine(e.message);
+  // A bare "bind EADDRINUSE 127.0.0.1:8220" (a cluster worker's listen) has no words: the system's are used.
+  const text = m ? m[1]! : typeof e.errno === 'number' ? getSystemErrorMessage(e.errno) : firstLine(e.message);
   return e.code && !text.includes(e.code) ? `${text} (${e.code})` : text;
 }
