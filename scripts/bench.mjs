@@ -53,6 +53,8 @@ async function run(store) {
     // Elasticsearch mode: polls of 15–20 s, so a minute of steady state holds several check-ins per agent.
     ...(store === 'elasticsearch' ? ['-E', 'inputs.0.server.timeouts.checkin_long_poll=20s', '-E', 'inputs.0.server.timeouts.checkin_jitter=5s'] : []),
     ...(SERVER_WORKERS ? ['-E', `inputs.0.server.workers=${SERVER_WORKERS}`] : []),
+    // BENCH_SERVER_E: more -E settings, space-separated (e.g. inputs.0.server.limits.max_connections=0).
+    ...(process.env.BENCH_SERVER_E ?? '').split(' ').filter(Boolean).flatMap((e) => ['-E', e]),
     ...storeSettings,
   ];
   const server = spawn(process.execPath, serverArgs, { cwd: dir, stdio: ['ignore', 'pipe', 'inherit'] });
