@@ -10,7 +10,7 @@ import { cli } from './support/cli';
 import { bumpPolicy } from './support/es-mode';
 import { removeDir, startFleetServer, tempDir, type FleetServerProcess } from './support/fleet-server';
 import { freePort } from './support/ports';
-import { alive, stats, statsUntil, workersOf } from './support/workers';
+import { AgentPool, alive, stats, statsUntil, workersOf, type Outcome } from './support/workers';
 
 jest.setTimeout(120_000);
 
@@ -46,28 +46,15 @@ test('two workers on the embedded store: polls held on both, a CLI policy change
     expect(token).toBeDefined();
     await statsUntil(metricsPort, (s) => s.fleet.status === 'HEALTHY' && s.fleet.cluster.answering === 2, 'both workers healthy');
 
-    const agents: SimAgent[] = [];
-    const enrollOne = async (): Promise<SimAgent> => {
-      const a = new SimAgent(url);
-      expect((await a.enroll(token)).status).toBe(200);
-      const first = await a.checkin();
-      expect(first.json.actions.map((x: any) => x.type)).toEqual(['POLICY_CHANGE']);
-      agents.push(a);
-      return a;
-    };
+    const pool = new AgentPool(url, token, metricsPort);
+    const { agents } = pool;
+    const enrollOne = (): Promise<SimAgent> => pool.enrollOne();
     for (let i = 0; i < 6; i++) await enrollOne();
     expect((await stats(metricsPort)).http_server.routes.enroll.total).toBe(6);
 
-    type Outcome = { status: number; json: any } | { error: string };
-    const poll = (agent: SimAgent, rev: number): Promise<Outcome> =>
-      agent.checkin({ agent_policy_id: 'default-policy', policy_revision_idx: rev }, { timeoutMs: 90_000 }).catch((e: Error) => ({ error: String(e.message) }));
-    let held = agents.map((a) => poll(a, 1));
-    let s1 = await statsUntil(metricsPort, (s) => s.fleet.checkin.held === agents.length, 'every poll held');
-    while (workersOf(s1).some((w) => w.checkin.held === 0) && agents.length < 40) {
-      held.push(poll(await enrollOne(), 1));
-      s1 = await statsUntil(metricsPort, (s) => s.fleet.checkin.held === agents.length, 'every poll held');
-    }
-    expect(workersOf(s1).every((w) => w.checkin.held > 0)).toBe(true);
+    const poll = (agent: SimAgent, rev: number): Promise<Outcome> => pool.poll(agent, rev);
+    // Polls held on both workers.
+    let { held } = await pool.holdOnEveryWorker(1);
 
     // A revision written by the admin CLI (another process) reaches the owner's feed, and every worker's held polls.
     const rev2 = await bumpPolicy(dir, [], url, 'two');

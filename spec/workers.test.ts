@@ -15,7 +15,7 @@ import { DIST, removeDir, startFleetServer, tempDir, type FleetServerProcess } f
 import { NODE_FLAGS } from './support/node-flags';
 import { request } from './support/http';
 import { freePort } from './support/ports';
-import { alive, stats, statsUntil, workersOf } from './support/workers';
+import { AgentPool, alive, stats, statsUntil, workersOf, type Outcome } from './support/workers';
 
 jest.setTimeout(120_000);
 
@@ -65,15 +65,9 @@ test('two workers: polls held on both, a policy change reaches all, a killed wor
     await statsUntil(metricsPort, (s) => s.fleet.status === 'HEALTHY' && s.fleet.cluster.answering === 2, 'both workers healthy');
 
     // Each agent opens a new connection per request; the primary deals them to the workers in turn.
-    const agents: SimAgent[] = [];
-    const enrollOne = async (): Promise<SimAgent> => {
-      const a = new SimAgent(url);
-      expect((await a.enroll(token)).status).toBe(200);
-      const first = await a.checkin();
-      expect(first.json.actions.map((x: any) => x.type)).toEqual(['POLICY_CHANGE']);
-      agents.push(a);
-      return a;
-    };
+    const pool = new AgentPool(url, token, metricsPort);
+    const { agents } = pool;
+    const enrollOne = (): Promise<SimAgent> => pool.enrollOne();
     for (let i = 0; i < 6; i++) await enrollOne();
     const s0 = await stats(metricsPort);
     const prom = (await request(`http://127.0.0.1:${metricsPort}/metrics`)).text;
@@ -85,19 +79,12 @@ test('two workers: polls held on both, a policy change reaches all, a killed wor
     expect(new Set(workersOf(s0).map((w) => w.pid)).size).toBe(2);
     expect(s0.beat.memstats.rss).toBeGreaterThan(Math.max(...workersOf(s0).map((w: any) => w.rss)));
 
-    // An answer, or the error the client saw (a reset when its worker died).
-    type Outcome = { status: number; json: any } | { error: string };
-    const poll = (agent: SimAgent, rev: number): Promise<Outcome> =>
-      agent.checkin({ agent_policy_id: 'default-policy', policy_revision_idx: rev }, { timeoutMs: 90_000 }).catch((e: Error) => ({ error: String(e.message) }));
+    const poll = (agent: SimAgent, rev: number): Promise<Outcome> => pool.poll(agent, rev);
     const failed = (o: Outcome): boolean => 'error' in o;
-    // Polls held on both workers (an extra agent while one worker has none: dealing is in turn, not by count).
-    let held = agents.map((a) => poll(a, 1));
-    let s1 = await statsUntil(metricsPort, (s) => s.fleet.checkin.held === agents.length, 'every poll held');
-    while (workersOf(s1).some((w) => w.checkin.held === 0) && agents.length < 40) {
-      held.push(poll(await enrollOne(), 1));
-      s1 = await statsUntil(metricsPort, (s) => s.fleet.checkin.held === agents.length, 'every poll held');
-    }
-    expect(workersOf(s1).every((w) => w.checkin.held > 0)).toBe(true);
+    // Polls held on both workers.
+    const first = await pool.holdOnEveryWorker(1);
+    let held = first.held;
+    const s1 = first.stats;
     expect(s1.fleet.checkin.held).toBe(heldSum(s1));
     expect(s1.http_server.routes.checkin.active).toBe(agents.length);
 

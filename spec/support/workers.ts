@@ -1,5 +1,6 @@
 // Reading a cluster of workers from outside: the primary's summed /stats, polled until a condition
 // holds (no fixed sleeps), and the workers' own views in it.
+import { SimAgent } from './agent';
 import { request } from './http';
 
 export interface WorkerView { slot: number; pid: number; status: string; checkin: { held: number } }
@@ -27,5 +28,47 @@ export function alive(pid: number): boolean {
     return true;
   } catch {
     return false;
+  }
+}
+
+/** An answer, or the error the client saw (a reset when its worker died). */
+export type Outcome = { status: number; json: any } | { error: string };
+
+/** Simulated agents spread over a cluster's workers (each opens a new connection per request). */
+export class AgentPool {
+  readonly agents: SimAgent[] = [];
+
+  constructor(private readonly url: string, private readonly token: string, private readonly metricsPort: number) {}
+
+  /** Enrolls one agent and takes its first policy. */
+  async enrollOne(): Promise<SimAgent> {
+    const a = new SimAgent(this.url);
+    expect((await a.enroll(this.token)).status).toBe(200);
+    const first = await a.checkin();
+    expect(first.json.actions.map((x: any) => x.type)).toEqual(['POLICY_CHANGE']);
+    this.agents.push(a);
+    return a;
+  }
+
+  /** A held poll on revision `rev`, settled with its answer or its error. */
+  poll(agent: SimAgent, rev: number): Promise<Outcome> {
+    return agent.checkin({ agent_policy_id: 'default-policy', policy_revision_idx: rev }, { timeoutMs: 90_000 })
+      .catch((e: Error) => ({ error: String(e.message) }));
+  }
+
+  /**
+   * Every agent holds a poll on `rev`, and every worker holds some (dealing is in turn, not by count,
+   * so agents are added while one worker has none). Returns the polls and the stats that showed it.
+   */
+  async holdOnEveryWorker(rev: number): Promise<{ held: Promise<Outcome>[]; stats: any }> {
+    const held = this.agents.map((a) => this.poll(a, rev));
+    const allHeld = (): Promise<any> => statsUntil(this.metricsPort, (s) => s.fleet.checkin.held === this.agents.length, 'every poll held');
+    let s = await allHeld();
+    while (workersOf(s).some((w) => w.checkin.held === 0) && this.agents.length < 40) {
+      held.push(this.poll(await this.enrollOne(), rev));
+      s = await allHeld();
+    }
+    expect(workersOf(s).every((w) => w.checkin.held > 0)).toBe(true);
+    return { held, stats: s };
   }
 }
