@@ -4,7 +4,7 @@
 // CBOR, stored-field and painless script-field behaviour they rely on.
 import { randomBytes, randomUUID } from 'node:crypto';
 import { decode } from 'cbor-x/index-no-eval';
-import { encodeChunk } from '../src/store/elasticsearch/cbor-chunk';
+import { ChunkEncoder, type ChunkHeader } from '../src/store/elasticsearch/cbor-chunk';
 import type { EsStore } from '../src/store/elasticsearch/store';
 import type { UploadRecord } from '../src/store/file-ports';
 import { StoreBusyError, StoreUnavailableError } from '../src/store/port';
@@ -15,6 +15,13 @@ import { esStore } from './support/stores';
 import { collect, pieces, sha256 } from './support/bytes';
 
 type Obj = Record<string, unknown>;
+
+/** A chunk document from its pieces, as the adapter writes one. */
+function encodeChunk(h: ChunkHeader, pieces: Uint8Array[]): Buffer {
+  const e = new ChunkEncoder(h, pieces.reduce((n, p) => n + p.length, 0));
+  for (const p of pieces) e.push(p);
+  return e.finish();
+}
 
 let es: EsDouble;
 let store: EsStore;

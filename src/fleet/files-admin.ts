@@ -8,6 +8,7 @@ import type { JsonObject } from '../store/documents';
 import type { ArtifactDoc, DeliveryPublish, DeliveryStore, UploadRecord, UploadStore } from '../store/file-ports';
 import type { Store } from '../store/port';
 import { Admin, AdminError } from './admin';
+import { chunkCount } from './uploads';
 
 /** An upload's bytes do not match the hashes stored with it: nothing read from it may be trusted. */
 export class FileIntegrityError extends AdminError {}
@@ -72,7 +73,7 @@ export function readVerifiedUpload(uploads: UploadStore, upload: UploadRecord): 
   const who = `upload ${upload.uploadId}`;
   async function* bytes(): AsyncIterable<Uint8Array> {
     if (upload.status !== 'READY') throw new AdminError(`${who} is ${upload.status}, not READY: there is nothing complete to read`);
-    const count = upload.chunkSize > 0 ? Math.ceil(upload.size / upload.chunkSize) : 0;
+    const count = chunkCount(upload.size, upload.chunkSize);
     const chunks = await uploads.listChunks(upload);
     if (chunks.length !== count || chunks.some((c, i) => c.n !== i)) {
       throw new FileIntegrityError(`${who}: ${chunks.length} chunks stored where its size calls for ${count} (0..${count - 1})`);
@@ -184,7 +185,7 @@ export async function waitForUpload(store: Store, actionId: string, agentId: str
       const n = (await store.uploads.listChunks(upload)).length;
       if (n !== stored) {
         stored = n;
-        opts.progress?.({ kind: 'chunks', stored: n, total: upload.chunkSize > 0 ? Math.ceil(upload.size / upload.chunkSize) : 0 });
+        opts.progress?.({ kind: 'chunks', stored: n, total: chunkCount(upload.size, upload.chunkSize) });
       }
     }
     const failed = (await store.listActionResults(actionId)).find((r) => r._source.agent_id === agentId && r._source.error);

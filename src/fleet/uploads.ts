@@ -31,9 +31,9 @@ export interface UploadBegun {
   chunk_size: number;
 }
 
-/** The chunk count of a file of `size` bytes. */
+/** The chunk count of a file of `size` bytes (none without a chunk size: a malformed document). */
 export function chunkCount(size: number, chunkSize: number): number {
-  return Math.ceil(size / chunkSize);
+  return chunkSize > 0 ? Math.ceil(size / chunkSize) : 0;
 }
 
 /** The transit hash upstream checks: SHA-256 over the raw 32-byte chunk hashes, in chunk order. */

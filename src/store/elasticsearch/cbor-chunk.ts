@@ -93,12 +93,6 @@ export class ChunkEncoder {
   }
 }
 
-/** The whole chunk document from its pieces. */
-export function encodeChunk(h: ChunkHeader, pieces: Uint8Array[]): Buffer {
-  const e = new ChunkEncoder(h, pieces.reduce((n, p) => n + p.length, 0));
-  for (const p of pieces) e.push(p);
-  return e.finish();
-}
 
 /**
  * The `data` bytes of a chunk read as Elasticsearch answers `GET <index>/_doc/<id>?stored_fields=data`
