@@ -280,6 +280,39 @@ describe('connection floods', () => {
     });
   });
 
+  test('a burst of honest connections beyond the cap is answered, never reset: 200, or 429 with Retry-After and Connection: close', async () => {
+    // Cap 22, of which 8 for connections that have not sent their request: 300 arrive together.
+    const server = await startFleetServer({ overrides: ['inputs.0.server.limits.max_connections=20'] });
+    try {
+      const outcomes = await Promise.all(Array.from({ length: 300 }, () => new Promise<{ data: string; error?: string }>((resolve) => {
+        const socket = net.connect(server.port, '127.0.0.1');
+        let data = '';
+        let error: string | undefined;
+        socket.on('connect', () => socket.write('GET /api/status HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n'));
+        socket.on('data', (d) => (data += d.toString()));
+        socket.on('error', (err: NodeJS.ErrnoException) => (error = err.code ?? err.message));
+        socket.on('close', () => resolve({ data, ...(error ? { error } : {}) }));
+      })));
+      expect(outcomes.filter((o) => o.error !== undefined)).toEqual([]);
+      const statuses = outcomes.map((o) => /^HTTP\/1\.1 (\d+)/.exec(o.data)?.[1]);
+      expect(statuses.filter((s) => s !== '200' && s !== '429')).toEqual([]);
+      const refused = outcomes.filter((o) => o.data.startsWith('HTTP/1.1 429'));
+      expect(refused.some((o) => o.data.includes('"MaxConnections"'))).toBe(true);
+      // The burst is larger than the cap: some were turned away, each told when to come back.
+      expect(refused.length).toBeGreaterThan(0);
+      for (const o of refused) {
+        expect(o.data).toMatch(/\r\nRetry-After: [1-9]\d*\r\n/);
+        expect(o.data).toMatch(/\r\nConnection: close\r\n/i);
+        // Turned away at accept (MaxConnections), or by the status route's own limit.
+        expect(JSON.parse(o.data.slice(o.data.indexOf('\r\n\r\n') + 4)).error).toMatch(/^(MaxConnections|RateLimit)$/);
+      }
+      expect((await request(`${server.url}/api/status`)).status).toBe(200);
+    } finally {
+      await server.stop();
+      removeDir(server.dataDir);
+    }
+  });
+
   test('under a low file limit a flood of unfinished connections never exhausts descriptors', async () => {
     // 400 files, of which 128 are kept in reserve: the flood is capped at 272 connections.
     await underFlood(await startFleetServer({ fileLimit: 400, overrides: ['inputs.0.server.timeouts.read_header=5s'] }), 600);

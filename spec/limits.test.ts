@@ -57,7 +57,7 @@ test('requests over max_connections → 429 in the error shape with Retry-After'
     expect(over.status).toBe(429);
     expect(over.json).toEqual({ statusCode: 429, error: 'MaxConnections', message: 'Server capacity exceeded.' });
     expect(over.headers['content-type']).toBe('application/json; charset=utf-8');
-    expect(over.headers['retry-after']).toBe('5');
+    expect(Number(over.headers['retry-after'])).toBeGreaterThanOrEqual(1);
     for (const h of await Promise.all(held)) expect(h.status).toBe(200);
     expect((await request(`${server.url}/api/status`)).status).toBe(200);
   } finally {

@@ -5,14 +5,24 @@
 // unfinished connections is reached, the oldest connection that has not sent its first request (then
 // the oldest idle keep-alive one) makes room. Connections busy with a request — held long polls — are
 // never evicted, so a flood cannot starve agents.
+//
+// A connection turned away (refused, or evicted while unfinished) is not reset: it is answered 429 with
+// a Retry-After spread over a window (retry-spread.ts), its side closed, and what it still sends is read
+// and dropped until it closes (at most LINGER_MS). A reset would cost an honest client its request
+// without telling it when to come back; after a restart tens of thousands of agents arrive together and
+// must be turned away in an orderly fashion, not in a storm of resets and immediate retries.
 import { readFileSync } from 'node:fs';
 import type { Socket } from 'node:net';
+import { RateMeter } from '../util/rate-meter';
+import { RetrySpread } from './retry-spread';
 
 export interface AdmissionLimits {
   /** Most connections open at once. */
   cap: number;
   /** Most connections that have not yet sent a complete first request. */
   pendingCap: number;
+  /** Connections being turned away (answered 429, closing) that may hold a descriptor beyond `cap` (they first use its unused room). */
+  lingerCap: number;
 }
 
 /** The soft RLIMIT_NOFILE of this process (Linux), or undefined where it cannot be read. */
@@ -30,11 +40,13 @@ export function openFileLimit(): number | undefined {
  * control connections, and at most the hard connection limit when max_connections is set.
  */
 export function admissionLimits(maxConnections: number, fileLimit = openFileLimit()): AdmissionLimits {
-  const byFiles = fileLimit === undefined ? Number.MAX_SAFE_INTEGER : fileLimit - Math.max(128, Math.floor(fileLimit * 0.05));
+  const reserve = fileLimit === undefined ? 1024 : Math.max(128, Math.floor(fileLimit * 0.05));
+  const byFiles = fileLimit === undefined ? Number.MAX_SAFE_INTEGER : fileLimit - reserve;
   // Upstream's floor(1.1·max) equals max for small values, which would make the soft limit unreachable.
   const hard = maxConnections > 0 ? Math.max(Math.floor(maxConnections * 1.1), maxConnections + 1) : Number.MAX_SAFE_INTEGER;
   const cap = Math.max(16, Math.min(byFiles, hard));
-  return { cap, pendingCap: Math.max(8, Math.floor(cap / 4)) };
+  // Half the reserve; the rest stays for the store, logs and outgoing connections.
+  return { cap, pendingCap: Math.max(8, Math.floor(cap / 4)), lingerCap: Math.max(8, Math.floor(reserve / 2)) };
 }
 
 /**
@@ -43,23 +55,49 @@ export function admissionLimits(maxConnections: number, fileLimit = openFileLimi
  */
 const GRACE_TURNS = 2;
 
+/** How long a connection turned away may take to read its answer and close. */
+const LINGER_MS = 2000;
+/**
+ * The rate at which a process is assumed to get through connections before it has measured any: the
+ * first refusals of a storm come before the meter has seen a second of it.
+ */
+const NOMINAL_PER_SECOND = 1000;
+
+/** The answer for a connection turned away, or undefined when none can be written (TLS before its handshake). */
+export type RefusalAnswer = (retryAfterSeconds: number) => string | undefined;
+
+export interface AdmissionCounts {
+  /** Connections accepted, and closed (turned-away ones included), since start. */
+  accepted: number;
+  closed: number;
+  /** Unfinished or idle connections closed to make room. */
+  evicted: number;
+  /** New connections turned away at accept. */
+  refused: number;
+  /** Connections turned away with a 429 (refused or evicted), and those closed without one. */
+  answered429: number;
+  dropped: number;
+}
+
 export class ConnectionGuard {
   private open = 0;
   /** Sockets whose first request has not arrived, oldest first (a Map keeps insertion order), with the turn they came in. */
   private readonly pending = new Map<Socket, number>();
   /** Keep-alive sockets between requests, oldest first. */
   private readonly idle = new Set<Socket>();
-  /** Every socket admitted and not yet closed; a refused one is never tracked. */
+  /** Every socket admitted and not yet closed or turned away. */
   private readonly admitted = new WeakSet<Socket>();
-  evicted = 0;
-  refused = 0;
-  /** Connections accepted, and closed (refused ones included), since start. */
-  accepted = 0;
-  closed = 0;
+  /** Sockets answered 429 and closing: what they still send is read and dropped. */
+  private readonly turnedAway = new WeakSet<Socket>();
+  private lingering = 0;
+  readonly counts: AdmissionCounts = { accepted: 0, closed: 0, evicted: 0, refused: 0, answered429: 0, dropped: 0 };
+  /** Connections that reached their first request, per second: how fast this process gets through them. */
+  private readonly served = new RateMeter();
+  private readonly spread = new RetrySpread();
   private turn = 0;
   private turnCounting = false;
 
-  constructor(readonly limits: AdmissionLimits) {}
+  constructor(readonly limits: AdmissionLimits, private readonly answer: RefusalAnswer = () => undefined) {}
 
   /** The event-loop turn, counted only while connections arrive. */
   private currentTurn(): number {
@@ -81,20 +119,21 @@ export class ConnectionGuard {
     return this.pending.size;
   }
 
-  /** A new connection: admitted (possibly evicting an older unfinished one), or false when full. */
+  /** A new connection: admitted (possibly evicting an older unfinished one), or turned away. */
   admit(socket: Socket): boolean {
-    this.accepted++;
+    this.counts.accepted++;
+    socket.once('close', () => this.counts.closed++);
     const turn = this.currentTurn();
     if ((this.pending.size >= this.limits.pendingCap || this.open >= this.limits.cap) && !this.evictOne(turn)) {
-      this.refused++;
-      socket.once('close', () => this.closed++);
+      this.counts.refused++;
+      this.turnAway(socket);
       return false;
     }
     this.open++;
     this.pending.set(socket, turn);
     this.admitted.add(socket);
     socket.once('close', () => {
-      this.closed++;
+      if (!this.admitted.has(socket)) return;
       this.open--;
       this.pending.delete(socket);
       this.idle.delete(socket);
@@ -103,11 +142,20 @@ export class ConnectionGuard {
     return true;
   }
 
-  /** The connection's request headers arrived: it is busy, not evictable. False for a socket never admitted. */
+  /**
+   * The connection's request headers arrived: it is busy, not evictable. False for a socket not
+   * admitted (turned away: its answer is already on the way, and the request is dropped).
+   */
   busy(socket: Socket): boolean {
-    this.pending.delete(socket);
+    if (!this.admitted.has(socket)) return false;
+    if (this.pending.delete(socket)) this.served.mark();
     this.idle.delete(socket);
-    return this.admitted.has(socket);
+    return true;
+  }
+
+  /** True for a connection turned away: whatever it sends is read and dropped. */
+  isTurnedAway(socket: Socket): boolean {
+    return this.turnedAway.has(socket);
   }
 
   /** An answer went out on a connection kept alive: evictable again until its next request. */
@@ -115,19 +163,56 @@ export class ConnectionGuard {
     if (!socket.destroyed && this.admitted.has(socket)) this.idle.add(socket);
   }
 
+  /** The Retry-After for a refusal made now: a place in the queue of refused clients. */
+  retryAfterSeconds(): number {
+    return this.spread.next(Math.max(NOMINAL_PER_SECOND, this.served.perSecond()));
+  }
+
   /** Closes the oldest unfinished connection past its grace, else the oldest idle one; false when neither exists. */
   private evictOne(turn: number): boolean {
     const oldest = this.pending.entries().next();
-    if (!oldest.done && turn - oldest.value[1] >= GRACE_TURNS) return this.evict(oldest.value[0]);
+    if (!oldest.done && turn - oldest.value[1] >= GRACE_TURNS) {
+      this.release(oldest.value[0]);
+      this.counts.evicted++;
+      this.turnAway(oldest.value[0]);
+      return true;
+    }
     const idle = this.idle.values().next();
-    return idle.done ? false : this.evict(idle.value);
+    if (idle.done) return false;
+    // Between requests: nothing is owed, and a 429 would be taken as the answer to the next one.
+    this.release(idle.value);
+    this.counts.evicted++;
+    idle.value.destroy();
+    return true;
   }
 
-  private evict(socket: Socket): boolean {
+  private release(socket: Socket): void {
     this.pending.delete(socket);
     this.idle.delete(socket);
-    socket.destroy();
-    this.evicted++;
-    return true;
+    this.admitted.delete(socket);
+    this.open--;
+  }
+
+  /** Answers 429 and closes this side; the socket is read (and dropped) until the client closes, or LINGER_MS. */
+  private turnAway(socket: Socket): void {
+    // Within the cap's unused room, plus a share of the reserve: a storm is answered, not reset.
+    const room = this.open + this.lingering < this.limits.cap + this.limits.lingerCap;
+    const text = room && !socket.destroyed ? this.answer(this.retryAfterSeconds()) : undefined;
+    if (text === undefined) {
+      this.counts.dropped++;
+      socket.destroy();
+      return;
+    }
+    this.counts.answered429++;
+    this.lingering++;
+    this.turnedAway.add(socket);
+    const timer = setTimeout(() => socket.destroy(), LINGER_MS);
+    timer.unref();
+    socket.once('close', () => {
+      clearTimeout(timer);
+      this.lingering--;
+    });
+    socket.on('error', () => socket.destroy());
+    socket.end(text);
   }
 }

@@ -17,7 +17,7 @@ export type HttpErrorCode =
 /** An error only the HTTP edge can raise; `headers` go out with the answer (Allow, …). */
 export class HttpError extends Error {
   override readonly name = 'HttpError';
-  constructor(readonly code: HttpErrorCode, message?: string, readonly headers?: Record<string, string>) {
+  constructor(readonly code: HttpErrorCode, message?: string, readonly headers?: Record<string, string>, readonly retryAfterSeconds?: number) {
     super(message ?? code);
   }
 }
@@ -133,7 +133,7 @@ function fromEntry(e: Entry, ownMessage: string, retryAfter?: number): ErrorClas
 /** Classifies any error raised while answering a request. */
 export function classify(err: unknown): ErrorClass {
   if (err instanceof FleetError) return fromEntry(CATALOGUE[err.code], err.message, err.retryAfterSeconds);
-  if (err instanceof HttpError) return fromEntry(CATALOGUE[err.code], err.message);
+  if (err instanceof HttpError) return fromEntry(CATALOGUE[err.code], err.message, err.retryAfterSeconds);
   // Store faults: unavailable → 503 (the server's health shows it too), back-pressure → 429.
   if (err instanceof StoreUnavailableError) {
     const message = err.clientMessage ?? 'Fleet Server cannot use its store right now';

@@ -1,27 +1,38 @@
 // Per-route limits: a token bucket checked first, then a cap on concurrent requests (held for the
-// whole request; for check-in that is the number of concurrent long polls).
+// whole request; for check-in that is the number of concurrent long polls). A refusal's Retry-After is
+// a place in the queue of refused clients (retry-spread.ts), served at the rate the limit lets requests
+// through: the bucket's rate, or the rate at which requests leave.
 import type { RouteLimit } from '../config/limits';
 import { FleetError } from '../fleet/errors';
+import { RateMeter } from '../util/rate-meter';
 import { TokenBucket } from '../util/token-bucket';
+import { RetrySpread } from './retry-spread';
 
 export class RouteLimiter {
   private readonly bucket: TokenBucket;
   private inFlight = 0;
+  private readonly spread: RetrySpread;
+  private readonly leaving: RateMeter;
 
-  constructor(readonly limit: RouteLimit) {
-    this.bucket = new TokenBucket(limit.intervalMs, limit.burst);
+  constructor(readonly limit: RouteLimit, now: () => number = () => performance.now()) {
+    this.bucket = new TokenBucket(limit.intervalMs, limit.burst, now);
+    this.spread = new RetrySpread(60, now);
+    this.leaving = new RateMeter(now);
   }
 
   /** Takes a slot or throws RateLimit/MaxLimit (saying when to retry); the caller must call leave() once when done. */
   enter(): void {
     if (!this.bucket.tryTake()) {
-      throw new FleetError('RateLimit', undefined, { retryAfterSeconds: Math.max(1, Math.ceil(this.bucket.waitMs() / 1000)) });
+      throw new FleetError('RateLimit', undefined, { retryAfterSeconds: this.spread.next(1000 / this.limit.intervalMs) });
     }
-    if (this.limit.max > 0 && this.inFlight >= this.limit.max) throw new FleetError('MaxLimit');
+    if (this.limit.max > 0 && this.inFlight >= this.limit.max) {
+      throw new FleetError('MaxLimit', undefined, { retryAfterSeconds: this.spread.next(this.leaving.perSecond()) });
+    }
     this.inFlight++;
   }
 
   leave(): void {
     this.inFlight--;
+    if (this.limit.max > 0) this.leaving.mark();
   }
 }

@@ -75,7 +75,7 @@ export class HttpService {
   private readonly router: Router;
   /** The external listener's admission; the internal one (localhost) has its own, so a flood on one cannot evict the other's connections. */
   private readonly guard: ConnectionGuard;
-  private readonly internalGuard = new ConnectionGuard({ cap: INTERNAL_CAP, pendingCap: INTERNAL_CAP / 4 });
+  private readonly internalGuard: ConnectionGuard;
   private readonly bodyBudget = new BodyBudget(BODY_BUDGET_BYTES);
   /** Per route, as upstream's metrics name them (read by the metrics listener). */
   readonly routes = routeCounters();
@@ -102,7 +102,10 @@ export class HttpService {
     this.maxConnections = limits.maxConnections;
     this.router = new Router(ROUTES.filter((r) => r.enabled?.(config) ?? true));
     const files = openFileLimit();
-    this.guard = new ConnectionGuard(admissionLimits(limits.maxConnections, files === undefined ? undefined : files - INTERNAL_CAP));
+    // Plain HTTP turns a connection away with a 429; TLS cannot answer before its handshake.
+    const answer = config.server.tls.enabled ? undefined : (retryAfter: number): string => rawErrorResponse({ ...classify(new HttpError('MaxConnections')), retryAfter });
+    this.guard = new ConnectionGuard(admissionLimits(limits.maxConnections, files === undefined ? undefined : files - INTERNAL_CAP), answer);
+    this.internalGuard = new ConnectionGuard({ cap: INTERNAL_CAP, pendingCap: INTERNAL_CAP / 4, lingerCap: 16 }, answer);
   }
 
   private createServer(guard: ConnectionGuard): http.Server | https.Server {
@@ -126,16 +129,8 @@ export class HttpService {
       // A TLS client that never finishes its handshake is held no longer than one that never finishes its headers.
       ? https.createServer({ ...opts, ...tlsOptions(s.tls, this.options.ticketKeys), handshakeTimeout: headerMs }, handler)
       : http.createServer(opts, handler);
-    server.on('connection', (socket: Socket) => {
-      if (guard.admit(socket)) return;
-      if (s.tls.enabled) {
-        socket.destroy();
-        return;
-      }
-      // The server allows half-open sockets: end() alone would leave this one readable and served.
-      socket.end(rawErrorResponse(classify(new HttpError('MaxConnections'))));
-      socket.destroySoon();
-    });
+    // A connection turned away is answered by the guard (a 429, or closed under TLS before its handshake).
+    server.on('connection', (socket: Socket) => guard.admit(socket));
     server.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => this.clientError(err, socket));
     server.on('upgrade', (req: IncomingMessage, socket: Socket, head: Buffer) => this.upgrade(req, socket, head, guard));
     return server;
@@ -203,7 +198,8 @@ export class HttpService {
 
   /** TCP connections accepted and closed on both API listeners (upstream's tcp_open / tcp_close). */
   get tcp(): { open: number; close: number } {
-    return { open: this.guard.accepted + this.internalGuard.accepted, close: this.guard.closed + this.internalGuard.closed };
+    const [a, b] = [this.guard.counts, this.internalGuard.counts];
+    return { open: a.accepted + b.accepted, close: a.closed + b.closed };
   }
 
   /** Stops accepting, lets in-flight requests finish (held polls are answered by fleet.stop), then closes. */
@@ -229,15 +225,18 @@ export class HttpService {
     let counters: RouteCounters | undefined;
     let bare: string | undefined;
     try {
-      // A socket refused at accept may still have had a request parsed before it closed.
+      // A connection turned away has its 429 on the way: what it sent is dropped.
       if (!guard.busy(tcpSocket(req.socket))) {
-        req.socket.destroy();
+        if (guard.isTurnedAway(tcpSocket(req.socket))) req.resume();
+        else req.socket.destroy();
         return;
       }
       res.on('error', ignoreResponseError);
       requestId = (req.headers['x-request-id'] as string | undefined) || randomUUID();
       res.setHeader('X-Request-Id', requestId);
-      if (this.maxConnections > 0 && this.inFlight >= this.maxConnections) throw new HttpError('MaxConnections');
+      if (this.maxConnections > 0 && this.inFlight >= this.maxConnections) {
+        throw new HttpError('MaxConnections', undefined, undefined, guard.retryAfterSeconds());
+      }
       const url = req.url ?? '/';
       const q = url.indexOf('?');
       const { route, params } = this.router.match(req.method ?? 'GET', q < 0 ? url : url.slice(0, q));
@@ -307,7 +306,7 @@ export class HttpService {
       this.logUpgrade(req, started, requestId, c.status, c);
     };
     if (!guard.busy(tcpSocket(socket))) {
-      socket.destroy();
+      if (!guard.isTurnedAway(tcpSocket(socket))) socket.destroy();
       return;
     }
     const route = this.upgradeRoute(req);

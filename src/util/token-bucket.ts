@@ -7,9 +7,9 @@ export class TokenBucket {
   private tokens: number;
   private last: number;
 
-  constructor(private readonly intervalMs: number, private readonly burst: number) {
+  constructor(private readonly intervalMs: number, private readonly burst: number, private readonly now: () => number = () => performance.now()) {
     this.tokens = Math.max(1, burst);
-    this.last = performance.now();
+    this.last = this.now();
   }
 
   get unlimited(): boolean {
@@ -27,7 +27,7 @@ export class TokenBucket {
   /** Takes a token if one is available now. */
   tryTake(): boolean {
     if (this.unlimited) return true;
-    this.refill(performance.now());
+    this.refill(this.now());
     if (this.tokens >= 1) {
       this.tokens -= 1;
       return true;
@@ -38,7 +38,7 @@ export class TokenBucket {
   /** Milliseconds until the next token. */
   waitMs(): number {
     if (this.unlimited) return 0;
-    this.refill(performance.now());
+    this.refill(this.now());
     return this.tokens >= 1 ? 0 : Math.ceil((1 - this.tokens) * this.intervalMs);
   }
 
