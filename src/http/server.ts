@@ -64,6 +64,11 @@ export interface HttpOptions {
    * reconnecting to another cluster worker still resumes its session; else each process makes its own.
    */
   ticketKeys?: Buffer;
+  /**
+   * Listen with SO_REUSEPORT (Linux): each of several processes binds the same port and the kernel
+   * spreads connections over them, instead of one process accepting every connection and passing it on.
+   */
+  reusePort?: boolean;
 }
 
 const LEVEL_RANK: Record<LogLevel, number> = { debug: 0, info: 1, warn: 2, error: 3 };
@@ -159,7 +164,7 @@ export class HttpService {
   async start(): Promise<void> {
     const s = this.config.server;
     const external = this.createServer(this.guard);
-    await listen(external, s.port, s.host, this.log);
+    await listen(external, s.port, s.host, this.log, this.options.reusePort);
     this.servers.push(external);
     const port = (external.address() as AddressInfo).port;
     this.log.info({ 'server.address': `${s.host}:${port}`, tls: s.tls.enabled, 'connections.cap': this.guard.limits.cap }, 'fleet-server listening');
@@ -167,7 +172,7 @@ export class HttpService {
     if (s.internalPort > 0 && s.internalPort !== port) {
       const internal = this.createServer(this.internalGuard);
       try {
-        await listen(internal, s.internalPort, 'localhost', this.log);
+        await listen(internal, s.internalPort, 'localhost', this.log, this.options.reusePort);
         this.servers.push(internal);
         this.log.info({ 'server.address': `localhost:${s.internalPort}` }, 'fleet-server internal listener');
       } catch (err) {
@@ -547,10 +552,11 @@ function listenBacklog(): number {
   }
 }
 
-function listen(server: http.Server, port: number, host: string, log: Logger): Promise<void> {
+function listen(server: http.Server, port: number, host: string, log: Logger, reusePort = false): Promise<void> {
   return new Promise((resolve, reject) => {
     server.once('error', reject);
-    server.listen({ port, host, backlog: listenBacklog() }, () => {
+    // `exclusive`: a cluster worker binds the port itself rather than asking its primary for the handle.
+    server.listen({ port, host, backlog: listenBacklog(), ...(reusePort ? { reusePort: true, exclusive: true } : {}) }, () => {
       server.off('error', reject);
       // Accept can still fail (a file limit reached by something else); that must not end the process.
       server.on('error', (err) => log.warn({ err }, 'listener error'));

@@ -1,5 +1,6 @@
-// Several processes serving HTTP (inputs.0.server.workers > 1): Node's cluster, the primary accepting
-// connections on the shared listeners and dealing them to the workers in turn. Each worker is a whole
+// Several processes serving HTTP (inputs.0.server.workers > 1): Node's cluster. On Linux every worker
+// binds the listeners with SO_REUSEPORT and the kernel deals connections to them; elsewhere the primary
+// accepts connections on the shared listeners and deals them to the workers in turn. Each worker is a whole
 // server (as several instances on one Elasticsearch cluster already are), with its share of the limits;
 // on the embedded store the primary owns the database and the workers reach it through the store proxy
 // (store-owner.ts); the primary supervises (a worker that dies is replaced, its agents
@@ -74,7 +75,11 @@ export async function runWorker(config: FleetServerConfig): Promise<void> {
     const store = socket ? await connectRemoteStore(socket, { log }).catch((err: unknown) => {
       throw withContext(`cannot reach the store on ${socket}`, err);
     }) : undefined;
-    const server = await openServer(shared, log, { ticketKeys: await ticketKeys }, store);
+    // The kernel deals connections to the workers (SO_REUSEPORT) where it can: the primary then accepts
+    // and passes on nothing, which under a reconnect storm made it the bottleneck. A port of 0 must be
+    // chosen once for all workers, so it stays with the primary's round-robin.
+    const reusePort = process.platform === 'linux' && config.server.port !== 0;
+    const server = await openServer(shared, log, { ticketKeys: await ticketKeys, reusePort }, store);
     stop = serveUntilStopped(server, log);
     stats = localStats(server.fleet, server.http);
     // A worker whose primary is gone exits at once (Node's cluster does that): the listeners went with it.
@@ -191,7 +196,6 @@ export async function runPrimary(config: FleetServerConfig, log: Logger, size: n
   } finally {
     startup = undefined;
   }
-  log.info({ workers: size, pids: slots.map((s) => s.worker?.process.pid) }, 'fleet-server workers ready');
 
   /** Every ready worker's /stats, as many as answer within STATS_WAIT_MS. */
   const gather = async (gc: boolean): Promise<StatsDocument> => {
@@ -212,6 +216,8 @@ export async function runPrimary(config: FleetServerConfig, log: Logger, size: n
     return clusterStats(processMetrics(), answers.filter((a): a is WorkerStats => a !== undefined), { size, restarts });
   };
   const metrics = config.http.enabled ? await startMetrics(config.http.host, config.http.port, ({ gc }) => gather(gc), log) : undefined;
+  // Ready once the metrics listener is too: whoever waits for this line may read the figures next.
+  log.info({ workers: size, pids: slots.map((s) => s.worker?.process.pid) }, 'fleet-server workers ready');
 
   // Each worker drains within timeouts.drain (and exits by itself 5 s after it at the latest).
   stopOnSignals(log, config.server.timeouts.drainMs + 10_000, async () => {
