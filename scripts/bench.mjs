@@ -9,7 +9,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync 
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { cpuSeconds, rssKiB, sleep, startDouble, waitFor } from './bench/common.mjs';
-import { runStorms, STORMS } from './bench/storm.mjs';
+import { printOutcomes, runStorms, STORMS } from './bench/storm.mjs';
 
 const AGENTS = Number(process.env.BENCH_AGENTS ?? 10_000);
 // One load-generator process holds at most ~16,000 agents (20,000 open files per process here).
@@ -164,6 +164,8 @@ async function run(store) {
   console.log(`  p50 / p99 / 100%              ${fmt(pct(50) / 1000, 3)} s / ${fmt(pct(99) / 1000, 3)} s / ${fmt(lat.length === total ? lat[lat.length - 1] / 1000 : NaN, 3)} s   target 100% ≤ 5 s`);
   console.log(`responses without an output key ${badKeys}`);
   console.log(`server RSS after the rollout    ${fmt(rssAfter / 1024)} MiB`);
+  console.log('requests of the simulated agents so far');
+  await printOutcomes(all);
   // A worker killed and the server restarted while every agent holds a poll (BENCH_STORM=0 skips them).
   if (STORMS.length > 0) server = await runStorms({ total, server, start: startServer, all, statsUrl: `http://127.0.0.1:${PORT + 2}/stats` });
 

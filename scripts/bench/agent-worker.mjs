@@ -167,6 +167,8 @@ async function firstCheckin(a) {
 }
 
 let stopping = false;
+// The parent gone (a bench that failed): leave with it rather than poll on unattended.
+process.on('disconnect', () => process.exit(0));
 
 process.on('message', async (msg) => {
   try {

@@ -29,6 +29,23 @@ export async function runStorms(ctx) {
   return server;
 }
 
+/** What the load generators' requests met so far besides 200s, by kind of request (enroll, first check-in, held poll). */
+export async function printOutcomes(all) {
+  const kinds = {};
+  for (const reply of await all('outcomes', 'outcomes')) {
+    for (const [kind, o] of Object.entries(reply.outcomes)) kinds[kind] = add(kinds[kind] ?? { status: {}, retryAfter: {}, errors: {} }, o);
+  }
+  for (const [kind, o] of Object.entries(kinds)) {
+    const d = summary(o);
+    const statuses = Object.entries(o.status).filter(([k]) => k !== '200').map(([k, n]) => `${k} ×${n}`);
+    const retry = Object.entries(o.retryAfter).map(([k, n]) => `${k} s ×${n}`);
+    const others = Object.entries(o.errors).filter(([k]) => !RESET.test(k) && !REFUSED.test(k)).map(([k, n]) => `${k} ×${n}`);
+    console.log(`  ${(LABEL[kind] ?? kind).padEnd(30)}  ${o.status[200] ?? 0} answered 200${statuses.length ? `; ${statuses.join(', ')}` : ''}`
+      + `${retry.length ? `; Retry-After ${retry.join(', ')}` : ''}; resets ${describe(d.resets)}; refused ${d.refused.n}${others.length ? `; ${others.join(', ')}` : ''}`);
+  }
+}
+const LABEL = { enroll: 'enrollments', checkin: 'first check-ins', poll: 'held polls' };
+
 async function workerCrash(ctx) {
   const workers = childPids(ctx.server.pid);
   console.log(`\nWorker crash (SIGKILL one server worker while the agents hold polls)`);
@@ -78,6 +95,7 @@ async function restart(ctx) {
       if (!healthy && s.fleet.status === 'HEALTHY') healthy = { at: Date.now(), o: await outcomes(ctx) };
     },
   });
+  if (server.exitCode !== null || server.signalCode !== null) throw new Error(`the restarted server exited (${server.signalCode ?? server.exitCode})`);
   const o3 = await outcomes(ctx);
   const drain = summary(diff(o0, o1));
   // No server accepting: from the old one's exit until the new one is healthy (all its workers ready).
@@ -153,15 +171,21 @@ async function serverStats(ctx) {
 
 /** Every load generator's outcomes, summed over processes and request kinds. */
 async function outcomes(ctx) {
-  const total = { status: {}, retryAfter: {}, errors: {} };
+  let total = { status: {}, retryAfter: {}, errors: {} };
   for (const reply of await ctx.all('outcomes', 'outcomes')) {
-    for (const kind of Object.values(reply.outcomes)) {
-      for (const part of Object.keys(total)) {
-        for (const [k, n] of Object.entries(kind[part])) total[part][k] = (total[part][k] ?? 0) + n;
-      }
-    }
+    for (const kind of Object.values(reply.outcomes)) total = add(total, kind);
   }
   return total;
+}
+
+/** Two sets of outcomes added, count by count. */
+function add(a, b) {
+  const out = {};
+  for (const part of Object.keys(a)) {
+    out[part] = { ...a[part] };
+    for (const [k, n] of Object.entries(b[part])) out[part][k] = (out[part][k] ?? 0) + n;
+  }
+  return out;
 }
 
 function diff(a, b) {
