@@ -11,11 +11,16 @@ let localAddress;
 /** Check-in bodies gzip'd, as Elastic Agent 9.4+ sends them. */
 let gzipBodies = true;
 const agents = [];
+/**
+ * BENCH_KEEPALIVE=1: requests on keep-alive connections, as Elastic Agent's Go client sends them (a poll
+ * answered, the next goes on the same socket); default: a connection per request.
+ */
+const connections = process.env.BENCH_KEEPALIVE === '1' ? new http.Agent({ keepAlive: true, maxSockets: Infinity }) : false;
 
 function post(path, headers, body) {
   return new Promise((resolve, reject) => {
     const u = new URL(path, url);
-    const req = http.request({ host: u.hostname, port: u.port, path: u.pathname, method: 'POST', agent: false, localAddress, headers: {
+    const req = http.request({ host: u.hostname, port: u.port, path: u.pathname, method: 'POST', agent: connections, localAddress, headers: {
       'User-Agent': UA, 'Content-Type': 'application/json', 'Accept-Encoding': 'gzip', ...headers,
     } }, (res) => {
       const chunks = [];
