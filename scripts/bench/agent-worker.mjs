@@ -39,16 +39,17 @@ function post(path, headers, body) {
 
 /**
  * What the requests met, by kind (enroll, checkin = first check-in, poll = held check-in): HTTP statuses,
- * Retry-After values, and connection errors by message ('socket hang up', 'read ECONNRESET', 'write EPIPE'
+ * Retry-After values, 200s by wall-clock second (how a drain spread its answers), and connection errors by message ('socket hang up', 'read ECONNRESET', 'write EPIPE'
  * are resets; 'connect ECONNREFUSED' is no server listening). Cumulative; the parent takes differences.
  */
 const outcomes = {};
 const bump = (counts, key) => (counts[key] = (counts[key] ?? 0) + 1);
-const outcomesOf = (kind) => (outcomes[kind] ??= { status: {}, retryAfter: {}, errors: {} });
+const outcomesOf = (kind) => (outcomes[kind] ??= { status: {}, retryAfter: {}, errors: {}, okBySecond: {} });
 
 function tally(kind, r) {
   const o = outcomesOf(kind);
   bump(o.status, r.status);
+  if (r.status === 200) bump(o.okBySecond, Math.floor(Date.now() / 1000));
   if (r.retryAfter !== undefined) bump(o.retryAfter, r.retryAfter);
   return r;
 }

@@ -33,7 +33,7 @@ export async function runStorms(ctx) {
 export async function printOutcomes(all) {
   const kinds = {};
   for (const reply of await all('outcomes', 'outcomes')) {
-    for (const [kind, o] of Object.entries(reply.outcomes)) kinds[kind] = add(kinds[kind] ?? { status: {}, retryAfter: {}, errors: {} }, o);
+    for (const [kind, o] of Object.entries(reply.outcomes)) kinds[kind] = add(kinds[kind] ?? { status: {}, retryAfter: {}, errors: {}, okBySecond: {} }, o);
   }
   for (const [kind, o] of Object.entries(kinds)) {
     const d = summary(o);
@@ -105,6 +105,8 @@ async function restart(ctx) {
 
   console.log(`  held before                     ${ready.last}/${ctx.total}`);
   console.log(`  drain (SIGTERM → exit)          ${fmtS(tExit - t0)}, exit ${exit}; polls answered ${drain.status[200] ?? 0}, refused ${drain.refused.n}, resets ${drain.resets.n}`);
+  const spread = Array.from({ length: Math.floor(tExit / 1000) - Math.floor(t0 / 1000) + 1 }, (_, k) => drain.okBySecond[Math.floor(t0 / 1000) + k] ?? 0);
+  console.log(`  drain's answers per second      ${spread.join(' ')}   (from SIGTERM's second to exit's)`);
   console.log(`  new server healthy after        ${healthy ? fmtS(healthy.at - tStart) : 'never'} (${fmtS(tStart - tExit)} from exit to spawn)`);
   printBack({ ...ctx, server }, back, "after the new server's start");
   console.log(`                                  target: 50,000 agents all back within 60 s with zero resets`);
@@ -112,6 +114,9 @@ async function restart(ctx) {
   console.log(`  resets seen by clients          ${describe(whole.resets)}   target 0 (drain ${drain.resets.n}, down ${down.resets.n}, up ${up.resets.n})`);
   console.log(`  refused, no server accepting    ${drain.refused.n + down.refused.n} (expected: drain ${drain.refused.n}, exit → healthy ${down.refused.n})`);
   console.log(`  refused, new server healthy     ${up.refused.n}`);
+  // The new server's own count since its start: what it refused on the check-in route, by reason.
+  const c = (await serverStats({ ...ctx, server }))?.http_server.routes?.checkin;
+  if (c) console.log(`  server's check-in route         ${c.total} requests; rate-limited ${c.limit_rate}, over max ${c.limit_max}, failed ${c.fail}, dropped ${c.drop}`);
   console.log(`  agents waiting to retry at end  ${back.waiting}`);
   return server;
 }
@@ -171,7 +176,7 @@ async function serverStats(ctx) {
 
 /** Every load generator's outcomes, summed over processes and request kinds. */
 async function outcomes(ctx) {
-  let total = { status: {}, retryAfter: {}, errors: {} };
+  let total = { status: {}, retryAfter: {}, errors: {}, okBySecond: {} };
   for (const reply of await ctx.all('outcomes', 'outcomes')) {
     for (const kind of Object.values(reply.outcomes)) total = add(total, kind);
   }
@@ -183,7 +188,7 @@ function add(a, b) {
   const out = {};
   for (const part of Object.keys(a)) {
     out[part] = { ...a[part] };
-    for (const [k, n] of Object.entries(b[part])) out[part][k] = (out[part][k] ?? 0) + n;
+    for (const [k, n] of Object.entries(b[part] ?? {})) out[part][k] = (out[part][k] ?? 0) + n;
   }
   return out;
 }
