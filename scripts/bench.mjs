@@ -2,12 +2,14 @@
 // processes, holds their long polls, then writes a new policy revision and measures how fast it reaches
 // them. Runs on the embedded store and in Elasticsearch mode on the double (BENCH_STORE=sqlite|elasticsearch
 // picks one); the Elasticsearch run also measures a minute of steady long-polling: Elasticsearch requests
-// by kind, documents written and the API-key cache hit rate. Prints figures; asserts nothing.
+// by kind, documents written and the API-key cache hit rate; then a worker crash and a restart under the
+// held polls (bench/storm.mjs). Prints figures; asserts nothing.
 import { spawn, fork, execFileSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { cpuSeconds, rssKiB, sleep, startDouble, waitFor } from './bench/common.mjs';
+import { printOutcomes, runStorms, STORMS } from './bench/storm.mjs';
 
 const AGENTS = Number(process.env.BENCH_AGENTS ?? 10_000);
 // One load-generator process holds at most ~16,000 agents (20,000 open files per process here).
@@ -57,7 +59,9 @@ async function run(store) {
     ...(process.env.BENCH_SERVER_E ?? '').split(' ').filter(Boolean).flatMap((e) => ['-E', e]),
     ...storeSettings,
   ];
-  const server = spawn(process.execPath, serverArgs, { cwd: dir, stdio: ['ignore', 'pipe', 'inherit'] });
+  // The restart scenario (bench/storm.mjs) starts a second one with the same arguments.
+  const startServer = () => spawn(process.execPath, serverArgs, { cwd: dir, stdio: ['ignore', 'pipe', 'inherit'] });
+  let server = startServer();
   let stdout = '';
   server.stdout.on('data', (d) => (stdout += d));
   await waitFor('the server', () => stats().then((s) => s.fleet.status === 'HEALTHY'));
@@ -160,6 +164,10 @@ async function run(store) {
   console.log(`  p50 / p99 / 100%              ${fmt(pct(50) / 1000, 3)} s / ${fmt(pct(99) / 1000, 3)} s / ${fmt(lat.length === total ? lat[lat.length - 1] / 1000 : NaN, 3)} s   target 100% ≤ 5 s`);
   console.log(`responses without an output key ${badKeys}`);
   console.log(`server RSS after the rollout    ${fmt(rssAfter / 1024)} MiB`);
+  console.log('requests of the simulated agents so far');
+  await printOutcomes(all);
+  // A worker killed and the server restarted while every agent holds a poll (BENCH_STORM=0 skips them).
+  if (STORMS.length > 0) server = await runStorms({ total, server, start: startServer, all, statsUrl: `http://127.0.0.1:${PORT + 2}/stats` });
 
   // Workers exit on 'exit'; wait for the processes, not for a reply.
   await Promise.all(workers.map((w) => new Promise((r) => {

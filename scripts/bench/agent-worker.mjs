@@ -2,6 +2,7 @@
 // (enroll, long-poll check-in with gzip accepted, ack). Driven by the parent over IPC.
 import http from 'node:http';
 import { gunzipSync, gzipSync } from 'node:zlib';
+import { sleep } from './common.mjs';
 
 const UA = 'Elastic Agent 9.6.0';
 let url;
@@ -10,11 +11,16 @@ let localAddress;
 /** Check-in bodies gzip'd, as Elastic Agent 9.4+ sends them. */
 let gzipBodies = true;
 const agents = [];
+/**
+ * BENCH_KEEPALIVE=1: requests on keep-alive connections, as Elastic Agent's Go client sends them (a poll
+ * answered, the next goes on the same socket); default: a connection per request.
+ */
+const connections = process.env.BENCH_KEEPALIVE === '1' ? new http.Agent({ keepAlive: true, maxSockets: Infinity }) : false;
 
 function post(path, headers, body) {
   return new Promise((resolve, reject) => {
     const u = new URL(path, url);
-    const req = http.request({ host: u.hostname, port: u.port, path: u.pathname, method: 'POST', agent: false, localAddress, headers: {
+    const req = http.request({ host: u.hostname, port: u.port, path: u.pathname, method: 'POST', agent: connections, localAddress, headers: {
       'User-Agent': UA, 'Content-Type': 'application/json', 'Accept-Encoding': 'gzip', ...headers,
     } }, (res) => {
       const chunks = [];
@@ -22,7 +28,7 @@ function post(path, headers, body) {
       res.on('end', () => {
         let buf = Buffer.concat(chunks);
         if (res.headers['content-encoding'] === 'gzip') buf = gunzipSync(buf);
-        resolve({ status: res.statusCode, json: buf.length ? JSON.parse(buf.toString()) : undefined });
+        resolve({ status: res.statusCode, retryAfter: res.headers['retry-after'], json: buf.length ? JSON.parse(buf.toString()) : undefined });
       });
       res.on('error', reject);
     });
@@ -30,6 +36,44 @@ function post(path, headers, body) {
     req.end(body);
   });
 }
+
+/**
+ * What the requests met, by kind (enroll, checkin = first check-in, poll = held check-in): HTTP statuses,
+ * Retry-After values, 200s by wall-clock second (how a drain spread its answers), and connection errors by message ('socket hang up', 'read ECONNRESET', 'write EPIPE'
+ * are resets; 'connect ECONNREFUSED' is no server listening). Cumulative; the parent takes differences.
+ */
+const outcomes = {};
+const bump = (counts, key) => (counts[key] = (counts[key] ?? 0) + 1);
+const outcomesOf = (kind) => (outcomes[kind] ??= { status: {}, retryAfter: {}, errors: {}, okBySecond: {} });
+
+function tally(kind, r) {
+  const o = outcomesOf(kind);
+  bump(o.status, r.status);
+  if (r.status === 200) bump(o.okBySecond, Math.floor(Date.now() / 1000));
+  if (r.retryAfter !== undefined) bump(o.retryAfter, r.retryAfter);
+  return r;
+}
+
+/** A failed request counted; what the caller gets instead of a response (status 0: back off as after an error). */
+function tallyError(kind, err) {
+  bump(outcomesOf(kind).errors, String(err?.message ?? err).slice(0, 60));
+  return NO_ANSWER;
+}
+const NO_ANSWER = { status: 0 };
+const counted = (kind) => (r) => tally(kind, r);
+const failed = (kind) => (err) => tallyError(kind, err);
+
+/**
+ * How long a real agent waits before its next try: Retry-After on 429 and 503, else a second (a connection
+ * refused or reset, another status); plus up to a second of jitter so that agents told the same thing do not
+ * all come back in the same instant.
+ */
+function backoffMs(r) {
+  const s = r.status === 429 || r.status === 503 ? Number(r.retryAfter) : NaN;
+  return (Number.isFinite(s) && s >= 0 ? s * 1000 : 1000) + Math.random() * 1000;
+}
+/** Tries of an enrollment or first check-in before the agent counts as failed (each after its back-off). */
+const ATTEMPTS = 30;
 
 const localMetadata = (i) => ({
   elastic: { agent: { id: 'x', version: '9.6.0', snapshot: false, build: { original: '9.6.0 (build: abcdef)' }, upgradeable: true, log_level: 'info' } },
@@ -59,15 +103,15 @@ async function enroll({ token, count, concurrency, offset }) {
   const t0 = performance.now();
   let failures = 0;
   await pool(Array.from({ length: count }, (_, k) => offset + k), concurrency, async (i) => {
-    for (let attempt = 0; attempt < 20; attempt++) {
+    for (let attempt = 0; attempt < ATTEMPTS; attempt++) {
       const r = await post('/api/fleet/agents/enroll', { Authorization: `ApiKey ${token}` },
-        JSON.stringify({ type: 'PERMANENT', metadata: { local: localMetadata(i), user_provided: {}, tags: ['bench'] } }));
+        JSON.stringify({ type: 'PERMANENT', metadata: { local: localMetadata(i), user_provided: {}, tags: ['bench'] } })).then(counted('enroll'), failed('enroll'));
       if (r.status === 200) {
         agents.push({ i, id: r.json.item.id, key: r.json.item.access_api_key, rev: 0, ackToken: '', deliveredAt: 0 });
         return;
       }
       failures++;
-      await new Promise((res) => setTimeout(res, 50));
+      await sleep(backoffMs(r));
     }
   });
   return { n: agents.length, ms: performance.now() - t0, failures };
@@ -89,10 +133,16 @@ function checkin(a, extra) {
 }
 
 let pendingHeld = 0;
+/** A held poll; answered, the agent polls again at once, refused or cut off after its back-off. */
 function hold(a) {
   pendingHeld++;
   checkin(a, { agent_policy_id: a.policyId, policy_revision_idx: a.rev }).then((r) => {
     pendingHeld--;
+    tally('poll', r);
+    if (r.status !== 200) {
+      if (!stopping) setTimeout(hold, backoffMs(r), a);
+      return;
+    }
     const policy = r.json?.actions?.find((x) => x.type === 'POLICY_CHANGE');
     if (policy) {
       a.deliveredAt = Date.now();
@@ -100,13 +150,31 @@ function hold(a) {
       if (!policy.data.policy.outputs.default.api_key) a.badKey = true;
     }
     if (!stopping) hold(a);
-  }, () => {
+  }, (err) => {
     pendingHeld--;
-    if (!stopping) setTimeout(() => hold(a), 1000);
+    tallyError('poll', err);
+    if (!stopping) setTimeout(hold, backoffMs(NO_ANSWER), a);
   });
 }
 
+/** The first check-in: answered with the policy; retried after each back-off. */
+async function firstCheckin(a) {
+  for (let attempt = 1; ; attempt++) {
+    const r = await checkin(a, {}).then(counted('checkin'), failed('checkin'));
+    const p = r.status === 200 ? r.json.actions.find((x) => x.type === 'POLICY_CHANGE') : undefined;
+    if (p) {
+      a.policyId = p.data.policy.id;
+      a.rev = p.data.policy.revision;
+      return;
+    }
+    if (attempt >= ATTEMPTS) throw new Error(`first check-in of ${a.id}: ${r.status === 0 ? 'no answer' : `status ${r.status}`} ${ATTEMPTS} times`);
+    await sleep(backoffMs(r));
+  }
+}
+
 let stopping = false;
+// The parent gone (a bench that failed): leave with it rather than poll on unattended.
+process.on('disconnect', () => process.exit(0));
 
 process.on('message', async (msg) => {
   try {
@@ -117,18 +185,15 @@ process.on('message', async (msg) => {
       process.send({ type: 'enrolled', ...(await enroll(msg)) });
     } else if (msg.cmd === 'first-checkin') {
       const t0 = performance.now();
-      await pool(agents, msg.concurrency, async (a) => {
-        const r = await checkin(a, {});
-        const p = r.json.actions.find((x) => x.type === 'POLICY_CHANGE');
-        a.policyId = p.data.policy.id;
-        a.rev = p.data.policy.revision;
-      });
+      await pool(agents, msg.concurrency, firstCheckin);
       process.send({ type: 'checked-in', n: agents.length, ms: performance.now() - t0 });
     } else if (msg.cmd === 'hold') {
       for (const a of agents) hold(a);
       process.send({ type: 'holding', n: agents.length });
     } else if (msg.cmd === 'status') {
       process.send({ type: 'status', pending: pendingHeld, delivered: agents.filter((a) => a.rev >= msg.rev).map((a) => a.deliveredAt), badKeys: agents.filter((a) => a.badKey).length });
+    } else if (msg.cmd === 'outcomes') {
+      process.send({ type: 'outcomes', outcomes, pending: pendingHeld, n: agents.length });
     } else if (msg.cmd === 'exit') {
       stopping = true;
       process.exit(0);

@@ -1,5 +1,5 @@
 // What the benchmarks share: waiting for a condition, the Elasticsearch double in its own process, and a
-// server's RSS over all its processes.
+// server's processes (its workers, their RSS and CPU).
 import { spawn } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
 
@@ -28,11 +28,8 @@ export async function startDouble(port) {
   return { proc, token };
 }
 
-const trees = new Map();
-/** The process and every process under it (a server's cluster workers), looked up at most once a second. */
-function processTree(pid) {
-  const known = trees.get(pid);
-  if (known && performance.now() - known.at < 1000) return known.pids;
+/** Every process's children, by parent pid, as /proc has them now. */
+function childrenByParent() {
   const children = new Map();
   for (const p of readdirSync('/proc').filter((d) => /^\d+$/.test(d))) {
     try {
@@ -40,6 +37,20 @@ function processTree(pid) {
       children.set(ppid, [...(children.get(ppid) ?? []), Number(p)]);
     } catch { /* gone meanwhile */ }
   }
+  return children;
+}
+
+/** The processes a process started, now: a server's cluster workers. */
+export function childPids(pid) {
+  return childrenByParent().get(pid) ?? [];
+}
+
+const trees = new Map();
+/** The process and every process under it (a server's cluster workers), looked up at most once a second. */
+function processTree(pid) {
+  const known = trees.get(pid);
+  if (known && performance.now() - known.at < 1000) return known.pids;
+  const children = childrenByParent();
   const pids = [];
   for (const todo = [pid]; todo.length > 0;) {
     const p = todo.pop();
