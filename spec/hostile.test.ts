@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import tls from 'node:tls';
 import { gzipSync } from 'node:zlib';
 import { SimAgent } from './support/agent';
+import { localhostCertificate } from './support/certs';
 import { removeDir, startFleetServer, tempDir, type FleetServerProcess } from './support/fleet-server';
 import { request, type Response } from './support/http';
 
@@ -260,6 +261,35 @@ async function underFlood(server: FleetServerProcess, initial: number, whileFloo
   }
 }
 
+/**
+ * `n` connections opened at once, each sending one status request as soon as it can: every one is
+ * answered (never reset), 200 or 429 MaxConnections/RateLimit with Retry-After and Connection: close,
+ * and some are turned away (429 MaxConnections).
+ */
+async function expectBurstAnswered(n: number, open: () => net.Socket, ready: 'connect' | 'secureConnect'): Promise<void> {
+  const outcomes = await Promise.all(Array.from({ length: n }, () => new Promise<{ data: string; error?: string }>((resolve) => {
+    const socket = open();
+    let data = '';
+    let error: string | undefined;
+    socket.on(ready, () => socket.write('GET /api/status HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n'));
+    socket.on('data', (d) => (data += d.toString()));
+    socket.on('error', (err: NodeJS.ErrnoException) => (error = err.code ?? err.message));
+    socket.on('close', () => resolve({ data, ...(error ? { error } : {}) }));
+  })));
+  expect(outcomes.filter((o) => o.error !== undefined)).toEqual([]);
+  const statuses = outcomes.map((o) => /^HTTP\/1\.1 (\d+)/.exec(o.data)?.[1]);
+  expect(statuses.filter((s) => s !== '200' && s !== '429')).toEqual([]);
+  const refused = outcomes.filter((o) => o.data.startsWith('HTTP/1.1 429'));
+  // The burst is larger than the cap: some were turned away at accept, each told when to come back.
+  expect(refused.some((o) => o.data.includes('"MaxConnections"'))).toBe(true);
+  for (const o of refused) {
+    expect(o.data).toMatch(/\r\nRetry-After: [1-9]\d*\r\n/);
+    expect(o.data).toMatch(/\r\nConnection: close\r\n/i);
+    // Turned away at accept (MaxConnections), or by the status route's own limit.
+    expect(JSON.parse(o.data.slice(o.data.indexOf('\r\n\r\n') + 4)).error).toMatch(/^(MaxConnections|RateLimit)$/);
+  }
+}
+
 describe('connection floods', () => {
   test('unfinished connections cannot starve agents: a held poll survives and new agents are served', async () => {
     const server = await startFleetServer({ overrides: [
@@ -284,28 +314,7 @@ describe('connection floods', () => {
     // Cap 22, of which 8 for connections that have not sent their request: 300 arrive together.
     const server = await startFleetServer({ overrides: ['inputs.0.server.limits.max_connections=20'] });
     try {
-      const outcomes = await Promise.all(Array.from({ length: 300 }, () => new Promise<{ data: string; error?: string }>((resolve) => {
-        const socket = net.connect(server.port, '127.0.0.1');
-        let data = '';
-        let error: string | undefined;
-        socket.on('connect', () => socket.write('GET /api/status HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n'));
-        socket.on('data', (d) => (data += d.toString()));
-        socket.on('error', (err: NodeJS.ErrnoException) => (error = err.code ?? err.message));
-        socket.on('close', () => resolve({ data, ...(error ? { error } : {}) }));
-      })));
-      expect(outcomes.filter((o) => o.error !== undefined)).toEqual([]);
-      const statuses = outcomes.map((o) => /^HTTP\/1\.1 (\d+)/.exec(o.data)?.[1]);
-      expect(statuses.filter((s) => s !== '200' && s !== '429')).toEqual([]);
-      const refused = outcomes.filter((o) => o.data.startsWith('HTTP/1.1 429'));
-      expect(refused.some((o) => o.data.includes('"MaxConnections"'))).toBe(true);
-      // The burst is larger than the cap: some were turned away, each told when to come back.
-      expect(refused.length).toBeGreaterThan(0);
-      for (const o of refused) {
-        expect(o.data).toMatch(/\r\nRetry-After: [1-9]\d*\r\n/);
-        expect(o.data).toMatch(/\r\nConnection: close\r\n/i);
-        // Turned away at accept (MaxConnections), or by the status route's own limit.
-        expect(JSON.parse(o.data.slice(o.data.indexOf('\r\n\r\n') + 4)).error).toMatch(/^(MaxConnections|RateLimit)$/);
-      }
+      await expectBurstAnswered(300, () => net.connect(server.port, '127.0.0.1'), 'connect');
       expect((await request(`${server.url}/api/status`)).status).toBe(200);
     } finally {
       await server.stop();
@@ -320,6 +329,21 @@ describe('connection floods', () => {
 });
 
 describe('over TLS', () => {
+  test('a burst of TLS connections beyond the cap is answered after the handshake, never reset', async () => {
+    const dir = tempDir();
+    const { certPath, keyPath, ca } = localhostCertificate(dir);
+    const server = await startFleetServer({ dataDir: dir, overrides: [
+      'inputs.0.server.ssl.enabled=true', `inputs.0.server.ssl.certificate=${certPath}`, `inputs.0.server.ssl.key=${keyPath}`,
+      'inputs.0.server.limits.max_connections=20',
+    ] });
+    try {
+      await expectBurstAnswered(150, () => tls.connect({ port: server.port, host: '127.0.0.1', ca, servername: 'localhost' }), 'secureConnect');
+    } finally {
+      await server.stop();
+      removeDir(dir);
+    }
+  });
+
   test('a silent TCP client, a stalled handshake and slow headers are closed within read_header + 1 s; agents are served meanwhile', async () => {
     const dir = tempDir();
     execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-days', '1',

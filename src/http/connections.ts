@@ -6,11 +6,11 @@
 // the oldest idle keep-alive one) makes room. Connections busy with a request — held long polls — are
 // never evicted, so a flood cannot starve agents.
 //
-// A connection turned away (refused, or evicted while unfinished) is not reset: it is answered 429 with
-// a Retry-After spread over a window (retry-spread.ts), its side closed, and what it still sends is read
-// and dropped until it closes (at most LINGER_MS). A reset would cost an honest client its request
-// without telling it when to come back; after a restart tens of thousands of agents arrive together and
-// must be turned away in an orderly fashion, not in a storm of resets and immediate retries.
+// A connection turned away (refused, or evicted while unfinished) is not reset: it stays open until its
+// request arrives (at most LINGER_MS; under TLS its handshake first), which is answered 429 with a
+// Retry-After spread over a window (retry-spread.ts) and Connection: close. A reset would cost an honest
+// client its request without telling it when to come back; after a restart tens of thousands of agents
+// arrive together and must be turned away in an orderly fashion, not in a storm of resets and retries.
 import { readFileSync } from 'node:fs';
 import type { Socket } from 'node:net';
 import { RateMeter } from '../util/rate-meter';
@@ -63,9 +63,6 @@ const LINGER_MS = 2000;
  */
 const NOMINAL_PER_SECOND = 1000;
 
-/** The answer for a connection turned away, or undefined when none can be written (TLS before its handshake). */
-export type RefusalAnswer = (retryAfterSeconds: number) => string | undefined;
-
 export interface AdmissionCounts {
   /** Connections accepted, and closed (turned-away ones included), since start. */
   accepted: number;
@@ -74,8 +71,8 @@ export interface AdmissionCounts {
   evicted: number;
   /** New connections turned away at accept. */
   refused: number;
-  /** Connections turned away with a 429 (refused or evicted), and those closed without one. */
-  answered429: number;
+  /** Connections turned away and kept to be answered 429 (refused or evicted), and those closed at once (no room). */
+  turnedAway: number;
   dropped: number;
 }
 
@@ -87,17 +84,17 @@ export class ConnectionGuard {
   private readonly idle = new Set<Socket>();
   /** Every socket admitted and not yet closed or turned away. */
   private readonly admitted = new WeakSet<Socket>();
-  /** Sockets answered 429 and closing: what they still send is read and dropped. */
+  /** Sockets turned away: their request is answered 429. */
   private readonly turnedAway = new WeakSet<Socket>();
   private lingering = 0;
-  readonly counts: AdmissionCounts = { accepted: 0, closed: 0, evicted: 0, refused: 0, answered429: 0, dropped: 0 };
+  readonly counts: AdmissionCounts = { accepted: 0, closed: 0, evicted: 0, refused: 0, turnedAway: 0, dropped: 0 };
   /** Connections that reached their first request, per second: how fast this process gets through them. */
   private readonly served = new RateMeter();
   private readonly spread = new RetrySpread();
   private turn = 0;
   private turnCounting = false;
 
-  constructor(readonly limits: AdmissionLimits, private readonly answer: RefusalAnswer = () => undefined) {}
+  constructor(readonly limits: AdmissionLimits) {}
 
   /** The event-loop turn, counted only while connections arrive. */
   private currentTurn(): number {
@@ -142,10 +139,7 @@ export class ConnectionGuard {
     return true;
   }
 
-  /**
-   * The connection's request headers arrived: it is busy, not evictable. False for a socket not
-   * admitted (turned away: its answer is already on the way, and the request is dropped).
-   */
+  /** The connection's request headers arrived: it is busy, not evictable. False for a socket not admitted. */
   busy(socket: Socket): boolean {
     if (!this.admitted.has(socket)) return false;
     if (this.pending.delete(socket)) this.served.mark();
@@ -153,7 +147,7 @@ export class ConnectionGuard {
     return true;
   }
 
-  /** True for a connection turned away: whatever it sends is read and dropped. */
+  /** True for a connection turned away: its request is to be answered 429 (`retryAfterSeconds`), and the connection closed. */
   isTurnedAway(socket: Socket): boolean {
     return this.turnedAway.has(socket);
   }
@@ -193,17 +187,15 @@ export class ConnectionGuard {
     this.open--;
   }
 
-  /** Answers 429 and closes this side; the socket is read (and dropped) until the client closes, or LINGER_MS. */
+  /** Keeps the socket until its request can be answered 429, or LINGER_MS; closes it at once when there is no room. */
   private turnAway(socket: Socket): void {
     // Within the cap's unused room, plus a share of the reserve: a storm is answered, not reset.
-    const room = this.open + this.lingering < this.limits.cap + this.limits.lingerCap;
-    const text = room && !socket.destroyed ? this.answer(this.retryAfterSeconds()) : undefined;
-    if (text === undefined) {
+    if (this.open + this.lingering >= this.limits.cap + this.limits.lingerCap || socket.destroyed) {
       this.counts.dropped++;
       socket.destroy();
       return;
     }
-    this.counts.answered429++;
+    this.counts.turnedAway++;
     this.lingering++;
     this.turnedAway.add(socket);
     const timer = setTimeout(() => socket.destroy(), LINGER_MS);
@@ -212,7 +204,5 @@ export class ConnectionGuard {
       clearTimeout(timer);
       this.lingering--;
     });
-    socket.on('error', () => socket.destroy());
-    socket.end(text);
   }
 }

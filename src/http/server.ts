@@ -107,10 +107,8 @@ export class HttpService {
     this.maxConnections = limits.maxConnections;
     this.router = new Router(ROUTES.filter((r) => r.enabled?.(config) ?? true));
     const files = openFileLimit();
-    // Plain HTTP turns a connection away with a 429; TLS cannot answer before its handshake.
-    const answer = config.server.tls.enabled ? undefined : (retryAfter: number): string => rawErrorResponse({ ...classify(new HttpError('MaxConnections')), retryAfter });
-    this.guard = new ConnectionGuard(admissionLimits(limits.maxConnections, files === undefined ? undefined : files - INTERNAL_CAP), answer);
-    this.internalGuard = new ConnectionGuard({ cap: INTERNAL_CAP, pendingCap: INTERNAL_CAP / 4, lingerCap: 16 }, answer);
+    this.guard = new ConnectionGuard(admissionLimits(limits.maxConnections, files === undefined ? undefined : files - INTERNAL_CAP));
+    this.internalGuard = new ConnectionGuard({ cap: INTERNAL_CAP, pendingCap: INTERNAL_CAP / 4, lingerCap: 16 });
   }
 
   private createServer(guard: ConnectionGuard): http.Server | https.Server {
@@ -134,7 +132,7 @@ export class HttpService {
       // A TLS client that never finishes its handshake is held no longer than one that never finishes its headers.
       ? https.createServer({ ...opts, ...tlsOptions(s.tls, this.options.ticketKeys), handshakeTimeout: headerMs }, handler)
       : http.createServer(opts, handler);
-    // A connection turned away is answered by the guard (a 429, or closed under TLS before its handshake).
+    // A connection turned away is kept until its request can be answered 429 (handle()).
     server.on('connection', (socket: Socket) => guard.admit(socket));
     server.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => this.clientError(err, socket));
     server.on('upgrade', (req: IncomingMessage, socket: Socket, head: Buffer) => this.upgrade(req, socket, head, guard));
@@ -230,10 +228,14 @@ export class HttpService {
     let counters: RouteCounters | undefined;
     let bare: string | undefined;
     try {
-      // A connection turned away has its 429 on the way: what it sent is dropped.
       if (!guard.busy(tcpSocket(req.socket))) {
-        if (guard.isTurnedAway(tcpSocket(req.socket))) req.resume();
-        else req.socket.destroy();
+        if (!guard.isTurnedAway(tcpSocket(req.socket))) {
+          req.socket.destroy();
+          return;
+        }
+        // Turned away at accept: answered, told when to come back, closed. Not a request of any route.
+        res.shouldKeepAlive = false;
+        writeError(res, this.turnedAway(guard));
         return;
       }
       res.on('error', ignoreResponseError);
@@ -283,6 +285,11 @@ export class HttpService {
     }
   }
 
+  /** The answer to a connection turned away at accept: 429, with its place in the queue of refused clients. */
+  private turnedAway(guard: ConnectionGuard): ErrorClass {
+    return classify(new HttpError('MaxConnections', undefined, undefined, guard.retryAfterSeconds()));
+  }
+
   private upgradeRoute(req: IncomingMessage): RouteSpec | undefined {
     try {
       const url = req.url ?? '/';
@@ -311,7 +318,10 @@ export class HttpService {
       this.logUpgrade(req, started, requestId, c.status, c);
     };
     if (!guard.busy(tcpSocket(socket))) {
-      if (!guard.isTurnedAway(tcpSocket(socket))) socket.destroy();
+      if (guard.isTurnedAway(tcpSocket(socket))) {
+        socket.end(rawErrorResponse(this.turnedAway(guard)));
+        socket.destroySoon();
+      } else socket.destroy();
       return;
     }
     const route = this.upgradeRoute(req);
