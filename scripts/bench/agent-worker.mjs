@@ -3,6 +3,7 @@
 import http from 'node:http';
 import { gunzipSync, gzipSync } from 'node:zlib';
 import { sleep } from './common.mjs';
+import { rawPost } from './raw-http.mjs';
 
 const UA = 'Elastic Agent 9.6.0';
 let url;
@@ -18,6 +19,13 @@ const agents = [];
 const connections = process.env.BENCH_KEEPALIVE === '1' ? new http.Agent({ keepAlive: true, maxSockets: Infinity }) : false;
 
 function post(path, headers, body) {
+  // A connection per request: the bare client, cheaper by far (raw-http.mjs).
+  if (!connections) {
+    const u = new URL(url);
+    return rawPost({ host: u.hostname, port: u.port, path, localAddress, body, headers: {
+      'User-Agent': UA, 'Content-Type': 'application/json', 'Accept-Encoding': 'gzip', ...headers,
+    } });
+  }
   return new Promise((resolve, reject) => {
     const u = new URL(path, url);
     const req = http.request({ host: u.hostname, port: u.port, path: u.pathname, method: 'POST', agent: connections, localAddress, headers: {
