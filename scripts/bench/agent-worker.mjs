@@ -1,6 +1,7 @@
 // One load-generator process: plays many Elastic Agents with the requests real agents send
 // (enroll, long-poll check-in with gzip accepted, ack). Driven by the parent over IPC.
 import http from 'node:http';
+import https from 'node:https';
 import { gunzipSync, gzipSync } from 'node:zlib';
 
 const UA = 'Elastic Agent 9.6.0';
@@ -9,12 +10,29 @@ let url;
 let localAddress;
 /** Check-in bodies gzip'd, as Elastic Agent 9.4+ sends them. */
 let gzipBodies = true;
+/** Over TLS: { ca, version } (the server's self-signed certificate, the one protocol version offered). */
+let tls;
+/** TLS connections made, and how many of them resumed a session. */
+const handshakes = { full: 0, resumed: 0 };
 const agents = [];
 
-function post(path, headers, body) {
+/**
+ * TLS options for one connection of `holder` (an agent, or one simulated fresh client): it offers the
+ * session it kept, as Elastic Agent's client does on reconnect, and keeps the newest one the server sends.
+ */
+function tlsOptions(holder) {
+  return tls ? { ca: tls.ca, servername: 'localhost', minVersion: tls.version, maxVersion: tls.version, session: holder?.session } : {};
+}
+
+function watchSession(socket, holder) {
+  socket.once('secureConnect', () => handshakes[socket.isSessionReused() ? 'resumed' : 'full']++);
+  if (holder) socket.on('session', (session) => (holder.session = session));
+}
+
+function post(path, headers, body, holder, method = 'POST') {
   return new Promise((resolve, reject) => {
     const u = new URL(path, url);
-    const req = http.request({ host: u.hostname, port: u.port, path: u.pathname, method: 'POST', agent: false, localAddress, headers: {
+    const req = (tls ? https : http).request({ host: u.hostname, port: u.port, path: u.pathname, method, agent: false, localAddress, ...tlsOptions(holder), headers: {
       'User-Agent': UA, 'Content-Type': 'application/json', 'Accept-Encoding': 'gzip', ...headers,
     } }, (res) => {
       const chunks = [];
@@ -27,6 +45,7 @@ function post(path, headers, body) {
       res.on('error', reject);
     });
     req.on('error', reject);
+    if (tls) req.on('socket', (socket) => watchSession(socket, holder));
     req.end(body);
   });
 }
@@ -59,11 +78,12 @@ async function enroll({ token, count, concurrency, offset }) {
   const t0 = performance.now();
   let failures = 0;
   await pool(Array.from({ length: count }, (_, k) => offset + k), concurrency, async (i) => {
+    const tlsSession = {};
     for (let attempt = 0; attempt < 20; attempt++) {
       const r = await post('/api/fleet/agents/enroll', { Authorization: `ApiKey ${token}` },
-        JSON.stringify({ type: 'PERMANENT', metadata: { local: localMetadata(i), user_provided: {}, tags: ['bench'] } }));
+        JSON.stringify({ type: 'PERMANENT', metadata: { local: localMetadata(i), user_provided: {}, tags: ['bench'] } }), tlsSession);
       if (r.status === 200) {
-        agents.push({ i, id: r.json.item.id, key: r.json.item.access_api_key, rev: 0, ackToken: '', deliveredAt: 0 });
+        agents.push({ i, id: r.json.item.id, key: r.json.item.access_api_key, rev: 0, ackToken: '', deliveredAt: 0, session: tlsSession.session });
         return;
       }
       failures++;
@@ -85,7 +105,7 @@ function checkinBody(a, extra) {
 
 function checkin(a, extra) {
   const headers = gzipBodies ? { Authorization: `ApiKey ${a.key}`, 'Content-Encoding': 'gzip' } : { Authorization: `ApiKey ${a.key}` };
-  return post(`/api/fleet/agents/${a.id}/checkin`, headers, checkinBody(a, extra));
+  return post(`/api/fleet/agents/${a.id}/checkin`, headers, checkinBody(a, extra), a);
 }
 
 let pendingHeld = 0;
@@ -108,12 +128,31 @@ function hold(a) {
 
 let stopping = false;
 
+/**
+ * `count` new clients, each one connection with one GET /api/status: full handshakes, or (resume) each
+ * offering a session one of the full pass's clients kept.
+ */
+const kept = [];
+async function freshConnections({ count, concurrency, resume }) {
+  const before = { ...handshakes };
+  const t0 = performance.now();
+  let failures = 0;
+  await pool(Array.from({ length: count }, (_, k) => k), concurrency, async (k) => {
+    const holder = resume ? { session: kept[k % kept.length] } : {};
+    const r = await post('/api/status', {}, undefined, holder, 'GET').catch(() => undefined);
+    if (r?.status !== 200) failures++;
+    if (!resume && holder.session) kept.push(holder.session);
+  });
+  return { n: count, ms: performance.now() - t0, failures, full: handshakes.full - before.full, resumed: handshakes.resumed - before.resumed };
+}
+
 process.on('message', async (msg) => {
   try {
     if (msg.cmd === 'enroll') {
       url = msg.url;
       localAddress = msg.localAddress;
       gzipBodies = msg.gzipBodies !== false;
+      tls = msg.tls;
       process.send({ type: 'enrolled', ...(await enroll(msg)) });
     } else if (msg.cmd === 'first-checkin') {
       const t0 = performance.now();
@@ -128,7 +167,9 @@ process.on('message', async (msg) => {
       for (const a of agents) hold(a);
       process.send({ type: 'holding', n: agents.length });
     } else if (msg.cmd === 'status') {
-      process.send({ type: 'status', pending: pendingHeld, delivered: agents.filter((a) => a.rev >= msg.rev).map((a) => a.deliveredAt), badKeys: agents.filter((a) => a.badKey).length });
+      process.send({ type: 'status', pending: pendingHeld, handshakes, delivered: agents.filter((a) => a.rev >= msg.rev).map((a) => a.deliveredAt), badKeys: agents.filter((a) => a.badKey).length });
+    } else if (msg.cmd === 'handshakes') {
+      process.send({ type: 'handshakes', ...(await freshConnections(msg)) });
     } else if (msg.cmd === 'exit') {
       stopping = true;
       process.exit(0);
