@@ -25,7 +25,10 @@ function tlsOptions(holder) {
 }
 
 function watchSession(socket, holder) {
-  socket.once('secureConnect', () => handshakes[socket.isSessionReused() ? 'resumed' : 'full']++);
+  socket.once('secureConnect', () => {
+    handshakes[socket.isSessionReused() ? 'resumed' : 'full']++;
+    if (holder) holder.reused = socket.isSessionReused();
+  });
   if (holder) socket.on('session', (session) => (holder.session = session));
 }
 
@@ -134,16 +137,17 @@ let stopping = false;
  */
 const kept = [];
 async function freshConnections({ count, concurrency, resume }) {
-  const before = { ...handshakes };
   const t0 = performance.now();
-  let failures = 0;
+  const failures = {};
+  let resumed = 0;
   await pool(Array.from({ length: count }, (_, k) => k), concurrency, async (k) => {
     const holder = resume ? { session: kept[k % kept.length] } : {};
-    const r = await post('/api/status', {}, undefined, holder, 'GET').catch(() => undefined);
-    if (r?.status !== 200) failures++;
+    const r = await post('/api/status', {}, undefined, holder, 'GET').catch((err) => ({ status: err.code ?? err.message }));
+    if (r.status !== 200) failures[r.status] = (failures[r.status] ?? 0) + 1;
+    if (holder.reused) resumed++;
     if (!resume && holder.session) kept.push(holder.session);
   });
-  return { n: count, ms: performance.now() - t0, failures, full: handshakes.full - before.full, resumed: handshakes.resumed - before.resumed };
+  return { n: count, ms: performance.now() - t0, failures, resumed };
 }
 
 process.on('message', async (msg) => {
