@@ -1,5 +1,6 @@
 // The API listeners' TLS options (src/http/tls.ts) on a real https server in-process: ALPN still
-// negotiates http/1.1 as upstream's listener does, and a held TLS connection keeps no Buffer-pool slab alive.
+// negotiates http/1.1 as upstream's listener does, a held TLS connection keeps no Buffer-pool slab alive,
+// and ssl.curve_types picks the key-exchange groups.
 import { spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import https from 'node:https';
@@ -9,12 +10,13 @@ import { join } from 'node:path';
 import tls from 'node:tls';
 import v8 from 'node:v8';
 import vm from 'node:vm';
-import type { TlsConfig } from '../../src/config/config';
+import { buildConfig, type TlsConfig } from '../../src/config/config';
 import { tlsOptions } from '../../src/http/tls';
 import { localhostCertificate } from '../support/certs';
 
 let dir: string;
 let ca: Buffer;
+let config: TlsConfig;
 let server: https.Server;
 let port: number;
 const serverSockets: tls.TLSSocket[] = [];
@@ -24,9 +26,9 @@ beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), 'fleet-tls-'));
   const c = localhostCertificate(dir);
   ca = c.ca;
-  const config: TlsConfig = {
+  config = {
     enabled: true, certificate: readFileSync(c.certPath, 'utf8'), key: readFileSync(c.keyPath, 'utf8'), certificateAuthorities: [],
-    clientAuthentication: 'none', supportedProtocols: [], reloadIntervalMs: 0,
+    clientAuthentication: 'none', supportedProtocols: [], curveTypes: [], reloadIntervalMs: 0,
   };
   server = https.createServer(tlsOptions(config, undefined), (_req, res) => res.end('ok'));
   server.on('secureConnection', (s: tls.TLSSocket) => {
@@ -62,7 +64,14 @@ test('ALPN: http/1.1 when offered, none when the client offers none, refused whe
 
 test('held TLS connections keep no 64 KiB Buffer-pool slab alive each', async () => {
   v8.setFlagsFromString('--expose-gc');
-  const gc = vm.runInNewContext('gc') as () => void;
+  const collect = vm.runInNewContext('gc') as () => void;
+  // V8 frees array buffers' memory on its own schedule after a collection: let it, twice over.
+  const gc = async (): Promise<void> => {
+    for (let i = 0; i < 2; i++) {
+      collect();
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  };
   // What serving does between two handshakes: small Buffers carved from the pool, until a new slab is cut.
   const churn = (): void => {
     for (let n = 0; n < Buffer.poolSize; n += 512) Buffer.allocUnsafe(512);
@@ -82,15 +91,44 @@ test('held TLS connections keep no 64 KiB Buffer-pool slab alive each', async ()
       }
       process.stdout.write('held');
     })();`], { env: { ...process.env, CA: ca.toString() }, stdio: ['ignore', 'pipe', 'inherit'] });
-  gc();
+  await gc();
   const before = process.memoryUsage().arrayBuffers;
   await new Promise((r) => clients.stdout.once('data', r));
   // A TLS 1.3 client is connected before the server has seen its Finished.
   while (serverSockets.length < count) await new Promise((r) => setTimeout(r, 10));
-  gc();
+  await gc();
   const perConnection = (process.memoryUsage().arrayBuffers - before) / count;
   clients.kill();
   server.off('secureConnection', churn);
   // Before: every server socket copied the ALPN list into the pool, pinning one 64 KiB slab each here.
   expect(perConnection).toBeLessThan(4096);
+});
+
+test('ssl.curve_types: upstream names, checked when the configuration is read', () => {
+  const tlsOf = (curves: unknown): TlsConfig => buildConfig({ inputs: [{ type: 'fleet-server', server: { ssl: { curve_types: curves } } }] }).server.tls;
+  expect(tlsOf(['X25519', 'P-256']).curveTypes).toEqual(['X25519', 'P-256']);
+  expect(tlsOf(undefined).curveTypes).toEqual([]);
+  expect(() => tlsOf(['secp256k1'])).toThrow(/ssl.curve_types: unknown curve secp256k1/);
+});
+
+test('ssl.curve_types decides the key exchange: without ML-KEM, a client offering X25519MLKEM768 gets X25519', async () => {
+  const groupWith = async (curveTypes: string[]): Promise<string | undefined> => {
+    const s = https.createServer(tlsOptions({ ...config, curveTypes }, undefined));
+    await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
+    try {
+      const client = await new Promise<tls.TLSSocket>((resolve, reject) => {
+        const c = tls.connect({ host: '127.0.0.1', port: (s.address() as AddressInfo).port, servername: 'localhost', ca }, () => resolve(c));
+        c.once('error', reject);
+      });
+      const name = client.getEphemeralKeyInfo() as { name?: string };
+      client.destroy();
+      return name.name;
+    } finally {
+      s.closeAllConnections();
+      await new Promise((r) => s.close(r));
+    }
+  };
+  expect(await groupWith([])).toBe('X25519MLKEM768');
+  expect(await groupWith(['X25519', 'P-256'])).toBe('X25519');
+  expect(await groupWith(['P-256'])).toBe('prime256v1');
 });

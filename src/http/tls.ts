@@ -34,6 +34,9 @@ export function tlsOptions(t: TlsConfig, ticketKeys: Buffer | undefined): https.
     minVersion: versions[0] ?? 'TLSv1.2',
     maxVersion: versions[versions.length - 1] ?? 'TLSv1.3',
     ALPNCallback: selectAlpn,
+    // OpenSSL knows upstream's names as they are. Left to OpenSSL's defaults, a TLS 1.3 client offering
+    // X25519MLKEM768 (Go 1.24+, Node 24) gets it, and its ML-KEM key stays with the connection (~6 KiB).
+    ...(t.curveTypes.length > 0 ? { ecdhCurve: t.curveTypes.join(':') } : {}),
     ...(ticketKeys ? { ticketKeys } : {}),
   };
 }
