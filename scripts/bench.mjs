@@ -3,7 +3,9 @@
 // them. Runs on the embedded store and in Elasticsearch mode on the double (BENCH_STORE=sqlite|elasticsearch
 // picks one); the Elasticsearch run also measures a minute of steady long-polling: Elasticsearch requests
 // by kind, documents written and the API-key cache hit rate; then a worker crash and a restart under the
-// held polls (bench/storm.mjs). Prints figures; asserts nothing.
+// held polls (bench/storm.mjs). BENCH_TLS=1.3 or 1.2 runs the scale run over TLS (a self-signed ECDSA
+// P-256 certificate; the agents offer only that version and resume their sessions) and adds handshakes per
+// server CPU second, full and resumed. Prints figures; asserts nothing.
 import { spawn, fork, execFileSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -22,6 +24,10 @@ const PORT = Number(process.env.BENCH_PORT ?? 18420);
 const RUNS = (process.env.BENCH_STORE ?? 'startup,sqlite,elasticsearch,opamp').split(',');
 const STORES = RUNS.filter((r) => r === 'sqlite' || r === 'elasticsearch');
 const STEADY_S = Number(process.env.BENCH_STEADY_SECONDS ?? 60);
+/** BENCH_TLS: the TLS version the agents speak (1.3 or 1.2); unset: plain HTTP. */
+const TLS = process.env.BENCH_TLS ? `TLSv${process.env.BENCH_TLS}` : undefined;
+/** Fresh connections (over all load-generator processes) in each handshake pass of a TLS run. */
+const HANDSHAKES = Number(process.env.BENCH_HANDSHAKES ?? 4000);
 const dist = new URL('../dist/fleet-server.js', import.meta.url).pathname;
 const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8'));
 const fmt = (n, d = 1) => (Number.isFinite(n) ? n.toFixed(d) : String(n));
@@ -39,6 +45,19 @@ async function run(store) {
     storeSettings.push('-E', `output.elasticsearch.hosts=http://127.0.0.1:${PORT + 3}`, '-E', `output.elasticsearch.service_token=${token}`);
   }
   const doubleStats = async () => (await fetch(`http://127.0.0.1:${PORT + 3}/_double/stats`)).json();
+  // The certificate as spec/support/certs.ts makes it: ECDSA P-256, for localhost and 127.0.0.1.
+  const tlsSettings = [];
+  let tls;
+  if (TLS) {
+    const [certPath, keyPath] = [join(dir, 'cert.pem'), join(dir, 'key.pem')];
+    execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-days', '1',
+      '-subj', '/CN=localhost', '-addext', 'subjectAltName=DNS:localhost,IP:127.0.0.1', '-keyout', keyPath, '-out', certPath], { stdio: 'ignore' });
+    tls = { ca: readFileSync(certPath, 'utf8'), version: TLS };
+    tlsSettings.push('-E', 'inputs.0.server.ssl.enabled=true', '-E', `inputs.0.server.ssl.certificate=${certPath}`, '-E', `inputs.0.server.ssl.key=${keyPath}`,
+      // The handshake passes each make one status request per connection: measure handshakes, not the throttle.
+      '-E', 'inputs.0.server.limits.status_limit.interval=1us', '-E', 'inputs.0.server.limits.status_limit.burst=100000',
+      '-E', 'inputs.0.server.limits.status_limit.max=100000');
+  }
   const cli = (args) => JSON.parse(execFileSync(process.execPath, [dist, ...args, '--json', '-E', `path.data=${dir}`, ...storeSettings], { cwd: dir }).toString());
 
   // --expose-gc lets /stats?gc=1 report the live heap, not garbage awaiting collection.
@@ -58,6 +77,7 @@ async function run(store) {
     // BENCH_SERVER_E: more -E settings, space-separated (e.g. inputs.0.server.limits.max_connections=0).
     ...(process.env.BENCH_SERVER_E ?? '').split(' ').filter(Boolean).flatMap((e) => ['-E', e]),
     ...storeSettings,
+    ...tlsSettings,
   ];
   // The restart scenario (bench/storm.mjs) starts a second one with the same arguments.
   const startServer = () => spawn(process.execPath, serverArgs, { cwd: dir, stdio: ['ignore', 'pipe', 'inherit'] });
@@ -92,8 +112,8 @@ async function run(store) {
 
   const per = Math.ceil(AGENTS / WORKERS);
   const enrolled = await all('enroll', 'enrolled', (k) => ({
-    url: `http://127.0.0.1:${PORT}`, token, count: Math.min(per, AGENTS - k * per), offset: k * per, concurrency: 32,
-    localAddress: `127.0.0.${k + 2}`, gzipBodies: GZIP_BODIES,
+    url: `${tls ? 'https' : 'http'}://127.0.0.1:${PORT}`, token, count: Math.min(per, AGENTS - k * per), offset: k * per, concurrency: 32,
+    localAddress: `127.0.0.${k + 2}`, gzipBodies: GZIP_BODIES, tls,
   }));
   const enrollMs = Math.max(...enrolled.map((e) => e.ms));
   const cpuEnrolled = cpuSeconds(server.pid);
@@ -103,6 +123,8 @@ async function run(store) {
   const cpuCheckedIn = cpuSeconds(server.pid);
   await all('hold', 'holding');
   await sleep(3000);
+  // On a busy machine (TLS handshakes) the server may still be accepting the polls: measure once it holds them all.
+  for (let i = 0; i < 60 && (await stats()).fleet.checkin.held < total; i++) await sleep(1000);
   let status = await all('status', 'status', () => ({ rev: 99 }));
   const held = status.reduce((s, x) => s + x.pending, 0);
   // Let the check-in bookkeeping flush (10 s) so what is measured is the steady state of held polls.
@@ -137,8 +159,32 @@ async function run(store) {
   const pct = (p) => (lat.length ? lat[Math.min(lat.length - 1, Math.ceil((p / 100) * total) - 1)] : NaN);
   const rssAfter = rssKiB(server.pid);
   const cpuEnd = cpuSeconds(server.pid);
+  const reconnects = status.reduce((s, x) => ({ full: s.full + x.handshakes.full, resumed: s.resumed + x.handshakes.resumed }), { full: 0, resumed: 0 });
 
-  console.log(`\nFleet Server benchmark (${store === 'sqlite' ? 'embedded store' : 'Elasticsearch mode on the double'}, plain HTTP, loopback)`);
+  // TLS: fresh clients, one status request per connection; first with full handshakes, then each offering
+  // a session from the first pass. Per server CPU second, so the load generators' own CPU does not count.
+  const handshakes = [];
+  if (tls) {
+    // Once every agent holds its poll again (and the check-in bookkeeping has flushed), the server is idle
+    // but for these connections.
+    for (let i = 0; i < 60 && status.reduce((s, x) => s + x.pending, 0) < total; i++) {
+      await sleep(1000);
+      status = await all('status', 'status', () => ({ rev: put.revision }));
+    }
+    await sleep(12_000);
+    for (const resume of [false, true]) {
+      const cpu0 = cpuSeconds(server.pid);
+      const r = await all('handshakes', 'handshakes', () => ({ count: Math.ceil(HANDSHAKES / WORKERS), concurrency: 16, resume }));
+      const cpu = cpuSeconds(server.pid) - cpu0;
+      const sum = (k) => r.reduce((s, x) => s + x[k], 0);
+      const failures = {};
+      for (const [k, n] of r.flatMap((x) => Object.entries(x.failures))) failures[k] = (failures[k] ?? 0) + n;
+      handshakes.push({ resume, n: sum('n'), resumed: sum('resumed'), failures, cpu, ms: Math.max(...r.map((x) => x.ms)) });
+    }
+  }
+
+  const transport = tls ? `TLS ${TLS.slice(4)}, ECDSA P-256 certificate` : 'plain HTTP';
+  console.log(`\nFleet Server benchmark (${store === 'sqlite' ? 'embedded store' : 'Elasticsearch mode on the double'}, ${transport}, loopback)`);
   console.log(`agents                          ${total} (${WORKERS} load-generator processes)`);
   console.log(`enrollments/s                   ${fmt(total / (enrollMs / 1000))}  (${fmt(enrollMs / 1000, 2)} s for ${total})`);
   console.log(`first check-ins/s               ${fmt(total / (firstCheckinMs / 1000))}  (each answered with POLICY_CHANGE + output key minted)`);
@@ -164,6 +210,12 @@ async function run(store) {
   console.log(`  p50 / p99 / 100%              ${fmt(pct(50) / 1000, 3)} s / ${fmt(pct(99) / 1000, 3)} s / ${fmt(lat.length === total ? lat[lat.length - 1] / 1000 : NaN, 3)} s   target 100% ≤ 5 s`);
   console.log(`responses without an output key ${badKeys}`);
   console.log(`server RSS after the rollout    ${fmt(rssAfter / 1024)} MiB`);
+  if (tls) {
+    console.log(`TLS sessions resumed            ${reconnects.resumed} of ${reconnects.full + reconnects.resumed} agent connections (enrollments make full handshakes; every later connection offers its session)`);
+    for (const h of handshakes) {
+      console.log(`handshakes/s per server core    ${h.resume ? 'resumed' : 'full   '} ${fmt(h.n / h.cpu, 0)}  (${h.n} connections, one GET /api/status each: ${fmt(h.cpu, 2)} server CPU s, ${fmt(h.n / (h.ms / 1000), 0)}/s wall; resumed ${h.resumed} of ${h.n}${Object.keys(h.failures).length ? `; failed: ${JSON.stringify(h.failures)}` : ''})`);
+    }
+  }
   console.log('requests of the simulated agents so far');
   await printOutcomes(all);
   // A worker killed and the server restarted while every agent holds a poll (BENCH_STORM=0 skips them).

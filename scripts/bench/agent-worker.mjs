@@ -1,6 +1,7 @@
 // One load-generator process: plays many Elastic Agents with the requests real agents send
 // (enroll, long-poll check-in with gzip accepted, ack). Driven by the parent over IPC.
 import http from 'node:http';
+import https from 'node:https';
 import { gunzipSync, gzipSync } from 'node:zlib';
 import { sleep } from './common.mjs';
 import { rawPost } from './raw-http.mjs';
@@ -11,6 +12,10 @@ let url;
 let localAddress;
 /** Check-in bodies gzip'd, as Elastic Agent 9.4+ sends them. */
 let gzipBodies = true;
+/** Over TLS: { ca, version } (the server's self-signed certificate, the one protocol version offered). */
+let tls;
+/** TLS connections made, and how many of them resumed a session. */
+const handshakes = { full: 0, resumed: 0 };
 const agents = [];
 /**
  * BENCH_KEEPALIVE=1: requests on keep-alive connections, as Elastic Agent's Go client sends them (a poll
@@ -18,9 +23,25 @@ const agents = [];
  */
 const connections = process.env.BENCH_KEEPALIVE === '1' ? new http.Agent({ keepAlive: true, maxSockets: Infinity }) : false;
 
-function post(path, headers, body) {
-  // A connection per request: the bare client, cheaper by far (raw-http.mjs).
-  if (!connections) {
+/**
+ * TLS options for one connection of `holder` (an agent, or one simulated fresh client): it offers the
+ * session it kept, as Elastic Agent's client does on reconnect, and keeps the newest one the server sends.
+ */
+function tlsOptions(holder) {
+  return tls ? { ca: tls.ca, servername: 'localhost', minVersion: tls.version, maxVersion: tls.version, session: holder?.session } : {};
+}
+
+function watchSession(socket, holder) {
+  socket.once('secureConnect', () => {
+    handshakes[socket.isSessionReused() ? 'resumed' : 'full']++;
+    if (holder) holder.reused = socket.isSessionReused();
+  });
+  if (holder) socket.on('session', (session) => (holder.session = session));
+}
+
+function post(path, headers, body, holder, method = 'POST') {
+  // Plain HTTP, a connection per request: the bare client, cheaper by far (raw-http.mjs).
+  if (!connections && !tls && method === 'POST') {
     const u = new URL(url);
     return rawPost({ host: u.hostname, port: u.port, path, localAddress, body, headers: {
       'User-Agent': UA, 'Content-Type': 'application/json', 'Accept-Encoding': 'gzip', ...headers,
@@ -28,7 +49,7 @@ function post(path, headers, body) {
   }
   return new Promise((resolve, reject) => {
     const u = new URL(path, url);
-    const req = http.request({ host: u.hostname, port: u.port, path: u.pathname, method: 'POST', agent: connections, localAddress, headers: {
+    const req = (tls ? https : http).request({ host: u.hostname, port: u.port, path: u.pathname, method, agent: connections, localAddress, ...tlsOptions(holder), headers: {
       'User-Agent': UA, 'Content-Type': 'application/json', 'Accept-Encoding': 'gzip', ...headers,
     } }, (res) => {
       const chunks = [];
@@ -41,6 +62,7 @@ function post(path, headers, body) {
       res.on('error', reject);
     });
     req.on('error', reject);
+    if (tls) req.on('socket', (socket) => watchSession(socket, holder));
     req.end(body);
   });
 }
@@ -111,11 +133,12 @@ async function enroll({ token, count, concurrency, offset }) {
   const t0 = performance.now();
   let failures = 0;
   await pool(Array.from({ length: count }, (_, k) => offset + k), concurrency, async (i) => {
+    const tlsSession = {};
     for (let attempt = 0; attempt < ATTEMPTS; attempt++) {
       const r = await post('/api/fleet/agents/enroll', { Authorization: `ApiKey ${token}` },
-        JSON.stringify({ type: 'PERMANENT', metadata: { local: localMetadata(i), user_provided: {}, tags: ['bench'] } })).then(counted('enroll'), failed('enroll'));
+        JSON.stringify({ type: 'PERMANENT', metadata: { local: localMetadata(i), user_provided: {}, tags: ['bench'] } }), tlsSession).then(counted('enroll'), failed('enroll'));
       if (r.status === 200) {
-        agents.push({ i, id: r.json.item.id, key: r.json.item.access_api_key, rev: 0, ackToken: '', deliveredAt: 0 });
+        agents.push({ i, id: r.json.item.id, key: r.json.item.access_api_key, rev: 0, ackToken: '', deliveredAt: 0, session: tlsSession.session });
         return;
       }
       failures++;
@@ -137,7 +160,7 @@ function checkinBody(a, extra) {
 
 function checkin(a, extra) {
   const headers = gzipBodies ? { Authorization: `ApiKey ${a.key}`, 'Content-Encoding': 'gzip' } : { Authorization: `ApiKey ${a.key}` };
-  return post(`/api/fleet/agents/${a.id}/checkin`, headers, checkinBody(a, extra));
+  return post(`/api/fleet/agents/${a.id}/checkin`, headers, checkinBody(a, extra), a);
 }
 
 let pendingHeld = 0;
@@ -184,12 +207,32 @@ let stopping = false;
 // The parent gone (a bench that failed): leave with it rather than poll on unattended.
 process.on('disconnect', () => process.exit(0));
 
+/**
+ * `count` new clients, each one connection with one GET /api/status: full handshakes, or (resume) each
+ * offering a session one of the full pass's clients kept.
+ */
+const kept = [];
+async function freshConnections({ count, concurrency, resume }) {
+  const t0 = performance.now();
+  const failures = {};
+  let resumed = 0;
+  await pool(Array.from({ length: count }, (_, k) => k), concurrency, async (k) => {
+    const holder = resume ? { session: kept[k % kept.length] } : {};
+    const r = await post('/api/status', {}, undefined, holder, 'GET').catch((err) => ({ status: err.code ?? err.message }));
+    if (r.status !== 200) failures[r.status] = (failures[r.status] ?? 0) + 1;
+    if (holder.reused) resumed++;
+    if (!resume && holder.session) kept.push(holder.session);
+  });
+  return { n: count, ms: performance.now() - t0, failures, resumed };
+}
+
 process.on('message', async (msg) => {
   try {
     if (msg.cmd === 'enroll') {
       url = msg.url;
       localAddress = msg.localAddress;
       gzipBodies = msg.gzipBodies !== false;
+      tls = msg.tls;
       process.send({ type: 'enrolled', ...(await enroll(msg)) });
     } else if (msg.cmd === 'first-checkin') {
       const t0 = performance.now();
@@ -199,9 +242,11 @@ process.on('message', async (msg) => {
       for (const a of agents) hold(a);
       process.send({ type: 'holding', n: agents.length });
     } else if (msg.cmd === 'status') {
-      process.send({ type: 'status', pending: pendingHeld, delivered: agents.filter((a) => a.rev >= msg.rev).map((a) => a.deliveredAt), badKeys: agents.filter((a) => a.badKey).length });
+      process.send({ type: 'status', pending: pendingHeld, handshakes, delivered: agents.filter((a) => a.rev >= msg.rev).map((a) => a.deliveredAt), badKeys: agents.filter((a) => a.badKey).length });
     } else if (msg.cmd === 'outcomes') {
       process.send({ type: 'outcomes', outcomes, pending: pendingHeld, n: agents.length });
+    } else if (msg.cmd === 'handshakes') {
+      process.send({ type: 'handshakes', ...(await freshConnections(msg)) });
     } else if (msg.cmd === 'exit') {
       stopping = true;
       process.exit(0);

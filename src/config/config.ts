@@ -17,6 +17,8 @@ export interface TlsConfig {
   certificateAuthorities: string[];
   clientAuthentication: 'none' | 'optional' | 'required';
   supportedProtocols: string[];
+  /** ssl.curve_types: the key-exchange groups offered, in upstream's names (empty: the TLS library's defaults). */
+  curveTypes: string[];
   /** ssl.certificate_reload: re-read certificate and key files every interval (0 = off). */
   reloadIntervalMs: number;
 }
@@ -218,6 +220,9 @@ export function pemOrFile(value: string | undefined): string | undefined {
   return value.includes('-----BEGIN') ? value : readFileSync(value, 'utf8');
 }
 
+/** Upstream's ssl.curve_types names (libbeat's tlscommon), with X25519MLKEM768 as Go 1.24 names it. */
+export const CURVE_TYPES = ['P-256', 'P-384', 'P-521', 'X25519', 'X25519MLKEM768'] as const;
+
 function readTls(r: Reader): TlsConfig {
   const auth = r.str('client_authentication', 'none');
   if (auth !== 'none' && auth !== 'optional' && auth !== 'required') {
@@ -235,6 +240,10 @@ function readTls(r: Reader): TlsConfig {
     certificateAuthorities: r.strList('certificate_authorities'),
     clientAuthentication: auth,
     supportedProtocols: r.strList('supported_protocols'),
+    curveTypes: r.strList('curve_types').map((c) => {
+      if (!(CURVE_TYPES as readonly string[]).includes(c)) throw new Error(`config key ssl.curve_types: unknown curve ${c}; expected ${CURVE_TYPES.join(', ')}`);
+      return c;
+    }),
     // Upstream 9.5 (libbeat's tlscommon): enabled with a one-minute default interval.
     reloadIntervalMs: r.sub('certificate_reload').bool('enabled', false) ? r.sub('certificate_reload').dur('reload_interval', 60_000) : 0,
   };

@@ -7,9 +7,8 @@ import { readFileSync } from 'node:fs';
 import http, { ServerResponse, type IncomingMessage } from 'node:http';
 import https from 'node:https';
 import type { AddressInfo, Socket } from 'node:net';
-import type { SecureVersion } from 'node:tls';
 import type { Logger } from 'pino';
-import { pemOrFile, type FleetServerConfig, type TlsConfig } from '../config/config';
+import type { FleetServerConfig } from '../config/config';
 import { ROUTES as ROUTE_NAMES, type RouteName } from '../config/limits';
 import { FleetError, isFleetError } from '../fleet/errors';
 import type { Fleet } from '../fleet/fleet';
@@ -24,8 +23,7 @@ import { apiKeyFromHeader } from './request';
 import type { BaseContext, RequestContext, RouteSpec, UpgradeContext } from './route';
 import { Router } from './router';
 import { ROUTES } from './routes';
-
-const TLS_VERSIONS: Record<string, SecureVersion> = { 'TLSv1.0': 'TLSv1', 'TLSv1.1': 'TLSv1.1', 'TLSv1.2': 'TLSv1.2', 'TLSv1.3': 'TLSv1.3' };
+import { tlsCredentials, tlsOptions } from './tls';
 
 /** Bytes all request bodies may hold in memory at once (raw and inflated). */
 const BODY_BUDGET_BYTES = 256 * 1024 * 1024;
@@ -33,25 +31,6 @@ const BODY_BUDGET_BYTES = 256 * 1024 * 1024;
 const INTERNAL_CAP = 256;
 /** How often Node checks header and request deadlines (its default, 30 s, lets slow headers live 6× read_header). */
 const DEADLINE_CHECK_MS = 500;
-
-/** The certificate, key and CAs, read from their files (again, for a reload). */
-function tlsCredentials(t: TlsConfig): { cert?: string; key?: string; ca?: string[]; passphrase?: string } {
-  const ca = t.certificateAuthorities.map((c) => pemOrFile(c)!);
-  return { cert: pemOrFile(t.certificate), key: pemOrFile(t.key), passphrase: t.keyPassphrase, ca: ca.length > 0 ? ca : undefined };
-}
-
-function tlsOptions(t: TlsConfig, ticketKeys: Buffer | undefined): https.ServerOptions {
-  const versions = t.supportedProtocols.map((p) => TLS_VERSIONS[p]).filter((v): v is SecureVersion => v !== undefined).sort();
-  return {
-    ...tlsCredentials(t),
-    requestCert: t.clientAuthentication !== 'none',
-    rejectUnauthorized: t.clientAuthentication === 'required',
-    minVersion: versions[0] ?? 'TLSv1.2',
-    maxVersion: versions[versions.length - 1] ?? 'TLSv1.3',
-    ALPNProtocols: ['http/1.1'],
-    ...(ticketKeys ? { ticketKeys } : {}),
-  };
-}
 
 /** The TCP socket under a request (a TLS socket's parent), as counted at accept. */
 function tcpSocket(s: Socket): Socket {
