@@ -11,6 +11,7 @@ import { SimAgent } from './support/agent';
 import { localhostCertificate } from './support/certs';
 import { removeDir, startFleetServer, tempDir, type FleetServerProcess } from './support/fleet-server';
 import { request, type Response } from './support/http';
+import { freePort } from './support/ports';
 
 const UA = 'Elastic Agent 9.6.0';
 
@@ -264,9 +265,9 @@ async function underFlood(server: FleetServerProcess, initial: number, whileFloo
 /**
  * `n` connections opened at once, each sending one status request as soon as it can: every one is
  * answered (never reset), 200 or 429 MaxConnections/RateLimit with Retry-After and Connection: close,
- * and some are turned away (429 MaxConnections).
+ * and some are turned away (429 MaxConnections). Returns how many were.
  */
-async function expectBurstAnswered(n: number, open: () => net.Socket, ready: 'connect' | 'secureConnect'): Promise<void> {
+async function expectBurstAnswered(n: number, open: () => net.Socket, ready: 'connect' | 'secureConnect'): Promise<number> {
   const outcomes = await Promise.all(Array.from({ length: n }, () => new Promise<{ data: string; error?: string }>((resolve) => {
     const socket = open();
     let data = '';
@@ -288,6 +289,7 @@ async function expectBurstAnswered(n: number, open: () => net.Socket, ready: 'co
     // Turned away at accept (MaxConnections), or by the status route's own limit.
     expect(JSON.parse(o.data.slice(o.data.indexOf('\r\n\r\n') + 4)).error).toMatch(/^(MaxConnections|RateLimit)$/);
   }
+  return refused.filter((o) => o.data.includes('"MaxConnections"')).length;
 }
 
 describe('connection floods', () => {
@@ -312,10 +314,14 @@ describe('connection floods', () => {
 
   test('a burst of honest connections beyond the cap is answered, never reset: 200, or 429 with Retry-After and Connection: close', async () => {
     // Cap 22, of which 8 for connections that have not sent their request: 300 arrive together.
-    const server = await startFleetServer({ overrides: ['inputs.0.server.limits.max_connections=20'] });
+    const metricsPort = await freePort();
+    const server = await startFleetServer({ overrides: ['inputs.0.server.limits.max_connections=20', 'http.enabled=true', `http.port=${metricsPort}`] });
     try {
-      await expectBurstAnswered(300, () => net.connect(server.port, '127.0.0.1'), 'connect');
+      const turnedAway = await expectBurstAnswered(300, () => net.connect(server.port, '127.0.0.1'), 'connect');
       expect((await request(`${server.url}/api/status`)).status).toBe(200);
+      // The server counts what it turned away: every 429 MaxConnections the clients saw, none dropped unanswered.
+      const admission = (await request(`http://127.0.0.1:${metricsPort}/stats`)).json.fleet.http.admission;
+      expect(admission).toMatchObject({ turned_away: turnedAway, dropped: 0 });
     } finally {
       await server.stop();
       removeDir(server.dataDir);

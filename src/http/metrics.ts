@@ -116,7 +116,7 @@ export function statsDocument(fleet: Fleet, service: HttpService): StatsDocument
       policy: { waiting: fleet.policies.waiting() },
       bookkeeping: { pending: fleet.bookkeeper.size },
       auth_cache: { hits: fleet.auth.stats.hits, misses: fleet.auth.stats.misses },
-      http: { in_flight: service.inFlightRequests, connections: service.openConnections },
+      http: { in_flight: service.inFlightRequests, connections: service.openConnections, admission: service.admission },
       event_loop: { delay: { p50_ms: loopDelay.percentile(50) / 1e6, p99_ms: loopDelay.percentile(99) / 1e6, max_ms: loopDelay.max / 1e6 } },
     },
   };
@@ -181,6 +181,9 @@ function metricSamples(doc: StatsDocument, scrapes: Scrapes): Sample[] {
   out.push({ name: 'fleet_server_checkin_held', type: 'gauge', value: at(doc, 'fleet.checkin.held'), help: 'Check-ins held as long polls' });
   out.push({ name: 'fleet_server_auth_cache_hits', type: 'counter', value: at(doc, 'fleet.auth_cache.hits'), help: 'API keys authenticated from the cache' });
   out.push({ name: 'fleet_server_auth_cache_misses', type: 'counter', value: at(doc, 'fleet.auth_cache.misses'), help: 'API keys authenticated by the store' });
+  out.push({ name: 'fleet_server_connections_turned_away', type: 'counter', value: at(doc, 'fleet.http.admission.turned_away'), help: 'Connections over the cap answered 429 MaxConnections' });
+  out.push({ name: 'fleet_server_connections_evicted', type: 'counter', value: at(doc, 'fleet.http.admission.evicted'), help: 'Unfinished or idle connections closed to make room' });
+  out.push({ name: 'fleet_server_connections_dropped', type: 'counter', value: at(doc, 'fleet.http.admission.dropped'), help: 'Connections closed at accept with no room to answer them' });
   out.push({ name: 'fleet_server_event_loop_delay_p99_seconds', type: 'gauge', value: at(doc, 'fleet.event_loop.delay.p99_ms') / 1e3, help: 'Event-loop delay, 99th percentile since start' });
   out.push({ name: 'fleet_server_event_loop_delay_max_seconds', type: 'gauge', value: at(doc, 'fleet.event_loop.delay.max_ms') / 1e3, help: 'Longest event-loop delay since start' });
   return out;

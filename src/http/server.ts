@@ -178,6 +178,15 @@ export class HttpService {
     return this.guard.openConnections + this.internalGuard.openConnections;
   }
 
+  /** Connections turned away (answered 429), evicted to make room, and dropped with no room to answer, on both listeners. */
+  get admission(): { pending: number; turned_away: number; evicted: number; dropped: number } {
+    const [a, b] = [this.guard.counts, this.internalGuard.counts];
+    return {
+      pending: this.guard.pendingConnections + this.internalGuard.pendingConnections,
+      turned_away: a.turnedAway + b.turnedAway, evicted: a.evicted + b.evicted, dropped: a.dropped + b.dropped,
+    };
+  }
+
   /** TCP connections accepted and closed on both API listeners (upstream's tcp_open / tcp_close). */
   get tcp(): { open: number; close: number } {
     const [a, b] = [this.guard.counts, this.internalGuard.counts];

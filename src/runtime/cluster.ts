@@ -32,8 +32,9 @@ const ENV_SIZE = 'FLEET_SERVER_WORKERS';
 const ENV_SLOT = 'FLEET_SERVER_WORKER_SLOT';
 /** Set when the primary writes the workers' log lines (log files: one writer rotates them). */
 const ENV_PIPE_LOGS = 'FLEET_SERVER_WORKER_LOGS_PIPED';
-/** How long a scrape waits for a worker's figures before leaving it out. */
+/** How long a scrape waits for a worker's figures before leaving it out; with a forced GC first (?gc=1), longer. */
 const STATS_WAIT_MS = 2000;
+const STATS_GC_WAIT_MS = 15_000;
 /** A worker that dies sooner than this after its start is replaced after a growing pause. */
 const STABLE_MS = 10_000;
 
@@ -205,7 +206,7 @@ export async function runPrimary(config: FleetServerConfig, log: Logger, size: n
       const timer = setTimeout(() => {
         pendingStats.delete(id);
         resolve(undefined);
-      }, STATS_WAIT_MS);
+      }, gc ? STATS_GC_WAIT_MS : STATS_WAIT_MS);
       pendingStats.set(id, (doc, worker) => {
         clearTimeout(timer);
         pendingStats.delete(id);
