@@ -83,6 +83,9 @@ async function run(store) {
   // The restart scenario (bench/storm.mjs) starts a second one with the same arguments.
   const startServer = () => spawn(process.execPath, serverArgs, { cwd: dir, stdio: ['ignore', 'pipe', 'inherit'] });
   let server = startServer();
+  // A bench that fails midway must not leave a server holding the ports for the next run.
+  const killServer = () => server.kill('SIGKILL');
+  process.once('exit', killServer);
   let stdout = '';
   server.stdout.on('data', (d) => (stdout += d));
   await waitFor('the server', () => stats().then((s) => s.fleet.status === 'HEALTHY'));
@@ -235,6 +238,7 @@ async function run(store) {
   })));
   server.kill('SIGTERM');
   await new Promise((r) => server.once('exit', r));
+  process.off('exit', killServer);
   if (double) {
     double.kill('SIGTERM');
     await new Promise((r) => double.once('exit', r));

@@ -216,6 +216,13 @@ test('a worker that cannot start stops the whole start (exit 1); workers whose p
 
       const server = await start([]);
       const pids = workersOf(await statsUntil(metricsPort, (s) => s.fleet.cluster.answering === 2, 'both workers')).map((w) => w.pid);
+      // A second server on the first one's port fails as well: its workers must not join the first's listeners (SO_REUSEPORT).
+      const second = spawn(process.execPath, [...NODE_FLAGS, DIST, '-E', `path.data=${dir}/second`, '-E', 'inputs.0.server.host=127.0.0.1',
+        '-E', `inputs.0.server.port=${server.port}`, '-E', 'inputs.0.server.internal_port=0', '-E', 'inputs.0.server.workers=2', ...esSettings(es).flatMap((s) => ['-E', s])], { cwd: dir });
+      let secondErr = '';
+      second.stderr.on('data', (d: Buffer) => (secondErr += d.toString()));
+      expect(await new Promise<number | null>((r) => second.once('close', (c) => r(c)))).toBe(1);
+      expect(secondErr.split('\n').filter((l) => l.startsWith('fleet-server: '))).toEqual([expect.stringMatching(/address already in use/)]);
       server.child.kill('SIGKILL');
       await server.stop();
       for (let i = 0; i < 300 && pids.some(alive); i++) await new Promise((r) => setTimeout(r, 50));

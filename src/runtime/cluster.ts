@@ -8,6 +8,7 @@
 // workers' figures.
 import cluster, { type Worker } from 'node:cluster';
 import { randomBytes } from 'node:crypto';
+import net from 'node:net';
 import { createInterface } from 'node:readline';
 import type { Logger } from 'pino';
 import type { FleetServerConfig } from '../config/config';
@@ -30,6 +31,8 @@ type ToPrimary = { t: 'hello' } | { t: 'ready' } | { t: 'failed'; reason: string
 
 const ENV_SIZE = 'FLEET_SERVER_WORKERS';
 const ENV_SLOT = 'FLEET_SERVER_WORKER_SLOT';
+/** Set when the workers bind the listeners themselves with SO_REUSEPORT. */
+const ENV_REUSE_PORT = 'FLEET_SERVER_WORKER_REUSE_PORT';
 /** Set when the primary writes the workers' log lines (log files: one writer rotates them). */
 const ENV_PIPE_LOGS = 'FLEET_SERVER_WORKER_LOGS_PIPED';
 /** How long a scrape waits for a worker's figures before leaving it out; with a forced GC first (?gc=1), longer. */
@@ -76,10 +79,7 @@ export async function runWorker(config: FleetServerConfig): Promise<void> {
     const store = socket ? await connectRemoteStore(socket, { log }).catch((err: unknown) => {
       throw withContext(`cannot reach the store on ${socket}`, err);
     }) : undefined;
-    // The kernel deals connections to the workers (SO_REUSEPORT) where it can: the primary then accepts
-    // and passes on nothing, which under a reconnect storm made it the bottleneck. A port of 0 must be
-    // chosen once for all workers, so it stays with the primary's round-robin.
-    const reusePort = process.platform === 'linux' && config.server.port !== 0;
+    const reusePort = process.env[ENV_REUSE_PORT] === '1';
     const server = await openServer(shared, log, { ticketKeys: await ticketKeys, reusePort }, store);
     stop = serveUntilStopped(server, log);
     stats = localStats(server.fleet, server.http);
@@ -138,9 +138,25 @@ export async function runPrimary(config: FleetServerConfig, log: Logger, size: n
   const pendingStats = new Map<number, (doc: StatsDocument, worker: Worker) => void>();
   let startup: { resolve: () => void; reject: (err: Error) => void } | undefined;
 
+  // The kernel deals connections to the workers (SO_REUSEPORT) where it can: the primary then accepts
+  // and passes on nothing, which under a reconnect storm made it the bottleneck. A port of 0 must be
+  // chosen once for all workers, so it stays with the primary's round-robin.
+  const reusePort = process.platform === 'linux' && config.server.port !== 0;
+  if (reusePort) {
+    // SO_REUSEPORT would let these workers join the listeners of another server already on the port
+    // (same user): a plain bind first fails as a second server must.
+    try {
+      await ensurePortFree(config.server.host, config.server.port);
+      if (config.server.internalPort > 0 && config.server.internalPort !== config.server.port) await ensurePortFree('localhost', config.server.internalPort);
+    } catch (err) {
+      await owner?.close();
+      throw err;
+    }
+  }
+
   const fork = (slot: Slot): void => {
     const worker = cluster.fork({
-      [ENV_SIZE]: String(size), [ENV_SLOT]: String(slot.index),
+      [ENV_SIZE]: String(size), [ENV_SLOT]: String(slot.index), ...(reusePort ? { [ENV_REUSE_PORT]: '1' } : {}),
       ...(pipeLogs ? { [ENV_PIPE_LOGS]: '1' } : {}), ...(owner ? { [ENV_STORE_SOCKET]: owner.socketPath } : {}),
     });
     slot.worker = worker;
@@ -232,5 +248,14 @@ export async function runPrimary(config: FleetServerConfig, log: Logger, size: n
     await owner?.close();
   }, () => {
     for (const s of slots) s.worker?.kill('SIGKILL');
+  });
+}
+
+/** Fails as a listen would when something already listens on host:port. */
+function ensurePortFree(host: string, port: number): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const probe = net.createServer();
+    probe.once('error', reject);
+    probe.listen({ host, port, exclusive: true }, () => probe.close(() => resolve()));
   });
 }
