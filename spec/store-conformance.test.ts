@@ -66,6 +66,23 @@ describe.each(STORE_KINDS)('%s store', (_name, make) => {
     expect(doc.outputs).toEqual({ default: { api_key: `$co.elastic.secret{${minted!.secretId}}`, api_key_id: minted!.key.id, ...entry } });
     expect(doc.last_checkin_status).toBe('online');
     await expect(store.createOutputKeys(uid(), [{ output: 'default', request, entry }], { id: 'x', doc: {} })).rejects.toMatchObject({ name: 'NotFoundError' });
+
+    // Only outputs change (a first check-in; a renamed output): merged into what is there, the rest kept as it was.
+    const other = uid();
+    const meta = { host: { name: 'h\u00e9 "1"', ip: ['10.0.0.1'] }, n: 1.5, none: null };
+    await store.createAgent(other, agentDoc({ local_metadata: meta as never, outputs: {
+      'old-one': { api_key: 'x', api_key_id: 'k0', permissions_hash: 'h0', type: 'elasticsearch' },
+      kept: { api_key: 'y', api_key_id: 'k1', permissions_hash: 'h1', type: 'logstash', to_retire_api_key_ids: [{ id: 'r', retired_at: 't' }] },
+    } }));
+    const retire = { to_retire_api_key_ids: [{ id: 'k0', retired_at: 't2', output: 'old-one' }] };
+    const [m2] = await store.createOutputKeys(other, [{ output: 'new_1', request, entry }],
+      { id: other, doc: { outputs: { kept: retire } as never }, unset: ['outputs.old-one'] });
+    const after = (await store.getAgent(other))!._source;
+    expect(after.local_metadata).toEqual(meta);
+    expect(JSON.stringify(after.outputs)).toBe(JSON.stringify({
+      kept: { api_key: 'y', api_key_id: 'k1', permissions_hash: 'h1', type: 'logstash', ...retire },
+      new_1: { api_key: `$co.elastic.secret{${m2!.secretId}}`, api_key_id: m2!.key.id, ...entry },
+    }));
   });
 
   test('enrollment keys: only active keys are found', async () => {

@@ -46,6 +46,30 @@ function hit<T>(row: Row | undefined): Hit<T> | undefined {
   return row ? { _id: row['id'] as string, _source: JSON.parse(row['doc'] as string) as T } : undefined;
 }
 
+const PLAIN_NAME = /^[A-Za-z0-9_-]+$/;
+
+function hasNull(v: unknown): boolean {
+  if (v === null) return true;
+  if (typeof v !== 'object') return false;
+  return Object.values(v as object).some(hasNull);
+}
+
+/**
+ * An agent update that only merges `outputs` and unsets outputs by plain name, as SQLite's json_patch
+ * and json_remove (the same merge as mergeDoc where no value is null): the row is rewritten in SQLite,
+ * without reading the document into JS, and its indexed columns are left alone. Undefined otherwise.
+ */
+function outputsPatch(u: DocUpdate<AgentDoc>): { merge: string; removals: string[] } | undefined {
+  if (u.replace?.length || Object.keys(u.doc).some((k) => k !== 'outputs') || hasNull(u.doc)) return undefined;
+  const removals: string[] = [];
+  for (const field of u.unset ?? []) {
+    const name = field.startsWith('outputs.') ? field.slice(8) : '';
+    if (!PLAIN_NAME.test(name)) return undefined;
+    removals.push(`$.outputs.${name}`);
+  }
+  return { merge: JSON.stringify(u.doc), removals };
+}
+
 export class SqliteStore implements Store {
   readonly kind = 'sqlite' as const;
   readonly traits = { remoteApiKeys: false, filesExpire: false };
@@ -214,9 +238,14 @@ export class SqliteStore implements Store {
       outputs[k.output] = { api_key: secretReference(m.secretId), api_key_id: m.key.id, ...k.entry };
     }
     const agentUpdate: DocUpdate<AgentDoc> = { ...update, id: agentId, doc: { ...update.doc, outputs } };
+    const patch = outputsPatch(agentUpdate);
     await this.write(() => {
       for (const insert of inserts) insert();
-      if (!this.applyAgentUpdate(agentUpdate)) throw new NotFoundError(`agent ${agentId} not found`);
+      const found = patch
+        ? Number(this.q(`UPDATE agents SET doc = ${patch.removals.reduce((sql) => `json_remove(${sql}, ?)`, 'json_patch(doc, ?)')} WHERE id = ?`)
+          .run(patch.merge, ...patch.removals, agentId).changes) > 0
+        : this.applyAgentUpdate(agentUpdate);
+      if (!found) throw new NotFoundError(`agent ${agentId} not found`);
     });
     return minted;
   }
