@@ -213,7 +213,8 @@ async function inflate(input: Buffer[], size: number, onChunk: (c: Buffer) => vo
     const whole = input.length === 1 ? input[0]! : Buffer.concat(input, size);
     let out: Buffer | undefined;
     try {
-      out = gunzipSync(whole, { maxOutputLength: INLINE_INFLATED_MAX });
+      // An output buffer near the expected size (JSON inflates ~4×): zlib's 16 KiB default is most of the cost.
+      out = gunzipSync(whole, { maxOutputLength: INLINE_INFLATED_MAX, chunkSize: Math.min(16 * 1024, Math.max(1024, size * 4)) });
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'ERR_BUFFER_TOO_LARGE') throw badRequest(`unable to read ${what} request`, `gzip: ${(err as Error).message}`);
     }
