@@ -45,6 +45,46 @@ describe.each(STORE_KINDS)('%s store', (_name, make) => {
     await store.deleteSecrets([id]);
   });
 
+  test('output keys in one write (stores that mint their own keys): key, secret and agent entry; no agent, none of it', async () => {
+    if (!store.createOutputKeys) {
+      // Keys minted in a cluster are made one by one by fleet logic.
+      expect(store.traits.remoteApiKeys).toBe(true);
+      return;
+    }
+    const id = uid();
+    await store.createAgent(id, agentDoc({ outputs: { gone: { api_key: 'x', api_key_id: 'k0', permissions_hash: 'h0', type: 'elasticsearch' } } }));
+    const request = { name: `${id}:default`, roleDescriptors: { r1: { cluster: [] } }, metadata: { agent_id: id } };
+    const entry = { permissions_hash: 'h1', to_retire_api_key_ids: [], type: 'elasticsearch' };
+    const [minted, ...more] = await store.createOutputKeys(id, [{ output: 'default', request, entry }],
+      { id, doc: { last_checkin_status: 'online' }, unset: ['outputs.gone'] });
+    expect(more).toEqual([]);
+    expect(minted!.output).toBe('default');
+    expect(await store.checkApiKey(minted!.key.id, minted!.key.key)).toBe('valid');
+    expect(Object.keys((await store.getApiKeyRoles(minted!.key.id))!)).toEqual(['r1']);
+    expect(await store.getSecret(minted!.secretId)).toBe(`${minted!.key.id}:${minted!.key.key}`);
+    const doc = (await store.getAgent(id))!._source;
+    expect(doc.outputs).toEqual({ default: { api_key: `$co.elastic.secret{${minted!.secretId}}`, api_key_id: minted!.key.id, ...entry } });
+    expect(doc.last_checkin_status).toBe('online');
+    await expect(store.createOutputKeys(uid(), [{ output: 'default', request, entry }], { id: 'x', doc: {} })).rejects.toMatchObject({ name: 'NotFoundError' });
+
+    // Only outputs change (a first check-in; a renamed output): merged into what is there, the rest kept as it was.
+    const other = uid();
+    const meta = { host: { name: 'h\u00e9 "1"', ip: ['10.0.0.1'] }, n: 1.5, none: null };
+    await store.createAgent(other, agentDoc({ local_metadata: meta as never, outputs: {
+      'old-one': { api_key: 'x', api_key_id: 'k0', permissions_hash: 'h0', type: 'elasticsearch' },
+      kept: { api_key: 'y', api_key_id: 'k1', permissions_hash: 'h1', type: 'logstash', to_retire_api_key_ids: [{ id: 'r', retired_at: 't' }] },
+    } }));
+    const retire = { to_retire_api_key_ids: [{ id: 'k0', retired_at: 't2', output: 'old-one' }] };
+    const [m2] = await store.createOutputKeys(other, [{ output: 'new_1', request, entry }],
+      { id: other, doc: { outputs: { kept: retire } as never }, unset: ['outputs.old-one'] });
+    const after = (await store.getAgent(other))!._source;
+    expect(after.local_metadata).toEqual(meta);
+    expect(JSON.stringify(after.outputs)).toBe(JSON.stringify({
+      kept: { api_key: 'y', api_key_id: 'k1', permissions_hash: 'h1', type: 'logstash', ...retire },
+      new_1: { api_key: `$co.elastic.secret{${m2!.secretId}}`, api_key_id: m2!.key.id, ...entry },
+    }));
+  });
+
   test('enrollment keys: only active keys are found', async () => {
     const id = uid();
     const apiKeyId = uid();

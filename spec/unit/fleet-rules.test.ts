@@ -303,6 +303,46 @@ describe('output keys', () => {
     expect((await f.agent(a.id))._source.outputs!['default']!.api_key_id).toBe(out.api_key_id);
   });
 
+  test('on the embedded store a first check-in mints its keys, their secrets and the agent update in one write', async () => {
+    f = await InProcessFleet.start(esPolicy('p1', {
+      outputs: { default: { type: 'elasticsearch', hosts: ['h:9200'] }, other: { type: 'elasticsearch', hosts: ['o:9200'] } },
+    }));
+    const a = await f.enroll();
+    const calls: string[] = [];
+    for (const m of ['createApiKey', 'createSecret', 'updateAgent', 'createOutputKeys'] as const) {
+      const real = (f.store[m] as (...args: unknown[]) => Promise<unknown>).bind(f.store);
+      jest.spyOn(f.store, m).mockImplementation(((...args: unknown[]) => {
+        calls.push(m);
+        return real(...args);
+      }) as never);
+    }
+    const outputs = policyAction(await f.checkin(a.id)).data.policy.outputs;
+    expect(calls).toEqual(['createOutputKeys']);
+    const doc = (await f.agent(a.id))._source.outputs!;
+    for (const name of ['default', 'other']) {
+      const out = doc[name]!;
+      expect(Object.keys(out)).toEqual(['api_key', 'api_key_id', 'permissions_hash', 'to_retire_api_key_ids', 'type']);
+      expect(out).toMatchObject({ type: 'elasticsearch', to_retire_api_key_ids: [] });
+      const [id, key] = (outputs[name].api_key as string).split(':');
+      expect(id).toBe(out.api_key_id);
+      expect(await f.store.checkApiKey(id!, key!)).toBe('valid');
+      expect(await f.store.getSecret(/^\$co\.elastic\.secret\{(.+)\}$/.exec(out.api_key)![1]!)).toBe(outputs[name].api_key);
+    }
+  });
+
+  test('a new output\'s key and the retirement of a removed output\'s key are one write; the removed output is unset', async () => {
+    f = await InProcessFleet.start();
+    const a = await f.enroll();
+    policyAction(await f.checkin(a.id));
+    const old = (await f.agent(a.id))._source.outputs!['default']!;
+    await f.putPolicy(esPolicy('p1', { outputs: { renamed: { type: 'elasticsearch', hosts: ['h:9200'] } } }));
+    const next = policyAction(await f.checkin(a.id, { agent_policy_id: 'p1', policy_revision_idx: 1 }));
+    const outputs = (await f.agent(a.id))._source.outputs!;
+    expect(Object.keys(outputs)).toEqual(['renamed']);
+    expect(next.data.policy.outputs.renamed.api_key).toMatch(new RegExp(`^${outputs['renamed']!.api_key_id}:`));
+    expect(outputs['renamed']!.to_retire_api_key_ids).toEqual([{ id: old.api_key_id, retired_at: expect.any(String), output: 'default' }]);
+  });
+
   test('changed permissions update the same key, keeping old roles as -rdstale until the policy is acked', async () => {
     f = await InProcessFleet.start(esPolicy('p1', { output_permissions: { default: roles(['logs-a-*']) } }));
     const a = await f.enroll();

@@ -87,6 +87,30 @@ test('writes are acknowledged only once the committed WAL is flushed; a failed f
   await expect(gc.write(() => insert.run('c'))).rejects.toThrow(/EIO/);
 });
 
+test('writes that come in while a flush is under way share one transaction, committed when it ends', async () => {
+  const insert = db.prepare('INSERT INTO t (v) VALUES (?)');
+  let release!: () => void;
+  flush = () => new Promise<void>((r) => { release = r; });
+  const turn = (): Promise<unknown> => new Promise((r) => setImmediate(r));
+  const a = gc.write(() => insert.run('a'));
+  await turn();
+  expect(flushes).toBe(1);
+  // Two later turns' writes: not committed yet (another connection does not see them).
+  const b = gc.write(() => insert.run('b'));
+  await turn();
+  const c = gc.write(() => insert.run('c'));
+  await turn();
+  expect(count()).toBe(1);
+  expect(commits).toHaveLength(0);
+  flush = () => Promise.resolve();
+  release();
+  await a;
+  await Promise.all([b, c]);
+  expect(count()).toBe(3);
+  expect(flushes).toBe(2);
+  expect(commits).toHaveLength(2);
+});
+
 test('flush commits what is pending at once (before closing)', async () => {
   const ack = gc.write(() => db.prepare('INSERT INTO t (v) VALUES (?)').run('x'));
   gc.flush();

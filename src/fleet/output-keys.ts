@@ -3,11 +3,11 @@
 // in a remote Elasticsearch; agents whose keys are current pass straight through.
 import type { Logger } from 'pino';
 import type { AgentDoc, AgentOutput, RetiredApiKey, RoleMap } from '../store/documents';
-import type { ApiKeyService, RemoteOutput, Store } from '../store/port';
+import { secretReference, type ApiKeyService, type CreateApiKeyRequest, type OutputKeyRequest, type RemoteOutput, type Store } from '../store/port';
 import { LruCache } from '../util/lru';
 import type { TokenBucket } from '../util/token-bucket';
 import { rfc3339 } from '../util/time';
-import type { ParsedPolicy } from './parsed-policy';
+import type { EsOutput, ParsedPolicy } from './parsed-policy';
 
 const SECRET_REF = /^\$co\.elastic\.secret\{([^}]*)\}$/;
 const RDSTALE = /-\d+-rdstale$/;
@@ -47,19 +47,34 @@ export class OutputKeys {
     const update: Record<string, Partial<AgentOutput>> = {};
     const unset: string[] = [];
     const keys: Record<string, string> = {};
+    // A store that mints its own keys records them with the agent's update in one write (a first
+    // check-in: one commit instead of three); keys minted elsewhere are made one by one, as they may fail apart.
+    const oneWrite = this.store.createOutputKeys !== undefined && !this.store.traits.remoteApiKeys;
+    const toMint: { out: EsOutput; request: CreateApiKeyRequest }[] = [];
 
     for (const out of policy.esOutputs) {
       const cur = current[out.name];
       const cluster = this.store.apiKeysFor(out.remote);
       if (!cur || !cur.api_key) {
+        const request: CreateApiKeyRequest = {
+          name: `${agentId}:${out.name}`,
+          roleDescriptors: out.roles,
+          metadata: { agent_id: agentId, managed: true, managed_by: 'fleet-server', output_name: out.name, type: 'output' },
+        };
+        const retired = [...(cur?.to_retire_api_key_ids ?? [])];
+        if (cur?.api_key_id) retired.push({ id: cur.api_key_id, retired_at: rfc3339(), output: out.name });
+        const entry: Partial<AgentOutput> = { permissions_hash: out.permissionsHash, to_retire_api_key_ids: retired };
+        if (!cur) entry.type = out.remote ? 'remote_elasticsearch' : 'elasticsearch';
+        if (oneWrite) {
+          toMint.push({ out, request });
+          update[out.name] = entry;
+          current[out.name] = { ...(cur ?? { type: entry.type }), ...entry } as AgentOutput;
+          continue;
+        }
         await this.pace(signal);
         let key: { id: string; key: string };
         try {
-          key = await cluster.createApiKey({
-            name: `${agentId}:${out.name}`,
-            roleDescriptors: out.roles,
-            metadata: { agent_id: agentId, managed: true, managed_by: 'fleet-server', output_name: out.name, type: 'output' },
-          });
+          key = await cluster.createApiKey(request);
           if (out.remote) await this.remoteHealth(out.name, 'HEALTHY', '');
         } catch (err) {
           if (!out.remote) throw err;
@@ -73,18 +88,10 @@ export class OutputKeys {
         const plain = `${key.id}:${key.key}`;
         const secretId = await this.store.createSecret(plain);
         this.plainKeys.set(secretId, plain);
-        const retired = [...(cur?.to_retire_api_key_ids ?? [])];
-        if (cur?.api_key_id) retired.push({ id: cur.api_key_id, retired_at: rfc3339(), output: out.name });
-        const entry: Partial<AgentOutput> = {
-          api_key: `$co.elastic.secret{${secretId}}`,
-          api_key_id: key.id,
-          permissions_hash: out.permissionsHash,
-          to_retire_api_key_ids: retired,
-        };
-        if (!cur) entry.type = out.remote ? 'remote_elasticsearch' : 'elasticsearch';
-        update[out.name] = entry;
+        const minted = { api_key: secretReference(secretId), api_key_id: key.id, ...entry };
+        update[out.name] = minted;
         keys[out.name] = plain;
-        current[out.name] = { ...(cur ?? { type: entry.type }), ...entry } as AgentOutput;
+        current[out.name] = { ...(cur ?? { type: entry.type }), ...minted } as AgentOutput;
         continue;
       }
       if (cur.permissions_hash !== out.permissionsHash) {
@@ -112,7 +119,17 @@ export class OutputKeys {
       }
     }
 
-    if (Object.keys(update).length > 0 || unset.length > 0) {
+    if (toMint.length > 0) {
+      const requests: OutputKeyRequest[] = toMint.map(({ out, request }) => ({ output: out.name, request, entry: update[out.name]! }));
+      for (const r of requests) delete update[r.output];
+      const minted = await this.store.createOutputKeys!(agentId, requests, { id: agentId, doc: { outputs: update } as Partial<AgentDoc>, unset });
+      for (const m of minted) {
+        const plain = `${m.key.id}:${m.key.key}`;
+        this.plainKeys.set(m.secretId, plain);
+        keys[m.output] = plain;
+      }
+      for (const { out } of toMint) if (out.remote) await this.remoteHealth(out.name, 'HEALTHY', '');
+    } else if (Object.keys(update).length > 0 || unset.length > 0) {
       await this.store.updateAgent({ id: agentId, doc: { outputs: update } as Partial<AgentDoc>, unset, });
     }
     return keys;

@@ -1,7 +1,7 @@
 // The store port: what fleet logic needs from persistence, shaped by Fleet Server's use of the .fleet-*
 // indices. Adapters: store/sqlite (embedded default) and store/elasticsearch (production).
 import type {
-  ActionDoc, ActionResultDoc, AgentDoc, EnrollmentKeyDoc, Hit, Json, JsonObject, PolicyDoc, RoleMap,
+  ActionDoc, ActionResultDoc, AgentDoc, AgentOutput, EnrollmentKeyDoc, Hit, Json, JsonObject, PolicyDoc, RoleMap,
 } from './documents';
 import type { ArtifactStore, DeliveryStore, UploadStore } from './file-ports';
 
@@ -17,6 +17,27 @@ export interface CreateApiKeyRequest {
 }
 
 export type ApiKeyCheck = 'valid' | 'disabled' | 'invalid';
+
+/** An output API key to mint for an agent (createOutputKeys). */
+export interface OutputKeyRequest {
+  /** The output's name under the agent document's `outputs`. */
+  output: string;
+  request: CreateApiKeyRequest;
+  /** Written to `outputs.<output>` after the new key's `api_key` (its secret's reference) and `api_key_id`. */
+  entry: Partial<AgentOutput>;
+}
+
+export interface MintedOutputKey {
+  output: string;
+  key: ApiKey;
+  /** The Fleet secret holding "id:key". */
+  secretId: string;
+}
+
+/** How an agent document refers to a Fleet secret (upstream's inline reference). */
+export function secretReference(secretId: string): string {
+  return `$co.elastic.secret{${secretId}}`;
+}
 
 /** A partial document update with Elasticsearch's merge semantics, plus fields to remove. */
 export interface DocUpdate<T> {
@@ -116,6 +137,14 @@ export interface Store extends ApiKeyService {
   /** Creates an agent document; false when the id exists already. */
   createAgent(id: string, doc: AgentDoc): Promise<boolean>;
   updateAgent(update: DocUpdate<AgentDoc>): Promise<void>;
+  /**
+   * Optional, for a store that mints its keys itself (no remoteApiKeys): mints each key, keeps its
+   * "id:key" as a Fleet secret, and applies `update` to the agent's document with each key's entry
+   * set at `outputs.<output>` — all in one write, or none of it (NotFoundError: no such agent). A
+   * first check-in then waits for one commit instead of three. Without it, fleet logic makes the
+   * same three writes one by one.
+   */
+  createOutputKeys?(agentId: string, keys: OutputKeyRequest[], update: DocUpdate<AgentDoc>): Promise<MintedOutputKey[]>;
   /** Many partial updates in one write (check-in bookkeeping). */
   bulkUpdateAgents(updates: DocUpdate<AgentDoc>[]): Promise<void>;
   deleteAgent(id: string): Promise<void>;

@@ -1,12 +1,13 @@
 // API keys minted by the embedded store. The secret is random (128 bits), so a salted SHA-256 is a
 // sufficient one-way store (PBKDF2 is for low-entropy secrets); comparison is constant-time.
-import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
+import { createHash, timingSafeEqual } from 'node:crypto';
+import { randomBytesPooled } from '../../util/random';
 
 const ID_ALPHABET = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-';
 
 /** 20 characters, like Elasticsearch API key ids. */
 export function newApiKeyId(): string {
-  const bytes = randomBytes(20);
+  const bytes = randomBytesPooled(20);
   let out = '';
   for (const b of bytes) out += ID_ALPHABET[b & 63];
   return out;
@@ -14,7 +15,7 @@ export function newApiKeyId(): string {
 
 /** 22 characters of base64url (16 random bytes), like Elasticsearch API key secrets. */
 export function newApiKeySecret(): string {
-  return randomBytes(16).toString('base64url');
+  return randomBytesPooled(16).toString('base64url');
 }
 
 export function hashSecret(salt: Uint8Array, secret: string): Buffer {
@@ -22,7 +23,7 @@ export function hashSecret(salt: Uint8Array, secret: string): Buffer {
 }
 
 export function newSalt(): Buffer {
-  return randomBytes(16);
+  return randomBytesPooled(16);
 }
 
 export function secretMatches(salt: Uint8Array, hash: Uint8Array, secret: string): boolean {

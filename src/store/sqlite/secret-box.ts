@@ -6,6 +6,7 @@ import { createCipheriv, createDecipheriv, createSecretKey, hkdfSync, randomByte
 import { linkSync, readFileSync, unlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { StoreUnavailableError } from '../port';
+import { randomBytesPooled } from '../../util/random';
 
 const PREFIX = 'v1:';
 const IV_BYTES = 12;
@@ -34,7 +35,7 @@ export class SecretBox {
   }
 
   seal(plain: string, rowId: string): string {
-    const iv = randomBytes(IV_BYTES);
+    const iv = randomBytesPooled(IV_BYTES);
     const c = createCipheriv('aes-256-gcm', this.key, iv);
     c.setAAD(Buffer.from(rowId, 'utf8'));
     const body = Buffer.concat([c.update(plain, 'utf8'), c.final()]);

@@ -10,10 +10,10 @@ import type {
 } from '../documents';
 import { mergeDoc, removeFields } from '../doc-merge';
 import type {
-  AgentListQuery, ApiKey, ApiKeyCheck, ApiKeyService, ChangeFeed, CreateApiKeyRequest, DocUpdate, PendingAction,
-  PendingActionQuery, Store,
+  AgentListQuery, ApiKey, ApiKeyCheck, ApiKeyService, ChangeFeed, CreateApiKeyRequest, DocUpdate, MintedOutputKey,
+  OutputKeyRequest, PendingAction, PendingActionQuery, Store,
 } from '../port';
-import { NotFoundError, StoreUnavailableError, type WriteFaultListener } from '../port';
+import { NotFoundError, secretReference, StoreUnavailableError, type WriteFaultListener } from '../port';
 import { hashSecret, newApiKeyId, newApiKeySecret, newSalt, secretMatches } from './api-keys';
 import { SqliteArtifacts } from './artifacts';
 import { BlobDir } from './blobs';
@@ -44,6 +44,30 @@ export interface SqliteStoreOptions {
 
 function hit<T>(row: Row | undefined): Hit<T> | undefined {
   return row ? { _id: row['id'] as string, _source: JSON.parse(row['doc'] as string) as T } : undefined;
+}
+
+const PLAIN_NAME = /^[A-Za-z0-9_-]+$/;
+
+function hasNull(v: unknown): boolean {
+  if (v === null) return true;
+  if (typeof v !== 'object') return false;
+  return Object.values(v as object).some(hasNull);
+}
+
+/**
+ * An agent update that only merges `outputs` and unsets outputs by plain name, as SQLite's json_patch
+ * and json_remove (the same merge as mergeDoc where no value is null): the row is rewritten in SQLite,
+ * without reading the document into JS, and its indexed columns are left alone. Undefined otherwise.
+ */
+function outputsPatch(u: DocUpdate<AgentDoc>): { merge: string; removals: string[] } | undefined {
+  if (u.replace?.length || Object.keys(u.doc).some((k) => k !== 'outputs') || hasNull(u.doc)) return undefined;
+  const removals: string[] = [];
+  for (const field of u.unset ?? []) {
+    const name = field.startsWith('outputs.') ? field.slice(8) : '';
+    if (!PLAIN_NAME.test(name)) return undefined;
+    removals.push(`$.outputs.${name}`);
+  }
+  return { merge: JSON.stringify(u.doc), removals };
 }
 
 export class SqliteStore implements Store {
@@ -185,13 +209,45 @@ export class SqliteStore implements Store {
   }
 
   async createApiKey(req: CreateApiKeyRequest): Promise<ApiKey> {
-    const id = newApiKeyId();
-    const key = newApiKeySecret();
+    const key = { id: newApiKeyId(), key: newApiKeySecret() };
+    const insert = this.apiKeyInsert(key, req);
+    await this.write(insert);
+    return key;
+  }
+
+  /** The INSERT of a new key; hashed and serialized before the write, so the transaction stays short. */
+  private apiKeyInsert(key: ApiKey, req: CreateApiKeyRequest): () => void {
     const salt = newSalt();
-    await this.write(() => this.q(
-      'INSERT INTO api_keys (id, name, salt, hash, role_descriptors, metadata, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)',
-    ).run(id, req.name, salt, hashSecret(salt, key), JSON.stringify(req.roleDescriptors), JSON.stringify(req.metadata), rfc3339()));
-    return { id, key };
+    const args = [key.id, req.name, salt, hashSecret(salt, key.key), JSON.stringify(req.roleDescriptors), JSON.stringify(req.metadata), rfc3339()];
+    return () => void this.q('INSERT INTO api_keys (id, name, salt, hash, role_descriptors, metadata, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)').run(...args);
+  }
+
+  private secretInsert(id: string, value: string): () => void {
+    const sealed = this.box.seal(value, id);
+    return () => void this.q('INSERT INTO secrets (id, value) VALUES (?, ?)').run(id, sealed);
+  }
+
+  async createOutputKeys(agentId: string, keys: OutputKeyRequest[], update: DocUpdate<AgentDoc>): Promise<MintedOutputKey[]> {
+    const minted: MintedOutputKey[] = [];
+    const inserts: (() => void)[] = [];
+    const outputs: Record<string, unknown> = { ...(update.doc.outputs as Record<string, unknown> | undefined) };
+    for (const k of keys) {
+      const m = { output: k.output, key: { id: newApiKeyId(), key: newApiKeySecret() }, secretId: newApiKeyId() };
+      minted.push(m);
+      inserts.push(this.apiKeyInsert(m.key, k.request), this.secretInsert(m.secretId, `${m.key.id}:${m.key.key}`));
+      outputs[k.output] = { api_key: secretReference(m.secretId), api_key_id: m.key.id, ...k.entry };
+    }
+    const agentUpdate: DocUpdate<AgentDoc> = { ...update, id: agentId, doc: { ...update.doc, outputs } };
+    const patch = outputsPatch(agentUpdate);
+    await this.write(() => {
+      for (const insert of inserts) insert();
+      const found = patch
+        ? Number(this.q(`UPDATE agents SET doc = ${patch.removals.reduce((sql) => `json_remove(${sql}, ?)`, 'json_patch(doc, ?)')} WHERE id = ?`)
+          .run(patch.merge, ...patch.removals, agentId).changes) > 0
+        : this.applyAgentUpdate(agentUpdate);
+      if (!found) throw new NotFoundError(`agent ${agentId} not found`);
+    });
+    return minted;
   }
 
   async checkApiKey(id: string, secret: string): Promise<ApiKeyCheck> {
@@ -221,7 +277,7 @@ export class SqliteStore implements Store {
 
   async createSecret(value: string): Promise<string> {
     const id = newApiKeyId();
-    await this.write(() => this.q('INSERT INTO secrets (id, value) VALUES (?, ?)').run(id, this.box.seal(value, id)));
+    await this.write(this.secretInsert(id, value));
     return id;
   }
 
