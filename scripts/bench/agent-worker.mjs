@@ -18,10 +18,11 @@ let tls;
 const handshakes = { full: 0, resumed: 0 };
 const agents = [];
 /**
- * BENCH_KEEPALIVE=1: requests on keep-alive connections, as Elastic Agent's Go client sends them (a poll
- * answered, the next goes on the same socket); default: a connection per request.
+ * Check-ins on kept-alive connections, as Elastic Agent's Go client sends them (a poll answered, the next
+ * goes on the same socket); BENCH_KEEPALIVE=0: a connection per request. Over TLS every request has its own
+ * connection, resuming the agent's session.
  */
-const connections = process.env.BENCH_KEEPALIVE === '1' ? new http.Agent({ keepAlive: true, maxSockets: Infinity }) : false;
+const keepAlive = process.env.BENCH_KEEPALIVE !== '0';
 
 /**
  * TLS options for one connection of `holder` (an agent, or one simulated fresh client): it offers the
@@ -39,17 +40,18 @@ function watchSession(socket, holder) {
   if (holder) socket.on('session', (session) => (holder.session = session));
 }
 
-function post(path, headers, body, holder, method = 'POST') {
-  // Plain HTTP, a connection per request: the bare client, cheaper by far (raw-http.mjs).
-  if (!connections && !tls && method === 'POST') {
+/** `keep`: on the holder's kept-alive connection (check-ins). */
+function post(path, headers, body, holder, method = 'POST', keep = false) {
+  // Plain HTTP: the bare client, cheaper by far (raw-http.mjs).
+  if (!tls && method === 'POST') {
     const u = new URL(url);
-    return rawPost({ host: u.hostname, port: u.port, path, localAddress, body, headers: {
+    return rawPost({ host: u.hostname, port: u.port, path, localAddress, body, holder: keep && keepAlive ? holder : undefined, headers: {
       'User-Agent': UA, 'Content-Type': 'application/json', 'Accept-Encoding': 'gzip', ...headers,
     } });
   }
   return new Promise((resolve, reject) => {
     const u = new URL(path, url);
-    const req = (tls ? https : http).request({ host: u.hostname, port: u.port, path: u.pathname, method, agent: connections, localAddress, ...tlsOptions(holder), headers: {
+    const req = (tls ? https : http).request({ host: u.hostname, port: u.port, path: u.pathname, method, agent: false, localAddress, ...tlsOptions(holder), headers: {
       'User-Agent': UA, 'Content-Type': 'application/json', 'Accept-Encoding': 'gzip', ...headers,
     } }, (res) => {
       const chunks = [];
@@ -160,7 +162,7 @@ function checkinBody(a, extra) {
 
 function checkin(a, extra) {
   const headers = gzipBodies ? { Authorization: `ApiKey ${a.key}`, 'Content-Encoding': 'gzip' } : { Authorization: `ApiKey ${a.key}` };
-  return post(`/api/fleet/agents/${a.id}/checkin`, headers, checkinBody(a, extra), a);
+  return post(`/api/fleet/agents/${a.id}/checkin`, headers, checkinBody(a, extra), a, 'POST', true);
 }
 
 let pendingHeld = 0;

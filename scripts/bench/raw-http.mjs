@@ -1,8 +1,9 @@
-// A bare HTTP/1.1 client for the load generators: one connection per request (Connection: close), the
-// request written in one go, the answer read until the server closes. Node's http client costs several
-// times more CPU and memory per request (a ClientRequest, a parser, an IncomingMessage); with 14,000+
-// agents per process on the cores the server also runs on, it starved its own sockets and the server saw
-// connections that never sent their request.
+// A bare HTTP/1.1 client for the load generators: the request written in one go, the answer parsed from
+// its head and Content-Length. Node's http client costs several times more CPU and memory per request (a
+// ClientRequest, a parser, an IncomingMessage); with 14,000+ agents per process on the cores the server
+// also runs on, it starved its own sockets and the server saw connections that never sent their request.
+// An agent (`holder`) keeps its connection alive between requests, as Elastic Agent's Go client does;
+// without one, each request has its own connection (Connection: close).
 import net from 'node:net';
 import { gunzipSync } from 'node:zlib';
 
@@ -22,57 +23,112 @@ function release() {
   if (next) next();
 }
 
+/** One connection; at most one request on it at a time. */
+class Connection {
+  constructor(socket) {
+    this.socket = socket;
+    this.chunks = [];
+    this.request = undefined;
+    this.reusable = true;
+    this.failed = undefined;
+    socket.on('data', (c) => {
+      this.chunks.push(c);
+      this.tryAnswer(false);
+    });
+    socket.once('error', (err) => (this.failed = err));
+    socket.once('close', () => {
+      this.reusable = false;
+      this.tryAnswer(true);
+    });
+  }
+
+  send(bytes, request) {
+    this.request = request;
+    this.chunks = [];
+    this.socket.write(bytes);
+  }
+
+  /** Settles the request once its whole answer is in (or the connection closed). */
+  tryAnswer(closed) {
+    const request = this.request;
+    if (!request) return;
+    let answer;
+    try {
+      answer = parse(Buffer.concat(this.chunks), closed);
+    } catch (err) {
+      this.request = undefined;
+      request.reject(err);
+      return;
+    }
+    if (!answer) {
+      if (closed) {
+        this.request = undefined;
+        request.reject(this.failed ?? new Error('socket hang up'));
+      }
+      return;
+    }
+    this.request = undefined;
+    this.chunks = [];
+    if (answer.close) this.reusable = false;
+    request.resolve(answer.response);
+  }
+}
+
 /**
  * POSTs `body` and resolves with { status, retryAfter, json }; rejects with Node's socket errors
  * ('connect ECONNREFUSED …', 'read ECONNRESET', 'write EPIPE') or 'socket hang up' when the connection
- * closed before a whole answer, as Node's client names them.
+ * closed before a whole answer, as Node's client names them. With `holder`, on its kept-alive connection.
  */
-export function rawPost({ host, port, path, headers, body, localAddress }) {
+export function rawPost({ host, port, path, headers, body, localAddress, holder }) {
   const bytes = typeof body === 'string' ? Buffer.from(body) : body;
+  let head = `POST ${path} HTTP/1.1\r\nHost: ${host}:${port}\r\n${holder ? '' : 'Connection: close\r\n'}Content-Length: ${bytes.length}\r\n`;
+  for (const k in headers) head += `${k}: ${headers[k]}\r\n`;
+  const message = Buffer.concat([Buffer.from(head + '\r\n', 'latin1'), bytes]);
   return new Promise((resolve, reject) => {
-    let head = `POST ${path} HTTP/1.1\r\nHost: ${host}:${port}\r\nConnection: close\r\nContent-Length: ${bytes.length}\r\n`;
-    for (const k in headers) head += `${k}: ${headers[k]}\r\n`;
+    const request = { resolve, reject };
+    const kept = holder?.connection;
+    if (kept && kept.reusable && !kept.socket.destroyed) {
+      kept.send(message, request);
+      return;
+    }
     const open = () => {
       connecting++;
+      const socket = net.connect({ host, port, localAddress });
+      const connection = new Connection(socket);
+      if (holder) holder.connection = connection;
       let slot = true;
       const done = () => {
         if (slot) release();
         slot = false;
       };
-      const socket = net.connect({ host, port, localAddress });
-      const chunks = [];
-      let failed;
       // write, not end: a half-closed request is one the server aborts (a client gone).
       socket.once('connect', () => {
-        socket.write(Buffer.concat([Buffer.from(head + '\r\n', 'latin1'), bytes]));
+        connection.send(message, request);
         done();
       });
-      socket.on('data', (c) => chunks.push(c));
-      socket.once('error', (err) => (failed = err));
-      socket.once('close', () => {
-        done();
-        try {
-          const answer = parse(Buffer.concat(chunks));
-          if (answer) resolve(answer);
-          else reject(failed ?? new Error('socket hang up'));
-        } catch (err) {
-          reject(err);
-        }
-      });
+      socket.once('close', done);
+      // A refused or reset connect settles the request through the connection's close.
+      connection.request = request;
     };
     if (connecting < MAX_CONNECTING) open();
     else waiting.push(open);
   });
 }
 
-function parse(buf) {
+/** The answer in `buf`, or undefined while incomplete; `closed`: the connection ended (no more will come). */
+function parse(buf, closed) {
   const end = buf.indexOf(HEAD_END);
   if (end < 0) return undefined;
   const head = buf.toString('latin1', 0, end);
   const status = Number(head.slice(9, 12));
-  const length = Number(/\r\ncontent-length: *(\d+)/i.exec(head)?.[1] ?? buf.length - end - 4);
+  const declared = /\r\ncontent-length: *(\d+)/i.exec(head)?.[1];
+  if (declared === undefined && !closed) return undefined;
+  const length = declared === undefined ? buf.length - end - 4 : Number(declared);
   let body = buf.subarray(end + 4, end + 4 + length);
   if (body.length < length) return undefined;
   if (/\r\ncontent-encoding: *gzip/i.test(head)) body = gunzipSync(body);
-  return { status, retryAfter: /\r\nretry-after: *(\d+)/i.exec(head)?.[1], json: body.length ? JSON.parse(body.toString()) : undefined };
+  return {
+    close: /\r\nconnection: *close/i.test(head),
+    response: { status, retryAfter: /\r\nretry-after: *(\d+)/i.exec(head)?.[1], json: body.length ? JSON.parse(body.toString()) : undefined },
+  };
 }
