@@ -36,7 +36,7 @@ const ENV_REUSE_PORT = 'FLEET_SERVER_WORKER_REUSE_PORT';
 /** Set when the primary writes the workers' log lines (log files: one writer rotates them). */
 const ENV_PIPE_LOGS = 'FLEET_SERVER_WORKER_LOGS_PIPED';
 /** How long a scrape waits for a worker's figures before leaving it out; with a forced GC first (?gc=1), longer. */
-const STATS_WAIT_MS = 2000;
+const STATS_WAIT_MS = 5000;
 const STATS_GC_WAIT_MS = 15_000;
 /** A worker that dies sooner than this after its start is replaced after a growing pause. */
 const STABLE_MS = 10_000;
