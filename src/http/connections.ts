@@ -69,10 +69,9 @@ export interface AdmissionCounts {
   closed: number;
   /** Unfinished or idle connections closed to make room. */
   evicted: number;
-  /** New connections turned away at accept. */
-  refused: number;
-  /** Connections turned away and kept to be answered 429 (refused or evicted), and those closed at once (no room). */
+  /** Connections turned away (new ones past the cap, or evicted unfinished) and kept to be answered 429. */
   turnedAway: number;
+  /** Connections turned away and closed at once: no room left to keep them. */
   dropped: number;
 }
 
@@ -87,7 +86,7 @@ export class ConnectionGuard {
   /** Sockets turned away: their request is answered 429. */
   private readonly turnedAway = new WeakSet<Socket>();
   private lingering = 0;
-  readonly counts: AdmissionCounts = { accepted: 0, closed: 0, evicted: 0, refused: 0, turnedAway: 0, dropped: 0 };
+  readonly counts: AdmissionCounts = { accepted: 0, closed: 0, evicted: 0, turnedAway: 0, dropped: 0 };
   /** Connections that reached their first request, per second: how fast this process gets through them. */
   private readonly served = new RateMeter();
   private readonly spread = new RetrySpread();
@@ -119,23 +118,19 @@ export class ConnectionGuard {
   /** A new connection: admitted (possibly evicting an older unfinished one), or turned away. */
   admit(socket: Socket): boolean {
     this.counts.accepted++;
-    socket.once('close', () => this.counts.closed++);
+    // One listener for every socket: counted closed, and let go if still admitted (not turned away since).
+    socket.once('close', () => {
+      this.counts.closed++;
+      if (this.admitted.has(socket)) this.release(socket);
+    });
     const turn = this.currentTurn();
     if ((this.pending.size >= this.limits.pendingCap || this.open >= this.limits.cap) && !this.evictOne(turn)) {
-      this.counts.refused++;
       this.turnAway(socket);
       return false;
     }
     this.open++;
     this.pending.set(socket, turn);
     this.admitted.add(socket);
-    socket.once('close', () => {
-      if (!this.admitted.has(socket)) return;
-      this.open--;
-      this.pending.delete(socket);
-      this.idle.delete(socket);
-      this.admitted.delete(socket);
-    });
     return true;
   }
 

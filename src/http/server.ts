@@ -216,8 +216,9 @@ export class HttpService {
     let counters: RouteCounters | undefined;
     let bare: string | undefined;
     try {
-      if (!guard.busy(tcpSocket(req.socket))) {
-        if (!guard.isTurnedAway(tcpSocket(req.socket))) {
+      const socket = tcpSocket(req.socket);
+      if (!guard.busy(socket)) {
+        if (!guard.isTurnedAway(socket)) {
           req.socket.destroy();
           return;
         }
@@ -305,8 +306,9 @@ export class HttpService {
       socket.destroySoon();
       this.logUpgrade(req, started, requestId, c.status, c);
     };
-    if (!guard.busy(tcpSocket(socket))) {
-      if (guard.isTurnedAway(tcpSocket(socket))) {
+    const tcp = tcpSocket(socket);
+    if (!guard.busy(tcp)) {
+      if (guard.isTurnedAway(tcp)) {
         socket.end(rawErrorResponse(this.turnedAway(guard)));
         socket.destroySoon();
       } else socket.destroy();
