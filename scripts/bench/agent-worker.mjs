@@ -88,7 +88,8 @@ function tally(kind, r) {
 
 /** A failed request counted; what the caller gets instead of a response (status 0: back off as after an error). */
 function tallyError(kind, err) {
-  bump(outcomesOf(kind).errors, String(err?.message ?? err).slice(0, 60));
+  // Node names the local address in some messages ('… - Local (127.0.0.2:61622)'): one key per kind of error.
+  bump(outcomesOf(kind).errors, String(err?.message ?? err).replace(/ - Local \(.*\)$/, '').slice(0, 60));
   return NO_ANSWER;
 }
 const NO_ANSWER = { status: 0 };

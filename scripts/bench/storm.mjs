@@ -126,7 +126,7 @@ function printBack(ctx, back, since) {
     .map((s) => `${s} s ${back.samples.find((x) => x.ms >= s * 1000).held}`);
   if (back.allMs !== undefined) console.log(`  all holding again               ${fmtS(back.allMs)} ${since} (${back.last}/${ctx.total}; lost 0)`);
   else console.log(`  all holding again               no: ${back.last}/${ctx.total} after ${fmtS(BACK_WITHIN_MS)}; lost ${ctx.total - back.last}`);
-  console.log(`  held polls over time            ${marks.join(', ') || '-'}`);
+  console.log(`  held polls over time            ${marks.join(', ') || '-'}${back.unanswered ? `   (${back.unanswered} scrapes unanswered within 8 s)` : ''}`);
 }
 
 function printAnswers(d) {
@@ -147,12 +147,16 @@ function printAnswers(d) {
 async function heldSamples(ctx, t0, { untilAll, onStats }) {
   const samples = [];
   let allMs;
+  let unanswered = 0;
   for (;;) {
     const s = await serverStats(ctx);
     if (s && onStats) await onStats(s);
-    const held = s?.fleet.checkin.held ?? 0;
     const ms = Date.now() - t0;
-    samples.push({ ms, held });
+    // A scrape the server did not answer in time (busy, or down) is no reading, not "none held"; a
+    // server that never answered counts as none.
+    if (s) samples.push({ ms, held: s.fleet.checkin.held ?? 0 });
+    else unanswered++;
+    const held = samples.at(-1)?.held ?? 0;
     if (untilAll && held >= ctx.total) {
       allMs = ms;
       break;
@@ -162,12 +166,14 @@ async function heldSamples(ctx, t0, { untilAll, onStats }) {
   }
   const o = await ctx.all('outcomes', 'outcomes');
   const waiting = o.reduce((n, x) => n + x.n - x.pending, 0);
-  return { samples, allMs, last: samples.at(-1).held, waiting };
+  if (samples.length === 0) samples.push({ ms: Date.now() - t0, held: 0 });
+  return { samples, allMs, last: samples.at(-1).held, waiting, unanswered };
 }
 
 async function serverStats(ctx) {
   try {
-    const res = await fetch(ctx.statsUrl, { signal: AbortSignal.timeout(3000) });
+    // The primary waits up to 5 s for each worker's figures: a busy worker's answer is late, not missing.
+    const res = await fetch(ctx.statsUrl, { signal: AbortSignal.timeout(8000) });
     return res.ok ? await res.json() : undefined;
   } catch {
     return undefined;
