@@ -10,7 +10,7 @@ import { spawn, fork, execFileSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { cpuSeconds, rssKiB, sleep, startDouble, waitFor } from './bench/common.mjs';
+import { cpuSeconds, pssKiB, rssKiB, sleep, startDouble, waitFor } from './bench/common.mjs';
 import { printOutcomes, runStorms, STORMS } from './bench/storm.mjs';
 
 const AGENTS = Number(process.env.BENCH_AGENTS ?? 10_000);
@@ -98,6 +98,7 @@ async function run(store) {
   }
   await sleep(500);
   const rssIdle = rssKiB(server.pid);
+  const pssIdle = pssKiB(server.pid);
   const cpuStart = cpuSeconds(server.pid);
   const heapIdle = (await stats()).beat.memstats.heap_used;
 
@@ -137,9 +138,11 @@ async function run(store) {
   const cpuHeld = cpuSeconds(server.pid);
   let status = await all('status', 'status', () => ({ rev: 99 }));
   const held = status.reduce((s, x) => s + x.pending, 0);
-  // Let the check-in bookkeeping flush (10 s) so what is measured is the steady state of held polls.
-  await sleep(12_000);
+  // Let the check-in bookkeeping flush (10 s) and the server give back what the burst left (memory-trim.ts:
+  // two looks 10 s apart without growth), so what is measured is the steady state of held polls.
+  await sleep(25_000);
   const rssHeld = rssKiB(server.pid);
+  const pssHeld = pssKiB(server.pid);
   const statsHeld = await stats();
 
   let steady;
@@ -206,6 +209,7 @@ async function run(store) {
   console.log(`server RSS with polls held      ${fmt(rssHeld / 1024)} MiB`);
   console.log(`RSS per held agent (total)      ${fmt(rssHeld / total)} KiB`);
   console.log(`RSS per held agent (over idle)  ${fmt((rssHeld - rssIdle) / total)} KiB   target ≤ 25 KB`);
+  console.log(`PSS per held agent (total)      ${fmt(pssHeld / total)} KiB  (${fmt(pssHeld / 1024)} MiB; idle ${fmt(pssIdle / 1024)} MiB: shared pages counted once over all processes)`);
   console.log(`live JS heap per held agent     ${fmt((statsHeld.beat.memstats.heap_used - heapIdle) / 1024 / total)} KiB  (heap ${fmt(statsHeld.beat.memstats.heap_used / 1048576)} MiB, server counts ${statsHeld.fleet.checkin?.held} held)`);
   const m = statsHeld.beat.memstats;
   console.log(`  heap committed ${fmt(m.heap_total / 1048576)} MiB, external ${fmt(m.external / 1048576)} MiB, array buffers ${fmt(m.array_buffers / 1048576)} MiB`);
@@ -228,6 +232,12 @@ async function run(store) {
   }
   console.log('requests of the simulated agents so far');
   await printOutcomes(all);
+  // BENCH_LINGER_S: time to look inside the server holding every poll (gdb, /proc) before the storms.
+  const linger = Number(process.env.BENCH_LINGER_S ?? 0);
+  if (linger > 0) {
+    console.log(`lingering ${linger} s: server pid ${server.pid}`);
+    await sleep(linger * 1000);
+  }
   // A worker killed and the server restarted while every agent holds a poll (BENCH_STORM=0 skips them).
   if (STORMS.length > 0) server = await runStorms({ total, server, start: startServer, all, statsUrl: `http://127.0.0.1:${PORT + 2}/stats` });
 

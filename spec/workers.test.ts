@@ -105,6 +105,10 @@ test('two workers: polls held on both, a policy change reaches all, a killed wor
     expect(workersOf(s3).map((w) => w.pid)).not.toContain(victim.pid);
     expect(workersOf(s3).map((w) => w.pid)).toContain(survivor.pid);
     await server.waitFor('worker exited; starting a replacement');
+    // The survivor took the whole server's limits while alone, and gave half back to the replacement.
+    const reshared = (): unknown[] => server.logs().filter((l) => l['message'] === 'limits reshared').map((l) => l['cluster.serving']);
+    for (let i = 0; i < 200 && reshared().length < 2; i++) await new Promise((r) => setTimeout(r, 25));
+    expect(reshared()).toEqual([1, 2]);
     // The survivor still holds its polls; exactly the victim's were cut.
     expect(s3.fleet.checkin.held).toBe(survivor.checkin.held);
     const cut: SimAgent[] = [];

@@ -72,6 +72,21 @@ export function rssKiB(pid) {
   return total;
 }
 
+/**
+ * Proportional set size in KiB of a server's processes: pages shared between them (the Node binary's
+ * code, ~50 MiB, mapped by every worker) counted once over all, as the machine pays for them. Summed RSS
+ * counts them once per process.
+ */
+export function pssKiB(pid) {
+  let total = 0;
+  for (const p of processTree(pid)) {
+    try {
+      total += Number(/^Pss:\s+(\d+)/m.exec(readFileSync(`/proc/${p}/smaps_rollup`, 'utf8'))?.[1] ?? 0);
+    } catch { /* gone meanwhile */ }
+  }
+  return total;
+}
+
 const TICKS_PER_SECOND = 100;
 /** CPU seconds (user + system) used so far by a server: its process and its cluster workers. */
 export function cpuSeconds(pid) {

@@ -81,3 +81,30 @@ test('a route limit refuses with Retry-After spread at its own rate (RateLimit) 
   // Nothing has left yet: one client per second.
   expect(refusals).toEqual([1, 2, 3, 4, 5]);
 });
+
+test('a retuned route limit (a cluster worker taking a missing worker\'s share) admits up to its new cap, counting requests already in', () => {
+  const frozen = (): number => 1000;
+  const limiter = new RouteLimiter({ intervalMs: 0, burst: 0, max: 2, maxBody: 0, maxBodyDecompressed: 0 }, frozen);
+  const code = (): string | undefined => {
+    try {
+      limiter.enter();
+      return undefined;
+    } catch (err: any) {
+      return err.code;
+    }
+  };
+  expect([code(), code(), code()]).toEqual([undefined, undefined, 'MaxLimit']);
+  // One of two workers gone: this one's share doubles.
+  limiter.retune({ intervalMs: 0, burst: 0, max: 4, maxBody: 0, maxBodyDecompressed: 0 });
+  expect([code(), code(), code()]).toEqual([undefined, undefined, 'MaxLimit']);
+  // Its replacement ready: back to half; the four in flight stay, nothing new is let in until two leave.
+  limiter.retune({ intervalMs: 0, burst: 0, max: 2, maxBody: 0, maxBodyDecompressed: 0 });
+  limiter.leave();
+  limiter.leave();
+  expect(code()).toBe('MaxLimit');
+  limiter.leave();
+  expect(code()).toBeUndefined();
+  // A rate that changes takes effect at once.
+  limiter.retune({ intervalMs: 1000, burst: 1, max: 0, maxBody: 0, maxBodyDecompressed: 0 });
+  expect([code(), code()]).toEqual([undefined, 'RateLimit']);
+});

@@ -7,6 +7,7 @@ import { createLogger } from '../logging/logger';
 import { ownStore } from '../runtime/store-owner';
 import type { Store } from '../store/port';
 import { runPrimary, runWorker } from '../runtime/cluster';
+import { startMemoryTrim } from '../runtime/memory-trim';
 import { openServer, serveUntilStopped } from '../runtime/serve';
 import { chooseWorkers } from '../runtime/sizing';
 import { VERSION } from '../version';
@@ -23,6 +24,7 @@ export async function runServer(args: ConfigArgs): Promise<void> {
     version: VERSION, 'limits.profile': config.server.limits.profile, 'limits.memory_mib': Math.round(memoryMiB()),
     workers: sizing.workers, 'workers.reason': sizing.reason,
   }, 'fleet-server starting');
+  startMemoryTrim(log);
   if (sizing.workers > 1) {
     // The embedded store: the primary owns it, and serves it before the first worker starts.
     const owner = config.elasticsearch ? undefined : await ownStore(config, log);

@@ -14,6 +14,7 @@ import { VERSION } from '../version';
 import { ControlClient } from './client';
 import { diagnosticHooks } from './diagnostics';
 import { proto } from './generated/control';
+import { startMemoryTrim } from '../runtime/memory-trim';
 import { readStartUpInfo } from './startup';
 import { configFromUnits, outputFromUnit, unitSource, type OutputChoice } from './unit-config';
 import type { Unit, UnitChanges } from './units';
@@ -244,6 +245,7 @@ export async function runAgentMode(overrides: string[]): Promise<void> {
   const log = createLogger(buildConfig(cli).logging);
   const info = await readStartUpInfo(process.stdin);
   log.info({ version: VERSION, 'agent.id': info.agentInfo?.id ?? '' }, 'fleet-server starting in agent mode');
+  startMemoryTrim(log);
   const agent = new AgentMode(cli, info, log);
   agent.start();
   let stopping = false;

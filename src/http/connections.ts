@@ -93,7 +93,7 @@ export class ConnectionGuard {
   private turn = 0;
   private turnCounting = false;
 
-  constructor(readonly limits: AdmissionLimits) {}
+  constructor(public limits: AdmissionLimits) {}
 
   /** The event-loop turn, counted only while connections arrive. */
   private currentTurn(): number {

@@ -9,15 +9,27 @@ import { TokenBucket } from '../util/token-bucket';
 import { RetrySpread } from './retry-spread';
 
 export class RouteLimiter {
-  private readonly bucket: TokenBucket;
+  private bucket: TokenBucket;
   private inFlight = 0;
   private readonly spread: RetrySpread;
   private readonly leaving: RateMeter;
 
-  constructor(readonly limit: RouteLimit, now: () => number = () => performance.now()) {
-    this.bucket = new TokenBucket(limit.intervalMs, limit.burst, now);
+  constructor(private limitNow: RouteLimit, private readonly now: () => number = () => performance.now()) {
+    this.bucket = new TokenBucket(limitNow.intervalMs, limitNow.burst, now);
     this.spread = new RetrySpread(60, now);
     this.leaving = new RateMeter(now);
+  }
+
+  get limit(): RouteLimit {
+    return this.limitNow;
+  }
+
+  /** A new share of a limit (cluster workers: one fewer or one more serving); requests in flight stay counted. */
+  retune(limit: RouteLimit): void {
+    if (limit.intervalMs !== this.limitNow.intervalMs || limit.burst !== this.limitNow.burst) {
+      this.bucket = new TokenBucket(limit.intervalMs, limit.burst, this.now);
+    }
+    this.limitNow = limit;
   }
 
   /** Takes a slot or throws RateLimit/MaxLimit (saying when to retry); the caller must call leave() once when done. */

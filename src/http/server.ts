@@ -9,13 +9,13 @@ import https from 'node:https';
 import type { AddressInfo, Socket } from 'node:net';
 import type { Logger } from 'pino';
 import type { FleetServerConfig } from '../config/config';
-import { ROUTES as ROUTE_NAMES, type RouteName } from '../config/limits';
+import { ROUTES as ROUTE_NAMES, type ResolvedLimits, type RouteName } from '../config/limits';
 import { FleetError, isFleetError } from '../fleet/errors';
 import type { Fleet } from '../fleet/fleet';
 import { checkApiVersion, DEFAULT_API_VERSION } from './api-version';
 import { BodyBudget, decodeBinary, decodeJson, readBody } from './body';
 import { CertificateReloader } from './cert-reload';
-import { admissionLimits, ConnectionGuard, openFileLimit } from './connections';
+import { admissionLimits, ConnectionGuard, openFileLimit, type AdmissionLimits } from './connections';
 import { routeCounters, type RouteCounters } from './counters';
 import { classify, HttpError, rawBareResponse, rawErrorResponse, writeBareError, writeError, type ErrorClass, type LogLevel } from './errors';
 import { RouteLimiter } from './limiter';
@@ -77,7 +77,9 @@ export class HttpService {
   /** Upgraded sessions (OpAMP WebSockets): told to close when the server stops. */
   private readonly sessions = new Set<{ stop: AbortController; ended: Promise<void> }>();
   /** Upstream's max_connections: a cap on requests in flight (its chi Throttle), not on sockets. */
-  private readonly maxConnections: number;
+  private maxConnections: number;
+  /** The process's open-file limit, which bounds the connection cap whatever max_connections says. */
+  private readonly fileLimit = openFileLimit();
 
   constructor(private readonly fleet: Fleet, private readonly config: FleetServerConfig, private readonly log: Logger,
     private readonly options: HttpOptions = {}) {
@@ -85,9 +87,22 @@ export class HttpService {
     this.limiters = Object.fromEntries(ROUTE_NAMES.map((r) => [r, new RouteLimiter(limits.routes[r])])) as Record<RouteName, RouteLimiter>;
     this.maxConnections = limits.maxConnections;
     this.router = new Router(ROUTES.filter((r) => r.enabled?.(config) ?? true));
-    const files = openFileLimit();
-    this.guard = new ConnectionGuard(admissionLimits(limits.maxConnections, files === undefined ? undefined : files - INTERNAL_CAP));
+    this.guard = new ConnectionGuard(this.externalAdmission(limits.maxConnections));
     this.internalGuard = new ConnectionGuard({ cap: INTERNAL_CAP, pendingCap: INTERNAL_CAP / 4, lingerCap: 16 });
+  }
+
+  private externalAdmission(maxConnections: number): AdmissionLimits {
+    return admissionLimits(maxConnections, this.fileLimit === undefined ? undefined : this.fileLimit - INTERNAL_CAP);
+  }
+
+  /**
+   * Takes new limits while serving: a cluster worker's share of the server's limits changes when a worker
+   * dies (the others take its share, as they take its agents) and when its replacement is ready.
+   */
+  reshare(limits: ResolvedLimits): void {
+    for (const r of ROUTE_NAMES) this.limiters[r].retune(limits.routes[r]);
+    this.maxConnections = limits.maxConnections;
+    this.guard.limits = this.externalAdmission(limits.maxConnections);
   }
 
   private createServer(guard: ConnectionGuard): http.Server | https.Server {

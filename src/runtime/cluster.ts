@@ -19,13 +19,16 @@ import { Backoff } from '../util/backoff';
 import { describeError, withContext } from '../util/error-text';
 import { NODE_FLAGS } from '../version';
 import { clusterStats, type WorkerStats } from './cluster-stats';
+import { startMemoryTrim } from './memory-trim';
 import { isSingleExecutable } from './node-flags';
 import { openServer, serveUntilStopped, stopOnSignals } from './serve';
 import { shareLimits } from './sizing';
 import { ENV_STORE_SOCKET, type StoreOwner } from './store-owner';
 
 /** primary → worker */
-type ToWorker = { t: 'init'; ticketKeys: string } | { t: 'stats'; id: number; gc: boolean } | { t: 'stop' };
+type ToWorker = { t: 'init'; ticketKeys: string } | { t: 'stats'; id: number; gc: boolean } | { t: 'stop' }
+  /** How many workers serve now: each takes that share of the server's limits. */
+  | { t: 'serving'; workers: number };
 /** worker → primary */
 type ToPrimary = { t: 'hello' } | { t: 'ready' } | { t: 'failed'; reason: string } | { t: 'stats'; id: number; doc: StatsDocument };
 
@@ -59,9 +62,11 @@ export async function runWorker(config: FleetServerConfig): Promise<void> {
   const slot = Number(process.env[ENV_SLOT]) || 0;
   const logging = process.env[ENV_PIPE_LOGS] ? { ...config.logging, toStderr: true, toFiles: false } : config.logging;
   const log = createLogger(logging).child({ 'worker.slot': slot });
+  startMemoryTrim(log);
   const shared: FleetServerConfig = { ...config, server: { ...config.server, limits: shareLimits(config.server.limits, size) } };
   let stop: ((reason: string) => void) | undefined;
   let stats: StatsSource | undefined;
+  let reshare: ((workers: number) => void) | undefined;
   let initialised: (ticketKeys: Buffer) => void = ignore;
   const ticketKeys = new Promise<Buffer>((resolve) => (initialised = resolve));
   // Listening before saying hello: nothing the primary sends can arrive unheard.
@@ -71,6 +76,7 @@ export async function runWorker(config: FleetServerConfig): Promise<void> {
       if (stop) stop('primary');
       else process.exit(0); // nothing served yet
     } else if (m.t === 'stats' && stats) void stats({ gc: m.gc }).then((doc) => send(process, { t: 'stats', id: m.id, doc }));
+    else if (m.t === 'serving') reshare?.(m.workers);
   });
   send(process, { t: 'hello' });
   try {
@@ -83,6 +89,14 @@ export async function runWorker(config: FleetServerConfig): Promise<void> {
     const server = await openServer(shared, log, { ticketKeys: await ticketKeys, reusePort }, store);
     stop = serveUntilStopped(server, log);
     stats = localStats(server.fleet, server.http);
+    let serving = size;
+    reshare = (workers) => {
+      if (workers < 1 || workers === serving) return;
+      serving = workers;
+      const limits = shareLimits(config.server.limits, workers);
+      server.http.reshare(limits);
+      log.info({ 'cluster.serving': workers, 'limits.max_connections': limits.maxConnections }, 'limits reshared');
+    };
     // A worker whose primary is gone exits at once (Node's cluster does that): the listeners went with it.
     await server.start({ metrics: false });
   } catch (err) {
@@ -154,6 +168,16 @@ export async function runPrimary(config: FleetServerConfig, log: Logger, size: n
     }
   }
 
+  /**
+   * Limits are the whole server's: while a worker is missing, the others share them (as they share its
+   * agents, which reconnect to them), and give its share back once its replacement is ready. A replacement
+   * starts with the full count's share (its environment), so it is told only if that differs.
+   */
+  const announceServing = (): void => {
+    const workers = Math.max(1, slots.filter((s) => s.ready && s.worker).length);
+    for (const s of slots) if (s.ready && s.worker) send(s.worker, { t: 'serving', workers });
+  };
+
   const fork = (slot: Slot): void => {
     const worker = cluster.fork({
       [ENV_SIZE]: String(size), [ENV_SLOT]: String(slot.index), ...(reusePort ? { [ENV_REUSE_PORT]: '1' } : {}),
@@ -169,6 +193,7 @@ export async function runPrimary(config: FleetServerConfig, log: Logger, size: n
       else if (m.t === 'failed') slot.failure = m.reason;
       else if (m.t === 'ready') {
         slot.ready = true;
+        if (!startup) announceServing();
         log.info({ 'worker.slot': slot.index, 'process.pid': worker.process.pid }, 'worker ready');
         if (startup && slots.every((s) => s.ready)) startup.resolve();
       } else if (m.t === 'stats') {
@@ -181,8 +206,10 @@ export async function runPrimary(config: FleetServerConfig, log: Logger, size: n
     const slot = slots.find((s) => s.worker === worker);
     if (!slot) return;
     slot.worker = undefined;
+    const wasServing = slot.ready;
     slot.ready = false;
     if (stopping) return;
+    if (wasServing && !startup) announceServing();
     const fields = {
       'worker.slot': slot.index, 'process.pid': worker.process.pid, 'exit.code': code, 'exit.signal': signal,
       ...(slot.failure ? { 'error.message': slot.failure } : {}),

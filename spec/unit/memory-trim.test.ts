@@ -1,0 +1,52 @@
+// When the server collects old space the V8 way that gives pages back (runtime/memory-trim.ts): after a
+// burst, once it has stopped growing, at most once a minute.
+import { getHeapSpaceStatistics } from 'node:v8';
+import { gcFunction, TrimDecider } from '../../src/runtime/memory-trim';
+
+const MiB = 1024 * 1024;
+
+test('trims once old space holds much more than it uses and has stopped growing; not again within a minute', () => {
+  const d = new TrimDecider({ minFreeBytes: 32 * MiB, minFreeShare: 0.3, growingShare: 0.05, spacingMs: 60_000, maxSpacingMs: 240_000 });
+  // First look: nothing to compare with.
+  expect(d.shouldTrim({ size: 200 * MiB, used: 80 * MiB }, 0)).toBe(false);
+  // Still growing (80 → 100 MiB used): the burst goes on.
+  expect(d.shouldTrim({ size: 200 * MiB, used: 100 * MiB }, 10_000)).toBe(false);
+  // Steady at 100 MiB used in 200: trim.
+  expect(d.shouldTrim({ size: 200 * MiB, used: 101 * MiB }, 20_000)).toBe(true);
+  // Fragmented again at once: not within the minute.
+  expect(d.shouldTrim({ size: 200 * MiB, used: 100 * MiB }, 50_000)).toBe(false);
+  expect(d.shouldTrim({ size: 200 * MiB, used: 100 * MiB }, 80_001)).toBe(true);
+  // That one gave back only 8 MiB: the next may come after two minutes, not one.
+  d.trimmed(8 * MiB);
+  expect(d.shouldTrim({ size: 200 * MiB, used: 100 * MiB }, 80_001 + 60_000)).toBe(false);
+  expect(d.shouldTrim({ size: 200 * MiB, used: 100 * MiB }, 80_001 + 120_000)).toBe(true);
+  // A worthwhile one brings the minute back.
+  d.trimmed(100 * MiB);
+  expect(d.shouldTrim({ size: 200 * MiB, used: 100 * MiB }, 80_001 + 180_000)).toBe(true);
+});
+
+test('little free old space, in bytes or as a share of what is used, is left alone', () => {
+  const d = new TrimDecider({ minFreeBytes: 32 * MiB, minFreeShare: 0.3, growingShare: 0.05, spacingMs: 0, maxSpacingMs: 0 });
+  d.shouldTrim({ size: 60 * MiB, used: 40 * MiB }, 0);
+  // 20 MiB free: under 32 MiB.
+  expect(d.shouldTrim({ size: 60 * MiB, used: 40 * MiB }, 1)).toBe(false);
+  // 40 MiB free of 200 used: 20 %, under 30 %.
+  d.shouldTrim({ size: 240 * MiB, used: 200 * MiB }, 2);
+  expect(d.shouldTrim({ size: 240 * MiB, used: 200 * MiB }, 3)).toBe(false);
+});
+
+test('without --expose-gc the trim has its own gc(), and the collection it runs gives a burst\'s old-space pages back', () => {
+  const gc = gcFunction();
+  expect(typeof gc).toBe('function');
+  const old = (): number => getHeapSpaceStatistics().find((s) => s.space_name === 'old_space')!.space_size;
+  // A burst: objects that live long enough to be promoted, then nearly all die, a few survivors on every page.
+  const burst: unknown[][] = [];
+  for (let i = 0; i < 200; i++) burst.push(Array.from({ length: 2000 }, (_, k) => ({ k, s: `x${k}` })));
+  gc!({ type: 'major', execution: 'sync', flavor: 'last-resort' });
+  const peak = old();
+  const keep = burst.map((a) => a[0]);
+  burst.length = 0;
+  gc!({ type: 'major', execution: 'sync', flavor: 'last-resort' });
+  expect(old()).toBeLessThan(peak / 2);
+  expect(keep).toHaveLength(200);
+});
