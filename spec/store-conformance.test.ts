@@ -132,6 +132,32 @@ describe.each(STORE_KINDS)('%s store', (_name, make) => {
     expect(await store.getAgent(id)).toBeUndefined();
   });
 
+  test('agents: a check-in\'s partial update merges as Elasticsearch does (nested objects merge, arrays replace, nulls kept at any depth); a moved policy is found under its new id', async () => {
+    const id = uid();
+    const [policyA, policyB] = [uid(), uid()];
+    await store.createAgent(id, agentDoc({ policy_id: policyA, local_metadata: { host: { name: 'h', ip: ['1'] }, os: { family: 'debian' } } as never, components: [{ id: 'a' }] as never }));
+    await store.bulkUpdateAgents([{ id, doc: {
+      last_checkin: '2026-12-02T00:00:00Z', unhealthy_reason: null, sequence_num: 7,
+      local_metadata: { host: { ip: ['2', '3'] } } as never, components: [{ id: 'b', message: null }] as never,
+    } }]);
+    let doc = (await store.getAgent(id))!._source as Record<string, any>;
+    expect(doc['local_metadata']).toEqual({ host: { name: 'h', ip: ['2', '3'] }, os: { family: 'debian' } });
+    expect(doc['components']).toEqual([{ id: 'b', message: null }]);
+    expect(doc).toHaveProperty('unhealthy_reason', null);
+    expect(doc['sequence_num']).toBe(7);
+    // A null below the top level is kept, not dropped.
+    await store.updateAgent({ id, doc: { upgrade: { started_at: null, status: 'x' } } as never });
+    doc = (await store.getAgent(id))!._source as Record<string, any>;
+    expect(doc['upgrade']).toEqual({ started_at: null, status: 'x' });
+    // Unset a nested field; move the agent to another policy: its lookups follow.
+    await store.updateAgent({ id, doc: { policy_id: policyB }, unset: ['local_metadata.os'] });
+    doc = (await store.getAgent(id))!._source as Record<string, any>;
+    expect(doc['local_metadata']).toEqual({ host: { name: 'h', ip: ['2', '3'] } });
+    expect((await store.listAgents({ policyId: policyB })).map((h) => h._id)).toEqual([id]);
+    expect(await store.listAgents({ policyId: policyA })).toEqual([]);
+    await store.deleteAgent(id);
+  });
+
   test('policies: one document per revision, the latest wins, the change feed wakes on a new revision', async () => {
     const policyId = uid();
     await store.addPolicyRevision(policyDoc(policyId, 1));
