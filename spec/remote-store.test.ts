@@ -10,7 +10,10 @@ import { serialize } from 'node:v8';
 import pino from 'pino';
 import { NotFoundError, StoreBusyError, StoreUnavailableError, type Store, type WriteFaultListener } from '../src/store/port';
 import { connectRemoteStore } from '../src/store/remote/client';
+import { withLocalReads } from '../src/store/remote/local-reads';
 import { serveStore, type StoreServer } from '../src/store/remote/server';
+import { CheckinReads } from '../src/store/sqlite/check-in-reads';
+import { SqliteStore } from '../src/store/sqlite/store';
 import { FramedSocket, type Frame } from '../src/store/remote/wire';
 import { removeDir, tempDir } from './support/fleet-server';
 
@@ -208,5 +211,36 @@ test('frames are decoded whether a read holds part of one, several, or one split
     const text = (fs: Frame[]): string => JSON.stringify(fs, (_k, v) => (v?.type === 'Buffer' ? Buffer.from(v.data).toString('hex') : v));
     expect(text(got)).toEqual(text(frames));
     expect(got.map((f) => f.t)).toEqual(['call', 'item', 'fault']);
+  }
+});
+
+test('a worker\'s local check-in reads see what it just wrote through the owner; a failing reader falls back to the owner, warned once', async () => {
+  const dir = tempDir();
+  const owner = new SqliteStore(join(dir, 'fleet-server.db'));
+  const server = await serveStore(owner, join(dir, 'store.sock'), silent);
+  const warnings: unknown[] = [];
+  const log = pino({ level: 'warn' }, { write: (line: string) => void warnings.push(JSON.parse(line)) });
+  const reads = new CheckinReads(join(dir, 'fleet-server.db'));
+  const store = withLocalReads(await connectRemoteStore(server.path), reads, log);
+  try {
+    const key = await store.createApiKey({ name: 'a', roleDescriptors: {}, metadata: {} });
+    await store.createAgent('a1', { active: true, access_api_key_id: key.id, agent: { id: 'a1', version: '9.6.0' } } as never);
+    // Acknowledged by the owner after its commit: the local connection reads it at once.
+    expect(reads.getAgent('a1')?._source.access_api_key_id).toBe(key.id);
+    expect(await store.checkApiKey(key.id, key.key)).toBe('valid');
+    expect(await store.checkApiKey(key.id, 'wrong')).toBe('invalid');
+    await store.updateAgent({ id: 'a1', doc: { last_checkin_status: 'online' } });
+    expect((await store.getAgent('a1'))?._source.last_checkin_status).toBe('online');
+    // The local connection gone: the owner answers, and the fallback is said once.
+    reads.close();
+    expect((await store.getAgent('a1'))?._source.last_checkin_status).toBe('online');
+    expect(await store.checkApiKey(key.id, key.key)).toBe('valid');
+    expect(warnings).toHaveLength(1);
+    expect(warnings[0]).toMatchObject({ msg: expect.stringMatching(/asking the store owner/) });
+  } finally {
+    await store.close();
+    await server.close();
+    await owner.close();
+    removeDir(dir);
   }
 });

@@ -5,7 +5,9 @@ import { buildConfig } from '../../src/config/config';
 import { EsStore } from '../../src/store/elasticsearch/store';
 import type { Store } from '../../src/store/port';
 import { connectRemoteStore } from '../../src/store/remote/client';
+import { withLocalReads } from '../../src/store/remote/local-reads';
 import { serveStore } from '../../src/store/remote/server';
+import { CheckinReads } from '../../src/store/sqlite/check-in-reads';
 import { SqliteStore } from '../../src/store/sqlite/store';
 import { EsDouble } from './es-double/server';
 import { removeDir, tempDir } from './fleet-server';
@@ -36,6 +38,14 @@ export const STORE_KINDS: [string, () => Promise<StoreUnderTest>][] = [
     const owner = new SqliteStore(`${dir}/fleet-server.db`);
     const server = await serveStore(owner, `${dir}/store.sock`, pino({ level: 'silent' }));
     const store = await connectRemoteStore(server.path);
+    return { store, close: async () => { await store.close(); await server.close(); await owner.close(); removeDir(dir); } };
+  }],
+  // And with the check-in's reads on a read-only connection of its own, as a worker runs it.
+  ['worker (over the socket, check-in reads local)', async () => {
+    const dir = tempDir();
+    const owner = new SqliteStore(`${dir}/fleet-server.db`);
+    const server = await serveStore(owner, `${dir}/store.sock`, pino({ level: 'silent' }));
+    const store = withLocalReads(await connectRemoteStore(server.path), new CheckinReads(`${dir}/fleet-server.db`), pino({ level: 'silent' }));
     return { store, close: async () => { await store.close(); await server.close(); await owner.close(); removeDir(dir); } };
   }],
   ['elasticsearch (double)', async () => {

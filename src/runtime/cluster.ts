@@ -14,7 +14,11 @@ import type { Logger } from 'pino';
 import type { FleetServerConfig } from '../config/config';
 import { localStats, processMetrics, startMetrics, type StatsDocument, type StatsSource } from '../http/metrics';
 import { createLogger, rawLogWriter } from '../logging/logger';
+import { embeddedDbPath } from '../store/open';
+import type { Store } from '../store/port';
 import { connectRemoteStore } from '../store/remote/client';
+import { withLocalReads } from '../store/remote/local-reads';
+import { CheckinReads } from '../store/sqlite/check-in-reads';
 import { Backoff } from '../util/backoff';
 import { describeError, withContext } from '../util/error-text';
 import { NODE_FLAGS } from '../version';
@@ -56,6 +60,16 @@ function send(target: Worker | NodeJS.Process, message: ToWorker | ToPrimary): v
 
 function ignore(): void {}
 
+/** The owner's store, with the check-in's reads on a read-only connection of this worker's (when it can open one). */
+function withCheckinReads(remote: Store, config: FleetServerConfig, log: Logger): Store {
+  try {
+    return withLocalReads(remote, new CheckinReads(embeddedDbPath(config)), log);
+  } catch (err) {
+    log.warn({ err }, 'cannot read the embedded database here; every read goes to the store owner');
+    return remote;
+  }
+}
+
 /** A worker: one server with its share of the limits, stopped by its signals or by the primary. */
 export async function runWorker(config: FleetServerConfig): Promise<void> {
   const size = Math.max(1, Number(process.env[ENV_SIZE]) || 1);
@@ -82,9 +96,10 @@ export async function runWorker(config: FleetServerConfig): Promise<void> {
   try {
     // On the embedded store, the primary's: reached through its socket.
     const socket = process.env[ENV_STORE_SOCKET];
-    const store = socket ? await connectRemoteStore(socket, { log }).catch((err: unknown) => {
+    const remote = socket ? await connectRemoteStore(socket, { log }).catch((err: unknown) => {
       throw withContext(`cannot reach the store on ${socket}`, err);
     }) : undefined;
+    const store = remote ? withCheckinReads(remote, config, log) : undefined;
     const reusePort = process.env[ENV_REUSE_PORT] === '1';
     const server = await openServer(shared, log, { ticketKeys: await ticketKeys, reusePort }, store);
     stop = serveUntilStopped(server, log);

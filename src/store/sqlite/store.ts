@@ -14,7 +14,7 @@ import type {
   OutputKeyRequest, PendingAction, PendingActionQuery, Store,
 } from '../port';
 import { NotFoundError, secretReference, StoreUnavailableError, type WriteFaultListener } from '../port';
-import { hashSecret, newApiKeyId, newApiKeySecret, newSalt, secretMatches } from './api-keys';
+import { hashSecret, newApiKeyId, newApiKeySecret, newSalt } from './api-keys';
 import { SqliteArtifacts } from './artifacts';
 import { BlobDir } from './blobs';
 import { ChangeWatcher, SqliteChangeFeed } from './change-feed';
@@ -28,6 +28,7 @@ import type { SecretBox } from './secret-box';
 import { openFields, sealFields } from './sealed-fields';
 import type { SqlAccess } from './sql-access';
 import { SqliteUploads } from './uploads';
+import { AGENT_BY_ID, API_KEY_BY_ID, keyCheck, rowHit } from './check-in-reads';
 import { isoToMs, rfc3339 } from '../../util/time';
 
 type Row = Record<string, unknown>;
@@ -42,9 +43,7 @@ export interface SqliteStoreOptions {
   secretsKey?: string;
 }
 
-function hit<T>(row: Row | undefined): Hit<T> | undefined {
-  return row ? { _id: row['id'] as string, _source: JSON.parse(row['doc'] as string) as T } : undefined;
-}
+const hit = rowHit;
 
 const PLAIN_NAME = /^[A-Za-z0-9_-]+$/;
 
@@ -261,9 +260,7 @@ export class SqliteStore implements Store {
   }
 
   async checkApiKey(id: string, secret: string): Promise<ApiKeyCheck> {
-    const row = this.q('SELECT salt, hash, invalidated FROM api_keys WHERE id = ?').get(id) as Row | undefined;
-    if (!row || !secretMatches(row['salt'] as Uint8Array, row['hash'] as Uint8Array, secret)) return 'invalid';
-    return Number(row['invalidated']) ? 'invalid' : 'valid';
+    return keyCheck(this.q(API_KEY_BY_ID).get(id) as Row | undefined, secret);
   }
 
   async getApiKeyRoles(id: string): Promise<RoleMap | undefined> {
@@ -340,7 +337,7 @@ export class SqliteStore implements Store {
   // ---- agents ----
 
   async getAgent(id: string): Promise<Hit<AgentDoc> | undefined> {
-    return hit(this.q('SELECT id, doc FROM agents WHERE id = ?').get(id) as Row | undefined);
+    return hit(this.q(AGENT_BY_ID).get(id) as Row | undefined);
   }
 
   async findAgentByEnrollmentId(enrollmentId: string): Promise<Hit<AgentDoc> | undefined> {
