@@ -9,6 +9,13 @@ import { gunzipSync } from 'node:zlib';
 
 const HEAD_END = Buffer.from('\r\n\r\n');
 /**
+ * A kept connection idle longer than this is closed and a new one opened, as HTTP clients do with an idle
+ * timeout below the server's (35 s here). Go's client also drops a pooled connection as soon as its read
+ * loop sees the server close it; a generator that tells 12,000 agents to poll in one tick writes to
+ * connections whose close it has not read yet, and would count the server's idle timeout as resets.
+ */
+const CLIENT_IDLE_MS = 30_000;
+/**
  * Connections of this process opened and not yet written to. A real agent writes its request as soon as it
  * is connected; a load generator with 14,000 agents on a starved core would otherwise open thousands of
  * connections it takes seconds to write to, which a server rightly turns away as unfinished.
@@ -65,6 +72,7 @@ class Connection {
   }
 
   send(bytes, request) {
+    this.lastUsed = performance.now();
     this.request = request;
     this.chunks = [];
     this.socket.write(bytes);
@@ -91,6 +99,7 @@ class Connection {
     }
     this.request = undefined;
     this.chunks = [];
+    this.lastUsed = performance.now();
     if (answer.close) this.reusable = false;
     request.resolve(answer.response);
   }
@@ -110,8 +119,12 @@ export function rawPost({ host, port, path, headers, body, localAddress, holder 
     const request = { resolve, reject };
     const kept = holder?.connection;
     if (kept && kept.reusable && !kept.socket.destroyed) {
-      kept.send(message, request);
-      return;
+      if (performance.now() - kept.lastUsed < CLIENT_IDLE_MS) {
+        kept.send(message, request);
+        return;
+      }
+      kept.reusable = false;
+      kept.socket.destroy();
     }
     const open = (tries = 0) => {
       connecting++;
