@@ -2,6 +2,7 @@
 // Connection: close: agents on keep-alive sockets reconnect (to another instance) at a steady rate
 // instead of all at once, and never re-poll on a socket that is being closed.
 import http from 'node:http';
+import net from 'node:net';
 import { SimAgent } from './support/agent';
 import { removeDir, startFleetServer } from './support/fleet-server';
 
@@ -52,6 +53,44 @@ test('held polls are answered oldest first, spread out, with Connection: close; 
     expect(await stopped).toBe(0);
   } finally {
     keepAlive.destroy();
+    await server.stop();
+    removeDir(server.dataDir);
+  }
+});
+
+// Node counts a connection whose first request has not begun as busy, so closing idle connections at the
+// stop leaves it alone; this keeps it so.
+test('a connection made just before the stop, its request sent during the drain, is answered (Connection: close), not reset', async () => {
+  const server = await startFleetServer({ overrides: [
+    'inputs.0.server.timeouts.checkin_long_poll=60s', 'inputs.0.server.timeouts.checkin_jitter=0s', 'inputs.0.server.timeouts.drain=5s',
+  ] });
+  try {
+    // Forty held polls keep the drain going for ~0.4 s (answered at most 10 ms apart).
+    const held: Promise<unknown>[] = [];
+    for (let i = 0; i < 40; i++) {
+      const a = new SimAgent(server.url);
+      expect((await a.enroll(server.printedToken!)).status).toBe(200);
+      await a.checkin();
+      held.push(a.checkin({ status: 'online', agent_policy_id: 'default-policy', policy_revision_idx: 1 }).catch(() => undefined));
+    }
+    await new Promise((r) => setTimeout(r, 300));
+    const socket = net.connect(server.port, '127.0.0.1');
+    await new Promise((r) => socket.once('connect', r));
+    let received = '';
+    socket.on('data', (d: Buffer) => (received += d.toString('latin1')));
+    const ended = new Promise<boolean>((r) => {
+      socket.once('close', (hadError) => r(hadError));
+      socket.once('error', () => undefined);
+    });
+    const stopped = server.stop();
+    await new Promise((r) => setTimeout(r, 150));
+    socket.write('GET /api/status HTTP/1.1\r\nHost: x\r\n\r\n');
+    expect(await ended).toBe(false);
+    expect(received).toMatch(/^HTTP\/1\.1 \d{3} /);
+    expect(received.toLowerCase()).toContain('connection: close');
+    await Promise.all(held);
+    expect(await stopped).toBe(0);
+  } finally {
     await server.stop();
     removeDir(server.dataDir);
   }
