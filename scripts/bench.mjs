@@ -67,11 +67,13 @@ async function run(store) {
     '-E', `path.data=${dir}`, '-E', 'inputs.0.server.host=127.0.0.1', '-E', `inputs.0.server.port=${PORT}`,
     '-E', `inputs.0.server.internal_port=${PORT + 1}`, '-E', 'logging.level=warn',
     '-E', 'http.enabled=true', '-E', `http.port=${PORT + 2}`,
-    // Open the enroll and check-in limiters: this measures the server, not the throttles.
-    '-E', 'inputs.0.server.limits.enroll_limit.interval=1us', '-E', 'inputs.0.server.limits.enroll_limit.burst=100000',
-    '-E', 'inputs.0.server.limits.enroll_limit.max=100000',
-    '-E', 'inputs.0.server.limits.checkin_limit.interval=1us', '-E', 'inputs.0.server.limits.checkin_limit.burst=100000',
-    '-E', 'inputs.0.server.limits.checkin_limit.max=100000',
+    // The enroll and check-in limiters off (0, as upstream): this measures the server, not the throttles. A
+    // cap of 100,000 was not open with workers: each takes 1/n of it, and the kernel does not deal
+    // reconnecting agents out evenly, so the fullest worker refused polls with Retry-After up to 60 s.
+    '-E', 'inputs.0.server.limits.enroll_limit.interval=0', '-E', 'inputs.0.server.limits.enroll_limit.burst=0',
+    '-E', 'inputs.0.server.limits.enroll_limit.max=0',
+    '-E', 'inputs.0.server.limits.checkin_limit.interval=0', '-E', 'inputs.0.server.limits.checkin_limit.burst=0',
+    '-E', 'inputs.0.server.limits.checkin_limit.max=0',
     // Elasticsearch mode: polls of 15–20 s, so a minute of steady state holds several check-ins per agent.
     ...(store === 'elasticsearch' ? ['-E', 'inputs.0.server.timeouts.checkin_long_poll=20s', '-E', 'inputs.0.server.timeouts.checkin_jitter=5s'] : []),
     ...(SERVER_WORKERS ? ['-E', `inputs.0.server.workers=${SERVER_WORKERS}`] : []),

@@ -154,7 +154,8 @@ async function heldSamples(ctx, t0, { untilAll, onStats }) {
     const ms = Date.now() - t0;
     // A scrape the server did not answer in time (busy, or down) is no reading, not "none held"; a
     // server that never answered counts as none.
-    if (s) samples.push({ ms, held: s.fleet.checkin.held ?? 0 });
+    const count = s?.fleet?.checkin?.held;
+    if (count !== undefined) samples.push({ ms, held: count });
     else unanswered++;
     const held = samples.at(-1)?.held ?? 0;
     if (untilAll && held >= ctx.total) {
