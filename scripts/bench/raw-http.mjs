@@ -4,6 +4,7 @@
 // also runs on, it starved its own sockets and the server saw connections that never sent their request.
 // An agent (`holder`) keeps its connection alive between requests, as Elastic Agent's Go client does;
 // without one, each request has its own connection (Connection: close).
+import { readFileSync } from 'node:fs';
 import net from 'node:net';
 import { gunzipSync } from 'node:zlib';
 
@@ -31,18 +32,34 @@ const waiting = [];
  * 100,000-agent run needed 14 minutes to connect. A named port is one hash lookup. A port the kernel still
  * holds (another socket, TIME_WAIT) fails the connect with EADDRINUSE / EADDRNOTAVAIL and the next is tried.
  */
+// Outside the kernel's ephemeral range: a port bound here is one no other socket on the machine may
+// take for an outgoing connection (Linux keeps bound ports per port, whatever the address), so the
+// generators leave that range to everyone else: a run that took it made the bench's own fetch of /stats
+// fail with EADDRNOTAVAIL.
+const [EPHEMERAL_LOW, EPHEMERAL_HIGH] = ephemeralRange();
 const FIRST_PORT = 1024;
 const LAST_PORT = 65535;
-let lastPort = FIRST_PORT + Math.floor(Math.random() * (LAST_PORT - FIRST_PORT));
+let lastPort = FIRST_PORT + Math.floor(Math.random() * (EPHEMERAL_LOW - FIRST_PORT));
 const portsInUse = new Set();
 function takePort() {
-  for (;;) {
+  for (let tried = 0; ; tried++) {
+    if (tried > LAST_PORT) throw new Error('no source port left outside the ephemeral range');
     lastPort = lastPort >= LAST_PORT ? FIRST_PORT : lastPort + 1;
+    if (lastPort >= EPHEMERAL_LOW && lastPort <= EPHEMERAL_HIGH) lastPort = EPHEMERAL_HIGH + 1;
+    if (lastPort > LAST_PORT) continue;
     if (!portsInUse.has(lastPort)) {
       portsInUse.add(lastPort);
       return lastPort;
     }
   }
+}
+
+function ephemeralRange() {
+  try {
+    const [low, high] = readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/).map(Number);
+    if (low > 0 && high >= low) return [low, high];
+  } catch { /* not Linux */ }
+  return [32768, 60999];
 }
 const PORT_TAKEN = new Set(['EADDRINUSE', 'EADDRNOTAVAIL']);
 
