@@ -47,6 +47,7 @@ test('without --expose-gc the trim has its own gc(), and the collection it runs 
   const keep = burst.map((a) => a[0]);
   burst.length = 0;
   gc!({ type: 'major', execution: 'sync', flavor: 'last-resort' });
-  expect(old()).toBeLessThan(peak / 2);
+  // The burst was ~30 MiB of objects; most of its pages go back (other tests share this heap).
+  expect(peak - old()).toBeGreaterThan(10 * MiB);
   expect(keep).toHaveLength(200);
 });

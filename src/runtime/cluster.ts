@@ -305,7 +305,8 @@ function ensurePortFree(host: string, port: number): Promise<void> {
     const done = (inUse: boolean): void => {
       probe.destroy();
       if (!inUse) resolve();
-      else reject(Object.assign(new Error(`listen EADDRINUSE: address already in use ${host}:${port}`), { code: 'EADDRINUSE' }));
+      // Shaped as the listen's own error would be, so it is told the same way.
+      else reject(Object.assign(new Error(`listen EADDRINUSE: address already in use ${host}:${port}`), { code: 'EADDRINUSE', errno: -98, syscall: 'listen', address: host, port }));
     };
     probe.setTimeout(1000, () => done(false));
     probe.once('connect', () => done(true));
