@@ -61,15 +61,20 @@ function processTree(pid) {
   return pids;
 }
 
-/** RSS in KiB of a server: its process and its cluster workers (inputs.0.server.workers). */
-export function rssKiB(pid) {
+/** A field of /proc/<pid>/<file>, in KiB, summed over a server's process and its cluster workers. */
+function sumOverTree(pid, file, field) {
   let total = 0;
   for (const p of processTree(pid)) {
     try {
-      total += Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${p}/status`, 'utf8'))?.[1] ?? 0);
+      total += Number(field.exec(readFileSync(`/proc/${p}/${file}`, 'utf8'))?.[1] ?? 0);
     } catch { /* gone meanwhile */ }
   }
   return total;
+}
+
+/** RSS in KiB of a server: its process and its cluster workers (inputs.0.server.workers). */
+export function rssKiB(pid) {
+  return sumOverTree(pid, 'status', /VmRSS:\s+(\d+)/);
 }
 
 /**
@@ -78,13 +83,7 @@ export function rssKiB(pid) {
  * counts them once per process.
  */
 export function pssKiB(pid) {
-  let total = 0;
-  for (const p of processTree(pid)) {
-    try {
-      total += Number(/^Pss:\s+(\d+)/m.exec(readFileSync(`/proc/${p}/smaps_rollup`, 'utf8'))?.[1] ?? 0);
-    } catch { /* gone meanwhile */ }
-  }
-  return total;
+  return sumOverTree(pid, 'smaps_rollup', /^Pss:\s+(\d+)/m);
 }
 
 const TICKS_PER_SECOND = 100;

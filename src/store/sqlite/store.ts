@@ -43,7 +43,6 @@ export interface SqliteStoreOptions {
   secretsKey?: string;
 }
 
-const hit = rowHit;
 
 const PLAIN_NAME = /^[A-Za-z0-9_-]+$/;
 
@@ -307,14 +306,14 @@ export class SqliteStore implements Store {
   // ---- enrollment keys ----
 
   async findEnrollmentKey(apiKeyId: string): Promise<Hit<EnrollmentKeyDoc> | undefined> {
-    return hit<EnrollmentKeyDoc>(this.q('SELECT id, doc FROM enrollment_keys WHERE api_key_id = ? AND active = 1').get(apiKeyId) as Row | undefined);
+    return rowHit<EnrollmentKeyDoc>(this.q('SELECT id, doc FROM enrollment_keys WHERE api_key_id = ? AND active = 1').get(apiKeyId) as Row | undefined);
   }
 
   async listEnrollmentKeys(policyId?: string): Promise<Hit<EnrollmentKeyDoc>[]> {
     const rows = policyId === undefined
       ? this.q('SELECT id, doc FROM enrollment_keys ORDER BY rowid').all()
       : this.q('SELECT id, doc FROM enrollment_keys WHERE policy_id = ? ORDER BY rowid').all(policyId);
-    return rows.map((r) => hit<EnrollmentKeyDoc>(r as Row)!);
+    return rows.map((r) => rowHit<EnrollmentKeyDoc>(r as Row)!);
   }
 
   async putEnrollmentKey(id: string, doc: EnrollmentKeyDoc): Promise<void> {
@@ -326,7 +325,7 @@ export class SqliteStore implements Store {
 
   async updateEnrollmentKey(id: string, partial: Partial<EnrollmentKeyDoc>): Promise<void> {
     await this.write(() => {
-      const cur = hit<EnrollmentKeyDoc>(this.q('SELECT id, doc FROM enrollment_keys WHERE id = ?').get(id) as Row | undefined);
+      const cur = rowHit<EnrollmentKeyDoc>(this.q('SELECT id, doc FROM enrollment_keys WHERE id = ?').get(id) as Row | undefined);
       if (!cur) throw new NotFoundError(`enrollment key ${id} not found`);
       const doc = enrollmentDocAtRest(mergeDoc(cur._source, partial));
       this.q('UPDATE enrollment_keys SET api_key_id = ?, policy_id = ?, active = ?, doc = ? WHERE id = ?')
@@ -337,15 +336,15 @@ export class SqliteStore implements Store {
   // ---- agents ----
 
   async getAgent(id: string): Promise<Hit<AgentDoc> | undefined> {
-    return hit(this.q(AGENT_BY_ID).get(id) as Row | undefined);
+    return rowHit(this.q(AGENT_BY_ID).get(id) as Row | undefined);
   }
 
   async findAgentByEnrollmentId(enrollmentId: string): Promise<Hit<AgentDoc> | undefined> {
-    return hit(this.q('SELECT id, doc FROM agents WHERE enrollment_id = ? LIMIT 1').get(enrollmentId) as Row | undefined);
+    return rowHit(this.q('SELECT id, doc FROM agents WHERE enrollment_id = ? LIMIT 1').get(enrollmentId) as Row | undefined);
   }
 
   async findAgentByAccessKeyId(keyId: string): Promise<Hit<AgentDoc> | undefined> {
-    return hit(this.q('SELECT id, doc FROM agents WHERE access_api_key_id = ? LIMIT 1').get(keyId) as Row | undefined);
+    return rowHit(this.q('SELECT id, doc FROM agents WHERE access_api_key_id = ? LIMIT 1').get(keyId) as Row | undefined);
   }
 
   private putAgentRow(id: string, doc: AgentDoc, insert: boolean): void {
@@ -369,11 +368,11 @@ export class SqliteStore implements Store {
     const patch = sqlPatch(u);
     if (patch) {
       let expr = 'json_patch(doc, ?)';
-      for (let i = 0; i < patch.removals.length; i++) expr = `json_remove(${expr}, ?)`;
+      if (patch.removals.length > 0) expr = `json_remove(${expr}${', ?'.repeat(patch.removals.length)})`;
       if (patch.nulls.length > 0) expr = `json_set(${expr}${", ?, json('null')".repeat(patch.nulls.length)})`;
       return Number(this.q(`UPDATE agents SET doc = ${expr} WHERE id = ?`).run(patch.merge, ...patch.removals, ...patch.nulls, u.id).changes) > 0;
     }
-    const cur = hit<AgentDoc>(this.q('SELECT id, doc FROM agents WHERE id = ?').get(u.id) as Row | undefined);
+    const cur = rowHit<AgentDoc>(this.q(AGENT_BY_ID).get(u.id) as Row | undefined);
     if (!cur) return false;
     if (u.replace) removeFields(cur._source, u.replace);
     const doc = mergeDoc(cur._source, u.doc as Record<string, unknown>);
@@ -411,7 +410,7 @@ export class SqliteStore implements Store {
       params.push(query.active ? 1 : 0);
     }
     const sql = `SELECT id, doc FROM agents ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY rowid LIMIT ?`;
-    return guarded(this.db.prepare(sql), this.path).all(...params, query.limit ?? 10000).map((r) => hit<AgentDoc>(r as Row)!);
+    return guarded(this.db.prepare(sql), this.path).all(...params, query.limit ?? 10000).map((r) => rowHit<AgentDoc>(r as Row)!);
   }
 
   // ---- policies ----
@@ -501,6 +500,6 @@ export class SqliteStore implements Store {
   }
 
   async listActionResults(actionId: string): Promise<Hit<ActionResultDoc>[]> {
-    return this.q('SELECT id, doc FROM action_results WHERE action_id = ? ORDER BY rowid').all(actionId).map((r) => hit<ActionResultDoc>(r as Row)!);
+    return this.q('SELECT id, doc FROM action_results WHERE action_id = ? ORDER BY rowid').all(actionId).map((r) => rowHit<ActionResultDoc>(r as Row)!);
   }
 }
