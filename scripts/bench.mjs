@@ -10,7 +10,7 @@ import { spawn, fork, execFileSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { cpuSeconds, pssKiB, rssKiB, sleep, startDouble, waitFor } from './bench/common.mjs';
+import { cpuSeconds, cpuSecondsOf, pssKiB, rssKiB, sleep, startDouble, waitFor } from './bench/common.mjs';
 import { printOutcomes, runStorms, STORMS } from './bench/storm.mjs';
 
 const AGENTS = Number(process.env.BENCH_AGENTS ?? 10_000);
@@ -142,7 +142,11 @@ async function run(store) {
   const held = status.reduce((s, x) => s + x.pending, 0);
   // Let the check-in bookkeeping flush (10 s) and the server give back what the burst left (memory-trim.ts:
   // two looks 10 s apart without growth), so what is measured is the steady state of held polls.
+  const cpuQuiet0 = cpuSeconds(server.pid);
   await sleep(25_000);
+  // What holding alone costs (the check-in bookkeeping's last_checkin sweeps, timers): a rollout's CPU
+  // includes it too.
+  const cpuHoldingPerS = (cpuSeconds(server.pid) - cpuQuiet0) / 25;
   const rssHeld = rssKiB(server.pid);
   const pssHeld = pssKiB(server.pid);
   const statsHeld = await stats();
@@ -160,6 +164,11 @@ async function run(store) {
   }
 
   writePolicy(join(dir, 'p2.json'), 8);
+  // Where the rollout's CPU goes: the primary alone, the whole server, the load generators (they share the cores).
+  const rolloutCpu = () => ({ primary: cpuSecondsOf([server.pid]), server: cpuSeconds(server.pid), generators: cpuSecondsOf(workers.map((w) => w.pid)) });
+  const cpuRollout0 = rolloutCpu();
+  // The monotonic clock (µs), as V8's --cpu-prof timestamps have it: a profile can be cut to the rollout.
+  const monoStart = process.hrtime.bigint() / 1000n;
   const put = cli(['policy', 'put', join(dir, 'p2.json')]);
   const written = Date.parse(cli(['policy', 'show', 'default-policy'])['@timestamp']);
   let times = [];
@@ -169,6 +178,8 @@ async function run(store) {
     times = status.flatMap((s) => s.delivered);
     if (times.length >= total) break;
   }
+  const monoEnd = process.hrtime.bigint() / 1000n;
+  const cpuRollout1 = rolloutCpu();
   const badKeys = status.reduce((s, x) => s + x.badKeys, 0);
   const lat = times.map((t) => t - written).sort((a, b) => a - b);
   const pct = (p) => (lat.length ? lat[Math.min(lat.length - 1, Math.ceil((p / 100) * total) - 1)] : NaN);
@@ -206,6 +217,7 @@ async function run(store) {
   console.log(`server CPU seconds              enroll ${fmt(cpuEnrolled - cpuStart)}, first check-ins ${fmt(cpuCheckedIn - cpuEnrolled)}, whole run ${fmt(cpuEnd - cpuStart)}`);
   console.log(`check-in bodies                 ${GZIP_BODIES ? 'gzip (as Elastic Agent 9.4+)' : 'plain JSON'}`);
   console.log(`held long polls                 ${held} in flight at the agents, ${heldByServer} held by the server ${fmt(holdMs / 1000)} s after all agents started polling at once (server CPU ${fmt(cpuHeld - cpuHoldStart)} s)`);
+  console.log(`server CPU while holding        ${fmt(cpuHoldingPerS, 2)} s per second over the 25 s after all were held (bookkeeping, memory trim)`);
   console.log(`server processes                ${statsHeld.fleet.cluster ? `${statsHeld.fleet.cluster.workers} workers + primary (inputs.0.server.workers)` : '1'}`);
   console.log(`server RSS idle                 ${fmt(rssIdle / 1024)} MiB`);
   console.log(`server RSS with polls held      ${fmt(rssHeld / 1024)} MiB`);
@@ -224,6 +236,8 @@ async function run(store) {
   }
   console.log(`policy revision ${put.revision} reached      ${lat.length}/${total} agents`);
   console.log(`  p50 / p99 / 100%              ${fmt(pct(50) / 1000, 3)} s / ${fmt(pct(99) / 1000, 3)} s / ${fmt(lat.length === total ? lat[lat.length - 1] / 1000 : NaN, 3)} s   target 100% ≤ 5 s`);
+  const rc = (k) => cpuRollout1[k] - cpuRollout0[k];
+  console.log(`  CPU seconds in the rollout    primary ${fmt(rc('primary'))}, workers ${fmt(rc('server') - rc('primary'))}, load generators ${fmt(rc('generators'))}  (monotonic µs ${monoStart}–${monoEnd})`);
   console.log(`responses without an output key ${badKeys}`);
   console.log(`server RSS after the rollout    ${fmt(rssAfter / 1024)} MiB`);
   if (tls) {

@@ -13,6 +13,7 @@ import { connectRemoteStore } from '../src/store/remote/client';
 import { withLocalReads } from '../src/store/remote/local-reads';
 import { serveStore, type StoreServer } from '../src/store/remote/server';
 import { CheckinReads } from '../src/store/sqlite/check-in-reads';
+import { resolveSecretBox } from '../src/store/sqlite/secret-box';
 import { SqliteStore } from '../src/store/sqlite/store';
 import { FramedSocket, type Frame } from '../src/store/remote/wire';
 import { removeDir, tempDir } from './support/fleet-server';
@@ -214,13 +215,13 @@ test('frames are decoded whether a read holds part of one, several, or one split
   }
 });
 
-test('a worker\'s local check-in reads see what it just wrote through the owner; a failing reader falls back to the owner, warned once', async () => {
+test('a worker\'s local check-in reads (agent, access key, output key secret and roles) see what it just wrote through the owner; a failing reader falls back to the owner, warned once', async () => {
   const dir = tempDir();
   const owner = new SqliteStore(join(dir, 'fleet-server.db'));
   const server = await serveStore(owner, join(dir, 'store.sock'), silent);
   const warnings: unknown[] = [];
   const log = pino({ level: 'warn' }, { write: (line: string) => void warnings.push(JSON.parse(line)) });
-  const reads = new CheckinReads(join(dir, 'fleet-server.db'));
+  const reads = new CheckinReads(join(dir, 'fleet-server.db'), resolveSecretBox(dir, undefined, () => false));
   const store = withLocalReads(await connectRemoteStore(server.path), reads, log);
   try {
     const key = await store.createApiKey({ name: 'a', roleDescriptors: {}, metadata: {} });
@@ -231,10 +232,18 @@ test('a worker\'s local check-in reads see what it just wrote through the owner;
     expect(await store.checkApiKey(key.id, 'wrong')).toBe('invalid');
     await store.updateAgent({ id: 'a1', doc: { last_checkin_status: 'online' } });
     expect((await store.getAgent('a1'))?._source.last_checkin_status).toBe('online');
+    const secretId = await store.createSecret('out-id:out-key');
+    expect(reads.getSecret(secretId)).toBe('out-id:out-key');
+    const roles = { r1: { cluster: ['monitor'] } };
+    const outKey = await store.apiKeysFor(undefined).createApiKey({ name: 'o', roleDescriptors: roles, metadata: {} });
+    expect(reads.getApiKeyRoles(outKey.id)).toEqual(roles);
+    expect(await store.apiKeysFor(undefined).getApiKeyRoles(outKey.id)).toEqual(roles);
     // The local connection gone: the owner answers, and the fallback is said once.
     reads.close();
     expect((await store.getAgent('a1'))?._source.last_checkin_status).toBe('online');
     expect(await store.checkApiKey(key.id, key.key)).toBe('valid');
+    expect(await store.getSecret(secretId)).toBe('out-id:out-key');
+    expect(await store.apiKeysFor(undefined).getApiKeyRoles(outKey.id)).toEqual(roles);
     expect(warnings).toHaveLength(1);
     expect(warnings[0]).toMatchObject({ msg: expect.stringMatching(/asking the store owner/) });
   } finally {

@@ -89,8 +89,13 @@ export function pssKiB(pid) {
 const TICKS_PER_SECOND = 100;
 /** CPU seconds (user + system) used so far by a server: its process and its cluster workers. */
 export function cpuSeconds(pid) {
+  return cpuSecondsOf(processTree(pid));
+}
+
+/** CPU seconds (user + system) used so far by these processes alone (not their children). */
+export function cpuSecondsOf(pids) {
   let ticks = 0;
-  for (const p of processTree(pid)) {
+  for (const p of pids) {
     try {
       const f = readFileSync(`/proc/${p}/stat`, 'utf8').replace(/^.*\) /s, '').split(' ');
       ticks += Number(f[11]) + Number(f[12]);

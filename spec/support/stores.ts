@@ -8,6 +8,7 @@ import { connectRemoteStore } from '../../src/store/remote/client';
 import { withLocalReads } from '../../src/store/remote/local-reads';
 import { serveStore } from '../../src/store/remote/server';
 import { CheckinReads } from '../../src/store/sqlite/check-in-reads';
+import { resolveSecretBox } from '../../src/store/sqlite/secret-box';
 import { SqliteStore } from '../../src/store/sqlite/store';
 import { EsDouble } from './es-double/server';
 import { removeDir, tempDir } from './fleet-server';
@@ -45,7 +46,7 @@ export const STORE_KINDS: [string, () => Promise<StoreUnderTest>][] = [
     const dir = tempDir();
     const owner = new SqliteStore(`${dir}/fleet-server.db`);
     const server = await serveStore(owner, `${dir}/store.sock`, pino({ level: 'silent' }));
-    const store = withLocalReads(await connectRemoteStore(server.path), new CheckinReads(`${dir}/fleet-server.db`), pino({ level: 'silent' }));
+    const store = withLocalReads(await connectRemoteStore(server.path), new CheckinReads(`${dir}/fleet-server.db`, resolveSecretBox(dir, undefined, () => false)), pino({ level: 'silent' }));
     return { store, close: async () => { await store.close(); await server.close(); await owner.close(); removeDir(dir); } };
   }],
   ['elasticsearch (double)', async () => {

@@ -183,7 +183,8 @@ export class OutputKeys {
     }
     for (const [cluster, ids] of invalidate) await cluster.invalidateApiKeys([...ids]);
     for (const id of secrets) this.plainKeys.delete(id);
-    await this.store.deleteSecrets([...secrets]);
+    // Most acks retire nothing; in a worker an empty call would still be a round trip to the store owner.
+    if (secrets.size > 0) await this.store.deleteSecrets([...secrets]);
   }
 
   /**

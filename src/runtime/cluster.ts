@@ -9,16 +9,18 @@
 import cluster, { type Worker } from 'node:cluster';
 import { randomBytes } from 'node:crypto';
 import net from 'node:net';
+import { dirname } from 'node:path';
 import { createInterface } from 'node:readline';
 import type { Logger } from 'pino';
 import type { FleetServerConfig } from '../config/config';
 import { localStats, processMetrics, startMetrics, type StatsDocument, type StatsSource } from '../http/metrics';
 import { createLogger, rawLogWriter } from '../logging/logger';
-import { embeddedDbPath } from '../store/open';
+import { embeddedDbPath, embeddedSecretsKey } from '../store/open';
 import type { Store } from '../store/port';
 import { connectRemoteStore } from '../store/remote/client';
 import { withLocalReads } from '../store/remote/local-reads';
 import { CheckinReads } from '../store/sqlite/check-in-reads';
+import { resolveSecretBox } from '../store/sqlite/secret-box';
 import { Backoff } from '../util/backoff';
 import { describeError, withContext } from '../util/error-text';
 import { NODE_FLAGS } from '../version';
@@ -63,7 +65,10 @@ function ignore(): void {}
 /** The owner's store, with the check-in's reads on a read-only connection of this worker's (when it can open one). */
 function withCheckinReads(remote: Store, config: FleetServerConfig, log: Logger): Store {
   try {
-    return withLocalReads(remote, new CheckinReads(embeddedDbPath(config)), log);
+    const path = embeddedDbPath(config);
+    // The owner made or checked the key before starting the workers: a worker never makes one.
+    const box = resolveSecretBox(dirname(path), embeddedSecretsKey(config), () => false);
+    return withLocalReads(remote, new CheckinReads(path, box), log);
   } catch (err) {
     log.warn({ err }, 'cannot read the embedded database here; every read goes to the store owner');
     return remote;

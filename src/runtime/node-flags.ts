@@ -1,5 +1,5 @@
-// The V8 flags the program ships with (package.json fleetServer.nodeFlags: a 2 MiB young generation,
-// which is most of the server's memory per held agent) apply however it is launched. The shebang, npm
+// The V8 flags the program ships with (package.json fleetServer.nodeFlags: the young generation's cap,
+// which sets both the memory per held agent and the GC's share of the CPU) apply however it is launched. The shebang, npm
 // start, the single executable and cluster workers pass them; `node dist/fleet-server.js` does not, and
 // V8 reads them only when the heap is set up. So a server started without them replaces itself (same
 // pid, same descriptors: execve) with one started with them, before it has done anything.

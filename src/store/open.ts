@@ -11,6 +11,11 @@ export function embeddedDbPath(config: FleetServerConfig): string {
   return join(config.pathData, 'fleet-server.db');
 }
 
+/** The embedded store's key material when given (configuration, then environment); else its key file. */
+export function embeddedSecretsKey(config: FleetServerConfig): string | undefined {
+  return config.server.secretsKey || process.env[KEY_ENV];
+}
+
 /**
  * The Elasticsearch adapter (and its client library) is loaded only when configured: ~15 MiB an embedded
  * server does not need. `server` is the server's own open (the embedded store locks its data directory
@@ -23,6 +28,6 @@ export async function openStore(config: FleetServerConfig, log: Logger, opts: { 
   }
   return new SqliteStore(embeddedDbPath(config), {
     server: opts.server,
-    secretsKey: config.server.secretsKey || process.env[KEY_ENV],
+    secretsKey: embeddedSecretsKey(config),
   });
 }

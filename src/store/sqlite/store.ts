@@ -28,7 +28,7 @@ import type { SecretBox } from './secret-box';
 import { openFields, sealFields } from './sealed-fields';
 import type { SqlAccess } from './sql-access';
 import { SqliteUploads } from './uploads';
-import { AGENT_BY_ID, API_KEY_BY_ID, keyCheck, rowHit } from './check-in-reads';
+import { AGENT_BY_ID, API_KEY_BY_ID, keyCheck, openSecret, ROLES_BY_ID, rolesOf, rowHit, SECRET_BY_ID } from './check-in-reads';
 import { isoToMs, rfc3339 } from '../../util/time';
 
 type Row = Record<string, unknown>;
@@ -263,8 +263,7 @@ export class SqliteStore implements Store {
   }
 
   async getApiKeyRoles(id: string): Promise<RoleMap | undefined> {
-    const row = this.q('SELECT role_descriptors FROM api_keys WHERE id = ? AND invalidated = 0').get(id) as Row | undefined;
-    return row ? (JSON.parse(row['role_descriptors'] as string) as RoleMap) : undefined;
+    return rolesOf(this.q(ROLES_BY_ID).get(id) as Row | undefined);
   }
 
   async updateApiKeyRoles(ids: string[], roles: RoleMap): Promise<void> {
@@ -288,12 +287,7 @@ export class SqliteStore implements Store {
   }
 
   async getSecret(id: string): Promise<string | undefined> {
-    const row = this.q('SELECT value FROM secrets WHERE id = ?').get(id) as Row | undefined;
-    if (!row) return undefined;
-    const plain = this.box.open(row['value'] as string, id);
-    // The key was checked at open, so this is a row altered behind the server's back.
-    if (plain === undefined) throw new StoreUnavailableError(`secret ${id} in ${this.path} cannot be decrypted with the configured key`);
-    return plain;
+    return openSecret(this.q(SECRET_BY_ID).get(id) as Row | undefined, this.box, id, this.path);
   }
 
   async deleteSecrets(ids: string[]): Promise<void> {
