@@ -61,6 +61,12 @@ const common = {
   target: 'node24',
   format: 'cjs',
   legalComments: 'none',
+  // Without the indentation and line breaks: the source text every process holds is a third smaller,
+  // and the line-ends table V8 builds for a stack trace (pino asks for one at each logger it makes)
+  // shrinks from 55,000 lines to a few hundred: ~1.1 MiB less idle RSS per process. Names are kept, so
+  // stack traces still name every function; `node --enable-source-maps` maps them back to src/ through
+  // the linked source map.
+  minifyWhitespace: true,
   define: { 'import.meta.url': '__import_meta_url' },
   logLevel: 'warning',
 };
