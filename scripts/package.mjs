@@ -12,9 +12,9 @@ const dist = new URL('../dist/', import.meta.url).pathname;
 const platformName = `${platform()}-${arch() === 'x64' ? 'x86_64' : arch()}`;
 const name = `fleet-server-${pkg.version}-${platformName}`;
 
-// The single executable runs the bundle without its shebang line, with the flags the shebang carries.
-const bundle = readFileSync(`${dist}fleet-server.js`, 'utf8');
-writeFileSync(`${dist}fleet-server.sea.js`, bundle.startsWith('#!') ? bundle.slice(bundle.indexOf('\n') + 1) : bundle);
+// The single executable runs one script: the program with the libraries dist/vendor/ holds for the
+// bundle inlined, without a shebang line (it carries the shebang's flags itself).
+execFileSync(process.execPath, [new URL('build.mjs', import.meta.url).pathname, '--single-file'], { stdio: 'inherit' });
 writeFileSync(`${dist}sea-config.json`, JSON.stringify({
   main: `${dist}fleet-server.sea.js`,
   output: `${dist}sea-prep.blob`,

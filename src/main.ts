@@ -1,8 +1,7 @@
 // fleet-server: the server (default command) and its admin commands.
-import yargs from 'yargs';
-import { registerAdminCommands } from './cli/admin';
 import type { ConfigArgs } from './cli/load-config';
 import { runServer } from './cli/run';
+import { workerArgs } from './runtime/cluster';
 import { ensureNodeFlags, programArgs } from './runtime/node-flags';
 import { describeError } from './util/error-text';
 import { COMMIT, VERSION } from './version';
@@ -11,6 +10,12 @@ import { COMMIT, VERSION } from './version';
 class UsageError extends Error {}
 
 async function main(argv: string[]): Promise<void> {
+  // A cluster worker runs the server with the arguments its primary parsed: the command line and the
+  // admin commands (yargs and the CLI's modules, ~1 MiB a worker) are loaded only in the process started.
+  const forWorker = workerArgs();
+  if (forWorker) return runServer(forWorker);
+  const { default: yargs } = await import('yargs');
+  const { registerAdminCommands } = await import('./cli/admin');
   const y = yargs(argv)
     .scriptName('fleet-server')
     .usage('$0 [command] [options]')

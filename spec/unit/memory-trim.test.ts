@@ -51,3 +51,24 @@ test('without --expose-gc the trim has its own gc(), and the collection it runs 
   expect(peak - old()).toBeGreaterThan(10 * MiB);
   expect(keep).toHaveLength(200);
 });
+
+test('once start-up is over (old space no longer growing) one collection is due, only while old space is start-up sized', () => {
+  const policy = { minFreeBytes: 16 * MiB, minFreeShare: 0.25, growingShare: 0.05, spacingMs: 60_000, maxSpacingMs: 240_000 };
+  const d = new TrimDecider(policy);
+  const look = (used: number, size = 12 * MiB): boolean => {
+    const startup = d.startupSettled({ size, used });
+    d.shouldTrim({ size, used }, 0);
+    return startup;
+  };
+  // First look: nothing to compare with; then still loading (6 → 8 MiB used).
+  expect(look(6 * MiB)).toBe(false);
+  expect(look(8 * MiB)).toBe(false);
+  // Steady: collect, once.
+  expect(look(8 * MiB)).toBe(true);
+  expect(look(8 * MiB)).toBe(false);
+  // A server already in a burst when it settles (old space past 32 MiB) is left to the burst rule.
+  const busy = new TrimDecider(policy);
+  busy.shouldTrim({ size: 200 * MiB, used: 150 * MiB }, 0);
+  expect(busy.startupSettled({ size: 200 * MiB, used: 150 * MiB })).toBe(false);
+  expect(busy.startupSettled({ size: 12 * MiB, used: 8 * MiB })).toBe(false);
+});

@@ -29,7 +29,7 @@ export async function runServer(args: ConfigArgs): Promise<void> {
     // The embedded store: the primary owns it, and serves it before the first worker starts.
     const owner = config.elasticsearch ? undefined : await ownStore(config, log);
     if (owner) await printZeroConfig(owner.store, config);
-    return runPrimary(config, log, sizing.workers, owner);
+    return runPrimary(config, args, log, sizing.workers, owner);
   }
   const server = await openServer(config, log);
   if (server.store.kind === 'sqlite') await printZeroConfig(server.store, config);

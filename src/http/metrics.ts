@@ -9,7 +9,7 @@ import { randomUUID } from 'node:crypto';
 import { readdirSync, readFileSync, rmSync, chmodSync } from 'node:fs';
 import http from 'node:http';
 import { hostname } from 'node:os';
-import { monitorEventLoopDelay } from 'node:perf_hooks';
+import { monitorEventLoopDelay, type ELDHistogram } from 'node:perf_hooks';
 import { getHeapStatistics } from 'node:v8';
 import type { Logger } from 'pino';
 import type { Fleet } from '../fleet/fleet';
@@ -22,12 +22,18 @@ import type { HttpService } from './server';
 const INSTANCE = randomUUID();
 const COUNTER_KEYS = ['active', 'total', 'limit_rate', 'limit_max', 'fail', 'drop', 'body_in', 'body_out'] as const;
 
-/** Event-loop delay, beyond upstream: how long requests wait for the one thread (sampled once stats are first asked for). */
-const loopDelay = monitorEventLoopDelay({ resolution: 20 });
+/**
+ * Event-loop delay, beyond upstream: how long requests wait for the one thread. Its histogram holds
+ * ~360 KiB outside the heap, so it is made by the processes that report it (a server, each worker), not
+ * by a cluster's primary, which reports its workers'.
+ */
+let loopDelay: ELDHistogram | undefined;
 
 /** Starts sampling the event-loop delay that statsDocument reports (the metrics listener, or a worker serving it). */
-export function sampleEventLoop(): void {
+export function sampleEventLoop(): ELDHistogram {
+  loopDelay ??= monitorEventLoopDelay({ resolution: 20 });
   loopDelay.enable();
+  return loopDelay;
 }
 
 /** The /stats document; the metrics listener asks for it on every scrape (a cluster's primary sums its workers'). */
@@ -105,6 +111,7 @@ function routesDocument(fleet: Fleet, service: HttpService): Record<string, Reco
 
 export function statsDocument(fleet: Fleet, service: HttpService): StatsDocument {
   const proc = processMetrics();
+  const delay = loopDelay ?? sampleEventLoop();
   const tcp = service.tcp;
   return {
     http_server: { tcp_open: tcp.open, tcp_close: tcp.close, tcp_active: tcp.open - tcp.close, routes: routesDocument(fleet, service), ...proc },
@@ -117,7 +124,7 @@ export function statsDocument(fleet: Fleet, service: HttpService): StatsDocument
       bookkeeping: { pending: fleet.bookkeeper.size },
       auth_cache: { hits: fleet.auth.stats.hits, misses: fleet.auth.stats.misses },
       http: { in_flight: service.inFlightRequests, connections: service.openConnections, admission: service.admission },
-      event_loop: { delay: { p50_ms: loopDelay.percentile(50) / 1e6, p99_ms: loopDelay.percentile(99) / 1e6, max_ms: loopDelay.max / 1e6 } },
+      event_loop: { delay: { p50_ms: delay.percentile(50) / 1e6, p99_ms: delay.percentile(99) / 1e6, max_ms: delay.max / 1e6 } },
     },
   };
 }

@@ -12,6 +12,7 @@ import net from 'node:net';
 import { dirname } from 'node:path';
 import { createInterface } from 'node:readline';
 import type { Logger } from 'pino';
+import type { ConfigArgs } from '../cli/load-config';
 import type { FleetServerConfig } from '../config/config';
 import { localStats, processMetrics, startMetrics, type StatsDocument, type StatsSource } from '../http/metrics';
 import { createLogger, rawLogWriter } from '../logging/logger';
@@ -42,6 +43,8 @@ const ENV_SIZE = 'FLEET_SERVER_WORKERS';
 const ENV_SLOT = 'FLEET_SERVER_WORKER_SLOT';
 /** Set when the workers bind the listeners themselves with SO_REUSEPORT. */
 const ENV_REUSE_PORT = 'FLEET_SERVER_WORKER_REUSE_PORT';
+/** The command line's -c and -E, as the primary parsed them (JSON): a worker does not parse its own. */
+const ENV_ARGS = 'FLEET_SERVER_WORKER_ARGS';
 /** Set when the primary writes the workers' log lines (log files: one writer rotates them). */
 const ENV_PIPE_LOGS = 'FLEET_SERVER_WORKER_LOGS_PIPED';
 /** How long a scrape waits for a worker's figures before leaving it out; with a forced GC first (?gc=1), longer. */
@@ -73,6 +76,12 @@ function withCheckinReads(remote: Store, config: FleetServerConfig, log: Logger)
     log.warn({ err }, 'cannot read the embedded database here; every read goes to the store owner');
     return remote;
   }
+}
+
+/** In a cluster worker, the arguments its primary was started with; elsewhere undefined. */
+export function workerArgs(): ConfigArgs | undefined {
+  const json = cluster.isWorker ? process.env[ENV_ARGS] : undefined;
+  return json ? JSON.parse(json) as ConfigArgs : undefined;
 }
 
 /** A worker: one server with its share of the limits, stopped by its signals or by the primary. */
@@ -147,7 +156,7 @@ interface Slot {
  * The primary: starts `size` workers and waits until all are ready; then supervises them until a signal.
  * `owner`: the embedded store it serves to the workers, closed once they are all gone.
  */
-export async function runPrimary(config: FleetServerConfig, log: Logger, size: number, owner?: StoreOwner): Promise<void> {
+export async function runPrimary(config: FleetServerConfig, args: ConfigArgs, log: Logger, size: number, owner?: StoreOwner): Promise<void> {
   // Round-robin in the primary is Node's default on Linux (the kernel's own spread is uneven); also elsewhere.
   cluster.schedulingPolicy = cluster.SCHED_RR;
   const pipeLogs = config.logging.toFiles;
@@ -200,7 +209,7 @@ export async function runPrimary(config: FleetServerConfig, log: Logger, size: n
 
   const fork = (slot: Slot): void => {
     const worker = cluster.fork({
-      [ENV_SIZE]: String(size), [ENV_SLOT]: String(slot.index), ...(reusePort ? { [ENV_REUSE_PORT]: '1' } : {}),
+      [ENV_ARGS]: JSON.stringify({ config: args.config, E: args.E }), [ENV_SIZE]: String(size), [ENV_SLOT]: String(slot.index), ...(reusePort ? { [ENV_REUSE_PORT]: '1' } : {}),
       ...(pipeLogs ? { [ENV_PIPE_LOGS]: '1' } : {}), ...(owner ? { [ENV_STORE_SOCKET]: owner.socketPath } : {}),
     });
     slot.worker = worker;

@@ -5,11 +5,14 @@ import type { FleetServerConfig } from '../config/config';
 import type { HttpOptions } from '../http/server';
 import type { Store } from '../store/port';
 import { withContext } from '../util/error-text';
-import { ServerInstance } from './server-instance';
+import type { ServerInstance } from './server-instance';
 import { handleSignals } from './signals';
 
 /** The store opened and the server built, or an error that says which store could not be opened. */
-export function openServer(config: FleetServerConfig, log: Logger, http: HttpOptions = {}, store?: Store): Promise<ServerInstance> {
+export async function openServer(config: FleetServerConfig, log: Logger, http: HttpOptions = {}, store?: Store): Promise<ServerInstance> {
+  // Loaded here, not with this module: a cluster's primary (which serves no HTTP) never sets up the
+  // HTTP edge, the fleet logic, OpAMP's messages or the request validators.
+  const { ServerInstance } = await import('./server-instance');
   return withStoreContext(config, () => ServerInstance.create(config, log, http, store));
 }
 

@@ -1,0 +1,59 @@
+// What each process loads: the libraries only one mode uses live beside the bundle (dist/vendor/, see
+// scripts/build.mjs) and are read by the processes that use them, and by no other.
+import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { esSettings } from './support/es-mode';
+import { EsDouble } from './support/es-double/server';
+import { DIST, removeDir, startFleetServer, tempDir } from './support/fleet-server';
+
+jest.setTimeout(60_000);
+
+/** A preload that writes, as the process exits, the files it loaded: one JSON file per process. */
+function preload(dir: string): string {
+  const file = join(dir, 'record-modules.js');
+  writeFileSync(file, `process.on('exit', () => require('node:fs').writeFileSync(
+    require('node:path').join(${JSON.stringify(dir)}, 'modules-' + process.pid + '.json'), JSON.stringify(Object.keys(require.cache))));`);
+  return file;
+}
+
+/** Per process that ran (the primary and each worker), the names of the dist/vendor files it loaded. */
+function vendorLoads(dir: string): string[][] {
+  return readdirSync(dir).filter((f) => /^modules-\d+\.json$/.test(f))
+    .map((f) => (JSON.parse(readFileSync(join(dir, f), 'utf8')) as string[]).filter((m) => m.includes('/dist/vendor/')).map((m) => m.split('/').pop()!).sort());
+}
+
+test('the bundle leaves out the Elasticsearch client and gRPC', () => {
+  const bundle = readFileSync(DIST, 'utf8');
+  expect(bundle).toContain('require("./vendor/elasticsearch.js")');
+  expect(bundle).toContain('require("./vendor/grpc.js")');
+  expect(bundle).not.toContain('node_modules/undici/');
+  expect(bundle).not.toContain('node_modules/@grpc/grpc-js/');
+});
+
+test('on the embedded store no process loads the Elasticsearch client or gRPC', async () => {
+  const dir = tempDir();
+  const server = await startFleetServer({
+    overrides: ['inputs.0.server.workers=2'], readyText: 'fleet-server workers ready',
+    env: { NODE_OPTIONS: `--require ${preload(dir)}` },
+  });
+  expect(await server.stop()).toBe(0);
+  const loads = vendorLoads(dir);
+  expect(loads).toHaveLength(3);
+  expect(loads).toEqual([[], [], []]);
+  removeDir(dir);
+  removeDir(server.dataDir);
+});
+
+test('on Elasticsearch the server loads the client, and not gRPC', async () => {
+  const dir = tempDir();
+  const es = await new EsDouble().start();
+  try {
+    const server = await startFleetServer({ overrides: esSettings(es), env: { NODE_OPTIONS: `--require ${preload(dir)}` } });
+    expect(await server.stop()).toBe(0);
+    expect(vendorLoads(dir)).toEqual([['elasticsearch.js']]);
+    removeDir(server.dataDir);
+  } finally {
+    await es.stop();
+    removeDir(dir);
+  }
+});
