@@ -245,7 +245,9 @@ process.on('message', async (msg) => {
       for (const a of agents) hold(a);
       process.send({ type: 'holding', n: agents.length });
     } else if (msg.cmd === 'status') {
-      process.send({ type: 'status', pending: pendingHeld, handshakes, delivered: agents.filter((a) => a.rev >= msg.rev).map((a) => a.deliveredAt), badKeys: agents.filter((a) => a.badKey).length });
+      const delivered = agents.filter((a) => a.rev >= msg.rev);
+      process.send({ type: 'status', pending: pendingHeld, handshakes, deliveredCount: delivered.length, delivered: msg.times ? delivered.map((a) => a.deliveredAt) : undefined,
+        badKeys: agents.filter((a) => a.badKey).length });
     } else if (msg.cmd === 'outcomes') {
       process.send({ type: 'outcomes', outcomes, pending: pendingHeld, n: agents.length });
     } else if (msg.cmd === 'handshakes') {
