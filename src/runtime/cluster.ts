@@ -65,7 +65,7 @@ function send(target: Worker | NodeJS.Process, message: ToWorker | ToPrimary): v
 
 function ignore(): void {}
 
-/** The owner's store, with the check-in's reads on a read-only connection of this worker's (when it can open one). */
+/** The owner's store, with the check-in's and rollout's reads on a read-only connection of this worker's (when it can open one). */
 function withCheckinReads(remote: Store, config: FleetServerConfig, log: Logger): Store {
   try {
     const path = embeddedDbPath(config);
