@@ -129,6 +129,7 @@ async function run(store) {
   const firstCheckinMs = Math.max(...checked.map((c) => c.ms));
   const cpuCheckedIn = cpuSeconds(server.pid);
   const holdStarted = performance.now();
+  const monoHold = process.hrtime.bigint() / 1000n;
   const cpuHoldStart = cpuSeconds(server.pid);
   await all('hold', 'holding');
   // Every agent starts its poll at once: measure once the server holds them all (it may turn some away
@@ -137,6 +138,7 @@ async function run(store) {
   let heldByServer = 0;
   for (let i = 0; i < 1200 && (heldByServer = await serverHeld()) < total; i++) await sleep(1000);
   const holdMs = performance.now() - holdStarted;
+  const monoHeld = process.hrtime.bigint() / 1000n;
   const cpuHeld = cpuSeconds(server.pid);
   let status = await all('status', 'status', () => ({ rev: 99 }));
   const held = status.reduce((s, x) => s + x.pending, 0);
@@ -218,7 +220,7 @@ async function run(store) {
   console.log(`first check-ins/s               ${fmt(total / (firstCheckinMs / 1000))}  (each answered with POLICY_CHANGE + output key minted)`);
   console.log(`server CPU seconds              enroll ${fmt(cpuEnrolled - cpuStart)}, first check-ins ${fmt(cpuCheckedIn - cpuEnrolled)}, whole run ${fmt(cpuEnd - cpuStart)}`);
   console.log(`check-in bodies                 ${GZIP_BODIES ? 'gzip (as Elastic Agent 9.4+)' : 'plain JSON'}`);
-  console.log(`held long polls                 ${held} in flight at the agents, ${heldByServer} held by the server ${fmt(holdMs / 1000)} s after all agents started polling at once (server CPU ${fmt(cpuHeld - cpuHoldStart)} s)`);
+  console.log(`held long polls                 ${held} in flight at the agents, ${heldByServer} held by the server ${fmt(holdMs / 1000)} s after all agents started polling at once (server CPU ${fmt(cpuHeld - cpuHoldStart)} s; monotonic µs ${monoHold}–${monoHeld})`);
   console.log(`server CPU while holding        ${fmt(cpuHoldingPerS, 2)} s per second over the 25 s after all were held (bookkeeping, memory trim)`);
   console.log(`server processes                ${statsHeld.fleet.cluster ? `${statsHeld.fleet.cluster.workers} workers + primary (inputs.0.server.workers)` : '1'}`);
   console.log(`server RSS idle                 ${fmt(rssIdle / 1024)} MiB`);

@@ -123,7 +123,7 @@ class Connection {
 }
 
 /**
- * POSTs `body` and resolves with { status, retryAfter, json }; rejects with Node's socket errors
+ * POSTs `body` and resolves with an answer ({ status, retryAfter, text, json }); rejects with Node's socket errors
  * ('connect ECONNREFUSED …', 'read ECONNRESET', 'write EPIPE') or 'socket hang up' when the connection
  * closed before a whole answer, as Node's client names them. With `holder`, on its kept-alive connection.
  */
@@ -193,9 +193,24 @@ function parse(buf, closed) {
   const length = declared === undefined ? buf.length - end - 4 : Number(declared);
   let body = buf.subarray(end + 4, end + 4 + length);
   if (body.length < length) return undefined;
-  if (/\r\ncontent-encoding: *gzip/i.test(head)) body = gunzipSync(body);
+  // An output buffer near the answer's size: zlib's 16 KiB default costs more than the inflating.
+  if (/\r\ncontent-encoding: *gzip/i.test(head)) body = gunzipSync(body, { chunkSize: Math.max(1024, body.length * 8) });
   return {
     close: /\r\nconnection: *close/i.test(head),
-    response: { status, retryAfter: /\r\nretry-after: *(\d+)/i.exec(head)?.[1], json: body.length ? JSON.parse(body.toString()) : undefined },
+    response: answer(status, /\r\nretry-after: *(\d+)/i.exec(head)?.[1], body.toString()),
+  };
+}
+
+/**
+ * An answer: its status, Retry-After and body text; `json` parsed when first asked for (a held poll's
+ * answer is read without it: see agent-worker.mjs policyOf).
+ */
+export function answer(status, retryAfter, text) {
+  let json;
+  return {
+    status, retryAfter, text,
+    get json() {
+      return (json ??= text.length ? JSON.parse(text) : undefined);
+    },
   };
 }
