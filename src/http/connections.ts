@@ -79,8 +79,8 @@ export class ConnectionGuard {
   private open = 0;
   /** Sockets whose first request has not arrived, oldest first (a Map keeps insertion order), with the turn they came in. */
   private readonly pending = new Map<Socket, number>();
-  /** Keep-alive sockets between requests, oldest first. */
-  private readonly idle = new Set<Socket>();
+  /** Keep-alive sockets between requests, oldest first, with when they became idle (performance.now()). */
+  private readonly idle = new Map<Socket, number>();
   /** Every socket admitted and not yet closed or turned away. */
   private readonly admitted = new WeakSet<Socket>();
   /** Sockets turned away: their request is answered 429. */
@@ -149,7 +149,19 @@ export class ConnectionGuard {
 
   /** An answer went out on a connection kept alive: evictable again until its next request. */
   idleAgain(socket: Socket): void {
-    if (!socket.destroyed && this.admitted.has(socket)) this.idle.add(socket);
+    if (!socket.destroyed && this.admitted.has(socket)) this.idle.set(socket, performance.now());
+  }
+
+  /** Closes the keep-alive connections idle for at least `minIdleMs` (a stopping server); how many stay idle. */
+  closeIdle(minIdleMs: number): number {
+    const before = performance.now() - minIdleMs;
+    for (const [socket, since] of this.idle) {
+      // Oldest first: the rest became idle later.
+      if (since > before) break;
+      this.release(socket);
+      socket.destroy();
+    }
+    return this.idle.size;
   }
 
   /** The Retry-After for a refusal made now: a place in the queue of refused clients. */
@@ -166,7 +178,7 @@ export class ConnectionGuard {
       this.turnAway(oldest.value[0]);
       return true;
     }
-    const idle = this.idle.values().next();
+    const idle = this.idle.keys().next();
     if (idle.done) return false;
     // Between requests: nothing is owed, and a 429 would be taken as the answer to the next one.
     this.release(idle.value);
