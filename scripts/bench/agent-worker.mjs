@@ -2,6 +2,7 @@
 // (enroll, long-poll check-in with gzip accepted, ack). Driven by the parent over IPC.
 import http from 'node:http';
 import https from 'node:https';
+import tlsLib from 'node:tls';
 import { gunzipSync } from 'node:zlib';
 import { sleep } from './common.mjs';
 import { deflatedPart, gzipOf } from './gzip-parts.mjs';
@@ -20,8 +21,8 @@ const handshakes = { full: 0, resumed: 0 };
 const agents = [];
 /**
  * Check-ins on kept-alive connections, as Elastic Agent's Go client sends them (a poll answered, the next
- * goes on the same socket); BENCH_KEEPALIVE=0: a connection per request. Over TLS every request has its own
- * connection, resuming the agent's session.
+ * goes on the same socket, over TLS too); BENCH_KEEPALIVE=0: a connection per request. A new TLS
+ * connection offers the session the agent kept, as Elastic Agent's client does.
  */
 const keepAlive = process.env.BENCH_KEEPALIVE !== '0';
 
@@ -43,10 +44,15 @@ function watchSession(socket, holder) {
 
 /** `keep`: on the holder's kept-alive connection (check-ins). */
 function post(path, headers, body, holder, method = 'POST', keep = false) {
-  // Plain HTTP: the bare client, cheaper by far (raw-http.mjs).
-  if (!tls && method === 'POST') {
+  // The bare client, cheaper by far (raw-http.mjs); over TLS on its own tls.connect.
+  if (method === 'POST') {
     const u = new URL(url);
-    return rawPost({ host: u.hostname, port: u.port, path, localAddress, body, holder: keep && keepAlive ? holder : undefined, headers: {
+    const secure = tls ? (opts) => {
+      const socket = tlsLib.connect({ ...opts, ...tlsOptions(holder) });
+      watchSession(socket, holder);
+      return socket;
+    } : undefined;
+    return rawPost({ host: u.hostname, port: u.port, path, localAddress, body, secure, holder: keep && keepAlive ? holder : undefined, headers: {
       'User-Agent': UA, 'Content-Type': 'application/json', 'Accept-Encoding': 'gzip', ...headers,
     } });
   }

@@ -126,8 +126,9 @@ class Connection {
  * POSTs `body` and resolves with an answer ({ status, retryAfter, text, json }); rejects with Node's socket errors
  * ('connect ECONNREFUSED …', 'read ECONNRESET', 'write EPIPE') or 'socket hang up' when the connection
  * closed before a whole answer, as Node's client names them. With `holder`, on its kept-alive connection.
+ * `secure`: opens a TLS connection instead (tls.connect with the caller's options added).
  */
-export function rawPost({ host, port, path, headers, body, localAddress, holder }) {
+export function rawPost({ host, port, path, headers, body, localAddress, holder, secure }) {
   const bytes = typeof body === 'string' ? Buffer.from(body) : body;
   let head = `POST ${path} HTTP/1.1\r\nHost: ${host}:${port}\r\n${holder ? '' : 'Connection: close\r\n'}Content-Length: ${bytes.length}\r\n`;
   for (const k in headers) head += `${k}: ${headers[k]}\r\n`;
@@ -146,7 +147,7 @@ export function rawPost({ host, port, path, headers, body, localAddress, holder 
     const open = (tries = 0) => {
       connecting++;
       const localPort = localAddress ? takePort() : undefined;
-      const socket = net.connect({ host, port, localAddress, localPort });
+      const socket = secure ? secure({ host, port, localAddress, localPort }) : net.connect({ host, port, localAddress, localPort });
       let slot = true;
       const done = () => {
         if (slot) release();
@@ -167,8 +168,9 @@ export function rawPost({ host, port, path, headers, body, localAddress, holder 
       });
       const connection = new Connection(socket);
       if (holder) holder.connection = connection;
-      // write, not end: a half-closed request is one the server aborts (a client gone).
-      socket.once('connect', () => {
+      // write, not end: a half-closed request is one the server aborts (a client gone). Over TLS, once
+      // the handshake is done: until then the connection is still being made.
+      socket.once(secure ? 'secureConnect' : 'connect', () => {
         connected = true;
         connection.send(message, request);
         done();
