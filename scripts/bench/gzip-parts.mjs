@@ -11,7 +11,7 @@ const HEADER = Buffer.from([0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff]);
 /** An empty stored block with BFINAL set: ends the deflate stream. */
 const FINAL = Buffer.from([1, 0, 0, 0xff, 0xff]);
 
-/** One part: its deflated bytes, its CRC-32 and its length uncompressed. */
+/** One part: its bytes deflated and as they are, and their length (its CRC-32 is taken when first needed). */
 export function deflatedPart(text) {
   const raw = Buffer.from(text);
   return { deflated: deflateRawSync(raw, { finishFlush: constants.Z_SYNC_FLUSH }), raw, length: raw.length };
