@@ -263,16 +263,23 @@ async function underFlood(server: FleetServerProcess, initial: number, whileFloo
 }
 
 /**
- * `n` connections opened at once, each sending one status request as soon as it can: every one is
- * answered (never reset), 200 or 429 MaxConnections/RateLimit with Retry-After and Connection: close,
- * and some are turned away (429 MaxConnections). Returns how many were.
+ * `n` connections opened at once, each sending one status request once all are open (so the server holds
+ * the whole burst at once however fast it serves, and however slowly a loaded test process opens them)
+ * and its own is ready: every one is answered (never reset), 200 or 429 MaxConnections/RateLimit with
+ * Retry-After and Connection: close, and some are turned away (429 MaxConnections). Returns how many were.
  */
 async function expectBurstAnswered(n: number, open: () => net.Socket, ready: 'connect' | 'secureConnect'): Promise<number> {
+  let connected = 0;
+  let allConnected!: () => void;
+  const burstOpen = new Promise<void>((r) => (allConnected = r));
   const outcomes = await Promise.all(Array.from({ length: n }, () => new Promise<{ data: string; error?: string }>((resolve) => {
     const socket = open();
     let data = '';
     let error: string | undefined;
-    socket.on(ready, () => socket.write('GET /api/status HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n'));
+    socket.once('connect', () => {
+      if (++connected === n) allConnected();
+    });
+    socket.on(ready, () => void burstOpen.then(() => socket.write('GET /api/status HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n')));
     socket.on('data', (d) => (data += d.toString()));
     socket.on('error', (err: NodeJS.ErrnoException) => (error = err.code ?? err.message));
     socket.on('close', () => resolve({ data, ...(error ? { error } : {}) }));
