@@ -5,6 +5,7 @@ import { buildConfig } from '../../src/config/config';
 import { Admin, type PolicyInput } from '../../src/fleet/admin';
 import { Fleet } from '../../src/fleet/fleet';
 import type { CheckinRequest } from '../../src/fleet/messages';
+import type { CheckinResult, PollOutcome } from '../../src/fleet/checkin';
 import type { ActionDoc, AgentDoc, Hit } from '../../src/store/documents';
 import { SqliteStore } from '../../src/store/sqlite/store';
 import { ManualClock } from './manual-clock';
@@ -53,8 +54,15 @@ export class InProcessFleet {
   }
 
   /** Starts a check-in; `pollMs` 0 answers at once when nothing is due. */
-  async beginCheckin(id: string, body: Partial<CheckinRequest> = {}, pollMs = 0) {
-    return this.fleet.checkins.begin(await this.agent(id), VERSION, { status: 'online', message: '', ...body } as CheckinRequest, pollMs);
+  async beginCheckin(id: string, body: Partial<CheckinRequest> = {}, pollMs = 0): Promise<{ result: Promise<CheckinResult>; cancel: () => void }> {
+    let settle!: PollOutcome['settle'];
+    const result = new Promise<CheckinResult>((resolve, reject) => {
+      settle = (err, r) => (r ? resolve(r) : reject(err));
+    });
+    // Awaited or not, a refusal is the test's to see.
+    result.catch(() => undefined);
+    const cancel = await this.fleet.checkins.begin(await this.agent(id), VERSION, { status: 'online', message: '', ...body } as CheckinRequest, pollMs, { settle });
+    return { result, cancel };
   }
 
   /** A check-in answered as the HTTP edge would render it. */

@@ -3,7 +3,9 @@
 import { createHash } from 'node:crypto';
 import { ParsedPolicy, permissionsHash } from '../../src/fleet/parsed-policy';
 import type { Hit, PolicyData, PolicyDoc, RoleMap } from '../../src/store/documents';
-import { esPolicy, InProcessFleet, T0 } from '../support/in-process-fleet';
+import type { CheckinRequest } from '../../src/fleet/messages';
+import { gcFunction } from '../../src/runtime/memory-trim';
+import { esPolicy, InProcessFleet, T0, until, VERSION } from '../support/in-process-fleet';
 
 const HOUR = 3600_000;
 let f: InProcessFleet;
@@ -35,6 +37,31 @@ describe('check-in: policy revisions', () => {
     const r = await held.result;
     expect(r.policy && JSON.parse(r.policy.template.render(r.policy.values))).toMatchObject({ id: 'policy:p1:2', agent_id: a.id });
     expect(f.fleet.policies.waiting()).toBe(0);
+  });
+
+  test('a held check-in keeps neither its request body nor the agent document, and answers its outcome once', async () => {
+    f = await InProcessFleet.start();
+    const a = await f.enroll();
+    let body: CheckinRequest | undefined = { status: 'online', message: 'Running', agent_policy_id: 'p1', policy_revision_idx: 1,
+      local_metadata: { host: { name: 'h'.repeat(4096) } } } as CheckinRequest;
+    let agent = await f.store.getAgent(a.id);
+    const [bodyRef, docRef] = [new WeakRef(body), new WeakRef(agent!._source)];
+    const answers: unknown[] = [];
+    const cancel = await f.fleet.checkins.begin(agent!, VERSION, body, 60_000, { settle: (err, r) => answers.push(r ?? err) });
+    body = undefined;
+    agent = undefined;
+    // A WeakRef keeps its target until the job that made it has ended.
+    await new Promise((r) => setImmediate(r));
+    gcFunction()!({ type: 'major', execution: 'sync', flavor: 'last-resort' });
+    expect(f.fleet.checkins.heldCount).toBe(1);
+    expect(bodyRef.deref()).toBeUndefined();
+    expect(docRef.deref()).toBeUndefined();
+    cancel();
+    cancel();
+    await until(() => answers.length > 0);
+    await new Promise((r) => setImmediate(r));
+    expect(answers).toEqual([{ ackToken: '' }]);
+    expect(f.fleet.checkins.heldCount).toBe(0);
   });
 
   test('stopping lets held polls go oldest first over the window; a poll that starts meanwhile is not held', async () => {

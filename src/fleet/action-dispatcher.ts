@@ -11,10 +11,13 @@ export interface LiveAction {
   startTime: string | undefined;
 }
 
-export type ActionListener = (actions: LiveAction[]) => void;
+/** A held check-in waiting for actions (an object with a method: no closure per held poll). */
+export interface ActionSubscriber {
+  onActions(actions: LiveAction[]): void;
+}
 
 export class ActionDispatcher {
-  private readonly subs = new Map<string, ActionListener>();
+  private readonly subs = new Map<string, ActionSubscriber>();
   private cp = -1;
   private loop: Promise<void> | undefined;
 
@@ -40,12 +43,12 @@ export class ActionDispatcher {
     await this.loop;
   }
 
-  subscribe(agentId: string, fn: ActionListener): void {
-    this.subs.set(agentId, fn);
+  subscribe(agentId: string, sub: ActionSubscriber): void {
+    this.subs.set(agentId, sub);
   }
 
-  unsubscribe(agentId: string, fn: ActionListener): void {
-    if (this.subs.get(agentId) === fn) this.subs.delete(agentId);
+  unsubscribe(agentId: string, sub: ActionSubscriber): void {
+    if (this.subs.get(agentId) === sub) this.subs.delete(agentId);
   }
 
   private async run(signal: AbortSignal): Promise<void> {
@@ -86,7 +89,7 @@ export class ActionDispatcher {
     }
     for (const [agentId, actions] of perAgent) {
       if (!this.limiter.unlimited) await this.limiter.take(signal);
-      this.subs.get(agentId)?.(actions);
+      this.subs.get(agentId)?.onActions(actions);
     }
     if (perAgent.size > 0) this.log.debug({ agents: perAgent.size }, 'dispatched actions');
   }

@@ -11,7 +11,7 @@ export interface PolicySubscription {
   readonly agentId: string;
   readonly policyId: string;
   readonly revisionIdx: number;
-  readonly deliver: (policy: ParsedPolicy) => void;
+  deliver(policy: ParsedPolicy): void;
 }
 
 interface Entry {

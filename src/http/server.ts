@@ -293,7 +293,7 @@ export class HttpService {
       // Settled by callbacks, not by awaiting: a held long poll then keeps no suspended frame here.
       const taken = counters;
       const bareType = bare;
-      this.dispatch(route, base, taken).then(() => this.done(req, res, guard, started, requestId, limiter, taken), (err: unknown) => {
+      this.dispatch(route, base, taken, () => this.done(req, res, guard, started, requestId, limiter, taken), (err: unknown) => {
         const finish = (): void => this.done(req, res, guard, started, requestId, limiter, taken, err, bareType);
         // Only an authenticated agent's refusal waits for its body; anyone else's connection is closed at once.
         if (drainable.has(req)) drainUnread(req, err, finish);
@@ -392,10 +392,26 @@ export class HttpService {
     }, 'HTTP upgrade');
   }
 
-  /** The declared steps of a route, then its handler; the context lives only until the handler has it. */
-  private dispatch(route: RouteSpec, base: BaseContext, counters: RouteCounters): Promise<void> {
+  /**
+   * The declared steps of a route, then its handler; the context lives only until the handler has it.
+   * The handler's promise is the only one a held long poll keeps: its end goes straight to `ok`/`fail`.
+   */
+  private dispatch(route: RouteSpec, base: BaseContext, counters: RouteCounters, ok: () => void, fail: (err: unknown) => void): void {
     const ctx = base as RequestContext;
-    return this.prepare(route, ctx, counters).then((proceed) => (proceed ? route.handler(ctx) : undefined));
+    this.prepare(route, ctx, counters).then((proceed) => {
+      if (!proceed) {
+        ok();
+        return;
+      }
+      let answered: Promise<void>;
+      try {
+        answered = route.handler(ctx);
+      } catch (err) {
+        fail(err);
+        return;
+      }
+      answered.then(ok, fail);
+    }, fail);
   }
 
   /** False when the request was answered on the way (a route's answer to a refused authentication). */

@@ -1,37 +1,66 @@
 import type { ServerResponse } from 'node:http';
 import type { FleetServerConfig } from '../../config/config';
-import type { CheckinResult, HeldPoll } from '../../fleet/checkin';
+import type { CheckinResult, PollOutcome } from '../../fleet/checkin';
 import type { CheckinRequest } from '../../fleet/messages';
 import { releaseHeaders } from '../request';
 import type { BaseContext, RequestContext } from '../route';
 import { acceptsGzip, writeFilledMaybeGzip, writeJsonMaybeGzip, type CompressionOptions } from '../respond';
 
-/** Set-up; returns the held poll. Nothing of the request outlives it. */
-function begin(ctx: RequestContext<'agent', CheckinRequest>): Promise<HeldPoll> {
-  const { fleet, body } = ctx;
-  return fleet.checkins.begin(ctx.agent, ctx.agentVersion, body, fleet.checkins.pollDuration(body.poll_timeout));
+/**
+ * A held poll's answer: written when the poll ends, then the request's promise settled. One object
+ * holding only the response and what the answer needs; nothing of the request outlives set-up.
+ */
+class CheckinAnswer implements PollOutcome {
+  /** Ends the poll when the client goes away; listened for once set-up is done. */
+  cancel: (() => void) | undefined;
+  done = false;
+
+  constructor(
+    private readonly res: ServerResponse,
+    private readonly gzip: boolean,
+    private readonly config: FleetServerConfig,
+    private readonly resolve: () => void,
+    private readonly reject: (err: unknown) => void,
+  ) {}
+
+  settle(err: unknown, result?: CheckinResult): void {
+    this.done = true;
+    if (this.cancel) this.res.off('close', this.cancel);
+    if (!result) {
+      this.reject(err);
+      return;
+    }
+    try {
+      writeResult(this.res, this.gzip, result, this.config);
+    } catch (failure) {
+      this.reject(failure);
+      return;
+    }
+    this.resolve();
+  }
 }
 
-/**
- * POST /api/fleet/agents/{id}/checkin: the long poll. Once set up, the held poll keeps no suspended
- * frame and no header strings: only the response, the gzip choice and the poll's own state.
- */
-export async function handleCheckin(ctx: RequestContext<'agent', CheckinRequest>): Promise<void> {
-  const poll = await begin(ctx);
-  const { res, config } = ctx;
+/** POST /api/fleet/agents/{id}/checkin: the long poll. */
+export function handleCheckin(ctx: RequestContext<'agent', CheckinRequest>): Promise<void> {
   const gzip = acceptsGzip(ctx.req);
-  releaseHeaders(ctx.req);
-  // A client that goes away ends its poll (also one gone while the poll was being set up); shutdown
-  // answers every poll through fleet.stop().
-  if (ctx.req.socket.destroyed) poll.cancel();
-  else res.once('close', poll.cancel);
-  return poll.result.then((result) => {
-    res.off('close', poll.cancel);
-    writeResult(res, gzip, result, config);
-  }, (err: unknown) => {
-    res.off('close', poll.cancel);
-    throw err;
+  return new Promise((resolve, reject) => {
+    const answer = new CheckinAnswer(ctx.res, gzip, ctx.config, resolve, reject);
+    const { fleet, body } = ctx;
+    fleet.checkins.begin(ctx.agent, ctx.agentVersion, body, fleet.checkins.pollDuration(body.poll_timeout), answer)
+      .then((cancel) => listen(ctx, answer, cancel), reject);
   });
+}
+
+/** Set-up is done: the headers go, and a client that goes away (also while set-up ran) ends its poll. */
+function listen(ctx: RequestContext<'agent', CheckinRequest>, answer: CheckinAnswer, cancel: () => void): void {
+  releaseHeaders(ctx.req);
+  if (answer.done) return;
+  if (ctx.req.socket.destroyed) {
+    cancel();
+    return;
+  }
+  answer.cancel = cancel;
+  ctx.res.on('close', cancel);
 }
 
 function compressionOf(config: FleetServerConfig): CompressionOptions {
