@@ -7,6 +7,9 @@ const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url),
 // V8 flags the program is meant to run with (package.json fleetServer.nodeFlags): in the shebang for
 // direct runs and `npm start`, in the single executable's execArgv, and in tests and benchmarks.
 const nodeFlags = pkg.fleetServer.nodeFlags.join(' ');
+// ...and the environment it is meant to start in (fleetServer.env: the C library's allocator settings),
+// set by `env` in the shebang before node starts.
+const startEnv = Object.entries(pkg.fleetServer.env).map(([k, v]) => `${k}=${v} `).join('');
 let commit = 'unknown';
 try {
   commit = execSync('git rev-parse --short HEAD', { stdio: ['ignore', 'pipe', 'ignore'] }).toString().trim();
@@ -81,13 +84,14 @@ await build({
   plugins: singleFile ? [] : [vendorExternal],
   // CommonJS output (a Node single executable needs it); ESM-only dependencies read import.meta.url.
   // The single executable runs without a shebang line, with the flags the shebang carries.
-  banner: { js: `${singleFile ? '' : `#!/usr/bin/env -S node ${nodeFlags}\n`}${metaUrl}` },
+  banner: { js: `${singleFile ? '' : `#!/usr/bin/env -S ${startEnv}node ${nodeFlags}\n`}${metaUrl}` },
   define: {
     ...common.define,
     __FLEET_VERSION__: JSON.stringify(pkg.version),
     __FLEET_COMMIT__: JSON.stringify(commit),
     __FLEET_BUILD_TIME__: JSON.stringify(new Date().toISOString().replace(/\.\d{3}Z$/, 'Z')),
     __FLEET_NODE_FLAGS__: JSON.stringify(pkg.fleetServer.nodeFlags),
+    __FLEET_START_ENV__: JSON.stringify(pkg.fleetServer.env),
   },
 });
 asciiOnly(outfile);

@@ -4,7 +4,7 @@ import { readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { request as httpsRequest } from 'node:https';
 import { join } from 'node:path';
 import { DIST, removeDir, startFleetServer, tempDir } from './support/fleet-server';
-import { NODE_FLAGS } from './support/node-flags';
+import { NODE_FLAGS, START_ENV } from './support/node-flags';
 import { request } from './support/http';
 import { freePort } from './support/ports';
 
@@ -13,9 +13,11 @@ test('--version prints the version and commit', () => {
   expect(out).toMatch(/^fleet-server version 9\.6\.0 \(commit \w+\)/);
 });
 
-test('the bundle runs directly through its shebang, with the V8 flags it ships with', () => {
+test('the bundle runs directly through its shebang, with the V8 flags and start environment it ships with', () => {
   const first = readFileSync(DIST, 'utf8').split('\n', 1)[0];
-  expect(first).toBe(`#!/usr/bin/env -S node ${NODE_FLAGS.join(' ')}`);
+  const env = Object.entries(START_ENV).map(([k, v]) => `${k}=${v} `).join('');
+  expect(env).not.toBe('');
+  expect(first).toBe(`#!/usr/bin/env -S ${env}node ${NODE_FLAGS.join(' ')}`);
   // `node` on PATH is the pinned runtime under npm; the shebang must resolve and accept the flags.
   expect(execFileSync(DIST, ['--version']).toString()).toMatch(/^fleet-server version 9\.6\.0/);
 });

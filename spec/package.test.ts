@@ -11,6 +11,7 @@ import { request } from './support/http';
 import { freePort } from './support/ports';
 import { cli } from './support/cli';
 import { esSettings } from './support/es-mode';
+import { missingFromEnviron } from './support/node-flags';
 
 jest.setTimeout(180_000);
 
@@ -48,6 +49,10 @@ test('standalone: the executable serves /api/status, with two workers on the emb
     // The workers of the single executable take its arguments as the primary does.
     for (let i = 0; i < 100 && !stderr.includes('fleet-server workers ready'); i++) await new Promise((r) => setTimeout(r, 100));
     expect(stderr).toContain('fleet-server workers ready');
+    // Started with an empty environment, the executable and its workers run in the one it ships with.
+    const workers = readFileSync(`/proc/${child.pid}/task/${child.pid}/children`, 'utf8').trim().split(/\s+/).map(Number);
+    expect(workers).toHaveLength(2);
+    for (const pid of [child.pid!, ...workers]) expect(missingFromEnviron(pid)).toEqual([]);
   } finally {
     child.kill('SIGTERM');
     await new Promise((r) => child.once('exit', r));

@@ -27,7 +27,7 @@ import { describeError, withContext } from '../util/error-text';
 import { NODE_FLAGS } from '../version';
 import { clusterStats, type WorkerStats } from './cluster-stats';
 import { startMemoryTrim } from './memory-trim';
-import { isSingleExecutable } from './node-flags';
+import { isSingleExecutable, missingStartEnv } from './node-flags';
 import { openServer, serveUntilStopped, stopOnSignals } from './serve';
 import { shareLimits } from './sizing';
 import { ENV_STORE_SOCKET, type StoreOwner } from './store-owner';
@@ -209,6 +209,8 @@ export async function runPrimary(config: FleetServerConfig, args: ConfigArgs, lo
 
   const fork = (slot: Slot): void => {
     const worker = cluster.fork({
+      // Also when this process was started without them (FLEET_SERVER_NO_REEXEC).
+      ...missingStartEnv(),
       [ENV_ARGS]: JSON.stringify({ config: args.config, E: args.E }), [ENV_SIZE]: String(size), [ENV_SLOT]: String(slot.index), ...(reusePort ? { [ENV_REUSE_PORT]: '1' } : {}),
       ...(pipeLogs ? { [ENV_PIPE_LOGS]: '1' } : {}), ...(owner ? { [ENV_STORE_SOCKET]: owner.socketPath } : {}),
     });
