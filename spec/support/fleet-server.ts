@@ -4,7 +4,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { NODE_FLAGS } from './node-flags';
+import { NODE_FLAGS, START_ENV } from './node-flags';
 import { freePort } from './ports';
 
 export const DIST = resolve(__dirname, '../../dist/fleet-server.js');
@@ -101,7 +101,9 @@ export async function startFleetServer(opts: StartOptions = {}): Promise<FleetSe
   const [cmd, argv] = opts.fileLimit === undefined
     ? [process.execPath, args]
     : ['/bin/sh', ['-c', `ulimit -n ${opts.fileLimit} && exec "$0" "$@"`, process.execPath, ...args]];
-  const child = spawn(cmd, argv, { cwd: dataDir, env: { ...process.env, ...opts.env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  // As the shebang starts it (V8 flags and start environment), so it need not re-execute itself; bareNode, neither.
+  const shipped = opts.bareNode ? {} : START_ENV;
+  const child = spawn(cmd, argv, { cwd: dataDir, env: { ...process.env, ...shipped, ...opts.env }, stdio: ['ignore', 'pipe', 'pipe'] });
   const p = new FleetServerProcess(child, port, internalPort, dataDir);
   await p.waitFor(opts.readyText ?? 'fleet-server internal listener');
   return p;

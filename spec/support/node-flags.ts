@@ -1,5 +1,6 @@
 // The V8 flags and start environment the program ships with (package.json fleetServer.nodeFlags and
-// .env): tests run it the same way.
+// .env): tests start the server with both, as its shebang does (the CLI tests pass the flags only, and
+// the server re-executes itself into the environment).
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 
