@@ -125,9 +125,11 @@ async function run(store) {
   const enrollMs = Math.max(...enrolled.map((e) => e.ms));
   const cpuEnrolled = cpuSeconds(server.pid);
   const total = enrolled.reduce((s, e) => s + e.n, 0);
+  const monoFirst = process.hrtime.bigint() / 1000n;
   const checked = await all('first-checkin', 'checked-in', () => ({ concurrency: 32 }));
   const firstCheckinMs = Math.max(...checked.map((c) => c.ms));
   const cpuCheckedIn = cpuSeconds(server.pid);
+  const monoFirstEnd = process.hrtime.bigint() / 1000n;
   // BENCH_HOLD_PAUSE_S: a pause before the agents start polling (the first check-ins' bookkeeping written first).
   await sleep(Number(process.env.BENCH_HOLD_PAUSE_S ?? 0) * 1000);
   const holdStarted = performance.now();
@@ -219,7 +221,7 @@ async function run(store) {
   console.log(`\nFleet Server benchmark (${store === 'sqlite' ? 'embedded store' : 'Elasticsearch mode on the double'}, ${transport}, loopback)`);
   console.log(`agents                          ${total} (${WORKERS} load-generator processes)`);
   console.log(`enrollments/s                   ${fmt(total / (enrollMs / 1000))}  (${fmt(enrollMs / 1000, 2)} s for ${total})`);
-  console.log(`first check-ins/s               ${fmt(total / (firstCheckinMs / 1000))}  (each answered with POLICY_CHANGE + output key minted)`);
+  console.log(`first check-ins/s               ${fmt(total / (firstCheckinMs / 1000))}  (each answered with POLICY_CHANGE + output key minted; monotonic µs ${monoFirst}–${monoFirstEnd})`);
   console.log(`server CPU seconds              enroll ${fmt(cpuEnrolled - cpuStart)}, first check-ins ${fmt(cpuCheckedIn - cpuEnrolled)}, whole run ${fmt(cpuEnd - cpuStart)}`);
   console.log(`check-in bodies                 ${GZIP_BODIES ? 'gzip (as Elastic Agent 9.4+)' : 'plain JSON'}`);
   console.log(`held long polls                 ${held} in flight at the agents, ${heldByServer} held by the server ${fmt(holdMs / 1000)} s after all agents started polling at once (server CPU ${fmt(cpuHeld - cpuHoldStart)} s; monotonic µs ${monoHold}–${monoHeld})`);

@@ -1,5 +1,6 @@
 // What each process loads: the libraries only one mode uses live beside the bundle (dist/vendor/, see
-// scripts/build.mjs) and are read by the processes that use them, and by no other.
+// scripts/build.mjs) and are read by the processes that use them, and by no other; Node's own modules
+// that only TLS or the agent's log relay use are not loaded by a plain-HTTP server.
 import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { esSettings } from './support/es-mode';
@@ -8,18 +9,35 @@ import { DIST, removeDir, startFleetServer, tempDir } from './support/fleet-serv
 
 jest.setTimeout(60_000);
 
-/** A preload that writes, as the process exits, the files it loaded: one JSON file per process. */
+/**
+ * A preload that writes, as the process exits, the files and Node modules it loaded: one JSON file per
+ * process.
+ */
 function preload(dir: string): string {
   const file = join(dir, 'record-modules.js');
   writeFileSync(file, `process.on('exit', () => require('node:fs').writeFileSync(
-    require('node:path').join(${JSON.stringify(dir)}, 'modules-' + process.pid + '.json'), JSON.stringify(Object.keys(require.cache))));`);
+    require('node:path').join(${JSON.stringify(dir)}, 'modules-' + process.pid + '.json'),
+    JSON.stringify({ files: Object.keys(require.cache), builtins: process.moduleLoadList.filter((m) => m.startsWith('NativeModule ')).map((m) => m.slice(13)) })));`);
   return file;
+}
+
+interface Loaded {
+  files: string[];
+  builtins: string[];
+}
+
+function loads(dir: string): Loaded[] {
+  return readdirSync(dir).filter((f) => /^modules-\d+\.json$/.test(f)).map((f) => JSON.parse(readFileSync(join(dir, f), 'utf8')) as Loaded);
 }
 
 /** Per process that ran (the primary and each worker), the names of the dist/vendor files it loaded. */
 function vendorLoads(dir: string): string[][] {
-  return readdirSync(dir).filter((f) => /^modules-\d+\.json$/.test(f))
-    .map((f) => (JSON.parse(readFileSync(join(dir, f), 'utf8')) as string[]).filter((m) => m.includes('/dist/vendor/')).map((m) => m.split('/').pop()!).sort());
+  return loads(dir).map((l) => l.files.filter((m) => m.includes('/dist/vendor/')).map((m) => m.split('/').pop()!).sort());
+}
+
+/** Per process, which of the named Node modules it loaded. */
+function builtinLoads(dir: string, names: string[]): string[][] {
+  return loads(dir).map((l) => names.filter((n) => l.builtins.includes(n)));
 }
 
 test('the bundle leaves out the Elasticsearch client and gRPC', () => {
@@ -37,9 +55,12 @@ test('on the embedded store no process loads the Elasticsearch client or gRPC', 
     env: { NODE_OPTIONS: `--require ${preload(dir)}` },
   });
   expect(await server.stop()).toBe(0);
-  const loads = vendorLoads(dir);
-  expect(loads).toHaveLength(3);
-  expect(loads).toEqual([[], [], []]);
+  const vendor = vendorLoads(dir);
+  expect(vendor).toHaveLength(3);
+  expect(vendor).toEqual([[], [], []]);
+  // Over plain HTTP no process loads TLS (~2 MiB of RSS each) or readline (the agent's log relay);
+  // each did load node:http, so the record is of what they ran.
+  expect(builtinLoads(dir, ['http', 'https', 'tls', 'readline'])).toEqual([['http'], ['http'], ['http']]);
   removeDir(dir);
   removeDir(server.dataDir);
 });

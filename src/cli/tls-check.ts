@@ -2,7 +2,6 @@
 // malformed one is reported by its setting and path rather than as OpenSSL's bare "no start line"
 // from the listener.
 import { createPrivateKey, X509Certificate } from 'node:crypto';
-import { createSecureContext } from 'node:tls';
 import { pemOrFile, type TlsConfig } from '../config/config';
 import { withContext } from '../util/error-text';
 
@@ -39,5 +38,7 @@ export function checkServerTls(tls: TlsConfig): void {
     const pem = read('certificate_authorities', ca);
     parse('certificate_authorities', ca, () => new X509Certificate(pem));
   }
+  // node:tls is loaded only when TLS is on (server.ts).
+  const { createSecureContext } = require('node:tls') as typeof import('node:tls');
   parse('key', tls.key, () => createSecureContext({ cert, key, passphrase: tls.keyPassphrase }));
 }
