@@ -35,6 +35,43 @@ test('little free old space, in bytes or as a share of what is used, is left alo
   expect(d.shouldTrim({ size: 240 * MiB, used: 200 * MiB }, 3)).toBe(false);
 });
 
+test('a grown young generation is worth a collection once the burst is over; grown again at once, the next waits longer', () => {
+  const d = new TrimDecider({ minFreeBytes: 16 * MiB, minFreeShare: 0.3, growingShare: 0.05, spacingMs: 60_000, maxSpacingMs: 240_000, minYoungBytes: 8 * MiB });
+  // Old space dense (no free space worth it), the young generation at its 32 MiB peak, old space still growing.
+  expect(d.shouldTrim({ size: 100 * MiB, used: 80 * MiB, young: 32 * MiB }, 0)).toBe(false);
+  expect(d.shouldTrim({ size: 110 * MiB, used: 100 * MiB, young: 32 * MiB }, 10_000)).toBe(false);
+  // Steady: collect for the young generation.
+  expect(d.shouldTrim({ size: 110 * MiB, used: 100 * MiB, young: 32 * MiB }, 20_000)).toBe(true);
+  d.trimmed(31 * MiB);
+  // It stayed small: nothing to do, and the minute's spacing stands.
+  expect(d.shouldTrim({ size: 110 * MiB, used: 100 * MiB, young: 1 * MiB }, 30_000)).toBe(false);
+  expect(d.shouldTrim({ size: 110 * MiB, used: 100 * MiB, young: 32 * MiB }, 80_001)).toBe(true);
+  d.trimmed(31 * MiB);
+  // Grown again by the next look: the load needs it; the next collection for it comes after two minutes.
+  expect(d.shouldTrim({ size: 110 * MiB, used: 100 * MiB, young: 32 * MiB }, 90_001)).toBe(false);
+  expect(d.shouldTrim({ size: 110 * MiB, used: 100 * MiB, young: 32 * MiB }, 80_001 + 60_000)).toBe(false);
+  expect(d.shouldTrim({ size: 110 * MiB, used: 100 * MiB, young: 32 * MiB }, 80_001 + 120_000)).toBe(true);
+  // A small young generation and dense old space: nothing.
+  const quiet = new TrimDecider({ minFreeBytes: 32 * MiB, minFreeShare: 0.3, growingShare: 0.05, spacingMs: 0, maxSpacingMs: 0, minYoungBytes: 8 * MiB });
+  quiet.shouldTrim({ size: 110 * MiB, used: 100 * MiB, young: 4 * MiB }, 0);
+  expect(quiet.shouldTrim({ size: 110 * MiB, used: 100 * MiB, young: 4 * MiB }, 1)).toBe(false);
+});
+
+test('the collection the trim runs shrinks a grown young generation', () => {
+  const gc = gcFunction()!;
+  const young = (): number => getHeapSpaceStatistics().find((s) => s.space_name === 'new_space')!.physical_space_size;
+  // Short-lived objects with a few survivors at a time: scavenges with survivors grow the young generation.
+  let keep: unknown[] = [];
+  for (let i = 0; i < 2_000_000; i++) {
+    keep.push({ i, s: `x${i}` });
+    if (keep.length > 20_000) keep = [];
+  }
+  const grown = young();
+  gc({ type: 'major', execution: 'sync', flavor: 'last-resort' });
+  expect(grown).toBeGreaterThan(4 * MiB);
+  expect(young()).toBeLessThan(grown / 2);
+});
+
 test('without --expose-gc the trim has its own gc(), and the collection it runs gives a burst\'s old-space pages back', () => {
   const gc = gcFunction();
   expect(typeof gc).toBe('function');
