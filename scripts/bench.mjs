@@ -10,7 +10,7 @@ import { spawn, fork, execFileSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { cpuSeconds, cpuSecondsOf, pssKiB, rssKiB, sleep, startDouble, waitFor } from './bench/common.mjs';
+import { cpuSeconds, cpuSecondsOf, pssKiB, rssEachKiB, rssKiB, sleep, startDouble, waitFor } from './bench/common.mjs';
 import { printOutcomes, runStorms, STORMS } from './bench/storm.mjs';
 
 const AGENTS = Number(process.env.BENCH_AGENTS ?? 10_000);
@@ -154,6 +154,7 @@ async function run(store) {
   // includes it too.
   const cpuHoldingPerS = (cpuSeconds(server.pid) - cpuQuiet0) / 25;
   const rssHeld = rssKiB(server.pid);
+  const rssHeldEach = rssEachKiB(server.pid);
   const pssHeld = pssKiB(server.pid);
   const statsHeld = await stats();
 
@@ -228,7 +229,7 @@ async function run(store) {
   console.log(`server CPU while holding        ${fmt(cpuHoldingPerS, 2)} s per second over the 25 s after all were held (bookkeeping, memory trim)`);
   console.log(`server processes                ${statsHeld.fleet.cluster ? `${statsHeld.fleet.cluster.workers} workers + primary (inputs.0.server.workers)` : '1'}`);
   console.log(`server RSS idle                 ${fmt(rssIdle / 1024)} MiB`);
-  console.log(`server RSS with polls held      ${fmt(rssHeld / 1024)} MiB`);
+  console.log(`server RSS with polls held      ${fmt(rssHeld / 1024)} MiB${rssHeldEach.length > 1 ? `  (primary ${fmt(rssHeldEach[0] / 1024)}, workers ${rssHeldEach.slice(1).map((k) => fmt(k / 1024, 0)).join(' / ')})` : ''}`);
   console.log(`RSS per held agent (total)      ${fmt(rssHeld / total)} KiB   target ≤ 25 KiB (embedded store, 100,000 agents)`);
   console.log(`RSS per held agent (over idle)  ${fmt((rssHeld - rssIdle) / total)} KiB`);
   console.log(`PSS per held agent (total)      ${fmt(pssHeld / total)} KiB  (${fmt(pssHeld / 1024)} MiB; idle ${fmt(pssIdle / 1024)} MiB: shared pages counted once over all processes)`);

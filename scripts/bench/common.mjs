@@ -72,6 +72,17 @@ function sumOverTree(pid, file, field) {
   return total;
 }
 
+/** RSS in KiB of each of a server's processes: the first is the server's own (the primary). */
+export function rssEachKiB(pid) {
+  return processTree(pid).map((p) => {
+    try {
+      return Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${p}/status`, 'utf8'))?.[1] ?? 0);
+    } catch {
+      return 0;
+    }
+  });
+}
+
 /** RSS in KiB of a server: its process and its cluster workers (inputs.0.server.workers). */
 export function rssKiB(pid) {
   return sumOverTree(pid, 'status', /VmRSS:\s+(\d+)/);

@@ -11,8 +11,10 @@ test('trims once old space holds much more than it uses and has stopped growing;
   expect(d.shouldTrim({ size: 200 * MiB, used: 80 * MiB }, 0)).toBe(false);
   // Still growing (80 → 100 MiB used): the burst goes on.
   expect(d.shouldTrim({ size: 200 * MiB, used: 100 * MiB }, 10_000)).toBe(false);
-  // Steady at 100 MiB used in 200: trim.
-  expect(d.shouldTrim({ size: 200 * MiB, used: 101 * MiB }, 20_000)).toBe(true);
+  // Steady at 100 MiB used in 200, but the event loop still mostly busy: not yet.
+  expect(d.shouldTrim({ size: 200 * MiB, used: 101 * MiB, busy: 0.8 }, 20_000)).toBe(false);
+  // Steady and quiet: trim.
+  expect(d.shouldTrim({ size: 200 * MiB, used: 101 * MiB, busy: 0.1 }, 20_000)).toBe(true);
   // Fragmented again at once: not within the minute.
   expect(d.shouldTrim({ size: 200 * MiB, used: 100 * MiB }, 50_000)).toBe(false);
   expect(d.shouldTrim({ size: 200 * MiB, used: 100 * MiB }, 80_001)).toBe(true);
@@ -36,12 +38,14 @@ test('little free old space, in bytes or as a share of what is used, is left alo
 });
 
 test('a grown young generation is worth a collection once the burst is over; grown again at once, the next waits longer', () => {
-  const d = new TrimDecider({ minFreeBytes: 16 * MiB, minFreeShare: 0.3, growingShare: 0.05, spacingMs: 60_000, maxSpacingMs: 240_000, minYoungBytes: 8 * MiB });
+  const d = new TrimDecider({ minFreeBytes: 16 * MiB, minFreeShare: 0.3, growingShare: 0.05, spacingMs: 60_000, maxSpacingMs: 240_000, minYoungBytes: 8 * MiB, quietShare: 0.25 });
   // Old space dense (no free space worth it), the young generation at its 32 MiB peak, old space still growing.
-  expect(d.shouldTrim({ size: 100 * MiB, used: 80 * MiB, young: 32 * MiB }, 0)).toBe(false);
-  expect(d.shouldTrim({ size: 110 * MiB, used: 100 * MiB, young: 32 * MiB }, 10_000)).toBe(false);
-  // Steady: collect for the young generation.
-  expect(d.shouldTrim({ size: 110 * MiB, used: 100 * MiB, young: 32 * MiB }, 20_000)).toBe(true);
+  expect(d.shouldTrim({ size: 100 * MiB, used: 80 * MiB, young: 32 * MiB, busy: 0.9 }, 0)).toBe(false);
+  expect(d.shouldTrim({ size: 110 * MiB, used: 100 * MiB, young: 32 * MiB, busy: 0.9 }, 10_000)).toBe(false);
+  // Old space steady but the event loop busy (an enrollment burst: short-lived objects): not yet.
+  expect(d.shouldTrim({ size: 110 * MiB, used: 100 * MiB, young: 32 * MiB, busy: 0.6 }, 20_000)).toBe(false);
+  // Steady and quiet: collect for the young generation.
+  expect(d.shouldTrim({ size: 110 * MiB, used: 100 * MiB, young: 32 * MiB, busy: 0.05 }, 20_000)).toBe(true);
   d.trimmed(31 * MiB);
   // It stayed small: nothing to do, and the minute's spacing stands.
   expect(d.shouldTrim({ size: 110 * MiB, used: 100 * MiB, young: 1 * MiB }, 30_000)).toBe(false);

@@ -11,11 +11,17 @@
 // --max-semi-space-size=16), and V8 shrinks it only in a memory-reducing collection — an ordinary full
 // one leaves it. A process holding 10,000 polls kept 32 MiB of it committed for ~14 MiB of objects
 // (3 KiB per held agent; seven such processes at 100,000 agents, 2 KiB). So a grown young generation
-// is a reason to collect that way as well, once the burst is over; if it is grown again at the next
-// look, the load itself needs it and the next such collection waits twice as long.
+// is a reason to collect that way as well, once the burst is over. Old space alone does not tell that
+// (an enrollment burst allocates mostly short-lived objects: old space barely grows while the young
+// generation is at its peak, and collecting then only made V8 grow it again; 100,000 agents polling at
+// once had workers pausing 0.6 s mid-wave), so for either reason the event loop must also have been
+// mostly idle since the last look, as V8's own memory reducer waits for an idle isolate. If the young
+// generation is grown again at the next look, the load itself needs it and the next such collection
+// waits twice as long.
 // Once after start-up too: loading and compiling the program leaves garbage and a grown young generation
 // that no collection reclaims in a process that then sits idle (V8's memory reducer starts only after a
 // full collection, and start-up makes none): ~3.5 MiB of RSS in every process, the primary and each worker.
+import { performance as perf } from 'node:perf_hooks';
 import { getHeapSpaceStatistics, setFlagsFromString } from 'node:v8';
 import type { Logger } from 'pino';
 
@@ -29,6 +35,8 @@ export interface OldSpace {
   used: number;
   /** Bytes the young generation (new space) holds, committed. */
   young?: number;
+  /** The event loop's utilisation since the last look (0–1). */
+  busy?: number;
 }
 
 export interface TrimPolicy {
@@ -39,6 +47,8 @@ export interface TrimPolicy {
   growingShare: number;
   /** A young generation holding at least this much committed is worth a collection (default 8 MiB). */
   minYoungBytes?: number;
+  /** Collect only if the event loop was busy at most this share of the time since the last look (default 0.25). */
+  quietShare?: number;
   /** At most one collection this often; doubled (up to maxSpacingMs) after one that gave back little. */
   spacingMs: number;
   maxSpacingMs: number;
@@ -90,6 +100,7 @@ export class TrimDecider {
     const previous = this.previousUsed;
     this.previousUsed = space.used;
     const youngGrown = (space.young ?? 0) >= (this.policy.minYoungBytes ?? 8 * 1024 * 1024);
+    const quiet = (space.busy ?? 0) <= (this.policy.quietShare ?? 0.25);
     if (this.youngTrimmed) {
       // Grown again since: the load keeps it so, and the next collection for it is worth less.
       this.youngTrimmed = false;
@@ -99,6 +110,9 @@ export class TrimDecider {
     const free = space.size - space.used;
     const oldWorth = free >= this.policy.minFreeBytes && free >= space.used * this.policy.minFreeShare;
     if (!oldWorth && !youngGrown) return false;
+    // Still busy (an enrollment burst barely grows old space; a reconnect wave does not either): a
+    // collection now would pause the burst and be undone by it.
+    if (!quiet) return false;
     // Still growing: collecting now would be undone by the next second of the burst.
     if (previous === undefined || space.used > previous * (1 + this.policy.growingShare)) return false;
     this.lastTrimAt = now;
@@ -133,8 +147,11 @@ export function gcFunction(): Gc | undefined {
 
 /** Looks at old space every `everyMs` and trims it when the decider says so. Returns the stop function. */
 export function startMemoryTrim(log: Logger, everyMs = 10_000, decider = new TrimDecider()): () => void {
+  let loop = perf.eventLoopUtilization();
   const timer = setInterval(() => {
-    const before = oldSpace();
+    const now = perf.eventLoopUtilization();
+    const before = { ...oldSpace(), busy: perf.eventLoopUtilization(now, loop).utilization };
+    loop = now;
     const startup = decider.startupSettled(before);
     const burst = decider.shouldTrim(before, Date.now());
     if (!startup && !burst) return;
@@ -150,7 +167,7 @@ export function startMemoryTrim(log: Logger, everyMs = 10_000, decider = new Tri
     const after = oldSpace();
     const fields = {
       'memory.old_space.before': before.size, 'memory.old_space.after': after.size, 'memory.old_space.used': after.used,
-      'memory.new_space.before': before.young, 'memory.new_space.after': after.young,
+      'memory.new_space.before': before.young, 'memory.new_space.after': after.young, 'event_loop.utilization': Number(before.busy.toFixed(2)),
       'memory.rss.before': rss, 'memory.rss.after': process.memoryUsage.rss(), 'gc.pause_ms': Math.round(performance.now() - t0),
     };
     if (!burst) {
