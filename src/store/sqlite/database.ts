@@ -50,6 +50,11 @@ export function openDatabase(path: string, opts: OpenOptions = {}): OpenDatabase
     // From here on every write goes through group commit, which flushes the WAL itself before a write
     // is acknowledged (group-commit.ts): COMMIT need not wait for the disk on the event loop.
     db.exec('PRAGMA synchronous = NORMAL');
+    // No connection checkpoints on its own (an admin command's neither): the server's checkpointer does
+    // it off the event loop's disk waits (checkpointer.ts); SQLite still does when the last connection
+    // closes. After a restart the WAL file is cut back to 64 MiB.
+    db.exec('PRAGMA wal_autocheckpoint = 0');
+    db.exec('PRAGMA journal_size_limit = 67108864');
     return { db, box };
   } catch (err) {
     db.close();

@@ -32,6 +32,8 @@ export interface GroupCommitHooks {
   committed(changed: Set<string>, rowsChanged: boolean): void;
   /** Makes what has been committed durable (flushes the WAL to disk), off the event loop. */
   durable(): Promise<void>;
+  /** Right after a COMMIT that changed rows, before anything else runs on the connection (checkpointer.ts). */
+  wrote?(): void;
 }
 
 export class GroupCommit {
@@ -100,6 +102,7 @@ export class GroupCommit {
       return;
     }
     const rowsChanged = this.hooks.totalChanges() > g.changesBefore;
+    if (rowsChanged) this.hooks.wrote?.();
     this.flushing = true;
     this.hooks.durable().then(() => {
       this.flushed();

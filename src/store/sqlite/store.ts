@@ -19,6 +19,7 @@ import { SqliteArtifacts } from './artifacts';
 import { BlobDir } from './blobs';
 import { ChangeWatcher, SqliteChangeFeed } from './change-feed';
 import { openDatabase } from './database';
+import { WalCheckpointer } from './checkpointer';
 import { GroupCommit } from './group-commit';
 import { SqliteDeliveries } from './deliveries';
 import { FileFlusher, guarded, storeError, type Statement } from './errors';
@@ -99,6 +100,9 @@ export class SqliteStore implements Store {
   private readonly commits: GroupCommit;
   /** The WAL, flushed before writes are acknowledged (group-commit.ts). */
   private readonly wal: FileFlusher | undefined;
+  /** Copies the WAL into the database off the event loop's disk waits (checkpointer.ts); the server's only. */
+  private readonly checkpointer: WalCheckpointer | undefined;
+  private readonly dbFile: FileFlusher | undefined;
   /** Chunk bytes, as files beside the database (blobs.ts). */
   private readonly blobs: BlobDir;
   private readonly stmts = new Map<string, Statement>();
@@ -114,16 +118,31 @@ export class SqliteStore implements Store {
       this.lock?.release();
       throw err;
     }
-    this.watcher = new ChangeWatcher(this.db);
     this.wal = path === ':memory:' ? undefined : new FileFlusher(`${path}-wal`);
+    const failed = (err: unknown): unknown => {
+      const e = err instanceof StoreUnavailableError ? err : storeError(err, this.path);
+      if (e instanceof StoreUnavailableError) this.setWriteFault(e.message);
+      return e;
+    };
+    // Only the server checkpoints: one process at a time, so each cycle's pin is taken while frames wait
+    // to be copied (checkpointer.ts). An admin command's writes are copied by the server, or when its
+    // connection closes last.
+    if (this.wal && opts.server) {
+      this.dbFile = new FileFlusher(path);
+      try {
+        this.checkpointer = new WalCheckpointer(path, this.db, this.wal, this.dbFile, failed);
+      } catch (err) {
+        this.db.close();
+        this.lock?.release();
+        throw storeError(err, path);
+      }
+    }
+    this.watcher = new ChangeWatcher(this.db);
     this.commits = new GroupCommit(this.db, {
-      failed: (err) => {
-        const e = err instanceof StoreUnavailableError ? err : storeError(err, this.path);
-        if (e instanceof StoreUnavailableError) this.setWriteFault(e.message);
-        return e;
-      },
+      failed,
       totalChanges: () => this.totalChanges(),
       durable: () => (this.wal ? this.wal.flush() : Promise.resolve()),
+      wrote: () => this.checkpointer?.committed(),
       committed: (tables, rowsChanged) => {
         if (this.writeFault !== undefined && rowsChanged) this.setWriteFault(undefined);
         if (tables.size > 0) this.watcher.notify([...tables]);
@@ -205,7 +224,11 @@ export class SqliteStore implements Store {
 
   async close(): Promise<void> {
     if (this.db.isOpen) this.commits.flush();
+    await this.checkpointer?.idle();
+    // The writer's connection closes last: SQLite then copies what is left and removes the WAL.
+    this.checkpointer?.close();
     await this.wal?.close();
+    await this.dbFile?.close();
     this.watcher.close();
     this.stmts.clear();
     this.faultListeners.clear();
