@@ -13,6 +13,8 @@ let gc: GroupCommit;
 /** What the next flush does; by default it succeeds at once. */
 let flush: () => Promise<void>;
 let flushes: number;
+/** Commits that reported writing pages (the checkpointer's cue). */
+let wrote: number;
 
 beforeEach(() => {
   dir = tempDir();
@@ -21,6 +23,7 @@ beforeEach(() => {
   other = new DatabaseSync(`${dir}/t.db`);
   commits = [];
   flushes = 0;
+  wrote = 0;
   flush = () => Promise.resolve();
   gc = new GroupCommit(db, {
     durable: () => {
@@ -30,6 +33,7 @@ beforeEach(() => {
     failed: (err) => err,
     totalChanges: () => Number((db.prepare('SELECT total_changes() AS n').get() as { n: number }).n),
     committed: (tables, rowsChanged) => commits.push({ tables: [...tables], rowsChanged }),
+    wrote: () => wrote++,
   });
 });
 afterEach(() => {
@@ -66,6 +70,20 @@ test('a failing write undoes only itself; the others of its turn commit', async 
   await expect(failing).rejects.toThrow(/NOT NULL/);
   await Promise.all([first, third]);
   expect((other.prepare('SELECT v FROM t ORDER BY id').all() as { v: string }[]).map((r) => r.v)).toEqual(['a', 'c']);
+});
+
+test('a turn whose only changes were undone writes no pages, and says so (the checkpointer relies on it)', async () => {
+  const insert = db.prepare('INSERT INTO t (v) VALUES (?)');
+  await expect(gc.write(() => {
+    insert.run('b');
+    insert.run(null as unknown as string);
+  })).rejects.toThrow(/NOT NULL/);
+  await new Promise((r) => setImmediate(r));
+  expect(wrote).toBe(0);
+  expect(commits.at(-1)?.rowsChanged ?? false).toBe(false);
+  await gc.write(() => insert.run('a'));
+  expect(wrote).toBe(1);
+  expect(commits.at(-1)?.rowsChanged).toBe(true);
 });
 
 test('writes are acknowledged only once the committed WAL is flushed; a failed flush rejects them all', async () => {

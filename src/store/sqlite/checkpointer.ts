@@ -50,6 +50,10 @@ export class WalCheckpointer {
   private running: Promise<void> | undefined;
   private lastEndAt = Number.NEGATIVE_INFINITY;
   private restartDue = false;
+  /** No more cycles: the store is closing, or a copy could not be flushed. */
+  private stopped = false;
+  /** A copy could not be flushed to disk: the pin is held until the writer has closed. */
+  private failed = false;
   private readonly spacingMs: number;
   private readonly restartFrames: number;
   private readonly now: () => number;
@@ -82,7 +86,8 @@ export class WalCheckpointer {
       this.copier.exec('PRAGMA wal_autocheckpoint = 0');
       this.copier.exec('PRAGMA busy_timeout = 0');
     } catch (err) {
-      this.close();
+      this.pin.close();
+      this.copier.close();
       throw err;
     }
   }
@@ -91,9 +96,11 @@ export class WalCheckpointer {
    * Right after the writer's COMMIT wrote pages, before anything else runs on it: some frames are not
    * yet copied (no other connection checkpoints while the server runs: wal_autocheckpoint=0 on all of
    * them, and this class is the server's), so the pin's snapshot is of the WAL, not of the database
-   * alone — the cap that keeps the copy to frames already flushed.
+   * alone — the cap that keeps the copy to frames already flushed. A snapshot of the database alone
+   * would cap nothing (SQLite's read mark 0): hence "wrote pages", not merely "committed".
    */
-  committed(): void {
+  wrote(): void {
+    if (this.stopped) return;
     if (this.restartDue && !this.running) {
       this.restartDue = false;
       this.catchUps++;
@@ -109,8 +116,8 @@ export class WalCheckpointer {
       this.pin.exec('BEGIN');
       this.pin.prepare('SELECT 1 FROM sqlite_schema LIMIT 1').get();
     } catch {
-      // Busy for a moment: the next commit starts the cycle (a disk fault shows in the writes themselves).
-      this.release();
+      // Busy for a moment (the WAL index being rebuilt): a later commit starts the cycle.
+      this.endPin();
       return;
     }
     this.running = this.cycle().finally(() => {
@@ -119,35 +126,61 @@ export class WalCheckpointer {
     });
   }
 
-  /** Waits for a cycle under way (before the store closes). */
+  /** Waits for a cycle under way. */
   async idle(): Promise<void> {
     await this.running;
   }
 
-  close(): void {
+  /** Starts no more cycles and waits for one under way (before the store closes). */
+  async stop(): Promise<void> {
+    this.stopped = true;
+    await this.running;
+  }
+
+  /**
+   * Closes the connections around the writer's: after a failed database flush the pin is still held,
+   * and closes only after the writer, which then cannot checkpoint on closing (it would need the
+   * database to itself); the next open reads the whole WAL again.
+   */
+  close(closeWriter: () => void): void {
+    if (this.copier.isOpen) this.copier.close();
+    if (!this.failed && this.pin.isOpen) this.pin.close();
+    closeWriter();
     if (this.pin.isOpen) this.pin.close();
-    if (this.copier?.isOpen) this.copier.close();
   }
 
   private async cycle(): Promise<void> {
     this.cycles++;
     try {
       await this.wal.flush();
-      const r = this.copier.prepare('PRAGMA wal_checkpoint(PASSIVE)').get() as unknown as CheckpointResult;
-      await this.database.flush();
-      if (r.log >= this.restartFrames) this.restartDue = true;
     } catch (err) {
+      // Nothing copied: the frames stay in the WAL, and the writes that wait on this flush fail with it.
+      this.endPin();
       this.onError(err);
-    } finally {
-      this.release();
+      return;
     }
+    let r: CheckpointResult;
+    try {
+      r = this.copier.prepare('PRAGMA wal_checkpoint(PASSIVE)').get() as unknown as CheckpointResult;
+      await this.database.flush();
+    } catch (err) {
+      // SQLite counts the frames as copied whether or not the copies reached the disk (this connection
+      // does not sync); it would copy them no more, and a WAL started over would lose the only good copy.
+      // So the pin is kept for good: the WAL never starts over in this process, and no more cycles run.
+      this.failed = true;
+      this.stopped = true;
+      this.onError(err);
+      return;
+    }
+    this.endPin();
+    if (r.log >= this.restartFrames) this.restartDue = true;
   }
 
-  private release(): void {
+  private endPin(): void {
     try {
       if (this.pin.isTransaction) this.pin.exec('COMMIT');
     } catch {
-      // A read transaction that cannot end is ended by closing; the next cycle reports any fault.
+      // A read transaction that cannot end ends when the connection closes.
     }
   }
 }

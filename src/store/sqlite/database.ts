@@ -1,5 +1,6 @@
 // Opening the embedded database: WAL for concurrent readers (the admin CLI may run beside the server),
-// synchronous=FULL so an acknowledged write survives power loss, migrations applied in one transaction.
+// migrations applied in one transaction, then synchronous=NORMAL with the WAL flushed before a write is
+// acknowledged (group-commit.ts), so an acknowledged write survives power loss.
 // Private file modes, an integrity check for the server, and the key that seals stored secrets are
 // settled here, before anything reads or writes a row.
 import { DatabaseSync } from 'node:sqlite';
@@ -38,6 +39,10 @@ export function openDatabase(path: string, opts: OpenOptions = {}): OpenDatabase
   try {
     db.exec('PRAGMA busy_timeout = 10000');
     db.exec('PRAGMA journal_mode = WAL');
+    // No connection checkpoints on its own, an admin command's neither: the server's checkpointer does,
+    // off the event loop's disk waits, and relies on being the only one (checkpointer.ts); SQLite still
+    // does when the last connection closes.
+    db.exec('PRAGMA wal_autocheckpoint = 0');
     db.exec('PRAGMA synchronous = FULL');
     db.exec('PRAGMA foreign_keys = ON');
     if (opts.verify) quickCheck(db, path);
@@ -50,10 +55,7 @@ export function openDatabase(path: string, opts: OpenOptions = {}): OpenDatabase
     // From here on every write goes through group commit, which flushes the WAL itself before a write
     // is acknowledged (group-commit.ts): COMMIT need not wait for the disk on the event loop.
     db.exec('PRAGMA synchronous = NORMAL');
-    // No connection checkpoints on its own (an admin command's neither): the server's checkpointer does
-    // it off the event loop's disk waits (checkpointer.ts); SQLite still does when the last connection
-    // closes. After a restart the WAL file is cut back to 64 MiB.
-    db.exec('PRAGMA wal_autocheckpoint = 0');
+    // Each time the WAL starts over, its file is cut back to 64 MiB.
     db.exec('PRAGMA journal_size_limit = 67108864');
     return { db, box };
   } catch (err) {

@@ -21,6 +21,8 @@ interface Group {
   changed: Set<string>;
   /** SQLite's total_changes() when the transaction began. */
   changesBefore: number;
+  /** Changes made by writes that failed and were undone: total_changes() still counts them. */
+  changesUndone: number;
 }
 
 export interface GroupCommitHooks {
@@ -32,7 +34,10 @@ export interface GroupCommitHooks {
   committed(changed: Set<string>, rowsChanged: boolean): void;
   /** Makes what has been committed durable (flushes the WAL to disk), off the event loop. */
   durable(): Promise<void>;
-  /** Right after a COMMIT that changed rows, before anything else runs on the connection (checkpointer.ts). */
+  /**
+   * Right after a COMMIT that changed rows (kept ones: so it wrote pages to the WAL), before anything
+   * else runs on the connection (checkpointer.ts).
+   */
   wrote?(): void;
 }
 
@@ -52,12 +57,14 @@ export class GroupCommit {
       return Promise.reject(this.hooks.failed(err));
     }
     let out: T;
+    const changesAtStart = this.hooks.totalChanges();
     try {
       this.db.exec('SAVEPOINT w');
       out = fn();
       this.db.exec('RELEASE w');
     } catch (err) {
       const e = this.hooks.failed(err);
+      g.changesUndone += this.hooks.totalChanges() - changesAtStart;
       if (this.db.isTransaction) {
         try {
           this.db.exec('ROLLBACK TO w');
@@ -84,7 +91,7 @@ export class GroupCommit {
     if (this.group) return this.group;
     // BEGIN IMMEDIATE takes the write lock up front, avoiding upgrade deadlocks with another process.
     this.db.exec('BEGIN IMMEDIATE');
-    const g: Group = { waiters: [], changed: new Set(), changesBefore: this.hooks.totalChanges() };
+    const g: Group = { waiters: [], changed: new Set(), changesBefore: this.hooks.totalChanges(), changesUndone: 0 };
     this.group = g;
     if (!this.flushing) setImmediate(() => this.commit(g));
     return g;
@@ -101,7 +108,8 @@ export class GroupCommit {
       for (const w of g.waiters) w.reject(e);
       return;
     }
-    const rowsChanged = this.hooks.totalChanges() > g.changesBefore;
+    // Rows that stayed changed: the COMMIT wrote pages to the WAL (what the checkpointer relies on).
+    const rowsChanged = this.hooks.totalChanges() - g.changesUndone > g.changesBefore;
     if (rowsChanged) this.hooks.wrote?.();
     this.flushing = true;
     this.hooks.durable().then(() => {

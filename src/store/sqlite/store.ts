@@ -142,7 +142,7 @@ export class SqliteStore implements Store {
       failed,
       totalChanges: () => this.totalChanges(),
       durable: () => (this.wal ? this.wal.flush() : Promise.resolve()),
-      wrote: () => this.checkpointer?.committed(),
+      wrote: () => this.checkpointer?.wrote(),
       committed: (tables, rowsChanged) => {
         if (this.writeFault !== undefined && rowsChanged) this.setWriteFault(undefined);
         if (tables.size > 0) this.watcher.notify([...tables]);
@@ -224,15 +224,18 @@ export class SqliteStore implements Store {
 
   async close(): Promise<void> {
     if (this.db.isOpen) this.commits.flush();
-    await this.checkpointer?.idle();
-    // The writer's connection closes last: SQLite then copies what is left and removes the WAL.
-    this.checkpointer?.close();
+    await this.checkpointer?.stop();
     await this.wal?.close();
     await this.dbFile?.close();
     this.watcher.close();
     this.stmts.clear();
     this.faultListeners.clear();
-    if (this.db.isOpen) this.db.close();
+    // The writer's connection closes last: SQLite then copies what is left and removes the WAL.
+    const closeWriter = (): void => {
+      if (this.db.isOpen) this.db.close();
+    };
+    if (this.checkpointer) this.checkpointer.close(closeWriter);
+    else closeWriter();
     this.blobs.close();
     this.lock?.release();
   }
