@@ -1,4 +1,6 @@
 // fleet-server: the server (default command) and its admin commands.
+// First: a server start re-executes itself into its start environment before anything else loads.
+import './runtime/early-start';
 import type { ConfigArgs } from './cli/load-config';
 import { runServer } from './cli/run';
 import { workerArgs } from './runtime/cluster';

@@ -36,6 +36,24 @@ export function ensureNodeFlags(): void {
   execve.call(process, process.execPath, args, { ...process.env, ...env, [NO_REEXEC_ENV]: '1' });
 }
 
+/** Options of the command line that take the next word as their value (main.ts). */
+const VALUED = new Set(['-c', '--config', '-E', '--E']);
+
+/**
+ * Whether a command line starts the server (no command word, or `run`; not --help or --version): it
+ * re-executes itself into its start environment before the rest of the program loads
+ * (runtime/early-start.ts). A line this misreads still re-executes, later, in the run command.
+ */
+export function isServerStart(args: readonly string[]): boolean {
+  if (args.some((a) => a === '--help' || a === '-h' || a === '--version')) return false;
+  for (let i = 0; i < args.length; i++) {
+    const a = args[i]!;
+    if (VALUED.has(a)) i++;
+    else if (!a.startsWith('-')) return a === 'run';
+  }
+  return true;
+}
+
 /**
  * The program's arguments. A cluster worker of the single executable is started as `<exe> <exec>
  * <args>` (Node's fork puts the module path first), and the executable takes every word as its own:
