@@ -28,7 +28,8 @@ import type { Logger } from 'pino';
 type GcOptions = { type: 'major'; execution: 'sync'; flavor: 'last-resort' };
 type Gc = (options?: GcOptions) => void;
 
-export interface OldSpace {
+/** One look at the heap: old space, the young generation, and how busy the event loop has been. */
+export interface HeapLook {
   /** Bytes V8 holds for old space. */
   size: number;
   /** Bytes of it in use (live, or garbage not yet collected). */
@@ -89,14 +90,14 @@ export class TrimDecider {
    * at which old space has stopped growing, if it is still start-up sized. Asked before shouldTrim,
    * which moves the previous look on.
    */
-  startupSettled(space: OldSpace): boolean {
+  startupSettled(space: HeapLook): boolean {
     const previous = this.previousUsed;
     if (!this.startupPending || previous === undefined || space.used > previous * (1 + this.policy.growingShare)) return false;
     this.startupPending = false;
     return space.size <= (this.policy.startupMaxBytes ?? 32 * 1024 * 1024);
   }
 
-  shouldTrim(space: OldSpace, now: number): boolean {
+  shouldTrim(space: HeapLook, now: number): boolean {
     const previous = this.previousUsed;
     this.previousUsed = space.used;
     const youngGrown = (space.young ?? 0) >= (this.policy.minYoungBytes ?? 8 * 1024 * 1024);
@@ -121,7 +122,7 @@ export class TrimDecider {
   }
 }
 
-function oldSpace(): OldSpace {
+function heapLook(): HeapLook {
   const spaces = getHeapSpaceStatistics();
   const s = spaces.find((x) => x.space_name === 'old_space');
   const young = spaces.find((x) => x.space_name === 'new_space');
@@ -145,12 +146,12 @@ export function gcFunction(): Gc | undefined {
   }
 }
 
-/** Looks at old space every `everyMs` and trims it when the decider says so. Returns the stop function. */
+/** Looks at the heap every `everyMs` and trims it when the decider says so. Returns the stop function. */
 export function startMemoryTrim(log: Logger, everyMs = 10_000, decider = new TrimDecider()): () => void {
   let loop = perf.eventLoopUtilization();
   const timer = setInterval(() => {
     const now = perf.eventLoopUtilization();
-    const before = { ...oldSpace(), busy: perf.eventLoopUtilization(now, loop).utilization };
+    const before = { ...heapLook(), busy: perf.eventLoopUtilization(now, loop).utilization };
     loop = now;
     const startup = decider.startupSettled(before);
     const burst = decider.shouldTrim(before, Date.now());
@@ -164,7 +165,7 @@ export function startMemoryTrim(log: Logger, everyMs = 10_000, decider = new Tri
     const rss = process.memoryUsage.rss();
     const t0 = performance.now();
     gc({ type: 'major', execution: 'sync', flavor: 'last-resort' });
-    const after = oldSpace();
+    const after = heapLook();
     const fields = {
       'memory.old_space.before': before.size, 'memory.old_space.after': after.size, 'memory.old_space.used': after.used,
       'memory.new_space.before': before.young, 'memory.new_space.after': after.young, 'event_loop.utilization': Number(before.busy.toFixed(2)),
