@@ -61,26 +61,25 @@ function processTree(pid) {
   return pids;
 }
 
-/** A field of /proc/<pid>/<file>, in KiB, summed over a server's process and its cluster workers. */
-function sumOverTree(pid, file, field) {
-  let total = 0;
-  for (const p of processTree(pid)) {
+/** A field of /proc/<pid>/<file>, in KiB, for a server's process (first) and each of its cluster workers. */
+function eachOverTree(pid, file, field) {
+  return processTree(pid).map((p) => {
     try {
-      total += Number(field.exec(readFileSync(`/proc/${p}/${file}`, 'utf8'))?.[1] ?? 0);
-    } catch { /* gone meanwhile */ }
-  }
-  return total;
+      return Number(field.exec(readFileSync(`/proc/${p}/${file}`, 'utf8'))?.[1] ?? 0);
+    } catch {
+      return 0; // gone meanwhile
+    }
+  });
+}
+
+/** The same field summed over the server's processes. */
+function sumOverTree(pid, file, field) {
+  return eachOverTree(pid, file, field).reduce((a, b) => a + b, 0);
 }
 
 /** RSS in KiB of each of a server's processes: the first is the server's own (the primary). */
 export function rssEachKiB(pid) {
-  return processTree(pid).map((p) => {
-    try {
-      return Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${p}/status`, 'utf8'))?.[1] ?? 0);
-    } catch {
-      return 0;
-    }
-  });
+  return eachOverTree(pid, 'status', /VmRSS:\s+(\d+)/);
 }
 
 /** RSS in KiB of a server: its process and its cluster workers (inputs.0.server.workers). */

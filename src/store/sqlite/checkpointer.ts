@@ -73,23 +73,20 @@ export class WalCheckpointer {
     this.restartFrames = opts.restartFrames ?? 4000;
     this.now = opts.now ?? Date.now;
     this.pin = new DatabaseSync(path, { readOnly: true });
+    let copier: DatabaseSync | undefined;
     try {
       // As the check-in readers: a reader waits only for the rare moments the WAL index is rebuilt.
       this.pin.exec('PRAGMA busy_timeout = 50');
-      this.copier = new DatabaseSync(path);
+      copier = new DatabaseSync(path);
+      copier.exec('PRAGMA synchronous = OFF');
+      copier.exec('PRAGMA wal_autocheckpoint = 0');
+      copier.exec('PRAGMA busy_timeout = 0');
     } catch (err) {
       this.pin.close();
+      copier?.close();
       throw err;
     }
-    try {
-      this.copier.exec('PRAGMA synchronous = OFF');
-      this.copier.exec('PRAGMA wal_autocheckpoint = 0');
-      this.copier.exec('PRAGMA busy_timeout = 0');
-    } catch (err) {
-      this.pin.close();
-      this.copier.close();
-      throw err;
-    }
+    this.copier = copier;
   }
 
   /**
