@@ -38,6 +38,12 @@ export class CertificateReloader {
     }
     const digest = this.fingerprint(opts);
     if (digest === this.digest) return false;
+    // A file caught between truncation and rewrite reads empty; a secure context built without it would
+    // serve no certificate at all (every handshake fails), so an empty part is a half-written pair too.
+    if (!opts.cert?.trim() || !opts.key?.trim()) {
+      this.log.warn('TLS certificate reload: new files refused (certificate or key empty); keeping the current certificate');
+      return false;
+    }
     try {
       for (const s of this.servers) s.setSecureContext(opts);
     } catch (err) {
