@@ -105,6 +105,13 @@ async function run(store) {
   const heapIdle = (await stats()).beat.memstats.heap_used;
 
   const workers = Array.from({ length: WORKERS }, () => fork(new URL('./bench/agent-worker.mjs', import.meta.url)));
+  // Where a phase's CPU goes: the primary alone, the whole server, the load generators (they share the cores).
+  const cpuSplit = () => ({ primary: cpuSecondsOf([server.pid]), server: cpuSeconds(server.pid), generators: cpuSecondsOf(workers.map((w) => w.pid)) });
+  const splitText = (a, b) => {
+    const d = (k) => b[k] - a[k];
+    return `primary ${fmt(d('primary'))}, workers ${fmt(d('server') - d('primary'))}, load generators ${fmt(d('generators'))}`;
+  };
+  const cpuEnroll0 = cpuSplit();
   const all = (cmd, type, perWorker = () => ({})) => Promise.all(workers.map((w, k) => new Promise((resolve, reject) => {
     const on = (m) => {
       if (m.type === 'error') reject(new Error(m.message));
@@ -124,11 +131,13 @@ async function run(store) {
   }));
   const enrollMs = Math.max(...enrolled.map((e) => e.ms));
   const cpuEnrolled = cpuSeconds(server.pid);
+  const cpuEnroll1 = cpuSplit();
   const total = enrolled.reduce((s, e) => s + e.n, 0);
   const monoFirst = process.hrtime.bigint() / 1000n;
   const checked = await all('first-checkin', 'checked-in', () => ({ concurrency: 32 }));
   const firstCheckinMs = Math.max(...checked.map((c) => c.ms));
   const cpuCheckedIn = cpuSeconds(server.pid);
+  const cpuFirst1 = cpuSplit();
   const monoFirstEnd = process.hrtime.bigint() / 1000n;
   // BENCH_HOLD_PAUSE_S: a pause before the agents start polling (the first check-ins' bookkeeping written first).
   await sleep(Number(process.env.BENCH_HOLD_PAUSE_S ?? 0) * 1000);
@@ -171,9 +180,7 @@ async function run(store) {
   }
 
   writePolicy(join(dir, 'p2.json'), 8);
-  // Where the rollout's CPU goes: the primary alone, the whole server, the load generators (they share the cores).
-  const rolloutCpu = () => ({ primary: cpuSecondsOf([server.pid]), server: cpuSeconds(server.pid), generators: cpuSecondsOf(workers.map((w) => w.pid)) });
-  const cpuRollout0 = rolloutCpu();
+  const cpuRollout0 = cpuSplit();
   // The monotonic clock (µs), as V8's --cpu-prof timestamps have it: a profile can be cut to the rollout.
   const monoStart = process.hrtime.bigint() / 1000n;
   const put = cli(['policy', 'put', join(dir, 'p2.json')]);
@@ -188,7 +195,7 @@ async function run(store) {
   const monoEnd = process.hrtime.bigint() / 1000n;
   status = await all('status', 'status', () => ({ rev: put.revision, times: true }));
   const times = status.flatMap((s) => s.delivered);
-  const cpuRollout1 = rolloutCpu();
+  const cpuRollout1 = cpuSplit();
   const badKeys = status.reduce((s, x) => s + x.badKeys, 0);
   const lat = times.map((t) => t - written).sort((a, b) => a - b);
   const pct = (p) => (lat.length ? lat[Math.min(lat.length - 1, Math.ceil((p / 100) * total) - 1)] : NaN);
@@ -224,6 +231,8 @@ async function run(store) {
   console.log(`enrollments/s                   ${fmt(total / (enrollMs / 1000))}  (${fmt(enrollMs / 1000, 2)} s for ${total})`);
   console.log(`first check-ins/s               ${fmt(total / (firstCheckinMs / 1000))}  (each answered with POLICY_CHANGE + output key minted; monotonic µs ${monoFirst}–${monoFirstEnd})`);
   console.log(`server CPU seconds              enroll ${fmt(cpuEnrolled - cpuStart)}, first check-ins ${fmt(cpuCheckedIn - cpuEnrolled)}, whole run ${fmt(cpuEnd - cpuStart)}`);
+  console.log(`  enroll                        ${splitText(cpuEnroll0, cpuEnroll1)}`);
+  console.log(`  first check-ins               ${splitText(cpuEnroll1, cpuFirst1)}`);
   console.log(`check-in bodies                 ${GZIP_BODIES ? 'gzip (as Elastic Agent 9.4+)' : 'plain JSON'}`);
   console.log(`held long polls                 ${held} in flight at the agents, ${heldByServer} held by the server ${fmt(holdMs / 1000)} s after all agents started polling at once (server CPU ${fmt(cpuHeld - cpuHoldStart)} s; monotonic µs ${monoHold}–${monoHeld})`);
   console.log(`server CPU while holding        ${fmt(cpuHoldingPerS, 2)} s per second over the 25 s after all were held (bookkeeping, memory trim)`);
@@ -245,8 +254,7 @@ async function run(store) {
   }
   console.log(`policy revision ${put.revision} reached      ${lat.length}/${total} agents`);
   console.log(`  p50 / p99 / 100%              ${fmt(pct(50) / 1000, 3)} s / ${fmt(pct(99) / 1000, 3)} s / ${fmt(lat.length === total ? lat[lat.length - 1] / 1000 : NaN, 3)} s   target 100% ≤ 5 s at 10,000 agents, ≤ 20 s at 100,000`);
-  const rc = (k) => cpuRollout1[k] - cpuRollout0[k];
-  console.log(`  CPU seconds in the rollout    primary ${fmt(rc('primary'))}, workers ${fmt(rc('server') - rc('primary'))}, load generators ${fmt(rc('generators'))}  (monotonic µs ${monoStart}–${monoEnd})`);
+  console.log(`  CPU seconds in the rollout    ${splitText(cpuRollout0, cpuRollout1)}  (monotonic µs ${monoStart}–${monoEnd})`);
   console.log(`responses without an output key ${badKeys}`);
   console.log(`server RSS after the rollout    ${fmt(rssAfter / 1024)} MiB`);
   if (tls) {
