@@ -1,7 +1,8 @@
 // When the server collects old space the V8 way that gives pages back (runtime/memory-trim.ts): after a
 // burst, once it has stopped growing, at most once a minute.
 import { getHeapSpaceStatistics } from 'node:v8';
-import { gcFunction, TrimDecider } from '../../src/runtime/memory-trim';
+import pino from 'pino';
+import { gcFunction, startMemoryTrim, TRIM_EVERY_MS, TrimDecider, trimPhaseMs } from '../../src/runtime/memory-trim';
 
 const MiB = 1024 * 1024;
 
@@ -112,4 +113,41 @@ test('once start-up is over (old space no longer growing) one collection is due,
   busy.shouldTrim({ size: 200 * MiB, used: 150 * MiB }, 0);
   expect(busy.startupSettled({ size: 200 * MiB, used: 150 * MiB })).toBe(false);
   expect(busy.startupSettled({ size: 12 * MiB, used: 8 * MiB })).toBe(false);
+});
+
+test('cluster workers look at their heaps at different moments of the interval, a single process at once', () => {
+  expect(trimPhaseMs(1, 1)).toBe(0);
+  const phases = [1, 2, 3, 4, 5, 6].map((slot) => trimPhaseMs(slot, 6));
+  expect(phases[0]).toBe(0);
+  expect(new Set(phases).size).toBe(6);
+  for (let i = 1; i < 6; i++) expect(phases[i]! - phases[i - 1]!).toBeGreaterThanOrEqual(1600);
+  expect(Math.max(...phases)).toBeLessThan(TRIM_EVERY_MS);
+  // A replacement worker takes its slot's phase again.
+  expect(trimPhaseMs(7, 6)).toBe(phases[0]);
+});
+
+test('the first look waits for the phase, then comes every interval', () => {
+  jest.useFakeTimers();
+  try {
+    const looks: number[] = [];
+    const decider = new TrimDecider();
+    const spy = jest.spyOn(decider, 'startupSettled').mockImplementation(() => {
+      looks.push(Date.now());
+      return false;
+    });
+    const t0 = Date.now();
+    const stop = startMemoryTrim(pino({ level: 'silent' }), 1000, decider, 400);
+    jest.advanceTimersByTime(399);
+    expect(looks).toEqual([]);
+    jest.advanceTimersByTime(1001);
+    expect(looks.map((t) => t - t0)).toEqual([1400]);
+    jest.advanceTimersByTime(1000);
+    expect(looks.map((t) => t - t0)).toEqual([1400, 2400]);
+    stop();
+    jest.advanceTimersByTime(5000);
+    expect(looks).toHaveLength(2);
+    spy.mockRestore();
+  } finally {
+    jest.useRealTimers();
+  }
 });

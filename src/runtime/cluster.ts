@@ -25,7 +25,7 @@ import { Backoff } from '../util/backoff';
 import { describeError, withContext } from '../util/error-text';
 import { NODE_FLAGS } from '../version';
 import { clusterStats, type WorkerStats } from './cluster-stats';
-import { startMemoryTrim } from './memory-trim';
+import { startMemoryTrim, TRIM_EVERY_MS, TrimDecider, trimPhaseMs } from './memory-trim';
 import { isSingleExecutable, missingStartEnv } from './node-flags';
 import { openServer, serveUntilStopped, stopOnSignals } from './serve';
 import { shareLimits } from './sizing';
@@ -89,7 +89,7 @@ export async function runWorker(config: FleetServerConfig): Promise<void> {
   const slot = Number(process.env[ENV_SLOT]) || 0;
   const logging = process.env[ENV_PIPE_LOGS] ? { ...config.logging, toStderr: true, toFiles: false } : config.logging;
   const log = createLogger(logging).child({ 'worker.slot': slot });
-  startMemoryTrim(log);
+  startMemoryTrim(log, TRIM_EVERY_MS, new TrimDecider(), trimPhaseMs(slot, size));
   const shared: FleetServerConfig = { ...config, server: { ...config.server, limits: shareLimits(config.server.limits, size) } };
   let stop: ((reason: string) => void) | undefined;
   let stats: StatsSource | undefined;

@@ -146,10 +146,19 @@ export function gcFunction(): Gc | undefined {
   }
 }
 
-/** Looks at the heap every `everyMs` and trims it when the decider says so. Returns the stop function. */
-export function startMemoryTrim(log: Logger, everyMs = 10_000, decider = new TrimDecider()): () => void {
+/** How often the trim looks at the heap. */
+export const TRIM_EVERY_MS = 10_000;
+
+/**
+ * Looks at the heap every `everyMs` and trims it when the decider says so. Returns the stop function.
+ * `phaseMs` delays the first look: cluster workers started together would otherwise look in the same
+ * second and, quiet together after a wave, all pause for their collections at once (six workers, 0.8–1.1 s
+ * each, measured at 100,000 agents); each worker takes its own share of the interval instead.
+ */
+export function startMemoryTrim(log: Logger, everyMs = TRIM_EVERY_MS, decider = new TrimDecider(), phaseMs = 0): () => void {
   let loop = perf.eventLoopUtilization();
-  const timer = setInterval(() => {
+  let timer: NodeJS.Timeout | undefined;
+  const look = (): void => {
     const now = perf.eventLoopUtilization();
     const before = { ...heapLook(), busy: perf.eventLoopUtilization(now, loop).utilization };
     loop = now;
@@ -177,7 +186,19 @@ export function startMemoryTrim(log: Logger, everyMs = 10_000, decider = new Tri
     }
     decider.trimmed(before.size - after.size + (before.young ?? 0) - (after.young ?? 0));
     log.info(fields, 'memory trimmed after a burst');
-  }, everyMs);
-  timer.unref();
-  return () => clearInterval(timer);
+  };
+  const begin = setTimeout(() => {
+    timer = setInterval(look, everyMs);
+    timer.unref();
+  }, phaseMs);
+  begin.unref();
+  return () => {
+    clearTimeout(begin);
+    clearInterval(timer);
+  };
+}
+
+/** A cluster worker's share of the trim interval: slots 1..size spread evenly over it. */
+export function trimPhaseMs(slot: number, size: number, everyMs = TRIM_EVERY_MS): number {
+  return size > 1 ? Math.floor((everyMs * ((slot - 1) % size)) / size) : 0;
 }
