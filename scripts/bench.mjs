@@ -165,6 +165,17 @@ async function run(store) {
   // What holding alone costs (the check-in bookkeeping's last_checkin sweeps, timers): a rollout's CPU
   // includes it too.
   const cpuHoldingPerS = (cpuSeconds(server.pid) - cpuQuiet0) / 25;
+  // Measured once the RSS has stopped falling (a look of every process's trim, 10 s, without a 1 % drop;
+  // at most a minute more): a slow wave (Elasticsearch mode holds 30,000 polls over ~90 s) can leave a
+  // worker inside its minute between trims at the 25 s mark.
+  let settledS = 25;
+  for (let prev = rssKiB(server.pid), i = 0; i < 6; i++) {
+    await sleep(10_000);
+    settledS += 10;
+    const now = rssKiB(server.pid);
+    if (now > prev * 0.99) break;
+    prev = now;
+  }
   const rssHeld = rssKiB(server.pid);
   const rssHeldEach = rssEachKiB(server.pid);
   const pssHeld = pssKiB(server.pid);
@@ -241,7 +252,7 @@ async function run(store) {
   console.log(`server CPU while holding        ${fmt(cpuHoldingPerS, 2)} s per second over the 25 s after all were held (bookkeeping, memory trim)`);
   console.log(`server processes                ${statsHeld.fleet.cluster ? `${statsHeld.fleet.cluster.workers} workers + primary (inputs.0.server.workers)` : '1'}`);
   console.log(`server RSS idle                 ${fmt(rssIdle / 1024)} MiB`);
-  console.log(`server RSS with polls held      ${fmt(rssHeld / 1024)} MiB${rssHeldEach.length > 1 ? `  (primary ${fmt(rssHeldEach[0] / 1024)}, workers ${rssHeldEach.slice(1).map((k) => fmt(k / 1024, 0)).join(' / ')})` : ''}`);
+  console.log(`server RSS with polls held      ${fmt(rssHeld / 1024)} MiB${rssHeldEach.length > 1 ? `  (primary ${fmt(rssHeldEach[0] / 1024)}, workers ${rssHeldEach.slice(1).map((k) => fmt(k / 1024, 0)).join(' / ')})` : ''}, ${settledS} s after all were held`);
   console.log(`RSS per held agent (total)      ${fmt(rssHeld / total)} KiB   target ≤ 25 KiB (embedded store, 100,000 agents)`);
   console.log(`RSS per held agent (over idle)  ${fmt((rssHeld - rssIdle) / total)} KiB`);
   console.log(`PSS per held agent (total)      ${fmt(pssHeld / total)} KiB  (${fmt(pssHeld / 1024)} MiB; idle ${fmt(pssIdle / 1024)} MiB: shared pages counted once over all processes)`);
