@@ -6,6 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DatabaseSync } from 'node:sqlite';
 import { WalCheckpointer, type Flusher } from '../../src/store/sqlite/checkpointer';
+import { FileFlusher } from '../../src/store/sqlite/errors';
 import { SqliteStore } from '../../src/store/sqlite/store';
 
 /** A flusher whose flushes end (or fail) when the test says so. */
@@ -158,4 +159,34 @@ test('a server store writing steadily keeps its WAL near the restart size and ev
   store = new SqliteStore(storePath, { server: true, secretsKey: 'k'.repeat(40) });
   for (const id of [ids[0]!, ids[7500]!, ids[ids.length - 1]!]) expect((await store.getAgent(id))?._id).toBe(id);
   await store.close();
+});
+
+test('a server store whose checkpoints stopped keeps saying so while later writes succeed', async () => {
+  db.close();
+  const storePath = join(dir, 'fleet-server.db');
+  const realFlush = FileFlusher.prototype.flush;
+  const spy = jest.spyOn(FileFlusher.prototype, 'flush').mockImplementation(function (this: FileFlusher) {
+    // The database file fails to flush (its WAL still flushes): the copy is not known to be on disk.
+    return (this as unknown as { path: string }).path === storePath
+      ? Promise.reject(Object.assign(new Error('EIO: i/o error, fsync'), { code: 'EIO' }))
+      : realFlush.call(this);
+  });
+  const store = new SqliteStore(storePath, { server: true, secretsKey: 'k'.repeat(40) });
+  try {
+    const faults: (string | undefined)[] = [];
+    store.watchWrites((f) => faults.push(f));
+    const agent = (id: string) => ({ agent: { id, version: '9.5.0' }, active: true, policy_id: 'p' }) as never;
+    await store.createAgent('a1', agent('a1'));
+    await (store as unknown as { checkpointer: WalCheckpointer }).checkpointer.idle();
+    expect(faults.at(-1)).toMatch(/checkpoints stopped .*EIO.*the WAL grows until the server restarts/);
+    // Acknowledged writes still succeed (the WAL keeps them), and the health keeps the fault.
+    await store.createAgent('a2', agent('a2'));
+    await store.createAgent('a3', agent('a3'));
+    expect(faults.at(-1)).toMatch(/checkpoints stopped .*EIO.*the WAL grows until the server restarts/);
+    expect(faults).not.toContain(undefined);
+    expect((await store.getAgent('a3'))?._id).toBe('a3');
+  } finally {
+    spy.mockRestore();
+    await store.close();
+  }
 });

@@ -54,6 +54,11 @@ export class WalCheckpointer {
   private stopped = false;
   /** A copy could not be flushed to disk: the pin is held until the writer has closed. */
   private failed = false;
+  /**
+   * Set for good once a database flush failed and checkpoints stopped: the WAL then grows until the
+   * server restarts, so the store keeps this as its write fault (healthy writes do not clear it).
+   */
+  stuckFault: string | undefined;
   private readonly spacingMs: number;
   private readonly restartFrames: number;
   private readonly now: () => number;
@@ -166,6 +171,8 @@ export class WalCheckpointer {
       // So the pin is kept for good: the WAL never starts over in this process, and no more cycles run.
       this.failed = true;
       this.stopped = true;
+      const reason = err instanceof Error ? err.message : String(err);
+      this.stuckFault = `checkpoints stopped after the database file failed to flush (${reason}); the WAL grows until the server restarts`;
       this.onError(err);
       return;
     }

@@ -106,7 +106,7 @@ export class SqliteStore implements Store {
   /** Chunk bytes, as files beside the database (blobs.ts). */
   private readonly blobs: BlobDir;
   private readonly stmts = new Map<string, Statement>();
-  /** Why the last write failed, until a write changes rows again. */
+  /** Why the last write failed, until a write changes rows again (checkpoints stopped: for good). */
   private writeFault: string | undefined;
   private readonly faultListeners = new Set<WriteFaultListener>();
 
@@ -130,7 +130,11 @@ export class SqliteStore implements Store {
     if (this.wal && opts.server) {
       this.dbFile = new FileFlusher(path);
       try {
-        this.checkpointer = new WalCheckpointer(path, this.db, this.wal, this.dbFile, failed);
+        this.checkpointer = new WalCheckpointer(path, this.db, this.wal, this.dbFile, (err) => {
+          failed(err);
+          const stuck = this.checkpointer?.stuckFault;
+          if (stuck) this.setWriteFault(stuck);
+        });
       } catch (err) {
         this.db.close();
         this.lock?.release();
@@ -144,7 +148,8 @@ export class SqliteStore implements Store {
       durable: () => (this.wal ? this.wal.flush() : Promise.resolve()),
       wrote: () => this.checkpointer?.wrote(),
       committed: (tables, rowsChanged) => {
-        if (this.writeFault !== undefined && rowsChanged) this.setWriteFault(undefined);
+        // A write that changed rows ends a fault, except the one a stopped checkpointer holds.
+        if (this.writeFault !== undefined && rowsChanged) this.setWriteFault(this.checkpointer?.stuckFault);
         if (tables.size > 0) this.watcher.notify([...tables]);
       },
     });
