@@ -156,13 +156,16 @@ export const TRIM_EVERY_MS = 10_000;
 
 /**
  * Looks at the heap every `everyMs` and trims it when the decider says so. Returns the stop function.
- * `phaseMs` delays the first look: cluster workers started together would otherwise look in the same
- * second and, quiet together after a wave, all pause for their collections at once (six workers, 0.8–1.1 s
- * each, measured at 100,000 agents); each worker takes its own share of the interval instead.
+ * The looks keep to a grid of the wall clock shifted by `phaseMs`: cluster workers would otherwise look
+ * in the same second and, quiet together after a wave, all pause for their collections at once (six
+ * workers, 0.8–1.1 s each, measured at 100,000 agents), so each worker takes its own share of the
+ * interval. A grid rather than an interval timer: a wave that keeps every event loop busy makes their
+ * timers fire late together, and an interval would then start them all again from the same moment.
  */
 export function startMemoryTrim(log: Logger, everyMs = TRIM_EVERY_MS, decider = new TrimDecider(), phaseMs = 0): () => void {
   let loop = perf.eventLoopUtilization();
   let timer: NodeJS.Timeout | undefined;
+  let stopped = false;
   const look = (): void => {
     const now = perf.eventLoopUtilization();
     const before = { ...heapLook(), busy: perf.eventLoopUtilization(now, loop).utilization };
@@ -173,7 +176,7 @@ export function startMemoryTrim(log: Logger, everyMs = TRIM_EVERY_MS, decider = 
     const gc = gcFunction();
     if (!gc) {
       log.debug('memory trim unavailable (no gc function)');
-      clearInterval(timer);
+      stopped = true;
       return;
     }
     const rss = process.memoryUsage.rss();
@@ -192,15 +195,24 @@ export function startMemoryTrim(log: Logger, everyMs = TRIM_EVERY_MS, decider = 
     decider.trimmed(before.size - after.size + (before.young ?? 0) - (after.young ?? 0));
     log.info(fields, 'memory trimmed after a burst');
   };
-  const begin = setTimeout(() => {
-    timer = setInterval(look, everyMs);
+  const schedule = (): void => {
+    timer = setTimeout(() => {
+      look();
+      if (!stopped) schedule();
+    }, nextLookInMs(Date.now(), everyMs, phaseMs));
     timer.unref();
-  }, phaseMs);
-  begin.unref();
-  return () => {
-    clearTimeout(begin);
-    clearInterval(timer);
   };
+  schedule();
+  return () => {
+    stopped = true;
+    clearTimeout(timer);
+  };
+}
+
+/** Time from `now` to the next point of the grid every `everyMs`, shifted by `phaseMs` (never 0: a look just made waits a whole interval). */
+export function nextLookInMs(now: number, everyMs: number, phaseMs: number): number {
+  const into = (((now - phaseMs) % everyMs) + everyMs) % everyMs;
+  return everyMs - into;
 }
 
 /** A cluster worker's share of the trim interval: slots 1..size spread evenly over it. */
