@@ -1,5 +1,5 @@
 // When the server collects old space the V8 way that gives pages back (runtime/memory-trim.ts): after a
-// burst, once it has stopped growing, at most once a minute.
+// burst, once it has stopped growing, not too often.
 import { getHeapSpaceStatistics } from 'node:v8';
 import pino from 'pino';
 import { gcFunction, nextLookInMs, startMemoryTrim, TRIM_EVERY_MS, TrimDecider, trimPhaseMs } from '../../src/runtime/memory-trim';
@@ -162,4 +162,16 @@ test('the first look waits for the phase, then comes every interval, and none af
   } finally {
     jest.useRealTimers();
   }
+});
+
+test('by default a collection may follow another after 30 s: one made as a burst ended does not hold back the one after the next wave', () => {
+  const d = new TrimDecider();
+  d.shouldTrim({ size: 95 * MiB, used: 40 * MiB, young: 27 * MiB, busy: 0.03 }, 0);
+  // The end of the first check-ins (a worker waiting on the primary looks quiet): it collects.
+  expect(d.shouldTrim({ size: 95 * MiB, used: 50 * MiB, young: 27 * MiB, busy: 0.03 }, 10_000)).toBe(true);
+  d.trimmed(49 * MiB);
+  // The polling wave grows it again, then ends.
+  expect(d.shouldTrim({ size: 160 * MiB, used: 120 * MiB, young: 32 * MiB, busy: 0.9 }, 20_000)).toBe(false);
+  expect(d.shouldTrim({ size: 160 * MiB, used: 121 * MiB, young: 32 * MiB, busy: 0.02 }, 30_000)).toBe(false);
+  expect(d.shouldTrim({ size: 160 * MiB, used: 122 * MiB, young: 32 * MiB, busy: 0.02 }, 40_000)).toBe(true);
 });
