@@ -5,6 +5,7 @@
 import { createHash } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { connect } from 'node:net';
 import { gzipSync } from 'node:zlib';
 import { embedded, elasticsearch } from './support/backends';
 import { cli as runCli } from './support/cli';
@@ -227,6 +228,39 @@ describe.each([embedded, elasticsearch()])('OpAMP over HTTP on $name', (backend)
     expect((await request(`${server.url}/v1/opamp`, { method: 'PUT' })).status).toBe(405);
     expect((await request(`${server.url}/api/status`)).status).toBe(200);
     expect((await col.send(SimCollector.description())).res.status).toBe(200);
+  });
+
+  test('a Collector still sending a body over the limit gets its 413, not a reset', async () => {
+    // 4 MiB declared (the limit is 3 MiB), sent in pieces: refused at once from the declared length, the
+    // body is still read to its end (bounded) before the answer, so every write succeeds.
+    const { hostname, port } = new URL(server.url);
+    const socket = connect({ host: hostname, port: Number(port) });
+    await new Promise<void>((resolve, reject) => socket.once('connect', resolve).once('error', reject));
+    const received: Buffer[] = [];
+    // The answer's head, or the connection's end, whichever comes first.
+    const answered = new Promise<void>((resolve) => {
+      socket.on('data', (c: Buffer) => {
+        received.push(c);
+        if (Buffer.concat(received).includes('\r\n\r\n')) resolve();
+      });
+      socket.once('close', () => resolve());
+    });
+    let writeError: Error | undefined;
+    socket.on('error', (err) => (writeError = err));
+    const write = (b: Buffer | string): Promise<void> => new Promise((resolve) => socket.write(b, (err) => {
+      if (err) writeError = err;
+      resolve();
+    }));
+    const piece = 256 * 1024;
+    await write(`POST /v1/opamp HTTP/1.1\r\nHost: localhost\r\nContent-Type: ${PROTOBUF}\r\nAuthorization: ApiKey ${token}\r\nContent-Length: ${16 * piece}\r\n\r\n`);
+    for (let i = 0; i < 16 && !writeError; i++) {
+      await write(Buffer.alloc(piece));
+      await new Promise((r) => setTimeout(r, 15));
+    }
+    await answered;
+    socket.destroy();
+    expect(writeError).toBeUndefined();
+    expect(Buffer.concat(received).toString('latin1')).toMatch(/^HTTP\/1\.1 413 /);
   });
 
   test('WebSocket: enroll, report, replies in order with the 0 header byte, disconnect closes with 1000', async () => {

@@ -103,9 +103,10 @@ export interface RouteSpec<A extends AuthKind = AuthKind, B = unknown> {
    */
   upgrade?(ctx: UpgradeContext<A>): Promise<void>;
   /**
-   * The handler streams the body and may refuse it unread as part of the protocol (a chunk for a stopped
-   * upload): an authenticated client's body is then read to its end before the refusal (bounded), so it
-   * sees the answer rather than a reset.
+   * A refusal may come before the body is read — as part of the protocol (a chunk for a stopped upload)
+   * or because its declared length is over the route's limit (an OpAMP message): an authenticated
+   * client's body is then read to its end before the refusal (bounded), so it sees the answer rather than
+   * a reset while it is still sending.
    */
   drainRefused?: boolean;
   /** Given the authentication's refusal, answers the request instead (true) or lets the refusal stand. */

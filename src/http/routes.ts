@@ -75,7 +75,7 @@ export const ROUTES = [
     method: 'POST', path: '/v1/opamp', limit: 'opamp', metric: 'opAMP', auth: 'enrollment',
     enabled: (config) => config.server.enableOpamp, bareErrors: PROTOBUF, authError: opampAuthError,
     body: { what: 'opamp', contentType: PROTOBUF, decode: decodeAgentToServer, gzip: true, tooLarge: 'PayloadTooLarge' },
-    handler: handleOpampHttp,
+    drainRefused: true, handler: handleOpampHttp,
   }),
   // Beyond upstream: OpAMP's WebSocket transport on the same path (a GET that is not an upgrade is a 400).
   route({

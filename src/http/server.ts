@@ -296,7 +296,7 @@ export class HttpService {
       const bareType = bare;
       this.dispatch(route, base, taken, () => this.done(req, res, guard, started, requestId, limiter, taken), (err: unknown) => {
         const finish = (): void => this.done(req, res, guard, started, requestId, limiter, taken, err, bareType);
-        // Only an authenticated agent's refusal waits for its body; anyone else's connection is closed at once.
+        // Only an authenticated client's refusal waits for its body; anyone else's connection is closed at once.
         if (drainable.has(req)) drainUnread(req, err, finish);
         else finish();
       });
@@ -460,6 +460,7 @@ export class HttpService {
         break;
       case 'enrollment':
         c['enrollment'] = await fleet.enrollment.authenticate(apiKeyFromHeader(req));
+        if (route.drainRefused) drainable.add(req);
         break;
       case 'optional':
         // A bad or unknown key only hides what is reserved for authenticated callers.
@@ -534,7 +535,7 @@ export class HttpService {
 }
 
 /**
- * Requests of authenticated agents on routes that declare `drainRefused`. Kept aside rather than read
+ * Requests of authenticated clients (agents, Collectors) on routes that declare `drainRefused`. Kept aside rather than read
  * from the request's context: the callbacks that settle a request must not hold its context, or every
  * held long poll would keep its whole context alive.
  */
