@@ -535,9 +535,9 @@ export class HttpService {
 }
 
 /**
- * Requests of authenticated clients (agents, Collectors) on routes that declare `drainRefused`. Kept aside rather than read
- * from the request's context: the callbacks that settle a request must not hold its context, or every
- * held long poll would keep its whole context alive.
+ * Requests of authenticated clients (agents, Collectors) on routes that declare `drainRefused`. Kept
+ * aside rather than read from the request's context: the callbacks that settle a request must not hold
+ * its context, or every held long poll would keep its whole context alive.
  */
 const drainable = new WeakSet<IncomingMessage>();
 

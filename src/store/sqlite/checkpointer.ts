@@ -52,11 +52,10 @@ export class WalCheckpointer {
   private restartDue = false;
   /** No more cycles: the store is closing, or a copy could not be flushed. */
   private stopped = false;
-  /** A copy could not be flushed to disk: the pin is held until the writer has closed. */
-  private failed = false;
   /**
-   * Set for good once a database flush failed and checkpoints stopped: the WAL then grows until the
-   * server restarts, so the store keeps this as its write fault (healthy writes do not clear it).
+   * Set for good once a copy could not be flushed to disk and checkpoints stopped: the pin is held until
+   * the writer has closed, and the WAL grows until the server restarts, so the store keeps this as its
+   * write fault (healthy writes do not clear it).
    */
   stuckFault: string | undefined;
   private readonly spacingMs: number;
@@ -146,7 +145,7 @@ export class WalCheckpointer {
    */
   close(closeWriter: () => void): void {
     if (this.copier.isOpen) this.copier.close();
-    if (!this.failed && this.pin.isOpen) this.pin.close();
+    if (this.stuckFault === undefined && this.pin.isOpen) this.pin.close();
     closeWriter();
     if (this.pin.isOpen) this.pin.close();
   }
@@ -169,7 +168,6 @@ export class WalCheckpointer {
       // SQLite counts the frames as copied whether or not the copies reached the disk (this connection
       // does not sync); it would copy them no more, and a WAL started over would lose the only good copy.
       // So the pin is kept for good: the WAL never starts over in this process, and no more cycles run.
-      this.failed = true;
       this.stopped = true;
       const reason = err instanceof Error ? err.message : String(err);
       this.stuckFault = `checkpoints stopped after the database file failed to flush (${reason}); the WAL grows until the server restarts`;
