@@ -133,14 +133,14 @@ async function run(store) {
     localAddress: `127.0.0.${k + 2}`, gzipBodies: GZIP_BODIES, tls,
   }));
   const enrollMs = Math.max(...enrolled.map((e) => e.ms));
-  const cpuEnrolled = cpuSeconds(server.pid);
   const cpuEnroll1 = cpuSplit();
+  const cpuEnrolled = cpuEnroll1.server;
   const total = enrolled.reduce((s, e) => s + e.n, 0);
   const monoFirst = process.hrtime.bigint() / 1000n;
   const checked = await all('first-checkin', 'checked-in', () => ({ concurrency: 32 }));
   const firstCheckinMs = Math.max(...checked.map((c) => c.ms));
-  const cpuCheckedIn = cpuSeconds(server.pid);
   const cpuFirst1 = cpuSplit();
+  const cpuCheckedIn = cpuFirst1.server;
   const monoFirstEnd = process.hrtime.bigint() / 1000n;
   // BENCH_HOLD_PAUSE_S: a pause before the agents start polling (the first check-ins' bookkeeping written first).
   await sleep(Number(process.env.BENCH_HOLD_PAUSE_S ?? 0) * 1000);
