@@ -19,7 +19,7 @@ import { SqliteArtifacts } from './artifacts';
 import { BlobDir } from './blobs';
 import { ChangeWatcher, SqliteChangeFeed } from './change-feed';
 import { openDatabase } from './database';
-import { WalCheckpointer } from './checkpointer';
+import { WalCheckpointer, type CheckpointerOptions } from './checkpointer';
 import { GroupCommit } from './group-commit';
 import { SqliteDeliveries } from './deliveries';
 import { FileFlusher, guarded, storeError, type Statement } from './errors';
@@ -42,6 +42,8 @@ export interface SqliteStoreOptions {
   server?: boolean;
   /** Key material that seals secrets; without it, `fleet-server.key` beside the database (made on first use). */
   secretsKey?: string;
+  /** The server's checkpoint timing (checkpointer.ts; tests set the spacing so cycles do not follow the clock). */
+  checkpoints?: CheckpointerOptions;
 }
 
 
@@ -134,7 +136,7 @@ export class SqliteStore implements Store {
           failed(err);
           const stuck = this.checkpointer?.stuckFault;
           if (stuck) this.setWriteFault(stuck);
-        });
+        }, opts.checkpoints);
       } catch (err) {
         this.db.close();
         this.lock?.release();
