@@ -58,6 +58,25 @@ const vendorExternal = {
     b.onResolve({ filter: /^(@elastic\/elasticsearch|@grpc\/grpc-js)$/ }, (a) => ({ path: `./vendor/${VENDOR[a.path]}.js`, external: true }));
   },
 };
+// In the Elasticsearch client's bundle: the client runs on its HttpConnection (node:http, the
+// parser built into Node; src/store/elasticsearch/connection.ts), so undici (0.7 MB of source, and a
+// WebAssembly HTTP parser compiled at its first request) is replaced by a module that refuses to be
+// used; and of @opentelemetry/core the transport calls only suppressTracing, which is taken from its
+// own file instead of the package's index (that pulls in 0.2 MB of semantic conventions).
+const esClientSlim = {
+  name: 'es-client-slim',
+  setup(b) {
+    b.onResolve({ filter: /^undici$/ }, () => ({ path: 'undici', namespace: 'no-undici' }));
+    b.onLoad({ filter: /.*/, namespace: 'no-undici' }, () => ({
+      contents: "const refuse = () => { throw new Error('undici is not bundled: the Elasticsearch client runs on its HttpConnection'); };"
+        + ' module.exports = { Pool: refuse, buildConnector: refuse, errors: {} };',
+      loader: 'js',
+    }));
+    b.onResolve({ filter: /^@opentelemetry\/core$/ }, () => ({
+      path: new URL('../node_modules/@opentelemetry/core/build/src/trace/suppress-tracing.js', import.meta.url).pathname,
+    }));
+  },
+};
 const common = {
   bundle: true,
   platform: 'node',
@@ -81,7 +100,7 @@ await build({
   entryPoints: ['src/main.ts'],
   outfile,
   sourcemap: singleFile ? false : 'linked',
-  plugins: singleFile ? [] : [vendorExternal],
+  plugins: singleFile ? [esClientSlim] : [vendorExternal],
   // CommonJS output (a Node single executable needs it); ESM-only dependencies read import.meta.url.
   // The single executable runs without a shebang line, with the flags the shebang carries.
   banner: { js: `${singleFile ? '' : `#!/usr/bin/env -S ${startEnv}node ${nodeFlags}\n`}${metaUrl}` },
@@ -103,6 +122,7 @@ for (const [name, file] of Object.entries(VENDOR)) {
     stdin: { contents: `module.exports = require(${JSON.stringify(name)});`, resolveDir: '.', loader: 'js' },
     outfile: `dist/vendor/${file}.js`,
     banner: { js: metaUrl },
+    plugins: file === 'elasticsearch' ? [esClientSlim] : [],
   });
   asciiOnly(`dist/vendor/${file}.js`);
 }

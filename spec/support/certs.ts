@@ -38,10 +38,11 @@ export class Authority {
   private readonly caKey: forge.pki.rsa.PrivateKey;
   private readonly caSubject: forge.pki.CertificateField[];
 
-  constructor() {
+  /** `caName`: the CA's CN (a leaf named as its CA would look self-signed). */
+  constructor(caName = 'localhost') {
     const k = keyPair();
     this.caKey = k.forgeKey;
-    const pem = certificate('localhost', k.publicKey, undefined, k.forgeKey, [
+    const pem = certificate(caName, k.publicKey, undefined, k.forgeKey, [
       { name: 'basicConstraints', cA: true, critical: true }, { name: 'keyUsage', keyCertSign: true, cRLSign: true, digitalSignature: true, critical: true },
     ]);
     this.ca = { cert: pem, key: k.pem };

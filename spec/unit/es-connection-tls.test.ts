@@ -1,0 +1,74 @@
+// The Elasticsearch client over TLS as the output's ssl settings configure it (src/store/elasticsearch/
+// connection.ts), against an HTTPS server answering as Elasticsearch's root does: the trusted CA, a
+// CA pinned by fingerprint, verification modes, and a client certificate.
+import { createHash, X509Certificate } from 'node:crypto';
+import https from 'node:https';
+import type { AddressInfo } from 'node:net';
+import type { ElasticsearchOutputConfig } from '../../src/config/config';
+import { createClient } from '../../src/store/elasticsearch/connection';
+import { Authority } from '../support/certs';
+
+const authority = new Authority('Test Elasticsearch CA');
+const leaf = authority.leaf('localhost');
+const stranger = new Authority('Another CA');
+let server: https.Server;
+let port = 0;
+/** The client certificate of each request, by its subject CN ('' when none was presented). */
+const clientNames: string[] = [];
+
+beforeAll(async () => {
+  server = https.createServer({ cert: leaf.cert, key: leaf.key, ca: authority.ca.cert, requestCert: true, rejectUnauthorized: false }, (req, res) => {
+    const peer = (req.socket as import('node:tls').TLSSocket).getPeerCertificate();
+    clientNames.push(peer && 'subject' in peer && peer.subject ? String(peer.subject.CN) : '');
+    res.writeHead(200, { 'content-type': 'application/json', 'x-elastic-product': 'Elasticsearch' });
+    res.end(JSON.stringify({ name: 'tls-double', cluster_name: 'c', cluster_uuid: 'u', version: { number: '9.6.0' }, tagline: 'You Know, for Search' }));
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+  port = (server.address() as AddressInfo).port;
+});
+afterAll(() => new Promise<void>((r) => server.close(() => r())));
+
+function output(ssl: Partial<ElasticsearchOutputConfig['ssl']>, host = 'localhost'): ElasticsearchOutputConfig {
+  return {
+    hosts: [`https://${host}:${port}`], protocol: 'https', headers: {}, timeoutMs: 5000, maxRetries: 0, maxConnPerHost: 4, raw: {},
+    ssl: { verificationMode: 'full', certificateAuthorities: [], ...ssl },
+  };
+}
+
+async function info(c: ElasticsearchOutputConfig): Promise<string> {
+  const client = createClient(c, { maxRetries: 0, requestTimeoutMs: 5000 });
+  try {
+    return (await client.info()).name;
+  } finally {
+    await client.close();
+  }
+}
+
+const fingerprintOf = (pem: string): string => createHash('sha256').update(new X509Certificate(pem).raw).digest('hex');
+
+describe('Elasticsearch client over TLS', () => {
+  it('verifies the server against the configured CA, host name included', async () => {
+    expect(await info(output({ certificateAuthorities: [authority.ca.cert] }))).toBe('tls-double');
+    // The leaf names localhost only: 127.0.0.1 fails full verification, passes 'certificate' (chain only).
+    await expect(info(output({ certificateAuthorities: [authority.ca.cert] }, '127.0.0.1'))).rejects.toThrow(/IP: 127\.0\.0\.1 is not in the cert's list|ERR_TLS_CERT_ALTNAME_INVALID|altnames/i);
+    expect(await info(output({ certificateAuthorities: [authority.ca.cert], verificationMode: 'certificate' }, '127.0.0.1'))).toBe('tls-double');
+  });
+
+  it('refuses a server whose chain the configured CA did not sign, unless verification is none', async () => {
+    await expect(info(output({ certificateAuthorities: [stranger.ca.cert] }))).rejects.toThrow(/certificate/i);
+    expect(await info(output({ verificationMode: 'none' }))).toBe('tls-double');
+  });
+
+  it('checks a pinned CA fingerprint after the handshake', async () => {
+    expect(await info(output({ certificateAuthorities: [authority.ca.cert], caTrustedFingerprint: fingerprintOf(authority.ca.cert) }))).toBe('tls-double');
+    await expect(info(output({ certificateAuthorities: [authority.ca.cert], caTrustedFingerprint: fingerprintOf(stranger.ca.cert) })))
+      .rejects.toThrow(/fingerprint does not match/);
+  });
+
+  it('presents the configured client certificate', async () => {
+    const client = authority.leaf('fleet-server-client');
+    clientNames.length = 0;
+    expect(await info(output({ certificateAuthorities: [authority.ca.cert], certificate: client.cert, key: client.key }))).toBe('tls-double');
+    expect(clientNames).toEqual(['fleet-server-client']);
+  });
+});
