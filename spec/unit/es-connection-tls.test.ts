@@ -4,6 +4,7 @@
 import { createHash, X509Certificate } from 'node:crypto';
 import https from 'node:https';
 import type { AddressInfo } from 'node:net';
+import { errors } from '@elastic/elasticsearch';
 import type { ElasticsearchOutputConfig } from '../../src/config/config';
 import { createClient } from '../../src/store/elasticsearch/connection';
 import { Authority } from '../support/certs';
@@ -15,9 +16,13 @@ let server: https.Server;
 let port = 0;
 /** The client certificate of each request, by its subject CN ('' when none was presented). */
 const clientNames: string[] = [];
+/** Requests the server received. */
+let requests = 0;
 
 beforeAll(async () => {
-  server = https.createServer({ cert: leaf.cert, key: leaf.key, ca: authority.ca.cert, requestCert: true, rejectUnauthorized: false }, (req, res) => {
+  // The chain includes the CA, as Elasticsearch presents its http_ca: what a pinned fingerprint is looked for in.
+  server = https.createServer({ cert: leaf.cert + authority.ca.cert, key: leaf.key, ca: authority.ca.cert, requestCert: true, rejectUnauthorized: false }, (req, res) => {
+    requests++;
     const peer = (req.socket as import('node:tls').TLSSocket).getPeerCertificate();
     clientNames.push(peer && 'subject' in peer && peer.subject ? String(peer.subject.CN) : '');
     res.writeHead(200, { 'content-type': 'application/json', 'x-elastic-product': 'Elasticsearch' });
@@ -59,10 +64,34 @@ describe('Elasticsearch client over TLS', () => {
     expect(await info(output({ verificationMode: 'none' }))).toBe('tls-double');
   });
 
-  it('checks a pinned CA fingerprint after the handshake', async () => {
+  it('trusts a CA pinned by fingerprint with no certificate_authorities, then verifies per mode', async () => {
+    const pin = fingerprintOf(authority.ca.cert);
+    expect(await info(output({ caTrustedFingerprint: pin }))).toBe('tls-double');
+    // Upper case with colons, as openssl prints it.
+    expect(await info(output({ caTrustedFingerprint: pin.toUpperCase().match(/../g)!.join(':') }))).toBe('tls-double');
+    // The leaf names localhost only: full checks the host name on the pinned chain too, certificate does not.
+    expect(await info(output({ caTrustedFingerprint: pin, verificationMode: 'certificate' }, '127.0.0.1'))).toBe('tls-double');
+    requests = 0;
+    const refused = info(output({ caTrustedFingerprint: pin }, '127.0.0.1'));
+    await expect(refused).rejects.toBeInstanceOf(errors.ConnectionError);
+    await expect(refused).rejects.toThrow(/IP: 127\.0\.0\.1 is not in the cert's list/);
+    expect(requests).toBe(0);
+  });
+
+  it('refuses a chain without the pinned CA, before sending the request', async () => {
+    requests = 0;
+    const refused = info(output({ caTrustedFingerprint: fingerprintOf(stranger.ca.cert) }));
+    await expect(refused).rejects.toBeInstanceOf(errors.ConnectionError);
+    await expect(refused).rejects.toThrow(/SELF_SIGNED_CERT_IN_CHAIN.*no CA certificate in its chain matches ssl\.ca_trusted_fingerprint/);
+    // Only a CA certificate can be pinned, as upstream.
+    await expect(info(output({ caTrustedFingerprint: fingerprintOf(leaf.cert), verificationMode: 'certificate' })))
+      .rejects.toThrow(/ca_trusted_fingerprint/);
+    expect(requests).toBe(0);
+  });
+
+  it('accepts a chain the configured CA trusts whatever the pin, as upstream only adds a root', async () => {
     expect(await info(output({ certificateAuthorities: [authority.ca.cert], caTrustedFingerprint: fingerprintOf(authority.ca.cert) }))).toBe('tls-double');
-    await expect(info(output({ certificateAuthorities: [authority.ca.cert], caTrustedFingerprint: fingerprintOf(stranger.ca.cert) })))
-      .rejects.toThrow(/fingerprint does not match/);
+    expect(await info(output({ certificateAuthorities: [authority.ca.cert], caTrustedFingerprint: fingerprintOf(stranger.ca.cert) }))).toBe('tls-double');
   });
 
   it('presents the configured client certificate', async () => {

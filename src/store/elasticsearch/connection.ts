@@ -12,6 +12,7 @@ import { Backoff, sleep } from '../../util/backoff';
 import { BUILD_TIME, COMMIT, VERSION } from '../../version';
 import { StoreBusyError, StoreUnavailableError } from '../port';
 import { EsItemError } from './item-error';
+import { pinOf, pinnedChainError, refusingConnection } from './pinned-ca';
 
 export const USER_AGENT = `Elastic-Fleet-Server/${VERSION} (${platform()}; ${arch()}; ${COMMIT}; ${BUILD_TIME})`;
 
@@ -38,7 +39,8 @@ function tlsOptions(c: ElasticsearchOutputConfig): ClientOptions['tls'] {
     ...(ca.length ? { ca } : {}),
     ...(c.ssl.certificate ? { cert: pemOrFile(c.ssl.certificate) } : {}),
     ...(c.ssl.key ? { key: pemOrFile(c.ssl.key) } : {}),
-    rejectUnauthorized: mode !== 'none',
+    // With a pinned CA, OpenSSL only reports (socket.authorized) and pinnedChainError decides.
+    rejectUnauthorized: mode !== 'none' && pinOf(c) === undefined,
     // "certificate" verifies the chain but not the host name, as upstream's verification modes do.
     ...(mode === 'certificate' || mode === 'none' ? { checkServerIdentity: () => undefined } : {}),
   };
@@ -46,12 +48,13 @@ function tlsOptions(c: ElasticsearchOutputConfig): ClientOptions['tls'] {
 
 export function createClient(c: ElasticsearchOutputConfig, opts: { maxRetries: number; requestTimeoutMs: number }): Client {
   const token = serviceToken(c);
+  const pin = pinOf(c);
+  const checkHost = c.ssl.verificationMode === 'full' || c.ssl.verificationMode === 'strict';
   return new Client({
     nodes: nodeUrls(c),
     ...(token ? { auth: { bearer: token } } : {}),
     headers: { ...c.headers, 'X-elastic-product-origin': 'fleet', 'user-agent': USER_AGENT },
     tls: tlsOptions(c),
-    ...(c.ssl.caTrustedFingerprint ? { caFingerprint: c.ssl.caTrustedFingerprint } : {}),
     ...(c.proxyUrl ? { proxy: c.proxyUrl } : {}),
     maxRetries: opts.maxRetries,
     requestTimeout: opts.requestTimeoutMs,
@@ -59,7 +62,7 @@ export function createClient(c: ElasticsearchOutputConfig, opts: { maxRetries: n
     // node:http rather than the client's default undici: the parser built into Node instead of undici's
     // WebAssembly one, and 0.7 MB less source in every process (scripts/build.mjs leaves undici out).
     // Measured idle on the double: see docs/workers.md (Cost).
-    Connection: HttpConnection,
+    Connection: pin === undefined ? HttpConnection : refusingConnection((socket, host) => pinnedChainError(socket, host, pin, checkHost)),
     agent: { keepAlive: true, maxSockets: c.maxConnPerHost, maxFreeSockets: c.maxConnPerHost },
   });
 }
