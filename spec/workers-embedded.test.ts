@@ -4,12 +4,14 @@
 // held poll, files through a worker, and writes a worker acknowledged surviving a SIGKILL.
 import { createHash, randomBytes } from 'node:crypto';
 import { readFileSync, statSync, writeFileSync } from 'node:fs';
+import net from 'node:net';
 import { join } from 'node:path';
 import { SimAgent } from './support/agent';
 import { cli } from './support/cli';
 import { bumpPolicy } from './support/es-mode';
 import { removeDir, startFleetServer, tempDir, type FleetServerProcess } from './support/fleet-server';
 import { freePort } from './support/ports';
+import { request } from './support/http';
 import { AgentPool, alive, stats, statsUntil, workersOf, type Outcome } from './support/workers';
 
 jest.setTimeout(120_000);
@@ -167,6 +169,52 @@ test('writes a worker acknowledged survive a SIGKILL of the whole server', async
       }
     } finally {
       expect(await again.stop()).toBe(0);
+    }
+  });
+});
+
+test('a full worker hands new connections to the other: max_connections holds for the whole server however the kernel deals them', async () => {
+  // 1/2 of 200 each. The kernel deals connections by a hash of their addresses; without handoffs, 200
+  // busy connections split exactly 100/100 only one time in eighteen, and the worker over 100 answers 429.
+  const overrides = ['inputs.0.server.limits.max_connections=200', 'inputs.0.server.limits.enroll_limit.interval=0', 'inputs.0.server.limits.enroll_limit.max=0',
+    'inputs.0.server.timeouts.read=60s'];
+  await twoWorkers(overrides, async (server, metricsPort) => {
+    await statsUntil(metricsPort, (s) => s.fleet.cluster.answering === 2, 'both workers answering');
+    const port = Number(new URL(server.url).port);
+    const received: string[] = [];
+    const sockets: net.Socket[] = [];
+    // Busy connections: an enrollment whose body is still arriving (the request is in flight until it has).
+    const openBusy = (): Promise<void> => new Promise((resolve, reject) => {
+      const i = sockets.length;
+      received[i] = '';
+      const s = net.connect({ host: '127.0.0.1', port }, () => {
+        s.write(`POST /api/fleet/agents/enroll HTTP/1.1\r\nHost: localhost\r\nUser-Agent: Elastic Agent 9.6.0\r\nAuthorization: ApiKey ${server.printedToken}\r\n`
+          + 'Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n{"type":');
+        resolve();
+      });
+      s.on('data', (d) => (received[i] += d.toString()));
+      s.on('error', reject);
+      sockets.push(s);
+    });
+    try {
+      // In steps, each in flight before the next, with time for the workers' room reports (every 0.5 s).
+      for (let n = 20; n <= 200; n += 20) {
+        await Promise.all(Array.from({ length: 20 }, openBusy));
+        await statsUntil(metricsPort, (s) => s.fleet.http.in_flight === n || received.some((r) => r !== ''), `${n} in flight`);
+        await new Promise((r) => setTimeout(r, 600));
+      }
+      const s = await stats(metricsPort);
+      expect(received.filter((r) => r !== '')).toEqual([]);
+      expect(s.fleet.http.in_flight).toBe(200);
+      expect(s.fleet.http.admission.turned_away).toBe(0);
+      expect(s.fleet.http.admission.handed_off).toBe(s.fleet.http.admission.adopted);
+      expect(workersOf(s).map((w: any) => w.http.connections)).toEqual([100, 100]);
+      // The server is full: one more is answered 429 MaxConnections, by whichever worker takes it.
+      const over = await request(`${server.url}/api/status`);
+      expect(over.status).toBe(429);
+      expect(over.json).toMatchObject({ error: 'MaxConnections' });
+    } finally {
+      for (const s of sockets) s.destroy();
     }
   });
 });

@@ -16,6 +16,7 @@ import { checkApiVersion, DEFAULT_API_VERSION } from './api-version';
 import { BodyBudget, decodeBinary, decodeJson, readBody } from './body';
 import { CertificateReloader } from './cert-reload';
 import { admissionLimits, ConnectionGuard, openFileLimit, type AdmissionLimits } from './connections';
+import { AcceptHandoff, type ClientHandle, type HandoffChannel } from './handoff';
 import { routeCounters, type RouteCounters } from './counters';
 import { classify, HttpError, rawBareResponse, rawErrorResponse, writeBareError, writeError, type ErrorClass, type LogLevel } from './errors';
 import { RouteLimiter } from './limiter';
@@ -53,6 +54,8 @@ export interface HttpOptions {
    * spreads connections over them, instead of one process accepting every connection and passing it on.
    */
   reusePort?: boolean;
+  /** A cluster worker's way to pass connections it has no room for to a sibling (handoff.ts). */
+  handoff?: HandoffChannel;
 }
 
 const LEVEL_RANK: Record<LogLevel, number> = { debug: 0, info: 1, warn: 2, error: 3 };
@@ -85,6 +88,8 @@ export class HttpService {
   private maxConnections: number;
   /** The process's open-file limit, which bounds the connection cap whatever max_connections says. */
   private readonly fileLimit = openFileLimit();
+  /** In a cluster worker: the external listener's connections it has no room for go to a sibling. */
+  private readonly handoff: AcceptHandoff | undefined;
 
   constructor(private readonly fleet: Fleet, private readonly config: FleetServerConfig, private readonly log: Logger,
     private readonly options: HttpOptions = {}) {
@@ -94,6 +99,28 @@ export class HttpService {
     this.router = new Router(ROUTES.filter((r) => r.enabled?.(config) ?? true));
     this.guard = new ConnectionGuard(this.externalAdmission(limits.maxConnections));
     this.internalGuard = new ConnectionGuard({ cap: INTERNAL_CAP, pendingCap: INTERNAL_CAP / 4, lingerCap: 16 });
+    if (options.handoff) this.handoff = new AcceptHandoff(options.handoff, () => !this.draining && this.connectionRoom <= 0);
+  }
+
+  /**
+   * Connections the external listener can still take before it turns them away: below its cap, and
+   * below max_connections (a cap on requests in flight, which held polls are: one per connection).
+   */
+  get connectionRoom(): number {
+    const open = this.guard.openConnections;
+    const room = this.guard.limits.cap - open;
+    return this.maxConnections > 0 ? Math.min(room, this.maxConnections - open) : room;
+  }
+
+  /** Whether another worker has room for connections this one cannot take (the primary says so). */
+  set roomElsewhere(yes: boolean) {
+    if (this.handoff) this.handoff.roomElsewhere = yes;
+  }
+
+  /** A connection a sibling worker handed over. */
+  adopt(client: ClientHandle): void {
+    if (this.handoff) this.handoff.adopt(client);
+    else client.close();
   }
 
   private externalAdmission(maxConnections: number): AdmissionLimits {
@@ -164,6 +191,7 @@ export class HttpService {
     const external = this.createServer(this.guard);
     await listen(external, s.port, s.host, this.log, this.options.reusePort);
     this.servers.push(external);
+    this.handoff?.attach(external);
     const port = (external.address() as AddressInfo).port;
     this.log.info({ 'server.address': `${s.host}:${port}`, tls: s.tls.enabled, 'connections.cap': this.guard.limits.cap }, 'fleet-server listening');
     if (!s.tls.enabled) this.log.warn('Exposed over insecure HTTP; enablement of TLS is strongly recommended');
@@ -199,12 +227,13 @@ export class HttpService {
     return this.guard.openConnections + this.internalGuard.openConnections;
   }
 
-  /** Connections turned away (answered 429), evicted to make room, and dropped with no room to answer, on both listeners. */
-  get admission(): { pending: number; turned_away: number; evicted: number; dropped: number } {
+  /** Connections turned away (answered 429), evicted to make room, dropped with no room to answer (both listeners), handed to a sibling worker and taken from one (external). */
+  get admission(): { pending: number; turned_away: number; evicted: number; dropped: number; handed_off: number; adopted: number } {
     const [a, b] = [this.guard.counts, this.internalGuard.counts];
     return {
       pending: this.guard.pendingConnections + this.internalGuard.pendingConnections,
       turned_away: a.turnedAway + b.turnedAway, evicted: a.evicted + b.evicted, dropped: a.dropped + b.dropped,
+      handed_off: this.handoff?.counts.handedOff ?? 0, adopted: this.handoff?.counts.adopted ?? 0,
     };
   }
 
@@ -217,6 +246,7 @@ export class HttpService {
   /** Stops accepting, lets in-flight requests finish (held polls are answered by fleet.stop), then closes. */
   async stop(drainMs: number, beforeDrain: () => Promise<void>): Promise<void> {
     this.draining = true;
+    this.handoff?.detach();
     this.certificates?.stop();
     // net.Server's close: it stops listening, nothing more. http.Server's also closes every idle
     // keep-alive connection at once, and an agent answered a moment before has its next request on the

@@ -13,6 +13,8 @@ import { dirname } from 'node:path';
 import type { Logger } from 'pino';
 import type { ConfigArgs } from '../cli/load-config';
 import type { FleetServerConfig } from '../config/config';
+import { handoffTarget, type ClientHandle, type HandoffChannel } from '../http/handoff';
+import type { HttpService } from '../http/server';
 import { localStats, processMetrics, startMetrics, type StatsDocument, type StatsSource } from '../http/metrics';
 import { createLogger, rawLogWriter } from '../logging/logger';
 import { embeddedDbPath, embeddedSecretsKey } from '../store/open';
@@ -34,9 +36,17 @@ import { ENV_STORE_SOCKET, type StoreOwner } from './store-owner';
 /** primary → worker */
 type ToWorker = { t: 'init'; ticketKeys: string } | { t: 'stats'; id: number; gc: boolean } | { t: 'stop' }
   /** How many workers serve now: each takes that share of the server's limits. */
-  | { t: 'serving'; workers: number };
+  | { t: 'serving'; workers: number }
+  /** Whether another worker has room for connections (handoff.ts). */
+  | { t: 'room'; elsewhere: boolean }
+  /** A connection handed over (its handle comes with the message). */
+  | { t: 'adopt' };
 /** worker → primary */
-type ToPrimary = { t: 'hello' } | { t: 'ready' } | { t: 'failed'; reason: string } | { t: 'stats'; id: number; doc: StatsDocument };
+type ToPrimary = { t: 'hello' } | { t: 'ready' } | { t: 'failed'; reason: string } | { t: 'stats'; id: number; doc: StatsDocument }
+  /** Connections the worker's external listener can still take. */
+  | { t: 'room'; room: number }
+  /** A connection it has no room for (its handle comes with the message). */
+  | { t: 'handoff' };
 
 const ENV_SIZE = 'FLEET_SERVER_WORKERS';
 const ENV_SLOT = 'FLEET_SERVER_WORKER_SLOT';
@@ -46,6 +56,8 @@ const ENV_REUSE_PORT = 'FLEET_SERVER_WORKER_REUSE_PORT';
 const ENV_ARGS = 'FLEET_SERVER_WORKER_ARGS';
 /** Set when the primary writes the workers' log lines (log files: one writer rotates them). */
 const ENV_PIPE_LOGS = 'FLEET_SERVER_WORKER_LOGS_PIPED';
+/** How often a worker tells the primary its room for connections (when it changed). */
+const ROOM_EVERY_MS = 500;
 /** How long a scrape waits for a worker's figures before leaving it out; with a forced GC first (?gc=1), longer. */
 const STATS_WAIT_MS = 5000;
 const STATS_GC_WAIT_MS = 15_000;
@@ -94,11 +106,17 @@ export async function runWorker(config: FleetServerConfig): Promise<void> {
   let stop: ((reason: string) => void) | undefined;
   let stats: StatsSource | undefined;
   let reshare: ((workers: number) => void) | undefined;
+  let http: HttpService | undefined;
   let initialised: (ticketKeys: Buffer) => void = ignore;
   const ticketKeys = new Promise<Buffer>((resolve) => (initialised = resolve));
   // Listening before saying hello: nothing the primary sends can arrive unheard.
-  process.on('message', (m: ToWorker) => {
-    if (m.t === 'init') initialised(Buffer.from(m.ticketKeys, 'hex'));
+  process.on('message', (m: ToWorker, handle?: ClientHandle) => {
+    if (m.t === 'adopt') {
+      if (http && handle) http.adopt(handle);
+      else handle?.close();
+    } else if (m.t === 'room') {
+      if (http) http.roomElsewhere = m.elsewhere;
+    } else if (m.t === 'init') initialised(Buffer.from(m.ticketKeys, 'hex'));
     else if (m.t === 'stop') {
       if (stop) stop('primary');
       else process.exit(0); // nothing served yet
@@ -114,7 +132,16 @@ export async function runWorker(config: FleetServerConfig): Promise<void> {
     }) : undefined;
     const store = remote ? withCheckinReads(remote, config, log) : undefined;
     const reusePort = process.env[ENV_REUSE_PORT] === '1';
-    const server = await openServer(shared, log, { ticketKeys: await ticketKeys, reusePort }, store);
+    // Each worker binds its own listener only with SO_REUSEPORT; with the primary's round-robin there is nothing to hand off.
+    const handoff: HandoffChannel | undefined = reusePort ? (client, done) => {
+      try {
+        process.send!({ t: 'handoff' } satisfies ToPrimary, client as never, (err: Error | null) => done(!err));
+      } catch {
+        done(false);
+      }
+    } : undefined;
+    const server = await openServer(shared, log, { ticketKeys: await ticketKeys, reusePort, handoff }, store);
+    http = server.http;
     stop = serveUntilStopped(server, log);
     stats = localStats(server.fleet, server.http);
     let serving = size;
@@ -139,6 +166,19 @@ export async function runWorker(config: FleetServerConfig): Promise<void> {
   }
   log.info({ 'process.pid': process.pid, 'limits.max_connections': shared.server.limits.maxConnections }, 'fleet-server worker ready');
   send(process, { t: 'ready' });
+  if (process.env[ENV_REUSE_PORT] === '1') reportRoom(http!);
+}
+
+/** Tells the primary this worker's room for connections whenever it changed, for handoffs to it. */
+function reportRoom(service: HttpService): void {
+  let last: number | undefined;
+  const report = (): void => {
+    const room = service.connectionRoom;
+    if (room !== last) send(process, { t: 'room', room });
+    last = room;
+  };
+  report();
+  setInterval(report, ROOM_EVERY_MS).unref();
 }
 
 interface Slot {
@@ -149,6 +189,10 @@ interface Slot {
   ready: boolean;
   startedAt: number;
   backoff: Backoff;
+  /** Its room for connections as it last said, less the connections handed to it since. */
+  room?: number;
+  /** What it was last told: another worker has room. */
+  roomElsewhere?: boolean;
 }
 
 /**
@@ -206,6 +250,33 @@ export async function runPrimary(config: FleetServerConfig, args: ConfigArgs, lo
     for (const s of slots) if (s.ready && s.worker) send(s.worker, { t: 'serving', workers });
   };
 
+  /** Each serving worker told whether another one has room, when that changed. */
+  const tellRoom = (): void => {
+    const serving = slots.filter((s) => s.ready && s.worker);
+    for (const s of serving) {
+      const elsewhere = serving.some((o) => o !== s && (o.room ?? 0) > 0);
+      if (elsewhere !== s.roomElsewhere) send(s.worker!, { t: 'room', elsewhere });
+      s.roomElsewhere = elsewhere;
+    }
+  };
+
+  /** A connection `from` had no room for: to the serving worker with the most, else back to `from` (which answers it 429). */
+  const handOver = (from: Slot, handle: ClientHandle): void => {
+    const serving = new Map(slots.filter((s) => s.ready && s.worker).map((s) => [s, s.room ?? 0]));
+    const to = stopping ? undefined : handoffTarget(serving, from) ?? (from.worker ? from : undefined);
+    if (!to) {
+      handle.close();
+      return;
+    }
+    if (to !== from) to.room = (to.room ?? 0) - 1;
+    try {
+      // Our descriptor is closed once the message is written: the worker then holds its own.
+      to.worker!.send({ t: 'adopt' } satisfies ToWorker, handle as never, () => handle.close());
+    } catch {
+      handle.close();
+    }
+  };
+
   const fork = (slot: Slot): void => {
     const worker = cluster.fork({
       // Also when this process was started without them (FLEET_SERVER_NO_REEXEC).
@@ -219,8 +290,13 @@ export async function runPrimary(config: FleetServerConfig, args: ConfigArgs, lo
     slot.startedAt = Date.now();
     // node:readline is loaded only when worker logs are relayed (~0.6 MiB of RSS otherwise).
     if (writeLine && worker.process.stderr) (require('node:readline') as typeof import('node:readline')).createInterface({ input: worker.process.stderr }).on('line', (l) => writeLine(`${l}\n`));
-    worker.on('message', (m: ToPrimary) => {
-      if (m.t === 'hello') send(worker, { t: 'init', ticketKeys: ticketKeys.toString('hex') });
+    worker.on('message', (m: ToPrimary, handle?: ClientHandle) => {
+      if (m.t === 'handoff') {
+        if (handle) handOver(slot, handle);
+      } else if (m.t === 'room') {
+        slot.room = m.room;
+        tellRoom();
+      } else if (m.t === 'hello') send(worker, { t: 'init', ticketKeys: ticketKeys.toString('hex') });
       else if (m.t === 'failed') slot.failure = m.reason;
       else if (m.t === 'ready') {
         slot.ready = true;
@@ -239,6 +315,9 @@ export async function runPrimary(config: FleetServerConfig, args: ConfigArgs, lo
     slot.worker = undefined;
     const wasServing = slot.ready;
     slot.ready = false;
+    slot.room = undefined;
+    slot.roomElsewhere = undefined;
+    if (!stopping) tellRoom();
     if (stopping) return;
     if (wasServing && !startup) announceServing();
     const fields = {
