@@ -1,6 +1,7 @@
 // Bundles the whole program into one file, dist/fleet-server.js.
 import { build } from 'esbuild';
 import { execFileSync, execSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
 import { readFileSync, writeFileSync, chmodSync, existsSync, mkdirSync, readdirSync, statSync } from 'node:fs';
 
 const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8'));
@@ -66,15 +67,17 @@ const vendorExternal = {
 const esClientSlim = {
   name: 'es-client-slim',
   setup(b) {
-    b.onResolve({ filter: /^undici$/ }, () => ({ path: 'undici', namespace: 'no-undici' }));
+    // Only for the transport's own imports: anything else asking for these gets the real packages.
+    const fromTransport = (a) => /[\\/]@elastic[\\/]transport[\\/]/.test(a.importer);
+    b.onResolve({ filter: /^undici$/ }, (a) => (fromTransport(a) ? { path: 'undici', namespace: 'no-undici' } : undefined));
     b.onLoad({ filter: /.*/, namespace: 'no-undici' }, () => ({
       contents: "const refuse = () => { throw new Error('undici is not bundled: the Elasticsearch client runs on its HttpConnection'); };"
         + ' module.exports = { Pool: refuse, buildConnector: refuse, errors: {} };',
       loader: 'js',
     }));
-    b.onResolve({ filter: /^@opentelemetry\/core$/ }, () => ({
-      path: new URL('../node_modules/@opentelemetry/core/build/src/trace/suppress-tracing.js', import.meta.url).pathname,
-    }));
+    b.onResolve({ filter: /^@opentelemetry\/core$/ }, (a) => (fromTransport(a) ? {
+      path: fileURLToPath(new URL('../node_modules/@opentelemetry/core/build/src/trace/suppress-tracing.js', import.meta.url)),
+    } : undefined));
   },
 };
 const common = {

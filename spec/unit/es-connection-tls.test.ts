@@ -101,3 +101,29 @@ describe('Elasticsearch client over TLS', () => {
     expect(clientNames).toEqual(['fleet-server-client']);
   });
 });
+
+describe('a pinned CA and an impostor', () => {
+  it('refuses every connection to a server whose chain lacks the pin, back to back over TLS 1.2 (no session resumed past the check)', async () => {
+    const impostorCa = new Authority('Impostor CA');
+    const impostorLeaf = impostorCa.leaf('localhost');
+    let seen = 0;
+    const impostor = https.createServer({ cert: impostorLeaf.cert + impostorCa.ca.cert, key: impostorLeaf.key, maxVersion: 'TLSv1.2' }, (_req, res) => {
+      seen++;
+      res.writeHead(200, { 'content-type': 'application/json', 'x-elastic-product': 'Elasticsearch' });
+      res.end(JSON.stringify({ name: 'impostor', cluster_name: 'c', cluster_uuid: 'u', version: { number: '9.6.0' }, tagline: 'You Know, for Search' }));
+    });
+    await new Promise<void>((r) => impostor.listen(0, '127.0.0.1', () => r()));
+    const c = { ...output({ caTrustedFingerprint: fingerprintOf(authority.ca.cert) }), hosts: [`https://localhost:${(impostor.address() as AddressInfo).port}`] };
+    const client = createClient(c, { maxRetries: 0, requestTimeoutMs: 5000 });
+    try {
+      // Sent at once, one after the other: a session cached by the refused handshake would be offered by the next.
+      for (let i = 0; i < 4; i++) await expect(client.info()).rejects.toBeInstanceOf(errors.ConnectionError);
+      const both = await Promise.allSettled([client.info(), client.info()]);
+      expect(both.map((r) => r.status)).toEqual(['rejected', 'rejected']);
+      expect(seen).toBe(0);
+    } finally {
+      await client.close();
+      await new Promise<void>((r) => impostor.close(() => r()));
+    }
+  });
+});

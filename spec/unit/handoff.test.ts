@@ -1,8 +1,10 @@
 // A full cluster worker's accepted connections go to a sibling with room (src/http/handoff.ts): the
 // listening handle's accept callback is taken over; the handle goes out only while this worker is full
-// and another has room, and is served here when it cannot be sent.
+// and another has room, and is served here when it cannot be sent. The primary (src/runtime/
+// handoff-router.ts) keeps its copy until a worker took it, and moves it on when one did not.
 import type net from 'node:net';
-import { AcceptHandoff, handoffTarget, type ClientHandle, type HandoffChannel } from '../../src/http/handoff';
+import { AcceptHandoff, type ClientHandle, type HandoffChannel } from '../../src/http/handoff';
+import { HandoffRouter, handoffTarget } from '../../src/runtime/handoff-router';
 
 class FakeClient implements ClientHandle {
   closed = 0;
@@ -57,7 +59,7 @@ describe('AcceptHandoff', () => {
     expect(c.closed).toBe(0); // not before the message is written
     sends[0]!.done(true);
     expect(c.closed).toBe(1);
-    expect(h.counts).toEqual({ handedOff: 1, adopted: 0 });
+    expect(h.counts).toEqual({ handedOff: 1, adopted: 0, returned: 0 });
   });
 
   it('serves the connection itself when it could not be sent', () => {
@@ -74,18 +76,18 @@ describe('AcceptHandoff', () => {
     expect(h.counts.handedOff).toBe(0);
   });
 
-  it('adopts a handed-over connection as if accepted here; closes it once detached (stopping)', () => {
+  it('adopts a handed-over connection as if accepted here; refuses once detached (stopping)', () => {
     const h = new AcceptHandoff(channel, () => full);
     const { server, accepted } = fakeServer();
     h.attach(server);
-    const [a, b] = [new FakeClient(), new FakeClient()];
-    h.adopt(a);
-    expect(accepted).toEqual([a]);
+    const [a, b, c] = [new FakeClient(), new FakeClient(), new FakeClient()];
+    expect(h.adopt(a)).toBe(true);
+    expect(h.adopt(b, true)).toBe(true); // one it sent, given back
+    expect(accepted).toEqual([a, b]);
     h.detach();
-    h.adopt(b);
-    expect(accepted).toEqual([a]);
-    expect(b.closed).toBe(1);
-    expect(h.counts.adopted).toBe(1);
+    expect(h.adopt(c)).toBe(false);
+    expect(accepted).toEqual([a, b]);
+    expect(h.counts).toEqual({ handedOff: 0, adopted: 1, returned: 1 });
   });
 
   it('passes accept errors through untouched', () => {
@@ -118,5 +120,66 @@ describe('handoffTarget', () => {
     expect(handoffTarget(new Map([['a', 0], ['b', 5], ['c', 9]]), 'a')).toBe('c');
     expect(handoffTarget(new Map([['a', 50], ['b', 0], ['c', -2]]), 'a')).toBeUndefined();
     expect(handoffTarget(new Map([['a', 3]]), 'a')).toBeUndefined();
+  });
+});
+
+describe('HandoffRouter (the primary)', () => {
+  type Sent = { to: string; id: number; handle: ClientHandle; returned: boolean; failed: () => void };
+  function router(rooms: Record<string, number>): { r: HandoffRouter<string>; sent: Sent[]; rooms: Record<string, number> } {
+    const sent: Sent[] = [];
+    const r = new HandoffRouter<string>(() => new Map(Object.entries(rooms)), (to, id, handle, returned, failed) => sent.push({ to, id, handle, returned, failed }),
+      (to) => rooms[to]!--);
+    return { r, sent, rooms };
+  }
+
+  it('sends to the worker with the most room and closes its copy only once that worker took it', () => {
+    const { r, sent, rooms } = router({ a: 0, b: 3, c: 7 });
+    const h = new FakeClient();
+    r.route('a', h);
+    expect(sent.map((s) => [s.to, s.returned])).toEqual([['c', false]]);
+    expect(rooms['c']).toBe(6);
+    expect(h.closed).toBe(0);
+    expect(r.inFlight).toBe(1);
+    r.answered(sent[0]!.id, true);
+    expect(h.closed).toBe(1);
+    expect(r.inFlight).toBe(0);
+  });
+
+  it('moves a connection on when the worker refused it, could not be sent to, or died; back to its sender last', () => {
+    const { r, sent } = router({ a: 0, b: 3, c: 7 });
+    const h = new FakeClient();
+    r.route('a', h);
+    r.answered(sent[0]!.id, false); // c refused (stopping)
+    expect(sent[1]!.to).toBe('b');
+    sent[1]!.failed(); // could not be sent to b
+    expect(sent[2]).toMatchObject({ to: 'a', returned: true });
+    r.gone('a'); // the sender died before taking it back
+    expect(h.closed).toBe(1);
+    expect(sent).toHaveLength(3);
+    expect(r.inFlight).toBe(0);
+  });
+
+  it('a worker that dies with connections sent to it: each goes on to another', () => {
+    const { r, sent } = router({ a: 0, b: 5, c: 5 });
+    const [h1, h2] = [new FakeClient(), new FakeClient()];
+    r.route('a', h1);
+    r.route('a', h2);
+    const firstTo = sent[0]!.to;
+    const other = firstTo === 'b' ? 'c' : 'b';
+    r.gone(firstTo);
+    const moved = sent.slice(2).map((s) => s.to);
+    expect(moved.length).toBeGreaterThan(0);
+    for (const to of moved) expect(to).toBe(other);
+    expect(h1.closed + h2.closed).toBe(0);
+  });
+
+  it('with nobody else having room, gives it back to its sender; with no sender either, closes it', () => {
+    const { r, sent } = router({ a: 0, b: 0 });
+    const h = new FakeClient();
+    r.route('a', h);
+    expect(sent[0]).toMatchObject({ to: 'a', returned: true });
+    const lost = new FakeClient();
+    r.route('z', lost); // a sender no longer serving
+    expect(lost.closed).toBe(1);
   });
 });

@@ -6,9 +6,10 @@
 // 23 were still retrying 60 s after a kill, and the survivors had answered 57,252 429s.
 //
 // So a worker with no room passes an accepted connection to the primary, which gives it to the worker
-// with the most room; that worker takes it as if it had accepted it (its own admission applies). What
-// travels is the bare TCP handle, before any byte is read or a socket made of it, as Node's cluster
-// passes connections in its round-robin mode (lib/internal/cluster/child.js: `onconnection`).
+// with the most room (runtime/handoff-router.ts); that worker takes it as if it had accepted it (its own
+// admission applies). What travels is the bare TCP handle, before any byte is read or a socket made of
+// it, as Node's cluster passes connections in its round-robin mode (lib/internal/cluster/child.js:
+// `onconnection`).
 import type net from 'node:net';
 
 /** A connection's TCP handle as the listening handle's accept callback gets it. */
@@ -33,7 +34,8 @@ const MAX_PENDING = 256;
 export class AcceptHandoff {
   /** Set by the primary: another worker has room now. */
   roomElsewhere = false;
-  readonly counts = { handedOff: 0, adopted: 0 };
+  /** Sent away; taken from another worker; sent away and given back (nobody had room after all). */
+  readonly counts = { handedOff: 0, adopted: 0, returned: 0 };
   private pending = 0;
   private acceptHere: ((client: ClientHandle) => void) | undefined;
 
@@ -58,14 +60,15 @@ export class AcceptHandoff {
     this.roomElsewhere = false;
   }
 
-  /** A connection another worker handed over: taken as if accepted here, or closed once the listener is gone. */
-  adopt(client: ClientHandle): void {
-    if (!this.acceptHere) {
-      client.close();
-      return;
-    }
-    this.counts.adopted++;
+  /**
+   * A connection handed over (`returned`: one this worker sent away, back): taken as if accepted here;
+   * false once the listener is gone (the caller closes it, the primary sends its own copy elsewhere).
+   */
+  adopt(client: ClientHandle, returned = false): boolean {
+    if (!this.acceptHere) return false;
+    this.counts[returned ? 'returned' : 'adopted']++;
     this.acceptHere(client);
+    return true;
   }
 
   private wantsToHandOff(): boolean {
@@ -87,20 +90,4 @@ export class AcceptHandoff {
       }
     });
   }
-}
-
-/**
- * The worker a handed-off connection goes to: the one with the most room (not its sender), or undefined
- * when none has any. `rooms`: each serving worker's room as last reported, less what was sent it since.
- */
-export function handoffTarget<K>(rooms: ReadonlyMap<K, number>, sender: K): K | undefined {
-  let best: K | undefined;
-  let most = 0;
-  for (const [k, room] of rooms) {
-    if (k !== sender && room > most) {
-      best = k;
-      most = room;
-    }
-  }
-  return best;
 }

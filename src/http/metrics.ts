@@ -193,6 +193,7 @@ function metricSamples(doc: StatsDocument, scrapes: Scrapes): Sample[] {
   out.push({ name: 'fleet_server_connections_dropped', type: 'counter', value: at(doc, 'fleet.http.admission.dropped'), help: 'Connections closed at accept with no room to answer them' });
   out.push({ name: 'fleet_server_connections_handed_off', type: 'counter', value: at(doc, 'fleet.http.admission.handed_off'), help: 'Connections a full worker passed to a worker with room' });
   out.push({ name: 'fleet_server_connections_adopted', type: 'counter', value: at(doc, 'fleet.http.admission.adopted'), help: 'Connections taken from a full worker' });
+  out.push({ name: 'fleet_server_connections_returned', type: 'counter', value: at(doc, 'fleet.http.admission.returned'), help: 'Connections handed off and given back: no worker had room' });
   out.push({ name: 'fleet_server_event_loop_delay_p99_seconds', type: 'gauge', value: at(doc, 'fleet.event_loop.delay.p99_ms') / 1e3, help: 'Event-loop delay, 99th percentile since start' });
   out.push({ name: 'fleet_server_event_loop_delay_max_seconds', type: 'gauge', value: at(doc, 'fleet.event_loop.delay.max_ms') / 1e3, help: 'Longest event-loop delay since start' });
   return out;

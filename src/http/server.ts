@@ -107,6 +107,8 @@ export class HttpService {
    * below max_connections (a cap on requests in flight, which held polls are: one per connection).
    */
   get connectionRoom(): number {
+    // Draining: its listener is closed, and it must not look like the emptiest worker.
+    if (this.draining) return 0;
     const open = this.guard.openConnections;
     const room = this.guard.limits.cap - open;
     return this.maxConnections > 0 ? Math.min(room, this.maxConnections - open) : room;
@@ -117,10 +119,9 @@ export class HttpService {
     if (this.handoff) this.handoff.roomElsewhere = yes;
   }
 
-  /** A connection a sibling worker handed over. */
-  adopt(client: ClientHandle): void {
-    if (this.handoff) this.handoff.adopt(client);
-    else client.close();
+  /** A connection handed over by a sibling (`returned`: one this worker sent away, back); false when not taken. */
+  adopt(client: ClientHandle, returned = false): boolean {
+    return this.handoff?.adopt(client, returned) ?? false;
   }
 
   private externalAdmission(maxConnections: number): AdmissionLimits {
@@ -227,13 +228,13 @@ export class HttpService {
     return this.guard.openConnections + this.internalGuard.openConnections;
   }
 
-  /** Connections turned away (answered 429), evicted to make room, dropped with no room to answer (both listeners), handed to a sibling worker and taken from one (external). */
-  get admission(): { pending: number; turned_away: number; evicted: number; dropped: number; handed_off: number; adopted: number } {
+  /** Connections turned away (answered 429), evicted to make room, dropped with no room to answer (both listeners), handed to a sibling worker, taken from one, and handed off but given back (external). */
+  get admission(): { pending: number; turned_away: number; evicted: number; dropped: number; handed_off: number; adopted: number; returned: number } {
     const [a, b] = [this.guard.counts, this.internalGuard.counts];
     return {
       pending: this.guard.pendingConnections + this.internalGuard.pendingConnections,
       turned_away: a.turnedAway + b.turnedAway, evicted: a.evicted + b.evicted, dropped: a.dropped + b.dropped,
-      handed_off: this.handoff?.counts.handedOff ?? 0, adopted: this.handoff?.counts.adopted ?? 0,
+      handed_off: this.handoff?.counts.handedOff ?? 0, adopted: this.handoff?.counts.adopted ?? 0, returned: this.handoff?.counts.returned ?? 0,
     };
   }
 

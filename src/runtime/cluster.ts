@@ -13,7 +13,7 @@ import { dirname } from 'node:path';
 import type { Logger } from 'pino';
 import type { ConfigArgs } from '../cli/load-config';
 import type { FleetServerConfig } from '../config/config';
-import { handoffTarget, type ClientHandle, type HandoffChannel } from '../http/handoff';
+import type { ClientHandle, HandoffChannel } from '../http/handoff';
 import type { HttpService } from '../http/server';
 import { localStats, processMetrics, startMetrics, type StatsDocument, type StatsSource } from '../http/metrics';
 import { createLogger, rawLogWriter } from '../logging/logger';
@@ -27,6 +27,7 @@ import { Backoff } from '../util/backoff';
 import { describeError, withContext } from '../util/error-text';
 import { NODE_FLAGS } from '../version';
 import { clusterStats, type WorkerStats } from './cluster-stats';
+import { HandoffRouter } from './handoff-router';
 import { startMemoryTrim, TRIM_EVERY_MS, TrimDecider, trimPhaseMs } from './memory-trim';
 import { isSingleExecutable, missingStartEnv } from './node-flags';
 import { openServer, serveUntilStopped, stopOnSignals } from './serve';
@@ -39,14 +40,16 @@ type ToWorker = { t: 'init'; ticketKeys: string } | { t: 'stats'; id: number; gc
   | { t: 'serving'; workers: number }
   /** Whether another worker has room for connections (handoff.ts). */
   | { t: 'room'; elsewhere: boolean }
-  /** A connection handed over (its handle comes with the message). */
-  | { t: 'adopt' };
+  /** A connection handed over (its handle comes with the message); `returned`: one this worker sent. */
+  | { t: 'adopt'; id: number; returned: boolean };
 /** worker → primary */
 type ToPrimary = { t: 'hello' } | { t: 'ready' } | { t: 'failed'; reason: string } | { t: 'stats'; id: number; doc: StatsDocument }
   /** Connections the worker's external listener can still take. */
   | { t: 'room'; room: number }
   /** A connection it has no room for (its handle comes with the message). */
-  | { t: 'handoff' };
+  | { t: 'handoff' }
+  /** Whether it took the connection of that `adopt`. */
+  | { t: 'adopted'; id: number; taken: boolean };
 
 const ENV_SIZE = 'FLEET_SERVER_WORKERS';
 const ENV_SLOT = 'FLEET_SERVER_WORKER_SLOT';
@@ -56,7 +59,7 @@ const ENV_REUSE_PORT = 'FLEET_SERVER_WORKER_REUSE_PORT';
 const ENV_ARGS = 'FLEET_SERVER_WORKER_ARGS';
 /** Set when the primary writes the workers' log lines (log files: one writer rotates them). */
 const ENV_PIPE_LOGS = 'FLEET_SERVER_WORKER_LOGS_PIPED';
-/** How often a worker tells the primary its room for connections (when it changed). */
+/** How often a worker tells the primary its room for connections. */
 const ROOM_EVERY_MS = 500;
 /** How long a scrape waits for a worker's figures before leaving it out; with a forced GC first (?gc=1), longer. */
 const STATS_WAIT_MS = 5000;
@@ -112,8 +115,9 @@ export async function runWorker(config: FleetServerConfig): Promise<void> {
   // Listening before saying hello: nothing the primary sends can arrive unheard.
   process.on('message', (m: ToWorker, handle?: ClientHandle) => {
     if (m.t === 'adopt') {
-      if (http && handle) http.adopt(handle);
-      else handle?.close();
+      const taken = !!handle && !!http && http.adopt(handle, m.returned);
+      if (!taken) handle?.close();
+      send(process, { t: 'adopted', id: m.id, taken });
     } else if (m.t === 'room') {
       if (http) http.roomElsewhere = m.elsewhere;
     } else if (m.t === 'init') initialised(Buffer.from(m.ticketKeys, 'hex'));
@@ -124,6 +128,7 @@ export async function runWorker(config: FleetServerConfig): Promise<void> {
     else if (m.t === 'serving') reshare?.(m.workers);
   });
   send(process, { t: 'hello' });
+  const reusePort = process.env[ENV_REUSE_PORT] === '1';
   try {
     // On the embedded store, the primary's: reached through its socket.
     const socket = process.env[ENV_STORE_SOCKET];
@@ -131,7 +136,6 @@ export async function runWorker(config: FleetServerConfig): Promise<void> {
       throw withContext(`cannot reach the store on ${socket}`, err);
     }) : undefined;
     const store = remote ? withCheckinReads(remote, config, log) : undefined;
-    const reusePort = process.env[ENV_REUSE_PORT] === '1';
     // Each worker binds its own listener only with SO_REUSEPORT; with the primary's round-robin there is nothing to hand off.
     const handoff: HandoffChannel | undefined = reusePort ? (client, done) => {
       try {
@@ -166,17 +170,15 @@ export async function runWorker(config: FleetServerConfig): Promise<void> {
   }
   log.info({ 'process.pid': process.pid, 'limits.max_connections': shared.server.limits.maxConnections }, 'fleet-server worker ready');
   send(process, { t: 'ready' });
-  if (process.env[ENV_REUSE_PORT] === '1') reportRoom(http!);
+  if (reusePort) reportRoom(http!);
 }
 
-/** Tells the primary this worker's room for connections whenever it changed, for handoffs to it. */
+/**
+ * Tells the primary this worker's room for connections, for handoffs to it. Every time, changed or not:
+ * the primary counts down what it sends a worker, and only a report sets it right again.
+ */
 function reportRoom(service: HttpService): void {
-  let last: number | undefined;
-  const report = (): void => {
-    const room = service.connectionRoom;
-    if (room !== last) send(process, { t: 'room', room });
-    last = room;
-  };
+  const report = (): void => send(process, { t: 'room', room: service.connectionRoom });
   report();
   setInterval(report, ROOM_EVERY_MS).unref();
 }
@@ -260,22 +262,21 @@ export async function runPrimary(config: FleetServerConfig, args: ConfigArgs, lo
     }
   };
 
-  /** A connection `from` had no room for: to the serving worker with the most, else back to `from` (which answers it 429). */
-  const handOver = (from: Slot, handle: ClientHandle): void => {
-    const serving = new Map(slots.filter((s) => s.ready && s.worker).map((s) => [s, s.room ?? 0]));
-    const to = stopping ? undefined : handoffTarget(serving, from) ?? (from.worker ? from : undefined);
-    if (!to) {
-      handle.close();
-      return;
-    }
-    if (to !== from) to.room = (to.room ?? 0) - 1;
-    try {
-      // Our descriptor is closed once the message is written: the worker then holds its own.
-      to.worker!.send({ t: 'adopt' } satisfies ToWorker, handle as never, () => handle.close());
-    } catch {
-      handle.close();
-    }
-  };
+  const handoffs = new HandoffRouter<Slot>(
+    () => new Map(slots.filter((s) => s.ready && s.worker).map((s) => [s, s.room ?? 0])),
+    (to, id, handle, returned, failed) => {
+      try {
+        to.worker!.send({ t: 'adopt', id, returned } satisfies ToWorker, handle as never, (err: Error | null) => {
+          if (err) failed();
+        });
+      } catch {
+        failed();
+      }
+    },
+    (to) => {
+      to.room = (to.room ?? 0) - 1;
+      if (to.room === 0) tellRoom();
+    });
 
   const fork = (slot: Slot): void => {
     const worker = cluster.fork({
@@ -292,7 +293,9 @@ export async function runPrimary(config: FleetServerConfig, args: ConfigArgs, lo
     if (writeLine && worker.process.stderr) (require('node:readline') as typeof import('node:readline')).createInterface({ input: worker.process.stderr }).on('line', (l) => writeLine(`${l}\n`));
     worker.on('message', (m: ToPrimary, handle?: ClientHandle) => {
       if (m.t === 'handoff') {
-        if (handle) handOver(slot, handle);
+        if (handle) handoffs.route(slot, handle);
+      } else if (m.t === 'adopted') {
+        handoffs.answered(m.id, m.taken);
       } else if (m.t === 'room') {
         slot.room = m.room;
         tellRoom();
@@ -317,6 +320,7 @@ export async function runPrimary(config: FleetServerConfig, args: ConfigArgs, lo
     slot.ready = false;
     slot.room = undefined;
     slot.roomElsewhere = undefined;
+    handoffs.gone(slot);
     if (!stopping) tellRoom();
     if (stopping) return;
     if (wasServing && !startup) announceServing();

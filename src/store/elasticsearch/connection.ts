@@ -1,7 +1,7 @@
 // Clients for the Elasticsearch output as upstream configures them: hosts/protocol/path, the service
 // token as Bearer, product-origin and User-Agent headers, TLS verification modes, proxy, timeout.
 // One client serves requests (with retries); another, without retries, holds the monitors' long polls.
-import { Client, errors, HttpConnection } from '@elastic/elasticsearch';
+import { Client, errors } from '@elastic/elasticsearch';
 
 type ClientOptions = ConstructorParameters<typeof Client>[0];
 import { readFileSync } from 'node:fs';
@@ -12,7 +12,8 @@ import { Backoff, sleep } from '../../util/backoff';
 import { BUILD_TIME, COMMIT, VERSION } from '../../version';
 import { StoreBusyError, StoreUnavailableError } from '../port';
 import { EsItemError } from './item-error';
-import { pinOf, pinnedChainError, refusingConnection } from './pinned-ca';
+import { storeConnection } from './http-connection';
+import { pinOf, pinnedChainError } from './pinned-ca';
 
 export const USER_AGENT = `Elastic-Fleet-Server/${VERSION} (${platform()}; ${arch()}; ${COMMIT}; ${BUILD_TIME})`;
 
@@ -42,14 +43,18 @@ function tlsOptions(c: ElasticsearchOutputConfig): ClientOptions['tls'] {
     // With a pinned CA, OpenSSL only reports (socket.authorized) and pinnedChainError decides.
     rejectUnauthorized: mode !== 'none' && pinOf(c) === undefined,
     // "certificate" verifies the chain but not the host name, as upstream's verification modes do.
-    ...(mode === 'certificate' || mode === 'none' ? { checkServerIdentity: () => undefined } : {}),
+    ...(checksHostName(c) ? {} : { checkServerIdentity: () => undefined }),
   };
+}
+
+/** Whether the output's verification_mode checks the server's host name (full and strict; not certificate or none). */
+function checksHostName(c: ElasticsearchOutputConfig): boolean {
+  return c.ssl.verificationMode === 'full' || c.ssl.verificationMode === 'strict';
 }
 
 export function createClient(c: ElasticsearchOutputConfig, opts: { maxRetries: number; requestTimeoutMs: number }): Client {
   const token = serviceToken(c);
   const pin = pinOf(c);
-  const checkHost = c.ssl.verificationMode === 'full' || c.ssl.verificationMode === 'strict';
   return new Client({
     nodes: nodeUrls(c),
     ...(token ? { auth: { bearer: token } } : {}),
@@ -62,8 +67,12 @@ export function createClient(c: ElasticsearchOutputConfig, opts: { maxRetries: n
     // node:http rather than the client's default undici: the parser built into Node instead of undici's
     // WebAssembly one, and 0.7 MB less source in every process (scripts/build.mjs leaves undici out).
     // Measured idle on the double: see docs/workers.md (Cost).
-    Connection: pin === undefined ? HttpConnection : refusingConnection((socket, host) => pinnedChainError(socket, host, pin, checkHost)),
-    agent: { keepAlive: true, maxSockets: c.maxConnPerHost, maxFreeSockets: c.maxConnPerHost },
+    Connection: storeConnection(pin === undefined ? undefined : (socket, host) => pinnedChainError(socket, host, pin, checksHostName(c))),
+    agent: {
+      keepAlive: true, maxSockets: c.maxConnPerHost, maxFreeSockets: c.maxConnPerHost,
+      // Under a pin every handshake is checked in full: a resumed session would skip the chain.
+      ...(pin === undefined ? {} : { maxCachedSessions: 0 }),
+    },
   });
 }
 

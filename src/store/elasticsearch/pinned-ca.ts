@@ -1,10 +1,7 @@
 // ssl.ca_trusted_fingerprint for the Elasticsearch output: a CA pinned by its SHA-256, trusted as a root
 // when the server presents it in its chain (upstream: libbeat tlscommon).
-import { HttpConnection } from '@elastic/elasticsearch';
 import { X509Certificate } from 'node:crypto';
-import https from 'node:https';
-import type { Duplex } from 'node:stream';
-import { checkServerIdentity, type DetailedPeerCertificate, TLSSocket } from 'node:tls';
+import { checkServerIdentity, type DetailedPeerCertificate, type TLSSocket } from 'node:tls';
 import type { ElasticsearchOutputConfig } from '../../config/config';
 
 /** ssl.ca_trusted_fingerprint as lower-case hex without colons, unless verification is `none` (which checks nothing). */
@@ -23,9 +20,10 @@ const hex = (fingerprint: string): string => fingerprint.replace(/:/g, '').toLow
  * server must send the CA in its chain, as Elasticsearch does with its http_ca.
  */
 export function pinnedChainError(socket: TLSSocket, host: string, pin: string, checkHost: boolean): Error | undefined {
-  // Trusted by OpenSSL (host name included where checked), or resumed from a session that passed this check:
-  // a refused socket closes with an error, which evicts its session from the agent.
-  if (socket.authorized || socket.isSessionReused()) return undefined;
+  // Trusted by OpenSSL (host name included where checked). A resumed session is checked again: its chain is
+  // the one it was made with, and a session of a refused handshake may have been cached before the refusal
+  // closed the socket (the client's agent keeps no sessions when a pin is set: connection.ts).
+  if (socket.authorized) return undefined;
   const peer = socket.getPeerCertificate(true);
   const chain: X509Certificate[] = [];
   // Leaf to root; a self-signed root is its own issuerCertificate.
@@ -44,34 +42,4 @@ export function pinnedChainError(socket: TLSSocket, host: string, pin: string, c
     if (i < root && !(issuer.ca && x.checkIssued(issuer) && x.verify(issuer.publicKey))) return new Error(`certificate ${name} is not signed by the next in its chain`);
   }
   return checkHost ? checkServerIdentity(host, peer) : undefined;
-}
-
-/**
- * HttpConnection whose agent runs `refuse` on each TLS socket once its handshake is done ('secureConnect',
- * before the request waiting for it is written) and destroys the socket with the error it returns, failing
- * the request with a ConnectionError. The agent stays the client's own: keep-alive, tls and proxy options.
- */
-export function refusingConnection(refuse: (socket: TLSSocket, host: string) => Error | undefined): typeof HttpConnection {
-  return class extends HttpConnection {
-    constructor(opts: ConstructorParameters<typeof HttpConnection>[0]) {
-      super(opts);
-      const agent = this.agent;
-      if (!(agent instanceof https.Agent)) return; // plain http (the proxy agent for https is an https.Agent)
-      const create = agent.createConnection.bind(agent);
-      agent.createConnection = (options, callback) => {
-        const { servername, host } = options as { servername?: string; host?: string };
-        const guard = <S extends Duplex | null | undefined>(socket: S): S => {
-          if (socket instanceof TLSSocket) {
-            socket.once('secureConnect', () => {
-              const err = refuse(socket, servername || host || 'localhost');
-              if (err) socket.destroy(err);
-            });
-          }
-          return socket;
-        };
-        // https.Agent returns its socket; the proxy agent (hpagent) hands it to the callback once tunnelled.
-        return guard(create(options, callback && ((err, socket) => callback(err, guard(socket)))));
-      };
-    }
-  };
 }

@@ -1,0 +1,82 @@
+// The Elasticsearch client's connection: the transport's HttpConnection (node:http, Node's own parser;
+// undici is left out of the bundle, scripts/build.mjs), with what it lacks for a store that must not hang.
+import { errors, HttpConnection } from '@elastic/elasticsearch';
+import type { ClientRequest, IncomingMessage } from 'node:http';
+import https from 'node:https';
+import type { Duplex } from 'node:stream';
+import { TLSSocket } from 'node:tls';
+
+type ConnectionOptions = ConstructorParameters<typeof HttpConnection>[0];
+
+/** Decides, once a TLS handshake is done, whether the server must be refused (pinned-ca.ts). */
+export type TlsCheck = (socket: TLSSocket, host: string) => Error | undefined;
+
+/**
+ * HttpConnection stops watching a request's timeout and abort signal once the response headers arrive,
+ * then reads the body with neither: a body that stalls (a proxy, a node in trouble) would hang the store
+ * call for good, where undici's connection had a body timeout. Here the socket's inactivity timeout, which
+ * the request keeps armed, and the signal end it; the transport then fails the call with "Connection closed
+ * while reading the body".
+ * `check`: run on each TLS socket once its handshake is done ('secureConnect', before the request waiting
+ * for it is written); a socket it returns an error for is destroyed with it (a ConnectionError).
+ */
+export function storeConnection(check?: TlsCheck): typeof HttpConnection {
+  return class StoreConnection extends HttpConnection {
+    /** The signal of the call being started: makeRequest runs synchronously inside request(). */
+    private starting: AbortSignal | undefined;
+
+    constructor(opts: ConnectionOptions) {
+      super(opts);
+      const make = this.makeRequest;
+      this.makeRequest = ((params: unknown) => {
+        const req = (make as (p: unknown) => ClientRequest)(params);
+        const signal = this.starting;
+        const reading = (): boolean => {
+          // null until the head arrives
+          const res = (req as ClientRequest & { res: IncomingMessage | null }).res;
+          return res !== null && !res.complete;
+        };
+        req.on('timeout', () => {
+          if (reading()) req.destroy(new errors.TimeoutError('Elasticsearch response body stalled'));
+        });
+        if (signal) {
+          const abort = (): void => {
+            if (reading()) req.destroy(new errors.RequestAbortedError('Request aborted'));
+          };
+          signal.addEventListener('abort', abort, { once: true });
+          req.once('close', () => signal.removeEventListener('abort', abort));
+        }
+        return req;
+      }) as typeof this.makeRequest;
+      if (check && this.agent instanceof https.Agent) checkHandshakes(this.agent, check);
+      const request = this.request.bind(this) as (params: unknown, options?: { signal?: AbortSignal }) => Promise<unknown>;
+      this.request = ((params: unknown, options?: { signal?: AbortSignal }) => {
+        this.starting = options?.signal;
+        try {
+          return request(params, options);
+        } finally {
+          this.starting = undefined;
+        }
+      }) as typeof this.request;
+    }
+  } as unknown as typeof HttpConnection;
+}
+
+/** Runs `check` on every TLS socket the agent makes (the proxy agent for https is an https.Agent too). */
+function checkHandshakes(agent: https.Agent, check: TlsCheck): void {
+  const create = agent.createConnection.bind(agent);
+  agent.createConnection = (options, callback) => {
+    const { servername, host } = options as { servername?: string; host?: string };
+    const guard = <S extends Duplex | null | undefined>(socket: S): S => {
+      if (socket instanceof TLSSocket) {
+        socket.once('secureConnect', () => {
+          const err = check(socket, servername || host || 'localhost');
+          if (err) socket.destroy(err);
+        });
+      }
+      return socket;
+    };
+    // https.Agent returns its socket; the proxy agent (hpagent) hands it to the callback once tunnelled.
+    return guard(create(options, callback && ((err, socket) => callback(err, guard(socket)))));
+  };
+}
