@@ -46,29 +46,26 @@ it('a body that stalls after the head fails the call at the request timeout', as
   }
 });
 
-it('a signal aborted while the body is arriving ends the call', async () => {
+/** A call to `path` whose signal is aborted after `waitMs`: what it fails with. */
+async function abortedCall(path: string, waitMs: number, meanwhile: () => void = () => {}): Promise<unknown> {
   const client = createClient(output(), { maxRetries: 0, requestTimeoutMs: 60_000 });
   try {
     const controller = new AbortController();
-    const call = client.transport.request({ method: 'GET', path: '/stall-abort' }, { signal: controller.signal });
-    await new Promise((r) => setTimeout(r, 200));
-    expect(stalled.size).toBeGreaterThan(0); // the head was sent
+    const call = client.transport.request({ method: 'GET', path }, { signal: controller.signal });
+    await new Promise((r) => setTimeout(r, waitMs));
+    meanwhile();
     controller.abort();
-    await expect(call).rejects.toThrow(/closed while reading the body|aborted/i);
+    return await call.then(() => undefined, (err: unknown) => err);
   } finally {
     await client.close();
   }
+}
+
+it('a signal aborted while the body is arriving ends the call', async () => {
+  const err = await abortedCall('/stall-abort', 200, () => expect(stalled.size).toBeGreaterThan(0)); // the head was sent
+  expect(String(err)).toMatch(/closed while reading the body|aborted/i);
 });
 
 it('a signal aborted before the head arrives ends the call as the transport does (no body to watch yet)', async () => {
-  const client = createClient(output(), { maxRetries: 0, requestTimeoutMs: 60_000 });
-  try {
-    const controller = new AbortController();
-    const call = client.transport.request({ method: 'GET', path: '/hang' }, { signal: controller.signal });
-    await new Promise((r) => setTimeout(r, 100));
-    controller.abort();
-    await expect(call).rejects.toThrow(/aborted/i);
-  } finally {
-    await client.close();
-  }
+  expect(String(await abortedCall('/hang', 100))).toMatch(/aborted/i);
 });

@@ -31,11 +31,25 @@ describe('AcceptHandoff', () => {
     full = false;
     sends = [];
   });
+  /** A worker with its listener taken over, as full as `full` says; `accept` is a connection arriving. */
+  const worker = (): { h: AcceptHandoff } & ReturnType<typeof fakeServer> => {
+    const h = new AcceptHandoff(channel, () => full);
+    const server = fakeServer();
+    h.attach(server.server);
+    return { h, ...server };
+  };
+  /** A full worker, another having room, and one connection arriving: it went out, waiting to be sent. */
+  const handedOff = (): { h: AcceptHandoff; accepted: ClientHandle[]; c: FakeClient } => {
+    const { h, accepted, accept } = worker();
+    full = true;
+    h.roomElsewhere = true;
+    const c = new FakeClient();
+    accept(0, c);
+    return { h, accepted, c };
+  };
 
   it('accepts here while there is room, or when no other worker has any', () => {
-    const h = new AcceptHandoff(channel, () => full);
-    const { server, accepted, accept } = fakeServer();
-    h.attach(server);
+    const { h, accepted, accept } = worker();
     const [a, b] = [new FakeClient(), new FakeClient()];
     h.roomElsewhere = true;
     accept(0, a); // room here
@@ -47,13 +61,7 @@ describe('AcceptHandoff', () => {
   });
 
   it('hands a connection away when full and another has room; closes its own descriptor once sent', () => {
-    const h = new AcceptHandoff(channel, () => full);
-    const { server, accepted, accept } = fakeServer();
-    h.attach(server);
-    full = true;
-    h.roomElsewhere = true;
-    const c = new FakeClient();
-    accept(0, c);
+    const { h, accepted, c } = handedOff();
     expect(accepted).toEqual([]);
     expect(sends.map((s) => s.client)).toEqual([c]);
     expect(c.closed).toBe(0); // not before the message is written
@@ -63,13 +71,7 @@ describe('AcceptHandoff', () => {
   });
 
   it('serves the connection itself when it could not be sent', () => {
-    const h = new AcceptHandoff(channel, () => full);
-    const { server, accepted, accept } = fakeServer();
-    h.attach(server);
-    full = true;
-    h.roomElsewhere = true;
-    const c = new FakeClient();
-    accept(0, c);
+    const { h, accepted, c } = handedOff();
     sends[0]!.done(false);
     expect(accepted).toEqual([c]);
     expect(c.closed).toBe(0);
@@ -77,9 +79,7 @@ describe('AcceptHandoff', () => {
   });
 
   it('adopts a handed-over connection as if accepted here; refuses once detached (stopping)', () => {
-    const h = new AcceptHandoff(channel, () => full);
-    const { server, accepted } = fakeServer();
-    h.attach(server);
+    const { h, accepted } = worker();
     const [a, b, c] = [new FakeClient(), new FakeClient(), new FakeClient()];
     expect(h.adopt(a)).toBe(true);
     expect(h.adopt(b, true)).toBe(true); // one it sent, given back
@@ -91,9 +91,8 @@ describe('AcceptHandoff', () => {
   });
 
   it('passes accept errors through untouched', () => {
-    const h = new AcceptHandoff(channel, () => true);
-    const { server, accepted, accept } = fakeServer();
-    h.attach(server);
+    full = true;
+    const { h, accepted, accept } = worker();
     h.roomElsewhere = true;
     accept(-24); // EMFILE
     expect(accepted).toEqual([]);
@@ -101,9 +100,8 @@ describe('AcceptHandoff', () => {
   });
 
   it('keeps at most 256 handoffs waiting on the channel; beyond, it serves them itself', () => {
-    const h = new AcceptHandoff(channel, () => true);
-    const { server, accepted, accept } = fakeServer();
-    h.attach(server);
+    full = true;
+    const { h, accepted, accept } = worker();
     h.roomElsewhere = true;
     for (let i = 0; i < 300; i++) accept(0, new FakeClient());
     expect(sends).toHaveLength(256);
