@@ -175,9 +175,7 @@ export class EsDouble {
     for (const i of state.indices) {
       const alias = [...this.cluster.aliases, ...this.cluster.dataStreams].find(([, c]) => c === i.name)?.[0];
       const idx = new Index(i.name, mappingFor(alias ?? i.name), i.dataStream);
-      for (const d of i.docs) idx.docs.set(d.id, d);
-      idx.maxSeqNo = i.maxSeqNo;
-      idx.refresh();
+      idx.load(i.docs, i.maxSeqNo);
       this.cluster.indices.set(i.name, idx);
     }
     for (const k of state.apiKeys) this.security.keys.set(k.id, k);
