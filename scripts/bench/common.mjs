@@ -21,7 +21,9 @@ export async function waitFor(what, fn, timeoutMs = 30_000) {
 
 /** Starts the Elasticsearch double on `port`; resolves with the process and its service token. */
 export async function startDouble(port) {
-  const proc = spawn(process.execPath, [doubleJs, '--port', String(port)], { stdio: ['ignore', 'pipe', 'inherit'] });
+  // BENCH_DOUBLE_FLAGS: Node flags for the double (e.g. --cpu-prof, to see what limits it at scale).
+  const flags = (process.env.BENCH_DOUBLE_FLAGS ?? '').split(' ').filter(Boolean);
+  const proc = spawn(process.execPath, [...flags, doubleJs, '--port', String(port)], { stdio: ['ignore', 'pipe', 'inherit'] });
   let out = '';
   proc.stdout.on('data', (d) => (out += d));
   const token = await waitFor('the Elasticsearch double', () => /service token: (\S+)/.exec(out)?.[1]);
