@@ -194,6 +194,7 @@ async function run(store) {
   }
 
   writePolicy(join(dir, 'p2.json'), 8);
+  const doubleBefore = store === 'elasticsearch' ? await doubleStats() : undefined;
   const cpuRollout0 = cpuSplit();
   // The monotonic clock (µs), as V8's --cpu-prof timestamps have it: a profile can be cut to the rollout.
   const monoStart = process.hrtime.bigint() / 1000n;
@@ -210,6 +211,10 @@ async function run(store) {
   status = await all('status', 'status', () => ({ rev: put.revision, times: true }));
   const times = status.flatMap((s) => s.delivered);
   const cpuRollout1 = cpuSplit();
+  // What the rollout asked of Elasticsearch: upstream reads no secret and writes nothing per agent for it.
+  const doubleAfter = doubleBefore ? await doubleStats() : undefined;
+  const rolloutRequests = doubleAfter ? Object.keys(doubleAfter.requests)
+    .map((k) => [k, (doubleAfter.requests[k] ?? 0) - (doubleBefore.requests[k] ?? 0)]).filter(([, n]) => n > 0).sort((a, b) => b[1] - a[1]) : [];
   const badKeys = status.reduce((s, x) => s + x.badKeys, 0);
   const lat = times.map((t) => t - written).sort((a, b) => a - b);
   const pct = (p) => (lat.length ? lat[Math.min(lat.length - 1, Math.ceil((p / 100) * total) - 1)] : NaN);
@@ -269,6 +274,7 @@ async function run(store) {
   console.log(`policy revision ${put.revision} reached      ${lat.length}/${total} agents`);
   console.log(`  p50 / p99 / 100%              ${fmt(pct(50) / 1000, 3)} s / ${fmt(pct(99) / 1000, 3)} s / ${fmt(lat.length === total ? lat[lat.length - 1] / 1000 : NaN, 3)} s   target 100% ≤ 5 s at 10,000 agents, ≤ 20 s at 100,000`);
   console.log(`  CPU seconds in the rollout    ${splitText(cpuRollout0, cpuRollout1)}  (monotonic µs ${monoStart}–${monoEnd})`);
+  if (doubleAfter) console.log(`  Elasticsearch requests        ${rolloutRequests.map(([k, n]) => `${k} ${n}`).join(', ') || 'none'}  (during the rollout, all agents)`);
   console.log(`responses without an output key ${badKeys}`);
   console.log(`server RSS after the rollout    ${fmt(rssAfter / 1024)} MiB`);
   if (tls) {
