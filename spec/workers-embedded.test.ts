@@ -6,12 +6,13 @@ import { createHash, randomBytes } from 'node:crypto';
 import { readFileSync, statSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { join } from 'node:path';
+import tls from 'node:tls';
 import { SimAgent } from './support/agent';
 import { cli } from './support/cli';
 import { bumpPolicy } from './support/es-mode';
 import { removeDir, startFleetServer, tempDir, type FleetServerProcess } from './support/fleet-server';
 import { freePort } from './support/ports';
-import { request } from './support/http';
+import { localhostCertificate } from './support/certs';
 import { AgentPool, alive, stats, statsUntil, workersOf, type Outcome } from './support/workers';
 
 jest.setTimeout(120_000);
@@ -173,33 +174,40 @@ test('writes a worker acknowledged survive a SIGKILL of the whole server', async
   });
 });
 
-test('a full worker hands new connections to the other: max_connections holds for the whole server however the kernel deals them', async () => {
+test.each(['plain HTTP', 'TLS'])('a full worker hands new connections to the other (%s): max_connections holds for the whole server however the kernel deals them', async (kind) => {
   // 1/2 of 200 each. The kernel deals connections by a hash of their addresses; without handoffs, 200
   // busy connections split exactly 100/100 only one time in eighteen, and the worker over 100 answers 429.
+  // Over TLS the bare TCP connection is handed over before its handshake.
+  const certDir = tempDir();
+  const cert = kind === 'TLS' ? localhostCertificate(certDir) : undefined;
   const overrides = ['inputs.0.server.limits.max_connections=200', 'inputs.0.server.limits.enroll_limit.interval=0', 'inputs.0.server.limits.enroll_limit.max=0',
-    'inputs.0.server.timeouts.read=60s'];
+    'inputs.0.server.timeouts.read=60s',
+    ...(cert ? ['inputs.0.server.ssl.enabled=true', `inputs.0.server.ssl.certificate=${cert.certPath}`, `inputs.0.server.ssl.key=${cert.keyPath}`] : [])];
   await twoWorkers(overrides, async (server, metricsPort) => {
     await statsUntil(metricsPort, (s) => s.fleet.cluster.answering === 2, 'both workers answering');
     const port = Number(new URL(server.url).port);
     const received: string[] = [];
     const sockets: net.Socket[] = [];
-    // Busy connections: an enrollment whose body is still arriving (the request is in flight until it has).
-    const openBusy = (): Promise<void> => new Promise((resolve, reject) => {
+    /** A connection with `text` written once connected (after the handshake over TLS); what comes back accumulates in `received`. */
+    const open = (text: string): Promise<number> => new Promise((resolve, reject) => {
       const i = sockets.length;
       received[i] = '';
-      const s = net.connect({ host: '127.0.0.1', port }, () => {
-        s.write(`POST /api/fleet/agents/enroll HTTP/1.1\r\nHost: localhost\r\nUser-Agent: Elastic Agent 9.6.0\r\nAuthorization: ApiKey ${server.printedToken}\r\n`
-          + 'Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n{"type":');
-        resolve();
-      });
+      const connected = (): void => {
+        s.write(text);
+        resolve(i);
+      };
+      const s = cert ? tls.connect({ host: '127.0.0.1', port, ca: cert.ca, servername: 'localhost' }, connected) : net.connect({ host: '127.0.0.1', port }, connected);
       s.on('data', (d) => (received[i] += d.toString()));
       s.on('error', reject);
       sockets.push(s);
     });
+    // Busy connections: an enrollment whose body is still arriving (the request is in flight until it has).
+    const busy = `POST /api/fleet/agents/enroll HTTP/1.1\r\nHost: localhost\r\nUser-Agent: Elastic Agent 9.6.0\r\nAuthorization: ApiKey ${server.printedToken}\r\n`
+      + 'Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n{"type":';
     try {
       // In steps, each in flight before the next, with time for the workers' room reports (every 0.5 s).
       for (let n = 20; n <= 200; n += 20) {
-        await Promise.all(Array.from({ length: 20 }, openBusy));
+        await Promise.all(Array.from({ length: 20 }, () => open(busy)));
         await statsUntil(metricsPort, (s) => s.fleet.http.in_flight === n || received.some((r) => r !== ''), `${n} in flight`);
         await new Promise((r) => setTimeout(r, 600));
       }
@@ -210,11 +218,12 @@ test('a full worker hands new connections to the other: max_connections holds fo
       expect(s.fleet.http.admission.handed_off).toBe(s.fleet.http.admission.adopted);
       expect(workersOf(s).map((w: any) => w.http.connections)).toEqual([100, 100]);
       // The server is full: one more is answered 429 MaxConnections, by whichever worker takes it.
-      const over = await request(`${server.url}/api/status`);
-      expect(over.status).toBe(429);
-      expect(over.json).toMatchObject({ error: 'MaxConnections' });
+      const over = await open('GET /api/status HTTP/1.1\r\nHost: localhost\r\nUser-Agent: Elastic Agent 9.6.0\r\n\r\n');
+      await statsUntil(metricsPort, () => received[over] !== '', 'the answer over the limit');
+      expect(received[over]).toMatch(/^HTTP\/1\.1 429 [^]*"error":"MaxConnections"/);
     } finally {
       for (const s of sockets) s.destroy();
+      removeDir(certDir);
     }
   });
 });
