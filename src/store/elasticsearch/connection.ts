@@ -33,7 +33,8 @@ export function serviceToken(c: ElasticsearchOutputConfig): string | undefined {
   return undefined;
 }
 
-function tlsOptions(c: ElasticsearchOutputConfig): ClientOptions['tls'] {
+/** `pin`: the output's pinned CA fingerprint (pinOf), if any. */
+function tlsOptions(c: ElasticsearchOutputConfig, pin: string | undefined): ClientOptions['tls'] {
   const ca = c.ssl.certificateAuthorities.map((x) => pemOrFile(x)!);
   const mode = c.ssl.verificationMode;
   return {
@@ -41,7 +42,7 @@ function tlsOptions(c: ElasticsearchOutputConfig): ClientOptions['tls'] {
     ...(c.ssl.certificate ? { cert: pemOrFile(c.ssl.certificate) } : {}),
     ...(c.ssl.key ? { key: pemOrFile(c.ssl.key) } : {}),
     // With a pinned CA, OpenSSL only reports (socket.authorized) and pinnedChainError decides.
-    rejectUnauthorized: mode !== 'none' && pinOf(c) === undefined,
+    rejectUnauthorized: mode !== 'none' && pin === undefined,
     // "certificate" verifies the chain but not the host name, as upstream's verification modes do.
     ...(checksHostName(c) ? {} : { checkServerIdentity: () => undefined }),
   };
@@ -59,7 +60,7 @@ export function createClient(c: ElasticsearchOutputConfig, opts: { maxRetries: n
     nodes: nodeUrls(c),
     ...(token ? { auth: { bearer: token } } : {}),
     headers: { ...c.headers, 'X-elastic-product-origin': 'fleet', 'user-agent': USER_AGENT },
-    tls: tlsOptions(c),
+    tls: tlsOptions(c, pin),
     ...(c.proxyUrl ? { proxy: c.proxyUrl } : {}),
     maxRetries: opts.maxRetries,
     requestTimeout: opts.requestTimeoutMs,

@@ -31,18 +31,15 @@ export function storeConnection(check?: TlsCheck): typeof HttpConnection {
       this.makeRequest = ((params: unknown) => {
         const req = (make as (p: unknown) => ClientRequest)(params);
         const signal = this.starting;
-        const reading = (): boolean => {
+        /** Ends the call while its body is arriving (before the head, HttpConnection's own listeners do it). */
+        const endBody = (err: () => Error): void => {
           // null until the head arrives
           const res = (req as ClientRequest & { res: IncomingMessage | null }).res;
-          return res !== null && !res.complete;
+          if (res !== null && !res.complete) req.destroy(err());
         };
-        req.on('timeout', () => {
-          if (reading()) req.destroy(new errors.TimeoutError('Elasticsearch response body stalled'));
-        });
+        req.on('timeout', () => endBody(() => new errors.TimeoutError('Elasticsearch response body stalled')));
         if (signal) {
-          const abort = (): void => {
-            if (reading()) req.destroy(new errors.RequestAbortedError('Request aborted'));
-          };
+          const abort = (): void => endBody(() => new errors.RequestAbortedError('Request aborted'));
           signal.addEventListener('abort', abort, { once: true });
           req.once('close', () => signal.removeEventListener('abort', abort));
         }
