@@ -70,3 +70,17 @@ test('with logging to files, SIGHUP recreates a log file that was moved away', a
     removeDir(dir);
   }
 });
+
+// A supervisor may stop the server the moment it starts: before its store is open, or while its
+// listeners are opening. Either way it drains and exits 0, and nothing it opened is left behind.
+test.each([
+  ['the first log line', 'fleet-server starting'],
+  ['the first listener', 'fleet-server internal listener'],
+])('SIGTERM at %s: a drain and exit 0', async (_name, line) => {
+  for (let i = 0; i < 3; i++) {
+    const server = await startFleetServer({ readyText: line });
+    expect(await server.stop()).toBe(0);
+    expect(server.stderr).toContain('fleet-server stopped');
+    removeDir(server.dataDir);
+  }
+});

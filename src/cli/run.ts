@@ -20,22 +20,24 @@ export async function runServer(args: ConfigArgs): Promise<void> {
   if (cluster.isWorker) return runWorker(config);
   const log: Logger = createLogger(config.logging);
   const sizing = chooseWorkers(config);
+  // One process answers SIGTERM from its first log line on: a supervisor's quick stop drains and exits 0
+  // instead of killing the process mid-start (a cluster's primary has its own, runPrimary).
+  const opened = sizing.workers > 1 ? undefined : openServer(config, log);
+  if (opened) serveUntilStopped(opened, config, log);
   log.info({
     version: VERSION, 'limits.profile': config.server.limits.profile, 'limits.memory_mib': Math.round(memoryMiB()),
     workers: sizing.workers, 'workers.reason': sizing.reason,
   }, 'fleet-server starting');
   startMemoryTrim(log);
-  if (sizing.workers > 1) {
+  if (!opened) {
     // The embedded store: the primary owns it, and serves it before the first worker starts.
     const owner = config.elasticsearch ? undefined : await ownStore(config, log);
     if (owner) await printZeroConfig(owner.store, config);
     return runPrimary(config, args, log, sizing.workers, owner);
   }
-  const server = await openServer(config, log);
+  const server = await opened;
   if (server.store.kind === 'sqlite') await printZeroConfig(server.store, config);
   await server.start();
-
-  serveUntilStopped(server, log);
 }
 
 /**

@@ -77,12 +77,15 @@ export class Fleet {
     this.policies.onRevision((p) => this.opamp.onRevision(p));
   }
 
+  /** Starts what serves agents; a stop that comes meanwhile wins (nothing is left running after it). */
   async start(): Promise<void> {
     await this.policies.start(this.abort.signal);
     await this.dispatcher.start(this.abort.signal);
+    if (this.stopping) return;
     this.bookkeeper.start();
     this.checkins.start();
     await this.checkHealth();
+    if (this.stopping) return;
     // Every 5 s, and at once when a policy revision arrives (a Fleet Server input may have been added).
     this.policies.onRevision(() => void this.checkHealth());
     this.healthTimer = setInterval(() => void this.checkHealth(), HEALTH_CHECK_MS);

@@ -146,7 +146,7 @@ export async function runWorker(config: FleetServerConfig): Promise<void> {
     } : undefined;
     const server = await openServer(shared, log, { ticketKeys: await ticketKeys, reusePort, handoff }, store);
     http = server.http;
-    stop = serveUntilStopped(server, log);
+    stop = serveUntilStopped(server, shared, log);
     stats = localStats(server.fleet, server.http);
     let serving = size;
     reshare = (workers) => {

@@ -27,8 +27,12 @@ export async function withStoreContext<T>(config: FleetServerConfig, open: () =>
   }
 }
 
-export function serveUntilStopped(server: ServerInstance, log: Logger): (reason: string) => void {
-  return stopOnSignals(log, server.config.server.timeouts.drainMs + 5000, () => server.stop({ spread: true }));
+/** `server` may still be opening: a stop meanwhile waits for it (one that fails to open has nothing to stop). */
+export function serveUntilStopped(server: ServerInstance | Promise<ServerInstance>, config: FleetServerConfig, log: Logger): (reason: string) => void {
+  return stopOnSignals(log, config.server.timeouts.drainMs + 5000, async () => {
+    const opened = await Promise.resolve(server).catch(() => undefined);
+    await opened?.stop({ spread: true });
+  });
 }
 
 /**

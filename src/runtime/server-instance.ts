@@ -14,6 +14,7 @@ import { Backoff, sleep } from '../util/backoff';
 export class ServerInstance {
   private metrics: http.Server | undefined;
   private readonly stopping = new AbortController();
+  private starting: Promise<void> | undefined;
 
   private constructor(readonly config: FleetServerConfig, readonly store: Store, readonly fleet: Fleet, readonly http: HttpService,
     private readonly log: Logger) {}
@@ -36,7 +37,14 @@ export class ServerInstance {
    * refuse the token, so the listeners come up first, /api/status reports why the server is not yet
    * serving, and fleet logic starts once the cluster answers. `requireVersion` refuses older clusters.
    */
-  async start(opts: { requireVersion?: string; metrics?: boolean } = {}): Promise<void> {
+  start(opts: { requireVersion?: string; metrics?: boolean } = {}): Promise<void> {
+    // Stopped before it started (a signal during the zero-config set-up): nothing to open.
+    if (this.stopping.signal.aborted) return Promise.resolve();
+    this.starting ??= this.startOnce(opts);
+    return this.starting;
+  }
+
+  private async startOnce(opts: { requireVersion?: string; metrics?: boolean }): Promise<void> {
     if (this.store.kind === 'sqlite') await this.fleet.start();
     await this.http.start();
     // A cluster worker leaves the metrics listener to the primary, which sums the workers.
@@ -50,8 +58,11 @@ export class ServerInstance {
    * instances smoothly; a restart in place answers them at once.
    */
   async stop(opts: { spread?: boolean } = {}): Promise<void> {
-    // A start still waiting for the store gives up; one mid-way is stopped by fleet.stop() below.
+    // A start still waiting for the store gives up; one mid-way is stopped by fleet.stop() below. A stop
+    // that comes while the listeners are still opening (a signal just after the first log lines) waits
+    // for them, so that it closes them.
     this.stopping.abort();
+    await this.starting?.catch(() => undefined);
     const drainMs = this.config.server.timeouts.drainMs;
     await this.http.stop(drainMs, () => this.fleet.stop(opts.spread ? Math.floor(drainMs * 0.8) : 0));
     this.metrics?.close();
@@ -66,9 +77,11 @@ export class ServerInstance {
         await this.store.ready(requireVersion);
         if (signal.aborted) return;
         await this.fleet.start();
-        this.log.info('fleet-server running');
+        if (!signal.aborted) this.log.info('fleet-server running');
         return;
       } catch (err) {
+        // Stopped mid-way: the store closed under the start, which is no fault of the store's.
+        if (signal.aborted) return;
         const message = err instanceof Error ? err.message : String(err);
         this.fleet.health.set('FAILED', `Error - ${message}`);
         const wait = backoff.next();
