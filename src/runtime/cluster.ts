@@ -374,9 +374,6 @@ export async function runPrimary(config: FleetServerConfig, args: ConfigArgs, lo
     return clusterStats(processMetrics(), answers.filter((a): a is WorkerStats => a !== undefined), { size, restarts });
   };
   const metrics = config.http.enabled ? await startMetrics(config.http.host, config.http.port, ({ gc }) => gather(gc), log) : undefined;
-  // Ready once the metrics listener is too: whoever waits for this line may read the figures next.
-  log.info({ workers: size, pids: slots.map((s) => s.worker?.process.pid) }, 'fleet-server workers ready');
-
   // Each worker drains within timeouts.drain (and exits by itself 5 s after it at the latest).
   stopOnSignals(log, config.server.timeouts.drainMs + 10_000, async () => {
     stopping = true;
@@ -390,6 +387,9 @@ export async function runPrimary(config: FleetServerConfig, args: ConfigArgs, lo
   }, () => {
     for (const s of slots) s.worker?.kill('SIGKILL');
   });
+
+  // Ready once the metrics listener is too: whoever waits for this line may read the figures next.
+  log.info({ workers: size, pids: slots.map((s) => s.worker?.process.pid) }, 'fleet-server workers ready');
 }
 
 /**
