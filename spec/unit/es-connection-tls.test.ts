@@ -35,7 +35,7 @@ afterAll(() => new Promise<void>((r) => server.close(() => r())));
 
 function output(ssl: Partial<ElasticsearchOutputConfig['ssl']>, host = 'localhost'): ElasticsearchOutputConfig {
   return {
-    hosts: [`https://${host}:${port}`], protocol: 'https', headers: {}, timeoutMs: 5000, maxRetries: 0, maxConnPerHost: 4, raw: {},
+    hosts: [`https://${host}:${port}`], protocol: 'https', headers: {}, timeoutMs: 5000, maxRetries: 0, maxConnPerHost: 4, raw: {}, proxyDisable: false, proxyHeaders: {},
     ssl: { verificationMode: 'full', certificateAuthorities: [], ...ssl },
   };
 }

@@ -31,7 +31,7 @@ afterAll(() => {
 });
 
 const output: () => ElasticsearchOutputConfig = () => ({
-  hosts: [`http://127.0.0.1:${port}`], protocol: 'http', headers: {}, timeoutMs: 5000, maxRetries: 0, maxConnPerHost: 4, raw: {},
+  hosts: [`http://127.0.0.1:${port}`], protocol: 'http', headers: {}, timeoutMs: 5000, maxRetries: 0, maxConnPerHost: 4, raw: {}, proxyDisable: false, proxyHeaders: {},
   ssl: { verificationMode: 'full', certificateAuthorities: [] },
 });
 

@@ -30,7 +30,11 @@ export interface ElasticsearchOutputConfig {
   serviceToken?: string;
   serviceTokenPath?: string;
   headers: Record<string, string>;
+  /** Upstream's proxy_url; else, unless proxyDisable, the environment's (store/elasticsearch/proxy.ts). */
   proxyUrl?: string;
+  proxyDisable: boolean;
+  /** Sent to the proxy with each CONNECT (proxy_headers), e.g. Proxy-Authorization. */
+  proxyHeaders: Record<string, string>;
   ssl: {
     verificationMode: 'full' | 'strict' | 'certificate' | 'none';
     certificateAuthorities: string[];
@@ -307,8 +311,11 @@ export function buildConfig(raw: RawConfig): FleetServerConfig {
   let elasticsearch: ElasticsearchOutputConfig | undefined;
   if (esRaw !== undefined && esRaw !== null) {
     const es = Reader.of(esRaw, 'output.elasticsearch');
-    const headers: Record<string, string> = {};
-    for (const [k, v] of Object.entries((es.rawValue('headers') as RawConfig | undefined) ?? {})) headers[k] = String(v);
+    const stringMap = (key: string): Record<string, string> => {
+      const map: Record<string, string> = {};
+      for (const [k, v] of Object.entries((es.rawValue(key) as RawConfig | undefined) ?? {})) map[k] = String(v);
+      return map;
+    };
     const ssl = es.sub('ssl');
     const mode = ssl.str('verification_mode', 'full');
     if (!['full', 'strict', 'certificate', 'none'].includes(mode)) {
@@ -320,8 +327,10 @@ export function buildConfig(raw: RawConfig): FleetServerConfig {
       path: es.optStr('path'),
       serviceToken: es.optStr('service_token'),
       serviceTokenPath: es.optStr('service_token_path'),
-      headers,
-      proxyUrl: es.bool('proxy_disable', false) ? undefined : es.optStr('proxy_url'),
+      headers: stringMap('headers'),
+      proxyUrl: es.optStr('proxy_url'),
+      proxyDisable: es.bool('proxy_disable', false),
+      proxyHeaders: stringMap('proxy_headers'),
       ssl: {
         verificationMode: mode as ElasticsearchOutputConfig['ssl']['verificationMode'],
         certificateAuthorities: ssl.strList('certificate_authorities'),

@@ -14,6 +14,7 @@ import { StoreBusyError, StoreUnavailableError } from '../port';
 import { EsItemError } from './item-error';
 import { storeConnection } from './http-connection';
 import { pinOf, pinnedChainError } from './pinned-ca';
+import { proxyFor } from './proxy';
 
 export const USER_AGENT = `Elastic-Fleet-Server/${VERSION} (${platform()}; ${arch()}; ${COMMIT}; ${BUILD_TIME})`;
 
@@ -61,14 +62,18 @@ export function createClient(c: ElasticsearchOutputConfig, opts: { maxRetries: n
     ...(token ? { auth: { bearer: token } } : {}),
     headers: { ...c.headers, 'X-elastic-product-origin': 'fleet', 'user-agent': USER_AGENT },
     tls: tlsOptions(c, pin),
-    ...(c.proxyUrl ? { proxy: c.proxyUrl } : {}),
     maxRetries: opts.maxRetries,
     requestTimeout: opts.requestTimeoutMs,
     compression: false,
     // node:http rather than the client's default undici: the parser built into Node instead of undici's
     // WebAssembly one, and 0.7 MB less source in every process (scripts/build.mjs leaves undici out).
     // Measured idle on the double: see docs/workers.md (Cost).
-    Connection: storeConnection(pin === undefined ? undefined : (socket, host) => pinnedChainError(socket, host, pin, checksHostName(c))),
+    Connection: storeConnection({
+      check: pin === undefined ? undefined : (socket, host) => pinnedChainError(socket, host, pin, checksHostName(c)),
+      // Per node, as Go's transport decides per request (NO_PROXY may except some nodes).
+      proxy: (node) => proxyFor(node, { url: c.proxyUrl, disable: c.proxyDisable }),
+      proxyHeaders: c.proxyHeaders,
+    }),
     agent: {
       keepAlive: true, maxSockets: c.maxConnPerHost, maxFreeSockets: c.maxConnPerHost,
       // Under a pin every handshake is checked in full: a resumed session would skip the chain.

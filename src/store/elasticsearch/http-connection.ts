@@ -11,6 +11,33 @@ type ConnectionOptions = ConstructorParameters<typeof HttpConnection>[0];
 /** Decides, once a TLS handshake is done, whether the server must be refused (pinned-ca.ts). */
 export type TlsCheck = (socket: TLSSocket, host: string) => Error | undefined;
 
+export interface StoreConnectionOptions {
+  check?: TlsCheck;
+  /** The proxy URL for a node, or undefined to connect directly. */
+  proxy?: (node: URL) => string | undefined;
+  /** Headers for the proxy's CONNECT requests. */
+  proxyHeaders?: Record<string, string>;
+}
+
+interface RequestParams {
+  hostname: string;
+  port?: string;
+  path: string;
+  headers: Record<string, unknown>;
+}
+
+/** Rewrites a request to `node` so that it goes to `proxy` in absolute form (with the proxy's credentials, if its URL has them). */
+function forwardingTo(node: URL, proxy: URL): (params: RequestParams) => RequestParams {
+  const auth = proxy.username || proxy.password
+    ? { 'proxy-authorization': `Basic ${Buffer.from(`${decodeURIComponent(proxy.username)}:${decodeURIComponent(proxy.password)}`).toString('base64')}` }
+    : {};
+  const hostname = proxy.hostname.replace(/^\[(.*)\]$/, '$1');
+  return (params) => ({
+    ...params, hostname, port: proxy.port || '80', path: `${node.origin}${params.path}`,
+    headers: { ...params.headers, host: node.host, ...auth },
+  });
+}
+
 /**
  * HttpConnection stops watching a request's timeout and abort signal once the response headers arrive,
  * then reads the body with neither: a body that stalls (a proxy, a node in trouble) would hang the store
@@ -20,16 +47,22 @@ export type TlsCheck = (socket: TLSSocket, host: string) => Error | undefined;
  * `check`: run on each TLS socket once its handshake is done ('secureConnect', before the request waiting
  * for it is written); a socket it returns an error for is destroyed with it (a ConnectionError).
  */
-export function storeConnection(check?: TlsCheck): typeof HttpConnection {
+export function storeConnection({ check, proxy, proxyHeaders = {} }: StoreConnectionOptions = {}): typeof HttpConnection {
   return class StoreConnection extends HttpConnection {
     /** The signal of the call being started: makeRequest runs synchronously inside request(). */
     private starting: AbortSignal | undefined;
 
     constructor(opts: ConnectionOptions) {
-      super(opts);
+      const via = proxy?.(opts.url);
+      // An http node through an http proxy: requests in absolute form, as Go's transport sends them (a
+      // proxy's default rules commonly refuse CONNECT to ports other than 443); else a CONNECT tunnel.
+      const forward = via !== undefined && opts.url.protocol === 'http:' && new URL(via).protocol === 'http:' ? forwardingTo(opts.url, new URL(via)) : undefined;
+      super({ ...opts, proxy: forward ? undefined : via });
+      // The proxy agent (hpagent) sends these with its CONNECT (Go's ProxyConnectHeader); the transport has no option for them.
+      if (via && !forward && Object.keys(proxyHeaders).length > 0) (this.agent as { proxyRequestOptions?: unknown }).proxyRequestOptions = { headers: proxyHeaders };
       const make = this.makeRequest;
-      this.makeRequest = ((params: unknown) => {
-        const req = (make as (p: unknown) => ClientRequest)(params);
+      this.makeRequest = ((params: RequestParams) => {
+        const req = (make as (p: RequestParams) => ClientRequest)(forward ? forward(params) : params);
         const signal = this.starting;
         /** Ends the call while its body is arriving (before the head, HttpConnection's own listeners do it). */
         const endBody = (err: () => Error): void => {
