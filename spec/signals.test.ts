@@ -71,14 +71,17 @@ test('with logging to files, SIGHUP recreates a log file that was moved away', a
   }
 });
 
-// A supervisor may stop the server the moment it starts: before its store is open, or while its
-// listeners are opening. Either way it drains and exits 0, and nothing it opened is left behind.
+// A supervisor may stop the server the moment it starts: before its store is open, while its listeners
+// are opening, or (workers) while some workers are ready and others are not. Either way it drains and
+// exits 0.
 test.each([
-  ['the first log line', 'fleet-server starting'],
-  ['the first listener', 'fleet-server internal listener'],
-])('SIGTERM at %s: a drain and exit 0', async (_name, line) => {
+  ['the first log line', 1, 'fleet-server starting'],
+  ['the first listener', 1, 'fleet-server internal listener'],
+  ['the first log line, with workers', 2, 'fleet-server starting'],
+  ['the first worker ready, with workers', 2, '"message":"worker ready"'],
+])('SIGTERM at %s: a drain and exit 0', async (_name, workers, line) => {
   for (let i = 0; i < 3; i++) {
-    const server = await startFleetServer({ readyText: line });
+    const server = await startFleetServer({ readyText: line, overrides: [`inputs.0.server.workers=${workers}`] });
     expect(await server.stop()).toBe(0);
     expect(server.stderr).toContain('fleet-server stopped');
     removeDir(server.dataDir);

@@ -20,21 +20,22 @@ export async function runServer(args: ConfigArgs): Promise<void> {
   if (cluster.isWorker) return runWorker(config);
   const log: Logger = createLogger(config.logging);
   const sizing = chooseWorkers(config);
-  // One process answers SIGTERM from its first log line on: a supervisor's quick stop drains and exits 0
-  // instead of killing the process mid-start (a cluster's primary has its own, runPrimary).
+  // SIGTERM is answered from the first log line on: a supervisor's quick stop drains and exits 0 instead
+  // of killing the process mid-start. Both calls install their handlers before their first await.
   const opened = sizing.workers > 1 ? undefined : openServer(config, log);
   if (opened) serveUntilStopped(opened, config, log);
+  // The embedded store: the primary owns it, and serves it before the first worker starts.
+  const primary = opened ? undefined : runPrimary(config, args, log, sizing.workers, config.elasticsearch ? undefined : async () => {
+    const owner = await ownStore(config, log);
+    await printZeroConfig(owner.store, config);
+    return owner;
+  });
   log.info({
     version: VERSION, 'limits.profile': config.server.limits.profile, 'limits.memory_mib': Math.round(memoryMiB()),
     workers: sizing.workers, 'workers.reason': sizing.reason,
   }, 'fleet-server starting');
   startMemoryTrim(log);
-  if (!opened) {
-    // The embedded store: the primary owns it, and serves it before the first worker starts.
-    const owner = config.elasticsearch ? undefined : await ownStore(config, log);
-    if (owner) await printZeroConfig(owner.store, config);
-    return runPrimary(config, args, log, sizing.workers, owner);
-  }
+  if (!opened) return primary;
   const server = await opened;
   if (server.store.kind === 'sqlite') await printZeroConfig(server.store, config);
   await server.start();

@@ -6,6 +6,7 @@
 // (store-owner.ts); the primary supervises (a worker that dies is replaced, its agents
 // reconnect to the others), drains them all on SIGTERM, and serves the metrics listener, summing the
 // workers' figures.
+import type { Server } from 'node:http';
 import cluster, { type Worker } from 'node:cluster';
 import { randomBytes } from 'node:crypto';
 import net from 'node:net';
@@ -31,6 +32,7 @@ import { HandoffRouter } from './handoff-router';
 import { startMemoryTrim, TRIM_EVERY_MS, TrimDecider, trimPhaseMs } from './memory-trim';
 import { isSingleExecutable, missingStartEnv } from './node-flags';
 import { openServer, serveUntilStopped, stopOnSignals } from './serve';
+import type { ServerInstance } from './server-instance';
 import { shareLimits } from './sizing';
 import { ENV_STORE_SOCKET, type StoreOwner } from './store-owner';
 
@@ -121,15 +123,12 @@ export async function runWorker(config: FleetServerConfig): Promise<void> {
     } else if (m.t === 'room') {
       if (http) http.roomElsewhere = m.elsewhere;
     } else if (m.t === 'init') initialised(Buffer.from(m.ticketKeys, 'hex'));
-    else if (m.t === 'stop') {
-      if (stop) stop('primary');
-      else process.exit(0); // nothing served yet
-    } else if (m.t === 'stats' && stats) void stats({ gc: m.gc }).then((doc) => send(process, { t: 'stats', id: m.id, doc }));
+    else if (m.t === 'stop') stop?.('primary'); else if (m.t === 'stats' && stats) void stats({ gc: m.gc }).then((doc) => send(process, { t: 'stats', id: m.id, doc }));
     else if (m.t === 'serving') reshare?.(m.workers);
   });
   send(process, { t: 'hello' });
   const reusePort = process.env[ENV_REUSE_PORT] === '1';
-  try {
+  const opening = (async () => {
     // On the embedded store, the primary's: reached through its socket.
     const socket = process.env[ENV_STORE_SOCKET];
     const remote = socket ? await connectRemoteStore(socket, { log }).catch((err: unknown) => {
@@ -144,9 +143,15 @@ export async function runWorker(config: FleetServerConfig): Promise<void> {
         done(false);
       }
     } : undefined;
-    const server = await openServer(shared, log, { ticketKeys: await ticketKeys, reusePort, handoff }, store);
+    return openServer(shared, log, { ticketKeys: await ticketKeys, reusePort, handoff }, store);
+  })();
+  // From the start: a signal to the whole process group (Ctrl-C, systemd's stop) drains a worker still
+  // starting too, as the primary's stop message does.
+  stop = serveUntilStopped(opening, shared, log);
+  let server: ServerInstance;
+  try {
+    server = await opening;
     http = server.http;
-    stop = serveUntilStopped(server, shared, log);
     stats = localStats(server.fleet, server.http);
     let serving = size;
     reshare = (workers) => {
@@ -168,6 +173,8 @@ export async function runWorker(config: FleetServerConfig): Promise<void> {
     }
     return;
   }
+  // Stopped while it started: it is draining, not serving.
+  if (server.stopRequested) return;
   log.info({ 'process.pid': process.pid, 'limits.max_connections': shared.server.limits.maxConnections }, 'fleet-server worker ready');
   send(process, { t: 'ready' });
   if (reusePort) reportRoom(http!);
@@ -199,9 +206,12 @@ interface Slot {
 
 /**
  * The primary: starts `size` workers and waits until all are ready; then supervises them until a signal.
- * `owner`: the embedded store it serves to the workers, closed once they are all gone.
+ * `openOwner`: opens the embedded store it serves to the workers, closed once they are all gone.
  */
-export async function runPrimary(config: FleetServerConfig, args: ConfigArgs, log: Logger, size: number, owner?: StoreOwner): Promise<void> {
+export async function runPrimary(config: FleetServerConfig, args: ConfigArgs, log: Logger, size: number, openOwner?: () => Promise<StoreOwner>): Promise<void> {
+  // Opened after runServer's first log line (a microtask later); the stop handlers below are in place
+  // before that line.
+  const ownerReady = openOwner ? Promise.resolve().then(openOwner) : undefined;
   // Round-robin in the primary is Node's default on Linux (the kernel's own spread is uneven); also elsewhere.
   cluster.schedulingPolicy = cluster.SCHED_RR;
   const pipeLogs = config.logging.toFiles;
@@ -226,6 +236,30 @@ export async function runPrimary(config: FleetServerConfig, args: ConfigArgs, lo
   const pendingStats = new Map<number, (doc: StatsDocument, worker: Worker) => void>();
   let startup: { resolve: () => void; reject: (err: Error) => void } | undefined;
 
+  let metrics: Server | undefined;
+  // From the start: a stop while the workers start stops them too. Each worker drains within
+  // timeouts.drain (and exits by itself 5 s after it at the latest).
+  stopOnSignals(log, config.server.timeouts.drainMs + 10_000, async () => {
+    stopping = true;
+    // 'close': exited, and its last log lines read (they may come through this process).
+    const exited = slots.filter((s) => s.worker).map((s) => new Promise<void>((r) => s.worker!.process.once('close', () => r())));
+    // A worker still starting may not listen for messages yet: a signal stops it either way (its
+    // handlers drain it once installed; before that, nothing was served).
+    for (const s of slots) {
+      if (s.ready) send(s.worker!, { t: 'stop' });
+      else s.worker?.process.kill('SIGTERM');
+    }
+    await Promise.all(exited);
+    metrics?.close();
+    // Last: the workers' final bookkeeping went through it.
+    await (await ownerReady?.catch(() => undefined))?.close();
+  }, () => {
+    for (const s of slots) s.worker?.kill('SIGKILL');
+  });
+
+  const owner = await ownerReady;
+  if (stopping) return;
+
   // The kernel deals connections to the workers (SO_REUSEPORT) where it can: the primary then accepts
   // and passes on nothing, which under a reconnect storm made it the bottleneck. A port of 0 must be
   // chosen once for all workers, so it stays with the primary's round-robin.
@@ -240,6 +274,7 @@ export async function runPrimary(config: FleetServerConfig, args: ConfigArgs, lo
       await owner?.close();
       throw err;
     }
+    if (stopping) return;
   }
 
   /**
@@ -279,6 +314,7 @@ export async function runPrimary(config: FleetServerConfig, args: ConfigArgs, lo
     });
 
   const fork = (slot: Slot): void => {
+    if (stopping) return;
     const worker = cluster.fork({
       // Also when this process was started without them (FLEET_SERVER_NO_REEXEC).
       ...missingStartEnv(),
@@ -346,6 +382,7 @@ export async function runPrimary(config: FleetServerConfig, args: ConfigArgs, lo
   for (const slot of slots) fork(slot);
   try {
     await ready;
+    if (stopping) return;
   } catch (err) {
     stopping = true;
     for (const s of slots) s.worker?.kill('SIGKILL');
@@ -373,20 +410,11 @@ export async function runPrimary(config: FleetServerConfig, args: ConfigArgs, lo
     })));
     return clusterStats(processMetrics(), answers.filter((a): a is WorkerStats => a !== undefined), { size, restarts });
   };
-  const metrics = config.http.enabled ? await startMetrics(config.http.host, config.http.port, ({ gc }) => gather(gc), log) : undefined;
-  // Each worker drains within timeouts.drain (and exits by itself 5 s after it at the latest).
-  stopOnSignals(log, config.server.timeouts.drainMs + 10_000, async () => {
-    stopping = true;
-    // 'close': exited, and its last log lines read (they may come through this process).
-    const exited = slots.filter((s) => s.worker).map((s) => new Promise<void>((r) => s.worker!.process.once('close', () => r())));
-    for (const s of slots) if (s.worker) send(s.worker, { t: 'stop' });
-    await Promise.all(exited);
+  metrics = config.http.enabled ? await startMetrics(config.http.host, config.http.port, ({ gc }) => gather(gc), log) : undefined;
+  if (stopping) {
     metrics?.close();
-    // Last: the workers' final bookkeeping went through it.
-    await owner?.close();
-  }, () => {
-    for (const s of slots) s.worker?.kill('SIGKILL');
-  });
+    return;
+  }
 
   // Ready once the metrics listener is too: whoever waits for this line may read the figures next.
   log.info({ workers: size, pids: slots.map((s) => s.worker?.process.pid) }, 'fleet-server workers ready');

@@ -19,6 +19,11 @@ export class ServerInstance {
   private constructor(readonly config: FleetServerConfig, readonly store: Store, readonly fleet: Fleet, readonly http: HttpService,
     private readonly log: Logger) {}
 
+  /** Whether stop() was called: a start that ends after it serves nothing. */
+  get stopRequested(): boolean {
+    return this.stopping.signal.aborted;
+  }
+
   /** `store`: one opened already (a cluster worker's proxy to the owner); else the one the configuration names. */
   static async create(config: FleetServerConfig, log: Logger, http: HttpOptions = {}, opened?: Store): Promise<ServerInstance> {
     const store = opened ?? await openStore(config, log, { server: true });
