@@ -5,12 +5,18 @@ import { stringify } from 'yaml';
 import { pemOrFile, type FleetServerConfig } from '../config/config';
 import type { DiagnosticHook } from './client';
 
-const SECRET_KEYS = /^(service_token|api_key|key|key_passphrase|password|secret_token|passphrase|token_key)$/i;
+// proxy_headers: as a whole (Proxy-Authorization, tokens of the proxy's own).
+const SECRET_KEYS = /^(service_token|api_key|key|key_passphrase|password|secret_token|passphrase|token_key|proxy_headers)$/i;
 
 export function redact(v: unknown): unknown {
   if (Array.isArray(v)) return v.map(redact);
   if (v === null || typeof v !== 'object') return v;
-  return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, SECRET_KEYS.test(k) && x !== '' ? '[REDACTED]' : redact(x)]));
+  return Object.fromEntries(Object.entries(v).map(([k, x]) => {
+    if (SECRET_KEYS.test(k) && x !== '') return [k, '[REDACTED]'];
+    // A proxy URL's user:password.
+    if (k === 'proxy_url' && typeof x === 'string') return [k, x.replace(/\/\/[^/@]*@/, '//[REDACTED]@')];
+    return [k, redact(x)];
+  }));
 }
 
 function describeCert(pem: string | undefined): string {

@@ -1,10 +1,12 @@
 // The Elasticsearch client's connection: the transport's HttpConnection (node:http, Node's own parser;
 // undici is left out of the bundle, scripts/build.mjs), with what it lacks for a store that must not hang.
 import { errors, HttpConnection } from '@elastic/elasticsearch';
+import type http from 'node:http';
 import type { ClientRequest, IncomingMessage } from 'node:http';
 import https from 'node:https';
 import type { Duplex } from 'node:stream';
 import { TLSSocket } from 'node:tls';
+import { forwardingTo, tunnelThrough, type RequestParams } from './proxy-tunnel';
 
 type ConnectionOptions = ConstructorParameters<typeof HttpConnection>[0];
 
@@ -13,29 +15,10 @@ export type TlsCheck = (socket: TLSSocket, host: string) => Error | undefined;
 
 export interface StoreConnectionOptions {
   check?: TlsCheck;
-  /** The proxy URL for a node, or undefined to connect directly. */
-  proxy?: (node: URL) => string | undefined;
+  /** The proxy for a node, or undefined to connect directly. */
+  proxy?: (node: URL) => URL | undefined;
   /** Headers for the proxy's CONNECT requests. */
   proxyHeaders?: Record<string, string>;
-}
-
-interface RequestParams {
-  hostname: string;
-  port?: string;
-  path: string;
-  headers: Record<string, unknown>;
-}
-
-/** Rewrites a request to `node` so that it goes to `proxy` in absolute form (with the proxy's credentials, if its URL has them). */
-function forwardingTo(node: URL, proxy: URL): (params: RequestParams) => RequestParams {
-  const auth = proxy.username || proxy.password
-    ? { 'proxy-authorization': `Basic ${Buffer.from(`${decodeURIComponent(proxy.username)}:${decodeURIComponent(proxy.password)}`).toString('base64')}` }
-    : {};
-  const hostname = proxy.hostname.replace(/^\[(.*)\]$/, '$1');
-  return (params) => ({
-    ...params, hostname, port: proxy.port || '80', path: `${node.origin}${params.path}`,
-    headers: { ...params.headers, host: node.host, ...auth },
-  });
 }
 
 /**
@@ -56,10 +39,9 @@ export function storeConnection({ check, proxy, proxyHeaders = {} }: StoreConnec
       const via = proxy?.(opts.url);
       // An http node through an http proxy: requests in absolute form, as Go's transport sends them (a
       // proxy's default rules commonly refuse CONNECT to ports other than 443); else a CONNECT tunnel.
-      const forward = via !== undefined && opts.url.protocol === 'http:' && new URL(via).protocol === 'http:' ? forwardingTo(opts.url, new URL(via)) : undefined;
-      super({ ...opts, proxy: forward ? undefined : via });
-      // The proxy agent (hpagent) sends these with its CONNECT (Go's ProxyConnectHeader); the transport has no option for them.
-      if (via && !forward && Object.keys(proxyHeaders).length > 0) (this.agent as { proxyRequestOptions?: unknown }).proxyRequestOptions = { headers: proxyHeaders };
+      const forward = via !== undefined && opts.url.protocol === 'http:' && via.protocol === 'http:' ? forwardingTo(opts.url, via) : undefined;
+      super({ ...opts, proxy: undefined });
+      if (via && !forward) tunnelThrough(this.agent as http.Agent, via, proxyHeaders, opts.url.protocol === 'https:');
       const make = this.makeRequest;
       this.makeRequest = ((params: RequestParams) => {
         const req = (make as (p: RequestParams) => ClientRequest)(forward ? forward(params) : params);
