@@ -115,8 +115,13 @@ function backoffMs(r) {
 /** Tries of an enrollment or first check-in before the agent counts as failed (each after its back-off). */
 const ATTEMPTS = 30;
 
-const localMetadata = (i) => ({
-  elastic: { agent: { id: 'x', version: '9.6.0', snapshot: false, build: { original: '9.6.0 (build: abcdef)' }, upgradeable: true, log_level: 'info' } },
+/**
+ * `id`: the agent's id as it knows it; a real agent enrolls with one of its own (which the server
+ * replaces with the enrolled one) and checks in with the enrolled one, so that its metadata is unchanged
+ * and not written again at each check-in.
+ */
+const localMetadata = (i, id = 'x') => ({
+  elastic: { agent: { id, version: '9.6.0', snapshot: false, build: { original: '9.6.0 (build: abcdef)' }, upgradeable: true, log_level: 'info' } },
   host: { hostname: `bench-host-${i}`, name: `bench-host-${i}`, id: `host-${i}`, architecture: 'x86_64', ip: ['10.0.0.1/24', 'fe80::1/64'], mac: ['00:00:00:00:00:01'] },
   os: { family: 'debian', kernel: '6.1.0', full: 'Debian GNU/Linux 12 (bookworm)', name: 'Debian GNU/Linux', platform: 'debian', version: '12 (bookworm)' },
 });
@@ -164,7 +169,7 @@ async function enroll({ token, count, concurrency, offset }) {
  */
 const tails = new Map();
 function checkinBody(a, extra) {
-  a.head ??= deflatedPart(JSON.stringify({ status: 'online', message: 'Running', local_metadata: localMetadata(a.i), components }).slice(0, -1));
+  a.head ??= deflatedPart(JSON.stringify({ status: 'online', message: 'Running', local_metadata: localMetadata(a.i, a.id), components }).slice(0, -1));
   const tailText = `,${JSON.stringify({ ack_token: a.ackToken, ...extra }).slice(1)}`;
   let tail = tails.get(tailText);
   if (!tail) tails.set(tailText, (tail = deflatedPart(tailText)));
