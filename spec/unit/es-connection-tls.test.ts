@@ -8,6 +8,7 @@ import { errors } from '@elastic/elasticsearch';
 import type { ElasticsearchOutputConfig } from '../../src/config/config';
 import { createClient } from '../../src/store/elasticsearch/connection';
 import { Authority } from '../support/certs';
+import { esOutput, nodeName } from '../support/es-output';
 
 const authority = new Authority('Test Elasticsearch CA');
 const leaf = authority.leaf('localhost');
@@ -34,20 +35,10 @@ beforeAll(async () => {
 afterAll(() => new Promise<void>((r) => server.close(() => r())));
 
 function output(ssl: Partial<ElasticsearchOutputConfig['ssl']>, host = 'localhost'): ElasticsearchOutputConfig {
-  return {
-    hosts: [`https://${host}:${port}`], protocol: 'https', headers: {}, timeoutMs: 5000, maxRetries: 0, maxConnPerHost: 4, raw: {}, proxyDisable: false, proxyHeaders: {},
-    ssl: { verificationMode: 'full', certificateAuthorities: [], ...ssl },
-  };
+  return esOutput(`https://${host}:${port}`, { ssl: { verificationMode: 'full', certificateAuthorities: [], ...ssl } });
 }
 
-async function info(c: ElasticsearchOutputConfig): Promise<string> {
-  const client = createClient(c, { maxRetries: 0, requestTimeoutMs: 5000 });
-  try {
-    return (await client.info()).name;
-  } finally {
-    await client.close();
-  }
-}
+const info = nodeName;
 
 const fingerprintOf = (pem: string): string => createHash('sha256').update(new X509Certificate(pem).raw).digest('hex');
 

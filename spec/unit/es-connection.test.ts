@@ -5,6 +5,7 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { ElasticsearchOutputConfig } from '../../src/config/config';
 import { createClient } from '../../src/store/elasticsearch/connection';
+import { esOutput } from '../support/es-output';
 
 let server: http.Server;
 let port = 0;
@@ -30,10 +31,7 @@ afterAll(() => {
   return new Promise<void>((r) => server.close(() => r()));
 });
 
-const output: () => ElasticsearchOutputConfig = () => ({
-  hosts: [`http://127.0.0.1:${port}`], protocol: 'http', headers: {}, timeoutMs: 5000, maxRetries: 0, maxConnPerHost: 4, raw: {}, proxyDisable: false, proxyHeaders: {},
-  ssl: { verificationMode: 'full', certificateAuthorities: [] },
-});
+const output = (): ElasticsearchOutputConfig => esOutput(`http://127.0.0.1:${port}`);
 
 it('a body that stalls after the head fails the call at the request timeout', async () => {
   const client = createClient(output(), { maxRetries: 0, requestTimeoutMs: 300 });

@@ -5,9 +5,9 @@ import http from 'node:http';
 import https from 'node:https';
 import net, { type AddressInfo } from 'node:net';
 import { buildConfig, type ElasticsearchOutputConfig } from '../../src/config/config';
-import { createClient } from '../../src/store/elasticsearch/connection';
 import { proxyFor } from '../../src/store/elasticsearch/proxy';
 import { Authority } from '../support/certs';
+import { esOutput, nodeName } from '../support/es-output';
 
 const ROOT = JSON.stringify({ name: 'behind-proxy', cluster_name: 'c', cluster_uuid: 'u', version: { number: '9.6.0' }, tagline: 't' });
 const answer = (_req: http.IncomingMessage, res: http.ServerResponse): void => {
@@ -75,22 +75,9 @@ beforeEach(() => {
   seen = [];
 });
 
-function output(host: string, extra: Partial<ElasticsearchOutputConfig> = {}): ElasticsearchOutputConfig {
-  return {
-    hosts: [host], protocol: 'http', headers: {}, timeoutMs: 5000, maxRetries: 0, maxConnPerHost: 4, raw: {},
-    proxyDisable: false, proxyHeaders: {},
-    ssl: { verificationMode: 'full', certificateAuthorities: [authority.ca.cert] }, ...extra,
-  };
-}
-
-async function info(c: ElasticsearchOutputConfig): Promise<string> {
-  const client = createClient(c, { maxRetries: 0, requestTimeoutMs: 5000 });
-  try {
-    return (await client.info()).name;
-  } finally {
-    await client.close();
-  }
-}
+const output = (host: string, extra: Partial<ElasticsearchOutputConfig> = {}): ElasticsearchOutputConfig =>
+  esOutput(host, { ssl: { verificationMode: 'full', certificateAuthorities: [authority.ca.cert] }, ...extra });
+const info = nodeName;
 
 describe('Elasticsearch through proxy_url', () => {
   it('reaches an http node in absolute form, with the credentials of the proxy URL', async () => {
