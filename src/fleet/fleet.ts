@@ -149,17 +149,35 @@ export class Fleet {
     }
   }
 
-  /** Answers held check-ins, stops the monitors and writes what is pending. */
-  /** `releaseWindowMs`: how long to spread the answers to held polls over (0: all at once). */
-  async stop(releaseWindowMs = 0): Promise<void> {
+  /** What stop() is doing, for a drain that overruns its deadline to say where it was. */
+  stopPhase: string | undefined;
+
+  /**
+   * Server stopping: answers every held check-in, spread over `windowMs` (0: all at once); check-ins that
+   * come after are answered at once. The monitors keep running for the requests still in flight.
+   */
+  async releaseHeld(windowMs = 0): Promise<void> {
     this.stopping = true;
     if (this.healthTimer) clearInterval(this.healthTimer);
     if (this.gcTimer) clearInterval(this.gcTimer);
     this.health.set('STOPPING', 'Stopping');
-    await this.checkins.releaseAll(releaseWindowMs);
+    this.stopPhase = `answering ${this.checkins.heldCount} held check-ins`;
+    await this.checkins.releaseAll(windowMs);
+    this.stopPhase = undefined;
+  }
+
+  /**
+   * Stops the monitors and writes the check-in records still pending: after the requests have drained,
+   * so that those answered during the drain are written too (releaseHeld first, if it was not called).
+   */
+  async stop(releaseWindowMs = 0): Promise<void> {
+    if (!this.stopping) await this.releaseHeld(releaseWindowMs);
     this.abort.abort(new Error('fleet server stopping'));
+    this.stopPhase = 'stopping the policy and action monitors';
     await Promise.allSettled([this.policies.stopped(), this.dispatcher.stopped()]);
+    this.stopPhase = `writing the last ${this.bookkeeper.size} check-in records`;
     await this.bookkeeper.stop();
+    this.stopPhase = undefined;
     this.health.set('STOPPED', 'Stopped');
   }
 }

@@ -255,6 +255,9 @@ export async function runPrimary(config: FleetServerConfig, args: ConfigArgs, lo
     await (await ownerReady?.catch(() => undefined))?.close();
   }, () => {
     for (const s of slots) s.worker?.kill('SIGKILL');
+  }, () => {
+    const left = slots.filter((s) => s.worker).map((s) => s.index);
+    return left.length > 0 ? `waiting for workers ${left.join(', ')} to exit` : 'closing the store';
   });
 
   const owner = await ownerReady;

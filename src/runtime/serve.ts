@@ -29,24 +29,26 @@ export async function withStoreContext<T>(config: FleetServerConfig, open: () =>
 
 /** `server` may still be opening: a stop meanwhile waits for it (one that fails to open has nothing to stop). */
 export function serveUntilStopped(server: ServerInstance | Promise<ServerInstance>, config: FleetServerConfig, log: Logger): (reason: string) => void {
+  let opened: ServerInstance | undefined;
   return stopOnSignals(log, config.server.timeouts.drainMs + 5000, async () => {
-    const opened = await Promise.resolve(server).catch(() => undefined);
+    opened = await Promise.resolve(server).catch(() => undefined);
     await opened?.stop({ spread: true });
-  });
+  }, undefined, () => opened?.stopPhase ?? 'opening the store');
 }
 
 /**
  * On the first of SIGTERM, SIGINT or the returned function's call: `drain`, then exit 0; past `deadlineMs`
  * `overrun` and exit 1. SIGHUP reopens the log files (signals.ts).
  */
-export function stopOnSignals(log: Logger, deadlineMs: number, drain: () => Promise<void>, overrun?: () => void): (reason: string) => void {
+export function stopOnSignals(log: Logger, deadlineMs: number, drain: () => Promise<void>, overrun?: () => void,
+  phase?: () => string | undefined): (reason: string) => void {
   let stopping = false;
   const stop = async (signal: string): Promise<void> => {
     if (stopping) return;
     stopping = true;
     log.info({ signal }, 'fleet-server stopping');
     const hard = setTimeout(() => {
-      log.error('drain timeout exceeded; exiting');
+      log.error({ 'drain.phase': phase?.(), 'drain.deadline_ms': deadlineMs }, 'drain timeout exceeded; exiting');
       overrun?.();
       process.exit(1);
     }, deadlineMs);

@@ -62,15 +62,28 @@ export class ServerInstance {
    * (`spread`), the answers are spread over most of the drain window so that agents move to the other
    * instances smoothly; a restart in place answers them at once.
    */
+  /** Where a stop under way is (logged if the drain overruns its deadline). */
+  get stopPhase(): string {
+    if (this.phase === 'draining') return this.fleet.stopPhase ?? 'waiting for requests in flight';
+    return this.phase === 'stopping' ? this.fleet.stopPhase ?? 'stopping' : this.phase;
+  }
+
+  private phase = 'waiting for the start to end';
+
   async stop(opts: { spread?: boolean } = {}): Promise<void> {
-    // A start still waiting for the store gives up; one mid-way is stopped by fleet.stop() below. A stop
+    // A start still waiting for the store gives up; one mid-way is stopped by the fleet's stop below. A stop
     // that comes while the listeners are still opening (a signal just after the first log lines) waits
     // for them, so that it closes them.
     this.stopping.abort();
     await this.starting?.catch(() => undefined);
     const drainMs = this.config.server.timeouts.drainMs;
-    await this.http.stop(drainMs, () => this.fleet.stop(opts.spread ? Math.floor(drainMs * 0.8) : 0));
+    this.phase = 'draining';
+    await this.http.stop(drainMs, () => this.fleet.releaseHeld(opts.spread ? Math.floor(drainMs * 0.8) : 0));
+    // With every connection closed: what is left is the store's (a deadline that cuts it resets no agent).
+    this.phase = 'stopping';
+    await this.fleet.stop();
     this.metrics?.close();
+    this.phase = 'closing the store';
     await this.store.close();
   }
 
