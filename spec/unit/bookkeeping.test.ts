@@ -1,29 +1,60 @@
-// Check-in bookkeeping as the server stops: the last flush writes the records with news, and leaves
-// out held polls' timestamp refreshes (their agents check in again wherever they reconnect).
+// Check-in bookkeeping as the server stops: once it lets its held polls go, flushes write the records
+// with news and leave out held polls' timestamp refreshes (their agents check in again wherever they
+// reconnect).
 import pino from 'pino';
 import { Bookkeeper } from '../../src/fleet/bookkeeping';
+import { StoreUnavailableError, type DocUpdate, type Store } from '../../src/store/port';
 import type { AgentDoc } from '../../src/store/documents';
-import type { DocUpdate, Store } from '../../src/store/port';
 
 function recording(): { store: Store; writes: DocUpdate<AgentDoc>[][] } {
   const writes: DocUpdate<AgentDoc>[][] = [];
   return { writes, store: { bulkUpdateAgents: async (u: DocUpdate<AgentDoc>[]) => void writes.push(u) } as unknown as Store };
 }
 
-test('the last flush leaves out records that are only timestamp refreshes; a refresh over news keeps it', async () => {
+const ids = (w: DocUpdate<AgentDoc>[] | undefined): string[] => (w ?? []).map((u) => u.id).sort();
+
+test('once released, only records with news are written; a refresh over news keeps it', async () => {
   const { store, writes } = recording();
   const b = new Bookkeeper(store, 60_000, pino({ level: 'silent' }));
   b.touch('held-only', 'online', 'Running');
-  b.enqueue('news', { status: 'degraded', message: 'a unit failed', components: [{ id: 'c' }] });
   b.enqueue('news-then-touched', { status: 'online', message: 'Running', policyRevisionIdx: 3 });
   b.touch('news-then-touched', 'online', 'Running');
   b.touch('touched-then-news', 'online', 'Running');
   b.enqueue('touched-then-news', { status: 'error', message: 'down' });
+  b.release();
+  b.touch('refreshed-after', 'online', 'Running');
+  b.enqueue('news-after', { status: 'degraded', message: 'a unit failed', components: [{ id: 'c' }] });
   await b.stop();
   expect(writes).toHaveLength(1);
-  expect(writes[0]!.map((u) => u.id).sort()).toEqual(['news', 'news-then-touched', 'touched-then-news']);
+  expect(ids(writes[0])).toEqual(['news-after', 'news-then-touched', 'touched-then-news']);
   expect(writes[0]!.find((u) => u.id === 'news-then-touched')!.doc).toMatchObject({ policy_revision_idx: 3 });
   expect(b.size).toBe(0);
+});
+
+test('a batch that fails after the release is put back without its refreshes', async () => {
+  const writes: DocUpdate<AgentDoc>[][] = [];
+  let started!: () => void;
+  const inFlight = new Promise<void>((r) => (started = r));
+  let fail!: () => void;
+  let calls = 0;
+  const store = {
+    bulkUpdateAgents: (u: DocUpdate<AgentDoc>[]) => {
+      if (calls++ > 0) return Promise.resolve(void writes.push(u));
+      started();
+      return new Promise<void>((_, reject) => (fail = () => reject(new StoreUnavailableError('database or disk is full'))));
+    },
+  } as unknown as Store;
+  const b = new Bookkeeper(store, 60_000, pino({ level: 'silent' }));
+  b.touch('held', 'online', 'Running');
+  b.enqueue('acked', { status: 'online', message: 'Running', policyRevisionIdx: 2 });
+  const first = b.flush();
+  await inFlight;
+  // The server starts stopping while the batch with the refresh is being written; the write fails.
+  b.release();
+  fail();
+  await first;
+  await b.stop();
+  expect(writes.map(ids)).toEqual([['acked']]);
 });
 
 test('while serving, timestamp refreshes are written like any record', async () => {

@@ -41,6 +41,8 @@ export class Bookkeeper {
   private pending = new Map<string, Pending>();
   private timer: NodeJS.Timeout | undefined;
   private flushing: Promise<void> = Promise.resolve();
+  /** The server is stopping: timestamp refreshes are no longer written (release). */
+  private releasing = false;
 
   constructor(private readonly store: Store, private readonly intervalMs: number, private readonly log: Logger,
     private readonly clock: Clock = systemClock) {}
@@ -58,7 +60,23 @@ export class Bookkeeper {
 
   /** Refreshes last_checkin for a held long poll (every checkin_timestamp). */
   touch(agentId: string, status: string, message: string): void {
+    if (this.releasing) return;
     this.pending.set(agentId, overlay(this.pending.get(agentId), { status, message }, this.clock.now()));
+  }
+
+  /**
+   * The server is stopping and lets its held polls go: from now on only records with news are written —
+   * a held poll's timestamp refresh is left out, as its agent, answered, checks in again within seconds
+   * wherever it reconnects. At 60,000 agents on six workers a sweep's refreshes, written as the server
+   * stopped, made every worker overrun its drain deadline.
+   */
+  release(): void {
+    this.releasing = true;
+    this.dropRefreshes();
+  }
+
+  private dropRefreshes(): void {
+    for (const [id, p] of this.pending) if (!p.news) this.pending.delete(id);
   }
 
   get size(): number {
@@ -71,6 +89,8 @@ export class Bookkeeper {
   }
 
   private async flushNow(): Promise<void> {
+    // Also what a failed batch put back.
+    if (this.releasing) this.dropRefreshes();
     if (this.pending.size === 0) return;
     const batch = this.pending;
     this.pending = new Map();
@@ -121,15 +141,10 @@ export class Bookkeeper {
     }
   }
 
-  /**
-   * The last flush, of the records with news: a held poll's timestamp refresh is left out — its agent,
-   * answered as the server stops, checks in again within seconds wherever it reconnects. At 60,000
-   * agents on six workers the refreshes of one sweep made the last flush overrun the drain deadline.
-   */
+  /** The last flush (of records with news only, after release). */
   async stop(): Promise<void> {
     if (this.timer) clearInterval(this.timer);
     this.timer = undefined;
-    for (const [id, p] of this.pending) if (!p.news) this.pending.delete(id);
     await this.flush();
   }
 }

@@ -162,6 +162,7 @@ export class Fleet {
     if (this.gcTimer) clearInterval(this.gcTimer);
     this.health.set('STOPPING', 'Stopping');
     this.stopPhase = `answering ${this.checkins.heldCount} held check-ins`;
+    this.bookkeeper.release();
     await this.checkins.releaseAll(windowMs);
     this.stopPhase = undefined;
   }
@@ -175,7 +176,7 @@ export class Fleet {
     this.abort.abort(new Error('fleet server stopping'));
     this.stopPhase = 'stopping the policy and action monitors';
     await Promise.allSettled([this.policies.stopped(), this.dispatcher.stopped()]);
-    this.stopPhase = `writing the last ${this.bookkeeper.size} check-in records`;
+    this.stopPhase = 'writing the last check-in records';
     await this.bookkeeper.stop();
     this.stopPhase = undefined;
     this.health.set('STOPPED', 'Stopped');

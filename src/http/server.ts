@@ -37,6 +37,8 @@ const DEADLINE_CHECK_MS = 500;
  * its client may already be sending; the clients of real agents send their next one within milliseconds.
  */
 const IDLE_GRACE_MS = 1000;
+/** A drain's last second at least, for requests in flight once the held polls have been answered. */
+const MIN_AFTER_RELEASE_MS = 1000;
 
 /** The TCP socket under a request (a TLS socket's parent), as counted at accept. */
 function tcpSocket(s: Socket): Socket {
@@ -244,7 +246,10 @@ export class HttpService {
     return { open: a.accepted + b.accepted, close: a.closed + b.closed };
   }
 
-  /** Stops accepting, lets in-flight requests finish (held polls are answered by fleet.stop), then closes. */
+  /**
+   * Stops accepting, runs `beforeDrain` (held polls answered), lets in-flight requests finish within
+   * `drainMs` of the call, then closes.
+   */
   async stop(drainMs: number, beforeDrain: () => Promise<void>): Promise<void> {
     this.draining = true;
     this.handoff?.detach();
@@ -259,11 +264,14 @@ export class HttpService {
     if (guards.reduce((n, g) => n + g.closeIdle(IDLE_GRACE_MS), 0) > 0) {
       setTimeout(() => guards.forEach((g) => g.closeIdle(0)), IDLE_GRACE_MS).unref();
     }
+    const started = Date.now();
     await beforeDrain();
     const sessions = [...this.sessions];
     for (const s of sessions) s.stop.abort();
-    const deadline = Date.now() + drainMs;
-    await Promise.race([Promise.all(sessions.map((s) => s.ended)), new Promise((r) => setTimeout(r, drainMs).unref())]);
+    // The whole drain within drainMs of the stop (what is written after it needs the rest of the
+    // process's deadline), yet a second at least for what is in flight once the held polls are answered.
+    const deadline = Math.max(started + drainMs, Date.now() + MIN_AFTER_RELEASE_MS);
+    await Promise.race([Promise.all(sessions.map((s) => s.ended)), new Promise((r) => setTimeout(r, deadline - Date.now()).unref())]);
     while (this.inFlight > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
     for (const s of this.servers) s.closeAllConnections();
     await Promise.all(closed);

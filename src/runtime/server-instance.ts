@@ -57,11 +57,6 @@ export class ServerInstance {
     if (this.store.kind !== 'sqlite') void this.startWhenReady(opts.requireVersion);
   }
 
-  /**
-   * Answers held polls, drains requests, writes what is pending and closes the store. Leaving for good
-   * (`spread`), the answers are spread over most of the drain window so that agents move to the other
-   * instances smoothly; a restart in place answers them at once.
-   */
   /** Where a stop under way is (logged if the drain overruns its deadline). */
   get stopPhase(): string {
     if (this.phase === 'draining') return this.fleet.stopPhase ?? 'waiting for requests in flight';
@@ -70,6 +65,11 @@ export class ServerInstance {
 
   private phase = 'waiting for the start to end';
 
+  /**
+   * Answers held polls, drains requests, writes what is pending and closes the store. Leaving for good
+   * (`spread`), the answers are spread over most of the drain window so that agents move to the other
+   * instances smoothly; a restart in place answers them at once.
+   */
   async stop(opts: { spread?: boolean } = {}): Promise<void> {
     // A start still waiting for the store gives up; one mid-way is stopped by the fleet's stop below. A stop
     // that comes while the listeners are still opening (a signal just after the first log lines) waits
