@@ -123,7 +123,8 @@ export async function runWorker(config: FleetServerConfig): Promise<void> {
     } else if (m.t === 'room') {
       if (http) http.roomElsewhere = m.elsewhere;
     } else if (m.t === 'init') initialised(Buffer.from(m.ticketKeys, 'hex'));
-    else if (m.t === 'stop') stop?.('primary'); else if (m.t === 'stats' && stats) void stats({ gc: m.gc }).then((doc) => send(process, { t: 'stats', id: m.id, doc }));
+    else if (m.t === 'stop') stop?.('primary');
+    else if (m.t === 'stats' && stats) void stats({ gc: m.gc }).then((doc) => send(process, { t: 'stats', id: m.id, doc }));
     else if (m.t === 'serving') reshare?.(m.workers);
   });
   send(process, { t: 'hello' });
