@@ -153,12 +153,14 @@ describe('the proxy chosen for a node (as Go reads the environment)', () => {
   it('never proxies localhost or loopback, and honours NO_PROXY names, subdomains, ports, CIDR ranges and *', () => {
     for (const direct of ['https://localhost:9200', 'https://127.0.0.1:9200', 'https://127.8.9.1:9200', 'https://[::1]:9200', 'https://[::ffff:127.0.0.1]:9200',
       'https://es.internal:9200', 'https://a.es.internal:9200', 'https://node1.svc.local:9200', 'https://a.cluster.lan:9200', 'https://10.1.2.3:9200',
-      'https://search.example.com:9243', 'https://[fd00::1]:9200']) {
+      'https://search.example.com:9243', 'https://[fd00::1]:9200',
+      // An IPv4-mapped address is its IPv4 address, as Go's IPNet.Contains reads it.
+      'https://[::ffff:10.0.0.1]:9200']) {
       expect([direct, of(direct)]).toEqual([direct, undefined]);
     }
     // A leading dot or *. covers subdomains only, as in Go.
     for (const proxied of ['https://11.1.2.3:9200', 'https://search.example.com:9200', 'https://notes.internal:9200', 'https://svc.local.evil.com:9200',
-      'https://svc.local:9200', 'https://cluster.lan:9200', 'https://[fd00::2]:9200', 'https://[::ffff:10.0.0.1]:9200']) {
+      'https://svc.local:9200', 'https://cluster.lan:9200', 'https://[fd00::2]:9200', 'https://[::ffff:11.0.0.1]:9200']) {
       expect([proxied, of(proxied)]).toEqual([proxied, 'https://secure.corp:3129/']);
     }
     expect(of('https://es.example.com:9200', undefined, { ...env, NO_PROXY: '*' })).toBeUndefined();

@@ -3,7 +3,7 @@
 // environment as Go's http.ProxyFromEnvironment reads it (golang.org/x/net/http/httpproxy) — HTTPS_PROXY
 // for https nodes, HTTP_PROXY for http ones, NO_PROXY's exceptions, and never for localhost or a loopback
 // address.
-import { isIP } from 'node:net';
+import { BlockList, isIP } from 'node:net';
 
 export interface ProxySettings {
   url?: string;
@@ -45,15 +45,32 @@ export function bareHost(hostname: string): string {
   return hostname.replace(/^\[(.*)\]$/, '$1').toLowerCase();
 }
 
+const LOOPBACK = new BlockList();
+LOOPBACK.addSubnet('127.0.0.0', 8, 'ipv4');
+LOOPBACK.addAddress('::1', 'ipv6');
+
 /** 127.0.0.0/8 and ::1, also written as IPv4-mapped IPv6 (Go's IP.IsLoopback). */
 function isLoopback(host: string): boolean {
   const family = isIP(host);
-  if (family === 0) return false;
-  const b = ipBytes(host);
-  if (family === 4) return b[0] === 127;
-  const mapped = b.slice(0, 10).every((x) => x === 0) && b[10] === 0xff && b[11] === 0xff;
-  if (mapped) return b[12] === 127;
-  return b.slice(0, 15).every((x) => x === 0) && b[15] === 1;
+  return family !== 0 && LOOPBACK.check(host, family === 4 ? 'ipv4' : 'ipv6');
+}
+
+/**
+ * Whether the IP `host` is `ip`, or in `ip`/`bits`, compared as addresses as Go's net.IP does (an
+ * IPv4-mapped IPv6 address is its IPv4 address).
+ */
+function ipMatches(host: string, ip: string, bits?: number): boolean {
+  const family = isIP(ip);
+  const hostFamily = isIP(host);
+  if (family === 0 || hostFamily === 0) return false;
+  const list = new BlockList();
+  try {
+    if (bits === undefined) list.addAddress(ip, family === 4 ? 'ipv4' : 'ipv6');
+    else list.addSubnet(ip, bits, family === 4 ? 'ipv4' : 'ipv6');
+  } catch {
+    return false; // a prefix length out of range
+  }
+  return list.check(host, hostFamily === 4 ? 'ipv4' : 'ipv6');
 }
 
 /**
@@ -66,13 +83,14 @@ function excepted(host: string, port: string, noProxy: string): boolean {
     if (!entry) continue;
     if (entry === '*') return true;
     if (entry.includes('/')) {
-      if (inCidr(host, entry)) return true;
+      const [base = '', bits = ''] = entry.split('/');
+      if (/^\d+$/.test(bits) && ipMatches(host, base, Number(bits))) return true;
       continue;
     }
     const { name, port: want } = splitPort(entry);
     if (want && want !== port) continue;
     if (isIP(name)) {
-      if (isIP(host) === isIP(name) && ipBytes(host).every((x, i) => x === ipBytes(name)[i])) return true;
+      if (ipMatches(host, name)) return true;
       continue;
     }
     const subdomainsOnly = /^\*?\./.test(name);
@@ -87,35 +105,4 @@ function splitPort(entry: string): { name: string; port?: string } {
   if (bracketed) return { name: bracketed[1]!, port: bracketed[2] };
   const m = /^([^:]+):(\d+)$/.exec(entry);
   return m ? { name: m[1]!, port: m[2] } : { name: entry };
-}
-
-function inCidr(host: string, cidr: string): boolean {
-  const [base, bitsText] = cidr.split('/');
-  const bits = Number(bitsText);
-  const family = isIP(host);
-  if (!base || family === 0 || isIP(base) !== family || !Number.isInteger(bits)) return false;
-  const a = ipBytes(host);
-  const b = ipBytes(base);
-  if (bits < 0 || bits > a.length * 8) return false;
-  for (let i = 0; i < bits; i++) {
-    const byte = i >> 3;
-    const mask = 0x80 >> (i & 7);
-    if ((a[byte]! & mask) !== (b[byte]! & mask)) return false;
-  }
-  return true;
-}
-
-function ipBytes(ip: string): number[] {
-  if (isIP(ip) === 4) return ip.split('.').map(Number);
-  // IPv6: a dotted IPv4 tail as two groups, "::" expanded, eight 16-bit groups read.
-  const v4 = /(\d+)\.(\d+)\.(\d+)\.(\d+)$/.exec(ip);
-  const text = v4 ? ip.slice(0, v4.index) + [((+v4[1]! << 8) | +v4[2]!).toString(16), ((+v4[3]! << 8) | +v4[4]!).toString(16)].join(':') : ip;
-  const [head = '', tail = ''] = text.split('::');
-  const h = head ? head.split(':') : [];
-  const t = text.includes('::') ? (tail ? tail.split(':') : []) : [];
-  const groups = [...h, ...new Array<string>(8 - h.length - t.length).fill('0'), ...t];
-  return groups.flatMap((g) => {
-    const n = parseInt(g, 16);
-    return [n >> 8, n & 0xff];
-  });
 }
