@@ -254,11 +254,14 @@ export async function runPrimary(config: FleetServerConfig, args: ConfigArgs, lo
     metrics?.close();
     // Last: the workers' final bookkeeping went through it.
     await (await ownerReady?.catch(() => undefined))?.close();
-  }, () => {
-    for (const s of slots) s.worker?.kill('SIGKILL');
-  }, () => {
-    const left = slots.filter((s) => s.worker).map((s) => s.index);
-    return left.length > 0 ? `waiting for workers ${left.join(', ')} to exit` : 'closing the store';
+  }, {
+    overrun: () => {
+      for (const s of slots) s.worker?.kill('SIGKILL');
+    },
+    phase: () => {
+      const left = slots.filter((s) => s.worker).map((s) => s.index);
+      return left.length > 0 ? `waiting for workers ${left.join(', ')} to exit` : 'closing the store';
+    },
   });
 
   const owner = await ownerReady;

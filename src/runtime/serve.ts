@@ -33,15 +33,15 @@ export function serveUntilStopped(server: ServerInstance | Promise<ServerInstanc
   return stopOnSignals(log, config.server.timeouts.drainMs + 5000, async () => {
     opened = await Promise.resolve(server).catch(() => undefined);
     await opened?.stop({ spread: true });
-  }, undefined, () => opened?.stopPhase ?? 'opening the store');
+  }, { phase: () => opened?.stopPhase ?? 'opening the store' });
 }
 
 /**
  * On the first of SIGTERM, SIGINT or the returned function's call: `drain`, then exit 0; past `deadlineMs`
- * `overrun` and exit 1. SIGHUP reopens the log files (signals.ts).
+ * `overrun` and exit 1, logging the drain's `phase`. SIGHUP reopens the log files (signals.ts).
  */
-export function stopOnSignals(log: Logger, deadlineMs: number, drain: () => Promise<void>, overrun?: () => void,
-  phase?: () => string | undefined): (reason: string) => void {
+export function stopOnSignals(log: Logger, deadlineMs: number, drain: () => Promise<void>,
+  { overrun, phase }: { overrun?: () => void; phase?: () => string } = {}): (reason: string) => void {
   let stopping = false;
   const stop = async (signal: string): Promise<void> => {
     if (stopping) return;

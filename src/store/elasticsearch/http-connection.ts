@@ -1,8 +1,7 @@
 // The Elasticsearch client's connection: the transport's HttpConnection (node:http, Node's own parser;
 // undici is left out of the bundle, scripts/build.mjs), with what it lacks for a store that must not hang.
 import { errors, HttpConnection } from '@elastic/elasticsearch';
-import type http from 'node:http';
-import type { ClientRequest, IncomingMessage } from 'node:http';
+import type { Agent, ClientRequest, IncomingMessage } from 'node:http';
 import https from 'node:https';
 import type { Duplex } from 'node:stream';
 import { TLSSocket } from 'node:tls';
@@ -41,7 +40,7 @@ export function storeConnection({ check, proxy, proxyHeaders = {} }: StoreConnec
       // proxy's default rules commonly refuse CONNECT to ports other than 443); else a CONNECT tunnel.
       const forward = via !== undefined && opts.url.protocol === 'http:' && via.protocol === 'http:' ? forwardingTo(opts.url, via) : undefined;
       super({ ...opts, proxy: undefined });
-      if (via && !forward) tunnelThrough(this.agent as http.Agent, via, proxyHeaders, opts.url.protocol === 'https:');
+      if (via && !forward) tunnelThrough(this.agent as Agent, via, proxyHeaders, opts.url.protocol === 'https:');
       const make = this.makeRequest;
       this.makeRequest = ((params: RequestParams) => {
         const req = (make as (p: RequestParams) => ClientRequest)(forward ? forward(params) : params);
@@ -74,7 +73,7 @@ export function storeConnection({ check, proxy, proxyHeaders = {} }: StoreConnec
   } as unknown as typeof HttpConnection;
 }
 
-/** Runs `check` on every TLS socket the agent makes (the proxy agent for https is an https.Agent too). */
+/** Runs `check` on every TLS socket the agent makes (through a proxy tunnel too: proxy-tunnel.ts). */
 function checkHandshakes(agent: https.Agent, check: TlsCheck): void {
   const create = agent.createConnection.bind(agent);
   agent.createConnection = (options, callback) => {
@@ -88,7 +87,7 @@ function checkHandshakes(agent: https.Agent, check: TlsCheck): void {
       }
       return socket;
     };
-    // https.Agent returns its socket; the proxy agent (hpagent) hands it to the callback once tunnelled.
+    // https.Agent returns its socket; through a proxy it comes to the callback once tunnelled.
     return guard(create(options, callback && ((err, socket) => callback(err, guard(socket)))));
   };
 }
