@@ -122,8 +122,13 @@ async function restart(ctx) {
 }
 
 function printBack(ctx, back, since) {
-  const marks = MARKS_S.filter((s) => back.samples.some((x) => x.ms >= s * 1000))
-    .map((s) => `${s} s ${back.samples.find((x) => x.ms >= s * 1000).held}`);
+  // Each mark shows the first reading taken between it and the next mark; a server that answered no
+  // scrape in that span has no reading there, rather than a later one repeated under every mark.
+  const marks = MARKS_S.filter((s) => back.samples.some((x) => x.ms >= s * 1000)).map((s) => {
+    const until = (MARKS_S[MARKS_S.indexOf(s) + 1] ?? Infinity) * 1000;
+    const reading = back.samples.find((x) => x.ms >= s * 1000 && x.ms < until);
+    return `${s} s ${reading ? reading.held : 'no reading'}`;
+  });
   if (back.allMs !== undefined) console.log(`  all holding again               ${fmtS(back.allMs)} ${since} (${back.last}/${ctx.total}; lost 0)`);
   else console.log(`  all holding again               no: ${back.last}/${ctx.total} after ${fmtS(BACK_WITHIN_MS)}; lost ${ctx.total - back.last}`);
   console.log(`  held polls over time            ${marks.join(', ') || '-'}${back.unanswered ? `   (${back.unanswered} scrapes unanswered within 8 s)` : ''}`);
