@@ -132,6 +132,59 @@ describe.each(STORE_KINDS)('%s store', (_name, make) => {
     expect(await store.getAgent(id)).toBeUndefined();
   });
 
+  test('agents: held polls\' check-in refreshes read back everywhere an agent is read, interleaved with other updates; newest wins', async () => {
+    const id = uid();
+    const keyId = uid();
+    const policyId = uid();
+    const t = (s: number): string => iso(Date.UTC(2026, 11, 3, 12, 0, s));
+    const refresh = (s: number, status = 'online', unhealthy: string[] | null = null) => ({
+      updated_at: t(s), last_checkin: t(s), last_checkin_status: status, last_checkin_message: 'Running', unhealthy_reason: unhealthy, sequence_num: 0,
+    });
+    await store.createAgent(id, agentDoc({ access_api_key_id: keyId, policy_id: policyId, last_checkin: t(0), updated_at: t(0), last_checkin_status: 'starting', tags: ['a'] } as Partial<AgentDoc>));
+    // Every way an agent is read; Elasticsearch's searches see a write only after the index refreshes.
+    const read = async (): Promise<Record<string, unknown>[]> => [
+      (await store.getAgent(id))!._source,
+      ...(store.kind === 'elasticsearch' ? [] : [(await store.findAgentByAccessKeyId(keyId))!._source, (await store.listAgents({ policyId }))[0]!._source]),
+    ] as unknown as Record<string, unknown>[];
+    const expectAll = async (fields: Record<string, unknown>): Promise<void> => {
+      for (const doc of await read()) expect(doc).toMatchObject(fields);
+    };
+
+    await store.bulkUpdateAgents([{ id, doc: refresh(10, 'online', ['input']) }]);
+    await expectAll({ last_checkin: t(10), updated_at: t(10), last_checkin_status: 'online', unhealthy_reason: ['input'], tags: ['a'] });
+    // An update beside the check-in fields (an ack): its fields, the refresh kept, updated_at its own (later).
+    await store.updateAgent({ id, doc: { policy_revision_idx: 2, updated_at: t(20) } });
+    await expectAll({ policy_revision_idx: 2, last_checkin: t(10), updated_at: t(20), unhealthy_reason: ['input'] });
+    await store.bulkUpdateAgents([{ id, doc: refresh(30) }]);
+    await expectAll({ last_checkin: t(30), updated_at: t(30), unhealthy_reason: null, policy_revision_idx: 2 });
+    // A partial update of a check-in field merges over the newest refresh, never an older check-in.
+    await store.updateAgent({ id, doc: { last_checkin_status: 'degraded' } });
+    await expectAll({ last_checkin: t(30), last_checkin_status: 'degraded', updated_at: t(30) });
+    await store.bulkUpdateAgents([{ id, doc: refresh(40) }]);
+    await store.updateAgent({ id, doc: {}, unset: ['unhealthy_reason'] });
+    for (const doc of await read()) {
+      expect(doc).not.toHaveProperty('unhealthy_reason');
+      expect(doc).toMatchObject({ last_checkin: t(40), last_checkin_status: 'online' });
+    }
+    // A check-in with news (every check-in field and more) after a refresh.
+    await store.bulkUpdateAgents([{ id, doc: refresh(50) }]);
+    await store.bulkUpdateAgents([{ id, doc: { ...refresh(60, 'error', ['other']), local_metadata: { host: { name: 'h2' } } as never } }]);
+    await expectAll({ last_checkin: t(60), updated_at: t(60), last_checkin_status: 'error', unhealthy_reason: ['other'], local_metadata: { host: { name: 'h2' } } });
+    await store.bulkUpdateAgents([{ id, doc: refresh(70) }]);
+    await expectAll({ last_checkin: t(70), last_checkin_status: 'online', local_metadata: { host: { name: 'h2' } } });
+
+    // A refresh for an agent that is gone or never was writes nothing: an agent made later under that id
+    // shows its own check-in.
+    const other = uid();
+    await store.bulkUpdateAgents([{ id: other, doc: refresh(80) }]);
+    expect(await store.getAgent(other)).toBeUndefined();
+    await store.deleteAgent(id);
+    await store.createAgent(id, agentDoc({ last_checkin: t(1) } as Partial<AgentDoc>));
+    await store.createAgent(other, agentDoc({ last_checkin: t(2) } as Partial<AgentDoc>));
+    expect((await store.getAgent(id))!._source.last_checkin).toBe(t(1));
+    expect((await store.getAgent(other))!._source.last_checkin).toBe(t(2));
+  });
+
   test('agents: a check-in\'s partial update merges as Elasticsearch does (nested objects merge, arrays replace, nulls kept at any depth); a moved policy is found under its new id', async () => {
     const id = uid();
     const [policyA, policyB] = [uid(), uid()];

@@ -433,6 +433,53 @@ describe('store write errors', () => {
     expect(b.size).toBe(0);
   });
 
+  test('a held poll\'s check-in refresh leaves the agent\'s document as it was: one small row beside it instead', async () => {
+    const dir = tempDir('fleet-refresh-');
+    const path = join(dir, 'fleet-server.db');
+    const store = new SqliteStore(path);
+    const raw = new DatabaseSync(path, { readOnly: true });
+    try {
+      await store.createAgent('a1', { active: true, type: 'PERMANENT', local_metadata: { host: { name: 'h' } }, agent: { id: 'a1', version: '9.6.0' } } as unknown as AgentDoc);
+      const stored = (): unknown => raw.prepare('SELECT doc FROM agents WHERE id = ?').get('a1');
+      const before = stored();
+      const at = '2026-12-03T12:00:00.000Z';
+      await store.bulkUpdateAgents([{ id: 'a1', doc: { updated_at: at, last_checkin: at, last_checkin_status: 'online', last_checkin_message: 'Running', unhealthy_reason: null, sequence_num: 0 } }]);
+      expect(stored()).toEqual(before);
+      expect((await store.getAgent('a1'))!._source).toMatchObject({ last_checkin: at, local_metadata: { host: { name: 'h' } } });
+      // A check-in with news goes to the document, and the row it supersedes goes.
+      const later = '2026-12-03T12:00:30.000Z';
+      await store.bulkUpdateAgents([{ id: 'a1', doc: { updated_at: later, last_checkin: later, last_checkin_status: 'online', last_checkin_message: 'Running', unhealthy_reason: null, sequence_num: 0, local_metadata: { host: { name: 'h2' } } } }]);
+      expect(JSON.parse((stored() as { doc: string }).doc)).toMatchObject({ last_checkin: later, local_metadata: { host: { name: 'h2' } } });
+      expect(raw.prepare('SELECT COUNT(*) AS n FROM agent_checkins').get()).toEqual({ n: 0 });
+    } finally {
+      raw.close();
+      await store.close();
+      removeDir(dir);
+    }
+  });
+
+  test('a large check-in batch is applied in parts, the event loop turning between them, and is all written when it resolves', async () => {
+    const dir = tempDir('fleet-bulk-');
+    const store = new SqliteStore(join(dir, 'fleet-server.db'));
+    try {
+      const ids = Array.from({ length: 3_000 }, (_, i) => `agent-${i}`);
+      for (const id of ids) await store.createAgent(id, { active: true, type: 'PERMANENT', policy_id: 'p', agent: { id, version: '9.6.0' } } as AgentDoc);
+      const applied = async (): Promise<number> =>
+        (await Promise.all(ids.map((id) => store.getAgent(id)))).filter((h) => h?._source.last_checkin_status === 'online').length;
+      const batch = store.bulkUpdateAgents(ids.map((id) => ({ id, doc: { last_checkin_status: 'online' } })));
+      // One turn later (what an IPC message or a /stats scrape waits for): part of the batch, not all of it.
+      await new Promise((r) => setImmediate(r));
+      const early = await applied();
+      expect(early).toBeGreaterThan(0);
+      expect(early).toBeLessThan(ids.length);
+      await batch;
+      expect(await applied()).toBe(ids.length);
+    } finally {
+      await store.close();
+      removeDir(dir);
+    }
+  });
+
   test('disk full (the server may not grow its files): 503, DEGRADED until a write succeeds, and nothing answered 200 lost', async () => {
     const server = await startFleetServer();
     const pid = server.child.pid!;

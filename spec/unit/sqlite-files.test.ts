@@ -179,13 +179,14 @@ test('a database written before the file tables gains them on open, its rows kep
   // Back to schema version 2 as the previous release left it.
   const db = new DatabaseSync(dbPath);
   db.exec(`DROP TABLE upload_chunks; DROP TABLE uploads; DROP TABLE delivery_targets; DROP TABLE delivery_chunks;
-    DROP TABLE delivery_files; DROP TABLE artifacts; PRAGMA user_version = 2;`);
+    DROP TABLE delivery_files; DROP TABLE artifacts; DROP TABLE agent_checkins; PRAGMA user_version = 2;`);
   db.close();
   store = new SqliteStore(dbPath);
   const u = await newUpload();
   expect((await store.uploads.listUploads({ agentId: u.agentId, limit: 1 }))[0]!.id).toBe(u.id);
   const db2 = new DatabaseSync(dbPath, { readOnly: true });
-  expect((db2.prepare('PRAGMA user_version').get() as { user_version: number }).user_version).toBe(3);
+  expect((db2.prepare('PRAGMA user_version').get() as { user_version: number }).user_version).toBe(4);
+  expect((db2.prepare('SELECT count(*) AS n FROM agent_checkins').get() as { n: number }).n).toBe(0);
   expect((db2.prepare('SELECT count(*) AS n FROM secrets').get() as { n: number }).n).toBe(1);
   db2.close();
 });

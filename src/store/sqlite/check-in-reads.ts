@@ -10,10 +10,10 @@
 import { DatabaseSync, type StatementSync } from 'node:sqlite';
 import type { AgentDoc, Hit, RoleMap } from '../documents';
 import { StoreUnavailableError, type ApiKeyCheck } from '../port';
+import { AGENT_BY_ID, agentHit } from './agent-checkins';
 import { secretMatches } from './api-keys';
 import type { SecretBox } from './secret-box';
 
-export const AGENT_BY_ID = 'SELECT id, doc FROM agents WHERE id = ?';
 export const API_KEY_BY_ID = 'SELECT salt, hash, invalidated FROM api_keys WHERE id = ?';
 export const SECRET_BY_ID = 'SELECT value FROM secrets WHERE id = ?';
 export const ROLES_BY_ID = 'SELECT role_descriptors FROM api_keys WHERE id = ? AND invalidated = 0';
@@ -74,7 +74,7 @@ export class CheckinReads {
   }
 
   getAgent(id: string): Hit<AgentDoc> | undefined {
-    return rowHit<AgentDoc>(this.agent.get(id) as Row | undefined);
+    return agentHit(this.agent.get(id) as Row | undefined);
   }
 
   checkApiKey(id: string, secret: string): ApiKeyCheck {

@@ -3,6 +3,7 @@
 // A migration is SQL, or a function for rewrites SQL cannot express (sealing secrets).
 import type { DatabaseSync } from 'node:sqlite';
 import { enrollmentTokenPrefix, type EnrollmentKeyDoc } from '../documents';
+import { AGENT_CHECKINS_TABLE } from './agent-checkins';
 import { sealFields } from './sealed-fields';
 import type { SecretBox } from './secret-box';
 
@@ -146,4 +147,6 @@ export const MIGRATIONS: readonly Migration[] = [
     PRIMARY KEY (identifier, decoded_sha256)
   ) WITHOUT ROWID;
   `,
+  // 4: held polls' check-in refreshes beside the agent documents (agent-checkins.ts).
+  AGENT_CHECKINS_TABLE,
 ];
