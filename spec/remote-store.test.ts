@@ -234,8 +234,8 @@ test('a worker\'s local check-in reads (agent, access key, output key secret and
     expect((await store.getAgent('a1'))?._source.last_checkin_status).toBe('online');
     // A held poll's refresh (kept beside the document) is part of the agent as read here too.
     const at = '2026-12-03T12:00:00.000Z';
-    await store.bulkUpdateAgents([{ id: 'a1', doc: { updated_at: at, last_checkin: at, last_checkin_status: 'online', last_checkin_message: 'Running', unhealthy_reason: null, sequence_num: 0 } }]);
-    expect(reads.getAgent('a1')?._source).toMatchObject({ last_checkin: at, updated_at: at, access_api_key_id: key.id });
+    await store.bulkUpdateAgents([{ id: 'a1', doc: { updated_at: at, last_checkin: at, last_checkin_status: 'degraded', last_checkin_message: 'Running', unhealthy_reason: null, sequence_num: 0 } }]);
+    expect(reads.getAgent('a1')?._source).toMatchObject({ last_checkin: at, last_checkin_status: 'degraded', unhealthy_reason: null, updated_at: at, access_api_key_id: key.id });
     const secretId = await store.createSecret('out-id:out-key');
     expect(reads.getSecret(secretId)).toBe('out-id:out-key');
     const roles = { r1: { cluster: ['monitor'] } };
@@ -244,7 +244,7 @@ test('a worker\'s local check-in reads (agent, access key, output key secret and
     expect(await store.apiKeysFor(undefined).getApiKeyRoles(outKey.id)).toEqual(roles);
     // The local connection gone: the owner answers, and the fallback is said once.
     reads.close();
-    expect((await store.getAgent('a1'))?._source.last_checkin_status).toBe('online');
+    expect((await store.getAgent('a1'))?._source.last_checkin_status).toBe('degraded');
     expect(await store.checkApiKey(key.id, key.key)).toBe('valid');
     expect(await store.getSecret(secretId)).toBe('out-id:out-key');
     expect(await store.apiKeysFor(undefined).getApiKeyRoles(outKey.id)).toEqual(roles);

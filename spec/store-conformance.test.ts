@@ -172,6 +172,10 @@ describe.each(STORE_KINDS)('%s store', (_name, make) => {
     await expectAll({ last_checkin: t(60), updated_at: t(60), last_checkin_status: 'error', unhealthy_reason: ['other'], local_metadata: { host: { name: 'h2' } } });
     await store.bulkUpdateAgents([{ id, doc: refresh(70) }]);
     await expectAll({ last_checkin: t(70), last_checkin_status: 'online', local_metadata: { host: { name: 'h2' } } });
+    // A field kept in a column of its own (the document written whole) keeps the newest check-in.
+    await store.updateAgent({ id, doc: { enrollment_id: 'e1', tags: ['c'] } });
+    await expectAll({ last_checkin: t(70), last_checkin_status: 'online', tags: ['c'] });
+    if (store.kind !== 'elasticsearch') expect((await store.findAgentByEnrollmentId('e1'))!._source).toMatchObject({ last_checkin: t(70) });
 
     // A refresh for an agent that is gone or never was writes nothing: an agent made later under that id
     // shows its own check-in.

@@ -458,26 +458,63 @@ describe('store write errors', () => {
     }
   });
 
-  test('a large check-in batch is applied in parts, the event loop turning between them, and is all written when it resolves', async () => {
-    const dir = tempDir('fleet-bulk-');
-    const store = new SqliteStore(join(dir, 'fleet-server.db'));
-    try {
-      const ids = Array.from({ length: 3_000 }, (_, i) => `agent-${i}`);
-      for (const id of ids) await store.createAgent(id, { active: true, type: 'PERMANENT', policy_id: 'p', agent: { id, version: '9.6.0' } } as AgentDoc);
-      const applied = async (): Promise<number> =>
-        (await Promise.all(ids.map((id) => store.getAgent(id)))).filter((h) => h?._source.last_checkin_status === 'online').length;
-      const batch = store.bulkUpdateAgents(ids.map((id) => ({ id, doc: { last_checkin_status: 'online' } })));
+  describe('a large check-in batch', () => {
+    const refresh = (at: string) => ({ updated_at: at, last_checkin: at, last_checkin_status: 'online', last_checkin_message: 'Running', unhealthy_reason: null, sequence_num: 0 });
+    let dir: string;
+    let store: SqliteStore;
+    const ids = Array.from({ length: 3_000 }, (_, i) => `agent-${i}`);
+    const lastCheckins = async (): Promise<(string | undefined)[]> => (await Promise.all(ids.map((id) => store.getAgent(id)))).map((h) => h?._source.last_checkin);
+    beforeEach(async () => {
+      dir = tempDir('fleet-bulk-');
+      store = new SqliteStore(join(dir, 'fleet-server.db'));
+      for (const id of ids) await store.createAgent(id, { active: true, type: 'PERMANENT', policy_id: 'p', agent: { id, version: '9.6.0' } } as unknown as AgentDoc);
+    });
+    afterEach(async () => {
+      await store.close();
+      removeDir(dir);
+    });
+
+    test('is applied in parts, the event loop turning between them, and is all written when it resolves', async () => {
+      const at = '2026-12-03T12:00:00.000Z';
+      const batch = store.bulkUpdateAgents(ids.map((id) => ({ id, doc: refresh(at) })));
       // One turn later (what an IPC message or a /stats scrape waits for): part of the batch, not all of it.
       await new Promise((r) => setImmediate(r));
-      const early = await applied();
+      const early = (await lastCheckins()).filter((t) => t === at).length;
       expect(early).toBeGreaterThan(0);
       expect(early).toBeLessThan(ids.length);
       await batch;
-      expect(await applied()).toBe(ids.length);
-    } finally {
-      await store.close();
-      removeDir(dir);
-    }
+      expect((await lastCheckins()).every((t) => t === at)).toBe(true);
+    });
+
+    test('a later batch waits for an earlier one\'s parts: an older check-in never lands over a newer one', async () => {
+      const [t1, t2] = ['2026-12-03T12:00:00.000Z', '2026-12-03T12:00:05.000Z'];
+      const last = ids.at(-1)!;
+      // The agent's refresh is in the first batch's last part; its check-in with news, through another worker, comes next.
+      const first = store.bulkUpdateAgents(ids.map((id) => ({ id, doc: refresh(t1) })));
+      const second = store.bulkUpdateAgents([{ id: last, doc: { ...refresh(t2), last_checkin_status: 'degraded', local_metadata: { host: { name: 'moved' } } } as never }]);
+      await Promise.all([first, second]);
+      expect((await store.getAgent(last))!._source).toMatchObject({ last_checkin: t2, last_checkin_status: 'degraded', local_metadata: { host: { name: 'moved' } } });
+    });
+
+    test('a part that fails ends the batch, rejected once, with nothing left unhandled', async () => {
+      const unhandled: unknown[] = [];
+      const onUnhandled = (err: unknown): void => void unhandled.push(err);
+      process.on('unhandledRejection', onUnhandled);
+      try {
+        const at = '2026-12-03T12:00:00.000Z';
+        const updates = ids.map((id) => ({ id, doc: refresh(at) }));
+        // An update that cannot be applied, in the second part.
+        updates[1_500] = { id: ids[1_500]!, doc: { get last_checkin(): string { throw new Error('unusable update'); } } as never };
+        await expect(store.bulkUpdateAgents(updates)).rejects.toThrow('unusable update');
+        await new Promise((r) => setTimeout(r, 50));
+        expect(unhandled).toEqual([]);
+        const written = await lastCheckins();
+        expect(written.slice(0, 1_000).every((t) => t === at)).toBe(true);
+        expect(written.slice(2_000).some((t) => t === at)).toBe(false);
+      } finally {
+        process.off('unhandledRejection', onUnhandled);
+      }
+    });
   });
 
   test('disk full (the server may not grow its files): 503, DEGRADED until a write succeeds, and nothing answered 200 lost', async () => {

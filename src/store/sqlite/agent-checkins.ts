@@ -4,8 +4,8 @@
 // whole document each one parsed and rewrote ~2–3 KB and dirtied a page of its own (one agent row per
 // page), which the WAL, its flush and the checkpoint then carried: a profile of the primary holding
 // 100,000 polls had it 100 % busy for 5–7 s of every 15, and a worker crash meant 48 s of it. A refresh
-// now replaces one ~150-byte row here (~40 of them per page), and every read of an agent lays the row
-// over the document, so readers see what they saw before.
+// now replaces one ~230-byte row here (~16 of them per 4 KiB page), and every read of an agent lays the
+// row over the document, so readers see what they saw before.
 //
 // The rules (store.ts applies them):
 //   - a refresh (the check-in fields and updated_at, nothing else) replaces the agent's row here;
@@ -13,7 +13,8 @@
 //     document and drops the row, which it supersedes;
 //   - any other update that sets or removes a check-in field is merged in JS from the document as read
 //     (row laid over), and the result written whole, dropping the row;
-//   - other updates leave the row: it still holds the newest check-in.
+//   - other updates made in SQL (json_patch) leave the row: it still holds the newest check-in; those
+//     merged in JS read the document with the row laid over it and write it whole, dropping the row.
 // updated_at is also set by other updates (acks, audits): a read takes the later of the two.
 import type { AgentDoc, Hit } from '../documents';
 import type { DocUpdate } from '../port';
@@ -21,13 +22,6 @@ import type { DocUpdate } from '../port';
 /** What a refresh carries besides updated_at (bookkeeping.ts writes all of them on every flush). */
 export const CHECKIN_FIELDS: readonly string[] = ['last_checkin', 'last_checkin_status', 'last_checkin_message', 'unhealthy_reason', 'sequence_num'];
 const REFRESH_FIELDS = new Set([...CHECKIN_FIELDS, 'updated_at']);
-
-export const AGENT_CHECKINS_TABLE = `
-  CREATE TABLE agent_checkins (
-    id TEXT PRIMARY KEY,
-    fields TEXT NOT NULL
-  ) WITHOUT ROWID;
-`;
 
 /** An agent's columns with its kept refresh (`checkin`, null when none): use with agentHit. */
 export const AGENT_SELECT = 'SELECT a.id, a.doc, c.fields AS checkin FROM agents a LEFT JOIN agent_checkins c ON c.id = a.id';
@@ -47,8 +41,7 @@ export function agentHit(row: Row | undefined): Hit<AgentDoc> | undefined {
   if (typeof kept === 'string') {
     const f = JSON.parse(kept) as Record<string, unknown>;
     for (const k of CHECKIN_FIELDS) if (k in f) doc[k] = f[k];
-    // RFC 3339 in UTC with milliseconds everywhere (util/time.ts): the later one sorts last.
-    if (typeof f['updated_at'] === 'string' && !(typeof doc['updated_at'] === 'string' && doc['updated_at'] >= f['updated_at'])) {
+    if (typeof f['updated_at'] === 'string' && !(Date.parse(String(doc['updated_at'])) >= Date.parse(f['updated_at']))) {
       doc['updated_at'] = f['updated_at'];
     }
   }

@@ -3,7 +3,6 @@
 // A migration is SQL, or a function for rewrites SQL cannot express (sealing secrets).
 import type { DatabaseSync } from 'node:sqlite';
 import { enrollmentTokenPrefix, type EnrollmentKeyDoc } from '../documents';
-import { AGENT_CHECKINS_TABLE } from './agent-checkins';
 import { sealFields } from './sealed-fields';
 import type { SecretBox } from './secret-box';
 
@@ -148,5 +147,10 @@ export const MIGRATIONS: readonly Migration[] = [
   ) WITHOUT ROWID;
   `,
   // 4: held polls' check-in refreshes beside the agent documents (agent-checkins.ts).
-  AGENT_CHECKINS_TABLE,
+  `
+  CREATE TABLE agent_checkins (
+    id TEXT PRIMARY KEY,
+    fields TEXT NOT NULL
+  ) WITHOUT ROWID;
+  `,
 ];

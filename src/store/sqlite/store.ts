@@ -70,9 +70,9 @@ const AGENT_COLUMNS = new Set(['access_api_key_id', 'enrollment_id', 'policy_id'
  * An agent update done by SQLite's json_patch, json_remove and json_set, without reading the document
  * into JS: the same merge as mergeDoc (objects merge, anything else replaces; a top-level null is set,
  * not removed as json_patch would) as long as it sets no column field, replaces nothing and has no null
- * below the top level. The check-in bookkeeping of 100,000 held polls — last_checkin every 30 s — costs
- * the database's owner a JSON parse, merge and stringify per agent otherwise (measured: about half a core
- * of the primary while every agent just held its poll). Undefined when it does not apply.
+ * below the top level. A check-in with news (status, metadata, components) from each of 100,000 agents
+ * costs the database's owner a JSON parse, merge and stringify per agent otherwise; held polls' refreshes
+ * go to agent-checkins.ts instead. Undefined when it does not apply.
  */
 function sqlPatch(u: DocUpdate<AgentDoc>): { merge: string; removals: string[]; nulls: string[] } | undefined {
   if (u.replace?.length) return undefined;
@@ -118,6 +118,8 @@ export class SqliteStore implements Store {
   private readonly stmts = new Map<string, Statement>();
   /** Why the last write failed, until a write changes rows again (checkpoints stopped: for good). */
   private writeFault: string | undefined;
+  /** The last bulkUpdateAgents' parts all applied (not yet committed): the next batch starts then. */
+  private bulkApplied: Promise<void> = Promise.resolve();
   private readonly faultListeners = new Set<WriteFaultListener>();
 
   constructor(private readonly path: string, opts: SqliteStoreOptions = {}) {
@@ -435,15 +437,31 @@ export class SqliteStore implements Store {
    * ~16,000 agents; applied at once, it held the owner's event loop for seconds on a loaded box (a
    * profile of a worker crash at 100,000 agents: the primary 100 % busy for 48 s, two thirds of it in
    * these UPDATEs), and the connection handoffs, first check-ins and /stats scrapes waiting on it with it.
+   * Batches are still applied whole in the order they came: a later one (an agent's check-in through
+   * another worker) waits for the parts of an earlier one, which would otherwise write an older check-in
+   * over it. A part that fails ends the batch; the bookkeeping puts it back whole for its next flush.
    */
   async bulkUpdateAgents(updates: DocUpdate<AgentDoc>[]): Promise<void> {
+    const earlier = this.bulkApplied;
+    let applied!: () => void;
+    this.bulkApplied = new Promise<void>((resolve) => (applied = resolve));
     const parts: Promise<void>[] = [];
-    for (let at = 0; at < updates.length; at += BULK_UPDATE_CHUNK) {
-      if (at > 0) await new Promise<void>((resolve) => setImmediate(resolve));
-      const part = updates.slice(at, at + BULK_UPDATE_CHUNK);
-      parts.push(this.write(() => {
-        for (const u of part) this.applyAgentUpdate(u);
-      }));
+    let failed = false;
+    try {
+      await earlier;
+      for (let at = 0; at < updates.length && !failed; at += BULK_UPDATE_CHUNK) {
+        if (at > 0) await new Promise<void>((resolve) => setImmediate(resolve));
+        if (failed) break;
+        const part = updates.slice(at, at + BULK_UPDATE_CHUNK);
+        const written = this.write(() => {
+          for (const u of part) this.applyAgentUpdate(u);
+        });
+        // Handled at once, so a part failing while later ones are applied is no unhandled rejection.
+        written.catch(() => (failed = true));
+        parts.push(written);
+      }
+    } finally {
+      applied();
     }
     await Promise.all(parts);
   }
