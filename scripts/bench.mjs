@@ -161,7 +161,9 @@ async function run(store) {
   // Let the check-in bookkeeping flush (10 s) and the server give back what the burst left (memory-trim.ts:
   // two looks 10 s apart without growth), so what is measured is the steady state of held polls.
   const cpuQuiet0 = cpuSeconds(server.pid);
+  const quietSplit0 = cpuSplit();
   await sleep(25_000);
+  const quietSplit1 = cpuSplit();
   // What holding alone costs (the check-in bookkeeping's last_checkin sweeps, timers): a rollout's CPU
   // includes it too.
   const cpuHoldingPerS = (cpuSeconds(server.pid) - cpuQuiet0) / 25;
@@ -255,6 +257,7 @@ async function run(store) {
   console.log(`check-in bodies                 ${GZIP_BODIES ? 'gzip (as Elastic Agent 9.4+)' : 'plain JSON'}`);
   console.log(`held long polls                 ${held} in flight at the agents, ${heldByServer} held by the server ${fmt(holdMs / 1000)} s after all agents started polling at once (server CPU ${fmt(cpuHeld - cpuHoldStart)} s; monotonic µs ${monoHold}–${monoHeld})`);
   console.log(`server CPU while holding        ${fmt(cpuHoldingPerS, 2)} s per second over the 25 s after all were held (bookkeeping, memory trim)`);
+  console.log(`  over those 25 s               ${splitText(quietSplit0, quietSplit1)}`);
   console.log(`server processes                ${statsHeld.fleet.cluster ? `${statsHeld.fleet.cluster.workers} workers + primary (inputs.0.server.workers)` : '1'}`);
   console.log(`server RSS idle                 ${fmt(rssIdle / 1024)} MiB`);
   console.log(`server RSS with polls held      ${fmt(rssHeld / 1024)} MiB${rssHeldEach.length > 1 ? `  (primary ${fmt(rssHeldEach[0] / 1024)}, workers ${rssHeldEach.slice(1).map((k) => fmt(k / 1024, 0)).join(' / ')})` : ''}, ${settledS} s after all were held`);

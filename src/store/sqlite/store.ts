@@ -391,8 +391,9 @@ export class SqliteStore implements Store {
       this.q('INSERT INTO agents (access_api_key_id, enrollment_id, policy_id, active, doc, id) VALUES (?, ?, ?, ?, ?, ?)').run(...cols, id);
     } else {
       this.q('UPDATE agents SET access_api_key_id = ?, enrollment_id = ?, policy_id = ?, active = ?, doc = ? WHERE id = ?').run(...cols, id);
+      // A new agent has no row there: deleteAgent dropped any of an earlier agent of that id.
+      this.q(DROP_REFRESH).run(id);
     }
-    this.q(DROP_REFRESH).run(id);
   }
 
   async createAgent(id: string, doc: AgentDoc): Promise<boolean> {
