@@ -11,10 +11,10 @@
 //   - a refresh (the check-in fields and updated_at, nothing else) replaces the agent's row here;
 //   - an update that sets every check-in field and updated_at (a check-in with news) goes to the
 //     document and drops the row, which it supersedes;
-//   - any other update that sets or removes a check-in field is merged in JS from the document as read
-//     (row laid over), and the result written whole, dropping the row;
-//   - other updates made in SQL (json_patch) leave the row: it still holds the newest check-in; those
-//     merged in JS read the document with the row laid over it and write it whole, dropping the row.
+//   - any other update that sets or removes a check-in field is merged in JS;
+//   - an update merged in JS (that one, or one SQL cannot make: a column field, a replace) reads the
+//     document with the row laid over it and writes it whole, dropping the row;
+//   - other updates (json_patch in SQL) leave the row: it still holds the newest check-in.
 // updated_at is also set by other updates (acks, audits): a read takes the later of the two.
 import type { AgentDoc, Hit } from '../documents';
 import type { DocUpdate } from '../port';
