@@ -160,13 +160,12 @@ async function run(store) {
   const held = status.reduce((s, x) => s + x.pending, 0);
   // Let the check-in bookkeeping flush (10 s) and the server give back what the burst left (memory-trim.ts:
   // two looks 10 s apart without growth), so what is measured is the steady state of held polls.
-  const cpuQuiet0 = cpuSeconds(server.pid);
   const quietSplit0 = cpuSplit();
   await sleep(25_000);
   const quietSplit1 = cpuSplit();
   // What holding alone costs (the check-in bookkeeping's last_checkin sweeps, timers): a rollout's CPU
   // includes it too.
-  const cpuHoldingPerS = (cpuSeconds(server.pid) - cpuQuiet0) / 25;
+  const cpuHoldingPerS = (quietSplit1.server - quietSplit0.server) / 25;
   // Measured once the RSS has stopped falling (a look of every process's trim, 10 s, without a 1 % drop;
   // at most a minute more): a slow wave (Elasticsearch mode holds 30,000 polls over ~90 s) can leave a
   // worker inside its minute between trims at the 25 s mark.
