@@ -83,6 +83,31 @@ describe('check-in: policy revisions', () => {
     expect(order).toEqual([a.id, b.id]);
   });
 
+  test('stopping is done as soon as no poll is held: polls whose agents went away do not keep it for the window', async () => {
+    f = await InProcessFleet.start();
+    const agents = await Promise.all(Array.from({ length: 10 }, () => f.enroll()));
+    const answers: unknown[] = [];
+    const cancels = await Promise.all(agents.map(async (a) => f.fleet.checkins.begin((await f.store.getAgent(a.id))!, VERSION,
+      { status: 'online', agent_policy_id: 'p1', policy_revision_idx: 1 } as CheckinRequest, 60_000, { settle: (err, r) => answers.push(r ?? err) })));
+    expect(f.fleet.checkins.heldCount).toBe(10);
+    // The release's ticks on a fake clock: ten polls are let go over 100 ms, a tick every 20 ms.
+    jest.useFakeTimers();
+    try {
+      let done = false;
+      const releasing = f.fleet.checkins.releaseAll(60_000).then(() => (done = true));
+      expect(f.fleet.checkins.heldCount).toBe(9);
+      // The other nine agents go away before their turn.
+      for (const cancel of cancels.slice(1)) cancel();
+      expect(f.fleet.checkins.heldCount).toBe(0);
+      await jest.advanceTimersByTimeAsync(20);
+      expect(done).toBe(true);
+      await releasing;
+    } finally {
+      jest.useRealTimers();
+    }
+    expect(answers).toEqual(Array(10).fill({ ackToken: '' }));
+  });
+
   test('a revision reported for another policy, or beyond the latest one, gets the current policy', async () => {
     f = await InProcessFleet.start();
     const a = await f.enroll();

@@ -146,7 +146,9 @@ export class CheckinService {
         // catches up, rather than leaving the rest for the drain deadline to cut.
         const due = Math.max(next + 1, Math.ceil((polls.length * (performance.now() - started)) / spanMs));
         for (const end = Math.min(due, polls.length); next < end;) polls[next++]!.onTimeout();
-        if (next < polls.length) setTimeout(tick, RELEASE_TICK_MS);
+        // Done once none is held: polls whose agents went away meanwhile (every agent gone, as when the
+        // load generators of a bench exit before the stop) ended on their own and leave nothing to wait for.
+        if (next < polls.length && this.held.size > 0) setTimeout(tick, RELEASE_TICK_MS);
         else resolve();
       };
       tick();
