@@ -83,6 +83,8 @@ export class HttpService {
   private readonly responseClass = answerResponse(() => this.draining);
   /** Connections Node timed out mid-request (answered 408 by clientError). */
   private readonly timedOut = new WeakSet<Socket>();
+  /** Connections given a second header period because nothing of them had been read yet (clientError). */
+  private readonly unreadGrace = new WeakSet<Socket>();
   private inFlight = 0;
   /** Upgraded sessions (OpAMP WebSockets): told to close when the server stops. */
   private readonly sessions = new Set<{ stop: AbortController; ended: Promise<void> }>();
@@ -140,10 +142,16 @@ export class HttpService {
     this.guard.limits = this.externalAdmission(limits.maxConnections);
   }
 
+  /** read_header, bounded by read. */
+  private get headerMs(): number {
+    const t = this.config.server.timeouts;
+    return t.readMs > 0 ? Math.min(t.readHeaderMs, t.readMs) : t.readHeaderMs;
+  }
+
   private createServer(guard: ConnectionGuard): http.Server | https.Server {
     const s = this.config.server;
     const readMs = s.timeouts.readMs;
-    const headerMs = readMs > 0 ? Math.min(s.timeouts.readHeaderMs, readMs) : s.timeouts.readHeaderMs;
+    const headerMs = this.headerMs;
     const opts: http.ServerOptions = {
       // Node applies requestTimeout only while a request is still arriving (headers and body), so it is
       // upstream's ReadTimeout; a long poll whose body has arrived is not cut by it.
@@ -182,11 +190,34 @@ export class HttpService {
       return;
     }
     const code = err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 'RequestTimeout' : err.code === 'HPE_HEADER_OVERFLOW' ? 'HeaderTooLarge' : 'MalformedRequest';
+    if (code === 'RequestTimeout' && socket.bytesRead === 0 && !this.unreadGrace.has(socket)) {
+      this.graceUnread(err, socket);
+      return;
+    }
     if (code === 'RequestTimeout') this.timedOut.add(tcpSocket(socket));
     const c = classify(new HttpError(code));
     this.log.debug({ 'error.code': err.code, 'http.response.status_code': c.status, 'client.address': socket.remoteAddress }, 'HTTP client error');
     socket.end(rawErrorResponse(c));
     socket.destroySoon();
+  }
+
+  /**
+   * Node starts a connection's header deadline when it accepts it, and checks deadlines on a timer that
+   * runs before the event loop next reads its sockets. After a stall longer than read_header (a worker
+   * that accepted thousands of reconnecting agents at once on a starved box), connections whose requests
+   * were sent in time but not yet read were answered 408: 25 agents in a restart at 100,000. One with
+   * nothing read gets a second period, judged after the loop has read what is waiting; a client that
+   * sends nothing at all is closed at twice read_header (the connection cap's eviction still applies).
+   */
+  private graceUnread(err: NodeJS.ErrnoException, socket: Socket): void {
+    this.unreadGrace.add(socket);
+    const timer = setTimeout(() => setImmediate(() => {
+      socket.off('close', cancel);
+      // A request that began meanwhile is under Node's deadlines again (they restart with its first byte).
+      if (socket.bytesRead === 0 && !socket.destroyed) this.clientError(err, socket);
+    }), this.headerMs).unref();
+    const cancel = (): void => clearTimeout(timer);
+    socket.once('close', cancel);
   }
 
   async start(): Promise<void> {
