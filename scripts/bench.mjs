@@ -10,7 +10,7 @@ import { spawn, fork, execFileSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { cpuSeconds, cpuSecondsOf, pssKiB, rssEachKiB, rssKiB, sleep, startDouble, waitFor } from './bench/common.mjs';
+import { cpuSeconds, cpuSecondsOf, listenOverflows, pssKiB, rssEachKiB, rssKiB, sleep, startDouble, waitFor } from './bench/common.mjs';
 import { printOutcomes, runStorms, STORMS } from './bench/storm.mjs';
 
 const AGENTS = Number(process.env.BENCH_AGENTS ?? 10_000);
@@ -109,7 +109,7 @@ async function run(store) {
 
   const workers = Array.from({ length: WORKERS }, () => fork(new URL('./bench/agent-worker.mjs', import.meta.url)));
   // Where a phase's CPU goes: the primary alone, the whole server, the load generators (they share the cores).
-  const cpuSplit = () => ({ primary: cpuSecondsOf([server.pid]), server: cpuSeconds(server.pid), generators: cpuSecondsOf(workers.map((w) => w.pid)) });
+  const cpuSplit = () => ({ primary: cpuSecondsOf([server.pid]), server: cpuSeconds(server.pid), generators: cpuSecondsOf(workers.map((w) => w.pid)), overflows: listenOverflows() });
   const splitText = (a, b) => {
     const d = (k) => b[k] - a[k];
     return `primary ${fmt(d('primary'))}, workers ${fmt(d('server') - d('primary'))}, load generators ${fmt(d('generators'))}`;
@@ -147,6 +147,7 @@ async function run(store) {
   const holdStarted = performance.now();
   const monoHold = process.hrtime.bigint() / 1000n;
   const cpuHoldStart = cpuSeconds(server.pid);
+  const overflowsHold0 = listenOverflows();
   await all('hold', 'holding');
   // Every agent starts its poll at once: measure once the server holds them all (it may turn some away
   // and have them come back, or still be accepting them on a busy machine). Counted without a forced GC.
@@ -156,6 +157,7 @@ async function run(store) {
   const holdMs = performance.now() - holdStarted;
   const monoHeld = process.hrtime.bigint() / 1000n;
   const cpuHeld = cpuSeconds(server.pid);
+  const overflowsHeld = listenOverflows();
   let status = await all('status', 'status', () => ({ rev: 99 }));
   const held = status.reduce((s, x) => s + x.pending, 0);
   // Let the check-in bookkeeping flush (10 s) and the server give back what the burst left (memory-trim.ts:
@@ -253,6 +255,7 @@ async function run(store) {
   console.log(`server CPU seconds              enroll ${fmt(cpuEnrolled - cpuStart)}, first check-ins ${fmt(cpuCheckedIn - cpuEnrolled)}, whole run ${fmt(cpuEnd - cpuStart)}`);
   console.log(`  enroll                        ${splitText(cpuEnroll0, cpuEnroll1)}`);
   console.log(`  first check-ins               ${splitText(cpuEnroll1, cpuFirst1)}`);
+  console.log(`listen-queue overflows          enroll ${cpuEnroll1.overflows - cpuEnroll0.overflows}, first check-ins ${cpuFirst1.overflows - cpuEnroll1.overflows}, polls reaching the server ${overflowsHeld - overflowsHold0}  (the kernel's, system-wide: each a connection attempt a full accept queue dropped, retried by its client after ≥ 1 s)`);
   console.log(`check-in bodies                 ${GZIP_BODIES ? 'gzip (as Elastic Agent 9.4+)' : 'plain JSON'}`);
   console.log(`held long polls                 ${held} in flight at the agents, ${heldByServer} held by the server ${fmt(holdMs / 1000)} s after all agents started polling at once (server CPU ${fmt(cpuHeld - cpuHoldStart)} s; monotonic µs ${monoHold}–${monoHeld})`);
   console.log(`server CPU while holding        ${fmt(cpuHoldingPerS, 2)} s per second over the 25 s after all were held (bookkeeping, memory trim)`);
@@ -276,6 +279,7 @@ async function run(store) {
   console.log(`policy revision ${put.revision} reached      ${lat.length}/${total} agents`);
   console.log(`  p50 / p99 / 100%              ${fmt(pct(50) / 1000, 3)} s / ${fmt(pct(99) / 1000, 3)} s / ${fmt(lat.length === total ? lat[lat.length - 1] / 1000 : NaN, 3)} s   target 100% ≤ 5 s at 10,000 agents, ≤ 20 s at 100,000`);
   console.log(`  CPU seconds in the rollout    ${splitText(cpuRollout0, cpuRollout1)}  (monotonic µs ${monoStart}–${monoEnd})`);
+  console.log(`  listen-queue overflows        ${cpuRollout1.overflows - cpuRollout0.overflows}`);
   if (doubleAfter) console.log(`  Elasticsearch requests        ${rolloutRequests.map(([k, n]) => `${k} ${n}`).join(', ') || 'none'}  (during the rollout, all agents)`);
   console.log(`responses without an output key ${badKeys}`);
   console.log(`server RSS after the rollout    ${fmt(rssAfter / 1024)} MiB`);

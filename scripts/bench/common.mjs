@@ -115,3 +115,20 @@ export function cpuSecondsOf(pids) {
   }
   return ticks / TICKS_PER_SECOND;
 }
+
+/**
+ * The kernel's count of connections its listen queues dropped (TcpExt ListenOverflows, system-wide): each a
+ * SYN or handshake a full accept queue refused, which the client retries only after its 1-s (then 3, 7,
+ * 15 s…) retransmission timer. Undefined where /proc/net/netstat is not there.
+ */
+export function listenOverflows() {
+  try {
+    const lines = readFileSync('/proc/net/netstat', 'utf8').split('\n').filter((l) => l.startsWith('TcpExt:'));
+    const [names, values] = lines.map((l) => l.trim().split(/\s+/));
+    const at = names.indexOf('ListenOverflows');
+    return at < 0 ? undefined : Number(values[at]);
+  } catch {
+    return undefined;
+  }
+}
+

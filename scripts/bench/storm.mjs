@@ -3,7 +3,7 @@
 // started again on the same data and ports. Measured from both sides: the server's count of held polls
 // (/stats) says when all agents are back; the load generators say what they met on the way (statuses,
 // Retry-After values, resets, connections refused).
-import { childPids, sleep } from './common.mjs';
+import { childPids, listenOverflows, sleep } from './common.mjs';
 
 /** An agent not holding a poll again this long after the event counts as lost (issue 11). */
 const BACK_WITHIN_MS = 60_000;
@@ -58,9 +58,11 @@ async function workerCrash(ctx) {
   const victim = workers[0];
   const victimHeld = before?.fleet.workers?.find((w) => w.pid === victim)?.checkin?.held;
   const o0 = await outcomes(ctx);
+  const overflows0 = listenOverflows();
   const t0 = Date.now();
   process.kill(victim, 'SIGKILL');
   const back = await heldSamples(ctx, t0, { untilAll: true });
+  const overflows = listenOverflows() - overflows0;
   const o1 = await outcomes(ctx);
   const after = await serverStats(ctx);
   const d = summary(diff(o0, o1));
@@ -71,6 +73,7 @@ async function workerCrash(ctx) {
   console.log(`  resets seen by clients          ${describe(d.resets)}   (the killed worker's own connections close with it)`);
   printAnswers(d);
   console.log(`  connections refused             ${d.refused.n}`);
+  console.log(`  listen-queue overflows          ${overflows}   (the kernel's, system-wide: attempts dropped by a full accept queue, retried after ≥ 1 s)`);
   console.log(`  agents waiting to retry at end  ${back.waiting}`);
 }
 
@@ -78,12 +81,14 @@ async function restart(ctx) {
   console.log(`\nRestart (SIGTERM while the agents hold polls, then a new server on the same data dir and ports)`);
   const ready = await heldSamples(ctx, Date.now(), { untilAll: true });
   const o0 = await outcomes(ctx);
+  const overflows0 = listenOverflows();
   const t0 = Date.now();
   const exited = new Promise((r) => ctx.server.once('exit', (code, signal) => r(signal ?? code)));
   ctx.server.kill('SIGTERM');
   const exit = await exited;
   const tExit = Date.now();
   const o1 = await outcomes(ctx);
+  const overflowsDrain = listenOverflows() - overflows0;
 
   const server = ctx.start();
   server.stdout?.resume();
@@ -96,6 +101,7 @@ async function restart(ctx) {
     },
   });
   if (server.exitCode !== null || server.signalCode !== null) throw new Error(`the restarted server exited (${server.signalCode ?? server.exitCode})`);
+  const overflowsUp = listenOverflows() - overflows0 - overflowsDrain;
   const o3 = await outcomes(ctx);
   const drain = summary(diff(o0, o1));
   // No server accepting: from the old one's exit until the new one is healthy (all its workers ready).
@@ -114,6 +120,7 @@ async function restart(ctx) {
   console.log(`  resets seen by clients          ${describe(whole.resets)}   target 0 (drain ${drain.resets.n}, down ${down.resets.n}, up ${up.resets.n})`);
   console.log(`  refused, no server accepting    ${drain.refused.n + down.refused.n} (expected: drain ${drain.refused.n}, exit → healthy ${down.refused.n})`);
   console.log(`  refused, new server healthy     ${up.refused.n}`);
+  console.log(`  listen-queue overflows          drain ${overflowsDrain}, new server ${overflowsUp}   (the kernel's, system-wide: attempts dropped by a full accept queue, retried after ≥ 1 s)`);
   // The new server's own count since its start: what it refused on the check-in route, by reason.
   const c = (await serverStats({ ...ctx, server }))?.http_server.routes?.checkin;
   if (c) console.log(`  server's check-in route         ${c.total} requests; rate-limited ${c.limit_rate}, over max ${c.limit_max}, failed ${c.fail}, dropped ${c.drop}`);
@@ -127,12 +134,16 @@ function printBack(ctx, back, since) {
   const marks = MARKS_S.filter((s) => back.samples.some((x) => x.ms >= s * 1000)).map((s) => {
     const until = (MARKS_S[MARKS_S.indexOf(s) + 1] ?? Infinity) * 1000;
     const reading = back.samples.find((x) => x.ms >= s * 1000 && x.ms < until);
-    return `${s} s ${reading ? reading.held : 'no reading'}`;
+    return `${s} s ${reading ? heldText(reading) : 'no reading'}`;
   });
   if (back.allMs !== undefined) console.log(`  all holding again               ${fmtS(back.allMs)} ${since} (${back.last}/${ctx.total}; lost 0)`);
+  else if (back.lastPartial) console.log(`  all holding again               not seen: ≥ ${back.last}/${ctx.total} after ${fmtS(BACK_WITHIN_MS)} (${back.lastPartial} workers answered the last scrape)`);
   else console.log(`  all holding again               no: ${back.last}/${ctx.total} after ${fmtS(BACK_WITHIN_MS)}; lost ${ctx.total - back.last}`);
   console.log(`  held polls over time            ${marks.join(', ') || '-'}${back.unanswered ? `   (${back.unanswered} scrapes unanswered within 8 s)` : ''}`);
 }
+
+/** A held count; one summed over only the workers that answered is a lower bound, and says so. */
+const heldText = (r) => (r.partial ? `≥ ${r.held} (${r.partial} workers)` : String(r.held));
 
 function printAnswers(d) {
   const by = (pred) => Object.entries(d.status).filter(([k]) => pred(Number(k))).map(([k, n]) => `${k}: ${n}`).join(', ');
@@ -160,7 +171,10 @@ async function heldSamples(ctx, t0, { untilAll, onStats }) {
     // A scrape the server did not answer in time (busy, or down) is no reading, not "none held"; a
     // server that never answered counts as none.
     const count = s?.fleet?.checkin?.held;
-    if (count !== undefined) samples.push({ ms, held: count });
+    // Workers that did not answer the primary within its 5 s are left out of the sum: a lower bound.
+    const c = s?.fleet?.cluster;
+    const partial = c && c.answering < c.workers ? `${c.answering}/${c.workers}` : undefined;
+    if (count !== undefined) samples.push({ ms, held: count, partial });
     else unanswered++;
     const held = samples.at(-1)?.held ?? 0;
     if (untilAll && held >= ctx.total) {
@@ -173,7 +187,7 @@ async function heldSamples(ctx, t0, { untilAll, onStats }) {
   const o = await ctx.all('outcomes', 'outcomes');
   const waiting = o.reduce((n, x) => n + x.n - x.pending, 0);
   if (samples.length === 0) samples.push({ ms: Date.now() - t0, held: 0 });
-  return { samples, allMs, last: samples.at(-1).held, waiting, unanswered };
+  return { samples, allMs, last: samples.at(-1).held, lastPartial: samples.at(-1).partial, waiting, unanswered };
 }
 
 async function serverStats(ctx) {
