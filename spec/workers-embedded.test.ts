@@ -227,3 +227,52 @@ test.each(['plain HTTP', 'TLS'])('a full worker hands new connections to the oth
     }
   });
 });
+
+test('a burst beyond one accept queue per worker waits in the kernel while the workers are busy, instead of being dropped', async () => {
+  await twoWorkers([], async (server, metricsPort) => {
+    const listening = server.logs().filter((l) => l['message'] === 'fleet-server listening');
+    expect(listening).toHaveLength(2);
+    // The kernel's queue per listening socket: the backlog the server asks for is capped at net.core.somaxconn.
+    const backlog = Number(readFileSync('/proc/sys/net/core/somaxconn', 'utf8').trim());
+    for (const l of listening) expect(l['server.accept_queues']).toBe(Math.max(1, Math.min(8, Math.ceil((l['connections.cap'] as number) / backlog))));
+    const perWorker = listening[0]!['server.accept_queues'] as number;
+    if (perWorker < 2) {
+      // A kernel queue longer than a worker's connection cap: one socket per worker holds any burst it could take.
+      expect(backlog).toBeGreaterThanOrEqual(listening[0]!['connections.cap'] as number);
+      return;
+    }
+    const pids = workersOf(await stats(metricsPort)).map((w) => w.pid);
+    // More connections than one queue per worker holds, fewer than what the workers' queues hold.
+    const n = 2 * backlog + 1000;
+    const sockets: net.Socket[] = [];
+    const answers: string[] = Array.from({ length: n }, () => '');
+    let connected = 0;
+    let failed = 0;
+    for (const pid of pids) process.kill(pid, 'SIGSTOP');
+    try {
+      for (let i = 0; i < n; i++) {
+        // Source addresses of their own: n connections to one port from one address would crowd the ephemeral ports.
+        const s = net.connect({ port: server.port, host: '127.0.0.1', localAddress: `127.0.${1 + (i % 16)}.${2 + Math.floor(i / 16) % 200}` }, () => {
+          connected++;
+          s.write('GET /api/status HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n');
+        });
+        s.on('data', (d) => (answers[i] += d.toString()));
+        s.on('error', () => failed++);
+        sockets.push(s);
+      }
+      // Every connection completes its handshake with the workers stopped: none waits on a dropped SYN's retry.
+      for (let waited = 0; connected < n && failed === 0 && waited < 10_000; waited += 100) await new Promise((r) => setTimeout(r, 100));
+      expect({ connected, failed }).toEqual({ connected: n, failed: 0 });
+    } finally {
+      for (const pid of pids) process.kill(pid, 'SIGCONT');
+    }
+    try {
+      // Then each is answered (the status route's limit may say 429), none reset.
+      await statsUntil(metricsPort, () => answers.every((a) => a.includes('\r\n\r\n')) || failed > 0, 'every queued connection answered');
+      expect(failed).toBe(0);
+      expect(answers.filter((a) => !/^HTTP\/1\.1 (200|429) /.test(a))).toEqual([]);
+    } finally {
+      for (const s of sockets) s.destroy();
+    }
+  });
+});
