@@ -10,11 +10,7 @@
 // accept callback, as if its own socket had accepted it (the connection guard, handoffs and TLS apply as
 // for any other): the same work, with room in the kernel to wait for it.
 import net from 'node:net';
-
-/** Node's listening handle (`server._handle`): its accept callback is `onconnection(status, client)`. */
-interface ListenHandle {
-  onconnection: (this: ListenHandle, status: number, client?: unknown) => void;
-}
+import type { ListenHandle } from './handoff';
 
 /** At most this many sockets per worker and port (the listener's own included). */
 const MAX_QUEUES = 8;
