@@ -18,7 +18,7 @@ export interface ClientHandle {
 }
 
 /** Node's listening handle (`server._handle`): its accept callback is `onconnection(status, client)`. */
-export interface ListenHandle {
+interface ListenHandle {
   onconnection: (this: ListenHandle, status: number, client?: ClientHandle) => void;
 }
 

@@ -12,7 +12,6 @@ import type { FleetServerConfig } from '../config/config';
 import { ROUTES as ROUTE_NAMES, type ResolvedLimits, type RouteName } from '../config/limits';
 import { FleetError, isFleetError } from '../fleet/errors';
 import type { Fleet } from '../fleet/fleet';
-import { acceptQueueCount, addAcceptQueues } from './accept-queues';
 import { checkApiVersion, DEFAULT_API_VERSION } from './api-version';
 import { BodyBudget, decodeBinary, decodeJson, readBody } from './body';
 import { CertificateReloader } from './cert-reload';
@@ -87,8 +86,6 @@ export class HttpService {
   /** Connections given a second header period because nothing of them had been read yet (clientError). */
   private readonly unreadGrace = new WeakSet<Socket>();
   private inFlight = 0;
-  /** The external listener's extra sockets on its port, accepting into it (accept-queues.ts). */
-  private acceptQueues: net.Server[] = [];
   /** Upgraded sessions (OpAMP WebSockets): told to close when the server stops. */
   private readonly sessions = new Set<{ stop: AbortController; ended: Promise<void> }>();
   /** Upstream's max_connections: a cap on requests in flight (its chi Throttle), not on sockets. */
@@ -209,7 +206,7 @@ export class HttpService {
    * runs before the event loop next reads its sockets. After a stall longer than read_header (a worker
    * that accepted thousands of reconnecting agents at once on a starved box), connections whose requests
    * were sent in time but not yet read were answered 408 (the likely cause of the 25–27 408s restarts at
-   * 100,000 agents met; none in the two runs since). One with
+   * 100,000 agents met; none in the three runs since). One with
    * nothing read gets a second period, judged after the loop has read what is waiting; a client that
    * sends nothing at all is closed at twice read_header (the connection cap's eviction still applies).
    */
@@ -231,13 +228,7 @@ export class HttpService {
     this.servers.push(external);
     this.handoff?.attach(external);
     const port = (external.address() as AddressInfo).port;
-    if (this.options.reusePort) {
-      const backlog = listenBacklog();
-      this.acceptQueues = await addAcceptQueues(external, s.host, port, backlog, acceptQueueCount(this.guard.limits.cap, backlog) - 1,
-        (err) => this.log.warn({ err }, 'listener error'));
-    }
-    this.log.info({ 'server.address': `${s.host}:${port}`, tls: s.tls.enabled, 'connections.cap': this.guard.limits.cap,
-      'server.accept_queues': 1 + this.acceptQueues.length }, 'fleet-server listening');
+    this.log.info({ 'server.address': `${s.host}:${port}`, tls: s.tls.enabled, 'connections.cap': this.guard.limits.cap }, 'fleet-server listening');
     if (!s.tls.enabled) this.log.warn('Exposed over insecure HTTP; enablement of TLS is strongly recommended');
     if (s.internalPort > 0 && s.internalPort !== port) {
       const internal = this.createServer(this.internalGuard);
@@ -300,7 +291,6 @@ export class HttpService {
     // way: it meets a reset (15 of 50,000 agents in a bench restart). A connection idle longer than
     // IDLE_GRACE_MS is closed now; one that became idle more recently gets until then, and a request it
     // brings is answered (held polls are let go now, and every answer says Connection: close).
-    for (const q of this.acceptQueues) q.close();
     const closed = this.servers.map((s) => new Promise<void>((r) => net.Server.prototype.close.call(s, () => r())));
     const guards = [this.guard, this.internalGuard];
     if (guards.reduce((n, g) => n + g.closeIdle(IDLE_GRACE_MS), 0) > 0) {
