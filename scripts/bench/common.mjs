@@ -116,6 +116,9 @@ export function cpuSecondsOf(pids) {
   return ticks / TICKS_PER_SECOND;
 }
 
+/** What the printed overflow counts are, said once beside each. */
+export const OVERFLOWS_MEANING = "the kernel's, system-wide: attempts a full accept queue dropped, each retried by its client after ≥ 1 s";
+
 /**
  * The kernel's count of connections its listen queues dropped (TcpExt ListenOverflows, system-wide): each a
  * SYN or handshake a full accept queue refused, which the client retries only after its 1-s (then 3, 7,
@@ -131,4 +134,3 @@ export function listenOverflows() {
     return undefined;
   }
 }
-

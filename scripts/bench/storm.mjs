@@ -3,7 +3,7 @@
 // started again on the same data and ports. Measured from both sides: the server's count of held polls
 // (/stats) says when all agents are back; the load generators say what they met on the way (statuses,
 // Retry-After values, resets, connections refused).
-import { childPids, listenOverflows, sleep } from './common.mjs';
+import { childPids, listenOverflows, OVERFLOWS_MEANING, sleep } from './common.mjs';
 
 /** An agent not holding a poll again this long after the event counts as lost (issue 11). */
 const BACK_WITHIN_MS = 60_000;
@@ -73,7 +73,7 @@ async function workerCrash(ctx) {
   console.log(`  resets seen by clients          ${describe(d.resets)}   (the killed worker's own connections close with it)`);
   printAnswers(d);
   console.log(`  connections refused             ${d.refused.n}`);
-  console.log(`  listen-queue overflows          ${overflows}   (the kernel's, system-wide: attempts dropped by a full accept queue, retried after ≥ 1 s)`);
+  console.log(`  listen-queue overflows          ${overflows}   (${OVERFLOWS_MEANING})`);
   console.log(`  agents waiting to retry at end  ${back.waiting}`);
 }
 
@@ -120,7 +120,7 @@ async function restart(ctx) {
   console.log(`  resets seen by clients          ${describe(whole.resets)}   target 0 (drain ${drain.resets.n}, down ${down.resets.n}, up ${up.resets.n})`);
   console.log(`  refused, no server accepting    ${drain.refused.n + down.refused.n} (expected: drain ${drain.refused.n}, exit → healthy ${down.refused.n})`);
   console.log(`  refused, new server healthy     ${up.refused.n}`);
-  console.log(`  listen-queue overflows          drain ${overflowsDrain}, new server ${overflowsUp}   (the kernel's, system-wide: attempts dropped by a full accept queue, retried after ≥ 1 s)`);
+  console.log(`  listen-queue overflows          drain ${overflowsDrain}, new server ${overflowsUp}   (${OVERFLOWS_MEANING})`);
   // The new server's own count since its start: what it refused on the check-in route, by reason.
   const c = (await serverStats({ ...ctx, server }))?.http_server.routes?.checkin;
   if (c) console.log(`  server's check-in route         ${c.total} requests; rate-limited ${c.limit_rate}, over max ${c.limit_max}, failed ${c.fail}, dropped ${c.drop}`);

@@ -206,9 +206,9 @@ export class HttpService {
    * runs before the event loop next reads its sockets. After a stall longer than read_header (a worker
    * that accepted thousands of reconnecting agents at once on a starved box), connections whose requests
    * were sent in time but not yet read were answered 408 (the likely cause of the 25–27 408s restarts at
-   * 100,000 agents met; none in the three runs since). One with
-   * nothing read gets a second period, judged after the loop has read what is waiting; a client that
-   * sends nothing at all is closed at twice read_header (the connection cap's eviction still applies).
+   * 100,000 agents met; none in the three runs since). One with nothing read gets a second period,
+   * judged after the loop has read what is waiting; a client that sends nothing at all is closed at twice
+   * read_header (the connection cap's eviction still applies).
    */
   private graceUnread(err: NodeJS.ErrnoException, socket: Socket): void {
     this.unreadGrace.add(socket);
