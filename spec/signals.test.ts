@@ -82,7 +82,9 @@ test.each([
 ])('SIGTERM at %s: a drain and exit 0', async (_name, workers, line) => {
   for (let i = 0; i < 3; i++) {
     const server = await startFleetServer({ readyText: line, overrides: [`inputs.0.server.workers=${workers}`] });
-    expect(await server.stop()).toBe(0);
+    const code = await server.stop();
+    // With the server's own account of its stop beside the code: CI once saw exit 1 here, with nothing to say why.
+    expect({ code, stderr: code === 0 ? '' : server.stderr }).toEqual({ code: 0, stderr: '' });
     expect(server.stderr).toContain('fleet-server stopped');
     removeDir(server.dataDir);
   }
