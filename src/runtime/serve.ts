@@ -32,7 +32,7 @@ export function serveUntilStopped(server: ServerInstance | Promise<ServerInstanc
   let opened: ServerInstance | undefined;
   return stopOnSignals(log, config.server.timeouts.drainMs + 5000, async () => {
     opened = await Promise.resolve(server).catch(() => undefined);
-    await opened?.stop({ spread: true });
+    return opened?.stop({ spread: true });
   }, { phase: () => opened?.stopPhase ?? 'opening the store' });
 }
 
@@ -40,7 +40,7 @@ export function serveUntilStopped(server: ServerInstance | Promise<ServerInstanc
  * On the first of SIGTERM, SIGINT or the returned function's call: `drain`, then exit 0; past `deadlineMs`
  * `overrun` and exit 1, logging the drain's `phase`. SIGHUP reopens the log files (signals.ts).
  */
-export function stopOnSignals(log: Logger, deadlineMs: number, drain: () => Promise<void>,
+export function stopOnSignals(log: Logger, deadlineMs: number, drain: () => Promise<object | void>,
   { overrun, phase }: { overrun?: () => void; phase?: () => string } = {}): (reason: string) => void {
   let stopping = false;
   const stop = async (signal: string): Promise<void> => {
@@ -54,8 +54,8 @@ export function stopOnSignals(log: Logger, deadlineMs: number, drain: () => Prom
     }, deadlineMs);
     hard.unref();
     try {
-      await drain();
-      log.info('fleet-server stopped');
+      const timings = await drain();
+      log.info({ ...timings }, 'fleet-server stopped');
       log.flush();
     } finally {
       process.exitCode = 0;

@@ -11,6 +11,19 @@ import { openStore } from '../store/open';
 import type { Store } from '../store/port';
 import { Backoff, sleep } from '../util/backoff';
 
+/** How long each step of a stop took, logged with its end (a drain near its deadline says which step to look at). */
+export interface StopTimings {
+  /** Answering the held polls (spread over most of the drain window when leaving for good). */
+  'stop.answer_ms': number;
+  /** Requests in flight after that, until every connection closed. */
+  'stop.drain_ms': number;
+  /** Requests (held polls among them) still in flight at the drain's deadline, their connections closed. */
+  'stop.cut_requests': number;
+  /** The monitors stopped and the last check-in records written. */
+  'stop.write_ms': number;
+  'stop.close_ms': number;
+}
+
 export class ServerInstance {
   private metrics: http.Server | undefined;
   private readonly stopping = new AbortController();
@@ -70,7 +83,7 @@ export class ServerInstance {
    * (`spread`), the answers are spread over most of the drain window so that agents move to the other
    * instances smoothly; a restart in place answers them at once.
    */
-  async stop(opts: { spread?: boolean } = {}): Promise<void> {
+  async stop(opts: { spread?: boolean } = {}): Promise<StopTimings> {
     // A start still waiting for the store gives up; one mid-way is stopped by the fleet's stop below. A stop
     // that comes while the listeners are still opening (a signal just after the first log lines) waits
     // for them, so that it closes them.
@@ -78,13 +91,25 @@ export class ServerInstance {
     await this.starting?.catch(() => undefined);
     const drainMs = this.config.server.timeouts.drainMs;
     this.phase = 'draining';
-    await this.http.stop(drainMs, () => this.fleet.releaseHeld(opts.spread ? Math.floor(drainMs * 0.8) : 0));
+    const t0 = performance.now();
+    let released: number | undefined;
+    const cut = await this.http.stop(drainMs, async () => {
+      await this.fleet.releaseHeld(opts.spread ? Math.floor(drainMs * 0.8) : 0);
+      released = performance.now();
+    });
+    if (cut > 0) this.log.warn({ 'stop.cut_requests': cut, 'timeouts.drain_ms': drainMs }, 'requests still in flight at the end of the drain window; their connections were closed');
     // With every connection closed: what is left is the store's (a deadline that cuts it resets no agent).
     this.phase = 'stopping';
+    const t1 = performance.now();
+    // Not yet if the window ran out (the release goes on until the connections close): the window's end.
+    const answered = released ?? t1;
     await this.fleet.stop();
     this.metrics?.close();
     this.phase = 'closing the store';
+    const t2 = performance.now();
     await this.store.close();
+    const ms = (a: number, b: number): number => Math.round(b - a);
+    return { 'stop.answer_ms': ms(t0, answered), 'stop.drain_ms': ms(answered, t1), 'stop.cut_requests': cut, 'stop.write_ms': ms(t1, t2), 'stop.close_ms': ms(t2, performance.now()) };
   }
 
   private async startWhenReady(requireVersion?: string): Promise<void> {
