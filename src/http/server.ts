@@ -299,7 +299,7 @@ export class HttpService {
     const started = Date.now();
     // Every held poll is answered, however long a starved process takes: closing the rest at the end of
     // the window was tried (100,000 agents, six workers sharing two cores with the load generators) and
-    // cut 33,351 polls for a stop no shorter, against 2,230 cut by the deadline's kill without it.
+    // cut 33,351 polls for a stop no shorter, against 0-2,230 cut by the deadlines' kill without it.
     await beforeDrain();
     const sessions = [...this.sessions];
     for (const s of sessions) s.stop.abort();

@@ -92,24 +92,22 @@ export class ServerInstance {
     const drainMs = this.config.server.timeouts.drainMs;
     this.phase = 'draining';
     const t0 = performance.now();
-    let released: number | undefined;
+    let released = t0;
     const cut = await this.http.stop(drainMs, async () => {
       await this.fleet.releaseHeld(opts.spread ? Math.floor(drainMs * 0.8) : 0);
       released = performance.now();
     });
-    if (cut > 0) this.log.warn({ 'stop.cut_requests': cut, 'timeouts.drain_ms': drainMs }, 'requests still in flight at the end of the drain window; their connections were closed');
+    if (cut > 0) this.log.warn({ 'stop.cut_requests': cut, 'timeouts.drain_ms': drainMs }, 'requests still in flight at the drain deadline; their connections were closed');
     // With every connection closed: what is left is the store's (a deadline that cuts it resets no agent).
     this.phase = 'stopping';
     const t1 = performance.now();
-    // Not yet if the window ran out (the release goes on until the connections close): the window's end.
-    const answered = released ?? t1;
     await this.fleet.stop();
     this.metrics?.close();
     this.phase = 'closing the store';
     const t2 = performance.now();
     await this.store.close();
     const ms = (a: number, b: number): number => Math.round(b - a);
-    return { 'stop.answer_ms': ms(t0, answered), 'stop.drain_ms': ms(answered, t1), 'stop.cut_requests': cut, 'stop.write_ms': ms(t1, t2), 'stop.close_ms': ms(t2, performance.now()) };
+    return { 'stop.answer_ms': ms(t0, released), 'stop.drain_ms': ms(released, t1), 'stop.cut_requests': cut, 'stop.write_ms': ms(t1, t2), 'stop.close_ms': ms(t2, performance.now()) };
   }
 
   private async startWhenReady(requireVersion?: string): Promise<void> {
