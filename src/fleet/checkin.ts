@@ -143,7 +143,7 @@ export class CheckinService {
       let next = 0;
       const tick = (): void => {
         // All that are due by now: a tick that comes late (an event loop busy with thousands of answers)
-        // catches up, rather than leaving the rest for the drain deadline to cut. At most a batch per turn
+        // catches up, rather than leaving the rest for the process's deadline to cut. At most a batch per turn
         // of the loop was measured and not kept: at 100,000 agents on six workers sharing two cores with
         // the load generators, the drain answered 59,500-65,200 polls in its first 15 s against 77,700-92,700.
         const due = Math.max(next + 1, Math.ceil((polls.length * (performance.now() - started)) / spanMs));

@@ -280,7 +280,8 @@ export class HttpService {
 
   /**
    * Stops accepting, runs `beforeDrain` (held polls answered), lets in-flight requests finish within
-   * `drainMs` of the call, then closes. Resolves with the number of requests cut (still in flight then).
+   * `drainMs` of the call (a second at least after `beforeDrain` ends), then closes. Resolves with the
+   * number of requests cut (still in flight then; OpAMP sessions are ended apart and not counted).
    */
   async stop(drainMs: number, beforeDrain: () => Promise<void>): Promise<number> {
     this.draining = true;

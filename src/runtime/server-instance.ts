@@ -17,7 +17,10 @@ export interface StopTimings {
   'stop.answer_ms': number;
   /** Requests in flight after that, until every connection closed. */
   'stop.drain_ms': number;
-  /** Requests (held polls among them) still in flight at the drain's deadline, their connections closed. */
+  /**
+   * Requests still in flight at the drain's deadline, their connections closed: slow bodies and readers
+   * (every held poll is answered first, a second at least before it).
+   */
   'stop.cut_requests': number;
   /** The monitors stopped and the last check-in records written. */
   'stop.write_ms': number;
