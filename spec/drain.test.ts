@@ -51,6 +51,10 @@ test('held polls are answered oldest first, spread out, with Connection: close; 
     const mean = (xs: number[]): number => xs.reduce((s, x) => s + x, 0) / xs.length;
     expect(mean([0, 1, 2, 3, 4, 5, 6, 7, 8, 9].map(rank))).toBeLessThan(mean([30, 31, 32, 33, 34, 35, 36, 37, 38, 39].map(rank)));
     expect(await stopped).toBe(0);
+    // Its last line says where the stop went: the spread answers took most of it, nothing was cut.
+    const end = server.logs().find((l) => l['message'] === 'fleet-server stopped');
+    expect(end).toMatchObject({ 'stop.cut_requests': 0, 'stop.write_ms': expect.any(Number), 'stop.close_ms': expect.any(Number) });
+    expect(end!['stop.answer_ms']).toBeGreaterThanOrEqual(200);
   } finally {
     keepAlive.destroy();
     await server.stop();

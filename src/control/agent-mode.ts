@@ -6,7 +6,7 @@ import type { Logger } from 'pino';
 import { buildConfig, type FleetServerConfig } from '../config/config';
 import { loadRawConfig, type RawConfig } from '../config/raw';
 import { createLogger, normalizeLevel } from '../logging/logger';
-import { ServerInstance } from '../runtime/server-instance';
+import { ServerInstance, type StopTimings } from '../runtime/server-instance';
 import { jsonEqual } from '../util/json-equal';
 import { handleSignals } from '../runtime/signals';
 import type { HealthStatus } from '../fleet/self-monitor';
@@ -58,13 +58,15 @@ export class AgentMode {
   }
 
   /** SIGTERM: report STOPPING, drain, stop the streams. */
-  async shutdown(): Promise<void> {
+  /** Resolves with the server's stop timings (ServerInstance.stop), none if no server was running. */
+  async shutdown(): Promise<StopTimings | undefined> {
     this.shuttingDown = true;
     if (this.bootstrapTimer) clearTimeout(this.bootstrapTimer);
     this.report({ state: 'STOPPING', message: 'Stopping' });
     await this.queue.catch(() => undefined);
-    await this.stopServer({ spread: true });
+    const timings = await this.stopServer({ spread: true });
     await this.client.stop();
+    return timings;
   }
 
   private onChange(changes: UnitChanges): void {
@@ -229,13 +231,13 @@ export class AgentMode {
   }
 
   /** `spread` when leaving for good (see ServerInstance.stop); a reconfiguration restarts at once. */
-  private async stopServer(opts: { spread?: boolean } = {}): Promise<void> {
+  private async stopServer(opts: { spread?: boolean } = {}): Promise<StopTimings | undefined> {
     const server = this.server;
-    if (!server) return;
+    if (!server) return undefined;
     this.server = undefined;
     this.unsubscribeHealth?.();
     this.unsubscribeHealth = undefined;
-    await server.stop(opts);
+    return server.stop(opts);
   }
 }
 
@@ -255,8 +257,9 @@ export async function runAgentMode(overrides: string[]): Promise<void> {
     log.info({ signal }, 'fleet-server stopping');
     // The agent kills the process 25 s after SIGTERM; finish well before.
     setTimeout(() => process.exit(0), 20_000).unref();
-    void agent.shutdown().finally(() => {
-      log.info('fleet-server stopped');
+    let timings: StopTimings | undefined;
+    void agent.shutdown().then((t) => (timings = t)).finally(() => {
+      log.info({ ...timings }, 'fleet-server stopped');
       log.flush();
       setImmediate(() => process.exit(0));
     });
