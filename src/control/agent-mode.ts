@@ -57,8 +57,7 @@ export class AgentMode {
     this.client.start();
   }
 
-  /** SIGTERM: report STOPPING, drain, stop the streams. */
-  /** Resolves with the server's stop timings (ServerInstance.stop), none if no server was running. */
+  /** SIGTERM: report STOPPING, drain, stop the streams; the server's stop timings, if one was running. */
   async shutdown(): Promise<StopTimings | undefined> {
     this.shuttingDown = true;
     if (this.bootstrapTimer) clearTimeout(this.bootstrapTimer);

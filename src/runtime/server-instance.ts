@@ -24,6 +24,7 @@ export interface StopTimings {
   'stop.cut_requests': number;
   /** The monitors stopped and the last check-in records written. */
   'stop.write_ms': number;
+  /** The store closed. */
   'stop.close_ms': number;
 }
 
