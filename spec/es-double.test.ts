@@ -38,12 +38,15 @@ test('product header, version info and service-token authentication', async () =
 });
 
 test('GET is realtime, search sees only refreshed writes, refresh=wait_for waits for the refresh', async () => {
+  // No periodic refresh between the write and the search below, however slow the machine (CI once saw one).
+  es.holdRefresh(true);
   const r = await client.index({ index: '.fleet-agents', id: 'a1', document: { active: true, type: 'PERMANENT', policy_id: 'p1' } });
   expect(r.result).toBe('created');
   expect(r._index).toBe('.fleet-agents-7');
   expect((await client.get({ index: '.fleet-agents', id: 'a1' })).found).toBe(true);
   const before = await client.search({ index: '.fleet-agents', query: { term: { policy_id: 'p1' } } });
   expect(before.hits.hits).toHaveLength(0);
+  es.holdRefresh(false);
   const t0 = Date.now();
   const w = await client.index({ index: '.fleet-agents', id: 'a2', document: { active: true, policy_id: 'p1' }, refresh: 'wait_for' });
   expect(w.forced_refresh).toBeUndefined();

@@ -518,7 +518,9 @@ describe('store write errors', () => {
   });
 
   test('disk full (the server may not grow its files): 503, DEGRADED until a write succeeds, and nothing answered 200 lost', async () => {
-    const server = await startFleetServer();
+    // The failed bookkeeping flush is retried every 2 s, not 10: the wait for HEALTHY again below is then
+    // not mostly the flush interval (CI once passed its 15 s with two runs sharing the machine).
+    const server = await startFleetServer({ overrides: ['inputs.0.server.bulk.checkin_flush_interval=2s'] });
     const pid = server.child.pid!;
     const limitFileSize = (bytes: string): void => {
       try {

@@ -74,6 +74,8 @@ export class EsDouble {
   private readonly sockets = new Set<Socket>();
   private readonly routes: Route[] = [];
   private refreshTimer: NodeJS.Timeout | undefined;
+  /** Periodic refreshes skipped (holdRefresh): a test can then see what is not yet refreshed whatever the timing. */
+  private refreshHeld = false;
   private saveTimer: NodeJS.Timeout | undefined;
   private port: number;
   private readonly host: string;
@@ -113,10 +115,17 @@ export class EsDouble {
     this.port = (server.address() as { port: number }).port;
     this.server = server;
     if (this.refreshIntervalMs > 0 && !this.refreshTimer) {
-      this.refreshTimer = setInterval(() => this.cluster.refreshAll(), this.refreshIntervalMs);
+      this.refreshTimer = setInterval(() => {
+        if (!this.refreshHeld) this.cluster.refreshAll();
+      }, this.refreshIntervalMs);
       this.refreshTimer.unref();
     }
     return this;
+  }
+
+  /** Skips the periodic refreshes until released (explicit and refresh=true ones still happen). */
+  holdRefresh(held: boolean): void {
+    this.refreshHeld = held;
   }
 
   /** Stops listening and drops every connection, as a crashed or stopped node would. */
