@@ -135,3 +135,38 @@ test('flush commits what is pending at once (before closing)', async () => {
   expect(count()).toBe(1);
   await ack;
 });
+
+test('a COMMIT comes at least the gap after the one before: writes meanwhile wait for it together', async () => {
+  let clock = 0;
+  let spacedCommits = 0;
+  const spaced = new GroupCommit(db, {
+    durable: () => Promise.resolve(), failed: (err) => err, totalChanges: () => 0, committed: () => { spacedCommits++; },
+  }, { gapMs: 60_000, now: () => clock });
+  const insert = db.prepare('INSERT INTO t (v) VALUES (?)');
+  const turn = (): Promise<unknown> => new Promise((r) => setImmediate(r));
+  // The first write after a quiet spell commits in its own turn.
+  await spaced.write(() => insert.run('a'));
+  expect(count()).toBe(1);
+  // 50 ms before the gap ends: a write is held in an open transaction past its turn...
+  clock = 59_950;
+  const b = spaced.write(() => insert.run('b'));
+  await turn();
+  expect(count()).toBe(1);
+  // ...and the writes that come meanwhile share its COMMIT, when the gap has passed.
+  const c = spaced.write(() => insert.run('c'));
+  await Promise.all([b, c]);
+  expect(count()).toBe(3);
+  expect(spacedCommits).toBe(2);
+  // Closing commits what is held at once, however soon (a gap of 60 s from the last COMMIT here).
+  const d = spaced.write(() => insert.run('d'));
+  await turn();
+  expect(count()).toBe(3);
+  spaced.flush();
+  await d;
+  expect(count()).toBe(4);
+  // Past the gap, a write commits in its own turn again.
+  clock = 200_000;
+  await spaced.write(() => insert.run('e'));
+  expect(count()).toBe(5);
+  expect(spacedCommits).toBe(4);
+});

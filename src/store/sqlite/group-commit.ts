@@ -9,6 +9,12 @@
 // write until it ends: those writes could not be acknowledged before the next flush anyway, and one
 // COMMIT for all of them writes each page they share (an index, a table's last page) to the WAL once.
 // Under load a first check-in arrived about once per turn, so each had a COMMIT of its own.
+// A COMMIT also starts at least COMMIT_GAP_MS after the one before: on a disk that flushes in ~0.2 ms a
+// group was otherwise a write or two, and every COMMIT costs its WAL pages, a flush (a disk operation:
+// cloud volumes cap them per second) and a checkpoint's share. A lone write after a quiet spell still
+// commits in its own turn; under load the writes of the gap share one COMMIT. Measured at 30,000 agents on
+// six workers, alternating (load 3-4): device flushes over the run 9,250 -> 3,570, first check-ins
+// 1,561 / 1,988 / 1,928 -> 1,722 / 2,144 / 2,137 per second; a write waits at most the gap longer.
 import type { DatabaseSync } from 'node:sqlite';
 
 interface Waiter {
@@ -41,12 +47,29 @@ export interface GroupCommitHooks {
   wrote?(): void;
 }
 
+/** Least time from one COMMIT's start to the next (see the top of this file). */
+export const COMMIT_GAP_MS = 5;
+
+export interface GroupCommitOptions {
+  /** Least time from one COMMIT's start to the next (default COMMIT_GAP_MS). */
+  gapMs?: number;
+  /** A monotonic clock in milliseconds (tests). */
+  now?: () => number;
+}
+
 export class GroupCommit {
   private group: Group | undefined;
   /** A committed group's flush is under way: the open group commits when it ends. */
   private flushing = false;
+  private lastCommitAt = Number.NEGATIVE_INFINITY;
+  private timer: NodeJS.Timeout | undefined;
+  private readonly gapMs: number;
+  private readonly now: () => number;
 
-  constructor(private readonly db: DatabaseSync, private readonly hooks: GroupCommitHooks) {}
+  constructor(private readonly db: DatabaseSync, private readonly hooks: GroupCommitHooks, opts: GroupCommitOptions = {}) {
+    this.gapMs = opts.gapMs ?? COMMIT_GAP_MS;
+    this.now = opts.now ?? (() => performance.now());
+  }
 
   /** Runs fn now, inside the turn's transaction; resolves with its result once that has committed. */
   write<T>(fn: () => T, changed: readonly string[] = []): Promise<T> {
@@ -93,13 +116,16 @@ export class GroupCommit {
     this.db.exec('BEGIN IMMEDIATE');
     const g: Group = { waiters: [], changed: new Set(), changesBefore: this.hooks.totalChanges(), changesUndone: 0 };
     this.group = g;
-    if (!this.flushing) setImmediate(() => this.commit(g));
+    if (!this.flushing) this.schedule(g);
     return g;
   }
 
   private commit(g: Group): void {
     if (this.group !== g) return;
     this.group = undefined;
+    clearTimeout(this.timer);
+    this.timer = undefined;
+    this.lastCommitAt = this.now();
     try {
       this.db.exec('COMMIT');
     } catch (err) {
@@ -127,7 +153,13 @@ export class GroupCommit {
   private flushed(): void {
     this.flushing = false;
     const next = this.group;
-    if (next) setImmediate(() => this.commit(next));
+    if (next) this.schedule(next);
+  }
+
+  private schedule(g: Group): void {
+    const wait = this.lastCommitAt + this.gapMs - this.now();
+    if (wait > 0) this.timer = setTimeout(() => this.commit(g), wait);
+    else setImmediate(() => this.commit(g));
   }
 
   private abort(g: Group, err: unknown): void {
