@@ -29,6 +29,7 @@ import { describeError, withContext } from '../util/error-text';
 import { NODE_FLAGS } from '../version';
 import { clusterStats, type WorkerStats } from './cluster-stats';
 import { HandoffRouter } from './handoff-router';
+import { ListenersClosedBarrier, OTHERS_CLOSED_WAIT_MS } from './listeners-closed';
 import { startMemoryTrim, TRIM_EVERY_MS, TrimDecider, trimPhaseMs } from './memory-trim';
 import { isSingleExecutable, missingStartEnv } from './node-flags';
 import { openServer, serveUntilStopped, stopOnSignals } from './serve';
@@ -38,6 +39,8 @@ import { ENV_STORE_SOCKET, type StoreOwner } from './store-owner';
 
 /** primary → worker */
 type ToWorker = { t: 'init'; ticketKeys: string } | { t: 'stats'; id: number; gc: boolean } | { t: 'stop' }
+  /** Every worker's listeners are closed: answer the held polls (listeners-closed.ts). */
+  | { t: 'answer' }
   /** How many workers serve now: each takes that share of the server's limits. */
   | { t: 'serving'; workers: number }
   /** Whether another worker has room for connections (handoff.ts). */
@@ -51,7 +54,9 @@ type ToPrimary = { t: 'hello' } | { t: 'ready' } | { t: 'failed'; reason: string
   /** A connection it has no room for (its handle comes with the message). */
   | { t: 'handoff' }
   /** Whether it took the connection of that `adopt`. */
-  | { t: 'adopted'; id: number; taken: boolean };
+  | { t: 'adopted'; id: number; taken: boolean }
+  /** Stopping, it has closed its listeners; it answers its held polls when told (listeners-closed.ts). */
+  | { t: 'closed' };
 
 const ENV_SIZE = 'FLEET_SERVER_WORKERS';
 const ENV_SLOT = 'FLEET_SERVER_WORKER_SLOT';
@@ -113,6 +118,8 @@ export async function runWorker(config: FleetServerConfig): Promise<void> {
   let reshare: ((workers: number) => void) | undefined;
   let http: HttpService | undefined;
   let initialised: (ticketKeys: Buffer) => void = ignore;
+  let answer: () => void = ignore;
+  const othersClosed = new Promise<void>((resolve) => (answer = resolve));
   const ticketKeys = new Promise<Buffer>((resolve) => (initialised = resolve));
   // Listening before saying hello: nothing the primary sends can arrive unheard.
   process.on('message', (m: ToWorker, handle?: ClientHandle) => {
@@ -124,6 +131,7 @@ export async function runWorker(config: FleetServerConfig): Promise<void> {
       if (http) http.roomElsewhere = m.elsewhere;
     } else if (m.t === 'init') initialised(Buffer.from(m.ticketKeys, 'hex'));
     else if (m.t === 'stop') stop?.('primary');
+    else if (m.t === 'answer') answer();
     else if (m.t === 'stats' && stats) void stats({ gc: m.gc }).then((doc) => send(process, { t: 'stats', id: m.id, doc }));
     else if (m.t === 'serving') reshare?.(m.workers);
   });
@@ -148,7 +156,10 @@ export async function runWorker(config: FleetServerConfig): Promise<void> {
   })();
   // From the start: a signal to the whole process group (Ctrl-C, systemd's stop) drains a worker still
   // starting too, as the primary's stop message does.
-  stop = serveUntilStopped(opening, shared, log);
+  stop = serveUntilStopped(opening, shared, log, async () => {
+    send(process, { t: 'closed' });
+    await Promise.race([othersClosed, new Promise((resolve) => setTimeout(resolve, OTHERS_CLOSED_WAIT_MS).unref())]);
+  });
   let server: ServerInstance;
   try {
     server = await opening;
@@ -236,6 +247,9 @@ export async function runPrimary(config: FleetServerConfig, args: ConfigArgs, lo
   let nextStatsId = 0;
   const pendingStats = new Map<number, (doc: StatsDocument, worker: Worker) => void>();
   let startup: { resolve: () => void; reject: (err: Error) => void } | undefined;
+  const listenersClosed = new ListenersClosedBarrier<Slot>((s) => {
+    if (s.worker) send(s.worker, { t: 'answer' });
+  });
 
   let metrics: Server | undefined;
   // From the start: a stop while the workers start stops them too. Each worker drains within
@@ -246,6 +260,7 @@ export async function runPrimary(config: FleetServerConfig, args: ConfigArgs, lo
     const exited = slots.filter((s) => s.worker).map((s) => new Promise<void>((r) => s.worker!.process.once('close', () => r())));
     // A worker still starting may not listen for messages yet: a signal stops it either way (its
     // handlers drain it once installed; before that, nothing was served).
+    listenersClosed.begin(slots.filter((s) => s.ready && s.worker));
     for (const s of slots) {
       if (s.ready) send(s.worker!, { t: 'stop' });
       else s.worker?.process.kill('SIGTERM');
@@ -351,7 +366,7 @@ export async function runPrimary(config: FleetServerConfig, args: ConfigArgs, lo
         if (startup && slots.every((s) => s.ready)) startup.resolve();
       } else if (m.t === 'stats') {
         pendingStats.get(m.id)?.(m.doc, worker);
-      }
+      } else if (m.t === 'closed') listenersClosed.closed(slot);
     });
   };
 
@@ -364,6 +379,7 @@ export async function runPrimary(config: FleetServerConfig, args: ConfigArgs, lo
     slot.room = undefined;
     slot.roomElsewhere = undefined;
     handoffs.gone(slot);
+    listenersClosed.gone(slot);
     if (!stopping) tellRoom();
     if (stopping) return;
     if (wasServing && !startup) announceServing();

@@ -28,11 +28,12 @@ export async function withStoreContext<T>(config: FleetServerConfig, open: () =>
 }
 
 /** `server` may still be opening: a stop meanwhile waits for it (one that fails to open has nothing to stop). */
-export function serveUntilStopped(server: ServerInstance | Promise<ServerInstance>, config: FleetServerConfig, log: Logger): (reason: string) => void {
+export function serveUntilStopped(server: ServerInstance | Promise<ServerInstance>, config: FleetServerConfig, log: Logger,
+  listenersClosed?: () => Promise<void>): (reason: string) => void {
   let opened: ServerInstance | undefined;
   return stopOnSignals(log, config.server.timeouts.drainMs + 5000, async () => {
     opened = await Promise.resolve(server).catch(() => undefined);
-    return opened?.stop({ spread: true });
+    return opened?.stop({ spread: true, listenersClosed });
   }, { phase: () => opened?.stopPhase ?? 'opening the store' });
 }
 

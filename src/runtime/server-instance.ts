@@ -28,6 +28,13 @@ export interface StopTimings {
   'stop.close_ms': number;
 }
 
+export interface StopOptions {
+  /** Leaving for good: the answers spread over most of the drain window. */
+  spread?: boolean;
+  /** Called once this server's listeners are closed; its held polls are answered when it resolves. */
+  listenersClosed?: () => Promise<void>;
+}
+
 export class ServerInstance {
   private metrics: http.Server | undefined;
   private readonly stopping = new AbortController();
@@ -87,7 +94,7 @@ export class ServerInstance {
    * (`spread`), the answers are spread over most of the drain window so that agents move to the other
    * instances smoothly; a restart in place answers them at once.
    */
-  async stop(opts: { spread?: boolean } = {}): Promise<StopTimings> {
+  async stop(opts: StopOptions = {}): Promise<StopTimings> {
     // A start still waiting for the store gives up; one mid-way is stopped by the fleet's stop below. A stop
     // that comes while the listeners are still opening (a signal just after the first log lines) waits
     // for them, so that it closes them.
@@ -98,6 +105,7 @@ export class ServerInstance {
     const t0 = performance.now();
     let released = t0;
     const cut = await this.http.stop(drainMs, async () => {
+      await opts.listenersClosed?.();
       await this.fleet.releaseHeld(opts.spread ? Math.floor(drainMs * 0.8) : 0);
       released = performance.now();
     });
