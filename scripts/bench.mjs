@@ -16,6 +16,8 @@ import { printOutcomes, runStorms, STORMS } from './bench/storm.mjs';
 const AGENTS = Number(process.env.BENCH_AGENTS ?? 10_000);
 // One load-generator process holds at most ~16,000 agents (20,000 open files per process here).
 const WORKERS = Number(process.env.BENCH_WORKERS ?? Math.max(4, Math.ceil(AGENTS / 16_000)));
+/** Requests in flight per load-generator process while agents enroll and take their first policy. */
+const CONCURRENCY = Number(process.env.BENCH_CONCURRENCY ?? 32);
 /** inputs.0.server.workers for the server (default: its own choice). */
 const SERVER_WORKERS = process.env.BENCH_SERVER_WORKERS;
 const GZIP_BODIES = process.env.BENCH_GZIP_BODIES !== '0';
@@ -129,7 +131,7 @@ async function run(store) {
 
   const per = Math.ceil(AGENTS / WORKERS);
   const enrolled = await all('enroll', 'enrolled', (k) => ({
-    url: `${tls ? 'https' : 'http'}://127.0.0.1:${PORT}`, token, count: Math.min(per, AGENTS - k * per), offset: k * per, concurrency: 32,
+    url: `${tls ? 'https' : 'http'}://127.0.0.1:${PORT}`, token, count: Math.min(per, AGENTS - k * per), offset: k * per, concurrency: CONCURRENCY,
     localAddress: `127.0.0.${k + 2}`, gzipBodies: GZIP_BODIES, tls,
   }));
   const enrollMs = Math.max(...enrolled.map((e) => e.ms));
@@ -140,7 +142,7 @@ async function run(store) {
   await all('prepare', 'prepared');
   const cpuFirst0 = cpuSplit();
   const monoFirst = process.hrtime.bigint() / 1000n;
-  const checked = await all('first-checkin', 'checked-in', () => ({ concurrency: 32 }));
+  const checked = await all('first-checkin', 'checked-in', () => ({ concurrency: CONCURRENCY }));
   const firstCheckinMs = Math.max(...checked.map((c) => c.ms));
   const cpuFirst1 = cpuSplit();
   const cpuCheckedIn = cpuFirst1.server;
@@ -252,7 +254,7 @@ async function run(store) {
 
   const transport = tls ? `TLS ${TLS.slice(4)}, ECDSA P-256 certificate` : 'plain HTTP';
   console.log(`\nFleet Server benchmark (${store === 'sqlite' ? 'embedded store' : 'Elasticsearch mode on the double'}, ${transport}, loopback)`);
-  console.log(`agents                          ${total} (${WORKERS} load-generator processes)`);
+  console.log(`agents                          ${total} (${WORKERS} load-generator processes, ${WORKERS * CONCURRENCY} requests in flight while enrolling and taking the first policy)`);
   console.log(`enrollments/s                   ${fmt(total / (enrollMs / 1000))}  (${fmt(enrollMs / 1000, 2)} s for ${total})`);
   console.log(`first check-ins/s               ${fmt(total / (firstCheckinMs / 1000))}  (each answered with POLICY_CHANGE + output key minted; monotonic µs ${monoFirst}–${monoFirstEnd})`);
   console.log(`server CPU seconds              enroll ${fmt(cpuEnrolled - cpuStart)}, first check-ins ${fmt(cpuCheckedIn - cpuFirst0.server)}, whole run ${fmt(cpuEnd - cpuStart)}`);
