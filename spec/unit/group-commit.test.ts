@@ -144,29 +144,42 @@ test('a COMMIT comes at least the gap after the one before: writes meanwhile wai
   }, { gapMs: 60_000, now: () => clock });
   const insert = db.prepare('INSERT INTO t (v) VALUES (?)');
   const turn = (): Promise<unknown> => new Promise((r) => setImmediate(r));
-  // The first write after a quiet spell commits in its own turn.
-  await spaced.write(() => insert.run('a'));
-  expect(count()).toBe(1);
-  // 50 ms before the gap ends: a write is held in an open transaction past its turn...
-  clock = 59_950;
-  const b = spaced.write(() => insert.run('b'));
-  await turn();
-  expect(count()).toBe(1);
-  // ...and the writes that come meanwhile share its COMMIT, when the gap has passed.
-  const c = spaced.write(() => insert.run('c'));
-  await Promise.all([b, c]);
-  expect(count()).toBe(3);
-  expect(spacedCommits).toBe(2);
-  // Closing commits what is held at once, however soon (a gap of 60 s from the last COMMIT here).
-  const d = spaced.write(() => insert.run('d'));
-  await turn();
-  expect(count()).toBe(3);
-  spaced.flush();
-  await d;
-  expect(count()).toBe(4);
-  // Past the gap, a write commits in its own turn again.
-  clock = 200_000;
-  await spaced.write(() => insert.run('e'));
-  expect(count()).toBe(5);
-  expect(spacedCommits).toBe(4);
+  try {
+    // The first write after a quiet spell commits in its own turn.
+    await spaced.write(() => insert.run('a'));
+    expect(count()).toBe(1);
+    // Within the gap (a minute from that COMMIT): later turns' writes are held in one open transaction.
+    const b = spaced.write(() => insert.run('b'));
+    await turn();
+    const c = spaced.write(() => insert.run('c'));
+    await turn();
+    expect(count()).toBe(1);
+    // Closing commits what is held at once, in one COMMIT.
+    spaced.flush();
+    await Promise.all([b, c]);
+    expect(count()).toBe(3);
+    expect(spacedCommits).toBe(2);
+    // Once the gap has run out, a held write commits by itself.
+    clock = 59_980;
+    await spaced.write(() => insert.run('d'));
+    expect(count()).toBe(4);
+    expect(spacedCommits).toBe(3);
+    // Past the gap, a write commits in its own turn again.
+    clock = 200_000;
+    await spaced.write(() => insert.run('e'));
+    expect(count()).toBe(5);
+  } finally {
+    spaced.flush();
+  }
+});
+
+test('a write held for the gap when the database closes fails instead of waiting for ever', async () => {
+  const spaced = new GroupCommit(db, {
+    durable: () => Promise.resolve(), failed: (err) => err, totalChanges: () => 0, committed: () => undefined,
+  }, { gapMs: 20, now: () => 0 });
+  await spaced.write(() => db.prepare('INSERT INTO t (v) VALUES (?)').run('a'));
+  const held = spaced.write(() => db.prepare('INSERT INTO t (v) VALUES (?)').run('b'));
+  db.close();
+  await expect(held).rejects.toThrow(/closed before this write committed/);
+  db = new DatabaseSync(`${dir}/t.db`);
 });

@@ -40,3 +40,12 @@ test('with no worker serving, there is nothing to wait for', () => {
   b.closed('starting');
   expect(told).toEqual(['starting']);
 });
+
+test('a worker that closed before the whole stop began is not waited for', () => {
+  const { b, told } = barrier();
+  b.closed('early');
+  b.begin(['early', 'w1']);
+  expect(told).toEqual(['early']);
+  b.closed('w1');
+  expect(told).toEqual(['early', 'w1']);
+});

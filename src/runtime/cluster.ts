@@ -260,7 +260,8 @@ export async function runPrimary(config: FleetServerConfig, args: ConfigArgs, lo
     const exited = slots.filter((s) => s.worker).map((s) => new Promise<void>((r) => s.worker!.process.once('close', () => r())));
     // A worker still starting may not listen for messages yet: a signal stops it either way (its
     // handlers drain it once installed; before that, nothing was served).
-    listenersClosed.begin(slots.filter((s) => s.ready && s.worker));
+    // Starting workers too: with SO_REUSEPORT one listens before it says it is ready.
+    listenersClosed.begin(slots.filter((s) => s.worker));
     for (const s of slots) {
       if (s.ready) send(s.worker!, { t: 'stop' });
       else s.worker?.process.kill('SIGTERM');

@@ -15,19 +15,22 @@ export class ListenersClosedBarrier<W> {
   /** While the whole server stops: the workers whose listeners are still open. */
   private open: Set<W> | undefined;
   private readonly waiting = new Set<W>();
+  /** Closed before the whole server's stop began (stopped alone, or by a signal to the process group that reached it first). */
+  private readonly closedEarly = new Set<W>();
 
   /** `answer(w)`: tell w to answer its polls now. */
   constructor(private readonly answer: (w: W) => void) {}
 
-  /** The whole server stops: these workers' listeners are open. */
+  /** The whole server stops: these workers' listeners are open (or about to be: one still starting listens before it is ready). */
   begin(open: Iterable<W>): void {
-    this.open = new Set(open);
+    this.open = new Set([...open].filter((w) => !this.closedEarly.has(w)));
     this.release();
   }
 
   /** w closed its listeners. Outside a whole stop (a worker stopped alone) it answers at once. */
   closed(w: W): void {
     if (!this.open) {
+      this.closedEarly.add(w);
       this.answer(w);
       return;
     }
@@ -39,6 +42,7 @@ export class ListenersClosedBarrier<W> {
   /** w exited: nobody waits for it, and it waits for nothing. */
   gone(w: W): void {
     this.waiting.delete(w);
+    this.closedEarly.delete(w);
     if (!this.open) return;
     this.open.delete(w);
     this.release();

@@ -106,7 +106,8 @@ export class ServerInstance {
     let released = t0;
     const cut = await this.http.stop(drainMs, async () => {
       await opts.listenersClosed?.();
-      await this.fleet.releaseHeld(opts.spread ? Math.floor(drainMs * 0.8) : 0);
+      // Spread to 80 % of the window from the stop, whatever waiting for the other workers took.
+      await this.fleet.releaseHeld(opts.spread ? Math.max(0, Math.floor(drainMs * 0.8 - (performance.now() - t0))) : 0);
       released = performance.now();
     });
     if (cut > 0) this.log.warn({ 'stop.cut_requests': cut, 'timeouts.drain_ms': drainMs }, 'requests still in flight at the drain deadline; their connections were closed');

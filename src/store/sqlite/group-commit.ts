@@ -126,6 +126,12 @@ export class GroupCommit {
     clearTimeout(this.timer);
     this.timer = undefined;
     this.lastCommitAt = this.now();
+    if (!this.db.isOpen) {
+      // A write that came in while the store was closing, after its last flush(): it fails, never hangs.
+      const e = this.hooks.failed(new Error('the database was closed before this write committed'));
+      for (const w of g.waiters) w.reject(e);
+      return;
+    }
     try {
       this.db.exec('COMMIT');
     } catch (err) {
@@ -163,7 +169,11 @@ export class GroupCommit {
   }
 
   private abort(g: Group, err: unknown): void {
-    if (this.group === g) this.group = undefined;
+    if (this.group === g) {
+      this.group = undefined;
+      clearTimeout(this.timer);
+      this.timer = undefined;
+    }
     this.rollback();
     for (const w of g.waiters) w.reject(err);
     g.waiters.length = 0;
