@@ -3,6 +3,7 @@
 import './runtime/early-start';
 import type { ConfigArgs } from './cli/load-config';
 import { runServer } from './cli/run';
+import { plainServerStart, type ServerStart } from './cli/server-args';
 import { workerArgs } from './runtime/cluster';
 import { ensureNodeFlags, programArgs } from './runtime/node-flags';
 import { describeError } from './util/error-text';
@@ -16,6 +17,8 @@ async function main(argv: string[]): Promise<void> {
   // admin commands (yargs and the CLI's modules, ~1 MiB a worker) are loaded only in the process started.
   const forWorker = workerArgs();
   if (forWorker) return runServer(forWorker);
+  const plain = plainServerStart(argv);
+  if (plain) return startServer(plain);
   const { default: yargs } = await import('yargs');
   const { registerAdminCommands } = await import('./cli/admin');
   const y = yargs(argv)
@@ -29,12 +32,7 @@ async function main(argv: string[]): Promise<void> {
     .option('json', { type: 'boolean', describe: 'admin commands: print one JSON document' })
     .option('agent-mode', { type: 'boolean', describe: 'run under Elastic Agent: connection info on stdin, configuration from units' })
     .version(`fleet-server version ${VERSION} (commit ${COMMIT})`)
-    .command(['run', '$0'], 'Run Fleet Server', {}, async (a) => {
-      ensureNodeFlags();
-      // The control protocol (gRPC, protobuf) is loaded only under Elastic Agent: ~15 MiB a standalone server does not need.
-      if (a['agent-mode']) await (await import('./control/agent-mode')).runAgentMode((a as ConfigArgs).E ?? []);
-      else await runServer(a as ConfigArgs);
-    })
+    .command(['run', '$0'], 'Run Fleet Server', {}, (a) => startServer({ ...(a as ConfigArgs), agentMode: a['agent-mode'] === true }))
     .strict()
     .recommendCommands()
     // yargs would print the usage for any failure and then run the command anyway; only a usage
@@ -46,6 +44,13 @@ async function main(argv: string[]): Promise<void> {
     })
     .help();
   await registerAdminCommands(y as never).parseAsync();
+}
+
+async function startServer(start: ServerStart): Promise<void> {
+  ensureNodeFlags();
+  // The control protocol (gRPC, protobuf) is loaded only under Elastic Agent: ~15 MiB a standalone server does not need.
+  if (start.agentMode) await (await import('./control/agent-mode')).runAgentMode(start.E ?? []);
+  else await runServer({ config: start.config, E: start.E });
 }
 
 main(programArgs()).catch((err: unknown) => {
