@@ -40,12 +40,14 @@ function builtinLoads(dir: string, names: string[]): string[][] {
   return loads(dir).map((l) => names.filter((n) => l.builtins.includes(n)));
 }
 
-test('the bundle leaves out the Elasticsearch client, gRPC and the control protocol\'s messages', () => {
+test('the bundle leaves out the Elasticsearch client, gRPC, and the control protocol\'s and OpAMP\'s messages', () => {
   const bundle = readFileSync(DIST, 'utf8');
   expect(bundle).toContain('require("./vendor/elasticsearch.js")');
   expect(bundle).toContain('require("./vendor/grpc.js")');
   expect(bundle).toContain('require("./vendor/control-messages.js")');
   expect(bundle).not.toContain('StateObserved');
+  expect(bundle).toContain('require("./vendor/opamp-messages.js")');
+  expect(bundle).not.toContain('PackageDownloadDetails');
   expect(bundle).not.toContain('node_modules/undici/');
   expect(bundle).not.toContain('node_modules/@grpc/grpc-js/');
 });

@@ -3,9 +3,19 @@
 import { createHash } from 'node:crypto';
 import type { Json, JsonObject } from '../store/documents';
 import type { OpampConfigFile, OpampHealth, OpampMessage, OpampReply, RemoteConfigState, ServerCapability } from '../fleet/opamp';
-import { opamp } from './generated/opamp';
+import type { opamp } from './generated/opamp';
 
-const pb = opamp.proto.v1;
+/**
+ * The messages' code (0.1 MB of protobufjs static code, beside the bundle in dist/vendor) is read at the
+ * first OpAMP message, not at start: a server most of whose clients are Elastic Agents never needs it, and
+ * every process keeps the source text of what it loads.
+ */
+let messages: typeof opamp.proto.v1 | undefined;
+function pb(): typeof opamp.proto.v1 {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  messages ??= (require('./generated/opamp') as typeof import('./generated/opamp')).opamp.proto.v1;
+  return messages;
+}
 type IAnyValue = opamp.proto.v1.IAnyValue;
 type IKeyValue = opamp.proto.v1.IKeyValue;
 type IComponentHealth = opamp.proto.v1.IComponentHealth;
@@ -84,7 +94,7 @@ function health(h: IComponentHealth, depth: number): OpampHealth {
 
 /** Decodes an AgentToServer; throws on bytes that are not one. Unknown fields are skipped. */
 export function decodeAgentToServer(bytes: Uint8Array): OpampMessage {
-  const m = pb.AgentToServer.decode(bytes);
+  const m = pb().AgentToServer.decode(bytes);
   const msg: OpampMessage = {
     instanceUid: m.instanceUid ?? new Uint8Array(0),
     sequenceNum: num(m.sequenceNum),
@@ -148,7 +158,7 @@ export function encodeServerToAgent(instanceUid: Uint8Array, reply: OpampReply, 
     }
   }
   if (opts.customCapabilities) out.customCapabilities = {};
-  return pb.ServerToAgent.encode(out).finish();
+  return pb().ServerToAgent.encode(out).finish();
 }
 
 /** The URL a request reached /v1/opamp at, from its transport and Host header (for connection settings). */
