@@ -51,16 +51,18 @@ function asciiOnly(file) {
 // of bundle: in one file these 3.6 MB cost each process (the primary and every worker) ~9 MiB though an
 // embedded server never runs them. They import nothing of ours, so no module of the program is
 // duplicated. The single executable (`--single-file`, for npm run package) carries them inline.
-const VENDOR = { '@elastic/elasticsearch': 'elasticsearch', '@grpc/grpc-js': 'grpc' };
+const VENDOR = { '@elastic/elasticsearch': 'elasticsearch', '@grpc/grpc-js': 'grpc', yargs: 'yargs' };
 // The control protocol's messages (protobufjs static code, 0.18 MB), which only agent mode reads, likewise,
 // and OpAMP's (0.1 MB), read at the first OpAMP message (src/opamp/codec.ts); with them goes the protobuf
-// runtime, which nothing else uses. A single process idle: 66.2-66.7 -> 64.7-64.8 MiB RSS.
+// runtime, which nothing else uses. A single process idle: 66.2-66.7 -> 64.7-64.8 MiB RSS. And yargs (0.2 MB
+// with cliui), which only the admin commands and an unusual start's command line load (src/cli/server-args.ts):
+// 63.9-64.1 MiB.
 const PROTO_VENDOR = { 'src/control/generated/control.js': 'control-messages', 'src/opamp/generated/opamp.js': 'opamp-messages' };
 const singleFile = process.argv.includes('--single-file');
 const vendorExternal = {
   name: 'vendor-external',
   setup(b) {
-    b.onResolve({ filter: /^(@elastic\/elasticsearch|@grpc\/grpc-js)$/ }, (a) => ({ path: `./vendor/${VENDOR[a.path]}.js`, external: true }));
+    b.onResolve({ filter: /^(@elastic\/elasticsearch|@grpc\/grpc-js|yargs)$/ }, (a) => ({ path: `./vendor/${VENDOR[a.path]}.js`, external: true }));
     b.onResolve({ filter: /[\\/]generated[\\/](control|opamp)$/ }, (a) => ({ path: `./vendor/${a.path.endsWith('control') ? 'control' : 'opamp'}-messages.js`, external: true }));
   },
 };
@@ -127,7 +129,8 @@ chmodSync(outfile, 0o755);
 for (const [name, file] of [...Object.entries(VENDOR), ...Object.entries(PROTO_VENDOR).map(([f, n]) => [`./${f}`, n])]) {
   await build({
     ...common,
-    stdin: { contents: `module.exports = require(${JSON.stringify(name)});`, resolveDir: '.', loader: 'js' },
+    // yargs is an ES module read through `import()`, which takes module.exports as its default export.
+    stdin: { contents: `module.exports = require(${JSON.stringify(name)})${name === 'yargs' ? '.default' : ''};`, resolveDir: '.', loader: 'js' },
     outfile: `dist/vendor/${file}.js`,
     banner: { js: metaUrl },
     plugins: file === 'elasticsearch' ? [esClientSlim] : [],

@@ -40,8 +40,10 @@ function builtinLoads(dir: string, names: string[]): string[][] {
   return loads(dir).map((l) => names.filter((n) => l.builtins.includes(n)));
 }
 
-test('the bundle leaves out the Elasticsearch client, gRPC, and the control protocol\'s and OpAMP\'s messages', () => {
+test('the bundle leaves out the Elasticsearch client, gRPC, yargs, and the control protocol\'s and OpAMP\'s messages', () => {
   const bundle = readFileSync(DIST, 'utf8');
+  expect(bundle).toContain('require("./vendor/yargs.js")');
+  expect(bundle).not.toContain('node_modules/cliui/');
   expect(bundle).toContain('require("./vendor/elasticsearch.js")');
   expect(bundle).toContain('require("./vendor/grpc.js")');
   expect(bundle).toContain('require("./vendor/control-messages.js")');
