@@ -258,10 +258,11 @@ export async function runPrimary(config: FleetServerConfig, args: ConfigArgs, lo
     stopping = true;
     // 'close': exited, and its last log lines read (they may come through this process).
     const exited = slots.filter((s) => s.worker).map((s) => new Promise<void>((r) => s.worker!.process.once('close', () => r())));
+    // No worker answers a held poll until every one has closed its listeners — starting ones too: with
+    // SO_REUSEPORT one listens before it says it is ready.
+    listenersClosed.begin(slots.filter((s) => s.worker));
     // A worker still starting may not listen for messages yet: a signal stops it either way (its
     // handlers drain it once installed; before that, nothing was served).
-    // Starting workers too: with SO_REUSEPORT one listens before it says it is ready.
-    listenersClosed.begin(slots.filter((s) => s.worker));
     for (const s of slots) {
       if (s.ready) send(s.worker!, { t: 'stop' });
       else s.worker?.process.kill('SIGTERM');

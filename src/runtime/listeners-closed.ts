@@ -3,9 +3,9 @@
 // still open: with SO_REUSEPORT the kernel deals them to it, they wait in its accept queue (libuv takes one
 // connection a turn of the event loop, and a draining worker's turns are long), and that listener's close
 // resets each of them (in bench restarts at 100,000 agents: 4, 4 and 4,099 agents, the last after 1,792
-// attempts overflowed that queue). With every listener closed first, an
-// agent answered early finds no listener: refused, and retried after its back-off, as a restart means.
-// The worker waits for the word at most OTHERS_CLOSED_WAIT_MS (a worker blocked for seconds holds no one up).
+// attempts overflowed that queue; none in two runs since). With every listener closed first, an agent
+// answered early finds no listener: refused, and retried after its back-off, as a restart means. A worker
+// waits for the word at most OTHERS_CLOSED_WAIT_MS (a worker blocked for seconds holds no one up).
 
 /** The longest a worker waits for the others to close their listeners before answering its polls. */
 export const OTHERS_CLOSED_WAIT_MS = 1000;
