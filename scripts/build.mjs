@@ -57,13 +57,15 @@ const VENDOR = { '@elastic/elasticsearch': 'elasticsearch', '@grpc/grpc-js': 'gr
 // runtime, which nothing else uses. A single process idle: 66.2-66.7 -> 64.7-64.8 MiB RSS. And yargs (0.2 MB
 // with cliui), which only the admin commands and an unusual start's command line load (src/cli/server-args.ts):
 // 63.9-64.1 MiB.
-const PROTO_VENDOR = { 'src/control/generated/control.js': 'control-messages', 'src/opamp/generated/opamp.js': 'opamp-messages' };
+// Each as dist/vendor/<name>-messages.js.
+const PROTO_VENDOR = { control: 'src/control/generated/control.js', opamp: 'src/opamp/generated/opamp.js' };
 const singleFile = process.argv.includes('--single-file');
 const vendorExternal = {
   name: 'vendor-external',
   setup(b) {
     b.onResolve({ filter: /^(@elastic\/elasticsearch|@grpc\/grpc-js|yargs)$/ }, (a) => ({ path: `./vendor/${VENDOR[a.path]}.js`, external: true }));
-    b.onResolve({ filter: /[\\/]generated[\\/](control|opamp)$/ }, (a) => ({ path: `./vendor/${a.path.endsWith('control') ? 'control' : 'opamp'}-messages.js`, external: true }));
+    const generated = new RegExp(`[\\\\/]generated[\\\\/](${Object.keys(PROTO_VENDOR).join('|')})$`);
+    b.onResolve({ filter: generated }, (a) => ({ path: `./vendor/${generated.exec(a.path)[1]}-messages.js`, external: true }));
   },
 };
 // In the Elasticsearch client's bundle: the client runs on its HttpConnection (node:http, the
@@ -126,7 +128,7 @@ await build({
 asciiOnly(outfile);
 if (singleFile) process.exit(0);
 chmodSync(outfile, 0o755);
-for (const [name, file] of [...Object.entries(VENDOR), ...Object.entries(PROTO_VENDOR).map(([f, n]) => [`./${f}`, n])]) {
+for (const [name, file] of [...Object.entries(VENDOR), ...Object.entries(PROTO_VENDOR).map(([n, f]) => [`./${f}`, `${n}-messages`])]) {
   await build({
     ...common,
     // yargs is an ES module read through `import()`, which takes module.exports as its default export.
