@@ -2,7 +2,7 @@
 // burst, once it has stopped growing, not too often.
 import { getHeapSpaceStatistics } from 'node:v8';
 import pino from 'pino';
-import { gcFunction, nextLookInMs, startMemoryTrim, TRIM_EVERY_MS, TrimDecider, trimPhaseMs } from '../../src/runtime/memory-trim';
+import { gcFunction, nextLookInMs, startMemoryTrim, TRIM_EVERY_MS, TrimDecider, trimPhaseMs, type HeapLook } from '../../src/runtime/memory-trim';
 
 const MiB = 1024 * 1024;
 
@@ -174,4 +174,17 @@ test('by default a collection may follow another after 30 s: one made as a burst
   expect(d.shouldTrim({ size: 160 * MiB, used: 120 * MiB, young: 32 * MiB, busy: 0.9 }, 20_000)).toBe(false);
   expect(d.shouldTrim({ size: 160 * MiB, used: 121 * MiB, young: 32 * MiB, busy: 0.02 }, 30_000)).toBe(false);
   expect(d.shouldTrim({ size: 160 * MiB, used: 122 * MiB, young: 32 * MiB, busy: 0.02 }, 40_000)).toBe(true);
+});
+
+test('the event loop is asked about only when the heap calls for a collection', () => {
+  // A look whose busy share counts its readers: the trim loads perf_hooks for that answer (2.5 MiB).
+  let asked = 0;
+  const look = (size: number, used: number, young = 0): HeapLook => ({ size, used, young, get busy() { asked++; return 0.05; } });
+  const d = new TrimDecider({ minFreeBytes: 16 * MiB, minFreeShare: 0.25, growingShare: 0.05, spacingMs: 30_000, maxSpacingMs: 60_000 });
+  d.shouldTrim(look(12 * MiB, 8 * MiB), 0);
+  d.shouldTrim(look(12 * MiB, 9 * MiB), 10_000);
+  expect(asked).toBe(0);
+  d.shouldTrim(look(240 * MiB, 100 * MiB), 20_000);
+  expect(d.shouldTrim(look(240 * MiB, 101 * MiB), 30_000)).toBe(true);
+  expect(asked).toBe(2);
 });

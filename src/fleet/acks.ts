@@ -5,7 +5,7 @@ import type { Logger } from 'pino';
 import type { ActionDoc, ActionResultDoc, AgentDoc, Hit, Json } from '../store/documents';
 import type { Store } from '../store/port';
 import { LruCache } from '../util/lru';
-import { rfc3339 } from '../util/time';
+import { isoTime, rfc3339 } from '../util/time';
 import type { Authenticator } from './auth';
 import type { AckEvent } from './messages';
 import { outputSecretIds, type OutputKeys } from './output-keys';
@@ -146,7 +146,7 @@ export class AckService {
 
 function resultDoc(ev: AckEvent, agentId: string, action: CachedAction): ActionResultDoc {
   const doc: ActionResultDoc = {
-    '@timestamp': ev.timestamp && !Number.isNaN(Date.parse(ev.timestamp)) ? ev.timestamp : new Date().toISOString(),
+    '@timestamp': ev.timestamp && !Number.isNaN(Date.parse(ev.timestamp)) ? ev.timestamp : isoTime(),
     action_id: ev.action_id,
     agent_id: agentId,
   };

@@ -4,6 +4,7 @@ import type { Logger } from 'pino';
 import type { ActionDoc, Hit, Json, JsonObject } from '../store/documents';
 import type { Store } from '../store/port';
 import { readSecrets, resolveInline } from './secrets';
+import { isoTime } from '../util/time';
 
 export const ACTION_TYPES = [
   'UPGRADE', 'UNENROLL', 'POLICY_REASSIGN', 'SETTINGS', 'INPUT_ACTION', 'CANCEL', 'REQUEST_DIAGNOSTICS',
@@ -57,7 +58,7 @@ export function rolloutStart(doc: ActionDoc, index: number, count: number): stri
   if (rollout <= 0 || count <= 0) return doc.start_time;
   const base = Date.parse(doc.start_time ?? doc['@timestamp']);
   if (Number.isNaN(base)) return doc.start_time;
-  return new Date(base + Math.floor((rollout * 1000 * index) / count)).toISOString().replace(/\.\d{3}Z$/, 'Z');
+  return isoTime(base + Math.floor((rollout * 1000 * index) / count)).replace(/\.\d{3}Z$/, 'Z');
 }
 
 /**

@@ -4,7 +4,7 @@ import { randomUUID } from 'node:crypto';
 import { enrollmentTokenPrefix, type ActionDoc, type ActionResultDoc, type AgentDoc, type EnrollmentKeyDoc, type Hit, type Json, type JsonObject, type PolicyData, type PolicyDoc, type RoleMap } from '../store/documents';
 import type { Store } from '../store/port';
 import { parseDuration } from '../util/duration';
-import { rfc3339 } from '../util/time';
+import { isoTime, rfc3339 } from '../util/time';
 import { ACTION_TYPES } from './actions';
 
 export class AdminError extends Error {
@@ -85,7 +85,7 @@ export class Admin {
       output_permissions: permissions,
     };
     const doc: PolicyDoc = {
-      '@timestamp': new Date().toISOString(),
+      '@timestamp': isoTime(),
       policy_id: id,
       revision_idx: revision,
       coordinator_idx: 1,
@@ -165,8 +165,8 @@ export class Admin {
     const now = Date.now();
     const doc: ActionDoc = {
       action_id: randomUUID(),
-      '@timestamp': new Date(now).toISOString(),
-      expiration: absoluteTime(o.expiration, now) ?? new Date(now + 30 * 24 * 3600_000).toISOString(),
+      '@timestamp': isoTime(now),
+      expiration: absoluteTime(o.expiration, now) ?? isoTime(now + 30 * 24 * 3600_000),
       type,
       agents: o.agents,
     };
@@ -220,8 +220,8 @@ export class Admin {
 /** "2026-01-01T00:00:00Z", or a duration from now ("1h", "30m"). */
 function absoluteTime(v: string | undefined, now: number): string | undefined {
   if (v === undefined || v === '') return undefined;
-  if (/^[0-9.]+(ns|us|µs|ms|s|m|h)/.test(v)) return new Date(now + parseDuration(v)).toISOString();
+  if (/^[0-9.]+(ns|us|µs|ms|s|m|h)/.test(v)) return isoTime(now + parseDuration(v));
   const t = Date.parse(v);
   if (Number.isNaN(t)) throw new AdminError(`invalid time ${v}: give RFC3339 or a duration like 1h`);
-  return new Date(t).toISOString();
+  return isoTime(t);
 }

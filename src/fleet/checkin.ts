@@ -4,7 +4,7 @@
 import type { Logger } from 'pino';
 import type { AgentDoc, AgentOutput, Hit } from '../store/documents';
 import type { Store } from '../store/port';
-import { systemClock, type Clock } from '../util/clock';
+import { monotonicMs, systemClock, type Clock } from '../util/clock';
 import { parseDuration } from '../util/duration';
 import type { TextTemplate } from '../util/text-template';
 import { LruCache } from '../util/lru';
@@ -19,6 +19,7 @@ import type { OutputKeys } from './output-keys';
 import type { ParsedPolicy } from './parsed-policy';
 import type { PolicyMonitor, PolicySubscription } from './policy-monitor';
 import { applyUpgradeDetails } from './upgrade-details';
+import { isoTime } from '../util/time';
 
 export interface CheckinOptions {
   longPollMs: number;
@@ -138,7 +139,7 @@ export class CheckinService {
       return Promise.resolve();
     }
     const spanMs = Math.min(windowMs, polls.length * RELEASE_MAX_GAP_MS);
-    const started = performance.now();
+    const started = monotonicMs();
     return new Promise((resolve) => {
       let next = 0;
       const tick = (): void => {
@@ -146,7 +147,7 @@ export class CheckinService {
         // catches up, rather than leaving the rest for the process's deadline to cut. At most a batch per turn
         // of the loop was measured and not kept: at 100,000 agents on six workers sharing two cores with
         // the load generators, the drain answered 59,500-65,200 polls in its first 15 s against 77,700-92,700.
-        const due = Math.max(next + 1, Math.ceil((polls.length * (performance.now() - started)) / spanMs));
+        const due = Math.max(next + 1, Math.ceil((polls.length * (monotonicMs() - started)) / spanMs));
         for (const end = Math.min(due, polls.length); next < end;) polls[next++]!.onTimeout();
         // Done once none is held: polls whose agents went away meanwhile (every agent gone, as when the
         // load generators of a bench exit before the stop) ended on their own and leave nothing to wait for.
@@ -290,7 +291,7 @@ export class CheckinService {
   private async pendingActions(agentId: string, afterSeqNo: number, checkpoint: number): Promise<LiveAction[]> {
     if (checkpoint <= afterSeqNo) return [];
     const hits = await this.store.pendingActions({
-      agentId, afterSeqNo, checkpoint, nowIso: new Date(this.clock.now()).toISOString(), limit: MAX_ACTIONS,
+      agentId, afterSeqNo, checkpoint, nowIso: isoTime(this.clock.now()), limit: MAX_ACTIONS,
     });
     const out: LiveAction[] = [];
     for (const h of hits) {

@@ -9,6 +9,7 @@ import type { ArtifactDoc, DeliveryPublish, DeliveryStore, UploadRecord, UploadS
 import type { Store } from '../store/port';
 import { Admin, AdminError } from './admin';
 import { chunkCount } from './uploads';
+import { isoTime } from '../util/time';
 
 /** An upload's bytes do not match the hashes stored with it: nothing read from it may be trusted. */
 export class FileIntegrityError extends AdminError {}
@@ -46,7 +47,7 @@ export function uploadSummary(u: UploadRecord): UploadSummary {
   const name = field(u.doc, 'file.name');
   return {
     upload_id: u.uploadId, agent_id: u.agentId, action_id: u.actionId, name: typeof name === 'string' ? name : '',
-    size: u.size, status: u.status, started: new Date(u.startedMs).toISOString(), source: u.source,
+    size: u.size, status: u.status, started: isoTime(u.startedMs), source: u.source,
   };
 }
 
@@ -297,7 +298,7 @@ export function buildArtifact(decoded: Uint8Array, req: ArtifactRequest): Artifa
     encoded_size: encoded.length,
     decoded_sha256: sha256hex(decoded),
     decoded_size: decoded.length,
-    created: new Date().toISOString(),
+    created: isoTime(),
     body: Buffer.from(encoded.buffer, encoded.byteOffset, encoded.length).toString('base64'),
     package_name: req.packageName ?? 'endpoint',
   };

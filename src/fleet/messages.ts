@@ -97,12 +97,18 @@ export interface Validator<T> {
   explain(value: unknown): string;
 }
 
+/**
+ * Compiled at its first use, not when the program loads: a process that never sees that message (a
+ * cluster's primary, an idle server) does not run TypeBox's compiler, whose code and output would stay
+ * in its heap, and whose type checks ran hot enough at start for V8 to optimise them.
+ */
 function compile<T extends TSchema>(schema: T): Validator<Static<T>> {
-  const c: TypeCheck<T> = TypeCompiler.Compile(schema);
+  let compiled: TypeCheck<T> | undefined;
+  const c = (): TypeCheck<T> => (compiled ??= TypeCompiler.Compile(schema));
   return {
-    check: (v): v is Static<T> => c.Check(v),
+    check: (v): v is Static<T> => c().Check(v),
     explain: (v) => {
-      const first = c.Errors(v).First();
+      const first = c().Errors(v).First();
       return first ? `${first.path || '/'}: ${first.message}` : 'invalid';
     },
   };

@@ -15,6 +15,7 @@ import { readFileSync } from 'node:fs';
 import type { Socket } from 'node:net';
 import { RateMeter } from '../util/rate-meter';
 import { RetrySpread } from './retry-spread';
+import { monotonicMs } from '../util/clock';
 
 export interface AdmissionLimits {
   /** Most connections open at once. */
@@ -79,7 +80,7 @@ export class ConnectionGuard {
   private open = 0;
   /** Sockets whose first request has not arrived, oldest first (a Map keeps insertion order), with the turn they came in. */
   private readonly pending = new Map<Socket, number>();
-  /** Keep-alive sockets between requests, oldest first, with when they became idle (performance.now()). */
+  /** Keep-alive sockets between requests, oldest first, with when they became idle (monotonicMs()). */
   private readonly idle = new Map<Socket, number>();
   /** Every socket admitted and not yet closed or turned away. */
   private readonly admitted = new WeakSet<Socket>();
@@ -149,12 +150,12 @@ export class ConnectionGuard {
 
   /** An answer went out on a connection kept alive: evictable again until its next request. */
   idleAgain(socket: Socket): void {
-    if (!socket.destroyed && this.admitted.has(socket)) this.idle.set(socket, performance.now());
+    if (!socket.destroyed && this.admitted.has(socket)) this.idle.set(socket, monotonicMs());
   }
 
   /** Closes the keep-alive connections idle for at least `minIdleMs` (a stopping server); how many stay idle. */
   closeIdle(minIdleMs: number): number {
-    const before = performance.now() - minIdleMs;
+    const before = monotonicMs() - minIdleMs;
     for (const [socket, since] of this.idle) {
       // Oldest first: the rest became idle later.
       if (since > before) break;

@@ -7,6 +7,7 @@ import { FleetError } from '../fleet/errors';
 import { RateMeter } from '../util/rate-meter';
 import { TokenBucket } from '../util/token-bucket';
 import { RetrySpread } from './retry-spread';
+import { monotonicMs } from '../util/clock';
 
 export class RouteLimiter {
   private bucket: TokenBucket;
@@ -14,7 +15,7 @@ export class RouteLimiter {
   private readonly spread: RetrySpread;
   private readonly leaving: RateMeter;
 
-  constructor(private limitNow: RouteLimit, private readonly now: () => number = () => performance.now()) {
+  constructor(private limitNow: RouteLimit, private readonly now: () => number = monotonicMs) {
     this.bucket = new TokenBucket(limitNow.intervalMs, limitNow.burst, now);
     this.spread = new RetrySpread(60, now);
     this.leaving = new RateMeter(now);

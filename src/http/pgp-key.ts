@@ -3,7 +3,7 @@
 // per path. Upstream downloads server.pgp.upstream_url when the file is missing; this server does not
 // reach the internet, so a missing file is an error the operator fixes by installing the key.
 import type { FileHandle } from 'node:fs/promises';
-import { open } from 'node:fs/promises';
+import { fsAsync } from '../util/fs-async';
 import { join } from 'node:path';
 import { LruCache } from '../util/lru';
 import { HttpError } from './errors';
@@ -20,7 +20,7 @@ export async function readPgpKey(dir: string, now = Date.now()): Promise<Buffer>
   if (hit) return hit;
   let fh: FileHandle;
   try {
-    fh = await open(path, 'r');
+    fh = await fsAsync().open(path, 'r');
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
     if (code === 'ENOENT' || code === 'ENOTDIR') {

@@ -3,10 +3,12 @@
 // place in a virtual queue served at the rate the server is getting through work, so N clients refused
 // together come back spread over N/rate seconds. Past `maxSeconds` the queue is not extended; those
 // clients are spread at random over the window's second half.
+import { monotonicMs } from '../util/clock';
+
 export class RetrySpread {
   private horizonMs = 0;
 
-  constructor(private readonly maxSeconds = 60, private readonly now: () => number = () => performance.now()) {}
+  constructor(private readonly maxSeconds = 60, private readonly now: () => number = monotonicMs) {}
 
   /** Seconds to tell the next refused client, the queue being served at `perSecond`. */
   next(perSecond: number): number {

@@ -25,6 +25,7 @@ import type { BaseContext, RequestContext, RouteSpec, UpgradeContext } from './r
 import { Router } from './router';
 import { ROUTES } from './routes';
 import { tlsCredentials, tlsOptions } from './tls';
+import { monotonicMs } from '../util/clock';
 
 /** Bytes all request bodies may hold in memory at once (raw and inflated). */
 const BODY_BUDGET_BYTES = 256 * 1024 * 1024;
@@ -318,7 +319,7 @@ export class HttpService {
   }
 
   private handle(req: IncomingMessage, res: ServerResponse, guard: ConnectionGuard): void {
-    const started = performance.now();
+    const started = monotonicMs();
     let requestId = '';
     let limiter: RouteLimiter | undefined;
     let counters: RouteCounters | undefined;
@@ -404,7 +405,7 @@ export class HttpService {
    * active until it ends. The limiter slot is given back once the session starts (it is not a request).
    */
   private upgrade(req: IncomingMessage, socket: Socket, head: Buffer, guard: ConnectionGuard): void {
-    const started = performance.now();
+    const started = monotonicMs();
     const requestId = (req.headers['x-request-id'] as string | undefined) || newRequestId();
     socket.on('error', () => socket.destroy());
     const refuse = (err: unknown, route?: RouteSpec, counters?: RouteCounters): void => {
@@ -465,7 +466,7 @@ export class HttpService {
     if (!this.log.isLevelEnabled(level)) return;
     this.log[level]({
       'http.request.id': requestId, 'http.request.method': req.method, 'url.path': req.url, 'http.response.status_code': status,
-      'event.duration': Math.round((performance.now() - started) * 1e6), 'client.address': req.socket.remoteAddress,
+      'event.duration': Math.round((monotonicMs() - started) * 1e6), 'client.address': req.socket.remoteAddress,
       ...(c ? { 'error.type': c.error, 'error.message': c.message } : {}),
     }, 'HTTP upgrade');
   }
@@ -599,7 +600,7 @@ export class HttpService {
       'http.request.method': req.method,
       'url.path': url.endsWith('?') ? url.slice(0, -1) : url,
       'http.response.status_code': status,
-      'event.duration': Math.round((performance.now() - started) * 1e6),
+      'event.duration': Math.round((monotonicMs() - started) * 1e6),
       'client.address': req.socket.remoteAddress,
     };
     if (c) {

@@ -3,6 +3,7 @@ import pino, { type Logger } from 'pino';
 import { join } from 'node:path';
 import { withContext } from '../util/error-text';
 import { RotatingFile } from './rotating-file';
+import { isoTime } from '../util/time';
 
 export type { Logger };
 
@@ -48,7 +49,7 @@ export function createLogger(opts: LogOptions): Logger {
       level: streams.length === 0 ? 'silent' : level,
       messageKey: 'message',
       base: { 'service.name': 'fleet-server', 'service.type': 'fleet-server', 'ecs.version': '1.6.0' },
-      timestamp: () => `,"@timestamp":"${new Date().toISOString()}"`,
+      timestamp: () => `,"@timestamp":"${isoTime()}"`,
       formatters: { level: (label) => ({ 'log.level': label }) },
       redact: { paths: ['service_token', '*.service_token', 'api_key', '*.api_key'], censor: '[redacted]' },
     },

@@ -21,9 +21,10 @@
 // Once after start-up too: loading and compiling the program leaves garbage and a grown young generation
 // that no collection reclaims in a process that then sits idle (V8's memory reducer starts only after a
 // full collection, and start-up makes none): ~3.5 MiB of RSS in every process, the primary and each worker.
-import { performance as perf } from 'node:perf_hooks';
+import type { EventLoopUtilization, Performance } from 'node:perf_hooks';
 import { getHeapSpaceStatistics, setFlagsFromString } from 'node:v8';
 import type { Logger } from 'pino';
+import { monotonicMs } from '../util/clock';
 
 type GcOptions = { type: 'major'; execution: 'sync'; flavor: 'last-resort' };
 type Gc = (options?: GcOptions) => void;
@@ -36,7 +37,7 @@ export interface HeapLook {
   used: number;
   /** Bytes the young generation (new space) holds, committed. */
   young?: number;
-  /** The event loop's utilisation since the last look (0–1). */
+  /** The event loop's utilisation since the last look (0–1); read only when the rest calls for a collection. */
   busy?: number;
 }
 
@@ -109,7 +110,6 @@ export class TrimDecider {
     this.previousUsed = space.used;
     this.previousSize = space.size;
     const youngGrown = (space.young ?? 0) >= (this.policy.minYoungBytes ?? 8 * 1024 * 1024);
-    const quiet = (space.busy ?? 0) <= (this.policy.quietShare ?? 0.25);
     if (this.youngTrimmed) {
       // Grown again since: the load keeps it so, and the next collection for it is worth less.
       this.youngTrimmed = false;
@@ -121,7 +121,7 @@ export class TrimDecider {
     if (!oldWorth && !youngGrown) return false;
     // Still busy (an enrollment burst barely grows old space; a reconnect wave does not either): a
     // collection now would pause the burst and be undone by it.
-    if (!quiet) return false;
+    if ((space.busy ?? 0) > (this.policy.quietShare ?? 0.25)) return false;
     // Still growing: collecting now would be undone by the next second of the burst. Judged by the old
     // space V8 holds, not by what is used of it: used space also grows with garbage awaiting the next full
     // collection, which after a burst may be minutes away — at 100,000 agents the workers' used space
@@ -130,6 +130,30 @@ export class TrimDecider {
     this.lastTrimAt = now;
     this.youngTrimmed = !oldWorth;
     return true;
+  }
+}
+
+/**
+ * The event loop's utilisation from one look to the next. perf_hooks is loaded at the first question,
+ * which only a process with a heap worth collecting asks: loading it costs 2.5 MiB of RSS (Node's whole
+ * performance-timeline API comes with it), which an idle process then keeps. The first answer covers the
+ * time since the process started: a burst before it only makes that answer busier, and the collection waits a look.
+ */
+class LoopMeter {
+  private perf: Performance | undefined;
+  private last: EventLoopUtilization | undefined;
+
+  sinceLast(): number {
+    this.perf ??= (require('node:perf_hooks') as typeof import('node:perf_hooks')).performance;
+    const now = this.perf.eventLoopUtilization();
+    const busy = this.last === undefined ? now.utilization : this.perf.eventLoopUtilization(now, this.last).utilization;
+    this.last = now;
+    return busy;
+  }
+
+  /** A look that did not ask: the next answer starts from here (once the meter runs). */
+  skip(): void {
+    if (this.perf) this.last = this.perf.eventLoopUtilization();
   }
 }
 
@@ -169,15 +193,15 @@ export const TRIM_EVERY_MS = 10_000;
  * timers fire late together, and an interval would then start them all again from the same moment.
  */
 export function startMemoryTrim(log: Logger, everyMs = TRIM_EVERY_MS, decider = new TrimDecider(), phaseMs = 0): () => void {
-  let loop = perf.eventLoopUtilization();
+  const loop = new LoopMeter();
   let timer: NodeJS.Timeout | undefined;
   let stopped = false;
   const look = (): void => {
-    const now = perf.eventLoopUtilization();
-    const before = { ...heapLook(), busy: perf.eventLoopUtilization(now, loop).utilization };
-    loop = now;
+    let busy: number | undefined;
+    const before: HeapLook = { ...heapLook(), get busy() { return (busy ??= loop.sinceLast()); } };
     const startup = decider.startupSettled(before);
     const burst = decider.shouldTrim(before, Date.now());
+    if (busy === undefined) loop.skip();
     if (!startup && !burst) return;
     const gc = gcFunction();
     if (!gc) {
@@ -186,13 +210,13 @@ export function startMemoryTrim(log: Logger, everyMs = TRIM_EVERY_MS, decider = 
       return;
     }
     const rss = process.memoryUsage.rss();
-    const t0 = performance.now();
+    const t0 = monotonicMs();
     gc({ type: 'major', execution: 'sync', flavor: 'last-resort' });
     const after = heapLook();
     const fields = {
       'memory.old_space.before': before.size, 'memory.old_space.after': after.size, 'memory.old_space.used': after.used,
-      'memory.new_space.before': before.young, 'memory.new_space.after': after.young, 'event_loop.utilization': Number(before.busy.toFixed(2)),
-      'memory.rss.before': rss, 'memory.rss.after': process.memoryUsage.rss(), 'gc.pause_ms': Math.round(performance.now() - t0),
+      'memory.new_space.before': before.young, 'memory.new_space.after': after.young, 'event_loop.utilization': busy === undefined ? undefined : Number(busy.toFixed(2)),
+      'memory.rss.before': rss, 'memory.rss.after': process.memoryUsage.rss(), 'gc.pause_ms': Math.round(monotonicMs() - t0),
     };
     if (!burst) {
       log.debug(fields, 'memory trimmed after start-up');

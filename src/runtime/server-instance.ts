@@ -10,6 +10,7 @@ import { HttpService, type HttpOptions } from '../http/server';
 import { openStore } from '../store/open';
 import type { Store } from '../store/port';
 import { Backoff, sleep } from '../util/backoff';
+import { monotonicMs } from '../util/clock';
 
 /** How long each step of a stop took, logged with its end (a drain near its deadline says which step to look at). */
 export interface StopTimings {
@@ -102,25 +103,25 @@ export class ServerInstance {
     await this.starting?.catch(() => undefined);
     const drainMs = this.config.server.timeouts.drainMs;
     this.phase = 'draining';
-    const t0 = performance.now();
+    const t0 = monotonicMs();
     let released = t0;
     const cut = await this.http.stop(drainMs, async () => {
       await opts.listenersClosed?.();
       // Spread to 80 % of the window from the stop, whatever waiting for the other workers took.
-      await this.fleet.releaseHeld(opts.spread ? Math.max(0, Math.floor(drainMs * 0.8 - (performance.now() - t0))) : 0);
-      released = performance.now();
+      await this.fleet.releaseHeld(opts.spread ? Math.max(0, Math.floor(drainMs * 0.8 - (monotonicMs() - t0))) : 0);
+      released = monotonicMs();
     });
     if (cut > 0) this.log.warn({ 'stop.cut_requests': cut, 'timeouts.drain_ms': drainMs }, 'requests still in flight at the drain deadline; their connections were closed');
     // With every connection closed: what is left is the store's (a deadline that cuts it resets no agent).
     this.phase = 'stopping';
-    const t1 = performance.now();
+    const t1 = monotonicMs();
     await this.fleet.stop();
     this.metrics?.close();
     this.phase = 'closing the store';
-    const t2 = performance.now();
+    const t2 = monotonicMs();
     await this.store.close();
     const ms = (a: number, b: number): number => Math.round(b - a);
-    return { 'stop.answer_ms': ms(t0, released), 'stop.drain_ms': ms(released, t1), 'stop.cut_requests': cut, 'stop.write_ms': ms(t1, t2), 'stop.close_ms': ms(t2, performance.now()) };
+    return { 'stop.answer_ms': ms(t0, released), 'stop.drain_ms': ms(released, t1), 'stop.cut_requests': cut, 'stop.write_ms': ms(t1, t2), 'stop.close_ms': ms(t2, monotonicMs()) };
   }
 
   private async startWhenReady(requireVersion?: string): Promise<void> {

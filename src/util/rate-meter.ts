@@ -1,3 +1,5 @@
+import { monotonicMs } from './clock';
+
 /**
  * Events per second over the last second, estimated from two one-second buckets (the previous one
  * weighted by how much of it still lies within the last second). Costs two counters, no timers.
@@ -7,7 +9,7 @@ export class RateMeter {
   private previous = 0;
   private start: number;
 
-  constructor(private readonly now: () => number = () => performance.now()) {
+  constructor(private readonly now: () => number = monotonicMs) {
     this.start = this.now();
   }
 

@@ -1,3 +1,5 @@
+import { monotonicMs } from './clock';
+
 /**
  * Token bucket: one token per `intervalMs`, at most `burst` stored. An interval or a burst of 0 means
  * unlimited (a configuration that sets either to 0 turns the rate limit off).
@@ -7,7 +9,7 @@ export class TokenBucket {
   private tokens: number;
   private last: number;
 
-  constructor(private readonly intervalMs: number, private readonly burst: number, private readonly now: () => number = () => performance.now()) {
+  constructor(private readonly intervalMs: number, private readonly burst: number, private readonly now: () => number = monotonicMs) {
     this.tokens = Math.max(1, burst);
     this.last = this.now();
   }

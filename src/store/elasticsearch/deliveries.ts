@@ -7,6 +7,7 @@ import { encode } from 'cbor-x/index-no-eval';
 import type { DeliveryFile, DeliveryPublish, DeliveryScope, DeliveryStore } from '../file-ports';
 import { withRetries } from './connection';
 import { chunkNumber, indexFragment, rawRequest, readStoredChunk, refresh, searchHits } from './file-requests';
+import { isoTime } from '../../util/time';
 
 type Obj = Record<string, unknown>;
 
@@ -99,7 +100,7 @@ export class EsDeliveries implements DeliveryStore {
     }
     if (heldBytes > 0) await flush(true);
     await refresh(this.client, AGENT_DATA);
-    const now = new Date().toISOString();
+    const now = isoTime();
     await withRetries('write file metadata', () => this.client.create({
       index: AGENT_META, id: meta.id, refresh: true,
       document: {

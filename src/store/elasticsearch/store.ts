@@ -23,6 +23,7 @@ import { EsUploads } from './uploads';
 import { EsDeliveries } from './deliveries';
 import { EsArtifacts } from './artifacts';
 import { VERSION } from '../../version';
+import { isoTime } from '../../util/time';
 
 type Obj = Record<string, unknown>;
 
@@ -91,7 +92,7 @@ export class EsStore implements Store {
     this.policyChanges = new EsChangeFeed<PolicyDoc>(this.monitorClient, { index: INDEX.policies, fetchSize: opts.monitor.fetchSize });
     // Expired actions are never dispatched (upstream's action monitor filters them).
     this.actionChanges = new EsChangeFeed<ActionDoc>(this.monitorClient, {
-      index: INDEX.actions, fetchSize: opts.monitor.fetchSize, filters: () => [{ range: { expiration: { gt: new Date().toISOString() } } }],
+      index: INDEX.actions, fetchSize: opts.monitor.fetchSize, filters: () => [{ range: { expiration: { gt: isoTime() } } }],
     });
   }
 
@@ -387,7 +388,7 @@ export class EsStore implements Store {
   async deleteExpiredActions(before: Date): Promise<number> {
     try {
       const r = await withRetries('delete expired actions', () => this.client.deleteByQuery({
-        index: INDEX.actions, conflicts: 'proceed', refresh: true, query: filter({ range: { expiration: { lte: before.toISOString() } } }),
+        index: INDEX.actions, conflicts: 'proceed', refresh: true, query: filter({ range: { expiration: { lte: isoTime(before.getTime()) } } }),
       }));
       return r.deleted ?? 0;
     } catch (err) {
@@ -399,7 +400,7 @@ export class EsStore implements Store {
 
   async writeOutputHealth(h: { output: string; state: 'HEALTHY' | 'DEGRADED'; message: string }): Promise<void> {
     const r = await this.write('create', OUTPUT_HEALTH, undefined, {
-      '@timestamp': new Date().toISOString(), output: h.output, state: h.state, message: h.message,
+      '@timestamp': isoTime(), output: h.output, state: h.state, message: h.message,
       data_stream: { dataset: 'fleet_server.output_health', type: 'logs', namespace: 'default' },
     }, { refresh: true });
     if (r.status >= 300) throw itemFailed(r, 'write output health');

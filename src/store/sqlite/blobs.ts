@@ -5,7 +5,8 @@
 // written, and a write that fails leaves nothing. Files are 0600 and directories 0700, as the database.
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
-import { mkdir, open, rename, rm, unlink, type FileHandle } from 'node:fs/promises';
+import type { FileHandle } from 'node:fs/promises';
+import { fsAsync } from '../../util/fs-async';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { NotFoundError, StoreUnavailableError } from '../port';
@@ -36,7 +37,7 @@ export class BlobWriter {
   static async create(target: string, fault: (err: unknown) => unknown): Promise<BlobWriter> {
     const tmp = join(dirname(target), `.${randomBytes(8).toString('hex')}.tmp`);
     try {
-      return new BlobWriter(await open(tmp, 'wx', FILE_MODE), tmp, target, fault);
+      return new BlobWriter(await fsAsync().open(tmp, 'wx', FILE_MODE), tmp, target, fault);
     } catch (err) {
       throw fault(err);
     }
@@ -60,7 +61,7 @@ export class BlobWriter {
     try {
       await this.fh.sync();
       await this.fh.close();
-      await rename(this.tmp, this.target);
+      await fsAsync().rename(this.tmp, this.target);
       await syncDir(dirname(this.target));
     } catch (err) {
       await this.abort();
@@ -72,12 +73,12 @@ export class BlobWriter {
   /** Drops the temporary file (the chunk in place, if any, is untouched). */
   async abort(): Promise<void> {
     await this.fh.close().catch(() => {});
-    await unlink(this.tmp).catch(() => {});
+    await fsAsync().unlink(this.tmp).catch(() => {});
   }
 }
 
 async function syncDir(dir: string): Promise<void> {
-  const fh = await open(dir, 'r');
+  const fh = await fsAsync().open(dir, 'r');
   try {
     await fh.sync();
   } finally {
@@ -118,7 +119,7 @@ export class BlobDir {
   async ensureDir(kind: BlobKind, owner: string): Promise<string> {
     const dir = this.dir(kind, owner);
     try {
-      const first = await mkdir(dir, { recursive: true, mode: DIR_MODE });
+      const first = await fsAsync().mkdir(dir, { recursive: true, mode: DIR_MODE });
       if (first !== undefined) {
         for (let p = dir; p !== dirname(first); p = dirname(p)) await syncDir(dirname(p));
       }
@@ -168,7 +169,7 @@ export class BlobDir {
 
   private async unlink(kind: BlobKind, owner: string, n: number): Promise<void> {
     try {
-      await unlink(this.path(kind, owner, n));
+      await fsAsync().unlink(this.path(kind, owner, n));
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw this.writeFault(err);
     }
@@ -177,7 +178,7 @@ export class BlobDir {
   /** Removes every chunk of owner (and temporary files a crash left there). */
   async removeAll(kind: BlobKind, owner: string): Promise<void> {
     try {
-      await rm(this.dir(kind, owner), { recursive: true, force: true });
+      await fsAsync().rm(this.dir(kind, owner), { recursive: true, force: true });
     } catch (err) {
       throw this.writeFault(err);
     }
@@ -187,7 +188,7 @@ export class BlobDir {
   async *read(kind: BlobKind, owner: string, n: number): AsyncIterable<Uint8Array> {
     let fh: FileHandle;
     try {
-      fh = await open(this.path(kind, owner, n), 'r');
+      fh = await fsAsync().open(this.path(kind, owner, n), 'r');
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') throw new NotFoundError(`chunk ${n} of ${owner} not found`);
       throw fileError(err);

@@ -4,7 +4,7 @@
 // are told the cause only.
 import type { SQLInputValue, StatementSync } from 'node:sqlite';
 import { StoreUnavailableError } from '../port';
-import { open, type FileHandle } from 'node:fs/promises';
+import { close, fdatasync, open } from 'node:fs';
 
 const SQLITE_BUSY = 5;
 const SQLITE_LOCKED = 6;
@@ -104,10 +104,11 @@ export function fileError(err: unknown): unknown {
 /**
  * Flushes a file's data to disk (the WAL after group commits) on the thread pool, through one
  * descriptor kept open; calls made while a flush runs share the next one. A disk fault is
- * StoreUnavailableError.
+ * StoreUnavailableError. Through node:fs's callbacks, not a FileHandle: node:fs/promises would be
+ * loaded by the first write of every process that writes (util/fs-async.ts says what it costs).
  */
 export class FileFlusher {
-  private fh: Promise<FileHandle> | undefined;
+  private fd: Promise<number> | undefined;
   private running: Promise<void> | undefined;
   private next: Promise<void> | undefined;
 
@@ -125,10 +126,11 @@ export class FileFlusher {
 
   private async run(): Promise<void> {
     try {
-      this.fh ??= open(this.path, 'r+');
-      await (await this.fh).datasync();
+      this.fd ??= new Promise((resolve, reject) => open(this.path, 'r+', (err, fd) => (err ? reject(err) : resolve(fd))));
+      const fd = await this.fd;
+      await new Promise<void>((resolve, reject) => fdatasync(fd, (err) => (err ? reject(err) : resolve())));
     } catch (err) {
-      this.fh = undefined;
+      void this.release();
       throw fileError(err);
     } finally {
       this.running = undefined;
@@ -136,8 +138,14 @@ export class FileFlusher {
   }
 
   async close(): Promise<void> {
-    const fh = this.fh;
-    this.fh = undefined;
-    await (await fh?.catch(() => undefined))?.close().catch(() => undefined);
+    await this.release();
+  }
+
+  /** Lets the descriptor go (a failed flush opens a new one next time). */
+  private async release(): Promise<void> {
+    const fd = this.fd;
+    this.fd = undefined;
+    const n = await fd?.catch(() => undefined);
+    if (n !== undefined) await new Promise<void>((resolve) => close(n, () => resolve()));
   }
 }

@@ -16,6 +16,7 @@
 // six workers, alternating (load 3-4): device flushes over the run 9,250 -> 3,570, first check-ins
 // 1,561 / 1,988 / 1,928 -> 1,722 / 2,144 / 2,137 per second; a write waits at most the gap longer.
 import type { DatabaseSync } from 'node:sqlite';
+import { monotonicMs } from '../../util/clock';
 
 interface Waiter {
   resolve(): void;
@@ -68,7 +69,7 @@ export class GroupCommit {
 
   constructor(private readonly db: DatabaseSync, private readonly hooks: GroupCommitHooks, opts: GroupCommitOptions = {}) {
     this.gapMs = opts.gapMs ?? COMMIT_GAP_MS;
-    this.now = opts.now ?? (() => performance.now());
+    this.now = opts.now ?? (monotonicMs);
   }
 
   /** Runs fn now, inside the turn's transaction; resolves with its result once that has committed. */
