@@ -164,7 +164,9 @@ export async function runWorker(config: FleetServerConfig): Promise<void> {
   try {
     server = await opening;
     http = server.http;
-    stats = localStats(server.fleet, server.http);
+    // Asked for only by the primary's metrics listener; making it starts sampling the event loop's delay,
+    // which loads perf_hooks (2.5 MiB of RSS).
+    if (config.http.enabled) stats = localStats(server.fleet, server.http);
     let serving = size;
     reshare = (workers) => {
       if (workers < 1 || workers === serving) return;
