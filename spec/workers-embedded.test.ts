@@ -98,7 +98,10 @@ test('two workers on the embedded store: polls held on both, a CLI policy change
     const code = await server.stop(60_000);
     expect(code).toBe(0);
     for (const o of await Promise.all(held)) expect(o).toMatchObject({ status: 200 });
-    expect(server.logs().filter((l) => l['message'] === 'fleet-server stopped')).toHaveLength(3);
+    const stopped = server.logs().filter((l) => l['message'] === 'fleet-server stopped');
+    expect(stopped).toHaveLength(3);
+    // Every listener was closed before any worker answered its polls (the primary's word, not the 1 s wait).
+    expect(stopped.filter((l) => l['worker.slot'] !== undefined).map((l) => l['stop.others_closed'])).toEqual([true, true]);
     // The check-ins' bookkeeping went through the store before it closed: every agent is listed as seen.
     const listed = new Map((await cli(dir, ['agents', 'list']) as any[]).map((a) => [a._id, a]));
     for (const a of agents) expect(listed.get(a.id)).toMatchObject({ last_checkin: expect.any(String) });

@@ -133,7 +133,10 @@ test('two workers: polls held on both, a policy change reaches all, a killed wor
     const code = await server.stop(60_000);
     expect(code).toBe(0);
     for (const o of await Promise.all(held)) expect(o).toMatchObject({ status: 200 });
-    expect(server.logs().filter((l) => l['message'] === 'fleet-server stopped')).toHaveLength(3);
+    const stopped = server.logs().filter((l) => l['message'] === 'fleet-server stopped');
+    expect(stopped).toHaveLength(3);
+    // Each worker answered once the primary said every listener was closed, not after waiting it out.
+    expect(stopped.filter((l) => l['worker.slot'] !== undefined).map((l) => l['stop.others_closed'])).toEqual([true, true]);
   });
 });
 

@@ -158,7 +158,7 @@ export async function runWorker(config: FleetServerConfig): Promise<void> {
   // starting too, as the primary's stop message does.
   stop = serveUntilStopped(opening, shared, log, async () => {
     send(process, { t: 'closed' });
-    await Promise.race([othersClosed, new Promise((resolve) => setTimeout(resolve, OTHERS_CLOSED_WAIT_MS).unref())]);
+    return Promise.race([othersClosed.then(() => true), new Promise<boolean>((resolve) => setTimeout(() => resolve(false), OTHERS_CLOSED_WAIT_MS).unref())]);
   });
   let server: ServerInstance;
   try {

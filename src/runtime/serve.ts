@@ -29,7 +29,7 @@ export async function withStoreContext<T>(config: FleetServerConfig, open: () =>
 
 /** `server` may still be opening: a stop meanwhile waits for it (one that fails to open has nothing to stop). */
 export function serveUntilStopped(server: ServerInstance | Promise<ServerInstance>, config: FleetServerConfig, log: Logger,
-  listenersClosed?: () => Promise<void>): (reason: string) => void {
+  listenersClosed?: () => Promise<boolean>): (reason: string) => void {
   let opened: ServerInstance | undefined;
   return stopOnSignals(log, config.server.timeouts.drainMs + 5000, async () => {
     opened = await Promise.resolve(server).catch(() => undefined);

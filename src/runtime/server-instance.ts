@@ -27,13 +27,18 @@ export interface StopTimings {
   'stop.write_ms': number;
   /** The store closed. */
   'stop.close_ms': number;
+  /** A cluster worker: whether every worker's listeners were closed before it answered (false: it waited 1 s). */
+  'stop.others_closed'?: boolean;
 }
 
 export interface StopOptions {
   /** Leaving for good: the answers spread over most of the drain window. */
   spread?: boolean;
-  /** Called once this server's listeners are closed; its held polls are answered when it resolves. */
-  listenersClosed?: () => Promise<void>;
+  /**
+   * Called once this server's listeners are closed; its held polls are answered when it resolves, to
+   * whether every other listener was closed by then.
+   */
+  listenersClosed?: () => Promise<boolean>;
 }
 
 export class ServerInstance {
@@ -105,8 +110,9 @@ export class ServerInstance {
     this.phase = 'draining';
     const t0 = monotonicMs();
     let released = t0;
+    let othersClosed: boolean | undefined;
     const cut = await this.http.stop(drainMs, async () => {
-      await opts.listenersClosed?.();
+      othersClosed = await opts.listenersClosed?.();
       // Spread to 80 % of the window from the stop, whatever waiting for the other workers took.
       await this.fleet.releaseHeld(opts.spread ? Math.max(0, Math.floor(drainMs * 0.8 - (monotonicMs() - t0))) : 0);
       released = monotonicMs();
@@ -121,7 +127,8 @@ export class ServerInstance {
     const t2 = monotonicMs();
     await this.store.close();
     const ms = (a: number, b: number): number => Math.round(b - a);
-    return { 'stop.answer_ms': ms(t0, released), 'stop.drain_ms': ms(released, t1), 'stop.cut_requests': cut, 'stop.write_ms': ms(t1, t2), 'stop.close_ms': ms(t2, monotonicMs()) };
+    return { 'stop.answer_ms': ms(t0, released), 'stop.drain_ms': ms(released, t1), 'stop.cut_requests': cut, 'stop.write_ms': ms(t1, t2), 'stop.close_ms': ms(t2, monotonicMs()),
+      ...(othersClosed === undefined ? {} : { 'stop.others_closed': othersClosed }) };
   }
 
   private async startWhenReady(requireVersion?: string): Promise<void> {
