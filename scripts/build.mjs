@@ -92,12 +92,12 @@ const esClientSlim = {
 // pino's transports run log writers in worker threads; the program writes through pino's own destinations
 // (SonicBoom) and multistream, never a transport, and runs no worker thread. Loading the transport code
 // loads thread-stream, worker_threads, node:module and node:assert with it, and SonicBoom loads node:assert
-// for one check of an argument it is always given right: 1.1 MiB of RSS in every process (measured, Node
-// 24.21, single process idle). Those imports get stand-ins that say so if they are ever reached.
+// for one internal check (that its descriptor is a number, when it closes): with the rest of the start-up
+// cuts of 2026-12-04, docs/workers.md (Cost). Those imports get stand-ins that say so if they are reached.
 const loggerSlim = {
   name: 'logger-slim',
   setup(b) {
-    const from = (pkg) => (a) => new RegExp(`[\\/]node_modules[\\/]${pkg}[\\/]`).test(a.importer);
+    const from = (pkg) => (a) => new RegExp(`[\\\\/]node_modules[\\\\/]${pkg}[\\\\/]`).test(a.importer);
     const stub = (ns, contents) => b.onLoad({ filter: /.*/, namespace: ns }, () => ({ contents, loader: 'js' }));
     b.onResolve({ filter: /^\.\/(lib\/)?transport$/ }, (a) => (from('pino')(a) ? { path: 'transport', namespace: 'no-pino-transport' } : undefined));
     stub('no-pino-transport', "module.exports = () => { throw new Error('pino transports are not bundled: log through a destination'); };");

@@ -65,7 +65,7 @@ test('on the embedded store no process loads the Elasticsearch client or gRPC', 
   expect(vendor).toHaveLength(3);
   expect(vendor).toEqual([[], [], []]);
   // Over plain HTTP no process loads TLS (~2 MiB of RSS each) or readline (the agent's log relay); and
-  // none that sat idle loads what only traffic or metrics need: perf_hooks (2.5 MiB; util/clock.ts),
+  // none that sat idle loads what only traffic or metrics need: perf_hooks (util/clock.ts),
   // fs/promises (util/fs-async.ts), or what pino's transports would bring (scripts/build.mjs logger-slim).
   // Each did load node:http, so the record is of what they ran.
   expect(builtinLoads(dir, ['http', 'https', 'tls', 'readline', 'perf_hooks', 'fs/promises', 'worker_threads', 'assert', 'module']))

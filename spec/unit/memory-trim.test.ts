@@ -2,7 +2,7 @@
 // burst, once it has stopped growing, not too often.
 import { getHeapSpaceStatistics } from 'node:v8';
 import pino from 'pino';
-import { gcFunction, nextLookInMs, startMemoryTrim, TRIM_EVERY_MS, TrimDecider, trimPhaseMs, type HeapLook } from '../../src/runtime/memory-trim';
+import { gcFunction, LoopMeter, nextLookInMs, startMemoryTrim, TRIM_EVERY_MS, TrimDecider, trimPhaseMs, type HeapLook } from '../../src/runtime/memory-trim';
 
 const MiB = 1024 * 1024;
 
@@ -177,7 +177,7 @@ test('by default a collection may follow another after 30 s: one made as a burst
 });
 
 test('the event loop is asked about only when the heap calls for a collection', () => {
-  // A look whose busy share counts its readers: the trim loads perf_hooks for that answer (2.5 MiB).
+  // A look whose busy share counts its readers: the trim loads perf_hooks for that answer.
   let asked = 0;
   const look = (size: number, used: number, young = 0): HeapLook => ({ size, used, young, get busy() { asked++; return 0.05; } });
   const d = new TrimDecider({ minFreeBytes: 16 * MiB, minFreeShare: 0.25, growingShare: 0.05, spacingMs: 30_000, maxSpacingMs: 60_000 });
@@ -187,4 +187,19 @@ test('the event loop is asked about only when the heap calls for a collection', 
   d.shouldTrim(look(240 * MiB, 100 * MiB), 20_000);
   expect(d.shouldTrim(look(240 * MiB, 101 * MiB), 30_000)).toBe(true);
   expect(asked).toBe(2);
+});
+
+test('the loop meter calls its first answer busy, then measures from one look to the next', async () => {
+  const meter = new LoopMeter();
+  expect(meter.sinceLast()).toBe(1);
+  // Idle between these looks: the event loop waits on a timer.
+  await new Promise((r) => setTimeout(r, 200));
+  const idle = meter.sinceLast();
+  expect(idle).toBeGreaterThanOrEqual(0);
+  expect(idle).toBeLessThan(0.5);
+  // Busy: the loop is blocked from one look to the next.
+  meter.skip();
+  const until = Date.now() + 100;
+  while (Date.now() < until) { /* holding the loop */ }
+  expect(meter.sinceLast()).toBeGreaterThan(0.5);
 });

@@ -117,6 +117,7 @@ export async function runWorker(config: FleetServerConfig): Promise<void> {
   let stats: StatsSource | undefined;
   let reshare: ((workers: number) => void) | undefined;
   let http: HttpService | undefined;
+  let served: ServerInstance | undefined;
   let initialised: (ticketKeys: Buffer) => void = ignore;
   let answer: () => void = ignore;
   const othersClosed = new Promise<void>((resolve) => (answer = resolve));
@@ -132,7 +133,11 @@ export async function runWorker(config: FleetServerConfig): Promise<void> {
     } else if (m.t === 'init') initialised(Buffer.from(m.ticketKeys, 'hex'));
     else if (m.t === 'stop') stop?.('primary');
     else if (m.t === 'answer') answer();
-    else if (m.t === 'stats' && stats) void stats({ gc: m.gc }).then((doc) => send(process, { t: 'stats', id: m.id, doc }));
+    else if (m.t === 'stats') {
+      // A worker whose configuration had the metrics listener off (one respawned after an edit) answers too.
+      if (served) stats ??= localStats(served.fleet, served.http);
+      if (stats) void stats({ gc: m.gc }).then((doc) => send(process, { t: 'stats', id: m.id, doc }));
+    }
     else if (m.t === 'serving') reshare?.(m.workers);
   });
   send(process, { t: 'hello' });
@@ -164,8 +169,9 @@ export async function runWorker(config: FleetServerConfig): Promise<void> {
   try {
     server = await opening;
     http = server.http;
+    served = server;
     // Asked for only by the primary's metrics listener; making it starts sampling the event loop's delay,
-    // which loads perf_hooks (2.5 MiB of RSS).
+    // which loads perf_hooks (util/clock.ts): made now if the listener is on, else at the first question.
     if (config.http.enabled) stats = localStats(server.fleet, server.http);
     let serving = size;
     reshare = (workers) => {

@@ -135,18 +135,19 @@ export class TrimDecider {
 
 /**
  * The event loop's utilisation from one look to the next. perf_hooks is loaded at the first question,
- * which only a process with a heap worth collecting asks: loading it costs 2.5 MiB of RSS (Node's whole
- * performance-timeline API comes with it), which an idle process then keeps. The first answer covers the
- * time since the process started: a burst before it only makes that answer busier, and the collection waits a look.
+ * which only a process with a heap worth collecting asks: Node's whole performance-timeline API comes
+ * with it (util/clock.ts), which an idle process would then keep. The first question has no
+ * look before it to measure from (the loop's whole life would call a burst after an idle hour quiet), so
+ * its answer is "busy": the collection waits a look, and the next answer covers that look's interval.
  */
-class LoopMeter {
+export class LoopMeter {
   private perf: Performance | undefined;
   private last: EventLoopUtilization | undefined;
 
   sinceLast(): number {
     this.perf ??= (require('node:perf_hooks') as typeof import('node:perf_hooks')).performance;
     const now = this.perf.eventLoopUtilization();
-    const busy = this.last === undefined ? now.utilization : this.perf.eventLoopUtilization(now, this.last).utilization;
+    const busy = this.last === undefined ? 1 : this.perf.eventLoopUtilization(now, this.last).utilization;
     this.last = now;
     return busy;
   }

@@ -10,7 +10,7 @@ export const systemClock: Clock = { now: () => Date.now() };
 /**
  * Milliseconds on a monotonic clock, for durations, rates and deadlines within this process. Not
  * performance.now(): the first touch of `performance` loads Node's whole performance-timeline API (nine
- * modules; 2.5 MiB more RSS in every process, measured on Node 24.21), of which nothing else is used.
+ * modules; 0.2–0.9 MiB more RSS in an idle server, measured on Node 24.21), of which nothing else is used.
  */
 export function monotonicMs(): number {
   return Number(process.hrtime.bigint()) / 1e6;

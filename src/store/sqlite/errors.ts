@@ -111,10 +111,12 @@ export class FileFlusher {
   private fd: Promise<number> | undefined;
   private running: Promise<void> | undefined;
   private next: Promise<void> | undefined;
+  private closed = false;
 
   constructor(private readonly path: string) {}
 
   flush(): Promise<void> {
+    if (this.closed) return Promise.reject(new StoreUnavailableError(`${this.path}: flushed after the store closed`, { clientMessage: 'the embedded store is closed' }));
     if (!this.running) return (this.running = this.run());
     // One flush is under way: it may have started before these writes; they take the next one.
     this.next ??= this.running.catch(() => undefined).then(() => {
@@ -137,7 +139,15 @@ export class FileFlusher {
     }
   }
 
+  /**
+   * Waits for the flushes under way or queued, then closes the descriptor: a raw descriptor, unlike a
+   * FileHandle, may be closed under a running fdatasync (EBADF, or another file's flush once its number
+   * is reused).
+   */
   async close(): Promise<void> {
+    this.closed = true;
+    await this.next?.catch(() => undefined);
+    await this.running?.catch(() => undefined);
     await this.release();
   }
 
