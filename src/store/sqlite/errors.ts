@@ -116,7 +116,6 @@ export class FileFlusher {
   constructor(private readonly path: string) {}
 
   flush(): Promise<void> {
-    if (this.closed) return Promise.reject(new StoreUnavailableError(`${this.path}: flushed after the store closed`, { clientMessage: 'the embedded store is closed' }));
     if (!this.running) return (this.running = this.run());
     // One flush is under way: it may have started before these writes; they take the next one.
     this.next ??= this.running.catch(() => undefined).then(() => {
@@ -131,6 +130,9 @@ export class FileFlusher {
       this.fd ??= new Promise((resolve, reject) => open(this.path, 'r+', (err, fd) => (err ? reject(err) : resolve(fd))));
       const fd = await this.fd;
       await new Promise<void>((resolve, reject) => fdatasync(fd, (err) => (err ? reject(err) : resolve())));
+      // A write that committed as the store was closing (a stop during start-up) is flushed all the same,
+      // through a descriptor opened for it alone.
+      if (this.closed) await this.release();
     } catch (err) {
       void this.release();
       throw fileError(err);
@@ -142,7 +144,7 @@ export class FileFlusher {
   /**
    * Waits for the flushes under way or queued, then closes the descriptor: a raw descriptor, unlike a
    * FileHandle, may be closed under a running fdatasync (EBADF, or another file's flush once its number
-   * is reused).
+   * is reused). A flush asked for after this keeps no descriptor open.
    */
   async close(): Promise<void> {
     this.closed = true;
