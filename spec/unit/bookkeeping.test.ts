@@ -64,16 +64,3 @@ test('while serving, timestamp refreshes are written like any record', async () 
   await b.flush();
   expect(writes).toEqual([[expect.objectContaining({ id: 'held', doc: expect.objectContaining({ last_checkin_status: 'online' }) })]]);
 });
-
-test('the release starts writing the records with news at once, before the stop', async () => {
-  const { store, writes } = recording();
-  const b = new Bookkeeper(store, 60_000, pino({ level: 'silent' }));
-  b.enqueue('new-revision', { status: 'online', message: 'Running', policyRevisionIdx: 2 });
-  b.touch('held', 'online', 'Running');
-  b.release();
-  await new Promise((r) => setImmediate(r));
-  expect(writes.map(ids)).toEqual([['new-revision']]);
-  b.enqueue('late-news', { status: 'error', message: 'down' });
-  await b.stop();
-  expect(writes.map(ids)).toEqual([['new-revision'], ['late-news']]);
-});

@@ -69,14 +69,10 @@ export class Bookkeeper {
    * a held poll's timestamp refresh is left out, as its agent, answered, checks in again within seconds
    * wherever it reconnects. At 60,000 agents on six workers a sweep's refreshes, written as the server
    * stopped, made every worker overrun its drain deadline.
-   * The records with news are written from now on, while the polls are answered, not after: a restart
-   * just after a rollout found up to a flush interval's worth of them (100,000 agents' new revisions on
-   * six workers), and writing them all after the drain made five workers overrun its deadline.
    */
   release(): void {
     this.releasing = true;
     this.dropRefreshes();
-    void this.flush();
   }
 
   private dropRefreshes(): void {
