@@ -69,7 +69,7 @@ export class GroupCommit {
 
   constructor(private readonly db: DatabaseSync, private readonly hooks: GroupCommitHooks, opts: GroupCommitOptions = {}) {
     this.gapMs = opts.gapMs ?? COMMIT_GAP_MS;
-    this.now = opts.now ?? (monotonicMs);
+    this.now = opts.now ?? monotonicMs;
   }
 
   /** Runs fn now, inside the turn's transaction; resolves with its result once that has committed. */
