@@ -116,7 +116,6 @@ export async function runWorker(config: FleetServerConfig): Promise<void> {
   let stop: ((reason: string) => void) | undefined;
   let stats: StatsSource | undefined;
   let reshare: ((workers: number) => void) | undefined;
-  let http: HttpService | undefined;
   let served: ServerInstance | undefined;
   let initialised: (ticketKeys: Buffer) => void = ignore;
   let answer: () => void = ignore;
@@ -125,11 +124,11 @@ export async function runWorker(config: FleetServerConfig): Promise<void> {
   // Listening before saying hello: nothing the primary sends can arrive unheard.
   process.on('message', (m: ToWorker, handle?: ClientHandle) => {
     if (m.t === 'adopt') {
-      const taken = !!handle && !!http && http.adopt(handle, m.returned);
+      const taken = !!handle && !!served && served.http.adopt(handle, m.returned);
       if (!taken) handle?.close();
       send(process, { t: 'adopted', id: m.id, taken });
     } else if (m.t === 'room') {
-      if (http) http.roomElsewhere = m.elsewhere;
+      if (served) served.http.roomElsewhere = m.elsewhere;
     } else if (m.t === 'init') initialised(Buffer.from(m.ticketKeys, 'hex'));
     else if (m.t === 'stop') stop?.('primary');
     else if (m.t === 'answer') answer();
@@ -168,7 +167,6 @@ export async function runWorker(config: FleetServerConfig): Promise<void> {
   let server: ServerInstance;
   try {
     server = await opening;
-    http = server.http;
     served = server;
     // Asked for only by the primary's metrics listener; making it starts sampling the event loop's delay,
     // which loads perf_hooks (util/clock.ts): made now if the listener is on, else at the first question.
@@ -197,7 +195,7 @@ export async function runWorker(config: FleetServerConfig): Promise<void> {
   if (server.stopRequested) return;
   log.info({ 'process.pid': process.pid, 'limits.max_connections': shared.server.limits.maxConnections }, 'fleet-server worker ready');
   send(process, { t: 'ready' });
-  if (reusePort) reportRoom(http!);
+  if (reusePort) reportRoom(served!.http);
 }
 
 /**
