@@ -87,3 +87,26 @@ test('on Elasticsearch the server loads the client, and not gRPC', async () => {
     removeDir(dir);
   }
 });
+
+// runtime/start-up-tiering.ts: start-up compiles nothing with Maglev (whose machine code would then be
+// resident in a process that sits idle), and the process tiers up at V8's own thresholds once it serves.
+// V8 writes its trace to stdout (the logs go to stderr).
+const maglevMarks = (stdout: string): number => (stdout.match(/for optimization to MAGLEV/g) ?? []).length;
+
+test('a start compiles nothing with Maglev, and the thresholds go back to V8\'s once the server listens', async () => {
+  const server = await startFleetServer({ nodeFlags: ['--trace-opt'] });
+  await server.waitFor('V8 tiers functions up at its own thresholds');
+  expect(await server.stop()).toBe(0);
+  const set = server.stderr.split('\n').find((l) => l.includes('V8 tiers functions up at its own thresholds'));
+  expect(JSON.parse(set!)['v8.flags']).toEqual(['--invocation-count-for-maglev=400', '--invocation-count-for-maglev-osr=100']);
+  expect(maglevMarks(server.stdout)).toBe(0);
+  removeDir(server.dataDir);
+});
+
+test('started at V8\'s own thresholds (an operator\'s values stand), the same start compiles with Maglev', async () => {
+  const server = await startFleetServer({ nodeFlags: ['--trace-opt', '--invocation-count-for-maglev=400', '--invocation-count-for-maglev-osr=100'] });
+  expect(await server.stop()).toBe(0);
+  expect(server.stderr).not.toContain('V8 tiers functions up at its own thresholds');
+  expect(maglevMarks(server.stdout)).toBeGreaterThan(0);
+  removeDir(server.dataDir);
+});

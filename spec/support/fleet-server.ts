@@ -23,6 +23,8 @@ export interface StartOptions {
   fileLimit?: number;
   /** Start as `node dist/fleet-server.js`, without the V8 flags the program ships with. */
   bareNode?: boolean;
+  /** More V8 or Node flags, after the shipped ones. */
+  nodeFlags?: string[];
 }
 
 export class FleetServerProcess {
@@ -85,7 +87,7 @@ export async function startFleetServer(opts: StartOptions = {}): Promise<FleetSe
   const dataDir = opts.dataDir ?? tempDir();
   const port = opts.port ?? await freePort();
   const internalPort = opts.internalPort ?? await freePort();
-  const args = [...(opts.bareNode ? [] : NODE_FLAGS), DIST];
+  const args = [...(opts.bareNode ? [] : NODE_FLAGS), ...(opts.nodeFlags ?? []), DIST];
   if (opts.configFile) args.push('-c', opts.configFile);
   for (const o of [
     `path.data=${dataDir}`,

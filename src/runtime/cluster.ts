@@ -36,6 +36,7 @@ import { openServer, serveUntilStopped, stopOnSignals } from './serve';
 import type { ServerInstance } from './server-instance';
 import { shareLimits } from './sizing';
 import { ENV_STORE_SOCKET, type StoreOwner } from './store-owner';
+import { releaseStartUpTiering } from './start-up-tiering';
 
 /** primary → worker */
 type ToWorker = { t: 'init'; ticketKeys: string } | { t: 'stats'; id: number; gc: boolean } | { t: 'stop' }
@@ -413,6 +414,7 @@ export async function runPrimary(config: FleetServerConfig, args: ConfigArgs, lo
   for (const slot of slots) fork(slot);
   try {
     await ready;
+    releaseStartUpTiering(log);
     if (stopping) return;
   } catch (err) {
     stopping = true;

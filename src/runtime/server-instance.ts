@@ -10,6 +10,7 @@ import { HttpService, type HttpOptions } from '../http/server';
 import { openStore } from '../store/open';
 import type { Store } from '../store/port';
 import { Backoff, sleep } from '../util/backoff';
+import { releaseStartUpTiering } from './start-up-tiering';
 import { monotonicMs } from '../util/clock';
 
 /** How long each step of a stop took, logged with its end (a drain near its deadline says which step to look at). */
@@ -82,6 +83,7 @@ export class ServerInstance {
   private async startOnce(opts: { requireVersion?: string; metrics?: boolean }): Promise<void> {
     if (this.store.kind === 'sqlite') await this.fleet.start();
     await this.http.start();
+    releaseStartUpTiering(this.log);
     // A cluster worker leaves the metrics listener to the primary, which sums the workers.
     if (this.config.http.enabled && opts.metrics !== false) this.metrics = await startMetrics(this.config.http.host, this.config.http.port, localStats(this.fleet, this.http), this.log);
     if (this.store.kind !== 'sqlite') void this.startWhenReady(opts.requireVersion);
