@@ -5,6 +5,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { readFileSync, statSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
+import { getPriority } from 'node:os';
 import { join } from 'node:path';
 import tls from 'node:tls';
 import { SimAgent } from './support/agent';
@@ -13,7 +14,7 @@ import { bumpPolicy } from './support/es-mode';
 import { removeDir, startFleetServer, tempDir, type FleetServerProcess } from './support/fleet-server';
 import { freePort } from './support/ports';
 import { localhostCertificate } from './support/certs';
-import { AgentPool, alive, stats, statsUntil, workersOf, type Outcome } from './support/workers';
+import { AgentPool, alive, EMBEDDED_WORKER_NICE, stats, statsUntil, threadNice, workersOf, type Outcome } from './support/workers';
 
 jest.setTimeout(120_000);
 
@@ -41,6 +42,11 @@ test('two workers on the embedded store: polls held on both, a CLI policy change
     const url = server.url;
     const started = server.logs().find((l) => l['message'] === 'fleet-server starting');
     expect(started).toMatchObject({ workers: 2, 'workers.reason': 'configured' });
+    // The workers run below the primary, the store's one writer: every thread of each.
+    const ready = server.logs().find((l) => l['message'] === 'fleet-server workers ready')!;
+    expect(ready['workers.nice']).toEqual([EMBEDDED_WORKER_NICE, EMBEDDED_WORKER_NICE]);
+    for (const pid of ready['pids'] as number[]) expect(threadNice(pid)).toEqual([EMBEDDED_WORKER_NICE]);
+    expect(threadNice(server.child.pid!)).toEqual([getPriority(0)]);
     const socket = server.logs().find((l) => l['message'] === 'store served to the workers')!['store.socket'] as string;
     expect(socket).toBe(join(dir, 'fleet-server.sock'));
     expect(statSync(socket).mode & 0o777).toBe(0o600);
@@ -75,6 +81,7 @@ test('two workers on the embedded store: polls held on both, a CLI policy change
     const s3 = await statsUntil(metricsPort, (s) => s.fleet.cluster.restarts === 1 && s.fleet.cluster.answering === 2
       && s.fleet.status === 'HEALTHY', 'a replacement worker');
     expect(workersOf(s3).map((w) => w.pid)).not.toContain(victim.pid);
+    for (const w of workersOf(s3)) expect(threadNice(w.pid)).toEqual([EMBEDDED_WORKER_NICE]);
     const cut: SimAgent[] = [];
     await Promise.all(held.map(async (p, i) => {
       const o = await Promise.race([p, statsUntil(metricsPort, () => true, '').then(() => undefined)]);

@@ -5,6 +5,7 @@ import { chooseWorkers, shareLimits } from '../src/runtime/sizing';
 import { spawn } from 'node:child_process';
 import { existsSync, readFileSync, renameSync } from 'node:fs';
 import net from 'node:net';
+import { getPriority } from 'node:os';
 import { join } from 'node:path';
 import tls from 'node:tls';
 import { SimAgent } from './support/agent';
@@ -58,6 +59,8 @@ test('two workers: polls held on both, a policy change reaches all, a killed wor
     const url = server.url;
     const started = server.logs().find((l) => l['message'] === 'fleet-server starting');
     expect(started).toMatchObject({ workers: 2, 'workers.reason': 'configured' });
+    // Peers that need nothing from the primary keep its priority (runtime/worker-priority.ts).
+    expect(server.logs().find((l) => l['message'] === 'fleet-server workers ready')!['workers.nice']).toEqual([getPriority(0), getPriority(0)]);
     expect(started!['limits.profile']).toEqual(expect.any(String));
     expect(started!['limits.memory_mib']).toBeGreaterThan(0);
 

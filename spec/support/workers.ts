@@ -1,5 +1,7 @@
 // Reading a cluster of workers from outside: the primary's summed /stats, polled until a condition
 // holds (no fixed sleeps), and the workers' own views in it.
+import { readdirSync, readFileSync } from 'node:fs';
+import { getPriority } from 'node:os';
 import { SimAgent } from './agent';
 import { request } from './http';
 
@@ -72,3 +74,15 @@ export class AgentPool {
     return { held, stats: s };
   }
 }
+
+/** The nice values of a process's threads (Linux: /proc/<pid>/task), distinct and sorted. */
+export function threadNice(pid: number): number[] {
+  const nice = readdirSync(`/proc/${pid}/task`).map((t) => {
+    const stat = readFileSync(`/proc/${pid}/task/${t}/stat`, 'utf8');
+    return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[16]);
+  });
+  return [...new Set(nice)].sort((a, b) => a - b);
+}
+
+/** A worker's nice on the embedded store: five steps below the primary's, which is the test runner's (runtime/worker-priority.ts). */
+export const EMBEDDED_WORKER_NICE = Math.min(19, getPriority(0) + 5);

@@ -36,6 +36,7 @@ import { openServer, serveUntilStopped, stopOnSignals } from './serve';
 import type { ServerInstance } from './server-instance';
 import { shareLimits } from './sizing';
 import { ENV_STORE_SOCKET, type StoreOwner } from './store-owner';
+import { lowerOwnPriority, niceOf } from './worker-priority';
 import { releaseStartUpTiering } from './start-up-tiering';
 
 /** primary → worker */
@@ -112,6 +113,7 @@ export async function runWorker(config: FleetServerConfig): Promise<void> {
   const slot = Number(process.env[ENV_SLOT]) || 0;
   const logging = process.env[ENV_PIPE_LOGS] ? { ...config.logging, toStderr: true, toFiles: false } : config.logging;
   const log = createLogger(logging).child({ 'worker.slot': slot });
+  if (process.env[ENV_STORE_SOCKET]) lowerOwnPriority();
   startMemoryTrim(log, TRIM_EVERY_MS, new TrimDecider(), trimPhaseMs(slot, size));
   const shared: FleetServerConfig = { ...config, server: { ...config.server, limits: shareLimits(config.server.limits, size) } };
   let stop: ((reason: string) => void) | undefined;
@@ -450,7 +452,8 @@ export async function runPrimary(config: FleetServerConfig, args: ConfigArgs, lo
   }
 
   // Ready once the metrics listener is too: whoever waits for this line may read the figures next.
-  log.info({ workers: size, pids: slots.map((s) => s.worker?.process.pid) }, 'fleet-server workers ready');
+  const pids = slots.map((s) => s.worker?.process.pid);
+  log.info({ workers: size, pids, 'workers.nice': pids.map(niceOf) }, 'fleet-server workers ready');
 }
 
 /**
