@@ -10,7 +10,7 @@ import { spawn, fork, execFileSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { cpuSeconds, cpuSecondsOf, listenOverflows, OVERFLOWS_MEANING, pssKiB, rssEachKiB, rssKiB, sleep, startDouble, waitFor } from './bench/common.mjs';
+import { cpuSeconds, cpuSecondsOf, generatorNice, listenOverflows, OVERFLOWS_MEANING, pssKiB, rssEachKiB, rssKiB, sleep, startDouble, waitFor } from './bench/common.mjs';
 import { printOutcomes, runStorms, STORMS } from './bench/storm.mjs';
 
 const AGENTS = Number(process.env.BENCH_AGENTS ?? 10_000);
@@ -109,7 +109,8 @@ async function run(store) {
   const cpuStart = cpuSeconds(server.pid);
   const heapIdle = (await stats()).beat.memstats.heap_used;
 
-  const workers = Array.from({ length: WORKERS }, () => fork(new URL('./bench/agent-worker.mjs', import.meta.url)));
+  const agentNice = generatorNice(server.pid);
+  const workers = Array.from({ length: WORKERS }, () => fork(new URL('./bench/agent-worker.mjs', import.meta.url), { env: { ...process.env, BENCH_AGENT_NICE: String(agentNice) } }));
   // Where a phase's CPU goes: the primary alone, the whole server, the load generators (they share the cores).
   const cpuSplit = () => ({ primary: cpuSecondsOf([server.pid]), server: cpuSeconds(server.pid), generators: cpuSecondsOf(workers.map((w) => w.pid)), overflows: listenOverflows() });
   const splitText = (a, b) => {
@@ -254,7 +255,7 @@ async function run(store) {
 
   const transport = tls ? `TLS ${TLS.slice(4)}, ECDSA P-256 certificate` : 'plain HTTP';
   console.log(`\nFleet Server benchmark (${store === 'sqlite' ? 'embedded store' : 'Elasticsearch mode on the double'}, ${transport}, loopback)`);
-  console.log(`agents                          ${total} (${WORKERS} load-generator processes, ${WORKERS * CONCURRENCY} requests in flight while enrolling and taking the first policy)`);
+  console.log(`agents                          ${total} (${WORKERS} load-generator processes at nice ${agentNice}, the server workers', ${WORKERS * CONCURRENCY} requests in flight while enrolling and taking the first policy)`);
   console.log(`enrollments/s                   ${fmt(total / (enrollMs / 1000))}  (${fmt(enrollMs / 1000, 2)} s for ${total})`);
   console.log(`first check-ins/s               ${fmt(total / (firstCheckinMs / 1000))}  (each answered with POLICY_CHANGE + output key minted; monotonic µs ${monoFirst}–${monoFirstEnd})`);
   console.log(`server CPU seconds              enroll ${fmt(cpuEnrolled - cpuStart)}, first check-ins ${fmt(cpuCheckedIn - cpuFirst0.server)}, whole run ${fmt(cpuEnd - cpuStart)}`);

@@ -43,6 +43,7 @@ test('two workers on the embedded store: polls held on both, a CLI policy change
     const started = server.logs().find((l) => l['message'] === 'fleet-server starting');
     expect(started).toMatchObject({ workers: 2, 'workers.reason': 'configured' });
     // The workers run below the primary, the store's one writer: every thread of each.
+    expect(EMBEDDED_WORKER_NICE).toBeGreaterThan(getPriority(0));
     const ready = server.logs().find((l) => l['message'] === 'fleet-server workers ready')!;
     expect(ready['workers.nice']).toEqual([EMBEDDED_WORKER_NICE, EMBEDDED_WORKER_NICE]);
     for (const pid of ready['pids'] as number[]) expect(threadNice(pid)).toEqual([EMBEDDED_WORKER_NICE]);

@@ -4,9 +4,11 @@ import http from 'node:http';
 import https from 'node:https';
 import tlsLib from 'node:tls';
 import { gunzipSync } from 'node:zlib';
-import { sleep } from './common.mjs';
+import { runAtNice, sleep } from './common.mjs';
 import { deflatedPart, gzipOf } from './gzip-parts.mjs';
 import { answer, rawPost } from './raw-http.mjs';
+
+if (process.env.BENCH_AGENT_NICE) runAtNice(Number(process.env.BENCH_AGENT_NICE));
 
 const UA = 'Elastic Agent 9.6.0';
 let url;

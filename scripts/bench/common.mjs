@@ -2,6 +2,7 @@
 // server's processes (its workers, their RSS and CPU).
 import { spawn } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
+import { getPriority, setPriority } from 'node:os';
 
 export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 const doubleJs = new URL('../../dist/es-double.js', import.meta.url).pathname;
@@ -132,5 +133,29 @@ export function listenOverflows() {
     return at < 0 ? undefined : Number(values[at]);
   } catch {
     return undefined;
+  }
+}
+
+/**
+ * The nice value the load generators run at: the server workers' (on the embedded store they run below
+ * the primary, src/runtime/worker-priority.ts). The generators stand in for agents on other machines;
+ * at a higher priority than the workers they would take the cores from them (at 100,000 agents a drain
+ * then overran its deadline), at a lower one they would starve and under-load the server.
+ */
+export function generatorNice(serverPid) {
+  const workers = childPids(serverPid);
+  return workers.length > 0 ? Math.max(...workers.map((p) => getPriority(p))) : getPriority(serverPid);
+}
+
+/** Sets this process's nice value, each of its threads (Linux; elsewhere the main thread). */
+export function runAtNice(nice) {
+  let threads = [0];
+  try {
+    threads = readdirSync('/proc/self/task').map(Number);
+  } catch { /* no /proc */ }
+  for (const t of threads) {
+    try {
+      setPriority(t, nice);
+    } catch { /* a thread gone meanwhile */ }
   }
 }

@@ -77,9 +77,14 @@ export class AgentPool {
 
 /** The nice values of a process's threads (Linux: /proc/<pid>/task), distinct and sorted. */
 export function threadNice(pid: number): number[] {
-  const nice = readdirSync(`/proc/${pid}/task`).map((t) => {
-    const stat = readFileSync(`/proc/${pid}/task/${t}/stat`, 'utf8');
-    return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[16]);
+  const nice = readdirSync(`/proc/${pid}/task`).flatMap((t) => {
+    let stat: string;
+    try {
+      stat = readFileSync(`/proc/${pid}/task/${t}/stat`, 'utf8');
+    } catch {
+      return []; // a thread that ended meanwhile
+    }
+    return [Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[16])];
   });
   return [...new Set(nice)].sort((a, b) => a - b);
 }

@@ -1,6 +1,8 @@
-// The start-up tiering thresholds (runtime/start-up-tiering.ts): the program starts with V8's Maglev
-// thresholds raised and sets V8's own back once it serves.
+// The start-up tiering threshold (runtime/start-up-tiering.ts): the program starts with V8's Maglev
+// threshold raised and sets V8's own back once it serves; the shipped flags are added only where an
+// operator gave no value of their own (runtime/node-flags.ts).
 import { spawnSync } from 'node:child_process';
+import { missingNodeFlags } from '../../src/runtime/node-flags';
 import { tieringResets, V8_TIERING_DEFAULTS } from '../../src/runtime/start-up-tiering';
 import { NODE_FLAGS } from '../support/node-flags';
 
@@ -25,10 +27,23 @@ test("the program ships with each threshold above V8's default", () => {
   }
 });
 
-test('only the shipped thresholds are set back: an operator\'s own value stands', () => {
-  const shipped = ['--max-semi-space-size=16', '--invocation-count-for-maglev=2000', '--invocation-count-for-maglev-osr=500'];
-  expect(tieringResets(shipped, shipped)).toEqual(['--invocation-count-for-maglev=400', '--invocation-count-for-maglev-osr=100']);
-  expect(tieringResets(['--max-semi-space-size=16'], shipped)).toEqual([]);
-  expect(tieringResets([...shipped, '--invocation-count-for-maglev=800'], shipped)).toEqual(['--invocation-count-for-maglev-osr=100']);
-  expect(tieringResets(['--invocation-count-for-maglev=800', ...shipped], shipped)).toEqual(['--invocation-count-for-maglev=400', '--invocation-count-for-maglev-osr=100']);
+const SHIPPED = ['--max-semi-space-size=16', '--invocation-count-for-maglev=2000'];
+
+test('the threshold is set back only where the shipped value is in force', () => {
+  expect(tieringResets(SHIPPED, SHIPPED)).toEqual(['--invocation-count-for-maglev=400']);
+  expect(tieringResets(['--max-semi-space-size=16'], SHIPPED)).toEqual([]);
+  // The last value given is the one V8 keeps; either spelling.
+  expect(tieringResets([...SHIPPED, '--invocation-count-for-maglev=800'], SHIPPED)).toEqual([]);
+  expect(tieringResets([...SHIPPED, '--invocation_count_for_maglev=800'], SHIPPED)).toEqual([]);
+  expect(tieringResets(['--invocation-count-for-maglev=800', ...SHIPPED], SHIPPED)).toEqual(['--invocation-count-for-maglev=400']);
+});
+
+test("an operator's own value is not followed by the shipped one (re-execution, cluster workers)", () => {
+  expect(missingNodeFlags([], SHIPPED)).toEqual(SHIPPED);
+  expect(missingNodeFlags(['--invocation-count-for-maglev=800'], SHIPPED)).toEqual(['--max-semi-space-size=16']);
+  expect(missingNodeFlags(['--invocation_count_for_maglev=800', '--max_semi_space_size=64'], SHIPPED)).toEqual([]);
+  expect(missingNodeFlags(['--expose-gc', ...SHIPPED], SHIPPED)).toEqual([]);
+  // So a process started with the operator's value keeps it after start-up.
+  const started = ['--invocation-count-for-maglev=800', ...missingNodeFlags(['--invocation-count-for-maglev=800'], SHIPPED)];
+  expect(tieringResets(started, SHIPPED)).toEqual([]);
 });

@@ -26,12 +26,11 @@ import { CheckinReads } from '../store/sqlite/check-in-reads';
 import { resolveSecretBox } from '../store/sqlite/secret-box';
 import { Backoff } from '../util/backoff';
 import { describeError, withContext } from '../util/error-text';
-import { NODE_FLAGS } from '../version';
 import { clusterStats, type WorkerStats } from './cluster-stats';
 import { HandoffRouter } from './handoff-router';
 import { ListenersClosedBarrier, OTHERS_CLOSED_WAIT_MS } from './listeners-closed';
 import { startMemoryTrim, TRIM_EVERY_MS, TrimDecider, trimPhaseMs } from './memory-trim';
-import { isSingleExecutable, missingStartEnv } from './node-flags';
+import { isSingleExecutable, missingNodeFlags, missingStartEnv } from './node-flags';
 import { openServer, serveUntilStopped, stopOnSignals } from './serve';
 import type { ServerInstance } from './server-instance';
 import { shareLimits } from './sizing';
@@ -242,7 +241,7 @@ export async function runPrimary(config: FleetServerConfig, args: ConfigArgs, lo
     // single executable carries them itself and would take any flag given as an argument of its own.
     ...(isSingleExecutable()
       ? { execArgv: [], exec: process.execPath }
-      : { execArgv: [...process.execArgv, ...NODE_FLAGS.filter((f) => !process.execArgv.includes(f))] }),
+      : { execArgv: [...process.execArgv, ...missingNodeFlags(process.execArgv)] }),
     ...(pipeLogs ? { stdio: ['ignore', 'inherit', 'pipe', 'ipc'] } : {}),
   });
 

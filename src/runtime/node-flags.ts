@@ -22,10 +22,21 @@ export function missingStartEnv(env: NodeJS.ProcessEnv = process.env): Record<st
   return Object.fromEntries(Object.entries(START_ENV).filter(([k]) => env[k] === undefined));
 }
 
+/** A V8 or Node flag's name, as V8 reads it (`_` and `-` alike), without its value. */
+export function flagName(arg: string): string {
+  return arg.split('=')[0]!.replace(/_/g, '-');
+}
+
+/** The shipped flags these arguments do not set, each by its name: an operator's own value stands. */
+export function missingNodeFlags(execArgv: readonly string[], shipped: readonly string[] = NODE_FLAGS): string[] {
+  const given = new Set(execArgv.map(flagName));
+  return shipped.filter((f) => !given.has(flagName(f)));
+}
+
 export function ensureNodeFlags(): void {
   if (process.env[NO_REEXEC_ENV] || cluster.isWorker) return;
   const sea = isSingleExecutable();
-  const missing = sea ? [] : NODE_FLAGS.filter((f) => !process.execArgv.includes(f));
+  const missing = sea ? [] : missingNodeFlags(process.execArgv);
   const env = missingStartEnv();
   if (missing.length === 0 && Object.keys(env).length === 0) return;
   const execve = (process as { execve?: (file: string, args: string[], env: NodeJS.ProcessEnv) => never }).execve;
