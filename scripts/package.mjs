@@ -22,7 +22,9 @@ writeFileSync(`${dist}sea-config.json`, JSON.stringify({
   useCodeCache: true,
   execArgv: pkg.fleetServer.nodeFlags,
 }));
-execFileSync(process.execPath, ['--experimental-sea-config', `${dist}sea-config.json`], { stdio: 'inherit' });
+// The code cache is made under the flags the executable runs with: V8 rejects a cache made under other
+// flags (their hash is part of it), and the program would then compile from source at every start.
+execFileSync(process.execPath, [...pkg.fleetServer.nodeFlags, '--experimental-sea-config', `${dist}sea-config.json`], { stdio: 'inherit' });
 const exe = `${dist}fleet-server`;
 rmSync(exe, { force: true });
 copyFileSync(process.execPath, exe);
