@@ -255,7 +255,7 @@ async function run(store) {
 
   const transport = tls ? `TLS ${TLS.slice(4)}, ECDSA P-256 certificate` : 'plain HTTP';
   console.log(`\nFleet Server benchmark (${store === 'sqlite' ? 'embedded store' : 'Elasticsearch mode on the double'}, ${transport}, loopback)`);
-  console.log(`agents                          ${total} (${WORKERS} load-generator processes at nice ${agentNice}, the server workers', ${WORKERS * CONCURRENCY} requests in flight while enrolling and taking the first policy)`);
+  console.log(`agents                          ${total} (${WORKERS} load-generator processes at nice ${agentNice}, the server's workers', ${WORKERS * CONCURRENCY} requests in flight while enrolling and taking the first policy)`);
   console.log(`enrollments/s                   ${fmt(total / (enrollMs / 1000))}  (${fmt(enrollMs / 1000, 2)} s for ${total})`);
   console.log(`first check-ins/s               ${fmt(total / (firstCheckinMs / 1000))}  (each answered with POLICY_CHANGE + output key minted; monotonic µs ${monoFirst}–${monoFirstEnd})`);
   console.log(`server CPU seconds              enroll ${fmt(cpuEnrolled - cpuStart)}, first check-ins ${fmt(cpuCheckedIn - cpuFirst0.server)}, whole run ${fmt(cpuEnd - cpuStart)}`);

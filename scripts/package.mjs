@@ -24,7 +24,9 @@ writeFileSync(`${dist}sea-config.json`, JSON.stringify({
 }));
 // The code cache is made under the flags the executable runs with: V8 rejects a cache made under other
 // flags (their hash is part of it), and the program would then compile from source at every start.
-execFileSync(process.execPath, [...pkg.fleetServer.nodeFlags, '--experimental-sea-config', `${dist}sea-config.json`], { stdio: 'inherit' });
+const cacheEnv = { ...process.env };
+delete cacheEnv.NODE_OPTIONS; // a V8 flag there would be hashed into the cache too
+execFileSync(process.execPath, [...pkg.fleetServer.nodeFlags, '--experimental-sea-config', `${dist}sea-config.json`], { stdio: 'inherit', env: cacheEnv });
 const exe = `${dist}fleet-server`;
 rmSync(exe, { force: true });
 copyFileSync(process.execPath, exe);

@@ -143,8 +143,15 @@ export function listenOverflows() {
  * then overran its deadline), at a lower one they would starve and under-load the server.
  */
 export function generatorNice(serverPid) {
-  const workers = childPids(serverPid);
-  return workers.length > 0 ? Math.max(...workers.map((p) => getPriority(p))) : getPriority(serverPid);
+  const niceOf = (p) => {
+    try {
+      return getPriority(p);
+    } catch {
+      return undefined; // gone meanwhile
+    }
+  };
+  const nice = childPids(serverPid).map(niceOf).filter((n) => n !== undefined);
+  return nice.length > 0 ? Math.max(...nice) : (niceOf(serverPid) ?? 0);
 }
 
 /** Sets this process's nice value, each of its threads (Linux; elsewhere the main thread). */

@@ -39,11 +39,13 @@ test('the threshold is set back only where the shipped value is in force', () =>
 });
 
 test("an operator's own value is not followed by the shipped one (re-execution, cluster workers)", () => {
-  expect(missingNodeFlags([], SHIPPED)).toEqual(SHIPPED);
-  expect(missingNodeFlags(['--invocation-count-for-maglev=800'], SHIPPED)).toEqual(['--max-semi-space-size=16']);
-  expect(missingNodeFlags(['--invocation_count_for_maglev=800', '--max_semi_space_size=64'], SHIPPED)).toEqual([]);
-  expect(missingNodeFlags(['--expose-gc', ...SHIPPED], SHIPPED)).toEqual([]);
+  expect(missingNodeFlags([], SHIPPED, '')).toEqual(SHIPPED);
+  expect(missingNodeFlags(['--invocation-count-for-maglev=800'], SHIPPED, '')).toEqual(['--max-semi-space-size=16']);
+  expect(missingNodeFlags(['--invocation_count_for_maglev=800', '--max_semi_space_size=64'], SHIPPED, '')).toEqual([]);
+  expect(missingNodeFlags(['--expose-gc', ...SHIPPED], SHIPPED, '')).toEqual([]);
+  // NODE_OPTIONS is read before the command line: a shipped flag added there would override it.
+  expect(missingNodeFlags([], SHIPPED, '--require ./x.js  --max-semi-space-size=64')).toEqual(['--invocation-count-for-maglev=2000']);
   // So a process started with the operator's value keeps it after start-up.
-  const started = ['--invocation-count-for-maglev=800', ...missingNodeFlags(['--invocation-count-for-maglev=800'], SHIPPED)];
+  const started = ['--invocation-count-for-maglev=800', ...missingNodeFlags(['--invocation-count-for-maglev=800'], SHIPPED, '')];
   expect(tieringResets(started, SHIPPED)).toEqual([]);
 });

@@ -27,9 +27,13 @@ export function flagName(arg: string): string {
   return arg.split('=')[0]!.replace(/_/g, '-');
 }
 
-/** The shipped flags these arguments do not set, each by its name: an operator's own value stands. */
-export function missingNodeFlags(execArgv: readonly string[], shipped: readonly string[] = NODE_FLAGS): string[] {
-  const given = new Set(execArgv.map(flagName));
+/**
+ * The shipped flags neither these arguments nor NODE_OPTIONS set, each by its name: an operator's own
+ * value stands (Node reads NODE_OPTIONS first, so a shipped flag added on the command line would win).
+ */
+export function missingNodeFlags(execArgv: readonly string[], shipped: readonly string[] = NODE_FLAGS,
+  nodeOptions: string | undefined = process.env['NODE_OPTIONS']): string[] {
+  const given = new Set([...execArgv, ...(nodeOptions ?? '').split(/\s+/)].map(flagName));
   return shipped.filter((f) => !given.has(flagName(f)));
 }
 
