@@ -5,8 +5,8 @@
 // So a worker on the embedded store runs below the primary's priority (nice +5: CFS weight 335 against
 // the primary's 1,024): when the primary has work it runs, and the workers share the rest. Measured at
 // 30,000 agents on six workers (2026-12-04, two alternating pairs, load 1–5): rollout to 100 % 6.1 / 5.7 s
-// → 3.1 / 3.6 s, first check-ins 1,669 / 2,012 → 1,747 / 2,145 per second. With Elasticsearch the workers
-// are peers that need nothing from the primary, and keep its priority.
+// → 3.1 / 3.6 s, first check-ins 1,669 / 2,012 → 1,747 / 2,145 per second (the load generators at nice 0).
+// With Elasticsearch the workers are peers that need nothing from the primary, and keep its priority.
 //
 // A nice value belongs to a thread on Linux; Node's own threads (V8's platform workers for GC and
 // compilation) start before any JavaScript runs, so each of the process's threads is set. Threads made
