@@ -35,8 +35,8 @@ import { openServer, serveUntilStopped, stopOnSignals } from './serve';
 import type { ServerInstance } from './server-instance';
 import { shareLimits } from './sizing';
 import { ENV_STORE_SOCKET, type StoreOwner } from './store-owner';
-import { lowerOwnPriority, niceOf } from './worker-priority';
 import { releaseStartUpTiering } from './start-up-tiering';
+import { lowerOwnPriority, niceOf } from './worker-priority';
 
 /** primary → worker */
 type ToWorker = { t: 'init'; ticketKeys: string } | { t: 'stats'; id: number; gc: boolean } | { t: 'stop' }

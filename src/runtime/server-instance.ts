@@ -10,8 +10,8 @@ import { HttpService, type HttpOptions } from '../http/server';
 import { openStore } from '../store/open';
 import type { Store } from '../store/port';
 import { Backoff, sleep } from '../util/backoff';
-import { releaseStartUpTiering } from './start-up-tiering';
 import { monotonicMs } from '../util/clock';
+import { releaseStartUpTiering } from './start-up-tiering';
 
 /** How long each step of a stop took, logged with its end (a drain near its deadline says which step to look at). */
 export interface StopTimings {

@@ -18,14 +18,14 @@ import { getPriority, setPriority } from 'node:os';
 export const WORKER_NICE_STEP = 5;
 
 /**
- * Lowers this process's priority, each of its threads, `step` nice steps below the one it was started
- * with (the primary's), at most to 19. Returns the main thread's nice value after.
+ * Lowers this process's priority, each of its threads, WORKER_NICE_STEP nice steps below the one it was
+ * started with (the primary's), at most to 19.
  */
-export function lowerOwnPriority(step = WORKER_NICE_STEP, taskDir = '/proc/self/task'): number {
-  const nice = Math.min(19, getPriority(0) + step);
+export function lowerOwnPriority(): void {
+  const nice = Math.min(19, getPriority(0) + WORKER_NICE_STEP);
   let threads: number[];
   try {
-    threads = readdirSync(taskDir).map(Number).filter((t) => Number.isInteger(t) && t > 0);
+    threads = readdirSync('/proc/self/task').map(Number).filter((t) => Number.isInteger(t) && t > 0);
   } catch {
     threads = [0]; // no /proc: the main thread only
   }
@@ -36,7 +36,6 @@ export function lowerOwnPriority(step = WORKER_NICE_STEP, taskDir = '/proc/self/
       // A thread that ended meanwhile, or a system that refuses: the others still go.
     }
   }
-  return getPriority(0);
 }
 
 /** A process's nice value (its main thread's), undefined if it cannot be read. */
