@@ -3,5 +3,11 @@
 // re-executes itself before loading the program it would throw away — ~150 ms of start-up when it did so
 // from the run command. The run command still checks (node-flags.ts).
 import { ensureNodeFlags, isServerStart, programArgs } from './node-flags';
+import { nodeVersionProblem } from './node-version';
 
+const tooOld = nodeVersionProblem();
+if (tooOld !== undefined) {
+  process.stderr.write(`${tooOld}\n`);
+  process.exit(1);
+}
 if (isServerStart(programArgs())) ensureNodeFlags();
