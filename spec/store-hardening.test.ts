@@ -458,6 +458,61 @@ describe('store write errors', () => {
     }
   });
 
+  test('a check-in reporting a new policy revision is kept beside the document too, and reaches it with the next write there', async () => {
+    const dir = tempDir('fleet-reported-');
+    const path = join(dir, 'fleet-server.db');
+    const store = new SqliteStore(path);
+    const raw = new DatabaseSync(path, { readOnly: true });
+    const refresh = (at: string) => ({ updated_at: at, last_checkin: at, last_checkin_status: 'online', last_checkin_message: 'Running', unhealthy_reason: null, sequence_num: 0 });
+    const reported = { agent_policy_id: 'p1', policy_revision_idx: 3 };
+    const stored = (id: string): Record<string, unknown> => JSON.parse((raw.prepare('SELECT doc FROM agents WHERE id = ?').get(id) as { doc: string }).doc) as Record<string, unknown>;
+    const rows = (): number => (raw.prepare('SELECT COUNT(*) AS n FROM agent_checkins').get() as { n: number }).n;
+    try {
+      for (const id of ['a1', 'a2', 'a3', 'a4']) {
+        await store.createAgent(id, { active: true, type: 'PERMANENT', policy_id: 'p1', agent_policy_id: 'p1', policy_revision_idx: 2, default_api_key_history: [{ id: 'old' }], agent: { id, version: '9.6.0' } } as unknown as AgentDoc);
+      }
+      const before = stored('a1');
+      const t1 = '2026-12-03T12:00:00.000Z';
+      await store.bulkUpdateAgents(['a1', 'a2', 'a3', 'a4'].map((id) => ({ id, doc: { ...refresh(t1), ...reported } })));
+      expect(stored('a1')).toEqual(before);
+      expect(rows()).toBe(4);
+      expect((await store.getAgent('a1'))!._source).toMatchObject({ last_checkin: t1, agent_policy_id: 'p1', policy_revision_idx: 3 });
+      // A later refresh without the policy keeps the one reported.
+      const t2 = '2026-12-03T12:00:30.000Z';
+      await store.bulkUpdateAgents(['a1', 'a2', 'a3', 'a4'].map((id) => ({ id, doc: refresh(t2) })));
+      expect((await store.getAgent('a1'))!._source).toMatchObject({ last_checkin: t2, policy_revision_idx: 3 });
+      expect(stored('a1')).toEqual(before);
+
+      // a1: a check-in with news supersedes the row; the reported policy goes to the document with it.
+      const t3 = '2026-12-03T12:01:00.000Z';
+      await store.bulkUpdateAgents([{ id: 'a1', doc: { ...refresh(t3), local_metadata: { host: { name: 'h2' } } } }]);
+      expect(stored('a1')).toMatchObject({ last_checkin: t3, agent_policy_id: 'p1', policy_revision_idx: 3, local_metadata: { host: { name: 'h2' } } });
+      expect(raw.prepare('SELECT 1 AS n FROM agent_checkins WHERE id = ?').get('a1')).toBeUndefined();
+
+      // a2: a policy ack writes its revision over the reported one; the row keeps the check-in, not the policy.
+      await store.updateAgent({ id: 'a2', doc: { policy_revision_idx: 4, updated_at: t3 }, unset: ['default_api_key_history'] });
+      expect(stored('a2')).toMatchObject({ agent_policy_id: 'p1', policy_revision_idx: 4 });
+      expect([stored('a2')['last_checkin'], stored('a2')['default_api_key_history']]).toEqual([undefined, undefined]);
+      expect(raw.prepare('SELECT agent_policy_id, policy_revision_idx FROM agent_checkins WHERE id = ?').get('a2')).toEqual({ agent_policy_id: null, policy_revision_idx: null });
+      expect((await store.getAgent('a2'))!._source).toMatchObject({ last_checkin: t2, policy_revision_idx: 4 });
+
+      // a3: an update SQL cannot make (a column field) folds the row into the document.
+      await store.updateAgent({ id: 'a3', doc: { policy_id: 'p2' } });
+      expect(stored('a3')).toMatchObject({ policy_id: 'p2', agent_policy_id: 'p1', policy_revision_idx: 3, last_checkin: t2 });
+      expect(raw.prepare('SELECT 1 AS n FROM agent_checkins WHERE id = ?').get('a3')).toBeUndefined();
+
+      // a4: an update that has nothing to do with check-ins leaves the row and what it reports.
+      await store.updateAgent({ id: 'a4', doc: { tags: ['x'] } });
+      expect(stored('a4')).toMatchObject({ tags: ['x'], policy_revision_idx: 2 });
+      expect((await store.getAgent('a4'))!._source).toMatchObject({ tags: ['x'], policy_revision_idx: 3, last_checkin: t2 });
+      expect((await store.listAgents({ policyId: 'p1' })).map((h) => [h._id, h._source.policy_revision_idx])).toEqual([['a1', 3], ['a2', 4], ['a4', 3]]);
+    } finally {
+      raw.close();
+      await store.close();
+      removeDir(dir);
+    }
+  });
+
   describe('a large check-in batch', () => {
     const refresh = (at: string) => ({ updated_at: at, last_checkin: at, last_checkin_status: 'online', last_checkin_message: 'Running', unhealthy_reason: null, sequence_num: 0 });
     let dir: string;

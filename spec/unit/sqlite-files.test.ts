@@ -185,7 +185,7 @@ test('a database written before the file tables gains them on open, its rows kep
   const u = await newUpload();
   expect((await store.uploads.listUploads({ agentId: u.agentId, limit: 1 }))[0]!.id).toBe(u.id);
   const db2 = new DatabaseSync(dbPath, { readOnly: true });
-  expect((db2.prepare('PRAGMA user_version').get() as { user_version: number }).user_version).toBe(4);
+  expect((db2.prepare('PRAGMA user_version').get() as { user_version: number }).user_version).toBe(5);
   expect((db2.prepare('SELECT count(*) AS n FROM agent_checkins').get() as { n: number }).n).toBe(0);
   expect((db2.prepare('SELECT count(*) AS n FROM secrets').get() as { n: number }).n).toBe(1);
   db2.close();

@@ -7,11 +7,20 @@
 // now replaces one ~230-byte row here (~16 of them per 4 KiB page), and every read of an agent lays the
 // row over the document, so readers see what they saw before.
 //
+// A check-in that reports a new policy revision (the implicit policy ack, upstream's checkin §3.5) is kept
+// here too: after a rollout every agent's next check-in carries one, and as a rewrite of each document
+// those 100,000 records were the heaviest write the server makes — a restart straight after a rollout had
+// workers overrun their drain deadline writing them. The row holds the reported agent_policy_id and
+// policy_revision_idx in columns of their own, so a later refresh keeps them.
+//
 // The rules (store.ts applies them):
-//   - a refresh (the check-in fields and updated_at, nothing else) replaces the agent's row here;
+//   - a refresh (the check-in fields and updated_at, and perhaps the reported policy, nothing else)
+//     replaces the agent's row here; a reported policy stays in the row until a later one replaces it;
 //   - an update that sets every check-in field and updated_at (a check-in with news) goes to the
-//     document and drops the row, which it supersedes;
-//   - any other update that sets or removes a check-in field is merged in JS;
+//     document with the row's reported policy under it, and drops the row, which it supersedes;
+//   - an update that sets the policy fields and no check-in field (a policy ack) goes to the document
+//     with the row's reported policy under it, and clears the reported policy from the row;
+//   - any other update that sets or removes a check-in or policy field is merged in JS;
 //   - an update merged in JS (that one, or one SQL cannot make: a column field, a replace) reads the
 //     document with the row laid over it and writes it whole, dropping the row;
 //   - other updates (json_patch in SQL) leave the row: it still holds the newest check-in.
@@ -22,18 +31,28 @@ import type { DocUpdate } from '../port';
 /** What a refresh carries besides updated_at (bookkeeping.ts writes all of them on every flush). */
 export const CHECKIN_FIELDS: readonly string[] = ['last_checkin', 'last_checkin_status', 'last_checkin_message', 'unhealthy_reason', 'sequence_num'];
 const REFRESH_FIELDS = new Set([...CHECKIN_FIELDS, 'updated_at']);
+/** The policy a check-in reports; a refresh may carry it (then kept in the row's columns of those names). */
+export const POLICY_FIELDS: readonly string[] = ['agent_policy_id', 'policy_revision_idx'];
 
-/** An agent's columns with its kept refresh (`checkin`, null when none): use with agentHit. */
-export const AGENT_SELECT = 'SELECT a.id, a.doc, c.fields AS checkin FROM agents a LEFT JOIN agent_checkins c ON c.id = a.id';
+/** An agent's columns with its kept refresh (`checkin`, null when none) and reported policy: use with agentHit. */
+export const AGENT_SELECT = `SELECT a.id, a.doc, c.fields AS checkin, c.agent_policy_id AS kept_policy_id, c.policy_revision_idx AS kept_revision
+  FROM agents a LEFT JOIN agent_checkins c ON c.id = a.id`;
 export const AGENT_BY_ID = `${AGENT_SELECT} WHERE a.id = ?`;
-/** Replaces the agent's kept refresh, if the agent exists (?1 id, ?2 fields). */
-export const PUT_REFRESH = `INSERT INTO agent_checkins (id, fields) SELECT ?1, ?2 WHERE EXISTS (SELECT 1 FROM agents WHERE id = ?1)
-  ON CONFLICT (id) DO UPDATE SET fields = excluded.fields`;
+/**
+ * Replaces the agent's kept refresh, if the agent exists (?1 id, ?2 fields, ?3 agent_policy_id, ?4
+ * policy_revision_idx; null: the policy kept stays).
+ */
+export const PUT_REFRESH = `INSERT INTO agent_checkins (id, fields, agent_policy_id, policy_revision_idx) SELECT ?1, ?2, ?3, ?4
+  WHERE EXISTS (SELECT 1 FROM agents WHERE id = ?1)
+  ON CONFLICT (id) DO UPDATE SET fields = excluded.fields, agent_policy_id = coalesce(excluded.agent_policy_id, agent_policy_id),
+  policy_revision_idx = coalesce(excluded.policy_revision_idx, policy_revision_idx)`;
 export const DROP_REFRESH = 'DELETE FROM agent_checkins WHERE id = ?';
+export const KEPT_POLICY = 'SELECT agent_policy_id, policy_revision_idx FROM agent_checkins WHERE id = ?';
+export const CLEAR_KEPT_POLICY = 'UPDATE agent_checkins SET agent_policy_id = NULL, policy_revision_idx = NULL WHERE id = ?';
 
 type Row = Record<string, unknown>;
 
-/** An agent as stored: its document with the kept refresh laid over it. */
+/** An agent as stored: its document with the kept refresh and reported policy laid over it. */
 export function agentHit(row: Row | undefined): Hit<AgentDoc> | undefined {
   if (!row) return undefined;
   const doc = JSON.parse(row['doc'] as string) as Record<string, unknown>;
@@ -45,24 +64,63 @@ export function agentHit(row: Row | undefined): Hit<AgentDoc> | undefined {
       doc['updated_at'] = f['updated_at'];
     }
   }
+  layPolicy(doc, row['kept_policy_id'], row['kept_revision']);
   return { _id: row['id'] as string, _source: doc as unknown as AgentDoc };
 }
 
-/** The row to keep when `u` is a refresh and nothing else, else undefined. */
-export function refreshOf(u: DocUpdate<AgentDoc>): string | undefined {
-  if (u.unset?.length || u.replace?.length) return undefined;
-  const doc = u.doc as Record<string, unknown>;
-  const keys = Object.keys(doc).filter((k) => doc[k] !== undefined);
-  if (keys.length !== REFRESH_FIELDS.size || !keys.every((k) => REFRESH_FIELDS.has(k))) return undefined;
-  return JSON.stringify(Object.fromEntries(keys.map((k) => [k, doc[k]])));
+/** The reported policy a row keeps (the columns' values; null: none) over `doc`. */
+export function layPolicy(doc: Record<string, unknown>, policyId: unknown, revision: unknown): void {
+  if (policyId != null) doc['agent_policy_id'] = policyId;
+  if (revision != null) doc['policy_revision_idx'] = revision;
 }
 
-/** How `u` meets the kept refresh: it supersedes it, must be merged over it, or leaves it be. */
-export function checkinEffect(u: DocUpdate<AgentDoc>): 'supersedes' | 'merge' | 'none' {
+export interface KeptRefresh {
+  fields: string;
+  policyId: string | null;
+  revision: number | null;
+}
+
+/** The row to keep when `u` is a refresh and nothing else (perhaps with the reported policy), else undefined. */
+export function refreshOf(u: DocUpdate<AgentDoc>): KeptRefresh | undefined {
+  if (u.unset?.length || u.replace?.length) return undefined;
+  const doc = u.doc as Record<string, unknown>;
+  const fields: Record<string, unknown> = {};
+  let n = 0;
+  for (const k of Object.keys(doc)) {
+    const v = doc[k];
+    if (v === undefined || POLICY_FIELDS.includes(k)) continue;
+    if (!REFRESH_FIELDS.has(k)) return undefined;
+    fields[k] = v;
+    n++;
+  }
+  if (n !== REFRESH_FIELDS.size) return undefined;
+  const policyId = doc['agent_policy_id'];
+  const revision = doc['policy_revision_idx'];
+  if (policyId !== undefined && typeof policyId !== 'string') return undefined;
+  if (revision !== undefined && !Number.isSafeInteger(revision)) return undefined;
+  return { fields: JSON.stringify(fields), policyId: policyId ?? null, revision: (revision as number | undefined) ?? null };
+}
+
+/**
+ * How `u` meets the kept row: it supersedes it, takes over its reported policy (`policy`), must be merged
+ * over it, or leaves it be.
+ */
+export function checkinEffect(u: DocUpdate<AgentDoc>): 'supersedes' | 'policy' | 'merge' | 'none' {
   const doc = u.doc as Record<string, unknown>;
   const removed = [...(u.unset ?? []), ...(u.replace ?? [])].map((f) => f.split('.')[0]!);
-  if (removed.some((k) => CHECKIN_FIELDS.includes(k))) return 'merge';
+  if (removed.some((k) => CHECKIN_FIELDS.includes(k) || POLICY_FIELDS.includes(k))) return 'merge';
   const set = CHECKIN_FIELDS.filter((k) => doc[k] !== undefined);
-  if (set.length === 0) return 'none';
+  const policySet = POLICY_FIELDS.some((k) => doc[k] !== undefined);
+  if (set.length === 0) return policySet ? 'policy' : 'none';
   return set.length === CHECKIN_FIELDS.length && doc['updated_at'] !== undefined ? 'supersedes' : 'merge';
+}
+
+/** `u` with the row's reported policy (`kept`, from KEPT_POLICY) under its own fields. */
+export function withKeptPolicy(u: DocUpdate<AgentDoc>, kept: Row | undefined): DocUpdate<AgentDoc> {
+  if (!kept || (kept['agent_policy_id'] == null && kept['policy_revision_idx'] == null)) return u;
+  const doc: Record<string, unknown> = { ...u.doc };
+  const under: Record<string, unknown> = {};
+  layPolicy(under, kept['agent_policy_id'], kept['policy_revision_idx']);
+  for (const [k, v] of Object.entries(under)) if (doc[k] === undefined) doc[k] = v;
+  return { ...u, doc };
 }

@@ -153,4 +153,9 @@ export const MIGRATIONS: readonly Migration[] = [
     fields TEXT NOT NULL
   ) WITHOUT ROWID;
   `,
+  // 5: the policy a check-in reports, kept beside its refresh (agent-checkins.ts).
+  `
+  ALTER TABLE agent_checkins ADD COLUMN agent_policy_id TEXT;
+  ALTER TABLE agent_checkins ADD COLUMN policy_revision_idx INTEGER;
+  `,
 ];

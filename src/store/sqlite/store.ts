@@ -29,7 +29,7 @@ import type { SecretBox } from './secret-box';
 import { openFields, sealFields } from './sealed-fields';
 import type { SqlAccess } from './sql-access';
 import { SqliteUploads } from './uploads';
-import { AGENT_BY_ID, AGENT_SELECT, agentHit, checkinEffect, DROP_REFRESH, PUT_REFRESH, refreshOf } from './agent-checkins';
+import { AGENT_BY_ID, AGENT_SELECT, agentHit, checkinEffect, CLEAR_KEPT_POLICY, DROP_REFRESH, KEPT_POLICY, PUT_REFRESH, refreshOf, withKeptPolicy } from './agent-checkins';
 import { API_KEY_BY_ID, keyCheck, openSecret, ROLES_BY_ID, rolesOf, rowHit, SECRET_BY_ID } from './check-in-reads';
 import { isoToMs, rfc3339 } from '../../util/time';
 
@@ -404,10 +404,18 @@ export class SqliteStore implements Store {
     });
   }
 
-  private applyAgentUpdate(u: DocUpdate<AgentDoc>): boolean {
-    const refresh = refreshOf(u);
-    if (refresh !== undefined) return Number(this.q(PUT_REFRESH).run(u.id, refresh).changes) > 0;
-    const effect = checkinEffect(u);
+  private applyAgentUpdate(update: DocUpdate<AgentDoc>): boolean {
+    const refresh = refreshOf(update);
+    if (refresh !== undefined) {
+      return Number(this.q(PUT_REFRESH).run(update.id, refresh.fields, refresh.policyId, refresh.revision).changes) > 0;
+    }
+    const effect = checkinEffect(update);
+    let u = update;
+    let keptPolicy = false;
+    if (effect === 'supersedes' || effect === 'policy') {
+      u = withKeptPolicy(update, this.q(KEPT_POLICY).get(update.id) as Row | undefined);
+      keptPolicy = u !== update;
+    }
     const patch = effect === 'merge' ? undefined : sqlPatch(u);
     if (patch) {
       let expr = 'json_patch(doc, ?)';
@@ -415,6 +423,7 @@ export class SqliteStore implements Store {
       if (patch.nulls.length > 0) expr = `json_set(${expr}${", ?, json('null')".repeat(patch.nulls.length)})`;
       const found = Number(this.q(`UPDATE agents SET doc = ${expr} WHERE id = ?`).run(patch.merge, ...patch.removals, ...patch.nulls, u.id).changes) > 0;
       if (found && effect === 'supersedes') this.q(DROP_REFRESH).run(u.id);
+      else if (found && keptPolicy) this.q(CLEAR_KEPT_POLICY).run(u.id);
       return found;
     }
     const cur = agentHit(this.q(AGENT_BY_ID).get(u.id) as Row | undefined);
