@@ -50,7 +50,7 @@ function asciiOnly(file) {
 // text in its heap and the parser's leftovers in its malloc heap, ~2.4 bytes of idle RSS per byte
 // of bundle: in one file these 3.6 MB cost each process (the primary and every worker) ~9 MiB though an
 // embedded server never runs them. They import nothing of ours, so no module of the program is
-// duplicated. The single executable (`--single-file`, for npm run package) carries them inline.
+// duplicated. The single executable (`--single-file`, for npm run package) carries them as assets.
 const VENDOR = { '@elastic/elasticsearch': 'elasticsearch', '@grpc/grpc-js': 'grpc', yargs: 'yargs' };
 // The control protocol's messages (protobufjs static code, 0.18 MB), which only agent mode reads, likewise,
 // and OpAMP's (0.1 MB), read at the first OpAMP message (src/opamp/codec.ts); with them goes the protobuf
@@ -60,12 +60,30 @@ const VENDOR = { '@elastic/elasticsearch': 'elasticsearch', '@grpc/grpc-js': 'gr
 // Each as dist/vendor/<name>-messages.js.
 const PROTO_VENDOR = { control: 'src/control/generated/control.js', opamp: 'src/opamp/generated/opamp.js' };
 const singleFile = process.argv.includes('--single-file');
+/** The vendor bundle (dist/vendor/<name>.js) a module of the program imports, if it is one. */
+function vendorOf(b, onVendor) {
+  b.onResolve({ filter: /^(@elastic\/elasticsearch|@grpc\/grpc-js|yargs)$/ }, (a) => onVendor(VENDOR[a.path]));
+  const generated = new RegExp(`[\\\\/]generated[\\\\/](${Object.keys(PROTO_VENDOR).join('|')})$`);
+  b.onResolve({ filter: generated }, (a) => onVendor(`${generated.exec(a.path)[1]}-messages`));
+}
 const vendorExternal = {
   name: 'vendor-external',
   setup(b) {
-    b.onResolve({ filter: /^(@elastic\/elasticsearch|@grpc\/grpc-js|yargs)$/ }, (a) => ({ path: `./vendor/${VENDOR[a.path]}.js`, external: true }));
-    const generated = new RegExp(`[\\\\/]generated[\\\\/](${Object.keys(PROTO_VENDOR).join('|')})$`);
-    b.onResolve({ filter: generated }, (a) => ({ path: `./vendor/${generated.exec(a.path)[1]}-messages.js`, external: true }));
+    vendorOf(b, (name) => ({ path: `./vendor/${name}.js`, external: true }));
+  },
+};
+// The single executable carries the same bundles as assets (scripts/package.mjs), each read when first
+// required (src/runtime/sea-vendor.ts).
+const seaLoader = new URL('../src/runtime/sea-vendor.ts', import.meta.url).pathname;
+const vendorAssets = {
+  name: 'vendor-assets',
+  setup(b) {
+    vendorOf(b, (name) => ({ path: name, namespace: 'sea-vendor' }));
+    b.onLoad({ filter: /.*/, namespace: 'sea-vendor' }, (a) => ({
+      contents: `module.exports = require(${JSON.stringify(seaLoader)}).seaVendor(${JSON.stringify(a.path)});`,
+      loader: 'js',
+      resolveDir: '.',
+    }));
   },
 };
 // In the Elasticsearch client's bundle: the client runs on its HttpConnection (node:http, the
@@ -131,7 +149,7 @@ await build({
   entryPoints: ['src/main.ts'],
   outfile,
   sourcemap: singleFile ? false : 'linked',
-  plugins: singleFile ? [esClientSlim, loggerSlim] : [vendorExternal, loggerSlim],
+  plugins: singleFile ? [vendorAssets, loggerSlim] : [vendorExternal, loggerSlim],
   // CommonJS output (a Node single executable needs it); ESM-only dependencies read import.meta.url.
   // The single executable runs without a shebang line, with the flags the shebang carries.
   banner: { js: `${singleFile ? '' : `#!/usr/bin/env -S ${startEnv}node ${nodeFlags}\n`}${metaUrl}` },
@@ -145,8 +163,7 @@ await build({
   },
 });
 asciiOnly(outfile);
-if (singleFile) process.exit(0);
-chmodSync(outfile, 0o755);
+if (!singleFile) chmodSync(outfile, 0o755);
 for (const [name, file] of [...Object.entries(VENDOR), ...Object.entries(PROTO_VENDOR).map(([n, f]) => [`./${f}`, `${n}-messages`])]) {
   await build({
     ...common,
@@ -158,6 +175,7 @@ for (const [name, file] of [...Object.entries(VENDOR), ...Object.entries(PROTO_V
   });
   asciiOnly(`dist/vendor/${file}.js`);
 }
+if (singleFile) process.exit(0);
 
 // The Elasticsearch double (test support), runnable on its own: `npm run es-double`.
 await build({

@@ -3,7 +3,7 @@
 // dist/fleet-server-<version>-linux-x86_64.tar.gz, laid out as an agent artifact bundle expects a
 // component: one top directory holding the executable and its spec.
 import { execFileSync } from 'node:child_process';
-import { chmodSync, copyFileSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, copyFileSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { arch, platform } from 'node:os';
 import { inject } from 'postject';
 
@@ -12,15 +12,18 @@ const dist = new URL('../dist/', import.meta.url).pathname;
 const platformName = `${platform()}-${arch() === 'x64' ? 'x86_64' : arch()}`;
 const name = `fleet-server-${pkg.version}-${platformName}`;
 
-// The single executable runs one script: the program with the libraries dist/vendor/ holds for the
-// bundle inlined, without a shebang line (it carries the shebang's flags itself).
+// The single executable runs one script, the program without a shebang line (it carries the shebang's
+// flags itself), and carries the libraries dist/vendor/ holds for the bundle as assets, read when first
+// required (src/runtime/sea-vendor.ts).
 execFileSync(process.execPath, [new URL('build.mjs', import.meta.url).pathname, '--single-file'], { stdio: 'inherit' });
+const vendor = readdirSync(`${dist}vendor`).filter((f) => f.endsWith('.js'));
 writeFileSync(`${dist}sea-config.json`, JSON.stringify({
   main: `${dist}fleet-server.sea.js`,
   output: `${dist}sea-prep.blob`,
   disableExperimentalSEAWarning: true,
   useCodeCache: true,
   execArgv: pkg.fleetServer.nodeFlags,
+  assets: Object.fromEntries(vendor.map((f) => [`vendor/${f}`, `${dist}vendor/${f}`])),
 }));
 // The code cache is made under the flags the executable runs with: V8 rejects a cache made under other
 // flags (their hash is part of it), and the program would then compile from source at every start.

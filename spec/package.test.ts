@@ -1,8 +1,9 @@
 // The packaged single executable (npm run package): runs with no Node and no environment, standalone
 // and in agent mode under the fake agent; the tarball holds it and its component spec.
-import { execFileSync, spawn, spawnSync } from 'node:child_process';
-import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { execFile, execFileSync, spawn, spawnSync } from 'node:child_process';
+import { copyFileSync, existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
+import { promisify } from 'node:util';
 import { parse } from 'yaml';
 import { proto } from '../src/control/generated/control';
 import { fleetServerUnits, withAgentEnv } from './support/fake-agent';
@@ -62,6 +63,23 @@ test('standalone: the executable serves /api/status, with two workers on the emb
     removeDir(dir);
   }
 });
+
+test('the libraries one mode uses are assets of the executable, read when required: admin commands on either store', () => withAgentEnv(async ({ dir, es }) => {
+  const file = join(dir, 'p.yml');
+  writeFileSync(file, ['id: asset-policy', 'outputs: {default: {type: elasticsearch, hosts: ["http://localhost:9200"]}}', 'inputs: []'].join('\n'));
+  // A copy with nothing beside it: dist/vendor/ holds the bundle's copies of these libraries.
+  const exe = join(dir, 'bin', 'fleet-server');
+  mkdirSync(dirname(exe));
+  copyFileSync(EXE, exe);
+  // yargs reads the command line, the Elasticsearch client writes through the output's service token.
+  // Not execFileSync: the Elasticsearch double answers from this process.
+  const admin = async (args: string[], overrides: string[] = []) => (await promisify(execFile)(exe,
+    [...args, '--json', '-E', `path.data=${dir}`, ...overrides.flatMap((o) => ['-E', o])], { cwd: dir, env: {}, encoding: 'utf8' })).stdout;
+  for (const store of [[], esSettings(es)]) {
+    await admin(['policy', 'put', file], store);
+    expect(JSON.parse(await admin(['policy', 'list'], store))).toEqual([expect.objectContaining({ id: 'asset-policy', revision: 1 })]);
+  }
+}));
 
 test('agent mode: the executable runs under the fake agent and turns HEALTHY', () => withAgentEnv(async ({ dir, es, fake }) => {
   const file = join(dir, 'fs.yml');
