@@ -148,6 +148,12 @@ async function run(store) {
   const cpuFirst1 = cpuSplit();
   const cpuCheckedIn = cpuFirst1.server;
   const monoFirstEnd = process.hrtime.bigint() / 1000n;
+  // Each agent acknowledges the policy it took (POST /acks), as Elastic Agent does once it has applied it.
+  const cpuAck0 = cpuSplit();
+  const acked = await all('ack', 'acked', () => ({ concurrency: CONCURRENCY }));
+  const ackMs = Math.max(...acked.map((c) => c.ms));
+  const ackedFirst = acked.reduce((n, c) => n + c.n, 0);
+  const cpuAck1 = cpuSplit();
   // BENCH_HOLD_PAUSE_S: a pause before the agents start polling (the first check-ins' bookkeeping written first).
   await sleep(Number(process.env.BENCH_HOLD_PAUSE_S ?? 0) * 1000);
   const holdStarted = performance.now();
@@ -214,8 +220,10 @@ async function run(store) {
   for (let i = 0; i < 240; i++) {
     await sleep(500);
     status = await all('status', 'status', () => ({ rev: put.revision }));
-    if (status.reduce((n, s) => n + s.deliveredCount, 0) >= total) break;
+    if (status.reduce((n, s) => n + s.deliveredCount, 0) >= total && status.reduce((n, s) => n + s.ackedCount, 0) >= total) break;
   }
+  const rolloutAckedS = (Date.now() - written) / 1000;
+  const rolloutAcked = status.reduce((n, s) => n + s.ackedCount, 0);
   const monoEnd = process.hrtime.bigint() / 1000n;
   status = await all('status', 'status', () => ({ rev: put.revision, times: true }));
   const times = status.flatMap((s) => s.delivered);
@@ -258,7 +266,8 @@ async function run(store) {
   console.log(`agents                          ${total} (${WORKERS} load-generator processes at nice ${agentNice}, the server's workers', ${WORKERS * CONCURRENCY} requests in flight while enrolling and taking the first policy)`);
   console.log(`enrollments/s                   ${fmt(total / (enrollMs / 1000))}  (${fmt(enrollMs / 1000, 2)} s for ${total})`);
   console.log(`first check-ins/s               ${fmt(total / (firstCheckinMs / 1000))}  (each answered with POLICY_CHANGE + output key minted; monotonic µs ${monoFirst}–${monoFirstEnd})`);
-  console.log(`server CPU seconds              enroll ${fmt(cpuEnrolled - cpuStart)}, first check-ins ${fmt(cpuCheckedIn - cpuFirst0.server)}, whole run ${fmt(cpuEnd - cpuStart)}`);
+  console.log(`policy acks/s                   ${fmt(total / (ackMs / 1000))}  (${ackedFirst} of ${total} taken; one POST /acks per agent)`);
+  console.log(`server CPU seconds              enroll ${fmt(cpuEnrolled - cpuStart)}, first check-ins ${fmt(cpuCheckedIn - cpuFirst0.server)}, acks ${fmt(cpuAck1.server - cpuAck0.server)}, whole run ${fmt(cpuEnd - cpuStart)}`);
   console.log(`  enroll                        ${splitText(cpuEnroll0, cpuEnroll1)}`);
   console.log(`  first check-ins               ${splitText(cpuFirst0, cpuFirst1)}`);
   console.log(`listen-queue overflows          enroll ${cpuEnroll1.overflows - cpuEnroll0.overflows}, first check-ins ${cpuFirst1.overflows - cpuFirst0.overflows}, polls reaching the server ${overflowsHeld - overflowsHold0}  (${OVERFLOWS_MEANING})`);
@@ -284,7 +293,8 @@ async function run(store) {
   }
   console.log(`policy revision ${put.revision} reached      ${lat.length}/${total} agents`);
   console.log(`  p50 / p99 / 100%              ${fmt(pct(50) / 1000, 3)} s / ${fmt(pct(99) / 1000, 3)} s / ${fmt(lat.length === total ? lat[lat.length - 1] / 1000 : NaN, 3)} s   target 100% ≤ 5 s at 10,000 agents, ≤ 20 s at 100,000`);
-  console.log(`  CPU seconds in the rollout    ${splitText(cpuRollout0, cpuRollout1)}  (monotonic µs ${monoStart}–${monoEnd})`);
+  console.log(`  acknowledged                  by ${rolloutAcked}/${total} agents ${fmt(rolloutAckedS, 1)} s after the revision was written (each agent's POST /acks as the policy arrives)`);
+  console.log(`  CPU seconds in the rollout    ${splitText(cpuRollout0, cpuRollout1)}  (monotonic µs ${monoStart}–${monoEnd}, until all acknowledged)`);
   console.log(`  listen-queue overflows        ${cpuRollout1.overflows - cpuRollout0.overflows}`);
   if (doubleAfter) console.log(`  Elasticsearch requests        ${rolloutRequests.map(([k, n]) => `${k} ${n}`).join(', ') || 'none'}  (during the rollout, all agents)`);
   console.log(`responses without an output key ${badKeys}`);

@@ -1,5 +1,5 @@
 // One load-generator process: plays many Elastic Agents with the requests real agents send
-// (enroll, long-poll check-in with gzip accepted, ack). Driven by the parent over IPC.
+// (enroll, long-poll check-in with gzip accepted, policy acks). Driven by the parent over IPC.
 import http from 'node:http';
 import https from 'node:https';
 import tlsLib from 'node:tls';
@@ -155,7 +155,7 @@ async function enroll({ token, count, concurrency, offset }) {
       const r = await post('/api/fleet/agents/enroll', { Authorization: `ApiKey ${token}` },
         JSON.stringify({ type: 'PERMANENT', metadata: { local: localMetadata(i), user_provided: {}, tags: ['bench'] } }), tlsSession).then(counted('enroll'), failed('enroll'));
       if (r.status === 200) {
-        agents.push({ i, id: r.json.item.id, key: r.json.item.access_api_key, rev: 0, ackToken: '', deliveredAt: 0, session: tlsSession.session });
+        agents.push({ i, id: r.json.item.id, key: r.json.item.access_api_key, rev: 0, ackedRev: 0, ackToken: '', deliveredAt: 0, session: tlsSession.session });
         return;
       }
       failures++;
@@ -197,10 +197,31 @@ const POLICY_HEAD = /"data":\{"policy":\{"id":"[^"]*","revision":(\d+),"outputs"
 function policyOf(r) {
   const at = r.text.indexOf('"type":"POLICY_CHANGE"');
   if (at < 0) return undefined;
+  const actionId = POLICY_ACTION_ID.exec(r.text)?.[1];
   const m = POLICY_HEAD.exec(r.text.slice(at));
-  if (m) return { revision: Number(m[1]), apiKey: m[2] };
-  const p = r.json.actions.find((x) => x.type === 'POLICY_CHANGE').data.policy;
-  return { revision: p.revision, apiKey: p.outputs.default.api_key };
+  if (m && actionId) return { revision: Number(m[1]), apiKey: m[2], actionId };
+  const a = r.json.actions.find((x) => x.type === 'POLICY_CHANGE');
+  return { revision: a.data.policy.revision, apiKey: a.data.policy.outputs.default.api_key, actionId: a.id };
+}
+/** A POLICY_CHANGE's action id, `policy:<policy id>:<revision>` (the policy's own id has no such prefix). */
+const POLICY_ACTION_ID = /"id":"(policy:[^"]+)"/;
+
+/**
+ * The agent acknowledges a policy it took, as Elastic Agent does once it has applied it (the policy change's
+ * Ack and Commit: one POST /acks, on a connection of its own beside the held poll's). Retried after each
+ * back-off; resolves to whether it was taken.
+ */
+async function ackPolicy(a, actionId) {
+  const body = JSON.stringify({ events: [{
+    type: 'ACTION_RESULT', subtype: 'ACKNOWLEDGED', agent_id: a.id, action_id: actionId,
+    message: `Action '${actionId}' of type 'POLICY_CHANGE' acknowledged.`, timestamp: new Date().toISOString(),
+  }] });
+  for (let attempt = 1; ; attempt++) {
+    const r = await post(`/api/fleet/agents/${a.id}/acks`, { Authorization: `ApiKey ${a.key}` }, body, a).then(counted('ack'), failed('ack'));
+    if (r.status === 200) return true;
+    if (attempt >= ATTEMPTS || stopping) return false;
+    await sleep(backoffMs(r));
+  }
 }
 
 let pendingHeld = 0;
@@ -219,6 +240,8 @@ function hold(a) {
       a.deliveredAt = Date.now();
       a.rev = policy.revision;
       if (!policy.apiKey) a.badKey = true;
+      // Acknowledged while the next poll is already held, as Elastic Agent's coordinator acks it.
+      ackPolicy(a, policy.actionId).then((ok) => { if (ok) a.ackedRev = Math.max(a.ackedRev, policy.revision); });
     }
     if (!stopping) hold(a);
   }, (err) => {
@@ -236,6 +259,7 @@ async function firstCheckin(a) {
     if (p) {
       a.policyId = p.data.policy.id;
       a.rev = p.data.policy.revision;
+      a.policyAction = p.id;
       return;
     }
     if (attempt >= ATTEMPTS) throw new Error(`first check-in of ${a.id}: ${r.status === 0 ? 'no answer' : `status ${r.status}`} ${ATTEMPTS} times`);
@@ -284,12 +308,18 @@ process.on('message', async (msg) => {
       const t0 = performance.now();
       await pool(agents, msg.concurrency, firstCheckin);
       process.send({ type: 'checked-in', n: agents.length, ms: performance.now() - t0 });
+    } else if (msg.cmd === 'ack') {
+      // The first policy acknowledged, each agent once, timed on its own (between the first check-ins and the polls).
+      const t0 = performance.now();
+      await pool(agents, msg.concurrency, async (a) => { if (await ackPolicy(a, a.policyAction)) a.ackedRev = Math.max(a.ackedRev, a.rev); });
+      process.send({ type: 'acked', n: agents.filter((a) => a.ackedRev >= a.rev).length, ms: performance.now() - t0 });
     } else if (msg.cmd === 'hold') {
       for (const a of agents) hold(a);
       process.send({ type: 'holding', n: agents.length });
     } else if (msg.cmd === 'status') {
       const delivered = agents.filter((a) => a.rev >= msg.rev);
       process.send({ type: 'status', pending: pendingHeld, handshakes, deliveredCount: delivered.length, delivered: msg.times ? delivered.map((a) => a.deliveredAt) : undefined,
+        ackedCount: agents.filter((a) => a.ackedRev >= msg.rev).length,
         badKeys: agents.filter((a) => a.badKey).length });
     } else if (msg.cmd === 'outcomes') {
       process.send({ type: 'outcomes', outcomes, pending: pendingHeld, n: agents.length });
