@@ -150,7 +150,9 @@ async function run(store) {
   const monoFirstEnd = process.hrtime.bigint() / 1000n;
   // Each agent acknowledges the policy it took (POST /acks), as Elastic Agent does once it has applied it.
   const cpuAck0 = cpuSplit();
+  const monoAck = process.hrtime.bigint() / 1000n;
   const acked = await all('ack', 'acked', () => ({ concurrency: CONCURRENCY }));
+  const monoAckEnd = process.hrtime.bigint() / 1000n;
   const ackMs = Math.max(...acked.map((c) => c.ms));
   const ackedFirst = acked.reduce((n, c) => n + c.n, 0);
   const cpuAck1 = cpuSplit();
@@ -266,10 +268,11 @@ async function run(store) {
   console.log(`agents                          ${total} (${WORKERS} load-generator processes at nice ${agentNice}, the server's workers', ${WORKERS * CONCURRENCY} requests in flight while enrolling and taking the first policy)`);
   console.log(`enrollments/s                   ${fmt(total / (enrollMs / 1000))}  (${fmt(enrollMs / 1000, 2)} s for ${total})`);
   console.log(`first check-ins/s               ${fmt(total / (firstCheckinMs / 1000))}  (each answered with POLICY_CHANGE + output key minted; monotonic µs ${monoFirst}–${monoFirstEnd})`);
-  console.log(`policy acks/s                   ${fmt(total / (ackMs / 1000))}  (${ackedFirst} of ${total} taken; one POST /acks per agent)`);
+  console.log(`policy acks/s                   ${fmt(total / (ackMs / 1000))}  (${ackedFirst} of ${total} taken; one POST /acks per agent on a connection of its own; monotonic µs ${monoAck}–${monoAckEnd})`);
   console.log(`server CPU seconds              enroll ${fmt(cpuEnrolled - cpuStart)}, first check-ins ${fmt(cpuCheckedIn - cpuFirst0.server)}, acks ${fmt(cpuAck1.server - cpuAck0.server)}, whole run ${fmt(cpuEnd - cpuStart)}`);
   console.log(`  enroll                        ${splitText(cpuEnroll0, cpuEnroll1)}`);
   console.log(`  first check-ins               ${splitText(cpuFirst0, cpuFirst1)}`);
+  console.log(`  acks                          ${splitText(cpuAck0, cpuAck1)}`);
   console.log(`listen-queue overflows          enroll ${cpuEnroll1.overflows - cpuEnroll0.overflows}, first check-ins ${cpuFirst1.overflows - cpuFirst0.overflows}, polls reaching the server ${overflowsHeld - overflowsHold0}  (${OVERFLOWS_MEANING})`);
   console.log(`check-in bodies                 ${GZIP_BODIES ? 'gzip (as Elastic Agent 9.4+)' : 'plain JSON'}`);
   console.log(`held long polls                 ${held} in flight at the agents, ${heldByServer} held by the server ${fmt(holdMs / 1000)} s after all agents started polling at once (server CPU ${fmt(cpuHeld - cpuHoldStart)} s; monotonic µs ${monoHold}–${monoHeld})`);

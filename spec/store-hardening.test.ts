@@ -506,6 +506,23 @@ describe('store write errors', () => {
       expect(stored('a4')).toMatchObject({ tags: ['x'], policy_revision_idx: 2 });
       expect((await store.getAgent('a4'))!._source).toMatchObject({ tags: ['x'], policy_revision_idx: 3, last_checkin: t2 });
       expect((await store.listAgents({ policyId: 'p1' })).map((h) => [h._id, h._source.policy_revision_idx])).toEqual([['a1', 3], ['a2', 4], ['a4', 3]]);
+
+      // A policy ack with nothing to remove is kept beside the document too: a4 has a row, a5 gets one.
+      await store.createAgent('a5', { active: true, type: 'PERMANENT', policy_id: 'p1', policy_revision_idx: 2, updated_at: t1, last_checkin: t1, agent: { id: 'a5', version: '9.6.0' } } as unknown as AgentDoc);
+      const a4 = stored('a4');
+      const t4 = '2026-12-03T12:02:00Z';
+      for (const id of ['a4', 'a5']) await store.updateAgent({ id, doc: { policy_revision_idx: 5, updated_at: t4 } });
+      expect(stored('a4')).toEqual(a4);
+      expect(stored('a5')).toMatchObject({ policy_revision_idx: 2, updated_at: t1 });
+      expect((await store.getAgent('a4'))!._source).toMatchObject({ agent_policy_id: 'p1', policy_revision_idx: 5, updated_at: t4, last_checkin: t2 });
+      expect((await store.getAgent('a5'))!._source).toMatchObject({ policy_revision_idx: 5, updated_at: t4, last_checkin: t1 });
+      // An earlier updated_at does not move the kept one back; then a refresh keeps the acked revision.
+      await store.updateAgent({ id: 'a5', doc: { policy_revision_idx: 6, updated_at: '2026-12-03T12:01:00Z' } });
+      expect((await store.getAgent('a5'))!._source).toMatchObject({ policy_revision_idx: 6, updated_at: t4 });
+      const t5 = '2026-12-03T12:03:00Z';
+      await store.bulkUpdateAgents([{ id: 'a5', doc: refresh(t5) }]);
+      expect((await store.getAgent('a5'))!._source).toMatchObject({ policy_revision_idx: 6, updated_at: t5, last_checkin: t5 });
+      await expect(store.updateAgent({ id: 'nobody', doc: { policy_revision_idx: 1, updated_at: t5 } })).rejects.toThrow(/not found/);
     } finally {
       raw.close();
       await store.close();

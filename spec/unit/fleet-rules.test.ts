@@ -292,6 +292,22 @@ describe('acks', () => {
     expect((await f.agent(a.id))._source.policy_revision_idx).toBe(3);
   });
 
+  test('a policy ack removes default_api_key_history where the agent has one, and asks nothing more of the store otherwise', async () => {
+    f = await InProcessFleet.start();
+    await f.putPolicy(esPolicy('p1'));
+    const [old, current] = [await f.enroll(), await f.enroll()];
+    await f.store.updateAgent({ id: old.id, doc: { default_api_key_history: [{ id: 'k0', retired_at: '2020-01-01T00:00:00Z' }] } });
+    const updates: unknown[] = [];
+    const update = f.store.updateAgent.bind(f.store);
+    f.store.updateAgent = (u) => (updates.push(u), update(u));
+    for (const a of [old, current]) await f.fleet.acks.ack(await f.agent(a.id), [{ action_id: 'policy:p1:1' }] as never);
+    expect(updates).toEqual([
+      { id: old.id, doc: { policy_revision_idx: 1, updated_at: expect.any(String) }, unset: ['default_api_key_history'] },
+      { id: current.id, doc: { policy_revision_idx: 1, updated_at: expect.any(String) } },
+    ]);
+    expect((await f.agent(old.id))._source.default_api_key_history).toBeUndefined();
+  });
+
   test('an action ack stores one result per agent; unknown actions and foreign agent ids are item errors', async () => {
     f = await InProcessFleet.start();
     const a = await f.enroll();

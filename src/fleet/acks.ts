@@ -3,7 +3,7 @@
 // renders them (HTTP: upstream's AckResponse, item statuses from the one error classification).
 import type { Logger } from 'pino';
 import type { ActionDoc, ActionResultDoc, AgentDoc, Hit, Json } from '../store/documents';
-import type { Store } from '../store/port';
+import type { DocUpdate, Store } from '../store/port';
 import { LruCache } from '../util/lru';
 import { isoTime, rfc3339 } from '../util/time';
 import type { Authenticator } from './auth';
@@ -122,11 +122,11 @@ export class AckService {
     await this.outputKeys.cleanUpAfterAck(doc);
     const current = await this.store.getAgent(agent._id);
     if (!current || current._source.policy_id !== doc.policy_id) return;
-    await this.store.updateAgent({
-      id: agent._id,
-      doc: { policy_revision_idx: best, updated_at: rfc3339() },
-      unset: ['default_api_key_history'],
-    });
+    // Removed only where present (agents enrolled before 8.x): the embedded store then keeps the ack beside
+    // the document instead of rewriting it (store/sqlite/agent-checkins.ts), 100,000 times in a rollout.
+    const update: DocUpdate<AgentDoc> = { id: agent._id, doc: { policy_revision_idx: best, updated_at: rfc3339() } };
+    if (current._source.default_api_key_history !== undefined) update.unset = ['default_api_key_history'];
+    await this.store.updateAgent(update);
   }
 
   /** Agent-confirmed unenroll: every key invalidated, secrets deleted, document inactive. */

@@ -35,6 +35,8 @@ export interface AgentDoc {
   policy_base_id?: string;
   agent_policy_id?: string;
   policy_revision_idx?: number;
+  /** Deprecated (keys before per-output keys); a policy ack removes it. */
+  default_api_key_history?: Json;
   access_api_key_id?: string;
   agent?: { id: string; version: string; type?: string };
   local_metadata?: Json;

@@ -18,8 +18,11 @@
 //     replaces the agent's row here; a reported policy stays in the row until a later one replaces it;
 //   - an update that sets every check-in field and updated_at (a check-in with news) goes to the
 //     document with the row's reported policy under it, and drops the row, which it supersedes;
-//   - an update that sets the policy fields and no check-in field (a policy ack) goes to the document
-//     with the row's reported policy under it, and clears the reported policy from the row;
+//   - an update of the policy fields and updated_at, nothing else (a policy ack), goes to the row too: its
+//     policy replaces the reported one, its updated_at the row's if later (a row made for it holds only
+//     those);
+//   - any other update that sets the policy fields and no check-in field goes to the document with the
+//     row's reported policy under it, and clears the reported policy from the row;
 //   - any other update that sets or removes a check-in or policy field is merged in JS;
 //   - an update merged in JS (that one, or one SQL cannot make: a column field, a replace) reads the
 //     document with the row laid over it and writes it whole, dropping the row;
@@ -46,6 +49,15 @@ export const PUT_REFRESH = `INSERT INTO agent_checkins (id, fields, agent_policy
   WHERE EXISTS (SELECT 1 FROM agents WHERE id = ?1)
   ON CONFLICT (id) DO UPDATE SET fields = excluded.fields, agent_policy_id = coalesce(excluded.agent_policy_id, agent_policy_id),
   policy_revision_idx = coalesce(excluded.policy_revision_idx, policy_revision_idx)`;
+/**
+ * Keeps a policy ack in the row, if the agent exists (?1 id, ?2 updated_at or null, ?3 agent_policy_id, ?4
+ * policy_revision_idx; null: the one kept stays). Timestamps are RFC 3339 to the second, so they compare as text.
+ */
+export const PUT_POLICY = `INSERT INTO agent_checkins (id, fields, agent_policy_id, policy_revision_idx)
+  SELECT ?1, CASE WHEN ?2 IS NULL THEN '{}' ELSE json_object('updated_at', ?2) END, ?3, ?4 WHERE EXISTS (SELECT 1 FROM agents WHERE id = ?1)
+  ON CONFLICT (id) DO UPDATE SET agent_policy_id = coalesce(excluded.agent_policy_id, agent_policy_id),
+  policy_revision_idx = coalesce(excluded.policy_revision_idx, policy_revision_idx),
+  fields = CASE WHEN ?2 IS NULL OR json_extract(fields, '$.updated_at') >= ?2 THEN fields ELSE json_set(fields, '$.updated_at', ?2) END`;
 export const DROP_REFRESH = 'DELETE FROM agent_checkins WHERE id = ?';
 export const KEPT_POLICY = 'SELECT agent_policy_id, policy_revision_idx FROM agent_checkins WHERE id = ?';
 export const CLEAR_KEPT_POLICY = 'UPDATE agent_checkins SET agent_policy_id = NULL, policy_revision_idx = NULL WHERE id = ?';
@@ -99,6 +111,33 @@ export function refreshOf(u: DocUpdate<AgentDoc>): KeptRefresh | undefined {
   if (policyId !== undefined && typeof policyId !== 'string') return undefined;
   if (revision !== undefined && !Number.isSafeInteger(revision)) return undefined;
   return { fields: JSON.stringify(fields), policyId: policyId ?? null, revision: (revision as number | undefined) ?? null };
+}
+
+export interface KeptPolicy {
+  updatedAt: string | null;
+  policyId: string | null;
+  revision: number | null;
+}
+
+/** The row's part when `u` sets the policy fields (at least one) and perhaps updated_at, nothing else; else undefined. */
+export function policyOnlyOf(u: DocUpdate<AgentDoc>): KeptPolicy | undefined {
+  if (u.unset?.length || u.replace?.length) return undefined;
+  const doc = u.doc as Record<string, unknown>;
+  let policy = 0;
+  for (const k of Object.keys(doc)) {
+    if (doc[k] === undefined) continue;
+    if (POLICY_FIELDS.includes(k)) policy++;
+    else if (k !== 'updated_at') return undefined;
+  }
+  const { agent_policy_id: policyId, policy_revision_idx: revision, updated_at: updatedAt } = doc;
+  if (policy === 0 || (policyId !== undefined && typeof policyId !== 'string')) return undefined;
+  if ((revision !== undefined && !Number.isSafeInteger(revision)) || (updatedAt !== undefined && !isRfc3339Seconds(updatedAt))) return undefined;
+  return { updatedAt: (updatedAt as string | undefined) ?? null, policyId: policyId ?? null, revision: (revision as number | undefined) ?? null };
+}
+
+/** What rfc3339() writes (util/time.ts): the form PUT_POLICY compares as text. */
+function isRfc3339Seconds(v: unknown): v is string {
+  return typeof v === 'string' && /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z$/.test(v);
 }
 
 /**

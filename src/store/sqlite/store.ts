@@ -29,7 +29,7 @@ import type { SecretBox } from './secret-box';
 import { openFields, sealFields } from './sealed-fields';
 import type { SqlAccess } from './sql-access';
 import { SqliteUploads } from './uploads';
-import { AGENT_BY_ID, AGENT_SELECT, agentHit, checkinEffect, CLEAR_KEPT_POLICY, DROP_REFRESH, KEPT_POLICY, PUT_REFRESH, refreshOf, withKeptPolicy } from './agent-checkins';
+import { AGENT_BY_ID, AGENT_SELECT, agentHit, checkinEffect, CLEAR_KEPT_POLICY, DROP_REFRESH, KEPT_POLICY, policyOnlyOf, PUT_POLICY, PUT_REFRESH, refreshOf, withKeptPolicy } from './agent-checkins';
 import { API_KEY_BY_ID, keyCheck, openSecret, ROLES_BY_ID, rolesOf, rowHit, SECRET_BY_ID } from './check-in-reads';
 import { isoToMs, rfc3339 } from '../../util/time';
 
@@ -409,6 +409,8 @@ export class SqliteStore implements Store {
     if (refresh !== undefined) {
       return Number(this.q(PUT_REFRESH).run(update.id, refresh.fields, refresh.policyId, refresh.revision).changes) > 0;
     }
+    const ack = policyOnlyOf(update);
+    if (ack !== undefined) return Number(this.q(PUT_POLICY).run(update.id, ack.updatedAt, ack.policyId, ack.revision).changes) > 0;
     const effect = checkinEffect(update);
     let u = update;
     let keptPolicy = false;
