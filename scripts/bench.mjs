@@ -268,7 +268,7 @@ async function run(store) {
   console.log(`agents                          ${total} (${WORKERS} load-generator processes at nice ${agentNice}, the server's workers', ${WORKERS * CONCURRENCY} requests in flight while enrolling and taking the first policy)`);
   console.log(`enrollments/s                   ${fmt(total / (enrollMs / 1000))}  (${fmt(enrollMs / 1000, 2)} s for ${total})`);
   console.log(`first check-ins/s               ${fmt(total / (firstCheckinMs / 1000))}  (each answered with POLICY_CHANGE + output key minted; monotonic µs ${monoFirst}–${monoFirstEnd})`);
-  console.log(`policy acks/s                   ${fmt(total / (ackMs / 1000))}  (${ackedFirst} of ${total} taken; one POST /acks per agent on a connection of its own; monotonic µs ${monoAck}–${monoAckEnd})`);
+  console.log(`policy acks/s                   ${fmt(ackedFirst / (ackMs / 1000))}  (${ackedFirst} of ${total} taken; one POST /acks per agent on a connection of its own; monotonic µs ${monoAck}–${monoAckEnd})`);
   console.log(`server CPU seconds              enroll ${fmt(cpuEnrolled - cpuStart)}, first check-ins ${fmt(cpuCheckedIn - cpuFirst0.server)}, acks ${fmt(cpuAck1.server - cpuAck0.server)}, whole run ${fmt(cpuEnd - cpuStart)}`);
   console.log(`  enroll                        ${splitText(cpuEnroll0, cpuEnroll1)}`);
   console.log(`  first check-ins               ${splitText(cpuFirst0, cpuFirst1)}`);

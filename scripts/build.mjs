@@ -74,7 +74,7 @@ const vendorExternal = {
 };
 // The single executable carries the same bundles as assets (scripts/package.mjs), each read when first
 // required (src/runtime/sea-vendor.ts).
-const seaLoader = new URL('../src/runtime/sea-vendor.ts', import.meta.url).pathname;
+const seaLoader = fileURLToPath(new URL('../src/runtime/sea-vendor.ts', import.meta.url));
 const vendorAssets = {
   name: 'vendor-assets',
   setup(b) {
@@ -164,7 +164,9 @@ await build({
 });
 asciiOnly(outfile);
 if (!singleFile) chmodSync(outfile, 0o755);
-for (const [name, file] of [...Object.entries(VENDOR), ...Object.entries(PROTO_VENDOR).map(([n, f]) => [`./${f}`, `${n}-messages`])]) {
+const vendorBuilds = [...Object.entries(VENDOR), ...Object.entries(PROTO_VENDOR).map(([n, f]) => [`./${f}`, `${n}-messages`])];
+const vendorFiles = vendorBuilds.map(([, file]) => file);
+for (const [name, file] of vendorBuilds) {
   await build({
     ...common,
     // yargs is an ES module read through `import()`, which takes module.exports as its default export.
@@ -175,7 +177,12 @@ for (const [name, file] of [...Object.entries(VENDOR), ...Object.entries(PROTO_V
   });
   asciiOnly(`dist/vendor/${file}.js`);
 }
-if (singleFile) process.exit(0);
+if (singleFile) {
+  // What the executable carries as assets (scripts/package.mjs): the bundles just built, by the names
+  // src/runtime/sea-vendor.ts asks for.
+  writeFileSync('dist/sea-assets.json', JSON.stringify(vendorFiles.map((f) => `vendor/${f}.js`)));
+  process.exit(0);
+}
 
 // The Elasticsearch double (test support), runnable on its own: `npm run es-double`.
 await build({

@@ -3,7 +3,7 @@
 // dist/fleet-server-<version>-linux-x86_64.tar.gz, laid out as an agent artifact bundle expects a
 // component: one top directory holding the executable and its spec.
 import { execFileSync } from 'node:child_process';
-import { chmodSync, copyFileSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, copyFileSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { arch, platform } from 'node:os';
 import { inject } from 'postject';
 
@@ -16,14 +16,14 @@ const name = `fleet-server-${pkg.version}-${platformName}`;
 // flags itself), and carries the libraries dist/vendor/ holds for the bundle as assets, read when first
 // required (src/runtime/sea-vendor.ts).
 execFileSync(process.execPath, [new URL('build.mjs', import.meta.url).pathname, '--single-file'], { stdio: 'inherit' });
-const vendor = readdirSync(`${dist}vendor`).filter((f) => f.endsWith('.js'));
+const assets = JSON.parse(readFileSync(`${dist}sea-assets.json`, 'utf8'));
 writeFileSync(`${dist}sea-config.json`, JSON.stringify({
   main: `${dist}fleet-server.sea.js`,
   output: `${dist}sea-prep.blob`,
   disableExperimentalSEAWarning: true,
   useCodeCache: true,
   execArgv: pkg.fleetServer.nodeFlags,
-  assets: Object.fromEntries(vendor.map((f) => [`vendor/${f}`, `${dist}vendor/${f}`])),
+  assets: Object.fromEntries(assets.map((name) => [name, `${dist}${name}`])),
 }));
 // The code cache is made under the flags the executable runs with: V8 rejects a cache made under other
 // flags (their hash is part of it), and the program would then compile from source at every start.
@@ -82,5 +82,5 @@ writeFileSync(`${dir}/fleet-server.yml`, [
 ].join('\n'));
 execFileSync('tar', ['-czf', `${dist}${name}.tar.gz`, '-C', dist, name], { stdio: 'inherit' });
 rmSync(dir, { recursive: true, force: true });
-for (const f of ['fleet-server.sea.js', 'sea-config.json', 'sea-prep.blob']) rmSync(`${dist}${f}`, { force: true });
+for (const f of ['fleet-server.sea.js', 'sea-config.json', 'sea-prep.blob', 'sea-assets.json']) rmSync(`${dist}${f}`, { force: true });
 process.stdout.write(`packaged ${exe} and ${dist}${name}.tar.gz\n`);

@@ -464,7 +464,7 @@ describe('store write errors', () => {
     const store = new SqliteStore(path);
     const raw = new DatabaseSync(path, { readOnly: true });
     const refresh = (at: string) => ({ updated_at: at, last_checkin: at, last_checkin_status: 'online', last_checkin_message: 'Running', unhealthy_reason: null, sequence_num: 0 });
-    const reported = { agent_policy_id: 'p1', policy_revision_idx: 3 };
+    const reported = { agent_policy_id: 'p9', policy_revision_idx: 3 };
     const stored = (id: string): Record<string, unknown> => JSON.parse((raw.prepare('SELECT doc FROM agents WHERE id = ?').get(id) as { doc: string }).doc) as Record<string, unknown>;
     const rows = (): number => (raw.prepare('SELECT COUNT(*) AS n FROM agent_checkins').get() as { n: number }).n;
     try {
@@ -476,7 +476,7 @@ describe('store write errors', () => {
       await store.bulkUpdateAgents(['a1', 'a2', 'a3', 'a4'].map((id) => ({ id, doc: { ...refresh(t1), ...reported } })));
       expect(stored('a1')).toEqual(before);
       expect(rows()).toBe(4);
-      expect((await store.getAgent('a1'))!._source).toMatchObject({ last_checkin: t1, agent_policy_id: 'p1', policy_revision_idx: 3 });
+      expect((await store.getAgent('a1'))!._source).toMatchObject({ last_checkin: t1, agent_policy_id: 'p9', policy_revision_idx: 3 });
       // A later refresh without the policy keeps the one reported.
       const t2 = '2026-12-03T12:00:30.000Z';
       await store.bulkUpdateAgents(['a1', 'a2', 'a3', 'a4'].map((id) => ({ id, doc: refresh(t2) })));
@@ -486,19 +486,19 @@ describe('store write errors', () => {
       // a1: a check-in with news supersedes the row; the reported policy goes to the document with it.
       const t3 = '2026-12-03T12:01:00.000Z';
       await store.bulkUpdateAgents([{ id: 'a1', doc: { ...refresh(t3), local_metadata: { host: { name: 'h2' } } } }]);
-      expect(stored('a1')).toMatchObject({ last_checkin: t3, agent_policy_id: 'p1', policy_revision_idx: 3, local_metadata: { host: { name: 'h2' } } });
+      expect(stored('a1')).toMatchObject({ last_checkin: t3, agent_policy_id: 'p9', policy_revision_idx: 3, local_metadata: { host: { name: 'h2' } } });
       expect(raw.prepare('SELECT 1 AS n FROM agent_checkins WHERE id = ?').get('a1')).toBeUndefined();
 
       // a2: a policy ack writes its revision over the reported one; the row keeps the check-in, not the policy.
       await store.updateAgent({ id: 'a2', doc: { policy_revision_idx: 4, updated_at: t3 }, unset: ['default_api_key_history'] });
-      expect(stored('a2')).toMatchObject({ agent_policy_id: 'p1', policy_revision_idx: 4 });
+      expect(stored('a2')).toMatchObject({ agent_policy_id: 'p9', policy_revision_idx: 4 });
       expect([stored('a2')['last_checkin'], stored('a2')['default_api_key_history']]).toEqual([undefined, undefined]);
       expect(raw.prepare('SELECT agent_policy_id, policy_revision_idx FROM agent_checkins WHERE id = ?').get('a2')).toEqual({ agent_policy_id: null, policy_revision_idx: null });
       expect((await store.getAgent('a2'))!._source).toMatchObject({ last_checkin: t2, policy_revision_idx: 4 });
 
       // a3: an update SQL cannot make (a column field) folds the row into the document.
       await store.updateAgent({ id: 'a3', doc: { policy_id: 'p2' } });
-      expect(stored('a3')).toMatchObject({ policy_id: 'p2', agent_policy_id: 'p1', policy_revision_idx: 3, last_checkin: t2 });
+      expect(stored('a3')).toMatchObject({ policy_id: 'p2', agent_policy_id: 'p9', policy_revision_idx: 3, last_checkin: t2 });
       expect(raw.prepare('SELECT 1 AS n FROM agent_checkins WHERE id = ?').get('a3')).toBeUndefined();
 
       // a4: an update that has nothing to do with check-ins leaves the row and what it reports.
@@ -514,11 +514,14 @@ describe('store write errors', () => {
       for (const id of ['a4', 'a5']) await store.updateAgent({ id, doc: { policy_revision_idx: 5, updated_at: t4 } });
       expect(stored('a4')).toEqual(a4);
       expect(stored('a5')).toMatchObject({ policy_revision_idx: 2, updated_at: t1 });
-      expect((await store.getAgent('a4'))!._source).toMatchObject({ agent_policy_id: 'p1', policy_revision_idx: 5, updated_at: t4, last_checkin: t2 });
+      expect((await store.getAgent('a4'))!._source).toMatchObject({ agent_policy_id: 'p9', policy_revision_idx: 5, updated_at: t4, last_checkin: t2 });
       expect((await store.getAgent('a5'))!._source).toMatchObject({ policy_revision_idx: 5, updated_at: t4, last_checkin: t1 });
       // An earlier updated_at does not move the kept one back; then a refresh keeps the acked revision.
       await store.updateAgent({ id: 'a5', doc: { policy_revision_idx: 6, updated_at: '2026-12-03T12:01:00Z' } });
       expect((await store.getAgent('a5'))!._source).toMatchObject({ policy_revision_idx: 6, updated_at: t4 });
+      // A refresh taken before the ack but written after it keeps the ack's updated_at; a later one moves it on.
+      await store.bulkUpdateAgents([{ id: 'a5', doc: refresh('2026-12-03T12:01:30Z') }]);
+      expect((await store.getAgent('a5'))!._source).toMatchObject({ policy_revision_idx: 6, updated_at: t4, last_checkin: '2026-12-03T12:01:30Z' });
       const t5 = '2026-12-03T12:03:00Z';
       await store.bulkUpdateAgents([{ id: 'a5', doc: refresh(t5) }]);
       expect((await store.getAgent('a5'))!._source).toMatchObject({ policy_revision_idx: 6, updated_at: t5, last_checkin: t5 });

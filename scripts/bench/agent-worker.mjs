@@ -217,11 +217,34 @@ async function ackPolicy(a, actionId) {
     message: `Action '${actionId}' of type 'POLICY_CHANGE' acknowledged.`, timestamp: new Date().toISOString(),
   }] });
   for (let attempt = 1; ; attempt++) {
-    const r = await post(`/api/fleet/agents/${a.id}/acks`, { Authorization: `ApiKey ${a.key}` }, body, a).then(counted('ack'), failed('ack'));
+    await ackSlot();
+    const r = await post(`/api/fleet/agents/${a.id}/acks`, { Authorization: `ApiKey ${a.key}` }, body, a)
+      .then(counted('ack'), failed('ack')).finally(releaseAckSlot);
     if (r.status === 200) return true;
     if (attempt >= ATTEMPTS || stopping) return false;
     await sleep(backoffMs(r));
   }
+}
+
+/**
+ * At most ACK_SLOTS acks in flight per generator: each is a connection of its own beside the agents' held
+ * polls, and a generator may open 20,000 files (16,000 agents each at 100,000). Real agents are on
+ * machines of their own; without this a rollout's acks ran the generators out of descriptors (EMFILE).
+ */
+const ACK_SLOTS = 2000;
+let acksInFlight = 0;
+const ackWaiters = [];
+function ackSlot() {
+  if (acksInFlight < ACK_SLOTS) {
+    acksInFlight++;
+    return undefined;
+  }
+  return new Promise((resolve) => ackWaiters.push(resolve));
+}
+function releaseAckSlot() {
+  const next = ackWaiters.shift();
+  if (next) next();
+  else acksInFlight--;
 }
 
 let pendingHeld = 0;

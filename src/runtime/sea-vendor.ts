@@ -22,7 +22,13 @@ export function seaVendor(name: string): unknown {
   const run = compileFunction(getAsset(`vendor/${name}.js`, 'utf8'), ['exports', 'require', 'module', '__filename', '__dirname'], { filename });
   const module: CommonJsModule = { exports: {} };
   loaded.set(name, module);
-  // The executable's require: built-in modules only, all a vendor bundle asks for.
-  run(module.exports, require, module, filename, dirname(filename));
+  try {
+    // The executable's require: built-in modules only, all a vendor bundle asks for.
+    run.call(module.exports, module.exports, require, module, filename, dirname(filename));
+  } catch (err) {
+    // As Node's loader does: a module whose top level threw is not kept half-made for the next require.
+    loaded.delete(name);
+    throw err;
+  }
   return module.exports;
 }

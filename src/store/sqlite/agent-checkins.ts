@@ -43,12 +43,15 @@ export const AGENT_SELECT = `SELECT a.id, a.doc, c.fields AS checkin, c.agent_po
 export const AGENT_BY_ID = `${AGENT_SELECT} WHERE a.id = ?`;
 /**
  * Replaces the agent's kept refresh, if the agent exists (?1 id, ?2 fields, ?3 agent_policy_id, ?4
- * policy_revision_idx; null: the policy kept stays).
+ * policy_revision_idx; null: the policy kept stays). A later updated_at kept (a policy ack's, which only
+ * the row holds) stays: a check-in batch takes its time when its flush starts and may be applied after.
  */
 export const PUT_REFRESH = `INSERT INTO agent_checkins (id, fields, agent_policy_id, policy_revision_idx) SELECT ?1, ?2, ?3, ?4
   WHERE EXISTS (SELECT 1 FROM agents WHERE id = ?1)
-  ON CONFLICT (id) DO UPDATE SET fields = excluded.fields, agent_policy_id = coalesce(excluded.agent_policy_id, agent_policy_id),
-  policy_revision_idx = coalesce(excluded.policy_revision_idx, policy_revision_idx)`;
+  ON CONFLICT (id) DO UPDATE SET agent_policy_id = coalesce(excluded.agent_policy_id, agent_policy_id),
+  policy_revision_idx = coalesce(excluded.policy_revision_idx, policy_revision_idx),
+  fields = CASE WHEN json_extract(fields, '$.updated_at') > json_extract(excluded.fields, '$.updated_at')
+    THEN json_set(excluded.fields, '$.updated_at', json_extract(fields, '$.updated_at')) ELSE excluded.fields END`;
 /**
  * Keeps a policy ack in the row, if the agent exists (?1 id, ?2 updated_at or null, ?3 agent_policy_id, ?4
  * policy_revision_idx; null: the one kept stays). Timestamps are RFC 3339 to the second, so they compare as text.
