@@ -1,8 +1,8 @@
 // The single executable's libraries that only one mode uses (scripts/build.mjs, VENDOR: the Elasticsearch
 // client, gRPC, yargs, the control protocol's and OpAMP's messages) are assets of the executable beside
 // its one script, compiled when first required, as the bundle reads dist/vendor/. Inline, their 2.1 MB of
-// source sat in every process's heap, used or not: an idle embedded server was 4-5 MiB larger as the
-// executable than as the bundle. Only the single-file build (scripts/build.mjs --single-file) links this.
+// source sat in every process's heap, used or not: an idle embedded server was 61.1 MiB as the executable,
+// 56.2-56.7 now (docs/workers.md, Cost). Only the single-file build (scripts/build.mjs --single-file) links this.
 import { getAsset } from 'node:sea';
 import { dirname, join } from 'node:path';
 import { compileFunction } from 'node:vm';
