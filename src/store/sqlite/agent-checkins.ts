@@ -89,10 +89,22 @@ export function layPolicy(doc: Record<string, unknown>, policyId: unknown, revis
   if (revision != null) doc['policy_revision_idx'] = revision;
 }
 
-export interface KeptRefresh {
-  fields: string;
+/** A reported policy as the row's columns take it (null: not given). */
+export interface PolicyColumns {
   policyId: string | null;
   revision: number | null;
+}
+
+/** The policy fields `doc` sets, as columns; undefined when one is not of its column's type. */
+function policyColumns(doc: Record<string, unknown>): PolicyColumns | undefined {
+  const { agent_policy_id: policyId, policy_revision_idx: revision } = doc;
+  if (policyId !== undefined && typeof policyId !== 'string') return undefined;
+  if (revision !== undefined && !Number.isSafeInteger(revision)) return undefined;
+  return { policyId: policyId ?? null, revision: (revision as number | undefined) ?? null };
+}
+
+export interface KeptRefresh extends PolicyColumns {
+  fields: string;
 }
 
 /** The row to keep when `u` is a refresh and nothing else (perhaps with the reported policy), else undefined. */
@@ -109,17 +121,12 @@ export function refreshOf(u: DocUpdate<AgentDoc>): KeptRefresh | undefined {
     n++;
   }
   if (n !== REFRESH_FIELDS.size) return undefined;
-  const policyId = doc['agent_policy_id'];
-  const revision = doc['policy_revision_idx'];
-  if (policyId !== undefined && typeof policyId !== 'string') return undefined;
-  if (revision !== undefined && !Number.isSafeInteger(revision)) return undefined;
-  return { fields: JSON.stringify(fields), policyId: policyId ?? null, revision: (revision as number | undefined) ?? null };
+  const policy = policyColumns(doc);
+  return policy && { fields: JSON.stringify(fields), ...policy };
 }
 
-export interface KeptPolicy {
+export interface KeptPolicy extends PolicyColumns {
   updatedAt: string | null;
-  policyId: string | null;
-  revision: number | null;
 }
 
 /** The row's part when `u` sets the policy fields (at least one) and perhaps updated_at, nothing else; else undefined. */
@@ -132,10 +139,10 @@ export function policyOnlyOf(u: DocUpdate<AgentDoc>): KeptPolicy | undefined {
     if (POLICY_FIELDS.includes(k)) policy++;
     else if (k !== 'updated_at') return undefined;
   }
-  const { agent_policy_id: policyId, policy_revision_idx: revision, updated_at: updatedAt } = doc;
-  if (policy === 0 || (policyId !== undefined && typeof policyId !== 'string')) return undefined;
-  if ((revision !== undefined && !Number.isSafeInteger(revision)) || (updatedAt !== undefined && !isRfc3339Seconds(updatedAt))) return undefined;
-  return { updatedAt: (updatedAt as string | undefined) ?? null, policyId: policyId ?? null, revision: (revision as number | undefined) ?? null };
+  const updatedAt = doc['updated_at'];
+  const columns = policyColumns(doc);
+  if (policy === 0 || !columns || (updatedAt !== undefined && !isRfc3339Seconds(updatedAt))) return undefined;
+  return { updatedAt: updatedAt ?? null, ...columns };
 }
 
 /** What rfc3339() writes (util/time.ts): the form PUT_POLICY compares as text. */
