@@ -300,7 +300,12 @@ describe('acks', () => {
     const updates: unknown[] = [];
     const update = f.store.updateAgent.bind(f.store);
     f.store.updateAgent = (u) => (updates.push(u), update(u));
+    // No action results to store: in a cluster worker even an empty call is a round trip to the store owner.
+    const resultWrites: unknown[] = [];
+    const createResults = f.store.createActionResults.bind(f.store);
+    f.store.createActionResults = (r) => (resultWrites.push(r), createResults(r));
     for (const a of [old, current]) await f.fleet.acks.ack(await f.agent(a.id), [{ action_id: 'policy:p1:1' }] as never);
+    expect(resultWrites).toEqual([]);
     expect(updates).toEqual([
       { id: old.id, doc: { policy_revision_idx: 1, updated_at: expect.any(String) }, unset: ['default_api_key_history'] },
       { id: current.id, doc: { policy_revision_idx: 1, updated_at: expect.any(String) } },

@@ -74,10 +74,14 @@ export class AckService {
       if ((action.type === 'UNENROLL' || action.type === 'MIGRATE') && !ev.error) unenroll = true;
     }
 
-    try {
-      await this.store.createActionResults(results);
-    } catch (err) {
-      for (const i of resultIndex) items[i] = failed(err);
+    // A policy ack stores no result; in a worker even an empty call is a round trip to the store owner,
+    // once per agent in every rollout.
+    if (results.length > 0) {
+      try {
+        await this.store.createActionResults(results);
+      } catch (err) {
+        for (const i of resultIndex) items[i] = failed(err);
+      }
     }
     if (upgrade && Object.keys(upgrade.doc).length > 0) {
       try {
