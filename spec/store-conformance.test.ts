@@ -215,6 +215,27 @@ describe.each(STORE_KINDS)('%s store', (_name, make) => {
     await store.deleteAgent(id);
   });
 
+  test('agents: an update made while the agent has a given policy_id applies only then, removals too; otherwise nothing changes', async () => {
+    const id = uid();
+    const [policyA, policyB] = [uid(), uid()];
+    await store.createAgent(id, agentDoc({ policy_id: policyA, policy_revision_idx: 1, default_api_key_history: [{ id: 'k0' }] as never }));
+    // As a policy ack writes it: the row-kept form on the embedded store, and one with a removal.
+    await store.updateAgent({ id, doc: { policy_revision_idx: 2, updated_at: '2030-01-01T00:00:00Z' }, whilePolicyId: policyB });
+    await store.updateAgent({ id, doc: { policy_revision_idx: 2 }, unset: ['default_api_key_history'], whilePolicyId: policyB });
+    let doc = (await store.getAgent(id))!._source;
+    expect(doc).toMatchObject({ policy_id: policyA, policy_revision_idx: 1, default_api_key_history: [{ id: 'k0' }] });
+    expect(doc.updated_at).not.toBe('2030-01-01T00:00:00Z');
+    await store.updateAgent({ id, doc: { policy_revision_idx: 3, updated_at: '2030-01-01T00:00:00Z' }, whilePolicyId: policyA });
+    doc = (await store.getAgent(id))!._source;
+    expect(doc).toMatchObject({ policy_id: policyA, policy_revision_idx: 3, updated_at: '2030-01-01T00:00:00Z' });
+    await store.updateAgent({ id, doc: { policy_revision_idx: 4 }, unset: ['default_api_key_history'], whilePolicyId: policyA });
+    doc = (await store.getAgent(id))!._source;
+    expect(doc.policy_revision_idx).toBe(4);
+    expect(doc).not.toHaveProperty('default_api_key_history');
+    await expect(store.updateAgent({ id: uid(), doc: { policy_revision_idx: 1 }, whilePolicyId: policyA })).rejects.toThrow(/not found/);
+    await store.deleteAgent(id);
+  });
+
   test('policies: one document per revision, the latest wins, the change feed wakes on a new revision', async () => {
     const policyId = uid();
     await store.addPolicyRevision(policyDoc(policyId, 1));

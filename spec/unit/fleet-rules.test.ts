@@ -292,6 +292,20 @@ describe('acks', () => {
     expect((await f.agent(a.id))._source.policy_revision_idx).toBe(3);
   });
 
+  test('an agent moved to another policy after its ack was authenticated keeps its revision: the store checks the policy as it writes', async () => {
+    f = await InProcessFleet.start();
+    await f.putPolicy(esPolicy('p1'));
+    await f.putPolicy(esPolicy('p2'));
+    const a = await f.enroll();
+    const asAuthenticated = await f.agent(a.id);
+    expect(asAuthenticated._source.policy_id).toBe('p1');
+    await f.store.updateAgent({ id: a.id, doc: { policy_id: 'p2', policy_revision_idx: 0 } });
+    expect(await f.fleet.acks.ack(asAuthenticated, [{ action_id: 'policy:p1:1' }] as never)).toEqual([{ kind: 'ok' }]);
+    expect((await f.agent(a.id))._source).toMatchObject({ policy_id: 'p2', policy_revision_idx: 0 });
+    await f.fleet.acks.ack(await f.agent(a.id), [{ action_id: 'policy:p2:1' }] as never);
+    expect((await f.agent(a.id))._source).toMatchObject({ policy_id: 'p2', policy_revision_idx: 1 });
+  });
+
   test('a policy ack removes default_api_key_history where the agent has one, and asks nothing more of the store otherwise', async () => {
     f = await InProcessFleet.start();
     await f.putPolicy(esPolicy('p1'));
@@ -307,8 +321,8 @@ describe('acks', () => {
     for (const a of [old, current]) await f.fleet.acks.ack(await f.agent(a.id), [{ action_id: 'policy:p1:1' }] as never);
     expect(resultWrites).toEqual([]);
     expect(updates).toEqual([
-      { id: old.id, doc: { policy_revision_idx: 1, updated_at: expect.any(String) }, unset: ['default_api_key_history'] },
-      { id: current.id, doc: { policy_revision_idx: 1, updated_at: expect.any(String) } },
+      { id: old.id, doc: { policy_revision_idx: 1, updated_at: expect.any(String) }, whilePolicyId: 'p1', unset: ['default_api_key_history'] },
+      { id: current.id, doc: { policy_revision_idx: 1, updated_at: expect.any(String) }, whilePolicyId: 'p1' },
     ]);
     expect((await f.agent(old.id))._source.default_api_key_history).toBeUndefined();
   });

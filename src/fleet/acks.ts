@@ -122,14 +122,14 @@ export class AckService {
       const rev = Number(parts[2]);
       if (parts[1] === doc.policy_id && Number.isInteger(rev) && rev > (doc.policy_revision_idx ?? 0) && rev > best) best = rev;
     }
-    if (best < 0) return;
+    if (best < 0 || doc.policy_id === undefined) return;
     await this.outputKeys.cleanUpAfterAck(doc);
-    const current = await this.store.getAgent(agent._id);
-    if (!current || current._source.policy_id !== doc.policy_id) return;
+    // Written only while the agent is still on the policy acknowledged, checked by the store as it writes
+    // (upstream's ack script): an agent reassigned meanwhile keeps its revision for the new policy.
+    const update: DocUpdate<AgentDoc> = { id: agent._id, doc: { policy_revision_idx: best, updated_at: rfc3339() }, whilePolicyId: doc.policy_id };
     // Removed only where present (agents enrolled before 8.x): the embedded store then keeps the ack beside
     // the document instead of rewriting it (store/sqlite/agent-checkins.ts), 100,000 times in a rollout.
-    const update: DocUpdate<AgentDoc> = { id: agent._id, doc: { policy_revision_idx: best, updated_at: rfc3339() } };
-    if (current._source.default_api_key_history !== undefined) update.unset = ['default_api_key_history'];
+    if (doc.default_api_key_history !== undefined) update.unset = ['default_api_key_history'];
     await this.store.updateAgent(update);
   }
 

@@ -49,6 +49,11 @@ export interface DocUpdate<T> {
    * OpAMP agent's effective_config: a merge would keep pipelines the Collector no longer runs).
    */
   replace?: string[];
+  /**
+   * Applied only while the stored document's `policy_id` is this one; otherwise nothing changes (not an
+   * error). An agent's policy ack is written so, in one step, as upstream's ack script checks it.
+   */
+  whilePolicyId?: string;
 }
 
 /** Change feed over an index in sequence-number order (ES global checkpoints, or the SQLite rowid). */

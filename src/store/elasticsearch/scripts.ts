@@ -5,12 +5,27 @@
 // replaces an OpAMP agent's effective_config with a script of its own).
 // Kept constant so Elasticsearch compiles it once and serves it from its script cache.
 
-export const MERGE_AND_REMOVE = [
+const MERGE = [
   'void merge(Map dst, Map src) { for (def e : src.entrySet()) { def cur = dst.get(e.getKey());',
   ' if (cur instanceof Map && e.getValue() instanceof Map) { merge(cur, e.getValue()); } else { dst.put(e.getKey(), e.getValue()); } } }',
+];
+const MERGE_AND_REMOVE_BODY = [
   'if (params.containsKey(\'replace\')) { for (String f : params.replace) { ctx._source.remove(f); } }',
   'merge(ctx._source, params.doc);',
   'for (String path : params.remove) { def node = ctx._source; String[] parts = path.splitOnToken(".");',
   ' for (int i = 0; i < parts.length - 1 && node != null; i++) { node = node instanceof Map ? node.get(parts[i]) : null; }',
   ' if (node instanceof Map) { node.remove(parts[parts.length - 1]); } }',
+];
+
+export const MERGE_AND_REMOVE = [...MERGE, ...MERGE_AND_REMOVE_BODY].join('\n');
+
+/**
+ * MERGE_AND_REMOVE while the document's policy_id is `params.policy_id`, else a no-op: an update with
+ * whilePolicyId (an agent's policy ack, which upstream's ack script conditions the same way).
+ */
+export const MERGE_AND_REMOVE_WHILE_POLICY = [
+  ...MERGE,
+  'if (ctx._source.policy_id == params.policy_id) {',
+  ...MERGE_AND_REMOVE_BODY,
+  "} else { ctx.op = 'noop'; }",
 ].join('\n');

@@ -18,7 +18,7 @@ import { buildConfig } from '../../config/config';
 import { filter, LATEST_POLICIES, pendingActions, term } from './queries';
 import { Backoff, sleep } from '../../util/backoff';
 import { Semaphore } from '../../util/semaphore';
-import { MERGE_AND_REMOVE } from './scripts';
+import { MERGE_AND_REMOVE, MERGE_AND_REMOVE_WHILE_POLICY } from './scripts';
 import { EsUploads } from './uploads';
 import { EsDeliveries } from './deliveries';
 import { EsArtifacts } from './artifacts';
@@ -268,9 +268,13 @@ export class EsStore implements Store {
   }
 
   private updateBody(u: DocUpdate<AgentDoc>): Obj {
+    const params = { doc: u.doc, remove: u.unset ?? [], replace: u.replace ?? [] };
+    if (u.whilePolicyId !== undefined) {
+      return { script: { source: MERGE_AND_REMOVE_WHILE_POLICY, lang: 'painless', params: { ...params, policy_id: u.whilePolicyId } } };
+    }
     // A partial doc cannot remove fields; the store's merge-and-remove script does both at once.
     if (!u.unset?.length && !u.replace?.length) return { doc: u.doc };
-    return { script: { source: MERGE_AND_REMOVE, lang: 'painless', params: { doc: u.doc, remove: u.unset ?? [], replace: u.replace ?? [] } } };
+    return { script: { source: MERGE_AND_REMOVE, lang: 'painless', params } };
   }
 
   async updateAgent(update: DocUpdate<AgentDoc>): Promise<void> {

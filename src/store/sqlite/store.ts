@@ -65,6 +65,8 @@ const BULK_UPDATE_CHUNK = 1000;
 
 /** Agent fields kept in columns of their own (indexed): an update that sets one rewrites the row from JS. */
 const AGENT_COLUMNS = new Set(['access_api_key_id', 'enrollment_id', 'policy_id', 'active']);
+/** The agent's policy_id, from its column: what an update's whilePolicyId is checked against. */
+const POLICY_ID_OF = 'SELECT policy_id FROM agents WHERE id = ?';
 
 /**
  * An agent update done by SQLite's json_patch, json_remove and json_set, without reading the document
@@ -404,7 +406,13 @@ export class SqliteStore implements Store {
     });
   }
 
+  /** Whether the agent exists; `update` applied unless its whilePolicyId is not the agent's policy_id. */
   private applyAgentUpdate(update: DocUpdate<AgentDoc>): boolean {
+    if (update.whilePolicyId !== undefined) {
+      const row = this.q(POLICY_ID_OF).get(update.id) as Row | undefined;
+      if (!row) return false;
+      if (row['policy_id'] !== update.whilePolicyId) return true;
+    }
     const refresh = refreshOf(update);
     if (refresh !== undefined) {
       return Number(this.q(PUT_REFRESH).run(update.id, refresh.fields, refresh.policyId, refresh.revision).changes) > 0;
