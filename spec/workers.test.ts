@@ -92,11 +92,20 @@ test('two workers: polls held on both, a policy change reaches all, a killed wor
     expect(s1.http_server.routes.checkin.active).toBe(agents.length);
 
     // A new revision reaches every held poll, on both workers.
+    const secretReads = (): number => es.stats.requests['secret_get'] ?? 0;
+    const readsBefore = secretReads();
     const rev2 = await bumpPolicy(dir, esSettings(es), url, 'two');
+    const keys = new Set<string>();
     for (const o of await Promise.all(held)) {
       expect(o).toMatchObject({ status: 200 });
-      expect((o as any).json.actions.find((a: any) => a.type === 'POLICY_CHANGE').data.policy.revision).toBe(rev2);
+      const policy = (o as any).json.actions.find((a: any) => a.type === 'POLICY_CHANGE').data.policy;
+      expect(policy.revision).toBe(rev2);
+      keys.add(policy.outputs.default.api_key);
     }
+    expect(keys.size).toBe(agents.length);
+    // With polls held on both workers, some agents' keys were minted by the other one: the primary kept
+    // them, so the rollout read no Fleet secret (runtime/shared-secrets.ts).
+    expect(secretReads()).toBe(readsBefore);
 
     // Kill one worker outright: its agents' polls end with a reset, the primary starts a replacement.
     held = agents.map((a) => poll(a, rev2));

@@ -18,7 +18,7 @@ import type { ClientHandle, HandoffChannel } from '../http/handoff';
 import type { HttpService } from '../http/server';
 import { localStats, processMetrics, startMetrics, type StatsDocument, type StatsSource } from '../http/metrics';
 import { createLogger, rawLogWriter } from '../logging/logger';
-import { embeddedDbPath, embeddedSecretsKey } from '../store/open';
+import { embeddedDbPath, embeddedSecretsKey, openStore } from '../store/open';
 import type { Store } from '../store/port';
 import { connectRemoteStore } from '../store/remote/client';
 import { withLocalReads } from '../store/remote/local-reads';
@@ -31,8 +31,9 @@ import { HandoffRouter } from './handoff-router';
 import { ListenersClosedBarrier, OTHERS_CLOSED_WAIT_MS } from './listeners-closed';
 import { startMemoryTrim, TRIM_EVERY_MS, TrimDecider, trimPhaseMs } from './memory-trim';
 import { isSingleExecutable, missingNodeFlags, missingStartEnv } from './node-flags';
-import { openServer, serveUntilStopped, stopOnSignals } from './serve';
+import { openServer, serveUntilStopped, stopOnSignals, withStoreContext } from './serve';
 import type { ServerInstance } from './server-instance';
+import { SecretShareClient, SecretShareHost, withSharedSecrets, type SecretShareAnswer, type SecretShareRequest } from './shared-secrets';
 import { shareLimits } from './sizing';
 import { ENV_STORE_SOCKET, type StoreOwner } from './store-owner';
 import { releaseStartUpTiering } from './start-up-tiering';
@@ -47,7 +48,9 @@ type ToWorker = { t: 'init'; ticketKeys: string } | { t: 'stats'; id: number; gc
   /** Whether another worker has room for connections (handoff.ts). */
   | { t: 'room'; elsewhere: boolean }
   /** A connection handed over (its handle comes with the message); `returned`: one this worker sent. */
-  | { t: 'adopt'; id: number; returned: boolean };
+  | { t: 'adopt'; id: number; returned: boolean }
+  /** Elasticsearch mode: the primary's copy of a secret (shared-secrets.ts). */
+  | SecretShareAnswer;
 /** worker → primary */
 type ToPrimary = { t: 'hello' } | { t: 'ready' } | { t: 'failed'; reason: string } | { t: 'stats'; id: number; doc: StatsDocument }
   /** Connections the worker's external listener can still take. */
@@ -57,7 +60,9 @@ type ToPrimary = { t: 'hello' } | { t: 'ready' } | { t: 'failed'; reason: string
   /** Whether it took the connection of that `adopt`. */
   | { t: 'adopted'; id: number; taken: boolean }
   /** Stopping, it has closed its listeners; it answers its held polls when told (listeners-closed.ts). */
-  | { t: 'closed' };
+  | { t: 'closed' }
+  /** Elasticsearch mode: a secret this worker learned, asks for, or deleted (shared-secrets.ts). */
+  | SecretShareRequest;
 
 const ENV_SIZE = 'FLEET_SERVER_WORKERS';
 const ENV_SLOT = 'FLEET_SERVER_WORKER_SLOT';
@@ -123,6 +128,8 @@ export async function runWorker(config: FleetServerConfig): Promise<void> {
   let answer: () => void = ignore;
   const othersClosed = new Promise<void>((resolve) => (answer = resolve));
   const ticketKeys = new Promise<Buffer>((resolve) => (initialised = resolve));
+  const socket = process.env[ENV_STORE_SOCKET];
+  const secretShare = config.elasticsearch && !socket ? new SecretShareClient((m) => send(process, m)) : undefined;
   // Listening before saying hello: nothing the primary sends can arrive unheard.
   process.on('message', (m: ToWorker, handle?: ClientHandle) => {
     if (m.t === 'adopt') {
@@ -140,16 +147,17 @@ export async function runWorker(config: FleetServerConfig): Promise<void> {
       if (stats) void stats({ gc: m.gc }).then((doc) => send(process, { t: 'stats', id: m.id, doc }));
     }
     else if (m.t === 'serving') reshare?.(m.workers);
+    else if (m.t === 'secret-recalled') secretShare?.answered(m);
   });
   send(process, { t: 'hello' });
   const reusePort = process.env[ENV_REUSE_PORT] === '1';
   const opening = (async () => {
     // On the embedded store, the primary's: reached through its socket.
-    const socket = process.env[ENV_STORE_SOCKET];
     const remote = socket ? await connectRemoteStore(socket, { log }).catch((err: unknown) => {
       throw withContext(`cannot reach the store on ${socket}`, err);
     }) : undefined;
-    const store = remote ? withCheckinReads(remote, config, log) : undefined;
+    const store = remote ? withCheckinReads(remote, config, log)
+      : secretShare ? withSharedSecrets(await withStoreContext(config, () => openStore(config, log, { server: true })), secretShare) : undefined;
     // Each worker binds its own listener only with SO_REUSEPORT; with the primary's round-robin there is nothing to hand off.
     const handoff: HandoffChannel | undefined = reusePort ? (client, done) => {
       try {
@@ -250,6 +258,8 @@ export async function runPrimary(config: FleetServerConfig, args: ConfigArgs, lo
   }));
   // One set for all workers, replacements included: a session made with one resumes with any.
   const ticketKeys = randomBytes(48);
+  // With Elasticsearch, the secrets every worker minted or read (shared-secrets.ts).
+  const secrets = config.elasticsearch ? new SecretShareHost() : undefined;
   let restarts = 0;
   let stopping = false;
   let nextStatsId = 0;
@@ -377,6 +387,10 @@ export async function runPrimary(config: FleetServerConfig, args: ConfigArgs, lo
       } else if (m.t === 'stats') {
         pendingStats.get(m.id)?.(m.doc, worker);
       } else if (m.t === 'closed') listenersClosed.closed(slot);
+      else if (m.t === 'secret-keep' || m.t === 'secret-recall' || m.t === 'secret-forget') {
+        const answer = secrets?.handle(m);
+        if (answer) send(worker, answer);
+      }
     });
   };
 
