@@ -10,7 +10,7 @@ import { overlayStore } from '../store/overlay';
 import type { Store } from '../store/port';
 import { LruCache } from '../util/lru';
 
-/** Secrets the primary keeps: one per agent of the largest limit profile, twice over (~150 B each). */
+/** Secrets the primary keeps: one per agent of the largest limit profile, twice over (~240 B each, measured). */
 const SHARED_SECRETS_CAPACITY = 200_000;
 /**
  * How long a worker waits for the primary's answer before asking Elasticsearch. The primary answers at
