@@ -3,7 +3,7 @@
 import pino from 'pino';
 import { buildConfig } from '../../src/config/config';
 import { Admin, type PolicyInput } from '../../src/fleet/admin';
-import { Fleet } from '../../src/fleet/fleet';
+import { Fleet, type FleetSharing } from '../../src/fleet/fleet';
 import type { CheckinRequest } from '../../src/fleet/messages';
 import type { CheckinResult, PollOutcome } from '../../src/fleet/checkin';
 import type { ActionDoc, AgentDoc, Hit } from '../../src/store/documents';
@@ -21,17 +21,20 @@ export interface CheckinAnswer {
 
 export class InProcessFleet {
   readonly clock = new ManualClock(T0);
-  readonly store = new SqliteStore(':memory:');
-  readonly admin = new Admin(this.store);
+  readonly store: SqliteStore;
+  readonly admin: Admin;
   readonly fleet: Fleet;
 
-  constructor(settings: Record<string, unknown> = {}) {
+  /** `store`: another's, as a second cluster worker would see it (stop that one last: it closes the store). */
+  constructor(settings: Record<string, unknown> = {}, sharing?: FleetSharing, store?: SqliteStore) {
+    this.store = store ?? new SqliteStore(':memory:');
+    this.admin = new Admin(this.store);
     const config = buildConfig({ inputs: [{ type: 'fleet-server', server: { timeouts: { checkin_jitter: '0s' }, ...settings } }] });
-    this.fleet = new Fleet(this.store, config, pino({ level: 'silent' }), this.clock);
+    this.fleet = new Fleet(this.store, config, pino({ level: 'silent' }), this.clock, sharing);
   }
 
-  static async start(policy: PolicyInput = esPolicy('p1'), settings?: Record<string, unknown>): Promise<InProcessFleet> {
-    const f = new InProcessFleet(settings);
+  static async start(policy: PolicyInput = esPolicy('p1'), settings?: Record<string, unknown>, sharing?: FleetSharing): Promise<InProcessFleet> {
+    const f = new InProcessFleet(settings, sharing);
     await f.admin.putPolicy(policy);
     await f.fleet.start();
     return f;

@@ -300,7 +300,12 @@ describe('acks', () => {
     const asAuthenticated = await f.agent(a.id);
     expect(asAuthenticated._source.policy_id).toBe('p1');
     await f.store.updateAgent({ id: a.id, doc: { policy_id: 'p2', policy_revision_idx: 0 } });
+    // Not by reading the agent again (a window of its own between that read and the write).
+    const reads: string[] = [];
+    const getAgent = f.store.getAgent.bind(f.store);
+    f.store.getAgent = (id) => (reads.push(id), getAgent(id));
     expect(await f.fleet.acks.ack(asAuthenticated, [{ action_id: 'policy:p1:1' }] as never)).toEqual([{ kind: 'ok' }]);
+    expect(reads).toEqual([]);
     expect((await f.agent(a.id))._source).toMatchObject({ policy_id: 'p2', policy_revision_idx: 0 });
     await f.fleet.acks.ack(await f.agent(a.id), [{ action_id: 'policy:p2:1' }] as never);
     expect((await f.agent(a.id))._source).toMatchObject({ policy_id: 'p2', policy_revision_idx: 1 });

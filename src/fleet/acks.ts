@@ -141,7 +141,7 @@ export class AckService {
       await cluster.invalidateApiKeys([...ids]);
       this.auth.forget(ids);
     }
-    await this.store.deleteSecrets(outputSecretIds(doc));
+    await this.outputKeys.deleteSecrets(outputSecretIds(doc));
     const now = rfc3339();
     await this.store.updateAgent({ id: agent._id, doc: { active: false, unenrolled_at: now, updated_at: now } });
     this.log.info({ 'fleet.agent.id': agent._id }, 'agent unenrolled');

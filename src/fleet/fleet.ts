@@ -17,12 +17,18 @@ import { EnrollService } from './enroll';
 import { FileDeliveryService } from './file-delivery';
 import { GracefulUnenroll } from './graceful-unenroll';
 import { OpampService } from './opamp';
-import { OutputKeys } from './output-keys';
+import { OutputKeys, type KeyShare } from './output-keys';
 import { PolicyMonitor } from './policy-monitor';
 import { SelfMonitor } from './self-monitor';
 import { UploadService } from './uploads';
 
 const HEALTH_CHECK_MS = 5000;
+
+/** What this process shares with the server's other processes (cluster workers); nothing by default. */
+export interface FleetSharing {
+  /** Plain output keys (Elasticsearch mode with workers: runtime/shared-secrets.ts). */
+  keys?: KeyShare;
+}
 
 export class Fleet {
   readonly auth: Authenticator;
@@ -46,7 +52,7 @@ export class Fleet {
   private agentHealthInput: AgentHealthInput | undefined;
 
   constructor(readonly store: Store, readonly config: FleetServerConfig, private readonly log: Logger,
-    private readonly clock: Clock = systemClock) {
+    private readonly clock: Clock = systemClock, sharing: FleetSharing = {}) {
     const s = config.server;
     const routes = s.limits.routes;
     this.auth = new Authenticator(store, { ttlApiKeyMs: config.cache.ttlApiKeyMs, jitterApiKeyMs: config.cache.jitterApiKeyMs });
@@ -59,7 +65,7 @@ export class Fleet {
     this.bookkeeper = new Bookkeeper(store, s.checkinFlushIntervalMs, log, clock);
     // policy_limit paces API-key work only where it costs a remote cluster something.
     const pacer = store.traits.remoteApiKeys ? new TokenBucket(routes.policy.intervalMs, routes.policy.burst) : undefined;
-    const outputKeys = new OutputKeys(store, pacer, log, (policyId) => this.policies.latest(policyId));
+    const outputKeys = new OutputKeys(store, pacer, log, (policyId) => this.policies.latest(policyId), sharing.keys);
     this.checkins = new CheckinService(store, this.policies, this.dispatcher, this.bookkeeper, outputKeys, {
       longPollMs: s.timeouts.checkinLongPollMs,
       maxPollMs: s.timeouts.checkinMaxPollMs,

@@ -14,6 +14,17 @@ const RDSTALE = /-\d+-rdstale$/;
 /** Plain output keys kept in memory: one per agent of the largest limit profile, twice over (~200 B each). */
 const PLAIN_KEYS_CAPACITY = 200_000;
 
+/**
+ * Plain output keys shared with the server's other processes (a cluster's workers, through their primary:
+ * runtime/shared-secrets.ts), by the Fleet secret that holds each.
+ */
+export interface KeyShare {
+  /** The key, if another process has made it known; undefined otherwise. */
+  recall(secretId: string): Promise<string | undefined>;
+  keep(secretId: string, plain: string): void;
+  forget(secretIds: string[]): void;
+}
+
 export class OutputKeys {
   private readonly lastHealth = new Map<string, string>();
   /**
@@ -29,6 +40,7 @@ export class OutputKeys {
     private readonly log: Logger,
     /** The agent's current policy revision, for where its remote outputs' keys live. */
     private readonly latestPolicy: (policyId: string) => Promise<ParsedPolicy | undefined> = async () => undefined,
+    private readonly share?: KeyShare,
   ) {}
 
   /** Output name → remote connection for the agent's policy (empty for the embedded store or none). */
@@ -87,7 +99,7 @@ export class OutputKeys {
         }
         const plain = `${key.id}:${key.key}`;
         const secretId = await this.store.createSecret(plain);
-        this.plainKeys.set(secretId, plain);
+        this.remember(secretId, plain);
         const minted = { api_key: secretReference(secretId), api_key_id: key.id, ...entry };
         update[out.name] = minted;
         keys[out.name] = plain;
@@ -125,7 +137,7 @@ export class OutputKeys {
       const minted = await this.store.createOutputKeys!(agentId, requests, { id: agentId, doc: { outputs: update } as Partial<AgentDoc>, unset });
       for (const m of minted) {
         const plain = `${m.key.id}:${m.key.key}`;
-        this.plainKeys.set(m.secretId, plain);
+        this.remember(m.secretId, plain);
         keys[m.output] = plain;
       }
       for (const { out } of toMint) if (out.remote) await this.remoteHealth(out.name, 'HEALTHY', '');
@@ -153,10 +165,29 @@ export class OutputKeys {
     const id = m[1]!;
     const known = this.plainKeys.get(id);
     if (known !== undefined) return known;
+    const shared = await this.share?.recall(id);
+    if (shared !== undefined) {
+      this.plainKeys.set(id, shared);
+      return shared;
+    }
     const v = await this.store.getSecret(id);
     if (v === undefined) this.log.warn({ 'secret.id': id }, 'output API key secret not found');
-    else this.plainKeys.set(id, v);
+    else this.remember(id, v);
     return v ?? '';
+  }
+
+  private remember(secretId: string, plain: string): void {
+    this.plainKeys.set(secretId, plain);
+    this.share?.keep(secretId, plain);
+  }
+
+  /** Output keys' secrets deleted, and forgotten here and by the processes sharing them. */
+  async deleteSecrets(secretIds: string[]): Promise<void> {
+    if (secretIds.length === 0) return;
+    for (const id of secretIds) this.plainKeys.delete(id);
+    await this.store.deleteSecrets(secretIds);
+    // After the delete: a process that asked meanwhile may have read the secret and shared it again.
+    this.share?.forget(secretIds);
   }
 
   /**
@@ -182,9 +213,8 @@ export class OutputKeys {
       }
     }
     for (const [cluster, ids] of invalidate) await cluster.invalidateApiKeys([...ids]);
-    for (const id of secrets) this.plainKeys.delete(id);
     // Most acks retire nothing; in a worker an empty call would still be a round trip to the store owner.
-    if (secrets.size > 0) await this.store.deleteSecrets([...secrets]);
+    await this.deleteSecrets([...secrets]);
   }
 
   /**

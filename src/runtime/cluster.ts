@@ -18,7 +18,7 @@ import type { ClientHandle, HandoffChannel } from '../http/handoff';
 import type { HttpService } from '../http/server';
 import { localStats, processMetrics, startMetrics, type StatsDocument, type StatsSource } from '../http/metrics';
 import { createLogger, rawLogWriter } from '../logging/logger';
-import { embeddedDbPath, embeddedSecretsKey, openStore } from '../store/open';
+import { embeddedDbPath, embeddedSecretsKey } from '../store/open';
 import type { Store } from '../store/port';
 import { connectRemoteStore } from '../store/remote/client';
 import { withLocalReads } from '../store/remote/local-reads';
@@ -31,9 +31,9 @@ import { HandoffRouter } from './handoff-router';
 import { ListenersClosedBarrier, OTHERS_CLOSED_WAIT_MS } from './listeners-closed';
 import { startMemoryTrim, TRIM_EVERY_MS, TrimDecider, trimPhaseMs } from './memory-trim';
 import { isSingleExecutable, missingNodeFlags, missingStartEnv } from './node-flags';
-import { openServer, serveUntilStopped, stopOnSignals, withStoreContext } from './serve';
+import { openServer, serveUntilStopped, stopOnSignals } from './serve';
 import type { ServerInstance } from './server-instance';
-import { SecretShareClient, SecretShareHost, withSharedSecrets, type SecretShareAnswer, type SecretShareRequest } from './shared-secrets';
+import { SecretShareClient, SecretShareHost, type SecretShareAnswer, type SecretShareRequest } from './shared-secrets';
 import { shareLimits } from './sizing';
 import { ENV_STORE_SOCKET, type StoreOwner } from './store-owner';
 import { releaseStartUpTiering } from './start-up-tiering';
@@ -129,7 +129,8 @@ export async function runWorker(config: FleetServerConfig): Promise<void> {
   const othersClosed = new Promise<void>((resolve) => (answer = resolve));
   const ticketKeys = new Promise<Buffer>((resolve) => (initialised = resolve));
   const socket = process.env[ENV_STORE_SOCKET];
-  const secretShare = config.elasticsearch && !socket ? new SecretShareClient((m) => send(process, m)) : undefined;
+  // Elasticsearch mode: agents' output keys shared through the primary (shared-secrets.ts).
+  const keyShare = config.elasticsearch && !socket ? new SecretShareClient((m) => process.connected && (send(process, m), true)) : undefined;
   // Listening before saying hello: nothing the primary sends can arrive unheard.
   process.on('message', (m: ToWorker, handle?: ClientHandle) => {
     if (m.t === 'adopt') {
@@ -147,7 +148,7 @@ export async function runWorker(config: FleetServerConfig): Promise<void> {
       if (stats) void stats({ gc: m.gc }).then((doc) => send(process, { t: 'stats', id: m.id, doc }));
     }
     else if (m.t === 'serving') reshare?.(m.workers);
-    else if (m.t === 'secret-recalled') secretShare?.answered(m);
+    else if (m.t === 'secret-recalled') keyShare?.answered(m);
   });
   send(process, { t: 'hello' });
   const reusePort = process.env[ENV_REUSE_PORT] === '1';
@@ -156,8 +157,7 @@ export async function runWorker(config: FleetServerConfig): Promise<void> {
     const remote = socket ? await connectRemoteStore(socket, { log }).catch((err: unknown) => {
       throw withContext(`cannot reach the store on ${socket}`, err);
     }) : undefined;
-    const store = remote ? withCheckinReads(remote, config, log)
-      : secretShare ? withSharedSecrets(await withStoreContext(config, () => openStore(config, log, { server: true })), secretShare) : undefined;
+    const store = remote ? withCheckinReads(remote, config, log) : undefined;
     // Each worker binds its own listener only with SO_REUSEPORT; with the primary's round-robin there is nothing to hand off.
     const handoff: HandoffChannel | undefined = reusePort ? (client, done) => {
       try {
@@ -166,7 +166,7 @@ export async function runWorker(config: FleetServerConfig): Promise<void> {
         done(false);
       }
     } : undefined;
-    return openServer(shared, log, { ticketKeys: await ticketKeys, reusePort, handoff }, store);
+    return openServer(shared, log, { ticketKeys: await ticketKeys, reusePort, handoff }, store, { keys: keyShare });
   })();
   // From the start: a signal to the whole process group (Ctrl-C, systemd's stop) drains a worker still
   // starting too, as the primary's stop message does.
@@ -258,8 +258,8 @@ export async function runPrimary(config: FleetServerConfig, args: ConfigArgs, lo
   }));
   // One set for all workers, replacements included: a session made with one resumes with any.
   const ticketKeys = randomBytes(48);
-  // With Elasticsearch, the secrets every worker minted or read (shared-secrets.ts).
-  const secrets = config.elasticsearch ? new SecretShareHost() : undefined;
+  // The output keys every worker minted or read, in Elasticsearch mode (shared-secrets.ts); empty otherwise.
+  const keys = new SecretShareHost();
   let restarts = 0;
   let stopping = false;
   let nextStatsId = 0;
@@ -388,7 +388,7 @@ export async function runPrimary(config: FleetServerConfig, args: ConfigArgs, lo
         pendingStats.get(m.id)?.(m.doc, worker);
       } else if (m.t === 'closed') listenersClosed.closed(slot);
       else if (m.t === 'secret-keep' || m.t === 'secret-recall' || m.t === 'secret-forget') {
-        const answer = secrets?.handle(m);
+        const answer = keys.handle(m);
         if (answer) send(worker, answer);
       }
     });

@@ -2,6 +2,7 @@
 // stop, then a drain within timeouts.drain and exit 0; exit 1 if the drain overruns.
 import type { Logger } from 'pino';
 import type { FleetServerConfig } from '../config/config';
+import type { FleetSharing } from '../fleet/fleet';
 import type { HttpOptions } from '../http/server';
 import type { Store } from '../store/port';
 import { withContext } from '../util/error-text';
@@ -9,11 +10,12 @@ import type { ServerInstance } from './server-instance';
 import { handleSignals } from './signals';
 
 /** The store opened and the server built, or an error that says which store could not be opened. */
-export async function openServer(config: FleetServerConfig, log: Logger, http: HttpOptions = {}, store?: Store): Promise<ServerInstance> {
+export async function openServer(config: FleetServerConfig, log: Logger, http: HttpOptions = {}, store?: Store,
+  sharing?: FleetSharing): Promise<ServerInstance> {
   // Loaded here, not with this module: a cluster's primary (which serves no HTTP) never sets up the
   // HTTP edge, the fleet logic, OpAMP's messages or the request validators.
   const { ServerInstance } = await import('./server-instance');
-  return withStoreContext(config, () => ServerInstance.create(config, log, http, store));
+  return withStoreContext(config, () => ServerInstance.create(config, log, http, store, sharing));
 }
 
 /** `open`'s result, or its error saying which store could not be opened. */

@@ -4,7 +4,7 @@
 import type http from 'node:http';
 import type { Logger } from 'pino';
 import type { FleetServerConfig } from '../config/config';
-import { Fleet } from '../fleet/fleet';
+import { Fleet, type FleetSharing } from '../fleet/fleet';
 import { localStats, startMetrics } from '../http/metrics';
 import { HttpService, type HttpOptions } from '../http/server';
 import { openStore } from '../store/open';
@@ -56,9 +56,9 @@ export class ServerInstance {
   }
 
   /** `store`: one opened already (a cluster worker's proxy to the owner); else the one the configuration names. */
-  static async create(config: FleetServerConfig, log: Logger, http: HttpOptions = {}, opened?: Store): Promise<ServerInstance> {
+  static async create(config: FleetServerConfig, log: Logger, http: HttpOptions = {}, opened?: Store, sharing?: FleetSharing): Promise<ServerInstance> {
     const store = opened ?? await openStore(config, log, { server: true });
-    const fleet = new Fleet(store, config, log);
+    const fleet = new Fleet(store, config, log, undefined, sharing);
     // A failing write (disk full, I/O error) makes the server DEGRADED until a write succeeds again.
     store.watchWrites?.((fault) => {
       if (fault !== undefined) log.error({ 'error.message': fault }, 'store write failed; DEGRADED until a write succeeds');

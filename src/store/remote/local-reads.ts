@@ -3,7 +3,6 @@
 // (sqlite/check-in-reads.ts). A read that fails there is asked of the owner, so a reader's trouble costs
 // a round trip, never a check-in.
 import type { Logger } from 'pino';
-import { overlayStore } from '../overlay';
 import type { Store } from '../port';
 import type { CheckinReads } from '../sqlite/check-in-reads';
 
@@ -35,6 +34,8 @@ export function withLocalReads(store: Store, reads: CheckinReads, log: Logger): 
       await store.close();
     },
   };
-  const proxy = overlayStore(store, own);
+  const proxy: Store = new Proxy(store, {
+    get: (target, key) => (typeof key === 'string' && Object.hasOwn(own, key) ? own[key as keyof Store] : Reflect.get(target, key)),
+  });
   return proxy;
 }
