@@ -183,6 +183,7 @@ export class OutputKeys {
 
   /** Output keys' secrets deleted, and forgotten here and by the processes sharing them. */
   async deleteSecrets(secretIds: string[]): Promise<void> {
+    // Most acks retire nothing; in a worker an empty call would still be a round trip to the store owner.
     if (secretIds.length === 0) return;
     for (const id of secretIds) this.plainKeys.delete(id);
     await this.store.deleteSecrets(secretIds);
@@ -213,7 +214,6 @@ export class OutputKeys {
       }
     }
     for (const [cluster, ids] of invalidate) await cluster.invalidateApiKeys([...ids]);
-    // Most acks retire nothing; in a worker an empty call would still be a round trip to the store owner.
     await this.deleteSecrets([...secrets]);
   }
 
