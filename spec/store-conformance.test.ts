@@ -2,6 +2,7 @@
 // Elasticsearch adapter (on the double, and on a real cluster when one is configured).
 import { randomUUID } from 'node:crypto';
 import type { ActionDoc, AgentDoc, PolicyDoc } from '../src/store/documents';
+import type { DocUpdate } from '../src/store/port';
 import { REAL_ES, STORE_KINDS, storeFixture } from './support/stores';
 
 // The real-cluster run is added to STORE_KINDS only when configured; otherwise say so, and why.
@@ -187,6 +188,20 @@ describe.each(STORE_KINDS)('%s store', (_name, make) => {
     await store.createAgent(other, agentDoc({ last_checkin: t(2) } as Partial<AgentDoc>));
     expect((await store.getAgent(id))!._source.last_checkin).toBe(t(1));
     expect((await store.getAgent(other))!._source.last_checkin).toBe(t(2));
+  });
+
+  test('agents: updates of one batch that share a document (plain check-in refreshes) each apply to their own agent; one with removals is no refresh', async () => {
+    const [a, b, gone, c] = [uid(), uid(), uid(), uid()];
+    const t = (s: number): string => iso(Date.UTC(2026, 11, 5, 4, 0, s));
+    for (const id of [a, b, c]) await store.createAgent(id, agentDoc({ last_checkin: t(0), updated_at: t(0), tags: ['x'] } as Partial<AgentDoc>));
+    const shared = { updated_at: t(10), last_checkin: t(10), last_checkin_status: 'online', last_checkin_message: 'Running', unhealthy_reason: null, sequence_num: 0 };
+    await store.bulkUpdateAgents([
+      { id: a, doc: shared }, { id: gone, doc: shared }, { id: b, doc: shared }, { id: c, doc: shared, unset: ['tags'] },
+    ] as DocUpdate<AgentDoc>[]);
+    for (const id of [a, b, c]) expect((await store.getAgent(id))!._source).toMatchObject({ last_checkin: t(10), last_checkin_status: 'online' });
+    expect((await store.getAgent(a))!._source).toMatchObject({ tags: ['x'] });
+    expect((await store.getAgent(c))!._source).not.toHaveProperty('tags');
+    expect(await store.getAgent(gone)).toBeUndefined();
   });
 
   test('agents: a check-in\'s partial update merges as Elasticsearch does (nested objects merge, arrays replace, nulls kept at any depth); a moved policy is found under its new id', async () => {

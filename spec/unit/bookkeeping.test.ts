@@ -64,3 +64,29 @@ test('while serving, timestamp refreshes are written like any record', async () 
   await b.flush();
   expect(writes).toEqual([[expect.objectContaining({ id: 'held', doc: expect.objectContaining({ last_checkin_status: 'online' }) })]]);
 });
+
+test('plain refreshes of the same second, status and message share one document; any other field gets its own', async () => {
+  const { store, writes } = recording();
+  let now = Date.UTC(2026, 11, 5, 4, 0, 0, 100);
+  const b = new Bookkeeper(store, 60_000, pino({ level: 'silent' }), { now: () => now });
+  b.touch('a', 'online', 'Running');
+  b.touch('b', 'online', 'Running');
+  b.enqueue('c', { status: 'online', message: 'Running' });
+  b.touch('other-status', 'degraded', 'Running');
+  b.enqueue('with-news', { status: 'online', message: 'Running', policyRevisionIdx: 2 });
+  b.enqueue('unhealthy', { status: 'online', message: 'Running', unhealthyReason: ['input'] });
+  now += 1000;
+  b.touch('next-second', 'online', 'Running');
+  await b.flush();
+  const doc = (id: string): object => writes[0]!.find((u) => u.id === id)!.doc;
+  expect(doc('b')).toBe(doc('a'));
+  expect(doc('c')).toBe(doc('a'));
+  expect(doc('a')).toEqual({
+    updated_at: '2026-12-05T04:00:01Z', last_checkin: '2026-12-05T04:00:00Z', last_checkin_status: 'online',
+    last_checkin_message: 'Running', unhealthy_reason: null, sequence_num: 0,
+  });
+  for (const id of ['other-status', 'with-news', 'unhealthy', 'next-second']) expect(doc(id)).not.toBe(doc('a'));
+  expect(doc('with-news')).toMatchObject({ last_checkin: '2026-12-05T04:00:00Z', policy_revision_idx: 2 });
+  expect(doc('unhealthy')).toMatchObject({ unhealthy_reason: ['input'] });
+  expect(doc('next-second')).toMatchObject({ last_checkin: '2026-12-05T04:00:01Z' });
+});

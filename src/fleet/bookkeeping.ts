@@ -96,15 +96,21 @@ export class Bookkeeper {
     this.pending = new Map();
     const now = rfc3339(this.clock.now());
     const updates: DocUpdate<AgentDoc>[] = [];
+    // Plain refreshes with the same second, status and message share one document, as upstream's
+    // checkin bulk shares one body for them (its simpleCache): a sweep's 16,000 refreshes then cross to
+    // the store's owner as ids beside a few documents (V8's serializer writes a shared object once), and
+    // the owner parses and holds those instead of 16,000 of each.
+    const plainDocs = new Map<string, DocUpdate<AgentDoc>['doc']>();
     for (const [id, r] of batch) {
-      const doc: Record<string, unknown> = {
-        updated_at: now,
-        last_checkin: rfc3339(r.at),
-        last_checkin_status: r.status,
-        last_checkin_message: r.message,
-        unhealthy_reason: r.unhealthyReason ?? null,
-        sequence_num: r.sequenceNum ?? 0,
-      };
+      const lastCheckin = rfc3339(r.at);
+      if (isPlainRefresh(r)) {
+        const key = `${lastCheckin}\n${r.status}\n${r.message}`;
+        let shared = plainDocs.get(key);
+        if (shared === undefined) plainDocs.set(key, shared = checkinDoc(now, lastCheckin, r));
+        updates.push({ id, doc: shared });
+        continue;
+      }
+      const doc = checkinDoc(now, lastCheckin, r);
       if (r.version !== undefined) doc['agent'] = { version: r.version };
       if (r.localMetadata !== undefined) doc['local_metadata'] = r.localMetadata;
       if (r.components !== undefined) doc['components'] = r.components;
@@ -147,6 +153,26 @@ export class Bookkeeper {
     this.timer = undefined;
     await this.flush();
   }
+}
+
+/** The fields every flush writes for an agent. */
+function checkinDoc(now: string, lastCheckin: string, r: Pending): Record<string, unknown> {
+  return {
+    updated_at: now,
+    last_checkin: lastCheckin,
+    last_checkin_status: r.status,
+    last_checkin_message: r.message,
+    unhealthy_reason: r.unhealthyReason ?? null,
+    sequence_num: r.sequenceNum ?? 0,
+  };
+}
+
+/** A record of a status and message only (a held poll's refresh, or a check-in that reported nothing else). */
+function isPlainRefresh(r: Pending): boolean {
+  for (const k in r) {
+    if (k !== 'status' && k !== 'message' && k !== 'at' && k !== 'news' && (r as unknown as Record<string, unknown>)[k] !== undefined) return false;
+  }
+  return true;
 }
 
 /** `rec`'s defined fields over `prev`'s; a field rec leaves undefined keeps prev's value. */

@@ -125,6 +125,23 @@ export function refreshOf(u: DocUpdate<AgentDoc>): KeptRefresh | undefined {
   return policy && { fields: JSON.stringify(fields), ...policy };
 }
 
+/**
+ * refreshOf for the updates of one batch, in order: a document the batch's updates share (the check-in
+ * bookkeeping shares one among its plain refreshes) is examined and stringified once, not per agent.
+ */
+export function batchRefreshes(): (u: DocUpdate<AgentDoc>) => KeptRefresh | undefined {
+  let lastDoc: unknown;
+  let last: KeptRefresh | undefined;
+  return (u) => {
+    if (u.unset?.length || u.replace?.length) return undefined;
+    if (u.doc !== lastDoc) {
+      lastDoc = u.doc;
+      last = refreshOf(u);
+    }
+    return last;
+  };
+}
+
 export interface KeptPolicy extends PolicyColumns {
   updatedAt: string | null;
 }

@@ -29,7 +29,7 @@ import type { SecretBox } from './secret-box';
 import { openFields, sealFields } from './sealed-fields';
 import type { SqlAccess } from './sql-access';
 import { SqliteUploads } from './uploads';
-import { AGENT_BY_ID, AGENT_SELECT, agentHit, checkinEffect, CLEAR_KEPT_POLICY, DROP_REFRESH, KEPT_POLICY, policyOnlyOf, PUT_POLICY, PUT_REFRESH, refreshOf, withKeptPolicy } from './agent-checkins';
+import { AGENT_BY_ID, AGENT_SELECT, agentHit, batchRefreshes, checkinEffect, CLEAR_KEPT_POLICY, DROP_REFRESH, KEPT_POLICY, policyOnlyOf, PUT_POLICY, PUT_REFRESH, refreshOf, withKeptPolicy } from './agent-checkins';
 import { API_KEY_BY_ID, keyCheck, openSecret, ROLES_BY_ID, rolesOf, rowHit, SECRET_BY_ID } from './check-in-reads';
 import { isoToMs, rfc3339 } from '../../util/time';
 
@@ -407,13 +407,13 @@ export class SqliteStore implements Store {
   }
 
   /** Whether the agent exists; `update` applied unless its whilePolicyId is not the agent's policy_id. */
-  private applyAgentUpdate(update: DocUpdate<AgentDoc>): boolean {
+  private applyAgentUpdate(update: DocUpdate<AgentDoc>, refreshOfUpdate = refreshOf): boolean {
     if (update.whilePolicyId !== undefined) {
       const row = this.q(POLICY_ID_OF).get(update.id) as Row | undefined;
       if (!row) return false;
       if (row['policy_id'] !== update.whilePolicyId) return true;
     }
-    const refresh = refreshOf(update);
+    const refresh = refreshOfUpdate(update);
     if (refresh !== undefined) {
       return Number(this.q(PUT_REFRESH).run(update.id, refresh.fields, refresh.policyId, refresh.revision).changes) > 0;
     }
@@ -467,6 +467,7 @@ export class SqliteStore implements Store {
     this.bulkApplied = new Promise<void>((resolve) => (applied = resolve));
     const parts: Promise<void>[] = [];
     let failed = false;
+    const refreshes = batchRefreshes();
     try {
       await earlier;
       for (let at = 0; at < updates.length; at += BULK_UPDATE_CHUNK) {
@@ -474,7 +475,7 @@ export class SqliteStore implements Store {
         if (failed) break;
         const part = updates.slice(at, at + BULK_UPDATE_CHUNK);
         const written = this.write(() => {
-          for (const u of part) this.applyAgentUpdate(u);
+          for (const u of part) this.applyAgentUpdate(u, refreshes);
         });
         // Handled at once, so a part failing while later ones are applied is no unhandled rejection.
         written.catch(() => (failed = true));
