@@ -191,6 +191,8 @@ describe.each(STORE_KINDS)('%s store', (_name, make) => {
   });
 
   test('agents: updates of one batch that share a document (plain check-in refreshes) each apply to their own agent; one with removals is no refresh', async () => {
+    // A guard for the embedded store's per-batch memo (batchRefreshes): the update with removals shares
+    // its document with refreshes, and must still be applied as what it is.
     const [a, b, gone, c] = [uid(), uid(), uid(), uid()];
     const t = (s: number): string => iso(Date.UTC(2026, 11, 5, 4, 0, s));
     for (const id of [a, b, c]) await store.createAgent(id, agentDoc({ last_checkin: t(0), updated_at: t(0), tags: ['x'] } as Partial<AgentDoc>));

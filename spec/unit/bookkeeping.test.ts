@@ -75,6 +75,10 @@ test('plain refreshes of the same second, status and message share one document;
   b.touch('other-status', 'degraded', 'Running');
   b.enqueue('with-news', { status: 'online', message: 'Running', policyRevisionIdx: 2 });
   b.enqueue('unhealthy', { status: 'online', message: 'Running', unhealthyReason: ['input'] });
+  b.enqueue('audit-cleared', { status: 'online', message: 'Running', clearAudit: true });
+  // The agents' own texts: no pair of them may be taken for another pair.
+  b.touch('texts-1', 'online\nX', 'Y');
+  b.touch('texts-2', 'online', 'X\nY');
   now += 1000;
   b.touch('next-second', 'online', 'Running');
   await b.flush();
@@ -85,7 +89,11 @@ test('plain refreshes of the same second, status and message share one document;
     updated_at: '2026-12-05T04:00:01Z', last_checkin: '2026-12-05T04:00:00Z', last_checkin_status: 'online',
     last_checkin_message: 'Running', unhealthy_reason: null, sequence_num: 0,
   });
-  for (const id of ['other-status', 'with-news', 'unhealthy', 'next-second']) expect(doc(id)).not.toBe(doc('a'));
+  for (const id of ['other-status', 'with-news', 'unhealthy', 'audit-cleared', 'next-second']) expect(doc(id)).not.toBe(doc('a'));
+  expect(writes[0]!.find((u) => u.id === 'audit-cleared')!.unset).toContain('audit_unenrolled_reason');
+  expect(doc('texts-1')).toMatchObject({ last_checkin_status: 'online\nX', last_checkin_message: 'Y' });
+  expect(doc('texts-2')).toMatchObject({ last_checkin_status: 'online', last_checkin_message: 'X\nY' });
+  expect(Object.isFrozen(doc('a'))).toBe(true);
   expect(doc('with-news')).toMatchObject({ last_checkin: '2026-12-05T04:00:00Z', policy_revision_idx: 2 });
   expect(doc('unhealthy')).toMatchObject({ unhealthy_reason: ['input'] });
   expect(doc('next-second')).toMatchObject({ last_checkin: '2026-12-05T04:00:01Z' });

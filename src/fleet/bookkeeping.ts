@@ -104,9 +104,11 @@ export class Bookkeeper {
     for (const [id, r] of batch) {
       const lastCheckin = rfc3339(r.at);
       if (isPlainRefresh(r)) {
-        const key = `${lastCheckin}\n${r.status}\n${r.message}`;
+        // Status and message are the agent's own text: as JSON, no two pairs make one key.
+        const key = JSON.stringify([lastCheckin, r.status, r.message]);
         let shared = plainDocs.get(key);
-        if (shared === undefined) plainDocs.set(key, shared = checkinDoc(now, lastCheckin, r));
+        // Frozen: an update that changed it in place would change every agent's.
+        if (shared === undefined) plainDocs.set(key, shared = Object.freeze(checkinDoc(now, lastCheckin, r)));
         updates.push({ id, doc: shared });
         continue;
       }

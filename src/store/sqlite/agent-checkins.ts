@@ -130,15 +130,13 @@ export function refreshOf(u: DocUpdate<AgentDoc>): KeptRefresh | undefined {
  * bookkeeping shares one among its plain refreshes) is examined and stringified once, not per agent.
  */
 export function batchRefreshes(): (u: DocUpdate<AgentDoc>) => KeptRefresh | undefined {
-  let lastDoc: unknown;
-  let last: KeptRefresh | undefined;
+  const seen = new Map<object, KeptRefresh | undefined>();
   return (u) => {
     if (u.unset?.length || u.replace?.length) return undefined;
-    if (u.doc !== lastDoc) {
-      lastDoc = u.doc;
-      last = refreshOf(u);
-    }
-    return last;
+    if (seen.has(u.doc)) return seen.get(u.doc);
+    const refresh = refreshOf(u);
+    seen.set(u.doc, refresh);
+    return refresh;
   };
 }
 
