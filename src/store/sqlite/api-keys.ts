@@ -3,12 +3,20 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { randomBytesPooled } from '../../util/random';
 
-const ID_ALPHABET = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-';
+/** base64url's characters in byte order, so that ids sort as the numbers they spell. */
+const ID_ALPHABET = '-0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ_abcdefghijklmnopqrstuvwxyz';
 
-/** 20 characters, like Elasticsearch API key ids. */
-export function newApiKeyId(): string {
-  const bytes = randomBytesPooled(20);
+/**
+ * 20 characters, like Elasticsearch API key ids (which are time-based too): the creation time's low
+ * 42 bits of milliseconds (7 characters, in order until 2109; its top bits would only make every id
+ * start with '-'), then 78 random bits. Ids made in order are keys in order, so a burst of first
+ * check-ins adds its keys and their secrets to the same last pages of the two tables' indexes, where
+ * random ids had each commit dirty a page of each index per key.
+ */
+export function newApiKeyId(now = Date.now()): string {
   let out = '';
+  for (let shift = 36; shift >= 0; shift -= 6) out += ID_ALPHABET[Math.floor(now / 2 ** shift) & 63];
+  const bytes = randomBytesPooled(13);
   for (const b of bytes) out += ID_ALPHABET[b & 63];
   return out;
 }
