@@ -126,8 +126,8 @@ export function refreshOf(u: DocUpdate<AgentDoc>): KeptRefresh | undefined {
 }
 
 /**
- * refreshOf for the updates of one batch, in order: a document the batch's updates share (the check-in
- * bookkeeping shares one among its plain refreshes) is examined and stringified once, not per agent.
+ * refreshOf for the updates of one batch: a document its updates share (the check-in bookkeeping shares
+ * one among its plain refreshes) is examined and stringified once, not per agent.
  */
 export function batchRefreshes(): (u: DocUpdate<AgentDoc>) => KeptRefresh | undefined {
   const seen = new Map<object, KeptRefresh | undefined>();
