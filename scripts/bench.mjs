@@ -10,7 +10,7 @@ import { spawn, fork, execFileSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { cpuSeconds, cpuSecondsOf, generatorNice, listenOverflows, OVERFLOWS_MEANING, pssKiB, rssEachKiB, rssKiB, sleep, startDouble, waitFor } from './bench/common.mjs';
+import { cpuSeconds, cpuSecondsOf, ensurePortsFree, generatorNice, listenOverflows, OVERFLOWS_MEANING, pssKiB, rssEachKiB, rssKiB, sleep, startDouble, waitFor } from './bench/common.mjs';
 import { printOutcomes, runStorms, STORMS } from './bench/storm.mjs';
 
 const AGENTS = Number(process.env.BENCH_AGENTS ?? 10_000);
@@ -37,6 +37,7 @@ const fmt = (n, d = 1) => (Number.isFinite(n) ? n.toFixed(d) : String(n));
 
 
 async function run(store) {
+  await ensurePortsFree([PORT, PORT + 1, PORT + 2, ...(store === 'elasticsearch' ? [PORT + 3] : [])]);
   const dir = mkdtempSync(join(tmpdir(), 'fleet-bench-'));
   const stats = async () => (await fetch(`http://127.0.0.1:${PORT + 2}/stats?gc=1`)).json();
   const statsNoGc = async () => (await fetch(`http://127.0.0.1:${PORT + 2}/stats`, { signal: AbortSignal.timeout(20_000) })).json();

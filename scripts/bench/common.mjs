@@ -2,6 +2,7 @@
 // server's processes (its workers, their RSS and CPU).
 import { spawn } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
+import { createServer } from 'node:net';
 import { getPriority, setPriority } from 'node:os';
 
 export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
@@ -17,6 +18,21 @@ export async function waitFor(what, fn, timeoutMs = 30_000) {
     } catch { /* not yet */ }
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
     await sleep(100);
+  }
+}
+
+/**
+ * Fails unless every port is free: a server still holding them (an earlier run lingering or in its
+ * storms) would answer this run's health checks, while its own server exited on EADDRINUSE and the load
+ * generators waited for it.
+ */
+export async function ensurePortsFree(ports) {
+  for (const port of ports) {
+    await new Promise((resolve, reject) => {
+      const probe = createServer();
+      probe.once('error', (err) => reject(new Error(`port ${port} is taken (${err.code}): is another bench still running?`)));
+      probe.listen(port, '127.0.0.1', () => probe.close(resolve));
+    });
   }
 }
 
