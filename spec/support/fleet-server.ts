@@ -108,5 +108,8 @@ export async function startFleetServer(opts: StartOptions = {}): Promise<FleetSe
   const child = spawn(cmd, argv, { cwd: dataDir, env: { ...process.env, ...shipped, ...opts.env }, stdio: ['ignore', 'pipe', 'pipe'] });
   const p = new FleetServerProcess(child, port, internalPort, dataDir);
   await p.waitFor(opts.readyText ?? 'fleet-server internal listener');
+  // The metrics listener opens after the agents' listeners (in a cluster, in the primary once every worker
+  // is ready): a test that reads /stats at once would otherwise race it (seen once with two CI runs at once).
+  if (opts.overrides?.includes('http.enabled=true')) await p.waitFor('metrics listener');
   return p;
 }
