@@ -268,13 +268,12 @@ export class EsStore implements Store {
   }
 
   private updateBody(u: DocUpdate<AgentDoc>): Obj {
+    // Most updates (a check-in batch's every item) are a partial doc.
+    if (u.whilePolicyId === undefined && !u.unset?.length && !u.replace?.length) return { doc: u.doc };
+    // A partial doc can neither remove fields nor check the policy; the merge-and-remove script does all at once.
     const params = { doc: u.doc, remove: u.unset ?? [], replace: u.replace ?? [] };
-    if (u.whilePolicyId !== undefined) {
-      return { script: { source: MERGE_AND_REMOVE_WHILE_POLICY, lang: 'painless', params: { ...params, policy_id: u.whilePolicyId } } };
-    }
-    // A partial doc cannot remove fields; the store's merge-and-remove script does both at once.
-    if (!u.unset?.length && !u.replace?.length) return { doc: u.doc };
-    return { script: { source: MERGE_AND_REMOVE, lang: 'painless', params } };
+    if (u.whilePolicyId === undefined) return { script: { source: MERGE_AND_REMOVE, lang: 'painless', params } };
+    return { script: { source: MERGE_AND_REMOVE_WHILE_POLICY, lang: 'painless', params: { ...params, policy_id: u.whilePolicyId } } };
   }
 
   async updateAgent(update: DocUpdate<AgentDoc>): Promise<void> {
