@@ -5,6 +5,7 @@
 import { randomBytes } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import { statSync } from 'node:fs';
+import net from 'node:net';
 import { join } from 'node:path';
 import { serialize } from 'node:v8';
 import pino from 'pino';
@@ -186,6 +187,38 @@ test('write faults are pushed; a lost owner fails calls with StoreUnavailableErr
   server = await serveStore(owner, path, silent);
   await until(async () => (await store.getAgent('a1').then(() => true, () => false)), 'the reconnection');
   expect(heard[heard.length - 1]).toBeUndefined();
+  await store.close();
+});
+
+test('a worker that connects while the owner has a write fault hears it (the fault comes after the hello)', async () => {
+  const faulty = { ...(owner as object), watchWrites: (fn: WriteFaultListener) => {
+    // As SqliteStore does: the current fault at once.
+    fn('checkpoints stopped after the database file failed to flush');
+    return () => undefined;
+  } } as unknown as Store;
+  const faultyPath = join(dir, 'faulty.sock');
+  const faultyServer = await serveStore(faulty, faultyPath, silent);
+  const store = await connectRemoteStore(faultyPath);
+  try {
+    const heard: (string | undefined)[] = [];
+    store.watchWrites!((f) => heard.push(f));
+    await until(() => heard.length > 0, 'the fault');
+    expect(heard).toEqual(['checkpoints stopped after the database file failed to flush']);
+  } finally {
+    await store.close();
+    await faultyServer.close();
+  }
+});
+
+test('a frame of the wrong shape closes that worker\'s connection; the owner goes on serving', async () => {
+  const socket = net.createConnection(path);
+  const closed = new Promise<void>((r) => socket.once('close', () => r()));
+  const wire = new FramedSocket(socket, () => undefined, () => undefined);
+  await new Promise<void>((r) => socket.once('connect', () => r()));
+  wire.send({ t: 'call', id: 1, path: 'getAgent', args: 5 } as unknown as Frame);
+  await closed;
+  const store = await connectRemoteStore(path);
+  await expect(store.getAgent('a1')).resolves.toMatchObject({ _id: 'a1' });
   await store.close();
 });
 

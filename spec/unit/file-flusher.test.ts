@@ -1,7 +1,7 @@
 // The WAL flusher (store/sqlite/errors.ts FileFlusher): its descriptor is closed only after the flushes
 // already asked for have run; a raw descriptor closed under a running fdatasync fails it (EBADF) or,
 // once its number is reused, flushes another file.
-import { mkdtempSync, readdirSync, readlinkSync, realpathSync, rmSync, writeFileSync } from 'node:fs';
+import fs, { mkdtempSync, readdirSync, readlinkSync, realpathSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { FileFlusher } from '../../src/store/sqlite/errors';
@@ -34,6 +34,48 @@ test('close waits for the flushes under way and queued; one after the close keep
       expect(openDescriptorsOf(file)).toBe(0);
     }
   } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('a failed fdatasync is final: every later flush fails with it, though the disk would take it now', async () => {
+  const dir = realpathSync(mkdtempSync(join(tmpdir(), 'flusher-')));
+  const failing = jest.spyOn(fs, 'fdatasync').mockImplementationOnce(((_fd: number, cb: (err: NodeJS.ErrnoException | null) => void) =>
+    cb(Object.assign(new Error('EIO: i/o error, fdatasync'), { code: 'EIO' }))) as typeof fs.fdatasync);
+  try {
+    const file = join(dir, 'wal');
+    writeFileSync(file, 'x'.repeat(4096));
+    const f = new FileFlusher(file);
+    await expect(f.flush()).rejects.toMatchObject({ name: 'StoreUnavailableError', message: expect.stringMatching(/refused until fleet-server restarts/) });
+    expect(f.lost?.message).toMatch(/EIO/);
+    failing.mockRestore();
+    await expect(f.flush()).rejects.toBe(f.lost);
+    await f.close();
+    expect(openDescriptorsOf(file)).toBe(0);
+  } finally {
+    failing.mockRestore();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('the file\'s directory is synced once, when the flusher opens the file (its entry on disk before any write relies on it)', async () => {
+  const dir = realpathSync(mkdtempSync(join(tmpdir(), 'flusher-')));
+  const synced: string[] = [];
+  const real = fs.fsync;
+  const spy = jest.spyOn(fs, 'fsync').mockImplementation(((fd: number, cb: (err: NodeJS.ErrnoException | null) => void) => {
+    synced.push(readlinkSync(`/proc/self/fd/${fd}`));
+    real(fd, cb);
+  }) as typeof fs.fsync);
+  try {
+    const file = join(dir, 'wal');
+    writeFileSync(file, 'x');
+    const f = new FileFlusher(file);
+    await f.flush();
+    await f.flush();
+    await f.close();
+    expect(synced).toEqual([dir]);
+  } finally {
+    spy.mockRestore();
     rmSync(dir, { recursive: true, force: true });
   }
 });

@@ -15,6 +15,8 @@ let flush: () => Promise<void>;
 let flushes: number;
 /** Commits that reported writing pages (the checkpointer's cue). */
 let wrote: number;
+/** What the lost hook says: set once a flush has failed for good. */
+let lostError: Error | undefined;
 
 beforeEach(() => {
   dir = tempDir();
@@ -24,6 +26,7 @@ beforeEach(() => {
   commits = [];
   flushes = 0;
   wrote = 0;
+  lostError = undefined;
   flush = () => Promise.resolve();
   gc = new GroupCommit(db, {
     durable: () => {
@@ -34,6 +37,7 @@ beforeEach(() => {
     totalChanges: () => Number((db.prepare('SELECT total_changes() AS n').get() as { n: number }).n),
     committed: (tables, rowsChanged) => commits.push({ tables: [...tables], rowsChanged }),
     wrote: () => wrote++,
+    lost: () => lostError,
   });
 });
 afterEach(() => {
@@ -103,6 +107,46 @@ test('writes are acknowledged only once the committed WAL is flushed; a failed f
 
   flush = () => Promise.reject(new Error('EIO: i/o error, fdatasync'));
   await expect(gc.write(() => insert.run('c'))).rejects.toThrow(/EIO/);
+});
+
+test('a flush that failed for good: the writes waiting for the next commit are undone, and every later write fails', async () => {
+  const insert = db.prepare('INSERT INTO t (v) VALUES (?)');
+  let fail!: (err: Error) => void;
+  flush = () => new Promise<void>((_, reject) => { fail = reject; });
+  const turn = (): Promise<unknown> => new Promise((r) => setImmediate(r));
+  const a = gc.write(() => insert.run('a'));
+  await turn();
+  // Written while a's flush runs: in the open transaction.
+  const b = gc.write(() => insert.run('b'));
+  await turn();
+  lostError = new Error('wal failed to flush to disk (EIO); writes are refused until fleet-server restarts');
+  fail(new Error('EIO: i/o error, fdatasync'));
+  await expect(a).rejects.toThrow(/refused until fleet-server restarts/);
+  await expect(b).rejects.toThrow(/refused until fleet-server restarts/);
+  // b never committed: no later flush could vouch for it.
+  expect((other.prepare('SELECT v FROM t ORDER BY id').all() as { v: string }[]).map((r) => r.v)).toEqual(['a']);
+  expect(db.isTransaction).toBe(false);
+  // Later writes fail at once, without touching the database.
+  let ran = false;
+  await expect(gc.write(() => { ran = true; insert.run('c'); })).rejects.toThrow(/refused until fleet-server restarts/);
+  expect(ran).toBe(false);
+  expect(count()).toBe(1);
+});
+
+test('a group whose transaction SQLite rolled back under it fails as unavailable; the next write starts a group of its own', async () => {
+  const insert = db.prepare('INSERT INTO t (v) VALUES (?)');
+  const a = gc.write(() => insert.run('a'));
+  // As SQLite does after an I/O error or a full disk, also one met by a read on this connection.
+  db.exec('ROLLBACK');
+  const b = gc.write(() => insert.run('b'));
+  await expect(a).rejects.toMatchObject({ name: 'StoreUnavailableError', message: expect.stringMatching(/rolled back/) });
+  await b;
+  expect((other.prepare('SELECT v FROM t ORDER BY id').all() as { v: string }[]).map((r) => r.v)).toEqual(['b']);
+  // A group whose transaction went before it committed, with no write after: its writes fail too.
+  const c = gc.write(() => insert.run('c'));
+  db.exec('ROLLBACK');
+  await expect(c).rejects.toMatchObject({ name: 'StoreUnavailableError' });
+  expect(count()).toBe(1);
 });
 
 test('writes that come in while a flush is under way share one transaction, committed when it ends', async () => {

@@ -35,13 +35,20 @@ function serveConnection(store: Store, socket: net.Socket, log: Logger): void {
   const calls = new Map<number, AbortController>();
   const wire = new FramedSocket(socket, onFrame, (err) => log.error({ err }, 'store proxy: bad frame from a worker'));
   const streams = new StreamTable((f) => wire.send(f));
-  const unwatch = store.watchWrites?.((fault) => wire.send({ t: 'fault', fault }));
   wire.send({ t: 'hello', hello: { kind: store.kind, traits: { ...store.traits } } });
+  // After the hello: a store with a fault tells it at once, and a client drops what comes before its hello.
+  const unwatch = store.watchWrites?.((fault) => wire.send({ t: 'fault', fault }));
 
   function onFrame(f: Frame): void {
-    if (streams.handle(f)) return;
-    if (f.t === 'cancel') calls.get(f.id)?.abort(new Error('cancelled'));
-    else if (f.t === 'call') call(f.id, f.path, f.args);
+    try {
+      if (streams.handle(f)) return;
+      if (f.t === 'cancel') calls.get(f.id)?.abort(new Error('cancelled'));
+      else if (f.t === 'call') call(f.id, f.path, f.args);
+    } catch (err) {
+      // A frame of the wrong shape is a broken peer: its connection ends, the owner (and its other workers) go on.
+      log.error({ err }, 'store proxy: a worker sent a frame that is not a call; closing its connection');
+      socket.destroy();
+    }
   }
 
   function call(id: number, path: string, raw: unknown[]): void {

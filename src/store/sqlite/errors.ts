@@ -4,7 +4,8 @@
 // are told the cause only.
 import type { SQLInputValue, StatementSync } from 'node:sqlite';
 import { StoreUnavailableError } from '../port';
-import { close, fdatasync, open } from 'node:fs';
+import { close, fdatasync, fsync, open } from 'node:fs';
+import { dirname } from 'node:path';
 
 const SQLITE_BUSY = 5;
 const SQLITE_LOCKED = 6;
@@ -106,16 +107,24 @@ export function fileError(err: unknown): unknown {
  * descriptor kept open; calls made while a flush runs share the next one. A disk fault is
  * StoreUnavailableError. Through node:fs's callbacks, not a FileHandle: node:fs/promises would be
  * loaded by the first write of every process that writes (util/fs-async.ts says what it costs).
+ *
+ * A failed fdatasync is final (`lost`): Linux reports a write-back error once and may have dropped the
+ * pages it could not write, so a later flush can succeed without them, and SQLite's recovery stops at
+ * the first damaged WAL frame, taking every later commit with it. PostgreSQL stops for the same reason
+ * ("fsyncgate", 2018). Every flush after it fails, and the store refuses writes until a restart.
  */
 export class FileFlusher {
   private fd: Promise<number> | undefined;
   private running: Promise<void> | undefined;
   private next: Promise<void> | undefined;
   private closed = false;
+  /** Set once an fdatasync has failed: the error every later flush fails with. */
+  lost: StoreUnavailableError | undefined;
 
   constructor(private readonly path: string) {}
 
   flush(): Promise<void> {
+    if (this.lost) return Promise.reject(this.lost);
     if (!this.running) return (this.running = this.run());
     // One flush is under way: it may have started before these writes; they take the next one.
     this.next ??= this.running.catch(() => undefined).then(() => {
@@ -126,19 +135,40 @@ export class FileFlusher {
   }
 
   private async run(): Promise<void> {
+    if (this.lost) throw this.lost;
     try {
-      this.fd ??= new Promise((resolve, reject) => open(this.path, 'r+', (err, fd) => (err ? reject(err) : resolve(fd))));
+      this.fd ??= this.open();
       const fd = await this.fd;
-      await new Promise<void>((resolve, reject) => fdatasync(fd, (err) => (err ? reject(err) : resolve())));
+      await new Promise<void>((resolve, reject) => fdatasync(fd, (err) => {
+        if (!err) return resolve();
+        this.lost ??= lostFlush(this.path, err);
+        reject(err);
+      }));
       // A write that committed as the store was closing (a stop during start-up) is flushed all the same,
       // through a descriptor opened for it alone.
       if (this.closed) await this.release();
     } catch (err) {
       void this.release();
-      throw fileError(err);
+      throw this.lost ?? fileError(err);
     } finally {
       this.running = undefined;
     }
+  }
+
+  /**
+   * The descriptor, once the file's directory entry is on disk too: SQLite syncs a new WAL's directory
+   * only at its own first sync of the WAL, which with synchronous=NORMAL is the first checkpoint, while
+   * the writes acknowledged before it rely on this flusher alone.
+   */
+  private async open(): Promise<number> {
+    const fd = await new Promise<number>((resolve, reject) => open(this.path, 'r+', (err, n) => (err ? reject(err) : resolve(n))));
+    try {
+      await syncDirOf(this.path);
+    } catch (err) {
+      await new Promise<void>((resolve) => close(fd, () => resolve()));
+      throw err;
+    }
+    return fd;
   }
 
   /**
@@ -160,4 +190,21 @@ export class FileFlusher {
     const n = await fd?.catch(() => undefined);
     if (n !== undefined) await new Promise<void>((resolve) => close(n, () => resolve()));
   }
+}
+
+/** fsync of the directory holding `file`: its entry for the file is then on disk. */
+function syncDirOf(file: string): Promise<void> {
+  return new Promise((resolve, reject) => open(dirname(file), 'r', (err, fd) => {
+    if (err) return reject(err);
+    fsync(fd, (syncErr) => close(fd, () => (syncErr ? reject(syncErr) : resolve())));
+  }));
+}
+
+/** The final fault of a failed fdatasync (see FileFlusher). */
+function lostFlush(path: string, err: NodeJS.ErrnoException): StoreUnavailableError {
+  const cause = (err.code && FS_UNAVAILABLE.get(err.code)) || 'disk I/O error';
+  return new StoreUnavailableError(
+    `${path} failed to flush to disk (${err.message}); writes are refused until fleet-server restarts: a later flush cannot vouch for what this one lost`,
+    { cause: err, clientMessage: `the embedded store cannot be used: ${cause}` },
+  );
 }

@@ -17,6 +17,13 @@
 // 1,561 / 1,988 / 1,928 -> 1,722 / 2,144 / 2,137 per second; a write waits at most the gap longer.
 import type { DatabaseSync } from 'node:sqlite';
 import { monotonicMs } from '../../util/clock';
+import { StoreUnavailableError } from '../port';
+
+/** The writes of a group whose transaction SQLite rolled back under it: not made. */
+function rolledBack(): StoreUnavailableError {
+  return new StoreUnavailableError('SQLite rolled back the transaction of these writes after an error; they were not made',
+    { clientMessage: 'the embedded store cannot be used: a write was rolled back' });
+}
 
 interface Waiter {
   resolve(): void;
@@ -42,6 +49,12 @@ export interface GroupCommitHooks {
   /** Makes what has been committed durable (flushes the WAL to disk), off the event loop. */
   durable(): Promise<void>;
   /**
+   * After durable() failed: the error if it failed for good (FileFlusher's `lost`). The writes waiting
+   * for the next commit are then undone and every later write fails with it, since no flush can make
+   * them durable any more.
+   */
+  lost?(): unknown;
+  /**
    * Right after a COMMIT that changed rows (kept ones: so it wrote pages to the WAL), before anything
    * else runs on the connection (checkpointer.ts).
    */
@@ -66,6 +79,8 @@ export class GroupCommit {
   private timer: NodeJS.Timeout | undefined;
   private readonly gapMs: number;
   private readonly now: () => number;
+  /** Why writes can no longer be made durable (hooks.lost), once they cannot. */
+  private broken: unknown;
 
   constructor(private readonly db: DatabaseSync, private readonly hooks: GroupCommitHooks, opts: GroupCommitOptions = {}) {
     this.gapMs = opts.gapMs ?? COMMIT_GAP_MS;
@@ -74,6 +89,7 @@ export class GroupCommit {
 
   /** Runs fn now, inside the turn's transaction; resolves with its result once that has committed. */
   write<T>(fn: () => T, changed: readonly string[] = []): Promise<T> {
+    if (this.broken !== undefined) return Promise.reject(this.broken);
     let g: Group;
     try {
       g = this.open();
@@ -112,6 +128,10 @@ export class GroupCommit {
   }
 
   private open(): Group {
+    // SQLite rolls a transaction back by itself after some errors (I/O, disk full, out of memory), also
+    // those of a read made on this connection; the group's writes are gone, and a write made now would
+    // run and commit alone, outside any group.
+    if (this.group && !this.db.isTransaction) this.abort(this.group, this.hooks.failed(rolledBack()));
     if (this.group) return this.group;
     // BEGIN IMMEDIATE takes the write lock up front, avoiding upgrade deadlocks with another process.
     this.db.exec('BEGIN IMMEDIATE');
@@ -133,6 +153,11 @@ export class GroupCommit {
       for (const w of g.waiters) w.reject(e);
       return;
     }
+    if (!this.db.isTransaction) {
+      const e = this.hooks.failed(rolledBack());
+      for (const w of g.waiters) w.reject(e);
+      return;
+    }
     try {
       this.db.exec('COMMIT');
     } catch (err) {
@@ -150,8 +175,15 @@ export class GroupCommit {
       this.hooks.committed(g.changed, rowsChanged);
       for (const w of g.waiters) w.resolve();
     }, (err: unknown) => {
-      this.flushed();
-      const e = this.hooks.failed(err);
+      const lost = this.hooks.lost?.();
+      const e = this.hooks.failed(lost ?? err);
+      if (lost === undefined) {
+        this.flushed();
+      } else {
+        this.broken = e;
+        this.flushing = false;
+        if (this.group) this.abort(this.group, e);
+      }
       for (const w of g.waiters) w.reject(e);
     });
   }

@@ -146,8 +146,8 @@ export class SqliteStore implements Store {
       try {
         this.checkpointer = new WalCheckpointer(path, this.db, this.wal, this.dbFile, (err) => {
           failed(err);
-          const stuck = this.checkpointer?.stuckFault;
-          if (stuck) this.setWriteFault(stuck);
+          const lasting = this.lastingFault();
+          if (lasting) this.setWriteFault(lasting);
         }, opts.checkpoints);
       } catch (err) {
         this.db.close();
@@ -160,10 +160,11 @@ export class SqliteStore implements Store {
       failed,
       totalChanges: () => this.totalChanges(),
       durable: () => (this.wal ? this.wal.flush() : Promise.resolve()),
+      lost: () => this.wal?.lost,
       wrote: () => this.checkpointer?.wrote(),
       committed: (tables, rowsChanged) => {
-        // A write that changed rows ends a fault, except the one a stopped checkpointer holds.
-        if (this.writeFault !== undefined && rowsChanged) this.setWriteFault(this.checkpointer?.stuckFault);
+        // A write that changed rows ends a fault, except a lasting one.
+        if (this.writeFault !== undefined && rowsChanged) this.setWriteFault(this.lastingFault());
         if (tables.size > 0) this.watcher.notify([...tables]);
       },
     });
@@ -208,6 +209,11 @@ export class SqliteStore implements Store {
 
   private totalChanges(): number {
     return Number((this.q('SELECT total_changes() AS n').get() as Row)['n']);
+  }
+
+  /** A fault only a restart ends: the WAL failed to flush, or checkpoints stopped. */
+  private lastingFault(): string | undefined {
+    return this.wal?.lost?.message ?? this.checkpointer?.stuckFault;
   }
 
   private setWriteFault(fault: string | undefined): void {
