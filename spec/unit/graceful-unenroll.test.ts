@@ -48,3 +48,15 @@ test('memory is bounded by max_bytes whatever ids callers send: the oldest are f
   expect(g.answer('flood-0', inactive)![0]!.type).toBe('POLICY_CHANGE');
   expect(g.answer('flood-999', inactive)![0]!.type).toBe('UNENROLL');
 });
+
+test('memory counts the ids\' length: long ids fill max_bytes sooner; ids no agent can have are not answered', () => {
+  const g = new GracefulUnenroll({ enabled: true, maxBytes: 50_000 }, new ManualClock(0));
+  // 500 characters each: ~1.1 KB remembered, so about 45 fit (old: 312, as if each were 160 bytes).
+  const id = (i: number): string => `${i}-`.padEnd(500, 'x');
+  for (let i = 0; i < 100; i++) g.answer(id(i), inactive);
+  expect(g.answer(id(0), inactive)![0]!.type).toBe('POLICY_CHANGE');
+  expect(g.answer(id(99), inactive)![0]!.type).toBe('UNENROLL');
+  // Longer than an Elasticsearch _id (512 bytes): the refusal stands, nothing is remembered.
+  expect(g.answer('y'.repeat(513), inactive)).toBeUndefined();
+  expect(g.answer('é'.repeat(300), inactive)).toBeUndefined();
+});

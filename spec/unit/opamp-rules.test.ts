@@ -91,3 +91,14 @@ test('UUIDv7: version and variant bits, time-ordered', () => {
   expect(a < b).toBe(true);
   expect(uuidText(new Uint8Array(15))).toBeUndefined();
 });
+
+test('decoding keeps at most 10,000 health components and attribute values of a message', () => {
+  const leaf = { healthy: true, status: 'StatusOK' };
+  const components = Object.fromEntries(Array.from({ length: 15_000 }, (_, i) => [`c${i}`, leaf]));
+  const identifying = Object.fromEntries(Array.from({ length: 15_000 }, (_, i) => [`k${i}`, 'v']));
+  const m = decodeAgentToServer(agentToServer(Buffer.alloc(16, 1), 1, CAP.ReportsStatus, { identifying, health: { healthy: true, components } }));
+  // Old: every one of them, held while the message waits on the store.
+  expect(Object.keys(m.health!.components)).toHaveLength(10_000);
+  expect(m.health!.components['c0']).toMatchObject({ healthy: true, status: 'StatusOK' });
+  expect(Object.keys(m.description!.identifying)).toHaveLength(10_000);
+});

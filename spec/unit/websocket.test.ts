@@ -21,7 +21,7 @@ async function pair(maxMessageBytes = 1024): Promise<Pair> {
   const closed = new Promise<number>((r) => (closedWith = r));
   let ws!: WebSocketConnection;
   const server = net.createServer((socket) => {
-    ws = new WebSocketConnection(socket, maxMessageBytes, { onMessage: (d) => messages.push(d), onText: (d) => texts.push(d), onClose: closedWith });
+    ws = new WebSocketConnection(socket, maxMessageBytes, { onMessage: (d) => void messages.push(d), onText: (d) => texts.push(d), onClose: closedWith });
   });
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   const client = net.connect((server.address() as net.AddressInfo).port, '127.0.0.1');

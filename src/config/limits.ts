@@ -25,7 +25,8 @@ const CODE_DEFAULTS: Record<RouteName, [number, number, number, number]> = {
   enroll: [10, 50, 100, 512 * KiB],
   ack: [10, 50, 100, 2 * MiB],
   status: [5, 25, 50, 0],
-  opamp: [1, 1000, 0, 3 * MiB],
+  // max 200 (upstream: 0, none): see OPAMP_DECOMPRESSED below.
+  opamp: [1, 1000, 200, 3 * MiB],
   upload_start: [2000, 5, 10, 5 * MiB],
   upload_end: [2000, 5, 10, 1 * KiB],
   upload_chunk: [3, 5, 10, 4 * MiB],
@@ -35,11 +36,18 @@ const CODE_DEFAULTS: Record<RouteName, [number, number, number, number]> = {
 };
 
 /**
- * Bytes after gzip, where a route takes gzip bodies. Upstream bounds check-in only; OpAMP (whose
- * 3 MiB max_body upstream defines but never applies) is bounded here too, far above any Collector's
- * status report.
+ * OpAMP after gzip (and a WebSocket message): upstream applies no bound (its 3 MiB max_body is defined,
+ * never applied) and the OpAMP spec recommends 64 MiB. A Collector's report is kilobytes (a large
+ * effective configuration, hundreds of KiB), so 4 MiB: above the 3 MiB wire bound, so no uncompressed
+ * body the wire bound admits is refused after it. And at most 200 HTTP messages (or WebSocket
+ * handshakes) in flight, where upstream sets no max: polls every 30 s from 10,000 Collectors are ~330
+ * a second, each handled in milliseconds, so a slow store makes Collectors wait (429, which opamp-go
+ * retries with backoff) instead of piling up decoded messages. A WebSocket handles one message at a time.
  */
-const DECOMPRESSED_DEFAULTS: Partial<Record<RouteName, number>> = { checkin: 20 * MiB, opamp: 20 * MiB };
+const OPAMP_DECOMPRESSED = 4 * MiB;
+
+/** Bytes after gzip, where a route takes gzip bodies. Upstream bounds check-in only. */
+const DECOMPRESSED_DEFAULTS: Partial<Record<RouteName, number>> = { checkin: 20 * MiB, opamp: OPAMP_DECOMPRESSED };
 
 type Triple = [number, number, number];
 interface Profile {

@@ -18,15 +18,29 @@ export interface GracefulUnenrollOptions {
 }
 
 const REMEMBER_MS = 60 * 60 * 1000;
-/** A remembered agent id: the key string, the count and the map entry. */
-const ENTRY_BYTES = 160;
+/** A remembered agent id before its key's characters: the map's slot, the record and the string's header. */
+const ENTRY_BYTES = 128;
+/**
+ * Longer ids are no agent's (an Elasticsearch _id is at most 512 bytes): their refusal stands, and they
+ * are not remembered.
+ */
+const MAX_ID_BYTES = 512;
+
+interface Refused {
+  times: number;
+  /** What the entry costs, its key included (2 bytes a character: the worst a string takes). */
+  bytes: number;
+}
 
 export class GracefulUnenroll {
-  private readonly refused: LruCache<string, number>;
+  private readonly refused: LruCache<string, Refused>;
 
   constructor(private readonly opts: GracefulUnenrollOptions, private readonly clock: Clock = systemClock) {
-    // The ids are the caller's (unauthenticated) path: the cache is bounded, whatever is sent.
-    this.refused = new LruCache(Math.max(1, Math.floor(opts.maxBytes / ENTRY_BYTES)));
+    // The ids are the caller's (unauthenticated) path: the cache is bounded by what its entries weigh,
+    // keys included, whatever is sent.
+    this.refused = new LruCache(Math.max(1, Math.floor(opts.maxBytes / ENTRY_BYTES)), {
+      maxWeight: opts.maxBytes, weigh: (r) => r.bytes,
+    });
   }
 
   /**
@@ -34,10 +48,10 @@ export class GracefulUnenroll {
    * stands (flag off, another kind of refusal, or the third time within the hour).
    */
   answer(agentId: string, refusal: unknown): WireAction[] | undefined {
-    if (!this.opts.enabled || !refusedKey(refusal) || agentId === '') return undefined;
+    if (!this.opts.enabled || !refusedKey(refusal) || agentId === '' || Buffer.byteLength(agentId) > MAX_ID_BYTES) return undefined;
     const now = this.clock.now();
-    const times = (this.refused.get(agentId, now) ?? 0) + 1;
-    this.refused.set(agentId, times, REMEMBER_MS, now);
+    const times = (this.refused.get(agentId, now)?.times ?? 0) + 1;
+    this.refused.set(agentId, { times, bytes: ENTRY_BYTES + 2 * agentId.length }, REMEMBER_MS, now);
     const created = rfc3339(now);
     if (times === 1) return [{ id: randomUUID(), agent_id: agentId, type: 'POLICY_CHANGE', created_at: created, input_type: '', data: { policy: {} } }];
     if (times === 2) return [{ id: randomUUID(), agent_id: agentId, type: 'UNENROLL', created_at: created, input_type: '', data: null }];

@@ -72,7 +72,11 @@ interface Session {
 /** What the server remembers per instance between messages (the stored document lags by a flush interval). */
 interface Seen {
   sequenceNum: number;
-  health: OpampHealth | undefined;
+  /**
+   * The status the last health gave (a report without health keeps it). Only this: the health tree is
+   * the client's, any size, and 100,000 of them would be held.
+   */
+  status: { status: string; message: string };
   /** The remote configuration hash (hex) the agent last reported. */
   remoteHash: string | undefined;
   /** The heartbeat interval was offered to this instance. */
@@ -80,13 +84,30 @@ interface Seen {
 }
 
 const SERVER_CAPABILITIES: ServerCapability[] = ['AcceptsStatus', 'AcceptsEffectiveConfig'];
+/** Instances remembered between messages, and the memory they may take (their strings are the clients'). */
+const SEEN_MAX = 100_000;
+const SEEN_MAX_BYTES = 64 * 1024 * 1024;
+/** An entry with its key (a UUID), the map's slot and the record, before its strings. */
+const SEEN_ENTRY_BYTES = 300;
+/**
+ * Instance ids one connection is pushed to under: a Collector uses one (two around a server-assigned
+ * id); past this the oldest is forgotten, so a client cycling ids cannot grow the session map.
+ */
+const MAX_IDS_PER_CONNECTION = 8;
 /** Re-enrollment leaves these reasons as they are (upstream). */
 const KEEP_REASONS = new Set(['orphaned', 'reenrolled']);
 
 export class OpampService {
-  private readonly seen = new LruCache<string, Seen>(100_000);
+  private readonly seen = new LruCache<string, Seen>(SEEN_MAX, {
+    maxWeight: SEEN_MAX_BYTES,
+    weigh: (s) => SEEN_ENTRY_BYTES + 2 * (s.status.message.length + s.status.status.length + (s.remoteHash?.length ?? 0)),
+  });
   /** Connected agents by id (WebSocket sessions), for pushing a new configuration at once. */
   private readonly sessions = new Map<string, Session>();
+  /** Each connection's ids in `sessions` (those whose session is its), so that its close is O(its ids). */
+  private readonly idsOf = new Map<Push, Set<string>>();
+  /** Connections that closed: a message of theirs still being handled registers nothing. */
+  private readonly detached = new WeakSet<Push>();
 
   /** `latestPolicy`: the current revision of a policy (the policy monitor's). */
   constructor(private readonly store: Store, private readonly bookkeeper: Bookkeeper,
@@ -109,7 +130,37 @@ export class OpampService {
 
   /** Forgets a connection's pushes (it closed). */
   detach(push: Push): void {
-    for (const [id, s] of this.sessions) if (s.push === push) this.sessions.delete(id);
+    this.detached.add(push);
+    const ids = this.idsOf.get(push);
+    if (!ids) return;
+    this.idsOf.delete(push);
+    for (const id of ids) this.sessions.delete(id);
+  }
+
+  private register(id: string, session: Session): void {
+    const { push } = session;
+    // A closed connection would stay in the map for good, and could take the place of the session the
+    // same Collector has since opened on a new connection.
+    if (this.detached.has(push)) return;
+    const prev = this.sessions.get(id);
+    if (prev && prev.push !== push) this.idsOf.get(prev.push)?.delete(id);
+    this.sessions.set(id, session);
+    let ids = this.idsOf.get(push);
+    if (!ids) this.idsOf.set(push, (ids = new Set()));
+    ids.delete(id);
+    ids.add(id);
+    if (ids.size > MAX_IDS_PER_CONNECTION) {
+      const oldest = ids.values().next().value!;
+      ids.delete(oldest);
+      this.sessions.delete(oldest);
+    }
+  }
+
+  private unregister(id: string): void {
+    const s = this.sessions.get(id);
+    if (!s) return;
+    this.sessions.delete(id);
+    this.idsOf.get(s.push)?.delete(id);
   }
 
   /** `push`: the connection can carry unsolicited messages (WebSocket); it is remembered under the agent's id. */
@@ -127,7 +178,7 @@ export class OpampService {
     if (msg.disconnect) {
       if (!found || msg.requestInstanceUid) return { error: { type: 'BadRequest', message: 'agent_disconnect set on new enrollment message' } };
       this.seen.delete(uid);
-      this.sessions.delete(uid);
+      this.unregister(uid);
       this.bookkeeper.enqueue(uid, { status: 'disconnected', message: '', sequenceNum: msg.sequenceNum });
       return {};
     }
@@ -151,15 +202,15 @@ export class OpampService {
       this.log.debug({ 'fleet.agent.id': id, expected, got: msg.sequenceNum }, 'OpAMP sequence gap; asking for a full state report');
     }
     // A report without health keeps the status its last health gave (upstream would say online).
-    const health = msg.health ?? prev?.health ?? healthFromDocument(stored?.['health'] as JsonObject | undefined);
+    const status = msg.health ? statusOf(msg.health) : prev?.status ?? statusOf(healthFromDocument(stored?.['health'] as JsonObject | undefined));
     const remoteHash = msg.remoteConfigStatus ? Buffer.from(msg.remoteConfigStatus.hash).toString('hex')
       : prev?.remoteHash ?? storedRemoteHash(stored);
     const reportFullState = enrolled || msg.sequenceNum !== expected;
     // Offered once per instance (again after a full state report: the agent may have restarted).
     const offerHeartbeat = this.heartbeatSeconds > 0 && msg.capabilities.includes('ReportsHeartbeat')
       && msg.capabilities.includes('AcceptsOpAMPConnectionSettings') && (reportFullState || !prev?.heartbeatOffered);
-    this.seen.set(id, { sequenceNum: msg.sequenceNum, health, remoteHash, heartbeatOffered: offerHeartbeat || prev?.heartbeatOffered === true });
-    this.bookkeeper.enqueue(id, this.checkinRecord(id, msg, health, stored));
+    this.seen.set(id, { sequenceNum: msg.sequenceNum, status, remoteHash, heartbeatOffered: offerHeartbeat || prev?.heartbeatOffered === true });
+    this.bookkeeper.enqueue(id, this.checkinRecord(id, msg, status, stored));
     const reply: OpampReply = {
       reportFullState,
       capabilities: offerHeartbeat ? [...SERVER_CAPABILITIES, 'OffersConnectionSettings'] : SERVER_CAPABILITIES,
@@ -168,7 +219,7 @@ export class OpampService {
     };
     const policyId = stored?.policy_id ?? enrollment.policyId;
     const acceptsRemoteConfig = msg.capabilities.includes('AcceptsRemoteConfig');
-    if (push) this.sessions.set(id, { push, policyId, acceptsRemoteConfig });
+    if (push) this.register(id, { push, policyId, acceptsRemoteConfig });
     if (acceptsRemoteConfig) {
       reply.capabilities = [...reply.capabilities!, 'OffersRemoteConfig'];
       const desired = await this.desiredConfig(policyId);
@@ -200,8 +251,8 @@ export class OpampService {
     return id;
   }
 
-  private checkinRecord(id: string, msg: OpampMessage, health: OpampHealth | undefined, stored: AgentDoc | undefined): CheckinRecord {
-    const rec: CheckinRecord = { ...statusOf(health), sequenceNum: msg.sequenceNum };
+  private checkinRecord(id: string, msg: OpampMessage, status: Seen['status'], stored: AgentDoc | undefined): CheckinRecord {
+    const rec: CheckinRecord = { ...status, sequenceNum: msg.sequenceNum };
     if (msg.health) rec.health = healthDocument(msg.health);
     if (msg.capabilities.length > 0) rec.capabilities = msg.capabilities;
     const yaml = msg.effectiveConfig?.['']?.body;

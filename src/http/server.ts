@@ -41,6 +41,20 @@ const IDLE_GRACE_MS = 1000;
 /** A drain's last second at least, for requests in flight once the held polls have been answered. */
 const MIN_AFTER_RELEASE_MS = 1000;
 
+/** Characters of a request's path an access log line keeps. */
+const LOGGED_PATH_MAX = 256;
+
+/**
+ * A request's path as its log line says it (ECS url.path: no query string), cut to LOGGED_PATH_MAX:
+ * every refused request is logged, before any limiter, and its URL is the client's (up to the header limit).
+ */
+export function loggedPath(url: string | undefined): string {
+  const u = url ?? '';
+  const q = u.indexOf('?');
+  const path = q < 0 ? u : u.slice(0, q);
+  return path.length > LOGGED_PATH_MAX ? `${path.slice(0, LOGGED_PATH_MAX)}...` : path;
+}
+
 /** The TCP socket under a request (a TLS socket's parent), as counted at accept. */
 function tcpSocket(s: Socket): Socket {
   return (s as Socket & { _parent?: Socket })._parent ?? s;
@@ -465,7 +479,7 @@ export class HttpService {
     const level: LogLevel = status === 101 ? 'debug' : 'info';
     if (!this.log.isLevelEnabled(level)) return;
     this.log[level]({
-      'http.request.id': requestId, 'http.request.method': req.method, 'url.path': req.url, 'http.response.status_code': status,
+      'http.request.id': requestId, 'http.request.method': req.method, 'url.path': loggedPath(req.url), 'http.response.status_code': status,
       'event.duration': Math.round((monotonicMs() - started) * 1e6), 'client.address': req.socket.remoteAddress,
       ...(c ? { 'error.type': c.error, 'error.message': c.message } : {}),
     }, 'HTTP upgrade');
@@ -554,8 +568,9 @@ export class HttpService {
   private done(req: IncomingMessage, res: ServerResponse, guard: ConnectionGuard, started: number, requestId: string,
     limiter: RouteLimiter | undefined, counters: RouteCounters | undefined, err?: unknown, bare?: string): void {
     let c: ErrorClass | undefined;
+    let socket: Socket | undefined;
     try {
-      const socket = tcpSocket(req.socket);
+      socket = tcpSocket(req.socket);
       if (err !== undefined) {
         c = this.timedOut.has(socket) ? classify(new HttpError('RequestTimeout')) : classify(err);
         // The body may be unread (refused before reading): close rather than parse leftovers as a request.
@@ -564,10 +579,19 @@ export class HttpService {
         if (bare !== undefined) writeBareError(res, c, bare);
         else writeError(res, c, err instanceof HttpError ? err.headers : undefined);
       }
+    } catch (fatal) {
+      this.log.error({ err: fatal }, 'request error answer failed');
+      // No answer can follow a half-written one: the client sees the connection end instead of waiting.
+      res.destroy();
+    } finally {
+      // Whatever writing the answer did: a slot kept here would be lost to the route (and to
+      // max_connections) for the life of the process.
       if (limiter) {
         this.inFlight--;
         limiter.leave();
       }
+    }
+    try {
       if (counters) {
         if (limiter) counters.active--;
         if (c && limiter) {
@@ -578,7 +602,7 @@ export class HttpService {
         const out = Number(res.getHeader('content-length'));
         if (out > 0) counters.body_out += out;
       }
-      if (res.shouldKeepAlive) guard.idleAgain(socket);
+      if (socket && res.shouldKeepAlive) guard.idleAgain(socket);
       this.logRequest(req, res, started, requestId, err, c);
     } catch (fatal) {
       // Never let bookkeeping of a request end the process.
@@ -594,11 +618,10 @@ export class HttpService {
     let level: LogLevel = clientClosed || (status >= 200 && status < 300) ? 'debug' : 'info';
     if (c && !clientClosed && LEVEL_RANK[c.level] > LEVEL_RANK[level]) level = c.level;
     if (!this.log.isLevelEnabled(level)) return;
-    const url = req.url ?? '';
     const fields: Record<string, unknown> = {
       'http.request.id': requestId,
       'http.request.method': req.method,
-      'url.path': url.endsWith('?') ? url.slice(0, -1) : url,
+      'url.path': loggedPath(req.url),
       'http.response.status_code': status,
       'event.duration': Math.round((monotonicMs() - started) * 1e6),
       'client.address': req.socket.remoteAddress,

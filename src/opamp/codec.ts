@@ -41,6 +41,19 @@ const FLAG_REPORT_FULL_STATE = 0x1;
 const ERROR_TYPES = { BadRequest: 1, Unavailable: 2 } as const;
 /** Nesting deeper than this in attributes or health is cut off (protobufjs bounds decoding depth itself). */
 const MAX_DEPTH = 32;
+/**
+ * Health components and attribute values kept of one message; the rest are dropped. A Collector reports
+ * one component per pipeline and per component instance (tens, hundreds in a large one); without a
+ * bound, a message of tiny entries (a few bytes each) becomes many times its size in objects, held
+ * while the message waits on the store.
+ */
+const MAX_HEALTH_COMPONENTS = 10_000;
+const MAX_ATTRIBUTE_VALUES = 10_000;
+
+/** What is left of a per-message bound as a message is converted. */
+interface Budget {
+  left: number;
+}
 
 /** A 64-bit field: protobufjs gives a number or, when long.js is bundled, a Long. */
 function num(v: unknown): number {
@@ -57,31 +70,46 @@ export function capabilityNames(mask: number): string[] {
 }
 
 /** An AnyValue as JSON, as Go's encoding/json writes the value upstream keeps (bytes as base64). */
-function anyValueJson(v: IAnyValue | null | undefined, depth: number): Json {
-  if (!v || depth > MAX_DEPTH) return null;
+function anyValueJson(v: IAnyValue | null | undefined, depth: number, budget: Budget): Json {
+  if (!v || depth > MAX_DEPTH || budget.left <= 0) return null;
+  budget.left--;
   if (v.stringValue != null) return v.stringValue;
   if (v.boolValue != null) return v.boolValue;
   if (v.intValue != null) return num(v.intValue);
   if (v.doubleValue != null) return v.doubleValue;
   if (v.bytesValue != null) return Buffer.from(v.bytesValue).toString('base64');
-  if (v.arrayValue != null) return (v.arrayValue.values ?? []).map((x) => anyValueJson(x, depth + 1));
-  if (v.kvlistValue != null) return attributesJson(v.kvlistValue.values, depth + 1);
+  if (v.arrayValue != null) {
+    const out: Json[] = [];
+    for (const x of v.arrayValue.values ?? []) {
+      if (budget.left <= 0) break;
+      out.push(anyValueJson(x, depth + 1, budget));
+    }
+    return out;
+  }
+  if (v.kvlistValue != null) return attributesJson(v.kvlistValue.values, budget, depth + 1);
   return null;
 }
 
 /** Key → value, values that are unset skipped (upstream). */
-function attributesJson(kvs: IKeyValue[] | null | undefined, depth = 0): JsonObject {
+function attributesJson(kvs: IKeyValue[] | null | undefined, budget: Budget, depth = 0): JsonObject {
   const out: JsonObject = {};
   for (const kv of kvs ?? []) {
-    const v = anyValueJson(kv.value, depth);
+    if (budget.left <= 0) break;
+    const v = anyValueJson(kv.value, depth, budget);
     if (v !== null) out[kv.key ?? ''] = v;
   }
   return out;
 }
 
-function health(h: IComponentHealth, depth: number): OpampHealth {
+function health(h: IComponentHealth, depth: number, budget: Budget): OpampHealth {
   const components: Record<string, OpampHealth> = {};
-  if (depth < MAX_DEPTH) for (const [k, c] of Object.entries(h.componentHealthMap ?? {})) components[k] = health(c, depth + 1);
+  if (depth < MAX_DEPTH) {
+    for (const [k, c] of Object.entries(h.componentHealthMap ?? {})) {
+      if (budget.left <= 0) break;
+      budget.left--;
+      components[k] = health(c, depth + 1, budget);
+    }
+  }
   return {
     healthy: h.healthy === true,
     startTimeUnixNano: num(h.startTimeUnixNano),
@@ -103,12 +131,13 @@ export function decodeAgentToServer(bytes: Uint8Array): OpampMessage {
     disconnect: m.agentDisconnect != null,
   };
   if (m.agentDescription) {
+    const budget = { left: MAX_ATTRIBUTE_VALUES };
     msg.description = {
-      identifying: attributesJson(m.agentDescription.identifyingAttributes),
-      nonIdentifying: attributesJson(m.agentDescription.nonIdentifyingAttributes),
+      identifying: attributesJson(m.agentDescription.identifyingAttributes, budget),
+      nonIdentifying: attributesJson(m.agentDescription.nonIdentifyingAttributes, budget),
     };
   }
-  if (m.health) msg.health = health(m.health, 0);
+  if (m.health) msg.health = health(m.health, 0, { left: MAX_HEALTH_COMPONENTS });
   const files = m.effectiveConfig?.configMap?.configMap;
   if (m.effectiveConfig) {
     const out: Record<string, OpampConfigFile> = {};

@@ -1,10 +1,11 @@
 // OpAMP's WebSocket transport on /v1/opamp (beyond upstream, which serves plain HTTP only): binary
 // frames of a varint header (0) and a protobuf message, answered in order; the server may push at any
 // time. A message over the route's decompressed body limit closes with 1009; a text frame is dropped
-// and the connection kept (opamp-go); an undecodable message is answered with error_response.
+// and the connection kept (opamp-go); an undecodable message is answered with error_response. One
+// message is handled at a time, and nothing more is read meanwhile (TCP holds what a client pipelines).
 import type { OpampMessage, OpampReply } from '../fleet/opamp';
 import type { UpgradeContext } from '../http/route';
-import { CLOSE, handshakeProblem, handshakeResponse, WebSocketConnection } from '../http/websocket';
+import { CLOSE, handshakeProblem, handshakeResponse, refuseHandshake, WebSocketConnection } from '../http/websocket';
 import type { TLSSocket } from 'node:tls';
 import { decodeAgentToServer, encodeServerToAgent, endpointOf } from './codec';
 
@@ -46,26 +47,30 @@ export function handleOpampWebSocket(ctx: UpgradeContext<'enrollment'>): Promise
   const problem = handshakeProblem(req);
   if (problem) {
     const extra = Object.entries(ctx.responseHeaders).map(([k, v]) => `${k}: ${v}\r\n`).join('');
-    socket.end(`HTTP/1.1 400 Bad Request\r\nConnection: close\r\n${extra}Content-Type: text/plain\r\nContent-Length: ${problem.length}\r\n\r\n${problem}`);
+    refuseHandshake(socket, `HTTP/1.1 400 Bad Request\r\nConnection: close\r\n${extra}Content-Type: text/plain\r\nContent-Length: ${problem.length}\r\n\r\n${problem}`);
     return Promise.resolve();
   }
   socket.write(handshakeResponse(req, ctx.responseHeaders));
   const limit = ctx.config.server.limits.routes.opamp.maxBodyDecompressed || DEFAULT_MAX_MESSAGE;
   return new Promise<void>((resolve) => {
     let first = true;
+    /** Set at close: a push or a message still queued then is dropped, not handled for a dead connection. */
+    let closed = false;
     let queue: Promise<void> = Promise.resolve();
     // Pushes (a new configuration) go in the same order as answers.
     const push = (uid: Uint8Array, r: OpampReply): void => {
-      queue = queue.then(() => reply(uid, r));
+      if (!closed) queue = queue.then(() => reply(uid, r));
     };
     const endpoint = endpointOf((socket as TLSSocket).encrypted === true, true, req.headers.host);
     const reply = (uid: Uint8Array, r: OpampReply): void => {
+      if (closed) return;
       const bytes = encodeServerToAgent(uid, r, { customCapabilities: first, endpoint });
       first = false;
       ctx.counters.body_out += bytes.length + 1;
       ws.send(framed(bytes));
     };
     const handle = async (data: Buffer): Promise<void> => {
+      if (closed) return;
       let msg: OpampMessage;
       try {
         msg = decodeAgentToServer(payloadOf(data));
@@ -81,14 +86,17 @@ export function handleOpampWebSocket(ctx: UpgradeContext<'enrollment'>): Promise
     const ws = new WebSocketConnection(socket, limit, {
       onMessage: (data) => {
         ctx.counters.body_in += data.length;
-        // In order, one at a time: a Collector's reports must not overtake each other.
+        // In order, one at a time: a Collector's reports must not overtake each other. The connection
+        // reads nothing more until this settles, so a pipelining client cannot queue decoded messages here.
         queue = queue.then(() => handle(data)).catch((err: unknown) => {
           log.warn({ err }, 'OpAMP WebSocket message failed');
           ws.close(CLOSE.internal);
         });
+        return queue;
       },
       onText: () => log.debug('OpAMP WebSocket text frame dropped'),
       onClose: () => {
+        closed = true;
         live.delete(ws);
         fleet.opamp.detach(push);
         ctx.stopping.removeEventListener('abort', stop);
