@@ -4,7 +4,7 @@ import './runtime/early-start';
 import type { ConfigArgs } from './cli/load-config';
 import { runServer } from './cli/run';
 import { plainServerStart, type ServerStart } from './cli/server-args';
-import { workerArgs } from './runtime/cluster';
+import { runWorker, workerConfig } from './runtime/cluster';
 import { ensureNodeFlags, programArgs } from './runtime/node-flags';
 import { describeError } from './util/error-text';
 import { COMMIT, VERSION } from './version';
@@ -13,10 +13,11 @@ import { COMMIT, VERSION } from './version';
 class UsageError extends Error {}
 
 async function main(argv: string[]): Promise<void> {
-  // A cluster worker runs the server with the arguments its primary parsed: the command line and the
-  // admin commands (yargs and the CLI's modules, ~1 MiB a worker) are loaded only in the process started.
-  const forWorker = workerArgs();
-  if (forWorker) return runServer(forWorker);
+  // A cluster worker runs the server with the configuration its primary built (worker-config.ts): the
+  // command line and the admin commands (yargs and the CLI's modules, ~1 MiB a worker) are loaded only in
+  // the process started. The primary checked that configuration's TLS files already.
+  const config = workerConfig();
+  if (config) return runWorker(await config);
   const plain = plainServerStart(argv);
   if (plain) return startServer(plain);
   const { default: yargs } = await import('yargs');

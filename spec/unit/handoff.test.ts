@@ -4,7 +4,7 @@
 // handoff-router.ts) keeps its copy until a worker took it, and moves it on when one did not.
 import type net from 'node:net';
 import { AcceptHandoff, type ClientHandle, type HandoffChannel } from '../../src/http/handoff';
-import { HandoffRouter, handoffTarget } from '../../src/runtime/handoff-router';
+import { HandoffRouter, handoffTarget, MAX_IN_FLIGHT_PER_WORKER } from '../../src/runtime/handoff-router';
 
 class FakeClient implements ClientHandle {
   closed = 0;
@@ -123,19 +123,21 @@ describe('handoffTarget', () => {
 
 describe('HandoffRouter (the primary)', () => {
   type Sent = { to: string; id: number; handle: ClientHandle; returned: boolean; failed: () => void };
-  function router(rooms: Record<string, number>): { r: HandoffRouter<string>; sent: Sent[]; rooms: Record<string, number> } {
+  /** Workers serving with the room each reported; `cap`: handles in flight per worker at most. */
+  function router(rooms: Record<string, number>, cap?: number): { r: HandoffRouter<string>; sent: Sent[] } {
     const sent: Sent[] = [];
-    const r = new HandoffRouter<string>(() => new Map(Object.entries(rooms)), (to, id, handle, returned, failed) => sent.push({ to, id, handle, returned, failed }),
-      (to) => rooms[to]!--);
-    return { r, sent, rooms };
+    const r = new HandoffRouter<string>(() => Object.keys(rooms), (to, id, handle, returned, failed) => sent.push({ to, id, handle, returned, failed }),
+      undefined, cap);
+    for (const [w, room] of Object.entries(rooms)) r.report(w, room);
+    return { r, sent };
   }
 
   it('sends to the worker with the most room and closes its copy only once that worker took it', () => {
-    const { r, sent, rooms } = router({ a: 0, b: 3, c: 7 });
+    const { r, sent } = router({ a: 0, b: 3, c: 7 });
     const h = new FakeClient();
     r.route('a', h);
     expect(sent.map((s) => [s.to, s.returned])).toEqual([['c', false]]);
-    expect(rooms['c']).toBe(6);
+    expect(r.room('c')).toBe(6);
     expect(h.closed).toBe(0);
     expect(r.inFlight).toBe(1);
     r.answered(sent[0]!.id, true);
@@ -148,6 +150,7 @@ describe('HandoffRouter (the primary)', () => {
     const h = new FakeClient();
     r.route('a', h);
     r.answered(sent[0]!.id, false); // c refused (stopping)
+    expect(r.room('c')).toBe(7); // it used none of c's room
     expect(sent[1]!.to).toBe('b');
     sent[1]!.failed(); // could not be sent to b
     expect(sent[2]).toMatchObject({ to: 'a', returned: true });
@@ -179,5 +182,47 @@ describe('HandoffRouter (the primary)', () => {
     const lost = new FakeClient();
     r.route('z', lost); // a sender no longer serving
     expect(lost.closed).toBe(1);
+  });
+
+  it("a worker's report does not free the room of handles still on their way to it", () => {
+    const { r, sent } = router({ a: 0, b: 10 });
+    for (let i = 0; i < 4; i++) r.route('a', new FakeClient());
+    expect(sent.map((s) => s.to)).toEqual(['b', 'b', 'b', 'b']);
+    r.answered(sent[0]!.id, true); // b took one before writing its next report, which counts it
+    r.report('b', 9);
+    // The three still queued in b's channel were not counted by b: 9 − 3.
+    expect(r.room('b')).toBe(6);
+    r.answered(sent[1]!.id, true); // taken after that report: still charged until the next
+    expect(r.room('b')).toBe(6);
+    r.report('b', 8);
+    expect(r.room('b')).toBe(6); // 8 − the two still in flight
+  });
+
+  it('sends a worker at most `cap` handles at a time; past it, back to the sender', () => {
+    const { r, sent } = router({ a: 0, b: 1000 }, 3);
+    for (let i = 0; i < 5; i++) r.route('a', new FakeClient());
+    expect(sent.map((s) => s.to)).toEqual(['b', 'b', 'b', 'a', 'a']);
+    expect(sent.slice(3).every((s) => s.returned)).toBe(true);
+    r.answered(sent[0]!.id, true);
+    r.route('a', new FakeClient());
+    expect(sent[5]!.to).toBe('b');
+  });
+
+  it(`caps at ${MAX_IN_FLIGHT_PER_WORKER} in flight by default`, () => {
+    const { r, sent } = router({ a: 0, b: 100_000, c: 100_000 });
+    for (let i = 0; i < 3 * MAX_IN_FLIGHT_PER_WORKER; i++) r.route('a', new FakeClient());
+    const to = (w: string): number => sent.filter((s) => s.to === w).length;
+    expect([to('b'), to('c'), to('a')]).toEqual([MAX_IN_FLIGHT_PER_WORKER, MAX_IN_FLIGHT_PER_WORKER, MAX_IN_FLIGHT_PER_WORKER]);
+  });
+
+  it('once the server stops, every connection goes back to its sender, those in flight too', () => {
+    const { r, sent } = router({ a: 0, b: 10, c: 10 });
+    r.route('a', new FakeClient());
+    expect(sent[0]!.to).not.toBe('a');
+    r.stop();
+    r.route('a', new FakeClient());
+    expect(sent[1]).toMatchObject({ to: 'a', returned: true });
+    r.answered(sent[0]!.id, false); // the draining receiver refused it: not on to the third worker
+    expect(sent[2]).toMatchObject({ to: 'a', returned: true });
   });
 });

@@ -1,5 +1,5 @@
 // A cluster's stop: no worker answers its held polls until every worker has closed its listeners.
-import { ListenersClosedBarrier } from '../../src/runtime/listeners-closed';
+import { ListenersClosedBarrier, OTHERS_CLOSED_WAIT_MS } from '../../src/runtime/listeners-closed';
 
 function barrier(): { b: ListenersClosedBarrier<string>; told: string[] } {
   const told: string[] = [];
@@ -24,14 +24,22 @@ test('a worker that exits meanwhile is not waited for', () => {
   expect(told).toEqual(['w1']);
 });
 
-test('a worker stopped alone, or closing after the others were released, answers at once', () => {
-  const { b, told } = barrier();
-  b.closed('alone');
-  expect(told).toEqual(['alone']);
-  b.begin(['w1']);
-  b.closed('w1');
-  b.closed('late');
-  expect(told).toEqual(['alone', 'w1', 'late']);
+test('a worker stopped alone answers once the hold is over; one closing after the others were released, at once', () => {
+  jest.useFakeTimers();
+  try {
+    const { b, told } = barrier();
+    b.closed('alone');
+    jest.advanceTimersByTime(OTHERS_CLOSED_WAIT_MS - 1);
+    expect(told).toEqual([]);
+    jest.advanceTimersByTime(1);
+    expect(told).toEqual(['alone']);
+    b.begin(['w1']);
+    b.closed('w1');
+    b.closed('late');
+    expect(told).toEqual(['alone', 'w1', 'late']);
+  } finally {
+    jest.useRealTimers();
+  }
 });
 
 test('with no worker serving, there is nothing to wait for', () => {
@@ -41,11 +49,49 @@ test('with no worker serving, there is nothing to wait for', () => {
   expect(told).toEqual(['starting']);
 });
 
-test('a worker that closed before the whole stop began is not waited for', () => {
-  const { b, told } = barrier();
-  b.closed('early');
-  b.begin(['early', 'w1']);
-  expect(told).toEqual(['early']);
-  b.closed('w1');
-  expect(told).toEqual(['early', 'w1']);
+test('a group signal that reached a worker before the primary: it waits for the others like everyone', () => {
+  jest.useFakeTimers();
+  try {
+    const { b, told } = barrier();
+    b.closed('first'); // its handler ran first
+    b.begin(['first', 'w1', 'w2']); // the primary's own stop, well within the hold
+    expect(told).toEqual([]);
+    b.closed('w1');
+    jest.advanceTimersByTime(OTHERS_CLOSED_WAIT_MS); // the hold no longer applies
+    expect(told).toEqual([]);
+    b.closed('w2');
+    expect(told.sort()).toEqual(['first', 'w1', 'w2']);
+  } finally {
+    jest.useRealTimers();
+  }
+});
+
+test('a worker that was stopped alone before the whole stop began is not waited for', () => {
+  jest.useFakeTimers();
+  try {
+    const { b, told } = barrier();
+    b.closed('early');
+    jest.advanceTimersByTime(OTHERS_CLOSED_WAIT_MS);
+    expect(told).toEqual(['early']);
+    b.begin(['early', 'w1']);
+    b.closed('w1');
+    expect(told).toEqual(['early', 'w1']);
+  } finally {
+    jest.useRealTimers();
+  }
+});
+
+test('a held worker that exits is not told, and not waited for', () => {
+  jest.useFakeTimers();
+  try {
+    const { b, told } = barrier();
+    b.closed('held');
+    b.gone('held');
+    jest.advanceTimersByTime(OTHERS_CLOSED_WAIT_MS);
+    b.begin(['w1']);
+    b.closed('w1');
+    expect(told).toEqual(['w1']);
+  } finally {
+    jest.useRealTimers();
+  }
 });

@@ -1,12 +1,11 @@
 // `fleet-server` / `fleet-server run`: the standalone server.
-import cluster from 'node:cluster';
 import type { Logger } from 'pino';
 import { memoryMiB, type FleetServerConfig } from '../config/config';
 import { Admin } from '../fleet/admin';
 import { createLogger } from '../logging/logger';
 import { ownStore } from '../runtime/store-owner';
 import type { Store } from '../store/port';
-import { runPrimary, runWorker } from '../runtime/cluster';
+import { runPrimary } from '../runtime/cluster';
 import { startMemoryTrim } from '../runtime/memory-trim';
 import { openServer, serveUntilStopped } from '../runtime/serve';
 import { chooseWorkers } from '../runtime/sizing';
@@ -17,7 +16,6 @@ import { checkServerTls } from './tls-check';
 export async function runServer(args: ConfigArgs): Promise<void> {
   const config = loadConfig(args);
   checkServerTls(config.server.tls);
-  if (cluster.isWorker) return runWorker(config);
   const log: Logger = createLogger(config.logging);
   const sizing = chooseWorkers(config);
   // SIGTERM is answered from the first log line on: a supervisor's quick stop drains and exits 0 instead
@@ -25,7 +23,7 @@ export async function runServer(args: ConfigArgs): Promise<void> {
   const opened = sizing.workers > 1 ? undefined : openServer(config, log);
   if (opened) serveUntilStopped(opened, config, log);
   // The embedded store: the primary owns it, and serves it before the first worker starts.
-  const primary = opened ? undefined : runPrimary(config, args, log, sizing.workers, config.elasticsearch ? undefined : async () => {
+  const primary = opened ? undefined : runPrimary(config, log, sizing.workers, config.elasticsearch ? undefined : async () => {
     const owner = await ownStore(config, log);
     await printZeroConfig(owner.store, config);
     return owner;

@@ -47,6 +47,20 @@ function processes(primary: Obj, workers: Obj[]): Obj {
 
 const STATE_RANK: Record<string, number> = { HEALTHY: 0, STARTING: 1, CONFIGURING: 1, DEGRADED: 2, STOPPING: 3, STOPPED: 3, FAILED: 4 };
 
+/**
+ * The server is as healthy as its least healthy worker, and no better than DEGRADED while fewer than
+ * `size` answered (one crashed and not yet replaced, or too busy to answer): the agents it held are
+ * reconnecting to the others. None answering is DEGRADED too, not FAILED: every worker may be busy past
+ * the wait (a burst of first check-ins), and crashed ones are being replaced; the primary exits when
+ * none can start (cluster-supervision.ts).
+ */
+export function clusterStatus(states: string[], size: number): string {
+  if (states.length === 0) return 'DEGRADED';
+  const worst = (w: string, s: string): string => ((STATE_RANK[s] ?? 4) > (STATE_RANK[w] ?? 4) ? s : w);
+  const status = states.reduce(worst);
+  return states.length < size ? worst(status, 'DEGRADED') : status;
+}
+
 export interface WorkerStats {
   slot: number;
   pid: number;
@@ -59,9 +73,7 @@ export function clusterStats(primaryProcess: Obj, workers: WorkerStats[], cluste
   const http = sum(docs.map((d) => pick(d['http_server'], ['tcp_open', 'tcp_close', 'tcp_active', 'routes'])));
   const fleets = docs.map((d) => (isObj(d['fleet']) ? d['fleet'] : {}));
   const fleet = sum(fleets.map((f) => omit(f, ['status', 'event_loop'])));
-  // The server is as healthy as its least healthy worker; no worker answering is not healthy.
-  const states = fleets.map((f) => String(f['status'] ?? 'FAILED'));
-  fleet['status'] = states.length === 0 ? 'STARTING' : states.reduce((w, s) => ((STATE_RANK[s] ?? 4) > (STATE_RANK[w] ?? 4) ? s : w));
+  fleet['status'] = clusterStatus(fleets.map((f) => String(f['status'] ?? 'FAILED')), cluster.size);
   // Delays are not additive: the worst worker's.
   const delay = (k: string): number => Math.max(0, ...fleets.map((f) => {
     const d = (f['event_loop'] as { delay?: Obj } | undefined)?.delay?.[k];

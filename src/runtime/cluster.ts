@@ -12,7 +12,6 @@ import { randomBytes } from 'node:crypto';
 import net from 'node:net';
 import { dirname } from 'node:path';
 import type { Logger } from 'pino';
-import type { ConfigArgs } from '../cli/load-config';
 import type { FleetServerConfig } from '../config/config';
 import type { ClientHandle, HandoffChannel } from '../http/handoff';
 import type { HttpService } from '../http/server';
@@ -24,23 +23,24 @@ import { connectRemoteStore } from '../store/remote/client';
 import { withLocalReads } from '../store/remote/local-reads';
 import { CheckinReads } from '../store/sqlite/check-in-reads';
 import { resolveSecretBox } from '../store/sqlite/secret-box';
-import { Backoff } from '../util/backoff';
 import { describeError, withContext } from '../util/error-text';
 import { clusterStats, type WorkerStats } from './cluster-stats';
+import { afterExit, markReady, mayBeGroupStop, READY_TIMEOUT_MS, slotRecord, uncleanStopExits, type SlotRecord, type WorkerExit } from './cluster-supervision';
 import { HandoffRouter } from './handoff-router';
 import { ListenersClosedBarrier, OTHERS_CLOSED_WAIT_MS } from './listeners-closed';
 import { startMemoryTrim, TRIM_EVERY_MS, TrimDecider, trimPhaseMs } from './memory-trim';
 import { isSingleExecutable, missingNodeFlags, missingStartEnv } from './node-flags';
-import { openServer, serveUntilStopped, stopOnSignals } from './serve';
+import { openServer, serveUntilStopped, stopOnSignals, type Stopper } from './serve';
 import type { ServerInstance } from './server-instance';
 import { SecretShareClient, SecretShareHost, type SecretShareAnswer, type SecretShareRequest } from './shared-secrets';
 import { shareLimits } from './sizing';
 import { ENV_STORE_SOCKET, type StoreOwner } from './store-owner';
 import { releaseStartUpTiering } from './start-up-tiering';
+import { configAnswer, configFromPrimary, type ConfigAnswer, type ConfigRequest } from './worker-config';
 import { lowerOwnPriority, niceOf } from './worker-priority';
 
 /** primary → worker */
-type ToWorker = { t: 'init'; ticketKeys: string } | { t: 'stats'; id: number; gc: boolean } | { t: 'stop' }
+type ToWorker = { t: 'init'; ticketKeys: string } | ConfigAnswer | { t: 'stats'; id: number; gc: boolean } | { t: 'stop' }
   /** Every worker's listeners are closed: answer the held polls (listeners-closed.ts). */
   | { t: 'answer' }
   /** How many workers serve now: each takes that share of the server's limits. */
@@ -52,7 +52,7 @@ type ToWorker = { t: 'init'; ticketKeys: string } | { t: 'stats'; id: number; gc
   /** Elasticsearch mode: the primary's copy of a secret (shared-secrets.ts). */
   | SecretShareAnswer;
 /** worker → primary */
-type ToPrimary = { t: 'hello' } | { t: 'ready' } | { t: 'failed'; reason: string } | { t: 'stats'; id: number; doc: StatsDocument }
+type ToPrimary = ConfigRequest | { t: 'hello' } | { t: 'ready' } | { t: 'failed'; reason: string } | { t: 'stats'; id: number; doc: StatsDocument }
   /** Connections the worker's external listener can still take. */
   | { t: 'room'; room: number }
   /** A connection it has no room for (its handle comes with the message). */
@@ -69,7 +69,6 @@ const ENV_SLOT = 'FLEET_SERVER_WORKER_SLOT';
 /** Set when the workers bind the listeners themselves with SO_REUSEPORT. */
 const ENV_REUSE_PORT = 'FLEET_SERVER_WORKER_REUSE_PORT';
 /** The command line's -c and -E, as the primary parsed them (JSON): a worker does not parse its own. */
-const ENV_ARGS = 'FLEET_SERVER_WORKER_ARGS';
 /** Set when the primary writes the workers' log lines (log files: one writer rotates them). */
 const ENV_PIPE_LOGS = 'FLEET_SERVER_WORKER_LOGS_PIPED';
 /** How often a worker tells the primary its room for connections. */
@@ -77,8 +76,6 @@ const ROOM_EVERY_MS = 500;
 /** How long a scrape waits for a worker's figures before leaving it out; with a forced GC first (?gc=1), longer. */
 const STATS_WAIT_MS = 5000;
 const STATS_GC_WAIT_MS = 15_000;
-/** A worker that dies sooner than this after its start is replaced after a growing pause. */
-const STABLE_MS = 10_000;
 
 /** A message to the other side; one that is gone is not an error here (its exit is handled where it is seen). */
 function send(target: Worker | NodeJS.Process, message: ToWorker | ToPrimary): void {
@@ -105,10 +102,9 @@ function withCheckinReads(remote: Store, config: FleetServerConfig, log: Logger)
   }
 }
 
-/** In a cluster worker, the arguments its primary was started with; elsewhere undefined. */
-export function workerArgs(): ConfigArgs | undefined {
-  const json = cluster.isWorker ? process.env[ENV_ARGS] : undefined;
-  return json ? JSON.parse(json) as ConfigArgs : undefined;
+/** In a cluster worker, its primary's configuration (worker-config.ts); elsewhere undefined. */
+export function workerConfig(): Promise<FleetServerConfig> | undefined {
+  return cluster.isWorker ? configFromPrimary(process as never) : undefined;
 }
 
 /** A worker: one server with its share of the limits, stopped by its signals or by the primary. */
@@ -120,7 +116,7 @@ export async function runWorker(config: FleetServerConfig): Promise<void> {
   if (process.env[ENV_STORE_SOCKET]) lowerOwnPriority();
   startMemoryTrim(log, TRIM_EVERY_MS, new TrimDecider(), trimPhaseMs(slot, size));
   const shared: FleetServerConfig = { ...config, server: { ...config.server, limits: shareLimits(config.server.limits, size) } };
-  let stop: ((reason: string) => void) | undefined;
+  let stop: Stopper | undefined;
   let stats: StatsSource | undefined;
   let reshare: ((workers: number) => void) | undefined;
   let served: ServerInstance | undefined;
@@ -192,6 +188,12 @@ export async function runWorker(config: FleetServerConfig): Promise<void> {
     // A worker whose primary is gone exits at once (Node's cluster does that): the listeners went with it.
     await server.start({ metrics: false });
   } catch (err) {
+    // Stopped while it started: the stop's drain ends this process; a start the stop cut short is no failure
+    // of the server's, and saying 'failed' would race the drain's exit 0 with an exit 1.
+    if (stop.requested) {
+      log.warn({ err }, 'start ended with an error while stopping');
+      return;
+    }
     // The primary says why in its one line; this worker exits once the reason is sent.
     const reason: ToPrimary = { t: 'failed', reason: describeError(err) };
     try {
@@ -210,7 +212,7 @@ export async function runWorker(config: FleetServerConfig): Promise<void> {
 
 /**
  * Tells the primary this worker's room for connections, for handoffs to it. Every time, changed or not:
- * the primary counts down what it sends a worker, and only a report sets it right again.
+ * the primary charges a worker what it sends it, and only a report sets that right again.
  */
 function reportRoom(service: HttpService): void {
   const report = (): void => send(process, { t: 'room', room: service.connectionRoom });
@@ -218,16 +220,13 @@ function reportRoom(service: HttpService): void {
   setInterval(report, ROOM_EVERY_MS).unref();
 }
 
-interface Slot {
-  index: number;
-  /** Why its worker could not start, as it said. */
+interface Slot extends SlotRecord {
+  /** Why its worker could not start, as it said (or that it was not ready in time). */
   failure?: string;
   worker: Worker | undefined;
   ready: boolean;
-  startedAt: number;
-  backoff: Backoff;
-  /** Its room for connections as it last said, less the connections handed to it since. */
-  room?: number;
+  /** Kills its worker if it is not ready within READY_TIMEOUT_MS. */
+  readyTimer?: NodeJS.Timeout;
   /** What it was last told: another worker has room. */
   roomElsewhere?: boolean;
 }
@@ -236,7 +235,7 @@ interface Slot {
  * The primary: starts `size` workers and waits until all are ready; then supervises them until a signal.
  * `openOwner`: opens the embedded store it serves to the workers, closed once they are all gone.
  */
-export async function runPrimary(config: FleetServerConfig, args: ConfigArgs, log: Logger, size: number, openOwner?: () => Promise<StoreOwner>): Promise<void> {
+export async function runPrimary(config: FleetServerConfig, log: Logger, size: number, openOwner?: () => Promise<StoreOwner>): Promise<void> {
   // Opened after runServer's first log line (a microtask later); the stop handlers below are in place
   // before that line.
   const ownerReady = openOwner ? Promise.resolve().then(openOwner) : undefined;
@@ -253,29 +252,69 @@ export async function runPrimary(config: FleetServerConfig, args: ConfigArgs, lo
     ...(pipeLogs ? { stdio: ['ignore', 'inherit', 'pipe', 'ipc'] } : {}),
   });
 
-  const slots: Slot[] = Array.from({ length: size }, (_, index) => ({
-    index: index + 1, worker: undefined, ready: false, startedAt: 0, backoff: new Backoff({ initialMs: 500, maxMs: 30_000 }),
-  }));
+  const slots: Slot[] = Array.from({ length: size }, (_, index) => ({ ...slotRecord(index + 1), worker: undefined, ready: false }));
+  const serving = (): Slot[] => slots.filter((s) => s.ready && s.worker);
   // One set for all workers, replacements included: a session made with one resumes with any.
   const ticketKeys = randomBytes(48);
   // The output keys every worker minted or read, in Elasticsearch mode (shared-secrets.ts); empty otherwise.
   const keys = new SecretShareHost();
   let restarts = 0;
   let stopping = false;
+  /** Why this process exits 1 once stopped: its start failed, or no worker could start any more. */
+  let failure: Error | undefined;
   let nextStatsId = 0;
   const pendingStats = new Map<number, (doc: StatsDocument, worker: Worker) => void>();
   let startup: { resolve: () => void; reject: (err: Error) => void } | undefined;
   const listenersClosed = new ListenersClosedBarrier<Slot>((s) => {
     if (s.worker) send(s.worker, { t: 'answer' });
   });
+  // Closed once, whichever path comes first: a failed start and a signal can both get there.
+  let ownerClosed: Promise<void> | undefined;
+  const closeOwner = (): Promise<void> => (ownerClosed ??= (async () => (await ownerReady?.catch(() => undefined))?.close())());
+
+  /**
+   * Limits are the whole server's: while a worker is missing, the others share them (as they share its
+   * agents, which reconnect to them), and give its share back once its replacement is ready. A replacement
+   * starts with the full count's share (its environment), so it is told only if that differs.
+   */
+  const announceServing = (): void => {
+    const now = serving();
+    for (const s of now) send(s.worker!, { t: 'serving', workers: Math.max(1, now.length) });
+  };
+
+  /** Each serving worker told whether another one has room, when that changed. */
+  const tellRoom = (): void => {
+    const now = serving();
+    for (const s of now) {
+      const elsewhere = now.some((o) => o !== s && handoffs.room(o) > 0);
+      if (elsewhere !== s.roomElsewhere) send(s.worker!, { t: 'room', elsewhere });
+      s.roomElsewhere = elsewhere;
+    }
+  };
+
+  const handoffs: HandoffRouter<Slot> = new HandoffRouter<Slot>(serving,
+    (to, id, handle, returned, failed) => {
+      try {
+        to.worker!.send({ t: 'adopt', id, returned } satisfies ToWorker, handle as never, (err: Error | null) => {
+          if (err) failed();
+        });
+      } catch {
+        failed();
+      }
+    },
+    () => tellRoom());
 
   let metrics: Server | undefined;
   // From the start: a stop while the workers start stops them too. Each worker drains within
   // timeouts.drain (and exits by itself 5 s after it at the latest).
-  stopOnSignals(log, config.server.timeouts.drainMs + 10_000, async () => {
+  const stopAll = stopOnSignals(log, config.server.timeouts.drainMs + 10_000, async () => {
     stopping = true;
+    handoffs.stop();
     // 'close': exited, and its last log lines read (they may come through this process).
-    const exited = slots.filter((s) => s.worker).map((s) => new Promise<void>((r) => s.worker!.process.once('close', () => r())));
+    const exits = slots.filter((s) => s.worker).map((s) => {
+      const proc = s.worker!.process;
+      return new Promise<WorkerExit>((r) => proc.once('close', (code: number | null, signal: NodeJS.Signals | null) => r({ slot: s.index, pid: proc.pid, code, signal })));
+    });
     // No worker answers a held poll until every one has closed its listeners — starting ones too: with
     // SO_REUSEPORT one listens before it says it is ready.
     listenersClosed.begin(slots.filter((s) => s.worker));
@@ -285,10 +324,14 @@ export async function runPrimary(config: FleetServerConfig, args: ConfigArgs, lo
       if (s.ready) send(s.worker!, { t: 'stop' });
       else s.worker?.process.kill('SIGTERM');
     }
-    await Promise.all(exited);
+    const ended = await Promise.all(exits);
     metrics?.close();
     // Last: the workers' final bookkeeping went through it.
-    await (await ownerReady?.catch(() => undefined))?.close();
+    await closeOwner();
+    if (failure) throw failure;
+    // A worker whose drain overran or failed, or that crashed mid-drain, lost what it held: a supervisor must see it.
+    const unclean = uncleanStopExits(ended);
+    if (unclean) throw new Error(unclean);
   }, {
     overrun: () => {
       for (const s of slots) s.worker?.kill('SIGKILL');
@@ -298,6 +341,15 @@ export async function runPrimary(config: FleetServerConfig, args: ConfigArgs, lo
       return left.length > 0 ? `waiting for workers ${left.join(', ')} to exit` : 'closing the store';
     },
   });
+
+  /** The start failed: whatever started is killed, the store closed, and `err` goes to the caller (exit 1). */
+  const failStart = async (err: unknown): Promise<never> => {
+    stopping = true;
+    failure = err instanceof Error ? err : new Error(String(err));
+    for (const s of slots) s.worker?.kill('SIGKILL');
+    await closeOwner().catch((closeErr: unknown) => log.error({ err: closeErr }, 'cannot close the store'));
+    throw err;
+  };
 
   const owner = await ownerReady;
   if (stopping) return;
@@ -313,60 +365,31 @@ export async function runPrimary(config: FleetServerConfig, args: ConfigArgs, lo
       await ensurePortFree(config.server.host, config.server.port);
       if (config.server.internalPort > 0 && config.server.internalPort !== config.server.port) await ensurePortFree('localhost', config.server.internalPort);
     } catch (err) {
-      await owner?.close();
-      throw err;
+      if (stopping) return;
+      await failStart(err);
     }
     if (stopping) return;
   }
-
-  /**
-   * Limits are the whole server's: while a worker is missing, the others share them (as they share its
-   * agents, which reconnect to them), and give its share back once its replacement is ready. A replacement
-   * starts with the full count's share (its environment), so it is told only if that differs.
-   */
-  const announceServing = (): void => {
-    const workers = Math.max(1, slots.filter((s) => s.ready && s.worker).length);
-    for (const s of slots) if (s.ready && s.worker) send(s.worker, { t: 'serving', workers });
-  };
-
-  /** Each serving worker told whether another one has room, when that changed. */
-  const tellRoom = (): void => {
-    const serving = slots.filter((s) => s.ready && s.worker);
-    for (const s of serving) {
-      const elsewhere = serving.some((o) => o !== s && (o.room ?? 0) > 0);
-      if (elsewhere !== s.roomElsewhere) send(s.worker!, { t: 'room', elsewhere });
-      s.roomElsewhere = elsewhere;
-    }
-  };
-
-  const handoffs = new HandoffRouter<Slot>(
-    () => new Map(slots.filter((s) => s.ready && s.worker).map((s) => [s, s.room ?? 0])),
-    (to, id, handle, returned, failed) => {
-      try {
-        to.worker!.send({ t: 'adopt', id, returned } satisfies ToWorker, handle as never, (err: Error | null) => {
-          if (err) failed();
-        });
-      } catch {
-        failed();
-      }
-    },
-    (to) => {
-      to.room = (to.room ?? 0) - 1;
-      if (to.room === 0) tellRoom();
-    });
 
   const fork = (slot: Slot): void => {
     if (stopping) return;
     const worker = cluster.fork({
       // Also when this process was started without them (FLEET_SERVER_NO_REEXEC).
       ...missingStartEnv(),
-      [ENV_ARGS]: JSON.stringify({ config: args.config, E: args.E }), [ENV_SIZE]: String(size), [ENV_SLOT]: String(slot.index), ...(reusePort ? { [ENV_REUSE_PORT]: '1' } : {}),
+      [ENV_SIZE]: String(size), [ENV_SLOT]: String(slot.index), ...(reusePort ? { [ENV_REUSE_PORT]: '1' } : {}),
       ...(pipeLogs ? { [ENV_PIPE_LOGS]: '1' } : {}), ...(owner ? { [ENV_STORE_SOCKET]: owner.socketPath } : {}),
     });
     slot.worker = worker;
     slot.ready = false;
     slot.failure = undefined;
-    slot.startedAt = Date.now();
+    // A worker that hangs while starting would hold its slot (and at start-up, the whole start) forever.
+    slot.readyTimer = setTimeout(() => {
+      if (stopping || slot.worker !== worker || slot.ready) return;
+      slot.failure = `worker ${slot.index} was not ready within ${READY_TIMEOUT_MS / 1000} s`;
+      log.error({ 'worker.slot': slot.index, 'process.pid': worker.process.pid, 'ready.timeout_ms': READY_TIMEOUT_MS }, 'worker not ready in time; killing it');
+      worker.process.kill('SIGKILL');
+    }, READY_TIMEOUT_MS);
+    slot.readyTimer.unref();
     // node:readline is loaded only when worker logs are relayed (~0.6 MiB of RSS otherwise).
     if (writeLine && worker.process.stderr) (require('node:readline') as typeof import('node:readline')).createInterface({ input: worker.process.stderr }).on('line', (l) => writeLine(`${l}\n`));
     worker.on('message', (m: ToPrimary, handle?: ClientHandle) => {
@@ -375,12 +398,15 @@ export async function runPrimary(config: FleetServerConfig, args: ConfigArgs, lo
       } else if (m.t === 'adopted') {
         handoffs.answered(m.id, m.taken);
       } else if (m.t === 'room') {
-        slot.room = m.room;
+        handoffs.report(slot, m.room);
         tellRoom();
-      } else if (m.t === 'hello') send(worker, { t: 'init', ticketKeys: ticketKeys.toString('hex') });
+      } else if (m.t === 'config?') send(worker, configAnswer(config));
+      else if (m.t === 'hello') send(worker, { t: 'init', ticketKeys: ticketKeys.toString('hex') });
       else if (m.t === 'failed') slot.failure = m.reason;
       else if (m.t === 'ready') {
+        clearTimeout(slot.readyTimer);
         slot.ready = true;
+        markReady(slot, Date.now());
         if (!startup) announceServing();
         log.info({ 'worker.slot': slot.index, 'process.pid': worker.process.pid }, 'worker ready');
         if (startup && slots.every((s) => s.ready)) startup.resolve();
@@ -397,32 +423,45 @@ export async function runPrimary(config: FleetServerConfig, args: ConfigArgs, lo
   cluster.on('exit', (worker, code, signal) => {
     const slot = slots.find((s) => s.worker === worker);
     if (!slot) return;
+    clearTimeout(slot.readyTimer);
     slot.worker = undefined;
     const wasServing = slot.ready;
     slot.ready = false;
-    slot.room = undefined;
     slot.roomElsewhere = undefined;
     handoffs.gone(slot);
     listenersClosed.gone(slot);
-    if (!stopping) tellRoom();
+    // Stopping: the stop's drain judges the exits.
     if (stopping) return;
+    tellRoom();
     if (wasServing && !startup) announceServing();
     const fields = {
       'worker.slot': slot.index, 'process.pid': worker.process.pid, 'exit.code': code, 'exit.signal': signal,
       ...(slot.failure ? { 'error.message': slot.failure } : {}),
     };
     if (startup) {
-      startup.reject(new Error(slot.failure ?? `worker ${slot.index} exited (${signal ?? code}) before it was ready`));
+      const failed = (): void => startup?.reject(new Error(slot.failure ?? `worker ${slot.index} exited (${signal ?? code}) before it was ready`));
+      // If the primary's own stop begins meanwhile, this exit was part of it: the stop ends the process.
+      // (A referenced timer: the start's outcome must still be said.)
+      if (mayBeGroupStop(signal)) {
+        setTimeout(() => {
+          if (!stopping) failed();
+        }, OTHERS_CLOSED_WAIT_MS);
+      } else failed();
       return;
     }
-    const lived = Date.now() - slot.startedAt;
-    if (lived >= STABLE_MS) slot.backoff.reset();
-    const wait = lived >= STABLE_MS ? 0 : slot.backoff.next();
+    const next = afterExit(slot, slots, serving().length, Date.now());
+    if ('giveUp' in next) {
+      // Serving nothing while looking alive would hide the fault from the supervisor: exit 1 instead.
+      failure = new Error(`${next.giveUp} (worker ${slot.index}: ${slot.failure ?? `exited (${signal ?? code})`})`);
+      log.error(fields, `${next.giveUp}; exiting`);
+      stopAll('no worker serving');
+      return;
+    }
     restarts++;
-    log.error({ ...fields, 'restart.in_ms': wait }, 'worker exited; starting a replacement');
+    log.error({ ...fields, 'restart.in_ms': next.restartInMs }, 'worker exited; starting a replacement');
     setTimeout(() => {
       if (!stopping) fork(slot);
-    }, wait);
+    }, next.restartInMs);
   });
 
   const ready = new Promise<void>((resolve, reject) => (startup = { resolve, reject }));
@@ -432,10 +471,7 @@ export async function runPrimary(config: FleetServerConfig, args: ConfigArgs, lo
     releaseStartUpTiering(log);
     if (stopping) return;
   } catch (err) {
-    stopping = true;
-    for (const s of slots) s.worker?.kill('SIGKILL');
-    await owner?.close();
-    throw err;
+    await failStart(err);
   } finally {
     startup = undefined;
   }

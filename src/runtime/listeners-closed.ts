@@ -6,32 +6,57 @@
 // attempts overflowed that queue; none in two runs since). With every listener closed first, an agent
 // answered early finds no listener: refused, and retried after its back-off, as a restart means. A worker
 // waits for the word at most OTHERS_CLOSED_WAIT_MS (a worker blocked for seconds holds no one up).
+// A worker stopped alone (a signal to its pid) thus answers up to that much late (see the class below):
+// the price of not mistaking the first worker a group signal reaches for one stopped alone.
 
 /** The longest a worker waits for the others to close their listeners before answering its polls. */
 export const OTHERS_CLOSED_WAIT_MS = 1000;
 
-/** The primary's side: who has closed, and the word to answer, given to each once all have. */
+/**
+ * The primary's side: who has closed, and the word to answer, given to each once all have. A worker that
+ * closes before the whole stop began is held up to `holdMs` first: a signal to the process group (systemd's
+ * default KillMode=control-group, Ctrl-C) reaches every process at once, and that worker's handler may
+ * simply have run before the primary's. Only if no whole stop begins meanwhile was it stopped alone.
+ */
 export class ListenersClosedBarrier<W> {
-  /** While the whole server stops: the workers whose listeners are still open. */
-  private open: Set<W> | undefined;
+  /** Before the whole server's stop, 'serving'; then 'closing' until every listener is closed; then 'closed'. */
+  private phase: 'serving' | 'closing' | 'closed' = 'serving';
+  /** While closing: the workers whose listeners are still open. */
+  private readonly open = new Set<W>();
   private readonly waiting = new Set<W>();
-  /** Closed before the whole server's stop began (stopped alone, or by a signal to the process group that reached it first). */
-  private readonly closedEarly = new Set<W>();
+  /** Closed while serving, not yet told: they join the whole stop if it begins before their hold ends. */
+  private readonly held = new Map<W, ReturnType<typeof setTimeout>>();
+  /** Closed while serving and told to answer: stopped alone, so nobody waits for their listeners. */
+  private readonly alone = new Set<W>();
 
   /** `answer(w)`: tell w to answer its polls now. */
-  constructor(private readonly answer: (w: W) => void) {}
+  constructor(private readonly answer: (w: W) => void, private readonly holdMs = OTHERS_CLOSED_WAIT_MS) {}
 
   /** The whole server stops: these workers' listeners are open (or about to be: one still starting listens before it is ready). */
   begin(open: Iterable<W>): void {
-    this.open = new Set([...open].filter((w) => !this.closedEarly.has(w)));
+    if (this.phase !== 'serving') return;
+    this.phase = 'closing';
+    for (const w of open) if (!this.alone.has(w) && !this.held.has(w)) this.open.add(w);
+    for (const [w, timer] of this.held) {
+      clearTimeout(timer);
+      this.waiting.add(w);
+    }
+    this.held.clear();
     this.release();
   }
 
-  /** w closed its listeners. Outside a whole stop (a worker stopped alone) it answers at once. */
+  /** w closed its listeners. */
   closed(w: W): void {
-    if (!this.open) {
-      this.closedEarly.add(w);
-      this.answer(w);
+    if (this.phase === 'closed') return this.answer(w);
+    if (this.phase === 'serving') {
+      if (this.held.has(w) || this.alone.has(w)) return;
+      const timer = setTimeout(() => {
+        this.held.delete(w);
+        this.alone.add(w);
+        this.answer(w);
+      }, this.holdMs);
+      timer.unref?.();
+      this.held.set(w, timer);
       return;
     }
     this.open.delete(w);
@@ -41,18 +66,18 @@ export class ListenersClosedBarrier<W> {
 
   /** w exited: nobody waits for it, and it waits for nothing. */
   gone(w: W): void {
+    clearTimeout(this.held.get(w));
+    this.held.delete(w);
+    this.alone.delete(w);
     this.waiting.delete(w);
-    this.closedEarly.delete(w);
-    if (!this.open) return;
-    this.open.delete(w);
-    this.release();
+    if (this.open.delete(w)) this.release();
   }
 
   private release(): void {
-    if (!this.open || this.open.size > 0) return;
+    if (this.phase !== 'closing' || this.open.size > 0) return;
     for (const w of this.waiting) this.answer(w);
     this.waiting.clear();
     // Every listener is closed: a worker that says so later (one that was still starting) answers at once.
-    this.open = undefined;
+    this.phase = 'closed';
   }
 }

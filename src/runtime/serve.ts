@@ -1,5 +1,5 @@
 // The life of a serving process, standalone or a cluster worker: until a signal (or the primary) says
-// stop, then a drain within timeouts.drain and exit 0; exit 1 if the drain overruns.
+// stop, then a drain within timeouts.drain and exit 0; exit 1 if the drain fails or overruns.
 import type { Logger } from 'pino';
 import type { FleetServerConfig } from '../config/config';
 import type { FleetSharing } from '../fleet/fleet';
@@ -29,9 +29,15 @@ export async function withStoreContext<T>(config: FleetServerConfig, open: () =>
   }
 }
 
+/** Stops the process (once; later calls do nothing); `requested`: whether a stop has begun, by a signal or a call. */
+export interface Stopper {
+  (reason: string): void;
+  readonly requested: boolean;
+}
+
 /** `server` may still be opening: a stop meanwhile waits for it (one that fails to open has nothing to stop). */
 export function serveUntilStopped(server: ServerInstance | Promise<ServerInstance>, config: FleetServerConfig, log: Logger,
-  listenersClosed?: () => Promise<boolean>): (reason: string) => void {
+  listenersClosed?: () => Promise<boolean>): Stopper {
   let opened: ServerInstance | undefined;
   return stopOnSignals(log, config.server.timeouts.drainMs + 5000, async () => {
     opened = await Promise.resolve(server).catch(() => undefined);
@@ -40,11 +46,12 @@ export function serveUntilStopped(server: ServerInstance | Promise<ServerInstanc
 }
 
 /**
- * On the first of SIGTERM, SIGINT or the returned function's call: `drain`, then exit 0; past `deadlineMs`
- * `overrun` and exit 1, logging the drain's `phase`. SIGHUP reopens the log files (signals.ts).
+ * On the first of SIGTERM, SIGINT or the returned function's call: `drain`, then exit 0; exit 1 if it
+ * throws (a supervisor must see that the last writes or the store's close failed), or past `deadlineMs`
+ * after `overrun`, logging the drain's `phase`. SIGHUP reopens the log files (signals.ts).
  */
 export function stopOnSignals(log: Logger, deadlineMs: number, drain: () => Promise<object | void>,
-  { overrun, phase }: { overrun?: () => void; phase?: () => string } = {}): (reason: string) => void {
+  { overrun, phase }: { overrun?: () => void; phase?: () => string } = {}): Stopper {
   let stopping = false;
   const stop = async (signal: string): Promise<void> => {
     if (stopping) return;
@@ -56,15 +63,25 @@ export function stopOnSignals(log: Logger, deadlineMs: number, drain: () => Prom
       process.exit(1);
     }, deadlineMs);
     hard.unref();
+    let code = 1;
     try {
       const timings = await drain();
       log.info({ ...timings }, 'fleet-server stopped');
-      log.flush();
+      code = 0;
+    } catch (err) {
+      log.error({ err }, 'fleet-server stop failed');
     } finally {
-      process.exitCode = 0;
-      setImmediate(() => process.exit(0));
+      // The drain is over: its deadline no longer applies (the exit below may wait a turn).
+      clearTimeout(hard);
+      try {
+        log.flush();
+      } finally {
+        process.exitCode = code;
+        setImmediate(() => process.exit(code));
+      }
     }
   };
   handleSignals(log, (signal) => void stop(signal));
-  return (reason) => void stop(reason);
+  const request = (reason: string): void => void stop(reason);
+  return Object.defineProperty(request, 'requested', { get: () => stopping }) as Stopper;
 }
