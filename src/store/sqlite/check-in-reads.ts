@@ -43,6 +43,18 @@ export function rolesOf(row: Row | undefined): RoleMap | undefined {
   return row ? (JSON.parse(row['role_descriptors'] as string) as RoleMap) : undefined;
 }
 
+/** A read-only connection that waits only for the rare moments the WAL index is rebuilt; never long on the event loop. */
+export function openReader(path: string): DatabaseSync {
+  const db = new DatabaseSync(path, { readOnly: true });
+  try {
+    db.exec('PRAGMA busy_timeout = 50');
+  } catch (err) {
+    db.close();
+    throw err;
+  }
+  return db;
+}
+
 /**
  * A read-only connection of this process to the embedded database another process owns. WAL lets it
  * read beside the owner's writes without their lock; each read is one statement, so it sees every write
@@ -59,10 +71,8 @@ export class CheckinReads {
 
   /** `box`: the store's encryption key, as its owner opened it (secret-box.ts). */
   constructor(private readonly path: string, private readonly box: SecretBox) {
-    this.db = new DatabaseSync(path, { readOnly: true });
+    this.db = openReader(path);
     try {
-      // A reader waits only for the rare moments the WAL index is rebuilt; never long on the event loop.
-      this.db.exec('PRAGMA busy_timeout = 50');
       this.agent = this.db.prepare(AGENT_BY_ID);
       this.key = this.db.prepare(API_KEY_BY_ID);
       this.secret = this.db.prepare(SECRET_BY_ID);

@@ -30,7 +30,7 @@ import { openFields, sealFields } from './sealed-fields';
 import type { SqlAccess } from './sql-access';
 import { SqliteUploads } from './uploads';
 import { AGENT_BY_ID, AGENT_SELECT, agentHit, batchRefreshes, checkinEffect, CLEAR_KEPT_POLICY, DROP_REFRESH, KEPT_POLICY, policyOnlyOf, PUT_POLICY, PUT_REFRESH, refreshOf, withKeptPolicy } from './agent-checkins';
-import { API_KEY_BY_ID, keyCheck, openSecret, ROLES_BY_ID, rolesOf, rowHit, SECRET_BY_ID } from './check-in-reads';
+import { API_KEY_BY_ID, keyCheck, openReader, openSecret, ROLES_BY_ID, rolesOf, rowHit, SECRET_BY_ID } from './check-in-reads';
 import { isoToMs, rfc3339 } from '../../util/time';
 
 type Row = Record<string, unknown>;
@@ -118,6 +118,15 @@ export class SqliteStore implements Store {
   /** Chunk bytes, as files beside the database (blobs.ts). */
   private readonly blobs: BlobDir;
   private readonly stmts = new Map<string, Statement>();
+  /**
+   * The change feeds' own read connection (none for `:memory:`). On the writer's connection the next
+   * group's transaction is open while the last one's WAL flush runs (group-commit.ts), so a feed woken
+   * by that flush read the open group's rows there: actions handed to agents before they were durable,
+   * or at all — a COMMIT that then fails takes them back, and their seq goes to the next action, which
+   * a dispatcher already past that seq would never deliver. Another connection sees only what committed.
+   */
+  private readonly feedDb: DatabaseSync | undefined;
+  private readonly feedStmts = new Map<string, Statement>();
   /** Why the last write failed, until a write changes rows again (checkpoints stopped: for good). */
   private writeFault: string | undefined;
   /** The last bulkUpdateAgents' parts all applied (not yet committed): the next batch starts then. */
@@ -133,6 +142,13 @@ export class SqliteStore implements Store {
       throw err;
     }
     this.wal = path === ':memory:' ? undefined : new FileFlusher(`${path}-wal`);
+    try {
+      this.feedDb = path === ':memory:' ? undefined : openReader(path);
+    } catch (err) {
+      this.db.close();
+      this.lock?.release();
+      throw storeError(err, path);
+    }
     const failed = (err: unknown): unknown => {
       const e = err instanceof StoreUnavailableError ? err : storeError(err, this.path);
       if (e instanceof StoreUnavailableError) this.setWriteFault(e.message);
@@ -183,7 +199,7 @@ export class SqliteStore implements Store {
     return new SqliteChangeFeed<T>(
       this.watcher, table,
       () => this.maxSeq(table),
-      (after, upTo) => this.q(`SELECT seq, id, doc FROM ${table} WHERE seq > ? AND seq <= ?${filter} ORDER BY seq`)
+      (after, upTo) => this.feedQ(`SELECT seq, id, doc FROM ${table} WHERE seq > ? AND seq <= ?${filter} ORDER BY seq`)
         .all(after, upTo, ...params()).map((r) => this.sealedHit<T>(r as Row)!),
     );
   }
@@ -235,8 +251,19 @@ export class SqliteStore implements Store {
     return { _id: id, _seq_no: Number(row['seq']), _source: openFields<T>(row['doc'] as string, this.box, id) };
   }
 
+  /** A statement of the feeds' connection (the writer's for `:memory:`). */
+  private feedQ(sql: string): Statement {
+    if (!this.feedDb) return this.q(sql);
+    let s = this.feedStmts.get(sql);
+    if (!s) {
+      s = guarded(this.feedDb.prepare(sql), this.path);
+      this.feedStmts.set(sql, s);
+    }
+    return s;
+  }
+
   private maxSeq(table: 'policies' | 'actions'): number {
-    const row = this.q(`SELECT max(seq) AS m FROM ${table}`).get() as Row;
+    const row = this.feedQ(`SELECT max(seq) AS m FROM ${table}`).get() as Row;
     return row['m'] === null ? -1 : Number(row['m']);
   }
 
@@ -254,6 +281,8 @@ export class SqliteStore implements Store {
     await this.dbFile?.close();
     this.watcher.close();
     this.stmts.clear();
+    this.feedStmts.clear();
+    if (this.feedDb?.isOpen) this.feedDb.close();
     this.faultListeners.clear();
     // The writer's connection closes last: SQLite then copies what is left and removes the WAL.
     const closeWriter = (): void => {
