@@ -149,6 +149,35 @@ test('a group whose transaction SQLite rolled back under it fails as unavailable
   expect(count()).toBe(1);
 });
 
+test('a flush outlasting the stall bound: the fault is shown, new writes fail at once, and both end with the flush', async () => {
+  const faults: (string | undefined)[] = [];
+  let stalled!: () => void;
+  const seen = new Promise<void>((r) => (stalled = r));
+  let release!: () => void;
+  const slow = new GroupCommit(db, {
+    durable: () => new Promise<void>((r) => { release = r; }), failed: (err) => err, totalChanges: () => 0, committed: () => undefined,
+    stalled: (fault) => {
+      faults.push(fault);
+      if (fault) stalled();
+    },
+  }, { stallMs: 20 });
+  const insert = db.prepare('INSERT INTO t (v) VALUES (?)');
+  const a = slow.write(() => insert.run('a'));
+  await seen;
+  expect(faults).toEqual([expect.stringMatching(/has not finished flushing to disk/)]);
+  let ran = false;
+  await expect(slow.write(() => { ran = true; })).rejects.toMatchObject({ name: 'StoreUnavailableError', clientMessage: expect.stringMatching(/disk is not responding/) });
+  expect(ran).toBe(false);
+  release();
+  await a;
+  expect(faults).toEqual([expect.any(String), undefined]);
+  // Writes are taken again.
+  const b = slow.write(() => insert.run('b'));
+  await new Promise((r) => setTimeout(r, 10));
+  release();
+  await b;
+});
+
 test('writes that come in while a flush is under way share one transaction, committed when it ends', async () => {
   const insert = db.prepare('INSERT INTO t (v) VALUES (?)');
   let release!: () => void;

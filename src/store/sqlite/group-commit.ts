@@ -55,6 +55,11 @@ export interface GroupCommitHooks {
    */
   lost?(): unknown;
   /**
+   * A flush has not ended within the stall bound (the fault to show), or the stalled flush ended
+   * (undefined). Meanwhile new writes fail at once instead of piling up behind a disk that does not answer.
+   */
+  stalled?(fault: string | undefined): void;
+  /**
    * Right after a COMMIT that changed rows (kept ones: so it wrote pages to the WAL), before anything
    * else runs on the connection (checkpointer.ts).
    */
@@ -64,9 +69,17 @@ export interface GroupCommitHooks {
 /** Least time from one COMMIT's start to the next (see the top of this file). */
 export const COMMIT_GAP_MS = 5;
 
+/**
+ * A WAL flush not ended after this long is a stalled disk (a lost network volume, a failing device):
+ * fdatasync takes milliseconds, a few hundred on a busy cloud volume.
+ */
+export const FLUSH_STALL_MS = 10_000;
+
 export interface GroupCommitOptions {
   /** Least time from one COMMIT's start to the next (default COMMIT_GAP_MS). */
   gapMs?: number;
+  /** How long a flush may take before it counts as stalled (default FLUSH_STALL_MS). */
+  stallMs?: number;
   /** A monotonic clock in milliseconds (tests). */
   now?: () => number;
 }
@@ -81,15 +94,20 @@ export class GroupCommit {
   private readonly now: () => number;
   /** Why writes can no longer be made durable (hooks.lost), once they cannot. */
   private broken: unknown;
+  private readonly stallMs: number;
+  /** Set while the flush under way has outlasted stallMs: the error new writes fail with. */
+  private stall: StoreUnavailableError | undefined;
 
   constructor(private readonly db: DatabaseSync, private readonly hooks: GroupCommitHooks, opts: GroupCommitOptions = {}) {
     this.gapMs = opts.gapMs ?? COMMIT_GAP_MS;
+    this.stallMs = opts.stallMs ?? FLUSH_STALL_MS;
     this.now = opts.now ?? monotonicMs;
   }
 
   /** Runs fn now, inside the turn's transaction; resolves with its result once that has committed. */
   write<T>(fn: () => T, changed: readonly string[] = []): Promise<T> {
     if (this.broken !== undefined) return Promise.reject(this.broken);
+    if (this.stall) return Promise.reject(this.stall);
     let g: Group;
     try {
       g = this.open();
@@ -170,11 +188,25 @@ export class GroupCommit {
     const rowsChanged = this.hooks.totalChanges() - g.changesUndone > g.changesBefore;
     if (rowsChanged) this.hooks.wrote?.();
     this.flushing = true;
+    const watch = setTimeout(() => {
+      this.stall = new StoreUnavailableError(`the write-ahead log has not finished flushing to disk for ${this.stallMs / 1000} s; writes are refused until it does`,
+        { clientMessage: 'the embedded store cannot be used: the disk is not responding' });
+      this.hooks.stalled?.(this.stall.message);
+    }, this.stallMs);
+    watch.unref();
+    const ended = (): void => {
+      clearTimeout(watch);
+      if (!this.stall) return;
+      this.stall = undefined;
+      this.hooks.stalled?.(undefined);
+    };
     this.hooks.durable().then(() => {
+      ended();
       this.flushed();
       this.hooks.committed(g.changed, rowsChanged);
       for (const w of g.waiters) w.resolve();
     }, (err: unknown) => {
+      ended();
       const lost = this.hooks.lost?.();
       const e = this.hooks.failed(lost ?? err);
       if (lost === undefined) {

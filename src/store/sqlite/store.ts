@@ -177,6 +177,7 @@ export class SqliteStore implements Store {
       totalChanges: () => this.totalChanges(),
       durable: () => (this.wal ? this.wal.flush() : Promise.resolve()),
       lost: () => this.wal?.lost,
+      stalled: (fault) => this.setWriteFault(fault ?? this.lastingFault()),
       wrote: () => this.checkpointer?.wrote(),
       committed: (tables, rowsChanged) => {
         // A write that changed rows ends a fault, except a lasting one.
