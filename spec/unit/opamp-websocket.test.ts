@@ -1,50 +1,14 @@
 // OpAMP's WebSocket session in process: a refused handshake lets its socket go, a pipelining Collector
 // has one message decoded at a time (the rest wait in TCP), and nothing is handled once it has closed.
 import { randomBytes } from 'node:crypto';
-import { EventEmitter } from 'node:events';
 import http from 'node:http';
 import net from 'node:net';
 import type { OpampReply, Push } from '../../src/fleet/opamp';
 import type { UpgradeContext } from '../../src/http/route';
 import { handleOpampWebSocket } from '../../src/opamp/websocket';
 import { agentToServer, CAP } from '../support/collector';
+import { FakeSocket } from '../support/fake-socket';
 import { clientFrame } from '../support/ws-client';
-
-/** The parts of a net.Socket the session uses; everything written is kept, nothing flushed. */
-class FakeSocket extends EventEmitter {
-  readonly written: Buffer[] = [];
-  writableLength = 0;
-  paused = false;
-  destroyed = false;
-  setNoDelay(): this {
-    return this;
-  }
-  write(b: Buffer | string): boolean {
-    this.written.push(Buffer.from(b));
-    return true;
-  }
-  pause(): this {
-    this.paused = true;
-    return this;
-  }
-  resume(): this {
-    this.paused = false;
-    return this;
-  }
-  end(): this {
-    return this;
-  }
-  destroySoon(): void {
-    this.destroy();
-  }
-  destroy(): this {
-    if (!this.destroyed) {
-      this.destroyed = true;
-      setImmediate(() => this.emit('close'));
-    }
-    return this;
-  }
-}
 
 interface FakeOpamp {
   handle: jest.Mock<Promise<OpampReply>, [unknown, unknown, Push | undefined]>;
