@@ -3,6 +3,7 @@
 // not read, or pipeline messages past one being handled. A fake socket makes reads and the send buffer
 // exact; the half-open case runs on a real loopback pair.
 import net from 'node:net';
+import { BodyBudget } from '../../src/http/body';
 import { CLOSE, WebSocketConnection, type WebSocketOptions } from '../../src/http/websocket';
 import { FakeSocket } from '../support/fake-socket';
 import { clientFrame } from '../support/ws-client';
@@ -170,4 +171,27 @@ test('after the peer\'s close, a socket it keeps half-open is destroyed: at once
   expect(await fakeClosed).toBe(1000);
   expect(sock.destroyed).toBe(false);
   expect(await within(new Promise((r) => sock.once('close', r)), 5000)).toBe(true);
+});
+
+test('unfinished messages of every connection share the server\'s body budget: past it a connection is closed 1013, and all is given back', async () => {
+  const budget = new BodyBudget(256 * 1024);
+  const a = session(1024 * 1024, undefined, { budget });
+  const b = session(1024 * 1024, undefined, { budget });
+  // a holds 150 KiB of a 200 KiB message; b's 120 KiB would take the budget past its bound.
+  const big = clientFrame(0x2, Buffer.alloc(200 * 1024, 1));
+  a.sock.send(big.subarray(0, 150 * 1024));
+  expect(budget.inUse).toBe(150 * 1024);
+  b.sock.send(clientFrame(0x2, Buffer.alloc(160 * 1024, 2)).subarray(0, 120 * 1024));
+  expect(closeCode(b.sock.frames().find(([op]) => op === 0x8)![1])).toBe(CLOSE.tryAgainLater);
+  expect(budget.inUse).toBe(150 * 1024);
+  // a finishes its message: handed on, and its bytes given back.
+  a.sock.send(big.subarray(150 * 1024));
+  expect(a.messages).toHaveLength(1);
+  expect(budget.inUse).toBe(0);
+  // A connection that ends with part of a message given back too.
+  a.sock.send(big.subarray(0, 10 * 1024));
+  expect(budget.inUse).toBe(10 * 1024);
+  a.sock.destroy();
+  await a.closed;
+  expect(budget.inUse).toBe(0);
 });

@@ -7,6 +7,7 @@ import type { Logger } from 'pino';
 import type { FleetServerConfig } from '../config/config';
 import type { RouteName } from '../config/limits';
 import type { RouteCounters, RouteMetric } from './counters';
+import type { ByteBudget } from './websocket';
 import type { FleetErrorCode } from '../fleet/errors';
 import type { EnrollmentRecord } from '../fleet/enroll';
 import type { Fleet } from '../fleet/fleet';
@@ -51,6 +52,8 @@ export type UpgradeContext<A extends AuthKind = AuthKind> = Omit<BaseContext, 'r
   stopping: AbortSignal;
   /** Headers the session's answer to the upgrade carries (X-Request-Id). */
   responseHeaders: Record<string, string>;
+  /** The server's budget for bodies in memory, which a session's unfinished messages share. */
+  bodyBudget: ByteBudget;
 };
 
 interface BodyCommon {

@@ -456,7 +456,7 @@ export class HttpService {
     const stop = new AbortController();
     const ctx = {
       req, socket, head, params: {}, fleet: this.fleet, config: this.config, log: this.log, agentVersion: '', counters, stopping: stop.signal,
-      responseHeaders: { 'X-Request-Id': requestId },
+      responseHeaders: { 'X-Request-Id': requestId }, bodyBudget: this.bodyBudget,
     } as unknown as UpgradeContext;
     this.authenticate(route, ctx, ctx as unknown as Record<string, unknown>).then(() => {
       limiter.leave();

@@ -9,7 +9,7 @@ import type { Socket } from 'node:net';
 
 const GUID = '258EAFA5-E914-47DA-95CA-C5AB0DC85B11';
 
-export const CLOSE = { normal: 1000, goingAway: 1001, protocolError: 1002, policy: 1008, tooBig: 1009, internal: 1011 } as const;
+export const CLOSE = { normal: 1000, goingAway: 1001, protocolError: 1002, policy: 1008, tooBig: 1009, internal: 1011, tryAgainLater: 1013 } as const;
 
 /** How long a closing connection may take to go before it is destroyed (a peer that neither reads nor closes). */
 const CLOSE_GRACE_MS = 2000;
@@ -28,10 +28,22 @@ const MAX_UNSENT_BYTES = 4 * 1024 * 1024;
 const MIN_FRAGMENTS = 64;
 const FRAGMENT_BYTES = 1024;
 
+/** Memory shared by every connection's unread and unfinished messages (http/body.ts BodyBudget). */
+export interface ByteBudget {
+  take(n: number): boolean;
+  give(n: number): void;
+}
+
 /** The bounds above, for a caller (or a test) that needs others. */
 export interface WebSocketOptions {
   closeGraceMs?: number;
   maxUnsentBytes?: number;
+  /**
+   * What this connection holds of messages not yet whole (read and unparsed, fragments) is taken from
+   * it: each connection may hold one message up to its limit, so without a shared bound thousands of
+   * connections trickling large messages would hold thousands of limits. Past it: close 1013.
+   */
+  budget?: ByteBudget;
 }
 
 /** Reasons reading is held: a message's handler still running, or the peer not taking what it was sent. */
@@ -115,6 +127,9 @@ export class WebSocketConnection {
   private destroyTimer: NodeJS.Timeout | undefined;
   private readonly closeGraceMs: number;
   private readonly maxUnsentBytes: number;
+  private readonly budget: ByteBudget | undefined;
+  /** Bytes taken from the budget: what is buffered and in fragments, as of the last account(). */
+  private reserved = 0;
   /** When the peer last sent anything (ms since the epoch), for liveness sweeps. */
   lastHeard = Date.now();
   private pinged = false;
@@ -123,6 +138,7 @@ export class WebSocketConnection {
     head?: Buffer, opts: WebSocketOptions = {}) {
     this.closeGraceMs = opts.closeGraceMs ?? CLOSE_GRACE_MS;
     this.maxUnsentBytes = opts.maxUnsentBytes ?? MAX_UNSENT_BYTES;
+    this.budget = opts.budget;
     this.maxFragments = Math.max(MIN_FRAGMENTS, Math.ceil(maxMessageBytes / FRAGMENT_BYTES));
     socket.setNoDelay(true);
     socket.on('data', (c: Buffer) => this.receive(c));
@@ -164,7 +180,22 @@ export class WebSocketConnection {
     this.buffered = [];
     this.bufferedBytes = 0;
     this.fragments = [];
+    this.fragmentBytes = 0;
+    this.account();
     this.h.onClose(this.closeSent ? this.closeCode : code);
+  }
+
+  /** Brings the budget's share to what is held now; false when the budget cannot cover it. */
+  private account(): boolean {
+    if (!this.budget) return true;
+    const held = this.bufferedBytes + this.fragmentBytes;
+    if (held > this.reserved) {
+      if (!this.budget.take(held - this.reserved)) return false;
+    } else if (held < this.reserved) {
+      this.budget.give(this.reserved - held);
+    }
+    this.reserved = held;
+    return true;
   }
 
   private destroyLater(): void {
@@ -233,6 +264,10 @@ export class WebSocketConnection {
     this.lastHeard = Date.now();
     this.buffered.push(chunk);
     this.bufferedBytes += chunk.length;
+    if (!this.account()) {
+      this.fail(CLOSE.tryAgainLater, 'server busy');
+      return;
+    }
     if (this.held === 0) this.parse();
   }
 
@@ -258,11 +293,14 @@ export class WebSocketConnection {
     if (this.ended || this.failed) {
       this.buffered = [];
       this.bufferedBytes = 0;
+      this.account();
       return;
     }
     const rest = buf.subarray(off);
     this.buffered = rest.length > 0 ? [rest] : [];
     this.bufferedBytes = rest.length;
+    // Only less than before: what was parsed moved into fragments or was handed on.
+    this.account();
   }
 
   /** Parses one frame at `off`; returns the bytes it used, or 0 when it has not all arrived (`needed` says how much). */
@@ -364,6 +402,7 @@ export class WebSocketConnection {
     this.bufferedBytes = 0;
     this.fragments = [];
     this.fragmentBytes = 0;
+    this.account();
     // Nothing more is read from a connection being closed for a protocol fault.
     this.socket.removeAllListeners('data');
     this.socket.on('data', () => undefined);

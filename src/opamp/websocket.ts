@@ -102,7 +102,7 @@ export function handleOpampWebSocket(ctx: UpgradeContext<'enrollment'>): Promise
         ctx.stopping.removeEventListener('abort', stop);
         resolve();
       },
-    }, ctx.head);
+    }, ctx.head, { budget: ctx.bodyBudget });
     watch(ws);
     const stop = (): void => ws.close(CLOSE.goingAway);
     ctx.stopping.addEventListener('abort', stop);
