@@ -243,12 +243,23 @@ export class OpampService {
     const now = rfc3339(this.clock.now());
     const id = msg.requestInstanceUid ? uuidV7(this.clock.now()) : uid;
     const doc = enrollmentDocument(id, enrollment, msg.description, now);
-    if (!(await this.store.createAgent(id, doc))) throw new Error(`agent ${id} exists already`);
+    if (!(await this.store.createAgent(id, doc)) && !(await this.sameEnrollment(id, enrollment))) throw new Error(`agent ${id} exists already`);
     if (found && !KEEP_REASONS.has(found._source.audit_unenrolled_reason ?? '')) {
       await this.store.updateAgent({ id: uid, doc: { updated_at: now, audit_unenrolled_time: now, audit_unenrolled_reason: 'reenrolled' } });
     }
     this.log.info({ 'fleet.agent.id': id, 'fleet.policy.id': enrollment.policyId }, 'OpAMP agent enrolled');
     return id;
+  }
+
+  /**
+   * After a create met 409: whether the stored document is this instance's OpAMP enrolment under the
+   * same policy — our own create, landed before a gateway error and retried (or the same Collector's
+   * concurrent message). Enrollment treats the same 409 as success (upstream does too); failing here
+   * would have the agent ask again and, with RequestInstanceUid, leave the stored agent orphaned.
+   */
+  private async sameEnrollment(id: string, enrollment: EnrollmentRecord): Promise<boolean> {
+    const stored = (await this.store.getAgent(id))?._source;
+    return stored !== undefined && stored.type === 'OPAMP' && stored.agent?.id === id && stored.policy_id === enrollment.policyId;
   }
 
   private checkinRecord(id: string, msg: OpampMessage, status: Seen['status'], stored: AgentDoc | undefined): CheckinRecord {

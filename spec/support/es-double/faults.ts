@@ -6,6 +6,15 @@ export interface FaultRule {
   status?: number;
   /** With `_bulk`: fail every item with this status instead of the request. */
   itemStatus?: number;
+  /**
+   * With `status`: serve the request first, then answer with the status (a gateway timing out, or the
+   * connection lost, after the write landed).
+   */
+  afterServing?: boolean;
+  /** Answer with this body, as JSON (and as Elasticsearch's product), with `status` or 200: a proxy's page that is not JSON. */
+  rawBody?: string;
+  /** With `_bulk`: fail only items whose `_id` is in this list (with `itemStatus`). */
+  itemIds?: string[];
   /** Delay before serving. */
   delayMs?: number;
   /** How many requests the rule applies to (default: until removed). */

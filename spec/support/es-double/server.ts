@@ -219,10 +219,14 @@ export class EsDouble {
       this.stats.requests[route.kind] = (this.stats.requests[route.kind] ?? 0) + 1;
       const fault = this.faults.take(route.kind, method, path);
       if (fault?.delayMs) await sleep(fault.delayMs);
-      if (fault?.status) {
-        throw fault.status === 429 ? rejected() : new EsError(fault.status, fault.status === 503 ? 'unavailable_shards_exception' : 'double_fault_injection',
-          `fault injected on [${route.kind}]`);
+      if (fault?.rawBody !== undefined) {
+        res.writeHead(fault.status ?? 200, { 'X-Elastic-Product': 'Elasticsearch', 'Content-Type': 'application/json' });
+        res.end(fault.rawBody);
+        return;
       }
+      const injected = fault?.status ? (fault.status === 429 ? rejected() : new EsError(fault.status, fault.status === 503 ? 'unavailable_shards_exception' : 'double_fault_injection',
+        `fault injected on [${route.kind}]`)) : undefined;
+      if (injected && !fault?.afterServing) throw injected;
       const ct = String(req.headers['content-type'] ?? '');
       if (body.length > 0 && ct && !/json|ndjson|cbor/.test(ct)) {
         this.send(res, method, 406, { error: `Content-Type header [${ct}] is not supported`, status: 406 });
@@ -231,8 +235,9 @@ export class EsDouble {
       const principal = this.security.authenticate(req.headers.authorization);
       this.security.authorize(principal, route.action);
       const ctx: Ctx = { req, res, method, path, q: url.searchParams, params, body, principal, signal: abort.signal };
-      if (fault?.itemStatus) (ctx as Ctx & { itemStatus?: number }).itemStatus = fault.itemStatus;
+      if (fault?.itemStatus) Object.assign(ctx, { itemStatus: fault.itemStatus, itemIds: fault.itemIds });
       const reply = await route.handler(ctx);
+      if (injected) throw injected;
       this.send(res, method, reply.status ?? 200, reply.body);
     } catch (err) {
       const e = err instanceof EsError ? err
@@ -540,7 +545,7 @@ export class EsDouble {
     };
   }
 
-  private async bulk(x: Ctx & { itemStatus?: number }, pathIndex: string | undefined): Promise<Reply> {
+  private async bulk(x: Ctx & { itemStatus?: number; itemIds?: string[] }, pathIndex: string | undefined): Promise<Reply> {
     const started = Date.now();
     const text = x.body.toString();
     if (text.length > 0 && !text.endsWith('\n')) throw illegalArgument('The bulk request must be terminated by a newline [\\n]');
@@ -558,7 +563,7 @@ export class EsDouble {
       const index = meta._index ?? pathIndex;
       try {
         if (!index) throw validationFailed('index is missing');
-        if (x.itemStatus) throw x.itemStatus === 429 ? rejected('bulk item') : new EsError(x.itemStatus, 'double_fault_injection', 'fault injected on bulk item');
+        if (x.itemStatus && (!x.itemIds || x.itemIds.includes(meta._id ?? ''))) throw x.itemStatus === 429 ? rejected('bulk item') : new EsError(x.itemStatus, 'double_fault_injection', 'fault injected on bulk item');
         if (op !== 'create' && op !== 'index' && !meta._id) throw validationFailed('id is missing');
         const res = op === 'update' ? this.cluster.update(index, meta._id!, source as UpdateBody, meta)
           : op === 'delete' ? this.cluster.delete(index, meta._id!, meta)

@@ -5,16 +5,25 @@ import type { Client } from '@elastic/elasticsearch';
 import type { RoleMap } from '../documents';
 import type { ApiKey, ApiKeyCheck, ApiKeyService, CreateApiKeyRequest } from '../port';
 import type { Semaphore } from '../../util/semaphore';
-import { statusIn, withRetries } from './connection';
+import { statusIn, toStoreError, withRetries } from './connection';
 
 export class EsApiKeys implements ApiKeyService {
   constructor(private readonly client: Client, private readonly security: Semaphore) {}
 
+  /**
+   * Not retried, by this server nor by the client (maxRetries 0): a 504 or a dropped connection may
+   * come after the key was minted, and a retry would mint a second one while the first is never stored
+   * or invalidated. The failure is told to the agent (503/429), which retries the whole request.
+   */
   async createApiKey(req: CreateApiKeyRequest): Promise<ApiKey> {
-    const r = await this.security.run(() => withRetries('create API key', () => this.client.security.createApiKey({
-      name: req.name, role_descriptors: req.roleDescriptors as never, metadata: req.metadata, refresh: false,
-    })));
-    return { id: r.id, key: r.api_key };
+    try {
+      const r = await this.security.run(() => this.client.security.createApiKey({
+        name: req.name, role_descriptors: req.roleDescriptors as never, metadata: req.metadata, refresh: false,
+      }, { maxRetries: 0 }));
+      return { id: r.id, key: r.api_key };
+    } catch (err) {
+      throw toStoreError(err, 'create API key');
+    }
   }
 
   async checkApiKey(id: string, secret: string): Promise<ApiKeyCheck> {

@@ -124,8 +124,8 @@ export class Bulker {
     });
   }
 
-  private push<T extends AnyPending>(q: Queue<T>, item: T): void {
-    this.waitingOps++;
+  private push<T extends AnyPending>(q: Queue<T>, item: T, counted = false): void {
+    if (!counted) this.waitingOps++;
     q.items.push(item);
     q.bytes += item.bytes;
     if (q.items.length >= this.cfg.flushThresholdCount || q.bytes >= this.cfg.flushThresholdBytes) this.flush(q);
@@ -172,7 +172,10 @@ export class Bulker {
       if (r.status === 429) {
         op.retry ??= new Backoff();
         if (op.retry.attempts < MAX_ITEM_RETRIES) {
-          void sleep(op.retry.next()).then(() => this.push(refresh ? this.refreshWrites : this.writes, op));
+          // Still waiting until settled: counted now (run() uncounts the whole batch), through the sleep
+          // and the re-queue, so new work sees the bound and drain() (then the client's close) waits for it.
+          this.waitingOps++;
+          void sleep(op.retry.next()).then(() => this.push(refresh ? this.refreshWrites : this.writes, op, true));
           return;
         }
       }

@@ -95,17 +95,26 @@ export function statusIn(err: unknown): number | undefined {
 /**
  * What an Elasticsearch failure means to fleet logic: unreachable, refusing our token, or failing
  * inside → unavailable (503 to agents); rejecting work (429) → busy. Other errors are the caller's.
+ * `update`: the failure is an update's, whose 409 is a version conflict that outlasted
+ * retry_on_conflict — contention on the document, told to agents as back-pressure (429), not a 500.
  */
-export function toStoreError(err: unknown, what: string): unknown {
+export function toStoreError(err: unknown, what: string, opts: { update?: boolean } = {}): unknown {
   if (err instanceof StoreUnavailableError || err instanceof StoreBusyError) return err;
   const status = statusOf(err);
   const unavailable = (message: string): StoreUnavailableError => new StoreUnavailableError(message, { cause: err, clientMessage: UNREACHABLE });
   if (status === 429) return new StoreBusyError(`${what}: Elasticsearch is rejecting requests (429)`, { cause: err, clientMessage: REJECTING });
+  if (status === 409 && opts.update) return new StoreBusyError(`${what}: version conflict after retries (409)`, { cause: err, clientMessage: REJECTING });
   if (status === 401) return unavailable(`${what}: Elasticsearch refused the service token (401)`);
   if (status === 403) return unavailable(`${what}: the service token lacks a privilege (403): ${(err as Error).message}`);
   if (status !== undefined && status >= 500) return unavailable(`${what}: Elasticsearch error ${status}: ${(err as Error).message}`);
+  // Retried statuses still failing when the retries ran out (408 timeout, 425 too early), and a request
+  // refused as too large (413: http.max_content_length, or a proxy's lower limit): the cluster's or the
+  // path's fault, not the agent's.
+  if (status === 408 || status === 425 || status === 413) return unavailable(`${what}: Elasticsearch error ${status}: ${(err as Error).message}`);
+  // Unreachable, timed out, not Elasticsearch, or an answer that is not JSON (DeserializationError: a
+  // proxy's HTML page under a JSON content type): the cluster cannot be used from here.
   if (err instanceof errors.ConnectionError || err instanceof errors.TimeoutError || err instanceof errors.NoLivingConnectionsError
-    || err instanceof errors.ProductNotSupportedError || err instanceof errors.RequestAbortedError) {
+    || err instanceof errors.ProductNotSupportedError || err instanceof errors.RequestAbortedError || err instanceof errors.DeserializationError) {
     return unavailable(`${what}: ${err.message}`);
   }
   return err;
@@ -114,7 +123,7 @@ export function toStoreError(err: unknown, what: string): unknown {
 const REJECTING = 'Elasticsearch is rejecting requests (429); retry later';
 
 /** Upstream's words to agents for any Elasticsearch outage (api/error.go). */
-const UNREACHABLE = 'Fleet server unable to communicate with Elasticsearch';
+export const UNREACHABLE = 'Fleet server unable to communicate with Elasticsearch';
 
 /** Statuses retried with backoff, as upstream's client does (the JS client retries 502–504 itself, at once). */
 const RETRIED = new Set([408, 425, 429, 502, 503, 504]);

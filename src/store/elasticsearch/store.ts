@@ -2,18 +2,19 @@
 // upstream Fleet Server read and write them, API keys and secrets through the security and Fleet
 // APIs, reads and writes batched by the bulker, changes followed through global checkpoints.
 import type { Client } from '@elastic/elasticsearch';
+import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
 import type { BulkConfig, ElasticsearchOutputConfig, MonitorConfig } from '../../config/config';
 import type { ActionDoc, ActionResultDoc, AgentDoc, EnrollmentKeyDoc, Hit, PolicyDoc, RoleMap } from '../documents';
 import type {
   AgentListQuery, ApiKey, ApiKeyCheck, ApiKeyService, ChangeFeed, RemoteOutput, CreateApiKeyRequest, DocUpdate, PendingAction, PendingActionQuery, Store,
 } from '../port';
-import { NotFoundError, StoreUnavailableError } from '../port';
+import { NotFoundError, StoreBusyError, StoreUnavailableError } from '../port';
 import { Bulker, type ItemResult } from './bulker';
 import { EsItemError } from './item-error';
 import { EsChangeFeed } from './change-feed';
 import { EsApiKeys } from './api-keys';
-import { createClient, statusIn, statusOf, toStoreError, withRetries } from './connection';
+import { createClient, statusIn, statusOf, toStoreError, UNREACHABLE, withRetries } from './connection';
 import { buildConfig } from '../../config/config';
 import { filter, LATEST_POLICIES, pendingActions, term } from './queries';
 import { Backoff, sleep } from '../../util/backoff';
@@ -48,8 +49,8 @@ function hitsOf<T>(r: Obj): Hit<T>[] {
   return hits.map((h) => (h._seq_no === undefined ? { _id: h._id, _source: h._source } : { _id: h._id, _seq_no: h._seq_no, _source: h._source }));
 }
 
-function itemFailed(r: ItemResult, what: string): Error {
-  return toStoreError(new EsItemError(r.status, r.error?.type ?? 'unknown', r.error?.reason ?? `status ${r.status}`), what) as Error;
+function itemFailed(r: ItemResult, what: string, opts: { update?: boolean } = {}): Error {
+  return toStoreError(new EsItemError(r.status, r.error?.type ?? 'unknown', r.error?.reason ?? `status ${r.status}`), what, opts) as Error;
 }
 
 /** The version this server needs: Elasticsearch must be the same minor or newer (upstream's rule). */
@@ -80,7 +81,11 @@ export class EsStore implements Store {
   private readonly keys: EsApiKeys;
   private readonly remotes = new Map<string, EsApiKeys>();
 
+  /** The bulker's thresholds, which also bound each `_bulk` of a check-in batch. */
+  private readonly bulkConfig: BulkConfig;
+
   constructor(config: ElasticsearchOutputConfig, opts: EsStoreOptions, private readonly log: Logger) {
+    this.bulkConfig = opts.bulk;
     this.client = createClient(config, { maxRetries: config.maxRetries, requestTimeoutMs: config.timeoutMs });
     this.keys = new EsApiKeys(this.client, new Semaphore(Math.max(1, config.maxConnPerHost - opts.bulk.flushMaxPending)));
     // The monitors' long polls: no retries (a failed poll is simply polled again) and no short timeout.
@@ -186,9 +191,18 @@ export class EsStore implements Store {
     return keys;
   }
 
+  /**
+   * Not retried (nor by the client: maxRetries 0): a 504 or a dropped connection may come after the
+   * secret was stored, and a retry would store a second one that nothing refers to. The caller's
+   * failure (503) makes the whole request be retried.
+   */
   async createSecret(value: string): Promise<string> {
-    const r = await withRetries('create secret', () => this.client.fleet.postSecret({ value } as never)) as unknown as { id: string };
-    return r.id;
+    try {
+      const r = await this.client.fleet.postSecret({ value } as never, { maxRetries: 0 }) as unknown as { id: string };
+      return r.id;
+    } catch (err) {
+      throw toStoreError(err, 'create secret');
+    }
   }
 
   async getSecret(id: string): Promise<string | undefined> {
@@ -235,7 +249,7 @@ export class EsStore implements Store {
       await withRetries('update enrollment key', () => this.client.update({ index: INDEX.enrollmentKeys, id, doc, refresh: 'wait_for', retry_on_conflict: 3 }));
     } catch (err) {
       if (statusIn(err) === 404) throw new NotFoundError(`enrollment key ${id} not found`);
-      throw err;
+      throw toStoreError(err, 'update enrollment key', { update: true });
     }
   }
 
@@ -279,24 +293,61 @@ export class EsStore implements Store {
   async updateAgent(update: DocUpdate<AgentDoc>): Promise<void> {
     const r = await this.write('update', INDEX.agents, update.id, this.updateBody(update), { refresh: true, retryOnConflict: 3 });
     if (r.status === 404) throw new NotFoundError(`agent ${update.id} not found`);
-    if (r.status >= 300) throw itemFailed(r, 'update agent');
+    if (r.status >= 300) throw itemFailed(r, 'update agent', { update: true });
   }
 
   /**
-   * Check-in bookkeeping: one `_bulk` for the whole batch (upstream flushes it as one request every
-   * 10 s), refreshed when an ack position is written so the next check-in's search sees it.
+   * Check-in bookkeeping. Upstream (internal/pkg/checkin/bulk.go) hands the batch to its bulker, which
+   * sends it in `_bulk` requests of at most flush_threshold_cnt operations and flush_threshold_size
+   * bytes; so here, one request after another. One request for the whole batch could pass
+   * http.max_content_length or the request timeout at 100,000 agents, and then fail every time.
+   * A request is refreshed when it writes an ack position, so the next check-in's search sees it.
+   *
+   * Any item that failed (other than 404: the agent was deleted meanwhile) makes the call throw, so
+   * the bookkeeper keeps the batch for its next flush instead of losing the check-ins. Writing the
+   * items that did land once more is harmless: they are the same partial documents.
    */
   async bulkUpdateAgents(updates: DocUpdate<AgentDoc>[]): Promise<void> {
-    if (updates.length === 0) return;
-    const refresh = updates.some((u) => (u.doc as Obj)['action_seq_no'] !== undefined);
-    await this.directBulk('check-in bulk', updates.map((u) => [{ update: { _id: u.id, _index: INDEX.agents, retry_on_conflict: 3 } }, this.updateBody(u)]), refresh);
+    const { flushThresholdCount: maxCount, flushThresholdBytes: maxBytes } = this.bulkConfig;
+    const failed: ItemResult[] = [];
+    let chunk: string[][] = [];
+    let bytes = 0;
+    let refresh = false;
+    const send = async (): Promise<void> => {
+      const items = await this.directBulk('check-in bulk', chunk, refresh);
+      failed.push(...items.filter((r) => r.status >= 300 && r.status !== 404));
+      chunk = [];
+      bytes = 0;
+      refresh = false;
+    };
+    for (const u of updates) {
+      // Serialized once, here: the size is then exact, and the client sends the lines as they are.
+      const op = [JSON.stringify({ update: { _id: u.id, _index: INDEX.agents, retry_on_conflict: 3 } }), JSON.stringify(this.updateBody(u))];
+      const size = Buffer.byteLength(op[0]!) + Buffer.byteLength(op[1]!) + 2;
+      if (chunk.length > 0 && (chunk.length >= maxCount || bytes + size > maxBytes)) await send();
+      chunk.push(op);
+      bytes += size;
+      refresh ||= (u.doc as Obj)['action_seq_no'] !== undefined;
+    }
+    if (chunk.length > 0) await send();
+    if (failed.length > 0) throw this.checkinFailed(failed, updates.length);
+  }
+
+  /** The error for check-in updates that failed: busy when Elasticsearch only pushed back (429, or 409 after retry_on_conflict). */
+  private checkinFailed(failed: ItemResult[], total: number): Error {
+    const first = failed.find((r) => r.status !== 429 && r.status !== 409) ?? failed[0]!;
+    const what = `check-in bulk: ${failed.length} of ${total} agent updates failed`;
+    const err = itemFailed(first, what, { update: true });
+    if (err instanceof StoreUnavailableError || err instanceof StoreBusyError) return err;
+    return new StoreUnavailableError(`${what}: ${err.message}`, { cause: err, clientMessage: UNREACHABLE });
   }
 
   /**
-   * One `_bulk` request outside the bulker (a batch that is already whole). Items Elasticsearch
-   * rejects with 429 are sent again with backoff; the final item results come back in order.
+   * One `_bulk` request outside the bulker (a batch that is already whole; lines may be serialized
+   * already). Items Elasticsearch rejects with 429 are sent again with backoff; the final item results
+   * come back in order.
    */
-  private async directBulk(what: string, ops: Obj[][], refresh: boolean | 'wait_for'): Promise<ItemResult[]> {
+  private async directBulk(what: string, ops: (Obj | string)[][], refresh: boolean | 'wait_for'): Promise<ItemResult[]> {
     const results: ItemResult[] = new Array(ops.length);
     let pending = ops.map((_, i) => i);
     const backoff = new Backoff();
@@ -346,20 +397,48 @@ export class EsStore implements Store {
 
   async addPolicyRevision(doc: PolicyDoc): Promise<Hit<PolicyDoc>> {
     // Kibana writes revisions with refresh=wait_for; the monitors find them through the checkpoint.
-    const r = await withRetries('write policy', () => this.client.index({ index: INDEX.policies, document: doc, refresh: 'wait_for' }));
-    return { _id: r._id, _seq_no: r._seq_no, _source: doc };
+    // The id is ours (a random UUID, as Kibana's own revisions have) and the write a create, so that a
+    // retry after a write that landed (a 502/504 or a reset on the way back) meets 409 instead of
+    // adding the revision twice; that 409 is our own write.
+    const id = randomUUID();
+    try {
+      const r = await withRetries('write policy', () => this.client.create({ index: INDEX.policies, id, document: doc, refresh: 'wait_for' }));
+      return { _id: r._id, _seq_no: r._seq_no, _source: doc };
+    } catch (err) {
+      if (statusIn(err) !== 409) throw err;
+      return { _id: id, _seq_no: await this.storedSeqNo(INDEX.policies, id, 'write policy'), _source: doc };
+    }
+  }
+
+  /** The `_seq_no` of a document this server has just written (a realtime read: no refresh needed). */
+  private async storedSeqNo(index: string, id: string, what: string): Promise<number | undefined> {
+    let r;
+    try {
+      r = await this.bulker.read(index, id);
+    } catch (err) {
+      throw toStoreError(err, what);
+    }
+    if (!r) throw new StoreUnavailableError(`${what}: ${index}/${id} answered 409 but cannot be read`, { clientMessage: UNREACHABLE });
+    return r._seq_no;
   }
 
   // ---- .fleet-actions ----
 
   async createActions(docs: ActionDoc[]): Promise<Hit<ActionDoc>[]> {
     if (docs.length === 0) return [];
-    // Kibana writes actions with refresh=wait_for.
-    const items = await this.directBulk('write actions', docs.map((d) => [{ create: { _index: INDEX.actions } }, d as Obj]), 'wait_for');
-    return items.map((item, i) => {
-      if (item.status >= 300) throw itemFailed(item, 'write action');
-      return { _id: item._id, _seq_no: item._seq_no, _source: docs[i]! };
-    });
+    // Kibana writes actions with refresh=wait_for, under ids of its own (random UUIDs); so do we, as
+    // creates, so that a `_bulk` retried after it landed (a 502/504 or a reset on the way back) meets
+    // 409 instead of storing each action twice (an UPGRADE or UNENROLL delivered twice). The 409 is our
+    // own write.
+    const ids = docs.map(() => randomUUID());
+    const items = await this.directBulk('write actions', docs.map((d, i) => [{ create: { _index: INDEX.actions, _id: ids[i]! } }, d as Obj]), 'wait_for');
+    const hits: Hit<ActionDoc>[] = [];
+    for (const [i, item] of items.entries()) {
+      if (item.status === 409) hits.push({ _id: ids[i]!, _seq_no: await this.storedSeqNo(INDEX.actions, ids[i]!, 'write action'), _source: docs[i]! });
+      else if (item.status >= 300) throw itemFailed(item, 'write action');
+      else hits.push({ _id: item._id, _seq_no: item._seq_no, _source: docs[i]! });
+    }
+    return hits;
   }
 
   async findAction(actionId: string): Promise<Hit<ActionDoc> | undefined> {
