@@ -3,7 +3,7 @@
 // through the internal port → HEALTHY → a policy change keeps held check-ins → bad output → FAILED →
 // recovery → units STOPPED → SIGTERM. Plus reconnects, unit types, diagnostics and heartbeats.
 import { writeFileSync } from 'node:fs';
-import { request as httpRequest } from 'node:http';
+import { createServer as createHttpServer, request as httpRequest } from 'node:http';
 import { join } from 'node:path';
 import { proto } from '../src/control/generated/control';
 import { SimAgent } from './support/agent';
@@ -304,6 +304,26 @@ test('waiting states: a missing output unit, then a policy that does not exist y
   fake.units = [input!, output!];
   fake.send();
   await fake.waitObserved('waiting on the policy', both(S.STARTING, 'Waiting on policy with Fleet Server integration: not-yet'));
+}));
+
+test('a port in use: FAILED with the reason, retried on a timer (not per expected message), HEALTHY once the port is free', () => withAgentEnv(async ({ dir, es, fake }) => {
+  await seedFleetServerPolicy(dir, es);
+  fake.agentInfo = { ...fake.agentInfo, id: 'host-agent-4' };
+  const port = await freePort();
+  const blocker = createHttpServer();
+  await new Promise<void>((r) => blocker.listen(port, '127.0.0.1', r));
+  fake.units = fleetServerUnits({ policyId: POLICY, esHosts: [es.url], serviceToken: es.serviceToken, port, internalPort: await freePort() });
+  fake.spawn(dir);
+  await fake.waitObserved('FAILED on the taken port', both(S.FAILED, /^Error - listen EADDRINUSE/));
+  // The agent answers every observed message while FAILED; the restarts still wait 2 s, then 4 s.
+  await sleep(3000);
+  const failures = (fake.stderr.match(/the server failed to start; retrying/g) ?? []).length;
+  expect(failures).toBeGreaterThanOrEqual(1);
+  expect(failures).toBeLessThanOrEqual(3);
+  await new Promise((r) => blocker.close(r));
+  // No new policy: the restart timer alone brings the server up.
+  await fake.waitObserved('HEALTHY once the port is free', both(S.HEALTHY, RUNNING), 30_000);
+  expect(await request(`http://127.0.0.1:${port}/api/status`)).toMatchObject({ status: 200 });
 }));
 
 test('a component that stops checking in is killed after three missed check-in ticks', () => withAgentEnv(async ({ dir, es, fake }) => {

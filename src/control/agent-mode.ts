@@ -9,19 +9,52 @@ import { createLogger, normalizeLevel } from '../logging/logger';
 import { ServerInstance, type StopTimings } from '../runtime/server-instance';
 import { jsonEqual } from '../util/json-equal';
 import { handleSignals } from '../runtime/signals';
-import type { HealthStatus } from '../fleet/self-monitor';
+import type { AgentHealthInput } from '../fleet/agent-health';
+import type { HealthStatus, SelfMonitor } from '../fleet/self-monitor';
 import { VERSION } from '../version';
-import { ControlClient } from './client';
+import { ControlClient, type ControlHandlers } from './client';
 import { diagnosticHooks } from './diagnostics';
 import { proto } from './generated/control';
 import { startMemoryTrim } from '../runtime/memory-trim';
 import { readStartUpInfo } from './startup';
+import { realTimers, RetryTimer, type Timers } from './timers';
 import { configFromUnits, outputFromUnit, unitSource, type OutputChoice } from './unit-config';
 import type { Unit, UnitChanges } from './units';
 
 const BOOTSTRAP_RETRY_MS = 60_000;
 
 type Obj = Record<string, unknown>;
+
+/** What agent mode uses of a server (a ServerInstance). */
+export interface RunningServer {
+  readonly fleet: {
+    readonly health: Pick<SelfMonitor, 'current' | 'onChange'>;
+    setAgentHealthInput(input: AgentHealthInput): Promise<void>;
+  };
+  start(opts: { requireVersion?: string }): Promise<void>;
+  stop(opts?: { spread?: boolean }): Promise<StopTimings>;
+}
+
+/** What agent mode uses of the control protocol client. */
+export type ControlPort = Pick<ControlClient, 'start' | 'stop' | 'setState' | 'registerDiagnostic' | 'agentInfo' | 'component'>;
+
+/** The real ones by default; tests drive AgentMode with fakes and a manual clock. */
+export interface AgentModeDeps {
+  client?: (handlers: ControlHandlers) => ControlPort;
+  createServer?: (config: FleetServerConfig, log: Logger) => Promise<RunningServer>;
+  /** Tests an Elasticsearch output (resolves with its version). */
+  probe?: (output: Obj) => Promise<string>;
+  timers?: Timers;
+}
+
+async function probeOutput(output: Obj): Promise<string> {
+  const es = buildConfig({ output: { elasticsearch: output } }).elasticsearch!;
+  const { probe } = await import('../store/elasticsearch/connection');
+  return probe(es);
+}
+
+/** Units expected in a state other than these are FAILED "unknown unit state" (upstream) and keep it. */
+const knownExpected = (u: Unit): boolean => u.expectedState === proto.State.HEALTHY || u.expectedState === proto.State.STOPPED;
 
 /**
  * What needs a new server when it changes; log level, agent identity and policy id are applied in place.
@@ -34,22 +67,35 @@ function restartParts(c: FleetServerConfig): unknown[] {
 }
 
 export class AgentMode {
-  readonly client: ControlClient;
+  readonly client: ControlPort;
   private input: Unit | undefined;
   private output: Unit | undefined;
-  private server: ServerInstance | undefined;
+  /** Only a server whose start succeeded: one that failed is stopped and dropped (see startServer). */
+  private server: RunningServer | undefined;
   private config: FleetServerConfig | undefined;
   private unsubscribeHealth: (() => void) | undefined;
   private queue: Promise<void> = Promise.resolve();
-  private bootstrapTimer: NodeJS.Timeout | undefined;
+  private bootstrapTimer: unknown;
   private outputProbe: Promise<string> | undefined;
   private useBootstrap = false;
   /** The output (with its bootstrap) last tested, whose result `useBootstrap` holds. */
   private probed: OutputChoice | undefined;
+  /** Counts the outputs chosen: a re-test of an earlier output that ends after a new one came decides nothing. */
+  private outputGeneration = 0;
   private shuttingDown = false;
+  private readonly createServer: (config: FleetServerConfig, log: Logger) => Promise<RunningServer>;
+  private readonly probe: (output: Obj) => Promise<string>;
+  private readonly timers: Timers;
+  /** The restart of a server that failed to start. */
+  private readonly restart: RetryTimer;
 
-  constructor(private readonly cli: RawConfig, info: proto.StartUpInfo, private readonly log: Logger) {
-    this.client = new ControlClient(info, { onChange: (c) => this.onChange(c) }, log);
+  constructor(private readonly cli: RawConfig, info: proto.StartUpInfo, private readonly log: Logger, deps: AgentModeDeps = {}) {
+    const handlers: ControlHandlers = { onChange: (c) => this.onChange(c) };
+    this.client = deps.client ? deps.client(handlers) : new ControlClient(info, handlers, log);
+    this.createServer = deps.createServer ?? ((config, l) => ServerInstance.create(config, l));
+    this.probe = deps.probe ?? probeOutput;
+    this.timers = deps.timers ?? realTimers;
+    this.restart = new RetryTimer(this.timers);
     for (const hook of diagnosticHooks(() => this.config, () => this.probeCurrentOutput())) this.client.registerDiagnostic(hook);
   }
 
@@ -60,7 +106,8 @@ export class AgentMode {
   /** SIGTERM: report STOPPING, drain, stop the streams; the server's stop timings, if one was running. */
   async shutdown(): Promise<StopTimings | undefined> {
     this.shuttingDown = true;
-    if (this.bootstrapTimer) clearTimeout(this.bootstrapTimer);
+    this.clearBootstrapTimer();
+    this.restart.cancel();
     this.report({ state: 'STOPPING', message: 'Stopping' });
     await this.queue.catch(() => undefined);
     const timings = await this.stopServer({ spread: true });
@@ -114,21 +161,27 @@ export class AgentMode {
     });
   }
 
+  /**
+   * The server's state, on each owned unit the agent expects HEALTHY or STOPPED: one it expects in another
+   * state keeps its FAILED "unknown unit state" until the agent expects something Fleet Server knows.
+   */
   private report(s: HealthStatus): void {
     const state = proto.State[s.state as keyof typeof proto.State];
-    for (const u of [this.input, this.output]) if (u) this.client.setState(u, state, s.message, s.payload);
+    for (const u of [this.input, this.output]) if (u && knownExpected(u)) this.client.setState(u, state, s.message, s.payload);
   }
 
   private async reconcile(touched: boolean): Promise<void> {
     if (this.shuttingDown) return;
     const { input, output } = this;
     if (!input || !output) {
+      this.restart.reset();
       await this.stopServer();
       if (input) this.client.setState(input, proto.State.STARTING, 'waiting for output unit');
       if (output) this.client.setState(output, proto.State.STARTING, 'waiting for input unit');
       return;
     }
     if (input.expectedState === proto.State.STOPPED || output.expectedState === proto.State.STOPPED) {
+      this.restart.reset();
       if (this.server) {
         this.report({ state: 'STOPPING', message: 'Stopping' });
         await this.stopServer();
@@ -151,7 +204,15 @@ export class AgentMode {
     const config = buildConfig(raw);
     const prev = this.config;
     const same = prev !== undefined && jsonEqual(prev.raw, config.raw);
-    if (same && this.server && !touched) return;
+    // The agent answers every observed message while a unit is not healthy, with the same expected
+    // message: that restarts nothing, and a server that failed to start waits for its restart timer
+    // (a start per answer would loop as fast as the two processes can talk). Taken here, so that a
+    // restart that came due while a change was queued is spent by the change's start, not run twice.
+    const due = this.restart.takeDue();
+    if (same && !touched && (this.server || (!due && this.restart.pending))) return;
+    // A change from the agent starts at once; a new configuration that fails waits the shortest time again.
+    if (same) this.restart.cancel();
+    else this.restart.reset();
     this.config = config;
     this.log.level = normalizeLevel(config.logging.level);
 
@@ -166,12 +227,35 @@ export class AgentMode {
       this.report({ state: 'CONFIGURING', message: 'Re-configuring' });
       await this.stopServer();
     }
+    await this.startServer(config);
+  }
+
+  /**
+   * A server that fails to start (its port taken, a TLS file or the service token file missing, the
+   * metrics socket not bindable) is stopped, with whatever it opened (its store; on SQLite a fleet
+   * already started, whose health checks would report HEALTHY over the FAILED), and dropped. Upstream's
+   * agent-mode `Run` loop re-runs the server 2 s after it fails; this waits 2 s, then longer (timers.ts).
+   */
+  private async startServer(config: FleetServerConfig): Promise<void> {
     this.report({ state: 'STARTING', message: 'Starting' });
-    const server = await ServerInstance.create(config, this.log);
-    server.fleet.setAgentHealthInput({ policyId: config.policyId, agentId: config.agent.id });
-    this.unsubscribeHealth = server.fleet.health.onChange((s) => this.report(s));
+    let server: RunningServer | undefined;
+    try {
+      server = await this.createServer(config, this.log);
+      void server.fleet.setAgentHealthInput({ policyId: config.policyId, agentId: config.agent.id });
+      this.unsubscribeHealth = server.fleet.health.onChange((s) => this.report(s));
+      await server.start({ requireVersion: VERSION });
+    } catch (err) {
+      this.unsubscribeHealth?.();
+      this.unsubscribeHealth = undefined;
+      if (server) await server.stop().catch((e: unknown) => this.log.warn({ err: e }, 'agent mode: stopping the server that failed to start failed'));
+      if (this.shuttingDown) return;
+      const retryMs = this.restart.arm(() => this.schedule());
+      this.log.error({ err, 'retry.in_ms': retryMs }, 'agent mode: the server failed to start; retrying');
+      this.report({ state: 'FAILED', message: `Error - ${(err as Error).message}` });
+      return;
+    }
     this.server = server;
-    await server.start({ requireVersion: VERSION });
+    this.restart.reset();
   }
 
   /**
@@ -181,9 +265,9 @@ export class AgentMode {
    */
   private async chooseOutput(choice: OutputChoice): Promise<void> {
     if (choice.bootstrap && this.probed && jsonEqual(choice, this.probed)) return;
+    const generation = ++this.outputGeneration;
     this.probed = choice.bootstrap ? choice : undefined;
-    if (this.bootstrapTimer) clearTimeout(this.bootstrapTimer);
-    this.bootstrapTimer = undefined;
+    this.clearBootstrapTimer();
     if (!choice.bootstrap) {
       this.useBootstrap = false;
       return;
@@ -194,25 +278,31 @@ export class AgentMode {
     } catch (err) {
       if (!this.useBootstrap) this.log.warn({ err: (err as Error).message }, 'output unreachable; running on the bootstrap output and retrying every minute');
       this.useBootstrap = true;
-      this.retryOutput(choice.merged);
+      this.retryOutput(choice.merged, generation);
     }
   }
 
-  private retryOutput(merged: Obj): void {
-    this.bootstrapTimer = setTimeout(() => {
+  /**
+   * A re-test already under way when a new output comes would otherwise decide for the new output with
+   * the old one's result, or (failing) start a second chain of re-tests whose timer no one can clear.
+   */
+  private retryOutput(merged: Obj, generation: number): void {
+    const current = (): boolean => generation === this.outputGeneration && !this.shuttingDown;
+    this.bootstrapTimer = this.timers.set(() => {
       this.bootstrapTimer = undefined;
       void this.probe(merged).then(() => {
+        if (!current()) return;
         this.useBootstrap = false;
         this.schedule();
-      }, () => this.retryOutput(merged));
+      }, () => {
+        if (current()) this.retryOutput(merged, generation);
+      });
     }, BOOTSTRAP_RETRY_MS);
-    this.bootstrapTimer.unref();
   }
 
-  private async probe(output: Obj): Promise<string> {
-    const es = buildConfig({ output: { elasticsearch: output } }).elasticsearch!;
-    const { probe } = await import('../store/elasticsearch/connection');
-    return probe(es);
+  private clearBootstrapTimer(): void {
+    if (this.bootstrapTimer !== undefined) this.timers.clear(this.bootstrapTimer);
+    this.bootstrapTimer = undefined;
   }
 
   private probeCurrentOutput(): Promise<string> {

@@ -4,6 +4,7 @@
 // (1 s, doubling up to 30 s while attempts fail fast); unit state survives reconnects.
 import * as grpc from '@grpc/grpc-js';
 import type { Logger } from 'pino';
+import { sleep } from '../util/backoff';
 import { jsonEqual } from '../util/json-equal';
 import { BUILD_TIME, COMMIT } from '../version';
 import { proto } from './generated/control';
@@ -26,6 +27,11 @@ export interface DiagnosticHook {
 export interface ControlHandlers {
   /** Units were added, changed or removed (also called when only agent info or idx values changed). */
   onChange(changes: UnitChanges, expected: proto.CheckinExpected): void;
+}
+
+export interface ControlClientOptions {
+  /** Waits `ms` or until `signal` aborts (the reconnect wait); tests pass one they end by hand. */
+  sleep?: (ms: number, signal: AbortSignal) => Promise<void>;
 }
 
 type Bidi<Req, Res> = grpc.ClientDuplexStream<Req, Res>;
@@ -74,8 +80,12 @@ export class ControlClient {
   private readonly pendingResponses: proto.IActionResponse[] = [];
   private readonly diagnostics: DiagnosticHook[] = [];
   private readonly loops: Promise<void>[] = [];
+  /** Aborted by stop(): ends a reconnect wait at once. */
+  private readonly stopping = new AbortController();
+  private readonly sleep: (ms: number, signal: AbortSignal) => Promise<void>;
 
-  constructor(private readonly info: proto.StartUpInfo, private readonly handlers: ControlHandlers, private readonly log: Logger) {
+  constructor(private readonly info: proto.StartUpInfo, private readonly handlers: ControlHandlers, private readonly log: Logger, opts: ControlClientOptions = {}) {
+    this.sleep = opts.sleep ?? sleep;
     const max = info.maxMessageSize > 0 ? info.maxMessageSize : 4 * 1024 * 1024;
     const creds = grpc.credentials.createSsl(Buffer.from(info.caCert), Buffer.from(info.peerKey), Buffer.from(info.peerCert));
     this.client = new grpc.Client(grpcTarget(info.addr), creds, {
@@ -93,8 +103,13 @@ export class ControlClient {
     this.heartbeat = setInterval(() => this.sendObserved(), HEARTBEAT_MS);
   }
 
+  /**
+   * Ends both streams and waits for their loops. A loop may be in a reconnect wait (up to 30 s while the
+   * agent is away): that wait ends now, or a SIGTERM would outlast the process's 20 s exit timer.
+   */
   async stop(): Promise<void> {
     this.stopped = true;
+    this.stopping.abort();
     if (this.heartbeat) clearInterval(this.heartbeat);
     this.checkin?.end();
     this.actions?.end();
@@ -162,7 +177,7 @@ export class ControlClient {
         if (!this.stopped) this.log.warn({ err: (err as Error).message, stream: name }, 'control protocol stream failed; reconnecting');
       }
       if (this.stopped) return;
-      await new Promise((r) => setTimeout(r, reconnect.wait()));
+      await this.sleep(reconnect.wait(), this.stopping.signal);
     }
   }
 
