@@ -1,13 +1,17 @@
 // File rules in-process with a manual clock: the upload window, abandoned-upload clean-up, chunk sizes
-// checked as they arrive, completion's size checks, the artifact cache and fetch throttle, and ranged
-// reads across chunks — over the real SQLite adapter on ':memory:' (no server, no sleeps).
+// checked as they arrive, a wrong or late chunk never in a finished file, completion's size checks,
+// the artifact cache and fetch throttle, and ranged reads across chunks — over the real SQLite adapter
+// on ':memory:' (no server, no sleeps).
 import { randomBytes } from 'node:crypto';
+import { existsSync, mkdirSync, utimesSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { isFleetError } from '../../src/fleet/errors';
 import { transitHash, UPLOAD_CHUNK_SIZE, UPLOAD_WINDOW_MS } from '../../src/fleet/uploads';
 import type { AgentDoc, Hit, JsonObject } from '../../src/store/documents';
 import type { ArtifactDoc } from '../../src/store/file-ports';
+import type { BlobDir } from '../../src/store/sqlite/blobs';
 import { esPolicy, InProcessFleet } from '../support/in-process-fleet';
-import { once, sha256 } from '../support/bytes';
+import { collect, once, sha256 } from '../support/bytes';
 
 let f: InProcessFleet;
 afterEach(async () => { await f?.stop(); });
@@ -67,6 +71,118 @@ describe('uploads', () => {
     expect(await f.fleet.uploads.collectAbandoned()).toBe(1);
     expect((await f.store.uploads.findUpload(ready))!.status).toBe('READY');
     expect(await f.store.uploads.findUpload(failed)).toBeUndefined();
+  });
+
+  test('the clean-up reaches the oldest abandoned uploads first, however many READY uploads are newer', async () => {
+    f = await InProcessFleet.start();
+    const agent = await f.agent((await f.enroll()).id);
+    const data = Buffer.from('x');
+    const older = await begin(agent, 1, 'abandoned-1');
+    f.clock.advance(1000);
+    const old = await begin(agent, 1, 'abandoned-2');
+    f.clock.advance(1000);
+    const ready: string[] = [];
+    for (let i = 0; i < 3; i++) {
+      const id = await begin(agent, 1, `ready-${i}`);
+      await f.fleet.uploads.chunk(agent, id, 0, sha256(data), body(data));
+      await f.fleet.uploads.complete(agent, id, { transithash: { sha256: transitHash([sha256(data)]) } });
+      ready.push(id);
+    }
+    f.clock.advance(UPLOAD_WINDOW_MS);
+    // A limit smaller than the READY uploads: they are not what it is spent on.
+    expect(await f.fleet.uploads.collectAbandoned(1)).toBe(1);
+    expect(await f.store.uploads.findUpload(older)).toBeUndefined();
+    expect(await f.store.uploads.findUpload(old)).toBeDefined();
+    expect(await f.fleet.uploads.collectAbandoned(3)).toBe(1);
+    expect(await f.store.uploads.findUpload(old)).toBeUndefined();
+    for (const id of ready) expect((await f.store.uploads.findUpload(id))!.status).toBe('READY');
+  });
+
+  test('a chunk whose bytes do not match X-Chunk-SHA2 is never listed: a completion as it ends cannot count it', async () => {
+    f = await InProcessFleet.start();
+    const agent = await f.agent((await f.enroll()).id);
+    const id = await begin(agent, 5);
+    const claimed = sha256(Buffer.from('hello'));
+    // The agent's completion arrives just as the store is done with the chunk (before the chunk call answers).
+    const put = f.store.uploads.putChunk.bind(f.store.uploads);
+    let completion: string | undefined;
+    f.store.uploads.putChunk = async (u, c, d) => {
+      try {
+        return await put(u, c, d);
+      } finally {
+        completion = await code(f.fleet.uploads.complete(agent, id, { transithash: { sha256: transitHash([claimed]) } }));
+      }
+    };
+    expect(await code(f.fleet.uploads.chunk(agent, id, 0, claimed, body(Buffer.from('jello'))))).toBe('HashMismatch');
+    expect(completion).toBe('MissingChunks');
+    const u = (await f.store.uploads.findUpload(id))!;
+    expect(u.status).toBe('AWAITING_UPLOAD');
+    expect(await f.store.uploads.listChunks(u)).toEqual([]);
+  });
+
+  test('a wrong re-send of a chunk leaves the earlier copy in place', async () => {
+    f = await InProcessFleet.start();
+    const agent = await f.agent((await f.enroll()).id);
+    const good = Buffer.from('hello');
+    const id = await begin(agent, 5);
+    await f.fleet.uploads.chunk(agent, id, 0, sha256(good), body(good));
+    expect(await code(f.fleet.uploads.chunk(agent, id, 0, sha256(good), body(Buffer.from('jello'))))).toBe('HashMismatch');
+    const u = (await f.store.uploads.findUpload(id))!;
+    expect(await f.store.uploads.listChunks(u)).toEqual([{ n: 0, size: 5, sha2: sha256(good), last: true }]);
+    expect(await collect(f.store.uploads.readChunk(u, 0))).toEqual(good);
+    expect(await code(f.fleet.uploads.complete(agent, id, { transithash: { sha256: transitHash([sha256(good)]) } }))).toBe('ok');
+  });
+
+  test('a re-sent chunk still streaming when the upload completes is refused (ErrUploadStopped); the READY file is unchanged', async () => {
+    f = await InProcessFleet.start();
+    const agent = await f.agent((await f.enroll()).id);
+    const good = Buffer.from('hello');
+    const id = await begin(agent, 5);
+    await f.fleet.uploads.chunk(agent, id, 0, sha256(good), body(good));
+    // A re-send with bytes of its own (and their hash), held until the upload is READY.
+    const again = Buffer.from('jello');
+    let streaming!: () => void;
+    const started = new Promise<void>((r) => { streaming = r; });
+    let release!: () => void;
+    const gate = new Promise<void>((r) => { release = r; });
+    const resend = code(f.fleet.uploads.chunk(agent, id, 0, sha256(again), () => (async function* () {
+      streaming();
+      await gate;
+      yield again;
+    })()));
+    await started;
+    expect(await code(f.fleet.uploads.complete(agent, id, { transithash: { sha256: transitHash([sha256(good)]) } }))).toBe('ok');
+    release();
+    expect(await resend).toBe('UploadStopped');
+    const u = (await f.store.uploads.findUpload(id))!;
+    expect(u.status).toBe('READY');
+    expect(await f.store.uploads.listChunks(u)).toEqual([{ n: 0, size: 5, sha2: sha256(good), last: true }]);
+    expect(await collect(f.store.uploads.readChunk(u, 0))).toEqual(good);
+  });
+
+  test('the first clean-up removes chunk directories no row owns (a crash between a row and its files); later ones do not sweep', async () => {
+    f = await InProcessFleet.start();
+    const agent = await f.agent((await f.enroll()).id);
+    const data = Buffer.from('x');
+    const id = await begin(agent, 1);
+    await f.fleet.uploads.chunk(agent, id, 0, sha256(data), body(data));
+    const root = (f.store as unknown as { blobs: BlobDir }).blobs.root;
+    const orphan = (kind: string, name: string): string => {
+      const d = join(root, kind, name);
+      mkdirSync(d, { recursive: true });
+      writeFileSync(join(d, '0'), 'left');
+      const past = new Date(Date.now() - 2 * 3_600_000);
+      utimesSync(d, past, past);
+      return d;
+    };
+    const lost = [orphan('uploads', 'a1.gone-agent'), orphan('deliveries', 'gone-file')];
+    expect(await f.fleet.uploads.collectAbandoned()).toBe(0);
+    for (const d of lost) expect(existsSync(d)).toBe(false);
+    const u = (await f.store.uploads.findUpload(id))!;
+    expect(await collect(f.store.uploads.readChunk(u, 0))).toEqual(data);
+    const later = orphan('uploads', 'a2.gone-agent');
+    await f.fleet.uploads.collectAbandoned();
+    expect(existsSync(later)).toBe(true);
   });
 
   test('each chunk is bounded by the size it must have; a short non-final chunk fails completion', async () => {

@@ -1,9 +1,10 @@
 // What the embedded store's file ports do on disk (the behaviour both stores share is in
 // file-store-conformance.test.ts): chunk files and their directories are private, a failed write leaves
-// no file, chunks survive a restart, a `:memory:` store's directory goes with it, and a file-system
-// fault is the store being unavailable (503), reported as a write fault until a write succeeds.
+// no file, chunks survive a restart, a `:memory:` store's directory goes with it, a file-system fault
+// is the store being unavailable (503), reported as a write fault until a write succeeds, a finished
+// upload's chunks are never replaced, and directories a crash left without a row are swept.
 import { randomUUID } from 'node:crypto';
-import { existsSync, readdirSync, statSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { DatabaseSync } from 'node:sqlite';
@@ -11,6 +12,8 @@ import type { JsonObject } from '../../src/store/documents';
 import type { UploadRecord } from '../../src/store/file-ports';
 import { StoreUnavailableError } from '../../src/store/port';
 import { ownerDirName, type BlobDir } from '../../src/store/sqlite/blobs';
+import { SqliteDeliveries } from '../../src/store/sqlite/deliveries';
+import { SqliteUploads } from '../../src/store/sqlite/uploads';
 import { SqliteStore } from '../../src/store/sqlite/store';
 import { removeDir, tempDir } from '../support/fleet-server';
 import { collect, once, sha256 } from '../support/bytes';
@@ -189,4 +192,125 @@ test('a database written before the file tables gains them on open, its rows kep
   expect((db2.prepare('SELECT count(*) AS n FROM agent_checkins').get() as { n: number }).n).toBe(0);
   expect((db2.prepare('SELECT count(*) AS n FROM secrets').get() as { n: number }).n).toBe(1);
   db2.close();
+});
+
+test('a chunk for a READY, failed or deleted upload is refused, and the chunk file in place is not replaced', async () => {
+  for (const status of ['READY', 'UPLOAD_ERROR', 'DELETED']) {
+    const u = await newUpload();
+    const first = Buffer.from('abcd');
+    await store.uploads.putChunk(u, chunk(0, first), once(first));
+    await store.uploads.setUploadStatus(u, status);
+    const late = Buffer.from('wxyz');
+    await expect(store.uploads.putChunk(u, chunk(0, late), once(late))).rejects.toThrow(`is ${status}: it takes no more chunks`);
+    await expect(store.uploads.putChunk(u, chunk(1, late), once(late))).rejects.toThrow(status);
+    expect(await store.uploads.listChunks(u)).toEqual([{ n: 0, size: 4, sha2: sha256(first), last: false }]);
+    expect(readdirSync(chunkDir(u))).toEqual(['0']);
+    expect(readFileSync(join(chunkDir(u), '0'))).toEqual(first);
+  }
+});
+
+test('a status change waits for a chunk being placed: the chunk found open is kept whole', async () => {
+  const u = await newUpload();
+  const data = Buffer.from('abcd');
+  // Completion marks the upload READY while the chunk's file is being renamed into place.
+  const fsModule = require('node:fs/promises') as typeof fsp;
+  const realRename = fsModule.rename;
+  let marking: Promise<void> | undefined;
+  jest.spyOn(fsModule, 'rename').mockImplementation(async (from, to) => {
+    marking ??= store.uploads.setUploadStatus(u, 'READY');
+    await new Promise((r) => setImmediate(r));
+    return realRename(from, to);
+  });
+  await store.uploads.putChunk(u, chunk(0, data), once(data));
+  await marking;
+  expect((await store.uploads.findUpload(u.uploadId))!.status).toBe('READY');
+  expect(await store.uploads.listChunks(u)).toEqual([{ n: 0, size: 4, sha2: sha256(data), last: false }]);
+  expect(await collect(store.uploads.readChunk(u, 0))).toEqual(data);
+});
+
+describe('directories a crash left without a row', () => {
+  const files = (...p: string[]): string => join(dir, 'files', ...p);
+  const blobsOf = (s: SqliteStore): BlobDir => (s as unknown as { blobs: BlobDir }).blobs;
+  const age = (path: string, ms: number): void => {
+    const t = new Date(Date.now() - ms);
+    utimesSync(path, t, t);
+  };
+  const HOUR = 3_600_000;
+
+  test('are removed by the first sweep after a restart, each only once it has settled; owned ones stay', async () => {
+    // An upload deleted, and the process gone before its directory (as after a crash between the two).
+    const gone = await newUpload();
+    const hashedGone = await newUpload(store, 'x/../gone');
+    const kept = await newUpload();
+    const hashedKept = await newUpload(store, 'x/../kept');
+    for (const u of [gone, hashedGone, kept, hashedKept]) await store.uploads.putChunk(u, chunk(0, Buffer.from('abcd')), once(Buffer.from('abcd')));
+    // The process is gone before a directory's removal (a delivery's withdrawal before its publish still happens).
+    const blobs = blobsOf(store);
+    const removeAll = blobs.removeAll.bind(blobs);
+    const removals = new Map<string, number>();
+    jest.spyOn(blobs, 'removeAll').mockImplementation(async (kind, owner) => {
+      const n = (removals.get(owner) ?? 0) + 1;
+      removals.set(owner, n);
+      if (kind === 'deliveries' && n === 1) return removeAll(kind, owner);
+      throw new Error('killed');
+    });
+    for (const u of [gone, hashedGone]) await expect(store.uploads.deleteUpload(u)).rejects.toThrow('killed');
+    // A delivery whose chunks were written, the process gone before its row.
+    const file = Buffer.from('0123456789');
+    async function* killed(): AsyncIterable<Uint8Array> {
+      yield file;
+      throw new Error('killed');
+    }
+    const meta = { name: 'f', mimeType: 'x/y', size: 20, sha256: sha256(file), chunkSize: 4, agentIds: ['a'] };
+    await expect(store.deliveries.publishDeliveryFile({ ...meta, id: 'old-file' }, killed())).rejects.toThrow('killed');
+    await expect(store.deliveries.publishDeliveryFile({ ...meta, id: 'new-file' }, killed())).rejects.toThrow('killed');
+    await store.deliveries.publishDeliveryFile({ ...meta, id: 'published', size: 10 }, once(file));
+    jest.restoreAllMocks();
+    await store.close();
+
+    store = new SqliteStore(dbPath);
+    for (const u of [gone, hashedGone, kept, hashedKept]) age(chunkDir(u), 10 * 60_000);
+    age(files('deliveries', 'old-file'), 2 * HOUR);
+    age(files('deliveries', 'published'), 2 * HOUR);
+    // A delivery's directory this recent may be a publish of the admin CLI under way: it is left.
+    age(files('deliveries', 'new-file'), 10 * 60_000);
+    const uploads = store.uploads as SqliteUploads;
+    const deliveries = store.deliveries as SqliteDeliveries;
+    expect(await uploads.sweepOrphans()).toEqual({ removed: 2, examined: 4, truncated: false });
+    expect(await deliveries.sweepOrphans()).toEqual({ removed: 1, examined: 3, truncated: false });
+    expect(readdirSync(files('uploads')).sort()).toEqual([ownerDirName(kept.id), ownerDirName(hashedKept.id)].sort());
+    expect(readdirSync(files('deliveries')).sort()).toEqual(['new-file', 'published']);
+    for (const u of [kept, hashedKept]) expect(await collect(store.uploads.readChunk(u, 0))).toEqual(Buffer.from('abcd'));
+    const found = (await store.deliveries.findDeliveryFile('published', { agentId: 'a' }))!;
+    expect(Buffer.concat(await Promise.all(found.chunks.map((c) => collect(store.deliveries.readDeliveryChunk(c)))))).toEqual(file);
+    // Once in a store's life.
+    expect(await uploads.sweepOrphans()).toBeUndefined();
+    expect(await deliveries.sweepOrphans()).toBeUndefined();
+  });
+
+  test('only directories the store names are touched, never through a symlink; a sweep is bounded', async () => {
+    const outside = join(dir, 'outside');
+    mkdirSync(join(outside, 'inner'), { recursive: true });
+    writeFileSync(join(outside, 'inner', '0'), 'keep');
+    mkdirSync(files('uploads'), { recursive: true });
+    symlinkSync(outside, files('uploads', 'linked.agent'));
+    symlinkSync(join(outside, 'inner'), files('uploads', `~${'a'.repeat(64)}`));
+    writeFileSync(files('uploads', 'plain-file'), 'keep');
+    for (const name of ['lost+found', '.hidden', `~${'a'.repeat(63)}`]) mkdirSync(files('uploads', name));
+    // A crash in the middle of an earlier sweep leaves a directory moved aside: the next one removes it.
+    mkdirSync(files('uploads', '.swept-0123456789abcdef'));
+    for (const name of readdirSync(files('uploads'))) age(files('uploads', name), HOUR);
+    const r = await (store.uploads as SqliteUploads).sweepOrphans();
+    expect(r).toEqual({ removed: 1, examined: 7, truncated: false });
+    expect(readdirSync(files('uploads')).sort()).toEqual(['.hidden', 'linked.agent', 'lost+found', 'plain-file', `~${'a'.repeat(63)}`, `~${'a'.repeat(64)}`].sort());
+    expect(readFileSync(join(outside, 'inner', '0'), 'utf8')).toBe('keep');
+
+    for (const name of ['a', 'b', 'c']) {
+      mkdirSync(files('deliveries', name), { recursive: true });
+      age(files('deliveries', name), HOUR);
+    }
+    const bounded = await blobsOf(store).sweep('deliveries', { owned: () => false, changedBefore: Date.now(), maxEntries: 2 });
+    expect(bounded).toEqual({ removed: 2, examined: 2, truncated: true });
+    expect(readdirSync(files('deliveries'))).toHaveLength(1);
+  });
 });

@@ -8,7 +8,7 @@ import type { UploadRecord } from '../store/file-ports';
 import type { Store } from '../store/port';
 import { systemClock, type Clock } from '../util/clock';
 import { LruCache } from '../util/lru';
-import { badRequest, FleetError } from './errors';
+import { badRequest, FleetError, isFleetError } from './errors';
 
 export const UPLOAD_CHUNK_SIZE = 4 * 1024 * 1024;
 /** Upstream's upload window: chunks and completion are refused a day after begin. */
@@ -20,6 +20,36 @@ const STOPPED = new Set(['READY', 'UPLOAD_ERROR', 'DELETED']);
 const HEX_SHA256 = /^[0-9a-fA-F]{64}$/;
 /** `src` names an index (`.fleet-fileds-fromhost-meta-<src>`): only what is safe in an index name. */
 const SOURCE = /^[a-z0-9][a-z0-9_-]{0,63}$/;
+
+/** A sweep of chunk directories no row owns (the embedded store's blobs.ts). */
+interface OrphanSweep {
+  removed: number;
+  examined: number;
+  truncated: boolean;
+}
+
+/**
+ * What a store without a file lifecycle of its own (the embedded store, in process or through the
+ * workers' proxy) offers the clean-up beyond the port, on its uploads and on its deliveries. Stores whose
+ * files expire by themselves (Elasticsearch) never run the clean-up, so the port does not carry these.
+ */
+interface Sweepable {
+  /** Removes chunk directories no row owns (what a crash between a row and its files left); once per store. */
+  sweepOrphans(): Promise<OrphanSweep | undefined>;
+}
+
+interface OwnUploadCleanUp extends Sweepable {
+  /** Uploads not READY begun before `startedBefore`, and failed ones, oldest first. */
+  listAbandoned(startedBefore: number, limit: number): Promise<UploadRecord[]>;
+}
+
+function sweepable(of: object): Sweepable | undefined {
+  return typeof (of as Partial<Sweepable>).sweepOrphans === 'function' ? of as Sweepable : undefined;
+}
+
+function ownUploadCleanUp(of: object): OwnUploadCleanUp | undefined {
+  return typeof (of as Partial<OwnUploadCleanUp>).listAbandoned === 'function' && sweepable(of) ? of as OwnUploadCleanUp : undefined;
+}
 
 export interface UploadOptions {
   /** server.limits.max_file_storage_size: undefined = no limit, 0 = uploads disabled. */
@@ -45,6 +75,8 @@ export function transitHash(chunkHashesHex: string[]): string {
 
 export class UploadService {
   private readonly cache = new LruCache<string, UploadRecord>(10_000);
+  /** Chunk directories without a row are swept by the first clean-up of this service. */
+  private swept = false;
 
   constructor(private readonly store: Store, private readonly opts: UploadOptions, private readonly log: Logger,
     private readonly clock: Clock = systemClock) {}
@@ -109,7 +141,7 @@ export class UploadService {
 
   /**
    * PUT /api/fleet/uploads/{id}/{n}: `data(max)` is the body as it arrives, refused by the edge past
-   * `max` bytes (the size this chunk must have). A chunk whose bytes do not hash to `sha2` is deleted again.
+   * `max` bytes (the size this chunk must have). A chunk whose bytes do not hash to `sha2` is never stored.
    */
   async chunk(agent: Hit<AgentDoc>, uploadId: string, n: number, sha2: string | undefined,
     data: (maxBytes: number) => AsyncIterable<Uint8Array>): Promise<void> {
@@ -120,18 +152,42 @@ export class UploadService {
     if (!Number.isSafeInteger(n) || n < 0 || n >= count) throw new FleetError('InvalidChunkNum');
     const last = n === count - 1;
     const expected = last ? upload.size - (count - 1) * upload.chunkSize : upload.chunkSize;
-    const hash = createHash('sha256');
+    const claimed = sha2.toLowerCase();
+    let checked = false;
     async function* hashed(): AsyncIterable<Uint8Array> {
+      const hash = createHash('sha256');
       for await (const piece of data(expected)) {
         hash.update(piece);
         yield piece;
       }
+      // Checked as the store takes the end of the body, so it fails the write before the chunk is in
+      // place: a wrong chunk is never listed (a completion meanwhile cannot count it), not even until a
+      // removal that a crash would skip, and an earlier good copy stands.
+      if (hash.digest('hex') !== claimed) throw new FleetError('HashMismatch');
+      checked = true;
     }
-    await this.store.uploads.putChunk(upload, { n, last, sha2, timestampMs: this.clock.now() }, hashed());
-    if (hash.digest('hex') !== sha2.toLowerCase()) {
+    try {
+      await this.store.uploads.putChunk(upload, { n, last, sha2, timestampMs: this.clock.now() }, hashed());
+    } catch (err) {
+      if (!isFleetError(err) && await this.stoppedNow(uploadId)) throw new FleetError('UploadStopped');
+      throw err;
+    }
+    if (!checked) {
+      // A store that stopped reading before the end stored bytes no hash was checked against.
       await this.store.uploads.deleteChunk(upload, n);
       throw new FleetError('HashMismatch');
     }
+  }
+
+  /**
+   * Whether the upload has stopped, read afresh: the store refuses a chunk that ends after the upload
+   * completed or failed (its status here may be the cache's), and the agent hears upstream's answer for that.
+   */
+  private async stoppedNow(uploadId: string): Promise<boolean> {
+    const fresh = await this.store.uploads.findUpload(uploadId).catch(() => undefined);
+    if (!fresh || !STOPPED.has(fresh.status)) return false;
+    this.cache.delete(uploadId);
+    return true;
   }
 
   /** POST /api/fleet/uploads/{id}: every chunk in place and of the right size, and the transit hash. */
@@ -162,18 +218,43 @@ export class UploadService {
   }
 
   /**
-   * Removes uploads that can no longer complete: past the upload window and not READY. Where the store
-   * has no lifecycle of its own (the embedded store), this is what keeps abandoned chunks from piling up.
+   * Removes uploads that can no longer complete: past the upload window and not READY, or failed. Where
+   * the store has no lifecycle of its own (the embedded store), this is what keeps abandoned chunks from
+   * piling up; its first run also sweeps chunk directories a crash left without a row.
    */
   async collectAbandoned(limit = MAX_CHUNKS): Promise<number> {
+    const own = ownUploadCleanUp(this.store.uploads);
+    if (own && !this.swept) {
+      this.swept = true;
+      await this.sweep('uploads', own);
+      const deliveries = sweepable(this.store.deliveries);
+      if (deliveries) await this.sweep('deliveries', deliveries);
+    }
+    const now = this.clock.now();
+    // The store's own selection, oldest first, when it has one: READY uploads (listUploads lists them,
+    // newest first) would otherwise fill `limit` and the oldest abandoned ones never be reached.
+    const candidates = own ? await own.listAbandoned(now - UPLOAD_WINDOW_MS, limit) : await this.store.uploads.listUploads({ limit });
     let n = 0;
-    for (const u of await this.store.uploads.listUploads({ limit })) {
+    for (const u of candidates) {
       if (u.status === 'READY') continue;
-      if (u.status === 'UPLOAD_ERROR' || this.clock.now() - u.startedMs > UPLOAD_WINDOW_MS) {
+      if (u.status === 'UPLOAD_ERROR' || now - u.startedMs > UPLOAD_WINDOW_MS) {
         await this.store.uploads.deleteUpload(u);
         n++;
       }
     }
     return n;
+  }
+
+  /** One sweep, logged; a failure is logged and does not stop the upload clean-up. */
+  private async sweep(kind: string, store: Sweepable): Promise<void> {
+    try {
+      const r = await store.sweepOrphans();
+      if (!r) return;
+      const fields = { 'files.kind': kind, 'files.orphans.removed': r.removed, 'files.orphans.examined': r.examined };
+      if (r.truncated) this.log.warn(fields, 'chunk directory sweep stopped at its bound; the rest is left for the next start');
+      else if (r.removed > 0) this.log.info(fields, 'removed chunk directories no row owns');
+    } catch (err) {
+      this.log.warn({ err, 'files.kind': kind }, 'chunk directory sweep failed');
+    }
   }
 }

@@ -4,7 +4,7 @@
 // directory fsynced: a chunk whose write resolved survives a crash, a replaced chunk is never seen half
 // written, and a write that fails leaves nothing. Files are 0600 and directories 0700, as the database.
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { lstatSync, mkdtempSync, renameSync, rmSync } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
 import { fsAsync } from '../../util/fs-async';
 import { tmpdir } from 'node:os';
@@ -27,9 +27,56 @@ export function ownerDirName(owner: string): string {
   return SAFE_NAME.test(owner) ? owner : `~${createHash('sha256').update(owner).digest('hex')}`;
 }
 
+/** Whether ownerDirName keeps this id as it is (else the directory is named by the id's hash). */
+export function keptAsName(owner: string): boolean {
+  return SAFE_NAME.test(owner);
+}
+
+const HASHED_NAME = /^~[0-9a-f]{64}$/;
+/** Where the sweep moves a directory before removing it: a name ownerDirName never gives ('.' never starts a kept name). */
+const SWEPT_NAME = /^\.swept-[0-9a-f]{16}$/;
+
+export interface SweepOptions {
+  /**
+   * Whether a row owns the directory of this name. Asked in the same turn as the directory is moved
+   * away, so a row written meanwhile on this store's connection is seen.
+   */
+  owned: (name: string) => boolean;
+  /** Directories changed at or after this time (Unix ms) are left: a write may be under way there. */
+  changedBefore: number;
+  /** At most this many entries are looked at: the work of one sweep is bounded, whatever a crash left. */
+  maxEntries: number;
+}
+
+export interface SweepResult {
+  /** Directories removed. */
+  removed: number;
+  /** Entries looked at. */
+  examined: number;
+  /** maxEntries was reached before the end of the directory: more may be left for the next sweep. */
+  truncated: boolean;
+}
+
+/** Runs the calls of one key one at a time, in order (calls of other keys do not wait). */
+export class KeyedTurns {
+  private readonly busy = new Map<string, Promise<unknown>>();
+
+  async run<T>(key: string, fn: () => Promise<T>): Promise<T> {
+    const prev = this.busy.get(key);
+    const run = (prev ?? Promise.resolve()).catch(() => {}).then(fn);
+    this.busy.set(key, run);
+    try {
+      return await run;
+    } finally {
+      if (this.busy.get(key) === run) this.busy.delete(key);
+    }
+  }
+}
+
 /** A chunk file being written: bytes go to a temporary file until commit renames it into place. */
 export class BlobWriter {
   private size = 0;
+  private sealed = false;
 
   private constructor(private readonly fh: FileHandle, private readonly tmp: string, private readonly target: string,
     private readonly fault: (err: unknown) => unknown) {}
@@ -56,11 +103,23 @@ export class BlobWriter {
     this.size += piece.length;
   }
 
-  /** fsync, rename over the chunk, fsync the directory: durable once this resolves. Returns the size. */
-  async commit(): Promise<number> {
+  /** fsync and close: the bytes are on disk, not yet in place (commit puts them there). */
+  async seal(): Promise<void> {
+    if (this.sealed) return;
     try {
       await this.fh.sync();
       await this.fh.close();
+    } catch (err) {
+      await this.abort();
+      throw this.fault(err);
+    }
+    this.sealed = true;
+  }
+
+  /** seal, rename over the chunk, fsync the directory: durable once this resolves. Returns the size. */
+  async commit(): Promise<number> {
+    await this.seal();
+    try {
       await fsAsync().rename(this.tmp, this.target);
       await syncDir(dirname(this.target));
     } catch (err) {
@@ -88,7 +147,7 @@ async function syncDir(dir: string): Promise<void> {
 
 export class BlobDir {
   /** Writes and removals of one chunk run one at a time, so a chunk's file and its row cannot cross. */
-  private readonly busy = new Map<string, Promise<unknown>>();
+  private readonly turns = new KeyedTurns();
 
   /**
    * `onWriteFault` hears a write the file system refused (disk full, I/O error), as the store reports
@@ -136,24 +195,35 @@ export class BlobDir {
   }
 
   /**
-   * Streams `data` into chunk n of owner, replacing an earlier copy, then runs `record` with the size
-   * (the chunk's row) while no other write of that chunk can interleave. If `data` or `record` fails,
-   * no new file is left behind.
+   * Streams `data` into a temporary file for chunk n of owner and syncs it, then runs `publish` with
+   * `place`, which renames it over the chunk (replacing an earlier copy) and returns its size, while no
+   * other write of that chunk can interleave. `publish` checks what must hold before the chunk is
+   * replaced, places it and records its row. If `data` fails (a body cut short, or bytes the caller's
+   * iterable finds wrong at its end) or `publish` refuses before placing, the earlier copy stands and
+   * no new file is left; if `publish` fails after placing, the new file goes again.
    */
-  async put<T>(kind: BlobKind, owner: string, n: number, data: AsyncIterable<Uint8Array>, record: (size: number) => Promise<T>): Promise<T> {
-    return this.serial(this.path(kind, owner, n), async () => {
+  async put<T>(kind: BlobKind, owner: string, n: number, data: AsyncIterable<Uint8Array>,
+    publish: (place: () => Promise<number>) => Promise<T>): Promise<T> {
+    return this.turns.run(this.path(kind, owner, n), async () => {
       const w = await this.writer(kind, owner, n);
       try {
         for await (const piece of data) await w.write(piece);
+        // The data sync, the slow part, happens before publish (which may hold a lock of the caller's).
+        await w.seal();
       } catch (err) {
         await w.abort();
         throw err;
       }
-      const size = await w.commit();
+      let placed = false;
       try {
-        return await record(size);
+        return await publish(async () => {
+          const size = await w.commit();
+          placed = true;
+          return size;
+        });
       } catch (err) {
-        await this.unlink(kind, owner, n).catch(() => {});
+        if (placed) await this.unlink(kind, owner, n).catch(() => {});
+        else await w.abort();
         throw err;
       }
     });
@@ -161,7 +231,7 @@ export class BlobDir {
 
   /** Runs `forget` (the row) and then removes chunk n's file; a file already gone is fine. */
   async remove(kind: BlobKind, owner: string, n: number, forget: () => Promise<void>): Promise<void> {
-    await this.serial(this.path(kind, owner, n), async () => {
+    await this.turns.run(this.path(kind, owner, n), async () => {
       await forget();
       await this.unlink(kind, owner, n);
     });
@@ -210,15 +280,55 @@ export class BlobDir {
     }
   }
 
-  private async serial<T>(key: string, fn: () => Promise<T>): Promise<T> {
-    const prev = this.busy.get(key);
-    const run = (prev ?? Promise.resolve()).catch(() => {}).then(fn);
-    this.busy.set(key, run);
+  /**
+   * Removes the directories under `<kind>/` that no row owns: what a crash left between a row and its
+   * files (an upload's row deleted before its directory, a delivery's chunks written before its row).
+   * Only what this store makes is touched: directories (never symlinks, never followed) named as
+   * ownerDirName names them, and the sweep's own leftovers. Each directory is moved aside in the same
+   * turn as its owner is looked up, so a row written after the look-up finds no directory to lose,
+   * then removed.
+   */
+  async sweep(kind: BlobKind, opts: SweepOptions): Promise<SweepResult> {
+    const fs = fsAsync();
+    const base = join(this.root, kind);
+    const result: SweepResult = { removed: 0, examined: 0, truncated: false };
     try {
-      return await run;
-    } finally {
-      if (this.busy.get(key) === run) this.busy.delete(key);
+      if (!(await fs.lstat(base)).isDirectory()) return result;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return result;
+      throw fileError(err);
     }
+    try {
+      for await (const entry of await fs.opendir(base)) {
+        if (result.examined === opts.maxEntries) {
+          result.truncated = true;
+          break;
+        }
+        result.examined++;
+        const leftover = SWEPT_NAME.test(entry.name);
+        if (!leftover && !SAFE_NAME.test(entry.name) && !HASHED_NAME.test(entry.name)) continue;
+        const path = join(base, entry.name);
+        // Synchronous from here to the move: what is seen (type, change time, owner) is what is moved.
+        const st = lstatSync(path, { throwIfNoEntry: false });
+        if (!st?.isDirectory()) continue;
+        let doomed = path;
+        if (!leftover) {
+          if (st.mtimeMs >= opts.changedBefore || opts.owned(entry.name)) continue;
+          doomed = join(base, `.swept-${randomBytes(8).toString('hex')}`);
+          try {
+            renameSync(path, doomed);
+          } catch (err) {
+            if ((err as NodeJS.ErrnoException).code === 'ENOENT') continue;
+            throw err;
+          }
+        }
+        await fs.rm(doomed, { recursive: true, force: true });
+        result.removed++;
+      }
+    } catch (err) {
+      throw fileError(err);
+    }
+    return result;
   }
 
   /** A temporary directory (`:memory:` databases) goes with the store. */

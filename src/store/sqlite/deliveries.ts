@@ -6,8 +6,16 @@ import { createHash } from 'node:crypto';
 import type { JsonObject } from '../documents';
 import type { DeliveryFile, DeliveryPublish, DeliveryScope, DeliveryStore } from '../file-ports';
 import { NotFoundError } from '../port';
-import type { BlobDir, BlobWriter } from './blobs';
+import type { BlobDir, BlobWriter, SweepResult } from './blobs';
 import type { Row, SqlAccess } from './sql-access';
+import { rowOwns, settledBefore, SWEEP_MAX_ENTRIES } from './uploads';
+
+/**
+ * The admin CLI publishes from its own process beside the server, chunk files first and the row last:
+ * a directory without a row that changed this recently may be one being written, and the sweep leaves it.
+ * (A publish changes its directory with every chunk; a chunk is at most 64 MiB.)
+ */
+const PUBLISH_GRACE_MS = 3_600_000;
 
 /** A chunk handle: `<n>:<file id>` (the id may contain anything, n cannot contain ':'). */
 const handle = (id: string, n: number): string => `${n}:${id}`;
@@ -20,6 +28,8 @@ function parseHandle(h: string): { id: string; n: number } {
 }
 
 export class SqliteDeliveries implements DeliveryStore {
+  private swept = false;
+
   constructor(private readonly sql: SqlAccess, private readonly blobs: BlobDir) {}
 
   async findDeliveryFile(id: string, scope: DeliveryScope): Promise<DeliveryFile | undefined> {
@@ -48,7 +58,8 @@ export class SqliteDeliveries implements DeliveryStore {
   /**
    * Splits `data` into chunk files as it arrives, then makes the file visible (READY) in one
    * transaction. An earlier file of that id is withdrawn first. Data that does not match the declared
-   * size or SHA-256 is refused (the download announces both), leaving nothing behind.
+   * size or SHA-256 is refused (the download announces both), leaving nothing behind. A crash before
+   * the row leaves chunk files no row owns: sweepOrphans removes them.
    */
   async publishDeliveryFile(meta: DeliveryPublish, data: AsyncIterable<Uint8Array>): Promise<void> {
     if (!Number.isSafeInteger(meta.chunkSize) || meta.chunkSize <= 0) throw new Error(`delivery file ${meta.id}: chunk size must be a positive integer`);
@@ -104,5 +115,18 @@ export class SqliteDeliveries implements DeliveryStore {
     for (const agentId of meta.agentIds) target.run(meta.id, agentId);
     const chunk = this.sql.q('INSERT INTO delivery_chunks (file_id, n, size) VALUES (?, ?, ?)');
     sizes.forEach((size, n) => chunk.run(meta.id, n, size));
+  }
+
+  /**
+   * Removes the chunk directories no delivery owns, once in the store's life (later calls answer
+   * undefined), leaving those changed within PUBLISH_GRACE_MS. For the server's file clean-up, not a
+   * port method (as SqliteUploads.sweepOrphans).
+   */
+  async sweepOrphans(): Promise<SweepResult | undefined> {
+    if (this.swept) return undefined;
+    this.swept = true;
+    return this.blobs.sweep('deliveries', {
+      owned: rowOwns(this.sql, 'delivery_files'), changedBefore: settledBefore(PUBLISH_GRACE_MS), maxEntries: SWEEP_MAX_ENTRIES,
+    });
   }
 }

@@ -4,8 +4,36 @@
 import type { JsonObject } from '../documents';
 import type { ChunkWrite, StoredChunk, UploadListQuery, UploadRecord, UploadStore } from '../file-ports';
 import { NotFoundError } from '../port';
-import type { BlobDir } from './blobs';
+import { KeyedTurns, keptAsName, ownerDirName, type BlobDir, type SweepResult } from './blobs';
 import type { Row, SqlAccess } from './sql-access';
+
+/** Statuses after which an upload takes no chunk (upstream's ErrUploadStopped). */
+const STOPPED = new Set(['READY', 'UPLOAD_ERROR', 'DELETED']);
+const STATUS = "json_extract(doc, '$.file.Status')";
+/** Entries one sweep of a chunk directory looks at (each costs an lstat, and a look-up by primary key). */
+export const SWEEP_MAX_ENTRIES = 100_000;
+/** File-system and JS clocks differ by a tick or so: a directory changed this close to a sweep's start is left. */
+const MTIME_SLACK_MS = 2000;
+
+/**
+ * Whether a row of `table` owns a chunk directory name (blobs.ts names it after the row's id). A kept
+ * name is looked up by id when asked; hashed names are the hashes of the ids that are not kept names,
+ * taken once now — the sweep leaves directories changed since (changedBefore), which covers rows added after.
+ */
+export function rowOwns(sql: SqlAccess, table: 'uploads' | 'delivery_files'): (name: string) => boolean {
+  const hashed = new Set<string>();
+  for (const r of sql.q(`SELECT id FROM ${table}`).all()) {
+    const id = (r as Row)['id'] as string;
+    if (!keptAsName(id)) hashed.add(ownerDirName(id));
+  }
+  const byId = sql.q(`SELECT 1 FROM ${table} WHERE id = ?`);
+  return (name) => (name.startsWith('~') ? hashed.has(name) : byId.get(name) !== undefined);
+}
+
+/** The moment before which a directory counts as settled for a sweep starting now (see MTIME_SLACK_MS). */
+export function settledBefore(ageMs = 0): number {
+  return Date.now() - MTIME_SLACK_MS - ageMs;
+}
 
 const text = (v: unknown): string => (typeof v === 'string' ? v : v === undefined || v === null ? '' : String(v));
 
@@ -34,6 +62,13 @@ function toRecord(row: Row): UploadRecord {
 const COLUMNS = 'id, source, upload_id, agent_id, action_id, started_ms, doc';
 
 export class SqliteUploads implements UploadStore {
+  /**
+   * An upload's status changes and its chunks' placing run one at a time: a chunk found open is placed
+   * and recorded before completion can mark the upload READY, never after.
+   */
+  private readonly statusTurns = new KeyedTurns();
+  private swept = false;
+
   constructor(private readonly sql: SqlAccess, private readonly blobs: BlobDir) {}
 
   async createUpload(source: string, id: string, doc: JsonObject): Promise<boolean> {
@@ -68,18 +103,45 @@ export class SqliteUploads implements UploadStore {
     return this.sql.q(sql).all(...params, query.limit).map((r) => toRecord(r as Row));
   }
 
+  /**
+   * What the abandoned-upload clean-up (fleet/uploads.ts) removes, oldest first: uploads not READY that
+   * began before `startedBefore`, and failed ones. Selected here rather than from listUploads (newest
+   * first, READY ones included) so finished uploads cannot crowd the abandoned ones out of `limit`. Not
+   * a port method: a store whose files expire by themselves (Elasticsearch) has no such clean-up.
+   */
+  async listAbandoned(startedBefore: number, limit: number): Promise<UploadRecord[]> {
+    return this.sql.q(`SELECT ${COLUMNS} FROM uploads
+      WHERE (started_ms < ? AND IFNULL(${STATUS}, '') <> 'READY') OR ${STATUS} = 'UPLOAD_ERROR'
+      ORDER BY started_ms, rowid LIMIT ?`).all(startedBefore, limit).map((r) => toRecord(r as Row));
+  }
+
+  /** Why the upload takes no chunk now (gone, or stopped); undefined when it takes one. */
+  private refusal(upload: UploadRecord): Error | undefined {
+    const row = this.sql.q(`SELECT ${STATUS} AS status FROM uploads WHERE id = ?`).get(upload.id) as Row | undefined;
+    if (!row) return new NotFoundError(`upload ${upload.uploadId} not found`);
+    const status = text(row['status']);
+    return STOPPED.has(status) ? new Error(`upload ${upload.uploadId} is ${status}: it takes no more chunks`) : undefined;
+  }
+
   async putChunk(upload: UploadRecord, chunk: ChunkWrite, data: AsyncIterable<Uint8Array>): Promise<number> {
-    return this.blobs.put('uploads', upload.id, chunk.n, data, async (size) => {
-      const stored = await this.sql.write(() => {
-        // Deleted while the bytes arrived: the file goes again (blobs.put) rather than lingering unowned.
-        if (!this.sql.q('SELECT 1 FROM uploads WHERE id = ?').get(upload.id)) return false;
+    return this.blobs.put('uploads', upload.id, chunk.n, data, (place) => this.statusTurns.run(upload.id, async () => {
+      // The status the caller checked may be old (a cache), and a slow chunk may end after completion:
+      // a finished upload's chunk file is never replaced, so this is checked before placing it.
+      const early = this.refusal(upload);
+      if (early) throw early;
+      const size = await place();
+      // Again in the row's transaction: another process (the admin CLI) may have deleted the upload
+      // meanwhile. Refused, the file goes again (blobs.put) rather than lingering unowned.
+      const refused = await this.sql.write(() => {
+        const why = this.refusal(upload);
+        if (why) return why;
         this.sql.q('INSERT OR REPLACE INTO upload_chunks (bid, n, size, sha2, last, timestamp_ms) VALUES (?, ?, ?, ?, ?, ?)')
           .run(upload.id, chunk.n, size, chunk.sha2, chunk.last ? 1 : 0, chunk.timestampMs);
-        return true;
+        return undefined;
       });
-      if (!stored) throw new NotFoundError(`upload ${upload.uploadId} not found`);
+      if (refused) throw refused;
       return size;
-    });
+    }));
   }
 
   async deleteChunk(upload: UploadRecord, n: number): Promise<void> {
@@ -106,19 +168,32 @@ export class SqliteUploads implements UploadStore {
 
   /** As upstream's update-by-query, an upload that is gone is not an error. */
   async setUploadStatus(upload: UploadRecord, status: string, transitHash?: string): Promise<void> {
-    await this.sql.write(() => {
+    // After any chunk being placed (statusTurns): a chunk found open is in before the status changes.
+    await this.statusTurns.run(upload.id, () => this.sql.write(() => {
       const row = this.sql.q('SELECT doc FROM uploads WHERE id = ?').get(upload.id) as Row | undefined;
       if (!row) return;
       const doc = JSON.parse(row['doc'] as string) as JsonObject;
       doc['file'] = { ...fileOf(doc), Status: status };
       if (transitHash !== undefined) doc['transithash'] = { sha256: transitHash };
       this.sql.q('UPDATE uploads SET doc = ? WHERE id = ?').run(JSON.stringify(doc), upload.id);
-    });
+    }));
   }
 
   async deleteUpload(upload: UploadRecord): Promise<void> {
-    // The chunk rows go with the upload (ON DELETE CASCADE); files after rows, so no row names a missing file.
+    // The chunk rows go with the upload (ON DELETE CASCADE); files after rows, so no row names a missing
+    // file. A crash in between leaves a directory no row owns: sweepOrphans removes it.
     await this.sql.write(() => this.sql.q('DELETE FROM uploads WHERE id = ?').run(upload.id));
     await this.blobs.removeAll('uploads', upload.id);
+  }
+
+  /**
+   * Removes the chunk directories no upload owns, once in the store's life (the first call; later ones
+   * answer undefined). For the server's file clean-up (fleet/uploads.ts), not the admin CLI, and not a
+   * port method: Elasticsearch keeps no such directories.
+   */
+  async sweepOrphans(): Promise<SweepResult | undefined> {
+    if (this.swept) return undefined;
+    this.swept = true;
+    return this.blobs.sweep('uploads', { owned: rowOwns(this.sql, 'uploads'), changedBefore: settledBefore(), maxEntries: SWEEP_MAX_ENTRIES });
   }
 }
