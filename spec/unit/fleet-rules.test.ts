@@ -1,10 +1,14 @@
 // Fleet rules in-process: check-in revisions, action delivery and expiry, acks, output keys and policy
 // parsing, over the real SQLite adapter on ':memory:' with a manual clock (no server, no sleeps).
 import { createHash } from 'node:crypto';
+import pino from 'pino';
 import { ParsedPolicy, permissionsHash } from '../../src/fleet/parsed-policy';
+import { PolicyMonitor } from '../../src/fleet/policy-monitor';
+import type { CheckinResult, PollOutcome } from '../../src/fleet/checkin';
 import type { Hit, PolicyData, PolicyDoc, RoleMap } from '../../src/store/documents';
 import type { CheckinRequest } from '../../src/fleet/messages';
 import { gcFunction } from '../../src/runtime/memory-trim';
+import { SqliteStore } from '../../src/store/sqlite/store';
 import { esPolicy, InProcessFleet, T0, until, VERSION } from '../support/in-process-fleet';
 
 const HOUR = 3600_000;
@@ -16,6 +20,56 @@ const policyAction = (a: { actions?: Record<string, any>[] }) => {
   expect(a.actions![0]!.type).toBe('POLICY_CHANGE');
   return a.actions![0]!;
 };
+
+/** Timers on a hand-moved clock; the rest (setImmediate, which the store's commits use) stays real. */
+const fakeTimers = () => jest.useFakeTimers({ doNotFake: ['Date', 'hrtime', 'nextTick', 'performance', 'queueMicrotask', 'setImmediate', 'clearImmediate'] });
+
+/** A promise the test settles: a store call that answers when the test says. */
+function deferred<T>(): { promise: Promise<T>; resolve: (v: T) => void } {
+  let resolve!: (v: T) => void;
+  const promise = new Promise<T>((r) => (resolve = r));
+  return { promise, resolve };
+}
+
+/** Resolves once the action dispatcher asks for changes after `seq`: everything up to it has been dispatched. */
+function dispatchedThrough(f: InProcessFleet, seq: number): Promise<void> {
+  const feed = f.store.actionChanges;
+  const next = feed.next.bind(feed);
+  return new Promise((resolve) => {
+    feed.next = (after, timeoutMs, signal) => {
+      if (after >= seq) {
+        feed.next = next;
+        resolve();
+      }
+      return next(after, timeoutMs, signal);
+    };
+  });
+}
+
+/** A check-in begun directly: its answers (and errors) as they come, and the cancel the edge would get at once. */
+function pollOutcome(): PollOutcome & { answers: unknown[]; cancel?: () => void } {
+  const o = {
+    answers: [] as unknown[],
+    cancel: undefined as (() => void) | undefined,
+    settle: (err: unknown, r?: CheckinResult) => void o.answers.push(r ?? err),
+    started: (cancel: () => void) => void (o.cancel = cancel),
+  };
+  return o;
+}
+
+/** A store whose API-key work is paced (policy_limit), as on Elasticsearch: keys are minted one by one. */
+function pacedStore(): SqliteStore {
+  const store = new SqliteStore(':memory:');
+  Object.defineProperty(store, 'traits', { value: { ...store.traits, remoteApiKeys: true } });
+  return store;
+}
+
+async function startWith(store: SqliteStore, settings: Record<string, unknown> = {}, policy = esPolicy('p1')): Promise<InProcessFleet> {
+  const fleet = new InProcessFleet(settings, undefined, store);
+  await fleet.admin.putPolicy(policy);
+  await fleet.fleet.start();
+  return fleet;
+}
 
 describe('check-in: policy revisions', () => {
   test('an agent on revision N-1 gets POLICY_CHANGE for N at once; on N it gets nothing', async () => {
@@ -225,6 +279,83 @@ describe('check-in: actions', () => {
     expect(r.ackToken).toBe(hit!._id);
     expect(JSON.parse(r.actionsJson!)).toEqual([expect.objectContaining({ type: 'CANCEL', data: { target_id: 'x' } })]);
   });
+
+  test('a pending action still being read when a live one arrives is answered with it, in sequence order', async () => {
+    f = await InProcessFleet.start();
+    const a = await f.enroll();
+    const [older] = await f.createActions([{ type: 'SETTINGS', agents: [a.id], data: { log_level: 'debug' } }]);
+    // The read of pending actions is slow; a new action is pushed live meanwhile.
+    const gate = deferred<void>();
+    const reading = deferred<void>();
+    const read = f.store.pendingActions.bind(f.store);
+    f.store.pendingActions = async (q) => (reading.resolve(), await gate.promise, read(q));
+    const poll = f.beginCheckin(a.id, { agent_policy_id: 'p1', policy_revision_idx: 1 }, 60_000);
+    await reading.promise;
+    const pushed = dispatchedThrough(f, older!._seq_no! + 1);
+    const [live] = await f.createActions([{ type: 'CANCEL', agents: [a.id], data: { target_id: 'x' } }]);
+    await pushed;
+    gate.resolve();
+    const r = await (await poll).result;
+    expect(JSON.parse(r.actionsJson!).map((x: { id: string }) => x.id)).toEqual([older!._source.action_id, live!._source.action_id]);
+    expect(r.ackToken).toBe(live!._id);
+    expect(await f.checkin(a.id, { ack_token: r.ackToken, agent_policy_id: 'p1', policy_revision_idx: 1 })).toEqual({ ack_token: live!._id });
+  });
+
+  test('an action both read as pending and pushed live (the dispatcher moves its checkpoint before it pushes) goes out once', async () => {
+    f = await InProcessFleet.start();
+    const a = await f.enroll();
+    const [older] = await f.createActions([{ type: 'SETTINGS', agents: [a.id], data: { log_level: 'debug' } }]);
+    const gate = deferred<void>();
+    const reading = deferred<void>();
+    const read = f.store.pendingActions.bind(f.store);
+    // The checkpoint as it stands once the live action's batch is in: the read finds that action too.
+    f.store.pendingActions = async (q) => (reading.resolve(), await gate.promise, read({ ...q, checkpoint: Number.MAX_SAFE_INTEGER }));
+    const poll = f.beginCheckin(a.id, { agent_policy_id: 'p1', policy_revision_idx: 1 }, 60_000);
+    await reading.promise;
+    const pushed = dispatchedThrough(f, older!._seq_no! + 1);
+    const [live] = await f.createActions([{ type: 'CANCEL', agents: [a.id], data: { target_id: 'x' } }]);
+    await pushed;
+    gate.resolve();
+    const r = await (await poll).result;
+    expect(JSON.parse(r.actionsJson!).map((x: { id: string }) => x.id)).toEqual([older!._source.action_id, live!._source.action_id]);
+    expect(r.ackToken).toBe(live!._id);
+  });
+
+  test('a live action whose secrets cannot be read holds back later live actions from that poll: the next check-in gets all, in order', async () => {
+    f = await InProcessFleet.start();
+    const a = await f.enroll();
+    const secret = await f.store.createSecret('tok');
+    const getSecret = f.store.getSecret.bind(f.store);
+    f.store.getSecret = async (id) => {
+      if (id === secret) throw new Error('secrets unavailable');
+      return getSecret(id);
+    };
+    const held = await f.beginCheckin(a.id, { agent_policy_id: 'p1', policy_revision_idx: 1 }, 60_000);
+    let answered = false;
+    void held.result.then(() => (answered = true));
+    const migrate = { type: 'MIGRATE', agents: [a.id], data: { target_uri: 'https://f:8220', enrollment_token: `$co.elastic.secret{${secret}}` },
+      secret_references: [{ id: secret }] };
+    // The unreadable action and a plain one in one write, then another in a later batch.
+    let pushed = dispatchedThrough(f, f.fleet.dispatcher.checkpoint + 2);
+    const hits = await f.createActions([migrate, { type: 'SETTINGS', agents: [a.id], data: { log_level: 'debug' } }]);
+    await pushed;
+    pushed = dispatchedThrough(f, hits[1]!._seq_no! + 1);
+    hits.push(...await f.createActions([{ type: 'CANCEL', agents: [a.id], data: { target_id: 'x' } }]));
+    await pushed;
+    expect(answered).toBe(false);
+    held.cancel();
+    expect(await held.result).toEqual({ ackToken: '' });
+
+    f.store.getSecret = getSecret;
+    const next = await f.checkin(a.id, { agent_policy_id: 'p1', policy_revision_idx: 1 });
+    expect(next.actions!.map((x) => x.type)).toEqual(['MIGRATE', 'SETTINGS', 'CANCEL']);
+    expect(next.actions![0]!.data.enrollment_token).toBe('tok');
+    expect(next.ack_token).toBe(hits[2]!._id);
+    // The agent's next poll is pushed to again.
+    const again = await f.beginCheckin(a.id, { ack_token: next.ack_token, agent_policy_id: 'p1', policy_revision_idx: 1 }, 60_000);
+    const [later] = await f.createActions([{ type: 'SETTINGS', agents: [a.id], data: { log_level: 'info' } }]);
+    expect((await again.result).ackToken).toBe(later!._id);
+  });
   test('secret_references fill inline placeholders in data, pending or live; the references are not sent', async () => {
     f = await InProcessFleet.start();
     const a = await f.enroll();
@@ -274,6 +405,64 @@ describe('check-in: actions', () => {
     f.clock.advance(HOUR);
     await f.fleet.collectExpiredActions();
     expect(await f.store.findAction(hit!._source.action_id)).toBeUndefined();
+  });
+});
+
+describe('check-in: the poll deadline', () => {
+  test('the deadline runs from the start of the check-in: set-up stuck on the store is answered as a timed-out poll; its late results answer nothing', async () => {
+    f = await InProcessFleet.start();
+    const a = await f.enroll();
+    const stuck = deferred<number | undefined>();
+    f.store.actionSeqNo = () => stuck.promise;
+    const agent = await f.agent(a.id);
+    const o = pollOutcome();
+    fakeTimers();
+    try {
+      const begun = f.fleet.checkins.begin(agent, VERSION, { status: 'degraded', message: 'slow', ack_token: 'tok-1',
+        agent_policy_id: 'p1', policy_revision_idx: 1 } as CheckinRequest, 60_000, o);
+      await jest.advanceTimersByTimeAsync(59_000);
+      expect(o.answers).toEqual([]);
+      await jest.advanceTimersByTimeAsync(1_000);
+      expect(o.answers).toEqual([{ ackToken: 'tok-1' }]);
+      expect(f.fleet.checkins.heldCount).toBe(0);
+      // The store answers late: what the agent reported is recorded, and the poll is not held again.
+      stuck.resolve(undefined);
+      await begun;
+      expect(f.fleet.checkins.heldCount).toBe(0);
+      expect(f.fleet.policies.waiting()).toBe(0);
+      expect(o.answers).toHaveLength(1);
+    } finally {
+      jest.useRealTimers();
+    }
+    await f.fleet.bookkeeper.flush();
+    expect((await f.agent(a.id))._source).toMatchObject({ last_checkin_status: 'degraded', last_checkin_message: 'slow' });
+  });
+
+  test('a POLICY_CHANGE waiting for policy_limit is let go at the deadline or the client\'s close: answered without the policy, no key minted', async () => {
+    f = await startWith(pacedStore(), { limits: { policy_limit: { interval: '1h', burst: 1 } } });
+    const [a, b, c] = [await f.enroll(), await f.enroll(), await f.enroll()];
+    // The one token goes to the first agent.
+    policyAction(await f.checkin(a.id, { agent_policy_id: 'p1', policy_revision_idx: 0 }));
+    const answers: Record<string, unknown> = {};
+    fakeTimers();
+    try {
+      const late = await f.beginCheckin(b.id, { agent_policy_id: 'p1', policy_revision_idx: 0 }, 60_000);
+      const gone = await f.beginCheckin(c.id, { agent_policy_id: 'p1', policy_revision_idx: 0 }, 60_000);
+      void late.result.then((r) => (answers['late'] = r));
+      void gone.result.then((r) => (answers['gone'] = r));
+      gone.cancel();
+      await until(() => 'gone' in answers);
+      expect(answers).toEqual({ gone: { ackToken: '' } });
+      await jest.advanceTimersByTimeAsync(59_000);
+      expect(answers['late']).toBeUndefined();
+      await jest.advanceTimersByTimeAsync(1_000);
+      await until(() => 'late' in answers);
+      expect(answers['late']).toEqual({ ackToken: '' });
+    } finally {
+      jest.useRealTimers();
+    }
+    expect(f.fleet.checkins.heldCount).toBe(0);
+    for (const x of [b, c]) expect((await f.agent(x.id))._source.outputs).toBeUndefined();
   });
 });
 
@@ -370,6 +559,31 @@ describe('acks', () => {
     expect((await f.agent(a.id))._source.active).toBe(true);
     expect(await f.store.checkApiKey(a.accessKeyId, a.accessKey)).toBe('valid');
   });
+
+  test('an UNENROLL ack whose key invalidation fails still makes the agent inactive; a failed write fails that item only, keys intact', async () => {
+    f = await InProcessFleet.start();
+    const [a, b] = [await f.enroll(), await f.enroll()];
+    policyAction(await f.checkin(a.id));
+    const [hit] = await f.createActions([{ type: 'UNENROLL', agents: [a.id, b.id] }]);
+    const invalidate = f.store.invalidateApiKeys.bind(f.store);
+    f.store.invalidateApiKeys = async () => {
+      throw new Error('cluster unavailable');
+    };
+    expect(await f.fleet.acks.ack(await f.agent(a.id), [{ action_id: hit!._source.action_id }] as never)).toEqual([{ kind: 'ok' }]);
+    expect((await f.agent(a.id))._source).toMatchObject({ active: false, unenrolled_at: expect.any(String) });
+
+    f.store.invalidateApiKeys = invalidate;
+    const update = f.store.updateAgent.bind(f.store);
+    f.store.updateAgent = async (u) => {
+      if ((u.doc as { active?: boolean }).active === false) throw new Error('write refused');
+      return update(u);
+    };
+    const r = await f.fleet.acks.ack(await f.agent(b.id), [{ action_id: hit!._source.action_id }, { action_id: 'policy:p1:1' }] as never);
+    expect(r).toEqual([{ kind: 'failed', error: expect.objectContaining({ message: 'write refused' }) }, { kind: 'ok' }]);
+    // Not half done: the agent can still authenticate and send its ack again.
+    expect((await f.agent(b.id))._source.active).toBe(true);
+    expect(await f.store.checkApiKey(b.accessKeyId, b.accessKey)).toBe('valid');
+  });
 });
 
 describe('output keys', () => {
@@ -463,6 +677,84 @@ describe('output keys', () => {
     await f.fleet.acks.ack(await f.agent(a.id), [{ action_id: 'policy:p1:2' }] as never);
     expect(await f.store.checkApiKey(old[0]!, old[1]!)).toBe('invalid');
     expect(await f.store.checkApiKey(cur[0]!, cur[1]!)).toBe('valid');
+  });
+
+  test('keys minted one by one are invalidated, their secrets deleted, when the pass fails before recording them', async () => {
+    f = await startWith(pacedStore(), { limits: { policy_limit: { interval: '0s' } } }, esPolicy('p1', {
+      outputs: { default: { type: 'elasticsearch', hosts: ['h:9200'] }, other: { type: 'elasticsearch', hosts: ['o:9200'] } },
+    }));
+    const a = await f.enroll();
+    const minted: { id: string; key: string }[] = [];
+    const secrets: string[] = [];
+    const createApiKey = f.store.createApiKey.bind(f.store);
+    f.store.createApiKey = async (r) => {
+      const k = await createApiKey(r);
+      minted.push(k);
+      return k;
+    };
+    const createSecret = f.store.createSecret.bind(f.store);
+    f.store.createSecret = async (v) => {
+      if (secrets.length === 1) throw new Error('secrets unavailable');
+      const id = await createSecret(v);
+      secrets.push(id);
+      return id;
+    };
+    await expect(f.checkin(a.id)).rejects.toThrow('secrets unavailable');
+    expect(minted).toHaveLength(2);
+    for (const k of minted) expect(await f.store.checkApiKey(k.id, k.key)).toBe('invalid');
+    expect(await f.store.getSecret(secrets[0]!)).toBeUndefined();
+    expect((await f.agent(a.id))._source.outputs).toBeUndefined();
+  });
+});
+
+describe('enrollment', () => {
+  test('a replacing enroll whose old key cannot be invalidated still succeeds, on the new key', async () => {
+    f = await InProcessFleet.start(esPolicy('p1'), { pbkdf2: { iterations: 1000 } });
+    const enroll = () => f.fleet.enrollment.enroll({ policyId: 'p1', namespaces: [] }, VERSION,
+      { type: 'PERMANENT', id: 'agent-r', replace_token: 'swap', metadata: { local: {} } } as never);
+    const first = await enroll();
+    f.store.invalidateApiKeys = async () => {
+      throw new Error('cluster unavailable');
+    };
+    const second = await enroll();
+    expect(second.access_api_key_id).not.toBe(first.access_api_key_id);
+    expect((await f.agent('agent-r'))._source.access_api_key_id).toBe(second.access_api_key_id);
+    const [id, key] = Buffer.from(second.access_api_key, 'base64').toString().split(':');
+    expect(await f.store.checkApiKey(id!, key!)).toBe('valid');
+  });
+});
+
+describe('policy monitor', () => {
+  test('an unknown policy id is asked of the store once per window, by reads and by waiting polls alike', async () => {
+    const store = new SqliteStore(':memory:');
+    let now = T0;
+    const m = new PolicyMonitor(store, pino({ level: 'silent' }), 1000, () => now);
+    const asked: string[] = [];
+    const latestPolicy = store.latestPolicy.bind(store);
+    store.latestPolicy = (id) => (asked.push(id), latestPolicy(id));
+    try {
+      expect(await m.latest('nope')).toBeUndefined();
+      expect(await m.latest('nope')).toBeUndefined();
+      const sub = { agentId: 'a', policyId: 'nope', revisionIdx: 0, deliver: () => undefined };
+      m.subscribe(sub);
+      m.unsubscribe(sub);
+      expect(asked).toEqual(['nope']);
+      now += 5_000;
+      expect(await m.latest('nope')).toBeUndefined();
+      expect(asked).toEqual(['nope', 'nope']);
+    } finally {
+      await store.close();
+    }
+  });
+
+  test('a policy created after its id was missed reaches the polls waiting for it', async () => {
+    f = await InProcessFleet.start();
+    const a = await f.enroll('p2');
+    expect(await f.fleet.policies.latest('p2')).toBeUndefined();
+    const held = await f.beginCheckin(a.id, { agent_policy_id: 'p2', policy_revision_idx: 0 }, 60_000);
+    await f.putPolicy(esPolicy('p2'));
+    const r = await held.result;
+    expect(r.policy && JSON.parse(r.policy.template.render(r.policy.values))).toMatchObject({ id: 'policy:p2:1', agent_id: a.id });
   });
 });
 

@@ -3,7 +3,7 @@
 // renders them (HTTP: upstream's AckResponse, item statuses from the one error classification).
 import type { Logger } from 'pino';
 import type { ActionDoc, ActionResultDoc, AgentDoc, Hit, Json } from '../store/documents';
-import type { DocUpdate, Store } from '../store/port';
+import type { ApiKeyService, DocUpdate, Store } from '../store/port';
 import { LruCache } from '../util/lru';
 import { isoTime, rfc3339 } from '../util/time';
 import type { Authenticator } from './auth';
@@ -43,7 +43,8 @@ export class AckService {
     const policyAcks: { index: number; actionId: string }[] = [];
     const results: { id: string; doc: ActionResultDoc }[] = [];
     const resultIndex: number[] = [];
-    let unenroll = false;
+    /** The UNENROLL / MIGRATE events acknowledged without error: their items carry the unenroll's outcome. */
+    const unenrolls: number[] = [];
     let upgrade: { index: number; doc: Record<string, unknown> } | undefined;
 
     for (const [i, ev] of events.entries()) {
@@ -71,7 +72,7 @@ export class AckService {
       resultIndex.push(i);
       items.push(OK);
       if (action.type === 'UPGRADE') upgrade = { index: i, doc: upgradeUpdate(ev, agent._source) };
-      if ((action.type === 'UNENROLL' || action.type === 'MIGRATE') && !ev.error) unenroll = true;
+      if ((action.type === 'UNENROLL' || action.type === 'MIGRATE') && !ev.error) unenrolls.push(i);
     }
 
     // A policy ack stores no result; in a worker even an empty call is a round trip to the store owner,
@@ -97,7 +98,14 @@ export class AckService {
         for (const p of policyAcks) items[p.index] = failed(err);
       }
     }
-    if (unenroll) await this.unenroll(agent);
+    if (unenrolls.length > 0) {
+      // As upstream's handleAck.go: a failed unenroll is that event's error in the answer, not the request's.
+      try {
+        await this.unenroll(agent);
+      } catch (err) {
+        for (const i of unenrolls) items[i] = failed(err);
+      }
+    }
     return items;
   }
 
@@ -133,18 +141,39 @@ export class AckService {
     await this.store.updateAgent(update);
   }
 
-  /** Agent-confirmed unenroll: every key invalidated, secrets deleted, document inactive. */
+  /**
+   * Agent-confirmed unenroll: document inactive, every key invalidated, secrets deleted. The document
+   * first, and the rest best effort (logged, as upstream's handleAck.go invalidates): once inactive the
+   * agent is refused whatever its keys, and a failed write leaves the agent as it was (keys intact, able to
+   * send its ack again) instead of half unenrolled: keys gone but still active, with nothing to retry with.
+   */
   private async unenroll(agent: Hit<AgentDoc>): Promise<void> {
     const doc = agent._source;
+    const agentId = agent._id;
+    const now = rfc3339();
+    await this.store.updateAgent({ id: agentId, doc: { active: false, unenrolled_at: now, updated_at: now } });
+    let byCluster: Map<ApiKeyService, Set<string>>;
+    try {
+      byCluster = await this.outputKeys.keysByCluster(doc);
+    } catch (err) {
+      this.log.warn({ err, 'fleet.agent.id': agentId }, 'unenroll: output API keys not found; invalidating the access key only');
+      byCluster = new Map(doc.access_api_key_id ? [[this.store as ApiKeyService, new Set([doc.access_api_key_id])]] : []);
+    }
     // Each key in its own cluster: remote outputs' keys live where those outputs point.
-    for (const [cluster, ids] of await this.outputKeys.keysByCluster(doc)) {
-      await cluster.invalidateApiKeys([...ids]);
+    for (const [cluster, ids] of byCluster) {
+      try {
+        await cluster.invalidateApiKeys([...ids]);
+      } catch (err) {
+        this.log.warn({ err, 'fleet.agent.id': agentId, 'fleet.policy.apiKeyIDs': [...ids] }, 'unenroll: API keys not invalidated');
+      }
       this.auth.forget(ids);
     }
-    await this.outputKeys.deleteSecrets(outputSecretIds(doc));
-    const now = rfc3339();
-    await this.store.updateAgent({ id: agent._id, doc: { active: false, unenrolled_at: now, updated_at: now } });
-    this.log.info({ 'fleet.agent.id': agent._id }, 'agent unenrolled');
+    try {
+      await this.outputKeys.deleteSecrets(outputSecretIds(doc));
+    } catch (err) {
+      this.log.warn({ err, 'fleet.agent.id': agentId }, 'unenroll: output API key secrets not deleted');
+    }
+    this.log.info({ 'fleet.agent.id': agentId }, 'agent unenrolled');
   }
 }
 

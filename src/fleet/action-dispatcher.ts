@@ -18,6 +18,12 @@ export interface ActionSubscriber {
 
 export class ActionDispatcher {
   private readonly subs = new Map<string, ActionSubscriber>();
+  /**
+   * Held polls that missed a live action (its secrets could not be read): nothing more is pushed to them,
+   * as a later action's ack token would move the agent past the one missed. Their agents fetch everything
+   * by sequence number at their next check-in, whose poll is a new subscriber (so no clean-up is needed).
+   */
+  private readonly behind = new WeakSet<ActionSubscriber>();
   private cp = -1;
   private loop: Promise<void> | undefined;
 
@@ -74,14 +80,20 @@ export class ActionDispatcher {
         try {
           hit = await withSecrets(hit, this.store, this.log);
         } catch (err) {
-          // Not lost: the agents fetch it by sequence number at their next check-in.
+          // Not lost: the agents fetch it by sequence number at their next check-in, provided no later
+          // action reaches their current poll first (its ack token would skip this one).
           this.log.warn({ err, 'action.id': hit._source.action_id }, 'action secrets unreadable; not delivered live');
+          for (const agentId of agents) {
+            const sub = this.subs.get(agentId);
+            if (sub) this.behind.add(sub);
+          }
           continue;
         }
       }
       const live = hit;
       agents.forEach((agentId, i) => {
-        if (!this.subs.has(agentId)) return;
+        const sub = this.subs.get(agentId);
+        if (!sub || this.behind.has(sub)) return;
         let list = perAgent.get(agentId);
         if (!list) perAgent.set(agentId, (list = []));
         list.push({ hit: live, startTime: rolloutStart(live._source, i, agents.length) });
@@ -89,7 +101,9 @@ export class ActionDispatcher {
     }
     for (const [agentId, actions] of perAgent) {
       if (!this.limiter.unlimited) await this.limiter.take(signal);
-      this.subs.get(agentId)?.onActions(actions);
+      const sub = this.subs.get(agentId);
+      // A poll that fell behind after its list was made gets nothing (earlier actions too: all are fetched next time).
+      if (sub && !this.behind.has(sub)) sub.onActions(actions);
     }
     if (perAgent.size > 0) this.log.debug({ agents: perAgent.size }, 'dispatched actions');
   }

@@ -36,6 +36,11 @@ export interface CheckinOptions {
  */
 export interface PollOutcome {
   settle(err: unknown, result?: CheckinResult): void;
+  /**
+   * Called as the check-in begins (before any store call) with the function that ends the poll: the
+   * edge listens for the client's close from then on, so a client gone during a slow set-up ends it too.
+   */
+  started?(cancel: () => void): void;
 }
 
 export interface CheckinResult {
@@ -62,17 +67,26 @@ type Wake =
 /**
  * One held long poll: the subscription the monitors call, and all its answer needs. Methods, not
  * closures, where the monitors can call them as methods; onTimeout is a function for the timer and
- * the client's close.
+ * the client's close. It exists from the start of the check-in, so its deadline covers the set-up; the
+ * revision it waits beyond is known once set-up has read the policy.
  */
 class Held implements PolicySubscription {
   settled = false;
   timer: NodeJS.Timeout | undefined;
+  revisionIdx = 0;
+  /**
+   * Live actions that came while the pending ones were being read: held back, then answered together in
+   * sequence order (upstream's handleCheckin.go answers pending actions before it reads the live channel).
+   * Undefined while no read runs.
+   */
+  buffered: LiveAction[] | undefined;
+  /** While a POLICY_CHANGE answer mints output keys: the deadline or the client's close abort that work. */
+  answering: AbortController | undefined;
 
   constructor(
     private readonly service: CheckinService,
     readonly agentId: string,
     readonly policyId: string,
-    readonly revisionIdx: number,
     readonly status: string,
     readonly message: string,
     readonly ackToken: string,
@@ -83,7 +97,9 @@ class Held implements PolicySubscription {
   wake(w: Wake): void {
     if (this.settled) return;
     this.settled = true;
-    if (this.timer) clearTimeout(this.timer);
+    this.buffered = undefined;
+    // A POLICY_CHANGE answer still has work to do (output keys, paced): the deadline stays armed for it.
+    if (this.timer && w.kind !== 'policy') clearTimeout(this.timer);
     this.service.finish(this, w);
   }
 
@@ -92,10 +108,15 @@ class Held implements PolicySubscription {
   }
 
   onActions(actions: LiveAction[]): void {
-    this.wake({ kind: 'actions', actions });
+    if (this.settled) return;
+    if (this.buffered) this.buffered.push(...actions);
+    else this.wake({ kind: 'actions', actions });
   }
 
-  readonly onTimeout = (): void => this.wake({ kind: 'timeout' });
+  readonly onTimeout = (): void => {
+    if (this.settled) this.answering?.abort();
+    else this.wake({ kind: 'timeout' });
+  };
 }
 
 export class CheckinService {
@@ -179,66 +200,84 @@ export class CheckinService {
    * Records the check-in and starts the long poll, whose end goes to `outcome` (possibly before this
    * resolves). Resolves once set-up is done with the function that ends the poll now (the client went
    * away), so the request, the agent document and the body are not kept alive while the poll is held.
+   *
+   * The poll's deadline runs from here, not from the end of set-up: a slow store (five calls may be
+   * awaited before the poll is held) cannot stretch a check-in past the poll the agent asked for. At the
+   * deadline the poll is answered as a timed-out poll is (its ack token, no actions); set-up's late
+   * results are then recorded but answer nothing. A poll of 0 is not held: it is answered once set-up is done.
    */
   async begin(agent: Hit<AgentDoc>, version: string, req: CheckinRequest, pollMs: number, outcome: PollOutcome): Promise<() => void> {
-    const started = this.clock.now();
     const id = agent._id;
     const doc = agent._source;
     if (req.status === '') throw badRequest('checkin status missing');
 
     const rec: CheckinRecord = { status: req.status, message: req.message ?? '' };
-    if (version !== doc.agent?.version) rec.version = version;
-    if (req.local_metadata != null && !jsonEqual(req.local_metadata, doc.local_metadata)) rec.localMetadata = req.local_metadata as never;
-    const componentsChanged = req.components != null && !jsonEqual(req.components, doc.components);
-    if (componentsChanged) rec.components = req.components as never;
-    rec.unhealthyReason = unhealthyReason(doc, req.components ?? undefined, componentsChanged);
-
     const ackToken = req.ack_token ?? '';
-    const seqNo = await this.resolveSeqNo(ackToken, doc);
-    if (seqNo !== (doc.action_seq_no?.[0] ?? -1)) rec.seqNo = seqNo;
-    const rollbacks = req.upgrade?.rollbacks ?? [];
-    if (!jsonEqual(rollbacks, doc.upgrade?.rollbacks ?? [])) rec.rollbacks = rollbacks as never;
-
-    await applyUpgradeDetails(this.store, id, doc, req.upgrade_details);
-
     const policyId = doc.policy_id ?? '';
-    let revision = doc.policy_revision_idx ?? 0;
-    if (!this.opts.ignoreCheckinPolicyId && req.agent_policy_id !== undefined && req.policy_revision_idx !== undefined) {
-      const changed = req.agent_policy_id !== doc.agent_policy_id || req.policy_revision_idx !== doc.policy_revision_idx;
-      if (changed) {
-        rec.agentPolicyId = req.agent_policy_id;
-        rec.policyRevisionIdx = req.policy_revision_idx;
-      }
-      revision = req.policy_revision_idx;
-      if (req.agent_policy_id !== policyId) revision = 0;
-      const latest = await this.policies.latest(policyId);
-      if (latest && revision > latest.revisionIdx) revision = 0;
-      if (changed) await this.outputKeys.cleanUpAfterAck(doc).catch((err) => this.log.warn({ err }, 'API key clean-up failed'));
-    }
-    // An output without a key forces the policy to be sent again so one is minted.
-    if (Object.values(doc.outputs ?? {}).some((o) => o.api_key === '')) revision = 0;
-    if (doc.audit_unenrolled_reason || doc.unenrolled_at) rec.clearAudit = true;
-    this.bookkeeper.enqueue(id, rec);
-
-    const held = new Held(this, id, this.shared(policyId), revision, this.shared(rec.status), this.shared(rec.message), ackToken, doc.outputs, outcome);
-    this.dispatcher.subscribe(id, held);
-    const checkpoint = this.dispatcher.checkpoint;
+    const held = new Held(this, id, this.shared(policyId), this.shared(rec.status), this.shared(rec.message), ackToken, doc.outputs, outcome);
     this.held.add(held);
+    if (pollMs > 0) {
+      const jitter = Math.random() * this.opts.jitterMs;
+      const wait = jitter < pollMs ? pollMs - jitter : pollMs;
+      // Whole seconds keep Node's timer lists few, however many polls are held.
+      held.timer = setTimeout(held.onTimeout, Math.max(1000, Math.round(wait / 1000) * 1000));
+    }
+    outcome.started?.(held.onTimeout);
+
     try {
+      if (version !== doc.agent?.version) rec.version = version;
+      if (req.local_metadata != null && !jsonEqual(req.local_metadata, doc.local_metadata)) rec.localMetadata = req.local_metadata as never;
+      const componentsChanged = req.components != null && !jsonEqual(req.components, doc.components);
+      if (componentsChanged) rec.components = req.components as never;
+      rec.unhealthyReason = unhealthyReason(doc, req.components ?? undefined, componentsChanged);
+
+      const seqNo = await this.resolveSeqNo(ackToken, doc);
+      if (seqNo !== (doc.action_seq_no?.[0] ?? -1)) rec.seqNo = seqNo;
+      const rollbacks = req.upgrade?.rollbacks ?? [];
+      if (!jsonEqual(rollbacks, doc.upgrade?.rollbacks ?? [])) rec.rollbacks = rollbacks as never;
+
+      await applyUpgradeDetails(this.store, id, doc, req.upgrade_details);
+
+      let revision = doc.policy_revision_idx ?? 0;
+      if (!this.opts.ignoreCheckinPolicyId && req.agent_policy_id !== undefined && req.policy_revision_idx !== undefined) {
+        const changed = req.agent_policy_id !== doc.agent_policy_id || req.policy_revision_idx !== doc.policy_revision_idx;
+        if (changed) {
+          rec.agentPolicyId = req.agent_policy_id;
+          rec.policyRevisionIdx = req.policy_revision_idx;
+        }
+        revision = req.policy_revision_idx;
+        if (req.agent_policy_id !== policyId) revision = 0;
+        const latest = await this.policies.latest(policyId);
+        if (latest && revision > latest.revisionIdx) revision = 0;
+        if (changed) await this.outputKeys.cleanUpAfterAck(doc).catch((err) => this.log.warn({ err }, 'API key clean-up failed'));
+      }
+      // An output without a key forces the policy to be sent again so one is minted.
+      if (Object.values(doc.outputs ?? {}).some((o) => o.api_key === '')) revision = 0;
+      if (doc.audit_unenrolled_reason || doc.unenrolled_at) rec.clearAudit = true;
+      // Recorded even when the poll has ended meanwhile: the agent did check in, and reported all this.
+      this.bookkeeper.enqueue(id, rec);
+      if (held.settled) return held.onTimeout;
+
+      held.revisionIdx = revision;
+      // Live actions that come while the pending ones are read wait for them (see Held.buffered).
+      held.buffered = [];
+      this.dispatcher.subscribe(id, held);
+      const checkpoint = this.dispatcher.checkpoint;
       this.policies.subscribe(held);
       if (!held.settled) {
         const pending = await this.pendingActions(id, seqNo, checkpoint);
-        if (pending.length > 0) held.wake({ kind: 'actions', actions: pending });
+        if (!held.settled) {
+          // A full page may have left older pending actions unread: live ones then wait for the next
+          // check-in too, so the ack token does not move past those.
+          const live = pending.full ? [] : held.buffered;
+          held.buffered = undefined;
+          const actions = mergeBySeqNo(pending.actions, live);
+          if (actions.length > 0) held.wake({ kind: 'actions', actions });
+        }
       }
       // A poll that starts while the server is letting its polls go is answered at once, not held.
       if (this.releasing) held.onTimeout();
-      if (!held.settled) {
-        const jitter = Math.random() * this.opts.jitterMs;
-        let wait = pollMs - (this.clock.now() - started);
-        if (jitter < wait) wait -= jitter;
-        // Whole seconds keep Node's timer lists few, however many polls are held.
-        held.timer = setTimeout(held.onTimeout, wait <= 0 ? 1 : Math.max(1000, Math.round(wait / 1000) * 1000));
-      }
+      if (!held.settled && pollMs <= 0) held.timer = setTimeout(held.onTimeout, 1);
     } catch (err) {
       held.wake({ kind: 'failed', error: err });
     }
@@ -247,14 +286,24 @@ export class CheckinService {
 
   /** The poll woke: it is let go, and its answer built and handed to its outcome. */
   finish(held: Held, w: Wake): void {
-    this.held.delete(held);
+    // A POLICY_CHANGE answer stays among the held polls until it is written: stopping then cancels its key work.
+    if (w.kind !== 'policy') this.held.delete(held);
     this.dispatcher.unsubscribe(held.agentId, held);
     this.policies.unsubscribe(held);
     if (w.kind === 'failed') {
       held.outcome.settle(w.error);
       return;
     }
-    this.respond(w, held.agentId, held.ackToken, held.outputs).then((r) => held.outcome.settle(undefined, r), (err: unknown) => held.outcome.settle(err));
+    if (w.kind === 'policy') held.answering = new AbortController();
+    this.respond(w, held).then((r) => this.answered(held, undefined, r), (err: unknown) => this.answered(held, err));
+  }
+
+  private answered(held: Held, err: unknown, result?: CheckinResult): void {
+    this.held.delete(held);
+    if (held.timer) clearTimeout(held.timer);
+    held.timer = undefined;
+    held.answering = undefined;
+    held.outcome.settle(err, result);
   }
 
   /**
@@ -269,13 +318,23 @@ export class CheckinService {
     return text;
   }
 
-  private async respond(w: Exclude<Wake, { kind: 'failed' }>, agentId: string, ackToken: string,
-    outputs: Record<string, AgentOutput> | undefined): Promise<CheckinResult> {
+  private async respond(w: Exclude<Wake, { kind: 'failed' }>, held: Held): Promise<CheckinResult> {
+    const { agentId, ackToken } = held;
     if (w.kind === 'timeout') return { ackToken };
     if (w.kind === 'policy') {
       const p = w.policy;
       if (p.error) throw new FleetError('Internal', p.error);
-      const keys = await this.outputKeys.keysFor(agentId, outputs, p);
+      const signal = held.answering?.signal;
+      let keys: Record<string, string>;
+      try {
+        keys = await this.unlessAborted(agentId, this.outputKeys.keysFor(agentId, held.outputs, p, signal), signal);
+      } catch (err) {
+        // The deadline passed, or the client went, while the key work waited (policy_limit, a slow cluster):
+        // answered as a timed-out poll, the agent still reports the older revision and gets the policy at
+        // its next poll, with the keys this work recorded if it finishes.
+        if (signal?.aborted) return { ackToken };
+        throw err;
+      }
       return { ackToken, policy: { template: p.template, values: p.values(agentId, keys) } };
     }
     const actions: WireAction[] = [];
@@ -288,19 +347,42 @@ export class CheckinService {
     return { ackToken: token, actionsJson: JSON.stringify(actions) };
   }
 
-  private async pendingActions(agentId: string, afterSeqNo: number, checkpoint: number): Promise<LiveAction[]> {
-    if (checkpoint <= afterSeqNo) return [];
+  /**
+   * `work`'s outcome, or the signal's reason as soon as it aborts: the poll stops waiting. Work that
+   * was waiting for a token stops there (the pacer takes the same signal); work already in a store call
+   * goes on, and its late outcome is only logged.
+   */
+  private unlessAborted<T>(agentId: string, work: Promise<T>, signal: AbortSignal | undefined): Promise<T> {
+    if (!signal) return work;
+    return new Promise<T>((resolve, reject) => {
+      const onAbort = (): void => reject(signal.reason);
+      if (signal.aborted) onAbort();
+      else signal.addEventListener('abort', onAbort, { once: true });
+      work.then((v) => {
+        signal.removeEventListener('abort', onAbort);
+        resolve(v);
+      }, (err: unknown) => {
+        signal.removeEventListener('abort', onAbort);
+        if (signal.aborted) this.log.debug({ err, 'fleet.agent.id': agentId }, 'output key work failed after its poll ended');
+        reject(err);
+      });
+    });
+  }
+
+  /** `full`: the page limit was reached, so actions beyond those read may be pending too. */
+  private async pendingActions(agentId: string, afterSeqNo: number, checkpoint: number): Promise<{ actions: LiveAction[]; full: boolean }> {
+    if (checkpoint <= afterSeqNo) return { actions: [], full: false };
     const hits = await this.store.pendingActions({
       agentId, afterSeqNo, checkpoint, nowIso: isoTime(this.clock.now()), limit: MAX_ACTIONS,
     });
-    const out: LiveAction[] = [];
+    const actions: LiveAction[] = [];
     for (const h of hits) {
       if (!isDeliverable(h._source.type)) continue;
       // Upstream leaves these unresolved (its dispatcher alone resolves); an agent gets the same data either way.
       const hit = await withSecrets(h, this.store, this.log);
-      out.push({ hit, startTime: rolloutStart(hit._source, hit.agentIndex, hit.agentCount) });
+      actions.push({ hit, startTime: rolloutStart(hit._source, hit.agentIndex, hit.agentCount) });
     }
-    return out;
+    return { actions, full: hits.length >= MAX_ACTIONS };
   }
 
   private async resolveSeqNo(ackToken: string, doc: AgentDoc): Promise<number> {
@@ -313,4 +395,25 @@ export class CheckinService {
     this.seqNoCache.set(ackToken, seq);
     return seq;
   }
+}
+
+/**
+ * Pending actions and the live ones that came while they were read, as one answer in sequence order.
+ * A live action can also be pending (the dispatcher moves its checkpoint before it pushes the batch),
+ * so each document goes out once; the ack token is then the last document's.
+ */
+function mergeBySeqNo(pending: LiveAction[], live: LiveAction[] | undefined): LiveAction[] {
+  if (!live || live.length === 0) return pending;
+  const seen = new Set<string>();
+  const out: LiveAction[] = [];
+  for (const a of [...pending, ...live]) {
+    if (seen.has(a.hit._id)) continue;
+    seen.add(a.hit._id);
+    out.push(a);
+  }
+  return out.sort((a, b) => seqOf(a) - seqOf(b));
+}
+
+function seqOf(a: LiveAction): number {
+  return a.hit._seq_no ?? Number.MAX_SAFE_INTEGER;
 }

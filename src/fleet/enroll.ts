@@ -145,10 +145,6 @@ export class EnrollService {
             unenrolled_reason: null,
           },
         });
-        if (existing.access_api_key_id) {
-          await this.store.invalidateApiKeys([existing.access_api_key_id]);
-          this.auth.forget([existing.access_api_key_id]);
-        }
       } else {
         const doc: AgentDoc = {
           active: true,
@@ -171,6 +167,16 @@ export class EnrollService {
     } catch (err) {
       await this.store.invalidateApiKeys([key.id]).catch(() => undefined);
       throw err;
+    }
+    // The replaced agent's old key, once the document names the new one: best effort, outside the
+    // try above, whose clean-up would otherwise invalidate the key the document now names. An old key left
+    // valid no longer authenticates the agent (its document names the new key); forgetting it ends any
+    // cached authentication.
+    const oldKeyId = existing?.access_api_key_id;
+    if (oldKeyId && oldKeyId !== key.id) {
+      await this.store.invalidateApiKeys([oldKeyId]).catch((err: unknown) =>
+        this.log.warn({ err, 'fleet.agent.id': agentId, 'fleet.policy.apiKeyIDs': [oldKeyId] }, 'replaced agent\'s old API key not invalidated'));
+      this.auth.forget([oldKeyId]);
     }
     this.auth.remember(key.id, key.key);
     this.log.info({ 'fleet.agent.id': agentId, 'fleet.policy.id': record.policyId }, 'Elastic Agent successfully enrolled');

@@ -63,72 +63,84 @@ export class OutputKeys {
     // check-in: one commit instead of three); keys minted elsewhere are made one by one, as they may fail apart.
     const oneWrite = this.store.createOutputKeys !== undefined && !this.store.traits.remoteApiKeys;
     const toMint: { out: EsOutput; request: CreateApiKeyRequest }[] = [];
+    // Keys minted one by one are recorded by the single write at the end: until then a failure (a later
+    // output, a secret, the pacer's wait cancelled) would leave them valid and in no document, and each
+    // retry would mint more. Those are invalidated as the pass gives up.
+    const unrecorded: MintedKey[] = [];
 
-    for (const out of policy.esOutputs) {
-      const cur = current[out.name];
-      const cluster = this.store.apiKeysFor(out.remote);
-      if (!cur || !cur.api_key) {
-        const request: CreateApiKeyRequest = {
-          name: `${agentId}:${out.name}`,
-          roleDescriptors: out.roles,
-          metadata: { agent_id: agentId, managed: true, managed_by: 'fleet-server', output_name: out.name, type: 'output' },
-        };
-        const retired = [...(cur?.to_retire_api_key_ids ?? [])];
-        if (cur?.api_key_id) retired.push({ id: cur.api_key_id, retired_at: rfc3339(), output: out.name });
-        const entry: Partial<AgentOutput> = { permissions_hash: out.permissionsHash, to_retire_api_key_ids: retired };
-        if (!cur) entry.type = out.remote ? 'remote_elasticsearch' : 'elasticsearch';
-        if (oneWrite) {
-          toMint.push({ out, request });
-          update[out.name] = entry;
-          current[out.name] = { ...(cur ?? { type: entry.type }), ...entry } as AgentOutput;
+    try {
+      for (const out of policy.esOutputs) {
+        const cur = current[out.name];
+        const cluster = this.store.apiKeysFor(out.remote);
+        if (!cur || !cur.api_key) {
+          const request: CreateApiKeyRequest = {
+            name: `${agentId}:${out.name}`,
+            roleDescriptors: out.roles,
+            metadata: { agent_id: agentId, managed: true, managed_by: 'fleet-server', output_name: out.name, type: 'output' },
+          };
+          const retired = [...(cur?.to_retire_api_key_ids ?? [])];
+          if (cur?.api_key_id) retired.push({ id: cur.api_key_id, retired_at: rfc3339(), output: out.name });
+          const entry: Partial<AgentOutput> = { permissions_hash: out.permissionsHash, to_retire_api_key_ids: retired };
+          if (!cur) entry.type = out.remote ? 'remote_elasticsearch' : 'elasticsearch';
+          if (oneWrite) {
+            toMint.push({ out, request });
+            update[out.name] = entry;
+            current[out.name] = { ...(cur ?? { type: entry.type }), ...entry } as AgentOutput;
+            continue;
+          }
+          await this.pace(signal);
+          let key: { id: string; key: string };
+          try {
+            key = await cluster.createApiKey(request);
+            if (out.remote) await this.remoteHealth(out.name, 'HEALTHY', '');
+          } catch (err) {
+            if (!out.remote) throw err;
+            // As upstream: a remote cluster that refuses is reported DEGRADED, and the policy still goes out without a key.
+            const message = err instanceof Error ? err.message : String(err);
+            this.log.warn({ err, output: out.name }, 'remote output API key creation failed');
+            await this.remoteHealth(out.name, 'DEGRADED', message);
+            keys[out.name] = '';
+            continue;
+          }
+          const plain = `${key.id}:${key.key}`;
+          const made: MintedKey = { cluster, id: key.id, secretId: undefined };
+          unrecorded.push(made);
+          const secretId = await this.store.createSecret(plain);
+          made.secretId = secretId;
+          this.remember(secretId, plain);
+          const minted = { api_key: secretReference(secretId), api_key_id: key.id, ...entry };
+          update[out.name] = minted;
+          keys[out.name] = plain;
+          current[out.name] = { ...(cur ?? { type: entry.type }), ...minted } as AgentOutput;
           continue;
         }
-        await this.pace(signal);
-        let key: { id: string; key: string };
-        try {
-          key = await cluster.createApiKey(request);
-          if (out.remote) await this.remoteHealth(out.name, 'HEALTHY', '');
-        } catch (err) {
-          if (!out.remote) throw err;
-          // As upstream: a remote cluster that refuses is reported DEGRADED, and the policy still goes out without a key.
-          const message = err instanceof Error ? err.message : String(err);
-          this.log.warn({ err, output: out.name }, 'remote output API key creation failed');
-          await this.remoteHealth(out.name, 'DEGRADED', message);
-          keys[out.name] = '';
-          continue;
+        if (cur.permissions_hash !== out.permissionsHash) {
+          await this.pace(signal);
+          const oldRoles = (await cluster.getApiKeyRoles(cur.api_key_id)) ?? {};
+          await cluster.updateApiKeyRoles([cur.api_key_id], mergeStaleRoles(oldRoles, out.roles));
+          update[out.name] = { permissions_hash: out.permissionsHash };
         }
-        const plain = `${key.id}:${key.key}`;
-        const secretId = await this.store.createSecret(plain);
-        this.remember(secretId, plain);
-        const minted = { api_key: secretReference(secretId), api_key_id: key.id, ...entry };
-        update[out.name] = minted;
-        keys[out.name] = plain;
-        current[out.name] = { ...(cur ?? { type: entry.type }), ...minted } as AgentOutput;
-        continue;
+        keys[out.name] = await this.plainKey(cur.api_key);
       }
-      if (cur.permissions_hash !== out.permissionsHash) {
-        await this.pace(signal);
-        const oldRoles = (await cluster.getApiKeyRoles(cur.api_key_id)) ?? {};
-        await cluster.updateApiKeyRoles([cur.api_key_id], mergeStaleRoles(oldRoles, out.roles));
-        update[out.name] = { permissions_hash: out.permissionsHash };
-      }
-      keys[out.name] = await this.plainKey(cur.api_key);
-    }
 
-    // An output the policy no longer has: retire its key under the first current output (one per pass).
-    const first = policy.esOutputs[0]?.name;
-    if (first) {
-      const gone = Object.keys(current).find((name) => !policy.esOutputs.some((o) => o.name === name)
-        && !(name in (policy.hit._source.data.outputs ?? {})));
-      if (gone) {
-        const old = current[gone]!;
-        const retired: RetiredApiKey[] = [
-          ...((update[first]?.to_retire_api_key_ids ?? current[first]?.to_retire_api_key_ids) ?? []),
-          { id: old.api_key_id, retired_at: rfc3339(), output: gone },
-        ];
-        update[first] = { ...update[first], to_retire_api_key_ids: retired };
-        unset.push(`outputs.${gone}`);
+      // An output the policy no longer has: retire its key under the first current output (one per pass).
+      const first = policy.esOutputs[0]?.name;
+      if (first) {
+        const gone = Object.keys(current).find((name) => !policy.esOutputs.some((o) => o.name === name)
+          && !(name in (policy.hit._source.data.outputs ?? {})));
+        if (gone) {
+          const old = current[gone]!;
+          const retired: RetiredApiKey[] = [
+            ...((update[first]?.to_retire_api_key_ids ?? current[first]?.to_retire_api_key_ids) ?? []),
+            { id: old.api_key_id, retired_at: rfc3339(), output: gone },
+          ];
+          update[first] = { ...update[first], to_retire_api_key_ids: retired };
+          unset.push(`outputs.${gone}`);
+        }
       }
+    } catch (err) {
+      await this.discard(agentId, unrecorded);
+      throw err;
     }
 
     if (toMint.length > 0) {
@@ -142,9 +154,25 @@ export class OutputKeys {
       }
       for (const { out } of toMint) if (out.remote) await this.remoteHealth(out.name, 'HEALTHY', '');
     } else if (Object.keys(update).length > 0 || unset.length > 0) {
+      // A failed write keeps its keys: whether it was applied is not known (a timeout may have been), and
+      // invalidating keys the document records would leave the agent with dead ones until its permissions change.
       await this.store.updateAgent({ id: agentId, doc: { outputs: update } as Partial<AgentDoc>, unset, });
     }
     return keys;
+  }
+
+  /** Keys minted by a pass that failed before recording them: invalidated and their secrets deleted, best effort. */
+  private async discard(agentId: string, minted: MintedKey[]): Promise<void> {
+    if (minted.length === 0) return;
+    const byCluster = new Map<ApiKeyService, Set<string>>();
+    for (const m of minted) addKey(byCluster, m.cluster, m.id);
+    for (const [cluster, ids] of byCluster) {
+      await cluster.invalidateApiKeys([...ids]).catch((err: unknown) =>
+        this.log.warn({ err, 'fleet.agent.id': agentId, 'fleet.policy.apiKeyIDs': [...ids] }, 'unrecorded output API keys not invalidated'));
+    }
+    const secrets = minted.flatMap((m) => (m.secretId === undefined ? [] : [m.secretId]));
+    await this.deleteSecrets(secrets).catch((err: unknown) =>
+      this.log.warn({ err, 'fleet.agent.id': agentId }, 'secrets of unrecorded output API keys not deleted'));
   }
 
   /** Records a remote output's health when it changes (one document per change, not per agent). */
@@ -231,6 +259,13 @@ export class OutputKeys {
     }
     return out;
   }
+}
+
+/** A key minted by the current pass, not yet recorded in the agent's document. */
+interface MintedKey {
+  cluster: ApiKeyService;
+  id: string;
+  secretId: string | undefined;
 }
 
 function addKey(byCluster: Map<ApiKeyService, Set<string>>, cluster: ApiKeyService, id: string): void {

@@ -4,6 +4,7 @@
 import type { Logger } from 'pino';
 import type { Hit, PolicyDoc } from '../store/documents';
 import type { Store } from '../store/port';
+import { LruCache } from '../util/lru';
 import { ParsedPolicy } from './parsed-policy';
 import { readSecrets } from './secrets';
 
@@ -20,14 +21,26 @@ interface Entry {
   loading: Promise<void> | undefined;
 }
 
+/**
+ * Policy ids the store did not have, remembered this long: an agent whose policy is gone (or was never
+ * there) asks the store once per window instead of at every check-in. A policy created meanwhile ends its
+ * miss as soon as the monitor sees it (`accept`); the expiry covers a change the monitor did not see.
+ */
+const MISS_TTL_MS = 5_000;
+/** At most this many misses are remembered (unknown ids come from agent documents, so there may be many). */
+const MISS_CAPACITY = 1000;
+
 export class PolicyMonitor {
   private readonly entries = new Map<string, Entry>();
+  private readonly misses = new LruCache<string, true>(MISS_CAPACITY);
   private checkpoint = -1;
   private loop: Promise<void> | undefined;
   private readonly revisionListeners: ((p: ParsedPolicy) => void)[] = [];
 
   /** `pollTimeoutMs`: how long one wait for a change may last (`inputs.0.monitor.poll_timeout`). */
-  constructor(private readonly store: Store, private readonly log: Logger, private readonly pollTimeoutMs: number) {}
+  constructor(private readonly store: Store, private readonly log: Logger, private readonly pollTimeoutMs: number,
+    /** Milliseconds, for how long a miss is remembered. */
+    private readonly now: () => number = Date.now) {}
 
   async start(signal: AbortSignal): Promise<void> {
     this.checkpoint = await this.store.policyChanges.checkpoint();
@@ -77,6 +90,7 @@ export class PolicyMonitor {
   }
 
   private async accept(hit: Hit<PolicyDoc>): Promise<void> {
+    this.misses.delete(hit._source.policy_id);
     const e = this.entry(hit._source.policy_id);
     if (e.policy && hit._source.revision_idx <= e.policy.revisionIdx) return;
     const parsed = await this.parse(hit);
@@ -94,24 +108,34 @@ export class PolicyMonitor {
   }
 
   private load(policyId: string): Promise<void> {
+    if (this.misses.get(policyId, this.now()) !== undefined) return Promise.resolve();
     const e = this.entry(policyId);
     e.loading ??= (async () => {
       try {
         const hit = await this.store.latestPolicy(policyId);
         if (hit) await this.accept(hit);
+        // Not while a revision arrived meanwhile (accept ran for it during the read).
+        else if (!e.policy) this.misses.set(policyId, true, MISS_TTL_MS, this.now());
       } catch (err) {
         this.log.warn({ err, 'fleet.policy.id': policyId }, 'policy load failed');
       } finally {
         e.loading = undefined;
+        this.drop(policyId, e);
       }
     })();
     return e.loading;
   }
 
   async latest(policyId: string): Promise<ParsedPolicy | undefined> {
-    const e = this.entry(policyId);
-    if (!e.policy) await this.load(policyId);
-    return e.policy;
+    const known = this.entries.get(policyId)?.policy;
+    if (known) return known;
+    await this.load(policyId);
+    return this.entries.get(policyId)?.policy;
+  }
+
+  /** An entry with no policy, no waiter and no load is dropped: unknown ids leave nothing behind. */
+  private drop(policyId: string, e: Entry): void {
+    if (!e.policy && e.waiters.size === 0 && !e.loading && this.entries.get(policyId) === e) this.entries.delete(policyId);
   }
 
   /** Delivers at once if a newer revision is known, else when one arrives. */
@@ -126,7 +150,10 @@ export class PolicyMonitor {
   }
 
   unsubscribe(sub: PolicySubscription): void {
-    this.entries.get(sub.policyId)?.waiters.delete(sub);
+    const e = this.entries.get(sub.policyId);
+    if (!e) return;
+    e.waiters.delete(sub);
+    this.drop(sub.policyId, e);
   }
 
   waiting(): number {

@@ -11,7 +11,7 @@ import { acceptsGzip, writeFilledMaybeGzip, writeJsonMaybeGzip, type Compression
  * holding only the response and what the answer needs; nothing of the request outlives set-up.
  */
 class CheckinAnswer implements PollOutcome {
-  /** Ends the poll when the client goes away; listened for once set-up is done. */
+  /** Ends the poll when the client goes away; listened for from the start of the check-in. */
   cancel: (() => void) | undefined;
   done = false;
 
@@ -22,6 +22,15 @@ class CheckinAnswer implements PollOutcome {
     private readonly resolve: () => void,
     private readonly reject: (err: unknown) => void,
   ) {}
+
+  /**
+   * From the first moment: a client that goes away while set-up still waits for the store ends its poll
+   * then, not once set-up is done (fleet/checkin.ts: the poll's deadline also runs from here).
+   */
+  started(cancel: () => void): void {
+    this.cancel = cancel;
+    this.res.on('close', cancel);
+  }
 
   settle(err: unknown, result?: CheckinResult): void {
     this.done = true;
@@ -47,20 +56,16 @@ export function handleCheckin(ctx: RequestContext<'agent', CheckinRequest>): Pro
     const answer = new CheckinAnswer(ctx.res, gzip, ctx.config, resolve, reject);
     const { fleet, body } = ctx;
     fleet.checkins.begin(ctx.agent, ctx.agentVersion, body, fleet.checkins.pollDuration(body.poll_timeout), answer)
-      .then((cancel) => listen(ctx, answer, cancel), reject);
+      .then((cancel) => setUp(ctx, answer, cancel), reject);
+    // Gone before the poll began (its close came before anyone listened): ended at once, set-up or not.
+    if (!answer.done && ctx.req.socket.destroyed) answer.cancel?.();
   });
 }
 
-/** Set-up is done: the headers go, and a client that goes away (also while set-up ran) ends its poll. */
-function listen(ctx: RequestContext<'agent', CheckinRequest>, answer: CheckinAnswer, cancel: () => void): void {
+/** Set-up is done: the headers go; a client that went away unheard ends its poll. */
+function setUp(ctx: RequestContext<'agent', CheckinRequest>, answer: CheckinAnswer, cancel: () => void): void {
   releaseHeaders(ctx.req);
-  if (answer.done) return;
-  if (ctx.req.socket.destroyed) {
-    cancel();
-    return;
-  }
-  answer.cancel = cancel;
-  ctx.res.on('close', cancel);
+  if (!answer.done && ctx.req.socket.destroyed) cancel();
 }
 
 function compressionOf(config: FleetServerConfig): CompressionOptions {
