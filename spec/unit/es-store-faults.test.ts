@@ -63,6 +63,13 @@ describe('check-in bulk (bulkUpdateAgents)', () => {
     expect(stored(INDEX.agents, 'a3')?.['last_checkin']).toBe('2026-01-01T00:02:00Z');
   });
 
+  test('an item refused for what it holds (400) is dropped, not kept: it would be refused at every flush and hold every later check-in back', async () => {
+    es.faults.add({ match: 'bulk', itemStatus: 400, itemIds: ['a2'], times: 1 });
+    await expect(store.bulkUpdateAgents(['a1', 'a2', 'a3'].map((id) => checkin(id, '2026-01-01T00:05:00Z')))).resolves.toBeUndefined();
+    expect(stored(INDEX.agents, 'a1')?.['last_checkin']).toBe('2026-01-01T00:05:00Z');
+    expect(stored(INDEX.agents, 'a3')?.['last_checkin']).toBe('2026-01-01T00:05:00Z');
+  });
+
   test('the batch goes out in requests bounded by flush_threshold_cnt and flush_threshold_size, all of it stored', async () => {
     const ids = Array.from({ length: 10 }, (_, i) => `c${i}`);
     await Promise.all(ids.map((id) => store.createAgent(id, agentDoc(id))));

@@ -197,12 +197,8 @@ export class EsStore implements Store {
    * failure (503) makes the whole request be retried.
    */
   async createSecret(value: string): Promise<string> {
-    try {
-      const r = await this.client.fleet.postSecret({ value } as never, { maxRetries: 0 }) as unknown as { id: string };
-      return r.id;
-    } catch (err) {
-      throw toStoreError(err, 'create secret');
-    }
+    const r = await withRetries('create secret', () => this.client.fleet.postSecret({ value } as never, { maxRetries: 0 }), 0) as unknown as { id: string };
+    return r.id;
   }
 
   async getSecret(id: string): Promise<string | undefined> {
@@ -303,19 +299,26 @@ export class EsStore implements Store {
    * http.max_content_length or the request timeout at 100,000 agents, and then fail every time.
    * A request is refreshed when it writes an ack position, so the next check-in's search sees it.
    *
-   * Any item that failed (other than 404: the agent was deleted meanwhile) makes the call throw, so
-   * the bookkeeper keeps the batch for its next flush instead of losing the check-ins. Writing the
-   * items that did land once more is harmless: they are the same partial documents.
+   * An item that failed for a passing reason (429, a 409 after retry_on_conflict, 5xx) makes the call
+   * throw, so the bookkeeper keeps the batch for its next flush instead of losing the check-ins; writing
+   * the items that did land once more is harmless: they are the same partial documents. An item refused
+   * for what it holds (400: a mapping conflict, the field limit) would be refused at every flush and keep
+   * the whole batch, and every check-in after it, from ever being written: it is logged and dropped.
+   * A 404 is an agent deleted meanwhile.
    */
   async bulkUpdateAgents(updates: DocUpdate<AgentDoc>[]): Promise<void> {
     const { flushThresholdCount: maxCount, flushThresholdBytes: maxBytes } = this.bulkConfig;
     const failed: ItemResult[] = [];
+    const refused: ItemResult[] = [];
     let chunk: string[][] = [];
     let bytes = 0;
     let refresh = false;
     const send = async (): Promise<void> => {
       const items = await this.directBulk('check-in bulk', chunk, refresh);
-      failed.push(...items.filter((r) => r.status >= 300 && r.status !== 404));
+      for (const r of items) {
+        if (r.status === 429 || r.status === 409 || r.status >= 500) failed.push(r);
+        else if (r.status >= 300 && r.status !== 404) refused.push(r);
+      }
       chunk = [];
       bytes = 0;
       refresh = false;
@@ -330,6 +333,11 @@ export class EsStore implements Store {
       refresh ||= (u.doc as Obj)['action_seq_no'] !== undefined;
     }
     if (chunk.length > 0) await send();
+    if (refused.length > 0) {
+      const first = refused[0]!;
+      this.log.warn({ 'error.type': first.error?.type, 'error.message': first.error?.reason, 'http.response.status_code': first.status, dropped: refused.length },
+        'check-in bulk: Elasticsearch refused agent updates for what they hold; dropped');
+    }
     if (failed.length > 0) throw this.checkinFailed(failed, updates.length);
   }
 
