@@ -356,6 +356,33 @@ describe('check-in: actions', () => {
     const [later] = await f.createActions([{ type: 'SETTINGS', agents: [a.id], data: { log_level: 'info' } }]);
     expect((await again.result).ackToken).toBe(later!._id);
   });
+  test('a poll whose pending read filled its page with nothing deliverable gets no live push: the next check-in reads on from there', async () => {
+    f = await InProcessFleet.start();
+    const a = await f.enroll();
+    // Past the agent's position, so its check-in reads pending actions.
+    let pushed = dispatchedThrough(f, f.fleet.dispatcher.checkpoint + 1);
+    await f.createActions([{ type: 'SETTINGS', agents: ['someone-else'], data: { log_level: 'info' } }]);
+    await pushed;
+    // A full page (100) of actions no agent is sent: more may be pending beyond it.
+    const read = f.store.pendingActions.bind(f.store);
+    f.store.pendingActions = async (q) => Array.from({ length: q.limit }, (_, i) => ({
+      _id: `odd-${i}`, _seq_no: i, _source: { action_id: `odd-${i}`, type: 'NOT_FOR_AGENTS', agents: [a.id] },
+    }) as never);
+    const held = await f.beginCheckin(a.id, { agent_policy_id: 'p1', policy_revision_idx: 1 }, 60_000);
+    let answered = false;
+    void held.result.then(() => (answered = true));
+    pushed = dispatchedThrough(f, f.fleet.dispatcher.checkpoint + 1);
+    const [live] = await f.createActions([{ type: 'SETTINGS', agents: [a.id], data: { log_level: 'debug' } }]);
+    await pushed;
+    // Pushed live, its ack token would have moved the agent past whatever the full page left unread.
+    expect(answered).toBe(false);
+    held.cancel();
+    expect(await held.result).toEqual({ ackToken: '' });
+    f.store.pendingActions = read;
+    const next = await f.checkin(a.id, { agent_policy_id: 'p1', policy_revision_idx: 1 });
+    expect(next.ack_token).toBe(live!._id);
+  });
+
   test('secret_references fill inline placeholders in data, pending or live; the references are not sent', async () => {
     f = await InProcessFleet.start();
     const a = await f.enroll();

@@ -57,6 +57,15 @@ export class ActionDispatcher {
     if (this.subs.get(agentId) === sub) this.subs.delete(agentId);
   }
 
+  /**
+   * `sub` may be behind the actions it would be pushed (its check-in read a full page of pending ones):
+   * nothing more is pushed to it, so no ack token moves its agent past the ones it has not read.
+   */
+  markBehind(sub: ActionSubscriber): void {
+    this.behind.add(sub);
+  }
+
+
   private async run(signal: AbortSignal): Promise<void> {
     while (!signal.aborted) {
       try {

@@ -268,8 +268,9 @@ export class CheckinService {
         const pending = await this.pendingActions(id, seqNo, checkpoint);
         if (!held.settled) {
           // A full page may have left older pending actions unread: live ones then wait for the next
-          // check-in too, so the ack token does not move past those.
+          // check-in too (this poll gets none pushed), so the ack token does not move past those.
           const live = pending.full ? [] : held.buffered;
+          if (pending.full) this.dispatcher.markBehind(held);
           held.buffered = undefined;
           const actions = mergeBySeqNo(pending.actions, live);
           if (actions.length > 0) held.wake({ kind: 'actions', actions });
@@ -327,12 +328,13 @@ export class CheckinService {
       const signal = held.answering?.signal;
       let keys: Record<string, string>;
       try {
-        keys = await this.unlessAborted(agentId, this.outputKeys.keysFor(agentId, held.outputs, p, signal), signal);
+        // The signal ends only a wait for policy_limit's pacer: a key being minted is waited for, since an
+        // agent answered meanwhile would poll again before its document records the key, and mint another.
+        keys = await this.outputKeys.keysFor(agentId, held.outputs, p, signal);
       } catch (err) {
-        // The deadline passed, or the client went, while the key work waited (policy_limit, a slow cluster):
-        // answered as a timed-out poll, the agent still reports the older revision and gets the policy at
-        // its next poll, with the keys this work recorded if it finishes.
-        if (signal?.aborted) return { ackToken };
+        // The deadline passed, or the client went, while the key work waited for the pacer: answered as a
+        // timed-out poll, the agent still reports the older revision and gets the policy at its next poll.
+        if (signal?.aborted && err === signal.reason) return { ackToken };
         throw err;
       }
       return { ackToken, policy: { template: p.template, values: p.values(agentId, keys) } };
@@ -345,28 +347,6 @@ export class CheckinService {
       if (a.hit._seq_no !== undefined) this.seqNoCache.set(token, a.hit._seq_no);
     }
     return { ackToken: token, actionsJson: JSON.stringify(actions) };
-  }
-
-  /**
-   * `work`'s outcome, or the signal's reason as soon as it aborts: the poll stops waiting. Work that
-   * was waiting for a token stops there (the pacer takes the same signal); work already in a store call
-   * goes on, and its late outcome is only logged.
-   */
-  private unlessAborted<T>(agentId: string, work: Promise<T>, signal: AbortSignal | undefined): Promise<T> {
-    if (!signal) return work;
-    return new Promise<T>((resolve, reject) => {
-      const onAbort = (): void => reject(signal.reason);
-      if (signal.aborted) onAbort();
-      else signal.addEventListener('abort', onAbort, { once: true });
-      work.then((v) => {
-        signal.removeEventListener('abort', onAbort);
-        resolve(v);
-      }, (err: unknown) => {
-        signal.removeEventListener('abort', onAbort);
-        if (signal.aborted) this.log.debug({ err, 'fleet.agent.id': agentId }, 'output key work failed after its poll ended');
-        reject(err);
-      });
-    });
   }
 
   /** `full`: the page limit was reached, so actions beyond those read may be pending too. */

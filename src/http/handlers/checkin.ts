@@ -49,14 +49,32 @@ class CheckinAnswer implements PollOutcome {
   }
 }
 
-/** POST /api/fleet/agents/{id}/checkin: the long poll. */
+/**
+ * POST /api/fleet/agents/{id}/checkin: the long poll. The answer is written when the poll ends, but the
+ * request ends (its route slot given back, a drain no longer waiting for it) only once set-up has too:
+ * a poll ended by its deadline or the client's close while set-up still waits for the store would
+ * otherwise let set-up work pile up past the route's `max`, and a drain flush the bookkeeping before
+ * set-up recorded the check-in.
+ */
 export function handleCheckin(ctx: RequestContext<'agent', CheckinRequest>): Promise<void> {
   const gzip = acceptsGzip(ctx.req);
   return new Promise((resolve, reject) => {
-    const answer = new CheckinAnswer(ctx.res, gzip, ctx.config, resolve, reject);
+    let setUpDone = false;
+    let ending: (() => void) | undefined;
+    const afterSetUp = (end: () => void): void => {
+      if (setUpDone) end();
+      else ending = end;
+    };
+    const answer = new CheckinAnswer(ctx.res, gzip, ctx.config, () => afterSetUp(resolve), (err) => afterSetUp(() => reject(err)));
     const { fleet, body } = ctx;
     fleet.checkins.begin(ctx.agent, ctx.agentVersion, body, fleet.checkins.pollDuration(body.poll_timeout), answer)
-      .then((cancel) => setUp(ctx, answer, cancel), reject);
+      .then((cancel) => setUp(ctx, answer, cancel), (err: unknown) => {
+        ending ??= () => reject(err);
+      })
+      .finally(() => {
+        setUpDone = true;
+        ending?.();
+      });
     // Gone before the poll began (its close came before anyone listened): ended at once, set-up or not.
     if (!answer.done && ctx.req.socket.destroyed) answer.cancel?.();
   });
