@@ -163,13 +163,20 @@ test('a flush outlasting the stall bound: the fault is shown, new writes fail at
   }, { stallMs: 20 });
   const insert = db.prepare('INSERT INTO t (v) VALUES (?)');
   const a = slow.write(() => insert.run('a'));
+  await new Promise((r) => setImmediate(r));
+  // Waiting for the next commit, behind the stalled flush: it fails with the stall, undone.
+  const waiting = slow.write(() => insert.run('w'));
   await seen;
+  await expect(waiting).rejects.toMatchObject({ name: 'StoreUnavailableError' });
+  expect(db.isTransaction).toBe(false);
   expect(faults).toEqual([expect.stringMatching(/has not finished flushing to disk/)]);
   let ran = false;
   await expect(slow.write(() => { ran = true; })).rejects.toMatchObject({ name: 'StoreUnavailableError', clientMessage: expect.stringMatching(/disk is not responding/) });
   expect(ran).toBe(false);
   release();
   await a;
+  // 'w' was never committed.
+  expect(count()).toBe(1);
   expect(faults).toEqual([expect.any(String), undefined]);
   // Writes are taken again.
   const b = slow.write(() => insert.run('b'));

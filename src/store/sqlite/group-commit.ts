@@ -56,7 +56,8 @@ export interface GroupCommitHooks {
   lost?(): unknown;
   /**
    * A flush has not ended within the stall bound (the fault to show), or the stalled flush ended
-   * (undefined). Meanwhile new writes fail at once instead of piling up behind a disk that does not answer.
+   * (undefined). Meanwhile writes fail at once (those waiting for the next commit too, undone) instead of
+   * piling up behind a disk that does not answer.
    */
   stalled?(fault: string | undefined): void;
   /**
@@ -192,6 +193,8 @@ export class GroupCommit {
       this.stall = new StoreUnavailableError(`the write-ahead log has not finished flushing to disk for ${this.stallMs / 1000} s; writes are refused until it does`,
         { clientMessage: 'the embedded store cannot be used: the disk is not responding' });
       this.hooks.stalled?.(this.stall.message);
+      // The writes waiting for the next commit would wait on the same disk: they fail now, undone.
+      if (this.group) this.abort(this.group, this.stall);
     }, this.stallMs);
     watch.unref();
     const ended = (): void => {

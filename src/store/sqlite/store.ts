@@ -166,6 +166,7 @@ export class SqliteStore implements Store {
           if (lasting) this.setWriteFault(lasting);
         }, opts.checkpoints);
       } catch (err) {
+        this.feedDb?.close();
         this.db.close();
         this.lock?.release();
         throw storeError(err, path);
