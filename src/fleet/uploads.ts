@@ -4,7 +4,7 @@
 import { createHash, randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
 import type { AgentDoc, Hit, JsonObject } from '../store/documents';
-import type { UploadRecord } from '../store/file-ports';
+import { STOPPED_UPLOAD_STATUSES as STOPPED, type OrphanSweep, type UploadRecord } from '../store/file-ports';
 import type { Store } from '../store/port';
 import { systemClock, type Clock } from '../util/clock';
 import { LruCache } from '../util/lru';
@@ -16,40 +16,9 @@ export const UPLOAD_WINDOW_MS = 24 * 3_600_000;
 /** Completion lists at most this many chunks (upstream's search size), so larger files could never complete. */
 export const MAX_CHUNKS = 10_000;
 const CACHE_TTL_MS = 30 * 60_000;
-const STOPPED = new Set(['READY', 'UPLOAD_ERROR', 'DELETED']);
 const HEX_SHA256 = /^[0-9a-fA-F]{64}$/;
 /** `src` names an index (`.fleet-fileds-fromhost-meta-<src>`): only what is safe in an index name. */
 const SOURCE = /^[a-z0-9][a-z0-9_-]{0,63}$/;
-
-/** A sweep of chunk directories no row owns (the embedded store's blobs.ts). */
-interface OrphanSweep {
-  removed: number;
-  examined: number;
-  truncated: boolean;
-}
-
-/**
- * What a store without a file lifecycle of its own (the embedded store, in process or through the
- * workers' proxy) offers the clean-up beyond the port, on its uploads and on its deliveries. Stores whose
- * files expire by themselves (Elasticsearch) never run the clean-up, so the port does not carry these.
- */
-interface Sweepable {
-  /** Removes chunk directories no row owns (what a crash between a row and its files left); once per store. */
-  sweepOrphans(): Promise<OrphanSweep | undefined>;
-}
-
-interface OwnUploadCleanUp extends Sweepable {
-  /** Uploads not READY begun before `startedBefore`, and failed ones, oldest first. */
-  listAbandoned(startedBefore: number, limit: number): Promise<UploadRecord[]>;
-}
-
-function sweepable(of: object): Sweepable | undefined {
-  return typeof (of as Partial<Sweepable>).sweepOrphans === 'function' ? of as Sweepable : undefined;
-}
-
-function ownUploadCleanUp(of: object): OwnUploadCleanUp | undefined {
-  return typeof (of as Partial<OwnUploadCleanUp>).listAbandoned === 'function' && sweepable(of) ? of as OwnUploadCleanUp : undefined;
-}
 
 export interface UploadOptions {
   /** server.limits.max_file_storage_size: undefined = no limit, 0 = uploads disabled. */
@@ -75,8 +44,6 @@ export function transitHash(chunkHashesHex: string[]): string {
 
 export class UploadService {
   private readonly cache = new LruCache<string, UploadRecord>(10_000);
-  /** Chunk directories without a row are swept by the first clean-up of this service. */
-  private swept = false;
 
   constructor(private readonly store: Store, private readonly opts: UploadOptions, private readonly log: Logger,
     private readonly clock: Clock = systemClock) {}
@@ -223,17 +190,14 @@ export class UploadService {
    * piling up; its first run also sweeps chunk directories a crash left without a row.
    */
   async collectAbandoned(limit = MAX_CHUNKS): Promise<number> {
-    const own = ownUploadCleanUp(this.store.uploads);
-    if (own && !this.swept) {
-      this.swept = true;
-      await this.sweep('uploads', own);
-      const deliveries = sweepable(this.store.deliveries);
-      if (deliveries) await this.sweep('deliveries', deliveries);
-    }
+    const { uploads, deliveries } = this.store;
+    // Once in the store's life: later calls answer at once.
+    await this.sweep('uploads', uploads);
+    await this.sweep('deliveries', deliveries);
     const now = this.clock.now();
     // The store's own selection, oldest first, when it has one: READY uploads (listUploads lists them,
     // newest first) would otherwise fill `limit` and the oldest abandoned ones never be reached.
-    const candidates = own ? await own.listAbandoned(now - UPLOAD_WINDOW_MS, limit) : await this.store.uploads.listUploads({ limit });
+    const candidates = uploads.listAbandoned ? await uploads.listAbandoned(now - UPLOAD_WINDOW_MS, limit) : await uploads.listUploads({ limit });
     let n = 0;
     for (const u of candidates) {
       if (u.status === 'READY') continue;
@@ -246,7 +210,8 @@ export class UploadService {
   }
 
   /** One sweep, logged; a failure is logged and does not stop the upload clean-up. */
-  private async sweep(kind: string, store: Sweepable): Promise<void> {
+  private async sweep(kind: string, store: { sweepOrphans?(): Promise<OrphanSweep | undefined> }): Promise<void> {
+    if (!store.sweepOrphans) return;
     try {
       const r = await store.sweepOrphans();
       if (!r) return;

@@ -25,6 +25,7 @@ import type { BaseContext, RequestContext, RouteSpec, UpgradeContext } from './r
 import { Router } from './router';
 import { ROUTES } from './routes';
 import { tlsCredentials, tlsOptions } from './tls';
+import { refuseHandshake } from './websocket';
 import { monotonicMs } from '../util/clock';
 
 /** Bytes all request bodies may hold in memory at once (raw and inflated). */
@@ -425,16 +426,13 @@ export class HttpService {
     const refuse = (err: unknown, route?: RouteSpec, counters?: RouteCounters): void => {
       const c = classify(err);
       if (counters) counters.fail++;
-      socket.end(route?.bareErrors !== undefined ? rawBareResponse(c, route.bareErrors, requestId) : rawErrorResponse(c));
-      socket.destroySoon();
+      refuseHandshake(socket, route?.bareErrors !== undefined ? rawBareResponse(c, route.bareErrors, requestId) : rawErrorResponse(c));
       this.logUpgrade(req, started, requestId, c.status, c);
     };
     const tcp = tcpSocket(socket);
     if (!guard.busy(tcp)) {
-      if (guard.isTurnedAway(tcp)) {
-        socket.end(rawErrorResponse(this.turnedAway(guard)));
-        socket.destroySoon();
-      } else socket.destroy();
+      if (guard.isTurnedAway(tcp)) refuseHandshake(socket, rawErrorResponse(this.turnedAway(guard)));
+      else socket.destroy();
       return;
     }
     const route = this.upgradeRoute(req);

@@ -47,6 +47,9 @@ export interface UploadListQuery {
   limit: number;
 }
 
+/** Upload statuses after which an upload takes no more chunks (upstream's ErrUploadStopped). */
+export const STOPPED_UPLOAD_STATUSES: ReadonlySet<string> = new Set(['READY', 'UPLOAD_ERROR', 'DELETED']);
+
 export interface UploadStore {
   /** Creates the metadata document `id` in `source`'s index; false when it exists already. */
   createUpload(source: string, id: string, doc: JsonObject): Promise<boolean>;
@@ -67,6 +70,23 @@ export interface UploadStore {
   setUploadStatus(upload: UploadRecord, status: string, transitHash?: string): Promise<void>;
   /** Deletes the upload: metadata and chunks. */
   deleteUpload(upload: UploadRecord): Promise<void>;
+  /**
+   * A store whose files do not expire by themselves (the embedded store) keeps its own: uploads not
+   * READY begun before `startedBefore`, and failed ones, oldest first (fleet/uploads.ts collectAbandoned).
+   */
+  listAbandoned?(startedBefore: number, limit: number): Promise<UploadRecord[]>;
+  /** The same store: removes chunk directories no row owns (a crash between a row and its files); once per store. */
+  sweepOrphans?(): Promise<OrphanSweep | undefined>;
+}
+
+/** What a sweep of chunk directories did. */
+export interface OrphanSweep {
+  /** Directories removed. */
+  removed: number;
+  /** Entries looked at. */
+  examined: number;
+  /** The sweep's bound was reached before the end of the directory: more may be left for the next one. */
+  truncated: boolean;
 }
 
 /** Where a delivered file is looked up: files for one agent, or an integration's library (`?source=`). */
@@ -100,6 +120,8 @@ export interface DeliveryStore {
   readDeliveryChunk(chunk: string): AsyncIterable<Uint8Array>;
   /** Publishes a file for agents (what Kibana does upstream); `data` yields the file in order. */
   publishDeliveryFile(meta: DeliveryPublish, data: AsyncIterable<Uint8Array>): Promise<void>;
+  /** As UploadStore's, for a store that keeps its own files (the embedded store). */
+  sweepOrphans?(): Promise<OrphanSweep | undefined>;
 }
 
 /** A `.fleet-artifacts` document. */

@@ -5,7 +5,7 @@ import type { Client } from '@elastic/elasticsearch';
 import type { RoleMap } from '../documents';
 import type { ApiKey, ApiKeyCheck, ApiKeyService, CreateApiKeyRequest } from '../port';
 import type { Semaphore } from '../../util/semaphore';
-import { statusIn, toStoreError, withRetries } from './connection';
+import { statusIn, withRetries } from './connection';
 
 export class EsApiKeys implements ApiKeyService {
   constructor(private readonly client: Client, private readonly security: Semaphore) {}
@@ -16,14 +16,10 @@ export class EsApiKeys implements ApiKeyService {
    * or invalidated. The failure is told to the agent (503/429), which retries the whole request.
    */
   async createApiKey(req: CreateApiKeyRequest): Promise<ApiKey> {
-    try {
-      const r = await this.security.run(() => this.client.security.createApiKey({
-        name: req.name, role_descriptors: req.roleDescriptors as never, metadata: req.metadata, refresh: false,
-      }, { maxRetries: 0 }));
-      return { id: r.id, key: r.api_key };
-    } catch (err) {
-      throw toStoreError(err, 'create API key');
-    }
+    const r = await withRetries('create API key', () => this.security.run(() => this.client.security.createApiKey({
+      name: req.name, role_descriptors: req.roleDescriptors as never, metadata: req.metadata, refresh: false,
+    }, { maxRetries: 0 })), 0);
+    return { id: r.id, key: r.api_key };
   }
 
   async checkApiKey(id: string, secret: string): Promise<ApiKeyCheck> {

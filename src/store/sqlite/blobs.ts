@@ -9,6 +9,7 @@ import type { FileHandle } from 'node:fs/promises';
 import { fsAsync } from '../../util/fs-async';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
+import type { OrphanSweep } from '../file-ports';
 import { NotFoundError, StoreUnavailableError } from '../port';
 import { fileError } from './errors';
 
@@ -48,14 +49,6 @@ export interface SweepOptions {
   maxEntries: number;
 }
 
-export interface SweepResult {
-  /** Directories removed. */
-  removed: number;
-  /** Entries looked at. */
-  examined: number;
-  /** maxEntries was reached before the end of the directory: more may be left for the next sweep. */
-  truncated: boolean;
-}
 
 /** Runs the calls of one key one at a time, in order (calls of other keys do not wait). */
 export class KeyedTurns {
@@ -288,10 +281,10 @@ export class BlobDir {
    * turn as its owner is looked up, so a row written after the look-up finds no directory to lose,
    * then removed.
    */
-  async sweep(kind: BlobKind, opts: SweepOptions): Promise<SweepResult> {
+  async sweep(kind: BlobKind, opts: SweepOptions): Promise<OrphanSweep> {
     const fs = fsAsync();
     const base = join(this.root, kind);
-    const result: SweepResult = { removed: 0, examined: 0, truncated: false };
+    const result: OrphanSweep = { removed: 0, examined: 0, truncated: false };
     try {
       if (!(await fs.lstat(base)).isDirectory()) return result;
     } catch (err) {

@@ -4,9 +4,9 @@
 // (`?source=`, .<integration>-fleetfiles-<lib>-*) are Kibana-side and do not exist on this store.
 import { createHash } from 'node:crypto';
 import type { JsonObject } from '../documents';
-import type { DeliveryFile, DeliveryPublish, DeliveryScope, DeliveryStore } from '../file-ports';
+import type { DeliveryFile, DeliveryPublish, DeliveryScope, DeliveryStore, OrphanSweep } from '../file-ports';
 import { NotFoundError } from '../port';
-import type { BlobDir, BlobWriter, SweepResult } from './blobs';
+import type { BlobDir, BlobWriter } from './blobs';
 import type { Row, SqlAccess } from './sql-access';
 import { rowOwns, settledBefore, SWEEP_MAX_ENTRIES } from './uploads';
 
@@ -119,10 +119,10 @@ export class SqliteDeliveries implements DeliveryStore {
 
   /**
    * Removes the chunk directories no delivery owns, once in the store's life (later calls answer
-   * undefined), leaving those changed within PUBLISH_GRACE_MS. For the server's file clean-up, not a
-   * port method (as SqliteUploads.sweepOrphans).
+   * undefined), leaving those changed within PUBLISH_GRACE_MS. For the server's file clean-up (an
+   * optional port method, as SqliteUploads.sweepOrphans).
    */
-  async sweepOrphans(): Promise<SweepResult | undefined> {
+  async sweepOrphans(): Promise<OrphanSweep | undefined> {
     if (this.swept) return undefined;
     this.swept = true;
     return this.blobs.sweep('deliveries', {

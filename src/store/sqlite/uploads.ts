@@ -2,13 +2,12 @@
 // in `uploads`, the chunk index (upstream's chunk documents without their data) in `upload_chunks`, the
 // bytes in files (blobs.ts). A chunk's file is in place before its row, so a listed chunk can be read.
 import type { JsonObject } from '../documents';
-import type { ChunkWrite, StoredChunk, UploadListQuery, UploadRecord, UploadStore } from '../file-ports';
+import { STOPPED_UPLOAD_STATUSES as STOPPED, type ChunkWrite, type OrphanSweep, type StoredChunk, type UploadListQuery, type UploadRecord, type UploadStore } from '../file-ports';
 import { NotFoundError } from '../port';
-import { KeyedTurns, keptAsName, ownerDirName, type BlobDir, type SweepResult } from './blobs';
+import { KeyedTurns, keptAsName, ownerDirName, type BlobDir } from './blobs';
 import type { Row, SqlAccess } from './sql-access';
 
 /** Statuses after which an upload takes no chunk (upstream's ErrUploadStopped). */
-const STOPPED = new Set(['READY', 'UPLOAD_ERROR', 'DELETED']);
 const STATUS = "json_extract(doc, '$.file.Status')";
 /** Entries one sweep of a chunk directory looks at (each costs an lstat, and a look-up by primary key). */
 export const SWEEP_MAX_ENTRIES = 100_000;
@@ -106,8 +105,8 @@ export class SqliteUploads implements UploadStore {
   /**
    * What the abandoned-upload clean-up (fleet/uploads.ts) removes, oldest first: uploads not READY that
    * began before `startedBefore`, and failed ones. Selected here rather than from listUploads (newest
-   * first, READY ones included) so finished uploads cannot crowd the abandoned ones out of `limit`. Not
-   * a port method: a store whose files expire by themselves (Elasticsearch) has no such clean-up.
+   * first, READY ones included) so finished uploads cannot crowd the abandoned ones out of `limit`. An
+   * optional port method: a store whose files expire by themselves (Elasticsearch) has no such clean-up.
    */
   async listAbandoned(startedBefore: number, limit: number): Promise<UploadRecord[]> {
     return this.sql.q(`SELECT ${COLUMNS} FROM uploads
@@ -188,10 +187,10 @@ export class SqliteUploads implements UploadStore {
 
   /**
    * Removes the chunk directories no upload owns, once in the store's life (the first call; later ones
-   * answer undefined). For the server's file clean-up (fleet/uploads.ts), not the admin CLI, and not a
+   * answer undefined). For the server's file clean-up (fleet/uploads.ts), not the admin CLI; an optional
    * port method: Elasticsearch keeps no such directories.
    */
-  async sweepOrphans(): Promise<SweepResult | undefined> {
+  async sweepOrphans(): Promise<OrphanSweep | undefined> {
     if (this.swept) return undefined;
     this.swept = true;
     return this.blobs.sweep('uploads', { owned: rowOwns(this.sql, 'uploads'), changedBefore: settledBefore(), maxEntries: SWEEP_MAX_ENTRIES });
