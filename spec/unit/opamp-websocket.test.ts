@@ -107,6 +107,11 @@ test('a refused handshake is answered 400 and its socket destroyed, though the c
   client.on('error', () => undefined);
   const received: Buffer[] = [];
   client.on('data', (c: Buffer) => received.push(c));
+  // The answer is read once the client has seen the server's end (its data come before it).
+  const clientEnded = new Promise((r) => {
+    client.once('end', r);
+    client.once('close', r);
+  });
   try {
     await new Promise((r) => client.once('connect', r));
     // A valid upgrade but for its key: refused by the session, not by node:http.
@@ -116,6 +121,7 @@ test('a refused handshake is answered 400 and its socket destroyed, though the c
     // Old: ended only; the client never sends its FIN, so the socket (an fd, a connection) stayed.
     const late = new Promise((r) => setTimeout(() => r('late'), 5000).unref());
     expect(await Promise.race([closed.then(() => 'closed'), late])).toBe('closed');
+    await clientEnded;
     expect(Buffer.concat(received).toString()).toMatch(/^HTTP\/1\.1 400 Bad Request\r\n[\s\S]*Sec-WebSocket-Key missing or malformed$/);
   } finally {
     client.destroy();
