@@ -5,7 +5,6 @@ import { randomUUID } from 'node:crypto';
 import { existsSync, mkdirSync, utimesSync } from 'node:fs';
 import { join } from 'node:path';
 import pino from 'pino';
-import { isFleetError } from '../../src/fleet/errors';
 import { transitHash, UploadService, UPLOAD_WINDOW_MS } from '../../src/fleet/uploads';
 import type { AgentDoc, Hit, JsonObject } from '../../src/store/documents';
 import type { Store } from '../../src/store/port';
@@ -15,6 +14,7 @@ import { SqliteStore } from '../../src/store/sqlite/store';
 import { collect, once, sha256 } from '../support/bytes';
 import { removeDir, tempDir } from '../support/fleet-server';
 import { ManualClock } from '../support/manual-clock';
+import { code } from '../support/fleet-outcome';
 
 let dir: string;
 let owner: SqliteStore;
@@ -37,16 +37,6 @@ afterEach(async () => {
   await owner.close();
   removeDir(dir);
 });
-
-async function code(p: Promise<unknown>): Promise<string> {
-  try {
-    await p;
-  } catch (err) {
-    if (isFleetError(err)) return err.code;
-    throw err;
-  }
-  return 'ok';
-}
 
 async function begin(size: number, actionId = randomUUID()): Promise<string> {
   return (await uploads.begin(agent, {

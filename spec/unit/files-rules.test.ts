@@ -5,13 +5,13 @@
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, utimesSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { isFleetError } from '../../src/fleet/errors';
 import { transitHash, UPLOAD_CHUNK_SIZE, UPLOAD_WINDOW_MS } from '../../src/fleet/uploads';
 import type { AgentDoc, Hit, JsonObject } from '../../src/store/documents';
 import type { ArtifactDoc } from '../../src/store/file-ports';
 import type { BlobDir } from '../../src/store/sqlite/blobs';
 import { esPolicy, InProcessFleet } from '../support/in-process-fleet';
 import { collect, once, sha256 } from '../support/bytes';
+import { code } from '../support/fleet-outcome';
 
 let f: InProcessFleet;
 afterEach(async () => { await f?.stop(); });
@@ -23,16 +23,6 @@ function body(b: Buffer): (max: number) => AsyncIterable<Uint8Array> {
     if (b.length > max) throw new Error(`body over ${max}`);
     return once(b);
   };
-}
-
-async function code(p: Promise<unknown>): Promise<string> {
-  try {
-    await p;
-  } catch (err) {
-    if (isFleetError(err)) return err.code;
-    throw err;
-  }
-  return 'ok';
 }
 
 async function begin(agent: Hit<AgentDoc>, size: number, actionId = 'a1'): Promise<string> {

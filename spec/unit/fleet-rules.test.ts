@@ -8,6 +8,7 @@ import type { CheckinResult, PollOutcome } from '../../src/fleet/checkin';
 import type { Hit, PolicyData, PolicyDoc, RoleMap } from '../../src/store/documents';
 import type { CheckinRequest } from '../../src/fleet/messages';
 import { gcFunction } from '../../src/runtime/memory-trim';
+import type { PendingActionQuery } from '../../src/store/port';
 import { SqliteStore } from '../../src/store/sqlite/store';
 import { esPolicy, InProcessFleet, T0, until, VERSION } from '../support/in-process-fleet';
 
@@ -280,22 +281,30 @@ describe('check-in: actions', () => {
     expect(JSON.parse(r.actionsJson!)).toEqual([expect.objectContaining({ type: 'CANCEL', data: { target_id: 'x' } })]);
   });
 
-  test('a pending action still being read when a live one arrives is answered with it, in sequence order', async () => {
-    f = await InProcessFleet.start();
-    const a = await f.enroll();
-    const [older] = await f.createActions([{ type: 'SETTINGS', agents: [a.id], data: { log_level: 'debug' } }]);
-    // The read of pending actions is slow; a new action is pushed live meanwhile.
+  /**
+   * An agent with one pending action polls; its read of pending actions (the query as `shape` makes it)
+   * waits until a new action for it has been pushed live. The poll's answer.
+   */
+  async function pendingReadRacingLive(agentId: string, shape: (q: PendingActionQuery) => PendingActionQuery) {
+    const [older] = await f.createActions([{ type: 'SETTINGS', agents: [agentId], data: { log_level: 'debug' } }]);
     const gate = deferred<void>();
     const reading = deferred<void>();
     const read = f.store.pendingActions.bind(f.store);
-    f.store.pendingActions = async (q) => (reading.resolve(), await gate.promise, read(q));
-    const poll = f.beginCheckin(a.id, { agent_policy_id: 'p1', policy_revision_idx: 1 }, 60_000);
+    f.store.pendingActions = async (q) => (reading.resolve(), await gate.promise, read(shape(q)));
+    const poll = f.beginCheckin(agentId, { agent_policy_id: 'p1', policy_revision_idx: 1 }, 60_000);
     await reading.promise;
     const pushed = dispatchedThrough(f, older!._seq_no! + 1);
-    const [live] = await f.createActions([{ type: 'CANCEL', agents: [a.id], data: { target_id: 'x' } }]);
+    const [live] = await f.createActions([{ type: 'CANCEL', agents: [agentId], data: { target_id: 'x' } }]);
     await pushed;
     gate.resolve();
-    const r = await (await poll).result;
+    return { older, live, r: await (await poll).result };
+  }
+
+  test('a pending action still being read when a live one arrives is answered with it, in sequence order', async () => {
+    f = await InProcessFleet.start();
+    const a = await f.enroll();
+    // The read of pending actions is slow; a new action is pushed live meanwhile.
+    const { older, live, r } = await pendingReadRacingLive(a.id, (q) => q);
     expect(JSON.parse(r.actionsJson!).map((x: { id: string }) => x.id)).toEqual([older!._source.action_id, live!._source.action_id]);
     expect(r.ackToken).toBe(live!._id);
     expect(await f.checkin(a.id, { ack_token: r.ackToken, agent_policy_id: 'p1', policy_revision_idx: 1 })).toEqual({ ack_token: live!._id });
@@ -304,19 +313,8 @@ describe('check-in: actions', () => {
   test('an action both read as pending and pushed live (the dispatcher moves its checkpoint before it pushes) goes out once', async () => {
     f = await InProcessFleet.start();
     const a = await f.enroll();
-    const [older] = await f.createActions([{ type: 'SETTINGS', agents: [a.id], data: { log_level: 'debug' } }]);
-    const gate = deferred<void>();
-    const reading = deferred<void>();
-    const read = f.store.pendingActions.bind(f.store);
     // The checkpoint as it stands once the live action's batch is in: the read finds that action too.
-    f.store.pendingActions = async (q) => (reading.resolve(), await gate.promise, read({ ...q, checkpoint: Number.MAX_SAFE_INTEGER }));
-    const poll = f.beginCheckin(a.id, { agent_policy_id: 'p1', policy_revision_idx: 1 }, 60_000);
-    await reading.promise;
-    const pushed = dispatchedThrough(f, older!._seq_no! + 1);
-    const [live] = await f.createActions([{ type: 'CANCEL', agents: [a.id], data: { target_id: 'x' } }]);
-    await pushed;
-    gate.resolve();
-    const r = await (await poll).result;
+    const { older, live, r } = await pendingReadRacingLive(a.id, (q) => ({ ...q, checkpoint: Number.MAX_SAFE_INTEGER }));
     expect(JSON.parse(r.actionsJson!).map((x: { id: string }) => x.id)).toEqual([older!._source.action_id, live!._source.action_id]);
     expect(r.ackToken).toBe(live!._id);
   });
