@@ -2,6 +2,7 @@
 import pino, { type Logger } from 'pino';
 import { join } from 'node:path';
 import { withContext } from '../util/error-text';
+import { logError, REDACTED_PATHS } from './log-secrets';
 import { RotatingFile } from './rotating-file';
 import { isoTime } from '../util/time';
 
@@ -51,7 +52,8 @@ export function createLogger(opts: LogOptions): Logger {
       base: { 'service.name': 'fleet-server', 'service.type': 'fleet-server', 'ecs.version': '1.6.0' },
       timestamp: () => `,"@timestamp":"${isoTime()}"`,
       formatters: { level: (label) => ({ 'log.level': label }) },
-      redact: { paths: ['service_token', '*.service_token', 'api_key', '*.api_key'], censor: '[redacted]' },
+      redact: { paths: REDACTED_PATHS, censor: '[redacted]' },
+      serializers: { err: logError },
     },
     streams.length <= 1 ? (streams[0]?.stream ?? pino.destination({ fd: 2 })) : pino.multistream(streams),
   );
