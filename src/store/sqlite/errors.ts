@@ -120,6 +120,8 @@ export class FileFlusher {
   private closed = false;
   /** Set once an fdatasync has failed: the error every later flush fails with. */
   lost: StoreUnavailableError | undefined;
+  /** Every release so far, settled once their descriptors are closed. */
+  private releasing: Promise<void> = Promise.resolve();
 
   constructor(private readonly path: string) {}
 
@@ -181,14 +183,20 @@ export class FileFlusher {
     await this.next?.catch(() => undefined);
     await this.running?.catch(() => undefined);
     await this.release();
+    // A failed flush's release may still be closing its descriptor.
+    await this.releasing;
   }
 
   /** Lets the descriptor go (a failed flush opens a new one next time). */
-  private async release(): Promise<void> {
+  private release(): Promise<void> {
     const fd = this.fd;
     this.fd = undefined;
-    const n = await fd?.catch(() => undefined);
-    if (n !== undefined) await new Promise<void>((resolve) => close(n, () => resolve()));
+    const released = (async () => {
+      const n = await fd?.catch(() => undefined);
+      if (n !== undefined) await new Promise<void>((resolve) => close(n, () => resolve()));
+    })();
+    this.releasing = this.releasing.then(() => released);
+    return released;
   }
 }
 
