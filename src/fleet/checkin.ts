@@ -295,7 +295,8 @@ export class CheckinService {
       held.outcome.settle(w.error);
       return;
     }
-    if (w.kind === 'policy') held.answering = new AbortController();
+    // Only where key work may wait for the pacer (Elasticsearch): elsewhere nothing would take the signal.
+    if (w.kind === 'policy' && this.outputKeys.paced) held.answering = new AbortController();
     this.respond(w, held).then((r) => this.answered(held, undefined, r), (err: unknown) => this.answered(held, err));
   }
 

@@ -183,6 +183,11 @@ export class OutputKeys {
     await this.store.writeOutputHealth({ output, state, message }).catch((err) => this.log.warn({ err, output }, 'output health not recorded'));
   }
 
+  /** Whether key work may wait for policy_limit's pacer (so is worth a signal that ends the wait). */
+  get paced(): boolean {
+    return this.pacer !== undefined && !this.pacer.unlimited;
+  }
+
   private async pace(signal?: AbortSignal): Promise<void> {
     if (this.pacer) await this.pacer.take(signal);
   }
