@@ -7,7 +7,7 @@ import { NotFoundError } from '../port';
 import { KeyedTurns, keptAsName, ownerDirName, type BlobDir } from './blobs';
 import type { Row, SqlAccess } from './sql-access';
 
-/** Statuses after which an upload takes no chunk (upstream's ErrUploadStopped). */
+/** An upload's status, as its document holds it (`file.Status`). */
 const STATUS = "json_extract(doc, '$.file.Status')";
 /** Entries one sweep of a chunk directory looks at (each costs an lstat, and a look-up by primary key). */
 export const SWEEP_MAX_ENTRIES = 100_000;
