@@ -15,7 +15,7 @@ beforeAll(async () => {
   server = await startFleetServer({ overrides: [
     'inputs.0.server.timeouts.checkin_long_poll=2s', 'inputs.0.server.timeouts.checkin_jitter=0s', 'inputs.0.server.compression_threshold=256',
   ] });
-  token = server.printedToken!;
+  token = (await server.enrollmentToken());
   a = new SimAgent(server.url);
   b = new SimAgent(server.url);
   expect((await a.enroll(token)).status).toBe(200);

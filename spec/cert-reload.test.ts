@@ -64,7 +64,7 @@ test('a renewed certificate reaches new connections while a held poll carries on
   const base = `https://localhost:${server.port}`;
   const agent = new SimAgent(base);
   agent.tlsCa = ca;
-  expect((await agent.enroll(server.printedToken!)).status).toBe(200);
+  expect((await agent.enroll((await server.enrollmentToken()))).status).toBe(200);
   const first200 = await agent.checkin();
   const rev = first200.json.actions?.[0]?.data?.policy?.revision ?? 1;
   // Held: nothing new for this agent until the long poll ends.

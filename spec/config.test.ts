@@ -76,7 +76,7 @@ test('TLS on the external and internal listeners, certificate by path and key in
     return f;
   })() });
   try {
-    expect(server.printedToken).toBeDefined();
+    expect(server.createdDefaultPolicy).toBe(true);
     expect(server.stdout).toContain(`https://127.0.0.1:${server.port}`);
     for (const port of [server.port, server.internalPort]) {
       const body = await new Promise<string>((resolve, reject) => {

@@ -15,7 +15,7 @@ test('held polls are answered oldest first, spread out, with Connection: close; 
     const agents: SimAgent[] = [];
     for (let i = 0; i < 40; i++) {
       const a = new SimAgent(server.url);
-      expect((await a.enroll(server.printedToken!)).status).toBe(200);
+      expect((await a.enroll((await server.enrollmentToken()))).status).toBe(200);
       await a.checkin();
       agents.push(a);
     }
@@ -75,7 +75,7 @@ async function requestDuringDrain(before: (send: () => void, head: () => Promise
     const held: Promise<unknown>[] = [];
     for (let i = 0; i < 40; i++) {
       const a = new SimAgent(server.url);
-      expect((await a.enroll(server.printedToken!)).status).toBe(200);
+      expect((await a.enroll((await server.enrollmentToken()))).status).toBe(200);
       await a.checkin();
       held.push(a.checkin({ status: 'online', agent_policy_id: 'default-policy', policy_revision_idx: 1 }).catch(() => undefined));
     }

@@ -27,7 +27,7 @@ beforeAll(async () => {
       `inputs.0.server.limits.${r}_limit.interval=1ms`, `inputs.0.server.limits.${r}_limit.burst=100000`, `inputs.0.server.limits.${r}_limit.max=100000`,
     ]),
   ] });
-  token = server.printedToken!;
+  token = (await server.enrollmentToken());
   agent = new SimAgent(server.url);
   expect((await agent.enroll(token)).status).toBe(200);
   expect((await agent.checkin()).status).toBe(200);

@@ -11,7 +11,7 @@ test('with the flag on, an unenrolled agent is told to stop and to unenroll befo
   ] });
   try {
     const agent = new SimAgent(server.url);
-    expect((await agent.enroll(server.printedToken!)).status).toBe(200);
+    expect((await agent.enroll((await server.enrollmentToken()))).status).toBe(200);
     expect((await agent.checkin()).json.actions[0].type).toBe('POLICY_CHANGE');
     // The agent goes inactive (an UNENROLL acknowledged), as a force-unenroll leaves it.
     const created = await cli(server.dataDir, ['actions', 'create', '--type', 'UNENROLL', '--agents', agent.id]);

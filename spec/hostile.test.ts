@@ -80,7 +80,7 @@ describe('one server under hostile requests', () => {
       'inputs.0.server.timeouts.checkin_long_poll=3s', 'inputs.0.server.timeouts.checkin_jitter=0s',
       'inputs.0.server.limits.enroll_limit.max=3', 'inputs.0.server.limits.enroll_limit.burst=100',
     ] });
-    token = server.printedToken!;
+    token = (await server.enrollmentToken());
     agent = new SimAgent(server.url);
     expect((await agent.enroll(token)).status).toBe(200);
   });
@@ -235,6 +235,7 @@ describe('one server under hostile requests', () => {
  * refused connection. Closes the flood and the server afterwards.
  */
 async function underFlood(server: FleetServerProcess, initial: number, whileFlooded: () => Promise<void> = async () => undefined): Promise<void> {
+  const token = await server.enrollmentToken();
   const flood: net.Socket[] = [];
   const unfinished = (): void => {
     flood.push(stall(server.port, 'GET /api/status HTTP/1.1\r\nHost: x\r\n').socket);
@@ -248,7 +249,7 @@ async function underFlood(server: FleetServerProcess, initial: number, whileFloo
       await new Promise((r) => setTimeout(r, 500));
       const b = new SimAgent(server.url);
       expect((await retried(() => request(`${server.url}/api/status`))).status).toBe(200);
-      expect((await retried(() => b.enroll(server.printedToken!))).status).toBe(200);
+      expect((await retried(() => b.enroll(token))).status).toBe(200);
       expect((await retried(() => b.checkin())).status).toBe(200);
       await whileFlooded();
     } finally {
@@ -306,7 +307,7 @@ describe('connection floods', () => {
       'inputs.0.server.timeouts.checkin_long_poll=4s', 'inputs.0.server.timeouts.checkin_jitter=0s',
     ] });
     const a = new SimAgent(server.url);
-    expect((await a.enroll(server.printedToken!)).status).toBe(200);
+    expect((await a.enroll((await server.enrollmentToken()))).status).toBe(200);
     await a.checkin();
     const held = a.checkin({ agent_policy_id: 'default-policy', policy_revision_idx: 1 });
     await new Promise((r) => setTimeout(r, 200));

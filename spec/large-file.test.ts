@@ -67,7 +67,7 @@ test('a 101 MiB upload and download stream through the embedded store with the s
     'inputs.0.server.limits.upload_chunk_limit.interval=1ms', 'inputs.0.server.limits.upload_chunk_limit.burst=1000',
   ] });
   const agent = new SimAgent(server.url);
-  expect((await agent.enroll(server.printedToken!)).status).toBe(200);
+  expect((await agent.enroll((await server.enrollmentToken()))).status).toBe(200);
   const data = randomBytes(SIZE);
   const count = Math.ceil(SIZE / CHUNK);
   const hashes = Array.from({ length: count }, (_, n) => sha256(data.subarray(n * CHUNK, (n + 1) * CHUNK)));

@@ -1,13 +1,13 @@
 // Over a limit the client gets 429 with Retry-After, never a reset connection.
 import { buildConfig } from '../src/config/config';
 import { SimAgent } from './support/agent';
-import { removeDir, startFleetServer } from './support/fleet-server';
+import { removeDir, startFleetServer, type FleetServerProcess } from './support/fleet-server';
 import { request } from './support/http';
 
 test('enroll rate limit → 429 RateLimit with Retry-After', async () => {
   const server = await startFleetServer({ overrides: ['inputs.0.server.limits.enroll_limit.interval=10s', 'inputs.0.server.limits.enroll_limit.burst=1'] });
   try {
-    const token = server.printedToken!;
+    const token = (await server.enrollmentToken());
     expect((await new SimAgent(server.url).enroll(token)).status).toBe(200);
     const res = await new SimAgent(server.url).enroll(token);
     expect(res.status).toBe(429);
@@ -19,10 +19,10 @@ test('enroll rate limit → 429 RateLimit with Retry-After', async () => {
   }
 });
 
-async function twoAgentsOnPolicy(server: { url: string; printedToken?: string }): Promise<SimAgent[]> {
+async function twoAgentsOnPolicy(server: FleetServerProcess): Promise<SimAgent[]> {
   const agents = [new SimAgent(server.url), new SimAgent(server.url)];
   for (const a of agents) {
-    await a.enroll(server.printedToken!);
+    await a.enroll((await server.enrollmentToken()));
     await a.checkin(); // takes the POLICY_CHANGE; reporting the revision next time makes the poll hold
   }
   return agents;
@@ -90,7 +90,7 @@ test('enroll_limit.burst=0 turns the rate limit off (the profile allows 10 per h
   ] });
   try {
     const statuses: number[] = [];
-    for (let i = 0; i < 12; i++) statuses.push((await new SimAgent(server.url).enroll(server.printedToken!)).status);
+    for (let i = 0; i < 12; i++) statuses.push((await new SimAgent(server.url).enroll((await server.enrollmentToken()))).status);
     expect(statuses).toEqual(new Array(12).fill(200));
   } finally {
     await server.stop();

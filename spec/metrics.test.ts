@@ -34,11 +34,11 @@ const stats = async (): Promise<any> => (await request(`${metricsUrl}/stats`)).j
 test('/stats: upstream http_server shape; route counters move with requests, limiter refusals and failures', async () => {
   const before = (await stats()).http_server;
   const agent = new SimAgent(server.url);
-  expect((await agent.enroll(server.printedToken!)).status).toBe(200);
+  expect((await agent.enroll((await server.enrollmentToken()))).status).toBe(200);
   expect((await agent.checkin()).status).toBe(200);
-  expect((await new SimAgent(server.url).enroll(server.printedToken!)).status).toBe(200);
+  expect((await new SimAgent(server.url).enroll((await server.enrollmentToken()))).status).toBe(200);
   // The burst of 2 is spent: refused by the rate limiter, whatever the token.
-  expect((await new SimAgent(server.url).enroll(server.printedToken!)).status).toBe(429);
+  expect((await new SimAgent(server.url).enroll((await server.enrollmentToken()))).status).toBe(429);
   expect((await new SimAgent(server.url).enroll('bm9wZTpub3Bl')).status).toBe(429);
   // A request that fails after taking its slot: an ack with a body that is not JSON.
   const bad = await request(`${server.url}/api/fleet/agents/${agent.id}/acks`, { method: 'POST', headers: agent.headers(), body: '{"events":' });

@@ -373,7 +373,7 @@ test('server.feature_flags.enable_opamp: false takes the route away', async () =
   const dataDir = tempDir();
   const server = await startFleetServer({ dataDir, overrides: ['inputs.0.server.feature_flags.enable_opamp=false'] });
   try {
-    const r = await new SimCollector(server.url, server.printedToken!).send(SimCollector.description());
+    const r = await new SimCollector(server.url, (await server.enrollmentToken())).send(SimCollector.description());
     expect(r.res.status).toBe(404);
   } finally {
     await server.stop();
@@ -385,8 +385,8 @@ test('a stopping server closes OpAMP WebSockets with 1001 and exits cleanly', as
   const dataDir = tempDir();
   const server = await startFleetServer({ dataDir });
   try {
-    const col = new WsCollector(server.url, server.printedToken!);
-    expect(await col.connect(server.url, server.printedToken!)).toBeUndefined();
+    const col = new WsCollector(server.url, (await server.enrollmentToken()));
+    expect(await col.connect(server.url, (await server.enrollmentToken()))).toBeUndefined();
     col.sendWs(SimCollector.description());
     expect((await col.receive()).error).toBeUndefined();
     const exited = server.stop();

@@ -23,7 +23,7 @@ test('SIGHUP keeps held check-ins, which are answered normally afterwards', asyn
   try {
     const agents = [new SimAgent(server.url), new SimAgent(server.url), new SimAgent(server.url)];
     const held = await Promise.all(agents.map(async (a) => {
-      expect((await a.enroll(server.printedToken!)).status).toBe(200);
+      expect((await a.enroll((await server.enrollmentToken()))).status).toBe(200);
       expect((await a.checkin()).json.actions[0].type).toBe('POLICY_CHANGE');
       let answered = false;
       const res = a.checkin({ agent_policy_id: 'default-policy', policy_revision_idx: 1 }, { timeoutMs: 30_000 }).finally(() => (answered = true));
@@ -55,7 +55,7 @@ test('with logging to files, SIGHUP recreates a log file that was moved away', a
   const logs = join(dir, 'logs');
   const file = join(logs, 'fleet-server.log');
   const server = await startFleetServer({ dataDir: dir, overrides: ['logging.to_files=true', `logging.files.path=${logs}`, 'logging.to_stderr=false'],
-    readyText: 'Enroll an Elastic Agent with' });
+    readyText: 'Created policy "default-policy"' });
   try {
     await until('the log file', () => existsSync(file) && readFileSync(file, 'utf8').includes('fleet-server internal listener'));
     renameSync(file, `${file}.rotated`);

@@ -84,7 +84,7 @@ describe('files at rest', () => {
       process.umask(old);
     }
     const agent = new SimAgent(server.url);
-    expect((await agent.enroll(server.printedToken!)).status).toBe(200);
+    expect((await agent.enroll((await server.enrollmentToken()))).status).toBe(200);
     expect((await agent.checkin()).status).toBe(200);
     const db = join(dataDir, 'fleet-server.db');
     const modes = Object.fromEntries([dataDir, db, `${db}-wal`, `${db}-shm`, join(dataDir, 'fleet-server.key'), join(dataDir, 'fleet-server.lock')]
@@ -111,7 +111,7 @@ describe('credentials at rest', () => {
 
   test('after enrolling and a first check-in, the database files hold neither the enrollment token, the access key nor the output key', async () => {
     server = await startFleetServer();
-    const token = server.printedToken!;
+    const token = (await server.enrollmentToken());
     agent = new SimAgent(server.url);
     const enrolled = await agent.enroll(token);
     expect(enrolled.status).toBe(200);
@@ -142,7 +142,7 @@ describe('credentials at rest', () => {
   test('the output key is recovered after a restart (the key file opens what the database sealed)', async () => {
     await server.stop();
     server = await startFleetServer({ dataDir: server.dataDir, port: server.port });
-    expect(server.printedToken).toBeUndefined();
+    expect(server.createdDefaultPolicy).toBe(false);
     // The agent has not acknowledged the policy, so it gets it again, with the same key.
     const again = await agent.checkin({}, { timeoutMs: 5000 });
     expect(again.status).toBe(200);
@@ -605,7 +605,7 @@ describe('store write errors', () => {
       }
     };
     try {
-      const token = server.printedToken!;
+      const token = (await server.enrollmentToken());
       const agent = new SimAgent(server.url);
       expect((await agent.enroll(token)).status).toBe(200);
       expect((await agent.checkin()).json.actions[0].type).toBe('POLICY_CHANGE');

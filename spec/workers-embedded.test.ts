@@ -52,7 +52,7 @@ test('two workers on the embedded store: polls held on both, a CLI policy change
     expect(socket).toBe(join(dir, 'fleet-server.sock'));
     expect(statSync(socket).mode & 0o777).toBe(0o600);
     // Zero-config: the primary, owning the store, made the default policy and printed a token.
-    const token = server.printedToken!;
+    const token = (await server.enrollmentToken());
     expect(token).toBeDefined();
     await statsUntil(metricsPort, (s) => s.fleet.status === 'HEALTHY' && s.fleet.cluster.answering === 2, 'both workers healthy');
 
@@ -120,7 +120,7 @@ test('files through the workers: an upload in chunks (a refused one too) and a d
   await twoWorkers([], async (server, metricsPort, dir) => {
     await statsUntil(metricsPort, (s) => s.fleet.cluster.answering === 2, 'both workers');
     const agent = new SimAgent(server.url);
-    expect((await agent.enroll(server.printedToken!)).status).toBe(200);
+    expect((await agent.enroll((await server.enrollmentToken()))).status).toBe(200);
 
     const CHUNK = 4 * MiB;
     const data = randomBytes(CHUNK + 12345);
@@ -163,7 +163,7 @@ test('writes a worker acknowledged survive a SIGKILL of the whole server', async
     const agents: SimAgent[] = [];
     for (let i = 0; i < 4; i++) {
       const a = new SimAgent(server.url);
-      expect((await a.enroll(server.printedToken!)).status).toBe(200);
+      expect((await a.enroll((await server.enrollmentToken()))).status).toBe(200);
       agents.push(a);
     }
     server.child.kill('SIGKILL');
@@ -197,6 +197,7 @@ test.each(['plain HTTP', 'TLS'])('a full worker hands new connections to the oth
   await twoWorkers(overrides, async (server, metricsPort) => {
     await statsUntil(metricsPort, (s) => s.fleet.cluster.answering === 2, 'both workers answering');
     const port = Number(new URL(server.url).port);
+    const token = await server.enrollmentToken();
     const received: string[] = [];
     const sockets: net.Socket[] = [];
     /** A connection with `text` written once connected (after the handshake over TLS); what comes back accumulates in `received`. */
@@ -213,7 +214,7 @@ test.each(['plain HTTP', 'TLS'])('a full worker hands new connections to the oth
       sockets.push(s);
     });
     // Busy connections: an enrollment whose body is still arriving (the request is in flight until it has).
-    const busy = `POST /api/fleet/agents/enroll HTTP/1.1\r\nHost: localhost\r\nUser-Agent: Elastic Agent 9.6.0\r\nAuthorization: ApiKey ${server.printedToken}\r\n`
+    const busy = `POST /api/fleet/agents/enroll HTTP/1.1\r\nHost: localhost\r\nUser-Agent: Elastic Agent 9.6.0\r\nAuthorization: ApiKey ${token}\r\n`
       + 'Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n{"type":';
     try {
       // In steps, each in flight before the next, with time for the workers' room reports (every 0.5 s).

@@ -31,6 +31,7 @@ async function main(argv: string[]): Promise<void> {
     .option('config', { alias: 'c', type: 'string', describe: 'configuration file (default ./fleet-server.yml if present)' })
     .option('E', { type: 'string', array: true, describe: 'configuration override key=value (repeatable)' })
     .option('json', { type: 'boolean', describe: 'admin commands: print one JSON document' })
+    .option('show-secrets', { type: 'boolean', describe: 'admin commands: show credentials in policies and actions (redacted by default)' })
     .option('agent-mode', { type: 'boolean', describe: 'run under Elastic Agent: connection info on stdin, configuration from units' })
     .version(`fleet-server version ${VERSION} (commit ${COMMIT})`)
     .command(['run', '$0'], 'Run Fleet Server', {}, (a) => startServer({ ...(a as ConfigArgs), agentMode: a['agent-mode'] === true }))

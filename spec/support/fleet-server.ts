@@ -1,11 +1,14 @@
 // Starts the bundled program (dist/fleet-server.js) the way an operator would, on free ports and a
 // temporary data directory, and stops it with SIGTERM.
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
+import { promisify } from 'node:util';
 import { NODE_FLAGS, START_ENV } from './node-flags';
 import { freePort } from './ports';
+
+const execFileAsync = promisify(execFile);
 
 export const DIST = resolve(__dirname, '../../dist/fleet-server.js');
 
@@ -31,9 +34,13 @@ export class FleetServerProcess {
   stdout = '';
   stderr = '';
   exitCode: number | null | undefined;
+  private token: Promise<string> | undefined;
+  /** The store's directory: dataDir unless a path.data override moved it. */
+  storeDir: string;
   private exited: Promise<number | null>;
 
   constructor(readonly child: ChildProcess, readonly port: number, readonly internalPort: number, readonly dataDir: string) {
+    this.storeDir = dataDir;
     child.stdout!.on('data', (d: Buffer) => (this.stdout += d.toString()));
     child.stderr!.on('data', (d: Buffer) => (this.stderr += d.toString()));
     this.exited = new Promise((r) => child.once('exit', (code) => {
@@ -46,9 +53,19 @@ export class FleetServerProcess {
     return `http://127.0.0.1:${this.port}`;
   }
 
-  /** The enrollment token printed at a zero-config start. */
-  get printedToken(): string | undefined {
-    return /enrollment token for it:\s+(\S+)/.exec(this.stdout)?.[1];
+  /** Whether this start made the zero-config default policy (it says so on stdout). */
+  get createdDefaultPolicy(): boolean {
+    return this.stdout.includes('Created policy "default-policy"');
+  }
+
+  /**
+   * An enrollment token for the default policy, made once by the admin CLI as an operator would: the
+   * server prints none, its stdout not being a terminal.
+   */
+  enrollmentToken(): Promise<string> {
+    this.token ??= execFileAsync(process.execPath, [DIST, 'enrollment-token', 'create', '--policy', 'default-policy', '--json', '-E', `path.data=${this.storeDir}`], { cwd: this.dataDir })
+      .then(({ stdout }) => (JSON.parse(stdout) as { api_key: string }).api_key);
+    return this.token;
   }
 
   async waitFor(text: string | RegExp, timeoutMs = 15000): Promise<void> {
@@ -107,6 +124,7 @@ export async function startFleetServer(opts: StartOptions = {}): Promise<FleetSe
   const shipped = opts.bareNode ? {} : START_ENV;
   const child = spawn(cmd, argv, { cwd: dataDir, env: { ...process.env, ...shipped, ...opts.env }, stdio: ['ignore', 'pipe', 'pipe'] });
   const p = new FleetServerProcess(child, port, internalPort, dataDir);
+  p.storeDir = opts.overrides?.findLast((o) => o.startsWith('path.data='))?.slice('path.data='.length) ?? dataDir;
   await p.waitFor(opts.readyText ?? 'fleet-server internal listener');
   // The metrics listener opens after the agents' listeners (in a cluster, in the primary once every worker
   // is ready): a test that reads /stats at once would otherwise race it (seen once with two CI runs at once).

@@ -1,7 +1,8 @@
 // What Fleet Server puts in an agent's diagnostics bundle (which goes to Fleet): the output's headers
 // and the credentials in host URLs are redacted, in the configuration and in the output TLS file.
 import { buildConfig } from '../../src/config/config';
-import { diagnosticHooks, redact, redactUrl } from '../../src/control/diagnostics';
+import { diagnosticHooks } from '../../src/control/diagnostics';
+import { redact, redactUrl } from '../../src/util/redact';
 
 test('every output header value is redacted, names kept; proxy_headers stay redacted as a whole', () => {
   expect(redact({ output: { elasticsearch: {

@@ -1,6 +1,6 @@
 // The configuration in an agent's diagnostics bundle: secrets replaced at any depth, a proxy's
 // credentials too (the user:password of proxy_url, every proxy_headers value).
-import { redact } from '../../src/control/diagnostics';
+import { redact } from '../../src/util/redact';
 
 test('secrets, proxy credentials and proxy headers are redacted; the rest is kept', () => {
   expect(redact({

@@ -25,7 +25,7 @@ test('a stop answers the held poll, cuts a request still in flight at the drain 
   const server = await ServerInstance.create(config, pino({ level: 'silent' }));
   let stopped = false;
   try {
-    const { token } = (await new Admin(server.store).ensureDefaultPolicy(`http://127.0.0.1:${port}`))!;
+    const { token } = (await new Admin(server.store).ensureDefaultPolicy(`http://127.0.0.1:${port}`, { withToken: true }))! as { token: string };
     await server.start({ metrics: false });
     const agent = new SimAgent(`http://127.0.0.1:${port}`, VERSION);
     expect((await agent.enroll(token)).status).toBe(200);

@@ -3,16 +3,28 @@
 import { Admin } from '../fleet/admin';
 import { createLogger } from '../logging/logger';
 import { openStore } from '../store/open';
+import { redact } from '../util/redact';
 import type { Store } from '../store/port';
 import { loadConfig, type ConfigArgs } from './load-config';
 
 export interface Common extends ConfigArgs {
   json?: boolean;
+  'show-secrets'?: boolean;
 }
 
-export function print(args: Common, json: unknown, lines: () => string[]): void {
-  if (args.json) process.stdout.write(`${JSON.stringify(json, null, 2)}\n`);
-  else process.stdout.write(`${lines().join('\n')}\n`);
+/**
+ * Prints `value` as JSON (--json) or as `lines`. Documents carry credentials (an output's api_key or
+ * password in a policy, a MIGRATE action's enrollment_token) that the embedded store opens when read;
+ * printed, they would land in scroll-back, CI logs and tickets. They are redacted unless --show-secrets.
+ */
+export function print<T>(args: Common, value: T, lines: (shown: T) => string[] = (shown) => [JSON.stringify(shown, null, 2)]): void {
+  const shown = args['show-secrets'] ? value : redact(value) as T;
+  process.stdout.write(args.json ? `${JSON.stringify(shown, null, 2)}\n` : `${lines(shown).join('\n')}\n`);
+}
+
+/** For what a command exists to show once (a new enrollment token): never redacted. */
+export function printCreated(args: Common, value: unknown, lines: () => string[]): void {
+  process.stdout.write(args.json ? `${JSON.stringify(value, null, 2)}\n` : `${lines().join('\n')}\n`);
 }
 
 export async function withAdmin<T>(args: Common, fn: (admin: Admin, store: Store) => Promise<T>): Promise<T> {

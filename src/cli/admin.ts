@@ -5,7 +5,7 @@ import type { Argv } from 'yargs';
 import { parse as parseYaml } from 'yaml';
 import type { PolicyInput } from '../fleet/admin';
 import type { Hit, Json } from '../store/documents';
-import { print, table, withAdmin, type Common } from './admin-common';
+import { print, printCreated, table, withAdmin, type Common } from './admin-common';
 import { registerFileCommands } from './files';
 
 const flat = <T>(h: Hit<T>): T & { _id: string } => ({ _id: h._id, ...h._source });
@@ -36,7 +36,7 @@ export function registerAdminCommands(y: Argv<Common>): Argv<Common> {
       })
       .command('show <id>', 'Show the latest revision of a policy', (c) => c.positional('id', { type: 'string', demandOption: true }), async (a) => {
         const hit = await withAdmin(a, (admin) => admin.showPolicy(a.id));
-        print(a, hit._source, () => [JSON.stringify(hit._source, null, 2)]);
+        print(a, hit._source);
       })
       .demandCommand(1, 'a subcommand is needed: put, list or show'))
     .command('enrollment-token <command>', 'Enrollment tokens', (p) => p
@@ -46,7 +46,7 @@ export function registerAdminCommands(y: Argv<Common>): Argv<Common> {
         .option('namespace', { type: 'string', array: true }),
       async (a) => {
         const hit = await withAdmin(a, (admin) => admin.createEnrollmentToken(a.policy, a.name, a.namespace));
-        print(a, { id: hit._id, ...hit._source }, () => [hit._source.api_key]);
+        printCreated(a, { id: hit._id, ...hit._source }, () => [hit._source.api_key]);
       })
       .command('list', 'List enrollment tokens (a prefix of each, never the token)', (c) => c.option('policy', { type: 'string' }), async (a) => {
         const tokens = await withAdmin(a, (admin) => admin.listEnrollmentTokens(a.policy));
@@ -69,7 +69,7 @@ export function registerAdminCommands(y: Argv<Common>): Argv<Common> {
         })
       .command('show <id>', 'Show an agent document', (c) => c.positional('id', { type: 'string', demandOption: true }), async (a) => {
         const hit = await withAdmin(a, (admin) => admin.showAgent(a.id));
-        print(a, flat(hit), () => [JSON.stringify(flat(hit), null, 2)]);
+        print(a, flat(hit));
       })
       .demandCommand(1, 'a subcommand is needed: list or show'))
     .command('actions', 'Agent actions', (p) => p
@@ -97,8 +97,7 @@ export function registerAdminCommands(y: Argv<Common>): Argv<Common> {
       })
       .command('show <id>', 'Show an action and the results agents reported', (c) => c.positional('id', { type: 'string', demandOption: true }), async (a) => {
         const { action, results } = await withAdmin(a, (admin) => admin.showAction(a.id));
-        const out = { action: flat(action), results: results.map(flat) };
-        print(a, out, () => [JSON.stringify(out, null, 2)]);
+        print(a, { action: flat(action), results: results.map(flat) });
       })
       .command('list', 'List recent actions', (c) => c.option('limit', { type: 'number', default: 100 }), async (a) => {
         const hits = await withAdmin(a, (admin) => admin.listActions(a.limit));

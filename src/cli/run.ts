@@ -40,16 +40,30 @@ export async function runServer(args: ConfigArgs): Promise<void> {
 }
 
 /**
- * Zero-config start on the embedded store: with no policy at all, a default policy and an enrollment
- * token are created and printed with a ready enroll command.
+ * Zero-config start on the embedded store: with no policy at all, a default policy is created. On a
+ * terminal an enrollment token is made too and printed with a ready enroll command. Anywhere else
+ * (systemd, Docker without -t, a pipe) standard output is a log that outlives the token's secrecy, so
+ * no token is made there; the operator is told how to make one.
  */
-async function printZeroConfig(store: Store, config: FleetServerConfig): Promise<void> {
+export async function printZeroConfig(store: Store, config: FleetServerConfig, out: Pick<NodeJS.WriteStream, 'write' | 'isTTY'> = process.stdout): Promise<void> {
   const scheme = config.server.tls.enabled ? 'https' : 'http';
   const host = config.server.host === '0.0.0.0' || config.server.host === '::' ? 'localhost' : config.server.host;
   const url = `${scheme}://${host}:${config.server.port}`;
-  const created = await new Admin(store).ensureDefaultPolicy(url);
+  const created = await new Admin(store).ensureDefaultPolicy(url, { withToken: out.isTTY === true });
   if (!created) return;
-  process.stdout.write([
+  if (created.token === undefined) {
+    out.write([
+      '',
+      `Created policy "${created.policyId}". Agents enroll at ${url}. No enrollment token was made: standard`,
+      'output is not a terminal, and a token printed here would be kept in a log. Make one with the options this',
+      'server was started with (-c, -E):',
+      '',
+      `  fleet-server enrollment-token create --policy ${created.policyId}`,
+      '',
+    ].join('\n'));
+    return;
+  }
+  out.write([
     '',
     `Created policy "${created.policyId}" and an enrollment token for it:`,
     '',

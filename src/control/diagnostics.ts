@@ -3,43 +3,8 @@
 import { X509Certificate } from 'node:crypto';
 import { stringify } from 'yaml';
 import { pemOrFile, type FleetServerConfig } from '../config/config';
+import { redact, redactUrl } from '../util/redact';
 import type { DiagnosticHook } from './client';
-
-const REDACTED = '[REDACTED]';
-// proxy_headers: as a whole (Proxy-Authorization, tokens of the proxy's own).
-const SECRET_KEYS = /^(service_token|api_key|key|key_passphrase|password|secret_token|passphrase|token_key|proxy_headers)$/i;
-/** Keys whose values are URLs, or lists of them, that may carry user:password@. */
-const URL_KEYS = /^(hosts|proxy_url)$/i;
-
-/**
- * A URL's user:password@ (with or without a scheme) becomes [REDACTED]@: the host stays readable, the
- * credentials do not leave in the bundle.
- */
-export function redactUrl(url: string): string {
-  // Up to the authority's last @: an unencoded @ in a password must not leave its tail behind.
-  return url.replace(/^([a-z][a-z0-9+.-]*:\/\/)?[^/?#\s]+@/i, `$1${REDACTED}@`);
-}
-
-/**
- * The bundle goes to Fleet. Every `headers` value is redacted, names kept: upstream's RedactOutput
- * redacts only names containing auth, token, key or bearer, which passes Cookie, X-Secret and whatever
- * a gateway in front of Elasticsearch invents, and a header's value tells little when diagnosing.
- */
-export function redact(v: unknown): unknown {
-  if (Array.isArray(v)) return v.map(redact);
-  if (v === null || typeof v !== 'object') return v;
-  return Object.fromEntries(Object.entries(v).map(([k, x]) => {
-    if (SECRET_KEYS.test(k) && x !== '') return [k, REDACTED];
-    if (k === 'headers' && x !== null && typeof x === 'object' && !Array.isArray(x)) {
-      return [k, Object.fromEntries(Object.keys(x).map((name) => [name, REDACTED]))];
-    }
-    if (URL_KEYS.test(k)) {
-      if (typeof x === 'string') return [k, redactUrl(x)];
-      if (Array.isArray(x)) return [k, x.map((h) => (typeof h === 'string' ? redactUrl(h) : redact(h)))];
-    }
-    return [k, redact(x)];
-  }));
-}
 
 function describeCert(pem: string | undefined): string {
   if (!pem) return '  (none)\n';

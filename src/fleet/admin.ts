@@ -197,11 +197,11 @@ export class Admin {
   }
 
   /**
-   * Zero-config start: with no policy at all, create a default policy and an enrollment token so a
-   * fresh install can enroll agents at once. Returns the token when one was created: it is freshly
-   * minted, as a stored one cannot be read back.
+   * Zero-config start: with no policy at all, create a default policy and (`withToken`) an enrollment
+   * token so a fresh install can enroll agents at once. Returns the token when one was created: it is
+   * freshly minted, as a stored one cannot be read back.
    */
-  async ensureDefaultPolicy(fleetUrl: string): Promise<{ policyId: string; token: string } | undefined> {
+  async ensureDefaultPolicy(fleetUrl: string, o: { withToken: boolean }): Promise<{ policyId: string; token?: string } | undefined> {
     if ((await this.store.latestPolicies()).length > 0) return undefined;
     const policyId = 'default-policy';
     await this.putPolicy({
@@ -212,6 +212,7 @@ export class Admin {
       agent: { monitoring: { enabled: false, logs: false, metrics: false } },
       fleet: { hosts: [fleetUrl] },
     });
+    if (!o.withToken) return { policyId };
     const t = await this.createEnrollmentToken(policyId, 'Default');
     return { policyId, token: t._source.api_key };
   }

@@ -3,10 +3,10 @@
 // actions before they are written and opens them when read, so fleet logic sees the documents as given
 // and a copied database holds no usable credential.
 import { StoreUnavailableError } from '../port';
+import { SECRET_NAME } from '../../util/redact';
 import type { SecretBox } from './secret-box';
 
 const MARK = '$sealed:';
-const SENSITIVE = /^(api_key|service_token|enrollment_token|key|key_passphrase|password|passphrase|secret_token|token_key|secret_access_key|session_token|client_secret|bearer_token)$/i;
 
 type Json = unknown;
 
@@ -33,6 +33,6 @@ function walk(v: Json, sensitive: boolean, fn: (s: string) => string): Json {
   if (Array.isArray(v)) return v.map((x) => walk(x, sensitive, fn));
   if (v === null || typeof v !== 'object') return v;
   const out: Record<string, Json> = {};
-  for (const [k, x] of Object.entries(v)) out[k] = walk(x, sensitive || SENSITIVE.test(k), fn);
+  for (const [k, x] of Object.entries(v)) out[k] = walk(x, sensitive || SECRET_NAME.test(k), fn);
   return out;
 }

@@ -1,0 +1,54 @@
+// The zero-config first start on the embedded store: the default policy always; an enrollment token
+// only where standard output is a terminal (an operator reading it), never where it is a log.
+import { spawn } from 'node:child_process';
+import { DIST, removeDir, startFleetServer, tempDir } from './support/fleet-server';
+import { NODE_FLAGS, START_ENV } from './support/node-flags';
+import { freePort } from './support/ports';
+import { SimAgent } from './support/agent';
+import { cli } from './support/cli';
+
+const quote = (s: string): string => `'${s.replace(/'/g, `'\\''`)}'`;
+
+test('on a terminal the token is printed with an enroll command, and enrolls an agent', async () => {
+  const dir = tempDir();
+  const port = await freePort();
+  const cmd = [process.execPath, ...NODE_FLAGS, DIST, '-E', `path.data=${dir}`, '-E', 'inputs.0.server.host=127.0.0.1',
+    '-E', `inputs.0.server.port=${port}`, '-E', 'inputs.0.server.internal_port=0', '-E', 'inputs.0.server.workers=1'].map(quote).join(' ');
+  // util-linux script(1) runs the server on a pseudo-terminal; its output is the terminal's.
+  const child = spawn('script', ['-qfec', `exec ${cmd}`, '/dev/null'], { cwd: dir, env: { ...process.env, ...START_ENV }, stdio: ['pipe', 'pipe', 'pipe'] });
+  let out = '';
+  child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+  child.stderr.on('data', (d: Buffer) => (out += d.toString()));
+  const exited = new Promise<number | null>((r) => child.once('exit', r));
+  try {
+    const deadline = Date.now() + 20_000;
+    while (!/enrollment token for it:\s+(\S+)/.test(out) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+    const token = /enrollment token for it:\s+(\S+)/.exec(out)?.[1];
+    expect(token).toMatch(/^[A-Za-z0-9+/=]{40,}$/);
+    expect(out).toContain(`elastic-agent install --url=http://127.0.0.1:${port} --enrollment-token=${token} --insecure`);
+    expect((await new SimAgent(`http://127.0.0.1:${port}`).enroll(token!)).status).toBe(200);
+  } finally {
+    // Ctrl-C on the terminal, as an operator stops it.
+    child.stdin.end('\x03');
+    const timer = setTimeout(() => child.kill('SIGKILL'), 15_000);
+    const code = await exited;
+    clearTimeout(timer);
+    removeDir(dir);
+    expect(code).toBe(0);
+  }
+});
+
+test('elsewhere (a pipe, the journal) no token is made or printed; the policy is, and the way to a token is told', async () => {
+  const server = await startFleetServer();
+  try {
+    expect(server.stdout).toContain(`Created policy "default-policy". Agents enroll at ${server.url}.`);
+    expect(server.stdout).toContain('fleet-server enrollment-token create --policy default-policy');
+    expect(server.stdout).not.toMatch(/[A-Za-z0-9+/]{40,}/);
+    expect(await cli(server.dataDir, ['enrollment-token', 'list'])).toEqual([]);
+    const token = await server.enrollmentToken();
+    expect((await new SimAgent(server.url).enroll(token)).status).toBe(200);
+  } finally {
+    expect(await server.stop()).toBe(0);
+    removeDir(server.dataDir);
+  }
+});
