@@ -47,7 +47,7 @@ const FILE_ROUTE_ERRORS: Record<string, (FleetErrorCode | HttpErrorCode)[]> = {
   ],
   'post /api/fleet/uploads': [
     'AgentNotFound', 'AgentCorrupted', 'FileInfoBodyRequired', 'AgentIdMissing', 'AgentIdentity', 'FileFeatureDisabled',
-    'FileSizeRequired', 'InvalidFileSize', 'FileSizeTooLarge', 'FieldRequired', 'UploadExists', 'PayloadTooLarge',
+    'FileSizeRequired', 'InvalidFileSize', 'FileSizeTooLarge', 'FieldRequired', 'UploadExists', 'PayloadTooLarge', 'TooManyUploads',
   ],
   'put /api/fleet/uploads/{id}/{n}': [
     'AgentNotFound', 'AgentCorrupted', 'InvalidChunkNum', 'ChunkHashRequired', 'InvalidFileId', 'AgentIdentity', 'UploadExpired',
@@ -245,7 +245,7 @@ const ALL_ERROR_CODES: Record<FleetErrorCode, true> = {
   MalformedSha256: true, FileInfoBodyRequired: true, AgentIdMissing: true, FileFeatureDisabled: true, FileSizeTooLarge: true,
   FileSizeRequired: true, InvalidFileSize: true, FieldRequired: true, UploadExists: true, InvalidFileId: true,
   UploadExpired: true, UploadStopped: true, InvalidChunkNum: true, ChunkHashRequired: true, HashMismatch: true,
-  TransitHashRequired: true, StatusNoUploads: true, MissingChunks: true, FailValidation: true, PayloadTooLarge: true,
+  TransitHashRequired: true, StatusNoUploads: true, MissingChunks: true, FailValidation: true, PayloadTooLarge: true, TooManyUploads: true,
   NoFile: true, ClientFileForbidden: true,
 };
 const ALL_HTTP_ERROR_CODES: Record<HttpErrorCode, true> = {
@@ -307,7 +307,7 @@ async function lifecycleSamples(): Promise<Samples> {
     api.push(['checkinResponse', await checkin({})]);
     // The begin answer depends on the store only through the create succeeding.
     const created: string[] = [];
-    const uploadStore = { uploads: { createUpload: async (src: string, docId: string) => { created.push(`${src}/${docId}`); return true; } } };
+    const uploadStore = { uploads: { listUploads: async () => [], createUpload: async (src: string, docId: string) => { created.push(`${src}/${docId}`); return true; } } };
     const uploads = new UploadService(uploadStore as unknown as Store, { maxFileSize: undefined }, pino({ level: 'silent' }));
     api.push(['uploadBeginResponse', await uploads.begin(await f.agent(id), {
       file: { name: 'diag.zip', mime_type: 'application/zip', size: 9_000_000, hash: { sha256: 'ab'.repeat(32) } },

@@ -80,6 +80,33 @@ describe.each(STORE_KINDS)('%s store: files', (_name, make) => {
     expect(await store.uploads.listChunks(u)).toEqual([]);
   });
 
+  test('uploads in progress of one agent: begun since the given time and not stopped, newest first', async () => {
+    const agentId = uid();
+    const make = async (startedMs: number, status: string): Promise<string> => {
+      const actionId = uid();
+      const uploadId = uid();
+      const doc = uploadDoc(agentId, actionId, uploadId, 10, 4);
+      doc['upload_start'] = startedMs;
+      (doc['file'] as JsonObject)['Status'] = status;
+      expect(await store.uploads.createUpload('agent', `${actionId}.${agentId}`, doc)).toBe(true);
+      return uploadId;
+    };
+    const now = Date.now();
+    const older = await make(now - 3_000, 'AWAITING_UPLOAD');
+    const newer = await make(now - 1_000, 'AWAITING_UPLOAD');
+    await make(now - 500, 'READY');
+    await make(now - 400, 'UPLOAD_ERROR');
+    await make(now - 300, 'DELETED');
+    await make(now - 10_000, 'AWAITING_UPLOAD');
+    await newUpload(10, 4); // another agent's
+    const ids = async (since: number, limit = 10): Promise<string[]> =>
+      (await store.uploads.listUploads({ agentId, inProgressSince: since, limit })).map((x) => x.uploadId);
+    expect(await ids(now - 5_000)).toEqual([newer, older]);
+    expect(await ids(now - 2_000)).toEqual([newer]);
+    expect(await ids(now - 5_000, 1)).toEqual([newer]);
+    expect(await store.uploads.listUploads({ agentId, limit: 10 })).toHaveLength(6);
+  });
+
   test('status: READY with its transit hash; delete removes metadata and chunks', async () => {
     const u = await newUpload(3, 4);
     await store.uploads.putChunk(u, { n: 0, last: true, sha2: sha256(Buffer.from('abc')), timestampMs: Date.now() }, pieces(Buffer.from('abc')));

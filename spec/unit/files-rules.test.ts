@@ -5,7 +5,7 @@
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, utimesSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { transitHash, UPLOAD_CHUNK_SIZE, UPLOAD_WINDOW_MS } from '../../src/fleet/uploads';
+import { MAX_UPLOADS_IN_PROGRESS, transitHash, UPLOAD_CHUNK_SIZE, UPLOAD_WINDOW_MS } from '../../src/fleet/uploads';
 import type { AgentDoc, Hit, JsonObject } from '../../src/store/documents';
 import type { ArtifactDoc } from '../../src/store/file-ports';
 import type { BlobDir } from '../../src/store/sqlite/blobs';
@@ -190,6 +190,24 @@ describe('uploads', () => {
     expect(await code(f.fleet.uploads.complete(agent, id, { transithash: { sha256: claimed } }))).toBe('FailValidation');
     expect((await f.store.uploads.findUpload(id))!.status).toBe('UPLOAD_ERROR');
     expect(await f.store.uploads.listChunks((await f.store.uploads.findUpload(id))!)).toEqual([]);
+  });
+
+  test('one agent has at most 16 uploads in progress: a finished or expired one frees its place; other agents are not held', async () => {
+    f = await InProcessFleet.start();
+    const agent = await f.agent((await f.enroll()).id);
+    const other = await f.agent((await f.enroll()).id);
+    const ids: string[] = [];
+    for (let i = 0; i < MAX_UPLOADS_IN_PROGRESS; i++) ids.push(await begin(agent, 1, `a${i}`));
+    expect(MAX_UPLOADS_IN_PROGRESS).toBe(16);
+    expect(await code(begin(agent, 1, 'one-more'))).toBe('TooManyUploads');
+    expect(await code(begin(other, 1, 'one-more'))).toBe('ok');
+    const data = Buffer.from('x');
+    await f.fleet.uploads.chunk(agent, ids[0]!, 0, sha256(data), body(data));
+    await f.fleet.uploads.complete(agent, ids[0]!, { transithash: { sha256: transitHash([sha256(data)]) } });
+    expect(await code(begin(agent, 1, 'one-more'))).toBe('ok');
+    expect(await code(begin(agent, 1, 'and-another'))).toBe('TooManyUploads');
+    f.clock.advance(UPLOAD_WINDOW_MS + 1);
+    expect(await code(begin(agent, 1, 'after-a-day'))).toBe('ok');
   });
 
   test('uploads disabled (max_file_storage_size 0), and a size over the limit', async () => {

@@ -13,7 +13,7 @@ export type FleetErrorCode =
   | 'FileInfoBodyRequired' | 'AgentIdMissing' | 'FileFeatureDisabled' | 'FileSizeTooLarge' | 'FileSizeRequired'
   | 'InvalidFileSize' | 'FieldRequired' | 'UploadExists' | 'InvalidFileId' | 'UploadExpired' | 'UploadStopped'
   | 'InvalidChunkNum' | 'ChunkHashRequired' | 'HashMismatch' | 'TransitHashRequired' | 'StatusNoUploads'
-  | 'MissingChunks' | 'FailValidation' | 'PayloadTooLarge'
+  | 'MissingChunks' | 'FailValidation' | 'PayloadTooLarge' | 'TooManyUploads'
   // File delivery (handleFileDelivery.go).
   | 'NoFile' | 'ClientFileForbidden';
 

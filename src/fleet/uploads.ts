@@ -16,6 +16,12 @@ export const UPLOAD_WINDOW_MS = 24 * 3_600_000;
 /** Completion lists at most this many chunks (upstream's search size), so larger files could never complete. */
 export const MAX_CHUNKS = 10_000;
 const CACHE_TTL_MS = 30 * 60_000;
+/**
+ * Uploads one agent may have in progress (begun within the window, not finished). Upstream sets no
+ * bound; here one agent's key cannot start uploads without end, each holding disk until it expires. An
+ * agent uploads one file per action (diagnostics, Endpoint's response actions), a few at a time.
+ */
+export const MAX_UPLOADS_IN_PROGRESS = 16;
 const HEX_SHA256 = /^[0-9a-fA-F]{64}$/;
 /** `src` names an index (`.fleet-fileds-fromhost-meta-<src>`): only what is safe in an index name. */
 const SOURCE = /^[a-z0-9][a-z0-9_-]{0,63}$/;
@@ -77,6 +83,10 @@ export class UploadService {
     const src = body['src'] as string;
     if (!SOURCE.test(src)) throw badRequest('src must be a lower-case name of letters, digits, - and _');
     const now = this.clock.now();
+    const inProgress = await this.store.uploads.listUploads({ agentId: agent._id, inProgressSince: now - UPLOAD_WINDOW_MS, limit: MAX_UPLOADS_IN_PROGRESS });
+    if (inProgress.length >= MAX_UPLOADS_IN_PROGRESS) {
+      throw new FleetError('TooManyUploads', `this agent has ${inProgress.length} uploads in progress; finish one, or let it expire, first`);
+    }
     const uploadId = randomUUID();
     const doc: JsonObject = {
       ...body,

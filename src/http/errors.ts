@@ -88,6 +88,8 @@ const CATALOGUE: Record<FleetErrorCode | HttpErrorCode, Entry> = {
   FieldRequired: { status: 400, error: 'ErrFieldRequired' },
   // Upstream's create conflict surfaces as a 500; a second begin for the same action is the client's.
   UploadExists: { status: 409, error: 'ErrUploadExists', message: 'an upload for this action and agent exists already' },
+  // Not upstream's (it sets no bound): the agent's uploads in progress are at fleet/uploads.ts's bound.
+  TooManyUploads: { status: 429, error: 'ErrTooManyUploads', retryAfter: RETRY_SECONDS },
   InvalidFileId: { status: 400, error: 'ErrInvalidFileID', message: 'ErrInvalidID' },
   UploadExpired: { status: 400, error: 'ErrUploadExpired', message: 'upload has expired' },
   UploadStopped: { status: 400, error: 'ErrUploadStopped', message: 'upload has stopped' },

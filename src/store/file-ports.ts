@@ -44,6 +44,8 @@ export interface ChunkWrite {
 export interface UploadListQuery {
   agentId?: string;
   actionId?: string;
+  /** Only uploads still taking chunks (no stopped status) begun at or after this time (ms). */
+  inProgressSince?: number;
   limit: number;
 }
 

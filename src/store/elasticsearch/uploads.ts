@@ -3,7 +3,7 @@
 // in `.fleet-fileds-fromhost-data-<src>`, so Kibana reads them ("Request diagnostics" download).
 import type { Client } from '@elastic/elasticsearch';
 import type { JsonObject } from '../documents';
-import type { ChunkWrite, StoredChunk, UploadListQuery, UploadRecord, UploadStore } from '../file-ports';
+import { STOPPED_UPLOAD_STATUSES, type ChunkWrite, type StoredChunk, type UploadListQuery, type UploadRecord, type UploadStore } from '../file-ports';
 import { NotFoundError } from '../port';
 import { statusIn, withRetries } from './connection';
 import { ChunkEncoder } from './cbor-chunk';
@@ -67,9 +67,11 @@ export class EsUploads implements UploadStore {
     const filters: Obj[] = [];
     if (q.agentId !== undefined) filters.push({ term: { agent_id: q.agentId } });
     if (q.actionId !== undefined) filters.push({ term: { action_id: q.actionId } });
+    const notStopped = q.inProgressSince === undefined ? [] : [{ terms: { 'file.Status': [...STOPPED_UPLOAD_STATUSES] } }];
+    if (q.inProgressSince !== undefined) filters.push({ range: { upload_start: { gte: q.inProgressSince } } });
     const hits = await searchHits(this.client, 'list uploads', META_ALL, {
       size: Math.min(q.limit, 10000),
-      query: filters.length ? { bool: { filter: filters } } : { match_all: {} },
+      query: filters.length ? { bool: { filter: filters, ...(notStopped.length ? { must_not: notStopped } : {}) } } : { match_all: {} },
       sort: [{ upload_start: { order: 'desc', unmapped_type: 'date' } }],
     });
     return hits.map(recordOf);

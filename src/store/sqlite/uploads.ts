@@ -89,7 +89,7 @@ export class SqliteUploads implements UploadStore {
 
   async listUploads(query: UploadListQuery): Promise<UploadRecord[]> {
     const where: string[] = [];
-    const params: string[] = [];
+    const params: (string | number)[] = [];
     if (query.agentId !== undefined) {
       where.push('agent_id = ?');
       params.push(query.agentId);
@@ -97,6 +97,10 @@ export class SqliteUploads implements UploadStore {
     if (query.actionId !== undefined) {
       where.push('action_id = ?');
       params.push(query.actionId);
+    }
+    if (query.inProgressSince !== undefined) {
+      where.push(`started_ms >= ? AND IFNULL(${STATUS}, '') NOT IN (${[...STOPPED].map(() => '?').join(', ')})`);
+      params.push(query.inProgressSince, ...STOPPED);
     }
     const sql = `SELECT ${COLUMNS} FROM uploads ${where.length ? `WHERE ${where.join(' AND ')} ` : ''}ORDER BY started_ms DESC, rowid DESC LIMIT ?`;
     return this.sql.q(sql).all(...params, query.limit).map((r) => toRecord(r as Row));
