@@ -27,3 +27,74 @@ test('a feed sees an action once its write committed, not while its transaction 
     removeDir(dir);
   }
 });
+
+describe('a feed reads only what is durable', () => {
+  interface Wal { lost: Error | undefined }
+  const action = (): ActionDoc => ({ action_id: randomUUID(), '@timestamp': new Date().toISOString(), type: 'SETTINGS',
+    expiration: new Date(Date.now() + 3600e3).toISOString(), agents: ['a1'] });
+  let dir: string;
+  let store: SqliteStore;
+  let wal: Wal;
+  beforeEach(() => {
+    dir = tempDir();
+    store = new SqliteStore(join(dir, 'fleet-server.db'), { server: true });
+    wal = (store as unknown as { wal: Wal }).wal;
+  });
+  afterEach(async () => {
+    await store.close().catch(() => undefined);
+    removeDir(dir);
+  });
+
+  /**
+   * The next group's WAL flush waits for the returned function (the group commit's, not the
+   * checkpointer's); called with an error, the flush fails for good, as a failed fdatasync does.
+   */
+  function holdNextFlush(): (err?: Error) => void {
+    const hooks = (store as unknown as { commits: { hooks: { durable(): Promise<void> } } }).commits.hooks;
+    const real = hooks.durable;
+    let end!: (err?: Error) => void;
+    hooks.durable = () => new Promise<void>((resolve, reject) => {
+      hooks.durable = real;
+      end = (err) => {
+        if (!err) return void real().then(resolve, reject);
+        wal.lost = err;
+        reject(err);
+      };
+    });
+    return (err) => end(err);
+  }
+
+  test('an action committed while its WAL flush runs is handed out once the flush has ended', async () => {
+    const before = await store.actionChanges.checkpoint();
+    const release = holdNextFlush();
+    const created = store.createActions([action()]);
+    const waiting = store.actionChanges.next(before, 5000, new AbortController().signal);
+    await new Promise((r) => setTimeout(r, 50)); // the COMMIT has run: another connection sees the row
+    expect((store as unknown as { maxSeq(t: string): number }).maxSeq('actions')).toBeGreaterThan(before);
+    expect(await store.actionChanges.checkpoint()).toBe(before);
+    release();
+    const [hit] = await created;
+    expect((await waiting).hits.map((h) => h._id)).toEqual([hit!._id]);
+    expect(await store.actionChanges.checkpoint()).toBe(hit!._seq_no);
+  });
+
+  test('an action whose WAL flush failed is never handed out', async () => {
+    const before = await store.actionChanges.checkpoint();
+    const release = holdNextFlush();
+    const created = store.createActions([action()]);
+    await new Promise((r) => setTimeout(r, 50));
+    release(new Error('EIO'));
+    await expect(created).rejects.toThrow();
+    expect(await store.actionChanges.checkpoint()).toBe(before);
+    expect((await store.actionChanges.next(before, 300, new AbortController().signal)).hits).toEqual([]);
+  });
+
+  test('another process\'s write (the admin CLI) is handed out when noticed', async () => {
+    const before = await store.actionChanges.checkpoint();
+    const waiting = store.actionChanges.next(before, 5000, new AbortController().signal);
+    const cli = new SqliteStore(join(dir, 'fleet-server.db'));
+    const [hit] = await cli.createActions([action()]);
+    await cli.close();
+    expect((await waiting).hits.map((h) => h._id)).toEqual([hit!._id]);
+  });
+});

@@ -12,7 +12,8 @@ export class ChangeWatcher {
   private readonly listeners = new Map<() => void, string>();
   private timer: NodeJS.Timeout | undefined;
 
-  constructor(private readonly db: DatabaseSync) {
+  /** `external`: runs when another process's write is noticed, before anyone is told. */
+  constructor(private readonly db: DatabaseSync, private readonly external: () => void = () => undefined) {
     this.version = this.dataVersion();
   }
 
@@ -44,6 +45,11 @@ export class ChangeWatcher {
       return; // database closed
     }
     if (v !== this.version) {
+      try {
+        this.external();
+      } catch {
+        return; // the version is kept: tried again at the next poll
+      }
       this.version = v;
       this.notify();
     }

@@ -127,6 +127,14 @@ export class SqliteStore implements Store {
    */
   private readonly feedDb: DatabaseSync | undefined;
   private readonly feedStmts = new Map<string, Statement>();
+  /**
+   * The highest seq of each feed's table known durable: feeds read up to here. Another connection sees a
+   * group's rows once its COMMIT has run, before the WAL flush that makes them durable ends; a flush that
+   * fails is final (group-commit.ts) and those rows may not survive a restart, so no agent may be handed
+   * them. Raised when a flush of this process's commits ends, and when another process's (the admin
+   * CLI's) commit is noticed; never for a group whose flush failed.
+   */
+  private readonly durableSeq = { policies: -1, actions: -1 };
   /** Why the last write failed, until a write changes rows again (checkpoints stopped: for good). */
   private writeFault: string | undefined;
   /** The last bulkUpdateAgents' parts all applied (not yet committed): the next batch starts then. */
@@ -144,7 +152,11 @@ export class SqliteStore implements Store {
     this.wal = path === ':memory:' ? undefined : new FileFlusher(`${path}-wal`);
     try {
       this.feedDb = path === ':memory:' ? undefined : openReader(path);
+      // What is in the database at open is on disk (recovered from it), or on its way from a previous
+      // process that ended: durable.
+      this.raiseDurableSeq();
     } catch (err) {
+      this.feedDb?.close();
       this.db.close();
       this.lock?.release();
       throw storeError(err, path);
@@ -172,7 +184,8 @@ export class SqliteStore implements Store {
         throw storeError(err, path);
       }
     }
-    this.watcher = new ChangeWatcher(this.db);
+    // Another process's commit: its own flush follows at once (the admin CLI waits for it).
+    this.watcher = new ChangeWatcher(this.db, () => this.raiseDurableSeq());
     this.commits = new GroupCommit(this.db, {
       failed,
       totalChanges: () => this.totalChanges(),
@@ -181,6 +194,13 @@ export class SqliteStore implements Store {
       stalled: (fault) => this.setWriteFault(fault ?? this.lastingFault()),
       wrote: () => this.checkpointer?.wrote(),
       committed: (tables, rowsChanged) => {
+        // Every table, not only `tables`: nothing can commit unflushed before this runs (group-commit.ts).
+        // A failing read leaves the feeds behind until the next commit raises it; the writers are answered.
+        try {
+          this.raiseDurableSeq();
+        } catch {
+          // The fault shows through the read that failed (guarded statements).
+        }
         // A write that changed rows ends a fault, except a lasting one.
         if (this.writeFault !== undefined && rowsChanged) this.setWriteFault(this.lastingFault());
         if (tables.size > 0) this.watcher.notify([...tables]);
@@ -200,7 +220,7 @@ export class SqliteStore implements Store {
   private feed<T>(table: 'policies' | 'actions', filter = '', params: () => number[] = () => []): ChangeFeed<T> {
     return new SqliteChangeFeed<T>(
       this.watcher, table,
-      () => this.maxSeq(table),
+      () => this.durableSeq[table],
       (after, upTo) => this.feedQ(`SELECT seq, id, doc FROM ${table} WHERE seq > ? AND seq <= ?${filter} ORDER BY seq`)
         .all(after, upTo, ...params()).map((r) => this.sealedHit<T>(r as Row)!),
     );
@@ -267,6 +287,11 @@ export class SqliteStore implements Store {
   private maxSeq(table: 'policies' | 'actions'): number {
     const row = this.feedQ(`SELECT max(seq) AS m FROM ${table}`).get() as Row;
     return row['m'] === null ? -1 : Number(row['m']);
+  }
+
+  /** What the feeds' connection sees has committed, and is durable when this is called. */
+  private raiseDurableSeq(): void {
+    for (const table of ['policies', 'actions'] as const) this.durableSeq[table] = Math.max(this.durableSeq[table], this.maxSeq(table));
   }
 
   async ready(): Promise<void> {}
