@@ -253,6 +253,30 @@ describe.each(STORE_KINDS)('%s store', (_name, make) => {
     await store.deleteAgent(id);
   });
 
+  test('agents: keys are recorded only while no other pass has recorded one for the output (whileOutputKeysUnset); otherwise nothing changes', async () => {
+    const id = uid();
+    const entry = (key: string, keyId: string) => ({ api_key: key, api_key_id: keyId, permissions_hash: 'h1', type: 'elasticsearch' });
+    // A remote output whose key could not be made has '' recorded: still unset.
+    await store.createAgent(id, agentDoc({ outputs: { remote: { ...entry('', 'r0'), type: 'remote_elasticsearch' } } }));
+    await store.updateAgent({ id, doc: { outputs: { default: entry('ref-1', 'k1'), remote: entry('ref-r', 'r1') } as never }, whileOutputKeysUnset: ['default', 'remote'] });
+    expect((await store.getAgent(id))!._source.outputs).toMatchObject({ default: { api_key: 'ref-1', api_key_id: 'k1' }, remote: { api_key: 'ref-r' } });
+    // Another pass, which read the document before the first recorded its key.
+    const late = store.updateAgent({ id, doc: { outputs: { default: entry('ref-2', 'k2') } as never, last_checkin_status: 'error' }, unset: ['outputs.remote'], whileOutputKeysUnset: ['default'] });
+    await expect(late).rejects.toMatchObject({ name: 'ConflictError' });
+    const doc = (await store.getAgent(id))!._source;
+    expect(doc.outputs).toMatchObject({ default: { api_key: 'ref-1', api_key_id: 'k1' }, remote: { api_key: 'ref-r' } });
+    expect(doc.last_checkin_status).not.toBe('error');
+    if (store.createOutputKeys) {
+      // Minted in the same write: a conflict undoes the key and its secret too.
+      const request = { name: `${id}:default`, roleDescriptors: {}, metadata: { agent_id: id } };
+      const minting = store.createOutputKeys(id, [{ output: 'default', request, entry: { permissions_hash: 'h1', type: 'elasticsearch' } }],
+        { id, doc: {}, whileOutputKeysUnset: ['default'] });
+      await expect(minting).rejects.toMatchObject({ name: 'ConflictError' });
+      expect((await store.getAgent(id))!._source.outputs!['default']!.api_key_id).toBe('k1');
+    }
+    await store.deleteAgent(id);
+  });
+
   test('policies: one document per revision, the latest wins, the change feed wakes on a new revision', async () => {
     const policyId = uid();
     await store.addPolicyRevision(policyDoc(policyId, 1));

@@ -3,7 +3,7 @@
 // in a remote Elasticsearch; agents whose keys are current pass straight through.
 import type { Logger } from 'pino';
 import type { AgentDoc, AgentOutput, RetiredApiKey, RoleMap } from '../store/documents';
-import { secretReference, type ApiKeyService, type CreateApiKeyRequest, type OutputKeyRequest, type RemoteOutput, type Store } from '../store/port';
+import { ConflictError, NotFoundError, secretReference, StoreBusyError, type ApiKeyService, type CreateApiKeyRequest, type OutputKeyRequest, type RemoteOutput, type Store } from '../store/port';
 import { LruCache } from '../util/lru';
 import type { TokenBucket } from '../util/token-bucket';
 import { rfc3339 } from '../util/time';
@@ -55,6 +55,26 @@ export class OutputKeys {
    */
   async keysFor(agentId: string, outputs: Record<string, AgentOutput> | undefined, policy: ParsedPolicy,
     signal?: AbortSignal): Promise<Record<string, string>> {
+    try {
+      return await this.pass(agentId, outputs, policy, signal);
+    } catch (err) {
+      if (!(err instanceof ConflictError)) throw err;
+    }
+    // Another pass for this agent (an overlapping or retried check-in, maybe on another worker) recorded
+    // its keys first; this pass's were undone. The agent gets the recorded keys, read afresh.
+    const fresh = await this.store.getAgent(agentId);
+    if (!fresh) throw new NotFoundError(`agent ${agentId} not found`);
+    try {
+      return await this.pass(agentId, fresh._source.outputs, policy, signal);
+    } catch (err) {
+      if (!(err instanceof ConflictError)) throw err;
+      throw new StoreBusyError(`agent ${agentId}: its output keys changed twice during one check-in`, { cause: err });
+    }
+  }
+
+  /** One pass of keysFor over `outputs`; ConflictError when another recorded keys for an output this pass minted. */
+  private async pass(agentId: string, outputs: Record<string, AgentOutput> | undefined, policy: ParsedPolicy,
+    signal?: AbortSignal): Promise<Record<string, string>> {
     const current = { ...(outputs ?? {}) };
     const update: Record<string, Partial<AgentOutput>> = {};
     const unset: string[] = [];
@@ -67,6 +87,8 @@ export class OutputKeys {
     // output, a secret, the pacer's wait cancelled) would leave them valid and in no document, and each
     // retry would mint more. Those are invalidated as the pass gives up.
     const unrecorded: MintedKey[] = [];
+    /** Outputs this pass mints a key for: recorded only while no other pass has recorded one. */
+    const minting: string[] = [];
 
     try {
       for (const out of policy.esOutputs) {
@@ -82,6 +104,7 @@ export class OutputKeys {
           if (cur?.api_key_id) retired.push({ id: cur.api_key_id, retired_at: rfc3339(), output: out.name });
           const entry: Partial<AgentOutput> = { permissions_hash: out.permissionsHash, to_retire_api_key_ids: retired };
           if (!cur) entry.type = out.remote ? 'remote_elasticsearch' : 'elasticsearch';
+          minting.push(out.name);
           if (oneWrite) {
             toMint.push({ out, request });
             update[out.name] = entry;
@@ -146,7 +169,9 @@ export class OutputKeys {
     if (toMint.length > 0) {
       const requests: OutputKeyRequest[] = toMint.map(({ out, request }) => ({ output: out.name, request, entry: update[out.name]! }));
       for (const r of requests) delete update[r.output];
-      const minted = await this.store.createOutputKeys!(agentId, requests, { id: agentId, doc: { outputs: update } as Partial<AgentDoc>, unset });
+      // A conflict undoes the whole write, the keys' rows with it.
+      const minted = await this.store.createOutputKeys!(agentId, requests,
+        { id: agentId, doc: { outputs: update } as Partial<AgentDoc>, unset, whileOutputKeysUnset: minting });
       for (const m of minted) {
         const plain = `${m.key.id}:${m.key.key}`;
         this.remember(m.secretId, plain);
@@ -156,7 +181,14 @@ export class OutputKeys {
     } else if (Object.keys(update).length > 0 || unset.length > 0) {
       // A failed write keeps its keys: whether it was applied is not known (a timeout may have been), and
       // invalidating keys the document records would leave the agent with dead ones until its permissions change.
-      await this.store.updateAgent({ id: agentId, doc: { outputs: update } as Partial<AgentDoc>, unset, });
+      const record = { id: agentId, doc: { outputs: update } as Partial<AgentDoc>, unset, ...(minting.length ? { whileOutputKeysUnset: minting } : {}) };
+      try {
+        await this.store.updateAgent(record);
+      } catch (err) {
+        // Known not applied: the keys this pass minted are in no document.
+        if (err instanceof ConflictError) await this.discard(agentId, unrecorded);
+        throw err;
+      }
     }
     return keys;
   }

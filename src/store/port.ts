@@ -54,6 +54,13 @@ export interface DocUpdate<T> {
    * error). An agent's policy ack is written so, in one step, as upstream's ack script checks it.
    */
   whilePolicyId?: string;
+  /**
+   * Applied only while none of these outputs has an `api_key` recorded; otherwise nothing changes and the
+   * update rejects with ConflictError. A pass that minted keys records them so: another pass for the same
+   * agent at the same time (an overlapping or retried check-in, on any worker) may have recorded its own,
+   * and a key overwritten in the document would stay valid with nothing to retire it.
+   */
+  whileOutputKeysUnset?: string[];
 }
 
 /** Change feed over an index in sequence-number order (ES global checkpoints, or the SQLite rowid). */
@@ -192,6 +199,11 @@ export type { Json };
 /** A document that must exist does not. */
 export class NotFoundError extends Error {
   override readonly name = 'NotFoundError';
+}
+
+/** An update's condition did not hold: the document changed meanwhile (DocUpdate.whileOutputKeysUnset). */
+export class ConflictError extends Error {
+  override readonly name = 'ConflictError';
 }
 
 /** A store fault agents are told about: the message is for the logs, `clientMessage` for the client (no paths, no hosts). */

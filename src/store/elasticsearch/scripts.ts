@@ -20,6 +20,21 @@ const MERGE_AND_REMOVE_BODY = [
 export const MERGE_AND_REMOVE = [...MERGE, ...MERGE_AND_REMOVE_BODY].join('\n');
 
 /**
+ * MERGE_AND_REMOVE while none of the outputs `params.keys_unset` names has an api_key, else a no-op:
+ * an update with whileOutputKeysUnset (keys a check-in minted, recorded only if no other pass has).
+ */
+export const MERGE_AND_REMOVE_WHILE_KEYS_UNSET = [
+  ...MERGE,
+  'boolean taken = false;',
+  'def outputs = ctx._source.outputs;',
+  'if (outputs instanceof Map) { for (String name : params.keys_unset) { def o = outputs.get(name);',
+  " if (o instanceof Map && o.get('api_key') != null && o.get('api_key') != '') { taken = true; } } }",
+  'if (taken) { ctx.op = \'noop\'; } else {',
+  ...MERGE_AND_REMOVE_BODY,
+  '}',
+].join('\n');
+
+/**
  * MERGE_AND_REMOVE while the document's policy_id is `params.policy_id`, else a no-op: an update with
  * whilePolicyId (an agent's policy ack, which upstream's ack script conditions the same way).
  */

@@ -9,7 +9,7 @@ import type { ActionDoc, ActionResultDoc, AgentDoc, EnrollmentKeyDoc, Hit, Polic
 import type {
   AgentListQuery, ApiKey, ApiKeyCheck, ApiKeyService, ChangeFeed, RemoteOutput, CreateApiKeyRequest, DocUpdate, PendingAction, PendingActionQuery, Store,
 } from '../port';
-import { NotFoundError, StoreBusyError, StoreUnavailableError } from '../port';
+import { ConflictError, NotFoundError, StoreBusyError, StoreUnavailableError } from '../port';
 import { Bulker, type ItemResult } from './bulker';
 import { EsItemError } from './item-error';
 import { EsChangeFeed } from './change-feed';
@@ -19,7 +19,7 @@ import { buildConfig } from '../../config/config';
 import { filter, LATEST_POLICIES, pendingActions, term } from './queries';
 import { Backoff, sleep } from '../../util/backoff';
 import { Semaphore } from '../../util/semaphore';
-import { MERGE_AND_REMOVE, MERGE_AND_REMOVE_WHILE_POLICY } from './scripts';
+import { MERGE_AND_REMOVE, MERGE_AND_REMOVE_WHILE_KEYS_UNSET, MERGE_AND_REMOVE_WHILE_POLICY } from './scripts';
 import { EsUploads } from './uploads';
 import { EsDeliveries } from './deliveries';
 import { EsArtifacts } from './artifacts';
@@ -279,9 +279,13 @@ export class EsStore implements Store {
 
   private updateBody(u: DocUpdate<AgentDoc>): Obj {
     // Most updates (a check-in batch's every item) are a partial doc.
-    if (u.whilePolicyId === undefined && !u.unset?.length && !u.replace?.length) return { doc: u.doc };
+    if (u.whilePolicyId === undefined && !u.unset?.length && !u.replace?.length && !u.whileOutputKeysUnset?.length) return { doc: u.doc };
     // A partial doc can neither remove fields nor check the policy; the merge-and-remove script does all at once.
     const params = { doc: u.doc, remove: u.unset ?? [], replace: u.replace ?? [] };
+    if (u.whileOutputKeysUnset?.length) {
+      if (u.whilePolicyId !== undefined) throw new Error('an update has one condition: whilePolicyId or whileOutputKeysUnset');
+      return { script: { source: MERGE_AND_REMOVE_WHILE_KEYS_UNSET, lang: 'painless', params: { ...params, keys_unset: u.whileOutputKeysUnset } } };
+    }
     if (u.whilePolicyId === undefined) return { script: { source: MERGE_AND_REMOVE, lang: 'painless', params } };
     return { script: { source: MERGE_AND_REMOVE_WHILE_POLICY, lang: 'painless', params: { ...params, policy_id: u.whilePolicyId } } };
   }
@@ -290,6 +294,8 @@ export class EsStore implements Store {
     const r = await this.write('update', INDEX.agents, update.id, this.updateBody(update), { refresh: true, retryOnConflict: 3 });
     if (r.status === 404) throw new NotFoundError(`agent ${update.id} not found`);
     if (r.status >= 300) throw itemFailed(r, 'update agent', { update: true });
+    // The script's no-op: the only way a guarded update answers noop.
+    if (update.whileOutputKeysUnset?.length && r.result === 'noop') throw new ConflictError(`agent ${update.id}: an output key was recorded meanwhile`);
   }
 
   /**

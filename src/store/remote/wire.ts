@@ -3,7 +3,7 @@
 // class and client message so the HTTP edge renders them as it does for a local store.
 import type { Socket } from 'node:net';
 import { deserialize, serialize } from 'node:v8';
-import { NotFoundError, StoreBusyError, StoreUnavailableError } from '../port';
+import { ConflictError, NotFoundError, StoreBusyError, StoreUnavailableError } from '../port';
 
 /** A frame larger than this is a broken peer, not a message (chunks are at most a few MiB). */
 const MAX_FRAME = 256 * 1024 * 1024;
@@ -65,6 +65,7 @@ export function fromWire(e: WireError): Error {
     case 'StoreUnavailableError': return new StoreUnavailableError(e.message, opts);
     case 'StoreBusyError': return new StoreBusyError(e.message, opts);
     case 'NotFoundError': return new NotFoundError(e.message);
+    case 'ConflictError': return new ConflictError(e.message);
     default: return Object.assign(new Error(e.message), { name: e.name });
   }
 }

@@ -17,7 +17,7 @@
 // 1,561 / 1,988 / 1,928 -> 1,722 / 2,144 / 2,137 per second; a write waits at most the gap longer.
 import type { DatabaseSync } from 'node:sqlite';
 import { monotonicMs } from '../../util/clock';
-import { StoreUnavailableError } from '../port';
+import { ConflictError, StoreUnavailableError } from '../port';
 
 /** The writes of a group whose transaction SQLite rolled back under it: not made. */
 function rolledBack(): StoreUnavailableError {
@@ -134,6 +134,12 @@ export class GroupCommit {
       } else {
         // SQLite rolled the whole transaction back (I/O error, disk full): the turn's other writes are gone too.
         this.abort(g, e);
+      }
+      // A write refused by its own condition (ConflictError) was decided on the group's writes, which are
+      // not durable, nor visible to other connections, until it commits: answered then, the writer reads
+      // what refused it anywhere (a worker reads through a connection of its own), or learns that it failed.
+      if (e instanceof ConflictError && this.group === g) {
+        return new Promise<T>((_resolve, reject) => g.waiters.push({ resolve: () => reject(e), reject }));
       }
       return Promise.reject(e);
     }

@@ -13,7 +13,7 @@ import type {
   AgentListQuery, ApiKey, ApiKeyCheck, ApiKeyService, ChangeFeed, CreateApiKeyRequest, DocUpdate, MintedOutputKey,
   OutputKeyRequest, PendingAction, PendingActionQuery, Store,
 } from '../port';
-import { NotFoundError, secretReference, StoreUnavailableError, type WriteFaultListener } from '../port';
+import { ConflictError, NotFoundError, secretReference, StoreUnavailableError, type WriteFaultListener } from '../port';
 import { hashSecret, newApiKeyId, newApiKeySecret, newSalt } from './api-keys';
 import { SqliteArtifacts } from './artifacts';
 import { BlobDir } from './blobs';
@@ -65,6 +65,8 @@ const BULK_UPDATE_CHUNK = 1000;
 
 /** Agent fields kept in columns of their own (indexed): an update that sets one rewrites the row from JS. */
 const AGENT_COLUMNS = new Set(['access_api_key_id', 'enrollment_id', 'policy_id', 'active']);
+/** The agent's outputs (JSON), what an update's whileOutputKeysUnset is checked against. */
+const OUTPUTS_OF = "SELECT json_extract(doc, '$.outputs') AS outputs FROM agents WHERE id = ?";
 /** The agent's policy_id, from its column: what an update's whilePolicyId is checked against. */
 const POLICY_ID_OF = 'SELECT policy_id FROM agents WHERE id = ?';
 
@@ -468,8 +470,17 @@ export class SqliteStore implements Store {
     });
   }
 
-  /** Whether the agent exists; `update` applied unless its whilePolicyId is not the agent's policy_id. */
+  /**
+   * Whether the agent exists; `update` applied unless its whilePolicyId is not the agent's policy_id.
+   * Throws ConflictError when an output of whileOutputKeysUnset has a key recorded (the write is undone).
+   */
   private applyAgentUpdate(update: DocUpdate<AgentDoc>, refreshOfUpdate = refreshOf): boolean {
+    if (update.whileOutputKeysUnset?.length) {
+      const row = this.q(OUTPUTS_OF).get(update.id) as Row | undefined;
+      const outputs = row?.['outputs'] ? JSON.parse(row['outputs'] as string) as Record<string, { api_key?: unknown } | undefined> : {};
+      const taken = update.whileOutputKeysUnset.find((name) => { const k = outputs[name]?.api_key; return typeof k === 'string' && k !== ''; });
+      if (taken !== undefined) throw new ConflictError(`agent ${update.id}: a key for output ${taken} was recorded meanwhile`);
+    }
     if (update.whilePolicyId !== undefined) {
       const row = this.q(POLICY_ID_OF).get(update.id) as Row | undefined;
       if (!row) return false;
