@@ -107,7 +107,9 @@ test('credentials in policies and actions are redacted unless --show-secrets; a 
       'outputs:',
       '  default: {type: elasticsearch, hosts: ["https://fleet:hunter2@es:9200"], api_key: "policy-api-key", ssl: {key: "-----BEGIN PRIVATE KEY-----", certificate: "/etc/c.pem"}}',
       '  remote: {type: remote_elasticsearch, hosts: ["https://r:9200"], service_token: "$co.elastic.secret{s1}", headers: {X-Auth: "h-secret"}}',
-      'inputs: [{type: logfile, streams: [{password: "input-password", paths: ["/x"]}]}]',
+      'inputs: [{type: logfile, streams: [{password: "input-password", paths: ["/x"], access_token: "input-token"}]}]',
+      'secret_references: [{id: s1}]',
+      'opamp: {config: "exporters:\\n  otlphttp:\\n    endpoint: https://otel:4318\\n    headers: {Authorization: \\"Bearer otel-secret\\"}\\n"}',
     ].join('\n'));
     const ok = (args: string[]): any => {
       const r = run([...args, '-E', `path.data=${dir}`], dir);
@@ -115,19 +117,22 @@ test('credentials in policies and actions are redacted unless --show-secrets; a 
       return r.stdout;
     };
     ok(['policy', 'put', join(dir, 'p.yml')]);
-    const action = JSON.parse(ok(['actions', 'create', '--type', 'MIGRATE', '--agents', 'a1', '--data', '{"target_uri":"https://f:8220","enrollment_token":"migrate-token"}', '--json']));
-    expect(action.data).toEqual({ target_uri: 'https://f:8220', enrollment_token: '[REDACTED]' });
+    const action = JSON.parse(ok(['actions', 'create', '--type', 'MIGRATE', '--agents', 'a1', '--data', '{"target_uri":"https://u:url-pass@f:8220","enrollment_token":"migrate-token"}', '--json']));
+    expect(action.data).toEqual({ target_uri: 'https://[REDACTED]@f:8220', enrollment_token: '[REDACTED]' });
     for (const out of [ok(['policy', 'show', 'p1']), ok(['policy', 'show', 'p1', '--json'])]) {
       const p = JSON.parse(out);
       expect(p.data.outputs.default).toMatchObject({ hosts: ['https://[REDACTED]@es:9200'], api_key: '[REDACTED]', ssl: { key: '[REDACTED]', certificate: '/etc/c.pem' } });
       // A secret reference names a secret, it is none: it stays readable.
       expect(p.data.outputs.remote).toMatchObject({ service_token: '$co.elastic.secret{s1}', headers: { 'X-Auth': '[REDACTED]' } });
-      expect(p.data.inputs[0].streams[0]).toEqual({ password: '[REDACTED]', paths: ['/x'] });
-      for (const secret of ['hunter2', 'policy-api-key', 'PRIVATE KEY', 'h-secret', 'input-password']) expect(out).not.toContain(secret);
+      expect(p.data.inputs[0].streams[0]).toEqual({ password: '[REDACTED]', paths: ['/x'], access_token: '[REDACTED]' });
+      expect(p.data.secret_references).toEqual([{ id: 's1' }]);
+      expect(p.data.opamp.config).toContain('endpoint: https://otel:4318');
+      expect(p.data.opamp.config).toContain('Authorization: "[REDACTED]"');
+      for (const secret of ['hunter2', 'policy-api-key', 'PRIVATE KEY', 'h-secret', 'input-password', 'input-token', 'otel-secret']) expect(out).not.toContain(secret);
     }
     const shown = ok(['actions', 'show', action.id, '--json']);
     expect(JSON.parse(shown).action.data.enrollment_token).toBe('[REDACTED]');
-    expect(ok(['actions', 'list', '--json'])).not.toContain('migrate-token');
+    expect(ok(['actions', 'list', '--json'])).not.toMatch(/migrate-token|url-pass/);
     // Asked for, they are shown as stored.
     expect(JSON.parse(ok(['policy', 'show', 'p1', '--show-secrets'])).data.outputs.default).toMatchObject({ api_key: 'policy-api-key', hosts: ['https://fleet:hunter2@es:9200'] });
     expect(JSON.parse(ok(['actions', 'show', action.id, '--show-secrets', '--json'])).action.data.enrollment_token).toBe('migrate-token');

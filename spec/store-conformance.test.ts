@@ -266,8 +266,11 @@ describe.each(STORE_KINDS)('%s store', (_name, make) => {
     const doc = (await store.getAgent(id))!._source;
     expect(doc.outputs).toMatchObject({ default: { api_key: 'ref-1', api_key_id: 'k1' }, remote: { api_key: 'ref-r' } });
     expect(doc.last_checkin_status).not.toBe('error');
+    // The same update sent again (its answer was lost) finds its own key: applied.
+    await store.updateAgent({ id, doc: { outputs: { default: entry('ref-1', 'k1') } as never, last_checkin_status: 'resent' }, whileOutputKeysUnset: ['default'] });
+    expect((await store.getAgent(id))!._source.last_checkin_status).toBe('resent');
     if (store.createOutputKeys) {
-      // Minted in the same write: a conflict undoes the key and its secret too.
+      // Minted in the same write: a conflict refuses all of it (the race test shows no key is left).
       const request = { name: `${id}:default`, roleDescriptors: {}, metadata: { agent_id: id } };
       const minting = store.createOutputKeys(id, [{ output: 'default', request, entry: { permissions_hash: 'h1', type: 'elasticsearch' } }],
         { id, doc: {}, whileOutputKeysUnset: ['default'] });

@@ -89,6 +89,33 @@ describe('a feed reads only what is durable', () => {
     expect((await store.actionChanges.next(before, 300, new AbortController().signal)).hits).toEqual([]);
   });
 
+  test('the latest policy revision is read only once durable, as its feed hands it out', async () => {
+    const doc = (rev: number) => ({ '@timestamp': new Date().toISOString(), policy_id: 'p1', revision_idx: rev, coordinator_idx: 1,
+      default_fleet_server: false, data: { id: 'p1', revision: rev, outputs: {} } });
+    await store.addPolicyRevision(doc(1));
+    const release = holdNextFlush();
+    const second = store.addPolicyRevision(doc(2));
+    await new Promise((r) => setTimeout(r, 50));
+    expect((await store.latestPolicy('p1'))!._source.revision_idx).toBe(1);
+    expect((await store.latestPolicies()).map((h) => h._source.revision_idx)).toEqual([1]);
+    release();
+    await second;
+    expect((await store.latestPolicy('p1'))!._source.revision_idx).toBe(2);
+    expect((await store.latestPolicies()).map((h) => h._source.revision_idx)).toEqual([2]);
+  });
+
+  test('another process\'s write is handed out only once a flush of the WAL has covered it', async () => {
+    const before = await store.actionChanges.checkpoint();
+    // The WAL cannot be flushed: what the other process wrote may not be on disk.
+    wal.lost = new Error('EIO');
+    const cli = new SqliteStore(join(dir, 'fleet-server.db'));
+    await cli.createActions([action()]);
+    await cli.close();
+    expect((await store.actionChanges.next(before, 700, new AbortController().signal)).hits).toEqual([]);
+    wal.lost = undefined;
+    expect((await store.actionChanges.next(before, 5000, new AbortController().signal)).hits).toHaveLength(1);
+  });
+
   test('another process\'s write (the admin CLI) is handed out when noticed', async () => {
     const before = await store.actionChanges.checkpoint();
     const waiting = store.actionChanges.next(before, 5000, new AbortController().signal);

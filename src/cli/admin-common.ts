@@ -3,7 +3,8 @@
 import { Admin } from '../fleet/admin';
 import { createLogger } from '../logging/logger';
 import { openStore } from '../store/open';
-import { redact } from '../util/redact';
+import { parse as parseYaml, stringify as stringifyYaml } from 'yaml';
+import { redact, REDACTED } from '../util/redact';
 import type { Store } from '../store/port';
 import { loadConfig, type ConfigArgs } from './load-config';
 
@@ -18,8 +19,31 @@ export interface Common extends ConfigArgs {
  * printed, they would land in scroll-back, CI logs and tickets. They are redacted unless --show-secrets.
  */
 export function print<T>(args: Common, value: T, lines: (shown: T) => string[] = (shown) => [JSON.stringify(shown, null, 2)]): void {
-  const shown = args['show-secrets'] ? value : redact(value) as T;
+  const shown = args['show-secrets'] ? value : redactOpampConfig(redact(value)) as T;
   process.stdout.write(args.json ? `${JSON.stringify(shown, null, 2)}\n` : `${lines(shown).join('\n')}\n`);
+}
+
+/**
+ * A policy's `opamp.config` is the Collectors' configuration as YAML text, whose exporters carry their
+ * own credentials: redacted inside and written back as YAML when it holds any (as it was otherwise, its
+ * layout and comments kept); all of it when it does not parse.
+ */
+function redactOpampConfig(v: unknown): unknown {
+  if (Array.isArray(v)) return v.map(redactOpampConfig);
+  if (v === null || typeof v !== 'object') return v;
+  return Object.fromEntries(Object.entries(v).map(([k, x]) => {
+    const config = k === 'opamp' && x !== null && typeof x === 'object' ? (x as Record<string, unknown>)['config'] : undefined;
+    if (typeof config !== 'string') return [k, redactOpampConfig(x)];
+    let text: string;
+    try {
+      const parsed: unknown = parseYaml(config);
+      const redacted = redact(parsed);
+      text = JSON.stringify(redacted) === JSON.stringify(parsed) ? config : stringifyYaml(redacted);
+    } catch {
+      text = REDACTED;
+    }
+    return [k, { ...(x as Record<string, unknown>), config: text }];
+  }));
 }
 
 /** For what a command exists to show once (a new enrollment token): never redacted. */

@@ -4,6 +4,7 @@
 import { createHash } from 'node:crypto';
 import { parse, stringify } from 'yaml';
 import type { AgentDoc, Json, JsonObject } from '../store/documents';
+import { REDACTED } from '../util/redact';
 
 /** A ComponentHealth, decoded. */
 export interface OpampHealth {
@@ -115,7 +116,6 @@ export function healthFromDocument(doc: Json | undefined): OpampHealth | undefin
 const SECRET_WORDS = ['password', 'token', 'key', 'secret', 'auth', 'certificate', 'passphrase'];
 /** Named like a secret, but a routing setting. */
 const NOT_SECRET = new Set(['routekey']);
-export const REDACTED = '[REDACTED]';
 
 function isSecretKey(key: string): boolean {
   const k = key.toLowerCase();

@@ -3,13 +3,12 @@
 // in a remote Elasticsearch; agents whose keys are current pass straight through.
 import type { Logger } from 'pino';
 import type { AgentDoc, AgentOutput, RetiredApiKey, RoleMap } from '../store/documents';
-import { ConflictError, NotFoundError, secretReference, StoreBusyError, type ApiKeyService, type CreateApiKeyRequest, type OutputKeyRequest, type RemoteOutput, type Store } from '../store/port';
+import { ConflictError, NotFoundError, SECRET_REFERENCE, secretReference, StoreBusyError, type ApiKeyService, type CreateApiKeyRequest, type OutputKeyRequest, type RemoteOutput, type Store } from '../store/port';
 import { LruCache } from '../util/lru';
 import type { TokenBucket } from '../util/token-bucket';
 import { rfc3339 } from '../util/time';
 import type { EsOutput, ParsedPolicy } from './parsed-policy';
 
-const SECRET_REF = /^\$co\.elastic\.secret\{([^}]*)\}$/;
 const RDSTALE = /-\d+-rdstale$/;
 /** Plain output keys kept in memory: one per agent of the largest limit profile, twice over (~200 B each). */
 const PLAIN_KEYS_CAPACITY = 200_000;
@@ -225,7 +224,7 @@ export class OutputKeys {
   }
 
   private async plainKey(apiKey: string): Promise<string> {
-    const m = SECRET_REF.exec(apiKey);
+    const m = SECRET_REFERENCE.exec(apiKey);
     if (!m) return apiKey;
     const id = m[1]!;
     const known = this.plainKeys.get(id);
@@ -334,7 +333,7 @@ export function mergeStaleRoles(oldRoles: RoleMap, newRoles: RoleMap): RoleMap {
 export function outputSecretIds(agent: AgentDoc): string[] {
   const ids: string[] = [];
   for (const out of Object.values(agent.outputs ?? {})) {
-    const m = SECRET_REF.exec(out.api_key ?? '');
+    const m = SECRET_REFERENCE.exec(out.api_key ?? '');
     if (m) ids.push(m[1]!);
     for (const r of out.to_retire_api_key_ids ?? []) if (r.secret_id) ids.push(r.secret_id);
   }

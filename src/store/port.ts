@@ -39,6 +39,9 @@ export function secretReference(secretId: string): string {
   return `$co.elastic.secret{${secretId}}`;
 }
 
+/** A value that is a whole secret reference; the secret's id is group 1. */
+export const SECRET_REFERENCE = /^\$co\.elastic\.secret\{([^}]*)\}$/;
+
 /** A partial document update with Elasticsearch's merge semantics, plus fields to remove. */
 export interface DocUpdate<T> {
   id: string;
@@ -55,7 +58,8 @@ export interface DocUpdate<T> {
    */
   whilePolicyId?: string;
   /**
-   * Applied only while none of these outputs has an `api_key` recorded; otherwise nothing changes and the
+   * Applied only while none of these outputs has an `api_key` recorded other than the one `doc` records
+   * for it (so an update resent after a lost answer still applies); otherwise nothing changes and the
    * update rejects with ConflictError. A pass that minted keys records them so: another pass for the same
    * agent at the same time (an overlapping or retried check-in, on any worker) may have recorded its own,
    * and a key overwritten in the document would stay valid with nothing to retire it.

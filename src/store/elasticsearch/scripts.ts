@@ -20,15 +20,18 @@ const MERGE_AND_REMOVE_BODY = [
 export const MERGE_AND_REMOVE = [...MERGE, ...MERGE_AND_REMOVE_BODY].join('\n');
 
 /**
- * MERGE_AND_REMOVE while none of the outputs `params.keys_unset` names has an api_key, else a no-op:
- * an update with whileOutputKeysUnset (keys a check-in minted, recorded only if no other pass has).
+ * MERGE_AND_REMOVE while none of the outputs `params.keys_unset` names has an api_key other than the one
+ * this update records (a resent update finds its own), else a no-op: an update with whileOutputKeysUnset
+ * (keys a check-in minted, recorded only if no other pass has).
  */
 export const MERGE_AND_REMOVE_WHILE_KEYS_UNSET = [
   ...MERGE,
   'boolean taken = false;',
   'def outputs = ctx._source.outputs;',
+  "def mine = params.doc.get('outputs');",
   'if (outputs instanceof Map) { for (String name : params.keys_unset) { def o = outputs.get(name);',
-  " if (o instanceof Map && o.get('api_key') != null && o.get('api_key') != '') { taken = true; } } }",
+  " def own = mine instanceof Map && mine.get(name) instanceof Map ? mine.get(name).get('api_key_id') : null;",
+  " if (o instanceof Map && o.get('api_key') != null && o.get('api_key') != '' && o.get('api_key_id') != own) { taken = true; } } }",
   'if (taken) { ctx.op = \'noop\'; } else {',
   ...MERGE_AND_REMOVE_BODY,
   '}',

@@ -12,8 +12,14 @@ export class ChangeWatcher {
   private readonly listeners = new Map<() => void, string>();
   private timer: NodeJS.Timeout | undefined;
 
-  /** `external`: runs when another process's write is noticed, before anyone is told. */
-  constructor(private readonly db: DatabaseSync, private readonly external: () => void = () => undefined) {
+  private polling = false;
+
+  /**
+   * `external`: runs when another process's write is noticed, before anyone is told, and again at each
+   * poll while `behind` says an earlier run could not finish.
+   */
+  constructor(private readonly db: DatabaseSync, private readonly external: () => Promise<void> = async () => undefined,
+    private readonly behind: () => boolean = () => false) {
     this.version = this.dataVersion();
   }
 
@@ -38,21 +44,22 @@ export class ChangeWatcher {
   }
 
   private poll(): void {
+    if (this.polling) return;
     let v: number;
     try {
       v = this.dataVersion();
     } catch {
       return; // database closed
     }
-    if (v !== this.version) {
-      try {
-        this.external();
-      } catch {
-        return; // the version is kept: tried again at the next poll
-      }
+    if (v === this.version && !this.behind()) return;
+    this.polling = true;
+    this.external().then(() => {
+      this.polling = false;
       this.version = v;
       this.notify();
-    }
+    }, () => {
+      this.polling = false; // the version is kept: tried again at the next poll
+    });
   }
 
   /** Called after a local write commits; without a table, everyone is told. */

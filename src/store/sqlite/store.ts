@@ -6,7 +6,7 @@ import { randomUUID } from 'node:crypto';
 import { dirname } from 'node:path';
 import type { DatabaseSync } from 'node:sqlite';
 import type {
-  ActionDoc, ActionResultDoc, AgentDoc, EnrollmentKeyDoc, Hit, PolicyDoc, RoleMap,
+  ActionDoc, ActionResultDoc, AgentDoc, AgentOutput, EnrollmentKeyDoc, Hit, PolicyDoc, RoleMap,
 } from '../documents';
 import { mergeDoc, removeFields } from '../doc-merge';
 import type {
@@ -65,6 +65,8 @@ const BULK_UPDATE_CHUNK = 1000;
 
 /** Agent fields kept in columns of their own (indexed): an update that sets one rewrites the row from JS. */
 const AGENT_COLUMNS = new Set(['access_api_key_id', 'enrollment_id', 'policy_id', 'active']);
+type FeedTable = 'policies' | 'actions';
+const FEED_TABLES: readonly FeedTable[] = ['policies', 'actions'];
 /** The agent's outputs (JSON), what an update's whileOutputKeysUnset is checked against. */
 const OUTPUTS_OF = "SELECT json_extract(doc, '$.outputs') AS outputs FROM agents WHERE id = ?";
 /** The agent's policy_id, from its column: what an update's whilePolicyId is checked against. */
@@ -133,10 +135,11 @@ export class SqliteStore implements Store {
    * The highest seq of each feed's table known durable: feeds read up to here. Another connection sees a
    * group's rows once its COMMIT has run, before the WAL flush that makes them durable ends; a flush that
    * fails is final (group-commit.ts) and those rows may not survive a restart, so no agent may be handed
-   * them. Raised when a flush of this process's commits ends, and when another process's (the admin
-   * CLI's) commit is noticed; never for a group whose flush failed.
+   * them. Raised by flushAndRaise only, never past what a flush that ended covered.
    */
-  private readonly durableSeq = { policies: -1, actions: -1 };
+  private durableSeq: Record<FeedTable, number> = { policies: -1, actions: -1 };
+  /** A read for flushAndRaise failed: the change watcher's next poll flushes and reads again. */
+  private durableBehind = false;
   /** Why the last write failed, until a write changes rows again (checkpoints stopped: for good). */
   private writeFault: string | undefined;
   /** The last bulkUpdateAgents' parts all applied (not yet committed): the next batch starts then. */
@@ -156,7 +159,7 @@ export class SqliteStore implements Store {
       this.feedDb = path === ':memory:' ? undefined : openReader(path);
       // What is in the database at open is on disk (recovered from it), or on its way from a previous
       // process that ended: durable.
-      this.raiseDurableSeq();
+      this.durableSeq = this.feedMaxSeqs();
     } catch (err) {
       this.feedDb?.close();
       this.db.close();
@@ -186,23 +189,16 @@ export class SqliteStore implements Store {
         throw storeError(err, path);
       }
     }
-    // Another process's commit: its own flush follows at once (the admin CLI waits for it).
-    this.watcher = new ChangeWatcher(this.db, () => this.raiseDurableSeq());
+    // Another process's commit (the admin CLI's) reaches the feeds once a flush of ours has covered it.
+    this.watcher = new ChangeWatcher(this.db, () => this.flushAndRaise(), () => this.durableBehind);
     this.commits = new GroupCommit(this.db, {
       failed,
       totalChanges: () => this.totalChanges(),
-      durable: () => (this.wal ? this.wal.flush() : Promise.resolve()),
+      durable: () => this.flushAndRaise(),
       lost: () => this.wal?.lost,
       stalled: (fault) => this.setWriteFault(fault ?? this.lastingFault()),
       wrote: () => this.checkpointer?.wrote(),
       committed: (tables, rowsChanged) => {
-        // Every table, not only `tables`: nothing can commit unflushed before this runs (group-commit.ts).
-        // A failing read leaves the feeds behind until the next commit raises it; the writers are answered.
-        try {
-          this.raiseDurableSeq();
-        } catch {
-          // The fault shows through the read that failed (guarded statements).
-        }
         // A write that changed rows ends a fault, except a lasting one.
         if (this.writeFault !== undefined && rowsChanged) this.setWriteFault(this.lastingFault());
         if (tables.size > 0) this.watcher.notify([...tables]);
@@ -291,9 +287,30 @@ export class SqliteStore implements Store {
     return row['m'] === null ? -1 : Number(row['m']);
   }
 
-  /** What the feeds' connection sees has committed, and is durable when this is called. */
-  private raiseDurableSeq(): void {
-    for (const table of ['policies', 'actions'] as const) this.durableSeq[table] = Math.max(this.durableSeq[table], this.maxSeq(table));
+  private feedMaxSeqs(): Record<FeedTable, number> {
+    return { policies: this.maxSeq('policies'), actions: this.maxSeq('actions') };
+  }
+
+  /**
+   * Flushes the WAL, then raises the durable seqs to what had committed when the flush began: an
+   * fdatasync of the shared -wal file covers every frame written before it, another process's too (and
+   * fails if any of them could not be written). Called right after each COMMIT of this process, and when
+   * another process's commit is noticed. The tables whose seq rose are told: their feeds may have been
+   * woken before and found nothing past the old seq.
+   */
+  private async flushAndRaise(): Promise<void> {
+    let seen: Record<FeedTable, number> | undefined;
+    try {
+      seen = this.feedMaxSeqs();
+    } catch {
+      this.durableBehind = true; // the fault shows through the guarded read; the watcher tries again
+    }
+    if (this.wal) await this.wal.flush();
+    if (!seen) return;
+    this.durableBehind = false;
+    const rose = FEED_TABLES.filter((t) => seen[t] > this.durableSeq[t]);
+    for (const t of rose) this.durableSeq[t] = seen[t];
+    if (rose.length > 0) this.watcher.notify(rose);
   }
 
   async ready(): Promise<void> {}
@@ -477,8 +494,12 @@ export class SqliteStore implements Store {
   private applyAgentUpdate(update: DocUpdate<AgentDoc>, refreshOfUpdate = refreshOf): boolean {
     if (update.whileOutputKeysUnset?.length) {
       const row = this.q(OUTPUTS_OF).get(update.id) as Row | undefined;
-      const outputs = row?.['outputs'] ? JSON.parse(row['outputs'] as string) as Record<string, { api_key?: unknown } | undefined> : {};
-      const taken = update.whileOutputKeysUnset.find((name) => { const k = outputs[name]?.api_key; return typeof k === 'string' && k !== ''; });
+      const stored = row?.['outputs'] ? JSON.parse(row['outputs'] as string) as Record<string, Partial<AgentOutput> | undefined> : {};
+      const mine = (update.doc as Partial<AgentDoc>).outputs as Record<string, Partial<AgentOutput> | undefined> | undefined;
+      const taken = update.whileOutputKeysUnset.find((name) => {
+        const o = stored[name];
+        return typeof o?.api_key === 'string' && o.api_key !== '' && o.api_key_id !== mine?.[name]?.api_key_id;
+      });
       if (taken !== undefined) throw new ConflictError(`agent ${update.id}: a key for output ${taken} was recorded meanwhile`);
     }
     if (update.whilePolicyId !== undefined) {
@@ -584,16 +605,19 @@ export class SqliteStore implements Store {
 
   // ---- policies ----
 
+  // The latest revisions as far as they are durable (durableSeq): a policy first read here, not through
+  // its feed, must not reach agents before its flush has ended either.
   async latestPolicies(): Promise<Hit<PolicyDoc>[]> {
+    const upTo = this.durableSeq.policies;
     return this.q(`SELECT p.seq, p.id, p.doc FROM policies p
-      JOIN (SELECT policy_id, max(revision_idx) AS r FROM policies GROUP BY policy_id) m
-      ON p.policy_id = m.policy_id AND p.revision_idx = m.r ORDER BY p.policy_id`)
-      .all().map((r) => this.sealedHit<PolicyDoc>(r as Row)!);
+      JOIN (SELECT policy_id, max(revision_idx) AS r FROM policies WHERE seq <= ? GROUP BY policy_id) m
+      ON p.policy_id = m.policy_id AND p.revision_idx = m.r WHERE p.seq <= ? ORDER BY p.policy_id`)
+      .all(upTo, upTo).map((r) => this.sealedHit<PolicyDoc>(r as Row)!);
   }
 
   async latestPolicy(policyId: string): Promise<Hit<PolicyDoc> | undefined> {
-    return this.sealedHit(this.q('SELECT seq, id, doc FROM policies WHERE policy_id = ? ORDER BY revision_idx DESC, seq DESC LIMIT 1')
-      .get(policyId) as Row | undefined);
+    return this.sealedHit(this.q('SELECT seq, id, doc FROM policies WHERE policy_id = ? AND seq <= ? ORDER BY revision_idx DESC, seq DESC LIMIT 1')
+      .get(policyId, this.durableSeq.policies) as Row | undefined);
   }
 
   async addPolicyRevision(doc: PolicyDoc): Promise<Hit<PolicyDoc>> {
