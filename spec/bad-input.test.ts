@@ -177,7 +177,7 @@ describe('enrollment semantics', () => {
     expect(res.status).toBe(200);
     expect(res.json.item.id).toBe('host-a');
     expect((await first.checkin({ poll_timeout: '1s' })).status).toBe(200);
-    const doc = await cli(server.dataDir, ['agents', 'show', 'host-a']);
+    const doc = await cli(server.dataDir, ['agents', 'show', 'host-a', '--show-secrets']);
     expect(doc.replace_token).toMatch(/^\$pbkdf2-sha512\$210000\$[A-Za-z0-9+/]+\$[A-Za-z0-9+/]+$/);
 
     expectError(await new SimAgent(server.url).enroll(token, { id: 'host-a' }), 403, 'AgentNotReplaceable', 'existing agent cannot be replaced');
