@@ -140,7 +140,8 @@ export class Fleet {
 
   /**
    * Upstream's standalone self monitor: the policies readable → HEALTHY "Running"; a failed read keeps
-   * a running server DEGRADED (it may still serve from caches) until the store answers again.
+   * a running server DEGRADED (it may still serve from caches) until the store answers again, and one
+   * still starting STARTING.
    */
   private async checkStore(): Promise<void> {
     try {
@@ -151,7 +152,8 @@ export class Fleet {
       if (this.stopping) return;
       const state = this.health.current.state;
       const message = `Failed to request policies: ${err instanceof Error ? err.message : String(err)}`;
-      this.health.set(state === 'HEALTHY' || state === 'DEGRADED' ? 'DEGRADED' : 'FAILED', message);
+      // As upstream's self monitor: a server still starting stays STARTING; one that ran is DEGRADED.
+      this.health.set(state === 'HEALTHY' || state === 'DEGRADED' ? 'DEGRADED' : state === 'STARTING' ? 'STARTING' : 'FAILED', message);
     }
   }
 

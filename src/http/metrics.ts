@@ -16,11 +16,22 @@ import type { Fleet } from '../fleet/fleet';
 import { cgroupMetrics } from '../util/cgroup';
 import { VERSION } from '../version';
 import { ROUTE_METRICS, type RouteCounters } from './counters';
+import { listenHost } from './listen-host';
+import { add, ended, withCarried } from './stats-counters';
 import type { HttpService } from './server';
 
 /** This process, as `/` names it (upstream leaves uuid empty; a stable one per process is more useful). */
 const INSTANCE = randomUUID();
 const COUNTER_KEYS = ['active', 'total', 'limit_rate', 'limit_max', 'fail', 'drop', 'body_in', 'body_out'] as const;
+/** How long a /stats document answers later requests (shared()). */
+const STATS_REUSE_MS = 1000;
+/**
+ * The listener has no authentication (as upstream's) and may be bound beyond loopback: connections are
+ * capped and must send their request promptly (upstream: ReadHeaderTimeout 5 s).
+ */
+const MAX_CONNECTIONS = 64;
+const HEADERS_TIMEOUT_MS = 5000;
+const REQUEST_TIMEOUT_MS = 10_000;
 
 /**
  * Event-loop delay, beyond upstream: how long requests wait for the one thread. Its histogram holds
@@ -28,11 +39,28 @@ const COUNTER_KEYS = ['active', 'total', 'limit_rate', 'limit_max', 'fail', 'dro
  * by a cluster's primary, which reports its workers'.
  */
 let loopDelay: ELDHistogram | undefined;
+/**
+ * The delay over the last whole window: reported instead of "since start", which after one bad burst
+ * would never come down again and could not be alerted on.
+ */
+let lastWindow: { p50_ms: number; p99_ms: number; max_ms: number } | undefined;
+const LOOP_WINDOW_MS = 60_000;
+
+function delayOf(h: ELDHistogram): { p50_ms: number; p99_ms: number; max_ms: number } {
+  return { p50_ms: h.percentile(50) / 1e6, p99_ms: h.percentile(99) / 1e6, max_ms: h.max / 1e6 };
+}
 
 /** Starts sampling the event-loop delay that statsDocument reports (the metrics listener, or a worker serving it). */
 export function sampleEventLoop(): ELDHistogram {
-  // Read here, not imported: perf_hooks weighs on a process that never reports metrics (util/clock.ts).
-  loopDelay ??= (require('node:perf_hooks') as typeof import('node:perf_hooks')).monitorEventLoopDelay({ resolution: 20 });
+  if (!loopDelay) {
+    // Read here, not imported: perf_hooks weighs on a process that never reports metrics (util/clock.ts).
+    const h = (require('node:perf_hooks') as typeof import('node:perf_hooks')).monitorEventLoopDelay({ resolution: 20 });
+    loopDelay = h;
+    setInterval(() => {
+      lastWindow = delayOf(h);
+      h.reset();
+    }, LOOP_WINDOW_MS).unref();
+  }
   loopDelay.enable();
   return loopDelay;
 }
@@ -125,7 +153,8 @@ export function statsDocument(fleet: Fleet, service: HttpService): StatsDocument
       bookkeeping: { pending: fleet.bookkeeper.size },
       auth_cache: { hits: fleet.auth.stats.hits, misses: fleet.auth.stats.misses },
       http: { in_flight: service.inFlightRequests, connections: service.openConnections, admission: service.admission },
-      event_loop: { delay: { p50_ms: delay.percentile(50) / 1e6, p99_ms: delay.percentile(99) / 1e6, max_ms: delay.max / 1e6 } },
+      // The last whole minute's; the first minute, since start.
+      event_loop: { delay: lastWindow ?? delayOf(delay) },
     },
   };
 }
@@ -195,8 +224,8 @@ function metricSamples(doc: StatsDocument, scrapes: Scrapes): Sample[] {
   out.push({ name: 'fleet_server_connections_handed_off', type: 'counter', value: at(doc, 'fleet.http.admission.handed_off'), help: 'Connections a full worker passed to a worker with room' });
   out.push({ name: 'fleet_server_connections_adopted', type: 'counter', value: at(doc, 'fleet.http.admission.adopted'), help: 'Connections taken from a full worker' });
   out.push({ name: 'fleet_server_connections_returned', type: 'counter', value: at(doc, 'fleet.http.admission.returned'), help: 'Connections handed off and given back: no worker had room' });
-  out.push({ name: 'fleet_server_event_loop_delay_p99_seconds', type: 'gauge', value: at(doc, 'fleet.event_loop.delay.p99_ms') / 1e3, help: 'Event-loop delay, 99th percentile since start' });
-  out.push({ name: 'fleet_server_event_loop_delay_max_seconds', type: 'gauge', value: at(doc, 'fleet.event_loop.delay.max_ms') / 1e3, help: 'Longest event-loop delay since start' });
+  out.push({ name: 'fleet_server_event_loop_delay_p99_seconds', type: 'gauge', value: at(doc, 'fleet.event_loop.delay.p99_ms') / 1e3, help: 'Event-loop delay, 99th percentile over the last minute' });
+  out.push({ name: 'fleet_server_event_loop_delay_max_seconds', type: 'gauge', value: at(doc, 'fleet.event_loop.delay.max_ms') / 1e3, help: 'Longest event-loop delay over the last minute' });
   return out;
 }
 
@@ -206,6 +235,18 @@ function json(res: http.ServerResponse, doc: unknown, pretty: boolean): void {
   res.end(text);
 }
 
+/**
+ * What the server instances this process ran before the current one counted (agent mode replaces its
+ * instance when its configuration changes): carried into the current one's document, so its counters
+ * keep growing as upstream's process-global ones do (stats-counters.ts).
+ */
+let carried: Record<string, unknown> = {};
+
+/** The instance is stopping for good (its connections closed): what it counted is carried. */
+export function retireInstanceCounters(fleet: Fleet, service: HttpService): void {
+  carried = add(carried, ended(statsDocument(fleet, service), 'instance')) as Record<string, unknown>;
+}
+
 /** The /stats document of this process alone. */
 export function localStats(fleet: Fleet, service: HttpService): StatsSource {
   sampleEventLoop();
@@ -213,12 +254,32 @@ export function localStats(fleet: Fleet, service: HttpService): StatsSource {
     // Only a process started with --expose-gc (benchmarks) can be asked to collect first.
     const collect = (globalThis as { gc?: () => void }).gc;
     if (gc && collect) collect();
-    return Promise.resolve(statsDocument(fleet, service));
+    return Promise.resolve(withCarried(statsDocument(fleet, service), carried));
   };
 }
 
-export async function startMetrics(host: string, port: number, stats: StatsSource, log: Logger): Promise<http.Server> {
+/**
+ * One document for every request that comes while it is being made, and for a second after: each costs
+ * /proc reads (a scan of the open descriptors, which grows with the agents held) and, in a cluster, a
+ * message to every worker. Without this a loop of requests kept every event loop busy.
+ */
+function shared(stats: StatsSource): StatsSource {
+  const made = new Map<boolean, { at: number; doc: Promise<StatsDocument> }>();
+  return ({ gc }) => {
+    const now = performance.now();
+    const known = made.get(gc);
+    if (known && now - known.at < STATS_REUSE_MS) return known.doc;
+    const doc = stats({ gc });
+    made.set(gc, { at: now, doc });
+    // A failure is not kept: the next request tries again.
+    doc.catch(() => { if (made.get(gc)?.doc === doc) made.delete(gc); });
+    return doc;
+  };
+}
+
+export async function startMetrics(host: string, port: number, source: StatsSource, log: Logger): Promise<http.Server> {
   const scrapes = new Scrapes();
+  const stats = shared(source);
   const server = http.createServer((req, res) => void serve(req, res).catch((err: unknown) => {
     log.error({ err }, 'metrics request failed');
     if (!res.headersSent) res.writeHead(500, { 'Content-Type': 'text/plain; charset=utf-8' });
@@ -260,16 +321,21 @@ export async function startMetrics(host: string, port: number, stats: StatsSourc
         res.end('404 page not found\n');
     }
   };
+  server.maxConnections = MAX_CONNECTIONS;
+  server.headersTimeout = HEADERS_TIMEOUT_MS;
+  server.requestTimeout = REQUEST_TIMEOUT_MS;
   // Elastic Agent asks for a unix socket (http.host: unix:///…/x.sock) to collect metrics from.
   const socketPath = host.startsWith('unix://') ? host.slice('unix://'.length) : undefined;
-  const tcpHost = host.startsWith('http://') ? new URL(host).hostname : host;
+  const tcpHost = listenHost(host.startsWith('http://') ? new URL(host).hostname : host);
   const tcpPort = host.startsWith('http://') && new URL(host).port ? Number(new URL(host).port) : port;
   if (socketPath) rmSync(socketPath, { force: true });
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     if (socketPath) server.listen(socketPath, () => resolve());
     else server.listen(tcpPort, tcpHost, () => resolve());
-  });
+  }).finally(() => server.removeAllListeners('error'));
+  // Accept can still fail (no descriptors left): logged, never the end of the process (http/server.ts does the same).
+  server.on('error', (err) => log.warn({ err }, 'metrics listener error'));
   // As upstream: the agent (same user or group) may connect, nobody else.
   if (socketPath) chmodSync(socketPath, 0o740);
   server.unref();

@@ -27,6 +27,7 @@ import { ROUTES } from './routes';
 import { tlsCredentials, tlsOptions } from './tls';
 import { refuseHandshake } from './websocket';
 import { monotonicMs } from '../util/clock';
+import { listenHost } from './listen-host';
 
 /** Bytes all request bodies may hold in memory at once (raw and inflated). */
 const BODY_BUDGET_BYTES = 256 * 1024 * 1024;
@@ -249,7 +250,7 @@ export class HttpService {
     if (s.internalPort > 0 && s.internalPort !== port) {
       const internal = this.createServer(this.internalGuard);
       try {
-        await listen(internal, s.internalPort, 'localhost', this.log, this.options.reusePort);
+        await listen(internal, s.internalPort, listenHost('localhost'), this.log, this.options.reusePort);
         this.servers.push(internal);
         this.log.info({ 'server.address': `localhost:${s.internalPort}` }, 'fleet-server internal listener');
       } catch (err) {

@@ -2,27 +2,9 @@
 // (counters, gauges, memory and CPU of every process, the primary's included), so that dashboards see one
 // server; beyond upstream, `fleet.workers` lists each worker's own figures.
 import type { StatsDocument } from '../http/metrics';
+import { add, counters, ended, isObj, sum, withCarried } from '../http/stats-counters';
 
 type Obj = Record<string, unknown>;
-
-function isObj(v: unknown): v is Obj {
-  return v !== null && typeof v === 'object' && !Array.isArray(v);
-}
-
-/** Numbers added leaf by leaf; anything else taken from the first document that has it. */
-function add(a: unknown, b: unknown): unknown {
-  if (typeof a === 'number' && typeof b === 'number') return a + b;
-  if (isObj(a) && isObj(b)) {
-    const out: Obj = { ...a };
-    for (const [k, v] of Object.entries(b)) out[k] = k in a ? add(a[k], v) : v;
-    return out;
-  }
-  return a ?? b;
-}
-
-function sum(docs: unknown[]): Obj {
-  return docs.reduce<Obj>((acc, d) => add(acc, d) as Obj, {});
-}
 
 function pick(o: unknown, keys: string[]): Obj {
   const src = isObj(o) ? o : {};
@@ -33,14 +15,13 @@ function omit(o: unknown, keys: string[]): Obj {
   return Object.fromEntries(Object.entries(isObj(o) ? o : {}).filter(([k]) => !keys.includes(k)));
 }
 
-/** Process metrics of every process added up; what describes the box or the program (limits, cgroup, uptime) is the primary's. */
+/**
+ * Process metrics of every process added up, open files and their limits too (each process has its own
+ * limit: the agent shows open / limit, which a sum over one process's limit would inflate N-fold); what
+ * describes the box or the program (cgroup, uptime) is the primary's.
+ */
 function processes(primary: Obj, workers: Obj[]): Obj {
-  const total = sum([omit(primary, ['info', 'cgroup', 'handles']), ...workers.map((w) => omit(w, ['info', 'cgroup', 'handles']))]);
-  const handles = isObj(primary['handles']) ? primary['handles'] : undefined;
-  if (handles) {
-    const open = [handles, ...workers.map((w) => w['handles'])].reduce<number>((n, h) => n + (isObj(h) && typeof h['open'] === 'number' ? h['open'] : 0), 0);
-    total['handles'] = { ...handles, open };
-  }
+  const total = sum([omit(primary, ['info', 'cgroup']), ...workers.map((w) => omit(w, ['info', 'cgroup']))]);
   for (const k of ['info', 'cgroup']) if (k in primary) total[k] = primary[k];
   return total;
 }
@@ -67,7 +48,38 @@ export interface WorkerStats {
   doc: StatsDocument;
 }
 
-export function clusterStats(primaryProcess: Obj, workers: WorkerStats[], cluster: { size: number; restarts: number }): StatsDocument {
+/**
+ * What the answering workers' documents lack of the server's counters: the last counts of workers that
+ * did not answer in time (busy, or gone and not yet replaced), and all that ended workers had counted.
+ * Without it a late answer or a replaced worker made every total go down and back up.
+ */
+export class CarriedCounters {
+  private readonly last = new Map<number, { pid: number; doc: StatsDocument }>();
+  private finished: Obj = {};
+
+  /** A worker process has ended: what it counted is kept, its connections closed. */
+  exited(slot: number, pid: number | undefined): void {
+    const prev = this.last.get(slot);
+    if (!prev || prev.pid !== pid) return;
+    this.finished = add(this.finished, ended(prev.doc, 'process')) as Obj;
+    this.last.delete(slot);
+  }
+
+  /** Records `answered`, and returns what to add to the document they make. */
+  carry(answered: WorkerStats[]): Obj {
+    for (const w of answered) {
+      const prev = this.last.get(w.slot);
+      // Replaced without its exit seen here.
+      if (prev && prev.pid !== w.pid) this.exited(w.slot, prev.pid);
+      this.last.set(w.slot, { pid: w.pid, doc: w.doc });
+    }
+    const slots = new Set(answered.map((w) => w.slot));
+    const late = [...this.last].filter(([slot]) => !slots.has(slot)).map(([, l]) => counters(l.doc, 'process'));
+    return sum([this.finished, ...late]);
+  }
+}
+
+export function clusterStats(primaryProcess: Obj, workers: WorkerStats[], cluster: { size: number; restarts: number }, carried: Obj = {}): StatsDocument {
   const docs = workers.map((w) => w.doc);
   const proc = processes(primaryProcess, docs.map((d) => (isObj(d['beat']) ? d['beat'] : {})));
   const http = sum(docs.map((d) => pick(d['http_server'], ['tcp_open', 'tcp_close', 'tcp_active', 'routes'])));
@@ -90,5 +102,5 @@ export function clusterStats(primaryProcess: Obj, workers: WorkerStats[], cluste
       rss: mem?.rss,
     };
   });
-  return { http_server: { ...http, ...proc }, beat: proc, fleet };
+  return withCarried({ http_server: { ...http, ...proc }, beat: proc, fleet }, carried);
 }

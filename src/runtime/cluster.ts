@@ -24,7 +24,7 @@ import { withLocalReads } from '../store/remote/local-reads';
 import { CheckinReads } from '../store/sqlite/check-in-reads';
 import { resolveSecretBox } from '../store/sqlite/secret-box';
 import { describeError, withContext } from '../util/error-text';
-import { clusterStats, type WorkerStats } from './cluster-stats';
+import { CarriedCounters, clusterStats, type WorkerStats } from './cluster-stats';
 import { afterExit, markReady, mayBeGroupStop, READY_TIMEOUT_MS, slotRecord, uncleanStopExits, type SlotRecord, type WorkerExit } from './cluster-supervision';
 import { HandoffRouter } from './handoff-router';
 import { ListenersClosedBarrier, OTHERS_CLOSED_WAIT_MS } from './listeners-closed';
@@ -264,6 +264,7 @@ export async function runPrimary(config: FleetServerConfig, log: Logger, size: n
   let failure: Error | undefined;
   let nextStatsId = 0;
   const pendingStats = new Map<number, (doc: StatsDocument, worker: Worker) => void>();
+  const carriedCounters = new CarriedCounters();
   let startup: { resolve: () => void; reject: (err: Error) => void } | undefined;
   const listenersClosed = new ListenersClosedBarrier<Slot>((s) => {
     if (s.worker) send(s.worker, { t: 'answer' });
@@ -423,6 +424,7 @@ export async function runPrimary(config: FleetServerConfig, log: Logger, size: n
   cluster.on('exit', (worker, code, signal) => {
     const slot = slots.find((s) => s.worker === worker);
     if (!slot) return;
+    carriedCounters.exited(slot.index, worker.process.pid);
     clearTimeout(slot.readyTimer);
     slot.worker = undefined;
     const wasServing = slot.ready;
@@ -477,7 +479,9 @@ export async function runPrimary(config: FleetServerConfig, log: Logger, size: n
   }
 
   /** Every ready worker's /stats, as many as answer within STATS_WAIT_MS. */
-  const gather = async (gc: boolean): Promise<StatsDocument> => {
+  const gather = async (asked: boolean): Promise<StatsDocument> => {
+    // Workers share the primary's flags: without --expose-gc nobody collects, so nobody waits longer for it.
+    const gc = asked && typeof (globalThis as { gc?: unknown }).gc === 'function';
     const live = slots.filter((s) => s.ready && s.worker);
     const answers = await Promise.all(live.map((slot) => new Promise<WorkerStats | undefined>((resolve) => {
       const id = ++nextStatsId;
@@ -492,7 +496,8 @@ export async function runPrimary(config: FleetServerConfig, log: Logger, size: n
       });
       send(slot.worker!, { t: 'stats', id, gc });
     })));
-    return clusterStats(processMetrics(), answers.filter((a): a is WorkerStats => a !== undefined), { size, restarts });
+    const answered = answers.filter((a): a is WorkerStats => a !== undefined);
+    return clusterStats(processMetrics(), answered, { size, restarts }, carriedCounters.carry(answered));
   };
   metrics = config.http.enabled ? await startMetrics(config.http.host, config.http.port, ({ gc }) => gather(gc), log) : undefined;
   if (stopping) {

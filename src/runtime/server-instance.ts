@@ -5,7 +5,7 @@ import type http from 'node:http';
 import type { Logger } from 'pino';
 import type { FleetServerConfig } from '../config/config';
 import { Fleet, type FleetSharing } from '../fleet/fleet';
-import { localStats, startMetrics } from '../http/metrics';
+import { localStats, retireInstanceCounters, startMetrics } from '../http/metrics';
 import { HttpService, type HttpOptions } from '../http/server';
 import { openStore } from '../store/open';
 import type { Store } from '../store/port';
@@ -120,6 +120,8 @@ export class ServerInstance {
       released = monotonicMs();
     });
     if (cut > 0) this.log.warn({ 'stop.cut_requests': cut, 'timeouts.drain_ms': drainMs }, 'requests still in flight at the drain deadline; their connections were closed');
+    // Agent mode replaces an instance on a new configuration: the next one's counters go on from these.
+    retireInstanceCounters(this.fleet, this.http);
     // With every connection closed: what is left is the store's (a deadline that cuts it resets no agent).
     this.phase = 'stopping';
     const t1 = monotonicMs();
