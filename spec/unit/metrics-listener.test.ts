@@ -61,3 +61,13 @@ test('connections are capped, and must send their request within 5 s', async () 
   expect(() => { server!.emit('error', Object.assign(new Error('accept EMFILE'), { code: 'EMFILE' })); server!.emit('error', new Error('again')); }).not.toThrow();
   expect((await get(port, '/')).status).toBe(200);
 });
+
+test('http.host forms: http://host:port with an IPv6 literal is listened on without its brackets; another scheme is refused', async () => {
+  await expect(startMetrics('https://127.0.0.1:5066', 0, async () => ({}), pino({ level: 'silent' }))).rejects.toThrow(/http\.host https:\/\/127\.0\.0\.1:5066: the scheme is not supported/);
+  const probe = net.createServer();
+  await new Promise<void>((r) => probe.listen(0, '::1', r));
+  const port = (probe.address() as net.AddressInfo).port;
+  await new Promise<void>((r) => probe.close(() => r()));
+  server = await startMetrics(`http://[::1]:${port}`, 0, async () => ({}), pino({ level: 'silent' }));
+  expect((server.address() as net.AddressInfo).address).toBe('::1');
+});

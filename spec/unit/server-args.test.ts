@@ -8,12 +8,16 @@ test('a start with -c, -E (repeated) and --agent-mode, with or without the run c
     agentMode: false, config: 'fleet-server.yml', E: ['path.data=/x', 'logging.level=debug'],
   });
   expect(plainServerStart(['run', '--agent-mode', '--config', '/etc/fleet.yml'])).toEqual({ agentMode: true, config: '/etc/fleet.yml' });
+  // As Go's pflag: attached forms of -E, and the last -c wins.
+  expect(plainServerStart(['-Epath.data=/x', '-E=logging.level=debug', '-c', 'a.yml', '-c', 'b.yml'])).toEqual({
+    agentMode: false, config: 'b.yml', E: ['path.data=/x', 'logging.level=debug'],
+  });
 });
 
 test('anything else is left to yargs: commands, help, unknown options, other forms, repeats, missing values', () => {
   for (const args of [
     ['policy', 'list'], ['--help'], ['-h'], ['--version'], ['--json'], ['--foo'],
-    ['--config=/etc/fleet.yml'], ['-E'], ['-E', '--agent-mode'], ['-c', 'a.yml', '-c', 'b.yml'],
+    ['--config=/etc/fleet.yml'], ['-E'], ['-E', '--agent-mode'], ['-E='], ['-E-x'],
     ['--agent-mode', '--agent-mode'], ['-E', 'a=b', 'run'], ['run', 'run'], ['--agent-mode=false'],
   ]) expect(plainServerStart(args)).toBeUndefined();
 });

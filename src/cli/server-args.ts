@@ -21,10 +21,14 @@ export function plainServerStart(args: readonly string[]): ServerStart | undefin
     const a = args[i]!;
     if (a === '--agent-mode' && !start.agentMode) {
       start.agentMode = true;
-    } else if ((a === '-c' || a === '--config') && start.config === undefined && value(i) !== undefined) {
+    } else if ((a === '-c' || a === '--config') && value(i) !== undefined) {
+      // Given twice, the last wins, as Go's flag package has it.
       start.config = value(i++);
     } else if ((a === '-E' || a === '--E') && value(i) !== undefined) {
       E.push(value(i++)!);
+    } else if (/^-E=?[^=\s-]/.test(a)) {
+      // pflag's attached forms: -Ekey=value and -E=key=value.
+      E.push(a.slice(a[2] === '=' ? 3 : 2));
     } else {
       return undefined;
     }

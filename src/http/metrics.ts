@@ -326,7 +326,11 @@ export async function startMetrics(host: string, port: number, source: StatsSour
   server.requestTimeout = REQUEST_TIMEOUT_MS;
   // Elastic Agent asks for a unix socket (http.host: unix:///…/x.sock) to collect metrics from.
   const socketPath = host.startsWith('unix://') ? host.slice('unix://'.length) : undefined;
-  const tcpHost = listenHost(host.startsWith('http://') ? new URL(host).hostname : host);
+  // As upstream: a host name, http://host:port or unix:///path; any other scheme is a start-up error.
+  if (/^[a-z][a-z0-9+.-]*:\/\//i.test(host) && !socketPath && !host.startsWith('http://')) {
+    throw new Error(`http.host ${host}: the scheme is not supported (use a host name, http://host:port or unix:///path)`);
+  }
+  const tcpHost = listenHost(host.startsWith('http://') ? new URL(host).hostname.replace(/^\[(.*)\]$/, '$1') : host);
   const tcpPort = host.startsWith('http://') && new URL(host).port ? Number(new URL(host).port) : port;
   if (socketPath) rmSync(socketPath, { force: true });
   await new Promise<void>((resolve, reject) => {
