@@ -29,6 +29,9 @@ import { refuseHandshake } from './websocket';
 import { monotonicMs } from '../util/clock';
 import { listenHost } from './listen-host';
 
+/** What Go's net/http reads past MaxHeaderBytes before it answers 431. */
+const GO_HEADER_SLACK = 4096;
+
 /** Bytes all request bodies may hold in memory at once (raw and inflated). */
 const BODY_BUDGET_BYTES = 256 * 1024 * 1024;
 /** Connections the internal listener (localhost, the co-located agent) may hold; kept out of the external cap. */
@@ -176,7 +179,9 @@ export class HttpService {
       headersTimeout: headerMs,
       connectionsCheckingInterval: DEADLINE_CHECK_MS,
       keepAliveTimeout: s.timeouts.idleMs,
-      maxHeaderSize: s.maxHeaderByteSize,
+      // Go's server reads MaxHeaderBytes plus 4096 bytes of slack before it refuses (net/http's
+      // initialReadLimitSize): a request a service mesh's headers bring past 8 KiB is served there.
+      maxHeaderSize: s.maxHeaderByteSize + GO_HEADER_SLACK,
       ServerResponse: this.responseClass,
       // Only routes that take upgrades see them; an Upgrade header elsewhere is an ordinary request.
       shouldUpgradeCallback: (req: IncomingMessage) => this.upgradeRoute(req) !== undefined,
