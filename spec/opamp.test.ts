@@ -177,18 +177,26 @@ describe.each([embedded, elasticsearch()])('OpAMP over HTTP on $name', (backend)
     expect((await col.send({ health: { healthy: true, status: 'StatusOK' } })).reply!.error).toBeUndefined();
   });
 
-  test('a heartbeat interval is offered to Collectors that report heartbeats and accept connection settings, once', async () => {
-    const caps = CAP.ReportsStatus | CAP.ReportsHeartbeat | CAP.AcceptsOpAMPConnectionSettings;
-    const col = new SimCollector(server.url, token, caps);
-    const first = (await col.send(SimCollector.description())).reply!;
+  test('a heartbeat interval goes, once, only to Collectors that report heartbeats and do not take connection settings', async () => {
+    // A client that accepts connection settings would reconnect with the offer's settings alone (its
+    // Authorization dropped): it is offered none.
+    const accepting = CAP.ReportsStatus | CAP.ReportsHeartbeat | CAP.AcceptsOpAMPConnectionSettings;
+    const acc = new SimCollector(server.url, token, accepting);
+    expect((await acc.send(SimCollector.description())).reply!.heartbeatIntervalSeconds).toBeUndefined();
+    const plain = new SimCollector(server.url, token, CAP.ReportsStatus | CAP.ReportsHeartbeat);
+    const first = (await plain.send(SimCollector.description())).reply!;
     expect(first.heartbeatIntervalSeconds).toBe(15);
     expect(first.capabilities).toBe(ACCEPTS_STATUS_AND_EFFECTIVE_CONFIG | 0x20);
-    expect((await col.send()).reply!.heartbeatIntervalSeconds).toBeUndefined();
-    // Without AcceptsOpAMPConnectionSettings no connection settings are offered (the spec's rule).
-    const plain = new SimCollector(server.url, token, CAP.ReportsStatus | CAP.ReportsHeartbeat);
-    expect((await plain.send(SimCollector.description())).reply!.heartbeatIntervalSeconds).toBeUndefined();
-    // Over WebSocket too, with the ws:// URL the Collector reached.
-    const ws = new WsCollector(server.url, token, caps);
+    const next = (await plain.send()).reply!;
+    expect(next.heartbeatIntervalSeconds).toBeUndefined();
+    expect(next.capabilities).toBe(ACCEPTS_STATUS_AND_EFFECTIVE_CONFIG);
+    // Over WebSocket: none for an accepting client; once for a new connection of a plain one.
+    const wsAcc = new WsCollector(server.url, token, accepting);
+    expect(await wsAcc.connect(server.url, token)).toBeUndefined();
+    wsAcc.sendWs(SimCollector.description());
+    expect((await wsAcc.receive()).heartbeatIntervalSeconds).toBeUndefined();
+    wsAcc.ws.close();
+    const ws = new WsCollector(server.url, token, CAP.ReportsStatus | CAP.ReportsHeartbeat);
     expect(await ws.connect(server.url, token)).toBeUndefined();
     ws.sendWs(SimCollector.description());
     expect((await ws.receive()).heartbeatIntervalSeconds).toBe(15);

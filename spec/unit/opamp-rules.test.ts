@@ -3,8 +3,9 @@
 import { agentToServer, CAP } from '../support/collector';
 import { capabilityNames, decodeAgentToServer, encodeServerToAgent } from '../../src/opamp/codec';
 import {
-  effectiveConfigDocument, enrollmentDocument, healthDocument, healthFromDocument, redactSecrets, statusOf,
+  cutText, effectiveConfigDocument, enrollmentDocument, healthDocument, healthFromDocument, redactSecrets, statusOf,
 } from '../../src/fleet/opamp-document';
+import { pbFields, pbGet } from '../support/protowire';
 import { serverToAgent } from '../support/collector';
 import { uuidText, uuidV7 } from '../../src/util/uuid';
 
@@ -101,4 +102,26 @@ test('decoding keeps at most 10,000 health components and attribute values of a 
   expect(Object.keys(m.health!.components)).toHaveLength(10_000);
   expect(m.health!.components['c0']).toMatchObject({ healthy: true, status: 'StatusOK' });
   expect(Object.keys(m.description!.identifying)).toHaveLength(10_000);
+});
+
+test('the heartbeat offer carries the interval alone: no destination_endpoint, headers, certificate or TLS settings', () => {
+  const uid = new Uint8Array(16).fill(1);
+  const bytes = Buffer.from(encodeServerToAgent(uid, { capabilities: ['AcceptsStatus', 'OffersConnectionSettings'], heartbeatIntervalSeconds: 30 }, { customCapabilities: false }));
+  // Old: nothing at all without the URL the Collector reached (and that URL in destination_endpoint with it).
+  expect(serverToAgent(bytes).heartbeatIntervalSeconds).toBe(30);
+  const offers = pbFields(pbGet(pbFields(bytes), 4) as Buffer);
+  expect(pbGet(offers, 1)).toHaveLength(32);
+  const opampSettings = pbFields(pbGet(offers, 2) as Buffer);
+  expect(opampSettings.map((f) => f.field)).toEqual([4]);
+});
+
+test('client text is cut to 1 KiB of UTF-8, at a character boundary', () => {
+  expect(cutText('short')).toBe('short');
+  expect(cutText('x'.repeat(5000))).toBe('x'.repeat(1024));
+  // 'é' is 2 bytes, '😀' 4: the cut never leaves half a character.
+  expect(Buffer.byteLength(cutText('é'.repeat(1000)))).toBe(1024);
+  const emoji = cutText(`x${'😀'.repeat(500)}`);
+  expect(Buffer.byteLength(emoji)).toBe(1021);
+  expect(emoji.endsWith('😀')).toBe(true);
+  expect(cutText('abcdef', 4)).toBe('abcd');
 });

@@ -29,7 +29,7 @@ interface Harness {
 
 function harness(): Harness {
   const h: Harness = { service: undefined as unknown as OpampService, records: [], waiting: [], hold: false };
-  const found = (id: string): Hit<AgentDoc> => ({ _id: id, _source: { policy_id: 'p', active: true } as unknown as AgentDoc });
+  const found = (id: string): Hit<AgentDoc> => ({ _id: id, _source: { type: 'OPAMP', policy_id: 'p', active: true } as unknown as AgentDoc });
   const store = {
     getAgent: (id: string) => h.hold ? new Promise<Hit<AgentDoc>>((r) => h.waiting.push(() => r(found(id)))) : Promise.resolve(found(id)),
   } as unknown as Store;
@@ -76,16 +76,17 @@ test('a connection cycling instance ids is pushed to under its latest few only',
   expect(push.mock.calls.map(([uid]) => Buffer.from(uid).toString('hex'))).toContain(Buffer.from(uuidBytes(ids[19]!)!).toString('hex'));
 });
 
-test('what is remembered per instance is bounded by weight: a flood of huge health reports forgets the oldest', async () => {
+test('what is remembered per instance is bounded by weight: a flood of health reports with long errors forgets the oldest', async () => {
   const h = harness();
-  const huge = 'x'.repeat(1024 * 1024);
-  const health = { healthy: false, startTimeUnixNano: 0, lastError: huge, status: 'StatusPermanentError', statusTimeUnixNano: 0, components: {} };
-  const ids = Array.from({ length: 64 }, (_, i) => `0190a0a0-0000-7000-8000-${String(i).padStart(12, '0')}`);
+  // Cut to 1 KiB (see opamp-service.test.ts), yet 30,000 of them weigh more than the cache may hold.
+  const long = 'x'.repeat(2048);
+  const health = { healthy: false, startTimeUnixNano: 0, lastError: long, status: 'StatusPermanentError', statusTimeUnixNano: 0, components: {} };
+  const ids = Array.from({ length: 30_000 }, (_, i) => `0190a0a0-0000-7000-8000-${String(i).padStart(12, '0')}`);
   for (const id of ids) await h.service.handle(enrollment, msg(id, 1, { health }));
   // The last one is remembered: its next message is in sequence, and its status carries over without health.
-  const recent = await h.service.handle(enrollment, msg(ids[63]!, 2));
+  const recent = await h.service.handle(enrollment, msg(ids.at(-1)!, 2));
   expect(recent.reportFullState).toBe(false);
-  expect(h.records.at(-1)).toMatchObject({ status: 'error', message: huge });
+  expect(h.records.at(-1)).toMatchObject({ status: 'error', message: 'x'.repeat(1024) });
   // The first was forgotten (old: kept, with its report, up to 100,000 of them): it is asked for a full report.
   const first = await h.service.handle(enrollment, msg(ids[0]!, 2));
   expect(first.reportFullState).toBe(true);

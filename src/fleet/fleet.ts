@@ -78,8 +78,10 @@ export class Fleet {
     this.uploads = new UploadService(store, { maxFileSize: s.maxFileStorageSize }, log, clock);
     this.deliveries = new FileDeliveryService(store);
     this.artifacts = new ArtifactService(store, this.policies, config.cache.ttlArtifactMs, clock);
+    // A Collector enrolls on its first message: at enroll_limit's rate, as upstream's enrollment takes
+    // its slot (a WebSocket's messages pass no route limiter after the handshake).
     this.opamp = new OpampService(store, this.bookkeeper, (policyId) => this.policies.latest(policyId), log, clock,
-      Math.round(s.opampHeartbeatMs / 1000));
+      Math.round(s.opampHeartbeatMs / 1000), new TokenBucket(routes.enroll.intervalMs, routes.enroll.burst));
     this.policies.onRevision((p) => this.opamp.onRevision(p));
   }
 

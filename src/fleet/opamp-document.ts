@@ -27,6 +27,24 @@ export interface EnrollmentTarget {
   namespaces: string[];
 }
 
+/**
+ * The most of a client's free text (last_error, status, a component's name, a remote configuration error)
+ * one message may have stored or remembered, in UTF-8 bytes; longer text is cut.
+ */
+export const MAX_TEXT_BYTES = 1024;
+
+/** `s` cut to at most `max` UTF-8 bytes, at a character boundary. */
+export function cutText(s: string, max: number = MAX_TEXT_BYTES): string {
+  // A UTF-16 unit is at most 3 bytes of UTF-8 (a surrogate pair, 2 units, is 4).
+  if (s.length * 3 <= max) return s;
+  // What is kept is at most `max` units (each is a byte or more): the rest need not be encoded.
+  const b = Buffer.from(s.length > max ? s.slice(0, max + 1) : s, 'utf8');
+  if (b.length <= max) return s;
+  let end = max;
+  while (end > 0 && (b[end]! & 0xc0) === 0x80) end--;
+  return b.subarray(0, end).toString('utf8');
+}
+
 function str(v: Json | undefined): string {
   return typeof v === 'string' ? v : '';
 }
@@ -72,22 +90,25 @@ export function enrollmentDocument(id: string, target: EnrollmentTarget, descrip
 /** Upstream's status for a report: unhealthy → error, a recoverable error → degraded, else online. */
 export function statusOf(health: OpampHealth | undefined): { status: string; message: string } {
   if (!health) return { status: 'online', message: '' };
-  const message = health.lastError || health.status;
+  const message = cutText(health.lastError || health.status);
   if (!health.healthy) return { status: 'error', message };
   if (health.status === 'StatusRecoverableError') return { status: 'degraded', message };
   return { status: 'online', message };
 }
 
-/** The stored health (Go's JSON of the protobuf struct: snake_case, zero values left out), recursively. */
+/**
+ * The stored health (Go's JSON of the protobuf struct: snake_case, zero values left out), recursively;
+ * its strings and component names cut to MAX_TEXT_BYTES.
+ */
 export function healthDocument(h: OpampHealth): JsonObject {
   const out: JsonObject = {};
   if (h.healthy) out['healthy'] = true;
   if (h.startTimeUnixNano) out['start_time_unix_nano'] = h.startTimeUnixNano;
-  if (h.lastError) out['last_error'] = h.lastError;
-  if (h.status) out['status'] = h.status;
+  if (h.lastError) out['last_error'] = cutText(h.lastError);
+  if (h.status) out['status'] = cutText(h.status);
   if (h.statusTimeUnixNano) out['status_time_unix_nano'] = h.statusTimeUnixNano;
   const names = Object.keys(h.components);
-  if (names.length > 0) out['component_health_map'] = Object.fromEntries(names.map((n) => [n, healthDocument(h.components[n]!)]));
+  if (names.length > 0) out['component_health_map'] = Object.fromEntries(names.map((n) => [cutText(n), healthDocument(h.components[n]!)]));
   return out;
 }
 

@@ -11,7 +11,7 @@ import { uuidBytes, uuidText, uuidV7 } from '../util/uuid';
 import type { Bookkeeper, CheckinRecord } from './bookkeeping';
 import type { EnrollmentRecord } from './enroll';
 import {
-  effectiveConfigDocument, enrollmentDocument, healthDocument, healthFromDocument, statusOf,
+  cutText, effectiveConfigDocument, enrollmentDocument, healthDocument, healthFromDocument, MAX_TEXT_BYTES, statusOf,
   type OpampDescription, type OpampHealth, type RemoteConfig,
 } from './opamp-document';
 import type { ParsedPolicy } from './parsed-policy';
@@ -83,6 +83,11 @@ interface Seen {
   heartbeatOffered: boolean;
 }
 
+/** Takes an enrollment slot if one is free now (a TokenBucket: enroll_limit's rate). */
+export interface EnrollPacer {
+  tryTake(): boolean;
+}
+
 const SERVER_CAPABILITIES: ServerCapability[] = ['AcceptsStatus', 'AcceptsEffectiveConfig'];
 /** Instances remembered between messages, and the memory they may take (their strings are the clients'). */
 const SEEN_MAX = 100_000;
@@ -96,6 +101,13 @@ const SEEN_ENTRY_BYTES = 300;
 const MAX_IDS_PER_CONNECTION = 8;
 /** Re-enrollment leaves these reasons as they are (upstream). */
 const KEEP_REASONS = new Set(['orphaned', 'reenrolled']);
+/**
+ * The most a message may have stored: a config hash (the server's are SHA-256, 32 bytes; a longer one is
+ * not ours and is not kept) and an effective configuration (a large Collector's is tens of KiB; parsed,
+ * it becomes many times its size in objects).
+ */
+const MAX_CONFIG_HASH_BYTES = 64;
+const MAX_EFFECTIVE_CONFIG_BYTES = 1024 * 1024;
 
 export class OpampService {
   private readonly seen = new LruCache<string, Seen>(SEEN_MAX, {
@@ -108,11 +120,17 @@ export class OpampService {
   private readonly idsOf = new Map<Push, Set<string>>();
   /** Connections that closed: a message of theirs still being handled registers nothing. */
   private readonly detached = new WeakSet<Push>();
+  /** An oversized effective configuration was logged at warn level (later ones at debug: a client can repeat it). */
+  private oversizeLogged = false;
 
-  /** `latestPolicy`: the current revision of a policy (the policy monitor's). */
+  /**
+   * `latestPolicy`: the current revision of a policy (the policy monitor's). `enrollPacer`: consulted before
+   * each new document (a new instance id), which a token holder could otherwise have written per message.
+   */
   constructor(private readonly store: Store, private readonly bookkeeper: Bookkeeper,
     private readonly latestPolicy: (policyId: string) => Promise<ParsedPolicy | undefined>, private readonly log: Logger,
-    private readonly clock: Clock = systemClock, private readonly heartbeatSeconds = 30) {}
+    private readonly clock: Clock = systemClock, private readonly heartbeatSeconds = 30,
+    private readonly enrollPacer?: EnrollPacer) {}
 
   /**
    * A new policy revision: every connected agent of that policy that accepts remote configuration and
@@ -174,6 +192,12 @@ export class OpampService {
       this.log.warn({ err, 'fleet.agent.id': uid }, 'OpAMP agent search failed');
       return { error: { type: 'Unavailable', message: 'agent search failed' } };
     }
+    // Before anything is written or registered, on every branch: the id is the client's to choose.
+    const refused = found && refusal(found._source, enrollment);
+    if (refused) {
+      this.log.debug({ 'fleet.agent.id': uid, 'fleet.policy.id': enrollment.policyId, reason: refused }, 'OpAMP message refused');
+      return { error: { type: 'BadRequest', message: refused } };
+    }
 
     if (msg.disconnect) {
       if (!found || msg.requestInstanceUid) return { error: { type: 'BadRequest', message: 'agent_disconnect set on new enrollment message' } };
@@ -186,6 +210,10 @@ export class OpampService {
     let id = uid;
     let enrolled = false;
     if (!found || msg.requestInstanceUid) {
+      if (this.enrollPacer && !this.enrollPacer.tryTake()) {
+        this.log.debug({ 'fleet.agent.id': uid }, 'OpAMP enrollment rate limited');
+        return { error: { type: 'Unavailable', message: 'enrollment rate limited' } };
+      }
       try {
         id = await this.enroll(uid, found, enrollment, msg);
       } catch (err) {
@@ -203,21 +231,20 @@ export class OpampService {
     }
     // A report without health keeps the status its last health gave (upstream would say online).
     const status = msg.health ? statusOf(msg.health) : prev?.status ?? statusOf(healthFromDocument(stored?.['health'] as JsonObject | undefined));
-    const remoteHash = msg.remoteConfigStatus ? Buffer.from(msg.remoteConfigStatus.hash).toString('hex')
-      : prev?.remoteHash ?? storedRemoteHash(stored);
+    const reported = reportedHash(msg);
+    const remoteHash = reported ?? prev?.remoteHash ?? storedRemoteHash(stored);
     const reportFullState = enrolled || msg.sequenceNum !== expected;
-    // Offered once per instance (again after a full state report: the agent may have restarted).
-    const offerHeartbeat = this.heartbeatSeconds > 0 && msg.capabilities.includes('ReportsHeartbeat')
-      && msg.capabilities.includes('AcceptsOpAMPConnectionSettings') && (reportFullState || !prev?.heartbeatOffered);
+    const offerHeartbeat = this.offersHeartbeat(id, msg, prev, push);
     this.seen.set(id, { sequenceNum: msg.sequenceNum, status, remoteHash, heartbeatOffered: offerHeartbeat || prev?.heartbeatOffered === true });
-    this.bookkeeper.enqueue(id, this.checkinRecord(id, msg, status, stored));
+    this.bookkeeper.enqueue(id, this.checkinRecord(id, msg, status, stored, reported));
     const reply: OpampReply = {
       reportFullState,
       capabilities: offerHeartbeat ? [...SERVER_CAPABILITIES, 'OffersConnectionSettings'] : SERVER_CAPABILITIES,
       ...(msg.requestInstanceUid ? { newInstanceUid: uuidBytes(id)! } : {}),
       ...(offerHeartbeat ? { heartbeatIntervalSeconds: this.heartbeatSeconds } : {}),
     };
-    const policyId = stored?.policy_id ?? enrollment.policyId;
+    // The token's policy (a stored document of another policy was refused above).
+    const policyId = enrollment.policyId;
     const acceptsRemoteConfig = msg.capabilities.includes('AcceptsRemoteConfig');
     if (push) this.register(id, { push, policyId, acceptsRemoteConfig });
     if (acceptsRemoteConfig) {
@@ -226,6 +253,22 @@ export class OpampService {
       if (desired && desired.hashHex !== remoteHash) reply.remoteConfig = { body: desired.body, hash: desired.hash };
     }
     return reply;
+  }
+
+  /**
+   * Whether this answer carries the heartbeat interval (OpAMPConnectionSettings.heartbeat_interval_seconds).
+   * Only to a Collector that reports heartbeats and does NOT accept OpAMP connection settings: opamp-go
+   * applies the interval for ReportsHeartbeat alone, but hands an offer to an accepting client's
+   * OnOpampConnectionSettings, and the contrib supervisor then reconnects with the offer's headers only
+   * (its Authorization dropped) and without TLS verification when no certificate is offered. Once per
+   * instance, and once per WebSocket connection of it (a reconnect may be a restarted Collector); a full
+   * state report does not bring it again.
+   */
+  private offersHeartbeat(id: string, msg: OpampMessage, prev: Seen | undefined, push: Push | undefined): boolean {
+    if (this.heartbeatSeconds <= 0 || !msg.capabilities.includes('ReportsHeartbeat')) return false;
+    if (msg.capabilities.includes('AcceptsOpAMPConnectionSettings')) return false;
+    const newConnection = push !== undefined && this.sessions.get(id)?.push !== push;
+    return !prev?.heartbeatOffered || newConnection;
   }
 
   private async desiredConfig(policyId: string): Promise<RemoteConfig | undefined> {
@@ -262,12 +305,18 @@ export class OpampService {
     return stored !== undefined && stored.type === 'OPAMP' && stored.agent?.id === id && stored.policy_id === enrollment.policyId;
   }
 
-  private checkinRecord(id: string, msg: OpampMessage, status: Seen['status'], stored: AgentDoc | undefined): CheckinRecord {
+  private checkinRecord(id: string, msg: OpampMessage, status: Seen['status'], stored: AgentDoc | undefined,
+    reportedHash: string | undefined): CheckinRecord {
     const rec: CheckinRecord = { ...status, sequenceNum: msg.sequenceNum };
     if (msg.health) rec.health = healthDocument(msg.health);
     if (msg.capabilities.length > 0) rec.capabilities = msg.capabilities;
     const yaml = msg.effectiveConfig?.['']?.body;
-    if (yaml && yaml.length > 0) {
+    if (yaml && yaml.length > MAX_EFFECTIVE_CONFIG_BYTES) {
+      const fields = { 'fleet.agent.id': id, bytes: yaml.length, limit: MAX_EFFECTIVE_CONFIG_BYTES };
+      if (this.oversizeLogged) this.log.debug(fields, 'OpAMP effective configuration too large; not stored');
+      else this.log.warn(fields, 'OpAMP effective configuration too large; not stored (logged once; later ones at debug level)');
+      this.oversizeLogged = true;
+    } else if (yaml && yaml.length > 0) {
       try {
         const config = effectiveConfigDocument(yaml.toString('utf8'));
         if (config) rec.effectiveConfig = config;
@@ -277,15 +326,36 @@ export class OpampService {
       }
     }
     const rcs = msg.remoteConfigStatus;
-    if (rcs) {
+    if (rcs && reportedHash !== undefined) {
       rec.remoteConfigStatus = {
-        status: rcs.status, last_remote_config_hash: Buffer.from(rcs.hash).toString('hex'),
-        ...(rcs.errorMessage ? { error_message: rcs.errorMessage } : {}),
+        status: rcs.status, last_remote_config_hash: reportedHash,
+        ...(rcs.errorMessage ? { error_message: cutText(rcs.errorMessage, MAX_TEXT_BYTES) } : {}),
       };
+    } else if (rcs) {
+      this.log.debug({ 'fleet.agent.id': id, bytes: rcs.hash.length }, 'OpAMP remote_config_status with an oversized hash; not stored');
     }
-    if (stored?.audit_unenrolled_reason || stored?.unenrolled_at) rec.clearAudit = true;
+    // Upstream clears the audit fields when audit_unenrolled_reason is set, and only then (reference §4.7).
+    if (stored?.audit_unenrolled_reason) rec.clearAudit = true;
     return rec;
   }
+}
+
+/**
+ * Why a message for a stored document is refused: the document must be an OpAMP agent of the token's
+ * policy (any enrollment token could otherwise report as, take the pushes of, and read the
+ * configuration for any agent whose id it names), and active (an unenrolled Collector is not revived).
+ */
+function refusal(doc: AgentDoc, enrollment: EnrollmentRecord): string | undefined {
+  if (doc.type !== 'OPAMP' || doc.policy_id !== enrollment.policyId) return 'instance_uid is not an OpAMP agent of this enrollment token\'s policy';
+  if (doc.active === false) return 'agent is not active';
+  return undefined;
+}
+
+/** The remote configuration hash a message reports, in hex; undefined when absent or longer than any of ours. */
+function reportedHash(msg: OpampMessage): string | undefined {
+  const h = msg.remoteConfigStatus?.hash;
+  if (!h || h.length > MAX_CONFIG_HASH_BYTES) return undefined;
+  return Buffer.from(h).toString('hex');
 }
 
 function storedRemoteHash(doc: AgentDoc | undefined): string | undefined {

@@ -160,8 +160,6 @@ export function decodeAgentToServer(bytes: Uint8Array): OpampMessage {
 export interface EncodeOptions {
   /** opamp-go attaches an empty custom_capabilities to every HTTP answer (and the first on WebSocket). */
   customCapabilities: boolean;
-  /** The URL the agent reached this server at: OpAMPConnectionSettings must name one. */
-  endpoint?: string;
 }
 
 /** The ServerToAgent for a reply; instance_uid is the request's (opamp-go fills it when left empty). */
@@ -173,11 +171,11 @@ export function encodeServerToAgent(instanceUid: Uint8Array, reply: OpampReply, 
     if (reply.reportFullState) out.flags = FLAG_REPORT_FULL_STATE;
     if (reply.capabilities) out.capabilities = reply.capabilities.reduce((m, c) => m | SERVER_CAPABILITY_BITS[c], 0);
     if (reply.newInstanceUid) out.agentIdentification = { newInstanceUid: reply.newInstanceUid };
-    if (reply.heartbeatIntervalSeconds !== undefined && opts.endpoint) {
-      // The agent keeps its endpoint and headers (the same URL is offered); only the interval is new.
-      const opampSettings = { destinationEndpoint: opts.endpoint, heartbeatIntervalSeconds: reply.heartbeatIntervalSeconds };
-      const hash = createHash('sha256').update(`${opts.endpoint}\n${reply.heartbeatIntervalSeconds}`).digest();
-      out.connectionSettings = { hash, opamp: opampSettings };
+    if (reply.heartbeatIntervalSeconds !== undefined) {
+      // The interval alone: no endpoint, headers or TLS. It goes only to Collectors that do not accept
+      // connection settings (fleet/opamp.ts), which apply the interval (ReportsHeartbeat) and nothing else.
+      const hash = createHash('sha256').update(`heartbeat_interval_seconds=${reply.heartbeatIntervalSeconds}`).digest();
+      out.connectionSettings = { hash, opamp: { heartbeatIntervalSeconds: reply.heartbeatIntervalSeconds } };
     }
     if (reply.remoteConfig) {
       out.remoteConfig = {
@@ -188,11 +186,4 @@ export function encodeServerToAgent(instanceUid: Uint8Array, reply: OpampReply, 
   }
   if (opts.customCapabilities) out.customCapabilities = {};
   return pb().ServerToAgent.encode(out).finish();
-}
-
-/** The URL a request reached /v1/opamp at, from its transport and Host header (for connection settings). */
-export function endpointOf(secure: boolean, websocket: boolean, host: string | undefined): string | undefined {
-  if (!host) return undefined;
-  const scheme = websocket ? (secure ? 'wss' : 'ws') : secure ? 'https' : 'http';
-  return `${scheme}://${host}/v1/opamp`;
 }

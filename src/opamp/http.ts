@@ -4,16 +4,14 @@ import { gzipSync } from 'node:zlib';
 import type { OpampMessage } from '../fleet/opamp';
 import { acceptsGzip } from '../http/respond';
 import type { RequestContext } from '../http/route';
-import type { TLSSocket } from 'node:tls';
-import { encodeServerToAgent, endpointOf } from './codec';
+import { encodeServerToAgent } from './codec';
 
 export const PROTOBUF = 'application/x-protobuf';
 
 export async function handleOpampHttp(ctx: RequestContext<'enrollment', OpampMessage>): Promise<void> {
   const { req, res } = ctx;
   const reply = await ctx.fleet.opamp.handle(ctx.enrollment, ctx.body);
-  const endpoint = endpointOf((req.socket as TLSSocket).encrypted === true, false, req.headers.host);
-  let body: Uint8Array = encodeServerToAgent(ctx.body.instanceUid, reply, { customCapabilities: true, endpoint });
+  let body: Uint8Array = encodeServerToAgent(ctx.body.instanceUid, reply, { customCapabilities: true });
   const headers: Record<string, string | number> = { 'Content-Type': PROTOBUF };
   if (acceptsGzip(req)) {
     body = gzipSync(body, { level: ctx.config.server.compressionLevel || 1 });

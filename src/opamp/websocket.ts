@@ -6,8 +6,7 @@
 import type { OpampMessage, OpampReply } from '../fleet/opamp';
 import type { UpgradeContext } from '../http/route';
 import { CLOSE, handshakeProblem, handshakeResponse, refuseHandshake, WebSocketConnection } from '../http/websocket';
-import type { TLSSocket } from 'node:tls';
-import { decodeAgentToServer, encodeServerToAgent, endpointOf } from './codec';
+import { decodeAgentToServer, encodeServerToAgent } from './codec';
 
 /** The default limit when the route has none (the OpAMP spec's recommendation). */
 const DEFAULT_MAX_MESSAGE = 64 * 1024 * 1024;
@@ -61,10 +60,9 @@ export function handleOpampWebSocket(ctx: UpgradeContext<'enrollment'>): Promise
     const push = (uid: Uint8Array, r: OpampReply): void => {
       if (!closed) queue = queue.then(() => reply(uid, r));
     };
-    const endpoint = endpointOf((socket as TLSSocket).encrypted === true, true, req.headers.host);
     const reply = (uid: Uint8Array, r: OpampReply): void => {
       if (closed) return;
-      const bytes = encodeServerToAgent(uid, r, { customCapabilities: first, endpoint });
+      const bytes = encodeServerToAgent(uid, r, { customCapabilities: first });
       first = false;
       ctx.counters.body_out += bytes.length + 1;
       ws.send(framed(bytes));
