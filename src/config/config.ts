@@ -5,7 +5,7 @@ import { readFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { isSea } from 'node:sea';
 import { memoryLimit } from '../util/cgroup';
-import { durationValue } from '../util/duration';
+import { durationValue, timerDuration, TIMER_CEILING_MS } from '../util/duration';
 import { resolveLimits, ROUTES, type ResolvedLimits, type RouteName, type UserRouteLimit } from './limits';
 import type { RawConfig } from './raw';
 
@@ -122,6 +122,9 @@ export interface FleetServerConfig {
   raw: RawConfig;
 }
 
+const TRUE_WORDS = new Set(['true', 'yes', 'y', 'on', '1', 't']);
+const FALSE_WORDS = new Set(['false', 'no', 'n', 'off', '0', 'f']);
+
 class Reader {
   constructor(private readonly obj: RawConfig, private readonly prefix: string) {}
 
@@ -166,11 +169,28 @@ class Reader {
     return n;
   }
 
+  /** A whole number of at least `min` (and at most `max`). */
+  int(k: string, def: number, min: number, max = Number.MAX_SAFE_INTEGER): number {
+    const n = this.num(k, def);
+    if (!Number.isInteger(n) || n < min || n > max) {
+      throw new Error(`config key ${this.key(k)}: expected a whole number ${max === Number.MAX_SAFE_INTEGER ? `of at least ${min}` : `from ${min} to ${max}`}, got ${JSON.stringify(this.obj[k])}`);
+    }
+    return n;
+  }
+
+  /**
+   * Booleans as upstream's YAML 1.1 (yaml.v2) and strconv.ParseBool read them: true/false, yes/no,
+   * on/off, y/n (any case), and the strings 1/0 and t/f.
+   */
   bool(k: string, def: boolean): boolean {
     const v = this.obj[k];
     if (v === undefined || v === null) return def;
     if (typeof v === 'boolean') return v;
-    if (v === 'true' || v === 'false') return v === 'true';
+    if (typeof v === 'string') {
+      const word = v.trim().toLowerCase();
+      if (TRUE_WORDS.has(word)) return true;
+      if (FALSE_WORDS.has(word)) return false;
+    }
     throw new Error(`config key ${this.key(k)}: expected true or false`);
   }
 
@@ -180,11 +200,17 @@ class Reader {
     return durationValue(v, this.key(k));
   }
 
+  /** A duration that drives a timer: see timerDuration (0 refused where `positive`; clamped to a timer's range). */
+  timer(k: string, defMs: number, positive: boolean): number {
+    return timerDuration(this.dur(k, defMs), this.key(k), { positive });
+  }
+
+  /** A string or a list of them: a YAML list, one string, or a list a variable or -E value expanded to. */
   strList(k: string): string[] {
     const v = this.obj[k];
     if (v === undefined || v === null) return [];
     const list = Array.isArray(v) ? v : [v];
-    return list.map((x) => String(x));
+    return list.filter((x) => x !== undefined && x !== null).map((x) => String(x));
   }
 
   /**
@@ -212,6 +238,12 @@ class Reader {
   }
 }
 
+/** A byte count that must be at least 1. */
+function atLeastOne(n: number, key: string): number {
+  if (!Number.isFinite(n) || n < 1) throw new Error(`config key inputs.0.${key}: expected at least 1 byte, got ${n}`);
+  return n;
+}
+
 /** Elasticsearch date-math spans as upstream writes them ("30d"), or Go durations. */
 function dayDuration(v: string, key: string): number {
   const m = /^(\d+)d$/.exec(v.trim());
@@ -228,7 +260,9 @@ export function pemOrFile(value: string | undefined): string | undefined {
 export const CURVE_TYPES = ['P-256', 'P-384', 'P-521', 'X25519', 'X25519MLKEM768'] as const;
 
 function readTls(r: Reader): TlsConfig {
-  const auth = r.str('client_authentication', 'none');
+  // As elastic-agent-libs' tlscommon ServerConfig: certificate authorities without a
+  // client_authentication mean `required` (mutual TLS), else `none`; a value written wins.
+  const auth = r.str('client_authentication', r.has('certificate_authorities') ? 'required' : 'none');
   if (auth !== 'none' && auth !== 'optional' && auth !== 'required') {
     throw new Error('config key ssl.client_authentication: expected none, optional or required');
   }
@@ -249,7 +283,7 @@ function readTls(r: Reader): TlsConfig {
       return c;
     }),
     // Upstream 9.5 (libbeat's tlscommon): enabled with a one-minute default interval.
-    reloadIntervalMs: r.sub('certificate_reload').bool('enabled', false) ? r.sub('certificate_reload').dur('reload_interval', 60_000) : 0,
+    reloadIntervalMs: r.sub('certificate_reload').bool('enabled', false) ? r.sub('certificate_reload').timer('reload_interval', 60_000, true) : 0,
   };
 }
 
@@ -260,7 +294,7 @@ function readRouteLimits(r: Reader): Partial<Record<RouteName, UserRouteLimit>> 
     if (!r.has(key)) continue;
     const l = r.sub(key);
     out[route] = {
-      intervalMs: l.has('interval') ? l.dur('interval', 0) : undefined,
+      intervalMs: l.has('interval') ? l.timer('interval', 0, false) : undefined,
       burst: l.has('burst') ? l.num('burst', 0) : undefined,
       max: l.has('max') ? l.num('max', 0) : undefined,
       maxBody: l.bytes('max_body_byte_size', 0),
@@ -312,8 +346,10 @@ export function buildConfig(raw: RawConfig): FleetServerConfig {
   if (esRaw !== undefined && esRaw !== null) {
     const es = Reader.of(esRaw, 'output.elasticsearch');
     const stringMap = (key: string): Record<string, string> => {
+      const value = es.rawValue(key) ?? {};
+      if (typeof value !== 'object' || Array.isArray(value)) throw new Error(`config key output.elasticsearch.${key}: expected a mapping of names to values`);
       const map: Record<string, string> = {};
-      for (const [k, v] of Object.entries((es.rawValue(key) as RawConfig | undefined) ?? {})) map[k] = String(v);
+      for (const [k, v] of Object.entries(value)) map[k] = String(v);
       return map;
     };
     const ssl = es.sub('ssl');
@@ -338,9 +374,9 @@ export function buildConfig(raw: RawConfig): FleetServerConfig {
         certificate: ssl.optStr('certificate'),
         key: ssl.optStr('key'),
       },
-      timeoutMs: es.dur('timeout', 90_000),
+      timeoutMs: es.timer('timeout', 90_000, false),
       maxRetries: es.num('max_retries', 3),
-      maxConnPerHost: es.num('max_conn_per_host', 128),
+      maxConnPerHost: es.int('max_conn_per_host', 128, 1),
       raw: esRaw as RawConfig,
     };
   }
@@ -352,6 +388,7 @@ export function buildConfig(raw: RawConfig): FleetServerConfig {
     throw new Error('config key server.pdkdf2: iterations ≥ 1000, key_length ≥ 14, salt_length ≥ 16 required');
   }
 
+  const readMs = timeouts.timer('read', 60_000, false);
   const port = server.num('port', 8220);
   if (!Number.isInteger(port) || port < 0 || port > 65535) throw new Error('config key inputs.0.server.port: invalid port');
 
@@ -365,18 +402,21 @@ export function buildConfig(raw: RawConfig): FleetServerConfig {
       internalPort: server.num('internal_port', 8221),
       tls: readTls(server.sub('ssl')),
       timeouts: {
-        readMs: timeouts.dur('read', 60_000),
-        readHeaderMs: timeouts.dur('read_header', 5_000),
-        writeMs: timeouts.dur('write', 600_000),
-        idleMs: timeouts.dur('idle', 35_000),
-        drainMs: timeouts.dur('drain', 10_000),
-        checkinLongPollMs: timeouts.dur('checkin_long_poll', 300_000),
-        checkinTimestampMs: timeouts.dur('checkin_timestamp', 30_000),
-        checkinJitterMs: timeouts.dur('checkin_jitter', 30_000),
-        checkinMaxPollMs: timeouts.dur('checkin_max_poll', 3_600_000),
+        // As Go's http.Server: read 0 is no timeout; read_header and idle 0 take read's value.
+        readMs,
+        readHeaderMs: timeouts.timer('read_header', 5_000, false) || readMs,
+        // 0 is no write timeout (Go): the longest a timer holds, as the file-delivery write deadline is one.
+        writeMs: timeouts.timer('write', 600_000, false) || TIMER_CEILING_MS,
+        idleMs: timeouts.timer('idle', 35_000, false) || readMs,
+        drainMs: timeouts.timer('drain', 10_000, false),
+        checkinLongPollMs: timeouts.timer('checkin_long_poll', 300_000, true),
+        checkinTimestampMs: timeouts.timer('checkin_timestamp', 30_000, true),
+        checkinJitterMs: timeouts.timer('checkin_jitter', 30_000, false),
+        checkinMaxPollMs: timeouts.timer('checkin_max_poll', 3_600_000, true),
       },
       workers: readWorkers(server),
-      compressionLevel: server.num('compression_level', 1),
+      // gzip levels: -1 (zlib's default) to 9.
+      compressionLevel: server.int('compression_level', 1, -1, 9),
       compressionThreshold: server.num('compression_threshold', 1024),
       maxHeaderByteSize: limits.num('max_header_byte_size', 8192),
       limits: resolveLimits(limits.num('max_agents', 0), memoryMiB(), limits.has('max_connections') ? limits.num('max_connections', 0) : undefined, readRouteLimits(limits)),
@@ -398,9 +438,9 @@ export function buildConfig(raw: RawConfig): FleetServerConfig {
       enableOpamp: flags.bool('enable_opamp', true),
       opampHeartbeatMs: server.sub('opamp').dur('heartbeat_interval', 30_000),
       // Upstream hard-codes 10 s; configurable here so tests need not wait for it.
-      checkinFlushIntervalMs: server.sub('bulk').dur('checkin_flush_interval', 10_000),
+      checkinFlushIntervalMs: server.sub('bulk').timer('checkin_flush_interval', 10_000, true),
       gc: {
-        scheduleIntervalMs: server.sub('gc').dur('schedule_interval', 3_600_000),
+        scheduleIntervalMs: server.sub('gc').timer('schedule_interval', 3_600_000, true),
         cleanupAfterExpiredMs: dayDuration(server.sub('gc').str('cleanup_after_expired_interval', '30d'), 'server.gc.cleanup_after_expired_interval'),
       },
       secretsKey: server.sub('secrets').optStr('key'),
@@ -409,16 +449,16 @@ export function buildConfig(raw: RawConfig): FleetServerConfig {
         upstreamUrl: server.sub('pgp').str('upstream_url', 'https://artifacts.elastic.co/GPG-KEY-elastic-agent'),
       },
       bulk: {
-        flushIntervalMs: server.sub('bulk').dur('flush_interval', 250),
-        flushThresholdCount: server.sub('bulk').num('flush_threshold_cnt', 2048),
-        flushThresholdBytes: server.sub('bulk').bytes('flush_threshold_size', 1024 * 1024),
-        flushMaxPending: server.sub('bulk').num('flush_max_pending', 8),
-        maxPendingOperations: server.sub('bulk').num('max_pending_bulk_dispatches', 0),
+        flushIntervalMs: server.sub('bulk').timer('flush_interval', 250, false),
+        flushThresholdCount: server.sub('bulk').int('flush_threshold_cnt', 2048, 1),
+        flushThresholdBytes: atLeastOne(server.sub('bulk').bytes('flush_threshold_size', 1024 * 1024), 'server.bulk.flush_threshold_size'),
+        flushMaxPending: server.sub('bulk').int('flush_max_pending', 8, 1),
+        maxPendingOperations: server.sub('bulk').int('max_pending_bulk_dispatches', 0, 0),
       },
     },
     monitor: {
       fetchSize: input.sub('monitor').num('fetch_size', 1000),
-      pollTimeoutMs: input.sub('monitor').dur('poll_timeout', 240_000),
+      pollTimeoutMs: input.sub('monitor').timer('poll_timeout', 240_000, true),
     },
     cache: {
       ttlActionMs: cache.dur('ttl_action', 300_000),

@@ -29,15 +29,39 @@ export function parseDuration(text: string): number {
   return sign * total;
 }
 
-/** Config values may be Go duration strings or bare numbers (seconds, as go-ucfg reads them). */
+/** Config values may be Go duration strings or bare numbers (seconds, as go-ucfg reads them); never negative. */
 export function durationValue(value: unknown, key: string): number {
-  if (typeof value === 'number') return value * 1000;
-  if (typeof value === 'string') {
+  let ms: number;
+  if (typeof value === 'number') ms = value * 1000;
+  else if (typeof value === 'string') {
     try {
-      return parseDuration(value);
+      ms = parseDuration(value);
     } catch {
       throw new Error(`config key ${key}: invalid duration "${value}"`);
     }
+  } else {
+    throw new Error(`config key ${key}: expected a duration, got ${JSON.stringify(value)}`);
   }
-  throw new Error(`config key ${key}: expected a duration, got ${JSON.stringify(value)}`);
+  if (!Number.isFinite(ms)) throw new Error(`config key ${key}: invalid duration ${JSON.stringify(value)}`);
+  if (ms < 0) throw new Error(`config key ${key}: a duration cannot be negative (got ${JSON.stringify(value)})`);
+  return ms;
+}
+
+/** Node's timers hold at most 2^31 - 1 ms (about 24.8 days); a longer one fires after 1 ms instead. */
+export const MAX_TIMER_MS = 2_147_483_647;
+/**
+ * The longest duration a timer-driving setting keeps: Node's limit less a minute, because some uses
+ * add a margin (the monitor's request timeout is poll_timeout + 1 min, the hard stop is drain + 10 s,
+ * long polls round up to whole seconds).
+ */
+export const TIMER_CEILING_MS = MAX_TIMER_MS - 60_000;
+
+/**
+ * A duration that drives a timer. Where 0 means nothing sensible (a schedule, a poll), it is refused;
+ * one longer than a timer can hold is clamped to TIMER_CEILING_MS (about 24.8 days), which keeps the
+ * setting's meaning (upstream's Go timers take e.g. 720h): "rarely" or "practically never".
+ */
+export function timerDuration(ms: number, key: string, opts: { positive: boolean }): number {
+  if (opts.positive && ms <= 0) throw new Error(`config key ${key}: must be a duration greater than 0`);
+  return Math.min(ms, TIMER_CEILING_MS);
 }
