@@ -208,5 +208,11 @@ describe('start-up failures: one line naming the cause and the path, exit 1', ()
       new RegExp(`^fleet-server: invalid TLS certificate ${garbage} \\(inputs\\.0\\.server\\.ssl\\.certificate\\): `));
     // The failure comes before anything is written to the data directory.
     expect(existsSync(join(dir, 'd5', 'fleet-server.db'))).toBe(false);
+    // Key material given inline without its PEM lines is not a file name: never repeated in the message.
+    const inline = key.split('\n').filter((l) => !l.startsWith('-----')).join('');
+    const r = run(['-E', `path.data=${join(dir, 'd6')}`, '-E', `inputs.0.server.ssl.certificate=${garbage}`, '-E', `inputs.0.server.ssl.key=${inline}`], dir);
+    expect(r.status).toBe(1);
+    expect(r.stderr).toContain('inputs.0.server.ssl.key (an inline value that is not PEM)');
+    expect(r.stderr).not.toContain(inline.slice(0, 20));
   });
 });

@@ -7,6 +7,7 @@ import { SimAgent } from './support/agent';
 import { freePort } from './support/ports';
 import { removeDir, startFleetServer, type FleetServerProcess } from './support/fleet-server';
 import { request } from './support/http';
+import { freshStats } from './support/stats';
 
 const ROUTES = ['checkin', 'enroll', 'artifacts', 'acks', 'status', 'opAMP', 'uploadStart', 'uploadChunk', 'uploadEnd', 'deliverFile', 'getPGPKey', 'auditUnenroll'];
 const COUNTERS = ['active', 'total', 'limit_rate', 'limit_max', 'fail', 'drop', 'body_in', 'body_out'];
@@ -29,7 +30,7 @@ afterAll(async () => {
   removeDir(server.dataDir);
 });
 
-const stats = async (): Promise<any> => (await request(`${metricsUrl}/stats`)).json;
+const stats = (): Promise<any> => freshStats(`${metricsUrl}/stats`);
 
 test('/stats: upstream http_server shape; route counters move with requests, limiter refusals and failures', async () => {
   const before = (await stats()).http_server;

@@ -3,20 +3,19 @@
 import { readdirSync, readFileSync } from 'node:fs';
 import { getPriority } from 'node:os';
 import { SimAgent } from './agent';
-import { request } from './http';
+import { freshStats } from './stats';
 
 export interface WorkerView { slot: number; pid: number; status: string; checkin: { held: number } }
 
 export async function stats(metricsPort: number): Promise<any> {
-  return (await request(`http://127.0.0.1:${metricsPort}/stats`)).json;
+  return freshStats(`http://127.0.0.1:${metricsPort}/stats`);
 }
 
 /** Polls /stats until `ok` holds for it (as soon as the server gets there). */
 export async function statsUntil(metricsPort: number, ok: (s: any) => boolean, what: string): Promise<any> {
-  for (let i = 0; i < 600; i++) {
+  for (const deadline = Date.now() + 30_000; Date.now() < deadline;) {
     const s = await stats(metricsPort);
     if (ok(s)) return s;
-    await new Promise((r) => setTimeout(r, 50));
   }
   throw new Error(`timed out waiting for ${what}: ${JSON.stringify((await stats(metricsPort)).fleet)}`);
 }

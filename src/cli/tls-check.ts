@@ -7,23 +7,40 @@ import { withContext } from '../util/error-text';
 
 const PREFIX = 'inputs.0.server.ssl';
 
+/**
+ * Whether a value that is not PEM reads like a file name, and may be shown. Anything else may be key
+ * material given inline without its PEM lines (base64): never repeated in a message, which would put it
+ * on stderr and in the journal.
+ */
+function looksLikePath(value: string): boolean {
+  if (value.length > 1024 || /[\r\n]/.test(value)) return false;
+  if (/^[A-Za-z0-9+/=]{40,}$/.test(value)) return false;
+  return /^[./~]/.test(value) || /\.[A-Za-z0-9]{1,8}$/.test(value) || !/[+=]/.test(value);
+}
+
+/** How a message names the setting: with its file, when the value is one. */
+function where(key: string, value: string): string {
+  if (value.includes('-----BEGIN')) return `${PREFIX}.${key}`;
+  return looksLikePath(value) ? `${value} (${PREFIX}.${key})` : `${PREFIX}.${key} (an inline value that is not PEM)`;
+}
+
 function read(key: string, value: string): string {
-  const where = value.includes('-----BEGIN') ? `${PREFIX}.${key}` : `${value} (${PREFIX}.${key})`;
   let pem: string;
   try {
     pem = pemOrFile(value)!;
   } catch (err) {
-    throw withContext(`cannot read TLS file ${where}`, err);
+    // The system error names the "file", which is the value itself: only its code is kept.
+    if (!looksLikePath(value)) throw new Error(`cannot read TLS file ${where(key, value)}: ${(err as NodeJS.ErrnoException).code ?? 'unreadable'}`);
+    throw withContext(`cannot read TLS file ${where(key, value)}`, err);
   }
   return pem;
 }
 
 function parse(key: string, value: string, fn: () => unknown): void {
-  const where = value.includes('-----BEGIN') ? `${PREFIX}.${key}` : `${value} (${PREFIX}.${key})`;
   try {
     fn();
   } catch (err) {
-    throw withContext(`invalid TLS ${key.replace('_', ' ')} ${where}`, err);
+    throw withContext(`invalid TLS ${key.replace('_', ' ')} ${where(key, value)}`, err);
   }
 }
 

@@ -23,8 +23,8 @@ import type { HttpService } from './server';
 /** This process, as `/` names it (upstream leaves uuid empty; a stable one per process is more useful). */
 const INSTANCE = randomUUID();
 const COUNTER_KEYS = ['active', 'total', 'limit_rate', 'limit_max', 'fail', 'drop', 'body_in', 'body_out'] as const;
-/** How long a /stats document answers later requests (shared()). */
-const STATS_REUSE_MS = 1000;
+/** How long after a /stats document began to be made it answers later requests (shared()). */
+export const STATS_REUSE_MS = 250;
 /**
  * The listener has no authentication (as upstream's) and may be bound beyond loopback: connections are
  * capped and must send their request promptly (upstream: ReadHeaderTimeout 5 s).
@@ -140,7 +140,8 @@ function routesDocument(fleet: Fleet, service: HttpService): Record<string, Reco
 
 export function statsDocument(fleet: Fleet, service: HttpService): StatsDocument {
   const proc = processMetrics();
-  const delay = loopDelay ?? sampleEventLoop();
+  // Not started here: an instance's counts read at its stop must not load perf_hooks into a process that never reported.
+  const delay = loopDelay;
   const tcp = service.tcp;
   return {
     http_server: { tcp_open: tcp.open, tcp_close: tcp.close, tcp_active: tcp.open - tcp.close, routes: routesDocument(fleet, service), ...proc },
@@ -154,7 +155,7 @@ export function statsDocument(fleet: Fleet, service: HttpService): StatsDocument
       auth_cache: { hits: fleet.auth.stats.hits, misses: fleet.auth.stats.misses },
       http: { in_flight: service.inFlightRequests, connections: service.openConnections, admission: service.admission },
       // The last whole minute's; the first minute, since start.
-      event_loop: { delay: lastWindow ?? delayOf(delay) },
+      event_loop: { delay: lastWindow ?? (delay ? delayOf(delay) : { p50_ms: 0, p99_ms: 0, max_ms: 0 }) },
     },
   };
 }
@@ -259,9 +260,10 @@ export function localStats(fleet: Fleet, service: HttpService): StatsSource {
 }
 
 /**
- * One document for every request that comes while it is being made, and for a second after: each costs
- * /proc reads (a scan of the open descriptors, which grows with the agents held) and, in a cluster, a
- * message to every worker. Without this a loop of requests kept every event loop busy.
+ * One document for every request that comes while it is being made, and for STATS_REUSE_MS from its start:
+ * each costs /proc reads (a scan of the open descriptors, which grows with the agents held) and, in a
+ * cluster, a message to every worker. Without this a loop of requests kept every event loop busy; now at
+ * most four documents a second are made, and a document is never older than that when it is answered.
  */
 function shared(stats: StatsSource): StatsSource {
   const made = new Map<boolean, { at: number; doc: Promise<StatsDocument> }>();
