@@ -215,3 +215,14 @@ describe('6. -E array indices', () => {
     expect(Object.getPrototypeOf(r)).toBe(Object.prototype);
   });
 });
+
+describe('7. the output\'s encrypted client key (tlscommon client config)', () => {
+  test('ssl.key_passphrase, else the file ssl.key_passphrase_path names; an unreadable file names its key', () => {
+    const file = join(dir, 'pass.txt');
+    writeFileSync(file, 'from-file\n');
+    const ssl = (s: string): FleetServerConfig['elasticsearch'] => load(`output.elasticsearch: {hosts: ["https://es:9200"], ssl: ${s}}\n`).elasticsearch;
+    expect(ssl('{key_passphrase: given}')!.ssl.keyPassphrase).toBe('given');
+    expect(ssl(`{key_passphrase_path: ${file}}`)!.ssl.keyPassphrase).toBe('from-file');
+    expect(() => ssl(`{key_passphrase_path: ${join(dir, 'missing.txt')}}`)).toThrow(/^config key ssl\.key_passphrase_path: cannot read .*missing\.txt/);
+  });
+});

@@ -1,7 +1,7 @@
 // The Elasticsearch client over TLS as the output's ssl settings configure it (src/store/elasticsearch/
 // connection.ts), against an HTTPS server answering as Elasticsearch's root does: the trusted CA, a
 // CA pinned by fingerprint, verification modes, and a client certificate.
-import { createHash, X509Certificate } from 'node:crypto';
+import { createHash, createPrivateKey, X509Certificate } from 'node:crypto';
 import https from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { errors } from '@elastic/elasticsearch';
@@ -90,6 +90,14 @@ describe('Elasticsearch client over TLS', () => {
     clientNames.length = 0;
     expect(await info(output({ certificateAuthorities: [authority.ca.cert], certificate: client.cert, key: client.key }))).toBe('tls-double');
     expect(clientNames).toEqual(['fleet-server-client']);
+  });
+
+  it('presents a client certificate whose key is encrypted, with ssl.key_passphrase', async () => {
+    const client = authority.leaf('fleet-server-encrypted');
+    const encrypted = createPrivateKey(client.key).export({ type: 'pkcs8', format: 'pem', cipher: 'aes-256-cbc', passphrase: 'k3y-pass' }) as string;
+    clientNames.length = 0;
+    expect(await info(output({ certificateAuthorities: [authority.ca.cert], certificate: client.cert, key: encrypted, keyPassphrase: 'k3y-pass' }))).toBe('tls-double');
+    expect(clientNames).toEqual(['fleet-server-encrypted']);
   });
 });
 

@@ -6,6 +6,7 @@ import { dirname, join, resolve } from 'node:path';
 import { isSea } from 'node:sea';
 import { memoryLimit } from '../util/cgroup';
 import { durationValue, timerDuration, TIMER_CEILING_MS } from '../util/duration';
+import { describeError } from '../util/error-text';
 import { resolveLimits, ROUTES, type ResolvedLimits, type RouteName, type UserRouteLimit } from './limits';
 import type { RawConfig } from './raw';
 
@@ -41,6 +42,8 @@ export interface ElasticsearchOutputConfig {
     caTrustedFingerprint?: string;
     certificate?: string;
     key?: string;
+    /** For an encrypted `key`. */
+    keyPassphrase?: string;
   };
   timeoutMs: number;
   maxRetries: number;
@@ -259,6 +262,18 @@ export function pemOrFile(value: string | undefined): string | undefined {
 /** Upstream's ssl.curve_types names (libbeat's tlscommon), with X25519MLKEM768 as Go 1.24 names it. */
 export const CURVE_TYPES = ['P-256', 'P-384', 'P-521', 'X25519', 'X25519MLKEM768'] as const;
 
+/** ssl.key_passphrase, else the content of ssl.key_passphrase_path (tlscommon's, for a server and a client alike). */
+function passphraseOf(r: Reader): string | undefined {
+  const given = r.optStr('key_passphrase');
+  const path = r.optStr('key_passphrase_path');
+  if (given || !path) return given;
+  try {
+    return readFileSync(path, 'utf8').trim();
+  } catch (err) {
+    throw new Error(`config key ssl.key_passphrase_path: cannot read ${path}: ${describeError(err)}`);
+  }
+}
+
 function readTls(r: Reader): TlsConfig {
   // As elastic-agent-libs' tlscommon ServerConfig: certificate authorities without a
   // client_authentication mean `required` (mutual TLS), else `none`; a value written wins.
@@ -266,9 +281,7 @@ function readTls(r: Reader): TlsConfig {
   if (auth !== 'none' && auth !== 'optional' && auth !== 'required') {
     throw new Error('config key ssl.client_authentication: expected none, optional or required');
   }
-  let keyPassphrase = r.optStr('key_passphrase');
-  const passPath = r.optStr('key_passphrase_path');
-  if (!keyPassphrase && passPath) keyPassphrase = readFileSync(passPath, 'utf8').trim();
+  const keyPassphrase = passphraseOf(r);
   const hasCert = r.has('certificate');
   return {
     enabled: r.bool('enabled', hasCert),
@@ -373,6 +386,7 @@ export function buildConfig(raw: RawConfig): FleetServerConfig {
         caTrustedFingerprint: ssl.optStr('ca_trusted_fingerprint'),
         certificate: ssl.optStr('certificate'),
         key: ssl.optStr('key'),
+        keyPassphrase: passphraseOf(ssl),
       },
       timeoutMs: es.timer('timeout', 90_000, false),
       maxRetries: es.num('max_retries', 3),

@@ -42,6 +42,7 @@ function tlsOptions(c: ElasticsearchOutputConfig, pin: string | undefined): Clie
     ...(ca.length ? { ca } : {}),
     ...(c.ssl.certificate ? { cert: pemOrFile(c.ssl.certificate) } : {}),
     ...(c.ssl.key ? { key: pemOrFile(c.ssl.key) } : {}),
+    ...(c.ssl.keyPassphrase ? { passphrase: c.ssl.keyPassphrase } : {}),
     // With a pinned CA, OpenSSL only reports (socket.authorized) and pinnedChainError decides.
     rejectUnauthorized: mode !== 'none' && pin === undefined,
     // "certificate" verifies the chain but not the host name, as upstream's verification modes do.
