@@ -226,3 +226,19 @@ describe('7. the output\'s encrypted client key (tlscommon client config)', () =
     expect(() => ssl(`{key_passphrase_path: ${join(dir, 'missing.txt')}}`)).toThrow(/^config key ssl\.key_passphrase_path: cannot read .*missing\.txt/);
   });
 });
+
+describe('8. upstream settings this server does not apply', () => {
+  test('are named (a warning each at start); a ca_sha256 pin is refused rather than left unchecked', () => {
+    const c = load([
+      'inputs: [{type: fleet-server, server: {ssl: {cipher_suites: [ECDHE-ECDSA-AES-128-GCM-SHA256]}, profiler: {enabled: true}}, cache: {num_counters: 1}}]',
+      'output.elasticsearch: {hosts: ["https://es:9200"], max_content_length: 100, ssl: {supported_protocols: [TLSv1.3]}}',
+      'logging: {pretty: true}',
+    ].join('\n'));
+    expect(c.notApplied.sort()).toEqual(['inputs.0.cache.num_counters', 'inputs.0.server.profiler', 'inputs.0.server.ssl.cipher_suites',
+      'logging.pretty', 'output.elasticsearch.max_content_length', 'output.elasticsearch.ssl.supported_protocols']);
+    expect(load('inputs: [{type: fleet-server}]\n').notApplied).toEqual([]);
+    expect(() => load('output.elasticsearch: {hosts: ["https://es:9200"], ssl: {ca_sha256: abc}}\n'))
+      .toThrow(/^config key output\.elasticsearch\.ssl\.ca_sha256: pinning by ca_sha256 is not supported/);
+    expect(() => load('inputs: [{type: fleet-server, server: {ssl: {ca_sha256: abc}}}]\n')).toThrow(/inputs\.0\.server\.ssl\.ca_sha256/);
+  });
+});

@@ -10,6 +10,7 @@ import { startMemoryTrim } from '../runtime/memory-trim';
 import { openServer, serveUntilStopped } from '../runtime/serve';
 import { chooseWorkers } from '../runtime/sizing';
 import { VERSION } from '../version';
+import { warnNotApplied } from '../config/not-applied';
 import { loadConfig, type ConfigArgs } from './load-config';
 import { checkServerTls } from './tls-check';
 
@@ -17,6 +18,7 @@ export async function runServer(args: ConfigArgs): Promise<void> {
   const config = loadConfig(args);
   checkServerTls(config.server.tls);
   const log: Logger = createLogger(config.logging);
+  warnNotApplied(config, log);
   const sizing = chooseWorkers(config);
   // SIGTERM is answered from the first log line on: a supervisor's quick stop drains and exits 0 instead
   // of killing the process mid-start. Both calls install their handlers before their first await.

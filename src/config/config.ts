@@ -98,7 +98,7 @@ export interface FleetServerConfig {
     enableOpamp: boolean;
     /**
      * server.opamp.heartbeat_interval (beyond upstream): offered to Collectors that report heartbeats and
-     * accept OpAMP connection settings; 0 offers nothing.
+     * do not accept OpAMP connection settings; 0 offers nothing.
      */
     opampHeartbeatMs: number;
     checkinFlushIntervalMs: number;
@@ -120,6 +120,8 @@ export interface FleetServerConfig {
     rotateEveryBytes: number; keepFiles: number; permissions: number; rotateOnStartup: boolean;
   };
   http: { enabled: boolean; host: string; port: number };
+  /** Upstream settings present in this configuration that this server does not apply (warned at start). */
+  notApplied: string[];
   elasticsearch?: ElasticsearchOutputConfig;
   /** The effective raw document, kept for diagnostics (secrets redacted when shown). */
   raw: RawConfig;
@@ -139,6 +141,11 @@ class Reader {
 
   private key(k: string): string {
     return this.prefix ? `${this.prefix}.${k}` : k;
+  }
+
+  /** The full key of `k` under this reader (for messages). */
+  path(k: string): string {
+    return this.key(k);
   }
 
   has(k: string): boolean {
@@ -498,6 +505,35 @@ export function buildConfig(raw: RawConfig): FleetServerConfig {
       port: root.sub('http').num('port', 5066),
     },
     elasticsearch,
+    notApplied: notApplied(root, input, server),
     raw,
   };
+}
+
+/**
+ * Upstream settings this server reads no value from. Certificate pinning by ca_sha256 is refused: left
+ * out silently, a pin the operator relies on would not be checked. The rest are named at start (a
+ * warning each) and in docs/compatibility.md.
+ */
+function notApplied(root: Reader, input: Reader, server: Reader): string[] {
+  const es = root.sub('output').sub('elasticsearch');
+  const serverSsl = server.sub('ssl');
+  const esSsl = es.sub('ssl');
+  for (const r of [serverSsl, esSsl]) {
+    if (r.has('ca_sha256')) {
+      throw new Error(`config key ${r.path('ca_sha256')}: pinning by ca_sha256 is not supported; narrow certificate_authorities${r === esSsl ? ' or pin with ca_trusted_fingerprint' : ''} instead`);
+    }
+  }
+  const logging = root.sub('logging');
+  const present: [Reader, string[]][] = [
+    [serverSsl, ['cipher_suites', 'verification_mode', 'renegotiation']],
+    [esSsl, ['cipher_suites', 'supported_protocols', 'curve_types', 'renegotiation']],
+    [es, ['max_content_length']],
+    [input.sub('cache'), ['num_counters', 'max_cost']],
+    [input.sub('monitor'), ['policy_debounce_time']],
+    [server, ['profiler', 'runtime']],
+    [logging, ['pretty']],
+    [logging.sub('files'), ['interval', 'redirect_stderr']],
+  ];
+  return present.flatMap(([r, keys]) => keys.filter((k) => r.has(k)).map((k) => r.path(k)));
 }

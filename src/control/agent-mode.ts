@@ -4,6 +4,7 @@
 // the server's health on both units with upstream's states and messages.
 import type { Logger } from 'pino';
 import { buildConfig, type FleetServerConfig } from '../config/config';
+import { warnNotApplied } from '../config/not-applied';
 import { loadRawConfig, type RawConfig } from '../config/raw';
 import { createLogger, normalizeLevel } from '../logging/logger';
 import { ServerInstance, type StopTimings } from '../runtime/server-instance';
@@ -212,7 +213,10 @@ export class AgentMode {
     if (same && !touched && (this.server || (!due && this.restart.pending))) return;
     // A change from the agent starts at once; a new configuration that fails waits the shortest time again.
     if (same) this.restart.cancel();
-    else this.restart.reset();
+    else {
+      this.restart.reset();
+      warnNotApplied(config, this.log);
+    }
     this.config = config;
     this.log.level = normalizeLevel(config.logging.level);
 
