@@ -302,7 +302,7 @@ function readTls(r: Reader): TlsConfig {
       if (!(CURVE_TYPES as readonly string[]).includes(c)) throw new Error(`config key ssl.curve_types: unknown curve ${c}; expected ${CURVE_TYPES.join(', ')}`);
       return c;
     }),
-    // Upstream 9.5 (libbeat's tlscommon): enabled with a one-minute default interval.
+    // Off unless enabled (README; upstream's default is not in the references); a one-minute interval when on.
     reloadIntervalMs: r.sub('certificate_reload').bool('enabled', false) ? r.sub('certificate_reload').timer('reload_interval', 60_000, true) : 0,
   };
 }
