@@ -12,6 +12,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { cpuSeconds, cpuSecondsOf, ensurePortsFree, generatorNice, listenOverflows, OVERFLOWS_MEANING, pssKiB, rssEachKiB, rssKiB, sleep, startDouble, waitFor } from './bench/common.mjs';
 import { printOutcomes, runStorms, STORMS } from './bench/storm.mjs';
+import { freshStats } from './bench/fresh-stats.mjs';
 
 const AGENTS = Number(process.env.BENCH_AGENTS ?? 10_000);
 // One load-generator process holds at most ~16,000 agents (20,000 open files per process here).
@@ -39,8 +40,8 @@ const fmt = (n, d = 1) => (Number.isFinite(n) ? n.toFixed(d) : String(n));
 async function run(store) {
   await ensurePortsFree([PORT, PORT + 1, PORT + 2, ...(store === 'elasticsearch' ? [PORT + 3] : [])]);
   const dir = mkdtempSync(join(tmpdir(), 'fleet-bench-'));
-  const stats = async () => (await fetch(`http://127.0.0.1:${PORT + 2}/stats?gc=1`)).json();
-  const statsNoGc = async () => (await fetch(`http://127.0.0.1:${PORT + 2}/stats`, { signal: AbortSignal.timeout(20_000) })).json();
+  const stats = async () => (await freshStats(`http://127.0.0.1:${PORT + 2}/stats?gc=1`)).json();
+  const statsNoGc = async () => (await freshStats(`http://127.0.0.1:${PORT + 2}/stats`, { signal: AbortSignal.timeout(20_000) })).json();
   let double;
   const storeSettings = [];
   if (store === 'elasticsearch') {

@@ -4,6 +4,7 @@
 // (/stats) says when all agents are back; the load generators say what they met on the way (statuses,
 // Retry-After values, resets, connections refused).
 import { childPids, listenOverflows, OVERFLOWS_MEANING, sleep } from './common.mjs';
+import { freshStats } from './fresh-stats.mjs';
 
 /** An agent not holding a poll again this long after the event counts as lost (issue 11). */
 const BACK_WITHIN_MS = 60_000;
@@ -193,7 +194,7 @@ async function heldSamples(ctx, t0, { untilAll, onStats }) {
 async function serverStats(ctx) {
   try {
     // The primary waits up to 5 s for each worker's figures: a busy worker's answer is late, not missing.
-    const res = await fetch(ctx.statsUrl, { signal: AbortSignal.timeout(8000) });
+    const res = await freshStats(ctx.statsUrl, { signal: AbortSignal.timeout(8000) });
     return res.ok ? await res.json() : undefined;
   } catch {
     return undefined;

@@ -109,7 +109,7 @@ describe('2. variables and -E values as go-ucfg reads them', () => {
 
 describe('3. durations', () => {
   test('a negative duration is refused with the key named', () => {
-    expect(() => load(withServer('{ timeouts: { read: -5s } }'))).toThrow('config key inputs.0.server.timeouts.read: a duration cannot be negative');
+    // (timeouts.read and its kin take a negative value as Go does: none; see the net/http test below.)
     expect(() => load(withServer('{ timeouts: { drain: -1 } }'))).toThrow('config key inputs.0.server.timeouts.drain: a duration cannot be negative');
     expect(() => load('', ['inputs.0.cache.ttl_action=-1m'])).toThrow('config key inputs.0.cache.ttl_action: a duration cannot be negative');
   });
@@ -223,7 +223,7 @@ describe('7. the output\'s encrypted client key (tlscommon client config)', () =
     const ssl = (s: string): FleetServerConfig['elasticsearch'] => load(`output.elasticsearch: {hosts: ["https://es:9200"], ssl: ${s}}\n`).elasticsearch;
     expect(ssl('{key_passphrase: given}')!.ssl.keyPassphrase).toBe('given');
     expect(ssl(`{key_passphrase_path: ${file}}`)!.ssl.keyPassphrase).toBe('from-file');
-    expect(() => ssl(`{key_passphrase_path: ${join(dir, 'missing.txt')}}`)).toThrow(/^config key ssl\.key_passphrase_path: cannot read .*missing\.txt/);
+    expect(() => ssl(`{key_passphrase_path: ${join(dir, 'missing.txt')}}`)).toThrow(/^config key output\.elasticsearch\.ssl\.key_passphrase_path: cannot read .*missing\.txt/);
   });
 });
 
@@ -241,4 +241,26 @@ describe('8. upstream settings this server does not apply', () => {
       .toThrow(/^config key output\.elasticsearch\.ssl\.ca_sha256: pinning by ca_sha256 is not supported/);
     expect(() => load('inputs: [{type: fleet-server, server: {ssl: {ca_sha256: abc}}}]\n')).toThrow(/inputs\.0\.server\.ssl\.ca_sha256/);
   });
+});
+
+test('a malformed value is named by its key, never repeated (it may be a password from a variable or -E)', () => {
+  expect(() => load('output.elasticsearch: {hosts: ["https://es:9200"], password: "${ES_PASSWORD}"}\n', [], { ES_PASSWORD: '"s3cr3t-unbalanced' }))
+    .toThrow(/output\.elasticsearch\.password/);
+  try {
+    load('output.elasticsearch: {hosts: ["https://es:9200"], password: "${ES_PASSWORD}"}\n', [], { ES_PASSWORD: '"s3cr3t-unbalanced' });
+  } catch (err) {
+    expect((err as Error).message).not.toContain('s3cr3t');
+  }
+  expect(() => load('', ['output.elasticsearch.password="s3cr3t-unbalanced'])).toThrow(/^-E output\.elasticsearch\.password: /);
+  expect(() => load('', ['output.elasticsearch.password="s3cr3t-unbalanced'])).not.toThrow(/s3cr3t/);
+});
+
+test("net/http's server timeouts: negative means none, as Go documents it (read 0; read_header and idle fall back to read)", () => {
+  const t = load('inputs: [{type: fleet-server, server: {timeouts: {read: -1s, read_header: -5s, idle: -1m, write: -10s}}}]\n').server.timeouts;
+  expect(t.readMs).toBe(0);
+  expect(t.readHeaderMs).toBe(0);
+  expect(t.idleMs).toBe(0);
+  expect(t.writeMs).toBeGreaterThan(24 * 86_400_000);
+  // Elsewhere a negative duration is still refused.
+  expect(() => load('inputs: [{type: fleet-server, server: {timeouts: {checkin_long_poll: -1s}}}]\n')).toThrow(/checkin_long_poll/);
 });

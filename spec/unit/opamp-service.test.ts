@@ -103,6 +103,16 @@ describe('an enrollment token acts only for OpAMP agents of its own policy', () 
     expect(h.updated).toEqual([]);
   });
 
+  test("a document upstream's first OpAMP release wrote (no type) is a Collector's; one with an Elastic Agent's key is not", async () => {
+    const h = harness();
+    const legacy = '0190a0a0-0000-7000-8000-000000000005';
+    h.docs.set(legacy, { policy_id: 'p', active: true, enrolled_at: 'then', sequence_num: 0 } as unknown as AgentDoc);
+    expect((await h.service.handle(enrollment, msg(legacy, 1))).error).toBeUndefined();
+    expect(h.records.map(([id]) => id)).toEqual([legacy]);
+    h.docs.set(ELASTIC_AGENT, { policy_id: 'p', active: true, enrolled_at: 'then', access_api_key_id: 'k' } as AgentDoc);
+    expectRefused(await h.service.handle(enrollment, msg(ELASTIC_AGENT, 1)));
+  });
+
   test('agent_disconnect for another agent: refused, not marked disconnected, its session kept', async () => {
     const h = harness();
     const victimPush = jest.fn<void, Parameters<Push>>();

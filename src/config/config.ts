@@ -215,6 +215,13 @@ class Reader {
     return timerDuration(this.dur(k, defMs), this.key(k), { positive });
   }
 
+  /** A Go net/http server timeout (read, read_header, idle, write): zero or negative means none, read as 0. */
+  serverTimeout(k: string, defMs: number): number {
+    const v = this.obj[k];
+    if ((typeof v === 'number' && v < 0) || (typeof v === 'string' && v.trim().startsWith('-'))) return 0;
+    return this.timer(k, defMs, false);
+  }
+
   /** A string or a list of them: a YAML list, one string, or a list a variable or -E value expanded to. */
   strList(k: string): string[] {
     const v = this.obj[k];
@@ -277,7 +284,7 @@ function passphraseOf(r: Reader): string | undefined {
   try {
     return readFileSync(path, 'utf8').trim();
   } catch (err) {
-    throw new Error(`config key ssl.key_passphrase_path: cannot read ${path}: ${describeError(err)}`);
+    throw new Error(`config key ${r.path('key_passphrase_path')}: cannot read ${path}: ${describeError(err)}`);
   }
 }
 
@@ -409,7 +416,7 @@ export function buildConfig(raw: RawConfig): FleetServerConfig {
     throw new Error('config key server.pdkdf2: iterations ≥ 1000, key_length ≥ 14, salt_length ≥ 16 required');
   }
 
-  const readMs = timeouts.timer('read', 60_000, false);
+  const readMs = timeouts.serverTimeout('read', 60_000);
   const port = server.num('port', 8220);
   if (!Number.isInteger(port) || port < 0 || port > 65535) throw new Error('config key inputs.0.server.port: invalid port');
 
@@ -425,10 +432,10 @@ export function buildConfig(raw: RawConfig): FleetServerConfig {
       timeouts: {
         // As Go's http.Server: read 0 is no timeout; read_header and idle 0 take read's value.
         readMs,
-        readHeaderMs: timeouts.timer('read_header', 5_000, false) || readMs,
+        readHeaderMs: timeouts.serverTimeout('read_header', 5_000) || readMs,
         // 0 is no write timeout (Go): the longest a timer holds, as the file-delivery write deadline is one.
-        writeMs: timeouts.timer('write', 600_000, false) || TIMER_CEILING_MS,
-        idleMs: timeouts.timer('idle', 35_000, false) || readMs,
+        writeMs: timeouts.serverTimeout('write', 600_000) || TIMER_CEILING_MS,
+        idleMs: timeouts.serverTimeout('idle', 35_000) || readMs,
         drainMs: timeouts.timer('drain', 10_000, false),
         checkinLongPollMs: timeouts.timer('checkin_long_poll', 300_000, true),
         checkinTimestampMs: timeouts.timer('checkin_timestamp', 30_000, true),

@@ -41,7 +41,8 @@ export function parseValue(content: string, objects = true): unknown {
   try {
     v = p.parse();
   } catch (err) {
-    throw new Error(`${(err as Error).message} when parsing '${content}'`);
+    // The value is not repeated: it may be a password or a key (from a variable, or -E).
+    throw new Error(`${(err as Error).message} in the value`);
   }
   // An empty value is the (blank) string; `null` or `[]` is no value.
   if (v === null) return content.trim() === '' ? content : null;
@@ -333,7 +334,7 @@ function expandString(value: string, key: string, env: NodeJS.ProcessEnv): unkno
   try {
     exp = parseExpansion(value);
   } catch (err) {
-    throw new Error(`${prefix}: ${(err as Error).message} in "${value}"`);
+    throw new Error(`${prefix}: ${(err as Error).message}`);
   }
   if (exp.kind === 'text') return exp.text;
   let text: string;

@@ -346,7 +346,10 @@ export class OpampService {
  * configuration for any agent whose id it names), and active (an unenrolled Collector is not revived).
  */
 function refusal(doc: AgentDoc, enrollment: EnrollmentRecord): string | undefined {
-  if (doc.type !== 'OPAMP' || doc.policy_id !== enrollment.policyId) return 'instance_uid is not an OpAMP agent of this enrollment token\'s policy';
+  // Upstream's first OpAMP releases wrote no type: such a document is a Collector's unless it has an
+  // Elastic Agent's access key.
+  const opamp = doc.type === 'OPAMP' || (doc.type === undefined && doc.access_api_key_id === undefined);
+  if (!opamp || doc.policy_id !== enrollment.policyId) return 'instance_uid is not an OpAMP agent of this enrollment token\'s policy';
   if (doc.active === false) return 'agent is not active';
   return undefined;
 }

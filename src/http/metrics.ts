@@ -243,19 +243,26 @@ function json(res: http.ServerResponse, doc: unknown, pretty: boolean): void {
  */
 let carried: Record<string, unknown> = {};
 
-/** The instance is stopping for good (its connections closed): what it counted is carried. */
+const retired = new WeakSet<HttpService>();
+
+/** The instance is stopping for good (its connections closed): what it counted is carried, once. */
 export function retireInstanceCounters(fleet: Fleet, service: HttpService): void {
+  if (retired.has(service)) return;
+  retired.add(service);
   carried = add(carried, ended(statsDocument(fleet, service), 'instance')) as Record<string, unknown>;
 }
 
 /** The /stats document of this process alone. */
 export function localStats(fleet: Fleet, service: HttpService): StatsSource {
   sampleEventLoop();
+  // What the instances before this one counted: taken now, so that this instance's own counts, carried
+  // at its stop, are not added to its documents a second time while it is still answering.
+  const base = carried;
   return ({ gc }) => {
     // Only a process started with --expose-gc (benchmarks) can be asked to collect first.
     const collect = (globalThis as { gc?: () => void }).gc;
     if (gc && collect) collect();
-    return Promise.resolve(withCarried(statsDocument(fleet, service), carried));
+    return Promise.resolve(withCarried(statsDocument(fleet, service), base));
   };
 }
 
@@ -263,7 +270,7 @@ export function localStats(fleet: Fleet, service: HttpService): StatsSource {
  * One document for every request that comes while it is being made, and for STATS_REUSE_MS from its start:
  * each costs /proc reads (a scan of the open descriptors, which grows with the agents held) and, in a
  * cluster, a message to every worker. Without this a loop of requests kept every event loop busy; now at
- * most four documents a second are made, and a document is never older than that when it is answered.
+ * most four documents a second are made.
  */
 function shared(stats: StatsSource): StatsSource {
   const made = new Map<boolean, { at: number; doc: Promise<StatsDocument> }>();
@@ -282,7 +289,8 @@ function shared(stats: StatsSource): StatsSource {
 export async function startMetrics(host: string, port: number, source: StatsSource, log: Logger): Promise<http.Server> {
   const scrapes = new Scrapes();
   const stats = shared(source);
-  const server = http.createServer((req, res) => void serve(req, res).catch((err: unknown) => {
+  // Deadlines checked every second (Node's default 30 s would let silent connections hold the cap that long).
+  const server = http.createServer({ connectionsCheckingInterval: 1000 }, (req, res) => void serve(req, res).catch((err: unknown) => {
     log.error({ err }, 'metrics request failed');
     if (!res.headersSent) res.writeHead(500, { 'Content-Type': 'text/plain; charset=utf-8' });
     res.end('metrics unavailable\n');

@@ -181,7 +181,8 @@ export class HttpService {
       keepAliveTimeout: s.timeouts.idleMs,
       // Go's server reads MaxHeaderBytes plus 4096 bytes of slack before it refuses (net/http's
       // initialReadLimitSize): a request a service mesh's headers bring past 8 KiB is served there.
-      maxHeaderSize: s.maxHeaderByteSize + GO_HEADER_SLACK,
+      // 0 is Go's default, 1 MiB (Node would take 0 as its own 16 KiB).
+      maxHeaderSize: (s.maxHeaderByteSize > 0 ? s.maxHeaderByteSize : 1 << 20) + GO_HEADER_SLACK,
       ServerResponse: this.responseClass,
       // Only routes that take upgrades see them; an Upgrade header elsewhere is an ordinary request.
       shouldUpgradeCallback: (req: IncomingMessage) => this.upgradeRoute(req) !== undefined,

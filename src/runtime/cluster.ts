@@ -496,7 +496,8 @@ export async function runPrimary(config: FleetServerConfig, log: Logger, size: n
       });
       send(slot.worker!, { t: 'stats', id, gc });
     })));
-    const answered = answers.filter((a): a is WorkerStats => a !== undefined);
+    // A worker that answered and then exited while others were awaited is counted by its exit (carried), not here too.
+    const answered = answers.filter((a): a is WorkerStats => a !== undefined && slots.find((s) => s.index === a.slot)?.worker?.process.pid === a.pid);
     return clusterStats(processMetrics(), answered, { size, restarts }, carriedCounters.carry(answered));
   };
   metrics = config.http.enabled ? await startMetrics(config.http.host, config.http.port, ({ gc }) => gather(gc), log) : undefined;
