@@ -22,7 +22,9 @@ test('on a terminal the token is printed with an enroll command, and enrolls an 
   const exited = new Promise<number | null>((r) => child.once('exit', r));
   try {
     const deadline = Date.now() + 20_000;
-    while (!/enrollment token for it:\s+(\S+)/.test(out) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+    // The token is printed before the listeners open: wait for both.
+    while (!(/enrollment token for it:\s+(\S+)/.test(out) && out.includes('fleet-server listening')) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+    expect(out).toContain('fleet-server listening');
     const token = /enrollment token for it:\s+(\S+)/.exec(out)?.[1];
     expect(token).toMatch(/^[A-Za-z0-9+/=]{40,}$/);
     expect(out).toContain(`elastic-agent install --url=http://127.0.0.1:${port} --enrollment-token=${token} --insecure`);
