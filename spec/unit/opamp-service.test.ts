@@ -8,7 +8,7 @@ import type { OpampHealth } from '../../src/fleet/opamp-document';
 import type { ParsedPolicy } from '../../src/fleet/parsed-policy';
 import type { AgentDoc, Hit } from '../../src/store/documents';
 import type { DocUpdate, Store } from '../../src/store/port';
-import { uuidBytes } from '../../src/util/uuid';
+import { uuidBytes, uuidText } from '../../src/util/uuid';
 
 const OWN = '0190a0a0-0000-7000-8000-000000000001';
 const VICTIM = '0190a0a0-0000-7000-8000-000000000002';
@@ -75,42 +75,61 @@ function expectRefused(reply: OpampReply): void {
   expect(Object.keys(reply)).toEqual(['error']);
 }
 
+/**
+ * The message named a document the token may not act for: that document is left as it is, and the
+ * Collector gets a new id of its own under the token's policy (new_instance_uid), its record under it.
+ */
+function expectNewId(h: Harness, reply: OpampReply, named: string): string {
+  expect(reply.error).toBeUndefined();
+  const id = uuidText(reply.newInstanceUid!)!;
+  expect(id).toMatch(/^[0-9a-f-]{36}$/);
+  expect(id).not.toBe(named);
+  expect(h.created).toContain(id);
+  expect(h.docs.get(id)).toMatchObject({ type: 'OPAMP', policy_id: 'p' });
+  expect(h.records.map(([r]) => r)).not.toContain(named);
+  expect(h.updated.map((u) => u.id)).not.toContain(named);
+  return id;
+}
+
 describe('an enrollment token acts only for OpAMP agents of its own policy', () => {
-  test("another policy's Collector: refused, nothing written, its session and configuration untouched", async () => {
+  test("another policy's Collector's id: that Collector is untouched (document, session, configuration); the sender gets an id of its own", async () => {
     const h = harness();
     const victimPush = jest.fn<void, Parameters<Push>>();
     await h.service.handle({ policyId: 'victim', namespaces: [] }, msg(VICTIM, 1), victimPush);
     h.records.length = 0;
     h.policyReads.length = 0;
-    const attacker = jest.fn<void, Parameters<Push>>();
+    const before = { ...h.docs.get(VICTIM) };
+    const sender = jest.fn<void, Parameters<Push>>();
     const health: OpampHealth = { healthy: false, startTimeUnixNano: 0, lastError: 'pwned', status: 'x', statusTimeUnixNano: 0, components: {} };
-    const reply = await h.service.handle(enrollment, msg(VICTIM, 2, { health, effectiveConfig: { '': { body: Buffer.from('a: 1'), contentType: '' } } }), attacker);
+    const reply = await h.service.handle(enrollment, msg(VICTIM, 2, { health, effectiveConfig: { '': { body: Buffer.from('a: 1'), contentType: '' } } }), sender);
     // Old: the victim's status, health and configuration overwritten, its policy's opamp.config sent back,
-    // and its pushes taken over by the attacker's connection.
-    expectRefused(reply);
-    expect(h.records).toEqual([]);
-    expect(h.policyReads).toEqual([]);
+    // and its pushes taken over by the sender's connection.
+    expectNewId(h, reply, VICTIM);
+    expect(h.docs.get(VICTIM)).toEqual(before);
+    expect(h.policyReads).toEqual(['p']);
+    expect(reply.remoteConfig?.body).not.toBe('secret: config');
     h.service.onRevision(rc('victim', 'secret: config v2'));
-    expect(attacker).not.toHaveBeenCalled();
+    expect(sender).not.toHaveBeenCalled();
     expect(victimPush).toHaveBeenCalledTimes(1);
   });
 
-  test("an Elastic Agent's document, even of the same policy: refused", async () => {
+  test("an Elastic Agent's document, even of the same policy: left as it is; the sender gets an id of its own", async () => {
     const h = harness();
-    expectRefused(await h.service.handle(enrollment, msg(ELASTIC_AGENT, 1)));
-    expect(h.records).toEqual([]);
-    expect(h.created).toEqual([]);
-    expect(h.updated).toEqual([]);
+    const before = { ...h.docs.get(ELASTIC_AGENT) };
+    expectNewId(h, await h.service.handle(enrollment, msg(ELASTIC_AGENT, 1)), ELASTIC_AGENT);
+    expect(h.docs.get(ELASTIC_AGENT)).toEqual(before);
   });
 
   test("a document upstream's first OpAMP release wrote (no type) is a Collector's; one with an Elastic Agent's key is not", async () => {
     const h = harness();
     const legacy = '0190a0a0-0000-7000-8000-000000000005';
     h.docs.set(legacy, { policy_id: 'p', active: true, enrolled_at: 'then', sequence_num: 0 } as unknown as AgentDoc);
-    expect((await h.service.handle(enrollment, msg(legacy, 1))).error).toBeUndefined();
+    const reply = await h.service.handle(enrollment, msg(legacy, 1));
+    expect(reply.error).toBeUndefined();
+    expect(reply.newInstanceUid).toBeUndefined();
     expect(h.records.map(([id]) => id)).toEqual([legacy]);
     h.docs.set(ELASTIC_AGENT, { policy_id: 'p', active: true, enrolled_at: 'then', access_api_key_id: 'k' } as AgentDoc);
-    expectRefused(await h.service.handle(enrollment, msg(ELASTIC_AGENT, 1)));
+    expectNewId(h, await h.service.handle(enrollment, msg(ELASTIC_AGENT, 1)), ELASTIC_AGENT);
   });
 
   test('agent_disconnect for another agent: refused, not marked disconnected, its session kept', async () => {
@@ -126,13 +145,18 @@ describe('an enrollment token acts only for OpAMP agents of its own policy', () 
     expect(victimPush).toHaveBeenCalledTimes(1);
   });
 
-  test("RequestInstanceUid naming another agent: refused; no new document, the old one not stamped 'reenrolled'", async () => {
+  test("RequestInstanceUid naming another agent: the old document not stamped 'reenrolled'; a new id under the token's policy", async () => {
     const h = harness();
-    expectRefused(await h.service.handle(enrollment, msg(VICTIM, 1, { requestInstanceUid: true })));
-    expectRefused(await h.service.handle(enrollment, msg(ELASTIC_AGENT, 1, { requestInstanceUid: true })));
-    expect(h.created).toEqual([]);
+    expectNewId(h, await h.service.handle(enrollment, msg(VICTIM, 1, { requestInstanceUid: true })), VICTIM);
+    expectNewId(h, await h.service.handle(enrollment, msg(ELASTIC_AGENT, 1, { requestInstanceUid: true })), ELASTIC_AGENT);
     expect(h.updated).toEqual([]);
-    expect(h.records).toEqual([]);
+  });
+
+  test('a new id is enrolled at enroll_limit\'s rate like any other', async () => {
+    const h = harness({ pacer: { tryTake: () => false } });
+    const reply = await h.service.handle(enrollment, msg(VICTIM, 1));
+    expect(reply.error?.type).toBe('Unavailable');
+    expect(h.created).toEqual([]);
   });
 
   test("its own Collectors still report, and get their token's policy's configuration", async () => {
@@ -146,18 +170,14 @@ describe('an enrollment token acts only for OpAMP agents of its own policy', () 
 });
 
 describe('an inactive agent is not revived', () => {
-  test('a report, a disconnect or RequestInstanceUid for an active:false document: an error, nothing written', async () => {
+  test('an unenrolled document stays as it is: a disconnect is refused, a report gets an id of its own', async () => {
     const h = harness();
     h.docs.set(OWN, opampDoc('p', { active: false, unenrolled_at: 'then' }));
-    for (const m of [msg(OWN, 1), msg(OWN, 1, { disconnect: true }), msg(OWN, 1, { requestInstanceUid: true })]) {
-      const reply = await h.service.handle(enrollment, m, jest.fn());
-      expect(reply.error).toBeDefined();
-      expect(reply.remoteConfig).toBeUndefined();
-    }
+    const before = { ...h.docs.get(OWN) };
+    expectRefused(await h.service.handle(enrollment, msg(OWN, 1, { disconnect: true }), jest.fn()));
+    for (const m of [msg(OWN, 1), msg(OWN, 1, { requestInstanceUid: true })]) expectNewId(h, await h.service.handle(enrollment, m, jest.fn()), OWN);
     // Old: checked in (status online again, the unenrolment's fields cleared) and given configuration.
-    expect(h.records).toEqual([]);
-    expect(h.created).toEqual([]);
-    expect(h.updated).toEqual([]);
+    expect(h.docs.get(OWN)).toEqual(before);
   });
 
   test('the audit fields are cleared when audit_unenrolled_reason is set, not for unenrolled_at alone (upstream)', async () => {

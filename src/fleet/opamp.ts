@@ -192,12 +192,17 @@ export class OpampService {
       this.log.warn({ err, 'fleet.agent.id': uid }, 'OpAMP agent search failed');
       return { error: { type: 'Unavailable', message: 'agent search failed' } };
     }
-    // Before anything is written or registered, on every branch: the id is the client's to choose.
+    // Before anything is written or registered, on every branch: the id is the client's to choose. A
+    // document the token may not act for is left as it is; the Collector is given an id of its own under
+    // the token's policy (as for RequestInstanceUid), so one moved to another policy or unenrolled can
+    // come back with a new token instead of being refused for good.
     const refused = found && refusal(found._source, enrollment);
     if (refused) {
-      this.log.debug({ 'fleet.agent.id': uid, 'fleet.policy.id': enrollment.policyId, reason: refused }, 'OpAMP message refused');
-      return { error: { type: 'BadRequest', message: refused } };
+      this.log.debug({ 'fleet.agent.id': uid, 'fleet.policy.id': enrollment.policyId, reason: refused }, 'OpAMP instance id not this token\'s');
+      if (msg.disconnect) return { error: { type: 'BadRequest', message: refused } };
+      found = undefined;
     }
+    const freshId = refused !== undefined || msg.requestInstanceUid;
 
     if (msg.disconnect) {
       if (!found || msg.requestInstanceUid) return { error: { type: 'BadRequest', message: 'agent_disconnect set on new enrollment message' } };
@@ -215,7 +220,7 @@ export class OpampService {
         return { error: { type: 'Unavailable', message: 'enrollment rate limited' } };
       }
       try {
-        id = await this.enroll(uid, found, enrollment, msg);
+        id = await this.enroll(uid, found, enrollment, msg, freshId);
       } catch (err) {
         this.log.warn({ err, 'fleet.agent.id': uid }, 'OpAMP agent enrollment failed');
         return { error: { type: 'Unavailable', message: 'failed to enroll agent' } };
@@ -240,7 +245,7 @@ export class OpampService {
     const reply: OpampReply = {
       reportFullState,
       capabilities: offerHeartbeat ? [...SERVER_CAPABILITIES, 'OffersConnectionSettings'] : SERVER_CAPABILITIES,
-      ...(msg.requestInstanceUid ? { newInstanceUid: uuidBytes(id)! } : {}),
+      ...(id !== uid ? { newInstanceUid: uuidBytes(id)! } : {}),
       ...(offerHeartbeat ? { heartbeatIntervalSeconds: this.heartbeatSeconds } : {}),
     };
     // The token's policy (a stored document of another policy was refused above).
@@ -282,9 +287,10 @@ export class OpampService {
   }
 
   /** Creates the agent's document; returns its id (the instance's, or a new one when the agent asked for it). */
-  private async enroll(uid: string, found: Hit<AgentDoc> | undefined, enrollment: EnrollmentRecord, msg: OpampMessage): Promise<string> {
+  private async enroll(uid: string, found: Hit<AgentDoc> | undefined, enrollment: EnrollmentRecord, msg: OpampMessage,
+    freshId: boolean): Promise<string> {
     const now = rfc3339(this.clock.now());
-    const id = msg.requestInstanceUid ? uuidV7(this.clock.now()) : uid;
+    const id = freshId ? uuidV7(this.clock.now()) : uid;
     const doc = enrollmentDocument(id, enrollment, msg.description, now);
     if (!(await this.store.createAgent(id, doc)) && !(await this.sameEnrollment(id, enrollment))) throw new Error(`agent ${id} exists already`);
     if (found && !KEEP_REASONS.has(found._source.audit_unenrolled_reason ?? '')) {
