@@ -264,3 +264,9 @@ test("net/http's server timeouts: negative means none, as Go documents it (read 
   // Elsewhere a negative duration is still refused.
   expect(() => load('inputs: [{type: fleet-server, server: {timeouts: {checkin_long_poll: -1s}}}]\n')).toThrow(/checkin_long_poll/);
 });
+
+test('logging.level: upstream\'s names in any case; an unknown one stops the start (it fell back to info unseen)', () => {
+  expect(load('logging: {level: WARNING}\n').logging.level).toBe('warning');
+  expect(load('logging: {level: " debug "}\n').logging.level).toBe('debug');
+  expect(() => load('logging: {level: verbose}\n')).toThrow(/^config key logging\.level: unknown level "verbose"/);
+});

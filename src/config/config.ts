@@ -276,6 +276,15 @@ export function pemOrFile(value: string | undefined): string | undefined {
 /** Upstream's ssl.curve_types names (libbeat's tlscommon), with X25519MLKEM768 as Go 1.24 names it. */
 export const CURVE_TYPES = ['P-256', 'P-384', 'P-521', 'X25519', 'X25519MLKEM768'] as const;
 
+/** Upstream's level names (and pino's): anything else stops the start, as upstream's strToLevel does, not a silent info. */
+const LOG_LEVELS = new Set(['trace', 'debug', 'info', 'warn', 'warning', 'error', 'critical', 'fatal', 'silent']);
+
+function logLevel(value: string): string {
+  const level = value.trim().toLowerCase();
+  if (!LOG_LEVELS.has(level)) throw new Error(`config key logging.level: unknown level ${JSON.stringify(value)}; one of trace, debug, info, warning, error, critical`);
+  return level;
+}
+
 /** ssl.key_passphrase, else the content of ssl.key_passphrase_path (tlscommon's, for a server and a client alike). */
 function passphraseOf(r: Reader): string | undefined {
   const given = r.optStr('key_passphrase');
@@ -496,7 +505,7 @@ export function buildConfig(raw: RawConfig): FleetServerConfig {
       ttlArtifactMs: cache.dur('ttl_artifact', 86_400_000),
     },
     logging: {
-      level: logging.str('level', fleetAgent.sub('logging').str('level', 'info')).toLowerCase(),
+      level: logLevel(logging.str('level', fleetAgent.sub('logging').str('level', 'info'))),
       toStderr: logging.bool('to_stderr', true),
       toFiles: logging.bool('to_files', false),
       filesPath: resolve(logging.sub('files').str('path', join(pathData, 'logs'))),
