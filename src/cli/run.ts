@@ -47,7 +47,7 @@ export async function runServer(args: ConfigArgs): Promise<void> {
  * (systemd, Docker without -t, a pipe) standard output is a log that outlives the token's secrecy, so
  * no token is made there; the operator is told how to make one.
  */
-export async function printZeroConfig(store: Store, config: FleetServerConfig, out: Pick<NodeJS.WriteStream, 'write' | 'isTTY'> = process.stdout): Promise<void> {
+async function printZeroConfig(store: Store, config: FleetServerConfig, out: Pick<NodeJS.WriteStream, 'write' | 'isTTY'> = process.stdout): Promise<void> {
   const scheme = config.server.tls.enabled ? 'https' : 'http';
   const host = config.server.host === '0.0.0.0' || config.server.host === '::' ? 'localhost' : config.server.host;
   const url = `${scheme}://${host}:${config.server.port}`;

@@ -237,7 +237,6 @@ function lex(input: string): Token[] {
 }
 
 interface ParseState {
-  isVar: boolean;
   right: boolean;
   op: ':' | ':+' | ':?';
   pieces: [Expansion[], Expansion[]];
@@ -265,11 +264,11 @@ function finish(st: ParseState): Expansion {
 }
 
 /** A string value as ucfg's parseSplice reads it. */
-export function parseExpansion(input: string): Expansion {
-  const stack: ParseState[] = [{ isVar: false, right: false, op: ':', pieces: [[], []] }];
+function parseExpansion(input: string): Expansion {
+  const stack: ParseState[] = [{ right: false, op: ':', pieces: [[], []] }];
   const top = (): ParseState => stack[stack.length - 1]!;
   for (const tok of lex(input)) {
-    if (tok.t === 'open') stack.push({ isVar: true, right: false, op: ':', pieces: [[], []] });
+    if (tok.t === 'open') stack.push({ right: false, op: ':', pieces: [[], []] });
     else if (tok.t === 'close') {
       const piece = finish(stack.pop()!);
       if (stack.length === 0) throw new Error("unexpected '}'");
@@ -291,12 +290,10 @@ export function parseExpansion(input: string): Expansion {
   return joined(stack[0]!.pieces[0]);
 }
 
-class MissingVariable extends Error {}
-
 /** An environment variable; unset and empty are the same (ucfg's env resolver). */
 function lookup(name: string, env: NodeJS.ProcessEnv): string {
   const v = env[name];
-  if (v === undefined || v === '') throw new MissingVariable(`environment variable ${name} is not set (or is empty) and has no default`);
+  if (v === undefined || v === '') throw new Error(`environment variable ${name} is not set (or is empty) and has no default`);
   return v;
 }
 

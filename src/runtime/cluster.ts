@@ -38,6 +38,7 @@ import { ENV_STORE_SOCKET, type StoreOwner } from './store-owner';
 import { releaseStartUpTiering } from './start-up-tiering';
 import { configAnswer, configFromPrimary, type ConfigAnswer, type ConfigRequest } from './worker-config';
 import { lowerOwnPriority, niceOf } from './worker-priority';
+import { listenHost } from '../http/listen-host';
 
 /** primary → worker */
 type ToWorker = { t: 'init'; ticketKeys: string } | ConfigAnswer | { t: 'stats'; id: number; gc: boolean } | { t: 'stop' }
@@ -364,7 +365,7 @@ export async function runPrimary(config: FleetServerConfig, log: Logger, size: n
     // (same user): a server found listening there first fails this one, as a plain bind would.
     try {
       await ensurePortFree(config.server.host, config.server.port);
-      if (config.server.internalPort > 0 && config.server.internalPort !== config.server.port) await ensurePortFree('localhost', config.server.internalPort);
+      if (config.server.internalPort > 0 && config.server.internalPort !== config.server.port) await ensurePortFree(listenHost('localhost'), config.server.internalPort);
     } catch (err) {
       if (stopping) return;
       await failStart(err);
