@@ -97,7 +97,7 @@ test('TLS on the external and internal listeners, certificate by path and key in
 test('log files rotate by size, keep the configured number, and are created 0600', async () => {
   const dir = tempDir();
   const logs = join(dir, 'logs');
-  const server = await startFleetServer({ dataDir: dir, overrides: [
+  const server = await startFleetServer({ dataDir: dir, logFile: join(logs, 'fleet-server.log'), overrides: [
     'logging.to_files=true', `logging.files.path=${logs}`, 'logging.files.rotateeverybytes=4096',
     'logging.files.keepfiles=2', 'logging.files.permissions=0600', 'logging.level=debug',
   ] });

@@ -25,7 +25,7 @@ interface Bed {
   es: EsDouble;
   metricsPort: number;
   /** The program with two workers on the double, the metrics listener on `metricsPort`; ready once both workers are. */
-  start(overrides: string[]): Promise<FleetServerProcess>;
+  start(overrides: string[], logFile?: string): Promise<FleetServerProcess>;
 }
 
 /** A data directory, the double and a free metrics port for `fn`; afterwards every server started is stopped and all removed. */
@@ -34,9 +34,9 @@ async function onTheDouble(fn: (bed: Bed) => Promise<void>): Promise<void> {
   const es = await new EsDouble().start();
   const metricsPort = await freePort();
   const servers: FleetServerProcess[] = [];
-  const start = async (overrides: string[]): Promise<FleetServerProcess> => {
+  const start = async (overrides: string[], logFile?: string): Promise<FleetServerProcess> => {
     const server = await startFleetServer({
-      dataDir: dir, readyText: 'fleet-server workers ready',
+      dataDir: dir, readyText: 'fleet-server workers ready', logFile,
       overrides: ['inputs.0.server.workers=2', 'http.enabled=true', `http.port=${metricsPort}`, ...overrides, ...esSettings(es)],
     });
     servers.push(server);
@@ -272,7 +272,7 @@ test('with logging to files, the primary writes every worker\'s lines and reopen
   await onTheDouble(async ({ dir, metricsPort, start }) => {
     const file = join(dir, 'logs', 'fleet-server.log');
     const lines = (): Record<string, unknown>[] => (existsSync(file) ? readFileSync(file, 'utf8') : '').split('\n').filter(Boolean).map((l) => JSON.parse(l));
-    const server = await start(['logging.to_files=true', `logging.files.path=${join(dir, 'logs')}`]);
+    const server = await start(['logging.to_files=true', `logging.files.path=${join(dir, 'logs')}`], file);
     await statsUntil(metricsPort, () => lines().filter((l) => l['message'] === 'fleet-server worker ready').length === 2, 'both workers\' lines in the file');
     expect(new Set(lines().map((l) => l['worker.slot']))).toEqual(new Set([undefined, 1, 2]));
     renameSync(file, `${file}.rotated`);

@@ -1,9 +1,9 @@
 // Starts the bundled program (dist/fleet-server.js) the way an operator would, on free ports and a
 // temporary data directory, and stops it with SIGTERM.
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { basename, dirname, join, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import { NODE_FLAGS, START_ENV } from './node-flags';
 import { freePort } from './ports';
@@ -22,6 +22,8 @@ export interface StartOptions {
   internalPort?: number;
   /** Wait for this text on stderr (default: the listening log line). */
   readyText?: string;
+  /** Where the server logs when it logs to files only (logging.to_files): waits read it and its rotated files too. */
+  logFile?: string;
   /** Start under this soft limit of open files (ulimit -n). */
   fileLimit?: number;
   /** Start as `node dist/fleet-server.js`, without the V8 flags the program ships with. */
@@ -38,6 +40,7 @@ export class FleetServerProcess {
   /** The store's directory: dataDir unless a path.data override moved it. */
   storeDir: string;
   private exited: Promise<number | null>;
+  logFile: string | undefined;
 
   constructor(readonly child: ChildProcess, readonly port: number, readonly internalPort: number, readonly dataDir: string) {
     this.storeDir = dataDir;
@@ -70,7 +73,10 @@ export class FleetServerProcess {
 
   async waitFor(text: string | RegExp, timeoutMs = 15000): Promise<void> {
     const deadline = Date.now() + timeoutMs;
-    const has = (): boolean => (typeof text === 'string' ? this.stderr.includes(text) || this.stdout.includes(text) : text.test(this.stderr + this.stdout));
+    const has = (): boolean => {
+      const seen = this.stderr + this.stdout + (this.logFile ? logFileText(this.logFile) : '');
+      return typeof text === 'string' ? seen.includes(text) : text.test(seen);
+    };
     while (!has()) {
       if (this.exitCode !== undefined) throw new Error(`fleet-server exited (${this.exitCode}) before "${text}":\n${this.stderr}`);
       if (Date.now() > deadline) throw new Error(`timed out waiting for "${text}":\n${this.stderr}`);
@@ -90,6 +96,13 @@ export class FleetServerProcess {
   logs(): Record<string, unknown>[] {
     return this.stderr.split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as Record<string, unknown>);
   }
+}
+
+/** A log file's text with that of its rotated siblings (name.1, name.2, …). */
+function logFileText(file: string): string {
+  if (!existsSync(dirname(file))) return '';
+  const name = basename(file);
+  return readdirSync(dirname(file)).filter((f) => f.startsWith(name)).map((f) => readFileSync(join(dirname(file), f), 'utf8')).join('');
 }
 
 export function tempDir(prefix = 'fleet-spec-'): string {
@@ -124,6 +137,7 @@ export async function startFleetServer(opts: StartOptions = {}): Promise<FleetSe
   const shipped = opts.bareNode ? {} : START_ENV;
   const child = spawn(cmd, argv, { cwd: dataDir, env: { ...process.env, ...shipped, ...opts.env }, stdio: ['ignore', 'pipe', 'pipe'] });
   const p = new FleetServerProcess(child, port, internalPort, dataDir);
+  p.logFile = opts.logFile;
   p.storeDir = opts.overrides?.findLast((o) => o.startsWith('path.data='))?.slice('path.data='.length) ?? dataDir;
   await p.waitFor(opts.readyText ?? 'fleet-server internal listener');
   // The metrics listener opens after the agents' listeners (in a cluster, in the primary once every worker

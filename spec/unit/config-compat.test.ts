@@ -270,3 +270,19 @@ test('logging.level: upstream\'s names in any case; an unknown one stops the sta
   expect(load('logging: {level: " debug "}\n').logging.level).toBe('debug');
   expect(() => load('logging: {level: verbose}\n')).toThrow(/^config key logging\.level: unknown level "verbose"/);
 });
+
+test("logs go to stderr or to files, never both, as upstream's logger chooses; only the default differs (stderr)", () => {
+  const sinks = (yml: string, overrides: string[] = []): [boolean, boolean] => {
+    const { toStderr, toFiles } = load(yml, overrides).logging;
+    return [toStderr, toFiles];
+  };
+  expect(sinks('')).toEqual([true, false]);
+  // A Go fleet-server.yml asking for files gets files only (upstream's to_stderr is off unless set).
+  expect(sinks('logging.to_files: true\n')).toEqual([false, true]);
+  expect(sinks('', ['logging.to_files=true'])).toEqual([false, true]);
+  // Turning stderr off means files, upstream's default.
+  expect(sinks('logging.to_stderr: false\n')).toEqual([false, true]);
+  // Both on: stderr wins (upstream's configure returns at to_stderr).
+  expect(sinks('logging: { to_stderr: true, to_files: true }\n')).toEqual([true, false]);
+  expect(sinks('logging: { to_stderr: false, to_files: false }\n')).toEqual([false, false]);
+});

@@ -506,8 +506,7 @@ export function buildConfig(raw: RawConfig): FleetServerConfig {
     },
     logging: {
       level: logLevel(logging.str('level', fleetAgent.sub('logging').str('level', 'info'))),
-      toStderr: logging.bool('to_stderr', true),
-      toFiles: logging.bool('to_files', false),
+      ...logSinks(logging),
       filesPath: resolve(logging.sub('files').str('path', join(pathData, 'logs'))),
       filesName: logging.sub('files').str('name', 'fleet-server.log'),
       rotateEveryBytes: logging.sub('files').bytes('rotateeverybytes', 10 * 1024 * 1024),
@@ -524,6 +523,17 @@ export function buildConfig(raw: RawConfig): FleetServerConfig {
     notApplied: notApplied(root, input, server),
     raw,
   };
+}
+
+/**
+ * Where logs go. Upstream's logger (internal/pkg/logger) writes to stderr when `to_stderr` is on and to
+ * files only otherwise, never both. Its defaults are files, not stderr; this server's default is stderr
+ * (docs/compatibility.md), so a Go fleet-server.yml that asks only for `to_files: true`, or turns
+ * `to_stderr` off, gets files as it would upstream.
+ */
+function logSinks(logging: Reader): { toStderr: boolean; toFiles: boolean } {
+  const toStderr = logging.has('to_stderr') ? logging.bool('to_stderr', true) : !logging.bool('to_files', false);
+  return { toStderr, toFiles: !toStderr && logging.bool('to_files', true) };
 }
 
 /**
