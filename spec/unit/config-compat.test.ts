@@ -105,6 +105,24 @@ describe('2. variables and -E values as go-ucfg reads them', () => {
     expect(raw('secret: "pa$$word ${DOLLAR}"\n', [], { DOLLAR: 'x' })['secret']).toBe('pa$word x');
     expect(raw('secret: "$${NOT_EXPANDED}"\n')['secret']).toBe('${NOT_EXPANDED}');
   });
+
+  test('${a.key} is another key of the configuration, read before the environment, as ucfg resolves references', () => {
+    const yml = 'path.data: /srv/fleet\nlogging:\n  to_files: true\n  files.path: "${path.data}/logs"\n';
+    expect(load(yml).logging.filesPath).toBe('/srv/fleet/logs');
+    // -E values count, and references chain (through variables too).
+    expect(load(yml, ['path.data=${BASE}/fleet'], { BASE: '/opt' }).logging.filesPath).toBe('/opt/fleet/logs');
+    // A key wins over a variable of the same name; an unset key falls to the variable, then to the default.
+    expect(load('x: /from-key\npath.data: "${x}"\n', [], { x: '/from-env' }).pathData).toBe('/from-key');
+    expect(load('path.data: "${x}"\n', [], { x: '/from-env' }).pathData).toBe('/from-env');
+    expect(load('path.data: "${path.home:/fallback}/data"\n').pathData).toBe('/fallback/data');
+    // Numbers and booleans are read as text where they are spliced in.
+    expect(load(withServer('{ port: 8300, internal_port: "${inputs.0.server.port}" }')).server.internalPort).toBe(8300);
+    expect(() => load('path.data: "${path.home}/data"\n')).toThrow(/path\.data: path\.home is neither a config key nor a set environment variable, and has no default/);
+    // Cycles and references to lists or objects stop the start, naming the key.
+    expect(() => load('a: "${b}"\nb: "${a}"\npath.data: "${a}"\n')).toThrow(/refers back to itself/);
+    expect(() => load('path.data: "${path.data}"\n')).toThrow(/path\.data: \$\{path\.data\} refers back to itself/);
+    expect(() => load('path.data: "${logging}"\nlogging.level: info\n')).toThrow(/path\.data: \$\{logging\} names a list or an object/);
+  });
 });
 
 describe('3. durations', () => {

@@ -290,31 +290,61 @@ function parseExpansion(input: string): Expansion {
   return joined(stack[0]!.pieces[0]);
 }
 
-/** An environment variable; unset and empty are the same (ucfg's env resolver). */
-function lookup(name: string, env: NodeJS.ProcessEnv): string {
-  const v = env[name];
-  if (v === undefined || v === '') throw new Error(`environment variable ${name} is not set (or is empty) and has no default`);
-  return v;
+/** What a `${name}` is resolved against: the configuration's own keys first, then the environment. */
+interface Resolver {
+  root: RawConfig;
+  env: NodeJS.ProcessEnv;
+  /** Keys whose references are being expanded now: one met again is a cycle. */
+  resolving: string[];
 }
 
-function evaluate(e: Expansion, env: NodeJS.ProcessEnv): string {
+/** Enough for any chain an operator writes; a cycle ends here too. */
+const MAX_REFERENCE_DEPTH = 16;
+
+/**
+ * A name's value, '' when unset: as ucfg's reference resolution (PathSep "."), a key of the same
+ * configuration (`${path.data}`) is read first, then the environment (unset and empty are the same).
+ */
+function valueOf(name: string, r: Resolver): string {
+  const ref = getPath(r.root, name);
+  if (ref === undefined || ref === null) return r.env[name] ?? '';
+  if (typeof ref === 'object') throw new Error(`\${${name}} names a list or an object, not a value`);
+  if (typeof ref !== 'string') return String(ref);
+  if (r.resolving.includes(name) || r.resolving.length >= MAX_REFERENCE_DEPTH) throw new Error(`\${${name}} refers back to itself`);
+  r.resolving.push(name);
+  try {
+    const parsed = parseExpansion(ref);
+    return parsed.kind === 'text' ? parsed.text : evaluate(parsed, r);
+  } finally {
+    r.resolving.pop();
+  }
+}
+
+function lookup(name: string, r: Resolver): string {
+  const v = valueOf(name, r);
+  if (v !== '') return v;
+  if (name.includes('.')) throw new Error(`${name} is neither a config key nor a set environment variable, and has no default`);
+  throw new Error(`environment variable ${name} is not set (or is empty) and has no default`);
+}
+
+function evaluate(e: Expansion, r: Resolver): string {
   switch (e.kind) {
     case 'text': return e.text;
-    case 'splice': return e.pieces.map((p) => evaluate(p, env)).join('');
-    case 'ref': return lookup(e.name, env);
-    case 'computed': return lookup(evaluate(e.name, env), env);
+    case 'splice': return e.pieces.map((p) => evaluate(p, r)).join('');
+    case 'ref': return lookup(e.name, r);
+    case 'computed': return lookup(evaluate(e.name, r), r);
     case 'op': {
       let name = '';
       try {
-        name = evaluate(e.left, env);
+        name = evaluate(e.left, r);
       } catch {
         // ucfg: a left side that cannot be evaluated is an unset variable.
       }
-      const value = name === '' ? '' : (env[name] ?? '');
-      if (e.op === ':') return value !== '' ? value : evaluate(e.right, env);
-      if (e.op === ':+') return value !== '' ? evaluate(e.right, env) : '';
+      const value = name === '' ? '' : valueOf(name, r);
+      if (e.op === ':') return value !== '' ? value : evaluate(e.right, r);
+      if (e.op === ':+') return value !== '' ? evaluate(e.right, r) : '';
       if (value !== '') return value;
-      throw new Error(evaluate(e.right, env) || `environment variable ${name} is not set (or is empty)`);
+      throw new Error(evaluate(e.right, r) || `environment variable ${name} is not set (or is empty)`);
     }
   }
 }
@@ -324,7 +354,7 @@ function evaluate(e: Expansion, env: NodeJS.ProcessEnv): string {
  * escapes). A value that is exactly one `${VAR}` is read with the environment syntax (top-level commas
  * make a list, no objects); any other value with an expansion with the full -E syntax.
  */
-function expandString(value: string, key: string, env: NodeJS.ProcessEnv): unknown {
+function expandString(value: string, key: string, r: Resolver): unknown {
   if (!value.includes('$')) return value;
   const prefix = `config key ${key || '(root)'}`;
   let exp: Expansion;
@@ -336,7 +366,7 @@ function expandString(value: string, key: string, env: NodeJS.ProcessEnv): unkno
   if (exp.kind === 'text') return exp.text;
   let text: string;
   try {
-    text = evaluate(exp, env);
+    text = evaluate(exp, r);
   } catch (err) {
     throw new Error(`${prefix}: ${(err as Error).message}`);
   }
@@ -347,13 +377,21 @@ function expandString(value: string, key: string, env: NodeJS.ProcessEnv): unkno
   }
 }
 
-export function expandEnv(value: unknown, env: NodeJS.ProcessEnv = process.env, key = ''): unknown {
-  if (typeof value === 'string') return expandString(value, key, env);
+/**
+ * Expands every string in a configuration as ucfg does: `${name}` is a key of `root` (the whole
+ * configuration) or an environment variable.
+ */
+function expandConfig(root: RawConfig, env: NodeJS.ProcessEnv): RawConfig {
+  return expandTree(root, '', { root, env, resolving: [] }) as RawConfig;
+}
+
+function expandTree(value: unknown, key: string, r: Resolver): unknown {
+  if (typeof value === 'string') return expandString(value, key, r);
   const at = (k: string | number): string => (key ? `${key}.${k}` : String(k));
-  if (Array.isArray(value)) return value.map((v, i) => expandEnv(v, env, at(i)));
+  if (Array.isArray(value)) return value.map((v, i) => expandTree(v, at(i), r));
   if (value !== null && typeof value === 'object') {
     const out: RawConfig = {};
-    for (const [k, v] of Object.entries(value)) setOwn(out, k, expandEnv(v, env, at(k)));
+    for (const [k, v] of Object.entries(value)) setOwn(out, k, expandTree(v, at(k), r));
     return out;
   }
   return value;
@@ -480,5 +518,5 @@ export function loadRawConfig(opts: LoadOptions): RawConfig {
   }
   raw = nestDottedKeys(raw) as RawConfig;
   for (const o of opts.overrides ?? []) applyOverride(raw, o);
-  return expandEnv(raw, opts.env ?? process.env) as RawConfig;
+  return expandConfig(raw, opts.env ?? process.env);
 }
