@@ -60,7 +60,8 @@ describe.each([embedded, elasticsearch()])('OpAMP over HTTP on $name', (backend)
   beforeAll(async () => {
     await backend.start();
     server = await startFleetServer({
-      dataDir, overrides: ['inputs.0.server.bulk.checkin_flush_interval=200ms', 'inputs.0.server.opamp.heartbeat_interval=15s', ...backend.settings()],
+      dataDir, overrides: ['inputs.0.server.bulk.checkin_flush_interval=200ms', 'inputs.0.server.opamp.heartbeat_interval=15s',
+        'inputs.0.server.timeouts.checkin_timestamp=1s', ...backend.settings()],
     });
     token = await backend.token(server);
     for (let i = 0; i < 50 && (await request(`${server.url}/api/status`)).status !== 200; i++) await new Promise((r) => setTimeout(r, 100));
@@ -286,6 +287,10 @@ describe.each([embedded, elasticsearch()])('OpAMP over HTTP on $name', (backend)
     const doc = await eventually(() => show(col.id), (d) => d.sequence_num === 2);
     expectDocument('agent', doc);
     expect(doc).toMatchObject({ type: 'OPAMP', last_checkin_status: 'error', last_checkin_message: 'down', effective_config: { receivers: { otlp: {} } } });
+    // Silent but connected, it stays online: its last_checkin is refreshed as a held poll's is (old: never).
+    const refreshed = await eventually(() => show(col.id), (d) => Date.parse(d.last_checkin) > Date.parse(doc.last_checkin));
+    expect(refreshed).toMatchObject({ last_checkin_status: 'error', last_checkin_message: 'down', sequence_num: 2 });
+    expect(Date.parse(refreshed.last_checkin)).toBeGreaterThan(Date.parse(doc.last_checkin));
     // A ping is answered; a text frame is dropped and the connection kept; a frame without the header byte
     // is read whole (opamp-go's tolerance of the old format).
     col.ws.write(clientFrame(0x9, Buffer.from('hi')));

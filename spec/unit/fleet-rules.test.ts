@@ -203,6 +203,24 @@ describe('check-in: policy revisions', () => {
     });
   });
 
+  test("a held poll's refresh writes its check-in's unhealthy_reason again, as upstream's ticker does", async () => {
+    f = await InProcessFleet.start();
+    const a = await f.enroll();
+    const components = [{ id: 'log-default', type: 'log', status: 'DEGRADED', message: 'x', units: [{ id: 'u', type: 'input', status: 'DEGRADED', message: 'x' }] }];
+    const poll = await f.beginCheckin(a.id, { agent_policy_id: 'p1', policy_revision_idx: 1, status: 'degraded', message: 'input down', components } as never, 300_000);
+    await f.fleet.bookkeeper.flush();
+    expect((await f.agent(a.id))._source).toMatchObject({ unhealthy_reason: ['input'], last_checkin: '2030-01-01T00:00:00Z' });
+    f.clock.advance(30_000);
+    f.fleet.checkins.refreshHeld();
+    await f.fleet.bookkeeper.flush();
+    // Old: the refresh wrote unhealthy_reason null, and Kibana lost why the agent is unhealthy for good
+    // (the next check-in starts from the stored reason and its components have not changed).
+    expect((await f.agent(a.id))._source).toMatchObject({
+      unhealthy_reason: ['input'], last_checkin: '2030-01-01T00:00:30Z', last_checkin_status: 'degraded', last_checkin_message: 'input down',
+    });
+    poll.cancel();
+  });
+
   test('poll_timeout sets the long poll: 2 minutes less, between 1 minute and checkin_max_poll', async () => {
     f = await InProcessFleet.start();
     const c = f.fleet.checkins;

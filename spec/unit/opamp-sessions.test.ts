@@ -22,18 +22,23 @@ function msg(id: string, seq: number, extra: Partial<OpampMessage> = {}): OpampM
 interface Harness {
   service: OpampService;
   records: CheckinRecord[];
+  /** last_checkin refreshes: [agent id, status, message, sequence_num]. */
+  touches: [string, string, string, number | undefined][];
   /** Agent lookups waiting, when `hold` is on. */
   waiting: (() => void)[];
   hold: boolean;
 }
 
 function harness(): Harness {
-  const h: Harness = { service: undefined as unknown as OpampService, records: [], waiting: [], hold: false };
+  const h: Harness = { service: undefined as unknown as OpampService, records: [], touches: [], waiting: [], hold: false };
   const found = (id: string): Hit<AgentDoc> => ({ _id: id, _source: { type: 'OPAMP', policy_id: 'p', active: true } as unknown as AgentDoc });
   const store = {
     getAgent: (id: string) => h.hold ? new Promise<Hit<AgentDoc>>((r) => h.waiting.push(() => r(found(id)))) : Promise.resolve(found(id)),
   } as unknown as Store;
-  const bookkeeper = { enqueue: (_id: string, rec: CheckinRecord) => h.records.push(rec) } as unknown as Bookkeeper;
+  const bookkeeper = {
+    enqueue: (_id: string, rec: CheckinRecord) => h.records.push(rec),
+    touch: (id: string, status: string, message: string, also: { sequenceNum?: number }) => h.touches.push([id, status, message, also.sequenceNum]),
+  } as unknown as Bookkeeper;
   h.service = new OpampService(store, bookkeeper, async () => policy, log);
   return h;
 }
@@ -90,4 +95,25 @@ test('what is remembered per instance is bounded by weight: a flood of health re
   // The first was forgotten (old: kept, with its report, up to 100,000 of them): it is asked for a full report.
   const first = await h.service.handle(enrollment, msg(ids[0]!, 2));
   expect(first.reportFullState).toBe(true);
+});
+
+test('Collectors held on WebSockets are refreshed like held polls, with their last health; closed and HTTP ones are not', async () => {
+  const h = harness();
+  const ws = jest.fn<void, Parameters<Push>>();
+  const ID2 = '0190a0a0-0000-7000-8000-000000000002';
+  const ID3 = '0190a0a0-0000-7000-8000-000000000003';
+  const health = { healthy: false, startTimeUnixNano: 0, lastError: 'exporter failing', status: 'StatusRecoverableError', statusTimeUnixNano: 0, components: {} };
+  await h.service.handle(enrollment, msg(ID, 1, { health }), ws);
+  // Over HTTP: its polls are its check-ins.
+  await h.service.handle(enrollment, msg(ID2, 1));
+  const closed = jest.fn<void, Parameters<Push>>();
+  await h.service.handle(enrollment, msg(ID3, 1), closed);
+  h.service.detach(closed);
+  h.service.refreshSessions();
+  // Old: nothing refreshed them, so a connected Collector without heartbeats went offline in Kibana.
+  // With its sequence number, which the refresh writes (old: 0, so its next message looked like a gap).
+  expect(h.touches).toEqual([[ID, 'error', 'exporter failing', 1]]);
+  h.service.detach(ws);
+  h.service.refreshSessions();
+  expect(h.touches).toHaveLength(1);
 });

@@ -58,10 +58,17 @@ export class Bookkeeper {
     this.pending.set(agentId, next);
   }
 
-  /** Refreshes last_checkin for a held long poll (every checkin_timestamp). */
-  touch(agentId: string, status: string, message: string): void {
+  /**
+   * Refreshes last_checkin for a held long poll (every checkin_timestamp), or a connected Collector. A
+   * flush writes every check-in field, so the refresh carries what the check-in reported besides its
+   * status: its unhealthy_reason, and a Collector's sequence_num (else written as null and 0).
+   */
+  touch(agentId: string, status: string, message: string, also: Pick<CheckinRecord, 'unhealthyReason' | 'sequenceNum'> = {}): void {
     if (this.releasing) return;
-    this.pending.set(agentId, overlay(this.pending.get(agentId), { status, message }, this.clock.now()));
+    const rec: CheckinRecord = { status, message };
+    if (also.unhealthyReason !== undefined) rec.unhealthyReason = also.unhealthyReason;
+    if (also.sequenceNum !== undefined) rec.sequenceNum = also.sequenceNum;
+    this.pending.set(agentId, overlay(this.pending.get(agentId), rec, this.clock.now()));
   }
 
   /**

@@ -82,6 +82,8 @@ class Held implements PolicySubscription {
   buffered: LiveAction[] | undefined;
   /** While a POLICY_CHANGE answer mints output keys: the deadline or the client's close abort that work. */
   answering: AbortController | undefined;
+  /** The check-in's unhealthy_reason, which each refresh writes again (upstream's ticker passes it too). */
+  unhealthyReason: string[] | undefined;
 
   constructor(
     private readonly service: CheckinService,
@@ -140,10 +142,13 @@ export class CheckinService {
 
   start(): void {
     // One sweep refreshes last_checkin for every held poll, instead of a ticker per agent.
-    this.touchTimer = setInterval(() => {
-      for (const h of this.held) this.bookkeeper.touch(h.agentId, h.status, h.message);
-    }, this.opts.timestampMs);
+    this.touchTimer = setInterval(() => this.refreshHeld(), this.opts.timestampMs);
     this.touchTimer.unref();
+  }
+
+  /** Refreshes last_checkin for every held poll (upstream's per-poll checkin_timestamp ticker). */
+  refreshHeld(): void {
+    for (const h of this.held) this.bookkeeper.touch(h.agentId, h.status, h.message, { unhealthyReason: h.unhealthyReason });
   }
 
   /**
@@ -230,6 +235,7 @@ export class CheckinService {
       const componentsChanged = req.components != null && !jsonEqual(req.components, doc.components);
       if (componentsChanged) rec.components = req.components as never;
       rec.unhealthyReason = unhealthyReason(doc, req.components ?? undefined, componentsChanged);
+      held.unhealthyReason = rec.unhealthyReason;
 
       const seqNo = await this.resolveSeqNo(ackToken, doc);
       if (seqNo !== (doc.action_seq_no?.[0] ?? -1)) rec.seqNo = seqNo;

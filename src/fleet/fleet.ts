@@ -48,6 +48,7 @@ export class Fleet {
   private readonly abort = new AbortController();
   private healthTimer: NodeJS.Timeout | undefined;
   private gcTimer: NodeJS.Timeout | undefined;
+  private opampTimer: NodeJS.Timeout | undefined;
   private stopping = false;
   private agentHealthInput: AgentHealthInput | undefined;
 
@@ -100,6 +101,9 @@ export class Fleet {
     this.healthTimer.unref();
     this.gcTimer = setInterval(() => void this.collectExpiredActions(), this.config.server.gc.scheduleIntervalMs);
     this.gcTimer.unref();
+    // Collectors held on WebSockets are refreshed as held polls are (CheckinService's sweep).
+    this.opampTimer = setInterval(() => this.opamp.refreshSessions(), this.config.server.timeouts.checkinTimestampMs);
+    this.opampTimer.unref();
   }
 
   /**
@@ -170,6 +174,7 @@ export class Fleet {
     this.stopping = true;
     if (this.healthTimer) clearInterval(this.healthTimer);
     if (this.gcTimer) clearInterval(this.gcTimer);
+    if (this.opampTimer) clearInterval(this.opampTimer);
     this.health.set('STOPPING', 'Stopping');
     this.stopPhase = `answering ${this.checkins.heldCount} held check-ins`;
     this.bookkeeper.release();

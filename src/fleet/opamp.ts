@@ -146,6 +146,19 @@ export class OpampService {
     }
   }
 
+  /**
+   * Refreshes last_checkin for every Collector connected over WebSocket, as the check-in sweep does for
+   * held polls (every checkin_timestamp): a connection the server holds, and pings when silent
+   * (opamp/websocket.ts), is an agent that is online even when it sends no heartbeats. Its status is
+   * the one its last health gave; an instance no longer remembered is left to its own messages.
+   */
+  refreshSessions(): void {
+    for (const id of this.sessions.keys()) {
+      const seen = this.seen.get(id);
+      if (seen) this.bookkeeper.touch(id, seen.status.status, seen.status.message, { sequenceNum: seen.sequenceNum });
+    }
+  }
+
   /** Forgets a connection's pushes (it closed). */
   detach(push: Push): void {
     this.detached.add(push);
