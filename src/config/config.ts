@@ -459,13 +459,25 @@ export function buildConfig(raw: RawConfig): FleetServerConfig {
       limits: resolveLimits(limits.num('max_agents', 0), memoryMiB(), limits.has('max_connections') ? limits.num('max_connections', 0) : undefined, readRouteLimits(limits)),
       // Upstream's LoadLimits overwrites this with its profiles' (unset) value; a value set here is honoured.
       maxFileStorageSize: limits.rawValue('max_file_storage_size') == null ? undefined : limits.bytes('max_file_storage_size', 0),
-      staticPolicyTokens: {
-        enabled: spt.bool('enabled', false),
-        tokens: ((spt.rawValue('policy_tokens') as RawConfig[] | undefined) ?? []).map((t, i) => {
-          const tr = Reader.of(t, `server.static_policy_tokens.policy_tokens.${i}`);
-          return { tokenKey: tr.str('token_key', ''), policyId: tr.str('policy_id', '') };
-        }),
-      },
+      staticPolicyTokens: (() => {
+        const enabled = spt.bool('enabled', false);
+        const minKeyChars = 16;
+        const list = spt.rawValue('policy_tokens');
+        if (list != null && !Array.isArray(list)) throw new Error(`config key ${spt.path('policy_tokens')}: expected a list`);
+        const tokens = ((list as unknown[] | undefined) ?? []).map((t, i) => {
+          const tr = Reader.of(t, spt.path(`policy_tokens.${i}`));
+          const token = { tokenKey: tr.str('token_key', ''), policyId: tr.str('policy_id', '') };
+          // Not upstream's check (handleEnroll.go compares whatever is set): a token_key left out, or an
+          // unset ${VAR}, reads '' and would let `ApiKey base64("x:")` enroll; a short one can be guessed.
+          // Named, never echoed: the value is a secret.
+          if (enabled && [...token.tokenKey].length < minKeyChars) {
+            throw new Error(`config key ${tr.path('token_key')}: expected a secret of at least ${minKeyChars} characters`);
+          }
+          if (enabled && token.policyId === '') throw new Error(`config key ${tr.path('policy_id')}: expected a policy id`);
+          return token;
+        });
+        return { enabled, tokens };
+      })(),
       pbkdf2: { iterations, keyLength, saltLength },
       ignoreCheckinPolicyId: flags.bool('ignore_checkin_policy_id', false),
       gracefulForceUnenroll: {

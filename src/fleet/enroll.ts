@@ -1,6 +1,6 @@
 // Enrollment: the enrollment token names a policy; the agent gets a new id (or replaces one it may
 // replace) and an access API key minted by the store.
-import { randomUUID } from 'node:crypto';
+import { createHash, randomUUID, timingSafeEqual } from 'node:crypto';
 import type { Logger } from 'pino';
 import type { AgentDoc, EnrollmentKeyDoc, Json } from '../store/documents';
 import type { Store } from '../store/port';
@@ -48,23 +48,35 @@ const ACCESS_ROLE = {
 export class EnrollService {
   private readonly records = new LruCache<string, EnrollmentRecord>(10_000);
   private readonly inFlightEnrollmentIds = new Set<string>();
+  private readonly inFlightAgentIds = new Set<string>();
+  /** SHA-256 of each static token's key: compared in constant time, whatever the lengths. */
+  private readonly staticTokens: { digest: Buffer; policyId: string }[];
 
   constructor(
     private readonly store: Store,
     private readonly auth: Authenticator,
     private readonly opts: EnrollOptions,
     private readonly log: Logger,
-  ) {}
+  ) {
+    const spt = opts.staticPolicyTokens;
+    // The configuration refuses short keys at start; an empty one must never match a key-less header.
+    this.staticTokens = spt.enabled
+      ? spt.tokens.filter((t) => t.tokenKey !== '').map((t) => ({ digest: sha256(t.tokenKey), policyId: t.policyId }))
+      : [];
+  }
 
   /** Authenticates the enrollment token and finds what it enrolls into. */
   async authenticate(creds: ApiKeyCredentials): Promise<EnrollmentRecord> {
-    const spt = this.opts.staticPolicyTokens;
-    if (spt.enabled) {
-      const token = spt.tokens.find((t) => t.tokenKey === creds.key);
-      if (token) {
-        const policy = await this.store.latestPolicy(token.policyId);
+    if (this.staticTokens.length > 0) {
+      // As upstream (handleEnroll.go retrieveStaticTokenEnrollmentToken), the secret alone is matched;
+      // every token is compared, so the time taken says nothing about which one matched.
+      const d = sha256(creds.key);
+      let policyId: string | undefined;
+      for (const t of this.staticTokens) if (timingSafeEqual(t.digest, d) && policyId === undefined) policyId = t.policyId;
+      if (policyId !== undefined) {
+        const policy = await this.store.latestPolicy(policyId);
         if (!policy) throw new FleetError('PolicyNotFound');
-        return { policyId: token.policyId, namespaces: [] };
+        return { policyId, namespaces: [] };
       }
     }
     await this.auth.authenticate(creds);
@@ -81,16 +93,23 @@ export class EnrollService {
   }
 
   async enroll(record: EnrollmentRecord, agentVersion: string, req: EnrollRequest): Promise<EnrollResponseItem> {
-    if (!ENROLL_TYPES.has(req.type)) throw badRequest('unknown enroll request type', req.type);
+    // Upstream's words without the value: the type may be up to the body's 512 KiB, echoed and logged.
+    if (!ENROLL_TYPES.has(req.type)) throw badRequest('unknown enroll request type');
+    checkInput(req);
     const enrollmentId = req.enrollment_id || undefined;
-    if (enrollmentId !== undefined) {
-      if (this.inFlightEnrollmentIds.has(enrollmentId)) throw new FleetError('EnrollDuplicate');
-      this.inFlightEnrollmentIds.add(enrollmentId);
-    }
+    const agentId = req.id || undefined;
+    // One enroll at a time per enrollment_id (upstream's de-duplicating queue) and per agent id: two at
+    // once for one id would each mint a key and only one document can name it. The other is told to
+    // retry, and its retry takes the replace path.
+    const locks: [Set<string>, string][] = [];
+    if (enrollmentId !== undefined) locks.push([this.inFlightEnrollmentIds, enrollmentId]);
+    if (agentId !== undefined) locks.push([this.inFlightAgentIds, agentId]);
+    if (locks.some(([held, id]) => held.has(id))) throw new FleetError('EnrollDuplicate');
+    for (const [held, id] of locks) held.add(id);
     try {
       return await this.enrollLocked(record, agentVersion, req, enrollmentId);
     } finally {
-      if (enrollmentId !== undefined) this.inFlightEnrollmentIds.delete(enrollmentId);
+      for (const [held, id] of locks) held.delete(id);
     }
   }
 
@@ -120,6 +139,8 @@ export class EnrollService {
 
     const localMetadata = rewriteAgentId(req.metadata.local, agentId);
     const tags = [...new Set(req.metadata.tags ?? [])].sort();
+    // Hashed before a key is minted: a hash refused for load (replace-token.ts) then costs no key.
+    const replaceToken = !existing && req.replace_token ? await hashReplaceToken(req.replace_token, this.opts.pbkdf2) : undefined;
     const key = await this.store.createApiKey({
       name: agentId,
       roleDescriptors: ACCESS_ROLE,
@@ -160,14 +181,23 @@ export class EnrollService {
           tags,
         };
         if (enrollmentId !== undefined) doc.enrollment_id = enrollmentId;
-        if (req.replace_token) doc.replace_token = await hashReplaceToken(req.replace_token, this.opts.pbkdf2);
-        // A concurrent create of the same id is treated as success, as upstream does with a 409.
-        await this.store.createAgent(agentId, doc);
+        if (replaceToken !== undefined) doc.replace_token = replaceToken;
+        // Created meanwhile by another enroll (another worker or instance): upstream treats the 409 as
+        // success, and its key stays valid with no document naming it. Refused here, key and all; the
+        // retry finds the document and replaces it (or is refused as any replace would be).
+        if (!await this.store.createAgent(agentId, doc)) throw new FleetError('EnrollDuplicate');
       }
     } catch (err) {
       await this.store.invalidateApiKeys([key.id]).catch(() => undefined);
       throw err;
     }
+    // Another process may have replaced the same agent at the same time (the lock above is this
+    // process's): the document names one key, so the pass whose key it does not name invalidates its own
+    // and is told to retry. Read after the write, this finds the pass that wrote first; the store has no
+    // conditional write on access_api_key_id, so one that reads its own key before the other writes
+    // still wins with a key nothing names. A failed read is taken as a win: the write succeeded.
+    const lost = existing !== undefined && await this.store.getAgent(agentId).then(
+      (hit) => hit?._source.access_api_key_id !== key.id, () => false);
     // The replaced agent's old key, once the document names the new one: best effort, outside the
     // try above, whose clean-up would otherwise invalidate the key the document now names. An old key left
     // valid no longer authenticates the agent (its document names the new key); forgetting it ends any
@@ -177,6 +207,11 @@ export class EnrollService {
       await this.store.invalidateApiKeys([oldKeyId]).catch((err: unknown) =>
         this.log.warn({ err, 'fleet.agent.id': agentId, 'fleet.policy.apiKeyIDs': [oldKeyId] }, 'replaced agent\'s old API key not invalidated'));
       this.auth.forget([oldKeyId]);
+    }
+    if (lost) {
+      await this.store.invalidateApiKeys([key.id]).catch((err: unknown) =>
+        this.log.warn({ err, 'fleet.agent.id': agentId, 'fleet.policy.apiKeyIDs': [key.id] }, 'API key of a replace that lost a race not invalidated'));
+      throw new FleetError('EnrollDuplicate');
     }
     this.auth.remember(key.id, key.key);
     this.log.info({ 'fleet.agent.id': agentId, 'fleet.policy.id': record.policyId }, 'Elastic Agent successfully enrolled');
@@ -208,6 +243,32 @@ export class EnrollService {
       this.auth.forget([doc.access_api_key_id]);
     }
     await this.store.deleteAgent(id);
+  }
+}
+
+function sha256(s: string): Buffer {
+  return createHash('sha256').update(s).digest();
+}
+
+/** Elasticsearch's bound on a document _id, which an agent id becomes. */
+const ID_MAX_BYTES = 512;
+const CONTROL = /[\u0000-\u001f\u007f-\u009f]|\p{Cs}/u;
+
+/**
+ * Refuses (400) what Elasticsearch would refuse when the agent is written, which would otherwise surface
+ * as a 500 after a key was minted: an id over 512 bytes or starting with `_`, control characters (also
+ * kept out of logs), and local metadata that is not an object (the field is mapped as one).
+ */
+function checkInput(req: EnrollRequest): void {
+  if (req.id && (Buffer.byteLength(req.id) > ID_MAX_BYTES || CONTROL.test(req.id) || req.id.startsWith('_'))) {
+    throw badRequest(`id must be at most ${ID_MAX_BYTES} UTF-8 bytes, without control characters, and not start with "_"`);
+  }
+  if (req.enrollment_id && (Buffer.byteLength(req.enrollment_id) > ID_MAX_BYTES || CONTROL.test(req.enrollment_id))) {
+    throw badRequest(`enrollment_id must be at most ${ID_MAX_BYTES} UTF-8 bytes, without control characters`);
+  }
+  const local = req.metadata.local;
+  if (local !== undefined && local !== null && (typeof local !== 'object' || Array.isArray(local))) {
+    throw badRequest('metadata.local must be an object');
   }
 }
 

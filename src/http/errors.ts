@@ -143,7 +143,7 @@ export function classify(err: unknown): ErrorClass {
   }
   if (err instanceof StoreBusyError) {
     const message = err.clientMessage ?? 'too many pending bulk dispatches';
-    return { status: 429, error: 'TooManyBulkDispatches', message, level: 'warn', retryAfter: RETRY_SECONDS };
+    return { status: 429, error: err.clientError ?? 'TooManyBulkDispatches', message, level: 'warn', retryAfter: RETRY_SECONDS };
   }
   return fromEntry(CATALOGUE.Internal, '');
 }

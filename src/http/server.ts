@@ -486,7 +486,8 @@ export class HttpService {
     this.log[level]({
       'http.request.id': requestId, 'http.request.method': req.method, 'url.path': loggedPath(req.url), 'http.response.status_code': status,
       'event.duration': Math.round((monotonicMs() - started) * 1e6), 'client.address': req.socket.remoteAddress,
-      ...(c ? { 'error.type': c.error, 'error.message': c.message } : {}),
+      // Cut as in logRequest: a message may carry client text.
+      ...(c ? { 'error.type': c.error, 'error.message': c.message.length > 1024 ? `${c.message.slice(0, 1024)}…` : c.message } : {}),
     }, 'HTTP upgrade');
   }
 
@@ -633,7 +634,9 @@ export class HttpService {
     };
     if (c) {
       fields['error.type'] = c.error;
-      fields['error.message'] = c.message;
+      // A message may carry client text (a bad field's value, up to the body's size): a line a few
+      // hundred bytes long says what went wrong, and a client cannot make every line half a megabyte.
+      fields['error.message'] = c.message.length > 1024 ? `${c.message.slice(0, 1024)}…` : c.message;
       if (c.level === 'error') fields['err'] = err;
     }
     this.log[level](fields, status >= 500 ? 'HTTP request failed' : 'HTTP request');

@@ -210,13 +210,18 @@ export class ConflictError extends Error {
   override readonly name = 'ConflictError';
 }
 
-/** A store fault agents are told about: the message is for the logs, `clientMessage` for the client (no paths, no hosts). */
+/**
+ * A store fault agents are told about: the message is for the logs, `clientMessage` for the client (no
+ * paths, no hosts), and `clientError` the error name the client gets where upstream has one of its own.
+ */
 abstract class StoreFault extends Error {
   readonly clientMessage: string | undefined;
+  readonly clientError: string | undefined;
 
-  constructor(message: string, options?: { cause?: unknown; clientMessage?: string }) {
+  constructor(message: string, options?: { cause?: unknown; clientMessage?: string; clientError?: string }) {
     super(message, options);
     this.clientMessage = options?.clientMessage;
+    this.clientError = options?.clientError;
   }
 }
 

@@ -1,11 +1,11 @@
 // API keys in one cluster through `_security`: create, authenticate (an agent's key, by `ApiKey`
 // header), read roles, bulk-update roles, invalidate. Calls are bounded by a semaphore so they never
-// take every connection from the bulker.
+// take every connection from the bulker; a call waiting to be retried gives its slot back meanwhile.
 import type { Client } from '@elastic/elasticsearch';
 import type { RoleMap } from '../documents';
 import type { ApiKey, ApiKeyCheck, ApiKeyService, CreateApiKeyRequest } from '../port';
 import type { Semaphore } from '../../util/semaphore';
-import { statusIn, withRetries } from './connection';
+import { statusIn, statusOf, toStoreError, withRetries } from './connection';
 
 export class EsApiKeys implements ApiKeyService {
   constructor(private readonly client: Client, private readonly security: Semaphore) {}
@@ -22,22 +22,28 @@ export class EsApiKeys implements ApiKeyService {
     return { id: r.id, key: r.api_key };
   }
 
+  /**
+   * Asked once (beyond the client's own immediate retries): a request's key, any client's, must not hold
+   * a slot of the semaphore through 20 s of backoff, nor wait for one that long. A refusal goes back to
+   * the agent, which retries: 429 in upstream's words (ElasticsearchAPIKeyAuthLimit), else 503.
+   */
   async checkApiKey(id: string, secret: string): Promise<ApiKeyCheck> {
+    let r: Awaited<ReturnType<Client['security']['authenticate']>>;
     try {
-      const r = await this.security.run(() => withRetries('authenticate API key', () => this.client.security.authenticate(undefined, {
+      r = await this.security.run(() => this.client.security.authenticate(undefined, {
         headers: { authorization: `ApiKey ${Buffer.from(`${id}:${secret}`).toString('base64')}` },
-      })));
-      if (r.api_key?.id !== undefined && r.api_key.id !== id) return 'invalid';
-      return r.enabled ? 'valid' : 'disabled';
+      }));
     } catch (err) {
-      if (statusIn(err) === 401) return 'invalid';
-      throw err;
+      if (statusOf(err) === 401) return 'invalid';
+      throw toStoreError(err, 'authenticate API key', { apiKeyAuth: true });
     }
+    if (r.api_key?.id !== undefined && r.api_key.id !== id) return 'invalid';
+    return r.enabled ? 'valid' : 'disabled';
   }
 
   async getApiKeyRoles(id: string): Promise<RoleMap | undefined> {
     try {
-      const r = await this.security.run(() => withRetries('read API key', () => this.client.security.getApiKey({ id, owner: true })));
+      const r = await withRetries('read API key', () => this.security.run(() => this.client.security.getApiKey({ id, owner: true })));
       const key = r.api_keys[0];
       return key && !key.invalidated ? (key.role_descriptors as RoleMap | undefined) ?? {} : undefined;
     } catch (err) {
@@ -48,12 +54,12 @@ export class EsApiKeys implements ApiKeyService {
 
   async updateApiKeyRoles(ids: string[], roles: RoleMap): Promise<void> {
     if (ids.length === 0) return;
-    await this.security.run(() => withRetries('update API keys', () => this.client.security.bulkUpdateApiKeys({ ids, role_descriptors: roles as never })));
+    await withRetries('update API keys', () => this.security.run(() => this.client.security.bulkUpdateApiKeys({ ids, role_descriptors: roles as never })));
   }
 
   async invalidateApiKeys(ids: string[]): Promise<void> {
     if (ids.length === 0) return;
-    await this.security.run(() => withRetries('invalidate API keys', () => this.client.security.invalidateApiKey({ ids, owner: true })));
+    await withRetries('invalidate API keys', () => this.security.run(() => this.client.security.invalidateApiKey({ ids, owner: true })));
   }
 
   close(): Promise<void> {

@@ -98,12 +98,16 @@ export function statusIn(err: unknown): number | undefined {
  * inside → unavailable (503 to agents); rejecting work (429) → busy. Other errors are the caller's.
  * `update`: the failure is an update's, whose 409 is a version conflict that outlasted
  * retry_on_conflict — contention on the document, told to agents as back-pressure (429), not a 500.
+ * `apiKeyAuth`: the failure is an agent's key being authenticated, whose 429 upstream names in its own words.
  */
-export function toStoreError(err: unknown, what: string, opts: { update?: boolean } = {}): unknown {
+export function toStoreError(err: unknown, what: string, opts: { update?: boolean; apiKeyAuth?: boolean } = {}): unknown {
   if (err instanceof StoreUnavailableError || err instanceof StoreBusyError) return err;
   const status = statusOf(err);
   const unavailable = (message: string): StoreUnavailableError => new StoreUnavailableError(message, { cause: err, clientMessage: UNREACHABLE });
-  if (status === 429) return new StoreBusyError(`${what}: Elasticsearch is rejecting requests (429)`, { cause: err, clientMessage: REJECTING });
+  if (status === 429) {
+    return new StoreBusyError(`${what}: Elasticsearch is rejecting requests (429)`,
+      opts.apiKeyAuth ? { cause: err, clientMessage: AUTH_LIMIT, clientError: 'ElasticsearchAPIKeyAuthLimit' } : { cause: err, clientMessage: REJECTING });
+  }
   if (status === 409 && opts.update) return new StoreBusyError(`${what}: version conflict after retries (409)`, { cause: err, clientMessage: REJECTING });
   if (status === 401) return unavailable(`${what}: Elasticsearch refused the service token (401)`);
   if (status === 403) return unavailable(`${what}: the service token lacks a privilege (403): ${(err as Error).message}`);
@@ -122,6 +126,9 @@ export function toStoreError(err: unknown, what: string, opts: { update?: boolea
 }
 
 const REJECTING = 'Elasticsearch is rejecting requests (429); retry later';
+
+/** Upstream's ErrElasticsearchAuthLimit (api/error.go): `_security/_authenticate` answered 429. */
+export const AUTH_LIMIT = 'exceeded the elasticsearch api key auth limit';
 
 /** Upstream's words to agents for any Elasticsearch outage (api/error.go). */
 export const UNREACHABLE = 'Fleet server unable to communicate with Elasticsearch';

@@ -12,6 +12,7 @@ export interface WireError {
   name: string;
   message: string;
   clientMessage?: string;
+  clientError?: string;
 }
 
 export interface StoreHello {
@@ -52,15 +53,18 @@ export function isAsyncIterable(v: unknown): v is AsyncIterable<unknown> {
 
 export function toWire(err: unknown): WireError {
   if (err instanceof Error) {
-    const clientMessage = (err as { clientMessage?: unknown }).clientMessage;
-    return { name: err.name, message: err.message, ...(typeof clientMessage === 'string' ? { clientMessage } : {}) };
+    const { clientMessage, clientError } = err as { clientMessage?: unknown; clientError?: unknown };
+    return {
+      name: err.name, message: err.message,
+      ...(typeof clientMessage === 'string' ? { clientMessage } : {}), ...(typeof clientError === 'string' ? { clientError } : {}),
+    };
   }
   return { name: 'Error', message: String(err) };
 }
 
 /** The error again, of its port class where it has one (the edge maps those to 503, 429, 404). */
 export function fromWire(e: WireError): Error {
-  const opts = e.clientMessage === undefined ? {} : { clientMessage: e.clientMessage };
+  const opts = { ...(e.clientMessage === undefined ? {} : { clientMessage: e.clientMessage }), ...(e.clientError === undefined ? {} : { clientError: e.clientError }) };
   switch (e.name) {
     case 'StoreUnavailableError': return new StoreUnavailableError(e.message, opts);
     case 'StoreBusyError': return new StoreBusyError(e.message, opts);
