@@ -10,6 +10,7 @@ import type { CheckinRequest } from '../../src/fleet/messages';
 import { gcFunction } from '../../src/runtime/memory-trim';
 import type { PendingActionQuery } from '../../src/store/port';
 import { SqliteStore } from '../../src/store/sqlite/store';
+import { classify } from '../../src/http/errors';
 import { esPolicy, InProcessFleet, T0, until, VERSION } from '../support/in-process-fleet';
 
 const HOUR = 3600_000;
@@ -230,6 +231,55 @@ describe('check-in: policy revisions', () => {
     expect(c.pollDuration('3h')).toBe(HOUR);
     expect(() => c.pollDuration('soon')).toThrow(/poll_timeout/);
   });
+
+  test('a poll_timeout that does not parse is quoted in the 400 (and so the log) at most 64 characters long', async () => {
+    f = await InProcessFleet.start();
+    const text = `${'9'.repeat(1_000_000)}x`;
+    let err: unknown;
+    try {
+      f.fleet.checkins.pollDuration(text);
+    } catch (e) {
+      err = e;
+    }
+    expect(classify(err)).toMatchObject({ status: 400, error: 'BadRequest' });
+    expect((err as Error).message).toBe(`Bad request: poll_timeout cannot be parsed as duration: time: invalid duration "${'9'.repeat(64)}…"`);
+    expect(String((err as Error).cause).length).toBeLessThan(100);
+  });
+
+  test('an agent reporting the policy it was moved from gets the new one from revision 0, and no clean-up of its keys', async () => {
+    f = await InProcessFleet.start();
+    await f.putPolicy(esPolicy('p2'));
+    const a = await f.enroll();
+    policyAction(await f.checkin(a.id, { agent_policy_id: 'p1', policy_revision_idx: 0 }));
+    await f.store.updateAgent({ id: a.id, doc: { policy_id: 'p2', policy_revision_idx: 0 } });
+    const reads: string[] = [];
+    const getApiKeyRoles = f.store.getApiKeyRoles.bind(f.store);
+    f.store.getApiKeyRoles = (id) => (reads.push(id), getApiKeyRoles(id));
+    expect(policyAction(await f.checkin(a.id, { agent_policy_id: 'p1', policy_revision_idx: 1 })).id).toBe('policy:p2:1');
+    // Old: the keys were cleaned up as after an ack of the policy the agent is leaving.
+    expect(reads).toEqual([]);
+  });
+
+  test('a check-in whose key clean-up finds the agent unenrolled meanwhile is refused; a failing clean-up otherwise is only logged', async () => {
+    f = await InProcessFleet.start();
+    const a = await f.enroll();
+    policyAction(await f.checkin(a.id, { agent_policy_id: 'p1', policy_revision_idx: 0 }));
+    f.store.getApiKeyRoles = async () => {
+      throw new Error('cluster unavailable');
+    };
+    f.store.invalidateApiKeys = async () => {
+      throw new Error('cluster unavailable');
+    };
+    expect(await f.checkin(a.id, { agent_policy_id: 'p1', policy_revision_idx: 1 })).toEqual({ ack_token: '' });
+    const asAuthenticated = await f.agent(a.id);
+    await f.store.updateAgent({ id: a.id, doc: { active: false } });
+    const o = pollOutcome();
+    await f.fleet.checkins.begin(asAuthenticated, VERSION, { status: 'online', message: '', agent_policy_id: 'p1', policy_revision_idx: 2 } as CheckinRequest, 0, o);
+    await until(() => o.answers.length > 0);
+    // Upstream's ErrUpdatingInactiveAgent, a 401.
+    expect(o.answers).toEqual([expect.objectContaining({ code: 'AgentInactive' })]);
+    expect(classify(o.answers[0]).status).toBe(401);
+  });
 });
 
 describe('check-in: actions', () => {
@@ -372,31 +422,70 @@ describe('check-in: actions', () => {
     const [later] = await f.createActions([{ type: 'SETTINGS', agents: [a.id], data: { log_level: 'info' } }]);
     expect((await again.result).ackToken).toBe(later!._id);
   });
-  test('a poll whose pending read filled its page with nothing deliverable gets no live push: the next check-in reads on from there', async () => {
+  test('a poll whose pending read stays full of actions agents are never sent, page after page, gets no live push; its token moves past those read', async () => {
     f = await InProcessFleet.start();
     const a = await f.enroll();
     // Past the agent's position, so its check-in reads pending actions.
     let pushed = dispatchedThrough(f, f.fleet.dispatcher.checkpoint + 1);
     await f.createActions([{ type: 'SETTINGS', agents: ['someone-else'], data: { log_level: 'info' } }]);
     await pushed;
-    // A full page (100) of actions no agent is sent: more may be pending beyond it.
+    // Every page full (100) of actions no agent is sent: more may be pending beyond the pages read.
     const read = f.store.pendingActions.bind(f.store);
-    f.store.pendingActions = async (q) => Array.from({ length: q.limit }, (_, i) => ({
-      _id: `odd-${i}`, _seq_no: i, _source: { action_id: `odd-${i}`, type: 'NOT_FOR_AGENTS', agents: [a.id] },
-    }) as never);
+    const pages: number[] = [];
+    f.store.pendingActions = async (q) => (pages.push(q.afterSeqNo), Array.from({ length: q.limit }, (_, i) => ({
+      _id: `odd-${q.afterSeqNo + 1 + i}`, _seq_no: q.afterSeqNo + 1 + i, agentIndex: 0, agentCount: 1,
+      _source: { action_id: `odd-${q.afterSeqNo + 1 + i}`, type: 'NOT_FOR_AGENTS', agents: [a.id] },
+    }) as never));
     const held = await f.beginCheckin(a.id, { agent_policy_id: 'p1', policy_revision_idx: 1 }, 60_000);
     let answered = false;
     void held.result.then(() => (answered = true));
     pushed = dispatchedThrough(f, f.fleet.dispatcher.checkpoint + 1);
     const [live] = await f.createActions([{ type: 'SETTINGS', agents: [a.id], data: { log_level: 'debug' } }]);
     await pushed;
-    // Pushed live, its ack token would have moved the agent past whatever the full page left unread.
+    // Pushed live, its ack token would have moved the agent past whatever the pages left unread.
     expect(answered).toBe(false);
     held.cancel();
-    expect(await held.result).toEqual({ ackToken: '' });
+    // Ten pages, each from the last action of the one before; the answer's token is the last action read.
+    expect(pages).toEqual(Array.from({ length: 10 }, (_, i) => pages[0]! + 100 * i));
+    expect(await held.result).toEqual({ ackToken: `odd-${pages[0]! + 1000}` });
     f.store.pendingActions = read;
     const next = await f.checkin(a.id, { agent_policy_id: 'p1', policy_revision_idx: 1 });
     expect(next.ack_token).toBe(live!._id);
+  });
+
+  test('a full page of actions agents are never sent (UPDATE_TAGS) does not hide the action behind it: the check-in reads on and delivers it', async () => {
+    f = await InProcessFleet.start();
+    const a = await f.enroll();
+    const tags = await f.createActions(Array.from({ length: 100 }, () => ({ type: 'UPDATE_TAGS', agents: [a.id] })));
+    const [settings] = await f.createActions([{ type: 'SETTINGS', agents: [a.id], data: { log_level: 'debug' } }]);
+    // Old: the page of 100 left nothing to send and held back live pushes; the agent never got the SETTINGS.
+    const r = await f.checkin(a.id, { agent_policy_id: 'p1', policy_revision_idx: 1 });
+    expect(r.actions!.map((x) => x.id)).toEqual([settings!._source.action_id]);
+    expect(r.ack_token).toBe(settings!._id);
+    expect(tags).toHaveLength(100);
+  });
+
+  test('with only actions agents are never sent pending, a new action is pushed live, and a poll that times out moves its token past them', async () => {
+    f = await InProcessFleet.start();
+    const a = await f.enroll();
+    const tags = await f.createActions(Array.from({ length: 100 }, () => ({ type: 'UPDATE_TAGS', agents: [a.id] })));
+    const held = await f.beginCheckin(a.id, { agent_policy_id: 'p1', policy_revision_idx: 1 }, 60_000);
+    const [settings] = await f.createActions([{ type: 'SETTINGS', agents: [a.id], data: { log_level: 'debug' } }]);
+    const r = await held.result;
+    expect(JSON.parse(r.actionsJson!).map((x: { id: string }) => x.id)).toEqual([settings!._source.action_id]);
+    expect(r.ackToken).toBe(settings!._id);
+
+    const b = await f.enroll();
+    const more = await f.createActions(Array.from({ length: 150 }, () => ({ type: 'FORCE_UNENROLL', agents: [b.id] })));
+    const first = await f.checkin(b.id, { agent_policy_id: 'p1', policy_revision_idx: 1 });
+    expect(first).toEqual({ ack_token: more[149]!._id });
+    // The echoed token starts the next read past them: nothing is read again.
+    const reads: PendingActionQuery[] = [];
+    const read = f.store.pendingActions.bind(f.store);
+    f.store.pendingActions = (q) => (reads.push(q), read(q));
+    expect(await f.checkin(b.id, { ack_token: first.ack_token, agent_policy_id: 'p1', policy_revision_idx: 1 })).toEqual({ ack_token: first.ack_token });
+    expect(reads.every((q) => q.afterSeqNo >= more[149]!._seq_no!)).toBe(true);
+    expect(tags).toHaveLength(100);
   });
 
   test('secret_references fill inline placeholders in data, pending or live; the references are not sent', async () => {

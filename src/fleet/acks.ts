@@ -7,17 +7,21 @@ import type { ApiKeyService, DocUpdate, Store } from '../store/port';
 import { LruCache } from '../util/lru';
 import { isoTime, rfc3339 } from '../util/time';
 import type { Authenticator } from './auth';
-import type { AckEvent } from './messages';
+import { FleetError, isFleetError } from './errors';
+import { isRfc3339, type AckEvent } from './messages';
 import { outputSecretIds, type OutputKeys } from './output-keys';
 
 /** What became of one acknowledged event. */
 export type AckOutcome =
   | { kind: 'ok' }
   | { kind: 'wrongAgent' }
+  /** A field the event must carry well formed is not (a date that is not RFC 3339). */
+  | { kind: 'invalid'; reason: string }
   | { kind: 'unknownAction' }
   | { kind: 'failed'; error: unknown };
 
 const OK: AckOutcome = { kind: 'ok' };
+const UNKNOWN: AckOutcome = { kind: 'unknownAction' };
 const failed = (error: unknown): AckOutcome => ({ kind: 'failed', error });
 
 interface CachedAction {
@@ -41,8 +45,13 @@ export class AckService {
     const agentId = agent._id;
     const items: AckOutcome[] = [];
     const policyAcks: { index: number; actionId: string }[] = [];
-    const results: { id: string; doc: ActionResultDoc }[] = [];
-    const resultIndex: number[] = [];
+    /** One result per document id, and the events it answers: an action acknowledged twice is stored once (the store would keep the first). */
+    const results = new Map<string, { doc: ActionResultDoc; events: number[] }>();
+    /**
+     * Each action id looked up once per request, its absence or failure too: one request can carry tens
+     * of thousands of events naming the same id, and the LRU remembers only actions that exist.
+     */
+    const lookedUp = new Map<string, CachedAction | AckOutcome>();
     /** The UNENROLL / MIGRATE events acknowledged without error: their items carry the unenroll's outcome. */
     const unenrolls: number[] = [];
     let upgrade: { index: number; doc: Record<string, unknown> } | undefined;
@@ -57,19 +66,34 @@ export class AckService {
         if (!ev.error) policyAcks.push({ index: i, actionId: ev.action_id });
         continue;
       }
-      let action: CachedAction | undefined;
-      try {
-        action = await this.findAction(ev.action_id);
-      } catch (err) {
-        items.push(failed(err));
+      // Upstream decodes the date into a time.Time; stored as sent, a malformed one would be refused by
+      // Elasticsearch's date mapping (failing the request's other results with it) or kept as garbage.
+      if (!isTimestamp(ev.timestamp)) {
+        items.push({ kind: 'invalid', reason: 'timestamp is not an RFC 3339 time' });
         continue;
       }
-      if (!action) {
-        items.push({ kind: 'unknownAction' });
+      let found = lookedUp.get(ev.action_id);
+      if (found === undefined) {
+        try {
+          found = (await this.findAction(ev.action_id)) ?? UNKNOWN;
+        } catch (err) {
+          found = failed(err);
+        }
+        lookedUp.set(ev.action_id, found);
+      }
+      if ('kind' in found) {
+        items.push(found);
         continue;
       }
-      results.push({ id: `${ev.action_id}:${agentId}`, doc: resultDoc(ev, agentId, action) });
-      resultIndex.push(i);
+      const action = found;
+      if (action.type === 'INPUT_ACTION' && !(isTimestamp(ev.started_at) && isTimestamp(ev.completed_at))) {
+        items.push({ kind: 'invalid', reason: 'started_at or completed_at is not an RFC 3339 time' });
+        continue;
+      }
+      const resultId = `${ev.action_id}:${agentId}`;
+      const result = results.get(resultId);
+      if (result) result.events.push(i);
+      else results.set(resultId, { doc: resultDoc(ev, agentId, action), events: [i] });
       items.push(OK);
       if (action.type === 'UPGRADE') upgrade = { index: i, doc: upgradeUpdate(ev, agent._source) };
       if ((action.type === 'UNENROLL' || action.type === 'MIGRATE') && !ev.error) unenrolls.push(i);
@@ -77,14 +101,17 @@ export class AckService {
 
     // A policy ack stores no result; in a worker even an empty call is a round trip to the store owner,
     // once per agent in every rollout.
-    if (results.length > 0) {
+    let resultsFailed = false;
+    if (results.size > 0) {
       try {
-        await this.store.createActionResults(results);
+        await this.store.createActionResults([...results].map(([id, r]) => ({ id, doc: r.doc })));
       } catch (err) {
-        for (const i of resultIndex) items[i] = failed(err);
+        resultsFailed = true;
+        for (const r of results.values()) for (const i of r.events) items[i] = failed(err);
       }
     }
-    if (upgrade && Object.keys(upgrade.doc).length > 0) {
+    // Upstream's handleActionResult: the agent's upgrade fields only once its result is stored.
+    if (upgrade && !resultsFailed) {
       try {
         await this.store.updateAgent({ id: agentId, doc: upgrade.doc });
       } catch (err) {
@@ -95,7 +122,9 @@ export class AckService {
       try {
         await this.ackPolicy(agent, policyAcks.map((p) => p.actionId));
       } catch (err) {
-        for (const p of policyAcks) items[p.index] = failed(err);
+        // As upstream: an agent found inactive fails its policy items with a 500 (handleAck.go's setError).
+        const e = isFleetError(err, 'AgentInactive') ? new FleetError('Internal', err.message, { cause: err }) : err;
+        for (const p of policyAcks) items[p.index] = failed(e);
       }
     }
     if (unenrolls.length > 0) {
@@ -131,7 +160,7 @@ export class AckService {
       if (parts[1] === doc.policy_id && Number.isInteger(rev) && rev > (doc.policy_revision_idx ?? 0) && rev > best) best = rev;
     }
     if (best < 0 || doc.policy_id === undefined) return;
-    await this.outputKeys.cleanUpAfterAck(doc);
+    await this.outputKeys.cleanUpAfterAck(agent._id, doc);
     // Written only while the agent is still on the policy acknowledged, checked by the store as it writes
     // (upstream's ack script): an agent reassigned meanwhile keeps its revision for the new policy.
     const update: DocUpdate<AgentDoc> = { id: agent._id, doc: { policy_revision_idx: best, updated_at: rfc3339() }, whilePolicyId: doc.policy_id };
@@ -177,33 +206,50 @@ export class AckService {
   }
 }
 
+/** Absent, empty (treated as absent, as before), or an RFC 3339 time. */
+function isTimestamp(v: string | undefined): boolean {
+  return v === undefined || v === '' || isRfc3339(v);
+}
+
 function resultDoc(ev: AckEvent, agentId: string, action: CachedAction): ActionResultDoc {
   const doc: ActionResultDoc = {
-    '@timestamp': ev.timestamp && !Number.isNaN(Date.parse(ev.timestamp)) ? ev.timestamp : isoTime(),
+    '@timestamp': ev.timestamp ? ev.timestamp : isoTime(),
     action_id: ev.action_id,
     agent_id: agentId,
   };
   if (action.namespaces) doc.namespaces = action.namespaces;
   if (ev.error) doc.error = ev.error;
-  if (action.type === 'REQUEST_DIAGNOSTICS' && ev.data !== undefined) doc.data = ev.data as Json;
+  // Upstream decodes the event into its DiagnosticsEvent and stores `data` re-encoded: {upload_id} alone,
+  // whatever else (up to the whole body) the agent sent.
+  if (action.type === 'REQUEST_DIAGNOSTICS' && isObject(ev.data)) {
+    const uploadId = ev.data['upload_id'];
+    doc.data = { upload_id: typeof uploadId === 'string' ? uploadId : '' };
+  }
   if (action.type === 'INPUT_ACTION') {
     if (ev.action_input_type !== undefined) doc.action_input_type = ev.action_input_type;
-    if (ev.started_at !== undefined) doc.started_at = ev.started_at;
-    if (ev.completed_at !== undefined) doc.completed_at = ev.completed_at;
+    if (ev.started_at) doc.started_at = ev.started_at;
+    if (ev.completed_at) doc.completed_at = ev.completed_at;
     if (ev.action_data !== undefined) doc.action_data = ev.action_data as Json;
     if (ev.action_response !== undefined) doc.action_response = ev.action_response as Json;
   }
   return doc;
 }
 
-/** Legacy upgrade acknowledgement (agents before 8.11 report upgrades this way). */
+function isObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+/**
+ * Legacy upgrade acknowledgement (agents before 8.11 report upgrades this way), as upstream's
+ * handleUpgrade: an error with `retry: true` marks the upgrade retrying; any other error marks it
+ * failed; success clears both and records when.
+ */
 function upgradeUpdate(ev: AckEvent, doc: AgentDoc): Record<string, unknown> {
   if (ev.error) {
-    const payload = ev.payload as { retry?: boolean } | undefined;
-    if (payload?.retry === true) return {};
-    return { upgrade_started_at: null };
+    if (isObject(ev.payload) && ev.payload['retry'] === true) return { upgrade_status: 'retrying' };
+    return { upgrade_started_at: null, upgrade_status: 'failed' };
   }
-  const update: Record<string, unknown> = { upgrade_started_at: null, upgraded_at: rfc3339() };
+  const update: Record<string, unknown> = { upgrade_started_at: null, upgrade_status: null, upgraded_at: rfc3339() };
   if (!doc.upgrade_details) update['upgrade_attempts'] = null;
   return update;
 }

@@ -12,7 +12,8 @@ export function checkAuditAllowed(agent: Hit<AgentDoc>): void {
 }
 
 export async function auditUnenroll(store: Store, agent: Hit<AgentDoc>, req: AuditUnenrollRequest): Promise<void> {
-  if (!REASONS.has(req.reason)) throw badRequest(`invalid reason ${req.reason}`);
+  // Upstream's words; the client's text is not repeated into the message (and the log).
+  if (!REASONS.has(req.reason)) throw badRequest('audit/unenroll request invalid reason');
   await store.updateAgent({
     id: agent._id,
     doc: { updated_at: rfc3339(), audit_unenrolled_time: req.timestamp, audit_unenrolled_reason: req.reason },

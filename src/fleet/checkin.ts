@@ -3,7 +3,7 @@
 // subscriptions and a timer; it never polls the store.
 import type { Logger } from 'pino';
 import type { AgentDoc, AgentOutput, Hit } from '../store/documents';
-import type { Store } from '../store/port';
+import type { PendingAction, Store } from '../store/port';
 import { monotonicMs, systemClock, type Clock } from '../util/clock';
 import { parseDuration } from '../util/duration';
 import type { TextTemplate } from '../util/text-template';
@@ -52,6 +52,17 @@ export interface CheckinResult {
 }
 
 const MAX_ACTIONS = 100;
+/**
+ * Pages of pending actions one check-in reads while every hit is of a type agents are never sent
+ * (UPDATE_TAGS, FORCE_UNENROLL, Kibana's POLICY_CHANGE, unknown ones), before it gives up for this poll.
+ */
+const MAX_PENDING_PAGES = 10;
+/** How long an action's existence is remembered for upgrade_details (upstream's action cache: 5 min). */
+const ACTION_KNOWN_MS = 5 * 60_000;
+/** …and its absence (a report naming an action that does not exist is not stored, upstream's quirk). */
+const ACTION_UNKNOWN_MS = 60_000;
+/** Client text quoted in an error message (and so in the log) at most. */
+const QUOTED_MAX = 64;
 const RELEASE_MAX_GAP_MS = 10;
 const RELEASE_TICK_MS = 20;
 const MINUTE = 60_000;
@@ -91,7 +102,8 @@ class Held implements PolicySubscription {
     readonly policyId: string,
     readonly status: string,
     readonly message: string,
-    readonly ackToken: string,
+    /** Moved past pending actions agents are never sent, when the read found only those (see begin). */
+    public ackToken: string,
     readonly outputs: Record<string, AgentOutput> | undefined,
     readonly outcome: PollOutcome,
   ) {}
@@ -126,6 +138,8 @@ export class CheckinService {
   /** Set once the server lets its polls go (stopping): later polls are not held. */
   private releasing = false;
   private readonly seqNoCache = new LruCache<string, number>(5000);
+  /** Whether an action id exists, for upgrade_details (one lookup per action, not per check-in). */
+  private readonly knownActions = new LruCache<string, boolean>(1000);
   private readonly sharedTexts = new Map<string, string>();
   private touchTimer: NodeJS.Timeout | undefined;
 
@@ -194,8 +208,10 @@ export class CheckinService {
     let d: number;
     try {
       d = parseDuration(pollTimeout);
-    } catch (err) {
-      throw badRequest('poll_timeout cannot be parsed as duration', err);
+    } catch {
+      // Go's own words, quoting at most QUOTED_MAX characters of the client's text: the body may be megabytes, and this message is logged.
+      const shown = pollTimeout.length > QUOTED_MAX ? `${pollTimeout.slice(0, QUOTED_MAX)}…` : pollTimeout;
+      throw badRequest('poll_timeout cannot be parsed as duration', `time: invalid duration ${JSON.stringify(shown)}`);
     }
     if (d === 0) return this.opts.longPollMs;
     return Math.max(Math.min(d - 2 * MINUTE, this.opts.maxPollMs), MINUTE);
@@ -242,20 +258,25 @@ export class CheckinService {
       const rollbacks = req.upgrade?.rollbacks ?? [];
       if (!jsonEqual(rollbacks, doc.upgrade?.rollbacks ?? [])) rec.rollbacks = rollbacks as never;
 
-      await applyUpgradeDetails(this.store, id, doc, req.upgrade_details);
+      await applyUpgradeDetails(this.store, id, doc, req.upgrade_details, this.actionExists);
 
       let revision = doc.policy_revision_idx ?? 0;
       if (!this.opts.ignoreCheckinPolicyId && req.agent_policy_id !== undefined && req.policy_revision_idx !== undefined) {
-        const changed = req.agent_policy_id !== doc.agent_policy_id || req.policy_revision_idx !== doc.policy_revision_idx;
-        if (changed) {
+        if (req.agent_policy_id !== doc.agent_policy_id || req.policy_revision_idx !== doc.policy_revision_idx) {
           rec.agentPolicyId = req.agent_policy_id;
           rec.policyRevisionIdx = req.policy_revision_idx;
         }
-        revision = req.policy_revision_idx;
-        if (req.agent_policy_id !== policyId) revision = 0;
-        const latest = await this.policies.latest(policyId);
-        if (latest && revision > latest.revisionIdx) revision = 0;
-        if (changed) await this.outputKeys.cleanUpAfterAck(doc).catch((err) => this.log.warn({ err }, 'API key clean-up failed'));
+        if (req.agent_policy_id !== policyId) {
+          // Reassigned: the new policy from its first revision, and no key clean-up for a policy the
+          // agent is leaving (upstream's processPolicyDetails returns here).
+          revision = 0;
+        } else {
+          revision = req.policy_revision_idx;
+          const latest = await this.policies.latest(policyId);
+          if (latest && revision > latest.revisionIdx) revision = 0;
+          // Best effort inside; only an agent found inactive meanwhile fails the check-in, as upstream.
+          if (req.agent_policy_id !== doc.agent_policy_id || revision !== (doc.policy_revision_idx ?? 0)) await this.outputKeys.cleanUpAfterAck(id, doc);
+        }
       }
       // An output without a key forces the policy to be sent again so one is minted.
       if (Object.values(doc.outputs ?? {}).some((o) => o.api_key === '')) revision = 0;
@@ -272,7 +293,11 @@ export class CheckinService {
       this.policies.subscribe(held);
       if (!held.settled) {
         const pending = await this.pendingActions(id, seqNo, checkpoint);
+        if (pending.passed) this.seqNoCache.set(pending.passed._id, pending.passed._seq_no!);
         if (!held.settled) {
+          // Only actions agents are never sent were read: the answer's token moves past them, so the
+          // agent's next check-in does not read them again (and cannot stay behind them for good).
+          if (pending.passed) held.ackToken = pending.passed._id;
           // A full page may have left older pending actions unread: live ones then wait for the next
           // check-in too (this poll gets none pushed), so the ack token does not move past those.
           const live = pending.full ? [] : held.buffered;
@@ -356,20 +381,37 @@ export class CheckinService {
     return { ackToken: token, actionsJson: JSON.stringify(actions) };
   }
 
-  /** `full`: the page limit was reached, so actions beyond those read may be pending too. */
-  private async pendingActions(agentId: string, afterSeqNo: number, checkpoint: number): Promise<{ actions: LiveAction[]; full: boolean }> {
+  /**
+   * The agent's pending actions, from the first page that has any it may be sent. Upstream reads one page
+   * and leaves an empty answer to its live pushes; here a full page would hold live pushes back (see
+   * begin), so pages of types agents are never sent are read past, up to MAX_PENDING_PAGES.
+   * `full`: the last page read was full, so actions beyond it may be pending too.
+   * `passed`: with no action to send, the last action read (its sequence number, past all read).
+   */
+  private async pendingActions(agentId: string, afterSeqNo: number, checkpoint: number): Promise<{ actions: LiveAction[]; full: boolean; passed?: PendingAction }> {
     if (checkpoint <= afterSeqNo) return { actions: [], full: false };
-    const hits = await this.store.pendingActions({
-      agentId, afterSeqNo, checkpoint, nowIso: isoTime(this.clock.now()), limit: MAX_ACTIONS,
-    });
-    const actions: LiveAction[] = [];
-    for (const h of hits) {
-      if (!isDeliverable(h._source.type)) continue;
-      // Upstream leaves these unresolved (its dispatcher alone resolves); an agent gets the same data either way.
-      const hit = await withSecrets(h, this.store, this.log);
-      actions.push({ hit, startTime: rolloutStart(hit._source, hit.agentIndex, hit.agentCount) });
+    const nowIso = isoTime(this.clock.now());
+    let after = afterSeqNo;
+    let last: PendingAction | undefined;
+    for (let page = 1; ; page++) {
+      const hits = await this.store.pendingActions({ agentId, afterSeqNo: after, checkpoint, nowIso, limit: MAX_ACTIONS });
+      const actions: LiveAction[] = [];
+      for (const h of hits) {
+        if (!isDeliverable(h._source.type)) continue;
+        // Upstream leaves these unresolved (its dispatcher alone resolves); an agent gets the same data either way.
+        const hit = await withSecrets(h, this.store, this.log);
+        actions.push({ hit, startTime: rolloutStart(hit._source, hit.agentIndex, hit.agentCount) });
+      }
+      const full = hits.length >= MAX_ACTIONS;
+      const end = hits[hits.length - 1];
+      // Only a hit past the last one read moves the position (a store answering the same page again does not).
+      if (end?._seq_no !== undefined && end._seq_no > after) last = end;
+      if (actions.length > 0) return { actions, full };
+      if (!full || page >= MAX_PENDING_PAGES || last === undefined || last._seq_no! <= after) {
+        return last ? { actions, full, passed: last } : { actions, full };
+      }
+      after = last._seq_no!;
     }
-    return { actions, full: hits.length >= MAX_ACTIONS };
   }
 
   private async resolveSeqNo(ackToken: string, doc: AgentDoc): Promise<number> {
@@ -382,6 +424,16 @@ export class CheckinService {
     this.seqNoCache.set(ackToken, seq);
     return seq;
   }
+
+  /** upgrade_details' action lookup, remembered (upstream's action cache); called only when the details changed. */
+  private readonly actionExists = async (actionId: string): Promise<boolean> => {
+    const now = this.clock.now();
+    const known = this.knownActions.get(actionId, now);
+    if (known !== undefined) return known;
+    const exists = (await this.store.findAction(actionId)) !== undefined;
+    this.knownActions.set(actionId, exists, exists ? ACTION_KNOWN_MS : ACTION_UNKNOWN_MS, now);
+    return exists;
+  };
 }
 
 /**

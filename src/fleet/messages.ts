@@ -1,10 +1,34 @@
 // The messages agents send, as TypeBox schemas: the TypeScript types and the validators come from
 // these definitions alone. Extra properties are allowed, as Go's JSON decoding ignores them.
-import { Type, type Static, type TSchema } from '@sinclair/typebox';
+import { FormatRegistry, Type, type Static, type TSchema } from '@sinclair/typebox';
 import { TypeCompiler, type TypeCheck } from '@sinclair/typebox/compiler';
 
 const Obj = <T extends Record<string, TSchema>>(props: T) => Type.Object(props, { additionalProperties: true });
 const Nullable = <T extends TSchema>(s: T) => Type.Union([s, Type.Null()]);
+
+const RFC3339 = /^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(?:\.\d{1,9})?(?:Z|[+-](\d{2}):(\d{2}))$/;
+
+/**
+ * What Go's time.Time takes from JSON (RFC 3339: `T` and `Z` upper case, a two-digit offset, fields in
+ * range, the day within its month), where upstream decodes a date. Fractions stop at nanoseconds, as
+ * Elasticsearch's date fields do.
+ */
+export function isRfc3339(v: string): boolean {
+  const m = RFC3339.exec(v);
+  if (!m) return false;
+  const [year, month, day, hour, minute, second] = m.slice(1, 7).map(Number) as [number, number, number, number, number, number];
+  if (month < 1 || month > 12 || day < 1 || day > daysIn(year, month) || hour > 23 || minute > 59 || second > 59) return false;
+  return m[7] === undefined || (Number(m[7]) <= 23 && Number(m[8]) <= 59);
+}
+
+function daysIn(year: number, month: number): number {
+  if (month === 2) return year % 4 === 0 && (year % 100 !== 0 || year % 400 === 0) ? 29 : 28;
+  return [4, 6, 9, 11].includes(month) ? 30 : 31;
+}
+
+FormatRegistry.Set('date-time', isRfc3339);
+/** A date upstream decodes into a time.Time: anything else fails the request's decoding, as there. */
+const DateTime = () => Type.String({ format: 'date-time' });
 
 export const EnrollRequest = Obj({
   type: Type.String(),
@@ -66,6 +90,8 @@ export const AckEvent = Obj({
   agent_id: Type.Optional(Type.String()),
   action_id: Type.String(),
   message: Type.Optional(Type.String()),
+  // Dates are checked event by event (fleet/acks.ts): upstream decodes each event on its own, so one
+  // malformed event does not fail the others.
   timestamp: Type.Optional(Type.String()),
   error: Type.Optional(Type.String()),
   payload: Type.Optional(Type.Unknown()),
@@ -81,7 +107,7 @@ export type AckEvent = Static<typeof AckEvent>;
 export const AckRequest = Obj({ events: Nullable(Type.Array(AckEvent)) });
 export type AckRequest = Static<typeof AckRequest>;
 
-export const AuditUnenrollRequest = Obj({ reason: Type.String(), timestamp: Type.String() });
+export const AuditUnenrollRequest = Obj({ reason: Type.String(), timestamp: DateTime() });
 export type AuditUnenrollRequest = Static<typeof AuditUnenrollRequest>;
 
 /**

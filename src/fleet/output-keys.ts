@@ -7,6 +7,7 @@ import { ConflictError, NotFoundError, SECRET_REFERENCE, secretReference, StoreB
 import { LruCache } from '../util/lru';
 import type { TokenBucket } from '../util/token-bucket';
 import { rfc3339 } from '../util/time';
+import { FleetError } from './errors';
 import type { EsOutput, ParsedPolicy } from './parsed-policy';
 
 const RDSTALE = /-\d+-rdstale$/;
@@ -257,28 +258,66 @@ export class OutputKeys {
 
   /**
    * After an agent acknowledges a policy: drop stale roles from its output keys and invalidate the
-   * keys it retired (upstream's ack clean-up), each in the cluster that holds it.
+   * keys it retired (upstream's ack clean-up), each in the cluster that holds it. Best effort, as
+   * upstream's updateAPIKey and invalidateAPIKeys (handleAck.go): a failure is logged and the ack goes
+   * on, since the next policy ack cleans up again. Throws only when an output key cannot be read and
+   * the agent turns out to be inactive (upstream's ErrUpdatingInactiveAgent): its keys were invalidated
+   * by an unenroll, and its ack must not be recorded.
    */
-  async cleanUpAfterAck(agent: AgentDoc): Promise<void> {
-    const remotes = await this.remotesOf(agent);
+  async cleanUpAfterAck(agentId: string, agent: AgentDoc): Promise<void> {
+    let remotes: RemoteOutputs;
+    try {
+      remotes = await this.remotesOf(agent);
+    } catch (err) {
+      // Without the policy a remote output's keys would be looked for in the wrong cluster.
+      this.log.warn({ err, 'fleet.agent.id': agentId }, 'API key clean-up skipped: the agent\'s policy could not be read');
+      return;
+    }
     const invalidate = new Map<ApiKeyService, Set<string>>();
     const secrets = new Set<string>();
     for (const [name, out] of Object.entries(agent.outputs ?? {})) {
       if ((out.type !== 'elasticsearch' && out.type !== 'remote_elasticsearch') || !out.api_key_id) continue;
       const cluster = this.store.apiKeysFor(remotes.get(name));
-      const roles = await cluster.getApiKeyRoles(out.api_key_id);
-      if (roles) {
-        const kept = Object.fromEntries(Object.entries(roles).filter(([role]) => !role.endsWith('-rdstale')));
-        if (Object.keys(kept).length !== Object.keys(roles).length) await cluster.updateApiKeyRoles([out.api_key_id], kept);
-      }
+      await this.dropStaleRoles(agentId, name, cluster, out.api_key_id);
       for (const r of out.to_retire_api_key_ids ?? []) {
         if (r.id === out.api_key_id) continue;
         addKey(invalidate, this.store.apiKeysFor(remotes.get(r.output ?? name)), r.id);
         if (r.secret_id) secrets.add(r.secret_id);
       }
     }
-    for (const [cluster, ids] of invalidate) await cluster.invalidateApiKeys([...ids]);
-    await this.deleteSecrets([...secrets]);
+    for (const [cluster, ids] of invalidate) {
+      await cluster.invalidateApiKeys([...ids]).catch((err: unknown) =>
+        this.log.warn({ err, 'fleet.agent.id': agentId, 'fleet.policy.apiKeyIDs': [...ids] }, 'retired output API keys not invalidated'));
+    }
+    await this.deleteSecrets([...secrets]).catch((err: unknown) =>
+      this.log.warn({ err, 'fleet.agent.id': agentId }, 'secrets of retired output API keys not deleted'));
+  }
+
+  /** The key's `-rdstale` roles removed; a key that cannot be read stops the clean-up only for an inactive agent. */
+  private async dropStaleRoles(agentId: string, output: string, cluster: ApiKeyService, keyId: string): Promise<void> {
+    let roles: RoleMap | undefined;
+    try {
+      roles = await cluster.getApiKeyRoles(keyId);
+    } catch (err) {
+      if (!(await this.isActive(agentId))) throw new FleetError('AgentInactive', 'updating inactive agent', { cause: err });
+      this.log.warn({ err, 'fleet.agent.id': agentId, 'fleet.policy.output.name': output, 'fleet.policy.apiKeyIDs': [keyId] }, 'output API key roles not read');
+      return;
+    }
+    if (!roles) return;
+    const kept = Object.fromEntries(Object.entries(roles).filter(([role]) => !role.endsWith('-rdstale')));
+    if (Object.keys(kept).length === Object.keys(roles).length) return;
+    await cluster.updateApiKeyRoles([keyId], kept).catch((err: unknown) =>
+      this.log.warn({ err, 'fleet.agent.id': agentId, 'fleet.policy.output.name': output, 'fleet.policy.apiKeyIDs': [keyId] }, 'output API key roles not updated'));
+  }
+
+  /** Read afresh, as upstream's isAgentActive; a failed read counts as active (so the ack goes on). */
+  private async isActive(agentId: string): Promise<boolean> {
+    try {
+      return (await this.store.getAgent(agentId))?._source.active !== false;
+    } catch (err) {
+      this.log.warn({ err, 'fleet.agent.id': agentId }, 'agent not read to check it is active');
+      return true;
+    }
   }
 
   /**

@@ -45,19 +45,31 @@ export function normalizeUpgradeDetails(d: UpgradeDetails): JsonObject {
   return out;
 }
 
+/**
+ * `actionExists` is asked only when the details differ from the stored ones: an agent repeats the same
+ * details on every check-in while an upgrade waits (UPG_SCHEDULED, UPG_WATCHING, UPG_FAILED), and a
+ * lookup per check-in would be a search per agent per poll (upstream answers most from its action cache).
+ */
 export async function applyUpgradeDetails(store: Store, agentId: string, doc: AgentDoc,
-  details: UpgradeDetails | null | undefined): Promise<void> {
+  details: UpgradeDetails | null | undefined, actionExists: (actionId: string) => Promise<boolean>): Promise<void> {
   if (!details) {
     if (doc.upgrade_details) {
-      // The agent stopped reporting details: the upgrade finished.
-      await store.updateAgent({ id: agentId, doc: { upgrade_details: null, upgrade_started_at: null, upgraded_at: rfc3339() } });
+      // The agent stopped reporting details: the upgrade finished (upstream's markUpgradeComplete).
+      await store.updateAgent({ id: agentId, doc: { upgrade_details: null, upgrade_started_at: null, upgrade_status: null, upgraded_at: rfc3339() } });
     }
     return;
   }
-  // Details for an action that does not exist are not stored (upstream behaviour).
-  if (!(await store.findAction(details.action_id))) return;
-  const normalized = normalizeUpgradeDetails(details);
-  if (jsonEqual(normalized, doc.upgrade_details)) return;
+  let normalized: JsonObject | undefined;
+  let invalid: unknown;
+  try {
+    normalized = normalizeUpgradeDetails(details);
+  } catch (err) {
+    invalid = err;
+  }
+  if (normalized !== undefined && jsonEqual(normalized, doc.upgrade_details)) return;
+  // Details for an action that does not exist are not stored, even invalid ones (upstream looks the action up first).
+  if (!(await actionExists(details.action_id))) return;
+  if (normalized === undefined) throw invalid;
   const update: Record<string, unknown> = { upgrade_details: normalized };
   if (details.state === 'UPG_WATCHING' && doc.upgrade_attempts) update['upgrade_attempts'] = null;
   await store.updateAgent({ id: agentId, doc: update });

@@ -455,9 +455,13 @@ export class EsStore implements Store {
     return hits;
   }
 
+  /**
+   * Without its `agents` list, as upstream's dl.FindAction: acks and upgrade_details need the type, and
+   * a rollout's list (one id per agent) would otherwise be carried on every lookup.
+   */
   async findAction(actionId: string): Promise<Hit<ActionDoc> | undefined> {
     return (await this.search<ActionDoc>(INDEX.actions, {
-      seq_no_primary_term: true, query: filter(term('action_id', actionId)), sort: ['_seq_no'], size: 1,
+      seq_no_primary_term: true, query: filter(term('action_id', actionId)), sort: ['_seq_no'], size: 1, _source: { excludes: ['agents'] },
     }))[0];
   }
 
