@@ -48,6 +48,7 @@ const FILE_ROUTE_ERRORS: Record<string, (FleetErrorCode | HttpErrorCode)[]> = {
   'post /api/fleet/uploads': [
     'AgentNotFound', 'AgentCorrupted', 'FileInfoBodyRequired', 'AgentIdMissing', 'AgentIdentity', 'FileFeatureDisabled',
     'FileSizeRequired', 'InvalidFileSize', 'FileSizeTooLarge', 'FieldRequired', 'UploadExists', 'PayloadTooLarge', 'TooManyUploads',
+    'BadRequest',
   ],
   'put /api/fleet/uploads/{id}/{n}': [
     'AgentNotFound', 'AgentCorrupted', 'InvalidChunkNum', 'ChunkHashRequired', 'InvalidFileId', 'AgentIdentity', 'UploadExpired',
@@ -55,7 +56,7 @@ const FILE_ROUTE_ERRORS: Record<string, (FleetErrorCode | HttpErrorCode)[]> = {
   ],
   'post /api/fleet/uploads/{id}': [
     'AgentNotFound', 'AgentCorrupted', 'TransitHashRequired', 'InvalidFileId', 'AgentIdentity', 'UploadExpired', 'StatusNoUploads',
-    'MissingChunks', 'FailValidation', 'PayloadTooLarge',
+    'MissingChunks', 'FailValidation', 'PayloadTooLarge', 'BadRequest',
   ],
   'get /api/fleet/file/{id}': ['AgentNotFound', 'AgentCorrupted', 'ClientFileForbidden', 'NoFile', 'RangeNotSatisfiable'],
 };
@@ -307,7 +308,7 @@ async function lifecycleSamples(): Promise<Samples> {
     api.push(['checkinResponse', await checkin({})]);
     // The begin answer depends on the store only through the create succeeding.
     const created: string[] = [];
-    const uploadStore = { uploads: { listUploads: async () => [], createUpload: async (src: string, docId: string) => { created.push(`${src}/${docId}`); return true; } } };
+    const uploadStore = { uploads: { listUploads: async () => [], countUploads: async () => 0, createUpload: async (src: string, docId: string) => { created.push(`${src}/${docId}`); return true; } } };
     const uploads = new UploadService(uploadStore as unknown as Store, { maxFileSize: undefined }, pino({ level: 'silent' }));
     api.push(['uploadBeginResponse', await uploads.begin(await f.agent(id), {
       file: { name: 'diag.zip', mime_type: 'application/zip', size: 9_000_000, hash: { sha256: 'ab'.repeat(32) } },

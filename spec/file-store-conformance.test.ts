@@ -105,6 +105,31 @@ describe.each(STORE_KINDS)('%s store: files', (_name, make) => {
     expect(await ids(now - 2_000)).toEqual([newer]);
     expect(await ids(now - 5_000, 1)).toEqual([newer]);
     expect(await store.uploads.listUploads({ agentId, limit: 10 })).toHaveLength(6);
+    // Counted the same way, up to the limit.
+    expect(await store.uploads.countUploads({ agentId, inProgressSince: now - 5_000, limit: 16 })).toBe(2);
+    expect(await store.uploads.countUploads({ agentId, inProgressSince: now - 2_000, limit: 16 })).toBe(1);
+    expect(await store.uploads.countUploads({ agentId, inProgressSince: now - 5_000, limit: 1 })).toBe(1);
+    expect(await store.uploads.countUploads({ agentId, limit: 16 })).toBe(6);
+    expect(await store.uploads.countUploads({ agentId: uid(), inProgressSince: 0, limit: 16 })).toBe(0);
+  });
+
+  test('closing an upload: once only, from an upload still taking chunks', async () => {
+    const u = await newUpload(3, 4);
+    await store.uploads.putChunk(u, { n: 0, last: true, sha2: sha256(Buffer.from('abc')), timestampMs: Date.now() }, pieces(Buffer.from('abc')));
+    const chunks = await store.uploads.listChunks(u);
+    expect(await store.uploads.closeUpload(u, 'READY', { transitHash: 'e'.repeat(64), chunks })).toBe('closed');
+    // A second completion (a failing one, say) finds it closed and changes nothing.
+    expect(await store.uploads.closeUpload(u, 'UPLOAD_ERROR')).toBe('stopped');
+    expect(await store.uploads.closeUpload(u, 'READY', { transitHash: 'f'.repeat(64), chunks })).toBe('stopped');
+    const ready = (await store.uploads.findUpload(u.uploadId))!;
+    expect(ready.status).toBe('READY');
+    expect(ready.doc['transithash']).toEqual({ sha256: 'e'.repeat(64) });
+    // A failure closes it the same way; a gone upload is stopped.
+    const failed = await newUpload(3, 4);
+    expect(await store.uploads.closeUpload(failed, 'UPLOAD_ERROR')).toBe('closed');
+    expect((await store.uploads.findUpload(failed.uploadId))!.status).toBe('UPLOAD_ERROR');
+    await store.uploads.deleteUpload(failed);
+    expect(await store.uploads.closeUpload(failed, 'READY', { transitHash: 'e'.repeat(64) })).toBe('stopped');
   });
 
   test('status: READY with its transit hash; delete removes metadata and chunks', async () => {

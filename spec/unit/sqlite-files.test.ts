@@ -228,6 +228,21 @@ test('a status change waits for a chunk being placed: the chunk found open is ke
   expect(await collect(store.uploads.readChunk(u, 0))).toEqual(data);
 });
 
+test('closing an upload compares its chunks in the same turn: a chunk replaced or added since the listing leaves it open', async () => {
+  const u = await newUpload();
+  const a = Buffer.from('abcd');
+  await store.uploads.putChunk(u, chunk(0, a), once(a));
+  const listed = await store.uploads.listChunks(u);
+  const b = Buffer.from('wxyz');
+  await store.uploads.putChunk(u, chunk(0, b), once(b));
+  expect(await store.uploads.closeUpload(u, 'READY', { transitHash: 'f'.repeat(64), chunks: listed })).toBe('changed');
+  await store.uploads.putChunk(u, chunk(1, b), once(b));
+  expect(await store.uploads.closeUpload(u, 'READY', { transitHash: 'f'.repeat(64), chunks: await store.uploads.listChunks(u).then((c) => c.slice(0, 1)) })).toBe('changed');
+  expect((await store.uploads.findUpload(u.uploadId))!.status).toBe('AWAITING_UPLOAD');
+  expect(await store.uploads.closeUpload(u, 'READY', { transitHash: 'f'.repeat(64), chunks: await store.uploads.listChunks(u) })).toBe('closed');
+  expect((await store.uploads.findUpload(u.uploadId))!.status).toBe('READY');
+});
+
 describe('directories a crash left without a row', () => {
   const files = (...p: string[]): string => join(dir, 'files', ...p);
   const blobsOf = (s: SqliteStore): BlobDir => (s as unknown as { blobs: BlobDir }).blobs;

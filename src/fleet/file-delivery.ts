@@ -3,7 +3,7 @@
 // chunks a byte range needs.
 import type { AgentDoc, Hit } from '../store/documents';
 import type { DeliveryFile, DeliveryScope } from '../store/file-ports';
-import type { Store } from '../store/port';
+import { NotFoundError, type Store } from '../store/port';
 import { badRequest, FleetError } from './errors';
 
 /** Upstream's only library client: Elastic Defend, which says so in X-elastic-product-origin. */
@@ -24,14 +24,17 @@ export class FileDeliveryService {
   /** The file the agent asked for, or the upstream error for why not. */
   async open(agent: Hit<AgentDoc>, id: string, source: string | undefined, productOrigin: string | undefined): Promise<DeliveryFile> {
     let scope: DeliveryScope = { agentId: agent._id };
-    if (source !== undefined) {
+    // As upstream (sanitizedIndexInput(source) != ""), a blank `source` (`?source=`) is no source: the
+    // agent's own files. Any other is checked, not rewritten (docs/compatibility.md).
+    const library = source?.trim() ?? '';
+    if (library !== '') {
       // Upstream normalises the header before comparing it.
       if (productOrigin?.trim().toLowerCase() !== LIBRARY_ORIGIN) throw new FleetError('ClientFileForbidden');
-      if (!LIBRARY.test(source)) throw badRequest('source must be a lower-case library name');
-      scope = { integration: LIBRARY_INTEGRATION, library: source };
+      if (!LIBRARY.test(library)) throw badRequest('source must be a lower-case library name');
+      scope = { integration: LIBRARY_INTEGRATION, library };
     }
     const file = await this.store.deliveries.findDeliveryFile(id, scope);
-    if (!file) throw new FleetError('NoFile');
+    if (!file || !whole(file)) throw new FleetError('NoFile');
     return file;
   }
 
@@ -44,7 +47,7 @@ export class FileDeliveryService {
     let remaining = range.end - range.start + 1;
     for (let i = Math.floor(range.start / cs); i < file.chunks.length && remaining > 0; i++) {
       let skip = i === Math.floor(range.start / cs) ? range.start - i * cs : 0;
-      for await (const piece of this.store.deliveries.readDeliveryChunk(file.chunks[i]!)) {
+      for await (const piece of readChunk(this.store, file.chunks[i]!)) {
         let p = piece;
         if (skip > 0) {
           if (skip >= p.length) {
@@ -61,5 +64,27 @@ export class FileDeliveryService {
       }
     }
     if (remaining > 0) throw new Error(`file ${file.id}: stored chunks end ${remaining} bytes short of its size`);
+  }
+}
+
+/**
+ * Whether the stored chunks make the whole file: exactly positions 0..count-1 for its size and chunk
+ * size (upstream answers ErrNoFile when there are none). Checked before any byte is sent, so a file
+ * whose chunks are missing is a 404, not a 200 whose body stops short.
+ */
+function whole(file: DeliveryFile): boolean {
+  const { size, chunkSize, chunkNumbers } = file;
+  if (!Number.isSafeInteger(size) || size <= 0 || !Number.isSafeInteger(chunkSize) || chunkSize <= 0) return false;
+  const count = Math.ceil(size / chunkSize);
+  return chunkNumbers.length === count && file.chunks.length === count && chunkNumbers.every((n, i) => n === i);
+}
+
+/** A chunk gone since the file was found (deleted meanwhile) is the file gone: ErrNoFile. */
+async function* readChunk(store: Store, handle: string): AsyncIterable<Uint8Array> {
+  try {
+    yield* store.deliveries.readDeliveryChunk(handle);
+  } catch (err) {
+    if (err instanceof NotFoundError) throw new FleetError('NoFile', 'file not found', { cause: err });
+    throw err;
   }
 }

@@ -4,8 +4,8 @@
 import { createHash, randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
 import type { AgentDoc, Hit, JsonObject } from '../store/documents';
-import { STOPPED_UPLOAD_STATUSES as STOPPED, type OrphanSweep, type UploadRecord } from '../store/file-ports';
-import type { Store } from '../store/port';
+import { STOPPED_UPLOAD_STATUSES as STOPPED, UploadDocumentRefused, type OrphanSweep, type StoredChunk, type UploadRecord, type UploadRef } from '../store/file-ports';
+import { StoreBusyError, type Store } from '../store/port';
 import { systemClock, type Clock } from '../util/clock';
 import { LruCache } from '../util/lru';
 import { badRequest, FleetError, isFleetError } from './errors';
@@ -16,6 +16,14 @@ export const UPLOAD_WINDOW_MS = 24 * 3_600_000;
 /** Completion lists at most this many chunks (upstream's search size), so larger files could never complete. */
 export const MAX_CHUNKS = 10_000;
 const CACHE_TTL_MS = 30 * 60_000;
+/** Uploads cached (upstream's upload:<id>): a slim record each, a few hundred bytes. */
+const CACHE_ENTRIES = 10_000;
+/** The cache's bound in bytes (of its records as JSON): ids are bounded (MAX_DOC_ID_BYTES), so this is slack. */
+const CACHE_MAX_WEIGHT = 16 * 1024 * 1024;
+/** Elasticsearch's bound on a document id, which a chunk's `<action_id>.<agent_id>.<n>` must keep to. */
+export const MAX_DOC_ID_BYTES = 512;
+/** Completion's re-checks when chunks change under it (a re-sent chunk) before it asks the agent to retry. */
+const COMPLETE_ATTEMPTS = 3;
 /**
  * Uploads one agent may have in progress (begun within the window, not finished). Upstream sets no
  * bound; here one agent's key cannot start uploads without end, each holding disk until it expires. An
@@ -48,8 +56,32 @@ export function transitHash(chunkHashesHex: string[]): string {
   return h.digest('hex');
 }
 
+/** What the cache keeps of an upload: what chunks and completion need, none of the client's document. */
+function refOf(u: UploadRecord): UploadRef {
+  return {
+    id: u.id, source: u.source, uploadId: u.uploadId, agentId: u.agentId, actionId: u.actionId,
+    size: u.size, chunkSize: u.chunkSize, status: u.status, startedMs: u.startedMs,
+  };
+}
+
+/** The transit hash as upstream reads it (handleUpload.go: a string field, TrimSpace'd); undefined when blank. */
+function transitHashOf(body: JsonObject): string | undefined {
+  const th = body['transithash'];
+  if (th === undefined || th === null) return undefined;
+  // Upstream decodes into a struct: anything but an object (or a non-string sha256) is a decode error.
+  if (typeof th !== 'object' || Array.isArray(th)) throw badRequest('unable to decode upload complete request');
+  const sha = th['sha256'];
+  if (sha === undefined || sha === null) return undefined;
+  if (typeof sha !== 'string') throw badRequest('unable to decode upload complete request');
+  const hash = sha.trim();
+  return hash === '' ? undefined : hash;
+}
+
 export class UploadService {
-  private readonly cache = new LruCache<string, UploadRecord>(10_000);
+  private readonly cache = new LruCache<string, UploadRef>(CACHE_ENTRIES, {
+    maxWeight: CACHE_MAX_WEIGHT,
+    weigh: (u) => JSON.stringify(u).length,
+  });
 
   constructor(private readonly store: Store, private readonly opts: UploadOptions, private readonly log: Logger,
     private readonly clock: Clock = systemClock) {}
@@ -62,30 +94,45 @@ export class UploadService {
     return id;
   }
 
+  /** The cache's size in bytes (its records as JSON): what an upload costs while it is cached. */
+  get cacheWeight(): number {
+    return this.cache.totalWeight;
+  }
+
   /** POST /api/fleet/uploads: `agent` is the authenticated agent the body names. */
   async begin(agent: Hit<AgentDoc>, body: JsonObject): Promise<UploadBegun> {
     if (this.opts.maxFileSize === 0) throw new FleetError('FileFeatureDisabled');
-    const file = body['file'];
-    if (file === null || typeof file !== 'object' || Array.isArray(file)) throw new FleetError('FileSizeRequired');
-    const size = file['size'];
-    if (size === undefined || size === null) throw new FleetError('FileSizeRequired');
-    if (typeof size !== 'number' || !Number.isSafeInteger(size) || size <= 0) {
-      throw new FleetError('InvalidFileSize', `file.size: ${JSON.stringify(size)}: invalid filesize`);
-    }
-    const max = Math.min(this.opts.maxFileSize ?? Infinity, MAX_CHUNKS * UPLOAD_CHUNK_SIZE);
-    if (size > max) throw new FleetError('FileSizeTooLarge');
+    // Upstream's validateUploadPayload order: the required strings, then file.size, then its limit.
+    const fileField = body['file'];
+    const file: JsonObject = fileField !== null && typeof fileField === 'object' && !Array.isArray(fileField) ? fileField : {};
     for (const [where, key] of [[file, 'name'], [file, 'mime_type'], [body, 'action_id'], [body, 'agent_id'], [body, 'src']] as const) {
       const v = where[key];
       if (typeof v !== 'string' || v.trim() === '') {
         throw new FleetError('FieldRequired', `${where === file ? 'file.' : ''}${key} is required: field required`);
       }
     }
+    const size = file['size'];
+    // JSDict.Int64: only a number is a size; anything else is no size.
+    if (typeof size !== 'number') throw new FleetError('FileSizeRequired');
+    if (!Number.isSafeInteger(size) || size <= 0) {
+      throw new FleetError('InvalidFileSize', `file.size: ${JSON.stringify(size)}: invalid filesize`);
+    }
+    const max = Math.min(this.opts.maxFileSize ?? Infinity, MAX_CHUNKS * UPLOAD_CHUNK_SIZE);
+    if (size > max) throw new FleetError('FileSizeTooLarge');
     const src = body['src'] as string;
     if (!SOURCE.test(src)) throw badRequest('src must be a lower-case name of letters, digits, - and _');
+    const id = `${body['action_id'] as string}.${agent._id}`;
+    // Not upstream's check (Elasticsearch refuses the id, and upstream answers 500): the last chunk's
+    // document id must fit Elasticsearch's bound, on every store alike.
+    const lastChunkId = `${id}.${chunkCount(size, UPLOAD_CHUNK_SIZE) - 1}`;
+    if (Buffer.byteLength(lastChunkId) > MAX_DOC_ID_BYTES) {
+      throw badRequest(`action_id is too long: <action_id>.<agent_id>.<chunk> must fit in ${MAX_DOC_ID_BYTES} bytes`);
+    }
     const now = this.clock.now();
-    const inProgress = await this.store.uploads.listUploads({ agentId: agent._id, inProgressSince: now - UPLOAD_WINDOW_MS, limit: MAX_UPLOADS_IN_PROGRESS });
-    if (inProgress.length >= MAX_UPLOADS_IN_PROGRESS) {
-      throw new FleetError('TooManyUploads', `this agent has ${inProgress.length} uploads in progress; finish one, or let it expire, first`);
+    // Counted, not listed: a listing would read (and parse) each upload's whole document.
+    const inProgress = await this.store.uploads.countUploads({ agentId: agent._id, inProgressSince: now - UPLOAD_WINDOW_MS, limit: MAX_UPLOADS_IN_PROGRESS });
+    if (inProgress >= MAX_UPLOADS_IN_PROGRESS) {
+      throw new FleetError('TooManyUploads', `this agent has ${inProgress} uploads in progress; finish one, or let it expire, first`);
     }
     const uploadId = randomUUID();
     const doc: JsonObject = {
@@ -96,19 +143,29 @@ export class UploadService {
       '@timestamp': now,
       namespaces: agent._source.namespaces ?? [],
     };
-    const id = `${body['action_id'] as string}.${agent._id}`;
-    if (!await this.store.uploads.createUpload(src, id, doc)) throw new FleetError('UploadExists');
+    let created: boolean;
+    try {
+      created = await this.store.uploads.createUpload(src, id, doc);
+    } catch (err) {
+      if (err instanceof UploadDocumentRefused) throw badRequest('the upload document was refused', err);
+      throw err;
+    }
+    if (!created) throw new FleetError('UploadExists');
     this.log.info({ 'fleet.upload.id': uploadId, 'fleet.agent.id': agent._id, 'file.size': size }, 'upload started');
     return { upload_id: uploadId, chunk_size: UPLOAD_CHUNK_SIZE };
   }
 
-  /** The upload a chunk is for (cached, as upstream's upload:<id>), checked as upstream checks it. */
-  private async activeUpload(uploadId: string, agent: Hit<AgentDoc>, fresh: boolean): Promise<UploadRecord> {
-    let upload = fresh ? undefined : this.cache.get(uploadId);
+  /**
+   * The upload a chunk is for (cached, as upstream's upload:<id>), checked as upstream checks it. The
+   * cache keeps a slim record, and only of an upload its own agent asked for.
+   */
+  private async activeUpload(uploadId: string, agent: Hit<AgentDoc>, fresh: boolean): Promise<UploadRef> {
+    let upload = fresh ? undefined : this.cache.get(uploadId, this.clock.now());
     if (!upload) {
-      upload = await this.store.uploads.findUpload(uploadId);
-      if (!upload) throw new FleetError('InvalidFileId');
-      this.cache.set(uploadId, upload, CACHE_TTL_MS);
+      const found = await this.store.uploads.findUpload(uploadId);
+      if (!found) throw new FleetError('InvalidFileId');
+      upload = refOf(found);
+      if (upload.agentId === agent._id) this.cache.set(uploadId, upload, CACHE_TTL_MS, this.clock.now());
     }
     // Checked before the window, so another agent learns nothing about this upload.
     if (upload.agentId !== agent._id) throw new FleetError('AgentIdentity');
@@ -169,29 +226,48 @@ export class UploadService {
 
   /** POST /api/fleet/uploads/{id}: every chunk in place and of the right size, and the transit hash. */
   async complete(agent: Hit<AgentDoc>, uploadId: string, body: JsonObject): Promise<void> {
-    const th = body['transithash'];
-    const claimed = th !== null && typeof th === 'object' && !Array.isArray(th) ? th['sha256'] : undefined;
-    if (typeof claimed !== 'string' || claimed === '') throw new FleetError('TransitHashRequired');
+    // Upstream's order (handleUpload.go): the upload and its agent, then the body, then a fresh status.
     const upload = await this.activeUpload(uploadId, agent, true);
+    const claimed = transitHashOf(body)?.toLowerCase();
+    if (claimed === undefined) throw new FleetError('TransitHashRequired');
     if (STOPPED.has(upload.status)) throw new FleetError('StatusNoUploads');
-    const count = chunkCount(upload.size, upload.chunkSize);
-    const chunks = await this.store.uploads.listChunks(upload);
-    if (chunks.length !== count || chunks.some((c, i) => c.n !== i)) throw new FleetError('MissingChunks');
+    for (let attempt = 1; ; attempt++) {
+      const chunks = await this.store.uploads.listChunks(upload);
+      if (!this.chunksPlaced(upload, chunks)) throw new FleetError('MissingChunks');
+      if (!this.chunksValid(upload, chunks, claimed)) {
+        // Upstream's failure path: the upload is marked failed and its chunks are removed — unless another
+        // completion closed it first, whose chunks (a READY file's) are not this one's to remove.
+        const failed = await this.store.uploads.closeUpload(upload, 'UPLOAD_ERROR');
+        this.cache.delete(uploadId);
+        if (failed !== 'closed') throw new FleetError('StatusNoUploads');
+        await this.store.uploads.deleteChunks(upload);
+        this.log.info({ 'fleet.upload.id': uploadId, 'fleet.agent.id': agent._id }, 'upload failed validation');
+        throw new FleetError('FailValidation');
+      }
+      // READY only from an upload still open and (where the store can tell) with the chunks just checked:
+      // a failing completion at the same time may have removed them, or a re-sent chunk replaced one.
+      const closed = await this.store.uploads.closeUpload(upload, 'READY', { transitHash: claimed, chunks });
+      this.cache.delete(uploadId);
+      if (closed === 'stopped') throw new FleetError('StatusNoUploads');
+      if (closed === 'closed') break;
+      if (attempt >= COMPLETE_ATTEMPTS) throw new StoreBusyError(`upload ${uploadId}: chunks keep changing under completion`, { clientMessage: 'chunks of this upload are still being sent; retry later' });
+    }
+    this.log.info({ 'fleet.upload.id': uploadId, 'fleet.agent.id': agent._id, 'file.size': upload.size }, 'upload complete');
+  }
+
+  /** Exactly chunks 0..count-1 (upstream's allChunksPresent). */
+  private chunksPlaced(upload: UploadRef, chunks: StoredChunk[]): boolean {
+    return chunks.length === chunkCount(upload.size, upload.chunkSize) && chunks.every((c, i) => c.n === i);
+  }
+
+  /** Sizes, `last` flags and the transit hash (upstream's verifyChunkInfo). */
+  private chunksValid(upload: UploadRef, chunks: StoredChunk[], claimed: string): boolean {
+    const count = chunks.length;
     const finalSize = upload.size - (count - 1) * upload.chunkSize;
     const sizesRight = chunks.every((c, i) => (i === count - 1
       ? c.last && c.size === finalSize
       : !c.last && c.size === upload.chunkSize));
-    if (!sizesRight || transitHash(chunks.map((c) => c.sha2)) !== claimed.toLowerCase()) {
-      // Upstream's failure path: the upload is marked failed and its chunks are removed.
-      await this.store.uploads.setUploadStatus(upload, 'UPLOAD_ERROR');
-      await this.store.uploads.deleteChunks(upload);
-      this.cache.delete(uploadId);
-      this.log.info({ 'fleet.upload.id': uploadId, 'fleet.agent.id': agent._id }, 'upload failed validation');
-      throw new FleetError('FailValidation');
-    }
-    await this.store.uploads.setUploadStatus(upload, 'READY', claimed.toLowerCase());
-    this.cache.delete(uploadId);
-    this.log.info({ 'fleet.upload.id': uploadId, 'fleet.agent.id': agent._id, 'file.size': upload.size }, 'upload complete');
+    return sizesRight && transitHash(chunks.map((c) => c.sha2)) === claimed;
   }
 
   /**

@@ -2,6 +2,7 @@
 // <server.pgp.dir>/default.pgp, which must be private to the server (mode 0600), cached 30 minutes
 // per path. Upstream downloads server.pgp.upstream_url when the file is missing; this server does not
 // reach the internet, so a missing file is an error the operator fixes by installing the key.
+import { constants } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
 import { fsAsync } from '../util/fs-async';
 import { join } from 'node:path';
@@ -20,7 +21,9 @@ export async function readPgpKey(dir: string, now = Date.now()): Promise<Buffer>
   if (hit) return hit;
   let fh: FileHandle;
   try {
-    fh = await fsAsync().open(path, 'r');
+    // Non-blocking: a FIFO put in the key's place would otherwise hold a thread-pool thread in open()
+    // until a writer came (every request for the key taking another). A regular file reads as ever.
+    fh = await fsAsync().open(path, constants.O_RDONLY | (constants.O_NONBLOCK ?? 0));
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
     if (code === 'ENOENT' || code === 'ENOTDIR') {

@@ -4,8 +4,11 @@
 // or caller ever holds more than one chunk of a file.
 import type { JsonObject } from './documents';
 
-/** An upload's metadata document (upstream's file info plus what the server adds), as fleet logic reads it. */
-export interface UploadRecord {
+/**
+ * What chunks and completion need of an upload (upstream's file.Info): its ids, place, size and state,
+ * without the client's document. What the upload cache holds, and what the port's chunk calls take.
+ */
+export interface UploadRef {
   /** The metadata document id, `<action_id>.<agent_id>`; chunk documents point at it (`bid`). */
   id: string;
   /** `src` of the upload (`agent`, `endpoint`, …): which index pair holds it. */
@@ -21,7 +24,11 @@ export interface UploadRecord {
   status: string;
   /** `upload_start`, Unix ms. */
   startedMs: number;
-  /** The whole document as stored (file name, mime type, transithash, client extras). */
+}
+
+/** An upload's metadata document (upstream's file info plus what the server adds), as fleet logic reads it. */
+export interface UploadRecord extends UploadRef {
+  /** The whole document as stored (file name, mime type, transithash, client extras): up to the begin body's 5 MiB. */
   doc: JsonObject;
 }
 
@@ -52,26 +59,53 @@ export interface UploadListQuery {
 /** Upload statuses after which an upload takes no more chunks (upstream's ErrUploadStopped). */
 export const STOPPED_UPLOAD_STATUSES: ReadonlySet<string> = new Set(['READY', 'UPLOAD_ERROR', 'DELETED']);
 
+/**
+ * How closing an upload went: `closed` (it is now READY, or UPLOAD_ERROR); `stopped` (it had stopped
+ * meanwhile — another completion closed it — or is gone: nothing changed); `changed` (its stored chunks
+ * are no longer those the caller checked — a re-sent chunk landed since: nothing changed).
+ */
+export type UploadClose = 'closed' | 'stopped' | 'changed';
+
+/**
+ * The store refused an upload's document for what the client put in it (Elasticsearch's 400: a value of
+ * the wrong type for a mapped field, say): the client's mistake, not a store fault.
+ */
+export class UploadDocumentRefused extends Error {
+  override readonly name = 'UploadDocumentRefused';
+}
+
 export interface UploadStore {
-  /** Creates the metadata document `id` in `source`'s index; false when it exists already. */
+  /**
+   * Creates the metadata document `id` in `source`'s index; false when it exists already. Throws
+   * UploadDocumentRefused when the store refuses what the document holds.
+   */
   createUpload(source: string, id: string, doc: JsonObject): Promise<boolean>;
   /** Fresh (uncached) read by upload id. */
   findUpload(uploadId: string): Promise<UploadRecord | undefined>;
   listUploads(query: UploadListQuery): Promise<UploadRecord[]>;
+  /** How many uploads match, counting at most `limit` (no document is read: begin's in-progress bound asks often). */
+  countUploads(query: UploadListQuery): Promise<number>;
   /**
    * Stores chunk `chunk.n` from `data` (which the caller bounds), replacing an earlier copy, and is
-   * durable when it resolves. Returns the bytes written.
+   * durable when it resolves. Returns the bytes written. A finished upload's stored chunk is never replaced,
+   * whatever status the caller's copy shows: the store reads the status afresh and throws.
    */
-  putChunk(upload: UploadRecord, chunk: ChunkWrite, data: AsyncIterable<Uint8Array>): Promise<number>;
-  deleteChunk(upload: UploadRecord, n: number): Promise<void>;
+  putChunk(upload: UploadRef, chunk: ChunkWrite, data: AsyncIterable<Uint8Array>): Promise<number>;
+  deleteChunk(upload: UploadRef, n: number): Promise<void>;
   /** Every stored chunk of the upload, ordered by n (writes before this call are visible). */
-  listChunks(upload: UploadRecord): Promise<StoredChunk[]>;
-  readChunk(upload: UploadRecord, n: number): AsyncIterable<Uint8Array>;
-  deleteChunks(upload: UploadRecord): Promise<void>;
-  /** Sets `file.Status` (and, when given, `transithash.sha256`) on the metadata document. */
-  setUploadStatus(upload: UploadRecord, status: string, transitHash?: string): Promise<void>;
+  listChunks(upload: UploadRef): Promise<StoredChunk[]>;
+  readChunk(upload: UploadRef, n: number): AsyncIterable<Uint8Array>;
+  deleteChunks(upload: UploadRef): Promise<void>;
+  /** Sets `file.Status` (and, when given, `transithash.sha256`) on the metadata document, whatever it was (admin use). */
+  setUploadStatus(upload: UploadRef, status: string, transitHash?: string): Promise<void>;
+  /**
+   * Completion's status turn: sets `status` (READY with `transitHash`, or UPLOAD_ERROR) only while the
+   * upload still takes chunks, so of two completions at once only one closes it. With `chunks`, only
+   * while the stored chunks are still those (where the store can tell at once: the embedded store).
+   */
+  closeUpload(upload: UploadRef, status: 'READY' | 'UPLOAD_ERROR', opts?: { transitHash?: string; chunks?: StoredChunk[] }): Promise<UploadClose>;
   /** Deletes the upload: metadata and chunks. */
-  deleteUpload(upload: UploadRecord): Promise<void>;
+  deleteUpload(upload: UploadRef): Promise<void>;
   /**
    * A store whose files do not expire by themselves (the embedded store) keeps its own: uploads not
    * READY begun before `startedBefore`, and failed ones, oldest first (fleet/uploads.ts collectAbandoned).
@@ -103,6 +137,8 @@ export interface DeliveryFile {
   sha256: string | undefined;
   /** Opaque chunk handles in position order, for readDeliveryChunk. */
   chunks: string[];
+  /** The position (chunk number) of each of `chunks`: a file with a gap is not served whole. */
+  chunkNumbers: number[];
 }
 
 export interface DeliveryPublish {

@@ -23,11 +23,37 @@ export async function handleFileDelivery(ctx: RequestContext<'agentKey'>): Promi
   } else {
     headers['Content-Length'] = file.size;
   }
-  ctx.res.writeHead(range ? 206 : 200, headers);
   // HEAD: the headers say what a GET would send; no chunk is read.
   if (ctx.req.method === 'HEAD') {
+    ctx.res.writeHead(range ? 206 : 200, headers);
     ctx.res.end();
     return;
   }
-  await streamOut(ctx.res, ctx.fleet.deliveries.read(file, range), ctx.config.server.timeouts.writeMs);
+  // The first piece is read before the head goes out, as upstream writes nothing before its first
+  // chunk: a store fault there is still an error answer (503), not a 200 cut short.
+  const bytes = ctx.fleet.deliveries.read(file, range)[Symbol.asyncIterator]();
+  let first: IteratorResult<Uint8Array>;
+  try {
+    first = await bytes.next();
+  } catch (err) {
+    await bytes.return?.();
+    throw err;
+  }
+  ctx.res.writeHead(range ? 206 : 200, headers);
+  await streamOut(ctx.res, resumed(first, bytes), ctx.config.server.timeouts.writeMs);
+}
+
+/** The rest of `it` after `first` was taken from it; ended early, `it` is ended too. */
+async function* resumed(first: IteratorResult<Uint8Array>, it: AsyncIterator<Uint8Array>): AsyncIterable<Uint8Array> {
+  let done = first.done === true;
+  try {
+    if (!done) yield first.value;
+    while (!done) {
+      const next = await it.next();
+      done = next.done === true;
+      if (!done) yield next.value;
+    }
+  } finally {
+    if (!done) await it.return?.();
+  }
 }

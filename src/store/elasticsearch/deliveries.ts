@@ -24,7 +24,7 @@ function libraryIndex(integration: string, library: string, kind: 'meta' | 'data
 /** A chunk handle: the concrete index and the document id (index names never hold a `/`). */
 const handleOf = (index: string, id: string): string => `${index}/${id}`;
 
-function fileOf(id: string, doc: Obj, chunks: string[]): DeliveryFile {
+function fileOf(id: string, doc: Obj, chunks: { n: number; handle: string }[]): DeliveryFile {
   const file = (doc['file'] ?? {}) as Obj;
   const hash = file['hash'] as Obj | undefined;
   return {
@@ -33,7 +33,8 @@ function fileOf(id: string, doc: Obj, chunks: string[]): DeliveryFile {
     chunkSize: Number(file['ChunkSize'] ?? 4 * 1024 * 1024),
     mimeType: typeof file['mime_type'] === 'string' ? file['mime_type'] : undefined,
     sha256: typeof hash?.['sha256'] === 'string' ? hash['sha256'] : undefined,
-    chunks,
+    chunks: chunks.map((c) => c.handle),
+    chunkNumbers: chunks.map((c) => c.n),
   };
 }
 
@@ -61,7 +62,7 @@ export class EsDeliveries implements DeliveryStore {
     if (status !== undefined && status !== 'READY') return undefined;
     const hits = await searchHits(this.client, 'find file chunks', dataIndex, { _source: false, query: { term: { bid: id } }, size: 10000 });
     const chunks = hits.map((h) => ({ n: chunkNumber(id, h._id), handle: handleOf(h._index, h._id) })).sort((a, b) => a.n - b.n);
-    return fileOf(id, doc, chunks.map((c) => c.handle));
+    return fileOf(id, doc, chunks);
   }
 
   async *readDeliveryChunk(chunk: string): AsyncIterable<Uint8Array> {

@@ -3,8 +3,8 @@
 // in `.fleet-fileds-fromhost-data-<src>`, so Kibana reads them ("Request diagnostics" download).
 import type { Client } from '@elastic/elasticsearch';
 import type { JsonObject } from '../documents';
-import { STOPPED_UPLOAD_STATUSES, type ChunkWrite, type StoredChunk, type UploadListQuery, type UploadRecord, type UploadStore } from '../file-ports';
-import { NotFoundError } from '../port';
+import { STOPPED_UPLOAD_STATUSES, UploadDocumentRefused, type ChunkWrite, type StoredChunk, type UploadClose, type UploadListQuery, type UploadRecord, type UploadRef, type UploadStore } from '../file-ports';
+import { NotFoundError, StoreBusyError } from '../port';
 import { statusIn, withRetries } from './connection';
 import { ChunkEncoder } from './cbor-chunk';
 import { chunkNumber, deleteByQuery, indexFragment, rawRequest, readStoredChunk, refresh, searchHits, type FileHit } from './file-requests';
@@ -20,6 +20,16 @@ const CHUNK_SIZE_SCRIPT = 'params._source.data.length';
 
 /** Status and transit hash set in place (upstream's status update on the metadata data stream). */
 const SET_STATUS_SCRIPT = 'ctx._source.file.Status = params.status; if (params.transithash != null) { ctx._source.transithash = params.transithash; }';
+
+/**
+ * The same, only while the upload takes chunks (completion's turn): an upload another completion
+ * closed meanwhile is left as it is (a noop the caller sees in `noops`).
+ */
+const CLOSE_SCRIPT = `String s = ctx._source.file == null ? null : ctx._source.file.Status;
+if (s != null && params.stopped.contains(s)) { ctx.op = 'noop'; } else { ${SET_STATUS_SCRIPT} }`;
+
+/** Status-turn attempts lost to a concurrent write (a version conflict) before the turn gives up. */
+const CLOSE_ATTEMPTS = 3;
 
 function num(v: unknown): number {
   return typeof v === 'number' ? v : Number(v ?? 0);
@@ -44,6 +54,22 @@ function recordOf(hit: FileHit): UploadRecord {
 
 const first = (f: Record<string, unknown[]> | undefined, k: string): unknown => f?.[k]?.[0];
 
+function queryOf(q: UploadListQuery): Obj {
+  const filters: Obj[] = [];
+  if (q.agentId !== undefined) filters.push({ term: { agent_id: q.agentId } });
+  if (q.actionId !== undefined) filters.push({ term: { action_id: q.actionId } });
+  const notStopped = q.inProgressSince === undefined ? [] : [{ terms: { 'file.Status': [...STOPPED_UPLOAD_STATUSES] } }];
+  if (q.inProgressSince !== undefined) filters.push({ range: { upload_start: { gte: q.inProgressSince } } });
+  return filters.length ? { bool: { filter: filters, ...(notStopped.length ? { must_not: notStopped } : {}) } } : { match_all: {} };
+}
+
+/** Elasticsearch's words for a refused document (`document_parsing_exception: failed to parse field …`), bounded. */
+function reasonOf(err: unknown): string {
+  const e = ((err as { meta?: { body?: Obj } } | undefined)?.meta?.body?.['error'] ?? (err as { cause?: { meta?: { body?: Obj } } })?.cause?.meta?.body?.['error']) as Obj | undefined;
+  const text = e ? `${String(e['type'] ?? 'error')}: ${String(e['reason'] ?? '')}` : (err as Error).message;
+  return text.length > 300 ? `${text.slice(0, 300)}…` : text;
+}
+
 export class EsUploads implements UploadStore {
   constructor(private readonly client: Client) {}
 
@@ -52,7 +78,10 @@ export class EsUploads implements UploadStore {
       await withRetries('create upload', () => this.client.create({ index: metaIndex(source), id, document: doc, refresh: true }));
       return true;
     } catch (err) {
-      if (statusIn(err) === 409) return false;
+      const status = statusIn(err);
+      if (status === 409) return false;
+      // The document's fields are the client's (a value of the wrong type for a mapped field): its 400.
+      if (status === 400) throw new UploadDocumentRefused(reasonOf(err), { cause: err });
       throw err;
     }
   }
@@ -64,26 +93,31 @@ export class EsUploads implements UploadStore {
   }
 
   async listUploads(q: UploadListQuery): Promise<UploadRecord[]> {
-    const filters: Obj[] = [];
-    if (q.agentId !== undefined) filters.push({ term: { agent_id: q.agentId } });
-    if (q.actionId !== undefined) filters.push({ term: { action_id: q.actionId } });
-    const notStopped = q.inProgressSince === undefined ? [] : [{ terms: { 'file.Status': [...STOPPED_UPLOAD_STATUSES] } }];
-    if (q.inProgressSince !== undefined) filters.push({ range: { upload_start: { gte: q.inProgressSince } } });
     const hits = await searchHits(this.client, 'list uploads', META_ALL, {
       size: Math.min(q.limit, 10000),
-      query: filters.length ? { bool: { filter: filters, ...(notStopped.length ? { must_not: notStopped } : {}) } } : { match_all: {} },
+      query: queryOf(q),
       sort: [{ upload_start: { order: 'desc', unmapped_type: 'date' } }],
     });
     return hits.map(recordOf);
   }
 
+  /** A search of no hits whose total is counted up to the limit: no document is fetched. */
+  async countUploads(q: UploadListQuery): Promise<number> {
+    const r = await withRetries('count uploads', () => this.client.search({
+      index: META_ALL, ignore_unavailable: true, size: 0, track_total_hits: Math.max(1, Math.min(q.limit, 10000)), query: queryOf(q),
+    }));
+    const total = r.hits.total;
+    return typeof total === 'number' ? total : total?.value ?? 0;
+  }
+
   /**
    * `PUT <data>/_create/<bid>.<n>` with the CBOR document. The data stream takes only creates, so a
    * re-sent chunk (upstream answers its 409 with an error) replaces the first copy: the copy is deleted
-   * through the backing index the conflict names, then created again. The chunk is buffered (the
-   * caller bounds it to one chunk), so a failing body sends nothing.
+   * through the backing index the conflict names, then created again — unless the upload, read afresh,
+   * has stopped (the caller's status may be a cache's): a READY file's chunk is never replaced. The
+   * chunk is buffered (the caller bounds it to one chunk), so a failing body sends nothing.
    */
-  async putChunk(upload: UploadRecord, chunk: ChunkWrite, data: AsyncIterable<Uint8Array>): Promise<number> {
+  async putChunk(upload: UploadRef, chunk: ChunkWrite, data: AsyncIterable<Uint8Array>): Promise<number> {
     const expected = chunk.last ? upload.size - chunk.n * upload.chunkSize : upload.chunkSize;
     const encoder = new ChunkEncoder({ timestampMs: chunk.timestampMs, last: chunk.last, bid: upload.id, sha2: chunk.sha2 }, expected);
     let bytes = 0;
@@ -100,18 +134,30 @@ export class EsUploads implements UploadStore {
       if (r.statusCode !== 409) return bytes;
       const backing = ((r.body as Obj | undefined)?.['error'] as Obj | undefined)?.['index'];
       if (attempt > 0 || typeof backing !== 'string') throw new Error(`chunk ${id} exists and cannot be replaced`);
+      const now = await this.statusNow(upload);
+      if (now === undefined) throw new NotFoundError(`upload ${upload.uploadId} not found`);
+      if (STOPPED_UPLOAD_STATUSES.has(now)) throw new Error(`upload ${upload.uploadId} is ${now}: it takes no more chunks`);
       await rawRequest(this.client, 'replace chunk', { method: 'DELETE', path: `/${backing}/_doc/${encodeURIComponent(id)}` }, {}, [404]);
     }
   }
 
+  /** The upload's status as stored now (only that field is fetched, not the client's document); undefined when gone. */
+  private async statusNow(upload: UploadRef): Promise<string | undefined> {
+    const hits = await searchHits(this.client, 'read upload status', metaIndex(upload.source), {
+      size: 1, _source: ['file.Status'], query: { term: { _id: upload.id } },
+    });
+    if (hits.length === 0) return undefined;
+    return String(((hits[0]!._source?.['file'] ?? {}) as Obj)['Status'] ?? '');
+  }
+
   /** Deleted by query (refreshed first): a data stream deletes by id only through its backing index. */
-  async deleteChunk(upload: UploadRecord, n: number): Promise<void> {
+  async deleteChunk(upload: UploadRef, n: number): Promise<void> {
     const index = dataIndex(upload.source);
     await refresh(this.client, index);
     await deleteByQuery(this.client, 'delete chunk', index, { term: { _id: `${upload.id}.${n}` } });
   }
 
-  async listChunks(upload: UploadRecord): Promise<StoredChunk[]> {
+  async listChunks(upload: UploadRef): Promise<StoredChunk[]> {
     const index = dataIndex(upload.source);
     await refresh(this.client, index);
     const hits = await searchHits(this.client, 'list chunks', index, {
@@ -136,7 +182,7 @@ export class EsUploads implements UploadStore {
    * Located by search (for the backing index), then read in real time with
    * `GET <backing>/_doc/<id>?stored_fields=data&_source=false` in CBOR, as upstream's delivery reads chunks.
    */
-  async *readChunk(upload: UploadRecord, n: number): AsyncIterable<Uint8Array> {
+  async *readChunk(upload: UploadRef, n: number): AsyncIterable<Uint8Array> {
     const index = dataIndex(upload.source);
     const id = `${upload.id}.${n}`;
     const locate = (): Promise<FileHit[]> => searchHits(this.client, 'locate chunk', index, { _source: false, size: 1, query: { term: { _id: id } } });
@@ -149,13 +195,13 @@ export class EsUploads implements UploadStore {
     yield await readStoredChunk(this.client, hits[0]!._index, id);
   }
 
-  async deleteChunks(upload: UploadRecord): Promise<void> {
+  async deleteChunks(upload: UploadRef): Promise<void> {
     const index = dataIndex(upload.source);
     await refresh(this.client, index);
     await deleteByQuery(this.client, 'delete chunks', index, { term: { bid: upload.id } });
   }
 
-  async setUploadStatus(upload: UploadRecord, status: string, transitHash?: string): Promise<void> {
+  async setUploadStatus(upload: UploadRef, status: string, transitHash?: string): Promise<void> {
     await withRetries('set upload status', () => this.client.updateByQuery({
       index: metaIndex(upload.source), refresh: true, conflicts: 'proceed',
       query: { term: { _id: upload.id } },
@@ -163,7 +209,29 @@ export class EsUploads implements UploadStore {
     }));
   }
 
-  async deleteUpload(upload: UploadRecord): Promise<void> {
+  /**
+   * Conditional in the update's script (the status it sees is the document's as written), so of two
+   * completions only one closes the upload. The chunks cannot be compared in the same step (they are
+   * documents of another data stream): `opts.chunks` is not checked here.
+   */
+  async closeUpload(upload: UploadRef, status: 'READY' | 'UPLOAD_ERROR', opts: { transitHash?: string } = {}): Promise<UploadClose> {
+    for (let attempt = 1; ; attempt++) {
+      const r = await withRetries('close upload', () => this.client.updateByQuery({
+        index: metaIndex(upload.source), refresh: true, conflicts: 'proceed',
+        query: { term: { _id: upload.id } },
+        script: {
+          lang: 'painless', source: CLOSE_SCRIPT,
+          params: { status, transithash: opts.transitHash === undefined ? null : { sha256: opts.transitHash }, stopped: [...STOPPED_UPLOAD_STATUSES] },
+        },
+      }));
+      if ((r.updated ?? 0) > 0) return 'closed';
+      // Lost to a write between the search and the update (another completion's, say): look again.
+      if ((r.version_conflicts ?? 0) === 0) return 'stopped';
+      if (attempt >= CLOSE_ATTEMPTS) throw new StoreBusyError(`close upload ${upload.uploadId}: version conflicts`, { clientMessage: 'the upload is being changed; retry later' });
+    }
+  }
+
+  async deleteUpload(upload: UploadRef): Promise<void> {
     await deleteByQuery(this.client, 'delete upload', metaIndex(upload.source), { term: { _id: upload.id } });
     await this.deleteChunks(upload);
   }

@@ -39,14 +39,15 @@ export class SqliteDeliveries implements DeliveryStore {
     if (!row) return undefined;
     const file = (JSON.parse(row['doc'] as string) as { file: JsonObject }).file;
     const hash = file['hash'] as JsonObject | undefined;
-    const chunks = this.sql.q('SELECT n FROM delivery_chunks WHERE file_id = ? ORDER BY n').all(id).map((r) => handle(id, Number((r as Row)['n'])));
+    const numbers = this.sql.q('SELECT n FROM delivery_chunks WHERE file_id = ? ORDER BY n').all(id).map((r) => Number((r as Row)['n']));
     return {
       id,
       size: Number(file['size']),
       chunkSize: Number(file['ChunkSize']),
       mimeType: typeof file['mime_type'] === 'string' ? file['mime_type'] : undefined,
       sha256: typeof hash?.['sha256'] === 'string' ? hash['sha256'] : undefined,
-      chunks,
+      chunks: numbers.map((n) => handle(id, n)),
+      chunkNumbers: numbers,
     };
   }
 

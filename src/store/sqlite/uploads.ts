@@ -2,7 +2,7 @@
 // in `uploads`, the chunk index (upstream's chunk documents without their data) in `upload_chunks`, the
 // bytes in files (blobs.ts). A chunk's file is in place before its row, so a listed chunk can be read.
 import type { JsonObject } from '../documents';
-import { STOPPED_UPLOAD_STATUSES as STOPPED, type ChunkWrite, type OrphanSweep, type StoredChunk, type UploadListQuery, type UploadRecord, type UploadStore } from '../file-ports';
+import { STOPPED_UPLOAD_STATUSES as STOPPED, type ChunkWrite, type OrphanSweep, type StoredChunk, type UploadClose, type UploadListQuery, type UploadRecord, type UploadRef, type UploadStore } from '../file-ports';
 import { NotFoundError } from '../port';
 import { KeyedTurns, keptAsName, ownerDirName, type BlobDir } from './blobs';
 import type { Row, SqlAccess } from './sql-access';
@@ -60,6 +60,27 @@ function toRecord(row: Row): UploadRecord {
 
 const COLUMNS = 'id, source, upload_id, agent_id, action_id, started_ms, doc';
 
+function filterOf(query: UploadListQuery): { where: string; params: (string | number)[] } {
+  const where: string[] = [];
+  const params: (string | number)[] = [];
+  if (query.agentId !== undefined) {
+    where.push('agent_id = ?');
+    params.push(query.agentId);
+  }
+  if (query.actionId !== undefined) {
+    where.push('action_id = ?');
+    params.push(query.actionId);
+  }
+  if (query.inProgressSince !== undefined) {
+    where.push(`started_ms >= ? AND IFNULL(${STATUS}, '') NOT IN (${[...STOPPED].map(() => '?').join(', ')})`);
+    params.push(query.inProgressSince, ...STOPPED);
+  }
+  return { where: where.length ? `WHERE ${where.join(' AND ')}` : '', params };
+}
+
+const sameChunks = (a: StoredChunk[], b: StoredChunk[]): boolean =>
+  a.length === b.length && a.every((c, i) => c.n === b[i]!.n && c.size === b[i]!.size && c.sha2 === b[i]!.sha2 && c.last === b[i]!.last);
+
 export class SqliteUploads implements UploadStore {
   /**
    * An upload's status changes and its chunks' placing run one at a time: a chunk found open is placed
@@ -88,22 +109,16 @@ export class SqliteUploads implements UploadStore {
   }
 
   async listUploads(query: UploadListQuery): Promise<UploadRecord[]> {
-    const where: string[] = [];
-    const params: (string | number)[] = [];
-    if (query.agentId !== undefined) {
-      where.push('agent_id = ?');
-      params.push(query.agentId);
-    }
-    if (query.actionId !== undefined) {
-      where.push('action_id = ?');
-      params.push(query.actionId);
-    }
-    if (query.inProgressSince !== undefined) {
-      where.push(`started_ms >= ? AND IFNULL(${STATUS}, '') NOT IN (${[...STOPPED].map(() => '?').join(', ')})`);
-      params.push(query.inProgressSince, ...STOPPED);
-    }
-    const sql = `SELECT ${COLUMNS} FROM uploads ${where.length ? `WHERE ${where.join(' AND ')} ` : ''}ORDER BY started_ms DESC, rowid DESC LIMIT ?`;
+    const { where, params } = filterOf(query);
+    const sql = `SELECT ${COLUMNS} FROM uploads ${where} ORDER BY started_ms DESC, rowid DESC LIMIT ?`;
     return this.sql.q(sql).all(...params, query.limit).map((r) => toRecord(r as Row));
+  }
+
+  async countUploads(query: UploadListQuery): Promise<number> {
+    const { where, params } = filterOf(query);
+    // Bounded inside: rows past the limit are not looked at (each costs a json_extract of its document).
+    const row = this.sql.q(`SELECT COUNT(*) AS n FROM (SELECT 1 FROM uploads ${where} LIMIT ?)`).get(...params, query.limit) as Row;
+    return Number(row['n']);
   }
 
   /**
@@ -119,14 +134,14 @@ export class SqliteUploads implements UploadStore {
   }
 
   /** Why the upload takes no chunk now (gone, or stopped); undefined when it takes one. */
-  private refusal(upload: UploadRecord): Error | undefined {
+  private refusal(upload: UploadRef): Error | undefined {
     const row = this.sql.q(`SELECT ${STATUS} AS status FROM uploads WHERE id = ?`).get(upload.id) as Row | undefined;
     if (!row) return new NotFoundError(`upload ${upload.uploadId} not found`);
     const status = text(row['status']);
     return STOPPED.has(status) ? new Error(`upload ${upload.uploadId} is ${status}: it takes no more chunks`) : undefined;
   }
 
-  async putChunk(upload: UploadRecord, chunk: ChunkWrite, data: AsyncIterable<Uint8Array>): Promise<number> {
+  async putChunk(upload: UploadRef, chunk: ChunkWrite, data: AsyncIterable<Uint8Array>): Promise<number> {
     return this.blobs.put('uploads', upload.id, chunk.n, data, (place) => this.statusTurns.run(upload.id, async () => {
       // The status the caller checked may be old (a cache), and a slow chunk may end after completion:
       // a finished upload's chunk file is never replaced, so this is checked before placing it.
@@ -147,42 +162,63 @@ export class SqliteUploads implements UploadStore {
     }));
   }
 
-  async deleteChunk(upload: UploadRecord, n: number): Promise<void> {
+  async deleteChunk(upload: UploadRef, n: number): Promise<void> {
     await this.blobs.remove('uploads', upload.id, n, async () => {
       await this.sql.write(() => this.sql.q('DELETE FROM upload_chunks WHERE bid = ? AND n = ?').run(upload.id, n));
     });
   }
 
-  async listChunks(upload: UploadRecord): Promise<StoredChunk[]> {
+  async listChunks(upload: UploadRef): Promise<StoredChunk[]> {
+    return this.chunksOf(upload);
+  }
+
+  private chunksOf(upload: UploadRef): StoredChunk[] {
     return this.sql.q('SELECT n, size, sha2, last FROM upload_chunks WHERE bid = ? ORDER BY n').all(upload.id).map((r) => {
       const row = r as Row;
       return { n: Number(row['n']), size: Number(row['size']), sha2: row['sha2'] as string, last: Number(row['last']) === 1 };
     });
   }
 
-  readChunk(upload: UploadRecord, n: number): AsyncIterable<Uint8Array> {
+  readChunk(upload: UploadRef, n: number): AsyncIterable<Uint8Array> {
     return this.blobs.read('uploads', upload.id, n);
   }
 
-  async deleteChunks(upload: UploadRecord): Promise<void> {
+  async deleteChunks(upload: UploadRef): Promise<void> {
     await this.sql.write(() => this.sql.q('DELETE FROM upload_chunks WHERE bid = ?').run(upload.id));
     await this.blobs.removeAll('uploads', upload.id);
   }
 
   /** As upstream's update-by-query, an upload that is gone is not an error. */
-  async setUploadStatus(upload: UploadRecord, status: string, transitHash?: string): Promise<void> {
+  async setUploadStatus(upload: UploadRef, status: string, transitHash?: string): Promise<void> {
     // After any chunk being placed (statusTurns): a chunk found open is in before the status changes.
     await this.statusTurns.run(upload.id, () => this.sql.write(() => {
       const row = this.sql.q('SELECT doc FROM uploads WHERE id = ?').get(upload.id) as Row | undefined;
-      if (!row) return;
-      const doc = JSON.parse(row['doc'] as string) as JsonObject;
-      doc['file'] = { ...fileOf(doc), Status: status };
-      if (transitHash !== undefined) doc['transithash'] = { sha256: transitHash };
-      this.sql.q('UPDATE uploads SET doc = ? WHERE id = ?').run(JSON.stringify(doc), upload.id);
+      if (row) this.writeStatus(upload, row, status, transitHash);
     }));
   }
 
-  async deleteUpload(upload: UploadRecord): Promise<void> {
+  /**
+   * In the status turn and one transaction: the status read, the chunks compared and the new status
+   * written, so no other completion and no chunk being placed comes in between.
+   */
+  async closeUpload(upload: UploadRef, status: 'READY' | 'UPLOAD_ERROR', opts: { transitHash?: string; chunks?: StoredChunk[] } = {}): Promise<UploadClose> {
+    return this.statusTurns.run(upload.id, () => this.sql.write((): UploadClose => {
+      const row = this.sql.q(`SELECT doc, ${STATUS} AS status FROM uploads WHERE id = ?`).get(upload.id) as Row | undefined;
+      if (!row || STOPPED.has(text(row['status']))) return 'stopped';
+      if (opts.chunks && !sameChunks(opts.chunks, this.chunksOf(upload))) return 'changed';
+      this.writeStatus(upload, row, status, opts.transitHash);
+      return 'closed';
+    }));
+  }
+
+  private writeStatus(upload: UploadRef, row: Row, status: string, transitHash: string | undefined): void {
+    const doc = JSON.parse(row['doc'] as string) as JsonObject;
+    doc['file'] = { ...fileOf(doc), Status: status };
+    if (transitHash !== undefined) doc['transithash'] = { sha256: transitHash };
+    this.sql.q('UPDATE uploads SET doc = ? WHERE id = ?').run(JSON.stringify(doc), upload.id);
+  }
+
+  async deleteUpload(upload: UploadRef): Promise<void> {
     // The chunk rows go with the upload (ON DELETE CASCADE); files after rows, so no row names a missing
     // file. A crash in between leaves a directory no row owns: sweepOrphans removes it.
     await this.sql.write(() => this.sql.q('DELETE FROM uploads WHERE id = ?').run(upload.id));
