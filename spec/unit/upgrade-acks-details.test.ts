@@ -111,6 +111,8 @@ test('on Elasticsearch an action is looked up without its agents list, as upstre
     const hit = await store.findAction('big-upgrade');
     expect(hit?._source).toMatchObject({ action_id: 'big-upgrade', type: 'UPGRADE' });
     expect(hit?._source).not.toHaveProperty('agents');
+    // The admin CLI's `actions show` asks for it.
+    expect((await store.findAction('big-upgrade', { withAgents: true }))?._source.agents).toHaveLength(5000);
   } finally {
     await store.close();
     await es.stop();

@@ -169,12 +169,20 @@ export interface Store extends ApiKeyService {
   // .fleet-policies (one document per revision)
   latestPolicies(): Promise<Hit<PolicyDoc>[]>;
   latestPolicy(policyId: string): Promise<Hit<PolicyDoc> | undefined>;
+  /**
+   * Stores a new revision at doc.revision_idx or, when another writer has taken that one meanwhile, at
+   * the next free one (revision_idx and data.revision alike); returns the document as stored.
+   */
   addPolicyRevision(doc: PolicyDoc): Promise<Hit<PolicyDoc>>;
   readonly policyChanges: ChangeFeed<PolicyDoc>;
 
   // .fleet-actions
   createActions(docs: ActionDoc[]): Promise<Hit<ActionDoc>[]>;
-  findAction(actionId: string): Promise<Hit<ActionDoc> | undefined>;
+  /**
+   * An action by its action_id. Its `agents` list (one id per agent of a rollout) may be left out, as
+   * upstream's FindAction leaves it: acks and upgrade details need the type; `withAgents` asks for it.
+   */
+  findAction(actionId: string, opts?: { withAgents?: boolean }): Promise<Hit<ActionDoc> | undefined>;
   actionSeqNo(docId: string): Promise<number | undefined>;
   pendingActions(query: PendingActionQuery): Promise<PendingAction[]>;
   listActions(limit: number): Promise<Hit<ActionDoc>[]>;
