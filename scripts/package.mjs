@@ -1,15 +1,30 @@
 // npm run package: the bundled program as a Node single executable (dist/fleet-server, runs with no
 // Node installed), the Elastic Agent component spec (dist/fleet-server.spec.yml), and both in
-// dist/fleet-server-<version>-linux-x86_64.tar.gz, laid out as an agent artifact bundle expects a
-// component: one top directory holding the executable and its spec.
-import { execFileSync } from 'node:child_process';
-import { chmodSync, copyFileSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+// dist/fleet-server-<version>-<platform>.tar.gz with its .sha512 beside it, laid out as an agent
+// artifact bundle expects a component: one top directory holding the executable and its spec.
+import { execFileSync, spawn } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { chmodSync, copyFileSync, createReadStream, createWriteStream, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { arch, platform } from 'node:os';
+import { pipeline } from 'node:stream/promises';
+import { createGzip } from 'node:zlib';
 import { inject } from 'postject';
 
 const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8'));
 const dist = new URL('../dist/', import.meta.url).pathname;
-const platformName = `${platform()}-${arch() === 'x64' ? 'x86_64' : arch()}`;
+// The names Elastic Agent's packaging gives and looks for (its magefile's platformPackages:
+// linux-x86_64, linux-arm64, darwin-x86_64, darwin-aarch64 .tar.gz; windows-x86_64.zip, not made here).
+const PLATFORMS = { 'linux-x64': 'linux-x86_64', 'linux-arm64': 'linux-arm64', 'darwin-x64': 'darwin-x86_64', 'darwin-arm64': 'darwin-aarch64' };
+const platformName = PLATFORMS[`${platform()}-${arch()}`];
+if (!platformName) {
+  process.stderr.write(`npm run package: no Elastic Agent package for ${platform()}/${arch()}; linux and darwin, x64 and arm64 are packaged\n`);
+  process.exit(1);
+}
+// The tarball is made with GNU tar's options for an archive that depends only on its content.
+if (!execFileSync('tar', ['--version']).toString().includes('GNU tar')) {
+  process.stderr.write('npm run package: GNU tar is needed (gtar on macOS: put it first on PATH as tar)\n');
+  process.exit(1);
+}
 const name = `fleet-server-${pkg.version}-${platformName}`;
 
 // The single executable runs one script, the program without a shebang line (it carries the shebang's
@@ -66,8 +81,8 @@ writeFileSync(`${dist}fleet-server.spec.yml`, spec);
 const dir = `${dist}${name}`;
 rmSync(dir, { recursive: true, force: true });
 mkdirSync(dir);
+chmodSync(dir, 0o755);
 copyFileSync(exe, `${dir}/fleet-server`);
-chmodSync(`${dir}/fleet-server`, 0o755);
 copyFileSync(`${dist}fleet-server.spec.yml`, `${dir}/fleet-server.spec.yml`);
 copyFileSync(new URL('../README.md', import.meta.url).pathname, `${dir}/README.md`);
 writeFileSync(`${dir}/fleet-server.yml`, [
@@ -80,7 +95,33 @@ writeFileSync(`${dir}/fleet-server.yml`, [
   '    server: {host: 0.0.0.0, port: 8220}',
   '',
 ].join('\n'));
-execFileSync('tar', ['-czf', `${dist}${name}.tar.gz`, '-C', dist, name], { stdio: 'inherit' });
+// Modes as shipped, whatever the umask; then an archive that names no builder: entries in name order,
+// owned by 0:0 with no user or group names, each dated the commit packaged (SOURCE_DATE_EPOCH when set,
+// as reproducible builds give it), and gzip'd without a name or a time of its own (Node's gzip header
+// carries neither).
+for (const f of ['fleet-server.spec.yml', 'README.md', 'fleet-server.yml']) chmodSync(`${dir}/${f}`, 0o644);
+chmodSync(`${dir}/fleet-server`, 0o755);
+const epoch = process.env.SOURCE_DATE_EPOCH || commitTime();
+const tarball = `${dist}${name}.tar.gz`;
+const tar = spawn('tar', ['--sort=name', '--owner=0', '--group=0', '--numeric-owner', `--mtime=@${epoch}`, '--format=gnu', '-cf', '-', '-C', dist, name],
+  { stdio: ['ignore', 'pipe', 'inherit'] });
+const tarExit = new Promise((resolve) => tar.once('close', resolve));
+await pipeline(tar.stdout, createGzip({ level: 9 }), createWriteStream(tarball));
+if (await tarExit !== 0) throw new Error('tar failed');
+// What Elastic Agent's packaging checks beside each artifact: `<tarball>.sha512` in sha512sum's format.
+const sha512 = createHash('sha512');
+for await (const chunk of createReadStream(tarball)) sha512.update(chunk);
+writeFileSync(`${tarball}.sha512`, `${sha512.digest('hex')}  ${name}.tar.gz\n`);
 rmSync(dir, { recursive: true, force: true });
 for (const f of ['fleet-server.sea.js', 'sea-config.json', 'sea-prep.blob', 'sea-assets.json']) rmSync(`${dist}${f}`, { force: true });
-process.stdout.write(`packaged ${exe} and ${dist}${name}.tar.gz\n`);
+process.stdout.write(`packaged ${exe} and ${tarball} (with ${name}.tar.gz.sha512)\n`);
+
+/** The packaged commit's time (seconds since the epoch); 0 outside a git checkout. */
+function commitTime() {
+  try {
+    return execFileSync('git', ['log', '-1', '--format=%ct'], { cwd: new URL('..', import.meta.url).pathname, stdio: ['ignore', 'pipe', 'ignore'] })
+      .toString().trim() || '0';
+  } catch {
+    return '0';
+  }
+}

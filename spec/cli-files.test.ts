@@ -121,7 +121,7 @@ describe('embedded store', () => {
   test('files put: published in chunks for the named agents only', async () => {
     const data = randomBytes(10_000);
     writeFileSync(join(dir, 'tool.bin'), data);
-    const out = await ok(dir, ['files', 'put', 'tool.bin', '--agents', 'a1, a2', '--chunk-size', '4096', '--mime-type', 'application/x-test']);
+    const out = await ok(dir, ['files', 'put', 'tool.bin', '--agents', 'a1, a2', '--force', '--chunk-size', '4096', '--mime-type', 'application/x-test']);
     expect(out).toMatchObject({ name: 'tool.bin', size: 10_000, sha256: sha256(data), chunk_size: 4096, agents: ['a1', 'a2'], url: `/api/fleet/file/${out.id}` });
     expect(out.id).toMatch(/^[0-9a-f-]{36}$/);
     for (const agentId of ['a1', 'a2']) {
@@ -135,7 +135,7 @@ describe('embedded store', () => {
     expect(await store.deliveries.findDeliveryFile(out.id, { agentId: 'a3' })).toBeUndefined();
 
     // Default chunk size (4 MiB: one chunk), a chosen id and name; the human output names id and URL.
-    const r = await run(dir, ['files', 'put', 'tool.bin', '--agents', 'a3', '--id', 'my-tool', '--name', 'tool-1.0.bin']);
+    const r = await run(dir, ['files', 'put', 'tool.bin', '--agents', 'a3', '--force', '--id', 'my-tool', '--name', 'tool-1.0.bin']);
     expect(r.code).toBe(0);
     expect(r.stdout.split('\n')[0]).toBe('my-tool');
     expect(r.stdout).toContain('/api/fleet/file/my-tool');
@@ -143,7 +143,7 @@ describe('embedded store', () => {
     expect(mine).toMatchObject({ size: 10_000, chunkSize: 4 * 1024 * 1024, mimeType: 'application/octet-stream' });
     expect(mine.chunks).toHaveLength(1);
 
-    await fails(dir, ['files', 'put', 'tool.bin', '--agents', 'a1', '--id', '../x'], /^fleet-server: file id "\.\.\/x" must be/);
+    await fails(dir, ['files', 'put', 'tool.bin', '--agents', 'a1', '--force', '--id', '../x'], /^fleet-server: file id "\.\.\/x" must be/);
     await fails(dir, ['files', 'put', 'missing.bin', '--agents', 'a1'], /missing\.bin: no such file or directory/);
   });
 
@@ -373,7 +373,7 @@ describe('Elasticsearch store (double)', () => {
     expect(inflateSync(Buffer.from(doc.body, 'base64'))).toEqual(data);
     expect(doc).toMatchObject({ decoded_size: data.length, encoded_sha256: sha256(Buffer.from(doc.body, 'base64')) });
 
-    const out = await ok(dir, ['files', 'put', 'a.json', '--agents', 'x1', '--chunk-size', '500'], settings);
+    const out = await ok(dir, ['files', 'put', 'a.json', '--agents', 'x1', '--force', '--chunk-size', '500'], settings);
     const file = (await store.deliveries.findDeliveryFile(out.id, { agentId: 'x1' }))!;
     expect(file.chunks).toHaveLength(3);
     const parts: Buffer[] = [];

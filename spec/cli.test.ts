@@ -1,11 +1,13 @@
 // The command line as an operator meets it: global options before or after the command, an unknown
 // command is an error (never a silently started server), and a failure at start-up is one line on
 // stderr that names the cause and the path, with a non-zero exit.
-import { spawn, spawnSync, type SpawnSyncReturns } from 'node:child_process';
-import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { execFile, spawn, spawnSync, type SpawnSyncReturns } from 'node:child_process';
+import { existsSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:net';
 import { join } from 'node:path';
+import { promisify } from 'node:util';
 import { Authority } from './support/certs';
+import { EsDouble } from './support/es-double/server';
 import { DIST, removeDir, tempDir } from './support/fleet-server';
 import { request } from './support/http';
 import { NODE_FLAGS } from './support/node-flags';
@@ -13,9 +15,9 @@ import { freePort } from './support/ports';
 
 jest.setTimeout(60_000);
 
-function run(args: string[], cwd: string): SpawnSyncReturns<string> {
+function run(args: string[], cwd: string, input?: string): SpawnSyncReturns<string> {
   // A server started by mistake would never exit: the timeout turns that into a failure.
-  return spawnSync(process.execPath, [...NODE_FLAGS, DIST, ...args], { cwd, encoding: 'utf8', timeout: 20_000 });
+  return spawnSync(process.execPath, [...NODE_FLAGS, DIST, ...args], { cwd, encoding: 'utf8', timeout: 20_000, input });
 }
 
 /** stderr without the JSON log lines: what a person reads. */
@@ -53,7 +55,8 @@ describe('global options before or after the command', () => {
     for (const [where, args] of both(['enrollment-token', 'list'])) expect([where, ok(args).length]).toEqual([where, 2]);
     for (const [i, [, args]] of both(['enrollment-token', 'revoke', tokens[0]!]).entries()) expect(ok(i === 0 ? args : args.map((a) => (a === tokens[0] ? tokens[1]! : a))).revoked).toBe(true);
     for (const [where, args] of both(['agents', 'list'])) expect([where, ok(args)]).toEqual([where, []]);
-    const actions = both(['actions', 'create', '--type', 'UNENROLL', '--agents', 'a1']).map(([, args]) => ok(args).id as string);
+    // a1 has not enrolled (yet): --force.
+    const actions = both(['actions', 'create', '--type', 'UNENROLL', '--agents', 'a1', '--force']).map(([, args]) => ok(args).id as string);
     for (const [where, args] of both(['actions', 'list'])) expect([where, ok(args).length]).toEqual([where, 2]);
     for (const [where, args] of both(['actions', 'show', actions[0]!])) expect([where, ok(args).action.action_id]).toEqual([where, actions[0]]);
     // Everything went to the configured data directory; no server ran (no default policy, no ./data).
@@ -117,7 +120,7 @@ test('credentials in policies and actions are redacted unless --show-secrets; a 
       return r.stdout;
     };
     ok(['policy', 'put', join(dir, 'p.yml')]);
-    const action = JSON.parse(ok(['actions', 'create', '--type', 'MIGRATE', '--agents', 'a1', '--data', '{"target_uri":"https://u:url-pass@f:8220","enrollment_token":"migrate-token"}', '--json']));
+    const action = JSON.parse(ok(['actions', 'create', '--type', 'MIGRATE', '--agents', 'a1', '--force', '--data', '{"target_uri":"https://u:url-pass@f:8220","enrollment_token":"migrate-token"}', '--json']));
     expect(action.data).toEqual({ target_uri: 'https://[REDACTED]@f:8220', enrollment_token: '[REDACTED]' });
     for (const out of [ok(['policy', 'show', 'p1']), ok(['policy', 'show', 'p1', '--json'])]) {
       const p = JSON.parse(out);
@@ -214,5 +217,71 @@ describe('start-up failures: one line naming the cause and the path, exit 1', ()
     expect(r.status).toBe(1);
     expect(r.stderr).toContain('inputs.0.server.ssl.key (an inline value that is not PEM)');
     expect(r.stderr).not.toContain(inline.slice(0, 20));
+  });
+});
+
+describe('admin commands as an operator meets them', () => {
+  const dir = tempDir();
+  const data = join(dir, 'data');
+  const E = ['-E', `path.data=${data}`];
+  afterAll(() => removeDir(dir));
+  const policy = 'id: p1\noutputs: {default: {type: elasticsearch, hosts: ["http://localhost:9200"]}}\n';
+
+  test('policy put - reads standard input', () => {
+    const r = run(['policy', 'put', '-', '--json', ...E], dir, policy);
+    expect({ status: r.status, stderr: plain(r.stderr) }).toEqual({ status: 0, stderr: [] });
+    expect(JSON.parse(r.stdout)).toEqual({ id: 'p1', revision: 1 });
+  });
+
+  test('a path.data with no store is refused and left as it was; only policy put makes one', () => {
+    const missing = join(dir, 'missing');
+    const r = run(['policy', 'list', '-E', `path.data=${missing}`], dir);
+    expect({ status: r.status, stderr: plain(r.stderr) }).toEqual({ status: 1, stderr: [`fleet-server: no embedded store at ${missing} (no fleet-server.db there): give the server's -c/-E path.data, or its Elasticsearch output`] });
+    expect(existsSync(missing)).toBe(false);
+    const empty = join(dir, 'empty');
+    mkdirSync(empty);
+    expect(run(['agents', 'list', '-E', `path.data=${empty}`], dir).status).toBe(1);
+    expect(readdirSync(empty)).toEqual([]);
+  });
+
+  test('a number that is none is a usage error (exit 2), not a store error', () => {
+    for (const args of [['actions', 'list', '--limit', 'abc'], ['uploads', 'list', '--limit', 'abc'], ['actions', 'create', '--type', 'SETTINGS', '--agents', 'x', '--timeout', 'abc']]) {
+      const r = run([...args, ...E], dir);
+      expect({ args, status: r.status, last: plain(r.stderr).pop() }).toEqual({ args, status: 2, last: `--${args[args.length - 2]!.slice(2)} abc: give a whole number, 0 or more` });
+    }
+  });
+
+  test('an action for an agent that does not exist is refused unless --force', () => {
+    const r = run(['actions', 'create', '--type', 'SETTINGS', '--agents', 'nosuchagent', ...E], dir);
+    expect({ status: r.status, stderr: plain(r.stderr) }).toEqual({ status: 1, stderr: ['fleet-server: no agent nosuchagent (see agents list --all); give --force for agents yet to enroll'] });
+    expect(run(['actions', 'create', '--type', 'SETTINGS', '--agents', 'nosuchagent', '--force', ...E], dir).status).toBe(0);
+  });
+
+  test('output cut short by its reader (| head -1) ends the command quietly with 0', async () => {
+    const big = { id: 'big', outputs: { default: { type: 'elasticsearch', hosts: ['http://localhost:9200'] } },
+      inputs: Array.from({ length: 400 }, (_, i) => ({ id: `i${i}`, type: 'logfile', streams: [{ paths: Array(20).fill(`/var/log/x${i}/*.log`) }] })) };
+    writeFileSync(join(dir, 'big.json'), JSON.stringify(big));
+    expect(run(['policy', 'put', join(dir, 'big.json'), ...E], dir).status).toBe(0);
+    const child = spawn(process.execPath, [...NODE_FLAGS, DIST, 'policy', 'show', 'big', ...E], { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stderr = '';
+    child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
+    // The first chunk read, the reader goes away, as `head -1` does.
+    await new Promise<void>((r) => child.stdout!.once('data', () => r()));
+    child.stdout!.destroy();
+    const code = await new Promise<number | null>((r) => child.once('exit', (c) => r(c)));
+    expect({ code, stderr }).toEqual({ code: 0, stderr: '' });
+  });
+
+  test('Elasticsearch without a service token: the error says none was given', async () => {
+    const es = await new EsDouble().start();
+    try {
+      // Not spawnSync: the double answers from this process.
+      const r = await promisify(execFile)(process.execPath, [...NODE_FLAGS, DIST, 'policy', 'list', '-E', `output.elasticsearch.hosts=${es.url}`], { cwd: dir, encoding: 'utf8' })
+        .then(() => ({ code: 0, stderr: '' }), (e: { code: number; stderr: string }) => ({ code: e.code, stderr: e.stderr }));
+      expect({ code: r.code, stderr: plain(r.stderr) }).toEqual({ code: 1, stderr: [
+        'fleet-server: no Elasticsearch service token was given (Elasticsearch answered 401): set output.elasticsearch.service_token or service_token_path, as for the server'] });
+    } finally {
+      await es.stop();
+    }
   });
 });

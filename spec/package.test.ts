@@ -1,7 +1,9 @@
 // The packaged single executable (npm run package): runs with no Node and no environment, standalone
 // and in agent mode under the fake agent; the tarball holds it and its component spec.
 import { execFile, execFileSync, spawn, spawnSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { copyFileSync, existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { arch } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import { parse } from 'yaml';
@@ -19,12 +21,13 @@ jest.setTimeout(180_000);
 const ROOT = resolve(__dirname, '..');
 const EXE = join(ROOT, 'dist/fleet-server');
 const VERSION = (JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { version: string }).version;
-const TARBALL = join(ROOT, `dist/fleet-server-${VERSION}-linux-x86_64.tar.gz`);
+const PLATFORM = `linux-${arch() === 'x64' ? 'x86_64' : arch()}`;
+const TARBALL = join(ROOT, `dist/fleet-server-${VERSION}-${PLATFORM}.tar.gz`);
 
 beforeAll(() => {
   // Packaging follows the build `npm test` just ran; it is not repeated when already current.
   const bundle = statSync(join(ROOT, 'dist/fleet-server.js')).mtimeMs;
-  if (!existsSync(EXE) || statSync(EXE).mtimeMs < bundle || !existsSync(TARBALL)) {
+  if (!existsSync(EXE) || statSync(EXE).mtimeMs < bundle || !existsSync(TARBALL) || !existsSync(`${TARBALL}.sha512`)) {
     execFileSync(process.execPath, [join(ROOT, 'scripts/package.mjs')], { cwd: ROOT, stdio: 'inherit' });
   }
 });
@@ -96,7 +99,7 @@ test('agent mode: the executable runs under the fake agent and turns HEALTHY', (
 
 test('the tarball holds the executable and a version 2 component spec with upstream\'s arguments', () => {
   const listing = execFileSync('tar', ['-tzvf', TARBALL]).toString().split('\n').filter(Boolean);
-  const top = `fleet-server-${VERSION}-linux-x86_64/`;
+  const top = `fleet-server-${VERSION}-${PLATFORM}/`;
   expect(listing.some((l) => l.startsWith('-rwxr-xr-x') && l.endsWith(`${top}fleet-server`))).toBe(true);
   const spec = parse(execFileSync('tar', ['-xzOf', TARBALL, `${top}fleet-server.spec.yml`]).toString()) as {
     version: number; inputs: { name: string; outputs: string[]; command: { args: string[] } }[];
@@ -104,4 +107,21 @@ test('the tarball holds the executable and a version 2 component spec with upstr
   expect(spec.version).toBe(2);
   expect(spec.inputs).toHaveLength(1);
   expect(spec.inputs[0]).toMatchObject({ name: 'fleet-server', outputs: ['elasticsearch'], command: { args: ['--agent-mode', '-E', 'logging.level=debug', '-E', 'logging.to_stderr=true'] } });
+});
+
+test('the tarball has its .sha512 beside it (sha512sum\'s format, as Elastic Agent\'s packaging checks) and names no builder: 0:0, the commit\'s time, name order', () => {
+  const tarball = readFileSync(TARBALL);
+  const name = TARBALL.split('/').pop()!;
+  expect(readFileSync(`${TARBALL}.sha512`, 'utf8')).toBe(`${createHash('sha512').update(tarball).digest('hex')}  ${name}\n`);
+  expect(execFileSync('sha512sum', ['-c', `${name}.sha512`], { cwd: dirname(TARBALL) }).toString()).toBe(`${name}: OK\n`);
+  // gzip's header: no time of its own (bytes 4-7) and no file name (FNAME flag, bit 3 of byte 3).
+  expect([...tarball.subarray(4, 8)]).toEqual([0, 0, 0, 0]);
+  expect(tarball[3]! & 0x08).toBe(0);
+  const commit = Number(process.env['SOURCE_DATE_EPOCH'] || execFileSync('git', ['log', '-1', '--format=%ct'], { cwd: ROOT }).toString().trim());
+  const entries = execFileSync('tar', ['-tzvf', TARBALL, '--numeric-owner', '--full-time'], { env: { ...process.env, TZ: 'UTC' } }).toString().split('\n').filter(Boolean);
+  const when = new Date(commit * 1000).toISOString().replace('T', ' ').slice(0, 19);
+  for (const line of entries) expect(line).toMatch(new RegExp(`^(drwxr-xr-x|-rwxr-xr-x|-rw-r--r--) 0/0 +\\d+ ${when} `));
+  const paths = entries.map((l) => l.split(' ').pop()!);
+  expect(paths).toEqual([...paths].sort());
+  expect(paths).toEqual([`fleet-server-${VERSION}-${PLATFORM}/`, ...['README.md', 'fleet-server', 'fleet-server.spec.yml', 'fleet-server.yml'].map((f) => `fleet-server-${VERSION}-${PLATFORM}/${f}`)]);
 });

@@ -297,6 +297,19 @@ describe.each(STORE_KINDS)('%s store', (_name, make) => {
     expect(r.hits.map((h) => [h._source.policy_id, h._source.revision_idx])).toContainEqual([policyId, 3]);
   });
 
+  test('policies: writers that read the same latest revision each get one of their own (the next free), returned as written', async () => {
+    const policyId = uid();
+    await store.addPolicyRevision(policyDoc(policyId, 1));
+    const racing = [0, 1, 2, 3].map((i) => ({ ...policyDoc(policyId, 2), name: `writer ${i}` }));
+    const hits = await Promise.all(racing.map((d) => store.addPolicyRevision(d)));
+    expect(hits.map((h) => h._source.revision_idx).sort()).toEqual([2, 3, 4, 5]);
+    for (const h of hits) expect(h._source.data.revision).toBe(h._source.revision_idx);
+    const latest = (await store.latestPolicy(policyId))!._source;
+    expect([latest.revision_idx, latest.data.revision, latest['name']]).toEqual([5, 5, hits.find((h) => h._source.revision_idx === 5)!._source['name']]);
+    // A revision beyond the latest is written as given.
+    expect((await store.addPolicyRevision(policyDoc(policyId, 9)))._source.revision_idx).toBe(9);
+  });
+
   test('actions: pending actions are the agent’s, unexpired, after its position and up to the checkpoint', async () => {
     const agent = uid();
     const now = Date.now();

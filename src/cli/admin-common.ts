@@ -1,11 +1,14 @@
 // What every admin command shares: the store the config names, opened for one command, and output as
 // a table or one JSON document.
-import { Admin } from '../fleet/admin';
+import { existsSync, readFileSync } from 'node:fs';
+import { Admin, AdminError } from '../fleet/admin';
 import { createLogger } from '../logging/logger';
-import { openStore } from '../store/open';
+import { embeddedDbPath, openStore } from '../store/open';
+import { describeError, withContext } from '../util/error-text';
 import { parse as parseYaml, stringify as stringifyYaml } from 'yaml';
 import { redact, REDACTED } from '../util/redact';
 import type { Store } from '../store/port';
+import type { FleetServerConfig } from '../config/config';
 import { loadConfig, type ConfigArgs } from './load-config';
 
 export interface Common extends ConfigArgs {
@@ -51,15 +54,68 @@ export function printCreated(args: Common, value: unknown, lines: () => string[]
   process.stdout.write(args.json ? `${JSON.stringify(value, null, 2)}\n` : `${lines().join('\n')}\n`);
 }
 
-export async function withAdmin<T>(args: Common, fn: (admin: Admin, store: Store) => Promise<T>): Promise<T> {
+/**
+ * Runs `fn` on the store the configuration names. On the embedded store only a command that may start
+ * one (`creates`: writing a policy or an artifact to prepare a server's first start) makes a new
+ * database: any other, given a path.data that is not the server's, would leave an empty store (and a
+ * new key) wherever it pointed, and answer from that as if nothing existed.
+ */
+export async function withAdmin<T>(args: Common, fn: (admin: Admin, store: Store) => Promise<T>, opts: { creates?: boolean } = {}): Promise<T> {
   const config = loadConfig(args);
+  if (!config.elasticsearch && !opts.creates && !existsSync(embeddedDbPath(config))) {
+    throw new AdminError(`no embedded store at ${config.pathData} (no fleet-server.db there): give the server's -c/-E path.data, or its Elasticsearch output`);
+  }
   // Admin output goes to stdout; only warnings and errors are logged (to stderr).
   const log = createLogger({ ...config.logging, level: 'warn', toFiles: false, toStderr: true });
   const store = await openStore(config, log);
   try {
     return await fn(new Admin(store), store);
+  } catch (err) {
+    throw noServiceToken(config, err) ?? err;
   } finally {
     await store.close();
+  }
+}
+
+/**
+ * Elasticsearch's 401 when no service token was configured: the store reports it as a refused token,
+ * which sends an operator looking for a wrong one.
+ */
+export function noServiceToken(config: Pick<FleetServerConfig, 'elasticsearch'>, err: unknown): AdminError | undefined {
+  const es = config.elasticsearch;
+  if (!es || es.serviceToken || es.serviceTokenPath || !statusIs(err, 401)) return undefined;
+  return new AdminError('no Elasticsearch service token was given (Elasticsearch answered 401): set output.elasticsearch.service_token or service_token_path, as for the server', { cause: err });
+}
+
+/** Whether an Elasticsearch answer of `status` is behind `err` (the client's error, kept as a cause by the store's). */
+function statusIs(err: unknown, status: number): boolean {
+  for (let e = err, depth = 0; e !== null && typeof e === 'object' && depth < 4; e = (e as { cause?: unknown }).cause, depth++) {
+    const x = e as { status?: unknown; meta?: { statusCode?: unknown } };
+    if (x.status === status || x.meta?.statusCode === status) return true;
+  }
+  return false;
+}
+
+/**
+ * A file a command reads whole, `-` (or the "" yargs makes of a lone `-`) standard input. Errors name
+ * the file: Node's EISDIR names none, and readFileSync('') failed as a bare ENOENT.
+ */
+export function readInput(file: string): { text: string; source: string } {
+  const stdin = file === '-' || file === '';
+  const source = stdin ? 'standard input' : file;
+  try {
+    return { text: readFileSync(stdin ? 0 : file, 'utf8'), source };
+  } catch (err) {
+    throw withContext(`cannot read ${source}`, err);
+  }
+}
+
+/** A YAML (or JSON) document read by readInput; a syntax error names the file and the line. */
+export function parseYamlInput(input: { text: string; source: string }): unknown {
+  try {
+    return parseYaml(input.text) as unknown;
+  } catch (err) {
+    throw new AdminError(`${input.source}: not valid YAML or JSON: ${describeError(err)}`);
   }
 }
 

@@ -1,7 +1,7 @@
 // Admin commands for files: diagnostics from an agent, uploads, files delivered to agents, artifacts.
 // Logic shared with other front ends is in fleet/files-admin.ts; this module owns the local files.
 import { randomBytes, randomUUID } from 'node:crypto';
-import { createReadStream, readFileSync, rmSync, statSync } from 'node:fs';
+import { createReadStream, readFileSync, rmSync, statSync, type Stats } from 'node:fs';
 import { open, rename } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 import { pipeline } from 'node:stream/promises';
@@ -14,7 +14,9 @@ import {
 import type { UploadRecord } from '../store/file-ports';
 import type { Store } from '../store/port';
 import { parseDuration } from '../util/duration';
+import { withContext } from '../util/error-text';
 import { print, table, withAdmin, type Common } from './admin-common';
+import { wholeNumber } from './usage-error';
 
 const list = (s: string | undefined): string[] => (s ?? '').split(',').map((x) => x.trim()).filter(Boolean);
 const note = (line: string): void => void process.stderr.write(`${line}\n`);
@@ -74,6 +76,18 @@ function progressLine(p: UploadProgress): string {
   }
 }
 
+/** The file's stat, when it is a file one can read; otherwise an error naming it. */
+function regularFile(file: string): Stats {
+  let st: Stats;
+  try {
+    st = statSync(file);
+  } catch (err) {
+    throw withContext(`cannot read ${file}`, err);
+  }
+  if (!st.isFile()) throw new AdminError(`cannot read ${file}: not a regular file`);
+  return st;
+}
+
 function durationArg(name: string, value: string): number {
   try {
     return parseDuration(value);
@@ -109,10 +123,10 @@ export function registerFileCommands(y: Argv<Common>): Argv<Common> {
       .command('list', 'List uploads, newest first', (c) => c
         .option('agent', { type: 'string', describe: 'agent id' })
         .option('action', { type: 'string', describe: 'action id' })
-        .option('limit', { type: 'number', default: 100 }),
+        .option('limit', { coerce: wholeNumber('limit'), default: 100, describe: 'at most this many' }),
       async (a) => {
         const rows = await withAdmin(a, async (_admin, store) =>
-          (await store.uploads.listUploads({ agentId: a.agent, actionId: a.action, limit: a.limit })).map(uploadSummary));
+          (await store.uploads.listUploads({ agentId: a.agent, actionId: a.action, limit: a.limit as number })).map(uploadSummary));
         print(a, rows, () => table([['UPLOAD ID', 'AGENT', 'ACTION', 'NAME', 'SIZE', 'STATUS', 'STARTED'],
           ...rows.map((r) => [r.upload_id, r.agent_id, r.action_id, r.name, String(r.size), r.status, r.started])]));
       })
@@ -136,13 +150,18 @@ export function registerFileCommands(y: Argv<Common>): Argv<Common> {
         .option('id', { type: 'string', describe: 'file id (default: a new UUID)' })
         .option('name', { type: 'string', describe: 'file name (default: the file\'s own)' })
         .option('mime-type', { type: 'string', default: 'application/octet-stream' })
-        .option('chunk-size', { type: 'number', default: DEFAULT_DELIVERY_CHUNK, describe: 'bytes per stored chunk' }),
+        .option('chunk-size', { coerce: wholeNumber('chunk-size'), default: DEFAULT_DELIVERY_CHUNK, describe: 'bytes per stored chunk' })
+        .option('force', { type: 'boolean', describe: 'also for agent ids not (yet) enrolled' }),
       async (a) => {
         const file = a.file;
-        statSync(file); // a missing file is one clear line before the store is opened
-        const meta = await withAdmin(a, (_admin, store) => publishFile(store.deliveries, {
-          id: a.id ?? randomUUID(), name: a.name ?? basename(file), mimeType: a['mime-type'] as string, chunkSize: a['chunk-size'] as number, agentIds: list(a.agents),
-        }, () => createReadStream(file)));
+        regularFile(file); // a missing file is one clear line before the store is opened
+        const agentIds = list(a.agents);
+        const meta = await withAdmin(a, async (admin, store) => {
+          if (!a.force) await admin.requireAgents(agentIds);
+          return publishFile(store.deliveries, {
+            id: a.id ?? randomUUID(), name: a.name ?? basename(file), mimeType: a['mime-type'] as string, chunkSize: a['chunk-size'] as number, agentIds,
+          }, () => createReadStream(file));
+        });
         const url = `/api/fleet/file/${meta.id}`;
         print(a, { id: meta.id, name: meta.name, size: meta.size, sha256: meta.sha256, mime_type: meta.mimeType, chunk_size: meta.chunkSize, agents: meta.agentIds, url },
           () => [meta.id, `${meta.name}: ${meta.size} bytes, sha256 ${meta.sha256}, for ${meta.agentIds.join(', ')}`, `agents fetch it at ${url}`]);
@@ -155,12 +174,19 @@ export function registerFileCommands(y: Argv<Common>): Argv<Common> {
         .option('package-name', { type: 'string', default: 'endpoint' })
         .option('compression', { choices: ['zlib', 'none'] as const, default: 'zlib' as const }),
       async (a) => {
-        const size = statSync(a.file).size;
+        const size = regularFile(a.file).size;
         if (size > MAX_ARTIFACT_BYTES) throw new AdminError(`${a.file} is ${size} bytes; artifacts are at most ${MAX_ARTIFACT_BYTES} bytes (one document each)`);
-        const doc = buildArtifact(readFileSync(a.file), {
+        let bytes: Buffer;
+        try {
+          bytes = readFileSync(a.file);
+        } catch (err) {
+          throw withContext(`cannot read ${a.file}`, err);
+        }
+        const doc = buildArtifact(bytes, {
           identifier: a.identifier, packageName: a['package-name'] as string, compression: a.compression as ArtifactCompression,
         });
-        const stored = await withAdmin(a, (_admin, store) => putArtifact(store, doc));
+        // An artifact a policy names may be stored before the server's first start, as the policy may.
+        const stored = await withAdmin(a, (_admin, store) => putArtifact(store, doc), { creates: true });
         const entry = manifestEntry(stored.doc);
         if (!stored.created) note(`artifact ${doc.identifier} with this content is stored already (compression ${stored.doc.compression_algorithm}); not written again`);
         print(a, { identifier: stored.doc.identifier, decoded_sha256: stored.doc.decoded_sha256, created: stored.created, artifact_manifest_entry: { [stored.doc.identifier]: entry } },

@@ -62,8 +62,10 @@ export class Admin {
   constructor(private readonly store: Store) {}
 
   async putPolicy(input: PolicyInput): Promise<Hit<PolicyDoc>> {
-    if (!input || typeof input !== 'object') throw new AdminError('policy must be an object');
-    if (typeof input.id !== 'string' || input.id === '') throw new AdminError('policy.id is required');
+    if (!input || typeof input !== 'object' || Array.isArray(input)) throw new AdminError('policy must be an object');
+    if (input.id === undefined || input.id === null || input.id === '') throw new AdminError('policy.id is required');
+    // YAML reads `id: 5` as a number; a policy id is a string everywhere it is used (and compared).
+    if (typeof input.id !== 'string') throw new AdminError(`policy.id must be a string (write it in quotes: id: "${String(input.id)}")`);
     const outputs = input.outputs ?? {};
     if (typeof outputs !== 'object' || Array.isArray(outputs) || Object.keys(outputs).length === 0) {
       throw new AdminError('policy.outputs must name at least one output');
@@ -73,6 +75,8 @@ export class Admin {
       if (!o || typeof o !== 'object' || typeof o['type'] !== 'string') throw new AdminError(`policy.outputs.${name}.type is required`);
       if ((o['type'] === 'elasticsearch' || o['type'] === 'remote_elasticsearch') && !permissions[name]) permissions[name] = defaultPermissions();
     }
+    // The next revision as far as this read goes; should another writer take it meanwhile, the store
+    // writes the one after (and returns the document as written).
     const latest = await this.store.latestPolicy(input.id);
     const revision = (latest?._source.revision_idx ?? 0) + 1;
     const { id, name, namespace: _n, default_fleet_server, unenroll_timeout, output_permissions: _p, ...rest } = input;
@@ -155,26 +159,74 @@ export class Admin {
     return a;
   }
 
+  /**
+   * Refuses ids no agent has: an action or a file for an agent that does not exist waits for nobody,
+   * and a mistyped id would go unnoticed. (The command line's --force skips this, for agents yet to enroll.)
+   */
+  async requireAgents(ids: string[]): Promise<void> {
+    const found = await Promise.all(ids.map((id) => this.store.getAgent(id)));
+    const unknown = ids.filter((_, i) => !found[i]);
+    if (unknown.length > 0) throw new AdminError(`no agent ${unknown.join(', ')} (see agents list --all); give --force for agents yet to enroll`);
+  }
+
+  /** `knownAgents`: every agent named must exist (requireAgents). */
   async createAction(o: {
     type: string; agents: string[]; data?: Json; expiration?: string; startTime?: string;
-    rolloutDuration?: string | number; inputType?: string; timeout?: number;
+    rolloutDuration?: string | number; inputType?: string; timeout?: number; knownAgents?: boolean;
   }): Promise<Hit<ActionDoc>> {
     const type = o.type.toUpperCase();
     if (!(ACTION_TYPES as readonly string[]).includes(type)) throw new AdminError(`unknown action type ${o.type}; one of ${ACTION_TYPES.join(', ')}`);
+    // Kibana moves the agent to the policy before it writes the action; the action alone moves nothing.
+    if (type === 'POLICY_REASSIGN') throw new AdminError('POLICY_REASSIGN moves an agent to another policy: use fleet-server agents reassign AGENT_ID --policy POLICY_ID');
+    return this.writeAction({ ...o, type });
+  }
+
+  /**
+   * Moves an agent to another policy as Kibana's reassignAgent does (services/agents/reassign.ts): its
+   * policy_id (and policy_base_id) become the new policy's and its policy_revision_idx is cleared, so its
+   * next check-in is given the new policy whatever revision it reports (upstream's checkin, §3.5); then a
+   * POLICY_REASSIGN action naming the policy records the move.
+   */
+  async reassignAgent(agentId: string, policyId: string): Promise<Hit<ActionDoc>> {
+    await this.showPolicy(policyId);
+    const agent = await this.showAgent(agentId);
+    if (!agent._source.active) throw new AdminError(`agent ${agentId} is unenrolled`);
+    if (agent._source.policy_id === policyId) throw new AdminError(`agent ${agentId} is on policy ${policyId} already`);
+    await this.store.updateAgent({
+      id: agentId, doc: { policy_id: policyId, policy_base_id: baseId(policyId), policy_revision_idx: null, updated_at: rfc3339() },
+    });
+    return this.writeAction({ type: 'POLICY_REASSIGN', agents: [agentId], data: { policy_id: policyId } });
+  }
+
+  private async writeAction(o: {
+    type: string; agents: string[]; data?: Json; expiration?: string; startTime?: string;
+    rolloutDuration?: string | number; inputType?: string; timeout?: number; knownAgents?: boolean;
+  }): Promise<Hit<ActionDoc>> {
+    const type = o.type;
     if (o.agents.length === 0) throw new AdminError('--agents must name at least one agent');
+    const data = o.data !== null && typeof o.data === 'object' && !Array.isArray(o.data) ? o.data : undefined;
+    if (type === 'CANCEL' && !(data && 'target_id' in data)) {
+      throw new AdminError('CANCEL needs --data \'{"target_id":"<action id>"}\'');
+    }
+    // An UPGRADE without a version gives the agent nothing to upgrade to: it could only fail there.
+    if (type === 'UPGRADE' && !(typeof data?.['version'] === 'string' && data['version'] !== '')) {
+      throw new AdminError('UPGRADE needs --data \'{"version":"<agent version>"}\'');
+    }
+    if (o.timeout !== undefined && !(Number.isSafeInteger(o.timeout) && o.timeout >= 0)) throw new AdminError(`timeout ${o.timeout} must be a whole number of seconds, 0 or more`);
     const now = Date.now();
+    const expiration = absoluteTime(o.expiration, now) ?? isoTime(now + 30 * 24 * 3600_000);
+    // An action past its expiration is never delivered: it would sit in the store doing nothing.
+    if (Date.parse(expiration) <= now) throw new AdminError(`--expiration ${o.expiration} is in the past (${expiration})`);
+    const start = absoluteTime(o.startTime, now);
+    if (start && Date.parse(start) >= Date.parse(expiration)) throw new AdminError(`--start-time ${o.startTime} (${start}) is not before the expiration (${expiration})`);
     const doc: ActionDoc = {
       action_id: randomUUID(),
       '@timestamp': isoTime(now),
-      expiration: absoluteTime(o.expiration, now) ?? isoTime(now + 30 * 24 * 3600_000),
+      expiration,
       type,
       agents: o.agents,
     };
     if (o.data !== undefined) doc.data = o.data;
-    if (type === 'CANCEL' && (!o.data || typeof o.data !== 'object' || !('target_id' in (o.data as object)))) {
-      throw new AdminError('CANCEL needs --data \'{"target_id":"<action id>"}\'');
-    }
-    const start = absoluteTime(o.startTime, now);
     if (start) doc.start_time = start;
     if (o.rolloutDuration !== undefined) {
       const secs = typeof o.rolloutDuration === 'number' ? o.rolloutDuration : parseDuration(o.rolloutDuration) / 1000;
@@ -182,12 +234,13 @@ export class Admin {
     }
     if (o.inputType) doc.input_type = o.inputType;
     if (o.timeout !== undefined) doc.timeout = o.timeout;
+    if (o.knownAgents) await this.requireAgents(o.agents);
     const [hit] = await this.store.createActions([doc]);
     return hit!;
   }
 
   async showAction(actionId: string): Promise<{ action: Hit<ActionDoc>; results: Hit<ActionResultDoc>[] }> {
-    const action = await this.store.findAction(actionId);
+    const action = await this.store.findAction(actionId, { withAgents: true });
     if (!action) throw new AdminError(`action ${actionId} not found`);
     return { action, results: await this.store.listActionResults(actionId) };
   }
@@ -225,4 +278,10 @@ function absoluteTime(v: string | undefined, now: number): string | undefined {
   const t = Date.parse(v);
   if (Number.isNaN(t)) throw new AdminError(`invalid time ${v}: give RFC3339 or a duration like 1h`);
   return isoTime(t);
+}
+
+/** The policy id without a `#<version>` suffix, as Kibana's removeVersionSuffixFromPolicyId (and enroll.ts). */
+function baseId(policyId: string): string {
+  const i = policyId.indexOf('#');
+  return i < 0 ? policyId : policyId.slice(0, i);
 }

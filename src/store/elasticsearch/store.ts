@@ -2,7 +2,7 @@
 // upstream Fleet Server read and write them, API keys and secrets through the security and Fleet
 // APIs, reads and writes batched by the bulker, changes followed through global checkpoints.
 import type { Client } from '@elastic/elasticsearch';
-import { randomUUID } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
 import type { BulkConfig, ElasticsearchOutputConfig, MonitorConfig } from '../../config/config';
 import type { ActionDoc, ActionResultDoc, AgentDoc, EnrollmentKeyDoc, Hit, PolicyDoc, RoleMap } from '../documents';
@@ -25,6 +25,7 @@ import { EsDeliveries } from './deliveries';
 import { EsArtifacts } from './artifacts';
 import { VERSION } from '../../version';
 import { isoTime } from '../../util/time';
+import { jsonEqual } from '../../util/json-equal';
 
 type Obj = Record<string, unknown>;
 
@@ -410,18 +411,31 @@ export class EsStore implements Store {
   }
 
   async addPolicyRevision(doc: PolicyDoc): Promise<Hit<PolicyDoc>> {
-    // Kibana writes revisions with refresh=wait_for; the monitors find them through the checkpoint.
-    // The id is ours (a random UUID, as Kibana's own revisions have) and the write a create, so that a
-    // retry after a write that landed (a 502/504 or a reset on the way back) meets 409 instead of
-    // adding the revision twice; that 409 is our own write.
-    const id = randomUUID();
-    try {
-      const r = await withRetries('write policy', () => this.client.create({ index: INDEX.policies, id, document: doc, refresh: 'wait_for' }));
-      return { _id: r._id, _seq_no: r._seq_no, _source: doc };
-    } catch (err) {
-      if (statusIn(err) !== 409) throw err;
-      return { _id: id, _seq_no: await this.storedSeqNo(INDEX.policies, id, 'write policy'), _source: doc };
+    // Kibana writes revisions with refresh=wait_for, under an id made of the policy id and the revision
+    // (agent_policy.ts deployPolicies: uuidv5(`${policy_id}:${revision_idx}`, uuidv5.DNS)); the monitors
+    // find them through the checkpoint. Ours is a create under that id: a writer that read the same
+    // latest revision meets 409 and takes the next one, so no revision is stored twice (the policy
+    // monitor would drop the second, no newer than what agents have). A 409 may also be our own write,
+    // landed before a 502/504 or a reset on the way back made it go again: the stored document is then
+    // the one we sent (the same content in the same millisecond is one revision either way).
+    for (let rev = doc.revision_idx; rev < doc.revision_idx + 100; rev++) {
+      const next: PolicyDoc = rev === doc.revision_idx ? doc : { ...doc, revision_idx: rev, data: { ...doc.data, revision: rev } };
+      const id = policyRevisionId(doc.policy_id, rev);
+      try {
+        const r = await withRetries('write policy', () => this.client.create({ index: INDEX.policies, id, document: next, refresh: 'wait_for' }));
+        return { _id: r._id, _seq_no: r._seq_no, _source: next };
+      } catch (err) {
+        if (statusIn(err) !== 409) throw err;
+      }
+      let stored;
+      try {
+        stored = await this.bulker.read(INDEX.policies, id);
+      } catch (err) {
+        throw toStoreError(err, 'write policy');
+      }
+      if (stored && jsonEqual(stored._source, JSON.parse(JSON.stringify(next)))) return { _id: id, _seq_no: stored._seq_no, _source: next };
     }
+    throw new StoreBusyError(`write policy ${doc.policy_id}: revisions ${doc.revision_idx} to ${doc.revision_idx + 99} were all written by others meanwhile`);
   }
 
   /** The `_seq_no` of a document this server has just written (a realtime read: no refresh needed). */
@@ -456,12 +470,14 @@ export class EsStore implements Store {
   }
 
   /**
-   * Without its `agents` list, as upstream's dl.FindAction: acks and upgrade_details need the type, and
-   * a rollout's list (one id per agent) would otherwise be carried on every lookup.
+   * Without its `agents` list unless asked (the admin CLI's `actions show`), as upstream's dl.FindAction:
+   * acks and upgrade_details need the type, and a rollout's list (one id per agent) would otherwise be
+   * carried on every lookup.
    */
-  async findAction(actionId: string): Promise<Hit<ActionDoc> | undefined> {
+  async findAction(actionId: string, opts: { withAgents?: boolean } = {}): Promise<Hit<ActionDoc> | undefined> {
     return (await this.search<ActionDoc>(INDEX.actions, {
-      seq_no_primary_term: true, query: filter(term('action_id', actionId)), sort: ['_seq_no'], size: 1, _source: { excludes: ['agents'] },
+      seq_no_primary_term: true, query: filter(term('action_id', actionId)), sort: ['_seq_no'], size: 1,
+      ...(opts.withAgents ? {} : { _source: { excludes: ['agents'] } }),
     }))[0];
   }
 
@@ -518,4 +534,15 @@ export class EsStore implements Store {
   listActionResults(actionId: string): Promise<Hit<ActionResultDoc>[]> {
     return this.search<ActionResultDoc>(INDEX.actionResults, { size: 10000, query: filter(term('action_id', actionId)), sort: [{ '@timestamp': 'asc' }] });
   }
+}
+
+const DNS_NAMESPACE = Buffer.from('6ba7b8109dad11d180b400c04fd430c8', 'hex');
+
+/** Kibana's id for a policy revision: the version-5 UUID (RFC 4122, SHA-1) of `<policy id>:<revision>` in the DNS namespace. */
+export function policyRevisionId(policyId: string, revision: number): string {
+  const h = createHash('sha1').update(DNS_NAMESPACE).update(`${policyId}:${revision}`, 'utf8').digest();
+  h[6] = (h[6]! & 0x0f) | 0x50;
+  h[8] = (h[8]! & 0x3f) | 0x80;
+  const x = h.subarray(0, 16).toString('hex');
+  return `${x.slice(0, 8)}-${x.slice(8, 12)}-${x.slice(12, 16)}-${x.slice(16, 20)}-${x.slice(20)}`;
 }

@@ -620,11 +620,22 @@ export class SqliteStore implements Store {
       .get(policyId, this.durableSeq.policies) as Row | undefined);
   }
 
+  /**
+   * Written at doc.revision_idx unless that revision or a later one is stored: then at the one after the
+   * highest. The caller read the latest revision before this write; another writer (an admin command in
+   * another process) may have added one since, and a revision stored twice is dropped by the policy
+   * monitor as no newer than what agents have. The read and the insert share the write transaction,
+   * which holds the database's write lock.
+   */
   async addPolicyRevision(doc: PolicyDoc): Promise<Hit<PolicyDoc>> {
     const id = randomUUID();
-    const row = await this.write(() => this.q('INSERT INTO policies (id, policy_id, revision_idx, doc) VALUES (?, ?, ?, ?) RETURNING seq')
-      .get(id, doc.policy_id, doc.revision_idx, JSON.stringify(sealFields(doc, this.box, id))) as Row, ['policies']);
-    return { _id: id, _seq_no: Number(row['seq']), _source: doc };
+    const [row, written] = await this.write(() => {
+      const top = Number((this.q('SELECT max(revision_idx) AS r FROM policies WHERE policy_id = ?').get(doc.policy_id) as Row)['r'] ?? 0);
+      const next = doc.revision_idx > top ? doc : { ...doc, revision_idx: top + 1, data: { ...doc.data, revision: top + 1 } };
+      return [this.q('INSERT INTO policies (id, policy_id, revision_idx, doc) VALUES (?, ?, ?, ?) RETURNING seq')
+        .get(id, next.policy_id, next.revision_idx, JSON.stringify(sealFields(next, this.box, id))) as Row, next] as const;
+    }, ['policies']);
+    return { _id: id, _seq_no: Number(row['seq']), _source: written };
   }
 
   // ---- actions ----
