@@ -75,6 +75,10 @@ test('plain refreshes of the same second, status and message share one document;
   b.touch('other-status', 'degraded', 'Running');
   b.enqueue('with-news', { status: 'online', message: 'Running', policyRevisionIdx: 2 });
   b.enqueue('unhealthy', { status: 'online', message: 'Running', unhealthyReason: ['input'] });
+  // Held polls of agents that keep a reason share one too (old: a document each).
+  b.touch('unhealthy-held-1', 'online', 'Running', { unhealthyReason: ['input'] });
+  b.touch('unhealthy-held-2', 'online', 'Running', { unhealthyReason: ['input'] });
+  b.touch('unhealthy-held-3', 'online', 'Running', { unhealthyReason: ['output'] });
   b.enqueue('audit-cleared', { status: 'online', message: 'Running', clearAudit: true });
   // The agents' own texts: no pair of them may be taken for another pair.
   b.touch('texts-1', 'online\nX', 'Y');
@@ -96,5 +100,9 @@ test('plain refreshes of the same second, status and message share one document;
   expect(Object.isFrozen(doc('a'))).toBe(true);
   expect(doc('with-news')).toMatchObject({ last_checkin: '2026-12-05T04:00:00Z', policy_revision_idx: 2 });
   expect(doc('unhealthy')).toMatchObject({ unhealthy_reason: ['input'] });
+  expect(doc('unhealthy-held-1')).toBe(doc('unhealthy'));
+  expect(doc('unhealthy-held-2')).toBe(doc('unhealthy'));
+  expect(doc('unhealthy-held-3')).toMatchObject({ unhealthy_reason: ['output'] });
+  expect(doc('unhealthy-held-3')).not.toBe(doc('unhealthy'));
   expect(doc('next-second')).toMatchObject({ last_checkin: '2026-12-05T04:00:01Z' });
 });

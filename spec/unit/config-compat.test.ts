@@ -123,6 +123,19 @@ describe('2. variables and -E values as go-ucfg reads them', () => {
     expect(() => load('path.data: "${path.data}"\n')).toThrow(/path\.data: \$\{path\.data\} refers back to itself/);
     expect(() => load('path.data: "${logging}"\nlogging.level: info\n')).toThrow(/path\.data: \$\{logging\} names a list or an object/);
   });
+
+  test('references are expanded once per key, and what they expand to is bounded', () => {
+    // Each key names the one before four times: old, 4^n expansions (depth 12 took ~35 s); now each key
+    // is expanded once, and the text stops growing at 1 Mi characters.
+    const chain = (n: number, piece: (prev: string) => string): string =>
+      [`path.data: "/\${k${n}}"`, 'k0: ab', ...Array.from({ length: n }, (_, i) => `k${i + 1}: "${piece(`k${i}`)}"`)].join('\n') + '\n';
+    const four = (prev: string): string => `\${${prev}}\${${prev}}\${${prev}}\${${prev}}`;
+    expect(load(chain(4, four)).pathData).toBe(`/${'ab'.repeat(256)}`);
+    expect(() => load(chain(12, four))).toThrow(/expands to more than 1048576 characters/);
+    // A long chain that does not multiply is fine up to 16 deep.
+    expect(load(chain(15, (prev) => `\${${prev}}x`)).pathData).toBe(`/ab${'x'.repeat(15)}`);
+    expect(() => load(chain(17, (prev) => `\${${prev}}x`))).toThrow(/references nest deeper than 16/);
+  });
 });
 
 describe('3. durations', () => {

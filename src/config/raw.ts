@@ -296,9 +296,14 @@ interface Resolver {
   env: NodeJS.ProcessEnv;
   /** Keys whose references are being expanded now: one met again is a cycle. */
   resolving: string[];
+  /** Keys already expanded: a key named many times (or by keys that name it many times) is expanded once. */
+  resolved: Map<string, string>;
 }
 
-/** Enough for any chain an operator writes; a cycle ends here too. */
+/** No configuration value is this long; past it a file of references that multiply each other is refused. */
+const MAX_EXPANDED_CHARS = 1024 * 1024;
+
+/** Enough for any chain an operator writes. */
 const MAX_REFERENCE_DEPTH = 16;
 
 /**
@@ -310,11 +315,16 @@ function valueOf(name: string, r: Resolver): string {
   if (ref === undefined || ref === null) return r.env[name] ?? '';
   if (typeof ref === 'object') throw new Error(`\${${name}} names a list or an object, not a value`);
   if (typeof ref !== 'string') return String(ref);
-  if (r.resolving.includes(name) || r.resolving.length >= MAX_REFERENCE_DEPTH) throw new Error(`\${${name}} refers back to itself`);
+  const done = r.resolved.get(name);
+  if (done !== undefined) return done;
+  if (r.resolving.includes(name)) throw new Error(`\${${name}} refers back to itself`);
+  if (r.resolving.length >= MAX_REFERENCE_DEPTH) throw new Error(`\${${name}}: references nest deeper than ${MAX_REFERENCE_DEPTH}`);
   r.resolving.push(name);
   try {
     const parsed = parseExpansion(ref);
-    return parsed.kind === 'text' ? parsed.text : evaluate(parsed, r);
+    const text = parsed.kind === 'text' ? parsed.text : evaluate(parsed, r);
+    r.resolved.set(name, text);
+    return text;
   } finally {
     r.resolving.pop();
   }
@@ -330,7 +340,11 @@ function lookup(name: string, r: Resolver): string {
 function evaluate(e: Expansion, r: Resolver): string {
   switch (e.kind) {
     case 'text': return e.text;
-    case 'splice': return e.pieces.map((p) => evaluate(p, r)).join('');
+    case 'splice': {
+      const text = e.pieces.map((p) => evaluate(p, r)).join('');
+      if (text.length > MAX_EXPANDED_CHARS) throw new Error(`expands to more than ${MAX_EXPANDED_CHARS} characters`);
+      return text;
+    }
     case 'ref': return lookup(e.name, r);
     case 'computed': return lookup(evaluate(e.name, r), r);
     case 'op': {
@@ -382,7 +396,7 @@ function expandString(value: string, key: string, r: Resolver): unknown {
  * configuration) or an environment variable.
  */
 function expandConfig(root: RawConfig, env: NodeJS.ProcessEnv): RawConfig {
-  return expandTree(root, '', { root, env, resolving: [] }) as RawConfig;
+  return expandTree(root, '', { root, env, resolving: [], resolved: new Map() }) as RawConfig;
 }
 
 function expandTree(value: unknown, key: string, r: Resolver): unknown {

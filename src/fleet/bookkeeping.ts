@@ -111,8 +111,9 @@ export class Bookkeeper {
     for (const [id, r] of batch) {
       const lastCheckin = rfc3339(r.at);
       if (isPlainRefresh(r)) {
-        // Status and message are the agent's own text: as JSON, no two pairs make one key.
-        const key = JSON.stringify([lastCheckin, r.status, r.message]);
+        // Status, message and reason are the agent's own text: as JSON, no two of them make one key.
+        // The reason is kept once an agent recovers (health.ts), so many held polls carry one.
+        const key = JSON.stringify([lastCheckin, r.status, r.message, r.unhealthyReason ?? null]);
         let shared = plainDocs.get(key);
         // Frozen: an update that changed it in place would change every agent's.
         if (shared === undefined) plainDocs.set(key, shared = Object.freeze(checkinDoc(now, lastCheckin, r)));
@@ -176,13 +177,18 @@ function checkinDoc(now: string, lastCheckin: string, r: Pending): Record<string
   };
 }
 
-/** A record of a status and message only (a held poll's refresh, or a check-in that reported nothing else). */
+/**
+ * A record of a status, message and unhealthy reason only (a held poll's refresh, or a check-in that
+ * reported nothing else).
+ */
 function isPlainRefresh(r: Pending): boolean {
   for (const k in r) {
-    if (k !== 'status' && k !== 'message' && k !== 'at' && k !== 'news' && (r as unknown as Record<string, unknown>)[k] !== undefined) return false;
+    if (!PLAIN_KEYS.has(k) && (r as unknown as Record<string, unknown>)[k] !== undefined) return false;
   }
   return true;
 }
+
+const PLAIN_KEYS = new Set(['status', 'message', 'unhealthyReason', 'at', 'news']);
 
 /** `rec`'s defined fields over `prev`'s; a field rec leaves undefined keeps prev's value. */
 function overlay(prev: Pending | undefined, rec: CheckinRecord, at: number): Pending {
