@@ -67,6 +67,11 @@ describe('acks: dates and data as upstream decodes them', () => {
     expect(ackAnswer(r).body).toEqual({ action: 'acks', errors: true, items: [
       { status: 400, message: 'Bad Request' }, { status: 400, message: 'Bad Request' }, { status: 200, message: 'OK' },
     ] });
+    // The answer names only the status; the log says why, each reason once with its count.
+    expect(ackAnswer([...r, { kind: 'wrongAgent' }, { kind: 'unknownAction' }, { kind: 'unknownAction' }]).refused).toEqual([
+      { reason: 'timestamp is not an RFC 3339 time', items: 1 }, { reason: 'started_at or completed_at is not an RFC 3339 time', items: 1 },
+      { reason: 'agent id mismatch', items: 1 }, { reason: 'action not found', items: 2 },
+    ]);
     expect(await f.store.listActionResults(settings!._source.action_id)).toEqual([]);
     expect((await f.store.listActionResults(input!._source.action_id)).map((h) => h._source)).toEqual([expect.objectContaining({
       '@timestamp': '2030-01-01T00:00:02.123456789+02:00', started_at: '2030-01-01T00:00:00Z', completed_at: '2030-01-01T00:00:01Z',

@@ -4,6 +4,7 @@
 import type { Logger } from 'pino';
 import type { ActionDoc, ActionResultDoc, AgentDoc, Hit, Json } from '../store/documents';
 import type { ApiKeyService, DocUpdate, Store } from '../store/port';
+import { isPlainObject } from '../util/is-object';
 import { LruCache } from '../util/lru';
 import { isoTime, rfc3339 } from '../util/time';
 import type { Authenticator } from './auth';
@@ -221,7 +222,7 @@ function resultDoc(ev: AckEvent, agentId: string, action: CachedAction): ActionR
   if (ev.error) doc.error = ev.error;
   // Upstream decodes the event into its DiagnosticsEvent and stores `data` re-encoded: {upload_id} alone,
   // whatever else (up to the whole body) the agent sent.
-  if (action.type === 'REQUEST_DIAGNOSTICS' && isObject(ev.data)) {
+  if (action.type === 'REQUEST_DIAGNOSTICS' && isPlainObject(ev.data)) {
     const uploadId = ev.data['upload_id'];
     doc.data = { upload_id: typeof uploadId === 'string' ? uploadId : '' };
   }
@@ -235,10 +236,6 @@ function resultDoc(ev: AckEvent, agentId: string, action: CachedAction): ActionR
   return doc;
 }
 
-function isObject(v: unknown): v is Record<string, unknown> {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
-}
-
 /**
  * Legacy upgrade acknowledgement (agents before 8.11 report upgrades this way), as upstream's
  * handleUpgrade: an error with `retry: true` marks the upgrade retrying; any other error marks it
@@ -246,7 +243,7 @@ function isObject(v: unknown): v is Record<string, unknown> {
  */
 function upgradeUpdate(ev: AckEvent, doc: AgentDoc): Record<string, unknown> {
   if (ev.error) {
-    if (isObject(ev.payload) && ev.payload['retry'] === true) return { upgrade_status: 'retrying' };
+    if (isPlainObject(ev.payload) && ev.payload['retry'] === true) return { upgrade_status: 'retrying' };
     return { upgrade_started_at: null, upgrade_status: 'failed' };
   }
   const update: Record<string, unknown> = { upgrade_started_at: null, upgrade_status: null, upgraded_at: rfc3339() };

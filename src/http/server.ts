@@ -60,6 +60,13 @@ export function loggedPath(url: string | undefined): string {
   return path.length > LOGGED_PATH_MAX ? `${path.slice(0, LOGGED_PATH_MAX)}...` : path;
 }
 
+const LOGGED_MESSAGE_MAX = 1024;
+
+/** An error message as a log line carries it: some quote the client's text, which may be a body's worth. */
+function loggedMessage(message: string): string {
+  return message.length > LOGGED_MESSAGE_MAX ? `${message.slice(0, LOGGED_MESSAGE_MAX)}…` : message;
+}
+
 /** The TCP socket under a request (a TLS socket's parent), as counted at accept. */
 function tcpSocket(s: Socket): Socket {
   return (s as Socket & { _parent?: Socket })._parent ?? s;
@@ -487,7 +494,7 @@ export class HttpService {
       'http.request.id': requestId, 'http.request.method': req.method, 'url.path': loggedPath(req.url), 'http.response.status_code': status,
       'event.duration': Math.round((monotonicMs() - started) * 1e6), 'client.address': req.socket.remoteAddress,
       // Cut as in logRequest: a message may carry client text.
-      ...(c ? { 'error.type': c.error, 'error.message': c.message.length > 1024 ? `${c.message.slice(0, 1024)}…` : c.message } : {}),
+      ...(c ? { 'error.type': c.error, 'error.message': loggedMessage(c.message) } : {}),
     }, 'HTTP upgrade');
   }
 
@@ -636,7 +643,7 @@ export class HttpService {
       fields['error.type'] = c.error;
       // A message may carry client text (a bad field's value, up to the body's size): a line a few
       // hundred bytes long says what went wrong, and a client cannot make every line half a megabyte.
-      fields['error.message'] = c.message.length > 1024 ? `${c.message.slice(0, 1024)}…` : c.message;
+      fields['error.message'] = loggedMessage(c.message);
       if (c.level === 'error') fields['err'] = err;
     }
     this.log[level](fields, status >= 500 ? 'HTTP request failed' : 'HTTP request');

@@ -5,19 +5,17 @@
 // instance a new configuration replaces. What an ended source had counted is carried into every later
 // document.
 import type { StatsDocument } from './metrics';
+import { isPlainObject } from '../util/is-object';
 
 type Obj = Record<string, unknown>;
 /** `true`: every number below; an object: those keys (`*`: any key) with their own spec. */
 type Spec = true | { [key: string]: Spec };
 
-export function isObj(v: unknown): v is Obj {
-  return v !== null && typeof v === 'object' && !Array.isArray(v);
-}
 
 /** Numbers added leaf by leaf; anything else taken from the first document that has it. */
 export function add(a: unknown, b: unknown): unknown {
   if (typeof a === 'number' && typeof b === 'number') return a + b;
-  if (isObj(a) && isObj(b)) {
+  if (isPlainObject(a) && isPlainObject(b)) {
     const out: Obj = { ...a };
     for (const [k, v] of Object.entries(b)) out[k] = k in a ? add(a[k], v) : v;
     return out;
@@ -46,7 +44,7 @@ const PROCESS_COUNTERS: Spec = {
 function pick(v: unknown, spec: Spec): unknown {
   if (spec === true) {
     if (typeof v === 'number') return v;
-    if (!isObj(v)) return undefined;
+    if (!isPlainObject(v)) return undefined;
     const out: Obj = {};
     for (const [k, x] of Object.entries(v)) {
       const p = pick(x, true);
@@ -54,7 +52,7 @@ function pick(v: unknown, spec: Spec): unknown {
     }
     return out;
   }
-  if (!isObj(v)) return undefined;
+  if (!isPlainObject(v)) return undefined;
   const out: Obj = {};
   for (const [k, x] of Object.entries(v)) {
     const s = spec[k] ?? spec['*'];
@@ -74,7 +72,7 @@ export function counters(doc: StatsDocument, of: 'process' | 'instance'): Obj {
 export function ended(doc: StatsDocument, of: 'process' | 'instance'): Obj {
   const c = counters(doc, of);
   const http = c['http_server'];
-  if (isObj(http) && typeof http['tcp_open'] === 'number') http['tcp_close'] = http['tcp_open'];
+  if (isPlainObject(http) && typeof http['tcp_open'] === 'number') http['tcp_close'] = http['tcp_open'];
   return c;
 }
 
@@ -82,7 +80,7 @@ export function ended(doc: StatsDocument, of: 'process' | 'instance'): Obj {
 export function withCarried(doc: StatsDocument, carried: Obj): StatsDocument {
   const out = add(doc, carried) as StatsDocument;
   const http = out['http_server'];
-  if (isObj(http) && typeof http['tcp_open'] === 'number' && typeof http['tcp_close'] === 'number') {
+  if (isPlainObject(http) && typeof http['tcp_open'] === 'number' && typeof http['tcp_close'] === 'number') {
     out['http_server'] = { ...http, tcp_active: http['tcp_open'] - http['tcp_close'] };
   }
   return out;

@@ -2,17 +2,18 @@
 // (counters, gauges, memory and CPU of every process, the primary's included), so that dashboards see one
 // server; beyond upstream, `fleet.workers` lists each worker's own figures.
 import type { StatsDocument } from '../http/metrics';
-import { add, counters, ended, isObj, sum, withCarried } from '../http/stats-counters';
+import { add, counters, ended, sum, withCarried } from '../http/stats-counters';
+import { isPlainObject } from '../util/is-object';
 
 type Obj = Record<string, unknown>;
 
 function pick(o: unknown, keys: string[]): Obj {
-  const src = isObj(o) ? o : {};
+  const src = isPlainObject(o) ? o : {};
   return Object.fromEntries(keys.filter((k) => k in src).map((k) => [k, src[k]]));
 }
 
 function omit(o: unknown, keys: string[]): Obj {
-  return Object.fromEntries(Object.entries(isObj(o) ? o : {}).filter(([k]) => !keys.includes(k)));
+  return Object.fromEntries(Object.entries(isPlainObject(o) ? o : {}).filter(([k]) => !keys.includes(k)));
 }
 
 /**
@@ -81,9 +82,9 @@ export class CarriedCounters {
 
 export function clusterStats(primaryProcess: Obj, workers: WorkerStats[], cluster: { size: number; restarts: number }, carried: Obj = {}): StatsDocument {
   const docs = workers.map((w) => w.doc);
-  const proc = processes(primaryProcess, docs.map((d) => (isObj(d['beat']) ? d['beat'] : {})));
+  const proc = processes(primaryProcess, docs.map((d) => (isPlainObject(d['beat']) ? d['beat'] : {})));
   const http = sum(docs.map((d) => pick(d['http_server'], ['tcp_open', 'tcp_close', 'tcp_active', 'routes'])));
-  const fleets = docs.map((d) => (isObj(d['fleet']) ? d['fleet'] : {}));
+  const fleets = docs.map((d) => (isPlainObject(d['fleet']) ? d['fleet'] : {}));
   const fleet = sum(fleets.map((f) => omit(f, ['status', 'event_loop'])));
   fleet['status'] = clusterStatus(fleets.map((f) => String(f['status'] ?? 'FAILED')), cluster.size);
   // Delays are not additive: the worst worker's.
@@ -94,7 +95,7 @@ export function clusterStats(primaryProcess: Obj, workers: WorkerStats[], cluste
   fleet['event_loop'] = { delay: { p50_ms: delay('p50_ms'), p99_ms: delay('p99_ms'), max_ms: delay('max_ms') } };
   fleet['cluster'] = { workers: cluster.size, answering: workers.length, restarts: cluster.restarts };
   fleet['workers'] = workers.map((w) => {
-    const f = isObj(w.doc['fleet']) ? w.doc['fleet'] : {};
+    const f = isPlainObject(w.doc['fleet']) ? w.doc['fleet'] : {};
     const mem = (w.doc['beat'] as { memstats?: { rss?: number } } | undefined)?.memstats;
     return {
       slot: w.slot, pid: w.pid, status: f['status'], checkin: f['checkin'], http: f['http'],

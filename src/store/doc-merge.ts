@@ -1,5 +1,7 @@
 // Elasticsearch partial-update semantics: objects merge recursively, everything else (arrays,
 // scalars, null) replaces. Shared by the embedded store and the Elasticsearch double.
+import { isPlainObject } from '../util/is-object';
+
 export function mergeDoc<T extends Record<string, unknown>>(target: T, partial: Record<string, unknown>): T {
   const out: Record<string, unknown> = { ...target };
   for (const [k, v] of Object.entries(partial)) {
@@ -25,6 +27,3 @@ export function removeFields<T extends Record<string, unknown>>(doc: T, fields: 
   return doc;
 }
 
-function isPlainObject(v: unknown): v is Record<string, unknown> {
-  return v !== null && typeof v === 'object' && !Array.isArray(v);
-}
