@@ -31,7 +31,7 @@ async function expectNoOrphanKey(agentId = 'X'): Promise<string> {
   return named;
 }
 
-test('two enrolls of one new id at once: one enrolls, the other is EnrollDuplicate, and no key is left that no document names', async () => {
+test('two enrolls of one new id at once in one process (held apart in process): one enrolls, the other is EnrollDuplicate, and no key is left that no document names', async () => {
   const results = await Promise.allSettled([enroll(), enroll()]);
   const named = await expectNoOrphanKey();
   const fulfilled = results.filter((r) => r.status === 'fulfilled');
@@ -41,7 +41,7 @@ test('two enrolls of one new id at once: one enrolls, the other is EnrollDuplica
   for (const r of results) if (r.status === 'rejected') expect(r.reason).toMatchObject({ code: 'EnrollDuplicate' });
 });
 
-test('two replacing enrolls at once: one replaces, the other is EnrollDuplicate; the replaced key and the loser\'s are invalid', async () => {
+test('two replacing enrolls at once in one process (held apart in process): one replaces, the other is EnrollDuplicate; the replaced key and the loser\'s are invalid', async () => {
   await enroll({ replace_token: 'swap' });
   const results = await Promise.allSettled([enroll({ replace_token: 'swap' }), enroll({ replace_token: 'swap' })]);
   const named = await expectNoOrphanKey();
