@@ -60,6 +60,18 @@ describe('UPGRADE acks (agents before 8.11)', () => {
 describe('upgrade_details at check-in', () => {
   const details = (actionId: string) => ({ target_version: '9.6.1', action_id: actionId, state: 'UPG_DOWNLOADING', metadata: { download_percent: 12, download_rate: '1.5MBps' } });
 
+  test('acks and upgrade details share one action cache (upstream\'s): an action acknowledged is not looked up again for its details', async () => {
+    const { a, actionId } = await upgrading();
+    const lookups: string[] = [];
+    const findAction = f.store.findAction.bind(f.store);
+    f.store.findAction = (id) => (lookups.push(id), findAction(id));
+    await f.fleet.acks.ack(await f.agent(a.id), [{ action_id: actionId, error: 'download failed', payload: { retry: true } }] as never);
+    await f.checkin(a.id, { ...ON_P1, upgrade_details: details(actionId) } as never);
+    // Old: one lookup by the ack's cache, another by the check-in's own.
+    expect(lookups).toEqual([actionId]);
+    expect((await f.agent(a.id))._source.upgrade_details).toMatchObject({ state: 'UPG_DOWNLOADING' });
+  });
+
   test('three check-ins with the same details: one action lookup, one write', async () => {
     const { a, actionId } = await upgrading();
     const lookups: string[] = [];

@@ -2,11 +2,11 @@
 // (policy revision, unenroll, upgrade bookkeeping). Each event gets a domain outcome; the protocol edge
 // renders them (HTTP: upstream's AckResponse, item statuses from the one error classification).
 import type { Logger } from 'pino';
-import type { ActionDoc, ActionResultDoc, AgentDoc, Hit, Json } from '../store/documents';
+import type { ActionResultDoc, AgentDoc, Hit, Json } from '../store/documents';
 import type { ApiKeyService, DocUpdate, Store } from '../store/port';
 import { isPlainObject } from '../util/is-object';
-import { LruCache } from '../util/lru';
 import { isoTime, rfc3339 } from '../util/time';
+import type { ActionCache, KnownAction } from './action-cache';
 import type { Authenticator } from './auth';
 import { FleetError, isFleetError } from './errors';
 import { isRfc3339, type AckEvent } from './messages';
@@ -25,20 +25,14 @@ const OK: AckOutcome = { kind: 'ok' };
 const UNKNOWN: AckOutcome = { kind: 'unknownAction' };
 const failed = (error: unknown): AckOutcome => ({ kind: 'failed', error });
 
-interface CachedAction {
-  id: string;
-  type: string;
-  namespaces?: string[];
-}
 
 export class AckService {
-  private readonly actions = new LruCache<string, CachedAction>(10_000);
 
   constructor(
     private readonly store: Store,
     private readonly auth: Authenticator,
     private readonly outputKeys: OutputKeys,
-    private readonly ttlActionMs: number,
+    private readonly actions: ActionCache,
     private readonly log: Logger,
   ) {}
 
@@ -50,9 +44,9 @@ export class AckService {
     const results = new Map<string, { doc: ActionResultDoc; events: number[] }>();
     /**
      * Each action id looked up once per request, its absence or failure too: one request can carry tens
-     * of thousands of events naming the same id, and the LRU remembers only actions that exist.
+     * of thousands of events naming the same id, and a store fault is not remembered across requests.
      */
-    const lookedUp = new Map<string, CachedAction | AckOutcome>();
+    const lookedUp = new Map<string, KnownAction | AckOutcome>();
     /** The UNENROLL / MIGRATE events acknowledged without error: their items carry the unenroll's outcome. */
     const unenrolls: number[] = [];
     let upgrade: { index: number; doc: Record<string, unknown> } | undefined;
@@ -76,7 +70,7 @@ export class AckService {
       let found = lookedUp.get(ev.action_id);
       if (found === undefined) {
         try {
-          found = (await this.findAction(ev.action_id)) ?? UNKNOWN;
+          found = (await this.actions.find(ev.action_id)) ?? UNKNOWN;
         } catch (err) {
           found = failed(err);
         }
@@ -137,17 +131,6 @@ export class AckService {
       }
     }
     return items;
-  }
-
-  private async findAction(actionId: string): Promise<CachedAction | undefined> {
-    const cached = this.actions.get(actionId);
-    if (cached) return cached;
-    const hit: Hit<ActionDoc> | undefined = await this.store.findAction(actionId);
-    if (!hit) return undefined;
-    const a = { id: hit._source.action_id, type: hit._source.type, namespaces: hit._source.namespaces };
-    // Upstream caches only id and type; namespaces are kept too, so results carry them every time.
-    this.actions.set(actionId, a, this.ttlActionMs);
-    return a;
   }
 
   /** The highest acknowledged revision of the agent's own policy becomes its policy_revision_idx. */
@@ -212,7 +195,7 @@ function isTimestamp(v: string | undefined): boolean {
   return v === undefined || v === '' || isRfc3339(v);
 }
 
-function resultDoc(ev: AckEvent, agentId: string, action: CachedAction): ActionResultDoc {
+function resultDoc(ev: AckEvent, agentId: string, action: KnownAction): ActionResultDoc {
   const doc: ActionResultDoc = {
     '@timestamp': ev.timestamp ? ev.timestamp : isoTime(),
     action_id: ev.action_id,

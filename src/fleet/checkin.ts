@@ -13,6 +13,7 @@ import { isDeliverable, rolloutStart, toWireAction, withSecrets, type WireAction
 import type { Bookkeeper, CheckinRecord } from './bookkeeping';
 import { jsonEqual } from '../util/json-equal';
 import { badRequest, FleetError } from './errors';
+import type { ActionCache } from './action-cache';
 import { unhealthyReason } from './health';
 import type { CheckinRequest } from './messages';
 import type { OutputKeys } from './output-keys';
@@ -57,10 +58,6 @@ const MAX_ACTIONS = 100;
  * (UPDATE_TAGS, FORCE_UNENROLL, Kibana's POLICY_CHANGE, unknown ones), before it gives up for this poll.
  */
 const MAX_PENDING_PAGES = 10;
-/** How long an action's existence is remembered for upgrade_details (upstream's action cache: 5 min). */
-const ACTION_KNOWN_MS = 5 * 60_000;
-/** …and its absence (a report naming an action that does not exist is not stored, upstream's quirk). */
-const ACTION_UNKNOWN_MS = 60_000;
 /** Client text quoted in an error message (and so in the log) at most. */
 const QUOTED_MAX = 64;
 const RELEASE_MAX_GAP_MS = 10;
@@ -139,7 +136,6 @@ export class CheckinService {
   private releasing = false;
   private readonly seqNoCache = new LruCache<string, number>(5000);
   /** Whether an action id exists, for upgrade_details (one lookup per action, not per check-in). */
-  private readonly knownActions = new LruCache<string, boolean>(1000);
   private readonly sharedTexts = new Map<string, string>();
   private touchTimer: NodeJS.Timeout | undefined;
 
@@ -149,6 +145,7 @@ export class CheckinService {
     private readonly dispatcher: ActionDispatcher,
     private readonly bookkeeper: Bookkeeper,
     private readonly outputKeys: OutputKeys,
+    private readonly actions: ActionCache,
     private readonly opts: CheckinOptions,
     private readonly log: Logger,
     private readonly clock: Clock = systemClock,
@@ -425,15 +422,8 @@ export class CheckinService {
     return seq;
   }
 
-  /** upgrade_details' action lookup, remembered (upstream's action cache); called only when the details changed. */
-  private readonly actionExists = async (actionId: string): Promise<boolean> => {
-    const now = this.clock.now();
-    const known = this.knownActions.get(actionId, now);
-    if (known !== undefined) return known;
-    const exists = (await this.store.findAction(actionId)) !== undefined;
-    this.knownActions.set(actionId, exists, exists ? ACTION_KNOWN_MS : ACTION_UNKNOWN_MS, now);
-    return exists;
-  };
+  /** upgrade_details' action lookup, through upstream's action cache; asked only when the details changed. */
+  private readonly actionExists = async (actionId: string): Promise<boolean> => (await this.actions.find(actionId)) !== undefined;
 }
 
 /**

@@ -21,6 +21,7 @@ import { OutputKeys, type KeyShare } from './output-keys';
 import { PolicyMonitor } from './policy-monitor';
 import { SelfMonitor } from './self-monitor';
 import { UploadService } from './uploads';
+import { ActionCache } from './action-cache';
 
 const HEALTH_CHECK_MS = 5000;
 
@@ -67,14 +68,16 @@ export class Fleet {
     // policy_limit paces API-key work only where it costs a remote cluster something.
     const pacer = store.traits.remoteApiKeys ? new TokenBucket(routes.policy.intervalMs, routes.policy.burst) : undefined;
     const outputKeys = new OutputKeys(store, pacer, log, (policyId) => this.policies.latest(policyId), sharing.keys);
-    this.checkins = new CheckinService(store, this.policies, this.dispatcher, this.bookkeeper, outputKeys, {
+    // Upstream's one action cache, for acks and upgrade details alike.
+    const actions = new ActionCache(store, config.cache.ttlActionMs, 10_000, clock);
+    this.checkins = new CheckinService(store, this.policies, this.dispatcher, this.bookkeeper, outputKeys, actions, {
       longPollMs: s.timeouts.checkinLongPollMs,
       maxPollMs: s.timeouts.checkinMaxPollMs,
       jitterMs: s.timeouts.checkinJitterMs,
       timestampMs: s.timeouts.checkinTimestampMs,
       ignoreCheckinPolicyId: s.ignoreCheckinPolicyId,
     }, log, clock);
-    this.acks = new AckService(store, this.auth, outputKeys, config.cache.ttlActionMs, log);
+    this.acks = new AckService(store, this.auth, outputKeys, actions, log);
     this.gracefulUnenroll = new GracefulUnenroll(s.gracefulForceUnenroll, clock);
     this.uploads = new UploadService(store, { maxFileSize: s.maxFileStorageSize }, log, clock);
     this.deliveries = new FileDeliveryService(store);
