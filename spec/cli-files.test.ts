@@ -74,7 +74,8 @@ interface UploadSpec {
   badSha2?: number[];
   transitHash?: string;
   fileHash?: string;
-  status?: string;
+  /** Left AWAITING_UPLOAD, or closed as READY (the default) or UPLOAD_ERROR. */
+  status?: 'READY' | 'UPLOAD_ERROR' | 'AWAITING_UPLOAD';
 }
 
 /** An upload as the upload routes store it: begin, chunks (with the agent's sha2), complete. */
@@ -98,7 +99,9 @@ async function makeUpload(store: Store, s: UploadSpec): Promise<UploadRecord> {
     const sha2 = s.badSha2?.includes(n) ? sha256(Buffer.from('something else')) : h.toString('hex');
     await store.uploads.putChunk(upload, { n, last: n === count - 1, sha2, timestampMs: Date.now() }, once(part));
   }
-  await store.uploads.setUploadStatus(upload, s.status ?? 'READY', s.transitHash ?? sha256(Buffer.concat(hashes)));
+  if (s.status !== 'AWAITING_UPLOAD') {
+    expect(await store.uploads.closeUpload(upload, s.status ?? 'READY', { transitHash: s.transitHash ?? sha256(Buffer.concat(hashes)) })).toBe('closed');
+  }
   return (await store.uploads.findUpload(uploadId))!;
 }
 
@@ -286,7 +289,7 @@ describe('embedded store', () => {
     await until('chunk progress', async () => (cli.stderr().includes('chunks stored: 1/2') ? true : undefined));
     await store.uploads.putChunk(upload, { n: 1, last: true, sha2: sha256(parts[1]!), timestampMs: Date.now() }, once(parts[1]!));
     const transit = sha256(Buffer.concat(parts.map((p) => createHash('sha256').update(p).digest())));
-    await store.uploads.setUploadStatus(upload, 'READY', transit);
+    expect(await store.uploads.closeUpload(upload, 'READY', { transitHash: transit })).toBe('closed');
     const r = await cli.done;
     expect(r.code).toBe(0);
     expect(JSON.parse(r.stdout)).toEqual({ action_id: actionId, upload_id: upload.uploadId, path: join(dir, 'bundle.zip'), size: 6000, sha256: sha256(data) });

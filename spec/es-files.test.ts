@@ -125,14 +125,14 @@ describe('upload documents as upstream writes them', () => {
     expect((await collect(store.uploads.readChunk(u, 0))).toString()).toBe('WXYZ');
   });
 
-  test('READY: file.Status and transithash.sha256 set on the metadata document by _update_by_query', async () => {
+  test('READY: file.Status and transithash.sha256 set on the metadata document by _update_by_query, once', async () => {
     const u = await newUpload(3);
-    await store.uploads.setUploadStatus(u, 'READY', 'a'.repeat(64));
+    expect(await store.uploads.closeUpload(u, 'READY', { transitHash: 'a'.repeat(64) })).toBe('closed');
     const doc = stored('.fleet-fileds-fromhost-meta-agent', u.id)!;
     expect(doc['file']).toMatchObject({ Status: 'READY', name: 'diag.zip', ChunkSize: 4 });
     expect(doc['transithash']).toEqual({ sha256: 'a'.repeat(64) });
-    await store.uploads.setUploadStatus(u, 'UPLOAD_ERROR');
-    expect((stored('.fleet-fileds-fromhost-meta-agent', u.id)!['file'] as Obj)['Status']).toBe('UPLOAD_ERROR');
+    expect(await store.uploads.closeUpload(u, 'UPLOAD_ERROR')).toBe('stopped');
+    expect((stored('.fleet-fileds-fromhost-meta-agent', u.id)!['file'] as Obj)['Status']).toBe('READY');
     expect(stored('.fleet-fileds-fromhost-meta-agent', u.id)!['transithash']).toEqual({ sha256: 'a'.repeat(64) });
   });
 

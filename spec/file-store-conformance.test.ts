@@ -121,12 +121,16 @@ describe.each(STORE_KINDS)('%s store: files', (_name, make) => {
     // A second completion (a failing one, say) finds it closed and changes nothing.
     expect(await store.uploads.closeUpload(u, 'UPLOAD_ERROR')).toBe('stopped');
     expect(await store.uploads.closeUpload(u, 'READY', { transitHash: 'f'.repeat(64), chunks })).toBe('stopped');
+    // The same close again (a request resent after its answer was lost) finds its own write: closed.
+    expect(await store.uploads.closeUpload(u, 'READY', { transitHash: 'e'.repeat(64), chunks })).toBe('closed');
     const ready = (await store.uploads.findUpload(u.uploadId))!;
     expect(ready.status).toBe('READY');
     expect(ready.doc['transithash']).toEqual({ sha256: 'e'.repeat(64) });
     // A failure closes it the same way; a gone upload is stopped.
     const failed = await newUpload(3, 4);
     expect(await store.uploads.closeUpload(failed, 'UPLOAD_ERROR')).toBe('closed');
+    expect(await store.uploads.closeUpload(failed, 'UPLOAD_ERROR')).toBe('closed');
+    expect(await store.uploads.closeUpload(failed, 'READY', { transitHash: 'e'.repeat(64) })).toBe('stopped');
     expect((await store.uploads.findUpload(failed.uploadId))!.status).toBe('UPLOAD_ERROR');
     await store.uploads.deleteUpload(failed);
     expect(await store.uploads.closeUpload(failed, 'READY', { transitHash: 'e'.repeat(64) })).toBe('stopped');
@@ -135,7 +139,7 @@ describe.each(STORE_KINDS)('%s store: files', (_name, make) => {
   test('status: READY with its transit hash; delete removes metadata and chunks', async () => {
     const u = await newUpload(3, 4);
     await store.uploads.putChunk(u, { n: 0, last: true, sha2: sha256(Buffer.from('abc')), timestampMs: Date.now() }, pieces(Buffer.from('abc')));
-    await store.uploads.setUploadStatus(u, 'READY', 'f'.repeat(64));
+    expect(await store.uploads.closeUpload(u, 'READY', { transitHash: 'f'.repeat(64) })).toBe('closed');
     const ready = await store.uploads.findUpload(u.uploadId);
     expect(ready!.status).toBe('READY');
     expect(ready!.doc['transithash']).toEqual({ sha256: 'f'.repeat(64) });

@@ -1,5 +1,7 @@
 // File delivery (GET /api/fleet/file/{id}) in process: a file whose chunks do not make it whole is not
-// found (upstream's ErrNoFile) rather than a 200 cut short; nothing is sent before the first chunk is
+// found (upstream's ErrNoFile) rather than a 200 cut short — but a file whose metadata gives no chunk
+// size (Kibana's, an integration's) or a compressed one is streamed in chunk order as upstream streams
+// it, and one of size 0 without a length; nothing is sent before the first chunk is
 // read, so a store fault there is a 503; `?source=` empty is no source; the Range header as Go reads
 // it; and the PGP key file opened without blocking on a FIFO.
 import { execFileSync } from 'node:child_process';
@@ -75,9 +77,8 @@ describe('on the Elasticsearch adapter (the double)', () => {
     expect(await code(deliveries.open(agentHit(agent), id, undefined, undefined))).toBe('NoFile');
   });
 
-  test('a store fault reading the first chunk is answered 503 (no 200 head goes out first)', async () => {
-    const agent = randomUUID();
-    const { id, data } = await published(agent);
+  /** `use(url)` with the file route served for `agent` (the handler over this service) at `url`. */
+  async function serving(agent: string, id: string, use: (url: string) => Promise<void>): Promise<void> {
     const server = http.createServer((req, res) => {
       const ctx = {
         req, res, params: { id }, fleet: { deliveries }, agent: agentHit(agent), config: { server: { timeouts: { writeMs: 10_000 } } },
@@ -86,7 +87,76 @@ describe('on the Elasticsearch adapter (the double)', () => {
     });
     await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
     try {
-      const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/api/fleet/file/${id}`;
+      await use(`http://127.0.0.1:${(server.address() as AddressInfo).port}/api/fleet/file/${id}`);
+    } finally {
+      await new Promise((r) => server.close(r));
+    }
+  }
+
+  /** A READY file for `agent` as Kibana writes one: `file` fields as given, chunk documents `parts` (JSON, base64 data). */
+  async function kibanaFile(agent: string, file: Record<string, unknown>, parts: Buffer[]): Promise<string> {
+    const id = randomUUID();
+    expect(await call('PUT', `/.fleet-fileds-tohost-meta-agent/_create/${id}?refresh=true`, {
+      '@timestamp': new Date().toISOString(), file: { name: 'f', mime_type: 'x/y', Status: 'READY', Meta: { target_agents: [agent] }, ...file },
+    })).toBe(201);
+    for (const [n, part] of parts.entries()) {
+      const doc: Record<string, unknown> = { '@timestamp': new Date().toISOString(), bid: id, data: part.toString('base64') };
+      if (n === parts.length - 1) doc['last'] = true;
+      expect(await call('PUT', `/.fleet-fileds-tohost-data-agent/_create/${id}.${n}?refresh=true`, doc)).toBe(201);
+    }
+    return id;
+  }
+
+  test('a file whose metadata names no ChunkSize is served whole from the chunks it has, in order', async () => {
+    const agent = randomUUID();
+    const data = Buffer.from('0123456789');
+    const id = await kibanaFile(agent, { size: 10 }, [data.subarray(0, 4), data.subarray(4, 8), data.subarray(8)]);
+    await serving(agent, id, async (url) => {
+      const res = await fetch(url);
+      expect(res.status).toBe(200);
+      expect(res.headers.get('content-length')).toBe('10');
+      expect(Buffer.from(await res.arrayBuffer())).toEqual(data);
+      // Its chunks' sizes unknown, a range cannot be located: the whole file, not bytes from elsewhere
+      // (old: 206 with the bytes a 4 MiB chunk size put there, none of them 5-7).
+      const ranged = await fetch(url, { headers: { range: 'bytes=5-7' } });
+      expect(ranged.status).toBe(200);
+      expect(ranged.headers.get('accept-ranges')).toBe('none');
+      expect(Buffer.from(await ranged.arrayBuffer())).toEqual(data);
+    });
+    // A gap is still no file.
+    const gap = await kibanaFile(agent, { size: 10 }, [data.subarray(0, 4), data.subarray(4, 8), data.subarray(8)]);
+    expect(await call('POST', '/.fleet-fileds-tohost-data-agent/_delete_by_query?refresh=true', { query: { term: { _id: `${gap}.1` } } })).toBe(200);
+    expect(await code(deliveries.open(agentHit(agent), gap, undefined, undefined))).toBe('NoFile');
+  });
+
+  test('the chunk count is checked against the size only where ChunkSize is named and nothing is compressed', async () => {
+    const agent = randomUUID();
+    const data = Buffer.from('0123456789');
+    const threeParts = [data.subarray(0, 4), data.subarray(4, 8), data.subarray(8)];
+    // ChunkSize 6 makes 2 chunks of 10 bytes, not 3: not whole.
+    expect(await code(deliveries.open(agentHit(agent), await kibanaFile(agent, { size: 10, ChunkSize: 6 }, threeParts), undefined, undefined))).toBe('NoFile');
+    // Compressed, the chunks hold other bytes than the size counts: streamed as they are.
+    const packed = await kibanaFile(agent, { size: 10, ChunkSize: 6, Compression: 'br' }, threeParts);
+    expect(await code(deliveries.open(agentHit(agent), packed, undefined, undefined))).toBe('ok');
+    expect(await code(deliveries.open(agentHit(agent), await kibanaFile(agent, { size: 10, ChunkSize: 6, Compression: 'none' }, threeParts), undefined, undefined))).toBe('NoFile');
+  });
+
+  test('size 0: its chunks\' bytes without a Content-Length, as upstream; no chunk at all is no file', async () => {
+    const agent = randomUUID();
+    const id = await kibanaFile(agent, { size: 0, ChunkSize: 4 }, [Buffer.from('abc')]);
+    await serving(agent, id, async (url) => {
+      const res = await fetch(url);
+      expect(res.status).toBe(200);
+      expect(res.headers.get('content-length')).toBeNull();
+      expect(Buffer.from(await res.arrayBuffer()).toString()).toBe('abc');
+    });
+    expect(await code(deliveries.open(agentHit(agent), await kibanaFile(agent, { size: 0 }, []), undefined, undefined))).toBe('NoFile');
+  });
+
+  test('a store fault reading the first chunk is answered 503 (no 200 head goes out first)', async () => {
+    const agent = randomUUID();
+    const { id, data } = await published(agent);
+    await serving(agent, id, async (url) => {
       es.faults.add({ match: 'GET /[^ ]*fleet-fileds-tohost-data-agent[^/]*/_doc/', status: 500, times: 1 });
       const failed = await fetch(url);
       expect(failed.status).toBe(503);
@@ -97,9 +167,7 @@ describe('on the Elasticsearch adapter (the double)', () => {
       const part = await fetch(url, { headers: { Range: 'bytes=5-8,' } });
       expect(part.status).toBe(206);
       expect(Buffer.from(await part.arrayBuffer())).toEqual(data.subarray(5, 9));
-    } finally {
-      await new Promise((r) => server.close(r));
-    }
+    });
   });
 });
 

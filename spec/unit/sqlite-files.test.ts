@@ -199,7 +199,14 @@ test('a chunk for a READY, failed or deleted upload is refused, and the chunk fi
     const u = await newUpload();
     const first = Buffer.from('abcd');
     await store.uploads.putChunk(u, chunk(0, first), once(first));
-    await store.uploads.setUploadStatus(u, status);
+    if (status === 'DELETED') {
+      // No fleet call writes DELETED (Kibana does, upstream): written beside the store, as another process would.
+      const db = new DatabaseSync(dbPath);
+      db.prepare("UPDATE uploads SET doc = json_set(doc, '$.file.Status', 'DELETED') WHERE id = ?").run(u.id);
+      db.close();
+    } else {
+      expect(await store.uploads.closeUpload(u, status as 'READY' | 'UPLOAD_ERROR')).toBe('closed');
+    }
     const late = Buffer.from('wxyz');
     await expect(store.uploads.putChunk(u, chunk(0, late), once(late))).rejects.toThrow(`is ${status}: it takes no more chunks`);
     await expect(store.uploads.putChunk(u, chunk(1, late), once(late))).rejects.toThrow(status);
@@ -215,9 +222,9 @@ test('a status change waits for a chunk being placed: the chunk found open is ke
   // Completion marks the upload READY while the chunk's file is being renamed into place.
   const fsModule = require('node:fs/promises') as typeof fsp;
   const realRename = fsModule.rename;
-  let marking: Promise<void> | undefined;
+  let marking: Promise<unknown> | undefined;
   jest.spyOn(fsModule, 'rename').mockImplementation(async (from, to) => {
-    marking ??= store.uploads.setUploadStatus(u, 'READY');
+    marking ??= store.uploads.closeUpload(u, 'READY', { transitHash: 'f'.repeat(64) });
     await new Promise((r) => setImmediate(r));
     return realRename(from, to);
   });

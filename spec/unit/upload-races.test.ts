@@ -3,12 +3,18 @@
 // after completion never replaces a READY file's chunk; two completions at once (a wrong and a right
 // transit hash) never leave a READY upload without its chunks, nor remove a READY upload's chunks; a
 // chunk re-sent while completion runs never ends in a READY file its transit hash does not describe.
-// And the Elasticsearch adapter's answers to a begin document it refuses.
+// A completion whose update landed but whose answer was lost is still a success (or a failure that
+// removes the chunks); conflicts are retried after a refresh, and told to the agent in its words when
+// they persist. And the Elasticsearch adapter's answers to a begin document it refuses, and to a 400
+// that is the cluster's state rather than the document.
+import type { Client } from '@elastic/elasticsearch';
 import pino from 'pino';
 import { transitHash, UploadService } from '../../src/fleet/uploads';
+import { classify, errorBody } from '../../src/http/errors';
 import type { AgentDoc, Hit, JsonObject } from '../../src/store/documents';
-import type { StoredChunk } from '../../src/store/file-ports';
-import type { Store } from '../../src/store/port';
+import { EsUploads } from '../../src/store/elasticsearch/uploads';
+import type { StoredChunk, UploadRef } from '../../src/store/file-ports';
+import { StoreBusyError, StoreUnavailableError, type Store } from '../../src/store/port';
 import { SqliteStore } from '../../src/store/sqlite/store';
 import { EsDouble } from '../support/es-double/server';
 import { esStore } from '../support/stores';
@@ -201,19 +207,136 @@ describe('elasticsearch store: a begin document Elasticsearch refuses', () => {
     await s.ready();
     store = s;
   });
+  afterEach(() => es.faults.clear());
   afterAll(async () => {
     await store?.close();
     await es?.stop();
   });
 
-  test('a value of the wrong type for a mapped field is the client\'s 400 BadRequest, not a 500', async () => {
+  const agent = { _id: 'agent-map', _source: { namespaces: ['default'] } } as unknown as Hit<AgentDoc>;
+  const beginBody = (actionId: string, file: JsonObject = {}): JsonObject => ({
+    action_id: actionId, agent_id: agent._id, src: 'agent', file: { name: 'd.zip', mime_type: 'application/zip', size: 5, ...file },
+  });
+
+  test('a value of the wrong type for a mapped field is the client\'s 400 BadRequest naming the field, without Elasticsearch\'s words', async () => {
     const uploads = new UploadService(store, { maxFileSize: undefined }, log);
-    const agent = { _id: 'agent-map', _source: { namespaces: ['default'] } } as unknown as Hit<AgentDoc>;
-    const err = await uploads.begin(agent, {
-      action_id: 'mapped', agent_id: agent._id, src: 'agent',
-      file: { name: 'd.zip', mime_type: 'application/zip', size: 5, Compression: { not: 'a keyword' } },
-    }).catch((e: unknown) => e);
+    const err = await uploads.begin(agent, beginBody('mapped', { Compression: { not: 'a keyword' } })).catch((e: unknown) => e);
     expect(err).toMatchObject({ code: 'BadRequest' });
-    expect((err as Error).message).toMatch(/^Bad request: the upload document was refused: .*file\.Compression/);
+    expect((err as Error).message).toBe('Bad request: the upload document was refused: field [file.Compression] does not fit its mapped type');
+  });
+
+  test.each([
+    ['index_closed_exception', 'closed'],
+    ['illegal_argument_exception', 'pipeline with id [broken] does not exist'],
+  ])('any other 400 (%s) is the store\'s fault: 503, no index name told to the agent', async (type, reason) => {
+    const uploads = new UploadService(store, { maxFileSize: undefined }, log);
+    const index = '.ds-.fleet-fileds-fromhost-meta-agent-2030.01.01-000001';
+    es.faults.add({
+      match: String.raw`PUT /\.fleet-fileds-fromhost-meta-agent/_create/`, status: 400, times: 1,
+      rawBody: JSON.stringify({ error: { root_cause: [{ type, reason, index }], type, reason, index }, status: 400 }),
+    });
+    const err = await uploads.begin(agent, beginBody(`closed-${type}`)).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(StoreUnavailableError);
+    const answer = classify(err);
+    expect(answer.status).toBe(503);
+    expect(JSON.stringify(errorBody(answer))).not.toMatch(/fleet-fileds|closed|pipeline/);
+  });
+});
+
+describe('elasticsearch store: completion whose update landed but whose answer was lost (a gateway 504)', () => {
+  let es: EsDouble;
+  let store: Store & { close(): Promise<void> };
+  let uploads: UploadService;
+  const agent = { _id: 'agent-lost', _source: { namespaces: ['default'] } } as unknown as Hit<AgentDoc>;
+  const good = Buffer.from('hello');
+  beforeAll(async () => {
+    es = await new EsDouble().start();
+    const s = esStore([es.url], es.serviceToken);
+    await s.ready();
+    store = s;
+    uploads = new UploadService(store, { maxFileSize: undefined }, log);
+  });
+  afterEach(() => es.faults.clear());
+  afterAll(async () => {
+    await store?.close();
+    await es?.stop();
+  });
+
+  async function uploaded(): Promise<string> {
+    const { upload_id: id } = await uploads.begin(agent, {
+      action_id: `lost-${++n}`, agent_id: agent._id, src: 'agent', file: { name: 'd.zip', mime_type: 'application/zip', size: good.length },
+    });
+    await uploads.chunk(agent, id, 0, sha256(good), body(good));
+    return id;
+  }
+
+  const lostAnswer = (): void => es.faults.add({ match: String.raw`POST /\.fleet-fileds-fromhost-meta-agent/_update_by_query`, status: 504, afterServing: true, times: 1 });
+
+  test('the right transit hash: ok, READY', async () => {
+    const id = await uploaded();
+    lostAnswer();
+    expect(await code(uploads.complete(agent, id, { transithash: { sha256: transitHash([sha256(good)]) } }))).toBe('ok');
+    const u = (await store.uploads.findUpload(id))!;
+    expect(u.status).toBe('READY');
+    expect(await store.uploads.listChunks(u)).toHaveLength(1);
+  });
+
+  test('a wrong transit hash: FailValidation, and the chunks are removed', async () => {
+    const id = await uploaded();
+    lostAnswer();
+    expect(await code(uploads.complete(agent, id, { transithash: { sha256: '0'.repeat(64) } }))).toBe('FailValidation');
+    const u = (await store.uploads.findUpload(id))!;
+    expect(u.status).toBe('UPLOAD_ERROR');
+    expect(await store.uploads.listChunks(u)).toEqual([]);
+  });
+});
+
+describe('elasticsearch adapter: version conflicts closing an upload', () => {
+  const ref: UploadRef = { id: 'a.b', source: 'agent', uploadId: 'u', agentId: 'b', actionId: 'a', size: 5, chunkSize: 4, status: 'AWAITING_UPLOAD', startedMs: 0 };
+
+  /** A client whose update-by-query answers `answers` in turn, recording the requests made. */
+  function fakeClient(answers: object[]): { client: Client; calls: string[] } {
+    const calls: string[] = [];
+    const client = {
+      updateByQuery: async () => { calls.push('update'); return answers.shift() ?? { updated: 0, version_conflicts: 1 }; },
+      indices: { refresh: async () => { calls.push('refresh'); return {}; } },
+    } as unknown as Client;
+    return { client, calls };
+  }
+
+  test('the next attempt follows a refresh of the metadata index, so its search sees the write it lost to', async () => {
+    const { client, calls } = fakeClient([{ updated: 0, version_conflicts: 1 }, { updated: 1, version_conflicts: 0 }]);
+    expect(await new EsUploads(client).closeUpload(ref, 'READY', { transitHash: 'a'.repeat(64) })).toBe('closed');
+    expect(calls).toEqual(['update', 'refresh', 'update']);
+  });
+
+  test('conflicts that persist: 429 in words about the upload, not the bulk queue', async () => {
+    const { client } = fakeClient([]);
+    const err = await new EsUploads(client).closeUpload(ref, 'READY', { transitHash: 'a'.repeat(64) }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(StoreBusyError);
+    expect(errorBody(classify(err))).toEqual({ statusCode: 429, error: 'TooManyRequests', message: 'the upload is being changed; retry later' });
+  });
+});
+
+describe('completion that keeps finding its chunks changed', () => {
+  test('429 in words about the upload, not the bulk queue', async () => {
+    const store = new SqliteStore(':memory:');
+    try {
+      const uploads = new UploadService(store, { maxFileSize: undefined }, log);
+      const agent = { _id: 'agent-busy', _source: { namespaces: ['default'] } } as unknown as Hit<AgentDoc>;
+      const good = Buffer.from('hello');
+      const { upload_id: id } = await uploads.begin(agent, {
+        action_id: 'busy', agent_id: agent._id, src: 'agent', file: { name: 'd.zip', mime_type: 'application/zip', size: good.length },
+      });
+      await uploads.chunk(agent, id, 0, sha256(good), body(good));
+      store.uploads.closeUpload = async () => 'changed';
+      const err = await uploads.complete(agent, id, { transithash: { sha256: transitHash([sha256(good)]) } }).catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(StoreBusyError);
+      const answer = errorBody(classify(err));
+      expect(answer).toMatchObject({ statusCode: 429, error: 'TooManyRequests' });
+      expect(answer.message).toMatch(/upload is being changed/);
+    } finally {
+      await store.close();
+    }
   });
 });

@@ -40,9 +40,16 @@ export class FileDeliveryService {
 
   /**
    * The file's bytes in `range` (all of it without one), reading only the chunks the range touches.
-   * Throws when the stored chunks hold fewer bytes than the file's size says.
+   * Throws when the stored chunks hold fewer bytes than the file's size says. A file whose metadata says
+   * size 0 (or none) is every chunk's bytes, as upstream streams it (no Content-Length then).
    */
-  async *read(file: DeliveryFile, range: ByteRange = { start: 0, end: file.size - 1 }): AsyncIterable<Uint8Array> {
+  async *read(file: DeliveryFile, range?: ByteRange): AsyncIterable<Uint8Array> {
+    if (range === undefined && file.size === 0) {
+      for (const chunk of file.chunks) yield* readChunk(this.store, chunk);
+      return;
+    }
+    range ??= { start: 0, end: file.size - 1 };
+    // A range's chunks are found by `chunkSize` (a default when the metadata names none), as upstream finds them.
     const cs = file.chunkSize;
     let remaining = range.end - range.start + 1;
     for (let i = Math.floor(range.start / cs); i < file.chunks.length && remaining > 0; i++) {
@@ -68,15 +75,20 @@ export class FileDeliveryService {
 }
 
 /**
- * Whether the stored chunks make the whole file: exactly positions 0..count-1 for its size and chunk
- * size (upstream answers ErrNoFile when there are none). Checked before any byte is sent, so a file
- * whose chunks are missing is a 404, not a 200 whose body stops short.
+ * Whether the stored chunks can make the whole file: positions 0..k-1 with no gap, at least one
+ * (upstream's LocateChunks answers ErrNoFile when there are none, whatever the size). Where each chunk
+ * is known to hold `chunkSize` bytes (sizedChunks: the metadata names its ChunkSize, uncompressed), k
+ * must also be the count the size makes. Otherwise (Kibana's or an integration's files without
+ * ChunkSize, compressed ones) the chunks are streamed in order as upstream streams them. Checked before
+ * any byte is sent, so a file with a chunk missing is a 404, not a 200 whose body stops short.
  */
 function whole(file: DeliveryFile): boolean {
   const { size, chunkSize, chunkNumbers } = file;
-  if (!Number.isSafeInteger(size) || size <= 0 || !Number.isSafeInteger(chunkSize) || chunkSize <= 0) return false;
-  const count = Math.ceil(size / chunkSize);
-  return chunkNumbers.length === count && file.chunks.length === count && chunkNumbers.every((n, i) => n === i);
+  if (!Number.isSafeInteger(size) || size < 0) return false;
+  const k = chunkNumbers.length;
+  if (k === 0 || file.chunks.length !== k || !chunkNumbers.every((n, i) => n === i)) return false;
+  if (!file.sizedChunks || size === 0) return true;
+  return Number.isSafeInteger(chunkSize) && chunkSize > 0 && k === Math.ceil(size / chunkSize);
 }
 
 /** A chunk gone since the file was found (deleted meanwhile) is the file gone: ErrNoFile. */

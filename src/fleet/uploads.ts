@@ -94,7 +94,7 @@ export class UploadService {
     return id;
   }
 
-  /** The cache's size in bytes (its records as JSON): what an upload costs while it is cached. */
+  /** The cache's size in bytes (its records as JSON). For tests only (upload-rules: the cache stays slim). */
   get cacheWeight(): number {
     return this.cache.totalWeight;
   }
@@ -147,8 +147,11 @@ export class UploadService {
     try {
       created = await this.store.uploads.createUpload(src, id, doc);
     } catch (err) {
-      if (err instanceof UploadDocumentRefused) throw badRequest('the upload document was refused', err);
-      throw err;
+      if (!(err instanceof UploadDocumentRefused)) throw err;
+      // The client is told which of its fields, not the store's words (they name internal indices).
+      this.log.info({ 'fleet.agent.id': agent._id, 'error.message': err.message }, 'upload begin: the store refused the document');
+      const what = err.field === undefined ? 'a field does not fit its mapped type' : `field [${err.field}] does not fit its mapped type`;
+      throw new FleetError('BadRequest', `Bad request: the upload document was refused: ${what}`);
     }
     if (!created) throw new FleetError('UploadExists');
     this.log.info({ 'fleet.upload.id': uploadId, 'fleet.agent.id': agent._id, 'file.size': size }, 'upload started');
@@ -250,7 +253,11 @@ export class UploadService {
       this.cache.delete(uploadId);
       if (closed === 'stopped') throw new FleetError('StatusNoUploads');
       if (closed === 'closed') break;
-      if (attempt >= COMPLETE_ATTEMPTS) throw new StoreBusyError(`upload ${uploadId}: chunks keep changing under completion`, { clientMessage: 'chunks of this upload are still being sent; retry later' });
+      if (attempt >= COMPLETE_ATTEMPTS) {
+        throw new StoreBusyError(`upload ${uploadId}: chunks keep changing under completion`, {
+          clientMessage: 'the upload is being changed: chunks of it are still being sent; retry later', clientError: 'TooManyRequests',
+        });
+      }
     }
     this.log.info({ 'fleet.upload.id': uploadId, 'fleet.agent.id': agent._id, 'file.size': upload.size }, 'upload complete');
   }

@@ -67,11 +67,19 @@ export const STOPPED_UPLOAD_STATUSES: ReadonlySet<string> = new Set(['READY', 'U
 export type UploadClose = 'closed' | 'stopped' | 'changed';
 
 /**
- * The store refused an upload's document for what the client put in it (Elasticsearch's 400: a value of
- * the wrong type for a mapped field, say): the client's mistake, not a store fault.
+ * The store refused an upload's document for what the client put in it (Elasticsearch's 400
+ * document_parsing_exception: a value of the wrong type for a mapped field, say): the client's mistake,
+ * not a store fault. The message is the store's own words, for the log only; `field` is the field the
+ * store named, when it named one.
  */
 export class UploadDocumentRefused extends Error {
   override readonly name = 'UploadDocumentRefused';
+  readonly field: string | undefined;
+
+  constructor(message: string, options?: { cause?: unknown; field?: string }) {
+    super(message, { cause: options?.cause });
+    this.field = options?.field;
+  }
 }
 
 export interface UploadStore {
@@ -96,12 +104,12 @@ export interface UploadStore {
   listChunks(upload: UploadRef): Promise<StoredChunk[]>;
   readChunk(upload: UploadRef, n: number): AsyncIterable<Uint8Array>;
   deleteChunks(upload: UploadRef): Promise<void>;
-  /** Sets `file.Status` (and, when given, `transithash.sha256`) on the metadata document, whatever it was (admin use). */
-  setUploadStatus(upload: UploadRef, status: string, transitHash?: string): Promise<void>;
   /**
    * Completion's status turn: sets `status` (READY with `transitHash`, or UPLOAD_ERROR) only while the
    * upload still takes chunks, so of two completions at once only one closes it. With `chunks`, only
    * while the stored chunks are still those (where the store can tell at once: the embedded store).
+   * An upload found already in exactly the state asked for (status, and transit hash when given) is
+   * `closed`: a request retried after its first attempt landed must not read as another's completion.
    */
   closeUpload(upload: UploadRef, status: 'READY' | 'UPLOAD_ERROR', opts?: { transitHash?: string; chunks?: StoredChunk[] }): Promise<UploadClose>;
   /** Deletes the upload: metadata and chunks. */
@@ -139,6 +147,12 @@ export interface DeliveryFile {
   chunks: string[];
   /** The position (chunk number) of each of `chunks`: a file with a gap is not served whole. */
   chunkNumbers: number[];
+  /**
+   * Whether every chunk but the last is known to hold `chunkSize` bytes of the file: the metadata names
+   * its `ChunkSize` and no compression. Only then can the chunk count be checked against `size`; otherwise
+   * `chunkSize` is a default, used for byte ranges only (upstream's delivery, file/delivery).
+   */
+  sizedChunks: boolean;
 }
 
 export interface DeliveryPublish {

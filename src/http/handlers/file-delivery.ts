@@ -9,10 +9,13 @@ export async function handleFileDelivery(ctx: RequestContext<'agentKey'>): Promi
   const source = url.searchParams.get('source') ?? undefined;
   const origin = headerValues(ctx.req, 'x-elastic-product-origin')[0];
   const file = await ctx.fleet.deliveries.open(ctx.agent, ctx.params['id']!, source, origin);
-  const ranges = headerValues(ctx.req, 'range');
+  // A range is found by the chunks' size; where the metadata does not give it (or the chunks are
+  // compressed), the Range header is ignored and the whole file sent, as HTTP allows: upstream would
+  // locate the range by a size the chunks may not have, and send other bytes than those asked for.
+  const ranges = file.sizedChunks ? headerValues(ctx.req, 'range') : [];
   const range = parseRange(ranges.length > 1 ? ranges.join(',') : ranges[0], file.size);
   const headers: Record<string, string | number> = {
-    'Accept-Ranges': 'bytes',
+    'Accept-Ranges': file.sizedChunks ? 'bytes' : 'none',
     'Content-Type': file.mimeType || 'application/octet-stream',
     'X-Content-Type-Options': 'nosniff',
   };
@@ -20,7 +23,9 @@ export async function handleFileDelivery(ctx: RequestContext<'agentKey'>): Promi
   if (range) {
     headers['Content-Range'] = `bytes ${range.start}-${range.end}/${file.size}`;
     headers['Content-Length'] = range.end - range.start + 1;
-  } else {
+  } else if (file.size > 0) {
+    // As upstream (handleFileDelivery.go): a file whose metadata says size 0, or none, goes out without
+    // a length, as many bytes as its chunks hold.
     headers['Content-Length'] = file.size;
   }
   // HEAD: the headers say what a GET would send; no chunk is read.

@@ -24,17 +24,26 @@ function libraryIndex(integration: string, library: string, kind: 'meta' | 'data
 /** A chunk handle: the concrete index and the document id (index names never hold a `/`). */
 const handleOf = (index: string, id: string): string => `${index}/${id}`;
 
+/** Upstream's chunk size for a byte range when the metadata names none. */
+const DEFAULT_CHUNK_SIZE = 4 * 1024 * 1024;
+
+/** Kibana's `file.Compression` (`br`, `gzip`, `deflate`; `none` or absent when stored as is). */
+const compressed = (v: unknown): boolean => typeof v === 'string' && v !== '' && v !== 'none';
+
 function fileOf(id: string, doc: Obj, chunks: { n: number; handle: string }[]): DeliveryFile {
   const file = (doc['file'] ?? {}) as Obj;
   const hash = file['hash'] as Obj | undefined;
+  const declared = Number(file['ChunkSize']);
+  const named = file['ChunkSize'] !== undefined && file['ChunkSize'] !== null && Number.isSafeInteger(declared) && declared > 0;
   return {
     id,
     size: Number(file['size'] ?? 0),
-    chunkSize: Number(file['ChunkSize'] ?? 4 * 1024 * 1024),
+    chunkSize: named ? declared : DEFAULT_CHUNK_SIZE,
     mimeType: typeof file['mime_type'] === 'string' ? file['mime_type'] : undefined,
     sha256: typeof hash?.['sha256'] === 'string' ? hash['sha256'] : undefined,
     chunks: chunks.map((c) => c.handle),
     chunkNumbers: chunks.map((c) => c.n),
+    sizedChunks: named && !compressed(file['Compression']),
   };
 }
 

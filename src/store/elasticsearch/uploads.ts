@@ -4,7 +4,7 @@
 import type { Client } from '@elastic/elasticsearch';
 import type { JsonObject } from '../documents';
 import { STOPPED_UPLOAD_STATUSES, UploadDocumentRefused, type ChunkWrite, type StoredChunk, type UploadClose, type UploadListQuery, type UploadRecord, type UploadRef, type UploadStore } from '../file-ports';
-import { NotFoundError, StoreBusyError } from '../port';
+import { NotFoundError, StoreBusyError, StoreUnavailableError } from '../port';
 import { statusIn, withRetries } from './connection';
 import { ChunkEncoder } from './cbor-chunk';
 import { chunkNumber, deleteByQuery, indexFragment, rawRequest, readStoredChunk, refresh, searchHits, type FileHit } from './file-requests';
@@ -30,6 +30,14 @@ if (s != null && params.stopped.contains(s)) { ctx.op = 'noop'; } else { ${SET_S
 
 /** Status-turn attempts lost to a concurrent write (a version conflict) before the turn gives up. */
 const CLOSE_ATTEMPTS = 3;
+
+/**
+ * Elasticsearch's refusals of a document for what it holds (a value its mapping cannot take, a field a
+ * strict mapping does not allow): the client's fields at upload begin. Any other 400 there (a closed
+ * index, a broken template or ingest pipeline: illegal_argument_exception, index_closed_exception…) is
+ * the cluster's state, not the agent's request.
+ */
+const DOCUMENT_REFUSALS = new Set(['document_parsing_exception', 'mapper_parsing_exception', 'strict_dynamic_mapping_exception']);
 
 function num(v: unknown): number {
   return typeof v === 'number' ? v : Number(v ?? 0);
@@ -63,11 +71,37 @@ function queryOf(q: UploadListQuery): Obj {
   return filters.length ? { bool: { filter: filters, ...(notStopped.length ? { must_not: notStopped } : {}) } } : { match_all: {} };
 }
 
-/** Elasticsearch's words for a refused document (`document_parsing_exception: failed to parse field …`), bounded. */
+/** The error object of an Elasticsearch answer (`{error: {type, reason, caused_by}}`), raw or under a store error's cause. */
+function esErrorOf(err: unknown): Obj | undefined {
+  const body = (e: unknown): unknown => (e as { meta?: { body?: Obj } } | undefined)?.meta?.body?.['error'];
+  const found = body(err) ?? body((err as { cause?: unknown } | undefined)?.cause);
+  return found !== null && typeof found === 'object' ? found as Obj : undefined;
+}
+
+/** Elasticsearch's words for a refused document (`document_parsing_exception: failed to parse field …`), bounded: for logs only. */
 function reasonOf(err: unknown): string {
-  const e = ((err as { meta?: { body?: Obj } } | undefined)?.meta?.body?.['error'] ?? (err as { cause?: { meta?: { body?: Obj } } })?.cause?.meta?.body?.['error']) as Obj | undefined;
+  const e = esErrorOf(err);
   const text = e ? `${String(e['type'] ?? 'error')}: ${String(e['reason'] ?? '')}` : (err as Error).message;
   return text.length > 300 ? `${text.slice(0, 300)}…` : text;
+}
+
+/** A field name as a client may be told it: the characters of JSON keys agents send, bounded. */
+const FIELD_NAME = /^[A-Za-z0-9_@.-]{1,128}$/;
+
+/**
+ * The field Elasticsearch says it could not take (`failed to parse field [file.Compression] …`,
+ * `object mapping for [file.Compression] …`, `dynamic introduction of [x] within [file] …`), looked for
+ * in the reason and its causes; undefined when it names none.
+ */
+function refusedField(e: Obj | undefined): string | undefined {
+  for (let at = e, depth = 0; at && depth < 4; at = at['caused_by'] as Obj | undefined, depth++) {
+    const reason = String(at['reason'] ?? '');
+    const strict = /dynamic introduction of \[([^\]]+)\] within \[([^\]]+)\]/.exec(reason);
+    const name = strict ? (strict[2] === '_doc' ? strict[1] : `${strict[2]}.${strict[1]}`)
+      : (/failed to parse field \[([^\]]+)\]/.exec(reason) ?? /object mapping for \[([^\]]+)\]/.exec(reason))?.[1];
+    if (name !== undefined) return FIELD_NAME.test(name) ? name : undefined;
+  }
+  return undefined;
 }
 
 export class EsUploads implements UploadStore {
@@ -80,8 +114,13 @@ export class EsUploads implements UploadStore {
     } catch (err) {
       const status = statusIn(err);
       if (status === 409) return false;
-      // The document's fields are the client's (a value of the wrong type for a mapped field): its 400.
-      if (status === 400) throw new UploadDocumentRefused(reasonOf(err), { cause: err });
+      if (status === 400) {
+        const e = esErrorOf(err);
+        // The document's fields are the client's (a value of the wrong type for a mapped field): its 400.
+        if (DOCUMENT_REFUSALS.has(String(e?.['type']))) throw new UploadDocumentRefused(reasonOf(err), { cause: err, field: refusedField(e) });
+        // Anything else is the cluster's state (its text names internal indices): a store fault, 503.
+        throw new StoreUnavailableError(`create upload: Elasticsearch refused the request (400): ${reasonOf(err)}`, { cause: err });
+      }
       throw err;
     }
   }
@@ -134,20 +173,24 @@ export class EsUploads implements UploadStore {
       if (r.statusCode !== 409) return bytes;
       const backing = ((r.body as Obj | undefined)?.['error'] as Obj | undefined)?.['index'];
       if (attempt > 0 || typeof backing !== 'string') throw new Error(`chunk ${id} exists and cannot be replaced`);
-      const now = await this.statusNow(upload);
+      const now = (await this.stateNow(upload))?.status;
       if (now === undefined) throw new NotFoundError(`upload ${upload.uploadId} not found`);
       if (STOPPED_UPLOAD_STATUSES.has(now)) throw new Error(`upload ${upload.uploadId} is ${now}: it takes no more chunks`);
       await rawRequest(this.client, 'replace chunk', { method: 'DELETE', path: `/${backing}/_doc/${encodeURIComponent(id)}` }, {}, [404]);
     }
   }
 
-  /** The upload's status as stored now (only that field is fetched, not the client's document); undefined when gone. */
-  private async statusNow(upload: UploadRef): Promise<string | undefined> {
+  /**
+   * The upload's status and transit hash as stored now (only those fields are fetched, not the client's
+   * document); undefined when gone.
+   */
+  private async stateNow(upload: UploadRef): Promise<{ status: string; transitHash: unknown } | undefined> {
     const hits = await searchHits(this.client, 'read upload status', metaIndex(upload.source), {
-      size: 1, _source: ['file.Status'], query: { term: { _id: upload.id } },
+      size: 1, _source: ['file.Status', 'transithash.sha256'], query: { term: { _id: upload.id } },
     });
     if (hits.length === 0) return undefined;
-    return String(((hits[0]!._source?.['file'] ?? {}) as Obj)['Status'] ?? '');
+    const src = hits[0]!._source ?? {};
+    return { status: String(((src['file'] ?? {}) as Obj)['Status'] ?? ''), transitHash: ((src['transithash'] ?? {}) as Obj)['sha256'] };
   }
 
   /** Deleted by query (refreshed first): a data stream deletes by id only through its backing index. */
@@ -201,23 +244,16 @@ export class EsUploads implements UploadStore {
     await deleteByQuery(this.client, 'delete chunks', index, { term: { bid: upload.id } });
   }
 
-  async setUploadStatus(upload: UploadRef, status: string, transitHash?: string): Promise<void> {
-    await withRetries('set upload status', () => this.client.updateByQuery({
-      index: metaIndex(upload.source), refresh: true, conflicts: 'proceed',
-      query: { term: { _id: upload.id } },
-      script: { lang: 'painless', source: SET_STATUS_SCRIPT, params: { status, transithash: transitHash === undefined ? null : { sha256: transitHash } } },
-    }));
-  }
-
   /**
    * Conditional in the update's script (the status it sees is the document's as written), so of two
    * completions only one closes the upload. The chunks cannot be compared in the same step (they are
    * documents of another data stream): `opts.chunks` is not checked here.
    */
   async closeUpload(upload: UploadRef, status: 'READY' | 'UPLOAD_ERROR', opts: { transitHash?: string } = {}): Promise<UploadClose> {
+    const index = metaIndex(upload.source);
     for (let attempt = 1; ; attempt++) {
       const r = await withRetries('close upload', () => this.client.updateByQuery({
-        index: metaIndex(upload.source), refresh: true, conflicts: 'proceed',
+        index, refresh: true, conflicts: 'proceed',
         query: { term: { _id: upload.id } },
         script: {
           lang: 'painless', source: CLOSE_SCRIPT,
@@ -225,9 +261,21 @@ export class EsUploads implements UploadStore {
         },
       }));
       if ((r.updated ?? 0) > 0) return 'closed';
-      // Lost to a write between the search and the update (another completion's, say): look again.
-      if ((r.version_conflicts ?? 0) === 0) return 'stopped';
-      if (attempt >= CLOSE_ATTEMPTS) throw new StoreBusyError(`close upload ${upload.uploadId}: version conflicts`, { clientMessage: 'the upload is being changed; retry later' });
+      if ((r.version_conflicts ?? 0) === 0) {
+        // Stopped already — perhaps by this very call: an attempt whose answer was lost (a gateway's 504)
+        // is sent again, by the client or withRetries, and the resent one finds the upload as the first
+        // left it. That is this completion's own write, recognised as addPolicyRevision recognises its own.
+        const now = await this.stateNow(upload);
+        const own = now !== undefined && now.status === status && (opts.transitHash === undefined || now.transitHash === opts.transitHash);
+        return own ? 'closed' : 'stopped';
+      }
+      if (attempt >= CLOSE_ATTEMPTS) {
+        throw new StoreBusyError(`close upload ${upload.uploadId}: version conflicts`, { clientMessage: 'the upload is being changed; retry later', clientError: 'TooManyRequests' });
+      }
+      // Lost to a write between the update's search and its write (another completion's, say). The
+      // search sees what the last refresh made visible, so without one the next attempt may find the
+      // same old version and conflict again: refresh, then look again.
+      await refresh(this.client, index);
     }
   }
 

@@ -48,6 +48,8 @@ export class SqliteDeliveries implements DeliveryStore {
       sha256: typeof hash?.['sha256'] === 'string' ? hash['sha256'] : undefined,
       chunks: numbers.map((n) => handle(id, n)),
       chunkNumbers: numbers,
+      // publishDeliveryFile always splits at ChunkSize (a positive integer) and never compresses.
+      sizedChunks: true,
     };
   }
 

@@ -188,23 +188,20 @@ export class SqliteUploads implements UploadStore {
     await this.blobs.removeAll('uploads', upload.id);
   }
 
-  /** As upstream's update-by-query, an upload that is gone is not an error. */
-  async setUploadStatus(upload: UploadRef, status: string, transitHash?: string): Promise<void> {
-    // After any chunk being placed (statusTurns): a chunk found open is in before the status changes.
-    await this.statusTurns.run(upload.id, () => this.sql.write(() => {
-      const row = this.sql.q('SELECT doc FROM uploads WHERE id = ?').get(upload.id) as Row | undefined;
-      if (row) this.writeStatus(upload, row, status, transitHash);
-    }));
-  }
-
   /**
-   * In the status turn and one transaction: the status read, the chunks compared and the new status
-   * written, so no other completion and no chunk being placed comes in between.
+   * In the status turn (after any chunk being placed: a chunk found open is in before the status
+   * changes) and one transaction: the status read, the chunks compared and the new status written, so
+   * no other completion and no chunk being placed comes in between. An upload already in the state
+   * asked for is `closed`, as the Elasticsearch adapter answers a resent request (the port's rule).
    */
   async closeUpload(upload: UploadRef, status: 'READY' | 'UPLOAD_ERROR', opts: { transitHash?: string; chunks?: StoredChunk[] } = {}): Promise<UploadClose> {
     return this.statusTurns.run(upload.id, () => this.sql.write((): UploadClose => {
-      const row = this.sql.q(`SELECT doc, ${STATUS} AS status FROM uploads WHERE id = ?`).get(upload.id) as Row | undefined;
-      if (!row || STOPPED.has(text(row['status']))) return 'stopped';
+      const row = this.sql.q(`SELECT doc, ${STATUS} AS status, json_extract(doc, '$.transithash.sha256') AS transit FROM uploads WHERE id = ?`)
+        .get(upload.id) as Row | undefined;
+      if (!row) return 'stopped';
+      if (STOPPED.has(text(row['status']))) {
+        return text(row['status']) === status && (opts.transitHash === undefined || row['transit'] === opts.transitHash) ? 'closed' : 'stopped';
+      }
       if (opts.chunks && !sameChunks(opts.chunks, this.chunksOf(upload))) return 'changed';
       this.writeStatus(upload, row, status, opts.transitHash);
       return 'closed';
