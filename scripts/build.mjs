@@ -3,6 +3,7 @@ import { build } from 'esbuild';
 import { execFileSync, execSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { readFileSync, writeFileSync, chmodSync, existsSync, mkdirSync, readdirSync, statSync } from 'node:fs';
+import { buildTime, sourceDateEpoch } from './source-date.mjs';
 
 const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8'));
 // V8 flags the program is meant to run with (package.json fleetServer.nodeFlags): in the shebang for
@@ -15,6 +16,8 @@ let commit = 'unknown';
 try {
   commit = execSync('git rev-parse --short HEAD', { stdio: ['ignore', 'pipe', 'ignore'] }).toString().trim();
 } catch { /* not a git checkout */ }
+// Dated by the sources, not the clock: the same commit builds the same bundle (scripts/source-date.mjs).
+const builtAt = buildTime(sourceDateEpoch());
 
 // Protocol messages: proto/*.proto compiled by protobufjs into static code and its typings (the
 // generated directories are not committed), bundled below; no .proto file is read at run time.
@@ -157,7 +160,7 @@ await build({
     ...common.define,
     __FLEET_VERSION__: JSON.stringify(pkg.version),
     __FLEET_COMMIT__: JSON.stringify(commit),
-    __FLEET_BUILD_TIME__: JSON.stringify(new Date().toISOString().replace(/\.\d{3}Z$/, 'Z')),
+    __FLEET_BUILD_TIME__: JSON.stringify(builtAt),
     __FLEET_NODE_FLAGS__: JSON.stringify(pkg.fleetServer.nodeFlags),
     __FLEET_START_ENV__: JSON.stringify(pkg.fleetServer.env),
   },

@@ -9,6 +9,7 @@ import { arch, platform } from 'node:os';
 import { pipeline } from 'node:stream/promises';
 import { createGzip } from 'node:zlib';
 import { inject } from 'postject';
+import { sourceDateEpoch } from './source-date.mjs';
 
 const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8'));
 const dist = new URL('../dist/', import.meta.url).pathname;
@@ -26,11 +27,14 @@ if (!execFileSync('tar', ['--version']).toString().includes('GNU tar')) {
   process.exit(1);
 }
 const name = `fleet-server-${pkg.version}-${platformName}`;
+// One date for the program's build time and the tarball's entries (scripts/source-date.mjs), given to the
+// build below so that both agree even outside a git checkout.
+const epoch = sourceDateEpoch();
 
 // The single executable runs one script, the program without a shebang line (it carries the shebang's
 // flags itself), and carries the libraries dist/vendor/ holds for the bundle as assets, read when first
 // required (src/runtime/sea-vendor.ts).
-execFileSync(process.execPath, [new URL('build.mjs', import.meta.url).pathname, '--single-file'], { stdio: 'inherit' });
+execFileSync(process.execPath, [new URL('build.mjs', import.meta.url).pathname, '--single-file'], { stdio: 'inherit', env: { ...process.env, SOURCE_DATE_EPOCH: String(epoch) } });
 const assets = JSON.parse(readFileSync(`${dist}sea-assets.json`, 'utf8'));
 writeFileSync(`${dist}sea-config.json`, JSON.stringify({
   main: `${dist}fleet-server.sea.js`,
@@ -96,12 +100,10 @@ writeFileSync(`${dir}/fleet-server.yml`, [
   '',
 ].join('\n'));
 // Modes as shipped, whatever the umask; then an archive that names no builder: entries in name order,
-// owned by 0:0 with no user or group names, each dated the commit packaged (SOURCE_DATE_EPOCH when set,
-// as reproducible builds give it), and gzip'd without a name or a time of its own (Node's gzip header
-// carries neither).
+// owned by 0:0 with no user or group names, each dated `epoch` (the commit packaged, or SOURCE_DATE_EPOCH),
+// and gzip'd without a name or a time of its own (Node's gzip header carries neither).
 for (const f of ['fleet-server.spec.yml', 'README.md', 'fleet-server.yml']) chmodSync(`${dir}/${f}`, 0o644);
 chmodSync(`${dir}/fleet-server`, 0o755);
-const epoch = process.env.SOURCE_DATE_EPOCH || commitTime();
 const tarball = `${dist}${name}.tar.gz`;
 const tar = spawn('tar', ['--sort=name', '--owner=0', '--group=0', '--numeric-owner', `--mtime=@${epoch}`, '--format=gnu', '-cf', '-', '-C', dist, name],
   { stdio: ['ignore', 'pipe', 'inherit'] });
@@ -115,13 +117,3 @@ writeFileSync(`${tarball}.sha512`, `${sha512.digest('hex')}  ${name}.tar.gz\n`);
 rmSync(dir, { recursive: true, force: true });
 for (const f of ['fleet-server.sea.js', 'sea-config.json', 'sea-prep.blob', 'sea-assets.json']) rmSync(`${dist}${f}`, { force: true });
 process.stdout.write(`packaged ${exe} and ${tarball} (with ${name}.tar.gz.sha512)\n`);
-
-/** The packaged commit's time (seconds since the epoch); 0 outside a git checkout. */
-function commitTime() {
-  try {
-    return execFileSync('git', ['log', '-1', '--format=%ct'], { cwd: new URL('..', import.meta.url).pathname, stdio: ['ignore', 'pipe', 'ignore'] })
-      .toString().trim() || '0';
-  } catch {
-    return '0';
-  }
-}

@@ -233,6 +233,12 @@ describe('admin commands as an operator meets them', () => {
     expect(JSON.parse(r.stdout)).toEqual({ id: 'p1', revision: 1 });
   });
 
+  test('policy put "" (an unset variable) is refused, not read from standard input', () => {
+    // Standard input closed at once: read, it was an empty document ("policy must be an object").
+    const r = run(['policy', 'put', '', ...E], dir);
+    expect({ status: r.status, stderr: plain(r.stderr) }).toEqual({ status: 1, stderr: ["fleet-server: cannot read '': give a file name (or - for standard input)"] });
+  });
+
   test('a path.data with no store is refused and left as it was; only policy put makes one', () => {
     const missing = join(dir, 'missing');
     const r = run(['policy', 'list', '-E', `path.data=${missing}`], dir);
@@ -245,9 +251,10 @@ describe('admin commands as an operator meets them', () => {
   });
 
   test('a number that is none is a usage error (exit 2), not a store error', () => {
-    for (const args of [['actions', 'list', '--limit', 'abc'], ['uploads', 'list', '--limit', 'abc'], ['actions', 'create', '--type', 'SETTINGS', '--agents', 'x', '--timeout', 'abc']]) {
+    for (const [args, wanted] of [[['actions', 'list', '--limit', 'abc'], '1 or more'], [['uploads', 'list', '--limit', '0'], '1 or more'],
+      [['actions', 'create', '--type', 'SETTINGS', '--agents', 'x', '--timeout', 'abc'], '0 or more']] as [string[], string][]) {
       const r = run([...args, ...E], dir);
-      expect({ args, status: r.status, last: plain(r.stderr).pop() }).toEqual({ args, status: 2, last: `--${args[args.length - 2]!.slice(2)} abc: give a whole number, 0 or more` });
+      expect({ args, status: r.status, last: plain(r.stderr).pop() }).toEqual({ args, status: 2, last: `--${args[args.length - 2]!.slice(2)} ${args[args.length - 1]}: give a whole number, ${wanted}` });
     }
   });
 

@@ -125,3 +125,10 @@ test('the tarball has its .sha512 beside it (sha512sum\'s format, as Elastic Age
   expect(paths).toEqual([...paths].sort());
   expect(paths).toEqual([`fleet-server-${VERSION}-${PLATFORM}/`, ...['README.md', 'fleet-server', 'fleet-server.spec.yml', 'fleet-server.yml'].map((f) => `fleet-server-${VERSION}-${PLATFORM}/${f}`)]);
 });
+
+test('the executable reports the packaged commit\'s time as its build time (scripts/source-date.mjs), not the moment it was built', () => {
+  // Dated by the clock, two packagings of one commit differed in these bytes (and so in the tarball's).
+  const commit = Number(process.env['SOURCE_DATE_EPOCH'] || execFileSync('git', ['log', '-1', '--format=%ct'], { cwd: ROOT }).toString().trim());
+  const built = new Date(commit * 1000).toISOString().replace(/\.000Z$/, 'Z');
+  expect(readFileSync(EXE).includes(JSON.stringify(built))).toBe(true);
+});

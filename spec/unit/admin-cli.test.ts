@@ -4,9 +4,11 @@
 import { buildSync } from 'esbuild';
 import { existsSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
+import { errors } from '@elastic/elasticsearch';
 import type yargsFactory from 'yargs';
 import { UsageError } from '../../src/cli/usage-error';
 import { buildConfig } from '../../src/config/config';
+import { publishFile } from '../../src/fleet/files-admin';
 import { StoreUnavailableError } from '../../src/store/port';
 import { SqliteStore } from '../../src/store/sqlite/store';
 import { describeError } from '../../src/util/error-text';
@@ -109,6 +111,17 @@ describe('policy put', () => {
     writeFileSync(join(dir, 'n.yml'), 'id: 5\noutputs: {default: {type: elasticsearch}}\n');
     expect(await run(['policy', 'put', join(dir, 'n.yml'), ...E])).toMatchObject({ code: 1, stderr: 'fleet-server: policy.id must be a string (write it in quotes: id: "5")\n' });
   });
+
+  test('an empty file name (`policy put "$UNSET"`) is refused, not taken for standard input', async () => {
+    // Standard input holds a policy: read, it would be written.
+    stdin = POLICY;
+    expect(await run(['policy', 'put', '', '--json', ...E])).toEqual({ code: 1, stdout: '', stderr: "fleet-server: cannot read '': give a file name (or - for standard input)\n" });
+    expect(existsSync(data)).toBe(false);
+    // Commands that read no standard input say only that.
+    expect(await run(['files', 'put', '', '--agents', 'a1', ...E])).toEqual({ code: 1, stdout: '', stderr: "fleet-server: cannot read '': give a file name\n" });
+    expect(await run(['artifacts', 'put', '', '--identifier', 'x-v1', ...E])).toEqual({ code: 1, stdout: '', stderr: "fleet-server: cannot read '': give a file name\n" });
+    expect(existsSync(data)).toBe(false);
+  });
 });
 
 describe('the embedded store is made only by a command that may start one', () => {
@@ -137,29 +150,47 @@ describe('the embedded store is made only by a command that may start one', () =
 });
 
 describe('numbers', () => {
-  test('a count, size or timeout that is not a whole number of 0 or more is a usage error, before any store is opened', async () => {
-    for (const [args, option] of [
-      [['actions', 'list', '--limit', 'abc'], '--limit abc'],
-      [['actions', 'list', '--limit=-1'], '--limit -1'],
-      [['uploads', 'list', '--limit', '1.5'], '--limit 1.5'],
-      [['actions', 'create', '--type', 'SETTINGS', '--agents', 'a1', '--timeout', 'abc'], '--timeout abc'],
-      [['files', 'put', join(dir, 'p.yml'), '--agents', 'a1', '--chunk-size', 'abc'], '--chunk-size abc'],
+  const MAX_CHUNK = 64 * 1024 * 1024;
+
+  test('a count, size or timeout that is not a whole number in its range is a usage error, before any store is opened', async () => {
+    for (const [args, line] of [
+      [['actions', 'list', '--limit', 'abc'], '--limit abc: give a whole number, 1 or more'],
+      [['actions', 'list', '--limit=-1'], '--limit -1: give a whole number, 1 or more'],
+      // 0 listed nothing.
+      [['actions', 'list', '--limit', '0'], '--limit 0: give a whole number, 1 or more'],
+      [['uploads', 'list', '--limit', '1.5'], '--limit 1.5: give a whole number, 1 or more'],
+      [['uploads', 'list', '--limit', '0'], '--limit 0: give a whole number, 1 or more'],
+      [['actions', 'create', '--type', 'SETTINGS', '--agents', 'a1', '--timeout', 'abc'], '--timeout abc: give a whole number, 0 or more'],
+      [['files', 'put', join(dir, 'p.yml'), '--agents', 'a1', '--chunk-size', 'abc'], `--chunk-size abc: give a whole number, from 1 to ${MAX_CHUNK}`],
+      // 0 failed in publishFile (exit 1), once the store was open.
+      [['files', 'put', join(dir, 'p.yml'), '--agents', 'a1', '--chunk-size', '0'], `--chunk-size 0: give a whole number, from 1 to ${MAX_CHUNK}`],
+      [['files', 'put', join(dir, 'p.yml'), '--agents', 'a1', '--chunk-size', String(MAX_CHUNK + 1)], `--chunk-size ${MAX_CHUNK + 1}: give a whole number, from 1 to ${MAX_CHUNK}`],
     ] as [string[], string][]) {
       const r = await run([...args, ...E]);
       expect({ args, code: r.code }).toEqual({ args, code: 2 });
-      expect(r.stderr.trimEnd().split('\n').pop()).toBe(`${option}: give a whole number, 0 or more`);
+      expect(r.stderr.trimEnd().split('\n').pop()).toBe(line);
       // The command's usage goes with it.
       expect(r.stderr).toContain(`fleet-server ${args[0]} ${args[1]}`);
     }
     expect(existsSync(data)).toBe(false);
   });
 
-  test('whole numbers are taken', async () => {
+  test('whole numbers are taken; the chunk sizes taken are those publishFile takes', async () => {
     await withAgent();
     const r = await run(['actions', 'create', '--type', 'SETTINGS', '--agents', 'a1', '--timeout', '30', '--json', ...E]);
     expect(r.code).toBe(0);
     expect(JSON.parse(r.stdout).timeout).toBe(30);
     expect(JSON.parse((await run(['actions', 'list', '--limit', '1', '--json', ...E])).stdout)).toHaveLength(1);
+    writeFileSync(join(dir, 'tool.bin'), 'x');
+    for (const size of [1, MAX_CHUNK]) {
+      const put = await run(['files', 'put', join(dir, 'tool.bin'), '--agents', 'a1', '--chunk-size', String(size), '--json', ...E]);
+      expect({ size, code: put.code, stderr: put.stderr }).toEqual({ size, code: 0, stderr: '' });
+      expect(JSON.parse(put.stdout).chunk_size).toBe(size);
+    }
+    const deliveries = { publishDeliveryFile: async () => undefined } as never;
+    const once = async function* (): AsyncIterable<Uint8Array> { yield Buffer.from('x'); };
+    await expect(publishFile(deliveries, { name: 'x', chunkSize: MAX_CHUNK + 1, agentIds: ['a1'] }, once)).rejects.toThrow(`from 1 to ${MAX_CHUNK}`);
+    await expect(publishFile(deliveries, { name: 'x', chunkSize: 0, agentIds: ['a1'] }, once)).rejects.toThrow(`from 1 to ${MAX_CHUNK}`);
   });
 });
 
@@ -184,6 +215,23 @@ describe('actions and files for agents', () => {
     expect((await run([...create, 'later', '--force', ...E])).code).toBe(0);
     expect((await run(['actions', 'create', '--type', 'UPGRADE', '--agents', 'a1', '--data', '{"version":"9.6.1"}', '--start-time', '1m', ...E])).code).toBe(0);
     expect((await run(['files', 'put', join(dir, 'tool.bin'), '--agents', 'later', '--force', ...E])).code).toBe(0);
+  });
+
+  test('an unenrolled agent is refused as an unknown one is (it checks in no more: the action would wait for nobody), unless --force', async () => {
+    await withAgent();
+    const store = new SqliteStore(join(data, 'fleet-server.db'));
+    await store.createAgent('gone', { active: false, type: 'PERMANENT', enrolled_at: new Date().toISOString(), policy_id: 'p1', agent: { id: 'gone', version: '9.6.0' } });
+    await store.close();
+    const refused = async (args: string[], line: string): Promise<void> => {
+      expect({ args, r: await run([...args, ...E]) }).toEqual({ args, r: { code: 1, stdout: '', stderr: `fleet-server: ${line}\n` } });
+    };
+    await refused(['actions', 'create', '--type', 'SETTINGS', '--agents', 'a1,gone'], 'agent gone is unenrolled (see agents list --all); give --force for agents yet to enroll');
+    await refused(['actions', 'create', '--type', 'SETTINGS', '--agents', 'gone,ghost'], 'no agent ghost; agent gone is unenrolled (see agents list --all); give --force for agents yet to enroll');
+    writeFileSync(join(dir, 'tool.bin'), 'x');
+    await refused(['files', 'put', join(dir, 'tool.bin'), '--agents', 'gone'], 'agent gone is unenrolled (see agents list --all); give --force for agents yet to enroll');
+    expect(JSON.parse((await run(['actions', 'list', '--json', ...E])).stdout)).toEqual([]);
+    expect((await run(['actions', 'create', '--type', 'SETTINGS', '--agents', 'gone', '--force', ...E])).code).toBe(0);
+    expect((await run(['files', 'put', join(dir, 'tool.bin'), '--agents', 'gone', '--force', ...E])).code).toBe(0);
   });
 
   test('agents reassign moves the agent and writes the action', async () => {
@@ -219,11 +267,18 @@ test('standard output closed by its reader (`| head`) ends the command quietly w
 });
 
 test('Elasticsearch without a service token: its 401 says none was given (not that a token was refused)', () => {
-  const refused = new StoreUnavailableError('list policies: Elasticsearch refused the service token (401)', { cause: Object.assign(new Error('401'), { meta: { statusCode: 401 } }) });
+  // The client's error, as the store keeps it under its own (connection.ts toStoreError).
+  const answered = (status: number) => new errors.ResponseError({
+    body: { error: { type: 'security_exception', reason: 'missing authentication credentials' }, status }, statusCode: status, headers: {}, warnings: null,
+    meta: { context: null, name: 'fleet-server', attempts: 0, aborted: false, request: { params: { method: 'GET', path: '/' }, options: {}, id: 1 }, connection: null },
+  } as never);
+  const refused = new StoreUnavailableError('list policies: Elasticsearch refused the service token (401)', { cause: answered(401) });
   const none = buildConfig({ output: { elasticsearch: { hosts: ['http://127.0.0.1:9200'] } } });
-  expect(noServiceToken(none, refused)?.message).toBe('no Elasticsearch service token was given (Elasticsearch answered 401): set output.elasticsearch.service_token or service_token_path, as for the server');
+  const told = 'no Elasticsearch service token was given (Elasticsearch answered 401): set output.elasticsearch.service_token or service_token_path, as for the server';
+  expect(noServiceToken(none, refused)?.message).toBe(told);
+  expect(noServiceToken(none, answered(401))?.message).toBe(told);
   // A token given and refused is that; other failures are themselves.
   expect(noServiceToken(buildConfig({ output: { elasticsearch: { hosts: ['http://127.0.0.1:9200'], service_token: 't' } } }), refused)).toBeUndefined();
-  expect(noServiceToken(none, new StoreUnavailableError('x', { cause: Object.assign(new Error('503'), { meta: { statusCode: 503 } }) }))).toBeUndefined();
+  expect(noServiceToken(none, new StoreUnavailableError('x', { cause: answered(503) }))).toBeUndefined();
   expect(noServiceToken(buildConfig({}), refused)).toBeUndefined();
 });

@@ -1,10 +1,14 @@
 // `agents reassign` moves an agent to another policy as Kibana's reassignAgent does: the agent document
 // first (policy_id, policy_base_id, policy_revision_idx cleared), then the POLICY_REASSIGN action. An
 // action alone (what `actions create --type POLICY_REASSIGN` wrote) moved nothing: the agent kept its policy.
+import { StoreUnavailableError } from '../../src/store/port';
 import { esPolicy, InProcessFleet } from '../support/in-process-fleet';
 
 let f: InProcessFleet;
-afterEach(async () => { await f?.stop(); });
+afterEach(async () => {
+  jest.restoreAllMocks();
+  await f?.stop();
+});
 
 const types = (a: { actions?: Record<string, any>[] }): string[] => (a.actions ?? []).map((x) => x.type);
 
@@ -44,5 +48,16 @@ test('reassign refuses an unknown policy or agent, an unenrolled agent and the p
   await expect(f.admin.reassignAgent(a.id, 'p2')).rejects.toThrow(`agent ${a.id} is unenrolled`);
   await expect(f.admin.createAction({ type: 'POLICY_REASSIGN', agents: [a.id], data: { policy_id: 'p2' } }))
     .rejects.toThrow('use fleet-server agents reassign AGENT_ID --policy POLICY_ID');
+  expect(await f.store.listActions(10)).toEqual([]);
+});
+
+test('the action write failing after the agent moved says the agent moved (the move is not undone, as in Kibana)', async () => {
+  f = await InProcessFleet.start();
+  await f.putPolicy(esPolicy('p2'));
+  const a = await f.enroll();
+  jest.spyOn(f.store, 'createActions').mockRejectedValueOnce(new StoreUnavailableError('create actions: Elasticsearch error 503: unavailable_shards_exception'));
+  await expect(f.admin.reassignAgent(a.id, 'p2')).rejects.toThrow(
+    `agent ${a.id} moved to policy p2; recording the POLICY_REASSIGN action failed: create actions: Elasticsearch error 503: unavailable_shards_exception`);
+  expect((await f.agent(a.id))._source).toMatchObject({ policy_id: 'p2', policy_base_id: 'p2', policy_revision_idx: null });
   expect(await f.store.listActions(10)).toEqual([]);
 });

@@ -28,6 +28,10 @@ describe('enroll input', () => {
     ['an id with a newline', { id: 'a\nb' }],
     ['an id with a lone surrogate', { id: 'a\ud800' }],
     ['an id starting with _', { id: '_doc' }],
+    // Elasticsearch's API-key name rules (the key is named after the agent): 256 characters at most, no spaces at either end.
+    ['an id of 257 characters (257 bytes)', { id: 'a'.repeat(257) }],
+    ['an id with a trailing space', { id: 'agent ' }],
+    ['an id with a leading space', { id: ' agent' }],
     ['an enrollment_id of 600 bytes', { enrollment_id: 'e'.repeat(600) }],
     ['an enrollment_id with a control character', { enrollment_id: 'e\u001b[31m' }],
     ['metadata.local a number', { metadata: { local: 5 } }],

@@ -79,29 +79,36 @@ export async function withAdmin<T>(args: Common, fn: (admin: Admin, store: Store
 
 /**
  * Elasticsearch's 401 when no service token was configured: the store reports it as a refused token,
- * which sends an operator looking for a wrong one.
+ * which sends an operator looking for a wrong one. The store module (and the client library it loads)
+ * is read only here, where the configuration names Elasticsearch and openStore loaded it already: an
+ * admin command on the embedded store loads neither.
  */
 export function noServiceToken(config: Pick<FleetServerConfig, 'elasticsearch'>, err: unknown): AdminError | undefined {
   const es = config.elasticsearch;
-  if (!es || es.serviceToken || es.serviceTokenPath || !statusIs(err, 401)) return undefined;
+  if (!es || es.serviceToken || es.serviceTokenPath) return undefined;
+  const { statusIn } = require('../store/elasticsearch/connection') as typeof import('../store/elasticsearch/connection');
+  if (statusIn(err) !== 401) return undefined;
   return new AdminError('no Elasticsearch service token was given (Elasticsearch answered 401): set output.elasticsearch.service_token or service_token_path, as for the server', { cause: err });
 }
 
-/** Whether an Elasticsearch answer of `status` is behind `err` (the client's error, kept as a cause by the store's). */
-function statusIs(err: unknown, status: number): boolean {
-  for (let e = err, depth = 0; e !== null && typeof e === 'object' && depth < 4; e = (e as { cause?: unknown }).cause, depth++) {
-    const x = e as { status?: unknown; meta?: { statusCode?: unknown } };
-    if (x.status === status || x.meta?.statusCode === status) return true;
-  }
-  return false;
+/**
+ * The file a command was given, `-` for standard input where the command reads it (`stdin`). yargs
+ * hands a lone `-` on as "", as it does an empty argument; `argv`, the command line as given, tells
+ * them apart. An empty one (`policy put "$UNSET"`) is refused: taken for standard input, it waited
+ * silently on a terminal, and read nothing from a closed one ("policy must be an object").
+ */
+export function fileArg(file: string, argv: readonly string[], opts: { stdin?: boolean } = {}): string {
+  if (file !== '') return file;
+  if (argv.includes('-')) return '-';
+  throw new AdminError(`cannot read '': give a file name${opts.stdin ? ' (or - for standard input)' : ''}`);
 }
 
 /**
- * A file a command reads whole, `-` (or the "" yargs makes of a lone `-`) standard input. Errors name
- * the file: Node's EISDIR names none, and readFileSync('') failed as a bare ENOENT.
+ * A file a command reads whole (fileArg's), `-` standard input. Errors name the file: Node's EISDIR
+ * names none.
  */
 export function readInput(file: string): { text: string; source: string } {
-  const stdin = file === '-' || file === '';
+  const stdin = file === '-';
   const source = stdin ? 'standard input' : file;
   try {
     return { text: readFileSync(stdin ? 0 : file, 'utf8'), source };

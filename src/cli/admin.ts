@@ -4,7 +4,7 @@ import type { Argv } from 'yargs';
 import { ACTION_TYPES } from '../fleet/actions';
 import type { PolicyInput } from '../fleet/admin';
 import type { Hit, Json } from '../store/documents';
-import { parseYamlInput, print, printCreated, readInput, table, withAdmin, type Common } from './admin-common';
+import { fileArg, parseYamlInput, print, printCreated, readInput, table, withAdmin, type Common } from './admin-common';
 import { registerFileCommands } from './files';
 import { wholeNumber } from './usage-error';
 
@@ -19,12 +19,13 @@ function parseDataArg(data: string | undefined): Json | undefined {
   }
 }
 
-export function registerAdminCommands(y: Argv<Common>): Argv<Common> {
+/** `argv`: the command line as given, which tells a lone `-` from an empty argument (fileArg). */
+export function registerAdminCommands(y: Argv<Common>, argv: readonly string[]): Argv<Common> {
   y
     .command('policy', 'Agent policies', (p) => p
       .command('put <file>', 'Write a new revision of a policy from a YAML or JSON file (- for stdin)', (c) => c.positional('file', { type: 'string', demandOption: true }),
         async (a) => {
-          const input = parseYamlInput(readInput(a.file)) as PolicyInput;
+          const input = parseYamlInput(readInput(fileArg(a.file, argv, { stdin: true }))) as PolicyInput;
           // A policy may be written before the server's first start (which then makes no default policy).
           const hit = await withAdmin(a, (admin) => admin.putPolicy(input), { creates: true });
           print(a, { id: hit._source.policy_id, revision: hit._source.revision_idx }, () => [`policy ${hit._source.policy_id} revision ${hit._source.revision_idx}`]);
@@ -109,11 +110,11 @@ export function registerAdminCommands(y: Argv<Common>): Argv<Common> {
         const { action, results } = await withAdmin(a, (admin) => admin.showAction(a.id));
         print(a, { action: flat(action), results: results.map(flat) });
       })
-      .command('list', 'List recent actions', (c) => c.option('limit', { coerce: wholeNumber('limit'), default: 100, describe: 'at most this many, newest first' }), async (a) => {
+      .command('list', 'List recent actions', (c) => c.option('limit', { coerce: wholeNumber('limit', { min: 1 }), default: 100, describe: 'at most this many, newest first' }), async (a) => {
         const hits = await withAdmin(a, (admin) => admin.listActions(a.limit as number));
         print(a, hits.map(flat), () => table([['ACTION ID', 'TYPE', 'AGENTS', 'CREATED', 'EXPIRATION'],
           ...hits.map((h) => [h._source.action_id, h._source.type, String(h._source.agents?.length ?? 0), h._source['@timestamp'], h._source.expiration ?? ''])]));
       })
       .demandCommand(1, 'a subcommand is needed: create, show or list'));
-  return registerFileCommands(y);
+  return registerFileCommands(y, argv);
 }

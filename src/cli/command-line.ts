@@ -53,5 +53,5 @@ export function commandLine(yargs: typeof yargsFactory, argv: string[], start: (
       throw new UsageError(err?.message ?? msg);
     })
     .help();
-  return registerAdminCommands(y as never);
+  return registerAdminCommands(y as never, argv);
 }

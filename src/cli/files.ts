@@ -15,8 +15,14 @@ import type { UploadRecord } from '../store/file-ports';
 import type { Store } from '../store/port';
 import { parseDuration } from '../util/duration';
 import { withContext } from '../util/error-text';
-import { print, table, withAdmin, type Common } from './admin-common';
+import { fileArg, print, table, withAdmin, type Common } from './admin-common';
 import { wholeNumber } from './usage-error';
+
+/**
+ * publishFile's bound on a delivery chunk (files-admin.ts MAX_DELIVERY_CHUNK: one stored document each),
+ * checked with the command line's so that a size out of range is a usage error before any store is opened.
+ */
+const MAX_DELIVERY_CHUNK = 64 * 1024 * 1024;
 
 const list = (s: string | undefined): string[] => (s ?? '').split(',').map((x) => x.trim()).filter(Boolean);
 const note = (line: string): void => void process.stderr.write(`${line}\n`);
@@ -96,7 +102,8 @@ function durationArg(name: string, value: string): number {
   }
 }
 
-export function registerFileCommands(y: Argv<Common>): Argv<Common> {
+/** `argv`: the command line as given (fileArg). */
+export function registerFileCommands(y: Argv<Common>, argv: readonly string[]): Argv<Common> {
   return y
     .command('diagnostics', 'Diagnostics from an agent', (p) => p
       .command('request <agent>', 'Ask an agent for a diagnostics bundle, wait for its upload and write it to a file', (c) => c
@@ -123,7 +130,7 @@ export function registerFileCommands(y: Argv<Common>): Argv<Common> {
       .command('list', 'List uploads, newest first', (c) => c
         .option('agent', { type: 'string', describe: 'agent id' })
         .option('action', { type: 'string', describe: 'action id' })
-        .option('limit', { coerce: wholeNumber('limit'), default: 100, describe: 'at most this many' }),
+        .option('limit', { coerce: wholeNumber('limit', { min: 1 }), default: 100, describe: 'at most this many' }),
       async (a) => {
         const rows = await withAdmin(a, async (_admin, store) =>
           (await store.uploads.listUploads({ agentId: a.agent, actionId: a.action, limit: a.limit as number })).map(uploadSummary));
@@ -150,10 +157,10 @@ export function registerFileCommands(y: Argv<Common>): Argv<Common> {
         .option('id', { type: 'string', describe: 'file id (default: a new UUID)' })
         .option('name', { type: 'string', describe: 'file name (default: the file\'s own)' })
         .option('mime-type', { type: 'string', default: 'application/octet-stream' })
-        .option('chunk-size', { coerce: wholeNumber('chunk-size'), default: DEFAULT_DELIVERY_CHUNK, describe: 'bytes per stored chunk' })
+        .option('chunk-size', { coerce: wholeNumber('chunk-size', { min: 1, max: MAX_DELIVERY_CHUNK }), default: DEFAULT_DELIVERY_CHUNK, describe: 'bytes per stored chunk' })
         .option('force', { type: 'boolean', describe: 'also for agent ids not (yet) enrolled' }),
       async (a) => {
-        const file = a.file;
+        const file = fileArg(a.file, argv);
         regularFile(file); // a missing file is one clear line before the store is opened
         const agentIds = list(a.agents);
         const meta = await withAdmin(a, async (admin, store) => {
@@ -174,13 +181,14 @@ export function registerFileCommands(y: Argv<Common>): Argv<Common> {
         .option('package-name', { type: 'string', default: 'endpoint' })
         .option('compression', { choices: ['zlib', 'none'] as const, default: 'zlib' as const }),
       async (a) => {
-        const size = regularFile(a.file).size;
-        if (size > MAX_ARTIFACT_BYTES) throw new AdminError(`${a.file} is ${size} bytes; artifacts are at most ${MAX_ARTIFACT_BYTES} bytes (one document each)`);
+        const file = fileArg(a.file, argv);
+        const size = regularFile(file).size;
+        if (size > MAX_ARTIFACT_BYTES) throw new AdminError(`${file} is ${size} bytes; artifacts are at most ${MAX_ARTIFACT_BYTES} bytes (one document each)`);
         let bytes: Buffer;
         try {
-          bytes = readFileSync(a.file);
+          bytes = readFileSync(file);
         } catch (err) {
-          throw withContext(`cannot read ${a.file}`, err);
+          throw withContext(`cannot read ${file}`, err);
         }
         const doc = buildArtifact(bytes, {
           identifier: a.identifier, packageName: a['package-name'] as string, compression: a.compression as ArtifactCompression,

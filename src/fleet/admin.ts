@@ -4,8 +4,10 @@ import { randomUUID } from 'node:crypto';
 import { enrollmentTokenPrefix, type ActionDoc, type ActionResultDoc, type AgentDoc, type EnrollmentKeyDoc, type Hit, type Json, type JsonObject, type PolicyData, type PolicyDoc, type RoleMap } from '../store/documents';
 import type { Store } from '../store/port';
 import { parseDuration } from '../util/duration';
+import { describeError } from '../util/error-text';
 import { isoTime, rfc3339 } from '../util/time';
 import { ACTION_TYPES } from './actions';
+import { policyBaseId } from './policy-id';
 
 export class AdminError extends Error {
   override readonly name = 'AdminError';
@@ -160,16 +162,23 @@ export class Admin {
   }
 
   /**
-   * Refuses ids no agent has: an action or a file for an agent that does not exist waits for nobody,
-   * and a mistyped id would go unnoticed. (The command line's --force skips this, for agents yet to enroll.)
+   * Refuses ids no enrolled agent has: an action or a file for an agent that does not exist, or that was
+   * unenrolled (it checks in no more), waits for nobody, and a mistyped id would go unnoticed. (The
+   * command line's --force skips this, for agents yet to enroll, or to enroll again under the same id.)
    */
   async requireAgents(ids: string[]): Promise<void> {
     const found = await Promise.all(ids.map((id) => this.store.getAgent(id)));
     const unknown = ids.filter((_, i) => !found[i]);
-    if (unknown.length > 0) throw new AdminError(`no agent ${unknown.join(', ')} (see agents list --all); give --force for agents yet to enroll`);
+    const unenrolled = ids.filter((_, i) => found[i] && !found[i]!._source.active);
+    if (unknown.length === 0 && unenrolled.length === 0) return;
+    const what = [
+      ...(unknown.length > 0 ? [`no agent ${unknown.join(', ')}`] : []),
+      ...(unenrolled.length > 0 ? [`agent ${unenrolled.join(', ')} ${unenrolled.length === 1 ? 'is' : 'are'} unenrolled`] : []),
+    ];
+    throw new AdminError(`${what.join('; ')} (see agents list --all); give --force for agents yet to enroll`);
   }
 
-  /** `knownAgents`: every agent named must exist (requireAgents). */
+  /** `knownAgents`: every agent named must exist and be enrolled (requireAgents). */
   async createAction(o: {
     type: string; agents: string[]; data?: Json; expiration?: string; startTime?: string;
     rolloutDuration?: string | number; inputType?: string; timeout?: number; knownAgents?: boolean;
@@ -193,9 +202,15 @@ export class Admin {
     if (!agent._source.active) throw new AdminError(`agent ${agentId} is unenrolled`);
     if (agent._source.policy_id === policyId) throw new AdminError(`agent ${agentId} is on policy ${policyId} already`);
     await this.store.updateAgent({
-      id: agentId, doc: { policy_id: policyId, policy_base_id: baseId(policyId), policy_revision_idx: null, updated_at: rfc3339() },
+      id: agentId, doc: { policy_id: policyId, policy_base_id: policyBaseId(policyId), policy_revision_idx: null, updated_at: rfc3339() },
     });
-    return this.writeAction({ type: 'POLICY_REASSIGN', agents: [agentId], data: { policy_id: policyId } });
+    // The two writes are not one transaction (nor are they in Kibana, whose order this is): the move
+    // stands once the agent is written, and whoever reads a failure must not take it for "nothing happened".
+    try {
+      return await this.writeAction({ type: 'POLICY_REASSIGN', agents: [agentId], data: { policy_id: policyId } });
+    } catch (err) {
+      throw new AdminError(`agent ${agentId} moved to policy ${policyId}; recording the POLICY_REASSIGN action failed: ${describeError(err)}`, { cause: err });
+    }
   }
 
   private async writeAction(o: {
@@ -278,10 +293,4 @@ function absoluteTime(v: string | undefined, now: number): string | undefined {
   const t = Date.parse(v);
   if (Number.isNaN(t)) throw new AdminError(`invalid time ${v}: give RFC3339 or a duration like 1h`);
   return isoTime(t);
-}
-
-/** The policy id without a `#<version>` suffix, as Kibana's removeVersionSuffixFromPolicyId (and enroll.ts). */
-function baseId(policyId: string): string {
-  const i = policyId.indexOf('#');
-  return i < 0 ? policyId : policyId.slice(0, i);
 }

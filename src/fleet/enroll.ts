@@ -9,6 +9,7 @@ import { rfc3339 } from '../util/time';
 import type { ApiKeyCredentials, Authenticator } from './auth';
 import { badRequest, FleetError } from './errors';
 import type { EnrollRequest } from './messages';
+import { policyBaseId } from './policy-id';
 import { hashReplaceToken, replaceTokenMatches, type Pbkdf2Options } from './replace-token';
 
 export interface EnrollmentRecord {
@@ -158,7 +159,7 @@ export class EnrollService {
             agent: { id: agentId, version: agentVersion },
             tags,
             policy_revision_idx: 0,
-            policy_base_id: baseId(existing.policy_id ?? record.policyId),
+            policy_base_id: policyBaseId(existing.policy_id ?? record.policyId),
             updated_at: now,
             audit_unenrolled_time: null,
             audit_unenrolled_reason: null,
@@ -170,7 +171,7 @@ export class EnrollService {
         const doc: AgentDoc = {
           active: true,
           policy_id: record.policyId,
-          policy_base_id: baseId(record.policyId),
+          policy_base_id: policyBaseId(record.policyId),
           namespaces: record.namespaces,
           type: req.type,
           enrolled_at: now,
@@ -252,16 +253,25 @@ function sha256(s: string): Buffer {
 
 /** Elasticsearch's bound on a document _id, which an agent id becomes. */
 const ID_MAX_BYTES = 512;
+/**
+ * Elasticsearch's bounds on an API key's name, which the agent id is too (CreateApiKeyRequest.validate):
+ * at most 256 characters (UTF-16 units, as Java counts them), no leading `_`, nothing Java's trim() cuts
+ * (characters up to U+0020) at either end.
+ */
+const ID_MAX_CHARS = 256;
+const TRIMMED_BY_JAVA = /^[\u0000-\u0020]|[\u0000-\u0020]$/;
 const CONTROL = /[\u0000-\u001f\u007f-\u009f]|\p{Cs}/u;
 
 /**
  * Refuses (400) what Elasticsearch would refuse when the agent is written, which would otherwise surface
- * as a 500 after a key was minted: an id over 512 bytes or starting with `_`, control characters (also
- * kept out of logs), and local metadata that is not an object (the field is mapped as one).
+ * as a 500 after a key was minted: an id Elasticsearch takes neither as a document id (over 512 bytes)
+ * nor as an API key's name (over 256 characters, a leading `_`, spaces at either end), control characters
+ * (also kept out of logs), and local metadata that is not an object (the field is mapped as one).
  */
 function checkInput(req: EnrollRequest): void {
-  if (req.id && (Buffer.byteLength(req.id) > ID_MAX_BYTES || CONTROL.test(req.id) || req.id.startsWith('_'))) {
-    throw badRequest(`id must be at most ${ID_MAX_BYTES} UTF-8 bytes, without control characters, and not start with "_"`);
+  const id = req.id;
+  if (id && (id.length > ID_MAX_CHARS || Buffer.byteLength(id) > ID_MAX_BYTES || CONTROL.test(id) || id.startsWith('_') || TRIMMED_BY_JAVA.test(id))) {
+    throw badRequest(`id must be at most ${ID_MAX_CHARS} characters and ${ID_MAX_BYTES} UTF-8 bytes, without control characters or spaces at either end, and not start with "_"`);
   }
   if (req.enrollment_id && (Buffer.byteLength(req.enrollment_id) > ID_MAX_BYTES || CONTROL.test(req.enrollment_id))) {
     throw badRequest(`enrollment_id must be at most ${ID_MAX_BYTES} UTF-8 bytes, without control characters`);
@@ -274,12 +284,6 @@ function checkInput(req: EnrollRequest): void {
 
 function recordOf(doc: EnrollmentKeyDoc): EnrollmentRecord {
   return { policyId: doc.policy_id ?? '', namespaces: doc.namespaces ?? [] };
-}
-
-/** A policy id with any "#..." suffix removed. */
-function baseId(policyId: string): string {
-  const i = policyId.indexOf('#');
-  return i < 0 ? policyId : policyId.slice(0, i);
 }
 
 /** local_metadata.elastic.agent.id, when present, is replaced by the enrolled id. */
