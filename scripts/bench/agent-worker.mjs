@@ -146,9 +146,14 @@ async function pool(items, concurrency, fn) {
   }));
 }
 
+/**
+ * Enrolls `count` agents. failures: tries that failed (each retried after its back-off); dropped: agents
+ * given up after ATTEMPTS failed tries (the parent prints them beside the agents requested).
+ */
 async function enroll({ token, count, concurrency, offset }) {
   const t0 = performance.now();
   let failures = 0;
+  let dropped = 0;
   await pool(Array.from({ length: count }, (_, k) => offset + k), concurrency, async (i) => {
     const tlsSession = {};
     for (let attempt = 0; attempt < ATTEMPTS; attempt++) {
@@ -161,8 +166,9 @@ async function enroll({ token, count, concurrency, offset }) {
       failures++;
       await sleep(backoffMs(r));
     }
+    dropped++;
   });
-  return { n: agents.length, ms: performance.now() - t0, failures };
+  return { n: agents.length, ms: performance.now() - t0, failures, dropped };
 }
 
 /** The agent's own part of its check-in body, deflated. */
@@ -283,6 +289,8 @@ async function firstCheckin(a) {
       a.policyId = p.data.policy.id;
       a.rev = p.data.policy.revision;
       a.policyAction = p.id;
+      // The output key the server minted for the agent, looked for as the held polls look (policyOf).
+      if (!p.data.policy.outputs?.default?.api_key) a.firstBadKey = true;
       return;
     }
     if (attempt >= ATTEMPTS) throw new Error(`first check-in of ${a.id}: ${r.status === 0 ? 'no answer' : `status ${r.status}`} ${ATTEMPTS} times`);
@@ -330,7 +338,7 @@ process.on('message', async (msg) => {
     } else if (msg.cmd === 'first-checkin') {
       const t0 = performance.now();
       await pool(agents, msg.concurrency, firstCheckin);
-      process.send({ type: 'checked-in', n: agents.length, ms: performance.now() - t0 });
+      process.send({ type: 'checked-in', n: agents.length, ms: performance.now() - t0, badKeys: agents.filter((a) => a.firstBadKey).length });
     } else if (msg.cmd === 'ack') {
       // The first policy acknowledged, each agent once, timed on its own (between the first check-ins and the polls).
       const t0 = performance.now();

@@ -1,15 +1,19 @@
 // What the benchmarks share: waiting for a condition, the Elasticsearch double in its own process, and a
 // server's processes (its workers, their RSS and CPU).
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
-import { getPriority, setPriority } from 'node:os';
+import { availableParallelism, getPriority, loadavg, setPriority } from 'node:os';
 
 export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 const doubleJs = new URL('../../dist/es-double.js', import.meta.url).pathname;
 
-/** Polls fn every 100 ms until it returns something truthy (errors count as not yet). */
-export async function waitFor(what, fn, timeoutMs = 30_000) {
+/**
+ * Polls fn every `intervalMs` (100 ms) until it returns something truthy (errors count as not yet). A
+ * time measured with it is late by up to one interval plus one call of fn: the start-up measurement polls
+ * every 5 ms.
+ */
+export async function waitFor(what, fn, timeoutMs = 30_000, intervalMs = 100) {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     try {
@@ -17,7 +21,7 @@ export async function waitFor(what, fn, timeoutMs = 30_000) {
       if (v) return v;
     } catch { /* not yet */ }
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(100);
+    await sleep(intervalMs);
   }
 }
 
@@ -107,6 +111,23 @@ export function rssKiB(pid) {
 }
 
 /**
+ * Waits until a server's RSS has stopped falling: a look every 10 s (each process's memory trim looks every
+ * 10 s) until one without a 1 % drop, at most six looks. Resolves with the seconds waited. The idle and the
+ * held readings both take it, after the same 25 s, so that "over idle" compares like with like.
+ */
+export async function rssSettled(pid) {
+  let waited = 0;
+  for (let prev = rssKiB(pid), i = 0; i < 6; i++) {
+    await sleep(10_000);
+    waited += 10;
+    const now = rssKiB(pid);
+    if (now > prev * 0.99) break;
+    prev = now;
+  }
+  return waited;
+}
+
+/**
  * Proportional set size in KiB of a server's processes: pages shared between them (the Node binary's
  * code, ~50 MiB, mapped by every worker) counted once over all, as the machine pays for them. Summed RSS
  * counts them once per process.
@@ -181,4 +202,26 @@ export function runAtNice(nice) {
       setPriority(t, nice);
     } catch { /* a thread gone meanwhile */ }
   }
+}
+
+/**
+ * The machine's conditions, printed at the start and end of each run: load average (1, 5, 15 min), CPUs,
+ * Node (the server runs on the same binary), and the commit the working tree is at (dist/ is what runs:
+ * it may be built from uncommitted changes, said as "+ uncommitted changes").
+ */
+export function machineText() {
+  const repo = new URL('../..', import.meta.url).pathname;
+  let commit = '?';
+  try {
+    commit = execFileSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: repo, stdio: ['ignore', 'pipe', 'ignore'] }).toString().trim();
+    const dirty = execFileSync('git', ['status', '--porcelain', '--untracked-files=no'], { cwd: repo, stdio: ['ignore', 'pipe', 'ignore'] }).toString().trim();
+    if (dirty) commit += ' + uncommitted changes';
+  } catch { /* not a git checkout */ }
+  let load;
+  try {
+    load = readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ');
+  } catch {
+    load = loadavg().map((n) => n.toFixed(2)).join(' ');
+  }
+  return `load average ${load}, ${availableParallelism()} CPUs, Node ${process.version}, commit ${commit}, ${new Date().toISOString()}`;
 }
