@@ -18,21 +18,43 @@ export interface KnownAction {
  */
 const MISSING_MS = 60_000;
 
+/** Missing ids remembered at once: a client naming many can push out only these, never a known action. */
+const MISSING_CAPACITY = 1000;
+
 export class ActionCache {
-  private readonly actions: LruCache<string, KnownAction | null>;
+  private readonly actions: LruCache<string, KnownAction>;
+  private readonly missing: LruCache<string, true>;
+  /** Lookups under way: the acks of a rollout's thousands of agents for one action search for it once. */
+  private readonly inFlight = new Map<string, Promise<KnownAction | undefined>>();
 
   constructor(private readonly store: Store, private readonly ttlMs: number, capacity = 10_000, private readonly clock: Clock = systemClock) {
     this.actions = new LruCache(capacity);
+    this.missing = new LruCache(MISSING_CAPACITY);
   }
 
   /** The action with this action_id, undefined when there is none; a store fault is thrown (nothing remembered). */
-  async find(actionId: string): Promise<KnownAction | undefined> {
+  find(actionId: string): Promise<KnownAction | undefined> {
     const now = this.clock.now();
     const cached = this.actions.get(actionId, now);
-    if (cached !== undefined) return cached ?? undefined;
+    if (cached !== undefined) return Promise.resolve(cached);
+    if (this.missing.get(actionId, now)) return Promise.resolve(undefined);
+    let lookup = this.inFlight.get(actionId);
+    if (!lookup) {
+      lookup = this.lookUp(actionId).finally(() => this.inFlight.delete(actionId));
+      this.inFlight.set(actionId, lookup);
+    }
+    return lookup;
+  }
+
+  private async lookUp(actionId: string): Promise<KnownAction | undefined> {
     const hit = await this.store.findAction(actionId);
-    const found = hit ? { id: hit._source.action_id, type: hit._source.type, namespaces: hit._source.namespaces } : null;
-    this.actions.set(actionId, found, found ? this.ttlMs : MISSING_MS, now);
-    return found ?? undefined;
+    const now = this.clock.now();
+    if (!hit) {
+      this.missing.set(actionId, true, MISSING_MS, now);
+      return undefined;
+    }
+    const found = { id: hit._source.action_id, type: hit._source.type, namespaces: hit._source.namespaces };
+    this.actions.set(actionId, found, this.ttlMs, now);
+    return found;
   }
 }

@@ -41,10 +41,11 @@ export class FileDeliveryService {
   /**
    * The file's bytes in `range` (all of it without one), reading only the chunks the range touches.
    * Throws when the stored chunks hold fewer bytes than the file's size says. A file whose metadata says
-   * size 0 (or none) is every chunk's bytes, as upstream streams it (no Content-Length then).
+   * size 0 (or none), or whose chunks' size is not known (sizedChunks false: no ChunkSize, or compressed),
+   * is every chunk's bytes, as upstream streams it, sent without a Content-Length (fileLength).
    */
   async *read(file: DeliveryFile, range?: ByteRange): AsyncIterable<Uint8Array> {
-    if (range === undefined && file.size === 0) {
+    if (range === undefined && fileLength(file) === undefined) {
       for (const chunk of file.chunks) yield* readChunk(this.store, chunk);
       return;
     }
@@ -89,6 +90,15 @@ function whole(file: DeliveryFile): boolean {
   if (k === 0 || file.chunks.length !== k || !chunkNumbers.every((n, i) => n === i)) return false;
   if (!file.sizedChunks || size === 0) return true;
   return Number.isSafeInteger(chunkSize) && chunkSize > 0 && k === Math.ceil(size / chunkSize);
+}
+
+/**
+ * The Content-Length of the whole file: its size, where the chunks are known to hold exactly that many
+ * bytes. Otherwise undefined, and the chunks' bytes are streamed as they are: compressed chunks, or
+ * chunks of a size the metadata does not give, may hold more or fewer bytes than `size` counts.
+ */
+export function fileLength(file: DeliveryFile): number | undefined {
+  return file.size > 0 && file.sizedChunks ? file.size : undefined;
 }
 
 /** A chunk gone since the file was found (deleted meanwhile) is the file gone: ErrNoFile. */

@@ -1,3 +1,4 @@
+import { fileLength } from '../../fleet/file-delivery';
 import { parseRange } from '../range';
 import { headerValues } from '../request';
 import type { RequestContext } from '../route';
@@ -23,10 +24,11 @@ export async function handleFileDelivery(ctx: RequestContext<'agentKey'>): Promi
   if (range) {
     headers['Content-Range'] = `bytes ${range.start}-${range.end}/${file.size}`;
     headers['Content-Length'] = range.end - range.start + 1;
-  } else if (file.size > 0) {
+  } else {
     // As upstream (handleFileDelivery.go): a file whose metadata says size 0, or none, goes out without
-    // a length, as many bytes as its chunks hold.
-    headers['Content-Length'] = file.size;
+    // a length, as many bytes as its chunks hold; so does one whose chunks' size is not known.
+    const length = fileLength(file);
+    if (length !== undefined) headers['Content-Length'] = length;
   }
   // HEAD: the headers say what a GET would send; no chunk is read.
   if (ctx.req.method === 'HEAD') {
