@@ -87,7 +87,10 @@ export function noServiceToken(config: Pick<FleetServerConfig, 'elasticsearch'>,
   const es = config.elasticsearch;
   if (!es || es.serviceToken || es.serviceTokenPath) return undefined;
   const { statusIn } = require('../store/elasticsearch/connection') as typeof import('../store/elasticsearch/connection');
-  if (statusIn(err) !== 401) return undefined;
+  // The client's 401 may sit under the store's error and the command's own.
+  let e: unknown = err;
+  for (let depth = 0; depth < 4 && e instanceof Error && statusIn(e) !== 401; depth++) e = e.cause;
+  if (statusIn(e) !== 401) return undefined;
   return new AdminError('no Elasticsearch service token was given (Elasticsearch answered 401): set output.elasticsearch.service_token or service_token_path, as for the server', { cause: err });
 }
 
@@ -99,7 +102,8 @@ export function noServiceToken(config: Pick<FleetServerConfig, 'elasticsearch'>,
  */
 export function fileArg(file: string, argv: readonly string[], opts: { stdin?: boolean } = {}): string {
   if (file !== '') return file;
-  if (argv.includes('-')) return '-';
+  // An empty argument given is that; a lone `-` (and none empty) is standard input.
+  if (!argv.includes('') && argv.includes('-')) return '-';
   throw new AdminError(`cannot read '': give a file name${opts.stdin ? ' (or - for standard input)' : ''}`);
 }
 

@@ -9,7 +9,7 @@ import type { Argv } from 'yargs';
 import { AdminError } from '../fleet/admin';
 import {
   buildArtifact, findUpload, manifestEntry, MAX_ARTIFACT_BYTES, publishFile, putArtifact, readVerifiedUpload, requestDiagnostics,
-  uploadSummary, waitForUpload, DEFAULT_DELIVERY_CHUNK, DIAGNOSTICS_EXPIRATION, type ArtifactCompression, type UploadProgress,
+  uploadSummary, waitForUpload, DEFAULT_DELIVERY_CHUNK, DIAGNOSTICS_EXPIRATION, MAX_DELIVERY_CHUNK, type ArtifactCompression, type UploadProgress,
 } from '../fleet/files-admin';
 import type { UploadRecord } from '../store/file-ports';
 import type { Store } from '../store/port';
@@ -17,12 +17,6 @@ import { parseDuration } from '../util/duration';
 import { withContext } from '../util/error-text';
 import { fileArg, print, table, withAdmin, type Common } from './admin-common';
 import { wholeNumber } from './usage-error';
-
-/**
- * publishFile's bound on a delivery chunk (files-admin.ts MAX_DELIVERY_CHUNK: one stored document each),
- * checked with the command line's so that a size out of range is a usage error before any store is opened.
- */
-const MAX_DELIVERY_CHUNK = 64 * 1024 * 1024;
 
 const list = (s: string | undefined): string[] => (s ?? '').split(',').map((x) => x.trim()).filter(Boolean);
 const note = (line: string): void => void process.stderr.write(`${line}\n`);
@@ -157,6 +151,7 @@ export function registerFileCommands(y: Argv<Common>, argv: readonly string[]): 
         .option('id', { type: 'string', describe: 'file id (default: a new UUID)' })
         .option('name', { type: 'string', describe: 'file name (default: the file\'s own)' })
         .option('mime-type', { type: 'string', default: 'application/octet-stream' })
+        // publishFile's own bound, checked here too so that a size out of range is a usage error before any store opens.
         .option('chunk-size', { coerce: wholeNumber('chunk-size', { min: 1, max: MAX_DELIVERY_CHUNK }), default: DEFAULT_DELIVERY_CHUNK, describe: 'bytes per stored chunk' })
         .option('force', { type: 'boolean', describe: 'also for agent ids not (yet) enrolled' }),
       async (a) => {

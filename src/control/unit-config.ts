@@ -5,6 +5,7 @@
 import { mergeRaw, nestDottedKeys, type RawConfig } from '../config/raw';
 import { proto } from './generated/control';
 import { fromStruct } from './struct';
+import { isPlainObject } from '../util/is-object';
 
 const LEVELS = ['error', 'warn', 'info', 'debug', 'trace'];
 /** Bootstrap keys copied into the output where it lacks them. */
@@ -12,7 +13,6 @@ const BOOTSTRAP_KEYS = ['protocol', 'hosts', 'path', 'service_token', 'service_t
 const BOOTSTRAP_SSL_KEYS = ['verification_mode', 'certificate_authorities', 'ca_trusted_fingerprint', 'certificate', 'key'];
 
 type Obj = Record<string, unknown>;
-const isObj = (v: unknown): v is Obj => v !== null && typeof v === 'object' && !Array.isArray(v);
 
 export function unitSource(config: proto.IUnitExpectedConfig | undefined): Obj {
   return nestDottedKeys(fromStruct(config?.source)) as Obj;
@@ -28,15 +28,15 @@ export interface OutputChoice {
 export function outputFromUnit(source: Obj): OutputChoice {
   const { bootstrap, ...output } = source;
   delete output['type'];
-  if (!isObj(bootstrap)) return { merged: output, bootstrap: undefined };
+  if (!isPlainObject(bootstrap)) return { merged: output, bootstrap: undefined };
   const merged: Obj = { ...output };
   for (const k of BOOTSTRAP_KEYS) if (merged[k] === undefined && bootstrap[k] !== undefined) merged[k] = bootstrap[k];
-  if (isObj(bootstrap['ssl'])) {
-    const ssl: Obj = isObj(merged['ssl']) ? { ...merged['ssl'] } : {};
+  if (isPlainObject(bootstrap['ssl'])) {
+    const ssl: Obj = isPlainObject(merged['ssl']) ? { ...merged['ssl'] } : {};
     const bssl = bootstrap['ssl'];
     for (const k of BOOTSTRAP_SSL_KEYS) if (ssl[k] === undefined && bssl[k] !== undefined) ssl[k] = bssl[k];
     // An output that names its own CA keeps verifying, whatever the bootstrap said.
-    const ownCa = isObj(output['ssl']) && ((Array.isArray(output['ssl']['certificate_authorities']) && output['ssl']['certificate_authorities'].length > 0)
+    const ownCa = isPlainObject(output['ssl']) && ((Array.isArray(output['ssl']['certificate_authorities']) && output['ssl']['certificate_authorities'].length > 0)
       || !!output['ssl']['ca_trusted_fingerprint']) && output['ssl']['verification_mode'] !== 'none';
     if (ownCa && ssl['verification_mode'] === 'none' && (output['ssl'] as Obj)['verification_mode'] === undefined) delete ssl['verification_mode'];
     merged['ssl'] = ssl;
@@ -83,7 +83,7 @@ export function configFromUnits(cli: RawConfig, v: UnitsView): RawConfig {
   // The unit config replaces the CLI's inputs list and output as wholes; other keys merge.
   const base: RawConfig = { ...cli };
   delete base['inputs'];
-  const cliInput = Array.isArray(cli['inputs']) && isObj(cli['inputs'][0]) ? cli['inputs'][0] : {};
+  const cliInput = Array.isArray(cli['inputs']) && isPlainObject(cli['inputs'][0]) ? cli['inputs'][0] : {};
   fromUnits['inputs'] = [mergeRaw(cliInput, inputs0)];
   return mergeRaw(base, fromUnits) as RawConfig;
 }

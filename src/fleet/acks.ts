@@ -25,9 +25,7 @@ const OK: AckOutcome = { kind: 'ok' };
 const UNKNOWN: AckOutcome = { kind: 'unknownAction' };
 const failed = (error: unknown): AckOutcome => ({ kind: 'failed', error });
 
-
 export class AckService {
-
   constructor(
     private readonly store: Store,
     private readonly auth: Authenticator,

@@ -135,7 +135,6 @@ export class CheckinService {
   /** Set once the server lets its polls go (stopping): later polls are not held. */
   private releasing = false;
   private readonly seqNoCache = new LruCache<string, number>(5000);
-  /** Whether an action id exists, for upgrade_details (one lookup per action, not per check-in). */
   private readonly sharedTexts = new Map<string, string>();
   private touchTimer: NodeJS.Timeout | undefined;
 

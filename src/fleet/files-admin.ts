@@ -203,7 +203,7 @@ export async function waitForUpload(store: Store, actionId: string, agentId: str
 
 export const DEFAULT_DELIVERY_CHUNK = 4 * 1024 * 1024;
 /** Each chunk is one stored document; Elasticsearch refuses requests over 100 MiB by default. */
-const MAX_DELIVERY_CHUNK = 64 * 1024 * 1024;
+export const MAX_DELIVERY_CHUNK = 64 * 1024 * 1024;
 
 export interface PublishRequest {
   id?: string;
