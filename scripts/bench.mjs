@@ -242,7 +242,8 @@ async function run(store) {
     const split1 = cpuSplit();
     // Over the measured time between the two readings, not the nominal STEADY_S.
     const seconds = (performance.now() - t0) / 1000;
-    const scale = (n) => (n / (total / 1000)) / (seconds / 60);
+    // Per 1,000 agents held (the memory reading's count), as the per-agent memory figures are.
+    const scale = (n) => (n / (perAgent / 1000)) / (seconds / 60);
     const kinds = Object.keys(d1.requests).map((k) => [k, (d1.requests[k] ?? 0) - (d0.requests[k] ?? 0)]).filter(([, n]) => n > 0).sort((a, b) => b[1] - a[1]);
     const hits = s1.fleet.auth_cache.hits - s0.fleet.auth_cache.hits;
     const misses = s1.fleet.auth_cache.misses - s0.fleet.auth_cache.misses;
@@ -326,7 +327,7 @@ async function run(store) {
   console.log(`server processes                ${statsHeld.fleet.cluster ? `${statsHeld.fleet.cluster.workers} workers + primary (inputs.0.server.workers)` : '1'}`);
   // Per held agent: over the polls held at the memory reading (the server's count, or the generators' if
   // fewer), not over the agents enrolled; marked when fewer than requested.
-  const short = perAgent < AGENTS ? `   [held ${perAgent} < requested ${AGENTS}]` : '';
+  const short = perAgent === 0 ? '   INVALID: no poll held at the reading' : perAgent < AGENTS ? `   [held ${perAgent} < requested ${AGENTS}]` : '';
   const restartsText = restartsAtMemory === undefined ? 'worker restarts n/a (one process)' : `worker restarts ${restartsAtMemory}${restartsAtMemory > 0 ? ' INVALID: a worker restarted before the measurement' : ''}`;
   console.log(`server RSS idle                 ${fmt(rssIdle / 1024)} MiB, ${idleSettledS} s after the enrollment token was made (the held reading's settle rule)`);
   console.log(`server RSS with polls held      ${fmt(rssHeld / 1024)} MiB${rssHeldEach.length > 1 ? `  (primary ${fmt(rssHeldEach[0] / 1024)}, workers ${rssHeldEach.slice(1).map((k) => fmt(k / 1024, 0)).join(' / ')})` : ''}, ${settledS} s after all were held; ${restartsText}`);

@@ -1,7 +1,7 @@
 // What the benchmarks share: waiting for a condition, the Elasticsearch double in its own process, and a
 // server's processes (its workers, their RSS and CPU).
 import { execFileSync, spawn } from 'node:child_process';
-import { readdirSync, readFileSync } from 'node:fs';
+import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { availableParallelism, getPriority, loadavg, setPriority } from 'node:os';
 
@@ -216,6 +216,10 @@ export function machineText() {
     commit = execFileSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: repo, stdio: ['ignore', 'pipe', 'ignore'] }).toString().trim();
     const dirty = execFileSync('git', ['status', '--porcelain', '--untracked-files=no'], { cwd: repo, stdio: ['ignore', 'pipe', 'ignore'] }).toString().trim();
     if (dirty) commit += ' + uncommitted changes';
+    // The bench runs dist/, which may predate the commit it is credited to.
+    const committed = Number(execFileSync('git', ['log', '-1', '--format=%ct'], { cwd: repo, stdio: ['ignore', 'pipe', 'ignore'] }).toString().trim()) * 1000;
+    const built = statSync(new URL('../../dist/fleet-server.js', import.meta.url)).mtimeMs;
+    if (built < committed) commit += ' (dist/ built before this commit: stale)';
   } catch { /* not a git checkout */ }
   let load;
   try {
