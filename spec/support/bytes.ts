@@ -13,6 +13,14 @@ export async function* once(buf: Uint8Array): AsyncIterable<Uint8Array> {
   yield buf;
 }
 
+/** What the edge hands the upload logic: the body, refused past `max` as streamBody does. */
+export function body(b: Buffer): (max: number) => AsyncIterable<Uint8Array> {
+  return (max) => {
+    if (b.length > max) throw new Error(`body over ${max}`);
+    return once(b);
+  };
+}
+
 export async function collect(it: AsyncIterable<Uint8Array>): Promise<Buffer> {
   const parts: Buffer[] = [];
   for await (const p of it) parts.push(Buffer.from(p));

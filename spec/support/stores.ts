@@ -60,6 +60,9 @@ export const STORE_KINDS: [string, () => Promise<StoreUnderTest>][] = [
   }] as [string, () => Promise<StoreUnderTest>]] : []),
 ];
 
+/** The kinds a test of store behaviour runs in process without a socket: the embedded store and the double. */
+export const LOCAL_STORE_KINDS = STORE_KINDS.filter(([name]) => name === 'sqlite' || name === 'elasticsearch (double)');
+
 /**
  * Opens a store before a describe block's tests and closes it after them; the returned object stands
  * for that store (its members are read from the open store when used).

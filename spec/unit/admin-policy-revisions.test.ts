@@ -5,26 +5,12 @@ import pino from 'pino';
 import { Admin } from '../../src/fleet/admin';
 import { PolicyMonitor } from '../../src/fleet/policy-monitor';
 import { policyRevisionId } from '../../src/store/elasticsearch/store';
-import type { Store } from '../../src/store/port';
-import { SqliteStore } from '../../src/store/sqlite/store';
-import { EsDouble } from '../support/es-double/server';
 import { esPolicy } from '../support/in-process-fleet';
-import { esStore } from '../support/stores';
+import { LOCAL_STORE_KINDS, type StoreUnderTest } from '../support/stores';
 
-const kinds: [string, () => Promise<{ store: Store; close(): Promise<void> }>][] = [
-  ['sqlite', async () => {
-    const store = new SqliteStore(':memory:');
-    return { store, close: () => store.close() };
-  }],
-  ['elasticsearch (double)', async () => {
-    const es = await new EsDouble().start();
-    const store = esStore([es.url], es.serviceToken);
-    return { store, close: async () => { await store.close(); await es.stop(); } };
-  }],
-];
 
-describe.each(kinds)('%s', (_name, make) => {
-  let s: { store: Store; close(): Promise<void> };
+describe.each(LOCAL_STORE_KINDS)('%s', (_name, make) => {
+  let s: StoreUnderTest;
   beforeAll(async () => {
     s = await make();
     await s.store.ready();

@@ -10,20 +10,12 @@ import type { AgentDoc, Hit, JsonObject } from '../../src/store/documents';
 import type { ArtifactDoc } from '../../src/store/file-ports';
 import type { BlobDir } from '../../src/store/sqlite/blobs';
 import { esPolicy, InProcessFleet } from '../support/in-process-fleet';
-import { collect, once, sha256 } from '../support/bytes';
+import { body, collect, once, sha256 } from '../support/bytes';
 import { code } from '../support/fleet-outcome';
 
 let f: InProcessFleet;
 afterEach(async () => { await f?.stop(); });
 
-
-/** What the edge hands the upload logic: the body, refused past `max` as streamBody does. */
-function body(b: Buffer): (max: number) => AsyncIterable<Uint8Array> {
-  return (max) => {
-    if (b.length > max) throw new Error(`body over ${max}`);
-    return once(b);
-  };
-}
 
 async function begin(agent: Hit<AgentDoc>, size: number, actionId = 'a1'): Promise<string> {
   const r = await f.fleet.uploads.begin(agent, {

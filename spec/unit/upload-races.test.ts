@@ -17,36 +17,13 @@ import type { StoredChunk, UploadRef } from '../../src/store/file-ports';
 import { StoreBusyError, StoreUnavailableError, type Store } from '../../src/store/port';
 import { SqliteStore } from '../../src/store/sqlite/store';
 import { EsDouble } from '../support/es-double/server';
-import { esStore } from '../support/stores';
-import { collect, once, sha256 } from '../support/bytes';
+import { esStore, LOCAL_STORE_KINDS, type StoreUnderTest } from '../support/stores';
+import { body, collect, sha256 } from '../support/bytes';
 import { code } from '../support/fleet-outcome';
 
 const log = pino({ level: 'silent' });
 
-interface Fixture {
-  store: Store;
-  close(): Promise<void>;
-}
-
-const KINDS: [string, () => Promise<Fixture>][] = [
-  ['sqlite', async () => {
-    const store = new SqliteStore(':memory:');
-    return { store, close: () => store.close() };
-  }],
-  ['elasticsearch (double)', async () => {
-    const es = await new EsDouble().start();
-    const store = esStore([es.url], es.serviceToken);
-    await store.ready();
-    return { store, close: async () => { await store.close(); await es.stop(); } };
-  }],
-];
-
-function body(b: Buffer): (max: number) => AsyncIterable<Uint8Array> {
-  return (max) => {
-    if (b.length > max) throw new Error(`body over ${max}`);
-    return once(b);
-  };
-}
+type Fixture = StoreUnderTest;
 
 function deferred<T = void>(): { promise: Promise<T>; resolve: (v: T) => void } {
   let resolve!: (v: T) => void;
@@ -56,7 +33,7 @@ function deferred<T = void>(): { promise: Promise<T>; resolve: (v: T) => void } 
 
 let n = 0;
 
-describe.each(KINDS)('%s store', (_name, make) => {
+describe.each(LOCAL_STORE_KINDS)('%s store', (_name, make) => {
   let fx: Fixture;
   let one: UploadService;
   let two: UploadService;
@@ -67,6 +44,7 @@ describe.each(KINDS)('%s store', (_name, make) => {
 
   beforeAll(async () => {
     fx = await make();
+    await fx.store.ready();
     one = new UploadService(fx.store, { maxFileSize: undefined }, log);
     two = new UploadService(fx.store, { maxFileSize: undefined }, log);
   });

@@ -4,18 +4,11 @@
 import { transitHash, UPLOAD_CHUNK_SIZE } from '../../src/fleet/uploads';
 import type { AgentDoc, Hit, JsonObject } from '../../src/store/documents';
 import { InProcessFleet } from '../support/in-process-fleet';
-import { collect, once, sha256 } from '../support/bytes';
+import { body, collect, sha256 } from '../support/bytes';
 import { code } from '../support/fleet-outcome';
 
 let f: InProcessFleet;
 afterEach(async () => { await f?.stop(); });
-
-function body(b: Buffer): (max: number) => AsyncIterable<Uint8Array> {
-  return (max) => {
-    if (b.length > max) throw new Error(`body over ${max}`);
-    return once(b);
-  };
-}
 
 const beginBody = (agent: Hit<AgentDoc>, size: number, actionId: string, extra: JsonObject = {}): JsonObject => ({
   action_id: actionId, agent_id: agent._id, src: 'agent', file: { name: 'd.zip', mime_type: 'application/zip', size }, ...extra,
