@@ -453,6 +453,20 @@ describe('check-in: actions', () => {
     expect(next.ack_token).toBe(live!._id);
   });
 
+  test('pending actions are answered before a newer policy, as upstream (so a policy that cannot be built cannot hold back an UNENROLL)', async () => {
+    f = await InProcessFleet.start();
+    const a = await f.enroll();
+    await f.putPolicy(esPolicy('p1'));
+    const [unenroll] = await f.createActions([{ type: 'UNENROLL', agents: [a.id] }]);
+    // Old: the newer revision answered the poll at once and the pending UNENROLL was never read.
+    const r = await f.checkin(a.id, { agent_policy_id: 'p1', policy_revision_idx: 1 });
+    expect(r.actions!.map((x) => x.type)).toEqual(['UNENROLL']);
+    expect(r.ack_token).toBe(unenroll!._id);
+    // With none pending, the same agent's next poll gets the policy.
+    const next = await f.checkin(a.id, { agent_policy_id: 'p1', policy_revision_idx: 1, ack_token: unenroll!._id } as never);
+    expect(next.actions!.map((x) => x.type)).toEqual(['POLICY_CHANGE']);
+  });
+
   test('a full page of actions agents are never sent (UPDATE_TAGS) does not hide the action behind it: the check-in reads on and delivers it', async () => {
     f = await InProcessFleet.start();
     const a = await f.enroll();

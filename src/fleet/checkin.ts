@@ -286,7 +286,6 @@ export class CheckinService {
       held.buffered = [];
       this.dispatcher.subscribe(id, held);
       const checkpoint = this.dispatcher.checkpoint;
-      this.policies.subscribe(held);
       if (!held.settled) {
         const pending = await this.pendingActions(id, seqNo, checkpoint);
         if (pending.passed) this.seqNoCache.set(pending.passed._id, pending.passed._seq_no!);
@@ -300,7 +299,10 @@ export class CheckinService {
           if (pending.full) this.dispatcher.markBehind(held);
           held.buffered = undefined;
           const actions = mergeBySeqNo(pending.actions, live);
+          // Pending actions first; the poll waits for a newer policy only when there are none, as
+          // upstream's handleCheckin (a policy that cannot be built must not hold back an UNENROLL).
           if (actions.length > 0) held.wake({ kind: 'actions', actions });
+          else this.policies.subscribe(held);
         }
       }
       // A poll that starts while the server is letting its polls go is answered at once, not held.
