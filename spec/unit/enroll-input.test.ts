@@ -37,6 +37,10 @@ describe('enroll input', () => {
     ['metadata.local a number', { metadata: { local: 5 } }],
     ['metadata.local a string', { metadata: { local: 'x' } }],
     ['metadata.local an array', { metadata: { local: [{}] } }],
+    // Fields .fleet-agents maps with a type (Elasticsearch refused the document: a 500 after the key was minted).
+    ['metadata.local.elastic.agent.upgradeable not a boolean', { metadata: { local: { elastic: { agent: { upgradeable: 'yes' } } } } }],
+    ['metadata.local.host not an object', { metadata: { local: { host: 'web-1' } } }],
+    ['metadata.local.os not an object', { metadata: { local: { os: 'linux' } } }],
   ])('%s → 400 BadRequest, nothing minted or written', async (_n, body) => {
     const before = minted;
     const err = await enroll(body).then(() => undefined, (e: unknown) => e);
@@ -51,6 +55,10 @@ describe('enroll input', () => {
   test('ids at the bounds, and null or absent local metadata, enroll', async () => {
     for (const id of ['é'.repeat(256), 'a', 'x_y/z ü']) expect((await enroll({ id })).id).toBe(id);
     expect((await enroll({ metadata: { local: null } })).local_metadata).toBeNull();
+    // What Elastic Agent sends.
+    const local = { elastic: { agent: { id: 'x', version: '9.6.0', snapshot: false, upgradeable: true, unprivileged: false, fips: false, log_level: 'info' } },
+      host: { hostname: 'web-1', architecture: 'x86_64', ip: ['10.0.0.1'] }, os: { family: 'debian', name: 'Ubuntu', version: '24.04' } };
+    expect((await enroll({ metadata: { local } })).local_metadata).toMatchObject({ host: local.host, os: local.os });
     expect((await enroll({ metadata: {} })).local_metadata).toBeNull();
   });
 

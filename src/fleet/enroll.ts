@@ -8,7 +8,7 @@ import { LruCache } from '../util/lru';
 import { rfc3339 } from '../util/time';
 import type { ApiKeyCredentials, Authenticator } from './auth';
 import { badRequest, FleetError } from './errors';
-import type { EnrollRequest } from './messages';
+import { localMetadataValidator, type EnrollRequest } from './messages';
 import { policyBaseId } from './policy-id';
 import { hashReplaceToken, replaceTokenMatches, type Pbkdf2Options } from './replace-token';
 
@@ -279,6 +279,9 @@ function checkInput(req: EnrollRequest): void {
   const local = req.metadata.local;
   if (local !== undefined && local !== null && (typeof local !== 'object' || Array.isArray(local))) {
     throw badRequest('metadata.local must be an object');
+  }
+  if (local !== undefined && local !== null && !localMetadataValidator.check(local)) {
+    throw badRequest('unable to decode enroll request', `metadata.local${localMetadataValidator.explain(local)}`);
   }
 }
 
