@@ -96,12 +96,19 @@ describe('upload documents as upstream writes them', () => {
       expect(doc['data']).toBeInstanceOf(Uint8Array);
       expect(Buffer.from(doc['data'] as Uint8Array)).toEqual(parts[n]);
     }
-    // Read back as upstream's delivery does: stored field `data`, in CBOR.
+    // The from-host data template does not store `data` (only the to-host one does): a stored-fields
+    // read finds no field, and the bytes are read from the source, in CBOR, as Kibana reads them.
     const backing = es.cluster.resolve('.fleet-fileds-fromhost-data-agent')!.name;
-    const r = await call('GET', `/${backing}/_doc/${u.id}.1?stored_fields=data&_source=false`, undefined, { accept: 'application/cbor' });
+    const storedRead = await call('GET', `/${backing}/_doc/${u.id}.1?stored_fields=data&_source=false`, undefined, { accept: 'application/cbor' });
+    expect(storedRead.status).toBe(200);
+    expect(storedRead.body['found']).toBe(true);
+    expect(storedRead.body['_source']).toBeUndefined();
+    expect(storedRead.body['fields']).toBeUndefined();
+    const r = await call('GET', `/${backing}/_doc/${u.id}.1?_source_includes=data`, undefined, { accept: 'application/cbor' });
     expect(r.status).toBe(200);
-    expect(r.body['_source']).toBeUndefined();
-    expect(Buffer.from((r.body['fields'] as { data: Uint8Array[] }).data[0]!)).toEqual(parts[1]);
+    expect(Object.keys(r.body['_source'] as Obj)).toEqual(['data']);
+    expect(Buffer.from((r.body['_source'] as { data: Uint8Array }).data)).toEqual(parts[1]);
+    expect(await collect(store.uploads.readChunk(u, 1))).toEqual(parts[1]);
   });
 
   test('the encoder: uint64 timestamp, a 32-bit definite byte string, or an indefinite one (one piece) for the final chunk', () => {
@@ -178,6 +185,12 @@ describe('deliveries written by Kibana', () => {
     expect(c0['last']).toBeUndefined();
     expect(c1).toMatchObject({ bid: id, last: true });
     expect(Buffer.concat([c0['data'] as Uint8Array, c1['data'] as Uint8Array])).toEqual(data);
+    // The to-host data template stores `data`: upstream's delivery reads it as a stored field, in CBOR.
+    const backing = es.cluster.resolve('.fleet-fileds-tohost-data-agent')!.name;
+    const r = await call('GET', `/${backing}/_doc/${id}.1?stored_fields=data&_source=false`, undefined, { accept: 'application/cbor' });
+    expect(r.status).toBe(200);
+    expect(r.body['_source']).toBeUndefined();
+    expect(Buffer.from((r.body['fields'] as { data: Uint8Array[] }).data[0]!)).toEqual(data.subarray(4));
   });
 });
 

@@ -202,6 +202,15 @@ describe('4. bulk and output numbers', () => {
     expect(load('', ['inputs.0.server.compression_level=-1']).server.compressionLevel).toBe(-1);
     expect(load('', ['inputs.0.server.compression_level=9']).server.compressionLevel).toBe(9);
   });
+
+  test('monitor.fetch_size is a whole number from 1 to 10,000 (a search size Elasticsearch accepts)', () => {
+    for (const v of ['0', '-1', '10001', '2.5', 'many']) {
+      expect(() => load('', [`inputs.0.monitor.fetch_size=${v}`])).toThrow('config key inputs.0.monitor.fetch_size: expected');
+    }
+    expect(load('').monitor.fetchSize).toBe(1000);
+    expect(load('', ['inputs.0.monitor.fetch_size=1']).monitor.fetchSize).toBe(1);
+    expect(load('', ['inputs.0.monitor.fetch_size=10000']).monitor.fetchSize).toBe(10_000);
+  });
 });
 
 describe('5. YAML as yaml.v2 reads it', () => {

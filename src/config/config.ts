@@ -506,7 +506,9 @@ export function buildConfig(raw: RawConfig): FleetServerConfig {
       },
     },
     monitor: {
-      fetchSize: input.sub('monitor').num('fetch_size', 1000),
+      // The change feed's search `size`: 0 would leave it no last hit to page from, and Elasticsearch
+      // refuses a negative size or one past index.max_result_window (10,000 by default) on every poll.
+      fetchSize: input.sub('monitor').int('fetch_size', 1000, 1, 10_000),
       pollTimeoutMs: input.sub('monitor').timer('poll_timeout', 240_000, true),
     },
     cache: {

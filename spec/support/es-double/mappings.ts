@@ -61,15 +61,20 @@ export const FLEET_MAPPINGS: Record<string, Mapping> = {
 
 /**
  * File transfer indices by name pattern, as the Fleet plugin's and Endpoint's index templates map them:
- * upload metadata, and chunk documents (upload, delivery and integration libraries) whose `data` is a
- * stored binary field, read back with `stored_fields=data`.
+ * upload metadata, and chunk documents. The to-host (delivery) and integration library templates map
+ * `data` as a binary field with `store: true`, read back with `stored_fields=data`; the from-host
+ * (upload) data template (fleet-file-fromhost-data) does not store it, so a stored-fields read of an
+ * upload chunk answers without `fields` and its bytes come from `_source`.
  */
 const FILE_MAPPINGS: [RegExp, () => Mapping][] = [
   [/^\.fleet-fileds-fromhost-meta-/, () => mapping({
     agent_id: k, action_id: k, source: k, upload_id: k, namespaces: k, 'file.Status': k, 'file.Compression': k, 'file.name': k,
     'file.ChunkSize': 'integer', '@timestamp': d, upload_start: d,
   })],
-  [/^\.(fleet-fileds-(fromhost|tohost)-data-.+|[a-z0-9_-]+-fleetfiles-.+-data)$/, () => mapping({
+  [/^\.fleet-fileds-fromhost-data-.+$/, () => mapping({
+    bid: k, sha2: k, last: 'boolean', data: 'binary', '@timestamp': d,
+  })],
+  [/^\.(fleet-fileds-tohost-data-.+|[a-z0-9_-]+-fleetfiles-.+-data)$/, () => mapping({
     bid: k, sha2: k, last: 'boolean', data: 'binary', '@timestamp': d,
   }, [], [], ['data'])],
 ];

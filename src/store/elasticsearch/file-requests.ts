@@ -3,6 +3,7 @@
 // store-error translation.
 import type { Client } from '@elastic/elasticsearch';
 import { NotFoundError } from '../port';
+import { decode } from 'cbor-x/index-no-eval';
 import { storedData } from './cbor-chunk';
 import { statusIn, withRetries } from './connection';
 
@@ -57,11 +58,34 @@ export function chunkNumber(bid: string, id: string): number {
   return n;
 }
 
-/** One chunk's bytes: `GET <index>/_doc/<id>?stored_fields=data&_source=false`, `Accept: application/cbor`. */
+/**
+ * One delivery chunk's bytes: `GET <index>/_doc/<id>?stored_fields=data&_source=false`, `Accept:
+ * application/cbor`, as upstream's file/delivery/es.go reads them. Only the to-host data template (and
+ * integration libraries) map `data` with `store: true`; upload chunks are read with readSourceChunk.
+ */
 export async function readStoredChunk(client: Client, index: string, id: string): Promise<Uint8Array> {
   const r = await rawRequest(client, 'read chunk', {
     method: 'GET', path: `/${index}/_doc/${encodeURIComponent(id)}`, querystring: { stored_fields: 'data', _source: 'false' },
   }, { accept: 'application/cbor' }, [404]);
   if (r.statusCode === 404) throw new NotFoundError(`chunk ${id} not found`);
   return storedData(r.body as Uint8Array);
+}
+
+/**
+ * One upload chunk's bytes from its source: `GET <index>/_doc/<id>?_source_includes=data`, `Accept:
+ * application/cbor`, answered `{"_source": {"data": <bytes>}}`. The from-host data template maps `data`
+ * as a binary field that is not stored, so a `stored_fields=data` read of it finds no field; Kibana's
+ * files plugin (blob_storage_service/adapters/es/content_stream) reads upload chunks this way.
+ */
+export async function readSourceChunk(client: Client, index: string, id: string): Promise<Uint8Array> {
+  const r = await rawRequest(client, 'read chunk', {
+    method: 'GET', path: `/${index}/_doc/${encodeURIComponent(id)}`, querystring: { _source_includes: 'data' },
+  }, { accept: 'application/cbor' }, [404]);
+  if (r.statusCode === 404) throw new NotFoundError(`chunk ${id} not found`);
+  const doc = decode(r.body as Uint8Array) as { _source?: { data?: unknown } } | undefined;
+  const data = doc?._source?.data;
+  if (data instanceof Uint8Array) return data;
+  // A chunk indexed as JSON keeps `data` as the base64 text it was sent as.
+  if (typeof data === 'string') return Buffer.from(data, 'base64');
+  throw new Error(`chunk ${id} has no data in its source`);
 }

@@ -7,7 +7,7 @@ import { STOPPED_UPLOAD_STATUSES, UploadDocumentRefused, type ChunkWrite, type S
 import { NotFoundError, StoreBusyError, StoreUnavailableError } from '../port';
 import { statusIn, withRetries } from './connection';
 import { ChunkEncoder } from './cbor-chunk';
-import { chunkNumber, deleteByQuery, indexFragment, rawRequest, readStoredChunk, refresh, searchHits, type FileHit } from './file-requests';
+import { chunkNumber, deleteByQuery, indexFragment, rawRequest, readSourceChunk, refresh, searchHits, type FileHit } from './file-requests';
 
 type Obj = Record<string, unknown>;
 
@@ -222,8 +222,9 @@ export class EsUploads implements UploadStore {
   }
 
   /**
-   * Located by search (for the backing index), then read in real time with
-   * `GET <backing>/_doc/<id>?stored_fields=data&_source=false` in CBOR, as upstream's delivery reads chunks.
+   * Located by search (for the backing index), then read in real time from its source with
+   * `GET <backing>/_doc/<id>?_source_includes=data` in CBOR: the from-host data template does not store
+   * `data`, so the stored-field read deliveries use would find nothing here.
    */
   async *readChunk(upload: UploadRef, n: number): AsyncIterable<Uint8Array> {
     const index = dataIndex(upload.source);
@@ -235,7 +236,7 @@ export class EsUploads implements UploadStore {
       hits = await locate();
     }
     if (hits.length === 0) throw new NotFoundError(`chunk ${id} not found`);
-    yield await readStoredChunk(this.client, hits[0]!._index, id);
+    yield await readSourceChunk(this.client, hits[0]!._index, id);
   }
 
   async deleteChunks(upload: UploadRef): Promise<void> {
