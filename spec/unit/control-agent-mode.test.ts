@@ -1,7 +1,7 @@
 // Agent mode's reconciliation with a fake control client, fake servers and timers moved by hand: a
 // server that fails to start is dropped and restarted by a growing timer (not by the agent's repeated
-// expected messages), a late re-test of an earlier bootstrap output decides nothing, and a unit the
-// agent expects in an unknown state keeps its FAILED.
+// expected messages), a late re-test of an earlier bootstrap output decides nothing, a unit the
+// agent expects in an unknown state keeps its FAILED, and a unit replacing the input gets the server's state.
 import pino from 'pino';
 import type { FleetServerConfig } from '../../src/config/config';
 import { AgentMode, type ControlPort, type RunningServer } from '../../src/control/agent-mode';
@@ -94,6 +94,10 @@ class Harness {
   private handlers!: ControlHandlers;
   input = { idx: 1, state: S.HEALTHY, config: INPUT as Obj };
   output = { idx: 1, state: S.HEALTHY, config: OUTPUT as Obj };
+  /** The input unit's id: a Kibana-managed policy's input id is part of it. */
+  inputId = 'fs-input';
+  /** Input units sent besides the one above (a second valid unit of the same kind). */
+  extraInputs: { id: string; idx: number; state: proto.State; config: Obj }[] = [];
 
   constructor() {
     this.agent = new AgentMode({}, proto.StartUpInfo.create({}), log, {
@@ -120,7 +124,10 @@ class Harness {
       config: { id, type: String(u.config['type']), source: toStruct(u.config) },
     });
     const expected = proto.CheckinExpected.create({
-      units: [unit('fs-input', proto.UnitType.INPUT, this.input), unit('fs-output', proto.UnitType.OUTPUT, this.output)],
+      units: [
+        unit(this.inputId, proto.UnitType.INPUT, this.input), unit('fs-output', proto.UnitType.OUTPUT, this.output),
+        ...this.extraInputs.map((e) => unit(e.id, proto.UnitType.INPUT, e)),
+      ],
     });
     this.handlers.onChange(reconcile(this.units, expected.units), expected);
     await settle();
@@ -300,6 +307,39 @@ test('a unit expected in an unknown state keeps FAILED "unknown unit state" over
   await h.send();
   expect(input.observed).toEqual({ state: S.HEALTHY, message: RUNNING });
   expect(h.creates).toHaveLength(1);
+});
+
+describe('a replacement input unit with the same configuration', () => {
+  const RUNNING = 'Running on policy with Fleet Server integration: fs-policy';
+
+  async function healthy(): Promise<Harness> {
+    const h = new Harness();
+    await h.send();
+    h.last().fleet.health.set('HEALTHY', RUNNING);
+    expect(h.observed()).toEqual(both(S.HEALTHY, RUNNING));
+    return h;
+  }
+
+  test('a new input id in place of the old one gets the running server\'s state, without a restart', async () => {
+    const h = await healthy();
+    h.inputId = 'fs-input-b';
+    await h.send();
+    const b = h.units.get(`${proto.UnitType.INPUT}/fs-input-b`)!;
+    expect(b.observed).toEqual({ state: S.HEALTHY, message: RUNNING });
+    expect(h.creates).toHaveLength(1);
+    expect(h.last().stops).toBe(0);
+  });
+
+  test('a second valid input unit replaces the first, which is STOPPED; the new one reports the server\'s state', async () => {
+    const h = await healthy();
+    h.extraInputs = [{ id: 'fs-input-b', idx: 1, state: S.HEALTHY, config: INPUT as Obj }];
+    await h.send();
+    const a = h.units.get(`${proto.UnitType.INPUT}/fs-input`)!;
+    const b = h.units.get(`${proto.UnitType.INPUT}/fs-input-b`)!;
+    expect(a.observed).toEqual({ state: S.STOPPED, message: 'Stopped' });
+    expect(b.observed).toEqual({ state: S.HEALTHY, message: RUNNING });
+    expect(h.creates).toHaveLength(1);
+  });
 });
 
 describe('RetryTimer', () => {

@@ -121,37 +121,45 @@ export class AgentMode {
       if (u === this.input) this.input = undefined;
       if (u === this.output) this.output = undefined;
     }
-    for (const u of changes.added) this.adopt(u);
     // Upstream re-configures (CONFIGURING "Re-configuring") on any change to an owned unit, even one that
-    // changes nothing Fleet Server reads (a new policy revision of the same settings).
-    const touched = changes.modified.some((m) => m.unit === this.input || m.unit === this.output);
+    // changes nothing Fleet Server reads (a new policy revision of the same settings). A unit newly taken
+    // as the input or output counts too (upstream agent.go `unitAdded` calls `start`, which reconfigures
+    // a running server): it still shows the client's STARTING "Starting", and the self-monitor reports
+    // only changes, so without this it would never get the server's state.
+    let touched = false;
+    for (const u of changes.added) touched = this.adopt(u) || touched;
+    if (changes.modified.some((m) => m.unit === this.input || m.unit === this.output)) touched = true;
     for (const m of changes.modified) {
       const s = m.unit.expectedState;
       if (m.state && s !== proto.State.HEALTHY && s !== proto.State.STOPPED) this.client.setState(m.unit, proto.State.FAILED, 'unknown unit state');
       // A unit that failed its type check may be fixed by a new config.
-      if (m.config && m.unit !== this.input && m.unit !== this.output) this.adopt(m.unit);
+      if (m.config && m.unit !== this.input && m.unit !== this.output) touched = this.adopt(m.unit) || touched;
     }
     this.schedule(touched);
   }
 
-  /** Takes a new unit as the input or output; a second valid one of a kind replaces the first. */
-  private adopt(u: Unit): void {
+  /**
+   * Takes a new unit as the input or output; a second valid one of a kind replaces the first.
+   * True when the unit is now owned.
+   */
+  private adopt(u: Unit): boolean {
     const type = u.config?.type ?? '';
     if (u.type === proto.UnitType.INPUT) {
       if (type !== 'fleet-server') {
         this.client.setState(u, proto.State.FAILED, `${type} is an unsupported input type`);
-        return;
+        return false;
       }
       if (this.input && this.input !== u) this.client.setState(this.input, proto.State.STOPPED, 'Stopped');
       this.input = u;
     } else {
       if (type !== 'elasticsearch') {
         this.client.setState(u, proto.State.FAILED, `${type} is an unsupported output type`);
-        return;
+        return false;
       }
       if (this.output && this.output !== u) this.client.setState(this.output, proto.State.STOPPED, 'Stopped');
       this.output = u;
     }
+    return true;
   }
 
   /** Reconciliations run one at a time, in order. */

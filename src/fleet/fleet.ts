@@ -91,6 +91,9 @@ export class Fleet {
 
   /** Starts what serves agents; a stop that comes meanwhile wins (nothing is left running after it). */
   async start(): Promise<void> {
+    // A start that throws is retried from the top (ServerInstance.startWhenReady): the policy monitor's
+    // start does nothing once its loop runs; the dispatcher's loop begins as its start ends, so a failed
+    // one left none, and nothing after it throws (checkHealth catches).
     await this.policies.start(this.abort.signal);
     await this.dispatcher.start(this.abort.signal);
     if (this.stopping) return;

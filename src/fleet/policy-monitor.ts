@@ -42,7 +42,13 @@ export class PolicyMonitor {
     /** Milliseconds, for how long a miss is remembered. */
     private readonly now: () => number = Date.now) {}
 
+  /**
+   * Once running, a second start does nothing: a Fleet start that failed after this one (the action
+   * monitor's checkpoint) is retried whole (ServerInstance.startWhenReady), and a second loop would
+   * poll the store twice and hand every revision over twice.
+   */
   async start(signal: AbortSignal): Promise<void> {
+    if (this.loop) return;
     this.checkpoint = await this.store.policyChanges.checkpoint();
     for (const hit of await this.store.latestPolicies()) await this.accept(hit);
     this.loop = this.run(signal);

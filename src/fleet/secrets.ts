@@ -1,6 +1,11 @@
 // Fleet secret references in policies: inline "$co.elastic.secret{<id>}" anywhere in a string, and the
 // path form — a `secrets: {<key>: {id}}` object beside the values it fills. Replaced locations are
 // reported as dotted paths (upstream's secret_paths). Actions use the inline form only.
+//
+// Where the path form is read follows upstream's internal/pkg/secret: at the root of each output
+// (ProcessOutputSecret), of agent.download and fleet, and of each OTel component (ProcessMapSecrets); in
+// inputs at any depth (ProcessInputsSecrets, replacePathSecretRefsInMap). Anywhere else a `secrets` key is
+// the integration's own setting and goes to the agent as it is.
 import type { Logger } from 'pino';
 import type { Json, JsonObject } from '../store/documents';
 import type { Store } from '../store/port';
@@ -22,8 +27,28 @@ export async function readSecrets(store: Pick<Store, 'getSecret'>, refs: readonl
   return (id) => values.get(id);
 }
 
-/** `pathForm` false: only inline references are replaced (actions, upstream's pkg/action). */
+/**
+ * Where a section reads the path form, by the path its caller names it with: `0` at the section's root,
+ * `1` at the root of each of its named children, `'nested'` at any depth.
+ */
+type PathFormAt = 0 | 1 | 'nested' | undefined;
+const OTEL_COMPONENT_SECTIONS = new Set(['extensions', 'receivers', 'processors', 'connectors', 'exporters']);
+function pathFormAt(section: string): PathFormAt {
+  if (section === 'inputs') return 'nested';
+  if (section === 'outputs' || OTEL_COMPONENT_SECTIONS.has(section)) return 1;
+  if (section === 'agent.download' || section === 'fleet') return 0;
+  return undefined;
+}
+
+/**
+ * Replaces the references in a policy section (`path`: `outputs`, `inputs`, `agent.download`, `fleet` or
+ * an OTel section). `pathForm` false: only inline references are replaced (actions, upstream's pkg/action).
+ */
 export function resolveInline(value: Json, lookup: SecretLookup, path: string, paths: Set<string>, pathForm = true): Json {
+  return resolve(value, lookup, path, paths, pathForm ? pathFormAt(path) : undefined);
+}
+
+function resolve(value: Json, lookup: SecretLookup, path: string, paths: Set<string>, at: PathFormAt): Json {
   if (typeof value === 'string') {
     if (!value.includes('$co.elastic.secret{')) return value;
     let replaced = false;
@@ -36,13 +61,25 @@ export function resolveInline(value: Json, lookup: SecretLookup, path: string, p
     if (replaced) paths.add(path);
     return out;
   }
-  if (Array.isArray(value)) return value.map((v, i) => resolveInline(v, lookup, `${path}.${i}`, paths, pathForm));
+  // Only the inputs read the path form below a named child: elsewhere an array's objects are settings.
+  if (Array.isArray(value)) return value.map((v, i) => resolve(v, lookup, `${path}.${i}`, paths, at === 'nested' ? at : undefined));
   if (value !== null && typeof value === 'object') {
+    const below: PathFormAt = at === 'nested' ? 'nested' : at === 1 ? 0 : undefined;
     const obj: JsonObject = {};
-    for (const [k, v] of Object.entries(value)) obj[k] = resolveInline(v, lookup, path ? `${path}.${k}` : k, paths, pathForm);
-    return pathForm ? resolvePathForm(obj, lookup, path, paths) : obj;
+    for (const [k, v] of Object.entries(value)) obj[k] = resolve(v, lookup, path ? `${path}.${k}` : k, paths, below);
+    if (at === 0) return resolvePathForm(obj, lookup, path, paths);
+    // Inside inputs a `secrets` object holding no reference is a setting of the input, not the path form.
+    if (at === 'nested' && holdsReference(obj['secrets'])) return resolvePathForm(obj, lookup, path, paths);
+    return obj;
   }
   return value;
+}
+
+/** A `secrets` object with some `<key>: {id}` (at any depth) in it. */
+function holdsReference(secrets: Json | undefined): boolean {
+  if (secrets === null || typeof secrets !== 'object' || Array.isArray(secrets)) return false;
+  return Object.values(secrets).some((ref) => ref !== null && typeof ref === 'object' && !Array.isArray(ref)
+    && (typeof ref['id'] === 'string' || holdsReference(ref)));
 }
 
 /** `secrets: {password: {id}}` sets `password` to the secret value and drops `secrets`. */

@@ -1,0 +1,39 @@
+// A Fleet start that fails part-way (the store answered the policy monitor, then failed the action
+// monitor's checkpoint) is retried by the server instance: the retry must not start a second policy loop.
+import { esPolicy, InProcessFleet, until } from '../support/in-process-fleet';
+
+async function settle(): Promise<void> {
+  for (let i = 0; i < 10; i++) await new Promise((r) => setImmediate(r));
+}
+
+test('a retried Fleet.start whose first try failed after the policy monitor started runs one policy loop', async () => {
+  const f = new InProcessFleet();
+  await f.admin.putPolicy(esPolicy('p1'));
+  // Policy-change waits in flight: one per running loop.
+  let waiting = 0;
+  const next = f.store.policyChanges.next.bind(f.store.policyChanges);
+  f.store.policyChanges.next = async (...args) => {
+    waiting++;
+    try {
+      return await next(...args);
+    } finally {
+      waiting--;
+    }
+  };
+  const checkpoint = f.store.actionChanges.checkpoint.bind(f.store.actionChanges);
+  let failures = 1;
+  f.store.actionChanges.checkpoint = () => (failures-- > 0 ? Promise.reject(new Error('store unavailable')) : checkpoint());
+
+  try {
+    await expect(f.fleet.start()).rejects.toThrow('store unavailable');
+    await f.fleet.start();
+    await settle();
+    expect(waiting).toBe(1);
+    // The one loop still follows the policies.
+    await f.admin.putPolicy(esPolicy('p1', { inputs: [{ id: 'i1', type: 'logfile' }] }));
+    await until(async () => (await f.fleet.policies.latest('p1'))?.revisionIdx === 2);
+  } finally {
+    await f.stop();
+  }
+  expect(waiting).toBe(0);
+});
