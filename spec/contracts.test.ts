@@ -421,6 +421,7 @@ const DOCUMENT_ADDITIONS: Record<string, string> = {
   'enrollment_api_key.api_key_prefix': 'the embedded store keeps no token, only its prefix for listing',
   'agent.remote_config_status': 'OpAMP remote configuration (beyond upstream): the state a Collector reported',
   'policy-data.opamp': 'OpAMP remote configuration (beyond upstream): what the policy\'s Collectors run',
+  'policy_output.connection_hash': 'a remote output\'s connection when its key was minted: a moved output gets a new key, the old invalidated where it was minted',
 };
 
 /** JSON types a schema node admits, or 'any'. integer counts as number; null is left out (absent on the wire). */

@@ -57,7 +57,8 @@ test('keys for a remote output are minted and invalidated in the remote cluster'
     expect(fleetEs.security.keys.has(remoteId!)).toBe(false);
     expect(fleetEs.security.keys.has(localId!)).toBe(true);
     const doc = await cli(dir, ['agents', 'show', agent.id], esSettings(fleetEs));
-    expect(doc.outputs.remote).toMatchObject({ type: 'remote_elasticsearch', api_key_id: remoteId });
+    // Recorded as upstream records it (agentDocOutputType), so a Go fleet-server's ack clean-up finds it too.
+    expect(doc.outputs.remote).toMatchObject({ type: 'elasticsearch', api_key_id: remoteId, connection_hash: expect.stringMatching(/^[0-9a-f]{64}$/) });
 
     const unenroll = await cli(dir, ['actions', 'create', '--type', 'UNENROLL', '--agents', agent.id], esSettings(fleetEs));
     const next = await agent.checkin({ agent_policy_id: 'default-policy', policy_revision_idx: 2 });

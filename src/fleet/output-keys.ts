@@ -1,6 +1,7 @@
 // Per-agent API keys for the policy's Elasticsearch outputs: minted on first use, roles updated when
 // the output permissions change, old keys retired. This is the work `policy_limit` paces when keys live
 // in a remote Elasticsearch; agents whose keys are current pass straight through.
+import { createHash } from 'node:crypto';
 import type { Logger } from 'pino';
 import type { AgentDoc, AgentOutput, RetiredApiKey, RoleMap } from '../store/documents';
 import { ConflictError, NotFoundError, SECRET_REFERENCE, secretReference, StoreBusyError, type ApiKeyService, type CreateApiKeyRequest, type OutputKeyRequest, type RemoteOutput, type Store } from '../store/port';
@@ -13,6 +14,39 @@ import type { EsOutput, ParsedPolicy } from './parsed-policy';
 const RDSTALE = /-\d+-rdstale$/;
 /** Plain output keys kept in memory: one per agent of the largest limit profile, twice over (~200 B each). */
 const PLAIN_KEYS_CAPACITY = 200_000;
+/** Remote outputs' connections by connection hash, to find the cluster of a key minted before its output moved. */
+const CONNECTIONS_CAPACITY = 256;
+
+/**
+ * An output's entry as this server records it, and a retired key: with a remote output's key, the
+ * connection hash of the cluster that holds it (parsed-policy.ts connectionHash); '' once an output that
+ * was remote has a key of the Fleet cluster; none for other keys of the Fleet cluster.
+ */
+type OutputEntry = AgentOutput & { connection_hash?: string };
+type RetiredKey = RetiredApiKey & { connection_hash?: string };
+
+/**
+ * Elasticsearch's bounds on an API key's name (CreateApiKeyRequest.validate; also enroll.ts): at most
+ * 256 characters (UTF-16 units), no leading `_`, nothing Java's trim() cuts at either end.
+ */
+const KEY_NAME_MAX = 256;
+const TRIMMED_BY_JAVA = /^[\u0000-\u0020]|[\u0000-\u0020]$/;
+
+/**
+ * An output key's name: upstream's "<agent id>:<output name>" (generateOutputAPIKey) where Elasticsearch
+ * takes it. Otherwise (a long agent id, or an output name ending in a space) it is cut to fit and ends in
+ * a hash of the whole: Elasticsearch would refuse the key, and the agent would get a 500 at every
+ * check-in. The key's metadata names the agent and the output in full.
+ */
+export function outputKeyName(agentId: string, output: string): string {
+  const name = `${agentId}:${output}`;
+  if (name.length <= KEY_NAME_MAX && !name.startsWith('_') && !TRIMMED_BY_JAVA.test(name)) return name;
+  const tag = createHash('sha256').update(name).digest('hex').slice(0, 16);
+  let head = name.replace(/^[_\u0000-\u0020]+/, '').slice(0, KEY_NAME_MAX - tag.length - 1);
+  // Not half a surrogate pair.
+  if (/[\uD800-\uDBFF]$/.test(head)) head = head.slice(0, -1);
+  return `${head}~${tag}`;
+}
 
 /**
  * Plain output keys shared with the server's other processes (a cluster's workers, through their primary:
@@ -34,6 +68,12 @@ export class OutputKeys {
    * document keeps only the reference, so the key stays unreadable at rest.
    */
   private readonly plainKeys = new LruCache<string, string>(PLAIN_KEYS_CAPACITY);
+  /**
+   * Remote connections seen in policies, by connection hash: a key retired when its output moved to
+   * another cluster is invalidated where it was minted, which the current policy no longer names.
+   * Upstream sends it to the output's current cluster, where it is unknown, and it stays valid.
+   */
+  private readonly connections = new LruCache<string, RemoteOutput>(CONNECTIONS_CAPACITY);
   constructor(
     private readonly store: Store,
     private readonly pacer: TokenBucket | undefined,
@@ -46,7 +86,26 @@ export class OutputKeys {
   /** Output name → remote connection for the agent's policy (empty for the embedded store or none). */
   async remotesOf(agent: AgentDoc): Promise<RemoteOutputs> {
     const policy = agent.policy_id ? await this.latestPolicy(agent.policy_id) : undefined;
-    return new Map((policy?.esOutputs ?? []).filter((o) => o.remote).map((o) => [o.name, o.remote!]));
+    const remotes: RemoteOutputs = new Map();
+    for (const o of policy?.allEsOutputs ?? []) {
+      if (!o.remote) continue;
+      this.connections.set(o.connectionHash!, o.remote);
+      remotes.set(o.name, { remote: o.remote, hash: o.connectionHash! });
+    }
+    return remotes;
+  }
+
+  /**
+   * Where a key of `output` lives: the output's current cluster, unless the key was minted with another
+   * connection (`hash`: a remote cluster's, '' the Fleet cluster's). Undefined when that connection is
+   * no longer known here (the policy changed before this process started).
+   */
+  private clusterOf(remotes: RemoteOutputs, output: string, hash: string | undefined): ApiKeyService | undefined {
+    const now = remotes.get(output);
+    if (hash === undefined || hash === now?.hash) return this.store.apiKeysFor(now?.remote);
+    if (hash === '') return this.store;
+    const then = this.connections.get(hash);
+    return then === undefined ? undefined : this.store.apiKeysFor(then);
   }
 
   /**
@@ -75,10 +134,14 @@ export class OutputKeys {
   /** One pass of keysFor over `outputs`; ConflictError when another recorded keys for an output this pass minted. */
   private async pass(agentId: string, outputs: Record<string, AgentOutput> | undefined, policy: ParsedPolicy,
     signal?: AbortSignal): Promise<Record<string, string>> {
-    const current = { ...(outputs ?? {}) };
-    const update: Record<string, Partial<AgentOutput>> = {};
+    const current: Record<string, OutputEntry> = { ...(outputs ?? {}) };
+    const update: Record<string, Partial<OutputEntry>> = {};
     const unset: string[] = [];
     const keys: Record<string, string> = {};
+    // The embedded store sends a key the policy gives as it is, and mints remote outputs' keys itself (so
+    // where a remote output points does not matter to it).
+    const embedded = this.store.kind !== 'elasticsearch';
+    const esOutputs = embedded ? policy.esOutputs : policy.allEsOutputs;
     // A store that mints its own keys records them with the agent's update in one write (a first
     // check-in: one commit instead of three); keys minted elsewhere are made one by one, as they may fail apart.
     const oneWrite = this.store.createOutputKeys !== undefined && !this.store.traits.remoteApiKeys;
@@ -91,24 +154,44 @@ export class OutputKeys {
     const minting: string[] = [];
 
     try {
-      for (const out of policy.esOutputs) {
-        const cur = current[out.name];
+      for (const out of esOutputs) {
+        let cur = current[out.name];
         const cluster = this.store.apiKeysFor(out.remote);
-        if (!cur || !cur.api_key) {
+        if (out.remote) this.connections.set(out.connectionHash!, out.remote);
+        let plain: string | undefined;
+        if (cur?.api_key) {
+          // A key recorded with another connection is in a cluster the output no longer points at (upstream
+          // re-keys on hasConfigChanged). Entries without one (older, or a Go fleet-server's) are taken to
+          // be where the output points now, and the connection is recorded for next time.
+          const moved = !embedded && cur.connection_hash !== undefined && cur.connection_hash !== (out.connectionHash ?? '');
+          plain = moved ? undefined : await this.plainKey(cur.api_key);
+          if (plain === undefined) {
+            const fields = { 'fleet.agent.id': agentId, 'fleet.policy.output.name': out.name, 'fleet.policy.apiKeyIDs': [cur.api_key_id] };
+            if (moved) this.log.info(fields, 'output points at another cluster: minting a new API key there');
+            // Upstream answers 500 for a secret gone missing, at every check-in; a new key mends it.
+            else this.log.warn(fields, 'output API key secret not found: minting a new API key');
+            cur = await this.takeOut(agentId, out.name, cur);
+            current[out.name] = cur;
+          } else if (!embedded && out.connectionHash !== undefined && cur.connection_hash === undefined) {
+            update[out.name] = { connection_hash: out.connectionHash, type: 'elasticsearch' };
+          }
+        }
+        if (plain === undefined) {
           const request: CreateApiKeyRequest = {
-            name: `${agentId}:${out.name}`,
+            name: outputKeyName(agentId, out.name),
             roleDescriptors: out.roles,
             metadata: { agent_id: agentId, managed: true, managed_by: 'fleet-server', output_name: out.name, type: 'output' },
           };
-          const retired = [...(cur?.to_retire_api_key_ids ?? [])];
-          if (cur?.api_key_id) retired.push({ id: cur.api_key_id, retired_at: rfc3339(), output: out.name });
-          const entry: Partial<AgentOutput> = { permissions_hash: out.permissionsHash, to_retire_api_key_ids: retired };
-          if (!cur) entry.type = out.remote ? 'remote_elasticsearch' : 'elasticsearch';
+          // Recorded as "elasticsearch" for remote outputs too, as upstream's agentDocOutputType: its ack
+          // clean-up looks at no other type. Keys are found by output name (remotesOf), not by type.
+          const entry: Partial<OutputEntry> = { permissions_hash: out.permissionsHash, to_retire_api_key_ids: cur ? withRetired(cur, out.name) : [], type: 'elasticsearch' };
+          // '' replaces a remote connection's hash once the output is no longer remote: the Fleet cluster's key.
+          if (!embedded && (out.connectionHash !== undefined || cur?.connection_hash !== undefined)) entry.connection_hash = out.connectionHash ?? '';
           minting.push(out.name);
           if (oneWrite) {
             toMint.push({ out, request });
             update[out.name] = entry;
-            current[out.name] = { ...(cur ?? { type: entry.type }), ...entry } as AgentOutput;
+            current[out.name] = { ...(cur ?? { type: entry.type }), ...entry } as OutputEntry;
             continue;
           }
           await this.pace(signal);
@@ -125,37 +208,37 @@ export class OutputKeys {
             keys[out.name] = '';
             continue;
           }
-          const plain = `${key.id}:${key.key}`;
+          const plainKey = `${key.id}:${key.key}`;
           const made: MintedKey = { cluster, id: key.id, secretId: undefined };
           unrecorded.push(made);
-          const secretId = await this.store.createSecret(plain);
+          const secretId = await this.store.createSecret(plainKey);
           made.secretId = secretId;
-          this.remember(secretId, plain);
+          this.remember(secretId, plainKey);
           const minted = { api_key: secretReference(secretId), api_key_id: key.id, ...entry };
           update[out.name] = minted;
-          keys[out.name] = plain;
-          current[out.name] = { ...(cur ?? { type: entry.type }), ...minted } as AgentOutput;
+          keys[out.name] = plainKey;
+          current[out.name] = { ...(cur ?? { type: entry.type }), ...minted } as OutputEntry;
           continue;
         }
-        if (cur.permissions_hash !== out.permissionsHash) {
+        if (cur!.permissions_hash !== out.permissionsHash) {
           await this.pace(signal);
-          const oldRoles = (await cluster.getApiKeyRoles(cur.api_key_id)) ?? {};
-          await cluster.updateApiKeyRoles([cur.api_key_id], mergeStaleRoles(oldRoles, out.roles));
-          update[out.name] = { permissions_hash: out.permissionsHash };
+          const oldRoles = (await cluster.getApiKeyRoles(cur!.api_key_id)) ?? {};
+          await cluster.updateApiKeyRoles([cur!.api_key_id], mergeStaleRoles(oldRoles, out.roles));
+          update[out.name] = { ...update[out.name], permissions_hash: out.permissionsHash, ...(cur!.type === 'remote_elasticsearch' ? { type: 'elasticsearch' } : {}) };
         }
-        keys[out.name] = await this.plainKey(cur.api_key);
+        keys[out.name] = plain;
       }
 
       // An output the policy no longer has: retire its key under the first current output (one per pass).
-      const first = policy.esOutputs[0]?.name;
+      const first = esOutputs[0]?.name;
       if (first) {
-        const gone = Object.keys(current).find((name) => !policy.esOutputs.some((o) => o.name === name)
+        const gone = Object.keys(current).find((name) => !esOutputs.some((o) => o.name === name)
           && !(name in (policy.hit._source.data.outputs ?? {})));
         if (gone) {
           const old = current[gone]!;
-          const retired: RetiredApiKey[] = [
+          const retired: RetiredKey[] = [
             ...((update[first]?.to_retire_api_key_ids ?? current[first]?.to_retire_api_key_ids) ?? []),
-            { id: old.api_key_id, retired_at: rfc3339(), output: gone },
+            { id: old.api_key_id, retired_at: rfc3339(), output: gone, ...(old.connection_hash !== undefined ? { connection_hash: old.connection_hash } : {}) },
           ];
           update[first] = { ...update[first], to_retire_api_key_ids: retired };
           unset.push(`outputs.${gone}`);
@@ -193,6 +276,18 @@ export class OutputKeys {
     return keys;
   }
 
+  /**
+   * Takes a recorded key out of the agent's document before another is minted for its output: retired
+   * (invalidated after the next policy ack, in the cluster it was minted in) and its api_key cleared, only
+   * while the document still records that key. A pass that finds another key recorded meanwhile starts
+   * over (ConflictError) and is answered with it, so two passes never both replace one key.
+   */
+  private async takeOut(agentId: string, output: string, cur: OutputEntry): Promise<OutputEntry> {
+    const entry = { api_key: '', api_key_id: cur.api_key_id, to_retire_api_key_ids: withRetired(cur, output) };
+    await this.store.updateAgent({ id: agentId, doc: { outputs: { [output]: entry } } as Partial<AgentDoc>, whileOutputKeysUnset: [output] });
+    return { ...cur, ...entry };
+  }
+
   /** Keys minted by a pass that failed before recording them: invalidated and their secrets deleted, best effort. */
   private async discard(agentId: string, minted: MintedKey[]): Promise<void> {
     if (minted.length === 0) return;
@@ -224,7 +319,8 @@ export class OutputKeys {
     if (this.pacer) await this.pacer.take(signal);
   }
 
-  private async plainKey(apiKey: string): Promise<string> {
+  /** The plain "id:key" an entry's api_key stands for; undefined when its secret is gone (or empty). */
+  private async plainKey(apiKey: string): Promise<string | undefined> {
     const m = SECRET_REFERENCE.exec(apiKey);
     if (!m) return apiKey;
     const id = m[1]!;
@@ -236,9 +332,9 @@ export class OutputKeys {
       return shared;
     }
     const v = await this.store.getSecret(id);
-    if (v === undefined) this.log.warn({ 'secret.id': id }, 'output API key secret not found');
-    else this.remember(id, v);
-    return v ?? '';
+    if (v === undefined || v === '') return undefined;
+    this.remember(id, v);
+    return v;
   }
 
   private remember(secretId: string, plain: string): void {
@@ -275,15 +371,26 @@ export class OutputKeys {
     }
     const invalidate = new Map<ApiKeyService, Set<string>>();
     const secrets = new Set<string>();
-    for (const [name, out] of Object.entries(agent.outputs ?? {})) {
+    const unknown: string[] = [];
+    for (const [name, out] of Object.entries(agent.outputs ?? {}) as [string, OutputEntry][]) {
+      // remote_elasticsearch: entries this server wrote before it recorded remote outputs as upstream does.
       if ((out.type !== 'elasticsearch' && out.type !== 'remote_elasticsearch') || !out.api_key_id) continue;
-      const cluster = this.store.apiKeysFor(remotes.get(name));
-      await this.dropStaleRoles(agentId, name, cluster, out.api_key_id);
-      for (const r of out.to_retire_api_key_ids ?? []) {
+      const cluster = this.clusterOf(remotes, name, out.connection_hash);
+      if (cluster) await this.dropStaleRoles(agentId, name, cluster, out.api_key_id);
+      for (const r of (out.to_retire_api_key_ids ?? []) as RetiredKey[]) {
         if (r.id === out.api_key_id) continue;
-        addKey(invalidate, this.store.apiKeysFor(remotes.get(r.output ?? name)), r.id);
+        const where = this.clusterOf(remotes, r.output ?? name, r.connection_hash);
+        // Left for a later ack (the records stay): this process knows no longer where the key was minted.
+        if (!where) {
+          unknown.push(r.id);
+          continue;
+        }
+        addKey(invalidate, where, r.id);
         if (r.secret_id) secrets.add(r.secret_id);
       }
+    }
+    if (unknown.length > 0) {
+      this.log.warn({ 'fleet.agent.id': agentId, 'fleet.policy.apiKeyIDs': unknown }, 'retired output API keys not invalidated: the cluster they were minted in is not known to this process');
     }
     for (const [cluster, ids] of invalidate) {
       await cluster.invalidateApiKeys([...ids]).catch((err: unknown) =>
@@ -327,10 +434,18 @@ export class OutputKeys {
   async keysByCluster(agent: AgentDoc): Promise<Map<ApiKeyService, Set<string>>> {
     const remotes = await this.remotesOf(agent);
     const out = new Map<ApiKeyService, Set<string>>();
+    const unknown: string[] = [];
+    const add = (cluster: ApiKeyService | undefined, id: string): void => {
+      if (cluster) addKey(out, cluster, id);
+      else unknown.push(id);
+    };
     if (agent.access_api_key_id) addKey(out, this.store, agent.access_api_key_id);
-    for (const [name, o] of Object.entries(agent.outputs ?? {})) {
-      if (o.api_key_id) addKey(out, this.store.apiKeysFor(remotes.get(name)), o.api_key_id);
-      for (const r of o.to_retire_api_key_ids ?? []) addKey(out, this.store.apiKeysFor(remotes.get(r.output ?? name)), r.id);
+    for (const [name, o] of Object.entries(agent.outputs ?? {}) as [string, OutputEntry][]) {
+      if (o.api_key_id) add(this.clusterOf(remotes, name, o.connection_hash), o.api_key_id);
+      for (const r of (o.to_retire_api_key_ids ?? []) as RetiredKey[]) add(this.clusterOf(remotes, r.output ?? name, r.connection_hash), r.id);
+    }
+    if (unknown.length > 0) {
+      this.log.warn({ 'fleet.policy.apiKeyIDs': unknown, 'fleet.agent.id': agent.agent?.id }, 'output API keys not invalidated: the cluster they were minted in is not known to this process');
     }
     return out;
   }
@@ -349,8 +464,21 @@ function addKey(byCluster: Map<ApiKeyService, Set<string>>, cluster: ApiKeyServi
   ids.add(id);
 }
 
-/** Output name → remote connection, from the agent's current policy. */
-export type RemoteOutputs = Map<string, RemoteOutput>;
+/** Output name → remote connection and its connection hash, from the agent's current policy. */
+export type RemoteOutputs = Map<string, { remote: RemoteOutput; hash: string }>;
+
+/** The entry's retired keys with its current one added (once: upstream's painless appends a record only once). */
+function withRetired(cur: OutputEntry, output: string): RetiredKey[] {
+  const retired: RetiredKey[] = [...(cur.to_retire_api_key_ids ?? [])];
+  if (!cur.api_key_id || retired.some((r) => r.id === cur.api_key_id)) return retired;
+  const secretId = SECRET_REFERENCE.exec(cur.api_key ?? '')?.[1];
+  retired.push({
+    id: cur.api_key_id, retired_at: rfc3339(), output,
+    ...(secretId ? { secret_id: secretId } : {}),
+    ...(cur.connection_hash !== undefined ? { connection_hash: cur.connection_hash } : {}),
+  });
+  return retired;
+}
 
 /** New roles, plus every old role kept under "<base>-<n>-rdstale" until the agent acknowledges. */
 export function mergeStaleRoles(oldRoles: RoleMap, newRoles: RoleMap): RoleMap {

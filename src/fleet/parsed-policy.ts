@@ -19,10 +19,24 @@ export interface EsOutput {
   permissionsHash: string;
   /** A remote_elasticsearch output's connection (its keys live in that cluster). */
   remote?: JsonObject;
+  /** A remote output's connectionHash: recorded with each key, so a key left in another cluster is seen. */
+  connectionHash?: string;
 }
 
 export function permissionsHash(roles: RoleMap): string {
   return createHash('sha256').update(goJson(roles)).digest('hex');
+}
+
+/**
+ * Where a remote output's keys live: SHA-256 of its hosts (in any order), protocol, path and service
+ * token. Upstream mints a new key when the output's configuration changes (bulk.CreateAndGetBulker's
+ * hasConfigChanged); only these settings can move the key to another cluster, so a new CA or a tuning
+ * change does not re-key every agent. Hashed so the agent document never holds the token.
+ */
+export function connectionHash(remote: JsonObject): string {
+  const hosts = Array.isArray(remote['hosts']) ? remote['hosts'].map(String).sort() : remote['hosts'] ?? null;
+  const parts = [hosts, remote['protocol'] ?? null, remote['path'] ?? null, remote['service_token'] ?? null, remote['service_token_path'] ?? null];
+  return createHash('sha256').update(JSON.stringify(parts)).digest('hex');
 }
 
 type Slot = { kind: 'agent' } | { kind: 'key'; output: string } | { kind: 'b64'; output: string };
@@ -35,8 +49,14 @@ export class ParsedPolicy {
   readonly policyId: string;
   readonly revisionIdx: number;
   readonly actionId: string;
-  /** Outputs whose agents need an API key minted by this server. */
+  /** Outputs whose agents need an API key minted by this server, whatever the store. */
   readonly esOutputs: EsOutput[] = [];
+  /**
+   * Every Elasticsearch output: esOutputs and those whose policy gives an `api_key`. The embedded store
+   * sends that key as given (docs/compatibility.md); on Elasticsearch the agent gets a key of its own, as
+   * from upstream, whose policy_output.go always inserts the minted key.
+   */
+  readonly allEsOutputs: EsOutput[] = [];
   /** Why this revision cannot be sent (upstream answers such check-ins with 500). */
   readonly error: string | undefined;
   /** The POLICY_CHANGE action as JSON text with a hole per slot. */
@@ -44,6 +64,8 @@ export class ParsedPolicy {
   /** The configuration for OpAMP agents (the policy's `opamp` section), kept out of what Elastic Agents get. */
   readonly opamp: RemoteConfig | undefined;
   private readonly slots: Slot[] = [];
+  /** Output name → the key its policy gives, sent where OutputKeys sends no key of its own. */
+  private readonly given = new Map<string, string>();
 
   constructor(readonly hit: Hit<PolicyDoc>, lookupSecret: SecretLookup) {
     const doc = hit._source;
@@ -74,9 +96,11 @@ export class ParsedPolicy {
           output['type'] = 'elasticsearch';
           delete output['service_token'];
         }
-        // An API key written into the policy itself is kept (see docs/compatibility.md).
-        if (typeof output['api_key'] === 'string' && output['api_key'] !== '') continue;
-        this.esOutputs.push({ name, roles, permissionsHash: permissionsHash(roles), ...(remote ? { remote } : {}) });
+        const given = typeof output['api_key'] === 'string' && output['api_key'] !== '' ? output['api_key'] : undefined;
+        const es: EsOutput = { name, roles, permissionsHash: permissionsHash(roles), ...(remote ? { remote, connectionHash: connectionHash(remote) } : {}) };
+        if (given === undefined) this.esOutputs.push(es);
+        else this.given.set(name, given);
+        this.allEsOutputs.push(es);
         esNames.push(name);
         output['api_key'] = mark('key', esNames.length - 1);
       } else if (type !== 'logstash' && type !== 'kafka') {
@@ -115,8 +139,8 @@ export class ParsedPolicy {
   /** The JSON values of the template's holes for one agent. keys: output name → "id:key". */
   values(agentId: string, keys: Record<string, string>): string[] {
     return this.slots.map((slot) => JSON.stringify(slot.kind === 'agent' ? agentId
-      : slot.kind === 'key' ? (keys[slot.output] ?? '')
-        : Buffer.from(keys[slot.output] ?? '').toString('base64')));
+      : slot.kind === 'key' ? (keys[slot.output] ?? this.given.get(slot.output) ?? '')
+        : Buffer.from(keys[slot.output] ?? this.given.get(slot.output) ?? '').toString('base64')));
   }
 }
 

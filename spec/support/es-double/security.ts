@@ -59,6 +59,17 @@ function parseExpiration(v: unknown): number | undefined {
   return Date.now() + Number(m[1]) * unit;
 }
 
+/** Characters Java's String.trim() cuts: everything up to U+0020. */
+const TRIMMED = /^[\u0000-\u0020]|[\u0000-\u0020]$/;
+
+/** Elasticsearch's rules for an API key's name (CreateApiKeyRequest.validate), with its messages. */
+function checkKeyName(name: unknown): asserts name is string {
+  if (typeof name !== 'string' || name.replace(/[\u0000-\u0020]/g, '') === '') throw validationFailed('api key name is required');
+  if (name.length > 256) throw validationFailed('api key name may not be more than 256 characters long');
+  if (TRIMMED.test(name)) throw validationFailed('api key name may not begin or end with whitespace');
+  if (name.startsWith('_')) throw validationFailed('api key name may not begin with an underscore');
+}
+
 export class Security {
   readonly keys = new Map<string, ApiKeyRecord>();
 
@@ -123,7 +134,7 @@ export class Security {
     if (owner.kind === 'apikey' && Object.keys((body['role_descriptors'] ?? {}) as Obj).length > 0) {
       throw new EsError(400, 'illegal_argument_exception', 'creating derived api keys requires an explicit role descriptor that is empty');
     }
-    if (typeof body['name'] !== 'string' || body['name'] === '') throw validationFailed('api key name is required');
+    checkKeyName(body['name']);
     const metadata = (body['metadata'] ?? {}) as Obj;
     if (Object.keys(metadata).some((k) => k.startsWith('_'))) throw validationFailed('metadata keys may not start with [_]');
     const id = randomBytes(15).toString('base64url');

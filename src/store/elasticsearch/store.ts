@@ -38,6 +38,10 @@ export const INDEX = {
 } as const;
 
 const OUTPUT_HEALTH = 'logs-fleet_server.output_health-default';
+/** Remote clusters' clients kept (one per distinct remote output configuration), the least recently used closed beyond. */
+const REMOTE_CLIENTS = 32;
+/** How long a client dropped from that set stays open: a check-in may have taken it just before, for a call or two. */
+const DROPPED_CLIENT_GRACE_MS = 60_000;
 
 interface SearchHit<T> {
   _id: string;
@@ -80,7 +84,10 @@ export class EsStore implements Store {
 
   /** API-key calls share the connections with the bulker: upstream bounds them to max_conn_per_host − flush_max_pending. */
   private readonly keys: EsApiKeys;
+  /** Remote clusters' key services by configuration, the most recently used last. */
   private readonly remotes = new Map<string, EsApiKeys>();
+  /** Those dropped from `remotes`, each closed when its grace ends (or with the store). */
+  private readonly dropped = new Map<EsApiKeys, NodeJS.Timeout>();
 
   /** The bulker's thresholds, which also bound each `_bulk` of a check-in batch. */
   private readonly bulkConfig: BulkConfig;
@@ -127,7 +134,11 @@ export class EsStore implements Store {
 
   async close(): Promise<void> {
     await this.bulker.drain();
-    await Promise.allSettled([this.client.close(), this.monitorClient.close(), ...[...this.remotes.values()].map((k) => k.close())]);
+    for (const timer of this.dropped.values()) clearTimeout(timer);
+    const remotes = [...this.remotes.values(), ...this.dropped.keys()];
+    this.remotes.clear();
+    this.dropped.clear();
+    await Promise.allSettled([this.client.close(), this.monitorClient.close(), ...remotes.map((k) => k.close())]);
   }
 
   /** A search through the bulker; a missing index is an empty answer. */
@@ -177,19 +188,36 @@ export class EsStore implements Store {
 
   /**
    * Keys for a `remote_elasticsearch` output live in the cluster it names, reached with its own
-   * service token; one client per distinct output, kept for the life of the store.
+   * service token; one client per distinct output configuration. Every edit of a remote output is a new
+   * configuration, so only the REMOTE_CLIENTS most recently used are kept, and the others closed.
    */
   apiKeysFor(remote?: RemoteOutput): ApiKeyService {
     if (!remote) return this.keys;
     const id = JSON.stringify(remote);
     let keys = this.remotes.get(id);
-    if (!keys) {
+    if (keys) {
+      this.remotes.delete(id);
+    } else {
       const cfg = buildConfig({ output: { elasticsearch: remote } }).elasticsearch!;
       const client = createClient(cfg, { maxRetries: cfg.maxRetries, requestTimeoutMs: cfg.timeoutMs });
       keys = new EsApiKeys(client, new Semaphore(Math.max(1, cfg.maxConnPerHost)));
-      this.remotes.set(id, keys);
+    }
+    this.remotes.set(id, keys);
+    for (const [oldId, old] of this.remotes) {
+      if (this.remotes.size <= REMOTE_CLIENTS) break;
+      this.remotes.delete(oldId);
+      this.drop(old);
     }
     return keys;
+  }
+
+  private drop(keys: EsApiKeys): void {
+    const timer = setTimeout(() => {
+      this.dropped.delete(keys);
+      keys.close().catch((err: unknown) => this.log.debug({ err }, 'remote output client not closed'));
+    }, DROPPED_CLIENT_GRACE_MS);
+    timer.unref();
+    this.dropped.set(keys, timer);
   }
 
   /**
