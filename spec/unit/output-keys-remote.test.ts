@@ -2,10 +2,11 @@
 // ones): a remote output that moves to another cluster gets a key there, the old one retired and
 // invalidated where it was minted; a key whose secret is gone is replaced; a key written in the policy
 // is replaced as upstream does; key names stay within Elasticsearch's rules; remote clients are bounded.
+import { createHash } from 'node:crypto';
 import pino from 'pino';
 import { buildConfig } from '../../src/config/config';
 import { OutputKeys, outputKeyName } from '../../src/fleet/output-keys';
-import { ParsedPolicy } from '../../src/fleet/parsed-policy';
+import { connectionHash, ParsedPolicy } from '../../src/fleet/parsed-policy';
 import type { AgentDoc, AgentOutput, Hit, PolicyData, PolicyDoc, RoleMap } from '../../src/store/documents';
 import { EsApiKeys } from '../../src/store/elasticsearch/api-keys';
 import { EsStore } from '../../src/store/elasticsearch/store';
@@ -229,4 +230,18 @@ describe('remote clusters\' clients', () => {
     expect(close).toHaveBeenCalledTimes(102);
     close.mockRestore();
   });
+});
+
+test('a remote output\'s connection hash names its cluster and service account, never the token\'s secret', () => {
+  const token = (secret: string): string => Buffer.concat([Buffer.from([0, 1, 0, 1]), Buffer.from(`elastic/fleet-server/remote-1:${secret}`)]).toString('base64');
+  const base = { type: 'remote_elasticsearch', hosts: ['https://b:9200', 'https://a:9200'], service_token: token('s3cret') };
+  // A rotated token of the same account, another host order or a trailing slash: the same cluster.
+  expect(connectionHash({ ...base, service_token: token('rotated') })).toBe(connectionHash(base));
+  expect(connectionHash({ ...base, hosts: ['https://a:9200/', 'https://b:9200'] })).toBe(connectionHash(base));
+  // Another cluster, or another account: another hash.
+  expect(connectionHash({ ...base, hosts: ['https://c:9200'] })).not.toBe(connectionHash(base));
+  expect(connectionHash({ ...base, service_token: Buffer.concat([Buffer.from([0, 1, 0, 1]), Buffer.from('elastic/fleet-server/other:s3cret')]).toString('base64') })).not.toBe(connectionHash(base));
+  // Old: SHA-256 over the token itself, the same in every installation: a guess could be checked against it.
+  const withSecret = createHash('sha256').update(JSON.stringify([['https://a:9200', 'https://b:9200'], null, null, token('s3cret'), null])).digest('hex');
+  expect(connectionHash(base)).not.toBe(withSecret);
 });

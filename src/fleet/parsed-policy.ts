@@ -28,15 +28,32 @@ export function permissionsHash(roles: RoleMap): string {
 }
 
 /**
- * Where a remote output's keys live: SHA-256 of its hosts (in any order), protocol, path and service
- * token. Upstream mints a new key when the output's configuration changes (bulk.CreateAndGetBulker's
- * hasConfigChanged); only these settings can move the key to another cluster, so a new CA or a tuning
- * change does not re-key every agent. Hashed so the agent document never holds the token.
+ * Where a remote output's keys live: SHA-256 of its hosts (in any order, trailing slashes aside),
+ * protocol, path and the service account its token belongs to. Upstream mints a new key when the
+ * output's configuration changes (bulk.CreateAndGetBulker's hasConfigChanged); only these settings can
+ * move the key to another cluster, so a new CA, a tuning change or a rotated token of the same service
+ * account does not re-key every agent. The token's secret is not hashed: a hash of it in every agent
+ * document would let anyone who reads them confirm a guessed token.
  */
 export function connectionHash(remote: JsonObject): string {
-  const hosts = Array.isArray(remote['hosts']) ? remote['hosts'].map(String).sort() : remote['hosts'] ?? null;
-  const parts = [hosts, remote['protocol'] ?? null, remote['path'] ?? null, remote['service_token'] ?? null, remote['service_token_path'] ?? null];
+  const host = (h: unknown): string => String(h).replace(/\/+$/, '');
+  const hosts = Array.isArray(remote['hosts']) ? remote['hosts'].map(host).sort() : remote['hosts'] === undefined ? null : host(remote['hosts']);
+  const token = remote['service_token'];
+  const parts = [hosts, remote['protocol'] ?? null, remote['path'] ?? null, typeof token === 'string' ? serviceAccountOf(token) : null, remote['service_token_path'] ?? null];
   return createHash('sha256').update(JSON.stringify(parts)).digest('hex');
+}
+
+/**
+ * The service account and token name a service token is for (`elastic/fleet-server/<name>`): its
+ * base64 holds a 4-byte header, then `<account>/<name>:<secret>`. A token of another form counts by its
+ * SHA-256 (never stored as it is).
+ */
+function serviceAccountOf(token: string): string {
+  const raw = Buffer.from(token, 'base64');
+  const text = raw.length > 4 ? raw.subarray(4).toString('utf8') : '';
+  const colon = text.indexOf(':');
+  if (colon > 0 && /^[\w.-]+\/[\w.-]+\/[\w.-]+$/.test(text.slice(0, colon))) return text.slice(0, colon);
+  return `sha256:${createHash('sha256').update(token).digest('hex')}`;
 }
 
 type Slot = { kind: 'agent' } | { kind: 'key'; output: string } | { kind: 'b64'; output: string };
