@@ -106,6 +106,23 @@ describe('a remote output that moves to another cluster', () => {
     expect(await keys.keysFor(old, { R: legacy } as never, p)).toEqual(minted);
     expect((await outputsOf(old))['R']).toMatchObject({ type: 'elasticsearch', api_key_id: recorded.api_key_id, connection_hash: recorded.connection_hash });
   });
+
+  test('its connection is recorded only while the document still records that key (a newer pass may have replaced it)', async () => {
+    const id = await newAgent();
+    const p = policy(1, { R: remote(clusterA) });
+    await keys.keysFor(id, undefined, p);
+    const recorded = (await outputsOf(id))['R']!;
+    const { connection_hash: _h, ...legacy } = { ...recorded, type: 'remote_elasticsearch' };
+    const old = await newAgent({ R: legacy });
+    // A pass at a newer revision has meanwhile recorded a key minted in another cluster.
+    const newer = { ...legacy, api_key_id: 'newer-key', api_key: '$co.elastic.secret{newer}', type: 'elasticsearch', connection_hash: 'b'.repeat(64) };
+    await store.updateAgent({ id: old, doc: { outputs: { R: newer } } as never });
+    // This pass still holds the legacy entry it read. Old: it stamped its own (older) connection on the
+    // newer key, which then looked moved and was re-minted, its retired twin invalidated in the wrong cluster.
+    await keys.keysFor(old, { R: legacy } as never, p).catch(() => undefined);
+    const after = (await outputsOf(old))['R']!;
+    expect(after.api_key_id === 'newer-key' && after.connection_hash === recorded.connection_hash).toBe(false);
+  });
 });
 
 describe('an output key whose secret is gone', () => {

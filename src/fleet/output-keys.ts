@@ -152,6 +152,12 @@ export class OutputKeys {
     const unrecorded: MintedKey[] = [];
     /** Outputs this pass mints a key for: recorded only while no other pass has recorded one. */
     const minting: string[] = [];
+    /**
+     * Outputs whose recorded key this pass annotates (its connection, first seen): written only while the
+     * document still records that key, or a pass at an older revision could stamp the old cluster's
+     * connection on a key a newer pass has just minted elsewhere, which would then look moved.
+     */
+    const annotating: string[] = [];
 
     try {
       for (const out of esOutputs) {
@@ -173,7 +179,8 @@ export class OutputKeys {
             cur = await this.takeOut(agentId, out.name, cur);
             current[out.name] = cur;
           } else if (!embedded && out.connectionHash !== undefined && cur.connection_hash === undefined) {
-            update[out.name] = { connection_hash: out.connectionHash, type: 'elasticsearch' };
+            update[out.name] = { api_key_id: cur.api_key_id, connection_hash: out.connectionHash, type: 'elasticsearch' };
+            annotating.push(out.name);
           }
         }
         if (plain === undefined) {
@@ -254,7 +261,7 @@ export class OutputKeys {
       for (const r of requests) delete update[r.output];
       // A conflict undoes the whole write, the keys' rows with it.
       const minted = await this.store.createOutputKeys!(agentId, requests,
-        { id: agentId, doc: { outputs: update } as Partial<AgentDoc>, unset, whileOutputKeysUnset: minting });
+        { id: agentId, doc: { outputs: update } as Partial<AgentDoc>, unset, whileOutputKeysUnset: [...minting, ...annotating] });
       for (const m of minted) {
         const plain = `${m.key.id}:${m.key.key}`;
         this.remember(m.secretId, plain);
@@ -264,7 +271,8 @@ export class OutputKeys {
     } else if (Object.keys(update).length > 0 || unset.length > 0) {
       // A failed write keeps its keys: whether it was applied is not known (a timeout may have been), and
       // invalidating keys the document records would leave the agent with dead ones until its permissions change.
-      const record = { id: agentId, doc: { outputs: update } as Partial<AgentDoc>, unset, ...(minting.length ? { whileOutputKeysUnset: minting } : {}) };
+      const guarded = [...minting, ...annotating];
+      const record = { id: agentId, doc: { outputs: update } as Partial<AgentDoc>, unset, ...(guarded.length ? { whileOutputKeysUnset: guarded } : {}) };
       try {
         await this.store.updateAgent(record);
       } catch (err) {
