@@ -60,6 +60,8 @@ export interface KeyShare {
 }
 
 export class OutputKeys {
+  /** A retired key whose cluster this process does not know was logged at warn level (later ones at debug). */
+  private unknownClusterTold = false;
   private readonly lastHealth = new Map<string, string>();
   /**
    * Plain keys by the Fleet secret that holds them. A secret never changes (a new key gets a new
@@ -398,7 +400,10 @@ export class OutputKeys {
       }
     }
     if (unknown.length > 0) {
-      this.log.warn({ 'fleet.agent.id': agentId, 'fleet.policy.apiKeyIDs': unknown }, 'retired output API keys not invalidated: the cluster they were minted in is not known to this process');
+      // Each such agent's every ack comes here (the records stay): said at warn level once per process.
+      const level = this.unknownClusterTold ? 'debug' : 'warn';
+      this.unknownClusterTold = true;
+      this.log[level]({ 'fleet.agent.id': agentId, 'fleet.policy.apiKeyIDs': unknown }, 'retired output API keys not invalidated: the cluster they were minted in is not known to this process');
     }
     for (const [cluster, ids] of invalidate) {
       await cluster.invalidateApiKeys([...ids]).catch((err: unknown) =>
