@@ -37,3 +37,28 @@ test('a retried Fleet.start whose first try failed after the policy monitor star
   }
   expect(waiting).toBe(0);
 });
+
+test('the action dispatcher, started twice, runs one loop', async () => {
+  const f = new InProcessFleet();
+  let waiting = 0;
+  const next = f.store.actionChanges.next.bind(f.store.actionChanges);
+  f.store.actionChanges.next = async (...args) => {
+    waiting++;
+    try {
+      return await next(...args);
+    } finally {
+      waiting--;
+    }
+  };
+  const abort = new AbortController();
+  try {
+    await f.fleet.dispatcher.start(abort.signal);
+    await f.fleet.dispatcher.start(abort.signal);
+    await settle();
+    // Old: two loops, each waiting on the action feed (every action pushed twice).
+    expect(waiting).toBe(1);
+  } finally {
+    abort.abort();
+    await f.stop();
+  }
+});

@@ -40,7 +40,9 @@ export class ActionDispatcher {
     return this.cp;
   }
 
+  /** Once running, a second start does nothing (as the policy monitor's): a second loop would push every action twice. */
   async start(signal: AbortSignal): Promise<void> {
+    if (this.loop) return;
     this.cp = await this.store.actionChanges.checkpoint();
     this.loop = this.run(signal);
   }
