@@ -88,6 +88,21 @@ describe('a remote output that moves to another cluster', () => {
     expect(clusterB.security.keys.get(newId!)?.invalidated).toBe(false);
   });
 
+  test('a process that never saw the old connection (restarted, or another worker) finds it in the policy history, as upstream searches it', async () => {
+    const id = await newAgent();
+    const p1 = policy(1, { R: remote(clusterA) });
+    await store.addPolicyRevision(p1.hit._source);
+    const [oldId] = (await keys.keysFor(id, undefined, p1))['R']!.split(':');
+    const p2 = policy(2, { R: remote(clusterB) });
+    await store.addPolicyRevision(p2.hit._source);
+    // A fresh process: it knows only the current policy.
+    const restarted = new OutputKeys(store, undefined, log, async () => latest);
+    await restarted.keysFor(id, await outputsOf(id), p2);
+    await restarted.cleanUpAfterAck(id, (await store.getAgent(id))!._source);
+    // Old: left valid in cluster A (the connection was known only to the process that saw revision 1).
+    expect(clusterA.security.keys.get(oldId!)?.invalidated).toBe(true);
+  });
+
   test('at unenroll, a key minted before its output moved is invalidated where it was minted', async () => {
     const id = await newAgent();
     const [keyId] = (await keys.keysFor(id, undefined, policy(1, { R: remote(clusterA) })))['R']!.split(':');

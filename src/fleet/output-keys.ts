@@ -9,7 +9,8 @@ import { LruCache } from '../util/lru';
 import type { TokenBucket } from '../util/token-bucket';
 import { rfc3339 } from '../util/time';
 import { FleetError } from './errors';
-import type { EsOutput, ParsedPolicy } from './parsed-policy';
+import { ParsedPolicy, type EsOutput } from './parsed-policy';
+import { readSecrets } from './secrets';
 
 const RDSTALE = /-\d+-rdstale$/;
 /** Plain output keys kept in memory: one per agent of the largest limit profile, twice over (~200 B each). */
@@ -76,6 +77,8 @@ export class OutputKeys {
    * Upstream sends it to the output's current cluster, where it is unknown, and it stays valid.
    */
   private readonly connections = new LruCache<string, RemoteOutput>(CONNECTIONS_CAPACITY);
+  /** Connections looked for in the policy history already (found or not): each is searched for once. */
+  private readonly searched = new LruCache<string, true>(CONNECTIONS_CAPACITY);
   constructor(
     private readonly store: Store,
     private readonly pacer: TokenBucket | undefined,
@@ -85,7 +88,11 @@ export class OutputKeys {
     private readonly share?: KeyShare,
   ) {}
 
-  /** Output name → remote connection for the agent's policy (empty for the embedded store or none). */
+  /**
+   * Output name → remote connection for the agent's policy (empty for the embedded store or none). The
+   * connections the agent's keys were minted in and this process has not seen (a remote output that moved
+   * before it started, or was served by another worker) are looked for in the policy's history.
+   */
   async remotesOf(agent: AgentDoc): Promise<RemoteOutputs> {
     const policy = agent.policy_id ? await this.latestPolicy(agent.policy_id) : undefined;
     const remotes: RemoteOutputs = new Map();
@@ -94,7 +101,39 @@ export class OutputKeys {
       this.connections.set(o.connectionHash!, o.remote);
       remotes.set(o.name, { remote: o.remote, hash: o.connectionHash! });
     }
+    if (agent.policy_id) await this.learnConnections(agent.policy_id, unseenConnections(agent, this.connections));
     return remotes;
+  }
+
+  /**
+   * Upstream's own answer to "where was this key minted" is a search of the policy's last 100 revisions
+   * (its remote-output clean-up); here it runs only for connections this process does not know, each
+   * once, and stops at the newest revision that names them all. Best effort: a revision that cannot be
+   * read or parsed is passed over.
+   */
+  private async learnConnections(policyId: string, hashes: Set<string>): Promise<void> {
+    const wanted = [...hashes].filter((h) => !this.searched.get(h));
+    if (wanted.length === 0 || !this.store.policyRevisions) return;
+    for (const h of wanted) this.searched.set(h, true);
+    let revisions;
+    try {
+      revisions = await this.store.policyRevisions(policyId, POLICY_HISTORY);
+    } catch (err) {
+      for (const h of wanted) this.searched.delete(h);
+      this.log.warn({ err, 'fleet.policy.id': policyId }, 'policy history not read: where retired output API keys were minted stays unknown');
+      return;
+    }
+    for (const hit of revisions) {
+      const outputs = Object.values(hit._source.data?.outputs ?? {}) as { type?: string }[];
+      if (!outputs.some((o) => o.type === 'remote_elasticsearch')) continue;
+      try {
+        const parsed = new ParsedPolicy(hit, await readSecrets(this.store, hit._source.data.secret_references ?? [], this.log));
+        for (const o of parsed.allEsOutputs) if (o.remote) this.connections.set(o.connectionHash!, o.remote);
+      } catch (err) {
+        this.log.debug({ err, 'fleet.policy.id': policyId, 'fleet.policy.revision': hit._source.revision_idx }, 'policy revision not parsed for its remote outputs');
+      }
+      if (wanted.every((h) => this.connections.get(h) !== undefined)) return;
+    }
   }
 
   /**
@@ -518,4 +557,20 @@ export function outputSecretIds(agent: AgentDoc): string[] {
     for (const r of out.to_retire_api_key_ids ?? []) if (r.secret_id) ids.push(r.secret_id);
   }
   return ids;
+}
+
+/** How many revisions back the history is searched, as upstream's remote-output clean-up searches. */
+const POLICY_HISTORY = 100;
+
+/** The remote connections the agent's keys (recorded and retired) were minted in that `known` lacks. */
+function unseenConnections(agent: AgentDoc, known: LruCache<string, RemoteOutput>): Set<string> {
+  const out = new Set<string>();
+  const note = (hash: string | undefined): void => {
+    if (hash && known.get(hash) === undefined) out.add(hash);
+  };
+  for (const o of Object.values(agent.outputs ?? {}) as OutputEntry[]) {
+    note(o.connection_hash);
+    for (const r of (o.to_retire_api_key_ids ?? []) as RetiredKey[]) note(r.connection_hash);
+  }
+  return out;
 }

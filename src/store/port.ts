@@ -170,6 +170,12 @@ export interface Store extends ApiKeyService {
   latestPolicies(): Promise<Hit<PolicyDoc>[]>;
   latestPolicy(policyId: string): Promise<Hit<PolicyDoc> | undefined>;
   /**
+   * A policy's revisions, newest first, at most `limit` (Elasticsearch: where an output key retired
+   * when its remote output moved was minted, as upstream searches the policy history). Absent where
+   * keys live in the one store (the embedded store).
+   */
+  policyRevisions?(policyId: string, limit: number): Promise<Hit<PolicyDoc>[]>;
+  /**
    * Stores a new revision at doc.revision_idx or, when another writer has taken that one meanwhile, at
    * the next free one (revision_idx and data.revision alike); returns the document as stored.
    */

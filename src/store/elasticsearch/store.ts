@@ -438,6 +438,10 @@ export class EsStore implements Store {
     }))[0];
   }
 
+  async policyRevisions(policyId: string, limit: number): Promise<Hit<PolicyDoc>[]> {
+    return this.search<PolicyDoc>(INDEX.policies, { size: limit, query: filter(term('policy_id', policyId)), sort: [{ revision_idx: 'desc' }] });
+  }
+
   async addPolicyRevision(doc: PolicyDoc): Promise<Hit<PolicyDoc>> {
     // Kibana writes revisions with refresh=wait_for, under an id made of the policy id and the revision
     // (agent_policy.ts deployPolicies: uuidv5(`${policy_id}:${revision_idx}`, uuidv5.DNS)); the monitors
