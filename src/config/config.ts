@@ -9,6 +9,7 @@ import { durationValue, timerDuration, TIMER_CEILING_MS } from '../util/duration
 import { describeError } from '../util/error-text';
 import { resolveLimits, ROUTES, type ResolvedLimits, type RouteName, type UserRouteLimit } from './limits';
 import type { RawConfig } from './raw';
+import { isPlainObject } from '../util/is-object';
 
 export interface TlsConfig {
   enabled: boolean;
@@ -383,7 +384,7 @@ export function buildConfig(raw: RawConfig): FleetServerConfig {
     const es = Reader.of(esRaw, 'output.elasticsearch');
     const stringMap = (key: string): Record<string, string> => {
       const value = es.rawValue(key) ?? {};
-      if (typeof value !== 'object' || Array.isArray(value)) throw new Error(`config key output.elasticsearch.${key}: expected a mapping of names to values`);
+      if (!isPlainObject(value)) throw new Error(`config key output.elasticsearch.${key}: expected a mapping of names to values`);
       const map: Record<string, string> = {};
       for (const [k, v] of Object.entries(value)) map[k] = String(v);
       return map;

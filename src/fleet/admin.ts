@@ -8,6 +8,7 @@ import { describeError } from '../util/error-text';
 import { isoTime, rfc3339 } from '../util/time';
 import { ACTION_TYPES } from './actions';
 import { policyBaseId } from './policy-id';
+import { isPlainObject } from '../util/is-object';
 
 export class AdminError extends Error {
   override readonly name = 'AdminError';
@@ -64,7 +65,7 @@ export class Admin {
   constructor(private readonly store: Store) {}
 
   async putPolicy(input: PolicyInput): Promise<Hit<PolicyDoc>> {
-    if (!input || typeof input !== 'object' || Array.isArray(input)) throw new AdminError('policy must be an object');
+    if (!isPlainObject(input)) throw new AdminError('policy must be an object');
     if (input.id === undefined || input.id === null || input.id === '') throw new AdminError('policy.id is required');
     // YAML reads `id: 5` as a number; a policy id is a string everywhere it is used (and compared).
     if (typeof input.id !== 'string') throw new AdminError(`policy.id must be a string (write it in quotes: id: "${String(input.id)}")`);
@@ -219,7 +220,7 @@ export class Admin {
   }): Promise<Hit<ActionDoc>> {
     const type = o.type;
     if (o.agents.length === 0) throw new AdminError('--agents must name at least one agent');
-    const data = o.data !== null && typeof o.data === 'object' && !Array.isArray(o.data) ? o.data : undefined;
+    const data = isPlainObject(o.data) ? o.data : undefined;
     if (type === 'CANCEL' && !(data && 'target_id' in data)) {
       throw new AdminError('CANCEL needs --data \'{"target_id":"<action id>"}\'');
     }

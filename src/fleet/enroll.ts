@@ -11,6 +11,7 @@ import { badRequest, FleetError } from './errors';
 import { localMetadataValidator, type EnrollRequest } from './messages';
 import { policyBaseId } from './policy-id';
 import { hashReplaceToken, replaceTokenMatches, type Pbkdf2Options } from './replace-token';
+import { isPlainObject } from '../util/is-object';
 
 export interface EnrollmentRecord {
   policyId: string;
@@ -277,7 +278,7 @@ function checkInput(req: EnrollRequest): void {
     throw badRequest(`enrollment_id must be at most ${ID_MAX_BYTES} UTF-8 bytes, without control characters`);
   }
   const local = req.metadata.local;
-  if (local !== undefined && local !== null && (typeof local !== 'object' || Array.isArray(local))) {
+  if (local !== undefined && local !== null && !isPlainObject(local)) {
     throw badRequest('metadata.local must be an object');
   }
   if (local !== undefined && local !== null && !localMetadataValidator.check(local)) {

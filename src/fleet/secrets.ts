@@ -9,6 +9,7 @@
 import type { Logger } from 'pino';
 import type { Json, JsonObject } from '../store/documents';
 import type { Store } from '../store/port';
+import { isPlainObject } from '../util/is-object';
 
 const INLINE = /\$co\.elastic\.secret\{([^}]*)\}/g;
 
@@ -77,15 +78,15 @@ function resolve(value: Json, lookup: SecretLookup, path: string, paths: Set<str
 
 /** A `secrets` object with some `<key>: {id}` (at any depth) in it. */
 function holdsReference(secrets: Json | undefined): boolean {
-  if (secrets === null || typeof secrets !== 'object' || Array.isArray(secrets)) return false;
-  return Object.values(secrets).some((ref) => ref !== null && typeof ref === 'object' && !Array.isArray(ref)
+  if (!isPlainObject(secrets)) return false;
+  return Object.values(secrets).some((ref) => isPlainObject(ref)
     && (typeof ref['id'] === 'string' || holdsReference(ref)));
 }
 
 /** `secrets: {password: {id}}` sets `password` to the secret value and drops `secrets`. */
 function resolvePathForm(obj: JsonObject, lookup: SecretLookup, path: string, paths: Set<string>): JsonObject {
   const secrets = obj['secrets'];
-  if (secrets === null || typeof secrets !== 'object' || Array.isArray(secrets)) return obj;
+  if (!isPlainObject(secrets)) return obj;
   const out: JsonObject = { ...obj };
   delete out['secrets'];
   apply(out, secrets, lookup, path, paths);

@@ -9,6 +9,7 @@ import { StoreBusyError, type Store } from '../store/port';
 import { systemClock, type Clock } from '../util/clock';
 import { LruCache } from '../util/lru';
 import { badRequest, FleetError, isFleetError } from './errors';
+import { isPlainObject } from '../util/is-object';
 
 export const UPLOAD_CHUNK_SIZE = 4 * 1024 * 1024;
 /** Upstream's upload window: chunks and completion are refused a day after begin. */
@@ -69,7 +70,7 @@ function transitHashOf(body: JsonObject): string | undefined {
   const th = body['transithash'];
   if (th === undefined || th === null) return undefined;
   // Upstream decodes into a struct: anything but an object (or a non-string sha256) is a decode error.
-  if (typeof th !== 'object' || Array.isArray(th)) throw badRequest('unable to decode upload complete request');
+  if (!isPlainObject(th)) throw badRequest('unable to decode upload complete request');
   const sha = th['sha256'];
   if (sha === undefined || sha === null) return undefined;
   if (typeof sha !== 'string') throw badRequest('unable to decode upload complete request');
@@ -104,7 +105,7 @@ export class UploadService {
     if (this.opts.maxFileSize === 0) throw new FleetError('FileFeatureDisabled');
     // Upstream's validateUploadPayload order: the required strings, then file.size, then its limit.
     const fileField = body['file'];
-    const file: JsonObject = fileField !== null && typeof fileField === 'object' && !Array.isArray(fileField) ? fileField : {};
+    const file: JsonObject = isPlainObject(fileField) ? fileField as JsonObject : {};
     for (const [where, key] of [[file, 'name'], [file, 'mime_type'], [body, 'action_id'], [body, 'agent_id'], [body, 'src']] as const) {
       const v = where[key];
       if (typeof v !== 'string' || v.trim() === '') {
