@@ -11,7 +11,7 @@ import { StoreBusyError, StoreUnavailableError } from '../src/store/port';
 import { encodeCbor } from './support/es-double/cbor';
 import { EsDouble } from './support/es-double/server';
 import { removeDir, tempDir } from './support/fleet-server';
-import { esStore } from './support/stores';
+import { closeEsStoreOnDouble, esStoreOnDouble } from './support/stores';
 import { collect, pieces, sha256 } from './support/bytes';
 
 type Obj = Record<string, unknown>;
@@ -26,15 +26,8 @@ function encodeChunk(h: ChunkHeader, pieces: Uint8Array[]): Buffer {
 let es: EsDouble;
 let store: EsStore;
 
-beforeAll(async () => {
-  es = await new EsDouble().start();
-  store = esStore([es.url], es.serviceToken);
-  await store.ready();
-});
-afterAll(async () => {
-  await store.close();
-  await es.stop();
-});
+beforeAll(async () => ({ es, store } = await esStoreOnDouble()));
+afterAll(() => closeEsStoreOnDouble({ es, store }));
 
 
 

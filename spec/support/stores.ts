@@ -60,6 +60,20 @@ export const STORE_KINDS: [string, () => Promise<StoreUnderTest>][] = [
   }] as [string, () => Promise<StoreUnderTest>]] : []),
 ];
 
+/** An Elasticsearch store on a double of its own, ready. */
+export async function esStoreOnDouble(): Promise<{ es: EsDouble; store: EsStore }> {
+  const es = await new EsDouble().start();
+  const store = esStore([es.url], es.serviceToken);
+  await store.ready();
+  return { es, store };
+}
+
+/** Closes what esStoreOnDouble opened (either may not have been, if its start failed). */
+export async function closeEsStoreOnDouble(bed: { es?: EsDouble; store?: EsStore }): Promise<void> {
+  await bed.store?.close();
+  await bed.es?.stop();
+}
+
 /** The kinds a test of store behaviour runs in process without a socket: the embedded store and the double. */
 export const LOCAL_STORE_KINDS = STORE_KINDS.filter(([name]) => name === 'sqlite' || name === 'elasticsearch (double)');
 

@@ -21,7 +21,7 @@ import type { EsStore } from '../../src/store/elasticsearch/store';
 import { EsDouble } from '../support/es-double/server';
 import { removeDir, tempDir } from '../support/fleet-server';
 import { InProcessFleet } from '../support/in-process-fleet';
-import { esStore } from '../support/stores';
+import { closeEsStoreOnDouble, esStoreOnDouble } from '../support/stores';
 import { once, pieces, sha256 } from '../support/bytes';
 import { code } from '../support/fleet-outcome';
 
@@ -32,16 +32,11 @@ describe('on the Elasticsearch adapter (the double)', () => {
   let store: EsStore;
   let deliveries: FileDeliveryService;
   beforeAll(async () => {
-    es = await new EsDouble().start();
-    store = esStore([es.url], es.serviceToken);
-    await store.ready();
+    ({ es, store } = await esStoreOnDouble());
     deliveries = new FileDeliveryService(store);
   });
   afterEach(() => es.faults.clear());
-  afterAll(async () => {
-    await store?.close();
-    await es?.stop();
-  });
+  afterAll(() => closeEsStoreOnDouble({ es, store }));
 
   async function call(method: string, path: string, body: unknown): Promise<number> {
     const res = await fetch(`${es.url}${path}`, {

@@ -9,20 +9,13 @@ import { readVerifiedUpload } from '../../src/fleet/files-admin';
 import type { EsStore } from '../../src/store/elasticsearch/store';
 import type { UploadRecord } from '../../src/store/file-ports';
 import { EsDouble } from '../support/es-double/server';
-import { esStore } from '../support/stores';
+import { closeEsStoreOnDouble, esStoreOnDouble } from '../support/stores';
 import { collect, pieces, sha256 } from '../support/bytes';
 
 let es: EsDouble;
 let store: EsStore;
-beforeAll(async () => {
-  es = await new EsDouble().start();
-  store = esStore([es.url], es.serviceToken);
-  await store.ready();
-});
-afterAll(async () => {
-  await store?.close();
-  await es?.stop();
-});
+beforeAll(async () => ({ es, store } = await esStoreOnDouble()));
+afterAll(() => closeEsStoreOnDouble({ es, store }));
 
 async function get(path: string, body?: unknown): Promise<{ status: number; body: Record<string, unknown> }> {
   const res = await fetch(`${es.url}${path}`, {
