@@ -280,6 +280,21 @@ describe.each(STORE_KINDS)('%s store', (_name, make) => {
     await store.deleteAgent(id);
   });
 
+  test('agents: a new access key is recorded only over the key the writer read (whileAccessKeyId); otherwise nothing changes', async () => {
+    const id = uid();
+    await store.createAgent(id, agentDoc({ access_api_key_id: 'k0' }));
+    await store.updateAgent({ id, doc: { access_api_key_id: 'kA', tags: ['a'] }, whileAccessKeyId: 'k0' });
+    // Another replace that read k0 too: refused, nothing of it written.
+    const late = store.updateAgent({ id, doc: { access_api_key_id: 'kB', tags: ['b'] }, whileAccessKeyId: 'k0' });
+    await expect(late).rejects.toMatchObject({ name: 'ConflictError' });
+    expect((await store.getAgent(id))!._source).toMatchObject({ access_api_key_id: 'kA', tags: ['a'] });
+    // The first update sent again (its answer was lost) finds its own key: applied.
+    await store.updateAgent({ id, doc: { access_api_key_id: 'kA', tags: ['again'] }, whileAccessKeyId: 'k0' });
+    expect((await store.getAgent(id))!._source.tags).toEqual(['again']);
+    await expect(store.updateAgent({ id: uid(), doc: { tags: [] }, whileAccessKeyId: 'k0' })).rejects.toThrow(/not found/);
+    await store.deleteAgent(id);
+  });
+
   test('policies: one document per revision, the latest wins, the change feed wakes on a new revision', async () => {
     const policyId = uid();
     await store.addPolicyRevision(policyDoc(policyId, 1));

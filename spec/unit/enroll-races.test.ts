@@ -69,22 +69,23 @@ test('an id created meanwhile elsewhere (the create finds it taken): EnrollDupli
   expect(await expectNoOrphanKey()).toBe(retry.access_api_key_id);
 });
 
-test('a replace overtaken by another process\'s replace (its key no longer named after its write): EnrollDuplicate, and no key left unnamed', async () => {
-  await enroll({ replace_token: 'swap' });
+test('a replace overtaken by another process\'s replace between its read and its write: its write is refused, EnrollDuplicate, and no key left unnamed', async () => {
+  const first = await enroll({ replace_token: 'swap' });
   const updateAgent = f.store.updateAgent.bind(f.store);
-  let overtaken = false;
+  let other: { id: string; key: string } | undefined;
   f.store.updateAgent = async (u) => {
-    await updateAgent(u);
-    if (!overtaken) {
-      overtaken = true;
-      // The other process mints its key and writes it over this pass's, then invalidates the key it
-      // replaced (the one it read before either write: the first enroll's).
-      const other = await f.store.createApiKey({ name: 'X', roleDescriptors: {}, metadata: {} });
-      await updateAgent({ id: 'X', doc: { access_api_key_id: other.id } });
+    if (!other) {
+      // The other process read the same document, minted its key and recorded it first (over the key
+      // both read), then retired that key.
+      other = await f.store.createApiKey({ name: 'X', roleDescriptors: {}, metadata: {} });
+      minted.push(other);
+      await updateAgent({ id: 'X', doc: { access_api_key_id: other.id }, whileAccessKeyId: first.access_api_key_id });
+      await f.store.invalidateApiKeys([first.access_api_key_id]);
     }
+    return updateAgent(u);
   };
-  // Old: fulfilled with a key the document does not name, valid for good.
+  // Old: this pass wrote over the other's key and, reading its own back, answered 200: the other's key
+  // (answered 200 too) stayed valid with no document naming it.
   await expect(enroll({ replace_token: 'swap' })).rejects.toMatchObject({ code: 'EnrollDuplicate' });
-  const named = await expectNoOrphanKey();
-  expect(named).toBe(minted.at(-1)!.id);
+  expect(await expectNoOrphanKey()).toBe(other!.id);
 });

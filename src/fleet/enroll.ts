@@ -3,7 +3,7 @@
 import { createHash, randomUUID, timingSafeEqual } from 'node:crypto';
 import type { Logger } from 'pino';
 import type { AgentDoc, EnrollmentKeyDoc, Json } from '../store/documents';
-import type { Store } from '../store/port';
+import { ConflictError, type Store } from '../store/port';
 import { LruCache } from '../util/lru';
 import { rfc3339 } from '../util/time';
 import type { ApiKeyCredentials, Authenticator } from './auth';
@@ -167,6 +167,13 @@ export class EnrollService {
             unenrolled_at: null,
             unenrolled_reason: null,
           },
+          // Recorded only over the key this pass read: another process replacing the same agent at the
+          // same time (the lock above is this process's) makes one of the two a ConflictError, which
+          // invalidates its own key below and is told to retry. (A document with no key has nothing to
+          // lose and no condition.)
+          ...(existing.access_api_key_id ? { whileAccessKeyId: existing.access_api_key_id } : {}),
+        }).catch((err: unknown) => {
+          throw err instanceof ConflictError ? new FleetError('EnrollDuplicate') : err;
         });
       } else {
         const doc: AgentDoc = {
@@ -193,13 +200,6 @@ export class EnrollService {
       await this.store.invalidateApiKeys([key.id]).catch(() => undefined);
       throw err;
     }
-    // Another process may have replaced the same agent at the same time (the lock above is this
-    // process's): the document names one key, so the pass whose key it does not name invalidates its own
-    // and is told to retry. Read after the write, this finds the pass that wrote first; the store has no
-    // conditional write on access_api_key_id, so one that reads its own key before the other writes
-    // still wins with a key nothing names. A failed read is taken as a win: the write succeeded.
-    const lost = existing !== undefined && await this.store.getAgent(agentId).then(
-      (hit) => hit?._source.access_api_key_id !== key.id, () => false);
     // The replaced agent's old key, once the document names the new one: best effort, outside the
     // try above, whose clean-up would otherwise invalidate the key the document now names. An old key left
     // valid no longer authenticates the agent (its document names the new key); forgetting it ends any
@@ -209,11 +209,6 @@ export class EnrollService {
       await this.store.invalidateApiKeys([oldKeyId]).catch((err: unknown) =>
         this.log.warn({ err, 'fleet.agent.id': agentId, 'fleet.policy.apiKeyIDs': [oldKeyId] }, 'replaced agent\'s old API key not invalidated'));
       this.auth.forget([oldKeyId]);
-    }
-    if (lost) {
-      await this.store.invalidateApiKeys([key.id]).catch((err: unknown) =>
-        this.log.warn({ err, 'fleet.agent.id': agentId, 'fleet.policy.apiKeyIDs': [key.id] }, 'API key of a replace that lost a race not invalidated'));
-      throw new FleetError('EnrollDuplicate');
     }
     this.auth.remember(key.id, key.key);
     this.log.info({ 'fleet.agent.id': agentId, 'fleet.policy.id': record.policyId }, 'Elastic Agent successfully enrolled');

@@ -65,6 +65,14 @@ export interface DocUpdate<T> {
    * and a key overwritten in the document would stay valid with nothing to retire it.
    */
   whileOutputKeysUnset?: string[];
+  /**
+   * Applied only while the stored document's `access_api_key_id` is this one (or already the one `doc`
+   * records, so an update resent after a lost answer still applies); otherwise nothing changes and the
+   * update rejects with ConflictError. A replacing enroll records its new key so: two replaces of one
+   * agent at once (two workers, two instances) would otherwise both answer 200, and the key the document
+   * no longer names would stay valid with nothing to retire it.
+   */
+  whileAccessKeyId?: string;
 }
 
 /** Change feed over an index in sequence-number order (ES global checkpoints, or the SQLite rowid). */

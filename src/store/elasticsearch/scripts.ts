@@ -47,3 +47,16 @@ export const MERGE_AND_REMOVE_WHILE_POLICY = [
   ...MERGE_AND_REMOVE_BODY,
   "} else { ctx.op = 'noop'; }",
 ].join('\n');
+
+/**
+ * MERGE_AND_REMOVE while the document's access_api_key_id is `params.access_key_id` (or already the one
+ * the update records: a resent update), else a no-op: an update with whileAccessKeyId (a replacing
+ * enroll recording its new key, so two replaces at once cannot both win).
+ */
+export const MERGE_AND_REMOVE_WHILE_ACCESS_KEY = [
+  ...MERGE,
+  "def k = ctx._source.access_api_key_id;",
+  "if (k == params.access_key_id || (params.doc.get('access_api_key_id') != null && k == params.doc.get('access_api_key_id'))) {",
+  ...MERGE_AND_REMOVE_BODY,
+  "} else { ctx.op = 'noop'; }",
+].join('\n');

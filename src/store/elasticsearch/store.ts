@@ -19,7 +19,7 @@ import { buildConfig } from '../../config/config';
 import { filter, LATEST_POLICIES, pendingActions, term } from './queries';
 import { Backoff, sleep } from '../../util/backoff';
 import { Semaphore } from '../../util/semaphore';
-import { MERGE_AND_REMOVE, MERGE_AND_REMOVE_WHILE_KEYS_UNSET, MERGE_AND_REMOVE_WHILE_POLICY } from './scripts';
+import { MERGE_AND_REMOVE, MERGE_AND_REMOVE_WHILE_ACCESS_KEY, MERGE_AND_REMOVE_WHILE_KEYS_UNSET, MERGE_AND_REMOVE_WHILE_POLICY } from './scripts';
 import { EsUploads } from './uploads';
 import { EsDeliveries } from './deliveries';
 import { EsArtifacts } from './artifacts';
@@ -308,11 +308,15 @@ export class EsStore implements Store {
 
   private updateBody(u: DocUpdate<AgentDoc>): Obj {
     // Most updates (a check-in batch's every item) are a partial doc.
-    if (u.whilePolicyId === undefined && !u.unset?.length && !u.replace?.length && !u.whileOutputKeysUnset?.length) return { doc: u.doc };
+    const conditions = (u.whilePolicyId !== undefined ? 1 : 0) + (u.whileOutputKeysUnset?.length ? 1 : 0) + (u.whileAccessKeyId !== undefined ? 1 : 0);
+    if (conditions === 0 && !u.unset?.length && !u.replace?.length) return { doc: u.doc };
+    if (conditions > 1) throw new Error('an update has one condition: whilePolicyId, whileOutputKeysUnset or whileAccessKeyId');
     // A partial doc can neither remove fields nor check the policy; the merge-and-remove script does all at once.
     const params = { doc: u.doc, remove: u.unset ?? [], replace: u.replace ?? [] };
+    if (u.whileAccessKeyId !== undefined) {
+      return { script: { source: MERGE_AND_REMOVE_WHILE_ACCESS_KEY, lang: 'painless', params: { ...params, access_key_id: u.whileAccessKeyId } } };
+    }
     if (u.whileOutputKeysUnset?.length) {
-      if (u.whilePolicyId !== undefined) throw new Error('an update has one condition: whilePolicyId or whileOutputKeysUnset');
       return { script: { source: MERGE_AND_REMOVE_WHILE_KEYS_UNSET, lang: 'painless', params: { ...params, keys_unset: u.whileOutputKeysUnset } } };
     }
     if (u.whilePolicyId === undefined) return { script: { source: MERGE_AND_REMOVE, lang: 'painless', params } };
@@ -325,6 +329,7 @@ export class EsStore implements Store {
     if (r.status >= 300) throw itemFailed(r, 'update agent', { update: true });
     // The script's no-op: the only way a guarded update answers noop.
     if (update.whileOutputKeysUnset?.length && r.result === 'noop') throw new ConflictError(`agent ${update.id}: an output key was recorded meanwhile`);
+    if (update.whileAccessKeyId !== undefined && r.result === 'noop') throw new ConflictError(`agent ${update.id}: its access key changed meanwhile`);
   }
 
   /**

@@ -71,6 +71,8 @@ const FEED_TABLES: readonly FeedTable[] = ['policies', 'actions'];
 const OUTPUTS_OF = "SELECT json_extract(doc, '$.outputs') AS outputs FROM agents WHERE id = ?";
 /** The agent's policy_id, from its column: what an update's whilePolicyId is checked against. */
 const POLICY_ID_OF = 'SELECT policy_id FROM agents WHERE id = ?';
+/** The agent's access key id: what an update's whileAccessKeyId is checked against. */
+const ACCESS_KEY_OF = "SELECT json_extract(doc, '$.access_api_key_id') AS k FROM agents WHERE id = ?";
 
 /**
  * An agent update done by SQLite's json_patch, json_remove and json_set, without reading the document
@@ -489,9 +491,18 @@ export class SqliteStore implements Store {
 
   /**
    * Whether the agent exists; `update` applied unless its whilePolicyId is not the agent's policy_id.
-   * Throws ConflictError when an output of whileOutputKeysUnset has a key recorded (the write is undone).
+   * Throws ConflictError when an output of whileOutputKeysUnset has a key recorded, or the access key is
+   * not whileAccessKeyId's (the write is undone).
    */
   private applyAgentUpdate(update: DocUpdate<AgentDoc>, refreshOfUpdate = refreshOf): boolean {
+    if (update.whileAccessKeyId !== undefined) {
+      const row = this.q(ACCESS_KEY_OF).get(update.id) as Row | undefined;
+      if (!row) return false;
+      const mine = (update.doc as Partial<AgentDoc>).access_api_key_id;
+      if (row['k'] !== update.whileAccessKeyId && (mine === undefined || row['k'] !== mine)) {
+        throw new ConflictError(`agent ${update.id}: its access key changed meanwhile`);
+      }
+    }
     if (update.whileOutputKeysUnset?.length) {
       const row = this.q(OUTPUTS_OF).get(update.id) as Row | undefined;
       const stored = row?.['outputs'] ? JSON.parse(row['outputs'] as string) as Record<string, Partial<AgentOutput> | undefined> : {};
