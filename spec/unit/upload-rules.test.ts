@@ -55,6 +55,20 @@ describe('the upload cache and the in-progress count', () => {
     expect(await uploads.countUploads({ agentId: agent._id, inProgressSince: 0, limit: 16 })).toBe(5);
     expect(await uploads.countUploads({ agentId: agent._id, inProgressSince: 0, limit: 3 })).toBe(3);
   });
+
+  test('begins sent at once are counted while under way: 40 at once start 16 uploads, the rest are TooManyUploads', async () => {
+    f = await InProcessFleet.start();
+    const agent = await f.agent((await f.enroll()).id);
+    const other = await f.agent((await f.enroll()).id);
+    const results = await Promise.allSettled(Array.from({ length: 40 }, (_, i) => f.fleet.uploads.begin(agent, beginBody(agent, 1, `burst-${i}`))));
+    // Old: every begin counted the stored uploads before any was stored, and all 40 started.
+    expect(results.filter((r) => r.status === 'fulfilled')).toHaveLength(16);
+    for (const r of results) if (r.status === 'rejected') expect(r.reason).toMatchObject({ code: 'TooManyUploads' });
+    expect(await f.store.uploads.countUploads({ agentId: agent._id, inProgressSince: 0, limit: 100 })).toBe(16);
+    // Counted per agent, and nothing is left counted once the begins are over.
+    await expect(f.fleet.uploads.begin(other, beginBody(other, 1, 'other'))).resolves.toHaveProperty('upload_id');
+    expect(await code(f.fleet.uploads.begin(agent, beginBody(agent, 1, 'after')))).toBe('TooManyUploads');
+  });
 });
 
 describe('begin checks, in upstream order', () => {

@@ -83,6 +83,8 @@ export class UploadService {
     maxWeight: CACHE_MAX_WEIGHT,
     weigh: (u) => JSON.stringify(u).length,
   });
+  /** Begins under way per agent id (entries removed at zero; bounded by the route's concurrency). */
+  private readonly beginning = new Map<string, number>();
 
   constructor(private readonly store: Store, private readonly opts: UploadOptions, private readonly log: Logger,
     private readonly clock: Clock = systemClock) {}
@@ -130,11 +132,26 @@ export class UploadService {
       throw badRequest(`action_id is too long: <action_id>.<agent_id>.<chunk> must fit in ${MAX_DOC_ID_BYTES} bytes`);
     }
     const now = this.clock.now();
-    // Counted, not listed: a listing would read (and parse) each upload's whole document.
-    const inProgress = await this.store.uploads.countUploads({ agentId: agent._id, inProgressSince: now - UPLOAD_WINDOW_MS, limit: MAX_UPLOADS_IN_PROGRESS });
-    if (inProgress >= MAX_UPLOADS_IN_PROGRESS) {
-      throw new FleetError('TooManyUploads', `this agent has ${inProgress} uploads in progress; finish one, or let it expire, first`);
+    // Begins of this agent under way in this process count too: a hundred sent at once would each count
+    // the stored uploads before any of them is stored, and all pass.
+    const others = this.beginning.get(agent._id) ?? 0;
+    this.beginning.set(agent._id, others + 1);
+    try {
+      // Counted, not listed: a listing would read (and parse) each upload's whole document.
+      const stored = await this.store.uploads.countUploads({ agentId: agent._id, inProgressSince: now - UPLOAD_WINDOW_MS, limit: MAX_UPLOADS_IN_PROGRESS });
+      const inProgress = Math.min(stored + others, MAX_UPLOADS_IN_PROGRESS);
+      if (inProgress >= MAX_UPLOADS_IN_PROGRESS) {
+        throw new FleetError('TooManyUploads', `this agent has ${inProgress} uploads in progress; finish one, or let it expire, first`);
+      }
+      return await this.create(agent, body, file, src, id, now);
+    } finally {
+      const left = (this.beginning.get(agent._id) ?? 1) - 1;
+      if (left > 0) this.beginning.set(agent._id, left);
+      else this.beginning.delete(agent._id);
     }
+  }
+
+  private async create(agent: Hit<AgentDoc>, body: JsonObject, file: JsonObject, src: string, id: string, now: number): Promise<UploadBegun> {
     const uploadId = randomUUID();
     const doc: JsonObject = {
       ...body,
@@ -155,7 +172,7 @@ export class UploadService {
       throw new FleetError('BadRequest', `Bad request: the upload document was refused: ${what}`);
     }
     if (!created) throw new FleetError('UploadExists');
-    this.log.info({ 'fleet.upload.id': uploadId, 'fleet.agent.id': agent._id, 'file.size': size }, 'upload started');
+    this.log.info({ 'fleet.upload.id': uploadId, 'fleet.agent.id': agent._id, 'file.size': file['size'] }, 'upload started');
     return { upload_id: uploadId, chunk_size: UPLOAD_CHUNK_SIZE };
   }
 
