@@ -246,6 +246,18 @@ describe('actions and files for agents', () => {
   });
 });
 
+test('an enrollment token name Elasticsearch would refuse as an API key name is refused before any key is minted', async () => {
+  expect((await run(['policy', 'put', join(dir, 'p.yml'), ...E])).code).toBe(0);
+  for (const name of ['x'.repeat(257), '_hidden', ' padded', 'tab\there', '']) {
+    const r = await run(['enrollment-token', 'create', '--policy', 'p1', '--name', name, ...E]);
+    // Old: created on the embedded store (Elasticsearch answered 400, a bare error, for the same command).
+    expect([name.slice(0, 8), r.code, r.stderr]).toEqual([name.slice(0, 8), 1, expect.stringContaining('--name must be 1 to 256 characters')]);
+  }
+  expect(JSON.parse((await run(['enrollment-token', 'list', '--json', ...E])).stdout)).toEqual([]);
+  const ok = await run(['enrollment-token', 'create', '--policy', 'p1', '--name', 'x'.repeat(256), '--json', ...E]);
+  expect([ok.code, JSON.parse(ok.stdout)]).toEqual([0, expect.objectContaining({ name: 'x'.repeat(256) })]);
+});
+
 test('the usage of actions create names every action type and what its options are for', async () => {
   const r = await run(['actions', 'create', ...E]);
   expect(r.code).toBe(2);

@@ -9,6 +9,7 @@ import { isoTime, rfc3339 } from '../util/time';
 import { ACTION_TYPES } from './actions';
 import { policyBaseId } from './policy-id';
 import { isPlainObject } from '../util/is-object';
+import { API_KEY_NAME_MAX_CHARS, apiKeyNameFits } from './api-key-name';
 
 export class AdminError extends Error {
   override readonly name = 'AdminError';
@@ -118,6 +119,9 @@ export class Admin {
     await this.showPolicy(policyId);
     const id = randomUUID();
     const keyName = name ?? `Default (${id})`;
+    if (!apiKeyNameFits(keyName)) {
+      throw new AdminError(`--name must be 1 to ${API_KEY_NAME_MAX_CHARS} characters, without control characters or spaces at either end, and not start with "_" (it names the token's API key)`);
+    }
     const key = await this.store.createApiKey({
       name: keyName,
       // As Kibana: an empty role map would give the key a snapshot of its creator's (Fleet Server's) privileges.

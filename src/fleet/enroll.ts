@@ -12,6 +12,7 @@ import { localMetadataValidator, type EnrollRequest } from './messages';
 import { policyBaseId } from './policy-id';
 import { hashReplaceToken, replaceTokenMatches, type Pbkdf2Options } from './replace-token';
 import { isPlainObject } from '../util/is-object';
+import { API_KEY_NAME_MAX_CHARS, apiKeyNameFits, CONTROL } from './api-key-name';
 
 export interface EnrollmentRecord {
   policyId: string;
@@ -250,15 +251,6 @@ function sha256(s: string): Buffer {
 /** Elasticsearch's bound on a document _id, which an agent id becomes. */
 const ID_MAX_BYTES = 512;
 /**
- * Elasticsearch's bounds on an API key's name, which the agent id is too (CreateApiKeyRequest.validate):
- * at most 256 characters (UTF-16 units, as Java counts them), no leading `_`, nothing Java's trim() cuts
- * (characters up to U+0020) at either end.
- */
-const ID_MAX_CHARS = 256;
-const TRIMMED_BY_JAVA = /^[\u0000-\u0020]|[\u0000-\u0020]$/;
-const CONTROL = /[\u0000-\u001f\u007f-\u009f]|\p{Cs}/u;
-
-/**
  * Refuses (400) what Elasticsearch would refuse when the agent is written, which would otherwise surface
  * as a 500 after a key was minted: an id Elasticsearch takes neither as a document id (over 512 bytes)
  * nor as an API key's name (over 256 characters, a leading `_`, spaces at either end), control characters
@@ -266,8 +258,8 @@ const CONTROL = /[\u0000-\u001f\u007f-\u009f]|\p{Cs}/u;
  */
 function checkInput(req: EnrollRequest): void {
   const id = req.id;
-  if (id && (id.length > ID_MAX_CHARS || Buffer.byteLength(id) > ID_MAX_BYTES || CONTROL.test(id) || id.startsWith('_') || TRIMMED_BY_JAVA.test(id))) {
-    throw badRequest(`id must be at most ${ID_MAX_CHARS} characters and ${ID_MAX_BYTES} UTF-8 bytes, without control characters or spaces at either end, and not start with "_"`);
+  if (id && (Buffer.byteLength(id) > ID_MAX_BYTES || !apiKeyNameFits(id))) {
+    throw badRequest(`id must be at most ${API_KEY_NAME_MAX_CHARS} characters and ${ID_MAX_BYTES} UTF-8 bytes, without control characters or spaces at either end, and not start with "_"`);
   }
   if (req.enrollment_id && (Buffer.byteLength(req.enrollment_id) > ID_MAX_BYTES || CONTROL.test(req.enrollment_id))) {
     throw badRequest(`enrollment_id must be at most ${ID_MAX_BYTES} UTF-8 bytes, without control characters`);
