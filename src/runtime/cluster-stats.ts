@@ -47,6 +47,13 @@ export interface WorkerStats {
   slot: number;
   pid: number;
   doc: StatsDocument;
+  /** Which question it answered (the primary numbers them in order): of two answers, the later question's is newer. */
+  seq?: number;
+}
+
+/** Whether `a` answered an earlier question than `b` (unnumbered answers are taken in the order they come). */
+function older(a: WorkerStats, b: WorkerStats): boolean {
+  return a.seq !== undefined && b.seq !== undefined && a.seq < b.seq;
 }
 
 /**
@@ -55,7 +62,7 @@ export interface WorkerStats {
  * Without it a late answer or a replaced worker made every total go down and back up.
  */
 export class CarriedCounters {
-  private readonly last = new Map<number, { pid: number; doc: StatsDocument }>();
+  private readonly last = new Map<number, WorkerStats>();
   private finished: Obj = {};
 
   /** A worker process has ended: what it counted is kept, its connections closed. */
@@ -66,13 +73,27 @@ export class CarriedCounters {
     this.last.delete(slot);
   }
 
-  /** Records `answered`, and returns what to add to the document they make. */
+  /**
+   * `answered`, each with the newest document known of its worker. Scrapes overlap (a new one may start
+   * 250 ms after another that still waits up to 5 s for a busy worker), so the one that ends last may
+   * hold the older answer of a worker: reported as is, its totals went down, and recorded, a later exit
+   * of that worker kept the older counts for good.
+   */
+  newest(answered: WorkerStats[]): WorkerStats[] {
+    return answered.map((w) => {
+      const prev = this.last.get(w.slot);
+      return prev && prev.pid === w.pid && older(w, prev) ? prev : w;
+    });
+  }
+
+  /** Records `answered` (an answer older than the one recorded is not), and returns what to add to the document they make. */
   carry(answered: WorkerStats[]): Obj {
     for (const w of answered) {
       const prev = this.last.get(w.slot);
       // Replaced without its exit seen here.
       if (prev && prev.pid !== w.pid) this.exited(w.slot, prev.pid);
-      this.last.set(w.slot, { pid: w.pid, doc: w.doc });
+      else if (prev && older(w, prev)) continue;
+      this.last.set(w.slot, w);
     }
     const slots = new Set(answered.map((w) => w.slot));
     const late = [...this.last].filter(([slot]) => !slots.has(slot)).map(([, l]) => counters(l.doc, 'process'));

@@ -24,6 +24,7 @@ import { withLocalReads } from '../store/remote/local-reads';
 import { CheckinReads } from '../store/sqlite/check-in-reads';
 import { resolveSecretBox } from '../store/sqlite/secret-box';
 import { describeError, withContext } from '../util/error-text';
+import { isPlainObject } from '../util/is-object';
 import { CarriedCounters, clusterStats, type WorkerStats } from './cluster-stats';
 import { afterExit, markReady, mayBeGroupStop, READY_TIMEOUT_MS, slotRecord, uncleanStopExits, type SlotRecord, type WorkerExit } from './cluster-supervision';
 import { HandoffRouter } from './handoff-router';
@@ -89,6 +90,27 @@ function send(target: Worker | NodeJS.Process, message: ToWorker | ToPrimary): v
 }
 
 function ignore(): void {}
+
+/**
+ * A worker's message, or undefined when it is none of ours or not of its shape: a worker is this program,
+ * but a throw in the primary's message handler would end the primary and every worker with it.
+ */
+export function workerMessage(m: unknown): ToPrimary | undefined {
+  if (!isPlainObject(m) || typeof m['t'] !== 'string') return undefined;
+  const ok = ((): boolean => {
+    switch (m['t']) {
+      case 'stats': return typeof m['id'] === 'number' && isPlainObject(m['doc']);
+      case 'adopted': return typeof m['id'] === 'number';
+      case 'room': return typeof m['room'] === 'number' && Number.isFinite(m['room']);
+      case 'failed': return typeof m['reason'] === 'string';
+      case 'secret-keep': return typeof m['id'] === 'string' && typeof m['value'] === 'string';
+      case 'secret-recall': return typeof m['id'] === 'string' && typeof m['n'] === 'number';
+      case 'secret-forget': return Array.isArray(m['ids']) && m['ids'].every((id) => typeof id === 'string');
+      default: return true;
+    }
+  })();
+  return ok ? (m as ToPrimary) : undefined;
+}
 
 /** The owner's store, with the check-in's and rollout's reads on a read-only connection of this worker's (when it can open one). */
 function withCheckinReads(remote: Store, config: FleetServerConfig, log: Logger): Store {
@@ -375,15 +397,38 @@ export async function runPrimary(config: FleetServerConfig, log: Logger, size: n
 
   const fork = (slot: Slot): void => {
     if (stopping) return;
-    const worker = cluster.fork({
-      // Also when this process was started without them (FLEET_SERVER_NO_REEXEC).
-      ...missingStartEnv(),
-      [ENV_SIZE]: String(size), [ENV_SLOT]: String(slot.index), ...(reusePort ? { [ENV_REUSE_PORT]: '1' } : {}),
-      ...(pipeLogs ? { [ENV_PIPE_LOGS]: '1' } : {}), ...(owner ? { [ENV_STORE_SOCKET]: owner.socketPath } : {}),
-    });
+    let worker: Worker;
+    try {
+      worker = cluster.fork({
+        // Also when this process was started without them (FLEET_SERVER_NO_REEXEC).
+        ...missingStartEnv(),
+        [ENV_SIZE]: String(size), [ENV_SLOT]: String(slot.index), ...(reusePort ? { [ENV_REUSE_PORT]: '1' } : {}),
+        ...(pipeLogs ? { [ENV_PIPE_LOGS]: '1' } : {}), ...(owner ? { [ENV_STORE_SOCKET]: owner.socketPath } : {}),
+      });
+    } catch (err) {
+      // Not started at all (ENOMEM): a failed start, retried after its pause. Thrown from a replacement's
+      // timer, it ended the primary, and every serving worker with it.
+      slot.worker = undefined;
+      slot.ready = false;
+      slot.failure = `cannot start worker ${slot.index}: ${describeError(err)}`;
+      ended(slot, undefined, null, null);
+      return;
+    }
     slot.worker = worker;
     slot.ready = false;
     slot.failure = undefined;
+    worker.on('error', (err: Error) => {
+      // A spawn that failed (EMFILE, EAGAIN) is said by an 'error' with no exit after it: judged as one.
+      // Unheard, the error ended the primary. Any other (a signal that could not be sent) is only said.
+      if (worker.process.pid !== undefined || slot.worker !== worker) {
+        log.warn({ err, 'worker.slot': slot.index, 'process.pid': worker.process.pid }, 'worker process error');
+        return;
+      }
+      slot.failure = `cannot start worker ${slot.index}: ${describeError(err)}`;
+      // Node's cluster forgets a worker at its exit, which this one will not have.
+      delete cluster.workers?.[worker.id];
+      ended(slot, undefined, null, null);
+    });
     // A worker that hangs while starting would hold its slot (and at start-up, the whole start) forever.
     slot.readyTimer = setTimeout(() => {
       if (stopping || slot.worker !== worker || slot.ready) return;
@@ -394,7 +439,9 @@ export async function runPrimary(config: FleetServerConfig, log: Logger, size: n
     slot.readyTimer.unref();
     // node:readline is loaded only when worker logs are relayed (~0.6 MiB of RSS otherwise).
     if (writeLine && worker.process.stderr) (require('node:readline') as typeof import('node:readline')).createInterface({ input: worker.process.stderr }).on('line', (l) => writeLine(`${l}\n`));
-    worker.on('message', (m: ToPrimary, handle?: ClientHandle) => {
+    worker.on('message', (raw: unknown, handle?: ClientHandle) => {
+      const m = workerMessage(raw);
+      if (!m) return;
       if (m.t === 'handoff') {
         if (handle) handoffs.route(slot, handle);
       } else if (m.t === 'adopted') {
@@ -422,10 +469,9 @@ export async function runPrimary(config: FleetServerConfig, log: Logger, size: n
     });
   };
 
-  cluster.on('exit', (worker, code, signal) => {
-    const slot = slots.find((s) => s.worker === worker);
-    if (!slot) return;
-    carriedCounters.exited(slot.index, worker.process.pid);
+  /** `slot`'s worker (`pid`; none if it never started) has ended, the server stopping or not. */
+  function ended(slot: Slot, pid: number | undefined, code: number | null, signal: string | null): void {
+    carriedCounters.exited(slot.index, pid);
     clearTimeout(slot.readyTimer);
     slot.worker = undefined;
     const wasServing = slot.ready;
@@ -438,7 +484,7 @@ export async function runPrimary(config: FleetServerConfig, log: Logger, size: n
     tellRoom();
     if (wasServing && !startup) announceServing();
     const fields = {
-      'worker.slot': slot.index, 'process.pid': worker.process.pid, 'exit.code': code, 'exit.signal': signal,
+      'worker.slot': slot.index, 'process.pid': pid, 'exit.code': code, 'exit.signal': signal,
       ...(slot.failure ? { 'error.message': slot.failure } : {}),
     };
     if (startup) {
@@ -465,6 +511,11 @@ export async function runPrimary(config: FleetServerConfig, log: Logger, size: n
     setTimeout(() => {
       if (!stopping) fork(slot);
     }, next.restartInMs);
+  }
+
+  cluster.on('exit', (worker, code, signal) => {
+    const slot = slots.find((s) => s.worker === worker);
+    if (slot) ended(slot, worker.process.pid, code, signal);
   });
 
   const ready = new Promise<void>((resolve, reject) => (startup = { resolve, reject }));
@@ -493,12 +544,12 @@ export async function runPrimary(config: FleetServerConfig, log: Logger, size: n
       pendingStats.set(id, (doc, worker) => {
         clearTimeout(timer);
         pendingStats.delete(id);
-        resolve({ slot: slot.index, pid: worker.process.pid ?? 0, doc });
+        resolve({ slot: slot.index, pid: worker.process.pid ?? 0, doc, seq: id });
       });
       send(slot.worker!, { t: 'stats', id, gc });
     })));
     // A worker that answered and then exited while others were awaited is counted by its exit (carried), not here too.
-    const answered = answers.filter((a): a is WorkerStats => a !== undefined && slots.find((s) => s.index === a.slot)?.worker?.process.pid === a.pid);
+    const answered = carriedCounters.newest(answers.filter((a): a is WorkerStats => a !== undefined && slots.find((s) => s.index === a.slot)?.worker?.process.pid === a.pid));
     return clusterStats(processMetrics(), answered, { size, restarts }, carriedCounters.carry(answered));
   };
   metrics = config.http.enabled ? await startMetrics(config.http.host, config.http.port, ({ gc }) => gather(gc), log) : undefined;
