@@ -194,3 +194,48 @@ test('a server store whose checkpoints stopped keeps saying so while later write
     await store.close();
   }
 });
+
+test('a copy that failed (disk full) counts nothing copied: the WAL is let go, and the next cycle copies it all', async () => {
+  const realPrepare = DatabaseSync.prototype.prepare;
+  let full = true;
+  const spy = jest.spyOn(DatabaseSync.prototype, 'prepare').mockImplementation(function (this: DatabaseSync, sql: string) {
+    // The copier's checkpoint (not the writer's) meets a full disk while writing the database file.
+    if (full && this !== db && sql === 'PRAGMA wal_checkpoint(PASSIVE)') {
+      throw Object.assign(new Error('database or disk is full'), { code: 'ERR_SQLITE_ERROR', errcode: 13, errstr: 'database or disk is full' });
+    }
+    return realPrepare.call(this, sql);
+  });
+  const cp = new WalCheckpointer(path, db, wal, file, (e) => errors.push(e), { spacingMs: 0 });
+  try {
+    const before = statSync(path).size;
+    insert(200_000);
+    cp.wrote();
+    await tick();
+    wal.release();
+    await cp.idle();
+    expect(errors).toHaveLength(1);
+    expect(cp.stuckFault).toBeUndefined();
+    expect(file.calls).toBe(0);
+    // The pin is let go: no read transaction holds the WAL meanwhile.
+    expect((cp as unknown as { pin: DatabaseSync }).pin.isTransaction).toBe(false);
+    expect(statSync(path).size).toBe(before);
+    insert(200_000);
+    // The disk has room again: the next commit's cycle copies and flushes as before.
+    full = false;
+    cp.wrote();
+    await tick();
+    wal.release();
+    await tick();
+    file.release();
+    await cp.idle();
+    expect(cp.cycles).toBe(2);
+    expect(file.calls).toBe(1);
+    // Both rows' pages: the frames of the failed copy too.
+    expect(statSync(path).size - before).toBeGreaterThan(350_000);
+    expect(errors).toHaveLength(1);
+    expect(truncateBusy()).toBe(0);
+  } finally {
+    spy.mockRestore();
+    cp.close(() => db.close());
+  }
+});

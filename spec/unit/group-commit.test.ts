@@ -263,3 +263,25 @@ test('a write held for the gap when the database closes fails instead of waiting
   await expect(held).rejects.toThrow(/closed before this write committed/);
   db = new DatabaseSync(`${dir}/t.db`);
 });
+
+test('a database locked by another process: one busy wait, then writes fail at once for a while, not a wait each', async () => {
+  let now = 0;
+  const locked = new GroupCommit(db, {
+    durable: () => Promise.resolve(), failed: (err) => err, totalChanges: () => 0, committed: () => undefined,
+  }, { now: () => now, lockedRetryMs: 1000 });
+  db.exec('PRAGMA busy_timeout = 300');
+  other.exec('BEGIN IMMEDIATE');
+  const insert = (v: string) => () => db.prepare('INSERT INTO t (v) VALUES (?)').run(v);
+  const started = Date.now();
+  // Each BEGIN waits on the event loop: five waits would hold it 1.5 s.
+  const writes = ['a', 'b', 'c', 'd', 'e'].map((v) => locked.write(insert(v)));
+  const waited = Date.now() - started;
+  for (const w of writes) await expect(w).rejects.toThrow(/locked/);
+  expect(waited).toBeLessThan(900);
+  other.exec('ROLLBACK');
+  // Still within the retry time: refused without waiting.
+  await expect(locked.write(insert('f'))).rejects.toThrow(/locked/);
+  now += 1000;
+  await locked.write(insert('g'));
+  expect((other.prepare('SELECT v FROM t').all() as { v: string }[]).map((r) => r.v)).toEqual(['g']);
+});

@@ -163,6 +163,16 @@ export class WalCheckpointer {
     let r: CheckpointResult;
     try {
       r = this.copier.prepare('PRAGMA wal_checkpoint(PASSIVE)').get() as unknown as CheckpointResult;
+    } catch (err) {
+      // A copy that failed (disk full, an I/O error writing the database file) counts no frame as copied:
+      // SQLite moves the WAL's backfill mark only once every frame is written (walCheckpoint in wal.c), so
+      // the WAL keeps them all and cannot start over past them. The next cycle copies them again; stopping
+      // for good here left the WAL growing until a restart after the disk had room again.
+      this.endPin();
+      this.onError(err);
+      return;
+    }
+    try {
       await this.database.flush();
     } catch (err) {
       // SQLite counts the frames as copied whether or not the copies reached the disk (this connection

@@ -7,7 +7,7 @@ import { DatabaseSync } from 'node:sqlite';
 import { dirname } from 'node:path';
 import { isCorruption, storeError } from './errors';
 import { ensurePrivateDbFiles, ensurePrivateDir } from './files';
-import { MIGRATIONS } from './schema';
+import { MIGRATIONS, REPAIRS } from './schema';
 import { KEY_ENV, KEY_FILE, resolveSecretBox, SecretBox } from './secret-box';
 
 export interface OpenOptions {
@@ -38,6 +38,9 @@ export function openDatabase(path: string, opts: OpenOptions = {}): OpenDatabase
   }
   try {
     db.exec('PRAGMA busy_timeout = 10000');
+    // Before anything writes to the file or reads its key check (journal mode, a key file made): a newer
+    // build's database is refused as such, not changed, nor blamed on a key whose check it reads otherwise.
+    refuseNewer(schemaVersion(db), path);
     db.exec('PRAGMA journal_mode = WAL');
     // No connection checkpoints on its own, an admin command's neither: the server's checkpointer does,
     // off the event loop's disk waits, and relies on being the only one (checkpointer.ts); SQLite still
@@ -51,7 +54,7 @@ export function openDatabase(path: string, opts: OpenOptions = {}): OpenDatabase
     if (check !== undefined && box.open(check, 'key_check') !== KEY_CHECK) {
       throw new Error(`the encryption key from ${box.source} does not open the secrets in ${path}: give the key it was written with (${KEY_ENV}, inputs.0.server.secrets.key, or the ${KEY_FILE} made beside it)`);
     }
-    migrate(db, box);
+    migrate(db, box, path);
     // From here on every write goes through group commit, which flushes the WAL itself before a write
     // is acknowledged (group-commit.ts): COMMIT need not wait for the disk on the event loop.
     db.exec('PRAGMA synchronous = NORMAL');
@@ -61,7 +64,9 @@ export function openDatabase(path: string, opts: OpenOptions = {}): OpenDatabase
   } catch (err) {
     db.close();
     if (isCorruption(err)) throw corrupted(path, (err as Error).message);
-    throw err;
+    // SQLite's own words name no file ("unable to open database file", "database is locked"): the
+    // operator reading the start-up error is told which one.
+    throw storeError(err, path);
   }
 }
 
@@ -82,25 +87,36 @@ function keyCheck(db: DatabaseSync): string | undefined {
   return row?.value;
 }
 
-function migrate(db: DatabaseSync, box: SecretBox): void {
-  const current = Number((db.prepare('PRAGMA user_version').get() as { user_version: number }).user_version);
-  if (current > MIGRATIONS.length) {
-    throw new Error(`database schema version ${current} is newer than this fleet-server supports (${MIGRATIONS.length})`);
+function schemaVersion(db: DatabaseSync): number {
+  return Number((db.prepare('PRAGMA user_version').get() as { user_version: number }).user_version);
+}
+
+function refuseNewer(version: number, path: string): void {
+  if (version > MIGRATIONS.length) {
+    throw new Error(`the database ${path} was written by a newer fleet-server (schema version ${version}; this one supports up to ${MIGRATIONS.length}): run that version or a later one, or restore a backup made before the upgrade`);
   }
-  if (current === MIGRATIONS.length) return;
+}
+
+function migrate(db: DatabaseSync, box: SecretBox, path: string): void {
+  const current = schemaVersion(db);
+  refuseNewer(current, path);
+  if (current === MIGRATIONS.length && !REPAIRS.some((r) => r.needed(db))) return;
   // Rows rewritten by migration 2 (plaintext secrets) leave no old bytes behind in the pages; later
   // migrations rewrite nothing and need no VACUUM.
   const rewrites = current > 0 && current < 2;
   if (rewrites) db.exec('PRAGMA secure_delete = ON');
   transaction(db, () => {
-    // Another process (the admin CLI) may have migrated between the read above and this write lock.
-    if (Number((db.prepare('PRAGMA user_version').get() as { user_version: number }).user_version) !== current) return;
-    for (let v = current; v < MIGRATIONS.length; v++) {
+    // Another process (the admin CLI, perhaps of an older build) may have migrated between the read
+    // above and this write lock: the migrations start from where it left the schema.
+    const from = schemaVersion(db);
+    refuseNewer(from, path);
+    for (let v = from; v < MIGRATIONS.length; v++) {
       const m = MIGRATIONS[v]!;
       if (typeof m === 'string') db.exec(m);
       else m(db, { box, keyCheck: box.seal(KEY_CHECK, 'key_check') });
     }
-    db.exec(`PRAGMA user_version = ${MIGRATIONS.length}`);
+    if (from !== MIGRATIONS.length) db.exec(`PRAGMA user_version = ${MIGRATIONS.length}`);
+    for (const r of REPAIRS) if (r.needed(db)) r.apply(db);
   });
   if (rewrites) {
     db.exec('PRAGMA secure_delete = OFF');

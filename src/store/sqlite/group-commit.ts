@@ -18,6 +18,7 @@
 import type { DatabaseSync } from 'node:sqlite';
 import { monotonicMs } from '../../util/clock';
 import { ConflictError, StoreUnavailableError } from '../port';
+import { isBusy } from './errors';
 
 /** The writes of a group whose transaction SQLite rolled back under it: not made. */
 function rolledBack(): StoreUnavailableError {
@@ -76,9 +77,19 @@ export const COMMIT_GAP_MS = 5;
  */
 export const FLUSH_STALL_MS = 10_000;
 
+/**
+ * After BEGIN found the database locked by another process (its busy wait spent), writes fail at once for
+ * this long. BEGIN waits on the event loop: each write trying again had it wait the whole busy timeout
+ * once more, so a lock held elsewhere (a stuck `sqlite3` shell, a backup tool) stalled every request
+ * the server had, a busy timeout per write.
+ */
+export const LOCKED_RETRY_MS = 1000;
+
 export interface GroupCommitOptions {
   /** Least time from one COMMIT's start to the next (default COMMIT_GAP_MS). */
   gapMs?: number;
+  /** How long writes fail at once after BEGIN found the database locked (default LOCKED_RETRY_MS). */
+  lockedRetryMs?: number;
   /** How long a flush may take before it counts as stalled (default FLUSH_STALL_MS). */
   stallMs?: number;
   /** A monotonic clock in milliseconds (tests). */
@@ -98,10 +109,14 @@ export class GroupCommit {
   private readonly stallMs: number;
   /** Set while the flush under way has outlasted stallMs: the error new writes fail with. */
   private stall: StoreUnavailableError | undefined;
+  private readonly lockedRetryMs: number;
+  /** The error of a BEGIN that found the database locked, and until when writes fail with it at once. */
+  private locked: { error: unknown; until: number } | undefined;
 
   constructor(private readonly db: DatabaseSync, private readonly hooks: GroupCommitHooks, opts: GroupCommitOptions = {}) {
     this.gapMs = opts.gapMs ?? COMMIT_GAP_MS;
     this.stallMs = opts.stallMs ?? FLUSH_STALL_MS;
+    this.lockedRetryMs = opts.lockedRetryMs ?? LOCKED_RETRY_MS;
     this.now = opts.now ?? monotonicMs;
   }
 
@@ -109,11 +124,14 @@ export class GroupCommit {
   write<T>(fn: () => T, changed: readonly string[] = []): Promise<T> {
     if (this.broken !== undefined) return Promise.reject(this.broken);
     if (this.stall) return Promise.reject(this.stall);
+    if (this.locked && this.now() < this.locked.until) return Promise.reject(this.locked.error);
     let g: Group;
     try {
       g = this.open();
     } catch (err) {
-      return Promise.reject(this.hooks.failed(err));
+      const e = this.hooks.failed(err);
+      if (isBusy(err)) this.locked = { error: e, until: this.now() + this.lockedRetryMs };
+      return Promise.reject(e);
     }
     let out: T;
     const changesAtStart = this.hooks.totalChanges();

@@ -159,3 +159,21 @@ export const MIGRATIONS: readonly Migration[] = [
   ALTER TABLE agent_checkins ADD COLUMN policy_revision_idx INTEGER;
   `,
 ];
+
+/**
+ * Shapes an earlier build left that the migrations above no longer make, put right on open without a
+ * new schema version (the shape every later build writes is the same, so a build without this repair
+ * still opens the database after it). Each is checked first and is a no-op on a database already right.
+ */
+export const REPAIRS: readonly { needed(db: DatabaseSync): boolean; apply(db: DatabaseSync): void }[] = [
+  // Migration 3 as first released (153be3c) gave delivery_chunks a `sha2 TEXT NOT NULL` column that no
+  // insert has filled since (deliveries.ts): every delivery published on such a database failed.
+  {
+    needed: (db) => hasColumn(db, 'delivery_chunks', 'sha2'),
+    apply: (db) => db.exec('ALTER TABLE delivery_chunks DROP COLUMN sha2'),
+  },
+];
+
+function hasColumn(db: DatabaseSync, table: string, column: string): boolean {
+  return db.prepare('SELECT 1 FROM pragma_table_info(?) WHERE name = ?').get(table, column) !== undefined;
+}

@@ -7,32 +7,42 @@ import { SECRET_NAME } from '../../util/redact';
 import type { SecretBox } from './secret-box';
 
 const MARK = '$sealed:';
+/**
+ * A sealed number (a YAML policy's `password: 123456` is one): its JSON text sealed, read back a number.
+ * Sealed strings are MARK + 'v1:…' (secret-box.ts), so the two cannot be mistaken for each other.
+ */
+const NUMBER_MARK = `${MARK}n:`;
 
 type Json = unknown;
 
-/** A copy of `doc` with every non-empty string under a sensitive name sealed (bound to `rowId`). */
+/** A copy of `doc` with every non-empty string and every number under a sensitive name sealed (bound to `rowId`). */
 export function sealFields<T>(doc: T, box: SecretBox, rowId: string): T {
   // Always sealed, even a value that looks sealed already: it would otherwise not read back.
-  return walk(doc, false, (s) => (s === '' ? s : MARK + box.seal(s, rowId))) as T;
+  return walk(doc, false, (s) => (s === '' ? s : MARK + box.seal(s, rowId)), (n) => NUMBER_MARK + box.seal(JSON.stringify(n), rowId)) as T;
 }
 
 /** The document as it was given; `text` is the stored JSON, checked first so most rows cost nothing. */
 export function openFields<T>(text: string, box: SecretBox, rowId: string): T {
   const doc = JSON.parse(text) as T;
   if (!text.includes(MARK)) return doc;
-  return walk(doc, false, (s) => {
-    if (!s.startsWith(MARK)) return s;
-    const plain = box.open(s.slice(MARK.length), rowId);
+  const open = (sealed: string): string => {
+    const plain = box.open(sealed, rowId);
     if (plain === undefined) throw new StoreUnavailableError(`a sealed value in row ${rowId} cannot be decrypted with the configured key`);
     return plain;
+  };
+  return walk(doc, false, (s) => {
+    if (s.startsWith(NUMBER_MARK)) return JSON.parse(open(s.slice(NUMBER_MARK.length))) as number;
+    return s.startsWith(MARK) ? open(s.slice(MARK.length)) : s;
   }) as T;
 }
 
-function walk(v: Json, sensitive: boolean, fn: (s: string) => string): Json {
+/** `fn` applied to the strings under sensitive names, `num` to their numbers (none: left as they are). */
+function walk(v: Json, sensitive: boolean, fn: (s: string) => Json, num?: (n: number) => Json): Json {
   if (typeof v === 'string') return sensitive ? fn(v) : v;
-  if (Array.isArray(v)) return v.map((x) => walk(x, sensitive, fn));
+  if (typeof v === 'number') return sensitive && num ? num(v) : v;
+  if (Array.isArray(v)) return v.map((x) => walk(x, sensitive, fn, num));
   if (v === null || typeof v !== 'object') return v;
   const out: Record<string, Json> = {};
-  for (const [k, x] of Object.entries(v)) out[k] = walk(x, sensitive || SECRET_NAME.test(k), fn);
+  for (const [k, x] of Object.entries(v)) out[k] = walk(x, sensitive || SECRET_NAME.test(k), fn, num);
   return out;
 }

@@ -3,8 +3,8 @@
 // cannot be moved to another row. A copied database alone then reveals no usable credential; the key
 // lives apart from it (config, environment, or its own 0600 file under path.data).
 import { createCipheriv, createDecipheriv, createSecretKey, hkdfSync, randomBytes, type KeyObject } from 'node:crypto';
-import { linkSync, readFileSync, unlinkSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { chmodSync, closeSync, fsyncSync, linkSync, openSync, readFileSync, statSync, unlinkSync, writeSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import { StoreUnavailableError } from '../port';
 import { randomBytesPooled } from '../../util/random';
 
@@ -79,12 +79,22 @@ export function resolveSecretBox(dir: string, given: string | undefined, mayCrea
 }
 
 function readKeyFile(file: string): string | undefined {
+  let material: string;
   try {
-    return readFileSync(file, 'utf8').trim();
+    material = readFileSync(file, 'utf8').trim();
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
     throw err;
   }
+  // A key file written by hand (or copied in) readable by others is narrowed to 0600, as the database
+  // files are (files.ts): it opens every secret in them. Best effort: one not ours to change (an admin
+  // CLI run by another user) or on a read-only mount (a secret volume) is used as it is.
+  try {
+    if ((statSync(file).mode & 0o077) !== 0) chmodSync(file, 0o600);
+  } catch {
+    // Left as it is (see above).
+  }
+  return material;
 }
 
 /** Written aside and linked into place, so a server and the admin CLI starting together agree on one key. */
@@ -93,14 +103,33 @@ function createKeyFile(file: string): string {
   // Not the pid: in a container it is the same on every start, and a crash between write and link would
   // leave a name that blocks every later start.
   const tmp = `${file}.${randomBytes(6).toString('hex')}.tmp`;
-  writeFileSync(tmp, `${material}\n`, { mode: 0o600, flag: 'wx' });
+  // On disk before it is linked into place, and the link before any secret is sealed with it: after a
+  // power cut the database (whose writes are flushed before they are acknowledged) may hold secrets
+  // sealed with this key, and a key file left empty or missing would make them unreadable for good.
+  const fd = openSync(tmp, 'wx', 0o600);
   try {
+    try {
+      writeSync(fd, `${material}\n`);
+      fsyncSync(fd);
+    } finally {
+      closeSync(fd);
+    }
     linkSync(tmp, file);
+    syncDir(dirname(file));
     return material;
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
     return readKeyFile(file)!;
   } finally {
     unlinkSync(tmp);
+  }
+}
+
+function syncDir(dir: string): void {
+  const fd = openSync(dir, 'r');
+  try {
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
   }
 }

@@ -48,6 +48,9 @@ export interface SqliteStoreOptions {
 }
 
 
+/** How long the server's writer waits for another process's write lock (see the constructor). */
+export const SERVER_BUSY_TIMEOUT_MS = 1000;
+
 const PLAIN_NAME = /^[A-Za-z0-9_-]+$/;
 
 function hasNull(v: unknown): boolean {
@@ -152,6 +155,11 @@ export class SqliteStore implements Store {
     this.lock = opts.server && path !== ':memory:' ? DataDirLock.acquire(dirname(path)) : undefined;
     try {
       ({ db: this.db, box: this.box } = openDatabase(path, { secretsKey: opts.secretsKey, verify: opts.server }));
+      // The server's BEGIN waits for another process's write lock on the event loop, every request and
+      // held poll with it: an admin command's transaction lasts a turn of its own loop, so a wait past
+      // SERVER_BUSY_TIMEOUT_MS is a lock held elsewhere, answered 503 (and not waited for again at once:
+      // group-commit.ts). The admin CLI keeps openDatabase's longer wait.
+      if (opts.server) this.db.exec(`PRAGMA busy_timeout = ${SERVER_BUSY_TIMEOUT_MS}`);
     } catch (err) {
       this.lock?.release();
       throw err;
