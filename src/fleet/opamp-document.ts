@@ -54,8 +54,22 @@ function withoutEmpty(o: Record<string, string>): Record<string, string> {
   return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== ''));
 }
 
-/** The document upstream creates for a new OpAMP agent (no API key, no outputs: it is never sent a policy). */
-export function enrollmentDocument(id: string, target: EnrollmentTarget, description: OpampDescription | undefined, now: string): AgentDoc {
+/**
+ * Tags taken from a description: its `tags` attribute is the client's free text, and a 4 MiB one of
+ * single-character tags split into two million of them.
+ */
+const MAX_DESCRIPTION_TAGS = 100;
+
+/** What a description gives the agent's document: at enrolment, and again when it changes. */
+interface DescriptionFields {
+  agent: { id: string; version: string; type?: string };
+  local_metadata: JsonObject;
+  identifying_attributes?: JsonObject;
+  non_identifying_attributes?: JsonObject;
+  tags: string[];
+}
+
+function descriptionFields(id: string, description: OpampDescription | undefined): DescriptionFields {
   const ident = description?.identifying ?? {};
   const nonIdent = { ...(description?.nonIdentifying ?? {}) };
   const name = str(ident['service.name']);
@@ -63,7 +77,30 @@ export function enrollmentDocument(id: string, target: EnrollmentTarget, descrip
   const host = str(nonIdent['host.name']);
   const tagsAttr = nonIdent['tags'];
   delete nonIdent['tags'];
-  const tags = [...new Set([name, ...str(tagsAttr).split(',').map((t) => t.trim())].filter((t) => t !== ''))];
+  const tags = new Set<string>();
+  for (const t of [name, ...str(tagsAttr).split(',', 4 * MAX_DESCRIPTION_TAGS).map((x) => cutText(x.trim()))]) {
+    if (tags.size >= MAX_DESCRIPTION_TAGS) break;
+    if (t !== '') tags.add(t);
+  }
+  const fields: DescriptionFields = {
+    agent: { id, version, ...(name ? { type: name } : {}) },
+    local_metadata: {
+      elastic: { agent: withoutEmpty({ id, version, name }) },
+      host: withoutEmpty({ hostname: host, name: host }),
+      os: withoutEmpty({ platform: str(nonIdent['os.type']) }),
+    },
+    tags: [...tags],
+  };
+  if (description) {
+    fields.identifying_attributes = ident;
+    fields.non_identifying_attributes = nonIdent;
+  }
+  return fields;
+}
+
+/** The document upstream creates for a new OpAMP agent (no API key, no outputs: it is never sent a policy). */
+export function enrollmentDocument(id: string, target: EnrollmentTarget, description: OpampDescription | undefined, now: string): AgentDoc {
+  const { agent, local_metadata, identifying_attributes, non_identifying_attributes, tags } = descriptionFields(id, description);
   const doc: AgentDoc = {
     active: true,
     enrolled_at: now,
@@ -71,21 +108,48 @@ export function enrollmentDocument(id: string, target: EnrollmentTarget, descrip
     policy_id: target.policyId,
     // So that Kibana does not show the collector as updating: no policy is ever delivered to it.
     policy_revision_idx: 1,
-    agent: { id, version, ...(name ? { type: name } : {}) },
-    local_metadata: {
-      elastic: { agent: withoutEmpty({ id, version, name }) },
-      host: withoutEmpty({ hostname: host, name: host }),
-      os: withoutEmpty({ platform: str(nonIdent['os.type']) }),
-    },
+    agent,
+    local_metadata,
   };
   if (target.namespaces.length > 0) doc.namespaces = target.namespaces;
-  if (description) {
-    doc['identifying_attributes'] = ident;
-    doc['non_identifying_attributes'] = nonIdent;
+  if (identifying_attributes) {
+    doc['identifying_attributes'] = identifying_attributes;
+    doc['non_identifying_attributes'] = non_identifying_attributes;
   }
   if (tags.length > 0) doc.tags = tags;
   return doc;
 }
+
+function sameJson(a: unknown, b: unknown): boolean {
+  return JSON.stringify(a) === JSON.stringify(b);
+}
+
+/**
+ * What a description sent after enrolment changes in the stored document (beyond upstream, which
+ * records it at enrolment only), or undefined when it changes nothing. The fields enrolment wrote are
+ * replaced whole; tags are added to the stored ones (Fleet users tag agents too, and a tag the
+ * description no longer names cannot be told from theirs).
+ */
+export function descriptionUpdate(id: string, stored: AgentDoc, description: OpampDescription): Record<string, unknown> | undefined {
+  const f = descriptionFields(id, description);
+  const storedTags = Array.isArray(stored.tags) ? stored.tags : [];
+  const newTags = f.tags.filter((t) => !storedTags.includes(t));
+  // `agent` is merged (its id stays, and a type once named is kept): only what the description names counts.
+  const agent = { version: f.agent.version, ...(f.agent.type !== undefined ? { type: f.agent.type } : {}) };
+  const agentSame = stored.agent?.version === agent.version && (agent.type === undefined || stored.agent?.type === agent.type);
+  if (newTags.length === 0 && agentSame && sameJson(f.local_metadata, stored.local_metadata)
+    && sameJson(f.identifying_attributes, stored['identifying_attributes'])
+    && sameJson(f.non_identifying_attributes, stored['non_identifying_attributes'])) return undefined;
+  const doc: Record<string, unknown> = {
+    agent, local_metadata: f.local_metadata,
+    identifying_attributes: f.identifying_attributes, non_identifying_attributes: f.non_identifying_attributes,
+  };
+  if (newTags.length > 0) doc['tags'] = [...storedTags, ...newTags];
+  return doc;
+}
+
+/** The fields descriptionUpdate() writes whole (a merge would keep attributes the Collector dropped). */
+export const DESCRIPTION_FIELDS = ['local_metadata', 'identifying_attributes', 'non_identifying_attributes'];
 
 /** Upstream's status for a report: unhealthy → error, a recoverable error → degraded, else online. */
 export function statusOf(health: OpampHealth | undefined): { status: string; message: string } {
@@ -164,7 +228,10 @@ export function redactSecrets(v: Json): Json {
  */
 export function effectiveConfigDocument(yamlText: string): JsonObject | undefined {
   // Aliases are resolved into copies; a bound on them keeps a "billion laughs" document from exploding.
-  const parsed = parse(yamlText, { maxAliasCount: 100, prettyErrors: false }) as unknown;
+  // The yaml library checks a mapping's keys for duplicates pair by pair: 1 MiB of `kN: 1` lines (130,000
+  // keys) held the event loop for minutes. Unchecked, a repeated key's last value wins; a Collector
+  // refuses such a configuration itself, so it never reports one.
+  const parsed = parse(yamlText, { maxAliasCount: 100, prettyErrors: false, uniqueKeys: false }) as unknown;
   if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) return undefined;
   return redactSecrets(JSON.parse(JSON.stringify(parsed)) as Json) as JsonObject;
 }

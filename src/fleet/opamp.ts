@@ -11,8 +11,8 @@ import { uuidBytes, uuidText, uuidV7 } from '../util/uuid';
 import type { Bookkeeper, CheckinRecord } from './bookkeeping';
 import type { EnrollmentRecord } from './enroll';
 import {
-  cutText, effectiveConfigDocument, enrollmentDocument, healthDocument, healthFromDocument, MAX_TEXT_BYTES, statusOf,
-  type OpampDescription, type OpampHealth, type RemoteConfig,
+  cutText, DESCRIPTION_FIELDS, descriptionUpdate, effectiveConfigDocument, enrollmentDocument, healthDocument, healthFromDocument,
+  MAX_TEXT_BYTES, statusOf, type OpampDescription, type OpampHealth, type RemoteConfig,
 } from './opamp-document';
 import type { ParsedPolicy } from './parsed-policy';
 
@@ -104,10 +104,11 @@ const KEEP_REASONS = new Set(['orphaned', 'reenrolled']);
 /**
  * The most a message may have stored: a config hash (the server's are SHA-256, 32 bytes; a longer one is
  * not ours and is not kept) and an effective configuration (a large Collector's is tens of KiB; parsed,
- * it becomes many times its size in objects).
+ * it becomes many times its size in objects). The yaml library parses about 0.5 MiB a second of small
+ * nodes (`[1,1,…]`, `- 1` lines) on the event loop: 1 MiB held every request for 2 s, this bound ~0.5 s.
  */
 const MAX_CONFIG_HASH_BYTES = 64;
-const MAX_EFFECTIVE_CONFIG_BYTES = 1024 * 1024;
+const MAX_EFFECTIVE_CONFIG_BYTES = 256 * 1024;
 
 export class OpampService {
   private readonly seen = new LruCache<string, Seen>(SEEN_MAX, {
@@ -243,6 +244,8 @@ export class OpampService {
 
     const prev = enrolled ? undefined : this.seen.get(id);
     const stored = enrolled ? undefined : found!._source;
+    // A description not written now is asked for again (a full state report carries it).
+    const descriptionLate = stored !== undefined && msg.description !== undefined && !(await this.recordDescription(id, stored, msg.description));
     const expected = (prev?.sequenceNum ?? stored?.sequence_num ?? -2) + 1;
     if (!enrolled && msg.sequenceNum !== expected) {
       this.log.debug({ 'fleet.agent.id': id, expected, got: msg.sequenceNum }, 'OpAMP sequence gap; asking for a full state report');
@@ -251,7 +254,7 @@ export class OpampService {
     const status = msg.health ? statusOf(msg.health) : prev?.status ?? statusOf(healthFromDocument(stored?.['health'] as JsonObject | undefined));
     const reported = reportedHash(msg);
     const remoteHash = reported ?? prev?.remoteHash ?? storedRemoteHash(stored);
-    const reportFullState = enrolled || msg.sequenceNum !== expected;
+    const reportFullState = enrolled || msg.sequenceNum !== expected || descriptionLate;
     const offerHeartbeat = this.offersHeartbeat(id, msg, prev, push);
     this.seen.set(id, { sequenceNum: msg.sequenceNum, status, remoteHash, heartbeatOffered: offerHeartbeat || prev?.heartbeatOffered === true });
     this.bookkeeper.enqueue(id, this.checkinRecord(id, msg, status, stored, reported));
@@ -296,6 +299,29 @@ export class OpampService {
       // The status was recorded; the configuration goes with a later message.
       this.log.warn({ err, 'fleet.policy.id': policyId }, 'OpAMP remote configuration: policy unavailable');
       return undefined;
+    }
+  }
+
+  /**
+   * A description sent after enrolment (a new version, host name, attributes), written when it differs
+   * from the stored one (upstream records it at enrolment only, so an upgraded Collector kept its old
+   * version). The write is the store's at once, not the check-in batch's, so the next comparison reads
+   * it; as a changed description may come with every message, writes go at enroll_limit's rate. False
+   * when it was not written.
+   */
+  private async recordDescription(id: string, stored: AgentDoc, description: OpampDescription): Promise<boolean> {
+    const doc = descriptionUpdate(id, stored, description);
+    if (!doc) return true;
+    if (this.enrollPacer && !this.enrollPacer.tryTake()) {
+      this.log.debug({ 'fleet.agent.id': id }, 'OpAMP agent description update rate limited');
+      return false;
+    }
+    try {
+      await this.store.updateAgent({ id, doc, replace: DESCRIPTION_FIELDS });
+      return true;
+    } catch (err) {
+      this.log.warn({ err, 'fleet.agent.id': id }, 'OpAMP agent description update failed');
+      return false;
     }
   }
 

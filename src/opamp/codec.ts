@@ -50,6 +50,90 @@ const MAX_DEPTH = 32;
 const MAX_HEALTH_COMPONENTS = 10_000;
 const MAX_ATTRIBUTE_VALUES = 10_000;
 
+/**
+ * Objects (sub-messages, map entries, repeated strings) a message may make when decoded; past it the
+ * message is refused before it is decoded. protobufjs builds all of them before the bounds above apply:
+ * 4 MiB of 8-byte health map entries made 500,000 objects (190 MB) and held the event loop 1.7 s. A
+ * Collector's report makes thousands (the HTTP edge bounds JSON bodies to 100,000 values likewise).
+ */
+const MAX_OBJECTS = 100_000;
+
+/**
+ * AgentToServer's message-valued fields (map entries as their own messages: key 1, value 2) by type:
+ * field number → the type it holds; '' is an object or string that holds none (counted, not walked).
+ * Fields not named here are scalars, strings or bytes met once per message (the last one is kept).
+ */
+const SHAPES: Record<string, Record<number, string>> = {
+  AgentToServer: { 3: 'AgentDescription', 5: 'ComponentHealth', 6: 'EffectiveConfig', 7: '', 8: 'PackageStatuses', 9: '', 11: 'ConnectionSettingsRequest', 12: 'CustomCapabilities', 13: '', 14: 'AvailableComponents', 15: '' },
+  AgentDescription: { 1: 'KeyValue', 2: 'KeyValue' },
+  KeyValue: { 2: 'AnyValue' },
+  AnyValue: { 5: 'ArrayValue', 6: 'KeyValueList' },
+  ArrayValue: { 1: 'AnyValue' },
+  KeyValueList: { 1: 'KeyValue' },
+  ComponentHealth: { 6: 'ComponentHealthEntry', 7: 'KeyValue' },
+  ComponentHealthEntry: { 2: 'ComponentHealth' },
+  EffectiveConfig: { 1: 'AgentConfigMap' },
+  AgentConfigMap: { 1: 'AgentConfigEntry' },
+  AgentConfigEntry: { 2: '' },
+  PackageStatuses: { 1: 'PackageStatusEntry' },
+  PackageStatusEntry: { 2: 'PackageStatus' },
+  PackageStatus: { 8: '' },
+  ConnectionSettingsRequest: { 1: 'OpAMPConnectionSettingsRequest' },
+  OpAMPConnectionSettingsRequest: { 1: '' },
+  CustomCapabilities: { 1: '' },
+  AvailableComponents: { 1: 'ComponentDetailsEntry' },
+  ComponentDetailsEntry: { 2: 'ComponentDetails' },
+  ComponentDetails: { 1: 'KeyValue', 2: 'ComponentDetailsEntry' },
+};
+/** protobufjs's own nesting bound (Reader.recursionLimit): it refuses deeper messages before making them. */
+const MAX_NESTING = 100;
+
+/**
+ * Counts what decoding `buf[pos, end)` as `type` would make, without making any of it; throws past
+ * MAX_OBJECTS. Bytes protobufjs refuses end the count where they start; what it skips (unknown fields,
+ * groups) is skipped alike, or counted as fields of the message (more than protobufjs makes, never less).
+ */
+function countObjects(buf: Uint8Array, pos: number, end: number, type: string, depth: number, count: { n: number }): void {
+  if (depth > MAX_NESTING) return;
+  const shape = SHAPES[type]!;
+  while (pos < end) {
+    // Tags and lengths are at most 5 bytes here (field numbers and lengths below 2^32).
+    let tag = 0;
+    for (let shift = 0; ; shift += 7) {
+      if (pos >= end || shift > 28) return;
+      const b = buf[pos++]!;
+      tag = (tag | ((b & 0x7f) << shift)) >>> 0;
+      if (b < 0x80) break;
+    }
+    const wire = tag & 7;
+    if (wire === 0) {
+      // Any length: protobufjs skips an unknown field's varint however long it is.
+      for (;;) {
+        if (pos >= end) return;
+        if (buf[pos++]! < 0x80) break;
+      }
+    } else if (wire === 1) pos += 8;
+    else if (wire === 5) pos += 4;
+    else if (wire === 2) {
+      let len = 0;
+      for (let shift = 0; ; shift += 7) {
+        if (pos >= end || shift > 28) return;
+        const b = buf[pos++]!;
+        len = (len | ((b & 0x7f) << shift)) >>> 0;
+        if (b < 0x80) break;
+      }
+      if (len > end - pos) return;
+      const inner = shape[tag >>> 3];
+      if (inner !== undefined) {
+        if (++count.n > MAX_OBJECTS) throw new Error(`message makes more than ${MAX_OBJECTS} objects`);
+        // protobufjs reads a map entry inline: only its value is a level deeper.
+        if (inner !== '') countObjects(buf, pos, pos + len, inner, inner.endsWith('Entry') ? depth : depth + 1, count);
+      }
+      pos += len;
+    } else if (wire !== 3 && wire !== 4) return;
+  }
+}
+
 /** What is left of a per-message bound as a message is converted. */
 interface Budget {
   left: number;
@@ -122,6 +206,7 @@ function health(h: IComponentHealth, depth: number, budget: Budget): OpampHealth
 
 /** Decodes an AgentToServer; throws on bytes that are not one. Unknown fields are skipped. */
 export function decodeAgentToServer(bytes: Uint8Array): OpampMessage {
+  countObjects(bytes, 0, bytes.length, 'AgentToServer', 0, { n: 0 });
   const m = pb().AgentToServer.decode(bytes);
   const msg: OpampMessage = {
     instanceUid: m.instanceUid ?? new Uint8Array(0),
