@@ -3,6 +3,7 @@
 // no file, chunks survive a restart, a `:memory:` store's directory goes with it, a file-system fault
 // is the store being unavailable (503), reported as a write fault until a write succeeds, a finished
 // upload's chunks are never replaced, and directories a crash left without a row are swept.
+import { MIGRATIONS } from '../../src/store/sqlite/schema';
 import { randomUUID } from 'node:crypto';
 import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
 import * as fsp from 'node:fs/promises';
@@ -188,7 +189,7 @@ test('a database written before the file tables gains them on open, its rows kep
   const u = await newUpload();
   expect((await store.uploads.listUploads({ agentId: u.agentId, limit: 1 }))[0]!.id).toBe(u.id);
   const db2 = new DatabaseSync(dbPath, { readOnly: true });
-  expect((db2.prepare('PRAGMA user_version').get() as { user_version: number }).user_version).toBe(5);
+  expect((db2.prepare('PRAGMA user_version').get() as { user_version: number }).user_version).toBe(MIGRATIONS.length);
   expect((db2.prepare('SELECT count(*) AS n FROM agent_checkins').get() as { n: number }).n).toBe(0);
   expect((db2.prepare('SELECT count(*) AS n FROM secrets').get() as { n: number }).n).toBe(1);
   db2.close();

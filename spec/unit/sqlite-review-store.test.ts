@@ -1,6 +1,7 @@
 // The embedded store as an operator meets it: databases an earlier build wrote open and work, one a
 // newer build wrote is refused untouched, a write lock held by another process costs the server one short
 // wait and then 503s (never a stalled event loop), and the key file is private and on disk before use.
+import { MIGRATIONS } from '../../src/store/sqlite/schema';
 import { createHash } from 'node:crypto';
 import { chmodSync, closeSync, existsSync, mkdirSync, openSync, readSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -72,7 +73,7 @@ describe('a database the first release of the file tables wrote (delivery_chunks
     } finally {
       await store.close();
     }
-    expect(version(dbPath)).toBe(5);
+    expect(version(dbPath)).toBe(MIGRATIONS.length);
   });
 });
 

@@ -7,7 +7,7 @@ import { DatabaseSync } from 'node:sqlite';
 import { dirname } from 'node:path';
 import { isCorruption, storeError } from './errors';
 import { ensurePrivateDbFiles, ensurePrivateDir } from './files';
-import { MIGRATIONS, REPAIRS } from './schema';
+import { LAST_SEALING_VERSION, MIGRATIONS, REPAIRS } from './schema';
 import { KEY_ENV, KEY_FILE, resolveSecretBox, SecretBox } from './secret-box';
 
 export interface OpenOptions {
@@ -101,9 +101,9 @@ function migrate(db: DatabaseSync, box: SecretBox, path: string): void {
   const current = schemaVersion(db);
   refuseNewer(current, path);
   if (current === MIGRATIONS.length && !REPAIRS.some((r) => r.needed(db))) return;
-  // Rows rewritten by migration 2 (plaintext secrets) leave no old bytes behind in the pages; later
-  // migrations rewrite nothing and need no VACUUM.
-  const rewrites = current > 0 && current < 2;
+  // Rows rewritten by a sealing migration (2, 6: plaintext credentials) leave no old bytes behind in the
+  // pages; the other migrations rewrite nothing and need no VACUUM.
+  const rewrites = current > 0 && current < LAST_SEALING_VERSION;
   if (rewrites) db.exec('PRAGMA secure_delete = ON');
   transaction(db, () => {
     // Another process (the admin CLI, perhaps of an older build) may have migrated between the read
@@ -120,8 +120,9 @@ function migrate(db: DatabaseSync, box: SecretBox, path: string): void {
   });
   if (rewrites) {
     db.exec('PRAGMA secure_delete = OFF');
-    // Free pages may still hold plaintext deleted before this migration (secure_delete zeroes only what
-    // it frees itself): VACUUM rewrites the file without them, once.
+    // Free pages, and the unused space of pages in use, may still hold plaintext deleted or overwritten
+    // before this migration (secure_delete zeroes only what it frees itself: an expired MIGRATE action's
+    // token, a number a build before 5203390 kept): VACUUM rewrites the file without them, once.
     db.exec('VACUUM');
     // Old page images stay in the WAL until a checkpoint copies the new ones over them.
     db.exec('PRAGMA wal_checkpoint(TRUNCATE)');

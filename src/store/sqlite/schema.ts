@@ -3,7 +3,7 @@
 // A migration is SQL, or a function for rewrites SQL cannot express (sealing secrets).
 import type { DatabaseSync } from 'node:sqlite';
 import { enrollmentTokenPrefix, type EnrollmentKeyDoc } from '../documents';
-import { sealFields } from './sealed-fields';
+import { sealFields, sealPlainFields } from './sealed-fields';
 import type { SecretBox } from './secret-box';
 
 export type Migration = string | ((db: DatabaseSync, ctx: { box: SecretBox; keyCheck: string }) => void);
@@ -158,7 +158,50 @@ export const MIGRATIONS: readonly Migration[] = [
   ALTER TABLE agent_checkins ADD COLUMN agent_policy_id TEXT;
   ALTER TABLE agent_checkins ADD COLUMN policy_revision_idx INTEGER;
   `,
+  // 6: credentials left in plain text sealed, once. Migration 2 as first released (be4e9f4) sealed the
+  // secrets table only, and numbers under sensitive names were sealed from 5203390 on: such rows read
+  // back as they were, so nothing else would ever seal them. A build from before be4e9f4 (which checks no
+  // schema version) may also have written a secret or an enrollment token in the clear into a migrated
+  // database. Only rows holding such a value are rewritten; rows are read a batch at a time.
+  (db, { box }) => {
+    for (const table of ['policies', 'actions']) {
+      rewriteRows(db, table, 'seq', 'doc', '1', (id, doc) => {
+        const sealed = sealPlainFields(JSON.parse(doc) as unknown, box, id);
+        return sealed === undefined ? undefined : JSON.stringify(sealed);
+      });
+    }
+    rewriteRows(db, 'secrets', 'rowid', 'value', "substr(value, 1, 3) <> 'v1:'", (id, value) => box.seal(value, id));
+    rewriteRows(db, 'enrollment_keys', 'rowid', 'doc', "json_extract(doc, '$.api_key') <> ''", (_id, doc) => JSON.stringify(enrollmentDocAtRest(JSON.parse(doc) as EnrollmentKeyDoc)));
+  },
 ];
+
+/**
+ * The schema version of the last migration that rewrites rows holding credentials: a database migrated
+ * from an earlier one (not a new one) is then rewritten whole, so no old bytes stay behind (database.ts).
+ */
+export const LAST_SEALING_VERSION = 6;
+
+/** Rows in memory at once while a migration rewrites a table: a policy document can run to megabytes. */
+const REWRITE_BATCH = 64;
+
+/**
+ * `fix` applied to each row of `table` that `where` selects, in `key` order, REWRITE_BATCH rows at a time
+ * (each batch's read ends before its rows are written); a row `fix` returns undefined for is not written.
+ */
+function rewriteRows(db: DatabaseSync, table: string, key: 'seq' | 'rowid', column: string, where: string, fix: (id: string, text: string) => string | undefined): void {
+  const next = db.prepare(`SELECT ${key} AS k, id, ${column} AS v FROM ${table} WHERE ${key} > ? AND (${where}) ORDER BY ${key} LIMIT ${REWRITE_BATCH}`);
+  const update = db.prepare(`UPDATE ${table} SET ${column} = ? WHERE ${key} = ?`);
+  let after = Number.MIN_SAFE_INTEGER;
+  for (;;) {
+    const rows = next.all(after) as { k: number; id: string; v: string }[];
+    for (const r of rows) {
+      const text = fix(r.id, r.v);
+      if (text !== undefined && text !== r.v) update.run(text, r.k);
+    }
+    if (rows.length < REWRITE_BATCH) return;
+    after = rows[rows.length - 1]!.k;
+  }
+}
 
 /**
  * Shapes an earlier build left that the migrations above no longer make, put right on open without a

@@ -21,6 +21,25 @@ export function sealFields<T>(doc: T, box: SecretBox, rowId: string): T {
   return walk(doc, false, (s) => (s === '' ? s : MARK + box.seal(s, rowId)), (n) => NUMBER_MARK + box.seal(JSON.stringify(n), rowId)) as T;
 }
 
+/**
+ * A copy of `doc` with the credentials a build before sealing (or before numbers were sealed) left in
+ * plain text sealed, those sealed already kept as they are; undefined when there are none, so a row
+ * already right is not rewritten. A string under a sensitive name that starts with the mark is taken for
+ * sealed, as openFields reads it.
+ */
+export function sealPlainFields<T>(doc: T, box: SecretBox, rowId: string): T | undefined {
+  let plain = 0;
+  const out = walk(doc, false, (s) => {
+    if (s === '' || s.startsWith(MARK)) return s;
+    plain++;
+    return MARK + box.seal(s, rowId);
+  }, (n) => {
+    plain++;
+    return NUMBER_MARK + box.seal(JSON.stringify(n), rowId);
+  }) as T;
+  return plain > 0 ? out : undefined;
+}
+
 /** The document as it was given; `text` is the stored JSON, checked first so most rows cost nothing. */
 export function openFields<T>(text: string, box: SecretBox, rowId: string): T {
   const doc = JSON.parse(text) as T;
