@@ -3,8 +3,8 @@
 // accepts connections on the shared listeners and deals them to the workers in turn. Each worker is a whole
 // server (as several instances on one Elasticsearch cluster already are), with its share of the limits;
 // on the embedded store the primary owns the database and the workers reach it through the store proxy
-// (store-owner.ts); the primary supervises (a worker that dies is replaced, its agents
-// reconnect to the others), drains them all on SIGTERM, and serves the metrics listener, summing the
+// (store-owner.ts); the primary supervises (a worker that dies, or hangs and is killed, is replaced, its
+// agents reconnect to the others), drains them all on SIGTERM, and serves the metrics listener, summing the
 // workers' figures.
 import type { Server } from 'node:http';
 import cluster, { type Worker } from 'node:cluster';
@@ -26,7 +26,10 @@ import { resolveSecretBox } from '../store/sqlite/secret-box';
 import { describeError, withContext } from '../util/error-text';
 import { isPlainObject } from '../util/is-object';
 import { CarriedCounters, clusterStats, type WorkerStats } from './cluster-stats';
-import { afterExit, markReady, mayBeGroupStop, READY_TIMEOUT_MS, slotRecord, uncleanStopExits, type SlotRecord, type WorkerExit } from './cluster-supervision';
+import {
+  afterExit, clearWorker, markReady, mayBeGroupStop, READY_TIMEOUT_MS, SILENT_LIMIT_MS, SilenceWatch, slotRecord, uncleanStopExits, WATCHDOG_EVERY_MS,
+  type SlotRecord, type WorkerExit,
+} from './cluster-supervision';
 import { HandoffRouter } from './handoff-router';
 import { ListenersClosedBarrier, OTHERS_CLOSED_WAIT_MS } from './listeners-closed';
 import { startMemoryTrim, TRIM_EVERY_MS, TrimDecider, trimPhaseMs } from './memory-trim';
@@ -63,6 +66,8 @@ type ToPrimary = ConfigRequest | { t: 'hello' } | { t: 'ready' } | { t: 'failed'
   | { t: 'adopted'; id: number; taken: boolean }
   /** Stopping, it has closed its listeners; it answers its held polls when told (listeners-closed.ts). */
   | { t: 'closed' }
+  /** Still turning its event loop, without SO_REUSEPORT (with it, its room says so): the primary's watchdog. */
+  | { t: 'alive' }
   /** Elasticsearch mode: a secret this worker learned, asks for, or deleted (shared-secrets.ts). */
   | SecretShareRequest;
 
@@ -75,6 +80,11 @@ const ENV_REUSE_PORT = 'FLEET_SERVER_WORKER_REUSE_PORT';
 const ENV_PIPE_LOGS = 'FLEET_SERVER_WORKER_LOGS_PIPED';
 /** How often a worker tells the primary its room for connections. */
 const ROOM_EVERY_MS = 500;
+/**
+ * How often a worker without SO_REUSEPORT (it sends no room) tells the primary it is alive: well inside
+ * SILENT_LIMIT_MS, whatever a turn of its loop costs, for one small message every 2 s.
+ */
+const ALIVE_EVERY_MS = 2000;
 /** How long a scrape waits for a worker's figures before leaving it out; with a forced GC first (?gc=1), longer. */
 const STATS_WAIT_MS = 5000;
 const STATS_GC_WAIT_MS = 15_000;
@@ -231,11 +241,13 @@ export async function runWorker(config: FleetServerConfig): Promise<void> {
   log.info({ 'process.pid': process.pid, 'limits.max_connections': shared.server.limits.maxConnections }, 'fleet-server worker ready');
   send(process, { t: 'ready' });
   if (reusePort) reportRoom(served!.http);
+  else setInterval(() => send(process, { t: 'alive' }), ALIVE_EVERY_MS).unref();
 }
 
 /**
  * Tells the primary this worker's room for connections, for handoffs to it. Every time, changed or not:
- * the primary charges a worker what it sends it, and only a report sets that right again.
+ * the primary charges a worker what it sends it, and only a report sets that right again. The reports are
+ * also how the primary's watchdog knows the worker's loop turns; unref'd, they keep no draining worker up.
  */
 function reportRoom(service: HttpService): void {
   const report = (): void => send(process, { t: 'room', room: service.connectionRoom });
@@ -283,6 +295,8 @@ export async function runPrimary(config: FleetServerConfig, log: Logger, size: n
   const keys = new SecretShareHost();
   let restarts = 0;
   let stopping = false;
+  /** Kills a ready worker that has been silent past SILENT_LIMIT_MS (cluster-supervision.ts); started with the forks. */
+  let watchdog: NodeJS.Timeout | undefined;
   /** Why this process exits 1 once stopped: its start failed, or no worker could start any more. */
   let failure: Error | undefined;
   let nextStatsId = 0;
@@ -333,6 +347,7 @@ export async function runPrimary(config: FleetServerConfig, log: Logger, size: n
   // timeouts.drain (and exits by itself 5 s after it at the latest).
   const stopAll = stopOnSignals(log, config.server.timeouts.drainMs + 10_000, async () => {
     stopping = true;
+    clearInterval(watchdog);
     handoffs.stop();
     // 'close': exited, and its last log lines read (they may come through this process).
     const exits = slots.filter((s) => s.worker).map((s) => {
@@ -369,6 +384,7 @@ export async function runPrimary(config: FleetServerConfig, log: Logger, size: n
   /** The start failed: whatever started is killed, the store closed, and `err` goes to the caller (exit 1). */
   const failStart = async (err: unknown): Promise<never> => {
     stopping = true;
+    clearInterval(watchdog);
     failure = err instanceof Error ? err : new Error(String(err));
     for (const s of slots) s.worker?.kill('SIGKILL');
     await closeOwner().catch((closeErr: unknown) => log.error({ err: closeErr }, 'cannot close the store'));
@@ -417,6 +433,7 @@ export async function runPrimary(config: FleetServerConfig, log: Logger, size: n
     slot.worker = worker;
     slot.ready = false;
     slot.failure = undefined;
+    clearWorker(slot);
     worker.on('error', (err: Error) => {
       // A spawn that failed (EMFILE, EAGAIN) is said by an 'error' with no exit after it: judged as one.
       // Unheard, the error ended the primary. Any other (a signal that could not be sent) is only said.
@@ -440,6 +457,8 @@ export async function runPrimary(config: FleetServerConfig, log: Logger, size: n
     // node:readline is loaded only when worker logs are relayed (~0.6 MiB of RSS otherwise).
     if (writeLine && worker.process.stderr) (require('node:readline') as typeof import('node:readline')).createInterface({ input: worker.process.stderr }).on('line', (l) => writeLine(`${l}\n`));
     worker.on('message', (raw: unknown, handle?: ClientHandle) => {
+      // Anything at all: its loop turns.
+      if (slot.worker === worker) slot.heardAt = Date.now();
       const m = workerMessage(raw);
       if (!m) return;
       if (m.t === 'handoff') {
@@ -461,7 +480,11 @@ export async function runPrimary(config: FleetServerConfig, log: Logger, size: n
         if (startup && slots.every((s) => s.ready)) startup.resolve();
       } else if (m.t === 'stats') {
         pendingStats.get(m.id)?.(m.doc, worker);
-      } else if (m.t === 'closed') listenersClosed.closed(slot);
+      } else if (m.t === 'closed') {
+        // Stopped alone (the whole stop has no watchdog): draining, within its own deadline.
+        if (!stopping) slot.closedAt ??= Date.now();
+        listenersClosed.closed(slot);
+      }
       else if (m.t === 'secret-keep' || m.t === 'secret-recall' || m.t === 'secret-forget') {
         const answer = keys.handle(m);
         if (answer) send(worker, answer);
@@ -517,6 +540,22 @@ export async function runPrimary(config: FleetServerConfig, log: Logger, size: n
     const slot = slots.find((s) => s.worker === worker);
     if (slot) ended(slot, worker.process.pid, code, signal);
   });
+
+  // A worker hung after its ready (its event loop blocked for good) would keep its agents, and with
+  // SO_REUSEPORT be dealt new connections, forever: killed, it is replaced as a crashed one is.
+  const silence = new SilenceWatch(Date.now(), config.server.timeouts.drainMs);
+  watchdog = setInterval(() => {
+    if (stopping) return;
+    const now = Date.now();
+    for (const s of silence.look(serving(), now)) {
+      const silentMs = now - s.hungSince!;
+      s.failure = `worker ${s.index} sent nothing for ${Math.round(silentMs / 1000)} s (hung)`;
+      log.error({ 'worker.slot': s.index, 'process.pid': s.worker!.process.pid, 'watchdog.silent_ms': silentMs, 'watchdog.limit_ms': SILENT_LIMIT_MS },
+        'worker sent nothing for too long (hung); killing it');
+      s.worker!.process.kill('SIGKILL');
+    }
+  }, WATCHDOG_EVERY_MS);
+  watchdog.unref();
 
   const ready = new Promise<void>((resolve, reject) => (startup = { resolve, reject }));
   for (const slot of slots) fork(slot);
