@@ -55,6 +55,15 @@ afterEach(() => {
 const insert = (bytes: number): void => {
   db.prepare('INSERT INTO t (v) VALUES (?)').run('x'.repeat(bytes));
 };
+/** One whole cycle of `cp` after a commit: the WAL flushed, the pages copied, the database file flushed. */
+async function fullCycle(cp: WalCheckpointer): Promise<void> {
+  cp.wrote();
+  await tick();
+  wal.release();
+  await tick();
+  file.release();
+  await cp.idle();
+}
 const truncateBusy = (): number => (db.prepare('PRAGMA wal_checkpoint(TRUNCATE)').get() as { busy: number }).busy;
 
 test('copies only what was committed before the WAL flush, only after it, and holds the WAL until the copies are flushed', async () => {
@@ -116,12 +125,7 @@ test('a copy whose flush failed keeps the WAL from starting over, and no more cy
 test('once the WAL has grown past the restart size, the writer checkpoints once itself and the WAL starts over', async () => {
   const cp = new WalCheckpointer(path, db, wal, file, (e) => errors.push(e), { spacingMs: 0, restartFrames: 20 });
   insert(200_000);
-  cp.wrote();
-  await tick();
-  wal.release();
-  await tick();
-  file.release();
-  await cp.idle();
+  await fullCycle(cp);
   expect(cp.cycles).toBe(1);
   // The next commit: the writer's own checkpoint (SQLite's, synced), not another cycle.
   insert(10);
@@ -222,12 +226,7 @@ test('a copy that failed (disk full) counts nothing copied: the WAL is let go, a
     insert(200_000);
     // The disk has room again: the next commit's cycle copies and flushes as before.
     full = false;
-    cp.wrote();
-    await tick();
-    wal.release();
-    await tick();
-    file.release();
-    await cp.idle();
+    await fullCycle(cp);
     expect(cp.cycles).toBe(2);
     expect(file.calls).toBe(1);
     // Both rows' pages: the frames of the failed copy too.

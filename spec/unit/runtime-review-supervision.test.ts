@@ -1,85 +1,38 @@
 // The primary's supervision (src/runtime/cluster.ts runPrimary) over a stand-in for node:cluster: workers
 // are event emitters whose messages, exits and spawn failures the test makes, on a fake clock.
-import { EventEmitter } from 'node:events';
 import http from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Writable } from 'node:stream';
-import pino from 'pino';
+import { capturingLogger, FakeProcess, FakeWorker, recordListeners, resetFakeCluster, restoreListeners, type FakeCluster } from '../support/fake-cluster';
 
-class FakeProcess extends EventEmitter {
-  stderr = null;
-  readonly signals: string[] = [];
-  constructor(public pid: number | undefined) {
-    super();
-  }
-  kill(signal?: string): boolean {
-    this.signals.push(signal ?? 'SIGTERM');
-    return this.pid !== undefined;
-  }
-}
-
-class FakeWorker extends EventEmitter {
-  readonly sent: unknown[] = [];
-  constructor(readonly id: number, readonly process: FakeProcess) {
-    super();
-  }
-  send(m: unknown, ...rest: unknown[]): boolean {
-    this.sent.push(m);
-    const cb = rest.find((r) => typeof r === 'function') as ((err: Error | null) => void) | undefined;
-    cb?.(null);
-    return true;
-  }
-  kill(signal?: string): void {
-    this.process.kill(signal);
-  }
-}
-
-interface FakeCluster extends EventEmitter {
-  workers: Record<number, FakeWorker>;
-  fork: jest.Mock;
-  /** How the next fork fails: thrown at once (ENOMEM), or said later in an 'error' (EAGAIN, EMFILE). */
-  failNext?: 'throw' | 'error';
-}
-
-jest.mock('node:cluster', () => {
-  const { EventEmitter: Emitter } = jest.requireActual<typeof import('node:events')>('node:events');
-  const c = new Emitter() as FakeCluster & Record<string, unknown>;
-  Object.assign(c, { isWorker: false, isPrimary: true, SCHED_RR: 2, SCHED_NONE: 1, schedulingPolicy: 1, settings: {}, workers: {}, setupPrimary: () => undefined });
-  return { __esModule: true, default: c };
-});
+jest.mock('node:cluster', () => jest.requireActual<typeof import('../support/fake-cluster')>('../support/fake-cluster').fakeClusterModule());
 
 // Required after the mock (imports would be read before it).
-const cluster = (require('node:cluster') as { default: FakeCluster }).default;
+/** How the next fork fails: thrown at once (ENOMEM), or said later in an 'error' (EAGAIN, EMFILE). */
+const cluster = (require('node:cluster') as { default: FakeCluster & { failNext?: 'throw' | 'error' } }).default;
 const { runPrimary, workerMessage } = require('../../src/runtime/cluster') as typeof import('../../src/runtime/cluster');
 const { buildConfig } = require('../../src/config/config') as typeof import('../../src/config/config');
 
-const EVENTS = ['SIGTERM', 'SIGINT', 'SIGHUP', 'unhandledRejection'] as never[];
-let before: Map<never, Function[]>;
+const EVENTS = ['SIGTERM', 'SIGINT', 'SIGHUP', 'unhandledRejection'];
+let before: Map<string, Function[]>;
 let exit: jest.SpyInstance;
 let forks: FakeWorker[];
 let lines: Record<string, unknown>[];
-let nextPid: number;
 
 beforeEach(() => {
   jest.useFakeTimers();
   // Back-off waits without their jitter: 500 ms, then 1 s, 2 s…
   jest.spyOn(Math, 'random').mockReturnValue(0.5);
-  before = new Map(EVENTS.map((e) => [e, process.listeners(e)]));
+  before = recordListeners(EVENTS);
   exit = jest.spyOn(process, 'exit').mockImplementation((() => undefined) as never);
   forks = [];
   lines = [];
-  nextPid = 90_000;
-  cluster.removeAllListeners();
-  cluster.workers = {};
   cluster.failNext = undefined;
-  cluster.fork = jest.fn(() => {
+  resetFakeCluster(cluster, forks, 90_000, (id, pid) => {
     const failing = cluster.failNext;
     cluster.failNext = undefined;
     if (failing === 'throw') throw Object.assign(new Error('spawn ENOMEM'), { code: 'ENOMEM', errno: -12, syscall: 'spawn' });
-    const w = new FakeWorker(forks.length + 1, new FakeProcess(failing === 'error' ? undefined : ++nextPid));
-    cluster.workers[w.id] = w;
-    forks.push(w);
+    const w = new FakeWorker(id, new FakeProcess(failing === 'error' ? undefined : pid));
     if (failing === 'error') {
       // As Node says a spawn that failed: an 'error' on the next tick, and no exit ever.
       process.nextTick(() => w.process.emit('error', Object.assign(new Error('spawn EAGAIN'), { code: 'EAGAIN', errno: -11, syscall: 'spawn' })));
@@ -91,7 +44,7 @@ beforeEach(() => {
 });
 
 afterEach(() => {
-  for (const e of EVENTS) for (const l of process.listeners(e)) if (!before.get(e)!.includes(l)) process.removeListener(e, l as never);
+  restoreListeners(before);
   exit.mockRestore();
   jest.restoreAllMocks();
   process.exitCode = undefined;
@@ -101,11 +54,7 @@ afterEach(() => {
 function start(size = 2, metricsSocket?: string): Promise<void> {
   const config = buildConfig({ inputs: [{ type: 'fleet-server', server: { host: '127.0.0.1', port: 0, internal_port: 0, workers: size } }],
     ...(metricsSocket ? { http: { enabled: true, host: `unix://${metricsSocket}` } } : {}) });
-  const log = pino({ level: 'debug' }, new Writable({ write(chunk, _enc, done) {
-    lines.push(JSON.parse(String(chunk)));
-    done();
-  } }));
-  return runPrimary(config, log, size);
+  return runPrimary(config, capturingLogger(lines), size);
 }
 
 /** Every forked worker not yet ready says it is. */

@@ -2,49 +2,10 @@
 // a ready worker whose event loop is blocked for good sends nothing, and is killed and replaced as a crashed
 // one is; a busy or draining one is not. Over a stand-in for node:cluster on a fake clock, as
 // runtime-review-supervision.test.ts; the worker's own heartbeat runs in-process on real timers.
-import { EventEmitter } from 'node:events';
-import { Writable } from 'node:stream';
-import pino from 'pino';
 import { removeDir, tempDir } from '../support/fleet-server';
+import { capturingLogger, FakeWorker, recordListeners, resetFakeCluster, restoreListeners, type FakeCluster } from '../support/fake-cluster';
 
-class FakeProcess extends EventEmitter {
-  stderr = null;
-  readonly signals: string[] = [];
-  constructor(public pid: number) {
-    super();
-  }
-  kill(signal?: string): boolean {
-    this.signals.push(signal ?? 'SIGTERM');
-    return true;
-  }
-}
-
-class FakeWorker extends EventEmitter {
-  readonly sent: unknown[] = [];
-  constructor(readonly id: number, readonly process: FakeProcess) {
-    super();
-  }
-  send(m: unknown, ...rest: unknown[]): boolean {
-    this.sent.push(m);
-    (rest.find((r) => typeof r === 'function') as ((err: Error | null) => void) | undefined)?.(null);
-    return true;
-  }
-  kill(signal?: string): void {
-    this.process.kill(signal);
-  }
-}
-
-interface FakeCluster extends EventEmitter {
-  workers: Record<number, FakeWorker>;
-  fork: jest.Mock;
-}
-
-jest.mock('node:cluster', () => {
-  const { EventEmitter: Emitter } = jest.requireActual<typeof import('node:events')>('node:events');
-  const c = new Emitter() as FakeCluster & Record<string, unknown>;
-  Object.assign(c, { isWorker: false, isPrimary: true, SCHED_RR: 2, SCHED_NONE: 1, schedulingPolicy: 1, settings: {}, workers: {}, setupPrimary: () => undefined });
-  return { __esModule: true, default: c };
-});
+jest.mock('node:cluster', () => jest.requireActual<typeof import('../support/fake-cluster')>('../support/fake-cluster').fakeClusterModule());
 
 // The worker opens its server through a dynamic import (kept off the primary), which jest's VM cannot run.
 jest.mock('../../src/runtime/serve', () => {
@@ -59,48 +20,35 @@ const { buildConfig } = require('../../src/config/config') as typeof import('../
 const supervision = require('../../src/runtime/cluster-supervision') as typeof import('../../src/runtime/cluster-supervision');
 const { SILENT_LIMIT_MS, STABLE_MS } = supervision;
 
-const EVENTS = ['SIGTERM', 'SIGINT', 'SIGHUP', 'unhandledRejection', 'message'] as never[];
-let before: Map<never, Function[]>;
+const EVENTS = ['SIGTERM', 'SIGINT', 'SIGHUP', 'unhandledRejection', 'message'];
+let before: Map<string, Function[]>;
 let exit: jest.SpyInstance;
 let forks: FakeWorker[];
 let lines: Record<string, unknown>[];
 
 beforeEach(() => {
-  before = new Map(EVENTS.map((e) => [e, process.listeners(e)]));
+  before = recordListeners(EVENTS);
   exit = jest.spyOn(process, 'exit').mockImplementation((() => undefined) as never);
   lines = [];
 });
 
 afterEach(() => {
-  for (const e of EVENTS) for (const l of process.listeners(e)) if (!before.get(e)!.includes(l)) process.removeListener(e, l as never);
+  restoreListeners(before);
   exit.mockRestore();
   jest.restoreAllMocks();
   process.exitCode = undefined;
   jest.useRealTimers();
 });
 
-const logger = (): pino.Logger => pino({ level: 'debug' }, new Writable({ write(chunk, _enc, done) {
-  lines.push(JSON.parse(String(chunk)));
-  done();
-} }));
+const logger = (): ReturnType<typeof capturingLogger> => capturingLogger(lines);
 
 describe("the primary's watchdog", () => {
-  let nextPid: number;
-
   beforeEach(() => {
     jest.useFakeTimers();
     // Back-off waits without their jitter: 500 ms, then 1 s, 2 s…
     jest.spyOn(Math, 'random').mockReturnValue(0.5);
     forks = [];
-    nextPid = 70_000;
-    cluster.removeAllListeners();
-    cluster.workers = {};
-    cluster.fork = jest.fn(() => {
-      const w = new FakeWorker(forks.length + 1, new FakeProcess(++nextPid));
-      cluster.workers[w.id] = w;
-      forks.push(w);
-      return w;
-    });
+    resetFakeCluster(cluster, forks, 70_000);
   });
 
   async function started(drain = '10s'): Promise<[FakeWorker, FakeWorker]> {
