@@ -35,6 +35,21 @@ test('garbage creeping into the old space V8 already holds is not growth: a quie
   expect(d.shouldTrim({ size: 170 * MiB, used: 119 * MiB, busy: 0.04 }, 10_000)).toBe(true);
 });
 
+test('old space V8 has already shrunk by itself (its pages pooled, still in RSS) is worth a collection once quiet; the drop is measured from the last collection', () => {
+  const d = new TrimDecider({ minFreeBytes: 16 * MiB, minFreeShare: 0.25, growingShare: 0.05, spacingMs: 30_000, maxSpacingMs: 240_000, minYoungBytes: 64 * MiB });
+  // A batch of changed components: old space grows to 48 MiB, dense (nothing free in it worth a collection).
+  expect(d.shouldTrim({ size: 20 * MiB, used: 13 * MiB, young: 2 * MiB, busy: 0.05 }, 0)).toBe(false);
+  expect(d.shouldTrim({ size: 48 * MiB, used: 44 * MiB, young: 2 * MiB, busy: 0.05 }, 40_000)).toBe(false);
+  // V8's ordinary collections shrink it back to 19 MiB: old space looks small, the pages are in V8's pool.
+  // Old: nothing free in old space, the young generation small: never collected.
+  expect(d.shouldTrim({ size: 19 * MiB, used: 14 * MiB, young: 2 * MiB, busy: 0.05 }, 50_000)).toBe(true);
+  // Measured from the collection on: the same heap again is no reason.
+  expect(d.shouldTrim({ size: 19 * MiB, used: 14 * MiB, young: 2 * MiB, busy: 0.05 }, 90_000)).toBe(false);
+  // A drop smaller than free old space would have to be (16 MiB, a quarter of what is used) is left alone.
+  expect(d.shouldTrim({ size: 30 * MiB, used: 26 * MiB, young: 2 * MiB, busy: 0.05 }, 130_000)).toBe(false);
+  expect(d.shouldTrim({ size: 20 * MiB, used: 15 * MiB, young: 2 * MiB, busy: 0.05 }, 170_000)).toBe(false);
+});
+
 test('little free old space, in bytes or as a share of what is used, is left alone', () => {
   const d = new TrimDecider({ minFreeBytes: 32 * MiB, minFreeShare: 0.3, growingShare: 0.05, spacingMs: 0, maxSpacingMs: 0 });
   d.shouldTrim({ size: 60 * MiB, used: 40 * MiB }, 0);
