@@ -127,11 +127,16 @@ const localMetadata = (i, id = 'x') => ({
   host: { hostname: `bench-host-${i}`, name: `bench-host-${i}`, id: `host-${i}`, architecture: 'x86_64', ip: ['10.0.0.1/24', 'fe80::1/64'], mac: ['00:00:00:00:00:01'] },
   os: { family: 'debian', kernel: '6.1.0', full: 'Debian GNU/Linux 12 (bookworm)', name: 'Debian GNU/Linux', platform: 'debian', version: '12 (bookworm)' },
 });
-const components = [
-  { id: 'filestream-default', type: 'filestream', status: 'HEALTHY', message: 'Healthy: communicating with pid 123', units: [
+/**
+ * The agent's components as it reports them running policy revision `rev`: a policy change restarts
+ * them (new pids), so the first check-in after one carries changed components, as Elastic Agent's does,
+ * and the server writes them to the agent's document (not a plain refresh).
+ */
+const componentsAt = (rev) => [
+  { id: 'filestream-default', type: 'filestream', status: 'HEALTHY', message: `Healthy: communicating with pid ${1000 + 2 * rev}`, units: [
     { id: 'filestream-default', type: 'output', status: 'HEALTHY', message: 'Healthy' },
     { id: 'filestream-default-logs-1', type: 'input', status: 'HEALTHY', message: 'Healthy' }] },
-  { id: 'system/metrics-default', type: 'system/metrics', status: 'HEALTHY', message: 'Healthy: communicating with pid 124', units: [
+  { id: 'system/metrics-default', type: 'system/metrics', status: 'HEALTHY', message: `Healthy: communicating with pid ${1001 + 2 * rev}`, units: [
     { id: 'system/metrics-default', type: 'output', status: 'HEALTHY', message: 'Healthy' },
     { id: 'system/metrics-default-metrics-1', type: 'input', status: 'HEALTHY', message: 'Healthy' }] },
 ];
@@ -173,7 +178,7 @@ async function enroll({ token, count, concurrency, offset }) {
 
 /** The agent's own part of its check-in body, deflated. */
 function agentPart(a) {
-  return deflatedPart(JSON.stringify({ status: 'online', message: 'Running', local_metadata: localMetadata(a.i, a.id), components }).slice(0, -1));
+  return deflatedPart(JSON.stringify({ status: 'online', message: 'Running', local_metadata: localMetadata(a.i, a.id), components: componentsAt(a.rev) }).slice(0, -1));
 }
 
 /**
@@ -182,7 +187,11 @@ function agentPart(a) {
  */
 const tails = new Map();
 function checkinBody(a, extra) {
-  a.head ??= agentPart(a);
+  // Made again once the agent runs another revision (its components restarted).
+  if (a.headRev !== a.rev) {
+    a.head = agentPart(a);
+    a.headRev = a.rev;
+  }
   const tailText = `,${JSON.stringify({ ack_token: a.ackToken, ...extra }).slice(1)}`;
   let tail = tails.get(tailText);
   if (!tail) tails.set(tailText, (tail = deflatedPart(tailText)));
