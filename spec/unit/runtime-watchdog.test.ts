@@ -7,6 +7,13 @@ import { capturingLogger, FakeWorker, recordListeners, resetFakeCluster, restore
 
 jest.mock('node:cluster', () => jest.requireActual<typeof import('../support/fake-cluster')>('../support/fake-cluster').fakeClusterModule());
 
+// The worker's memory trim looks at the heap every 10 s for the life of the process and has no stop here:
+// left running, it fired in whatever test file this jest worker ran next, after its environment was gone.
+jest.mock('../../src/runtime/memory-trim', () => ({
+  ...jest.requireActual<typeof import('../../src/runtime/memory-trim')>('../../src/runtime/memory-trim'),
+  startMemoryTrim: () => () => undefined,
+}));
+
 // The worker opens its server through a dynamic import (kept off the primary), which jest's VM cannot run.
 jest.mock('../../src/runtime/serve', () => {
   const actual = jest.requireActual<typeof import('../../src/runtime/serve')>('../../src/runtime/serve');
@@ -197,6 +204,15 @@ describe('a worker without SO_REUSEPORT', () => {
     }) as typeof process.send;
     process.env = { ...env, FLEET_SERVER_WORKERS: '2', FLEET_SERVER_WORKER_SLOT: '1' };
     delete process.env['FLEET_SERVER_WORKER_REUSE_PORT'];
+    // The worker's intervals (its heartbeat) outlive its stop here (process.exit is mocked): cleared after
+    // the test, or they would go on sending to this jest worker's parent.
+    const intervals: NodeJS.Timeout[] = [];
+    const setIntervalReal = global.setInterval;
+    jest.spyOn(global, 'setInterval').mockImplementation(((...a: Parameters<typeof setInterval>) => {
+      const t = setIntervalReal(...a);
+      intervals.push(t);
+      return t;
+    }) as typeof setInterval);
     try {
       const config = buildConfig({ path: { data: dir }, logging: { level: 'error', to_stderr: false, to_files: false },
         inputs: [{ type: 'fleet-server', server: { host: '127.0.0.1', port: 0, internal_port: 0, workers: 2, timeouts: { drain: '1s' } } }] });
@@ -211,6 +227,7 @@ describe('a worker without SO_REUSEPORT', () => {
       for (let i = 0; i < 300 && exit.mock.calls.length === 0; i++) await new Promise((r) => setTimeout(r, 20));
       expect(exit.mock.calls[0]?.[0]).toBe(0);
     } finally {
+      for (const t of intervals) clearInterval(t);
       process.send = sendBefore;
       removeDir(dir);
     }

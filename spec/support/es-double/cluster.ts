@@ -2,10 +2,10 @@
 // search on refreshed data, updates with Elasticsearch's merge semantics, bulk with per-item errors.
 import { randomBytes } from 'node:crypto';
 import { mergeDoc } from '../../../src/store/doc-merge';
-import { EsError, illegalArgument, indexNotFound, validationFailed } from './errors';
-import { Index, type WriteResult } from './index';
+import { allShardsFailed, EsError, illegalArgument, indexNotFound, validationFailed } from './errors';
+import { Index, type Cas, type WriteResult } from './index';
 import { compileScript, runCompiled, runSearchScript, runUpdateScript, type Compiled, type ScriptSpec } from './scripting';
-import { DATA_STREAM_PATTERNS, FLEET_MAPPINGS, FLEET_SYSTEM_INDICES, mappingFor } from './mappings';
+import { DATA_STREAM_PATTERNS, FLEET_SYSTEM_INDICES, fieldType, mappingFor } from './mappings';
 import {
   aggregate, checkSortable, compileQuery, filterSource, parseSort, parseSourceFilter, sortDocs,
   type Ranked, type StoredDoc, type Target,
@@ -16,6 +16,9 @@ const isObj = (v: unknown): v is Obj => v !== null && typeof v === 'object' && !
 
 /** 20 URL-safe base64 characters, like Elasticsearch's auto-generated ids. */
 export const autoId = (): string => randomBytes(15).toString('base64url');
+
+/** index.max_result_window's default. */
+export const MAX_RESULT_WINDOW = 10_000;
 
 export type Refresh = 'true' | 'false' | 'wait_for';
 
@@ -36,6 +39,37 @@ export interface OpMeta {
   if_primary_term?: number;
   retry_on_conflict?: number;
   op_type?: string;
+}
+
+/** The keys an update body may carry (UpdateRequest's parser is strict: any other key is a 400). */
+const UPDATE_BODY_KEYS = new Set(['doc', 'doc_as_upsert', 'upsert', 'script', 'scripted_upsert', 'detect_noop', '_source']);
+
+export function checkUpdateBody(body: unknown): void {
+  if (!isObj(body)) return;
+  for (const key of Object.keys(body)) {
+    if (!UPDATE_BODY_KEYS.has(key)) throw new EsError(400, 'x_content_parse_exception', `[1:2] [UpdateRequest] unknown field [${key}]`, { line: 1, col: 2 });
+  }
+}
+
+/** op_type takes `index` or `create` (DocWriteRequest.OpType.fromString). */
+export function checkOpType(v: string | undefined): void {
+  if (v !== undefined && v !== 'index' && v !== 'create') throw illegalArgument(`opType must be 'create' or 'index', found: [${v}]`);
+}
+
+/**
+ * if_seq_no and if_primary_term as a write request validates them: both or neither, non-negative, and
+ * never on a create. Returns the condition to check, if any.
+ */
+export function casOf(meta: OpMeta, op: 'index' | 'create' | 'update' | 'delete'): Cas | undefined {
+  const seqNo = meta.if_seq_no;
+  const term = meta.if_primary_term;
+  if (seqNo !== undefined && (!Number.isInteger(seqNo) || seqNo < 0)) throw illegalArgument(`sequence numbers must be non negative. got [${String(seqNo)}].`);
+  if (term !== undefined && (!Number.isInteger(term) || term < 0)) throw illegalArgument(`primary term must be non negative. got [${String(term)}]`);
+  if (seqNo !== undefined && !term) throw validationFailed('ifSeqNo is set, but primary term is [0]');
+  if (seqNo === undefined && term) throw validationFailed(`ifSeqNo is unassigned, but primary term is [${term}]`);
+  if (seqNo === undefined) return undefined;
+  if (op === 'create') throw validationFailed('create operations do not support compare and set. use index instead');
+  return { seqNo, term: term! };
 }
 
 export class Cluster {
@@ -69,15 +103,22 @@ export class Cluster {
       }
       idx = this.create(name);
     }
-    if (idx.dataStream && (opType === 'index')) {
-      throw illegalArgument(`only write ops with an op_type of create are allowed in data streams`);
+    if (idx.dataStream) {
+      // Through the stream's name only creates go in; its backing indices take updates and deletes of
+      // what is there, not new documents (IndexRequest / TransportBulkAction's data-stream checks).
+      if (this.dataStreams.has(name) && opType !== 'create') throw illegalArgument('only write ops with an op_type of create are allowed in data streams');
+      if (!this.dataStreams.has(name) && (opType === 'index' || opType === 'create')) {
+        throw illegalArgument(opType === 'create'
+          ? `index request with op_type=create targeting backing indices is disallowed, target corresponding data stream [${idx.dataStream}] instead`
+          : `index request with op_type=index and no if_primary_term and if_seq_no set targeting backing indices is disallowed, target corresponding data stream [${idx.dataStream}] instead`);
+      }
     }
     return idx;
   }
 
   create(name: string): Index {
     if (FLEET_SYSTEM_INDICES.includes(name)) {
-      const idx = new Index(`${name}-7`, FLEET_MAPPINGS[name]!);
+      const idx = new Index(`${name}-7`, mappingFor(name));
       this.indices.set(idx.name, idx);
       this.aliases.set(name, idx.name);
       return idx;
@@ -136,24 +177,29 @@ export class Cluster {
 
   index(index: string, id: string | undefined, source: Obj, meta: OpMeta = {}): { idx: Index; r: WriteResult } {
     if (!isObj(source)) throw new EsError(400, 'mapper_parsing_exception', 'failed to parse, document is empty');
-    const create = meta.op_type === 'create';
+    checkOpType(meta.op_type);
+    // An index request without an id gets one generated and runs as a create (IndexRequest.autoGenerateId),
+    // so it is allowed into a data stream.
+    const create = meta.op_type === 'create' || id === undefined;
+    const cas = casOf(meta, create ? 'create' : 'index');
     const idx = this.forWrite(index, create ? 'create' : 'index');
-    if (meta.if_seq_no !== undefined && meta.if_primary_term === undefined) throw validationFailed('ifSeqNo is set, but primary term is [0]');
-    const r = idx.put(id ?? autoId(), source, { create, ifSeqNo: meta.if_seq_no });
+    const r = idx.put(id ?? autoId(), source, { create, cas });
     this.onWrite(1);
     return { idx, r };
   }
 
   delete(index: string, id: string, meta: OpMeta = {}): { idx: Index; r: WriteResult } {
+    const cas = casOf(meta, 'delete');
     const idx = this.forWrite(index, 'delete');
-    if (this.dataStreams.has(index)) throw illegalArgument('delete through a data stream name is not allowed; use the backing index');
-    const r = idx.delete(id, meta.if_seq_no);
+    const r = idx.delete(id, cas);
     this.onWrite(1);
     return { idx, r };
   }
 
   update(index: string, id: string, body: UpdateBody, meta: OpMeta = {}): { idx: Index; r: WriteResult } {
     if (!isObj(body)) throw validationFailed('script or doc is missing');
+    checkUpdateBody(body);
+    const cas = casOf(meta, 'update');
     const hasDoc = body.doc !== undefined;
     const hasScript = body.script !== undefined;
     const retries = meta.retry_on_conflict ?? 0;
@@ -164,10 +210,9 @@ export class Cluster {
     if (meta.if_seq_no !== undefined && body.doc_as_upsert) throw validationFailed('compare and write operations can not be used with upsert');
     if (meta.if_seq_no !== undefined && body.upsert) throw validationFailed("upsert requests don't support `if_seq_no` and `if_primary_term`");
     const idx = this.forWrite(index, 'update');
-    if (this.dataStreams.has(index)) throw illegalArgument('update through a data stream name is not allowed; use the backing index');
     const prev = idx.docs.get(id);
     if (!prev) {
-      if (meta.if_seq_no !== undefined) idx.checkCas(id, prev, meta.if_seq_no);
+      // UpdateHelper looks the document up first: a missing one is an upsert (which refuses CAS) or a 404.
       const seed = body.doc_as_upsert ? body.doc : body.upsert;
       if (!seed) throw new EsError(404, 'document_missing_exception', `[${id}]: document missing`, idx.meta());
       let source = seed as Obj;
@@ -181,7 +226,7 @@ export class Cluster {
       this.onWrite(1);
       return { idx, r };
     }
-    idx.checkCas(id, prev, meta.if_seq_no);
+    idx.checkCas(id, prev, cas);
     let next: Obj | undefined;
     if (hasDoc) {
       if (!isObj(body.doc)) throw new EsError(400, 'x_content_parse_exception', '[1:8] [UpdateRequest] failed to parse field [doc]');
@@ -215,8 +260,11 @@ export class Cluster {
     const pred = compileQuery(q);
     const size = Number(params['size'] ?? body['size'] ?? 10);
     const from = Number(params['from'] ?? body['from'] ?? 0);
-    if (from + size > 10000) {
-      throw illegalArgument(`Result window is too large, from + size must be less than or equal to: [10000] but was [${from + size}].`);
+    if (size < 0) throw illegalArgument(`[size] parameter cannot be negative, found [${size}]`);
+    if (from < 0) throw illegalArgument(`[from] parameter cannot be negative, found [${from}]`);
+    // index.max_result_window is checked on each shard: a search that reaches no shard is not refused.
+    if (from + size > MAX_RESULT_WINDOW && indices.length > 0) {
+      throw allShardsFailed(illegalArgument(`Result window is too large, from + size must be less than or equal to: [${MAX_RESULT_WINDOW}] but was [${from + size}]. See the scroll api for a more efficient way to request large data sets. This limit can be set by changing the [index.max_result_window] index level setting.`), indices[0]!.name);
     }
     const specs = parseSort(body['sort'] ?? (typeof params['sort'] === 'string' ? (params['sort'] as string).split(',') : undefined));
     const targets: Target[] = indices.map((i) => ({ index: i.name, mapping: i.mapping }));
@@ -264,8 +312,8 @@ export class Cluster {
     return out;
   }
 
-  count(indexExpr: string | undefined, body: Obj): Obj {
-    const indices = this.targets(indexExpr);
+  count(indexExpr: string | undefined, body: Obj, ignoreUnavailable = false): Obj {
+    const indices = this.targets(indexExpr, ignoreUnavailable);
     const pred = compileQuery(body['query']);
     let count = 0;
     for (const idx of indices) {
@@ -289,16 +337,26 @@ export class Cluster {
     let deleted = 0;
     // Compiled before any document is touched: a script that does not compile fails the whole request.
     const script = kind === 'update' && body['script'] !== undefined ? compileScript(body['script'] as ScriptSpec) : undefined;
+    // A write the index refuses (its mapping) is a bulk failure: it is reported, and the operation stops
+    // there whatever `conflicts` says (only version conflicts may proceed).
+    let refused = false;
     for (const idx of indices) {
+      if (refused) break;
       const t = { index: idx.name, mapping: idx.mapping };
       for (const doc of [...idx.searchable.values()]) {
+        if (refused) break;
         if (total >= max) break;
         if (!pred(doc, t)) continue;
         total++;
         const live = idx.docs.get(doc.id);
         if (!live || live.seqNo !== doc.seqNo) {
           conflicts++;
-          if (!conflictsProceed) failures.push({ index: idx.name, id: doc.id, cause: { type: 'version_conflict_engine_exception', reason: `[${doc.id}]: version conflict` }, status: 409 });
+          if (!conflictsProceed) {
+            const reason = live
+              ? `[${doc.id}]: version conflict, required seqNo [${doc.seqNo}], primary term [1]. current document has seqNo [${live.seqNo}] and primary term [1]`
+              : `[${doc.id}]: version conflict, required seqNo [${doc.seqNo}], primary term [1]. but no document was found`;
+            failures.push({ index: idx.name, id: doc.id, cause: { type: 'version_conflict_engine_exception', reason, ...idx.meta() }, status: 409 });
+          }
           continue;
         }
         if (kind === 'delete') {
@@ -316,8 +374,14 @@ export class Cluster {
             deleted++;
           } else if (ctx.op === 'index') {
             if (!isObj(ctx._source)) throw illegalArgument('ctx._source must remain a map');
-            idx.replace(live, ctx._source, false);
-            done++;
+            try {
+              idx.replace(live, ctx._source, false);
+              done++;
+            } catch (err) {
+              if (!(err instanceof EsError)) throw err;
+              failures.push({ index: idx.name, id: live.id, cause: err.item(), status: err.status });
+              refused = true;
+            }
           } else {
             throw illegalArgument(`Operation type [${String(ctx.op)}] not allowed, only [noop, index, delete] are allowed`);
           }
@@ -348,8 +412,7 @@ export function hitOf(r: Ranked, opts: Obj): Obj {
     const f: Obj = {};
     for (const spec of fields) {
       const name = typeof spec === 'string' ? spec : spec.field;
-      const type = r.target.mapping.fields.get(name);
-      if (!type && !r.target.mapping.dynamic) continue;
+      if (name !== '_id' && fieldType(r.target.mapping, name) === undefined) continue;
       const vals = name === '_id' ? [r.doc.id] : valuesAtForFields(r.doc.source, name);
       if (vals.length) f[name] = vals;
     }

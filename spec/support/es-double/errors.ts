@@ -26,13 +26,29 @@ export class EsError extends Error {
     // root_cause is the deepest *Elasticsearch* exception of the chain (ElasticsearchException.guessRootCauses):
     // a plain Java cause such as painless's null_pointer_exception stays in caused_by only, and a Java
     // exception at the top (update's "failed to execute script") is its own root cause.
-    let rootErr: EsError = this;
-    if (!JAVA_EXCEPTIONS.has(this.type)) {
-      while (rootErr.causedBy && !JAVA_EXCEPTIONS.has(rootErr.causedBy.type)) rootErr = rootErr.causedBy;
-    }
+    const rootErr = rootCause(this);
     const root = { type: rootErr.type, reason: rootErr.reason, ...rootErr.meta };
     return { error: { root_cause: [root], ...this.item() }, status: this.status };
   }
+}
+
+function rootCause(e: EsError): EsError {
+  // A search whose shards all failed names the shards' causes (SearchPhaseExecutionException.guessRootCauses).
+  if (e.type === 'search_phase_execution_exception' && e.causedBy) return rootCause(e.causedBy);
+  let at = e;
+  if (!JAVA_EXCEPTIONS.has(e.type)) {
+    while (at.causedBy && !JAVA_EXCEPTIONS.has(at.causedBy.type)) at = at.causedBy;
+  }
+  return at;
+}
+
+/**
+ * A search refused on its (single) shard: `search_phase_execution_exception` "all shards failed" with
+ * the shard's cause in failed_shards and caused_by, and the cause's status (400 for a bad request).
+ */
+export function allShardsFailed(cause: EsError, index?: string): EsError {
+  const failed = [{ shard: 0, index: index ?? null, node: 'es-double-node', reason: cause.item() }];
+  return new EsError(cause.status, 'search_phase_execution_exception', 'all shards failed', { phase: 'query', grouped: true, failed_shards: failed }, cause);
 }
 
 export const indexNotFound = (index: string): EsError => new EsError(404, 'index_not_found_exception', `no such index [${index}]`,

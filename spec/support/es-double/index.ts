@@ -2,11 +2,19 @@
 // _seq_no with a global checkpoint that long polls can wait on, and a refresh watermark that
 // refresh=wait_for and wait_for_checkpoints wait on.
 import { EsError } from './errors';
-import type { FieldType, Mapping } from './mappings';
+import { parseDocument, type Mapping } from './mappings';
 import type { StoredDoc } from './query';
-import { parseDate, valuesAt } from './query';
 
 type Obj = Record<string, unknown>;
+
+/** A compare-and-set condition: if_seq_no and if_primary_term. */
+export interface Cas {
+  seqNo: number;
+  term: number;
+}
+
+/** The only primary term the double's shards have. */
+export const PRIMARY_TERM = 1;
 
 export interface WriteResult {
   result: 'created' | 'updated' | 'deleted' | 'not_found' | 'noop';
@@ -38,13 +46,13 @@ export class Index {
   }
 
   /** Index (create or replace) a whole document. */
-  put(id: string, source: Obj, opts: { create?: boolean; ifSeqNo?: number } = {}): WriteResult {
+  put(id: string, source: Obj, opts: { create?: boolean; cas?: Cas } = {}): WriteResult {
     const prev = this.docs.get(id);
     if (opts.create && prev) {
       throw new EsError(409, 'version_conflict_engine_exception',
         `[${id}]: version conflict, document already exists (current version [${prev.version}])`, this.meta());
     }
-    this.checkCas(id, prev, opts.ifSeqNo);
+    this.checkCas(id, prev, opts.cas);
     const doc = this.stamp(id, source, prev);
     this.docs.delete(id);
     this.docs.set(id, doc);
@@ -64,9 +72,9 @@ export class Index {
     return { result: 'updated', doc };
   }
 
-  delete(id: string, ifSeqNo?: number): WriteResult {
+  delete(id: string, cas?: Cas): WriteResult {
     const prev = this.docs.get(id);
-    this.checkCas(id, prev, ifSeqNo);
+    this.checkCas(id, prev, cas);
     // A delete writes a tombstone: it consumes a sequence number whether or not the document existed.
     this.maxSeqNo++;
     const doc: StoredDoc = { id, source: {}, seqNo: this.maxSeqNo, version: (prev?.version ?? 0) + 1 };
@@ -76,16 +84,14 @@ export class Index {
     return { result: prev ? 'deleted' : 'not_found', doc };
   }
 
-  checkCas(id: string, prev: StoredDoc | undefined, ifSeqNo: number | undefined): void {
-    if (ifSeqNo === undefined) return;
-    if (!prev) {
+  /** Both the seq_no and the primary term must match (VersionConflictEngineException's words). */
+  checkCas(id: string, prev: StoredDoc | undefined, cas: Cas | undefined): void {
+    if (cas === undefined) return;
+    const required = `[${id}]: version conflict, required seqNo [${cas.seqNo}], primary term [${cas.term}].`;
+    if (!prev) throw new EsError(409, 'version_conflict_engine_exception', `${required} but no document was found`, this.meta());
+    if (prev.seqNo !== cas.seqNo || cas.term !== PRIMARY_TERM) {
       throw new EsError(409, 'version_conflict_engine_exception',
-        `[${id}]: version conflict, required seqNo [${ifSeqNo}], primary term [1] but no document was found`, this.meta());
-    }
-    if (prev.seqNo !== ifSeqNo) {
-      throw new EsError(409, 'version_conflict_engine_exception',
-        `[${id}]: version conflict, required seqNo [${ifSeqNo}], primary term [1]. current document has seqNo [${prev.seqNo}] and primary term [1]`,
-        this.meta());
+        `${required} current document has seqNo [${prev.seqNo}] and primary term [${PRIMARY_TERM}]`, this.meta());
     }
   }
 
@@ -93,20 +99,16 @@ export class Index {
     return { index_uuid: this.uuid, shard: '0', index: this.name };
   }
 
-  /** Values of mapped fields must parse as their type, as Elasticsearch's document parser requires. */
+  /** A document must parse against the mapping (mappings.ts parseDocument), as Elasticsearch's document parser requires. */
   private validate(id: string, source: Obj): void {
     if (this.dataStream && source['@timestamp'] === undefined) {
       throw new EsError(400, 'document_parsing_exception', '[1:1] failed to parse: data stream timestamp field [@timestamp] is missing',
         {}, new EsError(400, 'illegal_argument_exception', 'data stream timestamp field [@timestamp] is missing'));
     }
-    for (const [field, type] of this.mapping.fields) {
-      for (const v of valuesAt(source, field)) {
-        if (!fits(type, v)) {
-          throw new EsError(400, 'document_parsing_exception',
-            `[1:1] failed to parse field [${field}] of type [${type}] in document with id '${id}'. Preview of field's value: '${JSON.stringify(v)}'`,
-            {}, new EsError(400, 'illegal_argument_exception', `failed to parse field [${field}] of type [${type}]`));
-        }
-      }
+    const failure = parseDocument(this.mapping, id, source);
+    if (failure) {
+      throw new EsError(failure.status, failure.type, failure.reason, {},
+        failure.causedBy ? new EsError(400, failure.causedBy.type, failure.causedBy.reason) : undefined);
     }
   }
 
@@ -123,7 +125,11 @@ export class Index {
 
   /** Documents of a saved state, visible to search at once. */
   load(docs: StoredDoc[], maxSeqNo: number): void {
-    for (const d of docs) this.docs.set(d.id, d);
+    for (const d of docs) {
+      this.docs.set(d.id, d);
+      // Dynamic fields are mapped again from the documents that mapped them.
+      parseDocument(this.mapping, d.id, d.source);
+    }
     this.maxSeqNo = maxSeqNo;
     this.searchable = new Map(this.docs);
     this.refreshedSeqNo = maxSeqNo;
@@ -179,21 +185,5 @@ export class Index {
       this.checkpointWaiters.add(wake);
       signal?.addEventListener('abort', abort, { once: true });
     });
-  }
-}
-
-function fits(type: FieldType, v: unknown): boolean {
-  switch (type) {
-    case 'integer': case 'long': case 'float':
-      return typeof v === 'number' || (typeof v === 'string' && v.trim() !== '' && !Number.isNaN(Number(v)));
-    case 'boolean': return v === true || v === false || v === 'true' || v === 'false' || v === '';
-    case 'date': try {
-      parseDate(v);
-      return typeof v === 'number' || !String(v).startsWith('now');
-    } catch {
-      return false;
-    }
-    case 'binary': return typeof v === 'string' || v instanceof Uint8Array;
-    case 'keyword': case 'text': return typeof v !== 'object';
   }
 }

@@ -1,8 +1,8 @@
 // The query DSL subset Fleet Server and Kibana's Fleet use, with Elasticsearch's semantics: any element
 // of an array field may match, null and [] are missing, unmapped fields of Fleet indices match nothing,
 // dates accept date math, keywords are exact and text fields are analyzed.
-import { EsError, illegalArgument, parsingException } from './errors';
-import { fieldType, type FieldType, type Mapping } from './mappings';
+import { allShardsFailed, EsError, illegalArgument, parsingException } from './errors';
+import { fieldType, parseStrictDate, type FieldType, type Mapping } from './mappings';
 
 export interface StoredDoc {
   id: string;
@@ -55,11 +55,16 @@ function docValues(doc: StoredDoc, field: string): unknown[] {
   return valuesAt(doc.source, field);
 }
 
-function typeOf(t: Target, field: string, doc?: StoredDoc): FieldType | undefined {
+function typeOf(t: Target, field: string): FieldType | undefined {
   if (field === '_id') return 'keyword';
   if (field === '_seq_no') return 'long';
-  return fieldType(t.mapping, field, doc ? docValues(doc, field)[0] : undefined);
+  return fieldType(t.mapping, field);
 }
+
+/** index.max_terms_count's default. */
+export const MAX_TERMS_COUNT = 65_536;
+/** index.max_inner_result_window's default (top_hits from + size). */
+export const MAX_INNER_RESULT_WINDOW = 100;
 
 // ---- dates ----
 
@@ -76,7 +81,7 @@ export function parseDate(v: unknown, now = Date.now()): number {
     math = v.slice(3);
   } else {
     const [anchor, rest] = v.split('||');
-    base = /^\d+$/.test(anchor!) ? Number(anchor) : Date.parse(anchor!);
+    base = parseStrictDate(anchor) ?? NaN;
     math = rest ?? '';
   }
   if (Number.isNaN(base)) {
@@ -120,7 +125,7 @@ function norm(type: FieldType, v: unknown): unknown {
     } catch {
       return undefined;
     }
-    case 'integer': case 'long': case 'float': {
+    case 'integer': case 'long': case 'float': case 'double': {
       const n = typeof v === 'number' ? v : typeof v === 'string' && v.trim() !== '' ? Number(v) : NaN;
       return Number.isNaN(n) ? undefined : n;
     }
@@ -175,15 +180,18 @@ export function compileQuery(q: unknown, now = Date.now()): Pred {
       const value = isObj(spec) ? spec['value'] : spec;
       if (Array.isArray(value)) throw parsingException(`[term] query does not support array of values`);
       return (d, t) => {
-        const type = typeOf(t, field, d);
+        const type = typeOf(t, field);
         return type !== undefined && docValues(d, field).some((v) => termMatches(type, v, value));
       };
     }
     case 'terms': {
       const [field, values] = single(body, 'terms');
       if (!Array.isArray(values)) throw parsingException(`[terms] query does not support [${field}]`);
+      if (values.length > MAX_TERMS_COUNT) {
+        throw allShardsFailed(illegalArgument(`The number of terms [${values.length}] used in the Terms Query request has exceeded the allowed maximum of [${MAX_TERMS_COUNT}]. This maximum can be set by changing the [index.max_terms_count] index level setting.`));
+      }
       return (d, t) => {
-        const type = typeOf(t, field, d);
+        const type = typeOf(t, field);
         return type !== undefined && docValues(d, field).some((v) => values.some((q2) => termMatches(type, v, q2)));
       };
     }
@@ -193,18 +201,18 @@ export function compileQuery(q: unknown, now = Date.now()): Pred {
     }
     case 'exists': {
       const field = body['field'] as string;
-      return (d, t) => typeOf(t, field, d) !== undefined && docValues(d, field).length > 0;
+      return (d, t) => typeOf(t, field) !== undefined && docValues(d, field).length > 0;
     }
     case 'prefix': {
       const [field, spec] = single(body, 'prefix');
       const value = String(isObj(spec) ? spec['value'] : spec);
-      return (d, t) => typeOf(t, field, d) !== undefined && docValues(d, field).some((v) => String(v).startsWith(value));
+      return (d, t) => typeOf(t, field) !== undefined && docValues(d, field).some((v) => String(v).startsWith(value));
     }
     case 'range': {
       const [field, spec] = single(body, 'range');
       if (!isObj(spec)) throw parsingException('[range] query malformed');
       return (d, t) => {
-        const type = typeOf(t, field, d);
+        const type = typeOf(t, field);
         if (type === undefined || type === 'binary') return false;
         const conv = (v: unknown): unknown => (type === 'date' ? parseDate(v, now) : norm(type, v));
         const bounds: [string, unknown][] = Object.entries(spec).filter(([k]) => ['gt', 'gte', 'lt', 'lte'].includes(k)).map(([k, v]) => [k, conv(v)]);
@@ -250,7 +258,7 @@ export function parseSort(sort: unknown): SortSpec[] {
 /** Sort value of a document: the min (asc) or max (desc) of its values, dates as epoch millis. */
 function sortValue(doc: StoredDoc, s: SortSpec, t: Target): unknown {
   if (s.field === '_doc' || s.field === '_score') return null;
-  const type = typeOf(t, s.field, doc) ?? 'keyword';
+  const type = typeOf(t, s.field) ?? 'keyword';
   const vals = docValues(doc, s.field).map((v) => norm(type, v)).filter((v) => v !== undefined) as (number | string | boolean)[];
   if (vals.length === 0) return null;
   const num = vals.map((v) => (typeof v === 'boolean' ? (v ? 1 : 0) : v));
@@ -259,12 +267,21 @@ function sortValue(doc: StoredDoc, s: SortSpec, t: Target): unknown {
 
 export function checkSortable(specs: SortSpec[], targets: Target[]): void {
   for (const s of specs) {
-    if (['_doc', '_score', '_seq_no', '_id'].includes(s.field) || s.unmappedType) continue;
-    const mapped = targets.some((t) => t.mapping.dynamic || t.mapping.fields.has(s.field)
-      || [...t.mapping.dynamicObjects].some((p) => s.field.startsWith(`${p}.`)));
-    if (!mapped && targets.length > 0) throw new EsError(400, 'search_phase_execution_exception', 'all shards failed', { phase: 'query', grouped: true },
-      illegalArgument(`No mapping found for [${s.field}] in order to sort on`));
+    if (['_doc', '_score', '_seq_no', '_id'].includes(s.field)) continue;
+    // A shard whose index cannot sort on the field fails; the double only models the case where all do
+    // (a partial failure would answer the other shards' hits with _shards.failed).
+    const failures = targets.map((t): EsError | undefined => {
+      const type = typeOf(t, s.field);
+      // Text fields have no doc values (fielddata is off by default): neither sortable nor aggregatable.
+      if (type === 'text') return fielddataDisabled(s.field, t.index);
+      return type === undefined && !s.unmappedType ? illegalArgument(`No mapping found for [${s.field}] in order to sort on`) : undefined;
+    });
+    if (targets.length > 0 && failures.every((f) => f !== undefined)) throw allShardsFailed(failures[0]!, targets[0]!.index);
   }
+}
+
+function fielddataDisabled(field: string, index: string): EsError {
+  return illegalArgument(`Fielddata is disabled on [${field}] in [${index}]. Text fields are not optimised for operations that require per-document field data like aggregations and sorting, so these operations are disabled by default. Please use a keyword field instead. Alternatively, set fielddata=true on [${field}] in order to load field data by uninverting the inverted index. Note that this can use significant memory.`);
 }
 
 export interface Ranked {
@@ -360,9 +377,10 @@ export function aggregate(aggs: unknown, items: { doc: StoredDoc; target: Target
     if (kind === 'terms') {
       const field = spec['field'] as string;
       const size = Number(spec['size'] ?? 10);
+      for (const it of items) if (typeOf(it.target, field) === 'text') throw allShardsFailed(fielddataDisabled(field, it.target.index), it.target.index);
       const buckets = new Map<string | number | boolean, { doc: StoredDoc; target: Target }[]>();
       for (const it of items) {
-        const type = typeOf(it.target, field, it.doc);
+        const type = typeOf(it.target, field);
         if (type === undefined) continue;
         const seen = new Set<unknown>();
         for (const v of docValues(it.doc, field)) {
@@ -385,6 +403,10 @@ export function aggregate(aggs: unknown, items: { doc: StoredDoc; target: Target
       const specs = parseSort(spec['sort']);
       const ranked = sortDocs(items, specs);
       const size = Number(spec['size'] ?? 3);
+      const from = Number(spec['from'] ?? 0);
+      if (from + size > MAX_INNER_RESULT_WINDOW && items.length > 0) {
+        throw allShardsFailed(illegalArgument(`Top hits result window is too large, the top hits aggregator [${name}]'s from + size must be less than or equal to: [${MAX_INNER_RESULT_WINDOW}] but was [${from + size}]. This limit can be set by changing the [index.max_inner_result_window] index level setting.`), items[0]!.target.index);
+      }
       out[name] = {
         hits: {
           total: { value: items.length, relation: 'eq' }, max_score: null,
@@ -393,7 +415,7 @@ export function aggregate(aggs: unknown, items: { doc: StoredDoc; target: Target
       };
     } else if (kind === 'max' || kind === 'min') {
       const field = spec['field'] as string;
-      const vals = items.flatMap((it) => docValues(it.doc, field).map((v) => norm(typeOf(it.target, field, it.doc) ?? 'float', v))).filter((v) => typeof v === 'number') as number[];
+      const vals = items.flatMap((it) => docValues(it.doc, field).map((v) => norm(typeOf(it.target, field) ?? 'float', v))).filter((v) => typeof v === 'number') as number[];
       out[name] = { value: vals.length ? (kind === 'max' ? Math.max(...vals) : Math.min(...vals)) : null };
     } else {
       throw parsingException(`Unknown aggregation type [${kind}] did you mean [terms]?`);

@@ -37,6 +37,83 @@ function tokenName(token: string): string | undefined {
   return m?.[1];
 }
 
+const INDEX_PRIVILEGES = new Set(['none', 'all', 'read', 'read_cross_cluster', 'create', 'create_index', 'monitor', 'manage', 'delete', 'write',
+  'delete_index', 'index', 'view_index_metadata', 'manage_follow_index', 'manage_leader_index', 'manage_ilm', 'manage_data_stream_lifecycle',
+  'maintenance', 'auto_configure', 'create_doc', 'cross_cluster_replication', 'cross_cluster_replication_internal', 'read_failure_store',
+  'manage_failure_store']);
+
+const CLUSTER_PRIVILEGES = new Set(['none', 'all', 'monitor', 'monitor_inference', 'monitor_ml', 'monitor_text_structure', 'monitor_transform',
+  'monitor_data_frame_transforms', 'monitor_watcher', 'monitor_rollup', 'monitor_enrich', 'monitor_connector', 'monitor_stats', 'monitor_snapshot',
+  'monitor_data_stream_global_retention', 'manage', 'manage_connector', 'manage_inference', 'manage_ml', 'manage_transform',
+  'manage_data_frame_transforms', 'manage_token', 'manage_watcher', 'manage_rollup', 'manage_index_templates', 'manage_ingest_pipelines',
+  'read_pipeline', 'transport_client', 'manage_security', 'read_security', 'manage_saml', 'manage_oidc', 'manage_api_key', 'grant_api_key',
+  'manage_service_account', 'manage_user_profile', 'manage_pipeline', 'manage_autoscaling', 'manage_ccr', 'read_ccr', 'create_snapshot',
+  'manage_ilm', 'read_ilm', 'manage_slm', 'read_slm', 'delegate_pki', 'manage_own_api_key', 'manage_enrich', 'manage_logstash_pipelines',
+  'manage_search_application', 'manage_search_synonyms', 'manage_search_query_rules', 'manage_behavioral_analytics',
+  'post_behavioral_analytics_event', 'cancel_task', 'cross_cluster_search', 'cross_cluster_replication', 'read_fleet_secrets',
+  'write_fleet_secrets', 'read_connector_secrets', 'write_connector_secrets', 'manage_data_stream_global_retention']);
+
+const ROLE_KEYS = new Set(['cluster', 'indices', 'index', 'applications', 'application', 'run_as', 'metadata', 'transient_metadata', 'global',
+  'remote_indices', 'remote_cluster', 'restriction', 'description']);
+const INDEX_ENTRY_KEYS = new Set(['names', 'privileges', 'field_security', 'query', 'allow_restricted_indices']);
+const APPLICATION_ENTRY_KEYS = new Set(['application', 'privileges', 'resources']);
+
+/** A role descriptor that RoleDescriptor.parse refuses: a 400 naming the request's field. */
+function roleParseError(request: string, reason: string): EsError {
+  return new EsError(400, 'x_content_parse_exception', `[1:1] [${request}] failed to parse field [role_descriptors]`, { line: 1, col: 1 },
+    new EsError(400, 'parse_exception', reason));
+}
+
+/**
+ * Role descriptors as Elasticsearch parses (RoleDescriptor.parse: known fields, `names` and `privileges`
+ * required) and validates them (RoleDescriptorRequestValidator: privilege names it knows, or action
+ * patterns). Privilege names are case-insensitive.
+ */
+export function checkRoleDescriptors(roles: unknown, request: string): void {
+  if (roles === undefined || roles === null) return;
+  if (typeof roles !== 'object' || Array.isArray(roles)) throw roleParseError(request, 'role_descriptors must be an object');
+  const problems: string[] = [];
+  for (const [name, d] of Object.entries(roles as Obj)) {
+    if (d === null || typeof d !== 'object' || Array.isArray(d)) throw roleParseError(request, `failed to parse role [${name}]. expected an object but found [${JSON.stringify(d)}] instead`);
+    for (const key of Object.keys(d)) if (!ROLE_KEYS.has(key)) throw roleParseError(request, `failed to parse role [${name}]. unexpected field [${key}]`);
+    const r = d as Obj;
+    for (const p of (r['cluster'] ?? []) as unknown[]) {
+      const priv = String(p);
+      if (!priv.startsWith('cluster:') && !priv.startsWith('indices:admin/template/') && !priv.startsWith('indices:admin/index_template/')
+        && !CLUSTER_PRIVILEGES.has(priv.toLowerCase())) {
+        problems.push(`unknown cluster privilege [${priv}]. a privilege must be either one of the predefined cluster privilege names [${[...CLUSTER_PRIVILEGES].join(',')}] or a pattern over one of the available cluster actions`);
+      }
+    }
+    for (const entry of (r['indices'] ?? r['index'] ?? []) as unknown[]) {
+      if (entry === null || typeof entry !== 'object') throw roleParseError(request, `failed to parse indices privileges for role [${name}]. expected field [indices] value to be an array of objects`);
+      const e = entry as Obj;
+      for (const key of Object.keys(e)) if (!INDEX_ENTRY_KEYS.has(key)) throw roleParseError(request, `failed to parse indices privileges for role [${name}]. unexpected field [${key}]`);
+      for (const f of ['names', 'privileges']) {
+        if (e[f] === undefined) throw roleParseError(request, `failed to parse indices privileges for role [${name}]. missing required [${f}] field`);
+      }
+      for (const p of [e['privileges']].flat() as unknown[]) {
+        const priv = String(p).toLowerCase();
+        if (!priv.startsWith('indices:') && !priv.startsWith('internal:transport/proxy/indices:') && !INDEX_PRIVILEGES.has(priv)) {
+          problems.push(`unknown index privilege [${priv}]. a privilege must be either one of the predefined fixed indices privileges [${[...INDEX_PRIVILEGES].join(',')}] or a pattern over one of the available index actions`);
+        }
+      }
+    }
+    for (const entry of (r['applications'] ?? r['application'] ?? []) as unknown[]) {
+      const e = (entry ?? {}) as Obj;
+      for (const key of Object.keys(e)) if (!APPLICATION_ENTRY_KEYS.has(key)) throw roleParseError(request, `failed to parse application privileges for role [${name}]. unexpected field [${key}]`);
+      for (const f of ['application', 'privileges', 'resources']) {
+        if (e[f] === undefined) throw roleParseError(request, `failed to parse application privileges for role [${name}]. missing required [${f}] field`);
+      }
+    }
+  }
+  if (problems.length) throw validationFailedAll(problems);
+}
+
+/** action_request_validation_exception listing every problem, numbered as Elasticsearch numbers them. */
+function validationFailedAll(problems: string[]): EsError {
+  return new EsError(400, 'action_request_validation_exception', `Validation Failed: ${problems.map((p, i) => `${i + 1}: ${p};`).join('')}`);
+}
+
 /** Role descriptors come back with Elasticsearch's defaults filled in. */
 function normalizeRoles(roles: Obj): Obj {
   const out: Obj = {};
@@ -135,6 +212,7 @@ export class Security {
       throw new EsError(400, 'illegal_argument_exception', 'creating derived api keys requires an explicit role descriptor that is empty');
     }
     checkKeyName(body['name']);
+    checkRoleDescriptors(body['role_descriptors'], 'api_key_request');
     const metadata = (body['metadata'] ?? {}) as Obj;
     if (Object.keys(metadata).some((k) => k.startsWith('_'))) throw validationFailed('metadata keys may not start with [_]');
     const id = randomBytes(15).toString('base64url');
@@ -163,7 +241,11 @@ export class Security {
   get(owner: Principal, q: URLSearchParams): { status: number; body: Obj } {
     const ownerOnly = q.get('owner') === 'true';
     const username = owner.kind === 'service' ? owner.username : owner.key.username;
-    if (!ownerOnly && !q.get('username') && !q.get('id')) throw unauthorized('cluster:admin/xpack/security/api_key/get', `user [${username}]`);
+    // manage_own_api_key (the fleet-server service account's) covers only requests that name the caller's own
+    // keys: owner=true, or its own user and realm (ManageOwnApiKeyClusterPrivilege); anything else is a 403.
+    if (!ownerOnly && !this.namesSelf(owner, q.get('username'), q.get('realm_name'))) {
+      throw unauthorized('cluster:admin/xpack/security/api_key/get', principalName(owner));
+    }
     const id = q.get('id');
     const name = q.get('name');
     const activeOnly = q.get('active_only') === 'true';
@@ -175,13 +257,32 @@ export class Security {
     return { status: 200, body: { api_keys: list.map((k) => this.view(k)) } };
   }
 
+  /**
+   * DELETE /_security/api_key, validated as InvalidateApiKeyRequest and authorized as manage_own_api_key:
+   * `owner: true` with no ids and no name invalidates every key the caller owns.
+   */
   invalidate(owner: Principal, body: Obj): Obj {
-    const ids = (body['ids'] as string[] | undefined) ?? (body['id'] ? [body['id'] as string] : []);
+    const ownerOnly = body['owner'] === true;
+    const rawIds = body['ids'];
+    const problems: string[] = [];
+    if (body['id'] !== undefined && rawIds !== undefined) problems.push('Must use either [id] or [ids], not both at the same time');
+    if (!ownerOnly && rawIds === undefined && body['id'] === undefined && !body['name'] && !body['username'] && !body['realm_name']) {
+      problems.push('One of [api key id(s), api key name, username, realm name] must be specified if [owner] flag is false');
+    }
+    if (Array.isArray(rawIds) && rawIds.length === 0) problems.push('Field [ids] cannot be an empty array');
+    if (Array.isArray(rawIds) && rawIds.some((id) => typeof id !== 'string' || id.trim() === '')) problems.push('Field [ids] must not contain blank id');
+    if (ownerOnly && (body['username'] || body['realm_name'])) problems.push('username or realm name must not be specified when the current user owns the API key(s)');
+    if (problems.length) throw validationFailedAll(problems);
+    if (!ownerOnly && !this.namesSelf(owner, body['username'] as string | undefined, body['realm_name'] as string | undefined)) {
+      throw unauthorized('cluster:admin/xpack/security/api_key/invalidate', principalName(owner));
+    }
+    const ids: string[] | undefined = (rawIds as string[] | undefined) ?? (body['id'] !== undefined ? [String(body['id'])] : undefined);
     const username = owner.kind === 'service' ? owner.username : owner.key.username;
     const invalidated: string[] = [];
-    for (const id of ids) {
+    const candidates = ids ?? [...this.keys.values()].filter((k) => !body['name'] || k.name === body['name']).map((k) => k.id);
+    for (const id of candidates) {
       const k = this.keys.get(id);
-      if (!k || k.invalidated || (body['owner'] === true && k.username !== username)) continue;
+      if (!k || k.invalidated || k.username !== username) continue;
       k.invalidated = true;
       k.invalidation = Date.now();
       invalidated.push(id);
@@ -191,6 +292,9 @@ export class Security {
 
   bulkUpdate(owner: Principal, body: Obj): Obj {
     if (owner.kind === 'apikey') throw unauthorized('cluster:admin/xpack/security/api_key/update', `API key [${owner.key.id}]`);
+    checkRoleDescriptors(body['role_descriptors'], 'bulk_update_api_key_request');
+    const ids = body['ids'];
+    if (!Array.isArray(ids) || ids.length === 0) throw validationFailed('Field [ids] cannot be empty');
     const updated: string[] = [];
     const noops: string[] = [];
     const details: Obj = {};
@@ -213,9 +317,19 @@ export class Security {
     return { updated, noops, errors: count > 0 ? { count, details } : { count: 0 } };
   }
 
+  /** Whether username and realm_name both name the caller (ManageOwnApiKeyClusterPrivilege's other way in). */
+  private namesSelf(p: Principal, username: unknown, realm: unknown): boolean {
+    if (p.kind !== 'service' || !username || !realm) return false;
+    return username === p.username && realm === '_service_account';
+  }
+
   update(owner: Principal, id: string, body: Obj): Obj {
     const r = this.bulkUpdate(owner, { ...body, ids: [id] });
     if ((r['errors'] as Obj)['count']) throw resourceNotFound(`no API key owned by requesting user found for ID [${id}]`);
     return { updated: (r['updated'] as string[]).length > 0 };
   }
+}
+
+function principalName(p: Principal): string {
+  return p.kind === 'service' ? `service account [${p.username}]` : `API key id [${p.key.id}] of user [${p.key.username}]`;
 }

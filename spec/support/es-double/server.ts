@@ -6,7 +6,7 @@ import type { Socket } from 'node:net';
 import { mkdirSync, readFileSync, renameSync, writeFileSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
-import { Cluster, hitOf, type OpMeta, type Refresh, type UpdateBody, autoId } from './cluster';
+import { Cluster, checkOpType, checkUpdateBody, hitOf, type OpMeta, type Refresh, type UpdateBody, autoId } from './cluster';
 import { EsError, illegalArgument, indexNotFound, parsingException, rejected, resourceNotFound, validationFailed } from './errors';
 import { Faults } from './faults';
 import { Index } from './index';
@@ -304,13 +304,7 @@ export class EsDouble {
       if (!x.body.length) return {};
       return /cbor/.test(String(x.req.headers['content-type'] ?? '')) ? decodeCbor(x.body) as Obj : JSON.parse(x.body.toString()) as Obj;
     };
-    const refreshParam = (x: Ctx): Refresh | undefined => {
-      const r = x.q.get('refresh');
-      if (r === null) return undefined;
-      if (r === '' || r === 'true') return 'true';
-      if (r === 'false' || r === 'wait_for') return r;
-      throw illegalArgument(`Failed to parse value [${r}] only [true] or [false] are allowed.`);
-    };
+    const refreshParam = (x: Ctx): Refresh | undefined => parseRefresh(x.q.get('refresh'));
     const writeReply = async (x: Ctx, idx: Index, r: { result: string; doc: StoredDoc }, extra: Obj = {}): Promise<Obj> => {
       const forced = r.result === 'noop' ? false : await c.afterWrite(idx, r.doc.seqNo, refreshParam(x));
       return {
@@ -319,10 +313,7 @@ export class EsDouble {
         _seq_no: r.doc.seqNo, _primary_term: 1, ...(forced ? { forced_refresh: true } : {}), ...extra,
       };
     };
-    const seqParam = (x: Ctx): OpMeta => ({
-      if_seq_no: x.q.get('if_seq_no') === null ? undefined : Number(x.q.get('if_seq_no')),
-      if_primary_term: x.q.get('if_primary_term') === null ? undefined : Number(x.q.get('if_primary_term')),
-    });
+    const seqParam = (x: Ctx): OpMeta => ({ if_seq_no: longParam(x.q, 'if_seq_no'), if_primary_term: longParam(x.q, 'if_primary_term') });
 
     this.route('info', 'GET|HEAD', '/', 'cluster:monitor/main', () => ({
       body: {
@@ -367,7 +358,7 @@ export class EsDouble {
     this.route('fleet_search', 'GET|POST', '/{index}/_fleet/_fleet_search', 'indices:data/read/fleet/search', async (x) => {
       const wait = x.q.get('wait_for_checkpoints');
       if (x.params['index']!.includes(',')) throw illegalArgument('Fleet search API only supports searching a single index.');
-      if (wait !== null) await this.waitForCheckpoints(x.params['index']!, wait.split(',').map(Number), x.q.get('wait_for_checkpoints_timeout'));
+      if (wait !== null && wait !== '') await this.waitForCheckpoints(x.params['index']!, wait.split(',').map(parseLong), x.q.get('wait_for_checkpoints_timeout'));
       return { body: c.search(x.params['index'], json(x), Object.fromEntries(x.q)) };
     });
     this.route('fleet_msearch', 'GET|POST', '/_fleet/_fleet_msearch', 'indices:data/read/fleet/msearch', (x) => this.msearch(x, undefined, true));
@@ -382,7 +373,7 @@ export class EsDouble {
     this.route('msearch', 'GET|POST', '/{index}/_msearch', 'indices:data/read/msearch', (x) => this.msearch(x, x.params['index'], false));
     this.route('search', 'GET|POST', '/_search', 'indices:data/read/search', (x) => ({ body: c.search(undefined, json(x), Object.fromEntries(x.q)) }));
     this.route('search', 'GET|POST', '/{index}/_search', 'indices:data/read/search', (x) => ({ body: c.search(x.params['index'], json(x), Object.fromEntries(x.q)) }));
-    this.route('count', 'GET|POST', '/{index}/_count', 'indices:data/read/search', (x) => ({ body: c.count(x.params['index'], json(x)) }));
+    this.route('count', 'GET|POST', '/{index}/_count', 'indices:data/read/search', (x) => ({ body: c.count(x.params['index'], json(x), x.q.get('ignore_unavailable') === 'true') }));
     this.route('refresh', 'GET|POST', '/_refresh', 'indices:admin/refresh', () => {
       c.refreshAll();
       return { body: { _shards: { total: c.indices.size, successful: c.indices.size, failed: 0 } } };
@@ -394,32 +385,37 @@ export class EsDouble {
     });
     for (const kind of ['update', 'delete'] as const) {
       this.route(`${kind}_by_query`, 'POST', `/{index}/_${kind}_by_query`, `indices:data/write/${kind}/byquery`, (x) => {
-        const refresh = x.q.get('refresh');
-        if (refresh === 'wait_for') throw illegalArgument('[refresh] parameter does not accept [wait_for] for by-query operations');
-        const out = c.byQuery(kind, x.params['index']!, json(x), x.q.get('conflicts') === 'proceed');
-        if (refresh === 'true' || refresh === '') for (const idx of c.targets(x.params['index'])) idx.refresh();
-        return { status: (out['failures'] as unknown[]).length ? 409 : 200, body: out };
+        if (x.q.get('refresh') === 'wait_for') throw illegalArgument('[refresh] parameter does not accept [wait_for] for by-query operations');
+        const refresh = boolParam(x.q, 'refresh');
+        const conflicts = x.q.get('conflicts') ?? 'abort';
+        if (conflicts !== 'abort' && conflicts !== 'proceed') throw illegalArgument(`conflicts may only be "proceed" or "abort" but was [${conflicts}]`);
+        const out = c.byQuery(kind, x.params['index']!, json(x), conflicts === 'proceed');
+        if (refresh) for (const idx of c.targets(x.params['index'])) idx.refresh();
+        // The answer's status is the highest of its failures' (BulkIndexByScrollResponseContentListener).
+        return { status: Math.max(200, ...(out['failures'] as { status: number }[]).map((f) => f.status)), body: out };
       });
     }
 
     // ---- single documents ----
     this.route('index', 'PUT|POST', '/{index}/_doc/{id}', 'indices:data/write/index', async (x) => {
       const meta = { ...seqParam(x), op_type: x.q.get('op_type') ?? undefined };
+      checkOpType(meta.op_type);
       const { idx, r } = c.index(x.params['index']!, x.params['id'], json(x), meta);
       return { status: r.result === 'created' ? 201 : 200, body: await writeReply(x, idx, r) };
     });
     this.route('index', 'POST', '/{index}/_doc', 'indices:data/write/index', async (x) => {
-      const { idx, r } = c.index(x.params['index']!, undefined, json(x), { op_type: 'create' });
+      const { idx, r } = c.index(x.params['index']!, undefined, json(x), { ...seqParam(x), op_type: 'create' });
       return { status: 201, body: await writeReply(x, idx, r) };
     });
     this.route('create', 'PUT|POST', '/{index}/_create/{id}', 'indices:data/write/index', async (x) => {
-      const { idx, r } = c.index(x.params['index']!, x.params['id'], json(x), { op_type: 'create' });
+      const { idx, r } = c.index(x.params['index']!, x.params['id'], json(x), { ...seqParam(x), op_type: 'create' });
       return { status: 201, body: await writeReply(x, idx, r) };
     });
     this.route('get', 'GET|HEAD', '/{index}/_doc/{id}', 'indices:data/read/get', (x) => {
       const { idx, doc } = c.get(x.params['index']!, x.params['id']!);
       if (!doc) return { status: 404, body: { _index: idx.name, _id: x.params['id'], found: false } };
-      const shape = getShape(idx, doc, x.q.get('_source') ?? undefined, x.q.get('_source_includes') ?? undefined, x.q.get('_source_excludes') ?? undefined);
+      const shape = getShape(idx, doc, sourceParam(x.q.get('_source') ?? undefined, x.q.get('_source_includes'), x.q.get('_source_excludes'), x.q.get('stored_fields')),
+        x.q.get('_source_includes') ?? undefined, x.q.get('_source_excludes') ?? undefined);
       const stored = storedFields(idx, doc, x.q.get('stored_fields'));
       return { body: stored ? { ...shape, fields: stored } : shape };
     });
@@ -429,6 +425,7 @@ export class EsDouble {
     });
     this.route('update', 'POST', '/{index}/_update/{id}', 'indices:data/write/update', async (x) => {
       const body = json(x) as UpdateBody;
+      checkUpdateBody(body);
       const meta = { ...seqParam(x), retry_on_conflict: Number(x.q.get('retry_on_conflict') ?? 0) };
       const { idx, r } = c.update(x.params['index']!, x.params['id']!, body, meta);
       const extra = body._source !== undefined || x.q.get('_source') ? { get: { ...getShape(idx, r.doc, body._source ?? x.q.get('_source')), _index: undefined } } : {};
@@ -456,10 +453,10 @@ export class EsDouble {
 
   private async globalCheckpoints(x: Ctx): Promise<Reply> {
     const index = x.params['index']!;
-    const advance = x.q.get('wait_for_advance') === 'true';
-    const waitIndex = x.q.get('wait_for_index') === 'true';
+    const advance = boolParam(x.q, 'wait_for_advance') ?? false;
+    const waitIndex = boolParam(x.q, 'wait_for_index') ?? false;
     if (waitIndex && !advance) throw validationFailed('If wait_for_index is set to true, wait_for_advance must also be set to true.');
-    const cps = (x.q.get('checkpoints') ?? '').split(',').filter(Boolean).map(Number);
+    const cps = (x.q.get('checkpoints') ?? '').split(',').filter(Boolean).map(parseLong);
     if (cps.some((n) => n < -1)) throw validationFailed('All checkpoints must be >= -1');
     if (cps.length > 1) {
       throw new EsError(400, 'status_exception', `number of checkpoints must equal number of shards. [shard count: 1, checkpoint count: ${cps.length}]`);
@@ -502,6 +499,15 @@ export class EsDouble {
   private async msearch(x: Ctx, pathIndex: string | undefined, fleet: boolean): Promise<Reply> {
     const lines = ndjson(x.body);
     if (lines.length % 2 !== 0) throw illegalArgument('The msearch request must be terminated by a newline [\n]');
+    // Header keys are checked while the request is parsed: an unknown one fails the whole request
+    // (MultiSearchRequest.readMultiLineFormat); only the Fleet endpoint takes its two.
+    for (let i = 0; i < lines.length; i += 2) {
+      for (const key of Object.keys((lines[i] ?? {}) as Obj)) {
+        if (!MSEARCH_HEADER_KEYS.has(key) && !(fleet && FLEET_MSEARCH_HEADER_KEYS.has(key))) {
+          throw illegalArgument(`key [${key}] is not supported in the metadata section`);
+        }
+      }
+    }
     const responses: Obj[] = [];
     for (let i = 0; i < lines.length; i += 2) {
       const header = lines[i] as Obj;
@@ -513,7 +519,7 @@ export class EsDouble {
         if (fleet && wait?.length) {
           if (index === undefined) throw illegalArgument('Fleet search API param wait_for_checkpoints is only supported with an index to search specified');
           if (Array.isArray(index) && index.length !== 1) throw illegalArgument('Fleet search API only supports searching a single index.');
-          await this.waitForCheckpoints(Array.isArray(index) ? index[0]! : index, wait, (header['wait_for_checkpoints_timeout'] as string | undefined) ?? null);
+          await this.waitForCheckpoints(Array.isArray(index) ? index[0]! : index, wait.map((n) => parseLong(String(n))), timeValueOf(header['wait_for_checkpoints_timeout']));
         }
         const r = this.cluster.search(index, body, { ignore_unavailable: header['ignore_unavailable'] });
         responses.push({ ...r, took: Date.now() - started, status: 200 });
@@ -528,7 +534,7 @@ export class EsDouble {
   private mget(x: Ctx, pathIndex: string | undefined): Reply {
     const body = x.body.length ? (JSON.parse(x.body.toString()) as Obj) : {};
     const docs: Obj[] = (body['docs'] as Obj[] | undefined) ?? ((body['ids'] as string[] | undefined) ?? []).map((id): Obj => ({ _id: id }));
-    if (x.q.get('refresh') === 'true') for (const idx of this.cluster.indices.values()) idx.refresh();
+    if (boolParam(x.q, 'refresh')) for (const idx of this.cluster.indices.values()) idx.refresh();
     return {
       body: {
         docs: docs.map((d) => {
@@ -539,7 +545,11 @@ export class EsDouble {
           if (!idx) return { _index: index, _id: id, error: indexNotFound(index).item() };
           const doc = idx.docs.get(id);
           if (!doc) return { _index: idx.name, _id: id, found: false };
-          return getShape(idx, doc, d['_source'] ?? x.q.get('_source') ?? undefined, x.q.get('_source_includes') ?? undefined, x.q.get('_source_excludes') ?? undefined);
+          const storedParam = d['stored_fields'] !== undefined ? [d['stored_fields']].flat().join(',') : x.q.get('stored_fields');
+          const shape = getShape(idx, doc, sourceParam(d['_source'] ?? x.q.get('_source') ?? undefined, x.q.get('_source_includes'), x.q.get('_source_excludes'), storedParam),
+            x.q.get('_source_includes') ?? undefined, x.q.get('_source_excludes') ?? undefined);
+          const stored = storedFields(idx, doc, storedParam);
+          return stored ? { ...shape, fields: stored } : shape;
         }),
       },
     };
@@ -550,16 +560,29 @@ export class EsDouble {
     const text = x.body.toString();
     if (text.length > 0 && !text.endsWith('\n')) throw illegalArgument('The bulk request must be terminated by a newline [\\n]');
     const lines = ndjson(x.body);
-    const items: Obj[] = [];
-    const touched = new Map<Index, number>();
+    // The whole body is parsed before any operation runs (BulkRequestParser): a malformed line fails the
+    // request with nothing written.
+    const ops: { op: string; meta: OpMeta & Obj; source: Obj | undefined }[] = [];
     let i = 0;
     while (i < lines.length) {
       const action = lines[i++] as Obj;
       const op = Object.keys(action)[0];
       if (!op || !['index', 'create', 'update', 'delete'].includes(op)) throw illegalArgument(`Malformed action/metadata line [${i}], expected one of [create, delete, index, update] but found [${op}]`);
       const meta = action[op] as OpMeta & Obj;
+      if (Object.keys(action).length > 1 || meta === null || typeof meta !== 'object') throw illegalArgument(`Malformed action/metadata line [${i}], expected a simple value for field [${op}] but found [START_ARRAY]`);
+      for (const key of Object.keys(meta)) {
+        if (!BULK_META_KEYS.has(key)) throw illegalArgument(`Action/metadata line [${i}] contains an unknown parameter [${key}]`);
+      }
+      if (op === 'index' || op === 'create') checkOpType(meta.op_type);
       const source = op === 'delete' ? undefined : lines[i++] as Obj;
       if (op !== 'delete' && source === undefined) throw illegalArgument('The bulk request must be terminated by a newline [\\n]');
+      if (op === 'update') checkUpdateBody(source);
+      ops.push({ op, meta, source });
+    }
+    const refresh = parseRefresh(x.q.get('refresh'));
+    const items: Obj[] = [];
+    const touched = new Map<Index, number>();
+    for (const { op, meta, source } of ops) {
       const index = meta._index ?? pathIndex;
       try {
         if (!index) throw validationFailed('index is missing');
@@ -584,9 +607,8 @@ export class EsDouble {
         items.push({ [op]: { _index: idx?.name ?? index, _id: meta._id ?? null, status: e.status, error: e.item() } });
       }
     }
-    const refresh = x.q.get('refresh');
     let forced = false;
-    for (const [idx, seq] of touched) forced = (await this.cluster.afterWrite(idx, seq, refresh === '' ? 'true' : (refresh as Refresh | null) ?? undefined)) || forced;
+    for (const [idx, seq] of touched) forced = (await this.cluster.afterWrite(idx, seq, refresh)) || forced;
     const errors = items.some((it) => 'error' in (Object.values(it)[0] as Obj));
     return { body: { took: Date.now() - started, errors, items } };
   }
@@ -633,11 +655,73 @@ function ndjson(body: Buffer): unknown[] {
 }
 
 /** Elasticsearch time values: 240000ms, 4m, 30s, 1h. */
-export function parseTime(v: string): number {
-  const m = /^(\d+)(nanos|micros|ms|s|m|h|d)?$/.exec(v.trim());
-  if (!m) throw illegalArgument(`failed to parse setting [timeout] with value [${v}] as a time value`);
-  const unit = { nanos: 1e-6, micros: 1e-3, ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 }[(m[2] ?? 'ms') as 'ms'];
-  return Number(m[1]) * unit;
+export function parseTime(v: string, setting = 'timeout'): number {
+  // TimeValue.parseTimeValue: a unit is required, except for 0 and -1.
+  if (v === '0' || v === '-1') return v === '0' ? 0 : MAX_TIMER_MS;
+  const m = /^(\d+(?:\.\d+)?)\s*(nanos|micros|ms|s|m|h|d)$/.exec(v.trim());
+  if (!m) {
+    throw new EsError(400, 'parse_exception', `failed to parse setting [${setting}] with value [${v}] as a time value: unit is missing or unrecognized`);
+  }
+  const unit = { nanos: 1e-6, micros: 1e-3, ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 }[m[2] as 'ms'];
+  return Math.min(MAX_TIMER_MS, Number(m[1]) * unit);
 }
+
+/** The longest wait a timer takes (Node fires at once beyond it): about 24.8 days, forever for a test. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
+/** A REST boolean/`wait_for` refresh parameter (the empty string is true). */
+function parseRefresh(r: string | null): Refresh | undefined {
+  if (r === null) return undefined;
+  if (r === '' || r === 'true') return 'true';
+  if (r === 'false' || r === 'wait_for') return r;
+  throw illegalArgument(`Unknown value for refresh: [${r}].`);
+}
+
+/** A time value in a JSON header: a number is milliseconds (XContentMapValues.nodeTimeValue). */
+function timeValueOf(v: unknown): string | null {
+  if (v === undefined || v === null) return null;
+  return typeof v === 'number' ? `${v}ms` : String(v);
+}
+
+/** Long.parseLong, as the REST layer parses a long parameter. */
+function parseLong(v: string): number {
+  if (!/^[-+]?\d+$/.test(v)) throw new EsError(400, 'number_format_exception', `For input string: "${v}"`);
+  return Number(v);
+}
+
+/** RestRequest.paramAsBoolean: only true, false or the empty string (true). */
+function boolParam(q: URLSearchParams, name: string): boolean | undefined {
+  const v = q.get(name);
+  if (v === null) return undefined;
+  if (v === '' || v === 'true') return true;
+  if (v === 'false') return false;
+  throw illegalArgument(`Failed to parse value [${v}] only [true] or [false] are allowed.`);
+}
+
+function longParam(q: URLSearchParams, name: string): number | undefined {
+  const v = q.get(name);
+  if (v === null) return undefined;
+  if (!/^[-+]?\d+$/.test(v)) throw illegalArgument(`Failed to parse long parameter [${name}] with value [${v}]`);
+  return Number(v);
+}
+
+/**
+ * Whether a GET or mget returns `_source`: as asked by `_source` / `_source_includes` / `_source_excludes`,
+ * else not when `stored_fields` is given without `_source` among them (ShardGetService.normalizeFetchSourceContent).
+ */
+function sourceParam(source: unknown, includes: string | null, excludes: string | null, storedFields: string | null | undefined): unknown {
+  if (source !== undefined || includes || excludes) return source;
+  if (storedFields !== null && storedFields !== undefined && !storedFields.split(',').includes('_source')) return false;
+  return undefined;
+}
+
+/** Header keys of `_msearch` (MultiSearchRequest.readMultiLineFormat). */
+const MSEARCH_HEADER_KEYS = new Set(['index', 'indices', 'search_type', 'ccs_minimize_roundtrips', 'request_cache', 'preference', 'routing',
+  'allow_partial_search_results', 'expand_wildcards', 'ignore_unavailable', 'allow_no_indices', 'ignore_throttled']);
+/** The keys the Fleet plugin's `_fleet_msearch` adds (RestFleetMultiSearchAction). */
+const FLEET_MSEARCH_HEADER_KEYS = new Set(['wait_for_checkpoints', 'wait_for_checkpoints_timeout']);
+/** Keys of a `_bulk` action line (BulkRequestParser). */
+const BULK_META_KEYS = new Set(['_index', '_id', 'routing', 'op_type', 'version', 'version_type', 'if_seq_no', 'if_primary_term',
+  'retry_on_conflict', 'pipeline', '_source', 'require_alias', 'require_data_stream', 'list_executed_pipelines', 'dynamic_templates']);
 
 export { hitOf };
