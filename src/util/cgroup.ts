@@ -2,9 +2,18 @@
 // CPU quota and throttling, CPU time, memory usage and limit. cgroup v1 (one hierarchy per controller)
 // and v2 (one unified hierarchy); Linux only, undefined elsewhere or when nothing can be read.
 import { existsSync, readFileSync } from 'node:fs';
-import { join } from 'node:path';
 
 const ROOT = '/sys/fs/cgroup';
+
+/**
+ * `dir`/`name`, by concatenation: path.join normalises character by character, and start-up reads these
+ * files (sizing, the limit profile) while its hot functions must stay under V8's Maglev threshold
+ * (runtime/start-up-tiering.ts); /proc/self/cgroup gives absolute, normalised paths.
+ */
+function join(dir: string, name: string): string {
+  if (name === '' || name === '/') return dir;
+  return `${dir.endsWith('/') ? dir.slice(0, -1) : dir}/${name.startsWith('/') ? name.slice(1) : name}`;
+}
 
 function read(file: string): string | undefined {
   try {
