@@ -23,11 +23,12 @@ function parseDataArg(data: string | undefined): Json | undefined {
 export function registerAdminCommands(y: Argv<Common>, argv: readonly string[]): Argv<Common> {
   y
     .command('policy', 'Agent policies', (p) => p
-      .command('put <file>', 'Write a new revision of a policy from a YAML or JSON file (- for stdin)', (c) => c.positional('file', { type: 'string', demandOption: true }),
+      .command('put <file>', 'Write a new revision of a policy from a YAML or JSON file (- for stdin)', (c) => c.positional('file', { type: 'string', demandOption: true })
+        .option('force', { type: 'boolean', describe: 'take output_permissions privilege names this server does not know (a later Elasticsearch\'s)' }),
         async (a) => {
           const input = parseYamlInput(readInput(fileArg(a.file, argv, { stdin: true }))) as PolicyInput;
           // A policy may be written before the server's first start (which then makes no default policy).
-          const hit = await withAdmin(a, (admin) => admin.putPolicy(input), { creates: true });
+          const hit = await withAdmin(a, (admin) => admin.putPolicy(input, { force: a.force === true }), { creates: true });
           print(a, { id: hit._source.policy_id, revision: hit._source.revision_idx }, () => [`policy ${hit._source.policy_id} revision ${hit._source.revision_idx}`]);
         })
       .command('list', 'List policies (latest revision of each)', (c) => c, async (a) => {

@@ -43,6 +43,66 @@ function defaultPermissions(): RoleMap {
   };
 }
 
+/**
+ * Privilege names Elasticsearch documents (Elasticsearch privileges reference, through 9.6; deprecated
+ * and serverless-only names kept), as it compares them: lower case. An agent's output key is minted
+ * with its policy's output_permissions, and Elasticsearch refuses a role naming a privilege it does not
+ * know: every check-in of the policy's agents then failed with a 500. A name a later Elasticsearch adds
+ * is refused here until it is listed (`policy put --force` takes it); an action pattern (`indices:…`,
+ * `cluster:…`) is always taken.
+ */
+const INDEX_PRIVILEGES = new Set(['all', 'auto_configure', 'create', 'create_doc', 'create_index', 'create_view', 'cross_cluster_replication',
+  'cross_cluster_replication_internal', 'delete', 'delete_index', 'delete_view', 'index', 'maintenance', 'manage', 'manage_data_stream_lifecycle',
+  'manage_failure_store', 'manage_follow_index', 'manage_ilm', 'manage_leader_index', 'manage_view', 'monitor', 'none', 'read',
+  'read_cross_cluster', 'read_failure_store', 'read_view_metadata', 'view_index_metadata', 'write']);
+const CLUSTER_PRIVILEGES = new Set(['all', 'cancel_task', 'clone_api_key', 'create_snapshot', 'cross_cluster_replication', 'cross_cluster_search',
+  'delegate_pki', 'grant_api_key', 'manage', 'manage_api_key', 'manage_autoscaling', 'manage_behavioral_analytics', 'manage_ccr',
+  'manage_connector', 'manage_data_frame_transforms', 'manage_data_stream_global_retention', 'manage_enrich', 'manage_ilm',
+  'manage_index_templates', 'manage_inference', 'manage_ingest_pipelines', 'manage_logstash_pipelines', 'manage_ml', 'manage_oidc',
+  'manage_own_api_key', 'manage_pipeline', 'manage_project_routing', 'manage_reindex', 'manage_rollup', 'manage_saml',
+  'manage_search_application', 'manage_search_query_rules', 'manage_search_synonyms', 'manage_security', 'manage_service_account',
+  'manage_slm', 'manage_token', 'manage_transform', 'manage_user_profile', 'manage_watcher', 'monitor', 'monitor_connector',
+  'monitor_data_frame_transforms', 'monitor_data_stream_global_retention', 'monitor_enrich', 'monitor_esql', 'monitor_inference',
+  'monitor_ml', 'monitor_reindex', 'monitor_rollup', 'monitor_snapshot', 'monitor_stats', 'monitor_text_structure', 'monitor_transform',
+  'monitor_watcher', 'none', 'post_behavioral_analytics_event', 'read_ccr', 'read_connector_secrets', 'read_fleet_secrets', 'read_ilm',
+  'read_pipeline', 'read_project_routing', 'read_security', 'read_slm', 'transport_client', 'write_connector_secrets', 'write_fleet_secrets']);
+
+// Action patterns as Elasticsearch tells them from names (IndexPrivilege's and ClusterPrivilegeResolver's matchers).
+const indexPrivilegeKnown = (p: string): boolean => INDEX_PRIVILEGES.has(p.toLowerCase()) || /^(indices:|internal:transport\/proxy\/indices:)/i.test(p);
+const clusterPrivilegeKnown = (p: string): boolean =>
+  CLUSTER_PRIVILEGES.has(p.toLowerCase()) || /^(cluster:|indices:admin\/template\/|indices:admin\/index_template\/)/i.test(p);
+
+/** output_permissions (output → role name → role descriptor): the shape and the privilege names Elasticsearch would refuse. */
+function checkPermissions(permissions: unknown, knownPrivilegesOnly: boolean): void {
+  if (permissions === undefined || permissions === null) return;
+  if (!isPlainObject(permissions)) throw new AdminError('policy.output_permissions must map output names to roles');
+  for (const [output, roles] of Object.entries(permissions)) {
+    if (!isPlainObject(roles)) throw new AdminError(`policy.output_permissions.${output} must map role names to role descriptors`);
+    for (const [role, d] of Object.entries(roles)) {
+      const at = `policy.output_permissions.${output}.${role}`;
+      if (!isPlainObject(d)) throw new AdminError(`${at} must be a role descriptor (cluster, indices, …)`);
+      const names = (v: unknown, what: string): string[] => {
+        const list = typeof v === 'string' ? [v] : v;
+        if (!Array.isArray(list) || list.some((x) => typeof x !== 'string')) throw new AdminError(`${at}.${what} must be a list of names`);
+        return list as string[];
+      };
+      for (const p of d['cluster'] === undefined ? [] : names(d['cluster'], 'cluster')) {
+        if (knownPrivilegesOnly && !clusterPrivilegeKnown(p)) throw new AdminError(`${at}.cluster: unknown cluster privilege ${JSON.stringify(p)} (Elasticsearch would refuse the agents' API keys; --force for one a later Elasticsearch knows)`);
+      }
+      const indices = d['indices'] ?? d['index'];
+      if (indices === undefined) continue;
+      if (!Array.isArray(indices)) throw new AdminError(`${at}.indices must be a list of {names, privileges}`);
+      indices.forEach((e: unknown, i) => {
+        if (!isPlainObject(e) || e['names'] === undefined || e['privileges'] === undefined) throw new AdminError(`${at}.indices[${i}] needs names and privileges`);
+        names(e['names'], `indices[${i}].names`);
+        for (const p of names(e['privileges'], `indices[${i}].privileges`)) {
+          if (knownPrivilegesOnly && !indexPrivilegeKnown(p)) throw new AdminError(`${at}.indices[${i}].privileges: unknown index privilege ${JSON.stringify(p)} (Elasticsearch would refuse the agents' API keys; --force for one a later Elasticsearch knows)`);
+        }
+      });
+    }
+  }
+}
+
 /** What a token list shows: never the token (the embedded store cannot give it back), a prefix to tell tokens apart. */
 export interface EnrollmentTokenSummary {
   id: string;
@@ -65,7 +125,8 @@ export function enrollmentTokenSummary(h: Hit<EnrollmentKeyDoc>): EnrollmentToke
 export class Admin {
   constructor(private readonly store: Store) {}
 
-  async putPolicy(input: PolicyInput): Promise<Hit<PolicyDoc>> {
+  /** `opts.force`: privilege names this server does not know are taken (one a later Elasticsearch knows). */
+  async putPolicy(input: PolicyInput, opts: { force?: boolean } = {}): Promise<Hit<PolicyDoc>> {
     if (!isPlainObject(input)) throw new AdminError('policy must be an object');
     if (input.id === undefined || input.id === null || input.id === '') throw new AdminError('policy.id is required');
     // YAML reads `id: 5` as a number; a policy id is a string everywhere it is used (and compared).
@@ -74,6 +135,7 @@ export class Admin {
     if (typeof outputs !== 'object' || Array.isArray(outputs) || Object.keys(outputs).length === 0) {
       throw new AdminError('policy.outputs must name at least one output');
     }
+    checkPermissions(input.output_permissions, !opts.force);
     const permissions: Record<string, RoleMap> = { ...(input.output_permissions ?? {}) };
     for (const [name, o] of Object.entries(outputs)) {
       if (!o || typeof o !== 'object' || typeof o['type'] !== 'string') throw new AdminError(`policy.outputs.${name}.type is required`);

@@ -2,7 +2,7 @@
 // policy, or nothing when the poll times out. A held check-in is a few small objects: two
 // subscriptions and a timer; it never polls the store.
 import type { Logger } from 'pino';
-import type { AgentDoc, AgentOutput, Hit } from '../store/documents';
+import type { AgentDoc, AgentOutput, Hit, Json } from '../store/documents';
 import type { PendingAction, Store } from '../store/port';
 import { monotonicMs, systemClock, type Clock } from '../util/clock';
 import { parseDuration } from '../util/duration';
@@ -15,7 +15,7 @@ import { jsonEqual } from '../util/json-equal';
 import { badRequest, FleetError } from './errors';
 import type { ActionCache } from './action-cache';
 import { unhealthyReason } from './health';
-import type { CheckinRequest } from './messages';
+import { localMetadataValidator, type CheckinRequest } from './messages';
 import type { OutputKeys } from './output-keys';
 import type { ParsedPolicy } from './parsed-policy';
 import type { PolicyMonitor, PolicySubscription } from './policy-monitor';
@@ -136,6 +136,8 @@ export class CheckinService {
   private releasing = false;
   private readonly seqNoCache = new LruCache<string, number>(5000);
   private readonly sharedTexts = new Map<string, string>();
+  /** Agents whose refused local_metadata was logged (see metadataRefused). */
+  private readonly metadataRefusedFor = new LruCache<string, true>(1000);
   private touchTimer: NodeJS.Timeout | undefined;
 
   constructor(
@@ -243,7 +245,10 @@ export class CheckinService {
 
     try {
       if (version !== doc.agent?.version) rec.version = version;
-      if (req.local_metadata != null && !jsonEqual(req.local_metadata, doc.local_metadata)) rec.localMetadata = req.local_metadata as never;
+      if (req.local_metadata != null && !jsonEqual(req.local_metadata, doc.local_metadata)) {
+        if (localMetadataValidator.check(req.local_metadata)) rec.localMetadata = req.local_metadata as Json;
+        else this.metadataRefused(id, req.local_metadata);
+      }
       const componentsChanged = req.components != null && !jsonEqual(req.components, doc.components);
       if (componentsChanged) rec.components = req.components as never;
       rec.unhealthyReason = unhealthyReason(doc, req.components ?? undefined, componentsChanged);
@@ -421,6 +426,20 @@ export class CheckinService {
     if (seq === undefined) return fallback;
     this.seqNoCache.set(ackToken, seq);
     return seq;
+  }
+
+  /**
+   * A check-in's local_metadata `.fleet-agents` cannot take (messages.ts) is left out, the rest of the
+   * check-in recorded: Elasticsearch would refuse the whole update, last_checkin and status with it, and
+   * the agent would show offline while each check-in answered 200 (upstream). Not a 400: the agent stays
+   * managed (it can still be sent a policy, or an upgrade that fixes what it reports). Said once per
+   * agent, as an agent repeats its metadata on every check-in.
+   */
+  private metadataRefused(agentId: string, metadata: unknown): void {
+    if (this.metadataRefusedFor.get(agentId) !== undefined) return;
+    this.metadataRefusedFor.set(agentId, true);
+    this.log.warn({ 'fleet.agent.id': agentId, reason: localMetadataValidator.explain(metadata, '/local_metadata') },
+      'check-in local_metadata not stored: the .fleet-agents mapping would refuse it');
   }
 
   /** upgrade_details' action lookup, through upstream's action cache; asked only when the details changed. */

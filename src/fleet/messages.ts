@@ -2,7 +2,7 @@
 // these definitions alone. Extra properties are allowed, as Go's JSON decoding ignores them.
 import { FormatRegistry, Type, type Static, type TSchema } from '@sinclair/typebox';
 import { TypeCompiler, type TypeCheck } from '@sinclair/typebox/compiler';
-import type { ValueError } from '@sinclair/typebox/errors';
+import { ValueErrorType, type ValueError } from '@sinclair/typebox/errors';
 
 const Obj = <T extends Record<string, TSchema>>(props: T) => Type.Object(props, { additionalProperties: true });
 const Nullable = <T extends TSchema>(s: T) => Type.Union([s, Type.Null()]);
@@ -32,19 +32,45 @@ FormatRegistry.Set('date-time', isRfc3339);
 const DateTime = () => Type.String({ format: 'date-time' });
 
 /**
- * An agent's local metadata is stored as sent, but `.fleet-agents` maps a few of its fields with a type
- * (fleet-agents.json): a value of another type is refused by Elasticsearch when the document is
- * written, a 500 after enrolment minted a key, or a check-in record the batch drops. Refused here as
- * the request's own mistake instead; the rest is the agent's.
+ * An agent's local metadata is stored as sent, but `.fleet-agents` maps some of its fields (these, as
+ * fleet-agents.json declares them): a value Elasticsearch cannot take there refuses the whole document,
+ * a 500 after enrolment minted a key, or a check-in record the batch drops (the agent then shows
+ * offline). Text and keyword fields take what Elasticsearch coerces into them (strings, numbers,
+ * booleans, arrays of those), never an object; booleans take `true`/`false`, also quoted, or "". The
+ * objects on the way to them (`elastic`, `elastic.agent`, `elastic.agent.build`, `host`, `os`) are
+ * mapped objects: a concrete value there is refused too. The rest is the agent's.
  */
-const Flag = () => Type.Optional(Nullable(Type.Boolean()));
-const LocalMetadata = Obj({
-  elastic: Type.Optional(Nullable(Obj({
-    agent: Type.Optional(Nullable(Obj({ snapshot: Flag(), upgradeable: Flag(), unprivileged: Flag(), fips: Flag() }))),
-  }))),
-  host: Type.Optional(Nullable(Obj({}))),
-  os: Type.Optional(Nullable(Obj({}))),
-});
+const LOCAL_METADATA_FIELDS: Record<string, 'keyword' | 'text' | 'boolean'> = {
+  'elastic.agent.build.original': 'text', 'elastic.agent.id': 'keyword', 'elastic.agent.log_level': 'keyword',
+  'elastic.agent.snapshot': 'boolean', 'elastic.agent.upgradeable': 'boolean', 'elastic.agent.unprivileged': 'boolean',
+  'elastic.agent.fips': 'boolean', 'elastic.agent.version': 'text',
+  'host.architecture': 'keyword', 'host.hostname': 'text', 'host.id': 'keyword', 'host.ip': 'text', 'host.mac': 'text', 'host.name': 'text',
+  'os.family': 'keyword', 'os.full': 'text', 'os.kernel': 'text', 'os.name': 'text', 'os.platform': 'keyword', 'os.version': 'text',
+};
+
+// Arrays nest as deep as the body allows (http/body.ts bounds it); Elasticsearch flattens them.
+const TextValue = Type.Recursive((Self) => Type.Union([Type.String(), Type.Number(), Type.Boolean(), Type.Null(), Type.Array(Self)],
+  { description: 'a string, number or boolean' }));
+const BooleanValue = Type.Recursive((Self) => Type.Union([Type.Boolean(), Type.Literal('true'), Type.Literal('false'), Type.Literal(''), Type.Null(), Type.Array(Self)],
+  { description: 'true or false' }));
+
+/** The object holding `fields` (paths below it); each mapped object on the way an object, null or []. */
+function mappedObject(fields: Record<string, 'keyword' | 'text' | 'boolean'>): TSchema {
+  const props: Record<string, TSchema> = {};
+  const below: Record<string, Record<string, 'keyword' | 'text' | 'boolean'>> = {};
+  for (const [path, kind] of Object.entries(fields)) {
+    const dot = path.indexOf('.');
+    if (dot < 0) props[path] = Type.Optional(kind === 'boolean' ? BooleanValue : TextValue);
+    else (below[path.slice(0, dot)] ??= {})[path.slice(dot + 1)] = kind;
+  }
+  // An empty list is no value, as null is; a list of objects, which Elasticsearch also takes, is not
+  // what agents send, and code reading these objects (enroll's elastic.agent.id) expects one.
+  for (const [name, sub] of Object.entries(below)) {
+    props[name] = Type.Optional(Type.Union([mappedObject(sub), Type.Null(), Type.Tuple([])], { description: 'an object' }));
+  }
+  return Obj(props);
+}
+const LocalMetadata = mappedObject(LOCAL_METADATA_FIELDS);
 
 export const EnrollRequest = Obj({
   type: Type.String(),
@@ -76,17 +102,26 @@ export const Component = Obj({
 });
 export type Component = Static<typeof Component>;
 
-/** As upstream's UpgradeMetadata decodes it (dates into time.Time, the percentage a float64); mapped so in `.fleet-agents`. */
+/**
+ * As upstream's UpgradeMetadata* types decode it (dates into time.Time, the percentage a float64, the
+ * messages and failed state strings), in whatever state it comes: `.fleet-agents` maps these fields so.
+ * download_rate may be a human-readable string, made a number before it is stored (upgrade-details.ts).
+ */
+const UpgradeMetadata = Obj({
+  scheduled_at: Type.Optional(Nullable(DateTime())),
+  retry_until: Type.Optional(Nullable(DateTime())),
+  download_percent: Type.Optional(Nullable(Type.Number())),
+  download_rate: Type.Optional(Nullable(Type.Union([Type.Number(), Type.String()]))),
+  failed_state: Type.Optional(Nullable(Type.String())),
+  error_msg: Type.Optional(Nullable(Type.String())),
+  retry_error_msg: Type.Optional(Nullable(Type.String())),
+});
+
 export const UpgradeDetails = Obj({
   target_version: Type.String(),
   action_id: Type.String(),
   state: Type.String(),
-  metadata: Type.Optional(Nullable(Obj({
-    scheduled_at: Type.Optional(Nullable(DateTime())),
-    retry_until: Type.Optional(Nullable(DateTime())),
-    download_percent: Type.Optional(Nullable(Type.Number())),
-    download_rate: Type.Optional(Nullable(Type.Union([Type.Number(), Type.String()]))),
-  }))),
+  metadata: Type.Optional(Nullable(UpgradeMetadata)),
 });
 export type UpgradeDetails = Static<typeof UpgradeDetails>;
 
@@ -94,7 +129,9 @@ export const CheckinRequest = Obj({
   status: Type.String(),
   message: Type.Optional(Type.String()),
   ack_token: Type.Optional(Type.String()),
-  local_metadata: Type.Optional(Nullable(LocalMetadata)),
+  // Checked by the check-in only when it differs from the stored value (fleet/checkin.ts): an agent
+  // repeats the same metadata on every check-in.
+  local_metadata: Type.Optional(Type.Unknown()),
   components: Type.Optional(Nullable(Type.Array(Component))),
   poll_timeout: Type.Optional(Type.String()),
   upgrade_details: Type.Optional(Nullable(UpgradeDetails)),
@@ -141,8 +178,8 @@ export const UploadCompleteRequest = Obj({ transithash: Type.Optional(Type.Unkno
 
 export interface Validator<T> {
   check(value: unknown): value is T;
-  /** The first problem, phrased like a JSON decode error. */
-  explain(value: unknown): string;
+  /** The first problem, phrased like a JSON decode error; its path after `at` (where the value sits in its message). */
+  explain(value: unknown, at?: string): string;
 }
 
 /**
@@ -155,11 +192,13 @@ function compile<T extends TSchema>(schema: T): Validator<Static<T>> {
   const c = (): TypeCheck<T> => (compiled ??= TypeCompiler.Compile(schema));
   return {
     check: (v): v is Static<T> => c().Check(v),
-    explain: (v) => {
+    explain: (v, at = '') => {
       const first = c().Errors(v).First();
       if (!first) return 'invalid';
       const e = deepest(first);
-      return `${e.path || '/'}: ${e.message}`;
+      // A union that says what it takes is named so ("Expected an object"), not "Expected union value".
+      const message = e.type === ValueErrorType.Union && typeof e.schema.description === 'string' ? `Expected ${e.schema.description}` : e.message;
+      return `${at + e.path || '/'}: ${message}`;
     },
   };
 }
@@ -179,8 +218,10 @@ function deepest(e: ValueError): ValueError {
   return best;
 }
 
-/** Enroll's `metadata.local`, checked by the enrollment (which also refuses one that is not an object). */
+/** `local_metadata` as `.fleet-agents` maps it: enroll's `metadata.local`, and a check-in's when it changed. */
 export const localMetadataValidator = compile(LocalMetadata);
+/** A check-in's upgrade_details, checked again where they are stored (fleet/upgrade-details.ts). */
+export const upgradeDetailsValidator = compile(UpgradeDetails);
 
 export const validators = {
   enroll: compile(EnrollRequest),

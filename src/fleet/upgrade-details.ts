@@ -1,20 +1,44 @@
 // upgrade_details reported at check-in (agents ≥ 8.11): validated by state and stored on the agent.
-import type { AgentDoc, Json, JsonObject } from '../store/documents';
+import type { AgentDoc, JsonObject } from '../store/documents';
 import type { Store } from '../store/port';
 import { rfc3339 } from '../util/time';
 import { jsonEqual } from '../util/json-equal';
-import { FleetError } from './errors';
-import type { UpgradeDetails } from './messages';
+import { badRequest, FleetError } from './errors';
+import { upgradeDetailsValidator, type UpgradeDetails } from './messages';
 
-const RATE_UNITS: Record<string, number> = { '': 1, k: 1e3, m: 1e6, g: 1e9, t: 1e12 };
+/** docker/go-units' decimal map, which FromHumanSize reads units with. */
+const UNITS: Record<string, number> = { k: 1e3, m: 1e6, g: 1e9, t: 1e12, p: 1e15 };
+/** What Go's strconv.ParseFloat takes (hexadecimal forms aside). */
+const GO_FLOAT = /^[+-]?(?:(?:\d+\.?\d*|\.\d+)(?:e[+-]?\d+)?|inf(?:inity)?|nan)$/i;
 
-/** "1.5MBps" → 1500000 (decimal units, trailing "ps" stripped). */
-function parseRate(v: unknown): number | undefined {
+/**
+ * A download rate as upstream reads it (parseDownloadRate): a number as sent; a string such as
+ * "1.5MBps" in bytes per second — a trailing "ps" cut, then go-units' FromHumanSize: the number ends at
+ * the last digit, dot or space, then nothing, "b", or a decimal unit alone or with "b" or "ib" (any
+ * case), counted in whole bytes. "" is no rate (null), as is "+Inf bps" (elastic-agent's rate of a
+ * download that took no time): neither JSON nor a double field holds infinity, where upstream stores
+ * whatever Go's int64 conversion makes of it. Undefined when it is not a rate.
+ */
+export function parseRate(v: number | string): number | null | undefined {
   if (typeof v === 'number') return v;
-  if (typeof v !== 'string') return undefined;
-  const m = /^\s*([0-9]*\.?[0-9]+)\s*([kmgt]?)b?(?:ps)?\s*$/i.exec(v);
-  if (!m) return undefined;
-  return Number(m[1]) * RATE_UNITS[m[2]!.toLowerCase()]!;
+  if (v === '') return null;
+  const s = v.endsWith('ps') ? v.slice(0, -2) : v;
+  let sep = -1;
+  for (let i = s.length - 1; i >= 0 && sep < 0; i--) if ('0123456789. '.includes(s[i]!)) sep = i;
+  if (sep < 0) return undefined;
+  const num = s[sep] === ' ' ? s.slice(0, sep) : s.slice(0, sep + 1);
+  const unit = s.slice(sep + 1).toLowerCase();
+  if (!GO_FLOAT.test(num)) return undefined;
+  const special = /inf|nan/i.exec(num)?.[0].toLowerCase();
+  let size = special === 'nan' ? NaN : special === 'inf' ? (num.startsWith('-') ? -Infinity : Infinity) : Number(num);
+  // ParseFloat's range error ("1e400"), and go-units' refusal of negative sizes.
+  if ((special === undefined && !Number.isFinite(size)) || size < 0) return undefined;
+  if (unit !== '' && unit !== 'b') {
+    const mul = UNITS[unit[0]!];
+    if (mul === undefined || !(unit.length === 1 || unit.slice(1) === 'b' || unit.slice(1) === 'ib')) return undefined;
+    size *= mul;
+  }
+  return Number.isFinite(size) ? Math.trunc(size) : null;
 }
 
 function invalid(msg: string): FleetError {
@@ -22,25 +46,30 @@ function invalid(msg: string): FleetError {
 }
 
 export function normalizeUpgradeDetails(d: UpgradeDetails): JsonObject {
+  // Types first, in every state: a value `.fleet-agents` cannot take is the request's mistake, as a
+  // decoding error is upstream's, not a 500 when the store refuses it. The HTTP edge checks the same
+  // schema; this holds for callers that did not come through it.
+  if (!upgradeDetailsValidator.check(d)) {
+    throw badRequest('unable to decode checkin request', upgradeDetailsValidator.explain(d, '/upgrade_details'));
+  }
   const out = structuredClone(d) as unknown as JsonObject;
-  const meta = (d.metadata ?? undefined) as Record<string, unknown> | undefined;
-  switch (d.state) {
-    case 'UPG_DOWNLOADING':
-      if (meta && meta['download_rate'] !== undefined) {
-        const rate = parseRate(meta['download_rate']);
-        if (rate === undefined) throw invalid('download_rate');
-        (out['metadata'] as JsonObject)['download_rate'] = rate;
-      }
-      break;
-    case 'UPG_FAILED':
-      if (!meta || typeof meta['error_msg'] !== 'string' || meta['error_msg'] === '') throw invalid('error_msg is required');
-      out['metadata'] = { error_msg: meta['error_msg'] as string, ...(meta['failed_state'] !== undefined ? { failed_state: meta['failed_state'] as Json } : {}) };
-      break;
-    case 'UPG_SCHEDULED':
-      if (!meta || !meta['scheduled_at'] || String(meta['scheduled_at']).startsWith('0001-01-01')) throw invalid('scheduled_at is required');
-      break;
-    default:
-      break;
+  const meta = d.metadata ?? undefined;
+  if (d.state === 'UPG_FAILED') {
+    if (!meta || typeof meta.error_msg !== 'string' || meta.error_msg === '') throw invalid('error_msg is required');
+    // Repacked to the failed state's fields, as upstream (the agent may still send the download's).
+    out['metadata'] = { error_msg: meta.error_msg, ...(meta.failed_state !== undefined ? { failed_state: meta.failed_state } : {}) };
+    return out;
+  }
+  if (d.state === 'UPG_SCHEDULED' && (!meta || !meta.scheduled_at || meta.scheduled_at.startsWith('0001-01-01'))) throw invalid('scheduled_at is required');
+  // elastic-agent keeps the download's metadata, its rate a human-readable string, through the states
+  // after it (UPG_EXTRACTING, UPG_REPLACING, …). Upstream converts the rate in UPG_DOWNLOADING only and
+  // Elasticsearch refuses the string in a double field in the others: every such check-in was a 500.
+  const outMeta = out['metadata'] as JsonObject | null | undefined;
+  if (outMeta && typeof outMeta['download_rate'] === 'string') {
+    const rate = parseRate(outMeta['download_rate']);
+    if (rate === undefined) throw invalid('download_rate');
+    if (rate === null) delete outMeta['download_rate'];
+    else outMeta['download_rate'] = rate;
   }
   return out;
 }
