@@ -2,7 +2,8 @@
 // narrowed to) 0700 and the database, its -wal and -shm files 0600, whatever the umask. SQLite creates
 // -wal and -shm with the mode of the database file (and fixes it against the umask), so creating that
 // one right suffices; files an older version left readable are tightened.
-import { chmodSync, closeSync, mkdirSync, openSync, statSync } from 'node:fs';
+import { chmodSync, closeSync, openSync, statSync } from 'node:fs';
+import { makeDirsSync } from '../../util/make-dirs';
 
 const FILE_MODE = 0o600;
 const DIR_MODE = 0o700;
@@ -10,7 +11,7 @@ const DIR_MODE = 0o700;
 /** Creates `dir` 0700 when missing; narrows an existing one to its owner's bits. */
 export function ensurePrivateDir(dir: string): void {
   // mkdir applies the umask, which can only remove bits from 0700.
-  mkdirSync(dir, { recursive: true, mode: DIR_MODE });
+  makeDirsSync(dir, DIR_MODE);
   // mkdir leaves the mode of a directory that exists (made by hand, by a package, by an older build)
   // as it is. Best effort, as for the key file (secret-box.ts): one not ours to change, or on a read-only
   // mount, is used as it is. A sticky directory (/tmp) is shared by design and never narrowed.
