@@ -2,7 +2,7 @@
 // First: a server start re-executes itself into its start environment before anything else loads.
 import './runtime/early-start';
 import { runServer } from './cli/run';
-import { plainServerStart, type ServerStart } from './cli/server-args';
+import { plainServerStart, WrittenUsageError, type ServerStart } from './cli/server-args';
 import { UsageError } from './cli/usage-error';
 import { runWorker, workerConfig } from './runtime/cluster';
 import { ensureNodeFlags, programArgs } from './runtime/node-flags';
@@ -28,9 +28,10 @@ async function startServer(start: ServerStart): Promise<void> {
 }
 
 main(programArgs()).catch((err: unknown) => {
-  // A command-line mistake: its usage was shown already.
+  // A command-line mistake: its reason was shown first already (command-line.ts), and a command's usage
+  // after it; the reason is repeated below a usage.
   if (err instanceof UsageError) {
-    process.stderr.write(`${err.message}\n`);
+    if (!(err instanceof WrittenUsageError)) process.stderr.write(`${err.message}\n`);
     process.exit(2);
   }
   process.stderr.write(`fleet-server: ${describeError(err)}\n`);

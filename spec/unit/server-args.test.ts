@@ -19,5 +19,7 @@ test('anything else is left to yargs: commands, help, unknown options, other for
     ['policy', 'list'], ['--help'], ['-h'], ['--version'], ['--json'], ['--foo'],
     ['--config=/etc/fleet.yml'], ['-E'], ['-E', '--agent-mode'], ['-E='], ['-E-x'],
     ['--agent-mode', '--agent-mode'], ['-E', 'a=b', 'run'], ['run', 'run'], ['--agent-mode=false'],
+    // An empty file name is refused there (flagWithoutValue), not read as none.
+    ['-c', ''], ['-c', '', '-E', 'a=b'],
   ]) expect(plainServerStart(args)).toBeUndefined();
 });

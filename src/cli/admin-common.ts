@@ -8,7 +8,7 @@ import { describeError, withContext } from '../util/error-text';
 import { parse as parseYaml, stringify as stringifyYaml } from 'yaml';
 import { redact, REDACTED } from '../util/redact';
 import type { Store } from '../store/port';
-import type { FleetServerConfig } from '../config/config';
+import { lacksServiceToken, SERVICE_TOKEN_KEYS, type FleetServerConfig } from '../config/config';
 import { loadConfig, type ConfigArgs } from './load-config';
 
 export interface Common extends ConfigArgs {
@@ -84,14 +84,13 @@ export async function withAdmin<T>(args: Common, fn: (admin: Admin, store: Store
  * admin command on the embedded store loads neither.
  */
 export function noServiceToken(config: Pick<FleetServerConfig, 'elasticsearch'>, err: unknown): AdminError | undefined {
-  const es = config.elasticsearch;
-  if (!es || es.serviceToken || es.serviceTokenPath) return undefined;
+  if (!lacksServiceToken(config)) return undefined;
   const { statusIn } = require('../store/elasticsearch/connection') as typeof import('../store/elasticsearch/connection');
   // The client's 401 may sit under the store's error and the command's own.
   let e: unknown = err;
   for (let depth = 0; depth < 4 && e instanceof Error && statusIn(e) !== 401; depth++) e = e.cause;
   if (statusIn(e) !== 401) return undefined;
-  return new AdminError('no Elasticsearch service token was given (Elasticsearch answered 401): set output.elasticsearch.service_token or service_token_path, as for the server', { cause: err });
+  return new AdminError(`no Elasticsearch service token was given (Elasticsearch answered 401): set ${SERVICE_TOKEN_KEYS}, as for the server`, { cause: err });
 }
 
 /**

@@ -6,8 +6,17 @@ import { describeError } from '../util/error-text';
 import { COMMIT, VERSION } from '../version';
 import { registerAdminCommands } from './admin';
 import type { ConfigArgs } from './load-config';
-import type { ServerStart } from './server-args';
+import { flagWithoutValue, HELP_HINT, WrittenUsageError, type ServerStart } from './server-args';
 import { UsageError } from './usage-error';
+
+/** The program's own usage line: a mistake made outside any command. */
+const TOP_USAGE = '$0 [command] [options]';
+
+/** A mistake with no command's usage to show: its reason, and where help is. */
+function usageFailure(reason: string): WrittenUsageError {
+  process.stderr.write(`${reason}\n${HELP_HINT}\n`);
+  return new WrittenUsageError(reason);
+}
 
 /**
  * `fleet-server policy show big | head -1`: once the reader has gone, a write fails with EPIPE. Nothing
@@ -24,11 +33,13 @@ export function stdoutFailed(err: NodeJS.ErrnoException, exit: (code: number) =>
  * `yargs` is the caller's to load (an ES module, a file of its own beside the bundle: scripts/build.mjs).
  */
 export function commandLine(yargs: typeof yargsFactory, argv: string[], start: (s: ServerStart) => Promise<void>): Argv {
+  const missing = flagWithoutValue(argv);
+  if (missing) throw usageFailure(missing);
   // For the admin commands only: a server's standard output carries nothing but its first start's notice.
   if (!process.stdout.listeners('error').includes(stdoutFailed)) process.stdout.on('error', stdoutFailed);
   const y = yargs(argv)
     .scriptName('fleet-server')
-    .usage('$0 [command] [options]')
+    .usage(TOP_USAGE)
     // One value per -E: a greedy array would swallow the command after it (`-E path.data=/x policy list`
     // would run the server with "policy" and "list" as settings).
     .parserConfiguration({ 'greedy-arrays': false })
@@ -47,11 +58,20 @@ export function commandLine(yargs: typeof yargsFactory, argv: string[], start: (
     // yargs would print the usage for any failure and then run the command anyway; only a usage
     // mistake shows usage, and nothing runs after it. yargs's own errors (YError) are usage mistakes: an
     // option's coerce refusing its value (wholeNumber) reaches here as one, its UsageError rewrapped.
+    // The reason comes first. Outside a command the usage would be the whole program's (25 lines that
+    // say nothing of the mistake): a pointer to --help instead. A command's usage lists the options the
+    // mistake is about; it follows, and the reason is repeated last (main.ts), where a terminal leaves it.
     .fail((msg, err, cmd) => {
       if (err && !(err instanceof UsageError) && err.name !== 'YError') throw err;
-      cmd.showHelp((s: string) => process.stderr.write(`${s}\n\n`));
-      throw new UsageError(err?.message ?? msg);
+      const reason = err?.message ?? msg;
+      let usage = '';
+      cmd.showHelp((s: string) => (usage = s));
+      if (usage.startsWith(TOP_USAGE.replace('$0', 'fleet-server'))) throw usageFailure(reason);
+      process.stderr.write(`${reason}\n\n${usage}\n\n`);
+      throw new UsageError(reason);
     })
-    .help();
+    // -h as well as --help, as Go's (cobra's) flags have it.
+    .help()
+    .alias('help', 'h');
   return registerAdminCommands(y as never, argv);
 }

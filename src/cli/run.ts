@@ -9,6 +9,8 @@ import { runPrimary } from '../runtime/cluster';
 import { startMemoryTrim } from '../runtime/memory-trim';
 import { openServer, serveUntilStopped } from '../runtime/serve';
 import { chooseWorkers } from '../runtime/sizing';
+import { embeddedDbPath } from '../store/open';
+import { redactUrl } from '../util/redact';
 import { VERSION } from '../version';
 import { warnNotApplied } from '../config/not-applied';
 import { loadConfig, type ConfigArgs } from './load-config';
@@ -31,7 +33,7 @@ export async function runServer(args: ConfigArgs): Promise<void> {
     return owner;
   });
   log.info({
-    version: VERSION, 'limits.profile': config.server.limits.profile, 'limits.memory_mib': Math.round(memoryMiB()),
+    version: VERSION, ...storeFields(config), 'limits.profile': config.server.limits.profile, 'limits.memory_mib': Math.round(memoryMiB()),
     workers: sizing.workers, 'workers.reason': sizing.reason,
   }, 'fleet-server starting');
   startMemoryTrim(log);
@@ -39,6 +41,16 @@ export async function runServer(args: ConfigArgs): Promise<void> {
   const server = await opened;
   if (server.store.kind === 'sqlite') await printZeroConfig(server.store, config);
   await server.start();
+}
+
+/**
+ * Which store this start uses, in its first log line: the embedded one is chosen by the absence of an
+ * output, so an operator who meant Elasticsearch sees at once where agents will go. Hosts without a
+ * URL's user:password.
+ */
+export function storeFields(config: FleetServerConfig): Record<string, unknown> {
+  if (config.elasticsearch) return { store: 'elasticsearch', 'store.hosts': config.elasticsearch.hosts.map(redactUrl) };
+  return { store: 'embedded', 'store.path': embeddedDbPath(config) };
 }
 
 /**

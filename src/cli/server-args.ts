@@ -4,6 +4,7 @@
 // RSS more for them all its life (measured idle). Anything else (a command, --help, --version, an option or form this does not
 // know) is yargs's to read, with its usage and its errors.
 import type { ConfigArgs } from './load-config';
+import { UsageError } from './usage-error';
 
 export interface ServerStart extends ConfigArgs {
   agentMode: boolean;
@@ -13,9 +14,10 @@ export interface ServerStart extends ConfigArgs {
 export function plainServerStart(args: readonly string[]): ServerStart | undefined {
   const start: ServerStart = { agentMode: false };
   const E: string[] = [];
+  // An empty value (`-c "$UNSET"`) is yargs's path too, where it is refused (flagWithoutValue).
   const value = (i: number): string | undefined => {
     const v = args[i + 1];
-    return v === undefined || v.startsWith('-') ? undefined : v;
+    return v === undefined || v === '' || v.startsWith('-') ? undefined : v;
   };
   for (let i = args[0] === 'run' ? 1 : 0; i < args.length; i++) {
     const a = args[i]!;
@@ -35,4 +37,32 @@ export function plainServerStart(args: readonly string[]): ServerStart | undefin
   }
   if (E.length > 0) start.E = E;
   return start;
+}
+
+/** Where a command-line mistake sends the operator, after its reason (the whole usage is 25 lines). */
+export const HELP_HINT = "Run 'fleet-server --help' for the commands and options, 'fleet-server COMMAND --help' for a command's.";
+
+/** A usage error whose reason (and any usage) is on stderr already: the entry point only exits 2. */
+export class WrittenUsageError extends UsageError {}
+
+/**
+ * `-c` or `-E` with no value after it, as Go's flag package reads a command line: `flag needs an
+ * argument: 'c' in -c`. yargs read `-c` as an empty file name, and the server started on its defaults
+ * (./fleet-server.yml ignored too); a last `-E` was dropped. An empty file name (`-c "$UNSET"`) is none.
+ */
+export function flagWithoutValue(args: readonly string[]): string | undefined {
+  for (let i = 0; i < args.length; i++) {
+    const a = args[i]!;
+    if (a === '--') return undefined;
+    const config = a === '-c' || a === '--config';
+    if (config && args[i + 1] === '') return `${a} '': give a configuration file`;
+    if (a === '-c=' || a === '--config=') return `${a.slice(0, -1)} '': give a configuration file`;
+    if (!config && a !== '-E' && a !== '--E') continue;
+    const v = args[i + 1];
+    // A lone `-` is a value (yargs's positional), never a flag.
+    if (v === undefined || (v.startsWith('-') && v !== '-')) {
+      return a.startsWith('--') ? `flag needs an argument: ${a}` : `flag needs an argument: '${a.slice(1)}' in ${a}`;
+    }
+  }
+  return undefined;
 }

@@ -123,6 +123,8 @@ export interface FleetServerConfig {
   http: { enabled: boolean; host: string; port: number };
   /** Upstream settings present in this configuration that this server does not apply (warned at start). */
   notApplied: string[];
+  /** Keys no fleet-server reads (top-level, and siblings of output.elasticsearch): warned at start, in one line. */
+  unknownKeys: string[];
   elasticsearch?: ElasticsearchOutputConfig;
   /** The effective raw document, kept for diagnostics (secrets redacted when shown). */
   raw: RawConfig;
@@ -159,6 +161,11 @@ class Reader {
 
   rawValue(k: string): unknown {
     return this.obj[k];
+  }
+
+  /** The keys present (with a value) under this reader. */
+  keys(): string[] {
+    return Object.keys(this.obj).filter((k) => this.has(k));
   }
 
   str(k: string, def: string): string {
@@ -298,12 +305,26 @@ function passphraseOf(r: Reader): string | undefined {
   }
 }
 
+/**
+ * tlscommon's protocol names (`TLSv1` is its alias of `TLSv1.0`). Anything else stops the start, as
+ * upstream's "invalid tls version" does: left out, a typo such as TLSv1.9 silently kept the defaults.
+ */
+const TLS_PROTOCOLS: Record<string, string> = { 'TLSv1': 'TLSv1.0', 'TLSv1.0': 'TLSv1.0', 'TLSv1.1': 'TLSv1.1', 'TLSv1.2': 'TLSv1.2', 'TLSv1.3': 'TLSv1.3' };
+
+function tlsProtocols(r: Reader): string[] {
+  return r.strList('supported_protocols').map((p) => {
+    const known = TLS_PROTOCOLS[p.trim()];
+    if (known === undefined) throw new Error(`config key ${r.path('supported_protocols')}: invalid tls version ${JSON.stringify(p)}; expected TLSv1.0, TLSv1.1, TLSv1.2 or TLSv1.3`);
+    return known;
+  });
+}
+
 function readTls(r: Reader): TlsConfig {
   // As elastic-agent-libs' tlscommon ServerConfig: certificate authorities without a
   // client_authentication mean `required` (mutual TLS), else `none`; a value written wins.
   const auth = r.str('client_authentication', r.has('certificate_authorities') ? 'required' : 'none');
   if (auth !== 'none' && auth !== 'optional' && auth !== 'required') {
-    throw new Error('config key ssl.client_authentication: expected none, optional or required');
+    throw new Error(`config key ${r.path('client_authentication')}: expected none, optional or required`);
   }
   const keyPassphrase = passphraseOf(r);
   const hasCert = r.has('certificate');
@@ -314,9 +335,9 @@ function readTls(r: Reader): TlsConfig {
     keyPassphrase,
     certificateAuthorities: r.strList('certificate_authorities'),
     clientAuthentication: auth,
-    supportedProtocols: r.strList('supported_protocols'),
+    supportedProtocols: tlsProtocols(r),
     curveTypes: r.strList('curve_types').map((c) => {
-      if (!(CURVE_TYPES as readonly string[]).includes(c)) throw new Error(`config key ssl.curve_types: unknown curve ${c}; expected ${CURVE_TYPES.join(', ')}`);
+      if (!(CURVE_TYPES as readonly string[]).includes(c)) throw new Error(`config key ${r.path('curve_types')}: unknown curve ${c}; expected ${CURVE_TYPES.join(', ')}`);
       return c;
     }),
     // Off unless enabled (README; upstream's default is not in the references); a one-minute interval when on.
@@ -378,7 +399,7 @@ export function buildConfig(raw: RawConfig): FleetServerConfig {
   const pb = server.sub('pdkdf2');
   const flags = server.sub('feature_flags');
 
-  const esRaw = root.sub('output').rawValue('elasticsearch');
+  const esRaw = elasticsearchOutput(root.sub('output'));
   let elasticsearch: ElasticsearchOutputConfig | undefined;
   if (esRaw !== undefined && esRaw !== null) {
     const es = Reader.of(esRaw, 'output.elasticsearch');
@@ -390,6 +411,8 @@ export function buildConfig(raw: RawConfig): FleetServerConfig {
       return map;
     };
     const ssl = es.sub('ssl');
+    // Not applied (Node's TLS 1.2–1.3 for the output: notApplied), but a name upstream refuses stops the start here too.
+    tlsProtocols(ssl);
     const mode = ssl.str('verification_mode', 'full');
     if (!['full', 'strict', 'certificate', 'none'].includes(mode)) {
       throw new Error('config key output.elasticsearch.ssl.verification_mode: expected full, strict, certificate or none');
@@ -525,7 +548,8 @@ export function buildConfig(raw: RawConfig): FleetServerConfig {
       filesPath: resolve(logging.sub('files').str('path', join(pathData, 'logs'))),
       filesName: logging.sub('files').str('name', 'fleet-server.log'),
       rotateEveryBytes: logging.sub('files').bytes('rotateeverybytes', 10 * 1024 * 1024),
-      keepFiles: logging.sub('files').num('keepfiles', 7),
+      // libbeat's file rotator takes 2 to 1024; any number was taken before (-3 too).
+      keepFiles: logging.sub('files').int('keepfiles', 7, 2, 1024),
       permissions: logging.sub('files').mode('permissions', 0o600),
       rotateOnStartup: logging.sub('files').bool('rotateonstartup', true),
     },
@@ -536,8 +560,53 @@ export function buildConfig(raw: RawConfig): FleetServerConfig {
     },
     elasticsearch,
     notApplied: notApplied(root, input, server),
+    unknownKeys: unknownKeys(raw),
     raw,
   };
+}
+
+/**
+ * output.elasticsearch, the only output fleet-server has. An output section that names none (a typo
+ * such as `elasticsearh`, or another output type) is refused: read as no output, it started the embedded
+ * store, and agents enrolled where Kibana never saw them. Upstream has no embedded store (always
+ * Elasticsearch, localhost:9200 by default); here only a configuration without an output section means it.
+ */
+function elasticsearchOutput(output: Reader): unknown {
+  const es = output.rawValue('elasticsearch');
+  if (es !== undefined && es !== null) return es;
+  const other = output.keys().find((k) => k !== 'elasticsearch');
+  if (other !== undefined) {
+    throw new Error(`config key ${output.path(other)}: not an output this server knows; did you mean output.elasticsearch? (with no output section, the embedded store is used)`);
+  }
+  return undefined;
+}
+
+/** The top-level keys fleet-server reads (its config.Config, and path.* as libbeat has it). */
+const TOP_LEVEL_KEYS = new Set(['fleet', 'output', 'inputs', 'logging', 'http', 'path']);
+
+/**
+ * Keys read by nothing: go-ucfg ignores unknown keys, and Go configurations carry keys this server does
+ * not read, so they are named at start rather than refused. Top level (`outputs` for `output`), and the
+ * siblings of an Elasticsearch output (only output.elasticsearch is ever read).
+ */
+function unknownKeys(raw: RawConfig): string[] {
+  const top = Object.keys(raw).filter((k) => !TOP_LEVEL_KEYS.has(k) && raw[k] !== undefined);
+  const output = raw['output'];
+  const besideEs = isPlainObject(output) ? Object.keys(output).filter((k) => k !== 'elasticsearch').map((k) => `output.${k}`) : [];
+  return [...top, ...besideEs];
+}
+
+/** Where a service token is given (for messages). */
+export const SERVICE_TOKEN_KEYS = 'output.elasticsearch.service_token or service_token_path';
+
+/**
+ * Elasticsearch mode with no service token (a misspelled key, an unset variable): Elasticsearch refuses
+ * every request with 401, which reads as a wrong token. Told as such: a warning at a server's start, the
+ * admin CLI's error on that 401 (admin-common.ts).
+ */
+export function lacksServiceToken(config: Pick<FleetServerConfig, 'elasticsearch'>): boolean {
+  const es = config.elasticsearch;
+  return es !== undefined && !es.serviceToken && !es.serviceTokenPath;
 }
 
 /**
