@@ -44,13 +44,36 @@ function parse(key: string, value: string, fn: () => unknown): void {
   }
 }
 
+/** OpenSSL's answers to an encrypted key read without its passphrase (it would have prompted) or with a wrong one. */
+const DECRYPT_FAILURES = new Set(['ERR_OSSL_CRYPTO_INTERRUPTED_OR_CANCELLED', 'ERR_OSSL_BAD_DECRYPT', 'ERR_MISSING_PASSPHRASE']);
+
+/**
+ * The key parsed, or why not in an operator's words: OpenSSL's for an encrypted key read without a
+ * passphrase is "interrupted or cancelled", and for a wrong one "bad decrypt".
+ */
+function parseKey(tls: TlsConfig, key: string): void {
+  try {
+    createPrivateKey({ key, passphrase: tls.keyPassphrase });
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code ?? '';
+    const encrypted = /-----BEGIN ENCRYPTED PRIVATE KEY-----|Proc-Type: 4,ENCRYPTED/.test(key);
+    if (encrypted || DECRYPT_FAILURES.has(code)) {
+      const at = where('key', tls.key!);
+      if (!tls.keyPassphrase) throw new Error(`invalid TLS key ${at}: the key is encrypted: give its passphrase in ${PREFIX}.key_passphrase_path`, { cause: err });
+      const named = tls.key!.includes('-----BEGIN') ? `in ${PREFIX}.key` : tls.key!;
+      if (code === 'ERR_OSSL_BAD_DECRYPT') throw new Error(`wrong passphrase for the key ${named} (${PREFIX}.key_passphrase_path)`, { cause: err });
+    }
+    throw withContext(`invalid TLS key ${where('key', tls.key!)}`, err);
+  }
+}
+
 export function checkServerTls(tls: TlsConfig): void {
   if (!tls.enabled) return;
   if (!tls.certificate || !tls.key) throw new Error(`${PREFIX}: TLS is enabled but certificate or key is not set`);
   const cert = read('certificate', tls.certificate);
   const key = read('key', tls.key);
   parse('certificate', tls.certificate, () => new X509Certificate(cert));
-  parse('key', tls.key, () => createPrivateKey({ key, passphrase: tls.keyPassphrase }));
+  parseKey(tls, key);
   for (const ca of tls.certificateAuthorities) {
     const pem = read('certificate_authorities', ca);
     parse('certificate_authorities', ca, () => new X509Certificate(pem));

@@ -16,7 +16,8 @@ import type { Fleet } from '../fleet/fleet';
 import { cgroupMetrics } from '../util/cgroup';
 import { VERSION } from '../version';
 import { ROUTE_METRICS, type RouteCounters } from './counters';
-import { listenHost } from './listen-host';
+import { causeText } from '../util/error-text';
+import { listenError, listenHost } from './listen-host';
 import { add, ended, withCarried } from './stats-counters';
 import type { HttpService } from './server';
 
@@ -347,7 +348,12 @@ export async function startMetrics(host: string, port: number, source: StatsSour
     server.once('error', reject);
     if (socketPath) server.listen(socketPath, () => resolve());
     else server.listen(tcpPort, tcpHost, () => resolve());
-  }).finally(() => server.removeAllListeners('error'));
+  }).finally(() => server.removeAllListeners('error')).catch((err: unknown) => {
+    // Named by its settings: "cannot listen on 127.0.0.1:5066" alone reads as the API's port.
+    if (socketPath) throw new Error(`cannot listen on ${socketPath} (http.host): ${causeText(err)}`, { cause: err });
+    const named = listenError(err, tcpHost, 'http.host', 'http.port');
+    throw named !== err ? named : new Error(`cannot listen on ${tcpHost}:${tcpPort} (http.host, http.port): ${causeText(err)}`, { cause: err });
+  });
   // Accept can still fail (no descriptors left): logged, never the end of the process (http/server.ts does the same).
   server.on('error', (err) => log.warn({ err }, 'metrics listener error'));
   // As upstream: the agent (same user or group) may connect, nobody else.

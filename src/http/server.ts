@@ -27,7 +27,7 @@ import { ROUTES } from './routes';
 import { tlsCredentials, tlsOptions } from './tls';
 import { refuseHandshake } from './websocket';
 import { monotonicMs } from '../util/clock';
-import { listenHost } from './listen-host';
+import { listenError, listenHost } from './listen-host';
 
 /** What Go's net/http reads past MaxHeaderBytes before it answers 431. */
 const GO_HEADER_SLACK = 4096;
@@ -254,7 +254,9 @@ export class HttpService {
   async start(): Promise<void> {
     const s = this.config.server;
     const external = this.createServer(this.guard);
-    await listen(external, s.port, s.host, this.log, this.options.reusePort);
+    await listen(external, s.port, s.host, this.log, this.options.reusePort).catch((err: unknown) => {
+      throw listenError(err, s.host);
+    });
     this.servers.push(external);
     this.handoff?.attach(external);
     const port = (external.address() as AddressInfo).port;

@@ -15,7 +15,7 @@ interface EsMeta {
 export function logError(err: unknown): unknown {
   const full = pino.stdSerializers.err(err as Error) as unknown as Record<string, unknown>;
   if (full === err || typeof full !== 'object' || full === null) return full;
-  const out: Record<string, unknown> = { type: full['type'], message: full['message'], stack: full['stack'] };
+  const out: Record<string, unknown> = { type: full['type'], message: err instanceof Error ? messageWithCauses(err) : full['message'], stack: full['stack'] };
   for (const k of ERROR_FIELDS) {
     const v = full[k];
     if (v !== undefined && (typeof v === 'string' || typeof v === 'number')) out[k] = v;
@@ -26,6 +26,22 @@ export function logError(err: unknown): unknown {
   if (typeof meta?.body?.error?.type === 'string') out['elasticsearch.error.type'] = meta.body.error.type;
   if (Array.isArray(full['aggregateErrors'])) out['aggregateErrors'] = ((err as AggregateError).errors ?? []).map(logError);
   return out;
+}
+
+/**
+ * The message and its causes', each cause once: pino joins every cause's message to its own, and a
+ * wrapped error usually repeats its cause's text already ("connecting to Elasticsearch: connect
+ * ECONNREFUSED …" over the client's error over its cause gave the address three times in one line).
+ */
+function messageWithCauses(err: Error): string {
+  let text = err.message;
+  const seen = new Set<unknown>([err]);
+  for (let cause = err.cause; cause instanceof Error && !seen.has(cause) && seen.size < 8; cause = cause.cause) {
+    seen.add(cause);
+    const m = cause.message;
+    if (m !== '' && !text.includes(m)) text += `: ${m}`;
+  }
+  return text;
 }
 
 /**

@@ -1,5 +1,6 @@
 // ECS JSON logs through pino, shaped like upstream's (log.level, @timestamp, message, ecs.version).
 import pino, { type Logger } from 'pino';
+import { statSync } from 'node:fs';
 import { join } from 'node:path';
 import { withContext } from '../util/error-text';
 import { logError, REDACTED_PATHS } from './log-secrets';
@@ -41,7 +42,10 @@ export function createLogger(opts: LogOptions): Logger {
         keepFiles: opts.keepFiles, permissions: opts.permissions, rotateOnStartup: opts.rotateOnStartup,
       });
     } catch (err) {
-      throw withContext(`cannot open log file ${join(opts.filesPath, opts.filesName)} (logging.files.path)`, err);
+      const context = `cannot open log file ${join(opts.filesPath, opts.filesName)} (logging.files.path)`;
+      // mkdir's answer where a file stands in the directory's place is EEXIST, "file already exists".
+      if ((err as NodeJS.ErrnoException).code === 'EEXIST' && isFile(opts.filesPath)) throw new Error(`${context}: ${opts.filesPath} is a file, not a directory`, { cause: err });
+      throw withContext(context, err);
     }
     streams.push({ level: 'trace', stream: file });
   }
@@ -59,6 +63,14 @@ export function createLogger(opts: LogOptions): Logger {
   );
   if (file) logFiles.set(log, file);
   return log;
+}
+
+function isFile(path: string): boolean {
+  try {
+    return !statSync(path).isDirectory();
+  } catch {
+    return false;
+  }
 }
 
 const logFiles = new WeakMap<Logger, RotatingFile>();

@@ -3,6 +3,7 @@
 import type { Logger } from 'pino';
 import type { FleetServerConfig } from '../config/config';
 import type { FleetSharing } from '../fleet/fleet';
+import { checkListenHost } from '../http/listen-host';
 import type { HttpOptions } from '../http/server';
 import type { Store } from '../store/port';
 import { withContext } from '../util/error-text';
@@ -18,13 +19,20 @@ export async function openServer(config: FleetServerConfig, log: Logger, http: H
   return withStoreContext(config, () => ServerInstance.create(config, log, http, store, sharing));
 }
 
-/** `open`'s result, or its error saying which store could not be opened. */
+/**
+ * `open`'s result, or its error saying which store could not be opened. The server's listen host is
+ * checked first (its form, and that it resolves): a start that could never listen opens no store, so
+ * the first start's default policy and its help are left for the start that can.
+ */
 export async function withStoreContext<T>(config: FleetServerConfig, open: () => Promise<T>): Promise<T> {
+  await checkListenHost(config.server.host);
   try {
     return await open();
   } catch (err) {
     // A refusal that names its own file (a lock held, a damaged database, a missing key) says it all.
     if (!config.elasticsearch && err instanceof Error && !('code' in err) && err.message.includes(config.pathData)) throw err;
+    // So does one that names the output's setting (a CA file with no certificate, a token file missing).
+    if (config.elasticsearch && err instanceof Error && err.message.includes('output.elasticsearch.')) throw err;
     throw withContext(config.elasticsearch ? 'cannot open the Elasticsearch store' : `data directory ${config.pathData} (path.data)`, err);
   }
 }

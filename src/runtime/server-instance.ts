@@ -82,10 +82,18 @@ export class ServerInstance {
 
   private async startOnce(opts: { requireVersion?: string; metrics?: boolean }): Promise<void> {
     if (this.store.kind === 'sqlite') await this.fleet.start();
-    await this.http.start();
-    releaseStartUpTiering(this.log);
-    // A cluster worker leaves the metrics listener to the primary, which sums the workers.
+    // A cluster worker leaves the metrics listener to the primary, which sums the workers. Bound before
+    // the API's listeners: a metrics port that is taken fails the start before "fleet-server listening"
+    // is logged, not after agents were told to come.
     if (this.config.http.enabled && opts.metrics !== false) this.metrics = await startMetrics(this.config.http.host, this.config.http.port, localStats(this.fleet, this.http), this.log);
+    try {
+      await this.http.start();
+    } catch (err) {
+      this.metrics?.close();
+      this.metrics = undefined;
+      throw err;
+    }
+    releaseStartUpTiering(this.log);
     if (this.store.kind !== 'sqlite') void this.startWhenReady(opts.requireVersion);
   }
 

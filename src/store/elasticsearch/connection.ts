@@ -4,11 +4,13 @@
 import { Client, errors } from '@elastic/elasticsearch';
 
 type ClientOptions = ConstructorParameters<typeof Client>[0];
+import { X509Certificate } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { arch, platform } from 'node:os';
 import type { ElasticsearchOutputConfig } from '../../config/config';
 import { pemOrFile } from '../../config/config';
 import { Backoff, sleep } from '../../util/backoff';
+import { withContext } from '../../util/error-text';
 import { BUILD_TIME, COMMIT, VERSION } from '../../version';
 import { StoreBusyError, StoreUnavailableError } from '../port';
 import { EsItemError } from './item-error';
@@ -28,15 +30,54 @@ function nodeUrls(c: ElasticsearchOutputConfig): string[] {
   });
 }
 
-export function serviceToken(c: ElasticsearchOutputConfig): string | undefined {
+/** The settings an output's messages name when no other is given: the server's own output. */
+const OUTPUT_SETTINGS = 'output.elasticsearch';
+
+export function serviceToken(c: ElasticsearchOutputConfig, settings = OUTPUT_SETTINGS): string | undefined {
   if (c.serviceToken) return c.serviceToken;
-  if (c.serviceTokenPath) return readFileSync(c.serviceTokenPath, 'utf8').trim();
-  return undefined;
+  if (!c.serviceTokenPath) return undefined;
+  try {
+    return readFileSync(c.serviceTokenPath, 'utf8').trim();
+  } catch (err) {
+    throw withContext(`config key ${settings}.service_token_path: cannot read ${c.serviceTokenPath}`, err);
+  }
+}
+
+const PEM_CERTIFICATE = /-----BEGIN CERTIFICATE-----[^-]*-----END CERTIFICATE-----/g;
+
+/**
+ * ssl.certificate_authorities, each read and checked: Node takes a file with no certificate in it as an
+ * empty list of CAs (the system's are then not used either), and the server started only to log
+ * "self-signed certificate" at every connection. A file that is not a bundle of PEM certificates is
+ * refused here, at the start, by its setting and path, as the listener's CAs are (cli/tls-check.ts).
+ */
+function certificateAuthorities(c: ElasticsearchOutputConfig, settings: string): string[] {
+  const key = `${settings}.ssl.certificate_authorities`;
+  return c.ssl.certificateAuthorities.map((value) => {
+    const inline = value.includes('-----BEGIN');
+    const where = inline ? key : `${value} (${key})`;
+    let pem: string;
+    try {
+      pem = pemOrFile(value)!;
+    } catch (err) {
+      throw withContext(`cannot read CA file ${where}`, err);
+    }
+    const blocks = pem.match(PEM_CERTIFICATE) ?? [];
+    if (blocks.length === 0) throw new Error(`invalid CA file ${where}: no PEM certificate in it (-----BEGIN CERTIFICATE----- expected)`);
+    for (const block of blocks) {
+      try {
+        new X509Certificate(block);
+      } catch (err) {
+        throw withContext(`invalid CA file ${where}: a certificate in it cannot be parsed`, err);
+      }
+    }
+    return pem;
+  });
 }
 
 /** `pin`: the output's pinned CA fingerprint (pinOf), if any. */
-function tlsOptions(c: ElasticsearchOutputConfig, pin: string | undefined): ClientOptions['tls'] {
-  const ca = c.ssl.certificateAuthorities.map((x) => pemOrFile(x)!);
+function tlsOptions(c: ElasticsearchOutputConfig, pin: string | undefined, settings: string): ClientOptions['tls'] {
+  const ca = certificateAuthorities(c, settings);
   const mode = c.ssl.verificationMode;
   return {
     ...(ca.length ? { ca } : {}),
@@ -55,14 +96,28 @@ function checksHostName(c: ElasticsearchOutputConfig): boolean {
   return c.ssl.verificationMode === 'full' || c.ssl.verificationMode === 'strict';
 }
 
-export function createClient(c: ElasticsearchOutputConfig, opts: { maxRetries: number; requestTimeoutMs: number }): Client {
-  const token = serviceToken(c);
+/**
+ * `settings`: where the output is configured, as messages name its keys (`output.elasticsearch`, the
+ * default). A certificate_authorities file with no certificate, or a service_token_path that cannot be
+ * read, fails here (at the start) naming its setting.
+ */
+export function createClient(c: ElasticsearchOutputConfig, opts: { maxRetries: number; requestTimeoutMs: number; settings?: string }): Client {
+  const settings = opts.settings ?? OUTPUT_SETTINGS;
+  let token: string | undefined;
+  let tls: ClientOptions['tls'];
   const pin = pinOf(c);
+  try {
+    token = serviceToken(c, settings);
+    tls = tlsOptions(c, pin, settings);
+  } catch (err) {
+    // A store fault, as the connection's failure would have been: a remote output's (a policy's) is 503 to the agent.
+    throw new StoreUnavailableError((err as Error).message, { cause: err, clientMessage: UNREACHABLE });
+  }
   return new Client({
     nodes: nodeUrls(c),
     ...(token ? { auth: { bearer: token } } : {}),
     headers: { ...c.headers, 'X-elastic-product-origin': 'fleet', 'user-agent': USER_AGENT },
-    tls: tlsOptions(c, pin),
+    tls,
     maxRetries: opts.maxRetries,
     requestTimeout: opts.requestTimeoutMs,
     compression: false,
@@ -74,6 +129,7 @@ export function createClient(c: ElasticsearchOutputConfig, opts: { maxRetries: n
       // Per node, as Go's transport decides per request (NO_PROXY may except some nodes).
       proxy: (node) => proxyFor(node, { url: c.proxyUrl, disable: c.proxyDisable }),
       proxyHeaders: c.proxyHeaders,
+      settings,
     }),
     agent: {
       keepAlive: true, maxSockets: c.maxConnPerHost, maxFreeSockets: c.maxConnPerHost,
@@ -100,8 +156,9 @@ export function statusIn(err: unknown): number | undefined {
  * retry_on_conflict — contention on the document, told to agents as back-pressure (429), not a 500.
  * `apiKeyAuth`: the failure is an agent's key being authenticated, whose 429 upstream names in its own words.
  */
-export function toStoreError(err: unknown, what: string, opts: { update?: boolean; apiKeyAuth?: boolean } = {}): unknown {
+export function toStoreError(err: unknown, step: string, opts: { update?: boolean; apiKeyAuth?: boolean } = {}): unknown {
   if (err instanceof StoreUnavailableError || err instanceof StoreBusyError) return err;
+  const what = operatorWords(step);
   const status = statusOf(err);
   const unavailable = (message: string): StoreUnavailableError => new StoreUnavailableError(message, { cause: err, clientMessage: UNREACHABLE });
   if (status === 429) {
@@ -118,11 +175,38 @@ export function toStoreError(err: unknown, what: string, opts: { update?: boolea
   if (status === 408 || status === 425 || status === 413) return unavailable(`${what}: Elasticsearch error ${status}: ${(err as Error).message}`);
   // Unreachable, timed out, not Elasticsearch, or an answer that is not JSON (DeserializationError: a
   // proxy's HTML page under a JSON content type): the cluster cannot be used from here.
+  // They are told with the node's URL (the client tries each of the hosts): which one failed matters more
+  // than the client's internal step.
   if (err instanceof errors.ConnectionError || err instanceof errors.TimeoutError || err instanceof errors.NoLivingConnectionsError
     || err instanceof errors.ProductNotSupportedError || err instanceof errors.RequestAbortedError || err instanceof errors.DeserializationError) {
-    return unavailable(`${what}: ${err.message}`);
+    const node = nodeOf(err);
+    const cause = err instanceof errors.ProductNotSupportedError
+      ? 'the server is not Elasticsearch (its answer has no X-Elastic-Product: Elasticsearch header)' : err.message;
+    return unavailable(`${what}${node ? ` (${node})` : ''}: ${cause}`);
   }
   return err;
+}
+
+/** The internal steps some callers name (the bulker's batched calls), in an operator's words. */
+const STEP_WORDS: Record<string, string> = {
+  msearch: 'reading from Elasticsearch', 'fleet msearch': 'reading from Elasticsearch', mget: 'reading from Elasticsearch',
+  bulk: 'writing to Elasticsearch',
+};
+
+function operatorWords(what: string): string {
+  return STEP_WORDS[what] ?? what;
+}
+
+/** The URL of the node a client error came from (credentials left out), if the client says. */
+function nodeOf(err: object): string | undefined {
+  const url = (err as { meta?: { meta?: { connection?: { url?: unknown } | null } } }).meta?.meta?.connection?.url;
+  // A URL, or its text where the client kept the connection's description.
+  const href = typeof url === 'string' ? url : (url as { href?: unknown } | undefined)?.href;
+  if (typeof href !== 'string' || !URL.canParse(href)) return undefined;
+  const u = new URL(href);
+  u.username = '';
+  u.password = '';
+  return u.href.replace(/\/$/, '');
 }
 
 const REJECTING = 'Elasticsearch is rejecting requests (429); retry later';

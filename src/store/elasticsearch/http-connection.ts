@@ -18,6 +18,30 @@ export interface StoreConnectionOptions {
   proxy?: (node: URL) => URL | undefined;
   /** Headers for the proxy's CONNECT requests. */
   proxyHeaders?: Record<string, string>;
+  /** The settings of this output, as messages name them (`output.elasticsearch`). */
+  settings?: string;
+}
+
+/** OpenSSL's verification failures that mean the chain leads to no CA this client trusts. */
+const UNTRUSTED = new Set([
+  'SELF_SIGNED_CERT_IN_CHAIN', 'DEPTH_ZERO_SELF_SIGNED_CERT', 'UNABLE_TO_VERIFY_LEAF_SIGNATURE', 'UNABLE_TO_GET_ISSUER_CERT',
+  'UNABLE_TO_GET_ISSUER_CERT_LOCALLY', 'CERT_UNTRUSTED', 'CERT_SIGNATURE_FAILURE',
+]);
+
+/** What Node adds to a verification failure; advice for Node's users, not for an operator of this server. */
+const NODE_ADVICE = /; if the root CA is installed locally, try running Node\.js with --use-system-ca$/;
+
+/**
+ * A TLS verification failure in an operator's words, naming the setting to look at (Go's "x509:
+ * certificate signed by unknown authority"); undefined for any other failure.
+ */
+export function tlsFailureText(err: NodeJS.ErrnoException, settings = 'output.elasticsearch'): string | undefined {
+  const code = err.code ?? '';
+  const reason = err.message.replace(NODE_ADVICE, '');
+  if (UNTRUSTED.has(code)) return `certificate signed by unknown authority (${reason}; check ${settings}.ssl.certificate_authorities)`;
+  if (code === 'CERT_HAS_EXPIRED' || code === 'CERT_NOT_YET_VALID') return `${reason} (the certificate Elasticsearch presented)`;
+  if (code === 'ERR_TLS_CERT_ALTNAME_INVALID') return `${reason.replace(/:\s*$/, '')} (check the host in ${settings}.hosts, or ${settings}.ssl.verification_mode)`;
+  return reason !== err.message ? reason : undefined;
 }
 
 /**
@@ -28,8 +52,9 @@ export interface StoreConnectionOptions {
  * while reading the body".
  * `check`: run on each TLS socket once its handshake is done ('secureConnect', before the request waiting
  * for it is written); a socket it returns an error for is destroyed with it (a ConnectionError).
+ * A certificate the client does not trust is told as such, naming `settings`' CA setting (tlsFailureText).
  */
-export function storeConnection({ check, proxy, proxyHeaders = {} }: StoreConnectionOptions = {}): typeof HttpConnection {
+export function storeConnection({ check, proxy, proxyHeaders = {}, settings }: StoreConnectionOptions = {}): typeof HttpConnection {
   return class StoreConnection extends HttpConnection {
     /** The signal of the call being started: makeRequest runs synchronously inside request(). */
     private starting: AbortSignal | undefined;
@@ -44,6 +69,11 @@ export function storeConnection({ check, proxy, proxyHeaders = {} }: StoreConnec
       const make = this.makeRequest;
       this.makeRequest = ((params: RequestParams) => {
         const req = (make as (p: RequestParams) => ClientRequest)(forward ? forward(params) : params);
+        // Before HttpConnection's own listener, which makes the client's error of this one's message.
+        req.prependListener('error', (err: NodeJS.ErrnoException) => {
+          const text = tlsFailureText(err, settings);
+          if (text !== undefined) err.message = text;
+        });
         const signal = this.starting;
         /** Ends the call while its body is arriving (before the head, HttpConnection's own listeners do it). */
         const endBody = (err: () => Error): void => {
