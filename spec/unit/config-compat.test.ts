@@ -263,7 +263,16 @@ describe('7. the output\'s encrypted client key (tlscommon client config)', () =
     const ssl = (s: string): FleetServerConfig['elasticsearch'] => load(`output.elasticsearch: {hosts: ["https://es:9200"], ssl: ${s}}\n`).elasticsearch;
     expect(ssl('{key_passphrase: given}')!.ssl.keyPassphrase).toBe('given');
     expect(ssl(`{key_passphrase_path: ${file}}`)!.ssl.keyPassphrase).toBe('from-file');
-    expect(() => ssl(`{key_passphrase_path: ${join(dir, 'missing.txt')}}`)).toThrow(/^config key output\.elasticsearch\.ssl\.key_passphrase_path: cannot read .*missing\.txt/);
+    const missing = join(dir, 'missing.txt');
+    expect(() => ssl(`{key_passphrase_path: ${missing}}`)).toThrow(/^config key output\.elasticsearch\.ssl\.key_passphrase_path: cannot read .*missing\.txt/);
+    // The path once (Node's own words repeated it).
+    let said = '';
+    try {
+      ssl(`{key_passphrase_path: ${missing}}`);
+    } catch (err) {
+      said = (err as Error).message;
+    }
+    expect(said.split(missing)).toHaveLength(2);
   });
 });
 

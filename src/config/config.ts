@@ -6,7 +6,7 @@ import { dirname, join, resolve } from 'node:path';
 import { isSea } from 'node:sea';
 import { memoryLimit } from '../util/cgroup';
 import { durationValue, timerDuration, TIMER_CEILING_MS } from '../util/duration';
-import { describeError } from '../util/error-text';
+import { withContext } from '../util/error-text';
 import { resolveLimits, ROUTES, type ResolvedLimits, type RouteName, type UserRouteLimit } from './limits';
 import type { RawConfig } from './raw';
 import { isPlainObject } from '../util/is-object';
@@ -301,7 +301,7 @@ function passphraseOf(r: Reader): string | undefined {
   try {
     return readFileSync(path, 'utf8').trim();
   } catch (err) {
-    throw new Error(`config key ${r.path('key_passphrase_path')}: cannot read ${path}: ${describeError(err)}`);
+    throw withContext(`config key ${r.path('key_passphrase_path')}: cannot read ${path}`, err);
   }
 }
 

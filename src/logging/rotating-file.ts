@@ -6,8 +6,9 @@
 // instead sends bytes still buffered from before the rotation into the new file, which then outgrows
 // the limit. No log line is lost and the writer never waits for the disk.
 import pino from 'pino';
-import { existsSync, mkdirSync, openSync, renameSync, rmSync, statSync } from 'node:fs';
+import { existsSync, openSync, renameSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
+import { makeDirsSync } from '../util/make-dirs';
 
 export interface RotationOptions {
   dir: string;
@@ -33,7 +34,7 @@ export class RotatingFile {
   dropped = 0;
 
   constructor(private readonly opts: RotationOptions) {
-    mkdirSync(opts.dir, { recursive: true, mode: 0o700 });
+    makeDirsSync(opts.dir, 0o700);
     this.path = join(opts.dir, opts.name);
     const existing = existsSync(this.path) ? statSync(this.path).size : 0;
     if (existing > 0 && opts.rotateOnStartup) this.shift();
@@ -90,7 +91,7 @@ export class RotatingFile {
    * retired destination still buffers follow its file to `name.1` (and beyond), never into the new file.
    */
   private open(): SonicBoom {
-    mkdirSync(this.opts.dir, { recursive: true, mode: 0o700 });
+    makeDirsSync(this.opts.dir, 0o700);
     const fd = openSync(this.path, 'a', this.opts.permissions);
     const d = pino.destination({ fd, sync: false });
     // A full or failing disk must not end the process (an 'error' event without a listener throws):
