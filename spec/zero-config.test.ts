@@ -1,6 +1,8 @@
 // The zero-config first start on the embedded store: the default policy always; an enrollment token
 // only where standard output is a terminal (an operator reading it), never where it is a log.
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
+import { createServer } from 'node:net';
+import type { AddressInfo } from 'node:net';
 import { DIST, removeDir, startFleetServer, tempDir } from './support/fleet-server';
 import { NODE_FLAGS, START_ENV } from './support/node-flags';
 import { freePort } from './support/ports';
@@ -52,5 +54,35 @@ test('elsewhere (a pipe, the journal) no token is made or printed; the policy is
   } finally {
     expect(await server.stop()).toBe(0);
     removeDir(server.dataDir);
+  }
+});
+
+test('a first start that failed (its port taken) leaves the next start still telling the way to a token; once one exists, nothing is said', async () => {
+  const dir = tempDir();
+  const blocker = createServer();
+  await new Promise<void>((r) => blocker.listen(0, '127.0.0.1', r));
+  const taken = (blocker.address() as AddressInfo).port;
+  try {
+    const failed = spawnSync(process.execPath, [...NODE_FLAGS, DIST, '-E', `path.data=${dir}`, '-E', 'inputs.0.server.host=127.0.0.1', '-E', `inputs.0.server.port=${taken}`,
+      '-E', 'inputs.0.server.internal_port=0', '-E', 'inputs.0.server.workers=1'], { cwd: dir, env: { ...process.env, ...START_ENV }, encoding: 'utf8', timeout: 20_000 });
+    expect(failed.status).toBe(1);
+  } finally {
+    blocker.close();
+  }
+  const again = await startFleetServer({ dataDir: dir });
+  try {
+    await again.waitFor('fleet-server enrollment-token create --policy default-policy');
+    // Old: the policy made by the failed start, nothing said: the way to a token was never told.
+    expect(again.stdout).toContain(`Policy "default-policy" has no enrollment token yet. Agents enroll at ${again.url}.`);
+    await again.enrollmentToken();
+  } finally {
+    expect(await again.stop()).toBe(0);
+  }
+  const third = await startFleetServer({ dataDir: dir });
+  try {
+    expect(third.stdout).not.toContain('default-policy');
+  } finally {
+    expect(await third.stop()).toBe(0);
+    removeDir(dir);
   }
 });

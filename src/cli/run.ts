@@ -65,10 +65,11 @@ async function printZeroConfig(store: Store, config: FleetServerConfig, out: Pic
   const url = `${scheme}://${host}:${config.server.port}`;
   const created = await new Admin(store).ensureDefaultPolicy(url, { withToken: out.isTTY === true });
   if (!created) return;
+  const policy = created.created ? `Created policy "${created.policyId}".` : `Policy "${created.policyId}" has no enrollment token yet.`;
   if (created.token === undefined) {
     out.write([
       '',
-      `Created policy "${created.policyId}". Agents enroll at ${url}. No enrollment token was made: standard`,
+      `${policy} Agents enroll at ${url}. No enrollment token was made: standard`,
       'output is not a terminal, and a token printed here would be kept in a log. Make one with the options this',
       'server was started with (-c, -E):',
       '',
@@ -79,7 +80,7 @@ async function printZeroConfig(store: Store, config: FleetServerConfig, out: Pic
   }
   out.write([
     '',
-    `Created policy "${created.policyId}" and an enrollment token for it:`,
+    created.created ? `Created policy "${created.policyId}" and an enrollment token for it:` : `An enrollment token for policy "${created.policyId}":`,
     '',
     `  ${created.token}`,
     '',

@@ -336,20 +336,31 @@ export class Admin {
    * token so a fresh install can enroll agents at once. Returns the token when one was created: it is
    * freshly minted, as a stored one cannot be read back.
    */
-  async ensureDefaultPolicy(fleetUrl: string, o: { withToken: boolean }): Promise<{ policyId: string; token?: string } | undefined> {
-    if ((await this.store.latestPolicies()).length > 0) return undefined;
+  /**
+   * The first start's set-up: with no policy at all, the default policy (`created`); with it the only
+   * policy and no enrollment token yet (a first start that then failed, the port taken), nothing made
+   * but the hint still due. A token with `withToken`. Undefined once the store is set up otherwise.
+   */
+  async ensureDefaultPolicy(fleetUrl: string, o: { withToken: boolean }): Promise<{ policyId: string; created: boolean; token?: string } | undefined> {
     const policyId = 'default-policy';
-    await this.putPolicy({
-      id: policyId,
-      name: 'Default policy',
-      outputs: { default: { type: 'elasticsearch', hosts: ['http://localhost:9200'] } },
-      inputs: [],
-      agent: { monitoring: { enabled: false, logs: false, metrics: false } },
-      fleet: { hosts: [fleetUrl] },
-    });
-    if (!o.withToken) return { policyId };
+    const policies = await this.store.latestPolicies();
+    if (policies.length > 1 || (policies.length === 1 && policies[0]!._source.policy_id !== policyId)) return undefined;
+    const created = policies.length === 0;
+    if (created) {
+      await this.putPolicy({
+        id: policyId,
+        name: 'Default policy',
+        outputs: { default: { type: 'elasticsearch', hosts: ['http://localhost:9200'] } },
+        inputs: [],
+        agent: { monitoring: { enabled: false, logs: false, metrics: false } },
+        fleet: { hosts: [fleetUrl] },
+      });
+    } else if ((await this.store.listEnrollmentKeys()).length > 0) {
+      return undefined;
+    }
+    if (!o.withToken) return { policyId, created };
     const t = await this.createEnrollmentToken(policyId, 'Default');
-    return { policyId, token: t._source.api_key };
+    return { policyId, created, token: t._source.api_key };
   }
 }
 
