@@ -19,6 +19,8 @@ test('makes the missing directories, outermost first, with the mode; returns the
   expect(makeDirsSync(deep, 0o700)).toBeUndefined();
   writeFileSync(join(dir, 'file'), 'x');
   expect(() => makeDirsSync(join(dir, 'file', 'sub'), 0o700)).toThrow(expect.objectContaining({ code: 'ENOTDIR' }));
+  // The directory itself a file: EEXIST, as Node's mkdirSync says it (the logger tells the operator so).
+  expect(() => makeDirsSync(join(dir, 'file'), 0o700)).toThrow(expect.objectContaining({ code: 'EEXIST' }));
   mkdirSync(join(dir, 'ro'), { mode: 0o500 });
   if (process.getuid?.() !== 0) expect(() => makeDirsSync(join(dir, 'ro', 'x'), 0o700)).toThrow(expect.objectContaining({ code: 'EACCES' }));
 });

@@ -8,10 +8,13 @@ import { dirname, resolve } from 'node:path';
 /** Makes `dir` and its missing parents with `mode` (less the umask); returns the first one made, as mkdirSync's recursive does. */
 export function makeDirsSync(dir: string, mode: number): string | undefined {
   const missing: string[] = [];
-  for (let at = resolve(dir); ; at = dirname(at)) {
+  const target = resolve(dir);
+  for (let at = target; ; at = dirname(at)) {
     try {
       if (statSync(at).isDirectory()) break;
-      throw Object.assign(new Error(`ENOTDIR: not a directory, mkdir '${at}'`), { code: 'ENOTDIR', path: at, syscall: 'mkdir' });
+      // As mkdir says it: the directory itself taken by a file is EEXIST, a file on the way ENOTDIR.
+      const [code, words] = at === target ? ['EEXIST', 'file already exists'] : ['ENOTDIR', 'not a directory'];
+      throw Object.assign(new Error(`${code}: ${words}, mkdir '${target}'`), { code, path: target, syscall: 'mkdir' });
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'ENOENT' || dirname(at) === at) throw err;
       missing.push(at);
