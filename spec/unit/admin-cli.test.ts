@@ -1,11 +1,9 @@
 // The admin command line in-process (src/cli through yargs, no bundle): what an operator's mistake
 // gets — a usage error (exit 2) for an option value that is none, one line naming the file, the agent or
 // the data directory (exit 1) — and that a store is made only by a command that may start one.
-import { buildSync } from 'esbuild';
 import { existsSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { errors } from '@elastic/elasticsearch';
-import type yargsFactory from 'yargs';
 import { UsageError } from '../../src/cli/usage-error';
 import { buildConfig } from '../../src/config/config';
 import { publishFile } from '../../src/fleet/files-admin';
@@ -13,6 +11,7 @@ import { StoreUnavailableError } from '../../src/store/port';
 import { SqliteStore } from '../../src/store/sqlite/store';
 import { describeError } from '../../src/util/error-text';
 import { removeDir, tempDir } from '../support/fleet-server';
+import { yargsForTests } from '../support/yargs-cjs';
 
 // What `policy put -` reads from standard input (fd 0 of a jest worker cannot be given).
 let stdin = '';
@@ -24,21 +23,7 @@ jest.mock('node:fs', () => {
 const { noServiceToken } = require('../../src/cli/admin-common') as typeof import('../../src/cli/admin-common');
 const { commandLine, stdoutFailed } = require('../../src/cli/command-line') as typeof import('../../src/cli/command-line');
 
-// yargs is an ES module, which jest's CommonJS cannot load: made CommonJS once, as scripts/build.mjs makes
-// dist/vendor/yargs.js.
-let yargs: typeof yargsFactory;
-const vendor = tempDir('fleet-yargs-');
-beforeAll(() => {
-  const outfile = join(vendor, 'yargs.js');
-  buildSync({
-    stdin: { contents: "module.exports = require('yargs').default;", resolveDir: resolve(__dirname, '../..'), loader: 'js' },
-    bundle: true, platform: 'node', format: 'cjs', target: 'node24', outfile, logLevel: 'error',
-    banner: { js: "const __import_meta_url = require('node:url').pathToFileURL(__filename).href;" },
-    define: { 'import.meta.url': '__import_meta_url' },
-  });
-  yargs = require(outfile) as typeof yargsFactory;
-});
-afterAll(() => removeDir(vendor));
+const yargs = yargsForTests();
 
 interface Ran {
   code: number;
@@ -54,7 +39,7 @@ async function run(args: string[]): Promise<Ran> {
   const err = jest.spyOn(process.stderr, 'write').mockImplementation((c: string | Uint8Array) => ((stderr += String(c)), true));
   let code = 0;
   try {
-    await commandLine(yargs, args, () => Promise.reject(new Error('no server here'))).parseAsync();
+    await commandLine(yargs(), args, () => Promise.reject(new Error('no server here'))).parseAsync();
   } catch (e) {
     code = e instanceof UsageError ? 2 : 1;
     stderr += e instanceof UsageError ? `${e.message}\n` : `fleet-server: ${describeError(e)}\n`;

@@ -1,31 +1,18 @@
 // The command line as an operator meets it (src/cli through yargs, in process, as main.ts runs it): a
 // `-c` or `-E` without its value is a usage error, not a start on defaults; -h is help; a mistake's
 // reason comes first.
-import { buildSync } from 'esbuild';
 import { existsSync, writeFileSync } from 'node:fs';
-import { join, resolve } from 'node:path';
-import type yargsFactory from 'yargs';
+import { join } from 'node:path';
 import { commandLine } from '../../src/cli/command-line';
 import { flagWithoutValue, plainServerStart, WrittenUsageError } from '../../src/cli/server-args';
 import { UsageError } from '../../src/cli/usage-error';
 import { describeError } from '../../src/util/error-text';
 import { removeDir, tempDir } from '../support/fleet-server';
+import { yargsForTests } from '../support/yargs-cjs';
 
-// yargs is an ES module, which jest's CommonJS cannot load: made CommonJS once, as scripts/build.mjs makes
-// dist/vendor/yargs.js.
-let yargs: typeof yargsFactory;
-const vendor = tempDir('fleet-yargs-');
-beforeAll(() => {
-  const outfile = join(vendor, 'yargs.js');
-  buildSync({
-    stdin: { contents: "module.exports = require('yargs').default;", resolveDir: resolve(__dirname, '../..'), loader: 'js' },
-    bundle: true, platform: 'node', format: 'cjs', target: 'node24', outfile, logLevel: 'error',
-    banner: { js: "const __import_meta_url = require('node:url').pathToFileURL(__filename).href;" },
-    define: { 'import.meta.url': '__import_meta_url' },
-  });
-  yargs = require(outfile) as typeof yargsFactory;
-});
-afterAll(() => removeDir(vendor));
+const yargs = yargsForTests();
+const scratch = tempDir('fleet-cli-');
+afterAll(() => removeDir(scratch));
 afterEach(() => jest.restoreAllMocks());
 
 interface Ran {
@@ -52,7 +39,7 @@ async function run(args: string[]): Promise<Ran> {
   let code = 0;
   let started: Ran['started'];
   try {
-    await commandLine(yargs, args, async (s) => {
+    await commandLine(yargs(), args, async (s) => {
       started = { config: s.config, E: s.E };
     }).parseAsync();
   } catch (e) {
@@ -121,16 +108,16 @@ test("an unknown option's reason comes first: outside a command, with a pointer 
   expect(r.stderr).toContain("Run 'fleet-server --help'");
   expect(r.started).toBeUndefined();
   // Within a command: the reason, that command's usage (its options), the reason again last.
-  const sub = await run(['policy', 'list', '--bogus', '-E', `path.data=${join(vendor, 'none')}`]);
+  const sub = await run(['policy', 'list', '--bogus', '-E', `path.data=${join(scratch, 'none')}`]);
   const subLines = sub.stderr.trimEnd().split('\n');
   expect([sub.code, subLines[0], subLines[subLines.length - 1]]).toEqual([2, 'Unknown argument: bogus', 'Unknown argument: bogus']);
   expect(sub.stderr).toContain('fleet-server policy list');
-  expect(existsSync(join(vendor, 'none'))).toBe(false);
+  expect(existsSync(join(scratch, 'none'))).toBe(false);
 });
 
 test('a misspelled output stops an admin command that would make the embedded store (policy put), before it makes anything', async () => {
-  const data = join(vendor, 'typo-data');
-  const policy = join(vendor, 'p.yml');
+  const data = join(scratch, 'typo-data');
+  const policy = join(scratch, 'p.yml');
   writeFileSync(policy, 'id: p1\noutputs: {default: {type: elasticsearch, hosts: ["http://localhost:9200"]}}\n');
   const r = await run(['policy', 'put', policy, '-E', 'output.elasticsearh.hosts=https://es:9200', '-E', `path.data=${data}`]);
   expect({ code: r.code, stderr: r.stderr }).toEqual({ code: 1, stderr: expect.stringMatching(/^fleet-server: config key output\.elasticsearh: .*output\.elasticsearch\?.*\n$/) });
