@@ -177,8 +177,8 @@ async function enroll({ token, count, concurrency, offset }) {
 }
 
 /** The agent's own part of its check-in body, deflated. */
-function agentPart(a) {
-  return deflatedPart(JSON.stringify({ status: 'online', message: 'Running', local_metadata: localMetadata(a.i, a.id), components: componentsAt(a.rev) }).slice(0, -1));
+function agentPart(a, rev = a.rev) {
+  return deflatedPart(JSON.stringify({ status: 'online', message: 'Running', local_metadata: localMetadata(a.i, a.id), components: componentsAt(rev) }).slice(0, -1));
 }
 
 /**
@@ -187,16 +187,37 @@ function agentPart(a) {
  */
 const tails = new Map();
 function checkinBody(a, extra) {
-  // Made again once the agent runs another revision (its components restarted).
+  // Made again once the agent runs another revision (its components restarted): taken from the part made
+  // ahead while the generator was idle (precomputeHeads), or made now.
   if (a.headRev !== a.rev) {
-    a.head = agentPart(a);
+    a.head = a.next?.rev === a.rev ? a.next.head : agentPart(a);
     a.headRev = a.rev;
+    a.next = undefined;
+    headsDue.push(a);
   }
   const tailText = `,${JSON.stringify({ ack_token: a.ackToken, ...extra }).slice(1)}`;
   let tail = tails.get(tailText);
   if (!tail) tails.set(tailText, (tail = deflatedPart(tailText)));
   return gzipBodies ? gzipOf(a.head, tail) : Buffer.concat([a.head.raw, tail.raw]);
 }
+
+/**
+ * Each agent's part for the revision after the one it runs, made ahead while no agent of this generator
+ * has taken a policy for IDLE_MS: a real agent compresses its body on its own machine, and here the
+ * generators share the cores with the server, so deflating 100,000 new parts during a rollout (~6 s of
+ * CPU) was the server's loss. A part not made in time is made when it is needed, as before.
+ */
+const headsDue = [];
+const IDLE_MS = 15_000;
+let lastPolicyAt = 0;
+setInterval(() => {
+  if (Date.now() - lastPolicyAt < IDLE_MS) return;
+  for (let n = 0; n < 1000 && headsDue.length > 0; n++) {
+    const a = headsDue.pop();
+    if (a.next?.rev === a.rev + 1) continue;
+    a.next = { rev: a.rev + 1, head: agentPart(a, a.rev + 1) };
+  }
+}, 500).unref();
 
 function checkin(a, extra) {
   const headers = gzipBodies ? { Authorization: `ApiKey ${a.key}`, 'Content-Encoding': 'gzip' } : { Authorization: `ApiKey ${a.key}` };
@@ -276,6 +297,7 @@ function hold(a) {
     const policy = policyOf(r);
     if (policy) {
       a.deliveredAt = Date.now();
+      lastPolicyAt = a.deliveredAt;
       a.rev = policy.revision;
       if (!policy.apiKey) a.badKey = true;
       // Acknowledged while the next poll is already held, as Elastic Agent's coordinator acks it.
@@ -295,6 +317,7 @@ async function firstCheckin(a) {
     const r = await checkin(a, {}).then(counted('checkin'), failed('checkin'));
     const p = r.status === 200 ? r.json.actions.find((x) => x.type === 'POLICY_CHANGE') : undefined;
     if (p) {
+      lastPolicyAt = Date.now();
       a.policyId = p.data.policy.id;
       a.rev = p.data.policy.revision;
       a.policyAction = p.id;
@@ -342,7 +365,14 @@ process.on('message', async (msg) => {
       // Every agent's own part compressed now, between the timed phases: a real agent compresses its body on
       // its own CPU, while these generators share the server's cores — inside the first check-ins this was a
       // quarter of a generator's busy time (30,000 agents), CPU the server then did not get.
-      for (const a of agents) a.head ??= agentPart(a);
+      // And the part for the first policy's revision, which the first held poll sends.
+      for (const a of agents) {
+        if (a.headRev !== a.rev) {
+          a.head = agentPart(a);
+          a.headRev = a.rev;
+        }
+        a.next ??= { rev: a.rev + 1, head: agentPart(a, a.rev + 1) };
+      }
       process.send({ type: 'prepared' });
     } else if (msg.cmd === 'first-checkin') {
       const t0 = performance.now();
