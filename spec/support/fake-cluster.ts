@@ -79,3 +79,24 @@ export function capturingLogger(lines: Record<string, unknown>[]): pino.Logger {
     done();
   } }));
 }
+
+/**
+ * Around each test of a primary: the process listeners it adds removed after, process.exit recorded
+ * instead of run, mocks restored, timers real again. Call in a file's top level; `exit` is the test's spy.
+ */
+export function guardPrimaryProcess(events: readonly string[]): { readonly exit: jest.SpyInstance } {
+  let before = new Map<string, Function[]>();
+  let exit: jest.SpyInstance | undefined;
+  beforeEach(() => {
+    before = recordListeners(events);
+    exit = jest.spyOn(process, 'exit').mockImplementation((() => undefined) as never);
+  });
+  afterEach(() => {
+    restoreListeners(before);
+    exit!.mockRestore();
+    jest.restoreAllMocks();
+    process.exitCode = undefined;
+    jest.useRealTimers();
+  });
+  return { get exit() { return exit!; } };
+}

@@ -3,7 +3,7 @@
 import http from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { capturingLogger, FakeProcess, FakeWorker, recordListeners, resetFakeCluster, restoreListeners, type FakeCluster } from '../support/fake-cluster';
+import { capturingLogger, FakeProcess, FakeWorker, guardPrimaryProcess, resetFakeCluster, type FakeCluster } from '../support/fake-cluster';
 
 jest.mock('node:cluster', () => jest.requireActual<typeof import('../support/fake-cluster')>('../support/fake-cluster').fakeClusterModule());
 
@@ -14,8 +14,7 @@ const { runPrimary, workerMessage } = require('../../src/runtime/cluster') as ty
 const { buildConfig } = require('../../src/config/config') as typeof import('../../src/config/config');
 
 const EVENTS = ['SIGTERM', 'SIGINT', 'SIGHUP', 'unhandledRejection'];
-let before: Map<string, Function[]>;
-let exit: jest.SpyInstance;
+const guard = guardPrimaryProcess(EVENTS);
 let forks: FakeWorker[];
 let lines: Record<string, unknown>[];
 
@@ -23,8 +22,6 @@ beforeEach(() => {
   jest.useFakeTimers();
   // Back-off waits without their jitter: 500 ms, then 1 s, 2 s…
   jest.spyOn(Math, 'random').mockReturnValue(0.5);
-  before = recordListeners(EVENTS);
-  exit = jest.spyOn(process, 'exit').mockImplementation((() => undefined) as never);
   forks = [];
   lines = [];
   cluster.failNext = undefined;
@@ -43,13 +40,6 @@ beforeEach(() => {
   });
 });
 
-afterEach(() => {
-  restoreListeners(before);
-  exit.mockRestore();
-  jest.restoreAllMocks();
-  process.exitCode = undefined;
-  jest.useRealTimers();
-});
 
 function start(size = 2, metricsSocket?: string): Promise<void> {
   const config = buildConfig({ inputs: [{ type: 'fleet-server', server: { host: '127.0.0.1', port: 0, internal_port: 0, workers: size } }],
@@ -72,8 +62,8 @@ async function stop(exits: (w: FakeWorker) => [number | null, string | null] = (
     cluster.emit('exit', w, code, signal);
     w.process.emit('close', code, signal);
   }
-  for (let i = 0; i < 20 && exit.mock.calls.length === 0; i++) await jest.advanceTimersByTimeAsync(10);
-  return exit.mock.calls[0]?.[0];
+  for (let i = 0; i < 20 && guard.exit.mock.calls.length === 0; i++) await jest.advanceTimersByTimeAsync(10);
+  return guard.exit.mock.calls[0]?.[0];
 }
 
 describe('a replacement that cannot be started', () => {
@@ -228,8 +218,8 @@ describe('/stats while scrapes overlap', () => {
       cluster.emit('exit', w, 0, null);
       w.process.emit('close', 0, null);
     }
-    for (let i = 0; i < 100 && exit.mock.calls.length === 0; i++) await new Promise((r) => setTimeout(r, 5));
-    expect(exit.mock.calls[0]?.[0]).toBe(0);
+    for (let i = 0; i < 100 && guard.exit.mock.calls.length === 0; i++) await new Promise((r) => setTimeout(r, 5));
+    expect(guard.exit.mock.calls[0]?.[0]).toBe(0);
   });
 });
 

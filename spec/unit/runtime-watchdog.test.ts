@@ -3,7 +3,7 @@
 // one is; a busy or draining one is not. Over a stand-in for node:cluster on a fake clock, as
 // runtime-review-supervision.test.ts; the worker's own heartbeat runs in-process on real timers.
 import { removeDir, tempDir } from '../support/fleet-server';
-import { capturingLogger, FakeWorker, recordListeners, resetFakeCluster, restoreListeners, type FakeCluster } from '../support/fake-cluster';
+import { capturingLogger, FakeWorker, guardPrimaryProcess, resetFakeCluster, type FakeCluster } from '../support/fake-cluster';
 
 jest.mock('node:cluster', () => jest.requireActual<typeof import('../support/fake-cluster')>('../support/fake-cluster').fakeClusterModule());
 
@@ -28,24 +28,14 @@ const supervision = require('../../src/runtime/cluster-supervision') as typeof i
 const { SILENT_LIMIT_MS, STABLE_MS } = supervision;
 
 const EVENTS = ['SIGTERM', 'SIGINT', 'SIGHUP', 'unhandledRejection', 'message'];
-let before: Map<string, Function[]>;
-let exit: jest.SpyInstance;
+const guard = guardPrimaryProcess(EVENTS);
 let forks: FakeWorker[];
 let lines: Record<string, unknown>[];
 
 beforeEach(() => {
-  before = recordListeners(EVENTS);
-  exit = jest.spyOn(process, 'exit').mockImplementation((() => undefined) as never);
   lines = [];
 });
 
-afterEach(() => {
-  restoreListeners(before);
-  exit.mockRestore();
-  jest.restoreAllMocks();
-  process.exitCode = undefined;
-  jest.useRealTimers();
-});
 
 const logger = (): ReturnType<typeof capturingLogger> => capturingLogger(lines);
 
@@ -85,8 +75,8 @@ describe("the primary's watchdog", () => {
       cluster.emit('exit', w, 0, null);
       w.process.emit('close', 0, null);
     }
-    for (let i = 0; i < 20 && exit.mock.calls.length === 0; i++) await jest.advanceTimersByTimeAsync(10);
-    return exit.mock.calls[0]?.[0];
+    for (let i = 0; i < 20 && guard.exit.mock.calls.length === 0; i++) await jest.advanceTimersByTimeAsync(10);
+    return guard.exit.mock.calls[0]?.[0];
   }
 
   test('a ready worker silent past the limit is killed (SIGKILL), said at error with its slot and pid, and replaced after its pause', async () => {
@@ -151,8 +141,8 @@ describe("the primary's watchdog", () => {
       cluster.emit('exit', w, 0, null);
       w.process.emit('close', 0, null);
     }
-    for (let i = 0; i < 20 && exit.mock.calls.length === 0; i++) await jest.advanceTimersByTimeAsync(10);
-    expect(exit.mock.calls[0]?.[0]).toBe(0);
+    for (let i = 0; i < 20 && guard.exit.mock.calls.length === 0; i++) await jest.advanceTimersByTimeAsync(10);
+    expect(guard.exit.mock.calls[0]?.[0]).toBe(0);
   });
 
   test('a worker stopped alone and draining is killed for silence only once past its own deadline (timeouts.drain + 5 s)', async () => {
@@ -224,8 +214,8 @@ describe('a worker without SO_REUSEPORT', () => {
       expect(sent.slice(readyAt).map((m) => m.t)).toContain('alive');
       expect(sent.map((m) => m.t)).not.toContain('room');
       process.emit('message' as never, { t: 'stop' } as never);
-      for (let i = 0; i < 300 && exit.mock.calls.length === 0; i++) await new Promise((r) => setTimeout(r, 20));
-      expect(exit.mock.calls[0]?.[0]).toBe(0);
+      for (let i = 0; i < 300 && guard.exit.mock.calls.length === 0; i++) await new Promise((r) => setTimeout(r, 20));
+      expect(guard.exit.mock.calls[0]?.[0]).toBe(0);
     } finally {
       for (const t of intervals) clearInterval(t);
       process.send = sendBefore;
