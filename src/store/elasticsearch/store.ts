@@ -307,10 +307,10 @@ export class EsStore implements Store {
   }
 
   private updateBody(u: DocUpdate<AgentDoc>): Obj {
-    // Most updates (a check-in batch's every item) are a partial doc.
-    const conditions = (u.whilePolicyId !== undefined ? 1 : 0) + (u.whileOutputKeysUnset?.length ? 1 : 0) + (u.whileAccessKeyId !== undefined ? 1 : 0);
-    if (conditions === 0 && !u.unset?.length && !u.replace?.length) return { doc: u.doc };
-    if (conditions > 1) throw new Error('an update has one condition: whilePolicyId, whileOutputKeysUnset or whileAccessKeyId');
+    // Most updates (a check-in batch's every item) are a partial doc: told apart at once.
+    const keysUnset = u.whileOutputKeysUnset?.length ? 1 : 0;
+    if (u.whilePolicyId === undefined && !keysUnset && u.whileAccessKeyId === undefined && !u.unset?.length && !u.replace?.length) return { doc: u.doc };
+    if ((u.whilePolicyId !== undefined ? 1 : 0) + keysUnset + (u.whileAccessKeyId !== undefined ? 1 : 0) > 1) throw new Error('an update has one condition: whilePolicyId, whileOutputKeysUnset or whileAccessKeyId');
     // A partial doc can neither remove fields nor check the policy; the merge-and-remove script does all at once.
     const params = { doc: u.doc, remove: u.unset ?? [], replace: u.replace ?? [] };
     if (u.whileAccessKeyId !== undefined) {
